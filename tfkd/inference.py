@@ -1,0 +1,89 @@
+"""Text in, text out: tokenization, decoding and detokenization in one TensorFlow graph.
+
+The same :class:`Translator` graph is used by evaluation, ``tfkd translate`` and the exported
+SavedModel, so all three produce identical output for the same sentences.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import decoding
+from tfkd.data import SpecialIds, detokenize
+
+
+class Translator(tf.Module):
+    """Translate raw source strings with a seq2seq student.
+
+    Args:
+        model: a student exposing ``encode``/``decode``.
+        source_tokenizer: keras-hub tokenizer of the source side.
+        target_tokenizer: keras-hub tokenizer of the target side.
+        decode_spec: the spec's ``decode`` section (algorithm, beam size, length penalty,
+            max length ``a * source_length + b``).
+        max_tokens: longest source kept (longer sources are truncated).
+    """
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, decode_spec, max_tokens):
+        super().__init__(name="translator")
+        self.model = model
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.source_ids = SpecialIds.of(source_tokenizer)
+        self.target_ids = SpecialIds.of(target_tokenizer)
+        self.algorithm = decode_spec.algorithm
+        self.beam_size = decode_spec.beam_size
+        self.length_penalty = decode_spec.length_penalty
+        self.max_length_a = decode_spec.max_length_a
+        self.max_length_b = decode_spec.max_length_b
+        self.batch_size = decode_spec.batch_size
+        self.max_tokens = max_tokens
+        self.max_target_length = min(max_tokens, getattr(model, "max_length", max_tokens))
+        self.translate = tf.function(
+            self._translate, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+
+    def _translate(self, sentences):
+        ragged = self.source_tokenizer(sentences)[:, : self.max_tokens]
+        source_ids = ragged.to_tensor(default_value=self.source_ids.pad)
+        # an empty input still needs one position to attend to
+        source_ids = tf.pad(source_ids, [[0, 0], [0, 1]], constant_values=self.source_ids.pad)
+        source_ids = tf.where(
+            tf.equal(tf.range(tf.shape(source_ids)[1])[tf.newaxis], 0) & tf.equal(source_ids, self.source_ids.pad),
+            self.source_ids.unk,
+            source_ids,
+        )
+        longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
+        max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
+        max_length = tf.minimum(max_length, self.max_target_length)
+        token_ids, scores = decoding.decoder(self.algorithm)(
+            self.model,
+            source_ids,
+            self.target_ids,
+            max_length,
+            beam_size=self.beam_size,
+            length_penalty=self.length_penalty,
+        )
+        return {
+            "translations": detokenize(self.target_tokenizer, token_ids, self.target_ids),
+            "scores": scores,
+        }
+
+    def translate_all(self, sentences, progress=False):
+        """Translate a Python list in length-sorted batches; results in input order."""
+        order = np.argsort([len(s.split()) for s in sentences], kind="stable")
+        outputs = [None] * len(sentences)
+        scores = np.zeros(len(sentences), np.float32)
+        steps = math.ceil(len(sentences) / self.batch_size)
+        bar = keras.utils.Progbar(steps, unit_name="batch") if progress and steps else None
+        for i in range(steps):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            result = self.translate(tf.constant([sentences[j] for j in index]))
+            for j, text, score in zip(index, result["translations"].numpy(), result["scores"].numpy()):
+                outputs[j] = text.decode("utf-8")
+                scores[j] = score
+            if bar:
+                bar.update(i + 1)
+        return outputs, scores

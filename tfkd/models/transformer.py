@@ -1,0 +1,185 @@
+"""The Transformer encoder-decoder student, built from keras-hub blocks."""
+
+import keras
+import keras_hub
+from keras import ops
+from pydantic import Field, PositiveInt
+
+from tfkd import registry
+from tfkd.layers import build_layer
+from tfkd.spec import LayerRef, _Strict
+
+
+class TransformerConfig(_Strict):
+    encoder_layers: PositiveInt = 3
+    decoder_layers: PositiveInt = 3
+    hidden_dim: PositiveInt = 256
+    intermediate_dim: PositiveInt = 1024
+    num_heads: PositiveInt = 4
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_length: PositiveInt = 256
+    tie_embeddings: bool = True
+    share_embeddings: bool = False
+    encoder_layer: LayerRef = LayerRef(kind="transformer_encoder")
+    decoder_layer: LayerRef = LayerRef(kind="transformer_decoder")
+
+
+@registry.register("student", "transformer")
+class TransformerSeq2Seq(keras.Model):
+    """A pre-norm Transformer encoder-decoder (Vaswani et al.) with sinusoidal positions.
+
+    The forward pieces are public so decoders (greedy, beam, Mask-Predict) drive them:
+    ``encode(source_ids) -> (hidden, padding_mask)`` and
+    ``decode(decoder_ids, hidden, padding_mask) -> logits``.
+
+    Args:
+        source_vocab_size: size of the source vocabulary.
+        target_vocab_size: size of the target vocabulary.
+        encoder_layers: number of encoder blocks.
+        decoder_layers: number of decoder blocks.
+        hidden_dim: model width.
+        intermediate_dim: feed-forward width.
+        num_heads: attention heads.
+        dropout: dropout rate on embeddings, attention and feed-forward.
+        max_length: longest sequence the position encoding is used for.
+        tie_embeddings: share the target embedding with the output projection.
+        share_embeddings: one embedding for source and target (needs a shared vocabulary).
+        encoder_layer: ``{"kind": name, **kwargs}`` of a registered encoder layer.
+        decoder_layer: ``{"kind": name, **kwargs}`` of a registered decoder layer.
+        pad_id: the padding token id.
+
+    Example:
+    >>> model = tfkd.models.TransformerSeq2Seq(100, 100, encoder_layers=1, decoder_layers=1,
+    ...     hidden_dim=16, intermediate_dim=32, num_heads=2)
+    >>> logits = model({"source_ids": src, "decoder_ids": dec})
+    """
+
+    config_schema = TransformerConfig
+    # what the builder passes to every encoder/decoder layer that declares the argument
+    layer_arguments = ("hidden_dim", "intermediate_dim", "num_heads", "dropout", "normalize_first")
+
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        encoder_layers=3,
+        decoder_layers=3,
+        hidden_dim=256,
+        intermediate_dim=1024,
+        num_heads=4,
+        dropout=0.1,
+        max_length=256,
+        tie_embeddings=True,
+        share_embeddings=False,
+        encoder_layer=None,
+        decoder_layer=None,
+        pad_id=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if share_embeddings and source_vocab_size != target_vocab_size:
+            raise ValueError(
+                "share_embeddings needs one vocabulary for source and target. Received: "
+                f"source_vocab_size={source_vocab_size}, target_vocab_size={target_vocab_size}"
+            )
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.max_length = max_length
+        self.tie_embeddings = tie_embeddings
+        self.share_embeddings = share_embeddings
+        self.encoder_layer = dict(encoder_layer or {"kind": "transformer_encoder"})
+        self.decoder_layer = dict(decoder_layer or {"kind": "transformer_decoder"})
+        self.pad_id = pad_id
+
+        init = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
+        self.target_embedding = keras_hub.layers.ReversibleEmbedding(
+            target_vocab_size, hidden_dim, tie_weights=tie_embeddings,
+            embeddings_initializer=init, name="target_embedding",
+        )
+        if share_embeddings:
+            self.source_embedding = self.target_embedding
+        else:
+            self.source_embedding = keras.layers.Embedding(
+                source_vocab_size, hidden_dim, embeddings_initializer=init, name="source_embedding"
+            )
+        self.position_encoding = keras_hub.layers.SinePositionEncoding(name="position_encoding")
+        self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+        block_defaults = {  # keys: layer_arguments
+            "hidden_dim": hidden_dim,
+            "intermediate_dim": intermediate_dim,
+            "num_heads": num_heads,
+            "dropout": dropout,
+            "normalize_first": True,
+        }
+        self.encoder_blocks = [
+            build_layer("encoder_layer", self.encoder_layer, block_defaults, f"encoder_{i}")
+            for i in range(encoder_layers)
+        ]
+        self.decoder_blocks = [
+            build_layer("decoder_layer", self.decoder_layer, block_defaults, f"decoder_{i}")
+            for i in range(decoder_layers)
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="encoder_norm")
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_norm")
+        if not tie_embeddings:
+            self.output_projection = keras.layers.Dense(target_vocab_size, name="output_projection")
+
+    def _embed(self, embedding, token_ids, training):
+        x = embedding(token_ids) * ops.cast(self.hidden_dim**0.5, embedding.compute_dtype)
+        x = x + self.position_encoding(x)
+        return self.embedding_dropout(x, training=training)
+
+    def encode(self, source_ids, training=False):
+        padding_mask = ops.not_equal(source_ids, self.pad_id)
+        x = self._embed(self.source_embedding, source_ids, training)
+        for block in self.encoder_blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return self.encoder_norm(x), padding_mask
+
+    def decode(self, decoder_ids, encoder_hidden, encoder_padding_mask, training=False):
+        x = self._embed(self.target_embedding, decoder_ids, training)
+        decoder_padding_mask = ops.not_equal(decoder_ids, self.pad_id)
+        for block in self.decoder_blocks:
+            x = block(
+                x,
+                encoder_hidden,
+                decoder_padding_mask=decoder_padding_mask,
+                encoder_padding_mask=encoder_padding_mask,
+                training=training,
+            )
+        x = self.decoder_norm(x)
+        if self.tie_embeddings:
+            return self.target_embedding(x, reverse=True)
+        return self.output_projection(x)
+
+    def call(self, inputs, training=False):
+        hidden, mask = self.encode(inputs["source_ids"], training=training)
+        return self.decode(inputs["decoder_ids"], hidden, mask, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocab_size": self.source_vocab_size,
+                "target_vocab_size": self.target_vocab_size,
+                "encoder_layers": self.encoder_layers,
+                "decoder_layers": self.decoder_layers,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "max_length": self.max_length,
+                "tie_embeddings": self.tie_embeddings,
+                "share_embeddings": self.share_embeddings,
+                "encoder_layer": self.encoder_layer,
+                "decoder_layer": self.decoder_layer,
+                "pad_id": self.pad_id,
+            }
+        )
+        return config

@@ -1,0 +1,151 @@
+"""Runs a spec's stages into ``<run_dir>/<name>/<stage>/``.
+
+Each stage has a key: a hash of its own slice of the spec, the keys of the stages it reads
+and the fingerprints of its input files. A stage works in ``<stage>.partial/`` (where a
+killed training stage finds its checkpoint), and on success writes its marker there and is
+renamed to ``<stage>/`` in one step, so a half-written stage is never taken for a finished
+one. A finished stage whose marker holds the current key is skipped; changing its config
+changes its key and the keys of everything downstream.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+
+from tfkd import spec as spec_lib
+
+log = logging.getLogger("tfkd")
+
+MARKER = "stage.json"
+
+
+class StageError(RuntimeError):
+    """A stage could not run; the message says why and what to do."""
+
+
+def _sha256_file(path, cache={}):
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def _json_hash(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Stage:
+    """A named step. Subclasses say what they depend on and implement :meth:`run`."""
+
+    name = None
+    depends = ()
+
+    def config(self, spec):
+        """The slice of the spec that determines this stage's output."""
+        raise NotImplementedError
+
+    def input_files(self, spec):
+        return []
+
+    def run(self, context, workdir):
+        """Do the work into ``workdir``; return a dict of results for the marker."""
+        raise NotImplementedError
+
+
+class Runner:
+    """Resolves stage keys and runs what is not done yet."""
+
+    def __init__(self, spec, stages):
+        self.spec = spec
+        self.stages = {stage.name: stage for stage in stages}
+        self.run_dir = os.path.join(spec.run_dir, spec.name)
+        self._keys = {}
+
+    def stage_dir(self, name):
+        return os.path.join(self.run_dir, name)
+
+    def key(self, name):
+        if name not in self._keys:
+            stage = self.stages[name]
+            files = {path: _sha256_file(path) for path in stage.input_files(self.spec)}
+            self._keys[name] = _json_hash(
+                {
+                    "stage": name,
+                    "config": stage.config(self.spec),
+                    "upstream": {dep: self.key(dep) for dep in stage.depends},
+                    "files": files,
+                }
+            )
+        return self._keys[name]
+
+    def marker(self, name):
+        path = os.path.join(self.stage_dir(name), MARKER)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def is_done(self, name):
+        marker = self.marker(name)
+        return marker is not None and marker.get("key") == self.key(name)
+
+    def run(self, names, context):
+        os.makedirs(self.run_dir, exist_ok=True)
+        spec_lib.dump_spec(self.spec, os.path.join(self.run_dir, "spec.yaml"))
+        results = {}
+        for name in names:
+            for dep in self.stages[name].depends:
+                if dep not in names and not self.is_done(dep):
+                    raise StageError(
+                        f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
+                        f"run it first (tfkd run SPEC --stages {dep},{name})"
+                    )
+            if self.is_done(name):
+                log.info("stage %s: already done (%s), skipping", name, self.stage_dir(name))
+                results[name] = self.marker(name)["results"]
+                continue
+            results[name] = self._run_stage(name, context)
+        return results
+
+    def _run_stage(self, name, context):
+        key = self.key(name)
+        final = self.stage_dir(name)
+        partial = final + ".partial"
+        key_file = os.path.join(partial, "KEY")
+        if os.path.isdir(partial):
+            previous = open(key_file).read().strip() if os.path.exists(key_file) else None
+            if previous != key:
+                log.info("stage %s: discarding partial work of another configuration", name)
+                shutil.rmtree(partial)
+            else:
+                log.info("stage %s: resuming partial work in %s", name, partial)
+        os.makedirs(partial, exist_ok=True)
+        with open(key_file, "w") as f:
+            f.write(key)
+        log.info("stage %s: running into %s", name, partial)
+        start = time.time()
+        results = self.stages[name].run(context, partial) or {}
+        results.setdefault("seconds", round(time.time() - start, 1))
+        marker = {"key": key, "stage": name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "results": results}
+        tmp_marker = os.path.join(partial, MARKER + ".tmp")
+        with open(tmp_marker, "w") as f:
+            json.dump(marker, f, indent=2)
+        os.replace(tmp_marker, os.path.join(partial, MARKER))
+        if os.path.exists(final):
+            stale = f"{final}.stale-{int(time.time() * 1000)}"
+            os.rename(final, stale)
+            os.rename(partial, final)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.rename(partial, final)
+        log.info("stage %s: done in %.1fs", name, time.time() - start)
+        return results

@@ -1,0 +1,459 @@
+"""Specs: YAML in, validated objects out.
+
+Resolution is layered (OpenNMT-tf style): schema defaults, then the spec file, then
+``--set key.path=value`` overrides. ``${VAR}`` and ``${VAR:-default}`` in string values are
+replaced from the environment. Every problem is reported as one line,
+``file:line: key.path: what was expected, got what``, through :class:`SpecError`.
+"""
+
+import copy
+import importlib
+import json
+import os
+import re
+import sys
+from typing import Any, Literal, Optional
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from tfkd import registry
+
+SPEC_VERSION = 1
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SpecError(ValueError):
+    """A spec problem; ``str()`` is the one-line message the CLI prints."""
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Probability = float  # bounds are set per field with Field(ge=..., le=...)
+
+
+class TokenizerSpec(_Strict):
+    kind: Literal["learned", "teacher"] = "learned"
+    vocab_size: PositiveInt = 8000
+    lowercase: bool = False
+    strip_accents: bool = False
+
+
+class DataSpec(_Strict):
+    source: Literal["text", "tfds"] = "text"
+    dir: Optional[str] = None
+    tfds: Optional[str] = None
+    data_dir: Optional[str] = None
+    src_lang: str
+    tgt_lang: str
+    train_split: str = "train"
+    valid_split: str = "valid"
+    test_split: str = "test"
+    train_limit: Optional[PositiveInt] = None
+    valid_limit: Optional[PositiveInt] = None
+    test_limit: Optional[PositiveInt] = None
+    max_tokens: PositiveInt = 128
+    batch_tokens: PositiveInt = 4096
+    bucket_width: PositiveInt = 8
+    shuffle_buffer: PositiveInt = 100000
+    source_tokenizer: TokenizerSpec = TokenizerSpec()
+    target_tokenizer: TokenizerSpec = TokenizerSpec()
+    shared_vocab: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "text" and not self.dir:
+            raise ValueError('source "text" needs "dir" (a folder with {split}.{lang} files)')
+        if self.source == "tfds" and not self.tfds:
+            raise ValueError('source "tfds" needs "tfds" (a TFDS name such as "wmt14_translate/de-en")')
+        if self.shared_vocab and self.source_tokenizer != self.target_tokenizer:
+            raise ValueError("shared_vocab needs source_tokenizer and target_tokenizer to be equal")
+        return self
+
+
+class LayerRef(BaseModel):
+    """``{kind: registered_name, **constructor_kwargs}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+    @property
+    def kwargs(self):
+        return dict(self.model_extra or {})
+
+
+class TeacherSpec(_Strict):
+    kind: Literal["bert"] = "bert"
+    # a keras-hub preset name, a local folder, or "package:module/subdir"
+    checkpoint: str
+
+
+class TrainSpec(_Strict):
+    steps: PositiveInt = 4000
+    checkpoint_every: PositiveInt = 500
+    log_every: PositiveInt = 100
+    learning_rate: float = Field(1.0, gt=0)
+    warmup_steps: PositiveInt = 4000
+    adam_beta_1: float = Field(0.9, ge=0, lt=1)
+    adam_beta_2: float = Field(0.98, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-9, gt=0)
+    clip_norm: Optional[float] = Field(None, gt=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    seed: int = 1
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
+    valid_bleu_sentences: int = Field(200, ge=0)
+
+
+class DecodeSpec(_Strict):
+    algorithm: Literal["beam", "greedy"] = "beam"
+    beam_size: PositiveInt = 4
+    length_penalty: float = Field(0.6, ge=0)
+    max_length_a: float = Field(1.2, ge=0)
+    max_length_b: int = Field(10, ge=1)
+    batch_size: PositiveInt = 64
+
+
+class EvaluateSpec(_Strict):
+    splits: list[Literal["valid", "test"]] = ["test"]
+    lowercase: bool = False
+    tokenize: Literal["13a", "intl", "none", "char"] = "13a"
+
+
+class ExportSpec(_Strict):
+    model_name: Optional[str] = None
+    version: PositiveInt = 1
+
+
+STAGES = ("vocab", "train", "evaluate", "export")
+
+
+class Spec(_Strict):
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    imports: list[str] = []
+    run_dir: str = "runs"
+    stages: list[Literal[STAGES]] = ["vocab", "train", "evaluate"]
+    data: DataSpec
+    teacher: Optional[TeacherSpec] = None
+    student: LayerRef
+    train: TrainSpec = TrainSpec()
+    decode: DecodeSpec = DecodeSpec()
+    evaluate: EvaluateSpec = EvaluateSpec()
+    export: ExportSpec = ExportSpec()
+    _located: Any = pydantic.PrivateAttr(default=None)
+
+    @pydantic.field_validator("student")
+    @classmethod
+    def _known_student(cls, ref):
+        student_cls = registry.lookup("student", ref.kind)
+        if getattr(student_cls, "config_schema", None) is None:
+            _check_kwargs(student_cls, ref.kwargs)
+        return ref
+
+    def student_config(self):
+        """The validated student kwargs (schema defaults filled in)."""
+        student_cls = registry.lookup("student", self.student.kind)
+        schema = getattr(student_cls, "config_schema", None)
+        if schema is None:
+            return self.student.kwargs
+        return schema.model_validate(self.student.kwargs)
+
+    def to_dict(self):
+        return self.model_dump(mode="json")
+
+
+def _check_kwargs(cls, kwargs):
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in kwargs.items() if k in params or v is not None}
+    try:
+        registry.check_kwargs(cls, kwargs)
+    except KeyError as e:
+        raise ValueError(e.args[1]) from None
+
+
+def validate_layer_ref(kind, ref: LayerRef, supplied=()):
+    """Check a ``{kind: ..., **kwargs}`` reference against the registry and constructor.
+
+    ``supplied`` names the arguments the builder passes itself (width, heads, dropout...).
+    """
+    layer_cls = registry.lookup(kind, ref.kind)
+    _check_kwargs(layer_cls, {**dict.fromkeys(supplied), **ref.kwargs})
+    return layer_cls
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _collect_lines(node, path=(), lines=None):
+    """Map every key path in a composed YAML node tree to its 1-based line."""
+    if lines is None:
+        lines = {(): node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            sub = path + (key_node.value,)
+            lines[sub] = key_node.start_mark.line + 1
+            _collect_lines(value_node, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _collect_lines(item, path + (i,), lines)
+    return lines
+
+
+class _Located:
+    """Where each key path came from: a file line or a ``--set`` flag."""
+
+    def __init__(self, path, lines):
+        self.path = path
+        self.lines = lines
+        self.overrides = {}
+
+    def where(self, key_path):
+        key_path = tuple(key_path)
+        for n in range(len(key_path), -1, -1):
+            prefix = key_path[:n]
+            if prefix in self.overrides:
+                return f"--set {self.overrides[prefix]}"
+            if prefix in self.lines:
+                return f"{self.path}:{self.lines[prefix]}"
+        return str(self.path)
+
+    def error(self, key_path, message):
+        dotted = ".".join(str(k) for k in key_path)
+        prefix = f"{self.where(key_path)}: "
+        return SpecError(prefix + (f"{dotted}: " if dotted else "") + message)
+
+
+def _interpolate(value, key_path, located):
+    if isinstance(value, dict):
+        return {k: _interpolate(v, key_path + (k,), located) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, key_path + (i,), located) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match):
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise located.error(
+            key_path,
+            f"environment variable {name} is not set and ${{{name}}} has no default "
+            f"(write ${{{name}:-value}} to give one)",
+        )
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def _apply_override(data, assignment, located):
+    if "=" not in assignment:
+        raise SpecError(f"--set {assignment}: expected key.path=value")
+    dotted, raw = assignment.split("=", 1)
+    keys = [int(k) if k.isdigit() else k for k in dotted.strip().split(".")]
+    if not all(str(k) for k in keys):
+        raise SpecError(f"--set {assignment}: empty key in {dotted!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise SpecError(f"--set {assignment}: value is not valid YAML ({e.problem})") from None
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            if not isinstance(key, int) or key >= len(node):
+                raise SpecError(f"--set {assignment}: {'.'.join(map(str, keys[:i + 1]))} is not a list index")
+            node = node[key]
+            continue
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {assignment}: {'.'.join(map(str, keys[:i]))} is not a mapping")
+        node = node.setdefault(key, {})
+        if node is None:
+            node = {}
+    last = keys[-1]
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError(f"--set {assignment}: cannot set {dotted} here")
+    located.overrides[tuple(keys)] = assignment.strip()
+
+
+def _import_user_modules(modules, located, spec_dir):
+    for i, module in enumerate(modules or []):
+        if not isinstance(module, str):
+            raise located.error(("imports", i), f"expected a module name, got {json.dumps(module)}")
+        added = False
+        if spec_dir not in sys.path:
+            sys.path.insert(0, spec_dir)
+            added = True
+        try:
+            if module.endswith(".py"):
+                path = module if os.path.isabs(module) else os.path.join(spec_dir, module)
+                name = os.path.splitext(os.path.basename(path))[0]
+                loader_spec = importlib.util.spec_from_file_location(name, path)
+                if loader_spec is None or not os.path.exists(path):
+                    raise ModuleNotFoundError(f"no file {path}")
+                mod = importlib.util.module_from_spec(loader_spec)
+                sys.modules[name] = mod
+                loader_spec.loader.exec_module(mod)
+            else:
+                importlib.import_module(module)
+        except (ImportError, SyntaxError) as e:
+            raise located.error(("imports", i), f"cannot import {module!r}: {e}") from None
+        except (TypeError, ValueError) as e:  # e.g. a registration error
+            raise located.error(("imports", i), f"importing {module!r} failed: {e}") from None
+        finally:
+            if added:
+                sys.path.remove(spec_dir)
+
+
+def _pydantic_message(err):
+    kind = err["type"]
+    received = err.get("input")
+    got = f", got {json.dumps(received, default=str)}"
+    if kind == "extra_forbidden":
+        return None  # handled by the caller, which knows the valid keys
+    if kind == "missing":
+        return "missing required key"
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", err["ctx"]["expected"])
+        hint = registry.did_you_mean(received, expected)
+        return f"expected one of {', '.join(expected)}{got};{hint}".rstrip(";")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected an integer{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false{got}"
+    if kind in ("string_type",):
+        return f"expected a string{got}"
+    if kind in ("list_type",):
+        return f"expected a list{got}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping{got}"
+    if kind == "greater_than":
+        return f"expected a number > {err['ctx']['gt']}{got}"
+    if kind == "greater_than_equal":
+        return f"expected a number >= {err['ctx']['ge']}{got}"
+    if kind == "less_than":
+        return f"expected a number < {err['ctx']['lt']}{got}"
+    if kind == "less_than_equal":
+        return f"expected a number <= {err['ctx']['le']}{got}"
+    if kind == "string_pattern_mismatch":
+        return f"expected letters, digits, '_', '.' or '-'{got}"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    return err["msg"][0].lower() + err["msg"][1:] + got
+
+
+def _model_at(model_cls, loc):
+    """The pydantic model class that owns the last key of ``loc`` (for did-you-mean)."""
+    current = model_cls
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(key)
+        if field is None:
+            return None
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+        else:
+            return None
+    return current
+
+
+def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
+    first = error.errors()[0]
+    loc = loc_prefix + tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        owner = _model_at(schema_root, tuple(first["loc"]))
+        valid = sorted(owner.model_fields) if owner is not None else []
+        key = loc[-1]
+        message = f'unknown key "{key}";{registry.did_you_mean(key, valid)}'
+        if valid:
+            message += f" Valid keys: {', '.join(valid)}"
+        raise located.error(loc, message.replace(";", "", 1) if message.endswith(";") else message)
+    raise located.error(loc, _pydantic_message(first))
+
+
+def load_spec(path, overrides=(), environ=None):
+    """Read, interpolate, override, import and validate ``path``; a :class:`Spec`."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read spec ({e.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else "?"
+        raise SpecError(f"{path}:{line}: invalid YAML: {e.problem}") from None
+    if data is None:
+        raise SpecError(f"{path}:1: the spec is empty")
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: expected a mapping at the top of the spec, got {type(data).__name__}")
+    located = _Located(path, _collect_lines(node))
+    data = copy.deepcopy(data)
+    for assignment in overrides:
+        _apply_override(data, assignment, located)
+    data = _interpolate(data, (), located)
+
+    if not isinstance(data.get("imports", []), list):
+        raise located.error(("imports",), f"expected a list of modules, got {json.dumps(data['imports'])}")
+    _import_user_modules(data.get("imports"), located, os.path.dirname(os.path.abspath(path)))
+
+    try:
+        spec = Spec.model_validate(data)
+    except pydantic.ValidationError as e:
+        _raise_validation(e, located)
+    student_cls = registry.lookup("student", spec.student.kind)
+    schema = getattr(student_cls, "config_schema", None)
+    if schema is not None:
+        try:
+            config = schema.model_validate(spec.student.kwargs)
+        except pydantic.ValidationError as e:
+            _raise_validation(e, located, schema, ("student",))
+        for field in ("encoder_layer", "decoder_layer"):
+            ref = getattr(config, field, None)
+            if ref is not None:
+                try:
+                    validate_layer_ref(field, ref, getattr(student_cls, "layer_arguments", ()))
+                except ValueError as e:
+                    raise located.error(("student", field, "kind"), str(e)) from None
+    spec._located = located
+    return spec
+
+
+def dump_spec(spec, path):
+    """Write the resolved spec (defaults, file and overrides merged) as YAML."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec.to_dict(), f, sort_keys=False)
+
+
+def locate(spec, key_path):
+    """``file:line`` of a key path of a loaded spec, for errors found after validation."""
+    located = getattr(spec, "_located", None)
+    return located.where(key_path) if located else "<spec>"
+
+
+def spec_error(spec, key_path, message):
+    located = getattr(spec, "_located", None)
+    if located is None:
+        return SpecError(f"{'.'.join(map(str, key_path))}: {message}")
+    return located.error(key_path, message)
+

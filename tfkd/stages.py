@@ -1,0 +1,299 @@
+"""The stages of a run: vocab -> train -> evaluate (-> export)."""
+
+import json
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import data as data_lib
+from tfkd import registry
+from tfkd.distribute import make_strategy
+from tfkd.evaluation import corpus_bleu
+from tfkd.inference import Translator
+from tfkd.runner import Stage, StageError
+from tfkd.spec import spec_error
+from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor
+from tfkd.training.schedules import InverseSqrtSchedule
+from tfkd.training.seq2seq import Seq2SeqTrainer
+
+log = logging.getLogger("tfkd")
+
+
+class RunContext:
+    """What stages share: the spec, the runner (stage directories) and loaded artefacts."""
+
+    def __init__(self, spec, runner):
+        self.spec = spec
+        self.runner = runner
+        self._corpora = {}
+        self._tokenizers = None
+
+    def corpus(self, split):
+        if split not in self._corpora:
+            try:
+                self._corpora[split] = data_lib.read_split(self.spec.data, split)
+            except data_lib.DataError as e:
+                raise StageError(str(e)) from None
+        return self._corpora[split]
+
+    def tokenizers(self):
+        """``(source_tokenizer, target_tokenizer)`` from the vocab stage's files."""
+        if self._tokenizers is None:
+            vocab_dir = self.runner.stage_dir("vocab")
+            data = self.spec.data
+            self._tokenizers = tuple(
+                data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), t.lowercase, t.strip_accents)
+                for side, t in (("source", data.source_tokenizer), ("target", data.target_tokenizer))
+            )
+        return self._tokenizers
+
+
+def _data_config(spec):
+    data = spec.data.model_dump(mode="json")
+    for key in ("batch_tokens", "bucket_width", "shuffle_buffer", "valid_limit", "test_limit"):
+        data.pop(key)
+    return data
+
+
+def _data_files(spec, splits):
+    data = spec.data
+    if data.source != "text":
+        return []
+    return [os.path.join(data.dir, f"{getattr(data, split + '_split')}.{lang}")
+            for split in splits for lang in (data.src_lang, data.tgt_lang)]
+
+
+# ----------------------------------------------------------------------------- vocab
+
+
+class VocabStage(Stage):
+    name = "vocab"
+
+    def config(self, spec):
+        data = spec.data
+        return {
+            "source_tokenizer": data.source_tokenizer.model_dump(),
+            "target_tokenizer": data.target_tokenizer.model_dump(),
+            "shared_vocab": data.shared_vocab,
+            "train": _data_config(spec),
+            "teacher": spec.teacher.model_dump() if spec.teacher else None,
+        }
+
+    def input_files(self, spec):
+        return _data_files(spec, ["train"])
+
+    def run(self, context, workdir):
+        spec = context.spec
+        corpus = context.corpus("train")
+        sides = {"source": (spec.data.source_tokenizer, corpus.source),
+                 "target": (spec.data.target_tokenizer, corpus.target)}
+        if spec.data.shared_vocab:
+            sentences = corpus.source + corpus.target
+            sides = {side: (tok, sentences) for side, (tok, _) in sides.items()}
+        sizes = {}
+        for side, (tokenizer_spec, sentences) in sides.items():
+            path = os.path.join(workdir, f"{side}.vocab")
+            if tokenizer_spec.kind == "teacher":
+                from tfkd.models.teachers import teacher_vocabulary
+
+                vocabulary = teacher_vocabulary(spec)
+                with open(path + ".tmp", "w", encoding="utf-8") as f:
+                    f.write("\n".join(vocabulary) + "\n")
+                os.replace(path + ".tmp", path)
+            elif spec.data.shared_vocab and side == "target":
+                with open(os.path.join(workdir, "source.vocab"), encoding="utf-8") as f:
+                    shared = f.read()
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(shared)
+            else:
+                log.info("vocab: learning a %d-token WordPiece vocabulary for the %s side",
+                         tokenizer_spec.vocab_size, side)
+                data_lib.learn_vocabulary(sentences, tokenizer_spec, path)
+            with open(path, encoding="utf-8") as f:
+                sizes[side] = sum(1 for _ in f)
+        log.info("vocab: source %d tokens, target %d tokens", sizes["source"], sizes["target"])
+        return {"source_vocab_size": sizes["source"], "target_vocab_size": sizes["target"]}
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def build_student(spec, source_vocab_size, target_vocab_size, pad_id):
+    """The student the spec names, from the registry."""
+    student_cls = registry.lookup("student", spec.student.kind)
+    config = spec.student_config()
+    kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+    for key in ("encoder_layer", "decoder_layer"):
+        if key in kwargs and kwargs[key] is not None and hasattr(config, key):
+            kwargs[key] = {"kind": getattr(config, key).kind, **getattr(config, key).kwargs}
+    return student_cls(
+        source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size, pad_id=pad_id, **kwargs
+    )
+
+
+def load_student(context):
+    """Rebuild the trained student from the train stage's config and weights."""
+    train_dir = context.runner.stage_dir("train")
+    with open(os.path.join(train_dir, "student.json")) as f:
+        student = keras.saving.deserialize_keras_object(json.load(f))
+    source_tokenizer, target_tokenizer = context.tokenizers()
+    dummy = {"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)}
+    student(dummy)
+    student.load_weights(os.path.join(train_dir, "student.weights.h5"))
+    return student
+
+
+class TrainStage(Stage):
+    name = "train"
+    depends = ("vocab",)
+
+    def config(self, spec):
+        return {
+            "data": spec.data.model_dump(mode="json"),
+            "student": spec.student.model_dump(mode="json"),
+            "train": {k: v for k, v in spec.train.model_dump(mode="json").items()
+                      if k not in ("log_every", "valid_bleu_sentences")},
+            "imports": spec.imports,
+        }
+
+    def input_files(self, spec):
+        return _data_files(spec, ["train", "valid"])
+
+    def trainer_class(self):
+        return Seq2SeqTrainer
+
+    def run(self, context, workdir):
+        spec = context.spec
+        train = spec.train
+        keras.utils.set_random_seed(train.seed)
+        source_tokenizer, target_tokenizer = context.tokenizers()
+        source_ids = data_lib.SpecialIds.of(source_tokenizer)
+        target_ids = data_lib.SpecialIds.of(target_tokenizer)
+        max_tokens = spec.data.max_tokens
+
+        train_tok = data_lib.tokenize_corpus(context.corpus("train"), source_tokenizer, target_tokenizer,
+                                             max_tokens, "train")
+        valid_corpus = context.corpus("valid")
+        valid_tok = data_lib.tokenize_corpus(valid_corpus, source_tokenizer, target_tokenizer,
+                                             max_tokens, "valid")
+        if len(train_tok) == 0:
+            raise StageError(f"train: no usable sentence pairs in {context.corpus('train').origin}")
+        log.info("train: %d pairs, valid: %d pairs", len(train_tok), len(valid_tok))
+
+        strategy = make_strategy(train.strategy)
+        batch = dict(batch_tokens=spec.data.batch_tokens, max_tokens=max_tokens,
+                     bucket_width=spec.data.bucket_width)
+        train_ds = data_lib.seq2seq_dataset(train_tok, target_ids, shuffle=True, seed=train.seed,
+                                            shuffle_buffer=spec.data.shuffle_buffer, repeat=True, **batch)
+        valid_ds = data_lib.seq2seq_dataset(valid_tok, target_ids, **batch) if len(valid_tok) else None
+
+        with strategy.scope():
+            student = build_student(spec, source_tokenizer.vocabulary_size(),
+                                    target_tokenizer.vocabulary_size(), target_ids.pad)
+            trainer = self.trainer_class()(student, label_smoothing=train.label_smoothing,
+                                           pad_id=target_ids.pad)
+            hidden_dim = getattr(student, "hidden_dim", 512)
+            optimizer = keras.optimizers.Adam(
+                InverseSqrtSchedule(train.learning_rate, hidden_dim, train.warmup_steps),
+                beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
+                global_clipnorm=train.clip_norm,
+            )
+            trainer.compile(optimizer=optimizer)
+            inputs, _ = next(iter(train_ds))
+            trainer(inputs)
+            optimizer.build(trainer.student.trainable_variables)
+
+        log.info("train: student %s with %s trainable parameters", type(student).__name__,
+                 f"{sum(int(np.prod(v.shape)) for v in student.trainable_variables):,}")
+        epochs = math.ceil(train.steps / train.checkpoint_every)
+        checkpoint = StageCheckpoint(workdir)
+        initial_epoch = checkpoint.restore(trainer)
+        if initial_epoch:
+            log.info("train: resumed from checkpoint at step %d", int(optimizer.iterations.numpy()))
+        translator = None
+        if valid_ds is not None and train.valid_bleu_sentences:
+            n = min(train.valid_bleu_sentences, len(valid_corpus))
+            translator = Translator(student, source_tokenizer, target_tokenizer,
+                                    spec.decode.model_copy(update={"algorithm": "greedy"}), max_tokens)
+            bleu_data = (valid_corpus.source[:n], valid_corpus.target[:n], spec.evaluate)
+        monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), train.log_every,
+                                  translator=translator, bleu_data=bleu_data if translator else None)
+        if initial_epoch < epochs:
+            trainer.fit(
+                train_ds,
+                steps_per_epoch=train.checkpoint_every,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                validation_data=valid_ds,
+                shuffle=False,
+                callbacks=[monitor, checkpoint],
+                verbose=2 if os.environ.get("TFKD_QUIET_PROGRESS") else 1,
+            )
+        if checkpoint.failure:
+            raise StageError(checkpoint.failure)
+
+        with open(os.path.join(workdir, "student.json"), "w") as f:
+            json.dump(keras.saving.serialize_keras_object(student), f, indent=1)
+        student.save_weights(os.path.join(workdir, "student.weights.h5"))
+        checkpoint.cleanup()
+        results = {"steps": int(optimizer.iterations.numpy()), **monitor.summary()}
+        return results
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+class EvaluateStage(Stage):
+    name = "evaluate"
+    depends = ("train",)
+
+    def config(self, spec):
+        return {
+            "decode": spec.decode.model_dump(mode="json"),
+            "evaluate": spec.evaluate.model_dump(mode="json"),
+            "data": _data_config(spec)
+            | {"valid_limit": spec.data.valid_limit, "test_limit": spec.data.test_limit},
+        }
+
+    def input_files(self, spec):
+        return _data_files(spec, spec.evaluate.splits)
+
+    def run(self, context, workdir):
+        spec = context.spec
+        source_tokenizer, target_tokenizer = context.tokenizers()
+        student = load_student(context)
+        translator = Translator(student, source_tokenizer, target_tokenizer, spec.decode,
+                                spec.data.max_tokens)
+        results = {}
+        for split in spec.evaluate.splits:
+            corpus = context.corpus(split)
+            log.info("evaluate: translating %d %s sentences (%s, beam %d)", len(corpus), split,
+                     spec.decode.algorithm, spec.decode.beam_size)
+            import time
+
+            start = time.time()
+            hypotheses, _ = translator.translate_all(corpus.source, progress=True)
+            seconds = time.time() - start
+            with open(os.path.join(workdir, f"{split}.hyp"), "w", encoding="utf-8") as f:
+                f.write("\n".join(hypotheses) + "\n")
+            bleu, signature = corpus_bleu(hypotheses, corpus.target, spec.evaluate.lowercase,
+                                          spec.evaluate.tokenize)
+            log.info("evaluate: %s BLEU = %.2f (%s) [%.1f sentences/s]", split, bleu.score, signature,
+                     len(corpus) / seconds)
+            results[split] = {"bleu": round(bleu.score, 2), "signature": signature,
+                              "sentences": len(corpus), "sentences_per_second": round(len(corpus) / seconds, 1)}
+        with open(os.path.join(workdir, "scores.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        return results
+
+
+def default_stages():
+    return [VocabStage(), TrainStage(), EvaluateStage()]
+
+
+__all__ = ["RunContext", "VocabStage", "TrainStage", "EvaluateStage", "build_student",
+           "load_student", "default_stages", "spec_error"]

@@ -1,0 +1,154 @@
+"""Training callbacks: atomic resumable checkpoints, logs and TensorBoard summaries."""
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from tfkd.evaluation import corpus_bleu
+
+log = logging.getLogger("tfkd")
+
+
+def _write_json_atomic(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+class StageCheckpoint(keras.callbacks.Callback):
+    """Saves model and optimizer state at every epoch end, atomically, and restores it.
+
+    A non-finite loss stops training before the next save, so the checkpoint on disk is
+    always the last good one; :attr:`failure` then holds the message to show.
+    """
+
+    def __init__(self, workdir):
+        super().__init__()
+        self.directory = os.path.join(workdir, "checkpoint")
+        self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
+        self.state_path = os.path.join(self.directory, "state.json")
+        self.failure = None
+
+    def restore(self, trainer):
+        """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
+        if not os.path.exists(self.state_path):
+            return 0
+        with open(self.state_path) as f:
+            state = json.load(f)
+        trainer.load_weights(self.weights_path)
+        return state["epoch"]
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.model.stop_training = True
+            last = "none yet"
+            if os.path.exists(self.state_path):
+                with open(self.state_path) as f:
+                    last = f"step {json.load(f)['step']}"
+            self.failure = (
+                f"train: the loss became {loss} at step {self._step()}; training stopped. "
+                f"The last good checkpoint ({last}) is kept in {self.directory}. Lower "
+                "train.learning_rate or set train.clip_norm."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failure:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = os.path.join(self.directory, "tmp-trainer.weights.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.weights_path)
+        _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": self._step()})
+
+    def cleanup(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """Logs steps/s and tokens/s and writes TensorBoard summaries.
+
+    Every ``log_every`` steps: loss, nll, learning rate, steps/s, tokens/s. At every epoch
+    end: validation loss and, with a ``translator``, greedy BLEU on the first validation
+    sentences.
+    """
+
+    def __init__(self, log_dir, log_every, translator=None, bleu_data=None):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.log_every = log_every
+        self.translator = translator
+        self.bleu_data = bleu_data
+        self.history = {}
+        self._train_seconds = 0.0
+        self._train_tokens = 0.0
+        self._last_bleu = None
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._tick = time.time()
+        self._tick_tokens = 0.0
+        self._tick_step = self._step()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.log_every:
+            return
+        logs = logs or {}
+        now = time.time()
+        tokens = float(logs.get("tokens", 0.0))
+        seconds = max(now - self._tick, 1e-9)
+        steps_per_second = (step - self._tick_step) / seconds
+        tokens_per_second = (tokens - self._tick_tokens) / seconds
+        self._train_seconds += seconds
+        self._train_tokens += tokens - self._tick_tokens
+        self._tick, self._tick_tokens, self._tick_step = now, tokens, step
+        learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        values = {k: float(v) for k, v in logs.items() if k != "tokens"}
+        values.update(learning_rate=learning_rate, steps_per_second=steps_per_second,
+                      tokens_per_second=tokens_per_second)
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(f"train/{name}", value)
+        log.info("step %d | %s | lr %.2e | %.2f steps/s | %.0f tokens/s", step,
+                 " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k != "tokens"),
+                 learning_rate, steps_per_second, tokens_per_second)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        step = self._step()
+        if self.translator is not None:
+            sources, references, evaluate = self.bleu_data
+            hypotheses, _ = self.translator.translate_all(sources)
+            bleu, _ = corpus_bleu(hypotheses, references, evaluate.lowercase, evaluate.tokenize)
+            logs["val_bleu"] = bleu.score
+            self._last_bleu = bleu.score
+        with self.writer.as_default(step=step):
+            for name, value in logs.items():
+                if name.startswith("val_"):
+                    tf.summary.scalar(f"valid/{name[4:]}", float(value))
+        self.writer.flush()
+        shown = " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k.startswith("val_"))
+        if shown:
+            log.info("step %d | %s", step, shown)
+        self.history[step] = {k: float(v) for k, v in logs.items()}
+
+    def summary(self):
+        result = {}
+        if self._train_seconds:
+            result["tokens_per_second"] = round(self._train_tokens / self._train_seconds, 1)
+        if self.history:
+            last = self.history[max(self.history)]
+            result.update({k: round(v, 4) for k, v in last.items() if k != "tokens"})
+        return result

@@ -1,0 +1,38 @@
+"""Learning-rate schedules."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The warm-up then inverse-square-root schedule of Vaswani et al., as in cmlm_kd 4.1.
+
+    ``lr = scale * hidden_dim**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)``,
+    with ``step`` counted from 1.
+
+    Args:
+        scale: the paper's eta (peak multiplier).
+        hidden_dim: the model width ``d_model``.
+        warmup_steps: steps of linear warm-up.
+
+    Example:
+    >>> schedule = tfkd.training.InverseSqrtSchedule(1.0, 512, 4000)
+    """
+
+    def __init__(self, scale, hidden_dim, warmup_steps):
+        self.scale = scale
+        self.hidden_dim = hidden_dim
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warmup = float(self.warmup_steps)
+        return (
+            self.scale
+            * float(self.hidden_dim) ** -0.5
+            * ops.minimum(ops.rsqrt(step), step * warmup**-1.5)
+        )
+
+    def get_config(self):
+        return {"scale": self.scale, "hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps}
