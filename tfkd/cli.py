@@ -1,7 +1,8 @@
-"""The ``tfkd`` command: ``run``, ``validate``."""
+"""The ``tfkd`` command: ``run``, ``validate``, ``export``, ``translate``."""
 
 import argparse
 import logging
+import os
 import sys
 
 EXIT_SPEC_ERROR = 2
@@ -68,6 +69,76 @@ def cmd_run(args):
     return 0
 
 
+def cmd_export(args):
+    from tfkd.export import directory_size, export_saved_model
+    from tfkd.runner import StageError
+    from tfkd.spec import SpecError
+    from tfkd.stages import make_translator, open_run
+
+    try:
+        spec, runner, context = open_run(args.run_dir)
+        if not runner.is_done("train"):
+            raise StageError(f"{args.run_dir}: the train stage is not finished; nothing to export")
+        out = args.out or os.path.join(args.run_dir, "export")
+        path = export_saved_model(make_translator(context), out, args.model_name or spec.export.model_name
+                                  or spec.name, args.version or spec.export.version)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except StageError as e:
+        return _fail(str(e), EXIT_RUN_ERROR)
+    print(f"exported {path} ({directory_size(path) / 1e6:.1f} MB)")
+    return 0
+
+
+def _find_saved_model(path):
+    """``path`` itself, or the newest numeric version under it (a TF Serving base path)."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True) if os.path.isdir(path) else []
+    if versions:
+        return os.path.join(path, str(versions[0]))
+    return None
+
+
+def cmd_translate(args):
+    import tensorflow as tf
+
+    from tfkd.spec import SpecError
+
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    sentences = [line.rstrip("\n") for line in source]
+    saved_model = _find_saved_model(args.model)
+    try:
+        if saved_model:
+            import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
+
+            serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+
+            def translate(batch):
+                return serve(source=batch)
+
+            batch_size = args.batch_size or 64
+        else:
+            from tfkd.stages import make_translator, open_run
+
+            _, _, context = open_run(args.model)
+            translator = make_translator(context)
+            translate = translator.translate
+            batch_size = args.batch_size or translator.batch_size
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    from tfkd.inference import translate_in_batches
+
+    # the progress bar writes to stdout, so only when the translations go to a file
+    outputs, _ = translate_in_batches(translate, sentences, batch_size, progress=bool(args.output))
+    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    sink.write("".join(o + "\n" for o in outputs))
+    sink.flush()
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfkd", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -84,6 +155,20 @@ def build_parser():
     validate.add_argument("specs", nargs="+")
     validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     validate.set_defaults(func=cmd_validate)
+
+    export = commands.add_parser("export", help="write a TF Serving SavedModel from a run directory")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
+    export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
+    export.add_argument("--version", type=int, help="default: the spec's export.version")
+    export.set_defaults(func=cmd_export)
+
+    translate = commands.add_parser("translate", help="translate lines with an export or a run directory")
+    translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
+    translate.add_argument("-i", "--input", help="input file (default: stdin)")
+    translate.add_argument("-o", "--output", help="output file (default: stdout)")
+    translate.add_argument("--batch-size", type=int)
+    translate.set_defaults(func=cmd_translate)
     return parser
 
 

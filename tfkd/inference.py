@@ -73,17 +73,26 @@ class Translator(tf.Module):
 
     def translate_all(self, sentences, progress=False):
         """Translate a Python list in length-sorted batches; results in input order."""
-        order = np.argsort([len(s.split()) for s in sentences], kind="stable")
-        outputs = [None] * len(sentences)
-        scores = np.zeros(len(sentences), np.float32)
-        steps = math.ceil(len(sentences) / self.batch_size)
-        bar = keras.utils.Progbar(steps, unit_name="batch") if progress and steps else None
-        for i in range(steps):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            result = self.translate(tf.constant([sentences[j] for j in index]))
-            for j, text, score in zip(index, result["translations"].numpy(), result["scores"].numpy()):
-                outputs[j] = text.decode("utf-8")
-                scores[j] = score
-            if bar:
-                bar.update(i + 1)
-        return outputs, scores
+        return translate_in_batches(self.translate, sentences, self.batch_size, progress)
+
+
+def translate_in_batches(translate, sentences, batch_size, progress=False):
+    """Run ``translate`` (strings -> {"translations", "scores"}) over length-sorted batches.
+
+    Returns ``(translations, scores)`` in input order. ``translate`` may be a
+    :class:`Translator`'s function or a loaded SavedModel signature.
+    """
+    order = np.argsort([len(s.split()) for s in sentences], kind="stable")
+    outputs = [None] * len(sentences)
+    scores = np.zeros(len(sentences), np.float32)
+    steps = math.ceil(len(sentences) / batch_size)
+    bar = keras.utils.Progbar(steps, unit_name="batch") if progress and steps else None
+    for i in range(steps):
+        index = order[i * batch_size : (i + 1) * batch_size]
+        result = translate(tf.constant([sentences[j] for j in index]))
+        for j, text, score in zip(index, result["translations"].numpy(), result["scores"].numpy()):
+            outputs[j] = text.decode("utf-8")
+            scores[j] = score
+        if bar:
+            bar.update(i + 1)
+    return outputs, scores

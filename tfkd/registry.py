@@ -47,7 +47,7 @@ def register(kind, name):
     """Class decorator: register ``cls`` as ``name`` among ``kind`` and make it serialisable."""
     if kind not in KINDS:
         raise ValueError(
-            f'tfkd.register: unknown kind "{kind}".{did_you_mean(kind, KINDS)} '
+            f'tfkd.register: unknown kind "{kind}";{did_you_mean(kind, KINDS)} '
             f"Choices: {', '.join(sorted(KINDS))}"
         )
 

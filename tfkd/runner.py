@@ -100,6 +100,8 @@ class Runner:
     def run(self, names, context):
         os.makedirs(self.run_dir, exist_ok=True)
         spec_lib.dump_spec(self.spec, os.path.join(self.run_dir, "spec.yaml"))
+        with open(os.path.join(self.run_dir, "origin.json"), "w") as f:
+            json.dump({"spec_dir": self.spec._spec_dir}, f)
         results = {}
         for name in names:
             for dep in self.stages[name].depends:

@@ -108,6 +108,7 @@ class TrainSpec(_Strict):
     seed: int = 1
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
     valid_bleu_sentences: int = Field(200, ge=0)
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
 
 
 class DecodeSpec(_Strict):
@@ -147,6 +148,7 @@ class Spec(_Strict):
     evaluate: EvaluateSpec = EvaluateSpec()
     export: ExportSpec = ExportSpec()
     _located: Any = pydantic.PrivateAttr(default=None)
+    _spec_dir: Any = pydantic.PrivateAttr(default=None)
 
     @pydantic.field_validator("student")
     @classmethod
@@ -326,7 +328,9 @@ def _pydantic_message(err):
     if kind == "missing":
         return "missing required key"
     if kind == "literal_error":
-        expected = re.findall(r"'([^']*)'", err["ctx"]["expected"])
+        expected = re.findall(r"'([^']*)'", err["ctx"]["expected"]) or re.split(
+            r", | or ", err["ctx"]["expected"]
+        )
         hint = registry.did_you_mean(received, expected)
         return f"expected one of {', '.join(expected)}{got};{hint}".rstrip(";")
     if kind in ("int_parsing", "int_type", "int_from_float"):
@@ -342,13 +346,13 @@ def _pydantic_message(err):
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"expected a mapping{got}"
     if kind == "greater_than":
-        return f"expected a number > {err['ctx']['gt']}{got}"
+        return f"expected a number > {err['ctx']['gt']:g}{got}"
     if kind == "greater_than_equal":
-        return f"expected a number >= {err['ctx']['ge']}{got}"
+        return f"expected a number >= {err['ctx']['ge']:g}{got}"
     if kind == "less_than":
-        return f"expected a number < {err['ctx']['lt']}{got}"
+        return f"expected a number < {err['ctx']['lt']:g}{got}"
     if kind == "less_than_equal":
-        return f"expected a number <= {err['ctx']['le']}{got}"
+        return f"expected a number <= {err['ctx']['le']:g}{got}"
     if kind == "string_pattern_mismatch":
         return f"expected letters, digits, '_', '.' or '-'{got}"
     if kind == "value_error":
@@ -378,6 +382,8 @@ def _model_at(model_cls, loc):
 def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
     first = error.errors()[0]
     loc = loc_prefix + tuple(first["loc"])
+    if loc == ("student",) and first["type"] == "value_error":
+        loc = ("student", "kind")  # an unknown registered name
     if first["type"] == "extra_forbidden":
         owner = _model_at(schema_root, tuple(first["loc"]))
         valid = sorted(owner.model_fields) if owner is not None else []
@@ -389,8 +395,11 @@ def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
     raise located.error(loc, _pydantic_message(first))
 
 
-def load_spec(path, overrides=(), environ=None):
-    """Read, interpolate, override, import and validate ``path``; a :class:`Spec`."""
+def load_spec(path, overrides=(), import_dir=None):
+    """Read, interpolate, override, import and validate ``path``; a :class:`Spec`.
+
+    ``imports`` are resolved relative to ``import_dir`` (default: the spec's folder).
+    """
     path = str(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -415,7 +424,7 @@ def load_spec(path, overrides=(), environ=None):
 
     if not isinstance(data.get("imports", []), list):
         raise located.error(("imports",), f"expected a list of modules, got {json.dumps(data['imports'])}")
-    _import_user_modules(data.get("imports"), located, os.path.dirname(os.path.abspath(path)))
+    _import_user_modules(data.get("imports"), located, import_dir or os.path.dirname(os.path.abspath(path)))
 
     try:
         spec = Spec.model_validate(data)
@@ -436,6 +445,7 @@ def load_spec(path, overrides=(), environ=None):
                 except ValueError as e:
                     raise located.error(("student", field, "kind"), str(e)) from None
     spec._located = located
+    spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
     return spec
 
 

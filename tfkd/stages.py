@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -15,7 +16,6 @@ from tfkd.distribute import make_strategy
 from tfkd.evaluation import corpus_bleu
 from tfkd.inference import Translator
 from tfkd.runner import Stage, StageError
-from tfkd.spec import spec_error
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor
 from tfkd.training.schedules import InverseSqrtSchedule
 from tfkd.training.seq2seq import Seq2SeqTrainer
@@ -185,6 +185,7 @@ class TrainStage(Stage):
         log.info("train: %d pairs, valid: %d pairs", len(train_tok), len(valid_tok))
 
         strategy = make_strategy(train.strategy)
+        keras.mixed_precision.set_global_policy(train.precision)
         batch = dict(batch_tokens=spec.data.batch_tokens, max_tokens=max_tokens,
                      bucket_width=spec.data.bucket_width)
         train_ds = data_lib.seq2seq_dataset(train_tok, target_ids, shuffle=True, seed=train.seed,
@@ -264,17 +265,12 @@ class EvaluateStage(Stage):
 
     def run(self, context, workdir):
         spec = context.spec
-        source_tokenizer, target_tokenizer = context.tokenizers()
-        student = load_student(context)
-        translator = Translator(student, source_tokenizer, target_tokenizer, spec.decode,
-                                spec.data.max_tokens)
+        translator = make_translator(context)
         results = {}
         for split in spec.evaluate.splits:
             corpus = context.corpus(split)
             log.info("evaluate: translating %d %s sentences (%s, beam %d)", len(corpus), split,
                      spec.decode.algorithm, spec.decode.beam_size)
-            import time
-
             start = time.time()
             hypotheses, _ = translator.translate_all(corpus.source, progress=True)
             seconds = time.time() - start
@@ -291,9 +287,60 @@ class EvaluateStage(Stage):
         return results
 
 
+# ----------------------------------------------------------------------------- export
+
+
+def make_translator(context):
+    source_tokenizer, target_tokenizer = context.tokenizers()
+    return Translator(load_student(context), source_tokenizer, target_tokenizer, context.spec.decode,
+                      context.spec.data.max_tokens)
+
+
+class ExportStage(Stage):
+    """``<run>/export/<model_name>/<version>/``: a SavedModel that takes raw text."""
+
+    name = "export"
+    depends = ("train",)
+
+    def config(self, spec):
+        return {"decode": spec.decode.model_dump(mode="json"), "export": spec.export.model_dump(mode="json"),
+                "max_tokens": spec.data.max_tokens}
+
+    def run(self, context, workdir):
+        from tfkd.export import directory_size, export_saved_model
+
+        spec = context.spec
+        start = time.time()
+        path = export_saved_model(make_translator(context), workdir, spec.export.model_name or spec.name,
+                                  spec.export.version)
+        size = directory_size(path)
+        log.info("export: %s (%.1f MB) in %.1fs", path, size / 1e6, time.time() - start)
+        return {"path": os.path.relpath(path, workdir), "bytes": size}
+
+
+def open_run(run_dir):
+    """``(spec, runner, context)`` of a run directory, from the resolved spec it holds."""
+    from tfkd.runner import Runner
+    from tfkd.spec import SpecError, load_spec
+
+    spec_path = os.path.join(run_dir, "spec.yaml")
+    if not os.path.exists(spec_path):
+        raise SpecError(f"{run_dir}: not a tfkd run directory (no spec.yaml)")
+    origin = {}
+    if os.path.exists(os.path.join(run_dir, "origin.json")):
+        with open(os.path.join(run_dir, "origin.json")) as f:
+            origin = json.load(f)
+    spec = load_spec(spec_path, import_dir=origin.get("spec_dir"))
+    # the run directory may have moved since: use where it is now
+    spec = spec.model_copy(update={"run_dir": os.path.dirname(os.path.abspath(run_dir)),
+                                   "name": os.path.basename(os.path.abspath(run_dir))})
+    runner = Runner(spec, default_stages())
+    return spec, runner, RunContext(spec, runner)
+
+
 def default_stages():
-    return [VocabStage(), TrainStage(), EvaluateStage()]
+    return [VocabStage(), TrainStage(), EvaluateStage(), ExportStage()]
 
 
-__all__ = ["RunContext", "VocabStage", "TrainStage", "EvaluateStage", "build_student",
-           "load_student", "default_stages", "spec_error"]
+__all__ = ["RunContext", "VocabStage", "TrainStage", "EvaluateStage", "ExportStage", "build_student",
+           "load_student", "make_translator", "default_stages"]

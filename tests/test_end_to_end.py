@@ -1,0 +1,132 @@
+"""A real spec on real data (a few hundred Multi30k pairs) through every stage, a second run
+that skips everything, and SIGKILL during training followed by a resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = """\
+version: 1
+name: {name}
+run_dir: {run_dir}
+imports: [user_layers]
+data:
+  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 400
+  valid_limit: 40
+  test_limit: 30
+  max_tokens: 40
+  batch_tokens: 1024
+  source_tokenizer: {{vocab_size: 600}}
+  target_tokenizer: {{vocab_size: 500}}
+student:
+  kind: transformer
+  encoder_layers: 1
+  decoder_layers: 1
+  hidden_dim: 32
+  intermediate_dim: 64
+  num_heads: 2
+  encoder_layer: {{kind: gated_residual_encoder}}
+train:
+  steps: {steps}
+  checkpoint_every: {every}
+  log_every: 2
+  learning_rate: 2.0
+  warmup_steps: 20
+  valid_bleu_sentences: 10
+decode: {{beam_size: 2, max_length_b: 5}}
+"""
+
+
+def write_spec(tmp_path, name, steps=6, every=3):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, run_dir=tmp_path / "runs", steps=steps, every=every))
+    # user_layers.py lives next to the tests; imports are resolved relative to the spec
+    (tmp_path / "user_layers.py").write_text(open(os.path.join(REPO, "tests", "user_layers.py")).read())
+    return str(path)
+
+
+def tfkd(*args, env_extra=None, **kwargs):
+    env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
+    env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+    return subprocess.run([sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=900, **kwargs)
+
+
+@pytest.mark.slow
+def test_tiny_spec_runs_every_stage_then_skips(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "tiny")
+    first = tfkd("run", spec, env_extra={"TFKD_DATA_DIR": data_dir})
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "tiny: test BLEU" in first.stdout
+    run_dir = tmp_path / "runs" / "tiny"
+    for stage in ("vocab", "train", "evaluate"):
+        marker = json.load(open(run_dir / stage / "stage.json"))
+        assert marker["stage"] == stage
+    scores = json.load(open(run_dir / "evaluate" / "scores.json"))
+    assert scores["test"]["sentences"] == 30
+    assert len(open(run_dir / "evaluate" / "test.hyp").read().splitlines()) == 30
+    assert (run_dir / "spec.yaml").exists()
+    assert any(f.startswith("events") for f in os.listdir(run_dir / "train" / "tensorboard"))
+    assert "tokens/s" in first.stderr and "steps/s" in first.stderr
+
+    start = time.time()
+    second = tfkd("run", spec, env_extra={"TFKD_DATA_DIR": data_dir})
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("already done") == 3
+    assert time.time() - start < 60
+
+    # changing the decoder reruns only the evaluation
+    third = tfkd("run", spec, "--set", "decode.algorithm=greedy", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stderr.count("already done") == 2
+    assert "stage evaluate: running" in third.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "killed", steps=60, every=2)
+    env = dict(os.environ, TFKD_QUIET_PROGRESS="1", TFKD_DATA_DIR=data_dir)
+    state = tmp_path / "runs" / "killed" / "train.partial" / "checkpoint" / "state.json"
+    process = subprocess.Popen([sys.executable, "-m", "tfkd.cli", "run", spec, "--stages", "vocab,train"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if state.exists() and json.load(open(state))["step"] >= 4:
+                break
+            assert process.poll() is None, "training ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint appeared")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved_step = json.load(open(state))["step"]
+    assert not (tmp_path / "runs" / "killed" / "train").exists()
+    resumed = tfkd("run", spec, "--stages", "vocab,train",
+                   env_extra={"TFKD_DATA_DIR": data_dir})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from checkpoint at step {saved_step}" in resumed.stderr
+    assert "stage vocab: already done" in resumed.stderr
+    marker = json.load(open(tmp_path / "runs" / "killed" / "train" / "stage.json"))
+    assert marker["results"]["steps"] == 60
+
+
+@pytest.mark.slow
+def test_missing_data_file_is_one_line(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "nodata")
+    out = tfkd("run", spec, "--set", "data.train_split=nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found"
+    )

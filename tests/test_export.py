@@ -1,0 +1,155 @@
+"""Exports: text-in SavedModels that load and run with only tensorflow + tensorflow_text."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_end_to_end import tfkd, write_spec
+
+SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
+
+# runs in a fresh interpreter; tfkd, keras_hub and the user's layer module cannot be imported
+SERVE_ONLY = r"""
+import importlib.abc, json, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tfkd", "keras_hub", "user_layers"):
+            raise ImportError(f"{name} must not be needed to serve")
+        return None
+
+sys.meta_path.insert(0, Block())
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+result = serve(source=tf.constant(json.loads(sys.argv[2])))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tfkd", "keras_hub", "user_layers"))
+print(json.dumps({"translations": [t.decode() for t in result["translations"].numpy().tolist()],
+                  "scores": result["scores"].numpy().tolist(), "loaded": loaded}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("export")
+    spec = write_spec(tmp, "exported", steps=8, every=4)
+    out = tfkd("run", spec, "--set", "stages=[vocab,train,evaluate,export]", "--set", "evaluate.splits=[valid]",
+               env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp / "runs" / "exported"
+    saved_model = run_dir / "export" / "exported" / "1"
+    assert (saved_model / "saved_model.pb").exists()
+    return run_dir, saved_model
+
+
+def serve_only(saved_model, sentences, cwd):
+    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences)],
+                         capture_output=True, text=True, cwd=cwd, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_export_serves_without_tfkd_and_matches_tfkd_decoding(exported, data_dir, tmp_path):
+    run_dir, saved_model = exported
+    with open(os.path.join(data_dir, "multi30k_deen", "valid.de")) as f:
+        valid = [next(f).strip() for _ in range(40)]
+    served = serve_only(saved_model, valid, tmp_path)
+    assert served["loaded"] == []
+    # the evaluate stage decoded the same sentences in-process through tfkd's Translator
+    in_process = open(run_dir / "evaluate" / "valid.hyp").read().splitlines()
+    assert served["translations"] == in_process
+    odd = serve_only(saved_model, SENTENCES, tmp_path)
+    assert len(odd["translations"]) == 4 and all(isinstance(t, str) for t in odd["translations"])
+
+
+@pytest.mark.slow
+def test_tfkd_translate_reads_an_export_and_a_run_dir(exported, tmp_path):
+    run_dir, saved_model = exported
+    source = tmp_path / "in.de"
+    source.write_text("\n".join(SENTENCES) + "\n")
+    from_export = tfkd("translate", str(saved_model.parent), "-i", str(source), "-o", str(tmp_path / "a.en"))
+    assert from_export.returncode == 0, from_export.stderr[-3000:]
+    from_run = tfkd("translate", str(run_dir), "-i", str(source))
+    assert from_run.returncode == 0, from_run.stderr[-3000:]
+    assert (tmp_path / "a.en").read_text().splitlines() == from_run.stdout.splitlines()
+    assert len(from_run.stdout.splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_and_run(exported):
+    _, saved_model = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run([cli, "show", "--all", "--dir", str(saved_model)], capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr[-2000:]
+    signature = show.stdout.split("signature_def['serving_default']")[1]
+    assert "inputs['source'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in signature
+    assert "outputs['translations'] tensor_info:\n        dtype: DT_STRING" in signature
+    assert "outputs['scores'] tensor_info:\n        dtype: DT_FLOAT" in signature
+    # the README's example input
+    run = subprocess.run(
+        [cli, "run", "--dir", str(saved_model), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", 'source=["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]'],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "translations" in run.stdout and "scores" in run.stdout
+
+
+@pytest.mark.slow
+def test_rest_body_and_grpc_predict_request_run_through_the_signature(exported):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+    from tensorflow_serving.apis import predict_pb2
+
+    _, saved_model = exported
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+
+    # REST, row format: POST /v1/models/exported:predict {"instances": [...]}
+    body = json.loads(json.dumps({"signature_name": "serving_default", "instances": SENTENCES}))
+    rest = serve(source=tf.constant(body["instances"], dtype=tf.string))
+    # REST, columnar format: {"inputs": {"source": [...]}}
+    body = json.loads(json.dumps({"inputs": {"source": SENTENCES}}))
+    columnar = serve(**{k: tf.constant(v, tf.string) for k, v in body["inputs"].items()})
+    # gRPC: PredictionService.Predict(PredictRequest)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "exported"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["source"].CopyFrom(tf.make_tensor_proto(SENTENCES, dtype=tf.string))
+    grpc = serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    for name, value in grpc.items():
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+    from_proto = [t.decode() for t in tf.make_ndarray(response.outputs["translations"]).tolist()]
+    assert from_proto == [t.decode() for t in rest["translations"].numpy().tolist()]
+    assert from_proto == [t.decode() for t in columnar["translations"].numpy().tolist()]
+    # the REST response a client sees: {"predictions": [{"translations": ..., "scores": ...}]}
+    predictions = [{"translations": t, "scores": float(s)}
+                   for t, s in zip(from_proto, rest["scores"].numpy().tolist())]
+    assert json.loads(json.dumps({"predictions": predictions}))["predictions"][0]["translations"] == from_proto[0]
+
+
+def test_export_is_atomic(tmp_path):
+    from tfkd import export
+
+    class Broken:
+        name = "broken"
+
+        def export(self, translator, path):
+            os.makedirs(path)
+            open(os.path.join(path, "half"), "w").close()
+            raise RuntimeError("disk full")
+
+    export.EXPORTERS["broken"] = Broken
+    try:
+        with pytest.raises(RuntimeError):
+            export.export_saved_model(None, str(tmp_path), "m", 3, exporter="broken")
+    finally:
+        del export.EXPORTERS["broken"]
+    assert os.listdir(tmp_path / "m") == []
+

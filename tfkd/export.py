@@ -1,0 +1,73 @@
+"""SavedModels that take raw text, for TF Serving.
+
+An export lives at ``<out>/<model_name>/<version>/`` (the layout of TF Serving's
+``model_base_path``). Its ``serving_default`` signature takes ``source`` (``tf.string [None]``)
+and returns ``translations`` (``tf.string [None]``) and ``scores`` (``float32 [None]``);
+tokenization, decoding and detokenization run inside the graph, so serving needs only
+``tensorflow`` and ``tensorflow_text``, not tfkd, keras-hub or the user's own layer modules.
+
+Exporters are named parts chosen by the model type (``EXPORTERS``).
+"""
+
+import logging
+import os
+import shutil
+import time
+
+import tensorflow as tf
+
+log = logging.getLogger("tfkd")
+
+
+class TranslationExportModule(tf.Module):
+    """What a seq2seq SavedModel tracks: the translator (model variables, tokenizer tables)."""
+
+    def __init__(self, translator):
+        super().__init__(name="tfkd_translation")
+        self.translator = translator
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="source")])
+    def serve(self, source):
+        return self.translator._translate(source)
+
+
+class TranslationExporter:
+    """Exports a :class:`tfkd.inference.Translator` as a text-in, text-out SavedModel."""
+
+    name = "translation"
+
+    def export(self, translator, path):
+        module = TranslationExportModule(translator)
+        tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+
+
+EXPORTERS = {TranslationExporter.name: TranslationExporter}
+
+
+def export_saved_model(translator, out_dir, model_name, version, exporter="translation"):
+    """Write ``<out_dir>/<model_name>/<version>/`` atomically; returns its path.
+
+    The SavedModel is written to a hidden temporary folder beside the target (TF Serving
+    ignores non-numeric folder names) and renamed into place, so a version folder either is
+    complete or does not exist.
+    """
+    base = os.path.join(out_dir, model_name)
+    final = os.path.join(base, str(version))
+    os.makedirs(base, exist_ok=True)
+    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}-{int(time.time() * 1000)}")
+    try:
+        EXPORTERS[exporter]().export(translator, tmp)
+        if os.path.exists(final):
+            stale = f"{final}.stale-{int(time.time() * 1000)}"
+            os.rename(final, stale)
+            os.rename(tmp, final)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def directory_size(path):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
