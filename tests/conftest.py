@@ -11,7 +11,7 @@ DATA_DIR = os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "d
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir():
     path = os.path.join(DATA_DIR, "multi30k_deen")
     if not os.path.exists(os.path.join(path, "train.de")):

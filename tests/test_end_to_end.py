@@ -128,5 +128,5 @@ def test_missing_data_file_is_one_line(tmp_path, data_dir):
     out = tfkd("run", spec, "--set", "data.train_split=nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found"
+        f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found (needed by stage vocab)"
     )

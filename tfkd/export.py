@@ -14,31 +14,30 @@ import os
 import shutil
 import time
 
+import keras
 import tensorflow as tf
 
 log = logging.getLogger("tfkd")
 
 
-class TranslationExportModule(tf.Module):
-    """What a seq2seq SavedModel tracks: the translator (model variables, tokenizer tables)."""
-
-    def __init__(self, translator):
-        super().__init__(name="tfkd_translation")
-        self.translator = translator
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="source")])
-    def serve(self, source):
-        return self.translator._translate(source)
-
-
 class TranslationExporter:
-    """Exports a :class:`tfkd.inference.Translator` as a text-in, text-out SavedModel."""
+    """Exports a :class:`tfkd.inference.Translator` as a text-in, text-out SavedModel.
+
+    Built on ``keras.export.ExportArchive``, which tracks Keras variables so that both the
+    TF2 loader and TF Serving's session-based loader (``saved_model_cli run``) restore them.
+    """
 
     name = "translation"
 
     def export(self, translator, path):
-        module = TranslationExportModule(translator)
-        tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+        archive = keras.export.ExportArchive()
+        archive.track(translator.model)
+        archive.add_endpoint(
+            "serving_default",
+            translator._translate,
+            input_signature=[tf.TensorSpec([None], tf.string, name="source")],
+        )
+        archive.write_out(path, verbose=False)
 
 
 EXPORTERS = {TranslationExporter.name: TranslationExporter}

@@ -75,7 +75,11 @@ class Runner:
     def key(self, name):
         if name not in self._keys:
             stage = self.stages[name]
-            files = {path: _sha256_file(path) for path in stage.input_files(self.spec)}
+            files = {}
+            for path in stage.input_files(self.spec):
+                if not os.path.exists(path):
+                    raise StageError(f"{path}: file not found (needed by stage {name})")
+                files[path] = _sha256_file(path)
             self._keys[name] = _json_hash(
                 {
                     "stage": name,
