@@ -82,3 +82,14 @@ def test_greedy_equals_beam_of_one_without_length_penalty(tiny_model):
 
 def test_gnmt_length_penalty():
     np.testing.assert_allclose(gnmt_length_penalty(7, 0.6).numpy(), (12 / 6) ** 0.6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", [greedy_search, beam_search])
+def test_cached_decoding_equals_recomputing_the_prefix(tiny_model, monkeypatch, algorithm):
+    model, sources = tiny_model
+    assert model.supports_incremental_decoding()
+    cached_tokens, cached_scores = algorithm(model, tf.constant(sources), SPECIAL, 6, beam_size=3)
+    monkeypatch.setattr(model, "supports_incremental_decoding", lambda: False)
+    tokens, scores = algorithm(model, tf.constant(sources), SPECIAL, 6, beam_size=3)
+    np.testing.assert_array_equal(cached_tokens.numpy(), tokens.numpy())
+    np.testing.assert_allclose(cached_scores.numpy(), scores.numpy(), rtol=1e-5, atol=1e-5)

@@ -1,10 +1,12 @@
 """Decoding algorithms, separate from the models they drive.
 
 A model exposes ``encode(source_ids) -> (hidden, padding_mask)`` and
-``decode(decoder_ids, hidden, padding_mask) -> logits``; the algorithms here own the
-iterations, beams and stopping. They are written as TensorFlow graphs (``tf.while_loop``
-over a fixed-size token buffer) so the same code runs in ``tfkd translate`` and inside an
-exported SavedModel.
+``decode(decoder_ids, hidden, padding_mask) -> logits``. Models that can decode one token at
+a time from key/value caches also expose ``decode_first`` / ``decode_next`` (see
+:class:`tfkd.models.TransformerSeq2Seq`); the algorithms use them when present and otherwise
+re-run the decoder on the prefix. The algorithms own the iterations, beams and stopping; they
+are TensorFlow graphs (``tf.while_loop`` over a fixed-size token buffer) so the same code runs
+in ``tfkd translate`` and inside an exported SavedModel.
 """
 
 import tensorflow as tf
@@ -17,41 +19,95 @@ def gnmt_length_penalty(length, alpha):
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def _step_log_probs(model, buffer, step, hidden, padding_mask, special_ids):
-    logits = model.decode(buffer, hidden, padding_mask, training=False)
-    log_probs = tf.nn.log_softmax(tf.cast(logits[:, step, :], tf.float32), axis=-1)
+def _log_probs(logits, special_ids):
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
     # never emit padding or a second BOS
     vocab = tf.shape(log_probs)[-1]
     banned = tf.one_hot(special_ids.pad, vocab) + tf.one_hot(special_ids.bos, vocab)
     return log_probs + banned * NEG_INF
 
 
+class _CachedSteps:
+    """One decoder step at a time from the model's key/value caches."""
+
+    def __init__(self, model, hidden, padding_mask, max_length, special_ids):
+        self.model, self.hidden, self.padding_mask = model, hidden, padding_mask
+        self.max_length, self.special_ids = max_length, special_ids
+
+    def first(self):
+        bos = tf.fill([tf.shape(self.hidden)[0]], self.special_ids.bos)
+        logits, state = self.model.decode_first(bos, self.hidden, self.padding_mask, self.max_length)
+        return _log_probs(logits, self.special_ids), state
+
+    def next(self, sequences, index, state):
+        logits, state = self.model.decode_next(sequences[:, index], index, self.hidden, self.padding_mask, state)
+        return _log_probs(logits, self.special_ids), state
+
+    @staticmethod
+    def reorder(state, flat_index):
+        return tf.nest.map_structure(lambda t: tf.gather(t, flat_index), state)
+
+
+class _RecomputedSteps:
+    """Re-runs the full decoder on the prefix (for decoder layers without caches)."""
+
+    def __init__(self, model, hidden, padding_mask, max_length, special_ids):
+        self.model, self.hidden, self.padding_mask = model, hidden, padding_mask
+        self.special_ids = special_ids
+
+    def first(self):
+        bos = tf.fill([tf.shape(self.hidden)[0], 1], self.special_ids.bos)
+        logits = self.model.decode(bos, self.hidden, self.padding_mask, training=False)
+        return _log_probs(logits[:, 0], self.special_ids), ()
+
+    def next(self, sequences, index, state):
+        logits = self.model.decode(sequences[:, : index + 1], self.hidden, self.padding_mask, training=False)
+        return _log_probs(logits[:, index], self.special_ids), state
+
+    @staticmethod
+    def reorder(state, flat_index):
+        return state
+
+
+def _steps(model, hidden, padding_mask, max_length, special_ids):
+    incremental = getattr(model, "supports_incremental_decoding", lambda: False)()
+    steps_class = _CachedSteps if incremental else _RecomputedSteps
+    return steps_class(model, hidden, padding_mask, max_length, special_ids)
+
+
 def greedy_search(model, source_ids, special_ids, max_length, **unused):
     """Pick the most likely token at every step. Returns ``(token_ids [B, T], log_prob [B])``."""
     hidden, padding_mask = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
-    buffer = tf.concat(
+    steps = _steps(model, hidden, padding_mask, max_length, special_ids)
+    sequences = tf.concat(
         [tf.fill([batch, 1], special_ids.bos), tf.fill([batch, max_length], special_ids.pad)], 1
     )
 
-    def body(step, buffer, finished, score):
-        log_probs = _step_log_probs(model, buffer[:, :-1], step, hidden, padding_mask, special_ids)
+    def advance(step, log_probs, sequences, finished, score):
         token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         token_log_prob = tf.gather(log_probs, token, batch_dims=1)
         token = tf.where(finished, special_ids.pad, token)
         score += tf.where(finished, 0.0, token_log_prob)
-        buffer = tf.tensor_scatter_nd_update(
-            buffer, tf.stack([tf.range(batch), tf.fill([batch], step + 1)], 1), token
+        sequences = tf.tensor_scatter_nd_update(
+            sequences, tf.stack([tf.range(batch), tf.fill([batch], step + 1)], 1), token
         )
-        return step + 1, buffer, finished | tf.equal(token, special_ids.eos), score
+        return sequences, finished | tf.equal(token, special_ids.eos), score
 
-    def cond(step, buffer, finished, score):
+    log_probs, state = steps.first()
+    sequences, finished, score = advance(
+        0, log_probs, sequences, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.float32)
+    )
+
+    def body(step, sequences, finished, score, state):
+        log_probs, state = steps.next(sequences, step, state)
+        return (step + 1, *advance(step, log_probs, sequences, finished, score), state)
+
+    def cond(step, sequences, finished, score, state):
         return (step < max_length) & ~tf.reduce_all(finished)
 
-    _, buffer, _, score = tf.while_loop(
-        cond, body, (0, buffer, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.float32))
-    )
-    return buffer[:, 1:], score
+    _, sequences, _, score, _ = tf.while_loop(cond, body, (1, sequences, finished, score, state))
+    return sequences[:, 1:], score
 
 
 def _gather_beams(tensor, indices):
@@ -69,66 +125,70 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
     beam = beam_size
     hidden, padding_mask = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
-    # tile the encoder output: [B, ...] -> [B * beam, ...]
+    # every beam reads the same encoder output: [B, ...] -> [B * beam, ...]
     hidden = tf.repeat(hidden, beam, axis=0)
     padding_mask = tf.repeat(padding_mask, beam, axis=0)
+    steps = _steps(model, hidden, padding_mask, max_length, special_ids)
     width = max_length + 1
 
     alive_seq = tf.concat(
         [tf.fill([batch, beam, 1], special_ids.bos), tf.fill([batch, beam, max_length], special_ids.pad)],
         axis=2,
     )
-    alive_log_prob = tf.tile(
-        tf.concat([[0.0], tf.fill([beam - 1], NEG_INF)], 0)[tf.newaxis], [batch, 1]
-    )
+    alive_log_prob = tf.tile(tf.concat([[0.0], tf.fill([beam - 1], NEG_INF)], 0)[tf.newaxis], [batch, 1])
     finished_seq = tf.fill([batch, beam, width], special_ids.pad)
     finished_score = tf.fill([batch, beam], NEG_INF)
     finished_any = tf.zeros([batch, beam], tf.bool)
+    rows = tf.repeat(tf.range(batch)[:, tf.newaxis], 2 * beam, axis=1)
+    candidates_index = tf.tile(tf.range(2 * beam)[tf.newaxis], [batch, 1])
 
-    def body(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any):
-        flat = tf.reshape(alive_seq, [batch * beam, width])[:, :-1]
-        log_probs = _step_log_probs(model, flat, step, hidden, padding_mask, special_ids)
+    def advance(step, log_probs, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any):
+        """Extend every alive beam by every token; keep the best alive and finished beams.
+
+        Returns the new search state and, per new alive beam, the old beam it extends.
+        """
         vocab = tf.shape(log_probs)[-1]
         candidates = alive_log_prob[:, :, tf.newaxis] + tf.reshape(log_probs, [batch, beam, vocab])
-        candidates = tf.reshape(candidates, [batch, beam * vocab])
-        top_log_prob, top_index = tf.math.top_k(candidates, k=2 * beam)
+        top_log_prob, top_index = tf.math.top_k(tf.reshape(candidates, [batch, beam * vocab]), k=2 * beam)
         top_beam, top_token = top_index // vocab, top_index % vocab
-        top_seq = _gather_beams(alive_seq, top_beam)
-        position = tf.fill(tf.shape(top_token), step + 1)
         top_seq = tf.tensor_scatter_nd_update(
-            top_seq,
-            tf.stack(
-                [
-                    tf.repeat(tf.range(batch)[:, tf.newaxis], 2 * beam, axis=1),
-                    tf.tile(tf.range(2 * beam)[tf.newaxis], [batch, 1]),
-                    position,
-                ],
-                axis=-1,
-            ),
+            _gather_beams(alive_seq, top_beam),
+            tf.stack([rows, candidates_index, tf.fill(tf.shape(top_token), step + 1)], axis=-1),
             top_token,
         )
-        is_eos = tf.equal(top_token, special_ids.eos)
-        last_step = tf.equal(step + 1, max_length)
-        ends = is_eos | last_step
+        valid = top_log_prob > NEG_INF / 2
+        ends = tf.equal(top_token, special_ids.eos) | tf.equal(step + 1, max_length)
 
         # alive: the best `beam` candidates that did not end
-        alive_candidates = tf.where(ends, NEG_INF, top_log_prob)
-        new_alive_log_prob, alive_index = tf.math.top_k(alive_candidates, k=beam)
+        new_alive_log_prob, alive_index = tf.math.top_k(tf.where(ends, NEG_INF, top_log_prob), k=beam)
         new_alive_seq = _gather_beams(top_seq, alive_index)
+        origin = _gather_beams(top_beam, alive_index)
 
         # finished: merge those that ended with the ones kept so far
-        ended_score = tf.where(ends, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF)
-        ended_score = tf.where(top_log_prob <= NEG_INF / 2, NEG_INF, ended_score)
-        merged_seq = tf.concat([finished_seq, top_seq], axis=1)
+        ended_score = tf.where(
+            ends & valid, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF
+        )
         merged_score = tf.concat([finished_score, ended_score], axis=1)
-        merged_any = tf.concat([finished_any, ends & (top_log_prob > NEG_INF / 2)], axis=1)
         new_finished_score, finished_index = tf.math.top_k(merged_score, k=beam)
-        new_finished_seq = _gather_beams(merged_seq, finished_index)
-        new_finished_any = _gather_beams(merged_any, finished_index)
-        return (step + 1, new_alive_seq, new_alive_log_prob, new_finished_seq,
-                new_finished_score, new_finished_any)
+        new_finished_seq = _gather_beams(tf.concat([finished_seq, top_seq], axis=1), finished_index)
+        new_finished_any = _gather_beams(tf.concat([finished_any, ends & valid], axis=1), finished_index)
+        search = (new_alive_seq, new_alive_log_prob, new_finished_seq, new_finished_score, new_finished_any)
+        return search, origin
 
-    def cond(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any):
+    def reorder(state, origin):
+        return steps.reorder(state, tf.reshape(origin + tf.range(batch)[:, tf.newaxis] * beam, [-1]))
+
+    log_probs, state = steps.first()
+    search, origin = advance(0, log_probs, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any)
+    state = reorder(state, origin)
+
+    def body(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any, state):
+        log_probs, state = steps.next(tf.reshape(alive_seq, [batch * beam, width]), step, state)
+        search, origin = advance(step, log_probs, alive_seq, alive_log_prob, finished_seq, finished_score,
+                                 finished_any)
+        return (step + 1, *search, reorder(state, origin))
+
+    def cond(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any, state):
         # stop when no alive hypothesis can still beat the worst finished one: with
         # alpha >= 0 the best an alive beam can reach is its log-prob over lp(max_length)
         best_alive = alive_log_prob[:, 0] / gnmt_length_penalty(max_length, length_penalty)
@@ -137,11 +197,8 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
         )
         return (step < max_length) & ~tf.reduce_all(worst_finished >= best_alive)
 
-    _, _, _, finished_seq, finished_score, _ = tf.while_loop(
-        cond,
-        body,
-        (0, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any),
-    )
+    result = tf.while_loop(cond, body, (1, *search, state))
+    finished_seq, finished_score = result[3], result[4]
     return finished_seq[:, 0, 1:], finished_score[:, 0]
 
 

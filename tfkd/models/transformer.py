@@ -158,6 +158,54 @@ class TransformerSeq2Seq(keras.Model):
             return self.target_embedding(x, reverse=True)
         return self.output_projection(x)
 
+    # ------------------------------------------------------------------ incremental decoding
+
+    def supports_incremental_decoding(self):
+        """True when every decoder block is keras-hub's (which has key/value caches)."""
+        return all(isinstance(b, keras_hub.layers.TransformerDecoder) for b in self.decoder_blocks)
+
+    def _decode_cached(self, token_ids, index, encoder_hidden, encoder_padding_mask, state, first):
+        x = self.target_embedding(token_ids[:, None]) * ops.cast(
+            self.hidden_dim**0.5, self.target_embedding.compute_dtype
+        )
+        x = x + self.position_encoding(x, start_index=index)
+        self_caches, cross_caches = [], []
+        for i, block in enumerate(self.decoder_blocks):
+            x, self_cache, cross_cache = block(
+                x,
+                encoder_hidden,
+                encoder_padding_mask=encoder_padding_mask,
+                self_attention_cache=state["self"][i],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=state["cross"][i],
+                cross_attention_cache_update_index=0 if first else None,
+            )
+            self_caches.append(self_cache)
+            cross_caches.append(cross_cache)
+        x = self.decoder_norm(x)[:, 0]
+        logits = self.target_embedding(x, reverse=True) if self.tie_embeddings else self.output_projection(x)
+        return logits, {"self": self_caches, "cross": cross_caches}
+
+    def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length):
+        """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
+        per-layer self-attention caches for ``max_length + 1`` positions and the encoder's
+        cross-attention keys/values, computed once here."""
+        batch = ops.shape(encoder_hidden)[0]
+        source_length = ops.shape(encoder_hidden)[1]
+        head_dim = self.hidden_dim // self.num_heads
+        dtype = self.target_embedding.compute_dtype
+        state = {
+            "self": [ops.zeros((batch, 2, max_length + 1, self.num_heads, head_dim), dtype)
+                     for _ in self.decoder_blocks],
+            "cross": [ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype)
+                      for _ in self.decoder_blocks],
+        }
+        return self._decode_cached(token_ids, 0, encoder_hidden, encoder_padding_mask, state, first=True)
+
+    def decode_next(self, token_ids, index, encoder_hidden, encoder_padding_mask, state):
+        """Logits ``[B, V]`` for position ``index`` given the token at ``index`` and the state."""
+        return self._decode_cached(token_ids, index, encoder_hidden, encoder_padding_mask, state, first=False)
+
     def call(self, inputs, training=False):
         hidden, mask = self.encode(inputs["source_ids"], training=training)
         return self.decode(inputs["decoder_ids"], hidden, mask, training=training)
