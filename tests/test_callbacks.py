@@ -1,0 +1,54 @@
+"""Checkpoints: atomic saves, restore, and a NaN loss that keeps the last good checkpoint."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+
+from tfkd.training.callbacks import StageCheckpoint
+
+
+def model_and_data():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    x = np.random.rand(8, 3).astype("float32")
+    return model, x, x.sum(1, keepdims=True)
+
+
+def test_checkpoint_restores_weights_optimizer_and_epoch(tmp_path):
+    model, x, y = model_and_data()
+    checkpoint = StageCheckpoint(str(tmp_path))
+    model.fit(x, y, epochs=2, steps_per_epoch=1, callbacks=[checkpoint], verbose=0)
+    state = json.load(open(tmp_path / "checkpoint" / "state.json"))
+    assert state == {"epoch": 2, "step": 2}
+    assert sorted(os.listdir(tmp_path / "checkpoint")) == ["state.json", "trainer.weights.h5"]
+
+    fresh, _, _ = model_and_data()
+    fresh.optimizer.build(fresh.trainable_variables)
+    assert StageCheckpoint(str(tmp_path)).restore(fresh) == 2
+    assert int(fresh.optimizer.iterations.numpy()) == 2
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, x, y = model_and_data()
+    checkpoint = StageCheckpoint(str(tmp_path))
+    model.fit(x, y, epochs=1, steps_per_epoch=1, callbacks=[checkpoint], verbose=0)
+    good = model.get_weights()
+    checkpoint.on_train_batch_end(0, {"loss": math.nan})
+    assert model.stop_training
+    assert checkpoint.failure == (
+        "train: the loss became nan at step 1; training stopped. The last good checkpoint (step 1) "
+        f"is kept in {tmp_path}/checkpoint. Lower train.learning_rate or set train.clip_norm."
+    )
+    model.set_weights([w * np.nan for w in good])
+    checkpoint.on_epoch_end(1)  # must not overwrite the good checkpoint
+    assert json.load(open(tmp_path / "checkpoint" / "state.json"))["epoch"] == 1
+    fresh, _, _ = model_and_data()
+    fresh.optimizer.build(fresh.trainable_variables)
+    checkpoint.restore(fresh)
+    assert all(np.isfinite(w).all() for w in fresh.get_weights())
