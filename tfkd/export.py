@@ -17,6 +17,8 @@ import time
 import keras
 import tensorflow as tf
 
+from tfkd.runner import move_into_place
+
 log = logging.getLogger("tfkd")
 
 
@@ -56,13 +58,7 @@ def export_saved_model(translator, out_dir, model_name, version, exporter="trans
     tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}-{int(time.time() * 1000)}")
     try:
         EXPORTERS[exporter]().export(translator, tmp)
-        if os.path.exists(final):
-            stale = f"{final}.stale-{int(time.time() * 1000)}"
-            os.rename(final, stale)
-            os.rename(tmp, final)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        move_into_place(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

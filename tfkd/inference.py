@@ -41,8 +41,9 @@ class Translator(tf.Module):
         self.batch_size = decode_spec.batch_size
         self.max_tokens = max_tokens
         self.max_target_length = min(max_tokens, getattr(model, "max_length", max_tokens))
+        # autograph off: the decoders use explicit tf.while_loop, as the export does
         self.translate = tf.function(
-            self._translate, input_signature=[tf.TensorSpec([None], tf.string)]
+            self._translate, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
 
     def _translate(self, sentences):

@@ -42,6 +42,21 @@ def _json_hash(value):
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def move_into_place(source, target):
+    """Rename the finished directory ``source`` to ``target``, replacing any old ``target``.
+
+    Each step is a rename, so ``target`` is at every moment absent, the old complete
+    directory, or the new complete one; never partly written.
+    """
+    if os.path.exists(target):
+        stale = f"{target}.stale-{int(time.time() * 1000)}"
+        os.rename(target, stale)
+        os.rename(source, target)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.rename(source, target)
+
+
 class Stage:
     """A named step. Subclasses say what they depend on and implement :meth:`run`."""
 
@@ -146,12 +161,6 @@ class Runner:
         with open(tmp_marker, "w") as f:
             json.dump(marker, f, indent=2)
         os.replace(tmp_marker, os.path.join(partial, MARKER))
-        if os.path.exists(final):
-            stale = f"{final}.stale-{int(time.time() * 1000)}"
-            os.rename(final, stale)
-            os.rename(partial, final)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            os.rename(partial, final)
+        move_into_place(partial, final)
         log.info("stage %s: done in %.1fs", name, time.time() - start)
         return results

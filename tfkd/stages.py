@@ -179,7 +179,6 @@ class TrainStage(Stage):
         train = spec.train
         keras.utils.set_random_seed(train.seed)
         source_tokenizer, target_tokenizer = context.tokenizers()
-        source_ids = data_lib.SpecialIds.of(source_tokenizer)
         target_ids = data_lib.SpecialIds.of(target_tokenizer)
         max_tokens = spec.data.max_tokens
 
