@@ -130,3 +130,16 @@ def test_missing_data_file_is_one_line(tmp_path, data_dir):
     assert out.stderr.strip().splitlines()[-1] == (
         f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found (needed by stage vocab)"
     )
+
+
+def test_iwslt_spec_without_its_train_split_stops_at_once(tmp_path, data_dir):
+    spec = os.path.join(REPO, "specs", "iwslt_deen.yaml")
+    start = time.time()
+    out = tfkd("run", spec, "--set", f"run_dir={tmp_path}", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"tfkd: error: {data_dir}/iwslt14_deen/train.de: file not found (needed by stage vocab); prepare it "
+        f"with: python tools/prepare_iwslt14.py de-en.tgz {data_dir}/iwslt14_deen"
+    )
+    assert time.time() - start < 60
+    assert not os.path.exists(tmp_path / "iwslt_deen" / "vocab")

@@ -86,7 +86,7 @@ def test_imports_register_a_user_layer(tmp_path):
 BAD_SPECS = [
     # 1 unknown top-level key with a hint
     (GOOD + "trian:\n  steps: 3\n",
-     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, evaluate, export, imports, name, run_dir, stages, student, teacher, train, version'),
+     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, teacher, train, version'),
     # 2 unknown nested key
     (GOOD.replace("  seed: 3", "  sead: 3"),
      '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: adam_beta_1, adam_beta_2, adam_epsilon, checkpoint_every, clip_norm, label_smoothing, learning_rate, log_every, precision, seed, steps, strategy, valid_bleu_sentences, warmup_steps'),
@@ -98,7 +98,7 @@ BAD_SPECS = [
      "{path}:13: train.steps: expected a number > 0, got -5"),
     # 5 unknown student kind with a hint and the choices
     (GOOD.replace("kind: transformer", "kind: transfomer"),
-     '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: transformer'),
+     '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: lstm, transformer'),
     # 6 literal choice
     (GOOD + "decode:\n  algorithm: bean\n",
      '{path}:16: decode.algorithm: expected one of beam, greedy, got "bean"; did you mean "beam"?'),
@@ -125,7 +125,7 @@ BAD_SPECS = [
      "{path}:12: invalid YAML: expected ',' or ']', but got ':'"),
     # 14 unknown stage
     (GOOD + "stages: [vocab, trian]\n",
-     '{path}:15: stages.1: expected one of vocab, train, evaluate, export, got "trian"; did you mean "train"?'),
+     '{path}:15: stages.1: expected one of vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate, export, got "trian"; did you mean "train"?'),
     # 15 text source without a directory
     (GOOD.replace("  dir: ${DATA_ROOT:-/data}/multi30k\n", ""),
      '{path}:3: data: source "text" needs "dir" (a folder with {{split}}.{{lang}} files)'),
@@ -141,6 +141,12 @@ BAD_SPECS = [
     # 19 an import that does not exist
     (GOOD + "imports: [no_such_module_xyz]\n",
      "{path}:15: imports.0: cannot import 'no_such_module_xyz': No module named 'no_such_module_xyz'"),
+    # 21 distillation without a teacher
+    (GOOD + "distill: {alpha: 0.5}\n",
+     "{path}:15: distill: needs a teacher section"),
+    # 22 a teacher section with a bad nested value
+    (GOOD + "teacher:\n  checkpoint: x\n  cache: {top_k: 0}\n",
+     "{path}:17: teacher.cache.top_k: expected a number > 0, got 0"),
     # 20 dropout out of range in the student schema
     (GOOD.replace("  hidden_dim: 32", "  hidden_dim: 32\n  dropout: 2"),
      "{path}:12: student.dropout: expected a number < 1, got 2"),

@@ -62,11 +62,30 @@ def cmd_run(args):
         return _fail(str(e), EXIT_RUN_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted; finished stages and the last checkpoint are kept", 130)
-    evaluation = results.get("evaluate") or {}
-    for split, scores in evaluation.items():
-        if isinstance(scores, dict) and "bleu" in scores:
-            print(f"{spec.name}: {split} BLEU {scores['bleu']:.2f} ({scores['signature']})")
+    for stage in ("baseline_evaluate", "evaluate"):
+        for split, scores in (results.get(stage) or {}).items():
+            if isinstance(scores, dict) and "bleu" in scores:
+                who = "baseline" if stage == "baseline_evaluate" else "student"
+                print(f"{spec.name}: {who} {split} BLEU {scores['bleu']:.2f} ({scores['signature']})")
+    if "baseline_evaluate" in results and "evaluate" in results:
+        print(comparison_table(spec, results))
     return 0
+
+
+def comparison_table(spec, results):
+    """Baseline against distilled student: BLEU per split, steps, wall time of each stage."""
+    splits = [s for s in spec.evaluate.splits if s in results["evaluate"]]
+    header = ["student", *[f"{s} BLEU" for s in splits], "steps", "train s", "teacher s"]
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in ("teacher_finetune", "teacher_cache"))
+    rows = []
+    for label, train, evaluate, teacher in (("baseline", "baseline", "baseline_evaluate", "-"),
+                                            (f"{spec.distill.method} (alpha={spec.distill.alpha})" if spec.distill
+                                             else "student", "train", "evaluate", f"{teacher_seconds:.0f}")):
+        rows.append([label, *[f"{results[evaluate][s]['bleu']:.2f}" for s in splits],
+                     str(results[train].get("steps", "?")), f"{results[train].get('seconds', 0):.0f}", teacher])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
 def cmd_export(args):

@@ -63,6 +63,10 @@ class Stage:
     name = None
     depends = ()
 
+    def dependencies(self, spec):
+        """The stages whose output this one reads (may depend on the spec)."""
+        return self.depends
+
     def config(self, spec):
         """The slice of the spec that determines this stage's output."""
         raise NotImplementedError
@@ -93,13 +97,14 @@ class Runner:
             files = {}
             for path in stage.input_files(self.spec):
                 if not os.path.exists(path):
-                    raise StageError(f"{path}: file not found (needed by stage {name})")
+                    hint = f"; prepare it with: {self.spec.data.prepare}" if self.spec.data.prepare else ""
+                    raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
                 files[path] = _sha256_file(path)
             self._keys[name] = _json_hash(
                 {
                     "stage": name,
                     "config": stage.config(self.spec),
-                    "upstream": {dep: self.key(dep) for dep in stage.depends},
+                    "upstream": {dep: self.key(dep) for dep in stage.dependencies(self.spec)},
                     "files": files,
                 }
             )
@@ -123,7 +128,7 @@ class Runner:
             json.dump({"spec_dir": self.spec._spec_dir}, f)
         results = {}
         for name in names:
-            for dep in self.stages[name].depends:
+            for dep in self.stages[name].dependencies(self.spec):
                 if dep not in names and not self.is_done(dep):
                     raise StageError(
                         f'stage "{name}" needs stage "{dep}", which is not done for this spec; '

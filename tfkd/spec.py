@@ -65,6 +65,8 @@ class DataSpec(_Strict):
     source_tokenizer: TokenizerSpec = TokenizerSpec()
     target_tokenizer: TokenizerSpec = TokenizerSpec()
     shared_vocab: bool = False
+    # shown when a data file is missing: how to prepare the corpus
+    prepare: Optional[str] = None
 
     @pydantic.model_validator(mode="after")
     def _source_fields(self):
@@ -88,10 +90,40 @@ class LayerRef(BaseModel):
         return dict(self.model_extra or {})
 
 
+class TeacherFinetuneSpec(_Strict):
+    """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    max_length: PositiveInt = 128
+    log_every: PositiveInt = 100
+    seed: int = 1
+
+
+class TeacherCacheSpec(_Strict):
+    """Top-K soft targets for every target position, each predicted while masked."""
+
+    top_k: PositiveInt = 8
+    temperature: float = Field(1.0, gt=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    batch_size: PositiveInt = 64
+    shard_size: PositiveInt = 10000
+
+
 class TeacherSpec(_Strict):
     kind: Literal["bert"] = "bert"
     # a keras-hub preset name, a local folder, or "package:module/subdir"
     checkpoint: str
+    finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    cache: TeacherCacheSpec = TeacherCacheSpec()
+
+
+class DistillSpec(_Strict):
+    method: Literal["soft_target"] = "soft_target"
+    alpha: float = Field(0.5, ge=0, le=1)
 
 
 class TrainSpec(_Strict):
@@ -131,7 +163,8 @@ class ExportSpec(_Strict):
     version: PositiveInt = 1
 
 
-STAGES = ("vocab", "train", "evaluate", "export")
+STAGES = ("vocab", "teacher_finetune", "teacher_cache", "baseline", "baseline_evaluate", "train",
+          "evaluate", "export")
 
 
 class Spec(_Strict):
@@ -142,6 +175,7 @@ class Spec(_Strict):
     stages: list[Literal[STAGES]] = ["vocab", "train", "evaluate"]
     data: DataSpec
     teacher: Optional[TeacherSpec] = None
+    distill: Optional[DistillSpec] = None
     student: LayerRef
     train: TrainSpec = TrainSpec()
     decode: DecodeSpec = DecodeSpec()
@@ -157,6 +191,18 @@ class Spec(_Strict):
         if getattr(student_cls, "config_schema", None) is None:
             _check_kwargs(student_cls, ref.kwargs)
         return ref
+
+    @pydantic.field_validator("distill")
+    @classmethod
+    def _distill_needs_teacher(cls, distill, info):
+        if distill is not None:
+            if info.data.get("teacher") is None:
+                raise ValueError("needs a teacher section")
+            data = info.data.get("data")
+            if data is not None and data.target_tokenizer.kind != "teacher":
+                raise ValueError("needs data.target_tokenizer.kind: teacher (the student predicts the "
+                                 "teacher's vocabulary)")
+        return distill
 
     def student_config(self):
         """The validated student kwargs (schema defaults filled in)."""

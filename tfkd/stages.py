@@ -19,6 +19,8 @@ from tfkd.runner import Stage, StageError
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor
 from tfkd.training.schedules import InverseSqrtSchedule
 from tfkd.training.seq2seq import Seq2SeqTrainer
+from tfkd.training.soft_target import SoftTargetDistiller
+from tfkd.teacher_cache import read_cache
 
 log = logging.getLogger("tfkd")
 
@@ -143,12 +145,11 @@ def build_student(spec, source_vocab_size, target_vocab_size, pad_id):
     )
 
 
-def load_student(context):
-    """Rebuild the trained student from the train stage's config and weights."""
-    train_dir = context.runner.stage_dir("train")
+def load_student(context, train_stage="train"):
+    """Rebuild the trained student from a train stage's config and weights."""
+    train_dir = context.runner.stage_dir(train_stage)
     with open(os.path.join(train_dir, "student.json")) as f:
         student = keras.saving.deserialize_keras_object(json.load(f))
-    source_tokenizer, target_tokenizer = context.tokenizers()
     dummy = {"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)}
     student(dummy)
     student.load_weights(os.path.join(train_dir, "student.weights.h5"))
@@ -156,8 +157,18 @@ def load_student(context):
 
 
 class TrainStage(Stage):
-    name = "train"
-    depends = ("vocab",)
+    """Trains the student: with the spec's ``distill`` method if it has one (stage ``train``),
+    or plainly on the references (stage ``baseline``: same data, student, steps and seed)."""
+
+    def __init__(self, name="train", distill=True):
+        self.name = name
+        self.distill = distill
+
+    def _distills(self, spec):
+        return self.distill and spec.distill is not None
+
+    def dependencies(self, spec):
+        return ("vocab", "teacher_cache") if self._distills(spec) else ("vocab",)
 
     def config(self, spec):
         return {
@@ -165,14 +176,39 @@ class TrainStage(Stage):
             "student": spec.student.model_dump(mode="json"),
             "train": {k: v for k, v in spec.train.model_dump(mode="json").items()
                       if k not in ("log_every", "valid_bleu_sentences")},
+            "distill": spec.distill.model_dump(mode="json") if self._distills(spec) else None,
             "imports": spec.imports,
         }
 
     def input_files(self, spec):
         return _data_files(spec, ["train", "valid"])
 
-    def trainer_class(self):
-        return Seq2SeqTrainer
+    def make_trainer(self, spec, student, pad_id):
+        if self._distills(spec):
+            return SoftTargetDistiller(student, alpha=spec.distill.alpha,
+                                       label_smoothing=spec.train.label_smoothing, pad_id=pad_id)
+        return Seq2SeqTrainer(student, label_smoothing=spec.train.label_smoothing, pad_id=pad_id)
+
+    def soft_target_columns(self, context, tokenized):
+        """The cached top-K targets of the kept training pairs, as ragged columns."""
+        entries, manifest = read_cache(context.runner.stage_dir("teacher_cache"))
+        ids, probs = [], []
+        lengths = tokenized.target_ids.row_lengths().numpy() + 1
+        for index, length in zip(tokenized.kept, lengths):
+            if int(index) not in entries:
+                raise StageError(f"train: the teacher cache has no entry for training pair {int(index) + 1}")
+            cached_ids, cached_probs = entries[int(index)]
+            if cached_ids.shape[0] != length:
+                raise StageError(
+                    f"train: the teacher cache has {cached_ids.shape[0]} positions for training pair "
+                    f"{int(index) + 1}, the student's target has {length}; rerun teacher_cache"
+                )
+            ids.append(cached_ids)
+            probs.append(cached_probs)
+        log.info("train: soft targets for %d pairs from the cache (K=%d, T=%g)", len(ids), manifest["top_k"],
+                 manifest["temperature"])
+        return {"teacher_ids": tf.RaggedTensor.from_row_lengths(np.concatenate(ids), lengths),
+                "teacher_probs": tf.RaggedTensor.from_row_lengths(np.concatenate(probs), lengths)}
 
     def run(self, context, workdir):
         spec = context.spec
@@ -188,22 +224,23 @@ class TrainStage(Stage):
         valid_tok = data_lib.tokenize_corpus(valid_corpus, source_tokenizer, target_tokenizer,
                                              max_tokens, "valid")
         if len(train_tok) == 0:
-            raise StageError(f"train: no usable sentence pairs in {context.corpus('train').origin}")
-        log.info("train: %d pairs, valid: %d pairs", len(train_tok), len(valid_tok))
+            raise StageError(f"{self.name}: no usable sentence pairs in {context.corpus('train').origin}")
+        log.info("%s: %d pairs, valid: %d pairs", self.name, len(train_tok), len(valid_tok))
 
         strategy = make_strategy(train.strategy)
         keras.mixed_precision.set_global_policy(train.precision)
         batch = dict(batch_tokens=spec.data.batch_tokens, max_tokens=max_tokens,
                      bucket_width=spec.data.bucket_width)
+        extra = self.soft_target_columns(context, train_tok) if self._distills(spec) else None
         train_ds = data_lib.seq2seq_dataset(train_tok, target_ids, shuffle=True, seed=train.seed,
-                                            shuffle_buffer=spec.data.shuffle_buffer, repeat=True, **batch)
+                                            shuffle_buffer=spec.data.shuffle_buffer, repeat=True,
+                                            extra=extra, **batch)
         valid_ds = data_lib.seq2seq_dataset(valid_tok, target_ids, **batch) if len(valid_tok) else None
 
         with strategy.scope():
             student = build_student(spec, source_tokenizer.vocabulary_size(),
                                     target_tokenizer.vocabulary_size(), target_ids.pad)
-            trainer = self.trainer_class()(student, label_smoothing=train.label_smoothing,
-                                           pad_id=target_ids.pad)
+            trainer = self.make_trainer(spec, student, target_ids.pad)
             hidden_dim = getattr(student, "hidden_dim", 512)
             optimizer = keras.optimizers.Adam(
                 InverseSqrtSchedule(train.learning_rate, hidden_dim, train.warmup_steps),
@@ -215,13 +252,13 @@ class TrainStage(Stage):
             trainer(inputs)
             optimizer.build(trainer.student.trainable_variables)
 
-        log.info("train: student %s with %s trainable parameters", type(student).__name__,
+        log.info("%s: student %s with %s trainable parameters", self.name, type(student).__name__,
                  f"{sum(int(np.prod(v.shape)) for v in student.trainable_variables):,}")
         epochs = math.ceil(train.steps / train.checkpoint_every)
         checkpoint = StageCheckpoint(workdir)
         initial_epoch = checkpoint.restore(trainer)
         if initial_epoch:
-            log.info("train: resumed from checkpoint at step %d", int(optimizer.iterations.numpy()))
+            log.info("%s: resumed from checkpoint at step %d", self.name, int(optimizer.iterations.numpy()))
         translator = None
         if valid_ds is not None and train.valid_bleu_sentences:
             n = min(train.valid_bleu_sentences, len(valid_corpus))
@@ -248,16 +285,19 @@ class TrainStage(Stage):
             json.dump(keras.saving.serialize_keras_object(student), f, indent=1)
         student.save_weights(os.path.join(workdir, "student.weights.h5"))
         checkpoint.cleanup()
-        results = {"steps": int(optimizer.iterations.numpy()), **monitor.summary()}
-        return results
+        return {"steps": int(optimizer.iterations.numpy()), **monitor.summary()}
 
 
 # ----------------------------------------------------------------------------- evaluate
 
 
 class EvaluateStage(Stage):
-    name = "evaluate"
-    depends = ("train",)
+    """Translates the evaluation splits with a trained student and scores them with sacreBLEU."""
+
+    def __init__(self, name="evaluate", train_stage="train"):
+        self.name = name
+        self.depends = (train_stage,)
+        self.train_stage = train_stage
 
     def config(self, spec):
         return {
@@ -272,11 +312,11 @@ class EvaluateStage(Stage):
 
     def run(self, context, workdir):
         spec = context.spec
-        translator = make_translator(context)
+        translator = make_translator(context, self.train_stage)
         results = {}
         for split in spec.evaluate.splits:
             corpus = context.corpus(split)
-            log.info("evaluate: translating %d %s sentences (%s, beam %d)", len(corpus), split,
+            log.info("%s: translating %d %s sentences (%s, beam %d)", self.name, len(corpus), split,
                      spec.decode.algorithm, spec.decode.beam_size)
             start = time.time()
             hypotheses, _ = translator.translate_all(corpus.source, progress=True)
@@ -285,8 +325,8 @@ class EvaluateStage(Stage):
                 f.write("\n".join(hypotheses) + "\n")
             bleu, signature = corpus_bleu(hypotheses, corpus.target, spec.evaluate.lowercase,
                                           spec.evaluate.tokenize)
-            log.info("evaluate: %s BLEU = %.2f (%s) [%.1f sentences/s]", split, bleu.score, signature,
-                     len(corpus) / seconds)
+            log.info("%s: %s BLEU = %.2f (%s) [%.1f sentences/s]", self.name, split, bleu.score,
+                     signature, len(corpus) / seconds)
             results[split] = {"bleu": round(bleu.score, 2), "signature": signature,
                               "sentences": len(corpus), "sentences_per_second": round(len(corpus) / seconds, 1)}
         with open(os.path.join(workdir, "scores.json"), "w") as f:
@@ -297,10 +337,10 @@ class EvaluateStage(Stage):
 # ----------------------------------------------------------------------------- export
 
 
-def make_translator(context):
+def make_translator(context, train_stage="train"):
     source_tokenizer, target_tokenizer = context.tokenizers()
-    return Translator(load_student(context), source_tokenizer, target_tokenizer, context.spec.decode,
-                      context.spec.data.max_tokens)
+    return Translator(load_student(context, train_stage), source_tokenizer, target_tokenizer,
+                      context.spec.decode, context.spec.data.max_tokens)
 
 
 class ExportStage(Stage):
@@ -346,7 +386,10 @@ def open_run(run_dir):
 
 
 def default_stages():
-    return [VocabStage(), TrainStage(), EvaluateStage(), ExportStage()]
+    from tfkd.teacher_stages import TeacherCacheStage, TeacherFinetuneStage
+
+    return [VocabStage(), TeacherFinetuneStage(), TeacherCacheStage(), TrainStage("baseline", distill=False),
+            EvaluateStage("baseline_evaluate", "baseline"), TrainStage(), EvaluateStage(), ExportStage()]
 
 
 __all__ = ["RunContext", "VocabStage", "TrainStage", "EvaluateStage", "ExportStage", "build_student",

@@ -36,3 +36,15 @@ def teacher_tokenizer(checkpoint):
     import keras_hub
 
     return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))
+
+
+def load_masked_lm_teacher(checkpoint):
+    """A keras-hub ``BertMaskedLM`` on the checkpoint's backbone.
+
+    The MLM head is tied to the token embedding; checkpoints without an MLM head (such as the
+    sentence-transformers MiniLM) start it fresh, which C-MLM fine-tuning then trains.
+    """
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+    return keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)

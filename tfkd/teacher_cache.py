@@ -1,0 +1,126 @@
+"""The teacher cache: top-K soft targets for every target position of every training pair.
+
+For each pair the teacher reads ``[CLS] X [SEP] Y [SEP]``; the target positions (``Y`` and
+its closing ``[SEP]``, which is the student's EOS) are split into ``G = ceil(1 / mask_rate)``
+disjoint groups (position ``i`` in group ``i mod G``) and one forward pass per group masks
+that group, so every position is predicted while masked and with the rest as context. The
+top K of ``softmax(logits / T)`` are kept and renormalised.
+
+On disk: sharded TFRecords (``shard-00000-of-00003.tfrecord``) of examples with the pair's
+index in the corpus (int64), the top-K ids (int32) and probabilities (float16), plus
+``manifest.json``.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfkd.models.cmlm import pack_pairs, target_positions
+
+
+def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
+                 max_length):
+    """Top-K teacher distributions for every target position, each predicted while masked.
+
+    Args:
+        teacher: a keras-hub ``BertMaskedLM``.
+        source_ids, target_ids: ragged ``[B, None]`` teacher-vocabulary ids.
+
+    Returns:
+        ``(ids [B, T, K] int32, probs [B, T, K] float32)`` with ``T`` the longest target + 1
+        (the closing ``[SEP]``); rows beyond a target's length are zero.
+    """
+    token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
+    is_target = target_positions(segment_ids, padding_mask)
+    batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+    # index of each position within its target side (-1 outside)
+    offset = tf.cumsum(tf.cast(is_target, tf.int32), axis=1) - 1
+    offset = tf.where(is_target, offset, -1)
+    width = tf.reduce_max(target_ids.row_lengths()) + 1
+    groups = math.ceil(1.0 / mask_rate)
+    ids = tf.zeros([batch, width, top_k], tf.int32)
+    probs = tf.zeros([batch, width, top_k], tf.float32)
+    for group in range(groups):
+        chosen = is_target & tf.equal(tf.math.floormod(offset, groups), group)
+        per_row = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1)), 1)
+        # the chosen positions of each row first (in order), padded with position 0
+        key = tf.where(chosen, tf.range(length)[None, :], length + tf.range(length)[None, :])
+        positions = tf.sort(key, axis=1)[:, :per_row]
+        valid = positions < length
+        positions = tf.where(valid, positions, 0)
+        masked = tf.where(chosen, mask_id, token_ids)
+        logits = teacher(
+            {"token_ids": masked, "segment_ids": segment_ids, "padding_mask": padding_mask,
+             "mask_positions": positions},
+            training=False,
+        )
+        distribution = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+        top_probs, top_ids = tf.math.top_k(distribution, k=top_k)
+        top_probs /= tf.reduce_sum(top_probs, axis=-1, keepdims=True)
+        where = tf.stack([tf.repeat(tf.range(batch)[:, None], per_row, axis=1),
+                          tf.gather(offset, positions, batch_dims=1)], axis=-1)
+        where = tf.boolean_mask(where, valid)
+        ids = tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(top_ids, valid))
+        probs = tf.tensor_scatter_nd_update(probs, where, tf.boolean_mask(top_probs, valid))
+    return ids, probs
+
+
+def _example(index, ids, probs):
+    feature = {
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
+        "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[ids.shape[0]])),
+        "ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ids.astype("<i4").tobytes()])),
+        "probs": tf.train.Feature(bytes_list=tf.train.BytesList(value=[probs.astype("<f2").tobytes()])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class CacheWriter:
+    """Writes examples into shards of ``shard_size``; :meth:`close` writes the manifest."""
+
+    def __init__(self, directory, shard_size, top_k, metadata):
+        self.directory, self.shard_size, self.top_k = directory, shard_size, top_k
+        self.metadata = metadata
+        self.shards, self.count, self._writer = [], 0, None
+
+    def add(self, index, ids, probs):
+        if self.count % self.shard_size == 0:
+            if self._writer:
+                self._writer.close()
+            name = f"shard-{len(self.shards):05d}.tfrecord"
+            self.shards.append(name)
+            self._writer = tf.io.TFRecordWriter(os.path.join(self.directory, name))
+        self._writer.write(_example(index, ids, probs))
+        self.count += 1
+
+    def close(self):
+        if self._writer:
+            self._writer.close()
+        manifest = dict(self.metadata, examples=self.count, top_k=self.top_k, shards=self.shards,
+                        bytes=sum(os.path.getsize(os.path.join(self.directory, s)) for s in self.shards))
+        with open(os.path.join(self.directory, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+        return manifest
+
+
+def read_cache(directory):
+    """``{corpus index: (ids [T, K] int32, probs [T, K] float32)}`` and the manifest."""
+    with open(os.path.join(directory, "manifest.json")) as f:
+        manifest = json.load(f)
+    top_k = manifest["top_k"]
+    entries = {}
+    files = [os.path.join(directory, s) for s in manifest["shards"]]
+    spec = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.FixedLenFeature([], tf.int64),
+            "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
+    for record in tf.data.TFRecordDataset(files):
+        example = tf.io.parse_single_example(record, spec)
+        length = int(example["length"])
+        ids = np.frombuffer(example["ids"].numpy(), "<i4").reshape(length, top_k)
+        probs = np.frombuffer(example["probs"].numpy(), "<f2").astype(np.float32).reshape(length, top_k)
+        entries[int(example["index"])] = (ids, probs)
+    if len(entries) != manifest["examples"]:
+        raise ValueError(f"{directory}: manifest lists {manifest['examples']} examples, shards hold {len(entries)}")
+    return entries, manifest

@@ -1,0 +1,181 @@
+"""Teacher stages of the soft-target method (cmlm_kd.txt): C-MLM fine-tuning, then the cache."""
+
+import logging
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import data as data_lib
+from tfkd.models.cmlm import cmlm_mask, pack_pairs
+from tfkd.models.teachers import load_masked_lm_teacher, teacher_tokenizer
+from tfkd.runner import Stage, StageError
+from tfkd.teacher_cache import CacheWriter, soft_targets
+from tfkd.training.callbacks import StageCheckpoint
+from tfkd.training.schedules import TriangularSchedule
+
+log = logging.getLogger("tfkd")
+
+
+def _teacher_section(spec, stage):
+    if spec.teacher is None:
+        raise StageError(f"{stage}: the spec has no teacher section")
+    return spec.teacher
+
+
+def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle, seed=None):
+    ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
+    if shuffle:
+        ds = ds.shuffle(min(len(tokenized), 100000), seed=finetune.seed).repeat()
+    ds = ds.ragged_batch(finetune.batch_size)
+    max_predictions = max(4, math.ceil(2 * finetune.mask_rate * finetune.max_length))
+
+    def to_mlm_batch(batch):
+        token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length,
+                                                     special_ids)
+        masked, positions, mask_ids, weights = cmlm_mask(
+            token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, max_predictions, seed=seed
+        )
+        inputs = {"token_ids": masked, "segment_ids": segment_ids, "padding_mask": padding,
+                  "mask_positions": positions}
+        return inputs, mask_ids, weights
+
+    return ds.map(to_mlm_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _teacher_tokenized(context, name, split):
+    spec = context.spec
+    tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
+    limit = spec.teacher.finetune.max_length - 3
+    return tokenizer, data_lib.tokenize_corpus(context.corpus(split), tokenizer, tokenizer, limit, name)
+
+
+class TeacherFinetuneStage(Stage):
+    """C-MLM: mask ``mask_rate`` of the target tokens of ``[CLS] X [SEP] Y [SEP]`` and train the
+    teacher's tied MLM head (and body) to predict them; Adam with a triangular schedule."""
+
+    name = "teacher_finetune"
+    depends = ()
+
+    def config(self, spec):
+        teacher = _teacher_section(spec, self.name)
+        data = spec.data
+        return {"checkpoint": teacher.checkpoint, "finetune": teacher.finetune.model_dump(mode="json"),
+                "data": {k: getattr(data, k) for k in ("source", "dir", "tfds", "src_lang", "tgt_lang",
+                                                        "train_split", "train_limit", "valid_split")}}
+
+    def input_files(self, spec):
+        from tfkd.stages import _data_files
+
+        return _data_files(spec, ["train", "valid"])
+
+    def run(self, context, workdir):
+        finetune = _teacher_section(context.spec, self.name).finetune
+        keras.utils.set_random_seed(finetune.seed)
+        tokenizer, train_tok = _teacher_tokenized(context, self.name, "train")
+        _, valid_tok = _teacher_tokenized(context, self.name, "valid")
+        special = data_lib.SpecialIds.of(tokenizer)
+        mask_id = tokenizer.token_to_id(data_lib.MASK)
+        vocab_size = tokenizer.vocabulary_size()
+        train_ds = _cmlm_dataset(train_tok, special, mask_id, vocab_size, finetune, shuffle=True)
+        # a fixed masking of the validation pairs, so accuracies compare across runs
+        valid_ds = _cmlm_dataset(valid_tok, special, mask_id, vocab_size, finetune, shuffle=False,
+                                 seed=tf.constant([finetune.seed, 7]))
+
+        teacher = load_masked_lm_teacher(context.spec.teacher.checkpoint)
+        optimizer = keras.optimizers.Adam(
+            TriangularSchedule(finetune.learning_rate, finetune.warmup_steps, finetune.steps)
+        )
+        teacher.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        inputs, _, _ = next(iter(train_ds))
+        teacher(inputs)
+        optimizer.build(teacher.trainable_variables)
+        checkpoint = StageCheckpoint(workdir)
+        initial_epoch = checkpoint.restore(teacher)
+        epochs = math.ceil(finetune.steps / finetune.log_every)
+        log.info("%s: C-MLM on %d pairs, %d steps of %d pairs; %s parameters", self.name, len(train_tok),
+                 finetune.steps, finetune.batch_size, f"{teacher.count_params():,}")
+        start = time.time()
+        history = teacher.fit(
+            train_ds, steps_per_epoch=finetune.log_every, epochs=epochs, initial_epoch=initial_epoch,
+            validation_data=valid_ds, callbacks=[checkpoint,
+                                                 keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"))],
+            verbose=2 if os.environ.get("TFKD_QUIET_PROGRESS") else 1,
+        )
+        if checkpoint.failure:
+            raise StageError(checkpoint.failure.replace("train:", f"{self.name}:", 1))
+        teacher.save_weights(os.path.join(workdir, "teacher.weights.h5"))
+        checkpoint.cleanup()
+        last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
+        log.info("%s: valid MLM accuracy %.3f after %.0fs", self.name, last.get("val_accuracy", float("nan")),
+                 time.time() - start)
+        return {"steps": int(optimizer.iterations.numpy()), **last}
+
+
+class TeacherCacheStage(Stage):
+    """Top-K soft targets of the fine-tuned teacher for every target position of every kept
+    training pair (see :mod:`tfkd.teacher_cache`)."""
+
+    name = "teacher_cache"
+    depends = ("vocab", "teacher_finetune")
+
+    def config(self, spec):
+        teacher = _teacher_section(spec, self.name)
+        return {"cache": teacher.cache.model_dump(mode="json"),
+                "max_tokens": spec.data.max_tokens, "max_length": teacher.finetune.max_length}
+
+    def run(self, context, workdir):
+        spec = context.spec
+        cache = _teacher_section(spec, self.name).cache
+        source_tokenizer, target_tokenizer = context.tokenizers()
+        train_tok = data_lib.tokenize_corpus(context.corpus("train"), source_tokenizer, target_tokenizer,
+                                             spec.data.max_tokens, self.name)
+        tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
+        if tokenizer.get_vocabulary() != target_tokenizer.get_vocabulary():
+            raise StageError(f"{self.name}: the student's target vocabulary is not the teacher's; set "
+                             "data.target_tokenizer.kind: teacher")
+        corpus = context.corpus("train")
+        teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
+        max_length = max(spec.teacher.finetune.max_length, spec.data.max_tokens + 3)
+
+        teacher = load_masked_lm_teacher(spec.teacher.checkpoint)
+        special = data_lib.SpecialIds.of(tokenizer)
+        mask_id = tokenizer.token_to_id(data_lib.MASK)
+        forward = tf.function(
+            lambda src, tgt: soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
+                                          cache.mask_rate, max_length),
+            reduce_retracing=True,
+        )
+        forward(teacher_source[:1], train_tok.target_ids[:1])  # builds the teacher
+        teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), "teacher.weights.h5"))
+
+        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
+                             {"temperature": cache.temperature, "mask_rate": cache.mask_rate,
+                              "groups": math.ceil(1 / cache.mask_rate)})
+        lengths = train_tok.target_ids.row_lengths().numpy()
+        order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
+        steps = math.ceil(len(order) / cache.batch_size)
+        bar = keras.utils.Progbar(len(order), unit_name="pair")
+        start = time.time()
+        for step in range(steps):
+            rows = order[step * cache.batch_size : (step + 1) * cache.batch_size]
+            ids, probs = forward(tf.gather(teacher_source, rows), tf.gather(train_tok.target_ids, rows))
+            ids, probs = ids.numpy(), probs.numpy()
+            for j, row in enumerate(rows):
+                length = lengths[row] + 1
+                writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length])
+            bar.update(min((step + 1) * cache.batch_size, len(order)))
+        seconds = time.time() - start
+        manifest = writer.close()
+        log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards", self.name,
+                 manifest["examples"], seconds, manifest["examples"] / max(seconds, 1e-9),
+                 manifest["bytes"] / 1e6, len(manifest["shards"]))
+        return {"examples": manifest["examples"], "sentences_per_second": round(manifest["examples"] / seconds, 1),
+                "bytes": manifest["bytes"]}
