@@ -39,7 +39,7 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
     # index of each position within its target side (-1 outside)
     offset = tf.cumsum(tf.cast(is_target, tf.int32), axis=1) - 1
     offset = tf.where(is_target, offset, -1)
-    width = tf.reduce_max(target_ids.row_lengths()) + 1
+    width = tf.cast(tf.reduce_max(target_ids.row_lengths()), tf.int32) + 1
     groups = math.ceil(1.0 / mask_rate)
     ids = tf.zeros([batch, width, top_k], tf.int32)
     probs = tf.zeros([batch, width, top_k], tf.float32)

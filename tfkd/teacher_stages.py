@@ -152,6 +152,7 @@ class TeacherCacheStage(Stage):
             lambda src, tgt: soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
                                           cache.mask_rate, max_length),
             reduce_retracing=True,
+            autograph=False,
         )
         forward(teacher_source[:1], train_tok.target_ids[:1])  # builds the teacher
         teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), "teacher.weights.h5"))

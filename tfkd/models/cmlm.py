@@ -26,10 +26,10 @@ def pack_pairs(source_ids, target_ids, sequence_length, special_ids):
         pad_value=special_ids.pad,
         truncate="waterfall",
     )
-    # pad to the longest pair of this batch, not to the cap
-    longest = tf.reduce_max(source_ids.row_lengths() + target_lengths) + 3
-    token_ids, segment_ids = packer((source_ids, target_ids),
-                                    sequence_length=tf.minimum(longest, sequence_length))
+    token_ids, segment_ids = packer((source_ids, target_ids))
+    # keep only up to the longest pair of this batch, not the cap
+    longest = tf.cast(tf.reduce_max(source_ids.row_lengths() + target_lengths) + 3, tf.int32)
+    token_ids, segment_ids = token_ids[:, :longest], segment_ids[:, :longest]
     return token_ids, segment_ids, tf.not_equal(token_ids, special_ids.pad)
 
 
