@@ -67,7 +67,7 @@ def test_tiny_spec_runs_every_stage_then_skips(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny")
     first = tfkd("run", spec, env_extra={"TFKD_DATA_DIR": data_dir})
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "tiny: test BLEU" in first.stdout
+    assert "tiny: student test BLEU" in first.stdout
     run_dir = tmp_path / "runs" / "tiny"
     for stage in ("vocab", "train", "evaluate"):
         marker = json.load(open(run_dir / stage / "stage.json"))
