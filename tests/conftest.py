@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests start
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -156,3 +156,17 @@ def test_export_is_atomic(tmp_path):
         del export.EXPORTERS["broken"]
     assert os.listdir(tmp_path / "m") == []
 
+
+
+@pytest.mark.slow
+def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
+    run_dir, _ = exported
+    out = tfkd("export", str(run_dir), "--out", str(tmp_path / "models"), "--model-name", "deen", "--version", "3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith(f"exported {tmp_path}/models/deen/3 (")
+    assert sorted(os.listdir(tmp_path / "models" / "deen")) == ["3"]
+    served = serve_only(tmp_path / "models" / "deen" / "3", SENTENCES[:2], tmp_path)
+    assert len(served["translations"]) == 2
+    missing = tfkd("export", str(tmp_path))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"{tmp_path}: not a tfkd run directory (no spec.yaml)"

@@ -1,6 +1,7 @@
 """The ``tfkd`` command: ``run``, ``validate``, ``export``, ``translate``."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -150,8 +151,9 @@ def cmd_translate(args):
         return EXIT_SPEC_ERROR
     from tfkd.inference import translate_in_batches
 
-    # the progress bar writes to stdout, so only when the translations go to a file
-    outputs, _ = translate_in_batches(translate, sentences, batch_size, progress=bool(args.output))
+    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for translations
+    with contextlib.redirect_stdout(sys.stderr):
+        outputs, _ = translate_in_batches(translate, sentences, batch_size, progress=True)
     sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     sink.write("".join(o + "\n" for o in outputs))
     sink.flush()
