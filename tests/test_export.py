@@ -169,4 +169,4 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     assert len(served["translations"]) == 2
     missing = tfkd("export", str(tmp_path))
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"{tmp_path}: not a tfkd run directory (no spec.yaml)"
+    assert missing.stderr.strip().splitlines()[-1] == f"{tmp_path}: not a tfkd run directory (no spec.yaml)"
