@@ -8,6 +8,8 @@ replaced from the environment. Every problem is reported as one line,
 
 import copy
 import importlib
+import importlib.util
+import inspect
 import json
 import os
 import re
@@ -217,8 +219,6 @@ class Spec(_Strict):
 
 
 def _check_kwargs(cls, kwargs):
-    import inspect
-
     params = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in kwargs.items() if k in params or v is not None}
     try:

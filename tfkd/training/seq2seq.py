@@ -71,6 +71,10 @@ class Seq2SeqTrainer(keras.Model):
             if name in self.term_trackers:
                 self.term_trackers[name].update_state(value / weight, sample_weight=local_tokens)
         self.token_counter.update_state(local_tokens)
+        # report only the terms this batch has (validation carries no soft targets)
+        reported = [name for name in self.term_trackers if name in sums]
+        return {**{name: self.term_trackers[name].result() for name in reported},
+                "tokens": self.token_counter.result()}
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
@@ -80,8 +84,7 @@ class Seq2SeqTrainer(keras.Model):
         gradients = tape.gradient(loss, variables)
         gradients = self.process_gradients(gradients, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self._track(sums, local_tokens)
-        return {m.name: m.result() for m in self.metrics}
+        return self._track(sums, local_tokens)
 
     def process_gradients(self, gradients, variables):
         """Hook for gradient surgery (gating in the mask-task distiller); identity here."""
@@ -89,5 +92,4 @@ class Seq2SeqTrainer(keras.Model):
 
     def test_step(self, data):
         sums, local_tokens, _ = self._loss_sums(data, training=False)
-        self._track(sums, local_tokens)
-        return {m.name: m.result() for m in self.metrics}
+        return self._track(sums, local_tokens)
