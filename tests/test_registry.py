@@ -73,6 +73,7 @@ class LSTMStudentTest(TestCase):
         from tfkd.decoding import beam_search, greedy_search
         from tfkd.models import LSTMSeq2Seq
 
+        keras.utils.set_random_seed(3)
         model = LSTMSeq2Seq(30, 20, encoder_layers=1, decoder_layers=1, hidden_dim=8, embedding_dim=6, dropout=0.0)
         inputs = {"source_ids": np.array([[3, 4, 5, 0], [6, 7, 0, 0]]), "decoder_ids": np.array([[2, 7, 0], [2, 8, 9]])}
         self.assertEqual(tuple(model(inputs).shape), (2, 3, 20))
@@ -81,6 +82,23 @@ class LSTMStudentTest(TestCase):
         revived.set_weights(model.get_weights())
         self.assertAllClose(model(inputs), revived(inputs), atol=1e-5)
         special = SpecialIds(pad=0, bos=2, eos=3, unk=1)
-        greedy, _ = greedy_search(model, tf.constant(inputs["source_ids"]), special, 5)
-        beam, _ = beam_search(model, tf.constant(inputs["source_ids"]), special, 5, beam_size=1, length_penalty=0.0)
-        np.testing.assert_array_equal(greedy.numpy(), beam.numpy())
+        source = tf.constant(inputs["source_ids"])
+        greedy, _ = greedy_search(model, source, special, 5)
+        np.testing.assert_array_equal(greedy.numpy(), reference_greedy(model, source, special, 5))
+        beam, scores = beam_search(model, source, special, 5, beam_size=3)
+        self.assertEqual(tuple(beam.shape), (2, 5))
+        self.assertTrue(np.isfinite(scores.numpy()).all())
+
+
+def reference_greedy(model, source, special, max_length):
+    """Step-by-step argmax over the full decoder, in NumPy (never pad or BOS)."""
+    hidden, mask = model.encode(source)
+    rows = []
+    for b in range(source.shape[0]):
+        tokens = [special.bos]
+        while len(tokens) <= max_length and (len(tokens) == 1 or tokens[-1] != special.eos):
+            logits = model.decode(np.array([tokens]), hidden[b : b + 1], mask[b : b + 1]).numpy()[0, -1]
+            logits[[special.pad, special.bos]] = -np.inf
+            tokens.append(int(np.argmax(logits)))
+        rows.append((tokens[1:] + [special.pad] * max_length)[:max_length])
+    return np.array(rows)

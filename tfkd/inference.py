@@ -49,13 +49,11 @@ class Translator(tf.Module):
     def _translate(self, sentences):
         ragged = self.source_tokenizer(sentences)[:, : self.max_tokens]
         source_ids = ragged.to_tensor(default_value=self.source_ids.pad)
-        # an empty input still needs one position to attend to
+        # an empty input still needs one position to attend to: give it a single [UNK]
         source_ids = tf.pad(source_ids, [[0, 0], [0, 1]], constant_values=self.source_ids.pad)
-        source_ids = tf.where(
-            tf.equal(tf.range(tf.shape(source_ids)[1])[tf.newaxis], 0) & tf.equal(source_ids, self.source_ids.pad),
-            self.source_ids.unk,
-            source_ids,
-        )
+        empty = tf.equal(ragged.row_lengths(), 0)[:, tf.newaxis]
+        first = tf.equal(tf.range(tf.shape(source_ids)[1]), 0)[tf.newaxis]
+        source_ids = tf.where(empty & first, self.source_ids.unk, source_ids)
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
         max_length = tf.minimum(max_length, self.max_target_length)

@@ -136,10 +136,8 @@ def build_student(spec, source_vocab_size, target_vocab_size, pad_id):
     """The student the spec names, from the registry."""
     student_cls = registry.lookup("student", spec.student.kind)
     config = spec.student_config()
+    # layer references dump as {"kind": ..., **their kwargs}, the form the student takes
     kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
-    for key in ("encoder_layer", "decoder_layer"):
-        if key in kwargs and kwargs[key] is not None and hasattr(config, key):
-            kwargs[key] = {"kind": getattr(config, key).kind, **getattr(config, key).kwargs}
     return student_cls(
         source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size, pad_id=pad_id, **kwargs
     )

@@ -99,10 +99,12 @@ class TrainingMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._tick = time.time()
         self._tick_tokens = 0.0
-        self._tick_step = self._step()
+        self._tick_step = self._global_step = self._step()
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
+        # counted here rather than read from the optimizer: no device sync on most steps
+        self._global_step += 1
+        step = self._global_step
         if step % self.log_every:
             return
         logs = logs or {}
