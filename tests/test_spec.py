@@ -150,6 +150,9 @@ BAD_SPECS = [
     # 20 dropout out of range in the student schema
     (GOOD.replace("  hidden_dim: 32", "  hidden_dim: 32\n  dropout: 2"),
      "{path}:12: student.dropout: expected a number < 1, got 2"),
+    # 23 a vocabulary threshold on a learned vocabulary
+    (GOOD.replace("  batch_tokens: 1024", "  batch_tokens: 1024\n  target_tokenizer: {kind: learned, min_count: 2}"),
+     '{path}:8: data.target_tokenizer: min_count applies to kind "teacher" only (a learned vocabulary has vocab_size)'),
 ]
 
 

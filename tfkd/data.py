@@ -125,6 +125,20 @@ def learn_vocabulary(sentences, tokenizer_spec, path):
     return path
 
 
+def prune_vocabulary(tokenizer, sentences, min_count):
+    """The tokens of ``tokenizer`` that occur at least ``min_count`` times when it tokenizes
+    ``sentences``, plus the special tokens, in the tokenizer's order.
+
+    WordPiece matches the longest piece first, so a pruned vocabulary tokenizes these
+    sentences exactly as the full one does.
+    """
+    vocabulary = tokenizer.get_vocabulary()
+    ids = tokenize_to_ragged(tokenizer, sentences).flat_values.numpy()
+    counts = np.bincount(ids, minlength=len(vocabulary))
+    special = {tokenizer.token_to_id(t) for t in RESERVED_TOKENS if t in vocabulary}
+    return [token for i, token in enumerate(vocabulary) if counts[i] >= min_count or i in special]
+
+
 def make_tokenizer(vocabulary_path, lowercase=False, strip_accents=False):
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary_path,

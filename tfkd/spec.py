@@ -45,6 +45,15 @@ class TokenizerSpec(_Strict):
     vocab_size: PositiveInt = 8000
     lowercase: bool = False
     strip_accents: bool = False
+    # kind "teacher" only: keep the teacher's tokens seen at least this often in the training
+    # side (fairseq's --thresholdtgt), plus the special tokens; unset keeps them all
+    min_count: Optional[PositiveInt] = None
+
+    @pydantic.model_validator(mode="after")
+    def _min_count_needs_teacher(self):
+        if self.min_count is not None and self.kind != "teacher":
+            raise ValueError('min_count applies to kind "teacher" only (a learned vocabulary has vocab_size)')
+        return self
 
 
 class DataSpec(_Strict):
@@ -103,6 +112,9 @@ class TeacherFinetuneSpec(_Strict):
     max_length: PositiveInt = 128
     log_every: PositiveInt = 100
     seed: int = 1
+    # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
+    # the target before it, no masking); the cache then needs one pass per pair
+    direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
 
 
 class TeacherCacheSpec(_Strict):

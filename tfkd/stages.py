@@ -109,8 +109,13 @@ class VocabStage(Stage):
                 tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
                 # the teacher's own normalisation, whatever the spec says
                 settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
+                vocabulary = tokenizer.get_vocabulary()
+                if tokenizer_spec.min_count:
+                    vocabulary = data_lib.prune_vocabulary(tokenizer, sentences, tokenizer_spec.min_count)
+                    log.info("vocab: %d of the teacher's %d tokens occur at least %d times on the %s side",
+                             len(vocabulary), tokenizer.vocabulary_size(), tokenizer_spec.min_count, side)
                 with open(path + ".tmp", "w", encoding="utf-8") as f:
-                    f.write("\n".join(tokenizer.get_vocabulary()) + "\n")
+                    f.write("\n".join(vocabulary) + "\n")
                 os.replace(path + ".tmp", path)
             elif spec.data.shared_vocab and side == "target":
                 with open(os.path.join(workdir, "source.vocab"), encoding="utf-8") as f:

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.models.cmlm import pack_pairs, target_positions
+from tfkd.models.cmlm import left_to_right_targets, pack_pairs, target_positions
 
 
 def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
@@ -57,15 +57,31 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
              "mask_positions": positions},
             training=False,
         )
-        distribution = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
-        top_probs, top_ids = tf.math.top_k(distribution, k=top_k)
-        top_probs /= tf.reduce_sum(top_probs, axis=-1, keepdims=True)
+        top_ids, top_probs = _top_k(logits, top_k, temperature)
         where = tf.stack([tf.repeat(tf.range(batch)[:, None], per_row, axis=1),
                           tf.gather(offset, positions, batch_dims=1)], axis=-1)
         where = tf.boolean_mask(where, valid)
         ids = tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(top_ids, valid))
         probs = tf.tensor_scatter_nd_update(probs, where, tf.boolean_mask(top_probs, valid))
     return ids, probs
+
+
+def _top_k(logits, top_k, temperature):
+    distribution = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+    top_probs, top_ids = tf.math.top_k(distribution, k=top_k)
+    return top_ids, top_probs / tf.reduce_sum(top_probs, axis=-1, keepdims=True)
+
+
+def left_to_right_soft_targets(teacher, source_ids, target_ids, special_ids, top_k, temperature, max_length):
+    """:func:`soft_targets` of a left-to-right teacher (BERT_l2r): one pass per batch, each
+    target position predicted from the source and the target before it."""
+    token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
+    positions, _, weights = left_to_right_targets(token_ids, segment_ids, padding_mask)
+    logits = teacher({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
+                      "mask_positions": positions}, training=False)
+    ids, probs = _top_k(logits, top_k, temperature)
+    keep = weights[:, :, None] > 0
+    return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0)
 
 
 def _example(index, ids, probs):

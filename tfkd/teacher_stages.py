@@ -10,10 +10,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.models.cmlm import cmlm_mask, pack_pairs
+from tfkd.models.cmlm import cmlm_mask, left_to_right_targets, pack_pairs
 from tfkd.models.teachers import load_masked_lm_teacher, teacher_tokenizer
 from tfkd.runner import Stage, StageError
-from tfkd.teacher_cache import CacheWriter, soft_targets
+from tfkd.teacher_cache import CacheWriter, left_to_right_soft_targets, soft_targets
 from tfkd.training.callbacks import StageCheckpoint
 from tfkd.training.schedules import TriangularSchedule
 
@@ -31,17 +31,19 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
     if shuffle:
         ds = ds.shuffle(min(len(tokenized), 100000), seed=finetune.seed).repeat()
     ds = ds.ragged_batch(finetune.batch_size)
-    max_predictions = max(4, math.ceil(2 * finetune.mask_rate * finetune.max_length))
 
     def to_mlm_batch(batch):
         token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length,
                                                      special_ids)
-        masked, positions, mask_ids, weights = cmlm_mask(
-            token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, max_predictions, seed=seed
-        )
-        inputs = {"token_ids": masked, "segment_ids": segment_ids, "padding_mask": padding,
+        if finetune.direction == "left_to_right":
+            positions, labels, weights = left_to_right_targets(token_ids, segment_ids, padding)
+        else:
+            token_ids, positions, labels, weights = cmlm_mask(
+                token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, seed=seed
+            )
+        inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding,
                   "mask_positions": positions}
-        return inputs, mask_ids, weights
+        return inputs, labels, weights
 
     return ds.map(to_mlm_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -55,7 +57,9 @@ def _teacher_tokenized(context, name, split):
 
 class TeacherFinetuneStage(Stage):
     """C-MLM: mask ``mask_rate`` of the target tokens of ``[CLS] X [SEP] Y [SEP]`` and train the
-    teacher's tied MLM head (and body) to predict them; Adam with a triangular schedule."""
+    teacher's tied MLM head (and body) to predict them; Adam with a triangular schedule.
+    ``direction: left_to_right`` trains BERT_l2r instead: every target token, from the
+    source and the target tokens before it."""
 
     name = "teacher_finetune"
     depends = ()
@@ -85,7 +89,7 @@ class TeacherFinetuneStage(Stage):
         valid_ds = _cmlm_dataset(valid_tok, special, mask_id, vocab_size, finetune, shuffle=False,
                                  seed=tf.constant([finetune.seed, 7]))
 
-        teacher = load_masked_lm_teacher(context.spec.teacher.checkpoint)
+        teacher = load_masked_lm_teacher(context.spec.teacher.checkpoint, finetune.direction)
         optimizer = keras.optimizers.Adam(
             TriangularSchedule(finetune.learning_rate, finetune.warmup_steps, finetune.steps)
         )
@@ -138,45 +142,69 @@ class TeacherCacheStage(Stage):
         train_tok = data_lib.tokenize_corpus(context.corpus("train"), source_tokenizer, target_tokenizer,
                                              spec.data.max_tokens, self.name)
         tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
-        if tokenizer.get_vocabulary() != target_tokenizer.get_vocabulary():
-            raise StageError(f"{self.name}: the student's target vocabulary is not the teacher's; set "
-                             "data.target_tokenizer.kind: teacher")
+        to_teacher, to_student = vocabulary_maps(target_tokenizer, tokenizer)
         corpus = context.corpus("train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
         max_length = max(spec.teacher.finetune.max_length, spec.data.max_tokens + 3)
 
-        teacher = load_masked_lm_teacher(spec.teacher.checkpoint)
+        direction = spec.teacher.finetune.direction
+        teacher = load_masked_lm_teacher(spec.teacher.checkpoint, direction)
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
-        forward = tf.function(
-            lambda src, tgt: soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
-                                          cache.mask_rate, max_length),
-            reduce_retracing=True,
-            autograph=False,
-        )
+        if direction == "left_to_right":
+            def teacher_targets(src, tgt):
+                return left_to_right_soft_targets(teacher, src, tgt, special, cache.top_k, cache.temperature,
+                                                  max_length)
+        else:
+            def teacher_targets(src, tgt):
+                return soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
+                                    cache.mask_rate, max_length)
+        forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
         forward(teacher_source[:1], train_tok.target_ids[:1])  # builds the teacher
         teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), "teacher.weights.h5"))
 
         writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
                              {"temperature": cache.temperature, "mask_rate": cache.mask_rate,
-                              "groups": math.ceil(1 / cache.mask_rate)})
+                              "direction": direction, "ids": "student target vocabulary",
+                              "groups": 1 if direction == "left_to_right" else math.ceil(1 / cache.mask_rate)})
         lengths = train_tok.target_ids.row_lengths().numpy()
         order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
         steps = math.ceil(len(order) / cache.batch_size)
         bar = keras.utils.Progbar(len(order), unit_name="pair")
+        outside, positions = 0.0, int(lengths.sum() + len(lengths))
         start = time.time()
         for step in range(steps):
             rows = order[step * cache.batch_size : (step + 1) * cache.batch_size]
-            ids, probs = forward(tf.gather(teacher_source, rows), tf.gather(train_tok.target_ids, rows))
-            ids, probs = ids.numpy(), probs.numpy()
+            targets = tf.gather(train_tok.target_ids, rows)
+            ids, probs = forward(tf.gather(teacher_source, rows),
+                                 tf.ragged.map_flat_values(tf.gather, to_teacher, targets))
+            ids, probs = to_student[ids.numpy()], probs.numpy()
+            outside += float(probs[ids < 0].sum())
+            probs[ids < 0], ids[ids < 0] = 0.0, 0
             for j, row in enumerate(rows):
                 length = lengths[row] + 1
                 writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length])
             bar.update(min((step + 1) * cache.batch_size, len(order)))
         seconds = time.time() - start
         manifest = writer.close()
-        log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards", self.name,
-                 manifest["examples"], seconds, manifest["examples"] / max(seconds, 1e-9),
-                 manifest["bytes"] / 1e6, len(manifest["shards"]))
+        log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards; %.2f%% of the "
+                 "top-K mass is outside the student's vocabulary", self.name, manifest["examples"], seconds,
+                 manifest["examples"] / max(seconds, 1e-9), manifest["bytes"] / 1e6, len(manifest["shards"]),
+                 100 * outside / max(positions, 1))
         return {"examples": manifest["examples"], "sentences_per_second": round(manifest["examples"] / seconds, 1),
-                "bytes": manifest["bytes"]}
+                "bytes": manifest["bytes"], "mass_outside_vocabulary": round(outside / max(positions, 1), 5)}
+
+
+def vocabulary_maps(student_tokenizer, teacher_tokenizer):
+    """``(student id -> teacher id, teacher id -> student id or -1)`` for a student target
+    vocabulary made of teacher tokens (all of them, or those ``min_count`` kept)."""
+    teacher_ids = {token: i for i, token in enumerate(teacher_tokenizer.get_vocabulary())}
+    student_vocabulary = student_tokenizer.get_vocabulary()
+    missing = [t for t in student_vocabulary if t not in teacher_ids]
+    if missing:
+        raise StageError(f"teacher_cache: the student's target vocabulary has {len(missing)} tokens the teacher "
+                         f"does not know (first: {missing[0]!r}); set data.target_tokenizer.kind: teacher")
+    to_teacher = np.array([teacher_ids[t] for t in student_vocabulary], np.int32)
+    to_student = np.full(len(teacher_ids) + 1, -1, np.int32)  # [-1] stays -1 for nothing
+    to_student[to_teacher] = np.arange(len(to_teacher), dtype=np.int32)
+    return tf.constant(to_teacher), to_student

@@ -38,16 +38,20 @@ def target_positions(segment_ids, padding_mask):
     return tf.equal(segment_ids, 1) & tf.cast(padding_mask, tf.bool)
 
 
-def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, max_predictions,
+def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, max_predictions=None,
               seed=None, replace_random=0.1, keep=0.1):
     """Mask about ``rate`` of the target-side positions (at least one per sequence).
 
     Chosen positions become ``[MASK]`` (``1 - replace_random - keep`` of them), a random token,
     or stay unchanged, as in BERT. Source positions are never chosen.
 
+    ``max_predictions`` caps the predictions per sequence; ``None`` sizes them to the batch's
+    row with the most chosen positions, so the MLM head scores no more padding than it must.
+
     Returns:
         ``(masked_token_ids, mask_positions, mask_ids, mask_weights)``; the last three are
-        ``[B, max_predictions]``, weights 1 for real predictions and 0 for padding.
+        ``[B, P]`` (``P`` at most ``max_predictions``), weights 1 for real predictions and 0 for
+        padding.
     """
     token_ids = tf.convert_to_tensor(token_ids)
     shape = tf.shape(token_ids)
@@ -61,7 +65,10 @@ def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, m
     # the chosen positions, in order, padded to max_predictions
     length = tf.cast(shape[1], tf.float32)
     order_key = tf.where(chosen, tf.cast(tf.range(shape[1]), tf.float32), length + 1.0)
-    _, positions = tf.math.top_k(-order_key, k=tf.minimum(max_predictions, shape[1]))
+    most = tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1))
+    if max_predictions is not None:
+        most = tf.minimum(most, max_predictions)
+    _, positions = tf.math.top_k(-order_key, k=tf.minimum(tf.maximum(most, 1), shape[1]))
     positions = tf.sort(positions, axis=1)
     weights = tf.cast(tf.gather(chosen, positions, batch_dims=1), tf.float32)
     positions = tf.where(weights > 0, positions, 0)
@@ -78,3 +85,31 @@ def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, m
     updates_at = tf.boolean_mask(tf.stack([batch_index, positions], -1), weights > 0)
     masked = tf.tensor_scatter_nd_update(token_ids, updates_at, tf.boolean_mask(new_values, weights > 0))
     return masked, positions, mask_ids, weights
+
+
+def prefix_lm_attention_mask(segment_ids, padding_mask):
+    """``[B, L, L]`` mask of the left-to-right teacher (the paper's BERT_l2r): source
+    positions see the whole source, a target position sees the source and the target up to
+    itself; padding is never seen."""
+    padding = tf.cast(padding_mask, tf.bool)
+    length = tf.shape(segment_ids)[1]
+    is_source = tf.equal(segment_ids, 0) & padding
+    causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
+    is_target_query = tf.equal(segment_ids, 1)[:, :, None]
+    allowed = is_source[:, None, :] | (is_target_query & causal[None] & padding[:, None, :])
+    return allowed & padding[:, :, None]
+
+
+def left_to_right_targets(token_ids, segment_ids, padding_mask):
+    """Every target-side token (``Y`` and its ``[SEP]``) as a prediction from the position
+    before it: ``(positions, labels, weights)``, each ``[B, P]`` with ``P`` the longest target
+    of the batch, in target order."""
+    is_target = target_positions(segment_ids, padding_mask)
+    length = tf.shape(token_ids)[1]
+    count = tf.reduce_sum(tf.cast(is_target, tf.int32), axis=1)
+    key = tf.where(is_target, tf.range(length)[None, :], length + tf.range(length)[None, :])
+    positions = tf.sort(key, axis=1)[:, : tf.reduce_max(count)]
+    weights = tf.cast(positions < length, tf.float32)
+    positions = tf.where(weights > 0, positions, 1)
+    labels = tf.gather(token_ids, positions, batch_dims=1)
+    return positions - 1, labels, weights
