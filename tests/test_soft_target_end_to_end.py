@@ -75,3 +75,26 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     # a second run finishes at once
     again = tfkd("run", str(path), env_extra={"TFKD_DATA_DIR": data_dir})
     assert again.returncode == 0 and again.stderr.count("already done") == 8
+
+
+@pytest.mark.slow
+def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, data_dir):
+    path = tmp_path / "kd_l2r.yaml"
+    path.write_text(SPEC.format(run_dir=tmp_path / "runs").replace("name: kd_tiny", "name: kd_l2r")
+                    .replace("log_every: 3, max_length: 96}", "log_every: 3, max_length: 96, direction: left_to_right}"))
+    out = tfkd("run", str(path), "--stages", "vocab,teacher_finetune,teacher_cache",
+               env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-4000:]
+    run = tmp_path / "runs" / "kd_l2r"
+    finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
+    assert finetune["steps"] == 6 and 0 <= finetune["val_accuracy"] <= 1
+    manifest = json.load(open(run / "teacher_cache" / "manifest.json"))
+    assert manifest["direction"] == "left_to_right" and manifest["groups"] == 1
+    from tfkd.teacher_cache import read_cache
+
+    entries, _ = read_cache(str(run / "teacher_cache"))
+    assert len(entries) == manifest["examples"] > 100
+    for ids, probs in list(entries.values())[:20]:
+        # every target position (EOS included) has a distribution over the student's vocabulary
+        assert (probs.sum(-1) > 0.5).all() and (probs.sum(-1) < 1.01).all()
+        assert (ids >= 0).all()
