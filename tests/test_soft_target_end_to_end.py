@@ -5,6 +5,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 
 from test_end_to_end import tfkd
@@ -94,7 +95,10 @@ def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, da
 
     entries, _ = read_cache(str(run / "teacher_cache"))
     assert len(entries) == manifest["examples"] > 100
-    for ids, probs in list(entries.values())[:20]:
-        # every target position (EOS included) has a distribution over the student's vocabulary
-        assert (probs.sum(-1) > 0.5).all() and (probs.sum(-1) < 1.01).all()
-        assert (ids >= 0).all()
+    # every target position (EOS included) holds the teacher's top-K, less what fell outside the
+    # student's pruned vocabulary, which the stage reports
+    totals = np.concatenate([probs.sum(-1) for _, probs in entries.values()])
+    assert (totals <= 1.001).all() and (totals > 0).mean() > 0.5
+    outside = json.load(open(run / "teacher_cache" / "stage.json"))["results"]["mass_outside_vocabulary"]
+    assert abs((1 - totals).mean() - outside) < 2e-3
+    assert all((ids >= 0).all() for ids, _ in entries.values())

@@ -205,6 +205,6 @@ def vocabulary_maps(student_tokenizer, teacher_tokenizer):
         raise StageError(f"teacher_cache: the student's target vocabulary has {len(missing)} tokens the teacher "
                          f"does not know (first: {missing[0]!r}); set data.target_tokenizer.kind: teacher")
     to_teacher = np.array([teacher_ids[t] for t in student_vocabulary], np.int32)
-    to_student = np.full(len(teacher_ids) + 1, -1, np.int32)  # [-1] stays -1 for nothing
+    to_student = np.full(len(teacher_ids), -1, np.int32)
     to_student[to_teacher] = np.arange(len(to_teacher), dtype=np.int32)
     return tf.constant(to_teacher), to_student
