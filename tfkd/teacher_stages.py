@@ -145,6 +145,7 @@ class TeacherCacheStage(Stage):
         to_teacher, to_student = vocabulary_maps(target_tokenizer, tokenizer)
         corpus = context.corpus("train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
+        teacher_target = tf.ragged.map_flat_values(tf.gather, to_teacher, train_tok.target_ids)
         max_length = max(spec.teacher.finetune.max_length, spec.data.max_tokens + 3)
 
         direction = spec.teacher.finetune.direction
@@ -160,7 +161,7 @@ class TeacherCacheStage(Stage):
                 return soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
                                     cache.mask_rate, max_length)
         forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
-        forward(teacher_source[:1], train_tok.target_ids[:1])  # builds the teacher
+        forward(teacher_source[:1], teacher_target[:1])  # builds the teacher
         teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), "teacher.weights.h5"))
 
         writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
@@ -175,9 +176,7 @@ class TeacherCacheStage(Stage):
         start = time.time()
         for step in range(steps):
             rows = order[step * cache.batch_size : (step + 1) * cache.batch_size]
-            targets = tf.gather(train_tok.target_ids, rows)
-            ids, probs = forward(tf.gather(teacher_source, rows),
-                                 tf.ragged.map_flat_values(tf.gather, to_teacher, targets))
+            ids, probs = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
             ids, probs = to_student[ids.numpy()], probs.numpy()
             outside += float(probs[ids < 0].sum())
             probs[ids < 0], ids[ids < 0] = 0.0, 0

@@ -97,7 +97,7 @@ def prefix_lm_attention_mask(segment_ids, padding_mask):
     causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
     is_target_query = tf.equal(segment_ids, 1)[:, :, None]
     allowed = is_source[:, None, :] | (is_target_query & causal[None] & padding[:, None, :])
-    return allowed & padding[:, :, None]
+    return allowed & padding[:, :, None]  # padding queries see nothing
 
 
 def left_to_right_targets(token_ids, segment_ids, padding_mask):
