@@ -1,13 +1,19 @@
-"""tfkd: distil pretrained language models into fast seq2seq and classification students."""
+"""tfkd: distil pretrained language models into fast seq2seq and classification students.
 
-import os
+Importing ``tfkd`` is cheap: TensorFlow loads when a model, layer or trainer is first used.
+"""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-from tfkd import layers, models, registry  # noqa: E402
-from tfkd.registry import register  # noqa: E402
-from tfkd.spec import SpecError, load_spec  # noqa: E402
+from tfkd import registry
+from tfkd.registry import register
+from tfkd.spec import SpecError, load_spec
 
 __version__ = "0.1.0"
-__all__ = ["SpecError", "layers", "load_spec", "models", "register", "registry"]
+__all__ = ["SpecError", "layers", "load_spec", "methods", "models", "register", "registry", "tasks"]
+
+
+def __getattr__(name):
+    if name in ("layers", "models", "methods", "tasks", "training", "testing", "decoding"):
+        import importlib
+
+        return importlib.import_module(f"tfkd.{name}")
+    raise AttributeError(f"module 'tfkd' has no attribute {name!r}")

@@ -2,9 +2,12 @@
 
 import argparse
 import contextlib
+import json
 import logging
+import math
 import os
 import sys
+import tempfile
 
 EXIT_SPEC_ERROR = 2
 EXIT_RUN_ERROR = 1
@@ -19,6 +22,36 @@ def _setup_logging(verbose):
     )
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # library warnings go through logging, shown with --verbose
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def import_tensorflow():
+    """Import TensorFlow, Keras and keras-hub with their C++ start-up lines (oneDNN, CUDA, CPU
+    features, absl) kept off the terminal; they are shown if the import itself fails."""
+    if "keras_hub" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process's C++ INFO and WARNING lines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            import keras  # noqa: F401
+            import keras_hub  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_logical_devices("CPU")
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode("utf-8", "replace"))
 
 
 def _fail(message, code):
@@ -40,72 +73,100 @@ def cmd_validate(args):
     return status
 
 
-def cmd_run(args):
+def _run_errors():
+    """The exception types a run reports as one line (imported lazily)."""
     from tfkd.data import DataError
-    from tfkd.runner import Runner, StageError
-    from tfkd.spec import STAGES, SpecError, load_spec
-    from tfkd.stages import RunContext, default_stages
+    from tfkd.runner import StageError
+
+    return DataError, StageError
+
+
+def cmd_run(args):
+    from tfkd.pipeline import build_stages, requested_stages
+    from tfkd.spec import SpecError, load_spec
 
     try:
         spec = load_spec(args.spec, args.set)
-        stages = spec.stages
-        if args.stages:
-            stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-            unknown = [s for s in stages if s not in STAGES]
-            if unknown:
-                raise SpecError(f"--stages: unknown stage {unknown[0]!r}; choices: {', '.join(STAGES)}")
-        runner = Runner(spec, default_stages())
+        names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+        stages = requested_stages(spec, names)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    import_tensorflow()
+    from tfkd.runner import Runner
+    from tfkd.stages import RunContext
+
+    try:
+        runner = Runner(spec, build_stages(spec))
         results = runner.run(stages, RunContext(spec, runner))
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except (DataError, StageError) as e:
+    except _run_errors() as e:
         return _fail(str(e), EXIT_RUN_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted; finished stages and the last checkpoint are kept", 130)
-    for stage in ("baseline_evaluate", "evaluate"):
+    for stage, who in (("baseline_evaluate", "baseline"), ("evaluate", "student")):
         for split, scores in (results.get(stage) or {}).items():
-            if isinstance(scores, dict) and "bleu" in scores:
-                who = "baseline" if stage == "baseline_evaluate" else "student"
-                print(f"{spec.name}: {who} {split} BLEU {scores['bleu']:.2f} ({scores['signature']})")
+            if isinstance(scores, dict) and "score" in scores:
+                print(f"{spec.name}: {who} {split} {scores['metric']} {scores['score']:.2f}"
+                      + (f" ({scores['signature']})" if scores.get("signature") else ""))
     if "baseline_evaluate" in results and "evaluate" in results:
         print(comparison_table(spec, results))
     return 0
 
 
 def comparison_table(spec, results):
-    """Baseline against distilled student: BLEU per split, steps, wall time of each stage."""
+    """Baseline against distilled student: the metric per split, steps, wall time of each stage."""
+    from tfkd.pipeline import stage_names
+
     splits = [s for s in spec.evaluate.splits if s in results["evaluate"]]
-    header = ["student", *[f"{s} BLEU" for s in splits], "steps", "train s", "teacher s"]
-    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in ("teacher_finetune", "teacher_cache"))
+    metric = next(iter(results["evaluate"].values()), {}).get("metric", "score")
+    header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "teacher s"]
+    teacher_stages = [s for s in stage_names(spec) if s not in ("vocab", "baseline", "baseline_evaluate",
+                                                                "train", "evaluate", "export")]
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in teacher_stages)
+    weights = " ".join(f"{k}={v:g}" for k, v in (results["train"].get("loss_weights") or {}).items())
     rows = []
     for label, train, evaluate, teacher in (("baseline", "baseline", "baseline_evaluate", "-"),
-                                            (f"{spec.distill.method} (alpha={spec.distill.alpha})" if spec.distill
-                                             else "student", "train", "evaluate", f"{teacher_seconds:.0f}")):
-        rows.append([label, *[f"{results[evaluate][s]['bleu']:.2f}" for s in splits],
+                                            (f"{spec.method} ({weights})" if weights else spec.method,
+                                             "train", "evaluate", f"{teacher_seconds:.0f}")):
+        rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
                      str(results[train].get("steps", "?")), f"{results[train].get('seconds', 0):.0f}", teacher])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def cmd_export(args):
-    from tfkd.export import directory_size, export_saved_model
+def _open_finished_run(run_dir, stage):
+    """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
+    from tfkd.pipeline import open_run
     from tfkd.runner import StageError
+
+    spec, runner, context = open_run(run_dir)
+    if not runner.is_finished(stage):
+        raise StageError(f"{run_dir}: the {stage} stage is not finished (run: tfkd run SPEC --stages {stage})")
+    return spec, runner, context
+
+
+def cmd_export(args):
     from tfkd.spec import SpecError
-    from tfkd.stages import make_translator, open_run
 
     try:
-        spec, runner, context = open_run(args.run_dir)
-        if not runner.is_done("train"):
-            raise StageError(f"{args.run_dir}: the train stage is not finished; nothing to export")
+        import_tensorflow()
+        from tfkd.export import directory_size, export_saved_model
+        from tfkd.stages import load_student
+
+        spec, runner, context = _open_finished_run(args.run_dir, "train")
         out = args.out or os.path.join(args.run_dir, "export")
-        path = export_saved_model(make_translator(context), out, args.model_name or spec.export.model_name
-                                  or spec.name, args.version or spec.export.version)
+        student = load_student(context)
+        path = export_saved_model(lambda target: context.task.export(context, student, target), out,
+                                  args.model_name or spec.export.model_name or spec.name,
+                                  args.version or spec.export.version)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except StageError as e:
+    except _run_errors() as e:
         return _fail(str(e), EXIT_RUN_ERROR)
     print(f"exported {path} ({directory_size(path) / 1e6:.1f} MB)")
     return 0
@@ -121,42 +182,81 @@ def _find_saved_model(path):
     return None
 
 
-def cmd_translate(args):
+def _saved_model_predictor(saved_model, batch_size):
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
 
+    info = {"input": "source", "output": "translations", "batch_size": 64}
+    info_path = os.path.join(saved_model, "assets.extra", "tfkd.json")
+    if os.path.exists(info_path):
+        with open(info_path) as f:
+            info.update(json.load(f))
+    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+    batch_size = batch_size or info["batch_size"]
+
+    def predict(lines):
+        # length-sorted batches pad least; outputs in input order
+        order = sorted(range(len(lines)), key=lambda i: len(lines[i].split()))
+        outputs = [None] * len(lines)
+        bar = keras_progress(math.ceil(len(lines) / batch_size))
+        for start in range(0, len(lines), batch_size):
+            index = order[start : start + batch_size]
+            result = serve(**{info["input"]: tf.constant([lines[i] for i in index])})
+            for i, output in zip(index, result[info["output"]].numpy()):
+                outputs[i] = output.decode("utf-8")
+            if bar:
+                bar.update(start // batch_size + 1)
+        return outputs
+
+    return predict
+
+
+def keras_progress(steps):
+    import keras
+
+    return keras.utils.Progbar(steps, unit_name="batch") if steps else None
+
+
+def cmd_translate(args):
     from tfkd.spec import SpecError
 
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    sentences = [line.rstrip("\n") for line in source]
-    saved_model = _find_saved_model(args.model)
     try:
-        if saved_model:
-            import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
-
-            serve = tf.saved_model.load(saved_model).signatures["serving_default"]
-
-            def translate(batch):
-                return serve(source=batch)
-
-            batch_size = args.batch_size or 64
+        if args.input:
+            try:
+                with open(args.input, encoding="utf-8") as source:
+                    lines = [line.rstrip("\n") for line in source]
+            except OSError as e:
+                raise SpecError(f"{args.input}: cannot read input ({e.strerror})") from None
+            except UnicodeDecodeError as e:
+                raise SpecError(f"{args.input}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
         else:
-            from tfkd.stages import make_translator, open_run
+            lines = [line.rstrip("\n") for line in sys.stdin]
+        if not os.path.exists(args.model):
+            raise SpecError(f"{args.model}: no such SavedModel or run directory")
+        import_tensorflow()
+        saved_model = _find_saved_model(args.model)
+        if saved_model:
+            predict = _saved_model_predictor(saved_model, args.batch_size)
+        else:
+            from tfkd.stages import load_student
 
-            _, _, context = open_run(args.model)
-            translator = make_translator(context)
-            translate = translator.translate
-            batch_size = args.batch_size or translator.batch_size
+            _, _, context = _open_finished_run(args.model, "train")
+            predict = context.task.predictor(context, load_student(context))
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    from tfkd.inference import translate_in_batches
-
-    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for translations
+    except _run_errors() as e:
+        return _fail(str(e), EXIT_RUN_ERROR)
+    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for the output
     with contextlib.redirect_stdout(sys.stderr):
-        outputs, _ = translate_in_batches(translate, sentences, batch_size, progress=True)
-    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    sink.write("".join(o + "\n" for o in outputs))
-    sink.flush()
+        outputs = predict(lines)
+    text = "".join(o + "\n" for o in outputs)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as sink:
+            sink.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
     return 0
 
 
@@ -188,7 +288,8 @@ def build_parser():
     translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     translate.add_argument("-i", "--input", help="input file (default: stdin)")
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
-    translate.add_argument("--batch-size", type=int)
+    translate.add_argument("--batch-size", type=int,
+                           help="default: the spec's decode.batch_size (kept in the export)")
     translate.set_defaults(func=cmd_translate)
     return parser
 

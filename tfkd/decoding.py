@@ -200,13 +200,3 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
     result = tf.while_loop(cond, body, (1, *search, state))
     finished_seq, finished_score = result[3], result[4]
     return finished_seq[:, 0, 1:], finished_score[:, 0]
-
-
-DECODERS = {"greedy": greedy_search, "beam": beam_search}
-
-
-def decoder(name):
-    try:
-        return DECODERS[name]
-    except KeyError:
-        raise ValueError(f'unknown decoding algorithm "{name}"; choices: {", ".join(DECODERS)}') from None

@@ -1,8 +1,9 @@
-"""Name -> class registries for the parts a spec can name.
+"""Name -> implementation registries for everything a spec can name.
 
-One decorator registers a class under a spec name *and* makes it Keras-serialisable, so a
-user's own layer, defined in a module listed under the spec's ``imports:``, is built by the
-builder and round-trips through ``get_config`` exactly like the built-in ones::
+One decorator registers a class under a spec name; for Keras layers and models it also makes
+the class Keras-serialisable, so a user's own layer, defined in a module listed under the
+spec's ``imports:``, is built by the builder and round-trips through ``get_config`` exactly
+like the built-in ones::
 
     import keras
     import tfkd
@@ -11,30 +12,75 @@ builder and round-trips through ``get_config`` exactly like the built-in ones::
     class GatedFFNEncoder(keras.layers.Layer):
         def __init__(self, hidden_dim, **kwargs): ...
         def call(self, inputs, padding_mask=None, training=None): ...
+
+Methods (``distill.method``) and tasks (``task``) are registered the same way, as instances of
+:class:`tfkd.methods.Method` and :class:`tfkd.tasks.Task`.
+
+This module does not import Keras or TensorFlow: built-in entries are *declared* by module
+path and imported on first use, so ``tfkd validate`` and ``tfkd --help`` start in a fraction
+of a second.
 """
 
 import difflib
+import importlib
 import inspect
 
-import keras
-
-# kind -> (required base class, one-line description of the call contract)
+# kind -> (required base class as "module:name", one-line description of the contract)
 KINDS = {
-    "student": (keras.Model, "a seq2seq student model"),
+    "task": ("tfkd.tasks.base:Task", "what the student does: data, student inputs, metric, export"),
+    "method": ("tfkd.methods.base:Method", "how the student learns: stages, batch columns, trainer"),
+    "student": ("keras:Model", "a student model"),
     "encoder_layer": (
-        keras.layers.Layer,
+        "keras.layers:Layer",
         "call(inputs, padding_mask=None, training=None) -> same shape as inputs",
     ),
     "decoder_layer": (
-        keras.layers.Layer,
+        "keras.layers:Layer",
         "call(decoder_sequence, encoder_sequence, decoder_padding_mask=None, "
         "encoder_padding_mask=None, training=None) -> same shape as decoder_sequence",
     ),
-    "adapter": (keras.layers.Layer, "call(inputs, training=None) -> same shape"),
-    "teacher": (object, "a teacher loader"),
+    "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape"),
+    "decoder": (None, "decode(model, source_ids, special_ids, max_length, **options) -> (ids, scores)"),
 }
 
 _REGISTRY = {kind: {} for kind in KINDS}
+# packages whose import declares the built-in entries (they only declare, importing nothing heavy)
+_BUILTIN_PACKAGES = ("tfkd.builtins", "tfkd.tasks", "tfkd.methods")
+_builtins_loaded = False
+
+
+class Declared:
+    """A built-in entry known by module path; imported on first :func:`lookup`.
+
+    ``schema`` (a pydantic model class, importable without TensorFlow) validates the entry's
+    spec settings; ``arguments`` lists a layer constructor's keyword arguments so a spec can be
+    checked without importing the layer (a test compares it with the real signature).
+    """
+
+    def __init__(self, target, schema=None, arguments=None, required=()):
+        self.target = target
+        self.schema = schema
+        self.arguments = tuple(arguments) if arguments is not None else None
+        self.required = tuple(required)
+
+    def load(self):
+        return _import(self.target)
+
+
+def _import(target):
+    module, _, attribute = target.partition(":")
+    value = importlib.import_module(module)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _load_builtins():
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for package in _BUILTIN_PACKAGES:
+            importlib.import_module(package)
 
 
 def did_you_mean(name, choices):
@@ -43,48 +89,76 @@ def did_you_mean(name, choices):
     return f' did you mean "{close[0]}"?' if close else ""
 
 
-def register(kind, name):
-    """Class decorator: register ``cls`` as ``name`` among ``kind`` and make it serialisable."""
+def _check_kind(kind):
     if kind not in KINDS:
         raise ValueError(
             f'tfkd.register: unknown kind "{kind}";{did_you_mean(kind, KINDS)} '
             f"Choices: {', '.join(sorted(KINDS))}"
         )
 
-    def decorator(cls):
-        base, _ = KINDS[kind]
-        if not (inspect.isclass(cls) and issubclass(cls, base)):
-            raise TypeError(
-                f'tfkd.register("{kind}", "{name}"): expected a subclass of '
-                f"{base.__module__}.{base.__name__}. Received: {cls!r}"
+
+def _store(kind, name, entry, origin):
+    existing = _REGISTRY[kind].get(name)
+    if existing is not None and existing is not entry:
+        previous = _origin(existing)
+        if previous != origin and not isinstance(existing, Declared):
+            raise ValueError(
+                f'tfkd.register: {kind} "{name}" is already registered by {previous}; pick another name.'
             )
-        existing = _REGISTRY[kind].get(name)
-        if existing is not None and existing is not cls:
-            same_origin = (existing.__module__, existing.__qualname__) == (
-                cls.__module__,
-                cls.__qualname__,
-            )
-            if not same_origin:  # re-importing the same module is fine
-                raise ValueError(
-                    f'tfkd.register: {kind} "{name}" is already registered by '
-                    f"{existing.__module__}.{existing.__qualname__}; pick another name."
+    _REGISTRY[kind][name] = entry
+
+
+def _origin(entry):
+    if isinstance(entry, Declared):
+        return entry.target
+    cls = entry if inspect.isclass(entry) else type(entry)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def declare(kind, name, target, schema=None, arguments=None, required=()):
+    """Declare a built-in entry by ``"module:attribute"`` without importing it."""
+    _check_kind(kind)
+    _REGISTRY[kind].setdefault(name, Declared(target, schema, arguments, required))
+
+
+def register(kind, name):
+    """Decorator: register ``obj`` (a class, or a method/task instance) as ``name`` among ``kind``.
+
+    Keras layers and models also become Keras-serialisable. Returns ``obj`` unchanged.
+    """
+    _check_kind(kind)
+
+    def decorator(obj):
+        base_path, _ = KINDS[kind]
+        if base_path is not None:
+            base = _import(base_path)
+            instance_kinds = ("task", "method")
+            ok = isinstance(obj, base) if kind in instance_kinds else inspect.isclass(obj) and issubclass(obj, base)
+            if not ok:
+                what = "an instance" if kind in instance_kinds else "a subclass"
+                raise TypeError(
+                    f'tfkd.register("{kind}", "{name}"): expected {what} of '
+                    f"{base.__module__}.{base.__name__}. Received: {obj!r}"
                 )
-        _REGISTRY[kind][name] = cls
-        already_serialisable = keras.saving.get_registered_name(cls) != cls.__name__
-        if issubclass(cls, keras.layers.Layer) and not already_serialisable:
-            package = "tfkd" if cls.__module__.startswith("tfkd.") else cls.__module__
-            keras.saving.register_keras_serializable(package=package, name=cls.__name__)(cls)
-        return cls
+        _store(kind, name, obj, _origin(obj))
+        if inspect.isclass(obj) and base_path and base_path.startswith("keras"):
+            import keras
+
+            if keras.saving.get_registered_name(obj) == obj.__name__:  # not yet serialisable
+                package = "tfkd" if obj.__module__.startswith("tfkd.") else obj.__module__
+                keras.saving.register_keras_serializable(package=package, name=obj.__name__)(obj)
+        return obj
 
     return decorator
 
 
 def names(kind):
+    _load_builtins()
     return sorted(_REGISTRY[kind])
 
 
-def lookup(kind, name):
-    """The class registered as ``name``; a ValueError listing the choices otherwise."""
+def _entry(kind, name):
+    _load_builtins()
     try:
         return _REGISTRY[kind][name]
     except KeyError:
@@ -95,27 +169,58 @@ def lookup(kind, name):
         ) from None
 
 
-def check_kwargs(cls, kwargs):
-    """Raise ValueError if ``kwargs`` do not fit ``cls.__init__``; returns the bad key."""
+def lookup(kind, name):
+    """What is registered as ``name`` (imported now if it was declared); ValueError listing the
+    choices otherwise."""
+    entry = _entry(kind, name)
+    if isinstance(entry, Declared):
+        loaded = entry.load()
+        if _REGISTRY[kind].get(name) is entry:  # importing may have registered it already
+            _REGISTRY[kind][name] = loaded
+        return _REGISTRY[kind][name]
+    return entry
+
+
+def schema(kind, name):
+    """The pydantic schema of an entry's spec settings, without importing a declared entry."""
+    entry = _entry(kind, name)
+    if isinstance(entry, Declared):
+        return entry.schema
+    return getattr(entry, "config_schema", None) or getattr(entry, "spec_schema", None)
+
+
+def constructor_arguments(kind, name):
+    """``(argument names, required names, accepts **kwargs)`` of an entry's constructor."""
+    entry = _entry(kind, name)
+    if isinstance(entry, Declared) and entry.arguments is not None:
+        return entry.arguments, entry.required, True
+    cls = lookup(kind, name)
     params = inspect.signature(cls.__init__).parameters
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items() if n != "self" and p.kind != p.VAR_KEYWORD]
-    for key in kwargs:
-        if key not in params and not (accepts_any and key in _KERAS_LAYER_KWARGS):
-            raise KeyError(
-                key,
-                f'unknown argument "{key}" for {cls.__name__};'
-                f"{did_you_mean(key, named)} Valid: {', '.join(named)}",
-            )
-    missing = [
-        n
-        for n in named
+    named = tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    required = tuple(
+        n for n in named
         if params[n].default is inspect.Parameter.empty
         and params[n].kind in (params[n].POSITIONAL_OR_KEYWORD, params[n].KEYWORD_ONLY)
-        and n not in kwargs
-    ]
+    )
+    return named, required, any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def check_kwargs(kind, name, kwargs, supplied=()):
+    """Raise ValueError if ``kwargs`` do not fit the constructor of ``kind`` ``name``.
+
+    ``supplied`` names the arguments the builder passes itself when the constructor declares
+    them (width, heads, dropout...).
+    """
+    named, required, accepts_any = constructor_arguments(kind, name)
+    label = name
+    for key in kwargs:
+        if key not in named and not (accepts_any and key in _KERAS_LAYER_KWARGS):
+            raise ValueError(
+                f'unknown argument "{key}" for {label};{did_you_mean(key, named)} Valid: {", ".join(named)}'
+            )
+    missing = [n for n in required if n not in kwargs and n not in supplied]
     if missing:
-        raise KeyError(None, f"{cls.__name__} needs argument(s): {', '.join(missing)}")
+        raise ValueError(f"{label} needs argument(s): {', '.join(missing)}")
 
 
 _KERAS_LAYER_KWARGS = {"name", "dtype", "trainable"}

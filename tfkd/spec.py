@@ -34,10 +34,10 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
-Probability = float  # bounds are set per field with Field(ge=..., le=...)
+Strict = _Strict  # the base of every spec section, for tasks and methods defined elsewhere
 
 
 class TokenizerSpec(_Strict):
@@ -56,40 +56,6 @@ class TokenizerSpec(_Strict):
         return self
 
 
-class DataSpec(_Strict):
-    source: Literal["text", "tfds"] = "text"
-    dir: Optional[str] = None
-    tfds: Optional[str] = None
-    data_dir: Optional[str] = None
-    src_lang: str
-    tgt_lang: str
-    train_split: str = "train"
-    valid_split: str = "valid"
-    test_split: str = "test"
-    train_limit: Optional[PositiveInt] = None
-    valid_limit: Optional[PositiveInt] = None
-    test_limit: Optional[PositiveInt] = None
-    max_tokens: PositiveInt = 128
-    batch_tokens: PositiveInt = 4096
-    bucket_width: PositiveInt = 8
-    shuffle_buffer: PositiveInt = 100000
-    source_tokenizer: TokenizerSpec = TokenizerSpec()
-    target_tokenizer: TokenizerSpec = TokenizerSpec()
-    shared_vocab: bool = False
-    # shown when a data file is missing: how to prepare the corpus
-    prepare: Optional[str] = None
-
-    @pydantic.model_validator(mode="after")
-    def _source_fields(self):
-        if self.source == "text" and not self.dir:
-            raise ValueError('source "text" needs "dir" (a folder with {split}.{lang} files)')
-        if self.source == "tfds" and not self.tfds:
-            raise ValueError('source "tfds" needs "tfds" (a TFDS name such as "wmt14_translate/de-en")')
-        if self.shared_vocab and self.source_tokenizer != self.target_tokenizer:
-            raise ValueError("shared_vocab needs source_tokenizer and target_tokenizer to be equal")
-        return self
-
-
 class LayerRef(BaseModel):
     """``{kind: registered_name, **constructor_kwargs}``."""
 
@@ -101,43 +67,10 @@ class LayerRef(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TeacherFinetuneSpec(_Strict):
-    """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
-
-    steps: PositiveInt = 1000
-    batch_size: PositiveInt = 32
-    learning_rate: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(100, ge=0)
-    mask_rate: float = Field(0.15, gt=0, le=1)
-    max_length: PositiveInt = 128
-    log_every: PositiveInt = 100
-    seed: int = 1
-    # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
-    # the target before it, no masking); the cache then needs one pass per pair
-    direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
-
-
-class TeacherCacheSpec(_Strict):
-    """Top-K soft targets for every target position, each predicted while masked."""
-
-    top_k: PositiveInt = 8
-    temperature: float = Field(1.0, gt=0)
-    mask_rate: float = Field(0.15, gt=0, le=1)
-    batch_size: PositiveInt = 64
-    shard_size: PositiveInt = 10000
-
-
 class TeacherSpec(_Strict):
     kind: Literal["bert"] = "bert"
     # a keras-hub preset name, a local folder, or "package:module/subdir"
     checkpoint: str
-    finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
-    cache: TeacherCacheSpec = TeacherCacheSpec()
-
-
-class DistillSpec(_Strict):
-    method: Literal["soft_target"] = "soft_target"
-    alpha: float = Field(0.5, ge=0, le=1)
 
 
 class TrainSpec(_Strict):
@@ -153,23 +86,10 @@ class TrainSpec(_Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     seed: int = 1
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
-    valid_bleu_sentences: int = Field(200, ge=0)
+    valid_metric_examples: int = Field(200, ge=0)
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
-
-
-class DecodeSpec(_Strict):
-    algorithm: Literal["beam", "greedy"] = "beam"
-    beam_size: PositiveInt = 4
-    length_penalty: float = Field(0.6, ge=0)
-    max_length_a: float = Field(1.2, ge=0)
-    max_length_b: int = Field(10, ge=1)
-    batch_size: PositiveInt = 64
-
-
-class EvaluateSpec(_Strict):
-    splits: list[Literal["valid", "test"]] = ["test"]
-    lowercase: bool = False
-    tokenize: Literal["13a", "intl", "none", "char"] = "13a"
+    # start from the student weights another train stage saved (e.g. a pre-distilled student)
+    init_from: Optional[str] = None
 
 
 class ExportSpec(_Strict):
@@ -177,51 +97,39 @@ class ExportSpec(_Strict):
     version: PositiveInt = 1
 
 
-STAGES = ("vocab", "teacher_finetune", "teacher_cache", "baseline", "baseline_evaluate", "train",
-          "evaluate", "export")
+DEFAULT_TASK = "translation"
+DEFAULT_METHOD = "supervised"  # training on the references alone; what `distill` absent means
 
 
 class Spec(_Strict):
+    """A run. ``data``, ``decode`` and ``evaluate`` are validated by the task's schemas and
+    ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
+
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     imports: list[str] = []
     run_dir: str = "runs"
-    stages: list[Literal[STAGES]] = ["vocab", "train", "evaluate"]
-    data: DataSpec
+    task: str = DEFAULT_TASK
+    stages: Optional[list[str]] = None
+    data: Any
     teacher: Optional[TeacherSpec] = None
-    distill: Optional[DistillSpec] = None
+    distill: Any = None
     student: LayerRef
     train: TrainSpec = TrainSpec()
-    decode: DecodeSpec = DecodeSpec()
-    evaluate: EvaluateSpec = EvaluateSpec()
+    decode: Any = {}
+    evaluate: Any = {}
     export: ExportSpec = ExportSpec()
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
 
-    @pydantic.field_validator("student")
-    @classmethod
-    def _known_student(cls, ref):
-        student_cls = registry.lookup("student", ref.kind)
-        if getattr(student_cls, "config_schema", None) is None:
-            _check_kwargs(student_cls, ref.kwargs)
-        return ref
-
-    @pydantic.field_validator("distill")
-    @classmethod
-    def _distill_needs_teacher(cls, distill, info):
-        if distill is not None:
-            if info.data.get("teacher") is None:
-                raise ValueError("needs a teacher section")
-            data = info.data.get("data")
-            if data is not None and data.target_tokenizer.kind != "teacher":
-                raise ValueError("needs data.target_tokenizer.kind: teacher (the student predicts the "
-                                 "teacher's vocabulary)")
-        return distill
+    @property
+    def method(self):
+        """The name of the distillation method (``supervised`` without a ``distill`` section)."""
+        return self.distill.method
 
     def student_config(self):
         """The validated student kwargs (schema defaults filled in)."""
-        student_cls = registry.lookup("student", self.student.kind)
-        schema = getattr(student_cls, "config_schema", None)
+        schema = registry.schema("student", self.student.kind)
         if schema is None:
             return self.student.kwargs
         return schema.model_validate(self.student.kwargs)
@@ -230,23 +138,12 @@ class Spec(_Strict):
         return self.model_dump(mode="json")
 
 
-def _check_kwargs(cls, kwargs):
-    params = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in kwargs.items() if k in params or v is not None}
-    try:
-        registry.check_kwargs(cls, kwargs)
-    except KeyError as e:
-        raise ValueError(e.args[1]) from None
-
-
 def validate_layer_ref(kind, ref: LayerRef, supplied=()):
     """Check a ``{kind: ..., **kwargs}`` reference against the registry and constructor.
 
     ``supplied`` names the arguments the builder passes itself (width, heads, dropout...).
     """
-    layer_cls = registry.lookup(kind, ref.kind)
-    _check_kwargs(layer_cls, {**dict.fromkeys(supplied), **ref.kwargs})
-    return layer_cls
+    registry.check_kwargs(kind, ref.kind, ref.kwargs, supplied)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -335,9 +232,9 @@ def _apply_override(data, assignment, located):
             continue
         if not isinstance(node, dict):
             raise SpecError(f"--set {assignment}: {'.'.join(map(str, keys[:i]))} is not a mapping")
-        node = node.setdefault(key, {})
-        if node is None:
-            node = {}
+        if node.get(key) is None:  # absent, or a section the spec leaves empty
+            node[key] = {}
+        node = node[key]
     last = keys[-1]
     if isinstance(node, list) and isinstance(last, int) and last < len(node):
         node[last] = value
@@ -440,8 +337,6 @@ def _model_at(model_cls, loc):
 def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
     first = error.errors()[0]
     loc = loc_prefix + tuple(first["loc"])
-    if loc == ("student",) and first["type"] == "value_error":
-        loc = ("student", "kind")  # an unknown registered name
     if first["type"] == "extra_forbidden":
         owner = _model_at(schema_root, tuple(first["loc"]))
         valid = sorted(owner.model_fields) if owner is not None else []
@@ -483,14 +378,66 @@ def load_spec(path, overrides=(), import_dir=None):
     if not isinstance(data.get("imports", []), list):
         raise located.error(("imports",), f"expected a list of modules, got {json.dumps(data['imports'])}")
     _import_user_modules(data.get("imports"), located, import_dir or os.path.dirname(os.path.abspath(path)))
+    if "distill" in data and not data["distill"]:
+        raise located.error(("distill",), "empty section: give method: NAME, or remove distill for "
+                                          "training on the references alone")
 
     try:
         spec = Spec.model_validate(data)
     except pydantic.ValidationError as e:
         _raise_validation(e, located)
-    student_cls = registry.lookup("student", spec.student.kind)
-    schema = getattr(student_cls, "config_schema", None)
-    if schema is not None:
+    spec = _validate_sections(spec, located)
+    spec._located = located
+    spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
+    return spec
+
+
+def _section(schema, value, key, located):
+    if value is not None and not isinstance(value, dict):
+        raise located.error((key,), f"expected a mapping, got {json.dumps(value, default=str)}")
+    try:
+        return schema.model_validate(value or {})
+    except pydantic.ValidationError as e:
+        _raise_validation(e, located, schema, (key,))
+
+
+def _lookup(kind, name, key_path, located):
+    try:
+        return registry.lookup(kind, name)
+    except ValueError as e:
+        raise located.error(key_path, str(e)) from None
+
+
+def _validate_sections(spec, located):
+    """Validate the task's and the method's sections with their own schemas (one-line errors
+    with file:line), then the student and the stage list."""
+    task = _lookup("task", spec.task, ("task",), located)
+    distill = spec.distill if spec.distill is not None else {"method": DEFAULT_METHOD}
+    if not isinstance(distill, dict):
+        raise located.error(("distill",), f"expected a mapping, got {json.dumps(distill, default=str)}")
+    method_name = distill.get("method", DEFAULT_METHOD)
+    if not isinstance(method_name, str):
+        raise located.error(("distill", "method"), f"expected a method name, got {json.dumps(method_name)}")
+    method = _lookup("method", method_name, ("distill", "method"), located)
+    spec = spec.model_copy(update={
+        "data": _section(task.data_schema, spec.data, "data", located),
+        "decode": _section(task.decode_schema, spec.decode, "decode", located),
+        "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
+        "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
+    })
+    for key_path, message in [*task.check(spec), *method.check(spec)]:
+        raise located.error(key_path, message)
+
+    try:
+        schema = registry.schema("student", spec.student.kind)
+    except ValueError as e:
+        raise located.error(("student", "kind"), str(e)) from None
+    if schema is None:
+        try:
+            registry.check_kwargs("student", spec.student.kind, spec.student.kwargs, task.student_arguments)
+        except ValueError as e:
+            raise located.error(("student",), str(e)) from None
+    else:
         try:
             config = schema.model_validate(spec.student.kwargs)
         except pydantic.ValidationError as e:
@@ -499,11 +446,21 @@ def load_spec(path, overrides=(), import_dir=None):
             ref = getattr(config, field, None)
             if ref is not None:
                 try:
-                    validate_layer_ref(field, ref, getattr(student_cls, "layer_arguments", ()))
+                    validate_layer_ref(field, ref, getattr(schema, "layer_arguments", ()))
                 except ValueError as e:
                     raise located.error(("student", field, "kind"), str(e)) from None
-    spec._located = located
-    spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
+
+    from tfkd.pipeline import stage_names  # the stage list depends on the task and the method
+
+    available = stage_names(spec)
+    for i, name in enumerate(spec.stages or []):
+        if name not in available:
+            raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "
+                                               f"method {spec.method};{registry.did_you_mean(name, available)} "
+                                               f"Choices: {', '.join(available)}")
+    if spec.train.init_from is not None and spec.train.init_from not in available:
+        raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
+                                                    f"Choices: {', '.join(available)}")
     return spec
 
 
@@ -511,17 +468,3 @@ def dump_spec(spec, path):
     """Write the resolved spec (defaults, file and overrides merged) as YAML."""
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(spec.to_dict(), f, sort_keys=False)
-
-
-def locate(spec, key_path):
-    """``file:line`` of a key path of a loaded spec, for errors found after validation."""
-    located = getattr(spec, "_located", None)
-    return located.where(key_path) if located else "<spec>"
-
-
-def spec_error(spec, key_path, message):
-    located = getattr(spec, "_located", None)
-    if located is None:
-        return SpecError(f"{'.'.join(map(str, key_path))}: {message}")
-    return located.error(key_path, message)
-

@@ -1,13 +1,10 @@
-"""Layers a spec can name. keras-hub's Transformer blocks are registered as the defaults."""
+"""Layers a spec can name. keras-hub's Transformer blocks are the declared defaults
+(``transformer_encoder``, ``transformer_decoder``; see :mod:`tfkd.builtins`)."""
 
 import inspect
 
-import keras_hub
-
 from tfkd import registry
 
-registry.register("encoder_layer", "transformer_encoder")(keras_hub.layers.TransformerEncoder)
-registry.register("decoder_layer", "transformer_decoder")(keras_hub.layers.TransformerDecoder)
 
 def build_layer(kind, ref, defaults, name):
     """Build the ``kind`` layer named by ``ref`` (``{"kind": ..., **kwargs}``).
@@ -22,5 +19,6 @@ def build_layer(kind, ref, defaults, name):
     kwargs = {k: v for k, v in defaults.items() if k in params and k not in ref}
     kwargs.update(ref)
     return layer_cls(name=name, **kwargs)
+
 
 __all__ = ["build_layer"]

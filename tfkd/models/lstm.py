@@ -2,18 +2,8 @@
 
 import keras
 from keras import ops
-from pydantic import Field, PositiveInt
-
 from tfkd import registry
-from tfkd.spec import _Strict
-
-
-class LSTMConfig(_Strict):
-    encoder_layers: PositiveInt = 2
-    decoder_layers: PositiveInt = 2
-    hidden_dim: PositiveInt = 256
-    embedding_dim: PositiveInt = 256
-    dropout: float = Field(0.2, ge=0, lt=1)
+from tfkd.models.configs import LSTMConfig
 
 
 @registry.register("student", "lstm")

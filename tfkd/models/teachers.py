@@ -1,10 +1,8 @@
 """Pretrained teachers: where their checkpoints live, what vocabulary they bring, and the
-models fine-tuning trains on them."""
+masked-LM model methods fine-tune on them."""
 
 import importlib.util
 import os
-
-import keras
 
 from tfkd.spec import SpecError
 
@@ -41,43 +39,17 @@ def teacher_tokenizer(checkpoint):
     return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))
 
 
-def load_masked_lm_teacher(checkpoint, direction="bidirectional"):
-    """A keras-hub ``BertMaskedLM`` on the checkpoint's backbone, or for ``direction:
-    left_to_right`` the same model read as a :class:`LeftToRightBertLM`.
+def load_masked_lm_teacher(checkpoint):
+    """A keras-hub ``BertMaskedLM`` on the checkpoint's backbone.
 
     The MLM head is tied to the token embedding; checkpoints without an MLM head (such as the
-    sentence-transformers MiniLM) start it fresh, which fine-tuning then trains.
+    sentence-transformers MiniLM) start it fresh, which fine-tuning then trains. The pooler
+    (unused by masked LM) is frozen, so it is neither trained nor reported as gradient-less.
     """
     import keras_hub
 
     backbone = keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
-    masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
-    return LeftToRightBertLM(masked_lm) if direction == "left_to_right" else masked_lm
-
-
-class LeftToRightBertLM(keras.Model):
-    """The paper's BERT_l2r ablation (cmlm_kd 4.4): BERT's layers and MLM head, with a
-    prefix-LM attention mask so each target token is predicted, from the position before it,
-    out of the source and the earlier target tokens only.
-
-    Inputs are those of ``BertMaskedLM``; ``mask_positions`` name the positions whose hidden
-    states make the predictions (see :func:`tfkd.models.cmlm.left_to_right_targets`).
-    """
-
-    def __init__(self, masked_lm, **kwargs):
-        super().__init__(**kwargs)
-        self.masked_lm = masked_lm
-
-    def call(self, inputs, training=False):
-        from tfkd.models.cmlm import prefix_lm_attention_mask
-
-        backbone = self.masked_lm.backbone
-        tokens = backbone.token_embedding(inputs["token_ids"])
-        x = backbone.embeddings_add(
-            (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
-        )
-        x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
-        mask = prefix_lm_attention_mask(inputs["segment_ids"], inputs["padding_mask"])
-        for layer in backbone.transformer_layers:
-            x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=mask, training=training)
-        return self.masked_lm.masked_lm_head(x, inputs["mask_positions"])
+    pooler = getattr(backbone, "pooled_dense", None)
+    if pooler is not None:
+        pooler.trainable = False
+    return keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)

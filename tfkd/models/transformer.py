@@ -3,25 +3,9 @@
 import keras
 import keras_hub
 from keras import ops
-from pydantic import Field, PositiveInt
-
 from tfkd import registry
 from tfkd.layers import build_layer
-from tfkd.spec import LayerRef, _Strict
-
-
-class TransformerConfig(_Strict):
-    encoder_layers: PositiveInt = 3
-    decoder_layers: PositiveInt = 3
-    hidden_dim: PositiveInt = 256
-    intermediate_dim: PositiveInt = 1024
-    num_heads: PositiveInt = 4
-    dropout: float = Field(0.1, ge=0, lt=1)
-    max_length: PositiveInt = 256
-    tie_embeddings: bool = True
-    share_embeddings: bool = False
-    encoder_layer: LayerRef = LayerRef(kind="transformer_encoder")
-    decoder_layer: LayerRef = LayerRef(kind="transformer_decoder")
+from tfkd.models.configs import TransformerConfig
 
 
 @registry.register("student", "transformer")
@@ -55,8 +39,6 @@ class TransformerSeq2Seq(keras.Model):
     """
 
     config_schema = TransformerConfig
-    # what the builder passes to every encoder/decoder layer that declares the argument
-    layer_arguments = ("hidden_dim", "intermediate_dim", "num_heads", "dropout", "normalize_first")
 
     def __init__(
         self,

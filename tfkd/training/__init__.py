@@ -1,7 +1,21 @@
-"""Training models (custom train_steps), losses, schedules and callbacks."""
+"""Training: the trainer base (custom train_step with named loss terms), losses, schedules
+and callbacks."""
 
-from tfkd.training.losses import label_smoothed_cross_entropy
-from tfkd.training.schedules import InverseSqrtSchedule
-from tfkd.training.seq2seq import Seq2SeqTrainer
+_LAZY = {
+    "Trainer": "tfkd.training.trainer",
+    "LossTerm": "tfkd.training.trainer",
+    "InverseSqrtSchedule": "tfkd.training.schedules",
+    "TriangularSchedule": "tfkd.training.schedules",
+    "label_smoothed_cross_entropy": "tfkd.training.losses",
+}
 
-__all__ = ["InverseSqrtSchedule", "Seq2SeqTrainer", "label_smoothed_cross_entropy"]
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tfkd.training' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -10,7 +10,6 @@ import time
 import keras
 import tensorflow as tf
 
-from tfkd.evaluation import corpus_bleu
 
 log = logging.getLogger("tfkd")
 
@@ -25,15 +24,23 @@ class StageCheckpoint(keras.callbacks.Callback):
     """Saves model and optimizer state at every epoch end, atomically, and restores it.
 
     A non-finite loss stops training before the next save, so the checkpoint on disk is
-    always the last good one; :attr:`failure` then holds the message to show.
+    always the last good one; :attr:`failure` then holds the message to show, naming the
+    ``stage`` and the spec keys to change (``hint``). Training stops after exactly
+    ``total_steps`` optimizer steps, even when that is not a whole number of epochs (the last
+    epoch is cut short and still checkpointed).
     """
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, stage="train", total_steps=None,
+                 hint="Lower train.learning_rate or set train.clip_norm."):
         super().__init__()
         self.directory = os.path.join(workdir, "checkpoint")
         self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
         self.state_path = os.path.join(self.directory, "state.json")
+        self.stage = stage
+        self.total_steps = total_steps
+        self.hint = hint
         self.failure = None
+        self._steps_done = None
 
     def restore(self, trainer):
         """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
@@ -47,7 +54,15 @@ class StageCheckpoint(keras.callbacks.Callback):
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps_done = self._step()
+
     def on_train_batch_end(self, batch, logs=None):
+        if self.total_steps is not None:
+            # counted here, not read from the optimizer: no device sync per step
+            self._steps_done = (self._steps_done if self._steps_done is not None else self._step()) + 1
+            if self._steps_done >= self.total_steps:
+                self.model.stop_training = True
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             self.model.stop_training = True
@@ -56,9 +71,8 @@ class StageCheckpoint(keras.callbacks.Callback):
                 with open(self.state_path) as f:
                     last = f"step {json.load(f)['step']}"
             self.failure = (
-                f"train: the loss became {loss} at step {self._step()}; training stopped. "
-                f"The last good checkpoint ({last}) is kept in {self.directory}. Lower "
-                "train.learning_rate or set train.clip_norm."
+                f"{self.stage}: the loss became {loss} at step {self._step()}; training stopped. "
+                f"The last good checkpoint ({last}) is kept in {self.directory}. {self.hint}"
             )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -78,20 +92,18 @@ class TrainingMonitor(keras.callbacks.Callback):
     """Logs steps/s and tokens/s and writes TensorBoard summaries.
 
     Every ``log_every`` steps: loss, nll, learning rate, steps/s, tokens/s. At every epoch
-    end: validation loss and, with a ``translator``, greedy BLEU on the first validation
-    sentences.
+    end: validation loss and, with a ``valid_metric`` (a callable returning ``{name: value}``,
+    from the task: greedy BLEU on the first validation sentences for translation), its values.
     """
 
-    def __init__(self, log_dir, log_every, translator=None, bleu_data=None):
+    def __init__(self, log_dir, log_every, valid_metric=None):
         super().__init__()
         self.writer = tf.summary.create_file_writer(log_dir)
         self.log_every = log_every
-        self.translator = translator
-        self.bleu_data = bleu_data
+        self.valid_metric = valid_metric
         self.history = {}
         self._train_seconds = 0.0
         self._train_tokens = 0.0
-        self._last_bleu = None
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
@@ -130,12 +142,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         step = self._step()
-        if self.translator is not None:
-            sources, references, evaluate = self.bleu_data
-            hypotheses, _ = self.translator.translate_all(sources)
-            bleu, _ = corpus_bleu(hypotheses, references, evaluate.lowercase, evaluate.tokenize)
-            logs["val_bleu"] = bleu.score
-            self._last_bleu = bleu.score
+        if self.valid_metric is not None:
+            logs.update({f"val_{name}": value for name, value in self.valid_metric().items()})
         with self.writer.as_default(step=step):
             for name, value in logs.items():
                 if name.startswith("val_"):
@@ -154,3 +162,9 @@ class TrainingMonitor(keras.callbacks.Callback):
             last = self.history[max(self.history)]
             result.update({k: round(v, 4) for k, v in last.items() if k != "tokens"})
         return result
+
+
+def quiet_progress():
+    """Keras ``verbose`` for fit: per-epoch lines when ``TFKD_QUIET_PROGRESS`` is set (logs,
+    CI), progress bars otherwise."""
+    return 2 if os.environ.get("TFKD_QUIET_PROGRESS") else 1

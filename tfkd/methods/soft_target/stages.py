@@ -10,26 +10,32 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.models.cmlm import cmlm_mask, left_to_right_targets, pack_pairs
-from tfkd.models.teachers import load_masked_lm_teacher, teacher_tokenizer
+from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targets, soft_targets
+from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
+from tfkd.models.teachers import teacher_tokenizer
 from tfkd.runner import Stage, StageError
-from tfkd.teacher_cache import CacheWriter, left_to_right_soft_targets, soft_targets
-from tfkd.training.callbacks import StageCheckpoint
+from tfkd.training.callbacks import StageCheckpoint, quiet_progress
 from tfkd.training.schedules import TriangularSchedule
 
 log = logging.getLogger("tfkd")
 
-
-def _teacher_section(spec, stage):
-    if spec.teacher is None:
-        raise StageError(f"{stage}: the spec has no teacher section")
-    return spec.teacher
+# the second half of the validation masking's seed (the first is finetune.seed): a stream of
+# its own, so the fixed validation masks never coincide with a training batch's
+VALIDATION_MASKING_STREAM = 7
 
 
-def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle, seed=None):
+def spec_task(spec):
+    from tfkd import registry
+
+    return registry.lookup("task", spec.task)
+
+
+def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle_buffer=None, seed=None):
+    """C-MLM batches; shuffled and repeated with a ``shuffle_buffer`` (training), else one
+    pass with a fixed masking drawn from ``seed`` (validation)."""
     ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
-    if shuffle:
-        ds = ds.shuffle(min(len(tokenized), 100000), seed=finetune.seed).repeat()
+    if shuffle_buffer:
+        ds = ds.shuffle(min(len(tokenized), shuffle_buffer), seed=finetune.seed).repeat()
     ds = ds.ragged_batch(finetune.batch_size)
 
     def to_mlm_batch(batch):
@@ -49,10 +55,12 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
 
 
 def _teacher_tokenized(context, name, split):
+    from tfkd.tasks.translation.data import tokenize_corpus
+
     spec = context.spec
     tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
-    limit = spec.teacher.finetune.max_length - 3
-    return tokenizer, data_lib.tokenize_corpus(context.corpus(split), tokenizer, tokenizer, limit, name)
+    limit = spec.distill.finetune.max_length - 3
+    return tokenizer, tokenize_corpus(context.task.corpus(context, split), tokenizer, tokenizer, limit, name)
 
 
 class TeacherFinetuneStage(Stage):
@@ -65,31 +73,28 @@ class TeacherFinetuneStage(Stage):
     depends = ()
 
     def config(self, spec):
-        teacher = _teacher_section(spec, self.name)
-        data = spec.data
-        return {"checkpoint": teacher.checkpoint, "finetune": teacher.finetune.model_dump(mode="json"),
-                "data": {k: getattr(data, k) for k in ("source", "dir", "tfds", "src_lang", "tgt_lang",
-                                                        "train_split", "train_limit", "valid_split")}}
+        return {"checkpoint": spec.teacher.checkpoint, "finetune": spec.distill.finetune.model_dump(mode="json"),
+                "data": spec_task(spec).data_key(spec, ["train", "valid"]),
+                "shuffle_buffer": spec.data.shuffle_buffer}
 
     def input_files(self, spec):
-        from tfkd.stages import _data_files
-
-        return _data_files(spec, ["train", "valid"])
+        return spec_task(spec).data_files(spec, ["train", "valid"])
 
     def run(self, context, workdir):
-        finetune = _teacher_section(context.spec, self.name).finetune
+        finetune = context.spec.distill.finetune
         keras.utils.set_random_seed(finetune.seed)
         tokenizer, train_tok = _teacher_tokenized(context, self.name, "train")
         _, valid_tok = _teacher_tokenized(context, self.name, "valid")
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
         vocab_size = tokenizer.vocabulary_size()
-        train_ds = _cmlm_dataset(train_tok, special, mask_id, vocab_size, finetune, shuffle=True)
+        train_ds = _cmlm_dataset(train_tok, special, mask_id, vocab_size, finetune,
+                                 shuffle_buffer=context.spec.data.shuffle_buffer)
         # a fixed masking of the validation pairs, so accuracies compare across runs
-        valid_ds = _cmlm_dataset(valid_tok, special, mask_id, vocab_size, finetune, shuffle=False,
-                                 seed=tf.constant([finetune.seed, 7]))
+        valid_ds = _cmlm_dataset(valid_tok, special, mask_id, vocab_size, finetune,
+                                 seed=tf.constant([finetune.seed, VALIDATION_MASKING_STREAM]))
 
-        teacher = load_masked_lm_teacher(context.spec.teacher.checkpoint, finetune.direction)
+        teacher = load_cmlm_teacher(context.spec.teacher.checkpoint, finetune.direction)
         optimizer = keras.optimizers.Adam(
             TriangularSchedule(finetune.learning_rate, finetune.warmup_steps, finetune.steps)
         )
@@ -101,7 +106,8 @@ class TeacherFinetuneStage(Stage):
         inputs, _, _ = next(iter(train_ds))
         teacher(inputs)
         optimizer.build(teacher.trainable_variables)
-        checkpoint = StageCheckpoint(workdir)
+        checkpoint = StageCheckpoint(workdir, self.name, total_steps=finetune.steps,
+                                     hint="Lower distill.finetune.learning_rate.")
         initial_epoch = checkpoint.restore(teacher)
         epochs = math.ceil(finetune.steps / finetune.log_every)
         log.info("%s: C-MLM on %d pairs, %d steps of %d pairs; %s parameters", self.name, len(train_tok),
@@ -111,10 +117,10 @@ class TeacherFinetuneStage(Stage):
             train_ds, steps_per_epoch=finetune.log_every, epochs=epochs, initial_epoch=initial_epoch,
             validation_data=valid_ds, callbacks=[checkpoint,
                                                  keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"))],
-            verbose=2 if os.environ.get("TFKD_QUIET_PROGRESS") else 1,
+            shuffle=False, verbose=quiet_progress(),
         )
         if checkpoint.failure:
-            raise StageError(checkpoint.failure.replace("train:", f"{self.name}:", 1))
+            raise StageError(checkpoint.failure)
         teacher.save_weights(os.path.join(workdir, "teacher.weights.h5"))
         checkpoint.cleanup()
         last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
@@ -125,31 +131,28 @@ class TeacherFinetuneStage(Stage):
 
 class TeacherCacheStage(Stage):
     """Top-K soft targets of the fine-tuned teacher for every target position of every kept
-    training pair (see :mod:`tfkd.teacher_cache`)."""
+    training pair (see :mod:`tfkd.methods.soft_target.cache`)."""
 
     name = "teacher_cache"
     depends = ("vocab", "teacher_finetune")
 
     def config(self, spec):
-        teacher = _teacher_section(spec, self.name)
-        return {"cache": teacher.cache.model_dump(mode="json"),
-                "max_tokens": spec.data.max_tokens, "max_length": teacher.finetune.max_length}
+        return {"cache": spec.distill.cache.model_dump(mode="json"), "max_tokens": spec.data.max_tokens,
+                "max_length": spec.distill.finetune.max_length}
 
     def run(self, context, workdir):
         spec = context.spec
-        cache = _teacher_section(spec, self.name).cache
-        source_tokenizer, target_tokenizer = context.tokenizers()
-        train_tok = data_lib.tokenize_corpus(context.corpus("train"), source_tokenizer, target_tokenizer,
-                                             spec.data.max_tokens, self.name)
+        cache = spec.distill.cache
+        train_tok = context.task.tokenized(context, "train", self.name)
         tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
-        to_teacher, to_student = vocabulary_maps(target_tokenizer, tokenizer)
-        corpus = context.corpus("train")
+        to_teacher, to_student = vocabulary_maps(context.tokenizers().target, tokenizer)
+        corpus = context.task.corpus(context, "train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
         teacher_target = tf.ragged.map_flat_values(tf.gather, to_teacher, train_tok.target_ids)
-        max_length = max(spec.teacher.finetune.max_length, spec.data.max_tokens + 3)
+        max_length = max(spec.distill.finetune.max_length, spec.data.max_tokens + 3)
 
-        direction = spec.teacher.finetune.direction
-        teacher = load_masked_lm_teacher(spec.teacher.checkpoint, direction)
+        direction = spec.distill.finetune.direction
+        teacher = load_cmlm_teacher(spec.teacher.checkpoint, direction)
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
         if direction == "left_to_right":

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd import decoding
+from tfkd import registry
 from tfkd.data import SpecialIds, detokenize
 
 
@@ -57,7 +57,7 @@ class Translator(tf.Module):
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
         max_length = tf.minimum(max_length, self.max_target_length)
-        token_ids, scores = decoding.decoder(self.algorithm)(
+        token_ids, scores = registry.lookup("decoder", self.algorithm)(
             self.model,
             source_ids,
             self.target_ids,

@@ -4,6 +4,7 @@ The teacher reads ``[CLS] X [SEP] Y [SEP]`` (segment 0 for ``[CLS] X [SEP]``, 1 
 ``Y [SEP]``) and learns to predict masked target tokens; the source is never masked.
 """
 
+import keras
 import keras_hub
 import tensorflow as tf
 
@@ -113,3 +114,38 @@ def left_to_right_targets(token_ids, segment_ids, padding_mask):
     positions = tf.where(weights > 0, positions, 1)
     labels = tf.gather(token_ids, positions, batch_dims=1)
     return positions - 1, labels, weights
+
+
+def load_cmlm_teacher(checkpoint, direction="bidirectional"):
+    """The teacher to fine-tune: keras-hub's ``BertMaskedLM``, or for ``direction:
+    left_to_right`` the same model read as a :class:`LeftToRightBertLM`."""
+    from tfkd.models.teachers import load_masked_lm_teacher
+
+    masked_lm = load_masked_lm_teacher(checkpoint)
+    return LeftToRightBertLM(masked_lm) if direction == "left_to_right" else masked_lm
+
+
+class LeftToRightBertLM(keras.Model):
+    """The paper's BERT_l2r ablation (cmlm_kd 4.4): BERT's layers and MLM head, with a
+    prefix-LM attention mask so each target token is predicted, from the position before it,
+    out of the source and the earlier target tokens only.
+
+    Inputs are those of ``BertMaskedLM``; ``mask_positions`` name the positions whose hidden
+    states make the predictions (see :func:`tfkd.models.cmlm.left_to_right_targets`).
+    """
+
+    def __init__(self, masked_lm, **kwargs):
+        super().__init__(**kwargs)
+        self.masked_lm = masked_lm
+
+    def call(self, inputs, training=False):
+        backbone = self.masked_lm.backbone
+        tokens = backbone.token_embedding(inputs["token_ids"])
+        x = backbone.embeddings_add(
+            (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
+        )
+        x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+        mask = prefix_lm_attention_mask(inputs["segment_ids"], inputs["padding_mask"])
+        for layer in backbone.transformer_layers:
+            x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=mask, training=training)
+        return self.masked_lm.masked_lm_head(x, inputs["mask_positions"])

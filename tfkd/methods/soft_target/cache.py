@@ -6,11 +6,13 @@ disjoint groups (position ``i`` in group ``i mod G``) and one forward pass per g
 that group, so every position is predicted while masked and with the rest as context. The
 top K of ``softmax(logits / T)`` are kept and renormalised.
 
-On disk: sharded TFRecords (``shard-00000-of-00003.tfrecord``) of examples with the pair's
-index in the corpus (int64), the top-K ids (int32) and probabilities (float16), plus
-``manifest.json``.
+On disk: sharded TFRecords (``shard-00000.tfrecord``) of examples with the pair's example id
+(its line in the training split, int64), the top-K ids (int32) and probabilities (float16),
+plus ``manifest.json`` (counts, settings and a hash of the ids). Training streams the shards
+(:func:`stream_cache`); nothing holds the whole cache in memory.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -18,7 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.models.cmlm import left_to_right_targets, pack_pairs, target_positions
+from tfkd.methods.soft_target.cmlm import left_to_right_targets, pack_pairs, target_positions
 
 
 def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
@@ -101,6 +103,7 @@ class CacheWriter:
         self.directory, self.shard_size, self.top_k = directory, shard_size, top_k
         self.metadata = metadata
         self.shards, self.count, self._writer = [], 0, None
+        self._ids = []
 
     def add(self, index, ids, probs):
         if self.count % self.shard_size == 0:
@@ -110,33 +113,76 @@ class CacheWriter:
             self.shards.append(name)
             self._writer = tf.io.TFRecordWriter(os.path.join(self.directory, name))
         self._writer.write(_example(index, ids, probs))
+        self._ids.append(int(index))
         self.count += 1
 
     def close(self):
         if self._writer:
             self._writer.close()
         manifest = dict(self.metadata, examples=self.count, top_k=self.top_k, shards=self.shards,
+                        ids_sha256=ids_digest(self._ids),
                         bytes=sum(os.path.getsize(os.path.join(self.directory, s)) for s in self.shards))
         with open(os.path.join(self.directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         return manifest
 
 
-def read_cache(directory):
-    """``{corpus index: (ids [T, K] int32, probs [T, K] float32)}`` and the manifest."""
+def ids_digest(ids):
+    """An order-independent digest of example ids (the manifest's ``ids_sha256``)."""
+    return hashlib.sha256(np.sort(np.asarray(ids, np.int64)).astype("<i8").tobytes()).hexdigest()
+
+
+_FEATURES = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.FixedLenFeature([], tf.int64),
+             "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
+
+
+class CacheMismatch(ValueError):
+    """The cache does not hold exactly the examples the student trains on."""
+
+
+def read_manifest(directory):
     with open(os.path.join(directory, "manifest.json")) as f:
-        manifest = json.load(f)
+        return json.load(f)
+
+
+def stream_cache(directory, expected_ids=None, seed=None, cycle_length=16):
+    """A ``tf.data.Dataset`` of ``{"id", "teacher_ids" [T, K] int32, "teacher_probs" [T, K]
+    float32}`` read from the shards as it is consumed.
+
+    The shard order is shuffled on every pass (``seed``) and up to ``cycle_length`` shards are
+    interleaved; the consumer shuffles records with its own buffer. ``expected_ids`` (the
+    training examples' ids) must be exactly the cached ids, checked against the manifest.
+    """
+    manifest = read_manifest(directory)
+    if expected_ids is not None:
+        if manifest["examples"] != len(expected_ids) or manifest.get("ids_sha256") != ids_digest(expected_ids):
+            raise CacheMismatch(
+                f"{directory}: the teacher cache holds {manifest['examples']} examples that are not the "
+                f"{len(expected_ids)} training examples; rerun the teacher_cache stage"
+            )
     top_k = manifest["top_k"]
+    files = tf.data.Dataset.from_tensor_slices([os.path.join(directory, s) for s in manifest["shards"]])
+    if len(manifest["shards"]) > 1:
+        files = files.shuffle(len(manifest["shards"]), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(manifest["shards"]) or 1),
+                               block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, _FEATURES)
+        ids = tf.reshape(tf.io.decode_raw(example["ids"], tf.int32, little_endian=True), [-1, top_k])
+        probs = tf.reshape(tf.io.decode_raw(example["probs"], tf.float16, little_endian=True), [-1, top_k])
+        return {"id": example["index"], "teacher_ids": ids, "teacher_probs": tf.cast(probs, tf.float32)}
+
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_cache(directory):
+    """``{example id: (ids [T, K] int32, probs [T, K] float32)}`` and the manifest, all in
+    memory: for inspecting small caches and tests (training uses :func:`stream_cache`)."""
+    manifest = read_manifest(directory)
     entries = {}
-    files = [os.path.join(directory, s) for s in manifest["shards"]]
-    spec = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.FixedLenFeature([], tf.int64),
-            "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
-    for record in tf.data.TFRecordDataset(files):
-        example = tf.io.parse_single_example(record, spec)
-        length = int(example["length"])
-        ids = np.frombuffer(example["ids"].numpy(), "<i4").reshape(length, top_k)
-        probs = np.frombuffer(example["probs"].numpy(), "<f2").astype(np.float32).reshape(length, top_k)
-        entries[int(example["index"])] = (ids, probs)
+    for item in stream_cache(directory).as_numpy_iterator():
+        entries[int(item["id"])] = (item["teacher_ids"], item["teacher_probs"])
     if len(entries) != manifest["examples"]:
         raise ValueError(f"{directory}: manifest lists {manifest['examples']} examples, shards hold {len(entries)}")
     return entries, manifest

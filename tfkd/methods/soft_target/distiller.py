@@ -3,8 +3,7 @@ teacher distributions as well as from the reference."""
 
 from keras import ops
 
-from tfkd.training.losses import label_smoothed_cross_entropy
-from tfkd.training.seq2seq import Seq2SeqTrainer
+from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
 
 def top_k_soft_cross_entropy(teacher_ids, teacher_probs, logits):
@@ -24,30 +23,30 @@ def top_k_soft_cross_entropy(teacher_ids, teacher_probs, logits):
     return -ops.sum(probs * student, axis=-1)
 
 
-class SoftTargetDistiller(Seq2SeqTrainer):
-    """``alpha * L_bidi + (1 - alpha) * L_xe`` with soft targets streamed from the teacher cache.
+class SoftTargetDistiller(SupervisedTrainer):
+    """``soft * L_bidi + xe * L_xe`` (``soft = alpha``, ``xe = 1 - alpha`` by default) with
+    soft targets streamed from the teacher cache.
 
     The batch's inputs carry ``teacher_ids`` and ``teacher_probs`` (``[B, T, K]``, aligned with
     the target positions); the teacher itself is never run here. The temperature was applied
     to the teacher when the cache was written, never to the student (the paper's footnote 6).
-    Label smoothing applies to ``L_xe`` only.
+    Label smoothing applies to ``L_xe`` only. Both terms are normalised by target tokens.
 
     Args:
         student: the seq2seq student.
-        alpha: weight of the soft-target term.
+        task: the run's task (token-level targets).
+        loss_weights: ``{"soft": ..., "xe": ...}``.
         label_smoothing: epsilon of ``L_xe``.
-        pad_id: target padding id.
     """
 
-    loss_terms = ("loss", "nll", "soft")
+    def __init__(self, student, task, loss_weights, label_smoothing=0.1, **kwargs):
+        super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
 
-    def __init__(self, student, alpha=0.5, label_smoothing=0.1, pad_id=0, **kwargs):
-        super().__init__(student, label_smoothing=label_smoothing, pad_id=pad_id, **kwargs)
-        self.alpha = alpha
-
-    def token_losses(self, inputs, target_ids, logits):
-        xe, nll = label_smoothed_cross_entropy(target_ids, logits, self.label_smoothing)
-        if "teacher_ids" not in inputs:  # validation batches carry no soft targets
-            return {"loss": xe, "nll": nll}
-        bidi = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
-        return {"loss": self.alpha * bidi + (1.0 - self.alpha) * xe, "nll": nll, "soft": bidi}
+    def compute_terms(self, data, training):
+        logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
+        inputs, target_ids = data
+        if "teacher_ids" in inputs:  # validation batches carry no soft targets
+            mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
+            soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
+            terms["soft"] = LossTerm(ops.sum(soft * mask), tokens)
+        return terms, tokens

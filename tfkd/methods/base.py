@@ -1,0 +1,94 @@
+"""What a distillation method is. Importing this module does not import TensorFlow."""
+
+from typing import Optional
+
+from tfkd.spec import Strict
+
+
+class MethodSpec(Strict):
+    """The ``distill:`` section every method's schema extends."""
+
+    method: str
+    # {term: weight} of the method's loss terms; unset gives the paper's formula
+    loss_weights: Optional[dict[str, float]] = None
+
+    def weights_given(self):
+        return self.loss_weights is not None
+
+
+class Method:
+    """How a student learns: registered by name (the value of ``distill.method``).
+
+    A method owns its spec section (:attr:`spec_schema`, a pydantic model extending
+    :class:`MethodSpec`), the stages it adds before training (:meth:`stages`, named in
+    :attr:`stage_names`), the extra batch columns its trainer reads (:meth:`train_columns`),
+    its trainer (:meth:`make_trainer`, a :class:`tfkd.training.Trainer`) and so which
+    variables train, and what a trained student saves (:meth:`student_to_save`).
+
+    Keep this class free of TensorFlow imports at module level (import inside the methods), so
+    specs validate without it.
+    """
+
+    name = None
+    spec_schema = MethodSpec
+    # the optimised loss terms, in the order the paper writes them
+    loss_terms = ()
+    # stages this method adds, in the order they run (before the student's train stage)
+    stage_names = ()
+
+    def default_loss_weights(self, section):
+        """The paper's weights, from the section's own settings (e.g. ``alpha``)."""
+        return {name: 1.0 for name in self.loss_terms}
+
+    def loss_weights(self, section):
+        return dict(section.loss_weights) if section.loss_weights is not None else self.default_loss_weights(section)
+
+    def check(self, spec):
+        """Problems that need more than the section: ``[(key path, message)]``."""
+        problems = []
+        section = spec.distill
+        for name, weight in (section.loss_weights or {}).items():
+            if name not in self.loss_terms:
+                from tfkd.registry import did_you_mean
+
+                problems.append((("distill", "loss_weights", name),
+                                 f'unknown loss term "{name}" of method {self.name};{did_you_mean(name, self.loss_terms)}'
+                                 f" Terms: {', '.join(self.loss_terms)}"))
+            elif weight < 0:
+                problems.append((("distill", "loss_weights", name), f"expected a weight >= 0, got {weight}"))
+        if section.loss_weights is not None and not any(section.loss_weights.values()):
+            problems.append((("distill", "loss_weights"), "at least one weight must be > 0"))
+        return problems
+
+    def stages(self, spec):
+        """The :class:`tfkd.runner.Stage` objects named in :attr:`stage_names`."""
+        return []
+
+    def train_dependencies(self, spec):
+        """Stages (beyond the vocabulary) whose output the train stage reads."""
+        return ()
+
+    def train_config(self, spec):
+        """What of the spec determines the trained student, besides student/train/data."""
+        return {"distill": spec.distill.model_dump(mode="json"), "loss_weights": self.loss_weights(spec.distill)}
+
+    def train_columns(self, context, stage_name):
+        """Extra training columns: ``None``, or a ``tf.data.Dataset`` of dicts, each with
+        ``"id"`` (the example's index in the task's training split) and the columns; the train
+        stage reads examples in this dataset's order (it is streamed, e.g. from a cache)."""
+        return None
+
+    def make_trainer(self, spec, task, student, context):
+        """The :class:`tfkd.training.Trainer` for ``student``."""
+        raise NotImplementedError
+
+    def student_to_save(self, trainer):
+        """The model a finished train stage saves (default: the trainer's student)."""
+        return trainer.student
+
+
+class MethodError(RuntimeError):
+    """A method cannot run with this spec; the message says what to change."""
+
+
+__all__ = ["Method", "MethodError", "MethodSpec"]

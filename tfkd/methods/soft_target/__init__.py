@@ -1,0 +1,111 @@
+"""``distill.method: soft_target``: soft targets from a C-MLM fine-tuned BERT (``cmlm_kd.txt``).
+
+Stages: ``teacher_finetune`` (conditional MLM on the training pairs, :mod:`.stages`) and
+``teacher_cache`` (top-K distributions for every target position, sharded on disk,
+:mod:`.cache`); the student's trainer (:mod:`.distiller`) optimises
+``soft * L_bidi + xe * L_xe`` with the soft targets streamed from the cache by example id.
+"""
+
+from typing import Literal, Optional
+
+import pydantic
+from pydantic import Field, PositiveInt
+
+from tfkd import registry
+from tfkd.methods.base import Method, MethodSpec
+from tfkd.spec import Strict
+
+
+class TeacherFinetuneSpec(Strict):
+    """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    max_length: PositiveInt = 128
+    log_every: PositiveInt = 100
+    seed: int = 1
+    # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
+    # the target before it, no masking); the cache then needs one pass per pair
+    direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
+
+
+class TeacherCacheSpec(Strict):
+    """Top-K soft targets for every target position, each predicted while masked."""
+
+    top_k: PositiveInt = 8
+    temperature: float = Field(1.0, gt=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    batch_size: PositiveInt = 64
+    shard_size: PositiveInt = 10000
+
+
+class SoftTargetSpec(MethodSpec):
+    method: str = "soft_target"
+    # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
+    alpha: float = Field(0.5, ge=0, le=1)
+    finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    cache: TeacherCacheSpec = TeacherCacheSpec()
+
+    @pydantic.model_validator(mode="after")
+    def _alpha_or_weights(self):
+        if self.loss_weights is not None and "alpha" in self.model_fields_set:
+            raise ValueError("give alpha or loss_weights, not both (alpha sets {soft: alpha, xe: 1 - alpha})")
+        return self
+
+
+class SoftTargetMethod(Method):
+    name = "soft_target"
+    spec_schema = SoftTargetSpec
+    loss_terms = ("soft", "xe")
+    stage_names = ("teacher_finetune", "teacher_cache")
+
+    def default_loss_weights(self, section):
+        return {"soft": section.alpha, "xe": 1.0 - section.alpha}
+
+    def check(self, spec):
+        problems = super().check(spec)
+        if spec.teacher is None:
+            problems.append((("distill", "method"), "soft_target needs a teacher section (teacher.checkpoint)"))
+        task = registry.lookup("task", spec.task)
+        if not getattr(task, "token_level_targets", False):
+            problems.append((("distill", "method"), f"soft_target needs a task with token-level targets; "
+                                                    f"task {spec.task} has none"))
+        tokenizer = getattr(spec.data, "target_tokenizer", None)
+        if tokenizer is not None and tokenizer.kind != "teacher":
+            problems.append((("data", "target_tokenizer", "kind"),
+                             'soft_target needs "teacher" (the student predicts the teacher\'s vocabulary)'))
+        return problems
+
+    def stages(self, spec):
+        from tfkd.methods.soft_target.stages import TeacherCacheStage, TeacherFinetuneStage
+
+        return [TeacherFinetuneStage(), TeacherCacheStage()]
+
+    def train_dependencies(self, spec):
+        return ("teacher_cache",)
+
+    def train_config(self, spec):
+        # the cache's own key covers the teacher; the trainer needs only the weights
+        return {"loss_weights": self.loss_weights(spec.distill)}
+
+    def train_columns(self, context, stage_name):
+        from tfkd.methods.soft_target.cache import stream_cache
+
+        task = context.task
+        ids = task.example_ids(context, "train", stage_name)
+        return stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=ids,
+                            seed=context.spec.train.seed)
+
+    def make_trainer(self, spec, task, student, context):
+        from tfkd.methods.soft_target.distiller import SoftTargetDistiller
+
+        return SoftTargetDistiller(student, task, loss_weights=self.loss_weights(spec.distill),
+                                   label_smoothing=spec.train.label_smoothing)
+
+
+registry.register("method", "soft_target")(SoftTargetMethod())
+
+__all__ = ["SoftTargetMethod", "SoftTargetSpec", "TeacherCacheSpec", "TeacherFinetuneSpec"]

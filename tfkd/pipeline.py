@@ -1,0 +1,81 @@
+"""Assembles a run's stages from its task and method; opens finished run directories.
+
+The stages of a run are, in order: ``vocab``; the stages the method adds (a teacher's
+fine-tuning and cache, say); ``baseline`` and ``baseline_evaluate`` (the same student trained
+on the references alone, for comparison; offered when the method is not already that);
+``train`` (the student with the spec's method), ``evaluate`` and ``export``. Nothing here
+names a method or a task: both come from the registry.
+
+Importing this module does not import TensorFlow (``tfkd validate`` lists stage names).
+"""
+
+import json
+import os
+
+from tfkd import registry
+from tfkd.spec import DEFAULT_METHOD, SpecError, load_spec
+
+
+def _method(spec):
+    return registry.lookup("method", spec.method)
+
+
+def stage_names(spec):
+    """Every stage this spec's task and method offer, in the order they run."""
+    names = ["vocab", *_method(spec).stage_names]
+    if spec.method != DEFAULT_METHOD:
+        names += ["baseline", "baseline_evaluate"]
+    return names + ["train", "evaluate", "export"]
+
+
+def default_stage_names(spec):
+    """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages."""
+    return ["vocab", *_method(spec).stage_names, "train", "evaluate"]
+
+
+def requested_stages(spec, names=None):
+    """``names`` (default: the spec's ``stages``, else the defaults) in the order they run."""
+    available = stage_names(spec)
+    names = list(names if names is not None else (spec.stages or default_stage_names(spec)))
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise SpecError(f"--stages: unknown stage {unknown[0]!r} for task {spec.task} and method "
+                        f"{spec.method};{registry.did_you_mean(unknown[0], available)} "
+                        f"Choices: {', '.join(available)}")
+    return sorted(dict.fromkeys(names), key=available.index)
+
+
+def build_stages(spec):
+    """The :class:`tfkd.runner.Stage` objects of every stage in :func:`stage_names`."""
+    from tfkd.stages import EvaluateStage, ExportStage, TrainStage, VocabStage
+
+    method = _method(spec)
+    stages = [VocabStage(), *method.stages(spec)]
+    if spec.method != DEFAULT_METHOD:
+        stages += [TrainStage("baseline", registry.lookup("method", DEFAULT_METHOD)),
+                   EvaluateStage("baseline_evaluate", "baseline")]
+    stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
+    built = [s.name for s in stages]
+    if built != stage_names(spec):
+        raise RuntimeError(f"method {spec.method} declares stages {method.stage_names} but builds {built}")
+    return stages
+
+
+def open_run(run_dir):
+    """``(spec, runner, context)`` of a run directory, from the resolved spec it holds."""
+    from tfkd.runner import Runner
+    from tfkd.stages import RunContext
+
+    spec_path = os.path.join(run_dir, "spec.yaml")
+    if not os.path.exists(spec_path):
+        raise SpecError(f"{run_dir}: not a tfkd run directory (no spec.yaml)")
+    origin = {}
+    if os.path.exists(os.path.join(run_dir, "origin.json")):
+        with open(os.path.join(run_dir, "origin.json")) as f:
+            origin = json.load(f)
+    spec = load_spec(spec_path, import_dir=origin.get("spec_dir"))
+    # the run directory may have moved since: use where it is now
+    spec = spec.model_copy(update={"run_dir": os.path.dirname(os.path.abspath(run_dir)),
+                                   "name": os.path.basename(os.path.abspath(run_dir))})
+    runner = Runner(spec, build_stages(spec))
+    return spec, runner, RunContext(spec, runner)

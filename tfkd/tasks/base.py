@@ -1,0 +1,91 @@
+"""What a task is. Importing this module does not import TensorFlow."""
+
+from tfkd.spec import Strict
+
+
+class Task:
+    """What the student does: registered by name (the spec's ``task``).
+
+    A task owns its spec sections (:attr:`data_schema`, :attr:`decode_schema`,
+    :attr:`evaluate_schema`), reading and tokenizing a split, batching, the student and its
+    input signature, the supervised loss terms every method builds on, prediction, the metric
+    and the export signature. Generic stages call these; they never look inside the data.
+
+    Examples are addressed by ``id``: their index in the split as read (before any filtering),
+    which is how a method's extra columns (a teacher cache) line up with them.
+
+    Keep this class free of TensorFlow imports at module level (import inside the methods).
+    """
+
+    name = None
+    data_schema = Strict
+    decode_schema = Strict
+    evaluate_schema = Strict
+    # what the builder passes a student constructor itself (a user student must accept them)
+    student_arguments = ()
+
+    def check(self, spec):
+        """Problems that need more than one section: ``[(key path, message)]``."""
+        return []
+
+    # ------------------------------------------------------------------ stage keys
+
+    def data_files(self, spec, splits):
+        """Local files the given splits are read from (their content keys the stages)."""
+        return []
+
+    def data_key(self, spec, splits):
+        """The data settings that determine the examples of ``splits`` (paths and names of
+        local files excluded: their content is hashed)."""
+        raise NotImplementedError
+
+    def vocab_config(self, spec):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ stages
+
+    def build_vocabulary(self, context, workdir):
+        """Write the vocabulary files into ``workdir``; a dict of results."""
+        raise NotImplementedError
+
+    def load_tokenizers(self, vocab_dir):
+        raise NotImplementedError
+
+    def train_dataset(self, context, stage_name, columns=None):
+        """Shuffled, repeated training batches ``(inputs, targets)``; ``columns`` is a method's
+        stream of extra columns keyed by ``id`` (see :meth:`tfkd.methods.Method.train_columns`)."""
+        raise NotImplementedError
+
+    def valid_dataset(self, context, stage_name):
+        """Validation batches, or ``None`` without a validation split."""
+        raise NotImplementedError
+
+    def build_student(self, spec, tokenizers):
+        raise NotImplementedError
+
+    def student_inputs(self, tokenizers):
+        """A small batch of inputs that builds the student (before loading weights)."""
+        raise NotImplementedError
+
+    def supervised_terms(self, student, data, training, label_smoothing):
+        """``(outputs, {name: LossTerm}, size)``: the student's outputs on a batch, its MLE
+        terms (``xe``, optimised; ``nll``, reported) and the batch size for throughput."""
+        raise NotImplementedError
+
+    def valid_metric(self, context, student):
+        """``None`` or a callable returning ``{name: value}`` on a few validation examples,
+        shown during training (e.g. greedy BLEU)."""
+        return None
+
+    def evaluate(self, context, student, split, workdir):
+        """Predict ``split`` with ``student``, write the predictions into ``workdir``, and
+        return the scores (a dict with ``"score"``, the headline number, and ``"metric"``)."""
+        raise NotImplementedError
+
+    def export(self, context, student, path):
+        """Write a SavedModel that takes raw text to ``path``."""
+        raise NotImplementedError
+
+    def predictor(self, context, student):
+        """A callable: a list of input lines -> a list of output lines (``tfkd predict``)."""
+        raise NotImplementedError

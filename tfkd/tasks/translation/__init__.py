@@ -1,0 +1,289 @@
+"""``task: translation``: aligned text (or TFDS) in, a seq2seq student, sacreBLEU, an export
+that takes raw source text and returns translations and scores."""
+
+import json
+import logging
+import os
+from typing import Literal, Optional
+
+import pydantic
+from pydantic import Field, PositiveInt
+
+from tfkd import registry
+from tfkd.spec import Strict, TokenizerSpec
+from tfkd.tasks.base import Task
+
+log = logging.getLogger("tfkd")
+
+
+class TranslationData(Strict):
+    source: Literal["text", "tfds"] = "text"
+    dir: Optional[str] = None
+    tfds: Optional[str] = None
+    data_dir: Optional[str] = None
+    src_lang: str
+    tgt_lang: str
+    train_split: str = "train"
+    valid_split: str = "valid"
+    test_split: str = "test"
+    train_limit: Optional[PositiveInt] = None
+    valid_limit: Optional[PositiveInt] = None
+    test_limit: Optional[PositiveInt] = None
+    max_tokens: PositiveInt = 128
+    batch_tokens: PositiveInt = 4096
+    bucket_width: PositiveInt = 8
+    shuffle_buffer: PositiveInt = 100000
+    source_tokenizer: TokenizerSpec = TokenizerSpec()
+    target_tokenizer: TokenizerSpec = TokenizerSpec()
+    shared_vocab: bool = False
+    # shown when a data file is missing: how to prepare the corpus
+    prepare: Optional[str] = None
+
+    @pydantic.model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "text" and not self.dir:
+            raise ValueError('source "text" needs "dir" (a folder with {split}.{lang} files)')
+        if self.source == "tfds" and not self.tfds:
+            raise ValueError('source "tfds" needs "tfds" (a TFDS name such as "wmt14_translate/de-en")')
+        if self.shared_vocab and self.source_tokenizer != self.target_tokenizer:
+            raise ValueError("shared_vocab needs source_tokenizer and target_tokenizer to be equal")
+        return self
+
+
+class TranslationDecode(Strict):
+    algorithm: str = "beam"  # a registered decoder: greedy, beam
+    beam_size: PositiveInt = 4
+    length_penalty: float = Field(0.6, ge=0)
+    max_length_a: float = Field(1.2, ge=0)
+    max_length_b: int = Field(10, ge=1)
+    batch_size: PositiveInt = 64
+
+    @pydantic.field_validator("algorithm")
+    @classmethod
+    def _registered(cls, name):
+        registry.schema("decoder", name)  # ValueError listing the choices
+        return name
+
+
+class TranslationEvaluate(Strict):
+    splits: list[Literal["valid", "test"]] = ["test"]
+    lowercase: bool = False
+    tokenize: Literal["13a", "intl", "none", "char"] = "13a"
+
+
+class TranslationTask(Task):
+    """Sentence pairs ``{dir}/{split}.{src_lang}`` / ``.{tgt_lang}`` (or TFDS), a source and a
+    target WordPiece vocabulary, a seq2seq student (``call({"source_ids", "decoder_ids"}) ->
+    logits`` plus ``encode``/``decode`` for the decoders), label-smoothed cross-entropy over
+    target tokens, sacreBLEU."""
+
+    name = "translation"
+    data_schema = TranslationData
+    decode_schema = TranslationDecode
+    evaluate_schema = TranslationEvaluate
+    student_arguments = ("source_vocab_size", "target_vocab_size", "pad_id")
+    # its supervised outputs are logits over the target vocabulary at each target position
+    token_level_targets = True
+
+    def check(self, spec):
+        data = spec.data
+        problems = []
+        for side in ("source", "target"):
+            if getattr(data, f"{side}_tokenizer").kind == "teacher" and spec.teacher is None:
+                problems.append(((f"data", f"{side}_tokenizer", "kind"), 'is "teacher" but the spec has no teacher'))
+        return problems
+
+    # ------------------------------------------------------------------ keys
+
+    def data_files(self, spec, splits):
+        data = spec.data
+        if data.source != "text":
+            return []
+        return [os.path.join(data.dir, f"{getattr(data, split + '_split')}.{lang}")
+                for split in splits for lang in (data.src_lang, data.tgt_lang)]
+
+    def data_key(self, spec, splits):
+        data = spec.data
+        key = {"source": data.source, "languages": [data.src_lang, data.tgt_lang], "max_tokens": data.max_tokens}
+        for split in splits:
+            entry = {"limit": getattr(data, f"{split}_limit")}
+            if data.source == "tfds":  # local text files are keyed by their content instead
+                entry.update(tfds=data.tfds, data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
+                             split=getattr(data, f"{split}_split"))
+            key[split] = entry
+        return key
+
+    def batching_key(self, spec):
+        data = spec.data
+        return {k: getattr(data, k) for k in ("batch_tokens", "bucket_width", "shuffle_buffer")}
+
+    def vocab_config(self, spec):
+        data = spec.data
+        uses_teacher = "teacher" in (data.source_tokenizer.kind, data.target_tokenizer.kind)
+        return {
+            "source_tokenizer": data.source_tokenizer.model_dump(),
+            "target_tokenizer": data.target_tokenizer.model_dump(),
+            "shared_vocab": data.shared_vocab,
+            "train": {k: v for k, v in self.data_key(spec, ["train"]).items() if k != "max_tokens"},
+            "teacher": spec.teacher.checkpoint if uses_teacher else None,
+        }
+
+    # ------------------------------------------------------------------ data
+
+    def corpus(self, context, split):
+        """The :class:`~tfkd.tasks.translation.data.ParallelCorpus` of ``split``."""
+        from tfkd.tasks.translation.data import read_split
+
+        return context.memo(("translation", "corpus", split), lambda: read_split(context.spec.data, split))
+
+    def tokenized(self, context, split, stage_name):
+        """The split tokenized with the run's vocabularies (empty and over-long pairs dropped)."""
+        from tfkd.tasks.translation.data import tokenize_corpus
+
+        def make():
+            tokenizers = context.tokenizers()
+            return tokenize_corpus(self.corpus(context, split), tokenizers.source, tokenizers.target,
+                                   context.spec.data.max_tokens, f"{stage_name} ({split})")
+
+        return context.memo(("translation", "tokenized", split), make)
+
+    def example_ids(self, context, split, stage_name):
+        return self.tokenized(context, split, stage_name).kept
+
+    def build_vocabulary(self, context, workdir):
+        from tfkd.tasks.translation.vocab import build_vocabulary
+
+        return build_vocabulary(self, context, workdir)
+
+    def load_tokenizers(self, vocab_dir):
+        from tfkd.tasks.translation.vocab import load_tokenizers
+
+        return load_tokenizers(vocab_dir)
+
+    def _dataset(self, context, split, stage_name, training, columns=None):
+        from tfkd.data import SpecialIds
+        from tfkd.tasks.translation.data import seq2seq_dataset
+
+        spec = context.spec
+        tokenized = self.tokenized(context, split, stage_name)
+        if len(tokenized) == 0:
+            if training:
+                from tfkd.runner import StageError
+
+                raise StageError(f"{stage_name}: no usable sentence pairs in {self.corpus(context, split).origin}")
+            return None
+        return seq2seq_dataset(
+            tokenized, SpecialIds.of(context.tokenizers().target), batch_tokens=spec.data.batch_tokens,
+            max_tokens=spec.data.max_tokens, bucket_width=spec.data.bucket_width, shuffle=training,
+            seed=spec.train.seed if training else None, shuffle_buffer=spec.data.shuffle_buffer,
+            repeat=training, columns=columns,
+        )
+
+    def train_dataset(self, context, stage_name, columns=None):
+        return self._dataset(context, "train", stage_name, training=True, columns=columns)
+
+    def valid_dataset(self, context, stage_name):
+        return self._dataset(context, "valid", stage_name, training=False)
+
+    def describe_data(self, context, stage_name):
+        return (f"{len(self.tokenized(context, 'train', stage_name))} training pairs, "
+                f"{len(self.tokenized(context, 'valid', stage_name))} validation pairs")
+
+    # ------------------------------------------------------------------ student
+
+    def build_student(self, spec, tokenizers):
+        from tfkd.data import SpecialIds
+
+        student_cls = registry.lookup("student", spec.student.kind)
+        config = spec.student_config()
+        # layer references dump as {"kind": ..., **their kwargs}, the form the student takes
+        kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+        return student_cls(source_vocab_size=tokenizers.source.vocabulary_size(),
+                           target_vocab_size=tokenizers.target.vocabulary_size(),
+                           pad_id=SpecialIds.of(tokenizers.target).pad, **kwargs)
+
+    def student_inputs(self, tokenizers):
+        import tensorflow as tf
+
+        return {"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)}
+
+    def supervised_terms(self, student, data, training, label_smoothing):
+        from keras import ops
+
+        from tfkd.training.losses import label_smoothed_cross_entropy
+        from tfkd.training.trainer import LossTerm
+
+        inputs, target_ids = data
+        logits = student(inputs, training=training)
+        mask = ops.cast(ops.not_equal(target_ids, student.pad_id), "float32")
+        tokens = ops.sum(mask)
+        xe, nll = label_smoothed_cross_entropy(target_ids, logits, label_smoothing)
+        terms = {"xe": LossTerm(ops.sum(xe * mask), tokens), "nll": LossTerm(ops.sum(nll * mask), tokens)}
+        return logits, terms, tokens
+
+    # ------------------------------------------------------------------ prediction and metric
+
+    def translator(self, context, student, decode=None):
+        from tfkd.tasks.translation.inference import Translator
+
+        tokenizers = context.tokenizers()
+        return Translator(student, tokenizers.source, tokenizers.target, decode or context.spec.decode,
+                          context.spec.data.max_tokens)
+
+    def valid_metric(self, context, student):
+        spec = context.spec
+        corpus = self.corpus(context, "valid")
+        n = min(spec.train.valid_metric_examples, len(corpus))
+        if not n:
+            return None
+        from tfkd.tasks.translation.metrics import corpus_bleu
+
+        translator = self.translator(context, student, spec.decode.model_copy(update={"algorithm": "greedy"}))
+        sources, references = corpus.source[:n], corpus.target[:n]
+
+        def greedy_bleu():
+            hypotheses, _ = translator.translate_all(sources)
+            return {"bleu": corpus_bleu(hypotheses, references, spec.evaluate.lowercase, spec.evaluate.tokenize)[0].score}
+
+        return greedy_bleu
+
+    def evaluate(self, context, student, split, workdir):
+        import time
+
+        from tfkd.tasks.translation.metrics import corpus_bleu
+
+        spec = context.spec
+        corpus = self.corpus(context, split)
+        translator = self.translator(context, student)
+        log.info("translating %d %s sentences (%s, beam %d)", len(corpus), split, spec.decode.algorithm,
+                 spec.decode.beam_size)
+        start = time.time()
+        hypotheses, _ = translator.translate_all(corpus.source, progress=True)
+        seconds = max(time.time() - start, 1e-9)
+        with open(os.path.join(workdir, f"{split}.hyp"), "w", encoding="utf-8") as f:
+            f.write("\n".join(hypotheses) + "\n")
+        bleu, signature = corpus_bleu(hypotheses, corpus.target, spec.evaluate.lowercase, spec.evaluate.tokenize)
+        log.info("%s BLEU = %.2f (%s) [%.1f sentences/s]", split, bleu.score, signature, len(corpus) / seconds)
+        return {"metric": "BLEU", "score": round(bleu.score, 2), "bleu": round(bleu.score, 2),
+                "signature": signature, "sentences": len(corpus),
+                "sentences_per_second": round(len(corpus) / seconds, 1)}
+
+    def export(self, context, student, path):
+        from tfkd.tasks.translation.export import write_translation_saved_model
+
+        translator = self.translator(context, student)
+        write_translation_saved_model(translator, path)
+        with open(os.path.join(path, "assets.extra", "tfkd.json"), "w") as f:
+            json.dump({"task": self.name, "input": "source", "output": "translations",
+                       "batch_size": context.spec.decode.batch_size}, f)
+
+    def predictor(self, context, student):
+        translator = self.translator(context, student)
+
+        def predict(lines):
+            return translator.translate_all(lines, progress=True)[0]
+
+        return predict
+
+
+registry.register("task", "translation")(TranslationTask())

@@ -1,0 +1,187 @@
+"""Translation data: aligned corpora, tokenization of both sides, bucketed batches.
+
+Corpora are aligned text files (``{dir}/{split}.{lang}``) or TFDS translation datasets. An
+example's ``id`` is its line in the split as read (0-based), before empty and over-long pairs
+are dropped; a method's extra columns (the soft-target cache) are keyed by it.
+"""
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfkd.data import DataError, bucket_batch_sizes, bucket_boundaries, read_lines, tokenize_to_ragged
+
+log = logging.getLogger("tfkd")
+
+
+@dataclasses.dataclass
+class ParallelCorpus:
+    """Aligned source/target sentences of one split, with where they came from."""
+
+    source: list
+    target: list
+    origin: str
+
+    def __len__(self):
+        return len(self.source)
+
+
+def read_text_split(directory, split, src_lang, tgt_lang, limit=None):
+    """Read ``{directory}/{split}.{src_lang}`` and ``.{tgt_lang}``; they must have equal lines."""
+    src_path = os.path.join(directory, f"{split}.{src_lang}")
+    tgt_path = os.path.join(directory, f"{split}.{tgt_lang}")
+    source, target = read_lines(src_path), read_lines(tgt_path)
+    if len(source) != len(target):
+        raise DataError(
+            f"misaligned corpus: {src_path} has {len(source)} lines but {tgt_path} has "
+            f"{len(target)} lines"
+        )
+    if limit:
+        source, target = source[:limit], target[:limit]
+    return ParallelCorpus(source, target, f"{src_path} + {tgt_path}")
+
+
+def read_tfds_split(name, split, src_lang, tgt_lang, data_dir=None, limit=None):
+    """A TFDS translation dataset (features keyed by language code)."""
+    import tensorflow_datasets as tfds
+
+    tfds_split = {"valid": "validation"}.get(split, split)
+    if limit:
+        tfds_split = f"{tfds_split}[:{limit}]"
+    try:
+        dataset = tfds.load(name, split=tfds_split, data_dir=data_dir, download=False)
+    except Exception as e:  # TFDS raises many types; the message is what matters
+        raise DataError(
+            f"tfds {name} split {tfds_split} (data_dir={data_dir}): cannot load: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    source, target = [], []
+    for example in tfds.as_numpy(dataset):
+        for lang in (src_lang, tgt_lang):
+            if lang not in example:
+                raise DataError(f"tfds {name}: no feature {lang!r}; features: {sorted(example)}")
+        source.append(example[src_lang].decode("utf-8").strip())
+        target.append(example[tgt_lang].decode("utf-8").strip())
+    return ParallelCorpus(source, target, f"tfds:{name}/{tfds_split}")
+
+
+def read_split(data_spec, split_key):
+    """The corpus of ``train`` / ``valid`` / ``test`` as the spec's data section says."""
+    split = getattr(data_spec, f"{split_key}_split")
+    limit = getattr(data_spec, f"{split_key}_limit")
+    if data_spec.source == "text":
+        return read_text_split(data_spec.dir, split, data_spec.src_lang, data_spec.tgt_lang, limit)
+    return read_tfds_split(
+        data_spec.tfds, split, data_spec.src_lang, data_spec.tgt_lang, data_spec.data_dir, limit
+    )
+
+
+@dataclasses.dataclass
+class TokenizedCorpus:
+    source_ids: tf.RaggedTensor
+    target_ids: tf.RaggedTensor
+    kept: np.ndarray  # indices into the original corpus
+
+    def __len__(self):
+        return int(self.source_ids.nrows())
+
+
+def tokenize_corpus(corpus, source_tokenizer, target_tokenizer, max_tokens, name="corpus"):
+    """Tokenize both sides; drop (and count) empty pairs and pairs longer than ``max_tokens``.
+
+    A target needs one extra position for BOS/EOS, so its limit is ``max_tokens - 1``.
+    """
+    src = tokenize_to_ragged(source_tokenizer, corpus.source)
+    tgt = tokenize_to_ragged(target_tokenizer, corpus.target)
+    src_len = src.row_lengths().numpy()
+    tgt_len = tgt.row_lengths().numpy()
+    empty = (src_len == 0) | (tgt_len == 0)
+    too_long = ~empty & ((src_len > max_tokens) | (tgt_len + 1 > max_tokens))
+    kept = np.flatnonzero(~(empty | too_long))
+    if empty.any() or too_long.any():
+        log.info(
+            "%s: dropped %d empty and %d over-long (> %d tokens) pairs of %d (%s)",
+            name, int(empty.sum()), int(too_long.sum()), max_tokens, len(corpus), corpus.origin,
+        )
+    return TokenizedCorpus(tf.gather(src, kept), tf.gather(tgt, kept), kept)
+
+
+class ExampleTable:
+    """The tokenized pairs of a split, looked up by example id inside a tf.data pipeline."""
+
+    def __init__(self, tokenized):
+        size = int(tokenized.kept.max()) + 1 if len(tokenized) else 0
+        row_of = np.full(size, -1, np.int64)
+        row_of[tokenized.kept] = np.arange(len(tokenized))
+        self.row_of = tf.constant(row_of)
+        self.source_ids = tokenized.source_ids
+        self.target_ids = tokenized.target_ids
+
+    def join(self, item):
+        """``item`` (a dict with ``"id"`` and extra columns) plus the pair's ``source``/``target``."""
+        example_id = tf.cast(item["id"], tf.int64)
+        row = tf.gather(self.row_of, tf.minimum(example_id, tf.cast(tf.size(self.row_of), tf.int64) - 1))
+        known = tf.logical_and(example_id < tf.cast(tf.size(self.row_of), tf.int64), row >= 0)
+        check = tf.debugging.Assert(known, ["example id", example_id, "has no kept training pair"])
+        with tf.control_dependencies([check]):
+            row = tf.identity(row)
+        out = {k: v for k, v in item.items() if k != "id"}
+        out["source"] = self.source_ids[row]
+        out["target"] = self.target_ids[row]
+        return out
+
+
+def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width,
+                    shuffle=False, seed=None, shuffle_buffer=100000, repeat=False,
+                    columns=None):
+    """Bucketed batches ``({"source_ids", "decoder_ids", **extra}, target_ids)``.
+
+    ``decoder_ids`` is ``[BOS] + y`` and ``target_ids`` is ``y + [EOS]``. ``columns`` is a
+    dataset of dicts, each with an example ``"id"`` and extra per-example tensors (padded like
+    the target, added to the inputs; a teacher cache streamed from disk): the pairs are then
+    read in its order, looked up by id.
+    """
+    if columns is None:
+        ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
+        extra_names = []
+    else:
+        ds = columns
+        extra_names = [k for k in columns.element_spec if k != "id"]
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, max(len(tokenized), 1)), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if columns is not None:
+        ds = ds.map(ExampleTable(tokenized).join, num_parallel_calls=tf.data.AUTOTUNE)
+
+    bos = tf.constant([special_ids.bos], tf.int32)
+    eos = tf.constant([special_ids.eos], tf.int32)
+
+    def to_example(item):
+        out = dict(item)
+        target = tf.cast(item["target"], tf.int32)
+        out["source"] = tf.cast(item["source"], tf.int32)
+        out["decoder"] = tf.concat([bos, target], 0)
+        out["target"] = tf.concat([target, eos], 0)
+        return out
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    boundaries = bucket_boundaries(max_tokens, bucket_width)
+    ds = ds.bucket_by_sequence_length(
+        element_length_func=lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
+        padding_values={k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer
+                        else tf.constant(0, v.dtype) for k, v in ds.element_spec.items()},
+    )
+
+    def to_model_inputs(batch):
+        inputs = {"source_ids": batch["source"], "decoder_ids": batch["decoder"]}
+        inputs.update({name: batch[name] for name in extra_names})
+        return inputs, batch["target"]
+
+    ds = ds.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

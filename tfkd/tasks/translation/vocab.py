@@ -1,0 +1,67 @@
+"""The source and target vocabularies of a translation run (the generic vocab stage calls
+:func:`build_vocabulary`)."""
+
+import collections
+import json
+import logging
+import os
+
+from tfkd import data as data_lib
+from tfkd.runner import StageError
+
+log = logging.getLogger("tfkd")
+
+Tokenizers = collections.namedtuple("Tokenizers", ["source", "target"])
+
+
+def build_vocabulary(task, context, workdir):
+    spec = context.spec
+    corpus = task.corpus(context, "train")
+    sides = {"source": (spec.data.source_tokenizer, corpus.source),
+             "target": (spec.data.target_tokenizer, corpus.target)}
+    if spec.data.shared_vocab:
+        sentences = corpus.source + corpus.target
+        sides = {side: (tok, sentences) for side, (tok, _) in sides.items()}
+    sizes, settings = {}, {}
+    for side, (tokenizer_spec, sentences) in sides.items():
+        path = os.path.join(workdir, f"{side}.vocab")
+        settings[side] = {"lowercase": tokenizer_spec.lowercase, "strip_accents": tokenizer_spec.strip_accents}
+        if tokenizer_spec.kind == "teacher":
+            from tfkd.models.teachers import teacher_tokenizer
+
+            if spec.teacher is None:
+                raise StageError(f'vocab: data.{side}_tokenizer.kind is "teacher" but the spec has no teacher')
+            tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
+            # the teacher's own normalisation, whatever the spec says
+            settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
+            vocabulary = tokenizer.get_vocabulary()
+            if tokenizer_spec.min_count:
+                vocabulary = data_lib.prune_vocabulary(tokenizer, sentences, tokenizer_spec.min_count)
+                log.info("vocab: %d of the teacher's %d tokens occur at least %d times on the %s side",
+                         len(vocabulary), tokenizer.vocabulary_size(), tokenizer_spec.min_count, side)
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write("\n".join(vocabulary) + "\n")
+            os.replace(path + ".tmp", path)
+        elif spec.data.shared_vocab and side == "target":
+            with open(os.path.join(workdir, "source.vocab"), encoding="utf-8") as f:
+                shared = f.read()
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(shared)
+        else:
+            log.info("vocab: learning a %d-token WordPiece vocabulary for the %s side",
+                     tokenizer_spec.vocab_size, side)
+            data_lib.learn_vocabulary(sentences, tokenizer_spec, path)
+        with open(path, encoding="utf-8") as f:
+            sizes[side] = sum(1 for _ in f)
+    with open(os.path.join(workdir, "tokenizers.json"), "w") as f:
+        json.dump(settings, f)
+    log.info("vocab: source %d tokens, target %d tokens", sizes["source"], sizes["target"])
+    return {"source_vocab_size": sizes["source"], "target_vocab_size": sizes["target"]}
+
+
+def load_tokenizers(vocab_dir):
+    """``Tokenizers(source, target)`` from a vocab stage's files."""
+    with open(os.path.join(vocab_dir, "tokenizers.json")) as f:
+        settings = json.load(f)
+    return Tokenizers(*(data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), **settings[side])
+                        for side in ("source", "target")))

@@ -1,0 +1,166 @@
+"""The trainer base: a student plus named loss terms, with a strategy-safe ``train_step``.
+
+A trainer's :meth:`Trainer.compute_terms` returns named :class:`LossTerm` sums, each with its
+own normaliser (target tokens, sentences, masked positions...). Each term's value is its sum
+divided by the normaliser summed over the *global* batch, so the all-reduced gradient of a
+multi-replica step equals the one-device gradient of the same batch. The optimised loss is
+``sum(weight * value)`` over ``loss_weights`` (the spec's ``distill.loss_weights``); other
+terms (``nll``) are only reported.
+
+Gradients per term are available to a hook: a trainer that sets
+``needs_term_gradients = True`` gets :meth:`combine_gradients` called with one gradient list
+per weighted term (the gated mask-task method keeps the KD gradient of a module only where it
+agrees with the NMT gradient); the default sums them with the weights. Otherwise one gradient
+of the weighted sum is taken.
+
+What trains is ``trainer.trainable_variables``: the student's and any heads the trainer owns;
+frozen teachers and backbones (``trainable = False``) are excluded. Under ``mixed_float16``
+the optimizer is Keras' ``LossScaleOptimizer`` (``compile`` wraps it) and the step scales the
+loss with ``optimizer.scale_loss`` before differentiating, so float16 backward passes do not
+underflow and ``clip_norm`` sees the true gradients.
+
+Losses are reported through ``keras.metrics.Mean`` trackers (a raw tensor returned from
+``train_step`` reads as 0 under a strategy).
+"""
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def global_sum(value):
+    """Sum of ``value`` over all replicas (identity without a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+class LossTerm(NamedTuple):
+    """A loss summed over this replica's batch and what it is normalised by (its count)."""
+
+    total: object
+    count: object
+
+
+class Trainer(keras.Model):
+    """Base of every method's training model.
+
+    Args:
+        student: the model being trained (``trainer.student``).
+        loss_weights: ``{term name: weight}`` of the optimised terms.
+        reported_terms: other term names to report (computed by :meth:`compute_terms`).
+    """
+
+    needs_term_gradients = False
+
+    def __init__(self, student, loss_weights, reported_terms=(), **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.loss_weights = dict(loss_weights)
+        names = [*self.loss_weights, *[t for t in reported_terms if t not in self.loss_weights]]
+        self.term_trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.token_counter = keras.metrics.Sum(name="tokens")
+        self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
+
+    @property
+    def metrics(self):
+        return [*self.term_trackers.values(), self.token_counter, self.grad_norm_tracker]
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def compute_terms(self, data, training):
+        """``({name: LossTerm}, tokens)`` for a batch; ``tokens`` is the batch's size for
+        throughput logs (target tokens for token-level tasks)."""
+        raise NotImplementedError
+
+    def combine_gradients(self, term_gradients, variables):
+        """Hook: ``{term: [gradient per variable]}`` (each already weighted) -> one gradient
+        list. Called only when ``needs_term_gradients``; the default sums them."""
+        combined = []
+        for parts in zip(*term_gradients.values()):
+            parts = [g for g in parts if g is not None]
+            combined.append(tf.add_n(parts) if parts else None)
+        return combined
+
+    def _values(self, terms):
+        values = {}
+        for name, term in terms.items():
+            values[name] = term.total / ops.maximum(global_sum(ops.cast(term.count, "float32")), 1.0)
+        return values
+
+    def train_step(self, data):
+        variables = self.trainable_variables
+        with tf.GradientTape(persistent=self.needs_term_gradients) as tape:
+            terms, tokens = self.compute_terms(data, training=True)
+            values = self._values(terms)
+            weighted = {name: weight * values[name] for name, weight in self.loss_weights.items()
+                        if name in values}
+            loss = tf.add_n(list(weighted.values()))
+            if self.needs_term_gradients:
+                scaled_terms = {name: self.optimizer.scale_loss(value) for name, value in weighted.items()}
+            else:
+                scaled = self.optimizer.scale_loss(loss)
+        if self.needs_term_gradients:
+            term_gradients = {name: tape.gradient(value, variables) for name, value in scaled_terms.items()}
+            del tape
+            gradients = self.combine_gradients(term_gradients, variables)
+        else:
+            gradients = tape.gradient(scaled, variables)
+        self._track_grad_norm(gradients)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self._track(terms, tokens)
+
+    def _track_grad_norm(self, gradients):
+        # the norm clip_norm sees: after the loss scale is divided out
+        norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients if g is not None])
+        scale = getattr(self.optimizer, "dynamic_scale", None)
+        if scale is not None:
+            norm = norm / tf.cast(scale, tf.float32)
+        self.grad_norm_tracker.update_state(norm)
+
+    def _track(self, terms, tokens, training=True):
+        # per-replica means weighted by their counts aggregate to the global mean
+        for name, term in terms.items():
+            if name in self.term_trackers:
+                count = ops.cast(term.count, "float32")
+                self.term_trackers[name].update_state(term.total / ops.maximum(count, 1e-9), sample_weight=count)
+        self.token_counter.update_state(ops.cast(tokens, "float32"))
+        # report only the terms this batch has (validation batches carry no teacher columns);
+        # "loss" is the weighted sum of the running means, renormalised over the terms present
+        present = {name: w for name, w in self.loss_weights.items() if name in terms}
+        total_weight = sum(present.values()) if not training and present else 1.0
+        logs = {"loss": sum(w * self.term_trackers[name].result() for name, w in present.items()) / total_weight}
+        logs.update({name: self.term_trackers[name].result() for name in self.term_trackers if name in terms})
+        logs["tokens"] = self.token_counter.result()
+        if training:
+            logs["grad_norm"] = self.grad_norm_tracker.result()
+        return logs
+
+    def test_step(self, data):
+        terms, tokens = self.compute_terms(data, training=False)
+        return self._track(terms, tokens, training=False)
+
+
+class SupervisedTrainer(Trainer):
+    """Maximum likelihood on the references: the task's own terms (``xe`` optimised, ``nll``
+    reported). The base of trainers that add teacher terms to it.
+
+    Args:
+        student: the student model.
+        task: the run's :class:`tfkd.tasks.Task` (it computes the supervised terms).
+        label_smoothing: epsilon of the cross-entropy.
+        loss_weights: ``{term: weight}``; default ``{"xe": 1.0}``.
+    """
+
+    def __init__(self, student, task, label_smoothing=0.1, loss_weights=None, reported_terms=("nll",), **kwargs):
+        super().__init__(student, loss_weights or {"xe": 1.0}, reported_terms=reported_terms, **kwargs)
+        self.task = task
+        self.label_smoothing = label_smoothing
+
+    def compute_terms(self, data, training):
+        _, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
+        return terms, tokens
