@@ -18,3 +18,24 @@ def data_dir():
     if not os.path.exists(os.path.join(path, "train.de")):
         pytest.fail(f"real data not found at {path}; set TFKD_DATA_DIR")
     return DATA_DIR
+
+
+def write_corpus(directory, split, pairs, src="de", tgt="en"):
+    """Aligned ``{split}.{src}`` / ``{split}.{tgt}`` files of ``pairs``."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{split}.{src}"), "w") as f:
+        f.write("".join(s + "\n" for s, _ in pairs))
+    with open(os.path.join(directory, f"{split}.{tgt}"), "w") as f:
+        f.write("".join(t + "\n" for _, t in pairs))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    """A small learned WordPiece tokenizer."""
+    from tfkd import data as data_lib
+    from tfkd.spec import TokenizerSpec
+
+    directory = tmp_path_factory.mktemp("vocab")
+    sentences = [f"the cat number {i} sat on the mat ." for i in range(50)] + ["a dog runs ."] * 20
+    path = data_lib.learn_vocabulary(sentences, TokenizerSpec(vocab_size=200), str(directory / "v.txt"))
+    return data_lib.make_tokenizer(path)

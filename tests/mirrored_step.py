@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 
 from tfkd.distribute import make_strategy  # noqa: E402
 from tfkd.models import TransformerSeq2Seq  # noqa: E402
-from tfkd.training import Seq2SeqTrainer  # noqa: E402
+from tfkd import registry  # noqa: E402
+from tfkd.training import SupervisedTrainer  # noqa: E402
 
 
 def batch():
@@ -37,7 +38,7 @@ def run(strategy_name):
     with strategy.scope():
         student = TransformerSeq2Seq(40, 30, encoder_layers=1, decoder_layers=1, hidden_dim=16,
                                      intermediate_dim=32, num_heads=2, dropout=0.0)
-        trainer = Seq2SeqTrainer(student, label_smoothing=0.1)
+        trainer = SupervisedTrainer(student, registry.lookup("task", "translation"), label_smoothing=0.1)
         trainer.compile(optimizer=keras.optimizers.SGD(0.5))
         trainer(inputs)
     dataset = tf.data.Dataset.from_tensors((inputs, target))

@@ -4,6 +4,7 @@ and callbacks."""
 _LAZY = {
     "Trainer": "tfkd.training.trainer",
     "LossTerm": "tfkd.training.trainer",
+    "SupervisedTrainer": "tfkd.training.trainer",
     "InverseSqrtSchedule": "tfkd.training.schedules",
     "TriangularSchedule": "tfkd.training.schedules",
     "label_smoothed_cross_entropy": "tfkd.training.losses",

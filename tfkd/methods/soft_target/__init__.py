@@ -40,6 +40,8 @@ class TeacherCacheSpec(Strict):
     mask_rate: float = Field(0.15, gt=0, le=1)
     batch_size: PositiveInt = 64
     shard_size: PositiveInt = 10000
+    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
+    shuffle_buffer: PositiveInt = 10000
 
 
 class SoftTargetSpec(MethodSpec):
@@ -88,8 +90,9 @@ class SoftTargetMethod(Method):
         return ("teacher_cache",)
 
     def train_config(self, spec):
-        # the cache's own key covers the teacher; the trainer needs only the weights
-        return {"loss_weights": self.loss_weights(spec.distill)}
+        # the cache's own key covers the teacher; training needs the weights and the buffer
+        return {"loss_weights": self.loss_weights(spec.distill),
+                "cache_shuffle_buffer": spec.distill.cache.shuffle_buffer}
 
     def train_columns(self, context, stage_name):
         from tfkd.methods.soft_target.cache import stream_cache
@@ -97,7 +100,7 @@ class SoftTargetMethod(Method):
         task = context.task
         ids = task.example_ids(context, "train", stage_name)
         return stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=ids,
-                            seed=context.spec.train.seed)
+                            seed=context.spec.train.seed, shuffle_buffer=context.spec.distill.cache.shuffle_buffer)
 
     def make_trainer(self, spec, task, student, context):
         from tfkd.methods.soft_target.distiller import SoftTargetDistiller

@@ -145,12 +145,14 @@ def read_manifest(directory):
         return json.load(f)
 
 
-def stream_cache(directory, expected_ids=None, seed=None, cycle_length=16):
+def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, cycle_length=16):
     """A ``tf.data.Dataset`` of ``{"id", "teacher_ids" [T, K] int32, "teacher_probs" [T, K]
-    float32}`` read from the shards as it is consumed.
+    float16}`` read from the shards as it is consumed.
 
-    The shard order is shuffled on every pass (``seed``) and up to ``cycle_length`` shards are
-    interleaved; the consumer shuffles records with its own buffer. ``expected_ids`` (the
+    With ``shuffle_buffer``, the shard order is shuffled on every pass (``seed``), up to
+    ``cycle_length`` shards are interleaved and the records shuffled in a buffer of that many
+    records: memory is bounded by the buffer, not by the cache. (The cache stage writes its
+    batches in a random order, so a shard is not sorted by length.) ``expected_ids`` (the
     training examples' ids) must be exactly the cached ids, checked against the manifest.
     """
     manifest = read_manifest(directory)
@@ -162,7 +164,7 @@ def stream_cache(directory, expected_ids=None, seed=None, cycle_length=16):
             )
     top_k = manifest["top_k"]
     files = tf.data.Dataset.from_tensor_slices([os.path.join(directory, s) for s in manifest["shards"]])
-    if len(manifest["shards"]) > 1:
+    if shuffle_buffer and len(manifest["shards"]) > 1:
         files = files.shuffle(len(manifest["shards"]), seed=seed, reshuffle_each_iteration=True)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(manifest["shards"]) or 1),
                                block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -171,9 +173,12 @@ def stream_cache(directory, expected_ids=None, seed=None, cycle_length=16):
         example = tf.io.parse_single_example(record, _FEATURES)
         ids = tf.reshape(tf.io.decode_raw(example["ids"], tf.int32, little_endian=True), [-1, top_k])
         probs = tf.reshape(tf.io.decode_raw(example["probs"], tf.float16, little_endian=True), [-1, top_k])
-        return {"id": example["index"], "teacher_ids": ids, "teacher_probs": tf.cast(probs, tf.float32)}
+        return {"id": example["index"], "teacher_ids": ids, "teacher_probs": probs}
 
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    records = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle_buffer:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return records
 
 
 def read_cache(directory):
@@ -182,7 +187,7 @@ def read_cache(directory):
     manifest = read_manifest(directory)
     entries = {}
     for item in stream_cache(directory).as_numpy_iterator():
-        entries[int(item["id"])] = (item["teacher_ids"], item["teacher_probs"])
+        entries[int(item["id"])] = (item["teacher_ids"], item["teacher_probs"].astype(np.float32))
     if len(entries) != manifest["examples"]:
         raise ValueError(f"{directory}: manifest lists {manifest['examples']} examples, shards hold {len(entries)}")
     return entries, manifest

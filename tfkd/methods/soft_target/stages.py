@@ -137,7 +137,9 @@ class TeacherCacheStage(Stage):
     depends = ("vocab", "teacher_finetune")
 
     def config(self, spec):
-        return {"cache": spec.distill.cache.model_dump(mode="json"), "max_tokens": spec.data.max_tokens,
+        # the shuffle buffer is how training reads the cache, not what is in it
+        return {"cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+                "max_tokens": spec.data.max_tokens,
                 "max_length": spec.distill.finetune.max_length}
 
     def run(self, context, workdir):
@@ -172,13 +174,17 @@ class TeacherCacheStage(Stage):
                               "direction": direction, "ids": "student target vocabulary",
                               "groups": 1 if direction == "left_to_right" else math.ceil(1 / cache.mask_rate)})
         lengths = train_tok.target_ids.row_lengths().numpy()
+        # batches of similar lengths (little padding), written in a random order, so that a shard
+        # read through a bounded shuffle buffer is not sorted by length
         order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
         steps = math.ceil(len(order) / cache.batch_size)
+        batch_order = np.random.default_rng(spec.distill.finetune.seed).permutation(steps)
         bar = keras.utils.Progbar(len(order), unit_name="pair")
         outside, positions = 0.0, int(lengths.sum() + len(lengths))
         start = time.time()
         for step in range(steps):
-            rows = order[step * cache.batch_size : (step + 1) * cache.batch_size]
+            batch = batch_order[step]
+            rows = order[batch * cache.batch_size : (batch + 1) * cache.batch_size]
             ids, probs = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
             ids, probs = to_student[ids.numpy()], probs.numpy()
             outside += float(probs[ids < 0].sum())
@@ -186,7 +192,7 @@ class TeacherCacheStage(Stage):
             for j, row in enumerate(rows):
                 length = lengths[row] + 1
                 writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length])
-            bar.update(min((step + 1) * cache.batch_size, len(order)))
+            bar.update(writer.count)
         seconds = time.time() - start
         manifest = writer.close()
         log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards; %.2f%% of the "

@@ -142,7 +142,7 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     ``decoder_ids`` is ``[BOS] + y`` and ``target_ids`` is ``y + [EOS]``. ``columns`` is a
     dataset of dicts, each with an example ``"id"`` and extra per-example tensors (padded like
     the target, added to the inputs; a teacher cache streamed from disk): the pairs are then
-    read in its order, looked up by id.
+    read in its order (it does its own shuffling, within its own memory bound), looked up by id.
     """
     if columns is None:
         ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
@@ -150,7 +150,7 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     else:
         ds = columns
         extra_names = [k for k in columns.element_spec if k != "id"]
-    if shuffle:
+    if shuffle and columns is None:  # streamed columns come in their own (shuffled) order
         ds = ds.shuffle(min(shuffle_buffer, max(len(tokenized), 1)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.models.cmlm import cmlm_mask, pack_pairs
+from tfkd.methods.soft_target.cmlm import cmlm_mask, pack_pairs
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
 MASK = 103
@@ -63,7 +63,7 @@ def test_cmlm_mask_sizes_predictions_to_the_busiest_row():
 
 
 def test_prefix_lm_attention_mask_matches_a_numpy_reference():
-    from tfkd.models.cmlm import prefix_lm_attention_mask
+    from tfkd.methods.soft_target.cmlm import prefix_lm_attention_mask
 
     source, target = batch(6, seed=3)
     token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
@@ -82,7 +82,7 @@ def test_prefix_lm_attention_mask_matches_a_numpy_reference():
 
 
 def test_left_to_right_targets_predict_each_target_token_from_the_position_before():
-    from tfkd.models.cmlm import left_to_right_targets
+    from tfkd.methods.soft_target.cmlm import left_to_right_targets
 
     token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant([[5, 6], [7]]),
                                                  tf.ragged.constant([[20, 21, 22], [23]]), 16, SPECIAL)
@@ -97,8 +97,8 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     import keras
     import keras_hub
 
-    from tfkd.models.teachers import LeftToRightBertLM
-    from tfkd.teacher_cache import left_to_right_soft_targets
+    from tfkd.methods.soft_target.cmlm import LeftToRightBertLM
+    from tfkd.methods.soft_target.cache import left_to_right_soft_targets
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(vocabulary_size=120, num_layers=2, num_heads=2, hidden_dim=16,

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.teacher_cache import CacheWriter, read_cache, soft_targets
+from tfkd.methods.soft_target.cache import CacheWriter, read_cache, soft_targets
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
 MASK, VOCAB = 103, 40
@@ -90,7 +90,7 @@ def test_cache_shards_round_trip(tmp_path):
 def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
     from tfkd.data import make_tokenizer
     from tfkd.runner import StageError
-    from tfkd.teacher_stages import vocabulary_maps
+    from tfkd.methods.soft_target.stages import vocabulary_maps
 
     teacher_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d", "e"]
     teacher = make_tokenizer(teacher_vocab)

@@ -1,0 +1,88 @@
+"""The soft-target loss and the compound loss against NumPy."""
+
+import numpy as np
+import pytest
+
+from tfkd.methods.soft_target.distiller import SoftTargetDistiller, top_k_soft_cross_entropy
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def random_case(seed=0, vocab=13, k=4):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 5, vocab)) * 2
+    teacher_logits = rng.normal(size=(2, 5, vocab)) * 3
+    temperature = 2.5
+    teacher = np.exp(log_softmax(teacher_logits / temperature))
+    ids = np.argsort(-teacher, axis=-1)[..., :k]
+    probs = np.take_along_axis(teacher, ids, -1)  # not renormalised: the loss does it
+    targets = rng.integers(1, vocab, size=(2, 5))
+    return logits.astype("float32"), ids, probs.astype("float32"), targets
+
+
+def numpy_bidi(logits, ids, probs):
+    p = probs / probs.sum(-1, keepdims=True)
+    return -(p * np.take_along_axis(log_softmax(logits.astype("float64")), ids, -1)).sum(-1)
+
+
+def test_top_k_soft_cross_entropy_matches_numpy():
+    logits, ids, probs, _ = random_case()
+    np.testing.assert_allclose(np.asarray(top_k_soft_cross_entropy(ids, probs, logits)),
+                               numpy_bidi(logits, ids, probs), rtol=1e-5, atol=1e-5)
+
+
+def test_all_zero_soft_targets_give_zero_loss():
+    logits, ids, probs, _ = random_case()
+    probs[0, 2] = 0
+    loss = np.asarray(top_k_soft_cross_entropy(ids, probs, logits))
+    assert loss[0, 2] == 0 and np.isfinite(loss).all()
+
+
+def distiller_case(alpha, seed=1):
+    """A tiny student, a batch with padding and soft targets, and the student's logits."""
+    import keras
+
+    from tfkd import registry
+    from tfkd.models import TransformerSeq2Seq
+
+    keras.utils.set_random_seed(seed)
+    _, ids, probs, targets = random_case(seed)
+    targets[1, 3:] = 0  # padding
+    rng = np.random.default_rng(seed)
+    inputs = {"source_ids": rng.integers(1, 10, size=(2, 4)).astype("int32"),
+              "decoder_ids": np.concatenate([np.full((2, 1), 2), targets[:, :-1]], 1).astype("int32"),
+              "teacher_ids": ids.astype("int32"), "teacher_probs": probs}
+    student = TransformerSeq2Seq(10, 13, encoder_layers=1, decoder_layers=1, hidden_dim=8,
+                                 intermediate_dim=8, num_heads=2, dropout=0.0)
+    distiller = SoftTargetDistiller(student, registry.lookup("task", "translation"),
+                                    loss_weights={"soft": alpha, "xe": 1 - alpha}, label_smoothing=0.1)
+    logits = np.asarray(student(inputs), "float64")
+    return distiller, inputs, targets, logits, ids, probs
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.9])
+def test_distiller_terms_match_numpy(alpha):
+    distiller, inputs, targets, logits, ids, probs = distiller_case(alpha)
+    terms, tokens = distiller.compute_terms((inputs, targets), training=False)
+    mask = targets != 0
+    lp = log_softmax(logits)
+    nll = -np.take_along_axis(lp, targets[..., None], -1)[..., 0]
+    xe = 0.9 * nll + 0.1 * -lp.mean(-1)
+    assert float(tokens) == mask.sum()
+    for name, per_token in (("soft", numpy_bidi(logits, ids, probs)), ("xe", xe), ("nll", nll)):
+        assert float(terms[name].count) == mask.sum()
+        np.testing.assert_allclose(float(terms[name].total), (per_token * mask).sum(), rtol=1e-5, err_msg=name)
+
+
+def test_validation_batches_without_soft_targets_report_xe_only():
+    distiller, inputs, targets, _, _, _ = distiller_case(0.5)
+    plain = {k: v for k, v in inputs.items() if not k.startswith("teacher_")}
+    terms, _ = distiller.compute_terms((plain, targets), training=False)
+    assert sorted(terms) == ["nll", "xe"]
+    distiller.compile(optimizer="sgd")
+    logs = distiller.test_step((plain, targets))
+    # the loss of a batch without the soft term is xe alone (weights renormalised)
+    np.testing.assert_allclose(float(logs["loss"]), float(logs["xe"]), rtol=1e-6)
