@@ -72,7 +72,7 @@ def test_beam_search_equals_exhaustive_search(tiny_model, alpha):
 
 
 def test_greedy_equals_step_by_step_argmax(tiny_model):
-    from test_registry import reference_greedy
+    from helpers import reference_greedy
 
     model, sources = tiny_model
     tokens, _ = greedy_search(model, tf.constant(sources), SPECIAL, 5)

@@ -88,17 +88,3 @@ class LSTMStudentTest(TestCase):
         beam, scores = beam_search(model, source, special, 5, beam_size=3)
         self.assertEqual(tuple(beam.shape), (2, 5))
         self.assertTrue(np.isfinite(scores.numpy()).all())
-
-
-def reference_greedy(model, source, special, max_length):
-    """Step-by-step argmax over the full decoder, in NumPy (never pad or BOS)."""
-    hidden, mask = model.encode(source)
-    rows = []
-    for b in range(source.shape[0]):
-        tokens = [special.bos]
-        while len(tokens) <= max_length and (len(tokens) == 1 or tokens[-1] != special.eos):
-            logits = model.decode(np.array([tokens]), hidden[b : b + 1], mask[b : b + 1]).numpy()[0, -1]
-            logits[[special.pad, special.bos]] = -np.inf
-            tokens.append(int(np.argmax(logits)))
-        rows.append((tokens[1:] + [special.pad] * max_length)[:max_length])
-    return np.array(rows)

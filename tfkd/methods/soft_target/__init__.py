@@ -95,10 +95,17 @@ class SoftTargetMethod(Method):
                 "cache_shuffle_buffer": spec.distill.cache.shuffle_buffer}
 
     def train_columns(self, context, stage_name):
-        from tfkd.methods.soft_target.cache import stream_cache
+        import logging
 
-        task = context.task
-        ids = task.example_ids(context, "train", stage_name)
+        from tfkd.methods.soft_target.cache import read_manifest, stream_cache
+
+        directory = context.runner.stage_dir("teacher_cache")
+        ids = context.task.example_ids(context, "train", stage_name)
+        manifest = read_manifest(directory)
+        logging.getLogger("tfkd").info(
+            "%s: soft targets for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
+            stage_name, len(ids), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
+            context.spec.distill.cache.shuffle_buffer)
         return stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=ids,
                             seed=context.spec.train.seed, shuffle_buffer=context.spec.distill.cache.shuffle_buffer)
 

@@ -10,57 +10,7 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-TINY = """\
-version: 1
-name: {name}
-run_dir: {run_dir}
-imports: [user_layers]
-data:
-  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
-  src_lang: de
-  tgt_lang: en
-  train_limit: 400
-  valid_limit: 40
-  test_limit: 30
-  max_tokens: 40
-  batch_tokens: 1024
-  source_tokenizer: {{vocab_size: 600}}
-  target_tokenizer: {{vocab_size: 500}}
-student:
-  kind: transformer
-  encoder_layers: 1
-  decoder_layers: 1
-  hidden_dim: 32
-  intermediate_dim: 64
-  num_heads: 2
-  encoder_layer: {{kind: gated_residual_encoder}}
-train:
-  steps: {steps}
-  checkpoint_every: {every}
-  log_every: 2
-  learning_rate: 2.0
-  warmup_steps: 20
-  valid_bleu_sentences: 10
-decode: {{beam_size: 2, max_length_b: 5}}
-"""
-
-
-def write_spec(tmp_path, name, steps=6, every=3):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, run_dir=tmp_path / "runs", steps=steps, every=every))
-    # user_layers.py lives next to the tests; imports are resolved relative to the spec
-    (tmp_path / "user_layers.py").write_text(open(os.path.join(REPO, "tests", "user_layers.py")).read())
-    return str(path)
-
-
-def tfkd(*args, env_extra=None, **kwargs):
-    env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
-    env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
-    return subprocess.run([sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=900, **kwargs)
-
+from helpers import REPO, tfkd, write_spec
 
 @pytest.mark.slow
 def test_tiny_spec_runs_every_stage_then_skips(tmp_path, data_dir):

@@ -1,0 +1,74 @@
+"""Helpers several test files share: the tiny real-data spec, running the CLI in a fresh
+process, and a NumPy greedy-decoding reference."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+TINY = """\
+version: 1
+name: {name}
+run_dir: {run_dir}
+imports: [user_layers]
+data:
+  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 400
+  valid_limit: 40
+  test_limit: 30
+  max_tokens: 40
+  batch_tokens: 1024
+  source_tokenizer: {{vocab_size: 600}}
+  target_tokenizer: {{vocab_size: 500}}
+student:
+  kind: transformer
+  encoder_layers: 1
+  decoder_layers: 1
+  hidden_dim: 32
+  intermediate_dim: 64
+  num_heads: 2
+  encoder_layer: {{kind: gated_residual_encoder}}
+train:
+  steps: {steps}
+  checkpoint_every: {every}
+  log_every: 2
+  learning_rate: 2.0
+  warmup_steps: 20
+  valid_metric_examples: 10
+decode: {{beam_size: 2, max_length_b: 5}}
+"""
+
+
+def write_spec(tmp_path, name, steps=6, every=3):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, run_dir=tmp_path / "runs", steps=steps, every=every))
+    # user_layers.py lives next to the tests; imports are resolved relative to the spec
+    (tmp_path / "user_layers.py").write_text(open(os.path.join(REPO, "tests", "user_layers.py")).read())
+    return str(path)
+
+
+def tfkd(*args, env_extra=None, **kwargs):
+    env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
+    env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+    return subprocess.run([sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=900, **kwargs)
+
+
+def reference_greedy(model, source, special, max_length):
+    """Step-by-step argmax over the full decoder, in NumPy (never pad or BOS)."""
+    hidden, mask = model.encode(source)
+    rows = []
+    for b in range(source.shape[0]):
+        tokens = [special.bos]
+        while len(tokens) <= max_length and (len(tokens) == 1 or tokens[-1] != special.eos):
+            logits = model.decode(np.array([tokens]), hidden[b : b + 1], mask[b : b + 1]).numpy()[0, -1]
+            logits[[special.pad, special.bos]] = -np.inf
+            tokens.append(int(np.argmax(logits)))
+        rows.append((tokens[1:] + [special.pad] * max_length)[:max_length])
+    return np.array(rows)
