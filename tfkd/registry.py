@@ -212,7 +212,8 @@ def check_kwargs(kind, name, kwargs, supplied=()):
     them (width, heads, dropout...).
     """
     named, required, accepts_any = constructor_arguments(kind, name)
-    label = name
+    entry = _entry(kind, name)
+    label = name if isinstance(entry, Declared) else getattr(entry, "__name__", name)
     for key in kwargs:
         if key not in named and not (accepts_any and key in _KERAS_LAYER_KWARGS):
             raise ValueError(

@@ -39,6 +39,10 @@ class Task:
         local files excluded: their content is hashed)."""
         raise NotImplementedError
 
+    def batching_key(self, spec):
+        """The data settings that shape training batches (size, bucketing, shuffling)."""
+        return {}
+
     def vocab_config(self, spec):
         raise NotImplementedError
 
@@ -59,6 +63,14 @@ class Task:
     def valid_dataset(self, context, stage_name):
         """Validation batches, or ``None`` without a validation split."""
         raise NotImplementedError
+
+    def example_ids(self, context, split, stage_name):
+        """The ids of the examples of ``split`` the student trains on (after filtering)."""
+        raise NotImplementedError
+
+    def describe_data(self, context, stage_name):
+        """One line for the log: how much training (and validation) data there is."""
+        return ""
 
     def build_student(self, spec, tokenizers):
         raise NotImplementedError

@@ -149,7 +149,7 @@ class TrainingMonitor(keras.callbacks.Callback):
                 if name.startswith("val_"):
                     tf.summary.scalar(f"valid/{name[4:]}", float(value))
         self.writer.flush()
-        shown = " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k.startswith("val_"))
+        shown = " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k.startswith("val_") and k != "val_tokens")
         if shown:
             log.info("step %d | %s", step, shown)
         self.history[step] = {k: float(v) for k, v in logs.items()}

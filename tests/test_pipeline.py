@@ -1,0 +1,180 @@
+"""Stages assembled from the task and the method; a user's own task and method, registered
+from a module under ``imports:``, run end to end; generic code names no task or method."""
+
+import ast
+import json
+import os
+import pathlib
+import shutil
+
+import pytest
+
+from helpers import REPO, tfkd
+
+TOY_SPEC = """\
+version: 1
+name: toy
+run_dir: {run_dir}
+imports: [toy_plugins]
+task: toy_reverse
+data: {{file: {data}/train.txt, valid_file: {data}/valid.txt, batch_size: 16}}
+distill: {{method: toy_prior}}
+student: {{kind: toy_tagger, hidden_dim: 16}}
+train: {{steps: 30, checkpoint_every: 20, log_every: 10, learning_rate: 2.0, warmup_steps: 10, label_smoothing: 0.0}}
+evaluate: {{splits: [valid]}}
+"""
+
+
+def write_toy(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 300), ("valid", 40)):
+        lines = [" ".join(str(rng.randrange(10)) for _ in range(rng.randint(2, 6))) for _ in range(n)]
+        (data / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    shutil.copy(os.path.join(REPO, "tests", "toy_plugins.py"), tmp_path / "toy_plugins.py")
+    path = tmp_path / "toy.yaml"
+    path.write_text(TOY_SPEC.format(run_dir=tmp_path / "runs", data=data))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_a_user_task_and_method_from_imports_run_end_to_end(tmp_path):
+    spec = write_toy(tmp_path)
+    stages = "vocab,toy_prior_fit,baseline,baseline_evaluate,train,evaluate,export"
+    out = tfkd("run", spec, "--stages", stages)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / "toy"
+    # the method's own stage ran, in its place, and wrote what its trainer read
+    order = [line.split("stage ")[1].split(":")[0] for line in out.stderr.splitlines() if ": running into" in line]
+    assert order == stages.split(",")
+    prior = json.load(open(run / "toy_prior_fit" / "stage.json"))["results"]["prior"]
+    assert prior[0] == 0 and abs(sum(prior) - 1) < 1e-3
+    # the method's loss term is trained and reported with its own weight; the baseline has none
+    train = json.load(open(run / "train" / "stage.json"))["results"]
+    baseline = json.load(open(run / "baseline" / "stage.json"))["results"]
+    assert train["loss_weights"] == {"xe": 1.0, "prior": 0.1} and train["steps"] == 30
+    assert baseline["loss_weights"] == {"xe": 1.0}
+
+    def step_lines(stage):
+        section = out.stderr.split(f"stage {stage}: running")[1].split(f"stage {stage}: done")[0]
+        return [line for line in section.splitlines() if " tfkd I step " in line]
+
+    assert step_lines("train") and all("prior " in line for line in step_lines("train"))
+    assert step_lines("baseline") and not any("prior" in line for line in step_lines("baseline"))
+    # the task's metric, for both students, in the summary and the table
+    assert "toy: student valid accuracy" in out.stdout and "toy: baseline valid accuracy" in out.stdout
+    assert "| toy_prior (xe=1 prior=0.1)" in out.stdout
+    assert json.load(open(run / "evaluate" / "scores.json"))["valid"]["score"] > 10  # chance is 10%
+    # the task's export and predictor
+    assert (run / "export" / "toy" / "1" / "saved_model.pb").exists()
+    (tmp_path / "in.txt").write_text("1 2 3\n4 5\n")
+    predicted = tfkd("translate", str(run), "-i", str(tmp_path / "in.txt"))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert [len(line.split()) for line in predicted.stdout.splitlines()] == [3, 2]
+    # the method's settings key its stage: changing them reruns it and what follows, not the vocab
+    again = tfkd("run", spec, "--stages", "vocab,toy_prior_fit", "--set", "distill.smoothing=2.0")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "stage vocab: already done" in again.stderr and "stage toy_prior_fit: running" in again.stderr
+
+
+def test_stage_names_come_from_the_task_and_the_method(tmp_path):
+    from tfkd.pipeline import requested_stages, stage_names
+    from tfkd.spec import load_spec
+
+    spec = load_spec(write_toy(tmp_path))
+    assert stage_names(spec) == ["vocab", "toy_prior_fit", "baseline", "baseline_evaluate", "train", "evaluate",
+                                 "export"]
+    # any order on the command line runs in dependency order
+    assert requested_stages(spec, ["evaluate", "train", "vocab"]) == ["vocab", "train", "evaluate"]
+    assert requested_stages(spec) == ["vocab", "toy_prior_fit", "train", "evaluate"]
+    plain = load_spec(os.path.join(REPO, "specs", "baseline_multi30k.yaml"))
+    assert stage_names(plain) == ["vocab", "train", "evaluate", "export"]
+
+
+# ----------------------------------------------------------------------------- package layout
+
+PACKAGE = pathlib.Path(REPO) / "tfkd"
+GENERIC = ["spec.py", "cli.py", "registry.py", "runner.py", "pipeline.py", "stages.py", "data.py", "export.py",
+           "distribute.py", "decoding.py", "builtins.py", "testing.py", "layers", "models", "training"]
+
+
+def imports_of(path):
+    """Absolute ``tfkd...`` modules a file imports (at any depth of its code)."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return {m for m in found if m.startswith("tfkd")}, strings
+
+
+def test_generic_modules_never_name_a_method_or_a_task():
+    methods = [p.stem for p in (PACKAGE / "methods").iterdir() if p.stem not in ("__init__", "base", "__pycache__")]
+    tasks = [p.stem for p in (PACKAGE / "tasks").iterdir() if p.stem not in ("__init__", "base", "__pycache__")]
+    assert "soft_target" in methods and "translation" in tasks
+    files = [f for g in GENERIC for f in ([PACKAGE / g] if g.endswith(".py") else (PACKAGE / g).rglob("*.py"))]
+    for path in files:
+        modules, strings = imports_of(path)
+        for module in modules:
+            parts = module.split(".")
+            assert not (len(parts) > 2 and parts[1] in ("methods", "tasks") and parts[2] not in ("base",)), \
+                f"{path.relative_to(REPO)} imports {module}"
+        named = [n for n in methods + tasks if n in strings]
+        assert not named, f"{path.relative_to(REPO)} names {named}"
+
+
+def test_tfkd_has_no_import_cycles():
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(REPO).with_suffix("")
+        name = ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
+        tree = ast.parse(path.read_text())
+        # module-level imports only: imports inside functions run late and cannot cycle at import time
+        edges = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfkd"):
+                edges.add(node.module)
+                edges.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("tfkd"))
+        graph[name] = edges
+    graph = {name: {e for e in edges if e in graph and e != name} for name, edges in graph.items()}
+    # a package's __init__ importing its own submodules is how registration works, not a cycle
+    state, cycle = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if node.startswith(nxt + "."):
+                continue  # a submodule importing its package's __init__
+            if state.get(nxt) == "open":
+                cycle.extend(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+                return True
+            if nxt not in state and visit(nxt, stack + [nxt]):
+                return True
+        state[node] = "done"
+        return False
+
+    for name in sorted(graph):
+        if name not in state and visit(name, [name]):
+            break
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_validate_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tfkd.spec import load_spec; load_spec('specs/quickstart.yaml'); "
+            "load_spec('specs/iwslt_deen.yaml'); print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
