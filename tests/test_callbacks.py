@@ -52,3 +52,30 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     fresh.optimizer.build(fresh.trainable_variables)
     checkpoint.restore(fresh)
     assert all(np.isfinite(w).all() for w in fresh.get_weights())
+
+
+def test_training_stops_after_exactly_total_steps_mid_epoch(tmp_path):
+    import tensorflow as tf
+
+    model, x, y = model_and_data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+    checkpoint = StageCheckpoint(str(tmp_path), total_steps=10)
+    history = model.fit(data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint], verbose=0,
+                        shuffle=False)
+    assert int(model.optimizer.iterations.numpy()) == 10  # not 12: the last epoch is cut short
+    assert len(history.history["loss"]) == 3
+    # ... and still checkpointed, at the step it stopped
+    assert json.load(open(tmp_path / "checkpoint" / "state.json")) == {"epoch": 3, "step": 10}
+
+
+def test_the_nan_message_names_the_stage_and_ends_with_the_hint(tmp_path):
+    model, x, y = model_and_data()
+    hint = "Lower distill.finetune.learning_rate."
+    checkpoint = StageCheckpoint(str(tmp_path), stage="teacher_finetune", hint=hint)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_begin(0)
+    checkpoint.on_train_batch_end(0, {"loss": math.inf})
+    assert model.stop_training
+    assert checkpoint.failure.startswith("teacher_finetune: the loss became inf at step 0; training stopped.")
+    assert checkpoint.failure.endswith(f"training stopped. The last good checkpoint (none yet) is kept in "
+                                       f"{tmp_path}/checkpoint. {hint}")

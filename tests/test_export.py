@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from test_end_to_end import REPO, tfkd, write_spec
+from helpers import REPO, tfkd, write_spec
 
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
 
@@ -64,8 +64,38 @@ def test_export_serves_without_tfkd_and_matches_tfkd_decoding(exported, data_dir
     # the evaluate stage decoded the same sentences in-process through tfkd's Translator
     in_process = open(run_dir / "evaluate" / "valid.hyp").read().splitlines()
     assert served["translations"] == in_process
+    # odd inputs (an empty line among them) too, translations and scores
+    import numpy as np
+
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+
+    _, _, context = open_run(str(run_dir))
+    translator = context.task.translator(context, load_student(context))
+    translations, scores = translator.translate_all(SENTENCES)
     odd = serve_only(saved_model, SENTENCES, tmp_path)
-    assert len(odd["translations"]) == 4 and all(isinstance(t, str) for t in odd["translations"])
+    assert odd["translations"] == list(translations)
+    np.testing.assert_allclose(odd["scores"], np.asarray(scores, np.float32), rtol=1e-4, atol=1e-4)
+
+
+# what tools/benchmark_export.py does, in a process that has not imported the student's class
+LOAD_STUDENT = r"""
+import sys
+from tfkd.pipeline import open_run
+from tfkd.stages import load_student
+
+spec, runner, context = open_run(sys.argv[1])
+print(type(load_student(context)).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_load_student_from_a_run_dir_in_a_fresh_process(exported, tmp_path):
+    run_dir, _ = exported
+    out = subprocess.run([sys.executable, "-c", LOAD_STUDENT, str(run_dir)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "TransformerSeq2Seq"
 
 
 @pytest.mark.slow
@@ -131,31 +161,47 @@ def test_rest_body_and_grpc_predict_request_run_through_the_signature(exported):
     from_proto = [t.decode() for t in tf.make_ndarray(response.outputs["translations"]).tolist()]
     assert from_proto == [t.decode() for t in rest["translations"].numpy().tolist()]
     assert from_proto == [t.decode() for t in columnar["translations"].numpy().tolist()]
-    # the REST response a client sees: {"predictions": [{"translations": ..., "scores": ...}]}
-    predictions = [{"translations": t, "scores": float(s)}
-                   for t, s in zip(from_proto, rest["scores"].numpy().tolist())]
-    assert json.loads(json.dumps({"predictions": predictions}))["predictions"][0]["translations"] == from_proto[0]
+    # one translation and one finite score per input, whatever the input (an empty line)
+    assert len(from_proto) == len(SENTENCES)
+    assert rest["scores"].shape == (len(SENTENCES),) and bool(tf.reduce_all(tf.math.is_finite(rest["scores"])))
 
 
 def test_export_is_atomic(tmp_path):
-    from tfkd import export
+    from tfkd.export import export_saved_model
 
-    class Broken:
-        name = "broken"
+    targets = []
 
-        def export(self, translator, path):
-            os.makedirs(path)
-            open(os.path.join(path, "half"), "w").close()
-            raise RuntimeError("disk full")
+    def broken(path):
+        targets.append(path)
+        os.makedirs(path)
+        open(os.path.join(path, "half"), "w").close()
+        raise RuntimeError("disk full")
 
-    export.EXPORTERS["broken"] = Broken
-    try:
-        with pytest.raises(RuntimeError):
-            export.export_saved_model(None, str(tmp_path), "m", 3, exporter="broken")
-    finally:
-        del export.EXPORTERS["broken"]
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_saved_model(broken, str(tmp_path), "m", 3)
     assert os.listdir(tmp_path / "m") == []
+    # written beside the version folder under a name TF Serving ignores (not a number)
+    assert os.path.dirname(targets[0]) == str(tmp_path / "m")
+    assert not os.path.basename(targets[0]).isdigit()
 
+    def write(content):
+        def writer(path):
+            os.makedirs(path)
+            with open(os.path.join(path, "saved_model.pb"), "w") as f:
+                f.write(content)
+        return writer
+
+    assert export_saved_model(write("one"), str(tmp_path), "m", 3) == str(tmp_path / "m" / "3")
+    assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "one"
+    # a version exported again is replaced whole; other versions stay
+    export_saved_model(write("two"), str(tmp_path), "m", 3)
+    export_saved_model(write("three"), str(tmp_path), "m", 4)
+    assert sorted(os.listdir(tmp_path / "m")) == ["3", "4"]
+    assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "two"
+    with pytest.raises(RuntimeError):
+        export_saved_model(broken, str(tmp_path), "m", 3)
+    assert sorted(os.listdir(tmp_path / "m")) == ["3", "4"]
+    assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "two"
 
 
 @pytest.mark.slow

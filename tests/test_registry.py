@@ -1,4 +1,7 @@
-"""The registry: user layers named in a spec are built and serialise like built-in ones."""
+"""The registry: user layers named in a spec are built and serialise like built-in ones;
+methods register as instances under unique names; built-ins declare what they really take."""
+
+import inspect
 
 import keras
 import numpy as np
@@ -6,10 +9,12 @@ import pytest
 
 import tfkd
 from tfkd import registry
+from tfkd.methods import Method
 from tfkd.models import TransformerSeq2Seq
 from tfkd.testing import TestCase
 
 import user_layers  # noqa: F401  (registers gated_residual_encoder)
+from helpers import reference_greedy
 
 
 class UserLayerTest(TestCase):
@@ -56,13 +61,95 @@ def test_register_rejects_duplicate_names():
 
 
 def test_register_rejects_unknown_kind():
-    with pytest.raises(ValueError, match='unknown kind "encoder"; did you mean "encoder_layer"'):
-        tfkd.register("encoder", "x")
+    with pytest.raises(ValueError, match=r'unknown kind "encoder_layr"; did you mean "encoder_layer"\? '
+                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, method'):
+        tfkd.register("encoder_layr", "x")
 
 
 def test_lookup_lists_choices():
     with pytest.raises(ValueError, match='unknown student "transfromer"; did you mean "transformer"'):
         registry.lookup("student", "transfromer")
+
+
+def test_lookup_of_a_misspelt_method_lists_the_methods():
+    with pytest.raises(ValueError) as error:
+        registry.lookup("method", "soft_targt")
+    message = str(error.value)
+    assert message.startswith('unknown method "soft_targt"; did you mean "soft_target"? Choices: ')
+    assert {"soft_target", "supervised"} <= set(message.split("Choices: ")[1].split(", "))
+
+
+def declarations(monkeypatch):
+    """``{(kind, name): keyword arguments}`` of every ``declare`` call in tfkd/builtins.py (run
+    afresh: an entry already looked up in this process is no longer a declaration)."""
+    import runpy
+
+    calls = {}
+
+    def declare(kind, name, target, **options):
+        calls[(kind, name)] = dict(options, target=target)
+
+    monkeypatch.setattr(registry, "declare", declare)
+    runpy.run_module("tfkd.builtins")
+    return calls
+
+
+@pytest.mark.parametrize("kind, name, cls", [
+    ("encoder_layer", "transformer_encoder", "TransformerEncoder"),
+    ("decoder_layer", "transformer_decoder", "TransformerDecoder"),
+])
+def test_declared_block_arguments_match_keras_hub(kind, name, cls, monkeypatch):
+    """builtins.py lists the keras-hub constructors' arguments so specs validate without
+    importing keras-hub; they must stay what keras-hub accepts."""
+    import keras_hub
+
+    declared = declarations(monkeypatch)[(kind, name)]
+    assert declared["target"] == f"keras_hub.layers:{cls}"
+    params = inspect.signature(getattr(keras_hub.layers, cls).__init__).parameters
+    named = tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    required = tuple(n for n in named if params[n].default is inspect.Parameter.empty)
+    assert tuple(declared["arguments"]) == named
+    assert tuple(declared["required"]) == required
+
+
+class _Elsewhere(Method):
+    name = "soft_target"
+
+
+@pytest.fixture
+def scratch_methods():
+    """Method names a test registers, removed afterwards."""
+    before = dict(registry._REGISTRY["method"])
+    yield
+    registry._REGISTRY["method"].clear()
+    registry._REGISTRY["method"].update(before)
+
+
+def test_register_method_needs_a_method_instance(scratch_methods):
+    from tfkd.methods.supervised import SupervisedMethod
+
+    for wrong in (SupervisedMethod, object()):  # the class itself, or something else
+        with pytest.raises(TypeError, match=r'tfkd.register\("method", "my_method"\): expected an instance of '
+                                            r"tfkd.methods.base.Method"):
+            tfkd.register("method", "my_method")(wrong)
+    assert "my_method" not in registry.names("method")
+
+
+def test_register_method_rejects_a_name_taken_by_another_class(scratch_methods):
+    builtin = registry.lookup("method", "soft_target")
+    with pytest.raises(ValueError, match=r'method "soft_target" is already registered by '
+                                         r"tfkd.methods.soft_target.SoftTargetMethod; pick another name"):
+        tfkd.register("method", "soft_target")(_Elsewhere())
+    assert registry.lookup("method", "soft_target") is builtin
+    # a user's own name: the same class may register again (a re-imported module), another may not
+    tfkd.register("method", "my_method")(_Elsewhere())
+    tfkd.register("method", "my_method")(_Elsewhere())
+
+    class Other(Method):
+        pass
+
+    with pytest.raises(ValueError, match=r'method "my_method" is already registered by .*_Elsewhere'):
+        tfkd.register("method", "my_method")(Other())
 
 
 class LSTMStudentTest(TestCase):

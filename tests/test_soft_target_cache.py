@@ -1,12 +1,15 @@
 """The teacher cache: every target position predicted exactly once, while masked; top-K
-renormalised; shards round-trip."""
+renormalised; shards round-trip; training streams it, checked against its ids, shuffled per pass."""
+
+import collections
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.methods.soft_target.cache import CacheWriter, read_cache, soft_targets
+from tfkd.methods.soft_target.cache import CacheMismatch, CacheWriter, read_cache, soft_targets, stream_cache
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
 MASK, VOCAB = 103, 40
@@ -67,17 +70,22 @@ def test_every_target_position_is_predicted_once_while_masked():
     assert len(seen) == sum(target[b].shape[0] + 1 for b in range(3))
 
 
-def test_cache_shards_round_trip(tmp_path):
+def write_cache(directory, indices, shard_size=3, top_k=4):
+    """A cache of random entries for ``indices``; returns ``({index: (ids, probs)}, manifest)``."""
     rng = np.random.default_rng(0)
-    writer = CacheWriter(str(tmp_path), shard_size=3, top_k=4, metadata={"temperature": 10.0})
+    writer = CacheWriter(str(directory), shard_size=shard_size, top_k=top_k, metadata={"temperature": 10.0})
     written = {}
-    for index in [7, 2, 9, 4, 11, 0, 5]:
+    for index in indices:
         length = rng.integers(1, 6)
-        ids = rng.integers(0, 1000, size=(length, 4)).astype(np.int32)
-        probs = rng.dirichlet(np.ones(4), size=length).astype(np.float32)
+        ids = rng.integers(0, 1000, size=(length, top_k)).astype(np.int32)
+        probs = rng.dirichlet(np.ones(top_k), size=length).astype(np.float32)
         writer.add(index, ids, probs)
         written[index] = (ids, probs)
-    manifest = writer.close()
+    return written, writer.close()
+
+
+def test_cache_shards_round_trip(tmp_path):
+    written, manifest = write_cache(tmp_path, [7, 2, 9, 4, 11, 0, 5])
     assert manifest["examples"] == 7 and len(manifest["shards"]) == 3
     entries, manifest = read_cache(str(tmp_path))
     assert manifest["temperature"] == 10.0
@@ -100,3 +108,50 @@ def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
     assert to_student[:10].tolist() == [0, 1, 2, 3, 4, -1, 5, -1, 6, 7]
     with pytest.raises(StageError, match=r"1 tokens the teacher does not know \(first: 'zz'\)"):
         vocabulary_maps(make_tokenizer(["[PAD]", "[UNK]", "zz"]), teacher)
+
+
+INDICES = [7, 2, 9, 4, 11, 0, 5, 13, 3, 8]
+
+
+@pytest.mark.parametrize("shuffle_buffer", [None, 4])
+def test_stream_cache_yields_every_example_once_per_pass(tmp_path, shuffle_buffer):
+    written, manifest = write_cache(tmp_path, INDICES)
+    assert len(manifest["shards"]) == 4
+    stream = stream_cache(str(tmp_path), expected_ids=sorted(INDICES), seed=3, shuffle_buffer=shuffle_buffer)
+    assert stream.element_spec["teacher_ids"].dtype == tf.int32
+    assert stream.element_spec["teacher_probs"].dtype == tf.float16
+    seen = collections.Counter()
+    for item in stream.as_numpy_iterator():
+        index = int(item["id"])
+        seen[index] += 1
+        ids, probs = written[index]
+        assert item["teacher_ids"].shape == ids.shape and item["teacher_probs"].shape == ids.shape
+        assert item["teacher_probs"].dtype == np.float16
+        np.testing.assert_array_equal(item["teacher_ids"], ids)
+        np.testing.assert_array_equal(item["teacher_probs"], probs.astype(np.float16))
+    assert seen == collections.Counter(INDICES)
+
+
+@pytest.mark.parametrize("expected", [INDICES[:-1], INDICES + [42], INDICES[:-1] + [42]],
+                         ids=["one missing", "one extra", "one different"])
+def test_stream_cache_rejects_other_ids(tmp_path, expected):
+    write_cache(tmp_path, INDICES)
+    with pytest.raises(CacheMismatch) as error:
+        stream_cache(str(tmp_path), expected_ids=np.array(expected))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path}: ")
+    assert message.endswith("rerun the teacher_cache stage")
+
+
+@pytest.mark.parametrize("shard_size", [40, 10], ids=["one shard", "four shards"])
+def test_stream_cache_reshuffles_every_pass(tmp_path, shard_size):
+    write_cache(tmp_path, list(range(40)), shard_size=shard_size)
+    stream = stream_cache(str(tmp_path), expected_ids=np.arange(40), seed=1, shuffle_buffer=16)
+    ids = [int(item["id"]) for item in stream.repeat(2).as_numpy_iterator()]
+    first, second = ids[:40], ids[40:]
+    assert sorted(first) == sorted(second) == list(range(40))
+    assert first != second
+    # without a buffer, every pass reads the shards in the same (interleaved) order
+    plain = [int(item["id"]) for item in stream_cache(str(tmp_path)).repeat(2).as_numpy_iterator()]
+    assert plain[:40] == plain[40:] and sorted(plain[:40]) == list(range(40))

@@ -11,6 +11,8 @@ import sys
 import tempfile
 
 EXIT_SPEC_ERROR = 2
+# lines per call of a SavedModel that does not record its spec's decode.batch_size
+SAVED_MODEL_BATCH_SIZE = 64
 EXIT_RUN_ERROR = 1
 
 
@@ -89,14 +91,6 @@ def load_spec(path, overrides=()):
                                  if not _START_UP_LINE.match(line)))
 
 
-def _import_student(spec):
-    """Import the student's class, which Keras needs registered to rebuild a saved student (a
-    process that skips the train stage never imported it)."""
-    from tfkd import registry
-
-    registry.lookup("student", spec.student.kind)
-
-
 def _fail(message, code):
     print(f"tfkd: error: {message}", file=sys.stderr)
     return code
@@ -140,9 +134,10 @@ def cmd_run(args):
     from tfkd.stages import RunContext
 
     try:
-        _import_student(spec)
         runner = Runner(spec, build_stages(spec))
-        results = runner.run(stages, RunContext(spec, runner))
+        # Keras' progress output goes to stderr with the logs: stdout keeps the results
+        with contextlib.redirect_stdout(sys.stderr):
+            results = runner.run(stages, RunContext(spec, runner))
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -188,7 +183,6 @@ def _open_finished_run(run_dir, stage):
     from tfkd.runner import StageError
 
     spec, runner, context = open_run(run_dir)
-    _import_student(spec)
     if not runner.is_finished(stage):
         raise StageError(f"{run_dir}: the {stage} stage is not finished (run: tfkd run SPEC --stages {stage})")
     return spec, runner, context
@@ -231,12 +225,16 @@ def _saved_model_predictor(saved_model, batch_size):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
 
-    info = {"input": "source", "output": "translations", "batch_size": 64}
+    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+    # tfkd exports say which input and output carry the text; otherwise the signature's only
+    # string input and its first string output
+    info = {"input": next(iter(serve.structured_input_signature[1])),
+            "output": next(k for k, v in serve.structured_outputs.items() if v.dtype == tf.string),
+            "batch_size": SAVED_MODEL_BATCH_SIZE}
     info_path = os.path.join(saved_model, "assets.extra", "tfkd.json")
     if os.path.exists(info_path):
         with open(info_path) as f:
             info.update(json.load(f))
-    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
     batch_size = batch_size or info["batch_size"]
 
     def predict(lines):

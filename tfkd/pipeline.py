@@ -13,7 +13,7 @@ import json
 import os
 
 from tfkd import registry
-from tfkd.spec import DEFAULT_METHOD, SpecError, load_spec
+from tfkd.spec import SpecError, load_spec
 
 
 def _method(spec):
@@ -23,7 +23,7 @@ def _method(spec):
 def stage_names(spec):
     """Every stage this spec's task and method offer, in the order they run."""
     names = ["vocab", *_method(spec).stage_names]
-    if spec.method != DEFAULT_METHOD:
+    if spec.method != registry.default("method"):
         names += ["baseline", "baseline_evaluate"]
     return names + ["train", "evaluate", "export"]
 
@@ -51,8 +51,8 @@ def build_stages(spec):
 
     method = _method(spec)
     stages = [VocabStage(), *method.stages(spec)]
-    if spec.method != DEFAULT_METHOD:
-        stages += [TrainStage("baseline", registry.lookup("method", DEFAULT_METHOD)),
+    if spec.method != registry.default("method"):
+        stages += [TrainStage("baseline", registry.lookup("method", registry.default("method"))),
                    EvaluateStage("baseline_evaluate", "baseline")]
     stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
     built = [s.name for s in stages]

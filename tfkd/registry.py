@@ -152,6 +152,22 @@ def register(kind, name):
     return decorator
 
 
+_DEFAULTS = {}
+
+
+def set_default(kind, name):
+    """Make ``name`` what a spec gets when it does not name a ``kind`` (a task or a method)."""
+    _check_kind(kind)
+    _DEFAULTS[kind] = name
+
+
+def default(kind):
+    """The default ``kind`` (``task``: what a spec without ``task`` runs; ``method``: what a
+    spec without ``distill`` trains)."""
+    _load_builtins()
+    return _DEFAULTS[kind]
+
+
 def names(kind):
     _load_builtins()
     return sorted(_REGISTRY[kind])

@@ -97,10 +97,6 @@ class ExportSpec(_Strict):
     version: PositiveInt = 1
 
 
-DEFAULT_TASK = "translation"
-DEFAULT_METHOD = "supervised"  # training on the references alone; what `distill` absent means
-
-
 class Spec(_Strict):
     """A run. ``data``, ``decode`` and ``evaluate`` are validated by the task's schemas and
     ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
@@ -109,7 +105,7 @@ class Spec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     imports: list[str] = []
     run_dir: str = "runs"
-    task: str = DEFAULT_TASK
+    task: Optional[str] = None  # default: the registry's default task
     stages: Optional[list[str]] = None
     data: Any
     teacher: Optional[TeacherSpec] = None
@@ -124,7 +120,7 @@ class Spec(_Strict):
 
     @property
     def method(self):
-        """The name of the distillation method (``supervised`` without a ``distill`` section)."""
+        """The name of the distillation method (the registry's default without ``distill``)."""
         return self.distill.method
 
     def student_config(self):
@@ -411,15 +407,17 @@ def _lookup(kind, name, key_path, located):
 def _validate_sections(spec, located):
     """Validate the task's and the method's sections with their own schemas (one-line errors
     with file:line), then the student and the stage list."""
-    task = _lookup("task", spec.task, ("task",), located)
-    distill = spec.distill if spec.distill is not None else {"method": DEFAULT_METHOD}
+    task_name = spec.task if spec.task is not None else registry.default("task")
+    task = _lookup("task", task_name, ("task",), located)
+    distill = spec.distill if spec.distill is not None else {"method": registry.default("method")}
     if not isinstance(distill, dict):
         raise located.error(("distill",), f"expected a mapping, got {json.dumps(distill, default=str)}")
-    method_name = distill.get("method", DEFAULT_METHOD)
+    method_name = distill.get("method", registry.default("method"))
     if not isinstance(method_name, str):
         raise located.error(("distill", "method"), f"expected a method name, got {json.dumps(method_name)}")
     method = _lookup("method", method_name, ("distill", "method"), located)
     spec = spec.model_copy(update={
+        "task": task_name,
         "data": _section(task.data_schema, spec.data, "data", located),
         "decode": _section(task.decode_schema, spec.decode, "decode", located),
         "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),

