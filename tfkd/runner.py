@@ -94,13 +94,14 @@ class Runner:
     def key(self, name):
         if name not in self._keys:
             stage = self.stages[name]
-            files = {}
+            files = []
             for path in stage.input_files(self.spec):
                 if not os.path.exists(path):
                     prepare = getattr(self.spec.data, "prepare", None)
                     hint = f"; prepare it with: {prepare}" if prepare else ""
                     raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
-                files[path] = _sha256_file(path)
+                # by content, in the order the stage lists them: moved or renamed files keep the key
+                files.append(_sha256_file(path))
             self._keys[name] = _json_hash(
                 {
                     "stage": name,
