@@ -1,6 +1,5 @@
 """Tokenizers shared by the tasks: learned and teacher WordPiece vocabularies, detokenization."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 

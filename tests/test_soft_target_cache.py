@@ -2,7 +2,6 @@
 renormalised; shards round-trip; training streams it, checked against its ids, shuffled per pass."""
 
 import collections
-import os
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ replaced from the environment. Every problem is reported as one line,
 import copy
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import re

@@ -6,7 +6,7 @@ Stages: ``teacher_finetune`` (conditional MLM on the training pairs, :mod:`.stag
 ``soft * L_bidi + xe * L_xe`` with the soft targets streamed from the cache by example id.
 """
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 from pydantic import Field, PositiveInt

@@ -90,7 +90,7 @@ class TranslationTask(Task):
         problems = []
         for side in ("source", "target"):
             if getattr(data, f"{side}_tokenizer").kind == "teacher" and spec.teacher is None:
-                problems.append(((f"data", f"{side}_tokenizer", "kind"), 'is "teacher" but the spec has no teacher'))
+                problems.append((("data", f"{side}_tokenizer", "kind"), 'is "teacher" but the spec has no teacher'))
         return problems
 
     # ------------------------------------------------------------------ keys
