@@ -1,6 +1,8 @@
 """Students and shared models. The students are declared in :mod:`tfkd.builtins` and imported
 when a run looks them up; ``tfkd.models.TransformerSeq2Seq`` and friends import on access."""
 
+from tfkd.lazy import lazy_attributes
+
 _LAZY = {
     "TransformerSeq2Seq": "tfkd.models.transformer",
     "LSTMSeq2Seq": "tfkd.models.lstm",
@@ -9,12 +11,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tfkd.models' has no attribute {name!r}")
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

@@ -1,6 +1,8 @@
 """Training: the trainer base (custom train_step with named loss terms), losses, schedules
 and callbacks."""
 
+from tfkd.lazy import lazy_attributes
+
 _LAZY = {
     "Trainer": "tfkd.training.trainer",
     "LossTerm": "tfkd.training.trainer",
@@ -11,12 +13,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tfkd.training' has no attribute {name!r}")
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)
