@@ -111,8 +111,8 @@ def run_child(args):
     dataset = seq2seq_dataset(
         corpus, SpecialIds(pad=0, bos=2, eos=3, unk=1), batch_tokens=args.batch_tokens,
         max_tokens=MAX_TOKENS, bucket_width=8, shuffle=True, seed=args.seed,
-        shuffle_buffer=args.shuffle_buffer, repeat=True,
-        columns=stream_cache(cache_dir, expected_ids=corpus.kept, seed=args.seed),
+        shuffle_buffer=100000, repeat=True,  # data.shuffle_buffer's default: streamed columns bring their own
+        columns=stream_cache(cache_dir, expected_ids=corpus.kept, seed=args.seed, shuffle_buffer=args.shuffle_buffer),
     )
     student = TransformerSeq2Seq(VOCAB, VOCAB, encoder_layers=1, decoder_layers=1, hidden_dim=64,
                                  intermediate_dim=128, num_heads=2, pad_id=0)
@@ -161,7 +161,10 @@ def main():
     parser.add_argument("--limit-mb", type=float, default=300, help="allowed peak RSS growth")
     parser.add_argument("--top-k", type=int, default=128)
     parser.add_argument("--shard-size", type=int, default=2000, help="examples per cache shard")
-    parser.add_argument("--shuffle-buffer", type=int, default=256)
+    parser.add_argument("--shuffle-buffer", type=int, default=256,
+                        help="distill.cache.shuffle_buffer: examples held while streaming. These records are "
+                             "~90 KB (so that 2 GB needs few examples), so 256 of them hold ~23 MB, what the "
+                             "default 10,000 holds of real ~1.5 KB records (30 positions, K=8)")
     parser.add_argument("--batch-tokens", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="where caches are written (default: a new dir in /tmp)")
