@@ -116,7 +116,10 @@ class Trainer(keras.Model):
 
     def _track_grad_norm(self, gradients):
         # the norm clip_norm sees: after the loss scale is divided out
-        norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in gradients if g is not None])
+        # IndexedSlices (embedding lookups) count by their values, as the optimizer's clip does;
+        # densifying them would cost a scatter of the whole table every step
+        norm = tf.linalg.global_norm([tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32)
+                                      for g in gradients if g is not None])
         scale = getattr(self.optimizer, "dynamic_scale", None)
         if scale is not None:
             norm = norm / tf.cast(scale, tf.float32)
