@@ -61,13 +61,14 @@ class Trainer(keras.Model):
         self.student = student
         self.loss_weights = dict(loss_weights)
         names = [*self.loss_weights, *[t for t in reported_terms if t not in self.loss_weights]]
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.token_counter = keras.metrics.Sum(name="tokens")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
 
     @property
     def metrics(self):
-        return [*self.term_trackers.values(), self.token_counter, self.grad_norm_tracker]
+        return [self.loss_tracker, *self.term_trackers.values(), self.token_counter, self.grad_norm_tracker]
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
@@ -112,6 +113,10 @@ class Trainer(keras.Model):
             gradients = tape.gradient(scaled, variables)
         self._track_grad_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
+        # each replica's loss is its share of the global batch's: the mean over replicas of
+        # replicas * share is the global loss
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(loss * replicas)
         return self._track(terms, tokens)
 
     def _track_grad_norm(self, gradients):
@@ -132,15 +137,17 @@ class Trainer(keras.Model):
                 count = ops.cast(term.count, "float32")
                 self.term_trackers[name].update_state(term.total / ops.maximum(count, 1e-9), sample_weight=count)
         self.token_counter.update_state(ops.cast(tokens, "float32"))
-        # report only the terms this batch has (validation batches carry no teacher columns);
-        # "loss" is the weighted sum of the running means, renormalised over the terms present
+        # validation reports only the terms its batches have (no teacher columns); its "loss" is
+        # the weighted sum of the running means, renormalised over the terms present
+        if training:
+            # every metric, so that Keras reads them aggregated over replicas (it does when the
+            # step's logs have exactly the metrics' names)
+            return {metric.name: metric.result() for metric in self.metrics}
         present = {name: w for name, w in self.loss_weights.items() if name in terms}
-        total_weight = sum(present.values()) if not training and present else 1.0
+        total_weight = sum(present.values()) or 1.0
         logs = {"loss": sum(w * self.term_trackers[name].result() for name, w in present.items()) / total_weight}
         logs.update({name: self.term_trackers[name].result() for name in self.term_trackers if name in terms})
         logs["tokens"] = self.token_counter.result()
-        if training:
-            logs["grad_norm"] = self.grad_norm_tracker.result()
         return logs
 
     def test_step(self, data):

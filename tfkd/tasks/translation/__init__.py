@@ -258,7 +258,8 @@ class TranslationTask(Task):
         log.info("translating %d %s sentences (%s, beam %d)", len(corpus), split, spec.decode.algorithm,
                  spec.decode.beam_size)
         start = time.time()
-        hypotheses, _ = translator.translate_all(corpus.source, progress=True)
+        # a progress bar, unless logs are wanted without (TFKD_QUIET_PROGRESS, as for fit)
+        hypotheses, _ = translator.translate_all(corpus.source, progress=not os.environ.get("TFKD_QUIET_PROGRESS"))
         seconds = max(time.time() - start, 1e-9)
         with open(os.path.join(workdir, f"{split}.hyp"), "w", encoding="utf-8") as f:
             f.write("\n".join(hypotheses) + "\n")
