@@ -100,7 +100,7 @@ BAD_SPECS = [
      "{path}:13: train.steps: expected a number > 0, got -5"),
     # 5 unknown student kind with a hint and the choices
     (GOOD.replace("kind: transformer", "kind: transfomer"),
-     '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: lstm, transformer'),
+     '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: {students}'),
     # 6 literal choice
     (GOOD + "decode:\n  algorithm: bean\n",
      '{path}:16: decode.algorithm: unknown decoder "bean"; did you mean "beam"? Choices: beam, greedy'),
@@ -188,7 +188,7 @@ def test_bad_spec_errors_are_one_exact_line(tmp_path, text, expected, monkeypatc
     message = str(e.value)
     assert "\n" not in message
     names = {kind + "s": ", ".join(tfkd.registry.names(kind))  # other tests register more
-             for kind in ("encoder_layer", "method", "task")}
+             for kind in ("encoder_layer", "method", "task", "student")}
     assert message == expected.format(path=path, encoders=names["encoder_layers"], **names)
 
 
