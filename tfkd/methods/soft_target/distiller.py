@@ -1,6 +1,7 @@
 """Soft-target distillation (cmlm_kd.txt, eq. 4-5): the student learns from cached top-K
 teacher distributions as well as from the reference."""
 
+import keras
 from keras import ops
 
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
@@ -44,7 +45,7 @@ class SoftTargetDistiller(SupervisedTrainer):
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
-        inputs, target_ids = data
+        inputs, target_ids, _ = keras.utils.unpack_x_y_sample_weight(data)
         if "teacher_ids" in inputs:  # validation batches carry no soft targets
             mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
             soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)

@@ -208,12 +208,13 @@ class TranslationTask(Task):
         return {"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)}
 
     def supervised_terms(self, student, data, training, label_smoothing):
+        import keras
         from keras import ops
 
         from tfkd.training.losses import label_smoothed_cross_entropy
         from tfkd.training.trainer import LossTerm
 
-        inputs, target_ids = data
+        inputs, target_ids, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = student(inputs, training=training)
         mask = ops.cast(ops.not_equal(target_ids, student.pad_id), "float32")
         tokens = ops.sum(mask)
