@@ -161,10 +161,11 @@ def comparison_table(spec, results):
 
     splits = [s for s in spec.evaluate.splits if s in results["evaluate"]]
     metric = next(iter(results["evaluate"].values()), {}).get("metric", "score")
-    header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "teacher s"]
-    teacher_stages = [s for s in stage_names(spec) if s not in ("vocab", "baseline", "baseline_evaluate",
-                                                                "train", "evaluate", "export")]
-    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in teacher_stages)
+    header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "method stages s"]
+    # the stages the method adds (a teacher's fine-tuning and cache, say)
+    method_stages = [s for s in stage_names(spec) if s not in ("vocab", "baseline", "baseline_evaluate",
+                                                               "train", "evaluate", "export")]
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     weights = " ".join(f"{k}={v:g}" for k, v in (results["train"].get("loss_weights") or {}).items())
     rows = []
     for label, train, evaluate, teacher in (("baseline", "baseline", "baseline_evaluate", "-"),
