@@ -14,23 +14,7 @@ import os
 
 from tfkd import registry
 from tfkd.spec import SpecError, load_spec
-
-
-def _method(spec):
-    return registry.lookup("method", spec.method)
-
-
-def stage_names(spec):
-    """Every stage this spec's task and method offer, in the order they run."""
-    names = ["vocab", *_method(spec).stage_names]
-    if spec.method != registry.default("method"):
-        names += ["baseline", "baseline_evaluate"]
-    return names + ["train", "evaluate", "export"]
-
-
-def default_stage_names(spec):
-    """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages."""
-    return ["vocab", *_method(spec).stage_names, "train", "evaluate"]
+from tfkd.stage_names import default_stage_names, stage_names
 
 
 def requested_stages(spec, names=None):
@@ -49,7 +33,7 @@ def build_stages(spec):
     """The :class:`tfkd.runner.Stage` objects of every stage in :func:`stage_names`."""
     from tfkd.stages import EvaluateStage, ExportStage, TrainStage, VocabStage
 
-    method = _method(spec)
+    method = registry.lookup("method", spec.method)
     stages = [VocabStage(), *method.stages(spec)]
     if spec.method != registry.default("method"):
         stages += [TrainStage("baseline", registry.lookup("method", registry.default("method"))),

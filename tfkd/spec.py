@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from tfkd import registry
+from tfkd.stage_names import stage_names
 
 SPEC_VERSION = 1
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -446,8 +447,6 @@ def _validate_sections(spec, located):
                     validate_layer_ref(field, ref, getattr(schema, "layer_arguments", ()))
                 except ValueError as e:
                     raise located.error(("student", field, "kind"), str(e)) from None
-
-    from tfkd.pipeline import stage_names  # the stage list depends on the task and the method
 
     available = stage_names(spec)
     for i, name in enumerate(spec.stages or []):

@@ -12,9 +12,6 @@ class MethodSpec(Strict):
     # {term: weight} of the method's loss terms; unset gives the paper's formula
     loss_weights: Optional[dict[str, float]] = None
 
-    def weights_given(self):
-        return self.loss_weights is not None
-
 
 class Method:
     """How a student learns: registered by name (the value of ``distill.method``).
