@@ -94,21 +94,6 @@ def test_cache_shards_round_trip(tmp_path):
         np.testing.assert_allclose(entries[index][1], probs, atol=1e-3)  # stored as float16
 
 
-def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
-    from tfkd.data import make_tokenizer
-    from tfkd.runner import StageError
-    from tfkd.methods.soft_target.stages import vocabulary_maps
-
-    teacher_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d", "e"]
-    teacher = make_tokenizer(teacher_vocab)
-    student = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "b", "##d", "e"])
-    to_teacher, to_student = vocabulary_maps(student, teacher)
-    assert to_teacher.numpy().tolist() == [0, 1, 2, 3, 4, 6, 8, 9]
-    assert to_student[:10].tolist() == [0, 1, 2, 3, 4, -1, 5, -1, 6, 7]
-    with pytest.raises(StageError, match=r"1 tokens the teacher does not know \(first: 'zz'\)"):
-        vocabulary_maps(make_tokenizer(["[PAD]", "[UNK]", "zz"]), teacher)
-
-
 INDICES = [7, 2, 9, 4, 11, 0, 5, 13, 3, 8]
 
 

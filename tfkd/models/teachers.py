@@ -39,17 +39,82 @@ def teacher_tokenizer(checkpoint):
     return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))
 
 
+def has_masked_lm_head(checkpoint):
+    """Whether ``checkpoint`` is a keras-hub ``BertMaskedLM`` preset with its head's weights
+    (``task.json`` naming ``BertMaskedLM`` and ``task.weights.h5``). Hugging Face folders such
+    as the MiniLM package's load as a backbone only."""
+    import json
+
+    path = resolve_checkpoint(checkpoint)
+    if os.path.isdir(path):
+        config_path = os.path.join(path, "task.json")
+        if not (os.path.exists(config_path) and os.path.exists(os.path.join(path, "task.weights.h5"))):
+            return False
+        with open(config_path) as f:
+            config = json.load(f)
+    else:
+        from keras_hub.src.utils.preset_utils import check_file_exists, load_json
+
+        if not (check_file_exists(path, "task.json") and check_file_exists(path, "task.weights.h5")):
+            return False
+        config = load_json(path, "task.json")
+    return "BertMaskedLM" in (config.get("registered_name") or config.get("class_name") or "")
+
+
 def load_masked_lm_teacher(checkpoint):
     """A keras-hub ``BertMaskedLM`` on the checkpoint's backbone.
 
-    The MLM head is tied to the token embedding; checkpoints without an MLM head (such as the
-    sentence-transformers MiniLM) start it fresh, which fine-tuning then trains. The pooler
-    (unused by masked LM) is frozen, so it is neither trained nor reported as gradient-less.
+    The MLM head is tied to the token embedding; it comes from the checkpoint when it has one
+    (:func:`has_masked_lm_head`), else it starts fresh (the sentence-transformers MiniLM has
+    none) for a stage to train. The pooler (unused by masked LM) is frozen, so it is neither
+    trained nor reported as gradient-less.
     """
     import keras_hub
 
-    backbone = keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+    if has_masked_lm_head(checkpoint):
+        model = keras_hub.models.BertMaskedLM.from_preset(resolve_checkpoint(checkpoint), preprocessor=None)
+        backbone = model.backbone
+    else:
+        backbone = keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+        model = None
     pooler = getattr(backbone, "pooled_dense", None)
     if pooler is not None:
         pooler.trainable = False
-    return keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+    return model or keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+
+
+def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_key):
+    """``(student id -> teacher id, teacher id -> student id or -1)`` for a student vocabulary
+    made of teacher tokens (all of them, or those ``min_count`` kept); ``tokenizer_key`` names
+    the spec key to set when it is not."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfkd.runner import StageError
+
+    teacher_ids = {token: i for i, token in enumerate(teacher_tokenizer.get_vocabulary())}
+    student_vocabulary = student_tokenizer.get_vocabulary()
+    missing = [t for t in student_vocabulary if t not in teacher_ids]
+    if missing:
+        raise StageError(f"{stage_name}: the student's vocabulary has {len(missing)} tokens the teacher "
+                         f"does not know (first: {missing[0]!r}); set {tokenizer_key}: teacher")
+    to_teacher = np.array([teacher_ids[t] for t in student_vocabulary], np.int32)
+    to_student = np.full(len(teacher_ids), -1, np.int32)
+    to_student[to_teacher] = np.arange(len(to_teacher), dtype=np.int32)
+    return tf.constant(to_teacher), to_student
+
+
+def bert_layer_outputs(backbone, inputs, attention_mask=None, training=False):
+    """The output of every transformer layer of a keras-hub ``BertBackbone`` (a list, bottom
+    to top), run from the backbone's own embedding and transformer layers, optionally with
+    an ``attention_mask`` ``[B, L, L]`` besides the padding mask."""
+    tokens = backbone.token_embedding(inputs["token_ids"])
+    x = backbone.embeddings_add(
+        (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
+    )
+    x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+    outputs = []
+    for layer in backbone.transformer_layers:
+        x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=attention_mask, training=training)
+        outputs.append(x)
+    return outputs

@@ -41,51 +41,18 @@ def target_positions(segment_ids, padding_mask):
 
 def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, max_predictions=None,
               seed=None, replace_random=0.1, keep=0.1):
-    """Mask about ``rate`` of the target-side positions (at least one per sequence).
-
-    Chosen positions become ``[MASK]`` (``1 - replace_random - keep`` of them), a random token,
-    or stay unchanged, as in BERT. Source positions are never chosen.
-
-    ``max_predictions`` caps the predictions per sequence; ``None`` sizes them to the batch's
-    row with the most chosen positions, so the MLM head scores no more padding than it must.
+    """Mask about ``rate`` of the target-side positions (at least one per sequence), as BERT
+    does (:func:`tfkd.masking.token_mask`); source positions are never chosen.
 
     Returns:
         ``(masked_token_ids, mask_positions, mask_ids, mask_weights)``; the last three are
         ``[B, P]`` (``P`` at most ``max_predictions``), weights 1 for real predictions and 0 for
         padding.
     """
-    token_ids = tf.convert_to_tensor(token_ids)
-    shape = tf.shape(token_ids)
-    candidates = target_positions(segment_ids, padding_mask)
-    uniform = tf.random.stateless_uniform(shape, seed=seed) if seed is not None else tf.random.uniform(shape)
-    scores = tf.where(candidates, uniform, 2.0)
-    chosen = candidates & (scores < rate)
-    # at least one prediction per sequence that has a target
-    first = tf.one_hot(tf.argmin(scores, axis=1), shape[1], on_value=True, off_value=False)
-    chosen |= first & candidates
-    # the chosen positions, in order, padded to max_predictions
-    length = tf.cast(shape[1], tf.float32)
-    order_key = tf.where(chosen, tf.cast(tf.range(shape[1]), tf.float32), length + 1.0)
-    most = tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1))
-    if max_predictions is not None:
-        most = tf.minimum(most, max_predictions)
-    _, positions = tf.math.top_k(-order_key, k=tf.minimum(tf.maximum(most, 1), shape[1]))
-    positions = tf.sort(positions, axis=1)
-    weights = tf.cast(tf.gather(chosen, positions, batch_dims=1), tf.float32)
-    positions = tf.where(weights > 0, positions, 0)
-    mask_ids = tf.gather(token_ids, positions, batch_dims=1)
+    from tfkd.masking import token_mask
 
-    action = tf.random.stateless_uniform(tf.shape(positions), seed=tf.reverse(seed, [0])) \
-        if seed is not None else tf.random.uniform(tf.shape(positions))
-    random_tokens = tf.random.stateless_uniform(tf.shape(positions), seed=seed + 1, minval=0,
-                                                maxval=vocab_size, dtype=tf.int32) \
-        if seed is not None else tf.random.uniform(tf.shape(positions), 0, vocab_size, dtype=tf.int32)
-    new_values = tf.where(action < 1.0 - replace_random - keep, mask_id,
-                          tf.where(action < 1.0 - keep, random_tokens, mask_ids))
-    batch_index = tf.repeat(tf.range(shape[0])[:, None], tf.shape(positions)[1], axis=1)
-    updates_at = tf.boolean_mask(tf.stack([batch_index, positions], -1), weights > 0)
-    masked = tf.tensor_scatter_nd_update(token_ids, updates_at, tf.boolean_mask(new_values, weights > 0))
-    return masked, positions, mask_ids, weights
+    return token_mask(token_ids, target_positions(segment_ids, padding_mask), rate, mask_id, vocab_size,
+                      seed=seed, max_predictions=max_predictions, replace_random=replace_random, keep=keep)
 
 
 def prefix_lm_attention_mask(segment_ids, padding_mask):
@@ -139,13 +106,8 @@ class LeftToRightBertLM(keras.Model):
         self.masked_lm = masked_lm
 
     def call(self, inputs, training=False):
-        backbone = self.masked_lm.backbone
-        tokens = backbone.token_embedding(inputs["token_ids"])
-        x = backbone.embeddings_add(
-            (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
-        )
-        x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+        from tfkd.models.teachers import bert_layer_outputs
+
         mask = prefix_lm_attention_mask(inputs["segment_ids"], inputs["padding_mask"])
-        for layer in backbone.transformer_layers:
-            x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=mask, training=training)
+        x = bert_layer_outputs(self.masked_lm.backbone, inputs, attention_mask=mask, training=training)[-1]
         return self.masked_lm.masked_lm_head(x, inputs["mask_positions"])

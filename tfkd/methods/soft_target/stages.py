@@ -12,10 +12,9 @@ import tensorflow as tf
 from tfkd import data as data_lib
 from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targets, soft_targets
 from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
-from tfkd.models.teachers import teacher_tokenizer
+from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.runner import Stage, StageError
-from tfkd.training.callbacks import StageCheckpoint, quiet_progress
-from tfkd.training.schedules import TriangularSchedule
+from tfkd.training.masked_lm import TEACHER_WEIGHTS, fit_masked_lm
 
 log = logging.getLogger("tfkd")
 
@@ -95,38 +94,9 @@ class TeacherFinetuneStage(Stage):
                                  seed=tf.constant([finetune.seed, VALIDATION_MASKING_STREAM]))
 
         teacher = load_cmlm_teacher(context.spec.teacher.checkpoint, finetune.direction)
-        optimizer = keras.optimizers.Adam(
-            TriangularSchedule(finetune.learning_rate, finetune.warmup_steps, finetune.steps)
-        )
-        teacher.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
-        inputs, _, _ = next(iter(train_ds))
-        teacher(inputs)
-        optimizer.build(teacher.trainable_variables)
-        checkpoint = StageCheckpoint(workdir, self.name, total_steps=finetune.steps,
-                                     hint="Lower distill.finetune.learning_rate.")
-        initial_epoch = checkpoint.restore(teacher)
-        epochs = math.ceil(finetune.steps / finetune.log_every)
-        log.info("%s: C-MLM on %d pairs, %d steps of %d pairs; %s parameters", self.name, len(train_tok),
-                 finetune.steps, finetune.batch_size, f"{teacher.count_params():,}")
-        start = time.time()
-        history = teacher.fit(
-            train_ds, steps_per_epoch=finetune.log_every, epochs=epochs, initial_epoch=initial_epoch,
-            validation_data=valid_ds, callbacks=[checkpoint,
-                                                 keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"))],
-            shuffle=False, verbose=quiet_progress(),
-        )
-        if checkpoint.failure:
-            raise StageError(checkpoint.failure)
-        teacher.save_weights(os.path.join(workdir, "teacher.weights.h5"))
-        checkpoint.cleanup()
-        last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
-        log.info("%s: valid MLM accuracy %.3f after %.0fs", self.name, last.get("val_accuracy", float("nan")),
-                 time.time() - start)
-        return {"steps": int(optimizer.iterations.numpy()), **last}
+        return fit_masked_lm(teacher, train_ds, valid_ds, finetune, workdir, self.name,
+                             f"C-MLM on {len(train_tok):,} pairs of {finetune.batch_size}",
+                             hint="Lower distill.finetune.learning_rate.")
 
 
 class TeacherCacheStage(Stage):
@@ -147,7 +117,8 @@ class TeacherCacheStage(Stage):
         cache = spec.distill.cache
         train_tok = context.task.tokenized(context, "train", self.name)
         tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
-        to_teacher, to_student = vocabulary_maps(context.tokenizers().target, tokenizer)
+        to_teacher, to_student = vocabulary_maps(context.tokenizers().target, tokenizer, self.name,
+                                                 "data.target_tokenizer.kind")
         corpus = context.task.corpus(context, "train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
         teacher_target = tf.ragged.map_flat_values(tf.gather, to_teacher, train_tok.target_ids)
@@ -167,7 +138,7 @@ class TeacherCacheStage(Stage):
                                     cache.mask_rate, max_length)
         forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
         forward(teacher_source[:1], teacher_target[:1])  # builds the teacher
-        teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), "teacher.weights.h5"))
+        teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), TEACHER_WEIGHTS))
 
         writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
                              {"temperature": cache.temperature, "mask_rate": cache.mask_rate,
@@ -201,18 +172,3 @@ class TeacherCacheStage(Stage):
                  100 * outside / max(positions, 1))
         return {"examples": manifest["examples"], "sentences_per_second": round(manifest["examples"] / seconds, 1),
                 "bytes": manifest["bytes"], "mass_outside_vocabulary": round(outside / max(positions, 1), 5)}
-
-
-def vocabulary_maps(student_tokenizer, teacher_tokenizer):
-    """``(student id -> teacher id, teacher id -> student id or -1)`` for a student target
-    vocabulary made of teacher tokens (all of them, or those ``min_count`` kept)."""
-    teacher_ids = {token: i for i, token in enumerate(teacher_tokenizer.get_vocabulary())}
-    student_vocabulary = student_tokenizer.get_vocabulary()
-    missing = [t for t in student_vocabulary if t not in teacher_ids]
-    if missing:
-        raise StageError(f"teacher_cache: the student's target vocabulary has {len(missing)} tokens the teacher "
-                         f"does not know (first: {missing[0]!r}); set data.target_tokenizer.kind: teacher")
-    to_teacher = np.array([teacher_ids[t] for t in student_vocabulary], np.int32)
-    to_student = np.full(len(teacher_ids), -1, np.int32)
-    to_student[to_teacher] = np.arange(len(to_teacher), dtype=np.int32)
-    return tf.constant(to_teacher), to_student

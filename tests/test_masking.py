@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkd.masking import span_lengths, span_mask, special_free, token_mask
+
+PAD, CLS, SEP, MASK = 0, 2, 3, 4
+VOCAB = 1000
+
+
+def batch(rows=400, seed=0):
+    """[CLS] tokens [SEP] padding, lengths 5..60; tokens never collide with the specials."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, 61, size=rows)
+    ids = np.zeros((rows, 64), np.int32)
+    for r, n in enumerate(lengths):
+        ids[r, 0] = CLS
+        ids[r, 1 : n + 1] = rng.integers(10, VOCAB, size=n)
+        ids[r, n + 1] = SEP
+    return ids
+
+
+def corruption_shares(ids, masked, positions, weights):
+    """(mask share, random share, kept share) of the predicted positions."""
+    rows, cols = np.nonzero(weights > 0)
+    pos = positions[rows, cols]
+    before, after = ids[rows, pos], masked[rows, pos]
+    is_mask = after == MASK
+    kept = after == before
+    return is_mask.mean(), (~is_mask & ~kept).mean(), kept.mean()
+
+
+@pytest.mark.parametrize("masker", [token_mask, span_mask])
+def test_maskers_choose_15_percent_split_80_10_10_and_never_touch_specials(masker):
+    ids = batch()
+    candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
+    masked, positions, labels, weights = [t.numpy() for t in masker(ids, candidates, 0.15, MASK, VOCAB,
+                                                                     seed=tf.constant([1, 2]))]
+    chosen = np.zeros_like(candidates)
+    rows, cols = np.nonzero(weights > 0)
+    chosen[rows, positions[rows, cols]] = True
+    assert not (chosen & ~candidates).any()  # [CLS], [SEP] and padding are never chosen
+    assert (masked[~chosen] == ids[~chosen]).all()  # nothing else changes
+    assert abs(chosen.sum() / candidates.sum() - 0.15) < 0.01
+    np.testing.assert_array_equal(labels[rows, cols], ids[rows, positions[rows, cols]])
+    mask_share, random_share, kept_share = corruption_shares(ids, masked, positions, weights)
+    # span decisions are per span, so their shares vary more
+    tolerance = 0.03 if masker is token_mask else 0.06
+    assert abs(mask_share - 0.8) < tolerance and abs(random_share - 0.1) < tolerance
+    assert abs(kept_share - 0.1) < tolerance + 0.002  # a random token may equal the original
+
+
+@pytest.mark.parametrize("masker", [token_mask, span_mask])
+def test_maskers_are_reproducible_from_the_seed_and_differ_between_seeds(masker):
+    ids = batch(50)
+    candidates = special_free(ids, [PAD, CLS, SEP])
+    first = masker(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([3, 4]))
+    again = masker(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([3, 4]))
+    other = masker(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([3, 5]))
+    np.testing.assert_array_equal(first[0], again[0])
+    assert (first[0].numpy() != other[0].numpy()).any()
+
+
+def test_span_lengths_follow_the_truncated_geometric_distribution_mean_3_8():
+    lengths = span_lengths(tf.random.stateless_uniform([200000], seed=[0, 1])).numpy()
+    support = np.arange(1, 11)
+    probs = 0.2 * 0.8 ** (support - 1)
+    probs /= probs.sum()  # truncated at 10 and renormalised, as SpanBERT samples
+    assert lengths.min() == 1 and lengths.max() == 10
+    assert abs(lengths.mean() - (support * probs).sum()) < 0.02
+    assert abs((support * probs).sum() - 3.8) < 0.05  # SpanBERT's reported mean
+    np.testing.assert_allclose(np.bincount(lengths, minlength=11)[1:] / len(lengths), probs, atol=0.005)
+
+
+def test_span_mask_masks_contiguous_runs_and_meets_the_budget_exactly():
+    ids = batch(300, seed=1)
+    candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
+    _, positions, _, weights = [t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB,
+                                                             seed=tf.constant([5, 6]))]
+    chosen = np.zeros_like(candidates)
+    rows, cols = np.nonzero(weights > 0)
+    chosen[rows, positions[rows, cols]] = True
+    budget = np.maximum(1, np.round(0.15 * candidates.sum(1)))
+    np.testing.assert_array_equal(chosen.sum(1), budget)
+
+
+def mean_run(ids, positions, weights):
+    chosen = np.zeros(ids.shape, bool)
+    rows, cols = np.nonzero(weights > 0)
+    chosen[rows, positions[rows, cols]] = True
+    runs = sum(np.sum(np.diff(np.concatenate([[0], row.astype(int), [0]])) == 1) for row in chosen)
+    return chosen.sum() / runs
+
+
+def test_span_mask_runs_are_about_three_times_longer_than_token_mask_runs():
+    ids = np.tile(batch(1, seed=2)[:, :40], (300, 1))  # 38 candidates a row: a budget of 6
+    ids[:, 39] = SEP
+    candidates = special_free(ids, [PAD, CLS, SEP])
+    spans = mean_run(ids, *[t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB,
+                                                         seed=tf.constant([1, 1]))[1::2]])
+    tokens = mean_run(ids, *[t.numpy() for t in token_mask(ids, candidates, 0.15, MASK, VOCAB,
+                                                           seed=tf.constant([1, 1]))[1::2]])
+    assert tokens < 1.3 and spans > 2.8, (tokens, spans)
+
+
+def test_token_mask_picks_one_position_in_a_row_with_a_single_candidate():
+    ids = np.array([[CLS, 50, SEP, PAD]], np.int32)
+    masked, positions, labels, weights = token_mask(ids, special_free(ids, [PAD, CLS, SEP]), 0.01, MASK,
+                                                    VOCAB, seed=tf.constant([0, 0]))
+    assert positions.numpy().tolist() == [[1]] and labels.numpy().tolist() == [[50]]
+    assert weights.numpy().tolist() == [[1.0]]

@@ -1,0 +1,62 @@
+"""Teachers: vocabulary maps between a pruned student vocabulary and the teacher's, the
+layer-by-layer BERT forward, and whether a checkpoint brings an MLM head."""
+
+import pytest
+
+
+def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
+    from tfkd.data import make_tokenizer
+    from tfkd.runner import StageError
+    from tfkd.models.teachers import vocabulary_maps
+
+    teacher_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d", "e"]
+    teacher = make_tokenizer(teacher_vocab)
+    student = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "b", "##d", "e"])
+    to_teacher, to_student = vocabulary_maps(student, teacher, "teacher_cache", "data.target_tokenizer.kind")
+    assert to_teacher.numpy().tolist() == [0, 1, 2, 3, 4, 6, 8, 9]
+    assert to_student[:10].tolist() == [0, 1, 2, 3, 4, -1, 5, -1, 6, 7]
+    with pytest.raises(StageError, match=r"teacher_cache: the student.s vocabulary has 1 tokens the teacher does not know \(first: 'zz'\)"):
+        vocabulary_maps(make_tokenizer(["[PAD]", "[UNK]", "zz"]), teacher, "teacher_cache",
+                        "data.target_tokenizer.kind")
+
+
+def tiny_bert(vocabulary_size=30):
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(vocabulary_size=vocabulary_size, num_layers=2, num_heads=2, hidden_dim=8,
+                                         intermediate_dim=16, max_sequence_length=16)
+
+
+def test_a_keras_hub_masked_lm_preset_brings_its_head_and_a_backbone_folder_does_not(tmp_path):
+    import keras
+    import keras_hub
+    import numpy as np
+
+    from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher
+
+    keras.utils.set_random_seed(0)
+    masked_lm = keras_hub.models.BertMaskedLM(backbone=tiny_bert(), preprocessor=None)
+    inputs = {"token_ids": np.array([[2, 5, 4, 3]]), "segment_ids": np.zeros((1, 4), "int32"),
+              "padding_mask": np.ones((1, 4), bool), "mask_positions": np.array([[2]])}
+    expected = masked_lm(inputs)
+    masked_lm.save_to_preset(str(tmp_path / "with_head"))
+    masked_lm.backbone.save_to_preset(str(tmp_path / "backbone_only"))
+
+    assert has_masked_lm_head(str(tmp_path / "with_head"))
+    assert not has_masked_lm_head(str(tmp_path / "backbone_only"))
+    np.testing.assert_allclose(load_masked_lm_teacher(str(tmp_path / "with_head"))(inputs), expected, atol=1e-6)
+    fresh = load_masked_lm_teacher(str(tmp_path / "backbone_only"))
+    assert not np.allclose(fresh(inputs), expected, atol=1e-3)  # same body, untrained head
+
+
+def test_bert_layer_outputs_end_with_the_backbones_own_output():
+    import numpy as np
+
+    from tfkd.models.teachers import bert_layer_outputs
+
+    backbone = tiny_bert()
+    inputs = {"token_ids": np.array([[2, 5, 6, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
+              "padding_mask": np.array([[1, 1, 1, 1, 0]], bool)}
+    outputs = bert_layer_outputs(backbone, inputs)
+    assert len(outputs) == 2
+    np.testing.assert_allclose(outputs[-1], backbone(inputs)["sequence_output"], atol=1e-6)

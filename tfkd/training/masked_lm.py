@@ -1,0 +1,70 @@
+"""Training a masked language model (a teacher's MLM head, a C-MLM fine-tuning) as a stage.
+
+Methods build the model and the ``(inputs, labels, weights)`` batches; :func:`fit_masked_lm`
+does the rest the same way for all of them: Adam with a triangular schedule, checkpoints every
+``log_every`` steps (a killed stage resumes), TensorBoard, validation accuracy, the weights
+saved as ``teacher.weights.h5`` in the stage's directory.
+"""
+
+import logging
+import math
+import os
+import time
+
+import keras
+
+from tfkd.runner import StageError
+from tfkd.training.callbacks import StageCheckpoint, quiet_progress
+from tfkd.training.schedules import TriangularSchedule
+
+log = logging.getLogger("tfkd")
+
+TEACHER_WEIGHTS = "teacher.weights.h5"
+
+
+def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, description, hint):
+    """Train ``model`` (``inputs -> logits`` at ``inputs["mask_positions"]``) on ``train_ds``.
+
+    Args:
+        model: a Keras model; its trainable variables train.
+        train_ds: repeated ``(inputs, labels, weights)`` batches.
+        valid_ds: one pass of validation batches (or ``None``).
+        settings: has ``steps``, ``learning_rate``, ``warmup_steps`` and ``log_every``.
+        workdir: the stage's directory.
+        stage_name: for logs and messages.
+        description: what is trained, for the log (``"C-MLM on 9,984 pairs"``).
+        hint: what to change when the loss turns NaN.
+
+    Returns:
+        ``{"steps", "trainable_parameters", "accuracy", "loss", "val_accuracy", "val_loss"}``.
+    """
+    optimizer = keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps,
+                                                         settings.steps))
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    inputs, _, _ = next(iter(train_ds))
+    model(inputs)
+    optimizer.build(model.trainable_variables)
+    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=settings.steps, hint=hint)
+    initial_epoch = checkpoint.restore(model)
+    trainable = sum(int(math.prod(v.shape)) for v in model.trainable_variables)
+    log.info("%s: %s, %d steps; %s parameters, %s of them trained", stage_name, description, settings.steps,
+             f"{model.count_params():,}", f"{trainable:,}")
+    start = time.time()
+    history = model.fit(
+        train_ds, steps_per_epoch=settings.log_every, epochs=math.ceil(settings.steps / settings.log_every),
+        initial_epoch=initial_epoch, validation_data=valid_ds,
+        callbacks=[checkpoint, keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"))],
+        shuffle=False, verbose=quiet_progress(),
+    )
+    if checkpoint.failure:
+        raise StageError(checkpoint.failure)
+    model.save_weights(os.path.join(workdir, TEACHER_WEIGHTS))
+    checkpoint.cleanup()
+    last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
+    log.info("%s: valid MLM accuracy %.3f after %.0fs", stage_name, last.get("val_accuracy", float("nan")),
+             time.time() - start)
+    return {"steps": int(optimizer.iterations.numpy()), "trainable_parameters": trainable, **last}
