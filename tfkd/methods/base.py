@@ -75,6 +75,11 @@ class Method:
         stage reads examples in this dataset's order (it is streamed, e.g. from a cache)."""
         return None
 
+    def map_train_batches(self, spec, context, dataset):
+        """Training batches as the trainer reads them: a method adds per-batch columns drawn
+        in the tf.data pipeline here (a masked copy of the source, say). Default: unchanged."""
+        return dataset
+
     def make_trainer(self, spec, task, student, context):
         """The :class:`tfkd.training.Trainer` for ``student``."""
         raise NotImplementedError

@@ -39,6 +39,13 @@ def teacher_tokenizer(checkpoint):
     return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))
 
 
+def load_backbone(checkpoint):
+    """The checkpoint's keras-hub ``BertBackbone`` (its pretrained weights, no head)."""
+    import keras_hub
+
+    return keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+
+
 def has_masked_lm_head(checkpoint):
     """Whether ``checkpoint`` is a keras-hub ``BertMaskedLM`` preset with its head's weights
     (``task.json`` naming ``BertMaskedLM`` and ``task.weights.h5``). Hugging Face folders such
@@ -75,7 +82,7 @@ def load_masked_lm_teacher(checkpoint):
         model = keras_hub.models.BertMaskedLM.from_preset(resolve_checkpoint(checkpoint), preprocessor=None)
         backbone = model.backbone
     else:
-        backbone = keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+        backbone = load_backbone(checkpoint)
         model = None
     pooler = getattr(backbone, "pooled_dense", None)
     if pooler is not None:
@@ -104,17 +111,18 @@ def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_
     return tf.constant(to_teacher), to_student
 
 
-def bert_layer_outputs(backbone, inputs, attention_mask=None, training=False):
+def bert_layer_outputs(backbone, inputs, attention_mask=None, training=False, num_layers=None):
     """The output of every transformer layer of a keras-hub ``BertBackbone`` (a list, bottom
-    to top), run from the backbone's own embedding and transformer layers, optionally with
-    an ``attention_mask`` ``[B, L, L]`` besides the padding mask."""
+    to top; only the first ``num_layers`` are run when given), from the backbone's own
+    embedding and transformer layers, optionally with an ``attention_mask`` ``[B, L, L]``
+    besides the padding mask."""
     tokens = backbone.token_embedding(inputs["token_ids"])
     x = backbone.embeddings_add(
         (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
     )
     x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
     outputs = []
-    for layer in backbone.transformer_layers:
+    for layer in backbone.transformer_layers[:num_layers]:
         x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=attention_mask, training=training)
         outputs.append(x)
     return outputs

@@ -87,8 +87,9 @@ class TransformerSeq2Seq(keras.Model):
         if share_embeddings:
             self.source_embedding = self.target_embedding
         else:
-            self.source_embedding = keras.layers.Embedding(
-                source_vocab_size, hidden_dim, embeddings_initializer=init, name="source_embedding"
+            # reversible, so a method can tie an output layer to it (a source-side MLM head)
+            self.source_embedding = keras_hub.layers.ReversibleEmbedding(
+                source_vocab_size, hidden_dim, tie_weights=True, embeddings_initializer=init, name="source_embedding"
             )
         self.position_encoding = keras_hub.layers.SinePositionEncoding(name="position_encoding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")

@@ -13,7 +13,7 @@ from tfkd import data as data_lib
 from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targets, soft_targets
 from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
-from tfkd.runner import Stage, StageError
+from tfkd.runner import Stage
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, fit_masked_lm
 
 log = logging.getLogger("tfkd")

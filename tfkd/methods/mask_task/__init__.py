@@ -1,0 +1,164 @@
+"""``distill.method: mask_task`` and ``hidden_state``: distilling a BERT teacher into the NMT
+encoder (``masktask_kd.txt``).
+
+Both methods train the translation student on ``L_nmt + alpha * L_kd``; the student's encoder
+reads the teacher's tokenization (``data.source_tokenizer.kind: teacher``), so its positions
+are the teacher's.
+
+- ``mask_task`` (section 3.2): each batch carries the clean source X (NMT) and a masked copy
+  X' (BERT 80/10/10 token masking or SpanBERT spans, ``masking``; :mod:`tfkd.masking`); an MLM
+  head on the student encoder (tied to its source embedding) predicts the masked positions of
+  X', and ``L_kd`` is the cross-entropy against the teacher's MLM distribution on the same X'
+  (eq. 3), over the student's source vocabulary. The teacher runs online, frozen, on the same
+  batch. The offline MiniLM has no MLM head, so the ``teacher_mlm`` stage trains one first
+  (skipped when the checkpoint brings one).
+- ``hidden_state`` (the paper's comparison, Yang et al. 2020): ``L_kd`` is the MSE between a
+  teacher layer's hidden states and the student encoder's output through a learned
+  projection, on X (``hidden_input: clean``) or on X' (``masked``, Table 2's ablation).
+
+``gate: layer`` (or ``variable``) is the gradient optimisation mechanism (GOM, section 3.3,
+eqs. 5-6): per encoder module, the KD gradient is added to the NMT gradient only where their
+inner product is positive (:mod:`.distiller`).
+"""
+
+from typing import Literal, Union
+
+import pydantic
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from tfkd import registry
+from tfkd.methods.base import Method, MethodSpec
+from tfkd.spec import Strict
+
+
+class TeacherMLMSpec(Strict):
+    """Training the teacher's tied MLM head on the source side of the training split."""
+
+    steps: PositiveInt = 400
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(40, ge=0)
+    max_length: PositiveInt = 128
+    log_every: PositiveInt = 100
+    seed: int = 1
+    # the top transformer layers trained with the head (0: the head alone; "all": every layer)
+    train_layers: Union[Literal["all"], NonNegativeInt] = 2
+
+
+class EncoderKDSpec(MethodSpec):
+    """What ``mask_task`` and ``hidden_state`` share."""
+
+    # weight of L_kd (eq. 4); the default loss weights are {xe: 1, kd: alpha}
+    alpha: float = Field(0.5, ge=0)
+    # how X' is masked: BERT's 15% with 80/10/10, or SpanBERT's geometric spans
+    masking: Literal["token", "span"] = "token"
+    mask_rate: float = Field(0.15, gt=0, lt=1)
+    # GOM granularity: none (plain sum), layer (per encoder module), variable (per weight)
+    gate: Literal["none", "layer", "variable"] = "none"
+    # where q(.|X') comes from: the frozen teacher run on the same batch
+    teacher: Literal["online"] = "online"
+
+
+class MaskTaskSpec(EncoderKDSpec):
+    method: str = "mask_task"
+    teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
+
+
+class HiddenStateSpec(EncoderKDSpec):
+    method: str = "hidden_state"
+    # the teacher layer distilled (0-based; negative counts from the top)
+    teacher_layer: int = -1
+    # the input both models read for L_kd: X, or X' (the paper's Table 2 ablation)
+    hidden_input: Literal["clean", "masked"] = "clean"
+
+    @pydantic.model_validator(mode="after")
+    def _masking_needs_masked_input(self):
+        if self.hidden_input == "clean" and {"masking", "mask_rate"} & self.model_fields_set:
+            raise ValueError("masking and mask_rate apply to hidden_input: masked only")
+        return self
+
+
+class EncoderKDMethod(Method):
+    loss_terms = ("xe", "kd")
+
+    def default_loss_weights(self, section):
+        return {"xe": 1.0, "kd": section.alpha}
+
+    def check(self, spec):
+        problems = super().check(spec)
+        if spec.teacher is None:
+            problems.append((("distill", "method"), f"{self.name} needs a teacher section (teacher.checkpoint)"))
+        task = registry.lookup("task", spec.task)
+        if not getattr(task, "token_level_targets", False):
+            problems.append((("distill", "method"), f"{self.name} needs a seq2seq task; task {spec.task} is not"))
+            return problems
+        tokenizer = getattr(spec.data, "source_tokenizer", None)
+        if tokenizer is not None and tokenizer.kind != "teacher":
+            problems.append((("data", "source_tokenizer", "kind"),
+                             f'{self.name} needs "teacher" (the student encoder reads the teacher\'s tokens)'))
+        if spec.data.shared_vocab:
+            problems.append((("data", "shared_vocab"), f"{self.name} needs the teacher's source vocabulary, "
+                                                       "not one shared with the target"))
+        return problems
+
+    def train_config(self, spec):
+        # the teacher_mlm stage's own key covers its settings
+        return {"distill": spec.distill.model_dump(mode="json", exclude={"teacher_mlm"}),
+                "loss_weights": self.loss_weights(spec.distill), "teacher": spec.teacher.checkpoint}
+
+    def map_train_batches(self, spec, context, dataset):
+        from tfkd.methods.mask_task.batches import with_masked_source
+
+        return with_masked_source(dataset, spec, context.tokenizers().source)
+
+
+class MaskTaskMethod(EncoderKDMethod):
+    name = "mask_task"
+    spec_schema = MaskTaskSpec
+    stage_names = ("teacher_mlm",)
+
+    def stages(self, spec):
+        from tfkd.methods.mask_task.teacher_mlm import TeacherMLMStage
+
+        return [TeacherMLMStage()]
+
+    def train_dependencies(self, spec):
+        return ("teacher_mlm",)
+
+    def make_trainer(self, spec, task, student, context):
+        from tfkd.methods.mask_task.distiller import MaskTaskDistiller
+        from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
+
+        return MaskTaskDistiller(student, task, load_trained_teacher(context), context.tokenizers().source,
+                                 teacher_tokenizer(spec), loss_weights=self.loss_weights(spec.distill),
+                                 label_smoothing=spec.train.label_smoothing, gate=spec.distill.gate)
+
+
+class HiddenStateMethod(EncoderKDMethod):
+    name = "hidden_state"
+    spec_schema = HiddenStateSpec
+
+    def map_train_batches(self, spec, context, dataset):
+        return super().map_train_batches(spec, context, dataset) if spec.distill.hidden_input == "masked" else dataset
+
+    def make_trainer(self, spec, task, student, context):
+        from tfkd.methods.mask_task.distiller import HiddenStateDistiller
+        from tfkd.models.teachers import load_backbone
+
+        return HiddenStateDistiller(student, task, load_backbone(spec.teacher.checkpoint),
+                                    context.tokenizers().source, teacher_tokenizer(spec),
+                                    teacher_layer=spec.distill.teacher_layer, hidden_input=spec.distill.hidden_input,
+                                    loss_weights=self.loss_weights(spec.distill),
+                                    label_smoothing=spec.train.label_smoothing, gate=spec.distill.gate)
+
+
+def teacher_tokenizer(spec):
+    from tfkd.models.teachers import teacher_tokenizer as load
+
+    return load(spec.teacher.checkpoint)
+
+
+registry.register("method", "mask_task")(MaskTaskMethod())
+registry.register("method", "hidden_state")(HiddenStateMethod())
+
+__all__ = ["HiddenStateMethod", "HiddenStateSpec", "MaskTaskMethod", "MaskTaskSpec", "TeacherMLMSpec"]

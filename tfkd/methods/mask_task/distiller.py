@@ -1,0 +1,225 @@
+"""Trainers of the mask-task and hidden-state methods, and the gradient gate (GOM).
+
+``L = xe * L_nmt + kd * L_kd`` (eq. 4; ``xe = 1``, ``kd = alpha`` by default). ``L_kd`` reaches
+only the student encoder, its source embedding and the trainer's own KD head (no second
+backward pass through the decoder).
+
+With ``gate`` set, the trainer takes the NMT and the KD gradient separately and combines them
+per encoder module (:func:`gated_sum`, eqs. 5-6): where ``<g_nmt, g_kd> > 0`` the module gets
+``g_nmt + g_kd``, else ``g_nmt`` alone. A module is one of the student's direct sublayers (the
+source embedding, each encoder block, the encoder's final norm; ``gate: layer``) or each
+variable by itself (``gate: variable``). Variables only one loss reaches get that loss's
+gradient (the decoder ``g_nmt``, the KD head ``g_kd``).
+
+Under a tf.distribute strategy the sign is decided on the all-reduced gradients: both gradients
+of the gated variables are summed over replicas first, combined, and each replica hands the
+optimizer ``combined / replicas`` (the optimizer sums replicas again), so the update equals one
+device's on the same global batch.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfkd import data as data_lib
+from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
+from tfkd.training.trainer import LossTerm, SupervisedTrainer
+
+
+def dense(gradient):
+    return tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+def gated_sum(nmt, kd, groups):
+    """Eq. 6 per group of variables.
+
+    Args:
+        nmt, kd: gradient lists (``None`` where a loss does not reach a variable).
+        groups: lists of variable indices, the modules whose sign is decided together.
+
+    Returns:
+        ``(gradients, kept)``: the combined gradient list, and a float ``[len(groups)]`` tensor,
+        1 where the module kept its KD gradient. Groups none of whose variables get both
+        gradients are not gated (and count as neither kept nor dropped: they are left out of
+        ``kept``).
+    """
+    combined = [n if k is None else (k if n is None else None) for n, k in zip(nmt, kd)]
+    kept = []
+    for group in groups:
+        both = [i for i in group if nmt[i] is not None and kd[i] is not None]
+        if not both:
+            continue
+        inner = tf.add_n([tf.reduce_sum(tf.cast(dense(nmt[i]), tf.float32) * tf.cast(dense(kd[i]), tf.float32))
+                          for i in both])
+        keep = inner > 0
+        for i in both:
+            combined[i] = tf.where(keep, dense(nmt[i]) + dense(kd[i]), dense(nmt[i]))
+        kept.append(tf.cast(keep, tf.float32))
+    return combined, tf.stack(kept) if kept else tf.zeros([0])
+
+
+def module_groups(student, variables, granularity):
+    """Variable indices grouped by the student's direct sublayer that owns them (``layer``) or
+    one group per variable (``variable``); variables outside the student are left out."""
+    index = {id(v): i for i, v in enumerate(variables)}
+    if granularity == "variable":
+        return [[index[id(v)]] for v in student.trainable_variables if id(v) in index]
+    groups, seen = [], set()
+    for layer in student._flatten_layers(include_self=False, recursive=False):
+        group = [index[id(v)] for v in layer.trainable_variables if id(v) in index and id(v) not in seen]
+        seen.update(id(variables[i]) for i in group)
+        if group:
+            groups.append(group)
+    return groups
+
+
+class EncoderDistiller(SupervisedTrainer):
+    """The shared part: a frozen teacher, the student-to-teacher token map, the gate.
+
+    Args:
+        student: the seq2seq student (``encode(source_ids) -> (hidden, padding_mask)``, and
+            ``hidden_dim``, the encoder output's width); its source vocabulary is made of the
+            teacher's tokens.
+        task: the run's task.
+        teacher: the frozen teacher model.
+        source_tokenizer: the student's source tokenizer; teacher_tokenizer: the teacher's.
+        loss_weights: ``{"xe": ..., "kd": ...}``.
+        label_smoothing: epsilon of ``L_nmt``.
+        gate: ``"none"``, ``"layer"`` or ``"variable"`` (GOM granularity).
+    """
+
+    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights,
+                 label_smoothing=0.1, gate="none", **kwargs):
+        super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.gate = gate
+        self.needs_term_gradients = gate != "none"
+        to_teacher, _ = vocabulary_maps(source_tokenizer, teacher_tokenizer, "train", "data.source_tokenizer.kind")
+        self.to_teacher = to_teacher
+        self.teacher_special = data_lib.SpecialIds.of(teacher_tokenizer)
+        self.source_pad = source_tokenizer.token_to_id(data_lib.PAD)
+        if self.needs_term_gradients:
+            self.kd_kept_tracker = keras.metrics.Mean(name="kd_kept")
+
+    @property
+    def metrics(self):
+        extra = [self.kd_kept_tracker] if self.needs_term_gradients else []
+        return [*super().metrics, *extra]
+
+    def teacher_inputs(self, source_ids):
+        """``[CLS] x [SEP]`` in teacher ids for a padded batch of student source ids (position
+        ``i`` of the source is position ``i + 1`` here)."""
+        source_ids = ops.convert_to_tensor(source_ids)
+        lengths = ops.sum(ops.cast(ops.not_equal(source_ids, self.source_pad), "int32"), axis=1)
+        ids = ops.take(self.to_teacher, source_ids)
+        batch = ops.shape(source_ids)[0]
+        cls = ops.full((batch, 1), self.teacher_special.bos, "int32")
+        pad = ops.full((batch, 1), self.teacher_special.pad, "int32")
+        ids = ops.concatenate([cls, ops.cast(ids, "int32"), pad], axis=1)
+        position = ops.arange(ops.shape(ids)[1])[None, :]
+        ids = ops.where(ops.equal(position, lengths[:, None] + 1), self.teacher_special.eos, ids)
+        padding = position <= lengths[:, None] + 1
+        return {"token_ids": ids, "segment_ids": ops.zeros_like(ids), "padding_mask": padding}
+
+    def combine_gradients(self, term_gradients, variables):
+        nmt, kd = term_gradients.get("xe"), term_gradients.get("kd")
+        if kd is None or nmt is None:
+            return super().combine_gradients(term_gradients, variables)
+        groups = module_groups(self.student, variables, self.gate)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        if replicas > 1:
+            gated = sorted({i for g in groups for i in g if nmt[i] is not None and kd[i] is not None})
+            nmt, kd = list(nmt), list(kd)
+            reduced = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                         [dense(nmt[i]) for i in gated] + [dense(kd[i]) for i in gated])
+            for j, i in enumerate(gated):
+                nmt[i], kd[i] = reduced[j], reduced[len(gated) + j]
+        combined, kept = gated_sum(nmt, kd, groups)
+        if replicas > 1:
+            for i in gated:
+                combined[i] = combined[i] / replicas
+        if ops.shape(kept)[0]:
+            self.kd_kept_tracker.update_state(ops.mean(kept))
+        return combined
+
+
+class MaskTaskDistiller(EncoderDistiller):
+    """``L_kd = -sum_v q(v | X') log p(v | X')`` over the masked positions of X' (eq. 3).
+
+    The student's MLM head is keras-hub's ``MaskedLMHead`` on the encoder output, tied to the
+    source embedding (its intermediate dense layer projects when the encoder's width differs
+    from the embedding's); a student without a ``ReversibleEmbedding`` source embedding gets an
+    untied output layer. ``q`` is the teacher's MLM softmax restricted to the student's source
+    vocabulary (the teacher's tokens the training sources use) and renormalised there. The
+    batch carries ``masked_source_ids``, ``mask_positions``, ``mask_ids`` and ``mask_weights``
+    (:mod:`.batches`); ``L_kd`` is normalised by masked positions.
+    """
+
+    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs):
+        super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
+        import keras_hub
+
+        embedding = getattr(student, "source_embedding", None)
+        tied = isinstance(embedding, keras_hub.layers.ReversibleEmbedding)
+        self.mlm_head = keras_hub.layers.MaskedLMHead(
+            vocabulary_size=source_tokenizer.vocabulary_size(), token_embedding=embedding if tied else None,
+            intermediate_activation="gelu", name="student_mlm_head")
+        # built now, so the optimizer is built with its variables
+        self.mlm_head.build((None, None, student.hidden_dim), (None, None))
+
+    def compute_terms(self, data, training):
+        _, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
+        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
+        if "masked_source_ids" in inputs:  # validation batches carry no masked copy
+            hidden, _ = self.student.encode(inputs["masked_source_ids"], training=training)
+            student_logits = self.mlm_head(hidden, mask_positions=inputs["mask_positions"])
+            teacher_inputs = self.teacher_inputs(inputs["masked_source_ids"])
+            teacher_inputs["mask_positions"] = inputs["mask_positions"] + 1
+            teacher_logits = ops.take(self.teacher(teacher_inputs, training=False), self.to_teacher, axis=-1)
+            q = ops.stop_gradient(ops.softmax(ops.cast(teacher_logits, "float32"), axis=-1))
+            kd = -ops.sum(q * ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1), axis=-1)
+            weights = ops.cast(inputs["mask_weights"], "float32")
+            terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
+        return terms, tokens
+
+
+class HiddenStateDistiller(EncoderDistiller):
+    """``L_kd`` = MSE between the teacher's ``teacher_layer`` hidden states and the student
+    encoder's output through a learned projection (a Dense layer to the teacher's width), per
+    source token (mean over the hidden dimension, normalised by source tokens), on X
+    (``hidden_input: clean``) or X' (``masked``).
+
+    Args:
+        teacher: a keras-hub ``BertBackbone``.
+        teacher_layer: 0-based index into its transformer layers (negative: from the top).
+    """
+
+    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights,
+                 teacher_layer=-1, hidden_input="clean", **kwargs):
+        super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
+        layers = len(teacher.transformer_layers)
+        if not -layers <= teacher_layer < layers:
+            from tfkd.runner import StageError
+
+            raise StageError(f"distill.teacher_layer: {teacher_layer} is not a layer of the teacher's {layers}")
+        self.num_teacher_layers = teacher_layer % layers + 1
+        self.hidden_input = hidden_input
+        self.projection = keras.layers.Dense(teacher.hidden_dim, name="hidden_projection")
+        self.projection.build((None, None, student.hidden_dim))
+
+    def compute_terms(self, data, training):
+        _, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
+        inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
+        source = inputs["masked_source_ids"] if self.hidden_input == "masked" else inputs["source_ids"]
+        if self.hidden_input == "masked" and "masked_source_ids" not in inputs:
+            return terms, tokens  # validation batches carry no masked copy
+        hidden, padding = self.student.encode(source, training=training)
+        teacher_hidden = bert_layer_outputs(self.teacher, self.teacher_inputs(source),
+                                            num_layers=self.num_teacher_layers)[-1]
+        teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden[:, 1 : ops.shape(source)[1] + 1], "float32"))
+        error = ops.mean(ops.square(ops.cast(self.projection(hidden), "float32") - teacher_hidden), axis=-1)
+        mask = ops.cast(padding, "float32")
+        terms["kd"] = LossTerm(ops.sum(error * mask), ops.sum(mask))
+        return terms, tokens
