@@ -145,34 +145,51 @@ def cmd_run(args):
         return _fail(str(e), EXIT_RUN_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted; finished stages and the last checkpoint are kept", 130)
-    for stage, who in (("baseline_evaluate", "baseline"), ("evaluate", "student")):
-        for split, scores in (results.get(stage) or {}).items():
+    for train_stage, evaluate_stage in compared_students(spec):
+        who = "student" if train_stage == "train" else train_stage
+        for split, scores in (results.get(evaluate_stage) or {}).items():
             if isinstance(scores, dict) and "score" in scores:
                 print(f"{spec.name}: {who} {split} {scores['metric']} {scores['score']:.2f}"
                       + (f" ({scores['signature']})" if scores.get("signature") else ""))
-    if "baseline_evaluate" in results and "evaluate" in results:
-        print(comparison_table(spec, results))
+    table = comparison_table(spec, results)
+    if table:
+        print(table)
     return 0
 
 
+def compared_students(spec):
+    """``(train stage, evaluate stage)`` of every student a run trains: the baseline, the
+    variants, the main one."""
+    return [("baseline", "baseline_evaluate"), *[(name, f"{name}_evaluate") for name in spec.variants or {}],
+            ("train", "evaluate")]
+
+
 def comparison_table(spec, results):
-    """Baseline against distilled student: the metric per split, steps, wall time of each stage."""
+    """The students this run evaluated (baseline, variants, the main one): the metric per
+    split, steps, wall time of each stage; ``None`` with fewer than two."""
+    from tfkd import registry
     from tfkd.pipeline import stage_names
 
-    splits = [s for s in spec.evaluate.splits if s in results["evaluate"]]
-    metric = next(iter(results["evaluate"].values()), {}).get("metric", "score")
+    students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
+    if len(students) < 2:
+        return None
+    splits = [s for s in spec.evaluate.splits if all(s in results[e] for _, e in students)]
+    metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
     header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "method stages s"]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
-    method_stages = [s for s in stage_names(spec) if s not in ("vocab", "baseline", "baseline_evaluate",
-                                                               "train", "evaluate", "export")]
-    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
-    weights = " ".join(f"{k}={v:g}" for k, v in (results["train"].get("loss_weights") or {}).items())
+    method_stages = registry.lookup("method", spec.method).stage_names
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages if s in stage_names(spec))
     rows = []
-    for label, train, evaluate, teacher in (("baseline", "baseline", "baseline_evaluate", "-"),
-                                            (f"{spec.method} ({weights})" if weights else spec.method,
-                                             "train", "evaluate", f"{teacher_seconds:.0f}")):
+    for train, evaluate in students:
+        method = results[train].get("method", "?")
+        weights = " ".join(f"{k}={v:g}" for k, v in (results[train].get("loss_weights") or {}).items())
+        label = "baseline" if train == "baseline" else f"{method} ({weights})" if weights else method
+        if train not in ("baseline", "train"):
+            label = f"{train}: {label}"
+        own_stages = registry.lookup("method", method).stage_names if method in registry.names("method") else ()
         rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
-                     str(results[train].get("steps", "?")), f"{results[train].get('seconds', 0):.0f}", teacher])
+                     str(results[train].get("steps", "?")), f"{results[train].get('seconds', 0):.0f}",
+                     f"{teacher_seconds:.0f}" if own_stages else "-"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

@@ -3,7 +3,9 @@
 The stages of a run are, in order: ``vocab``; the stages the method adds (a teacher's
 fine-tuning and cache, say); ``baseline`` and ``baseline_evaluate`` (the same student trained
 on the references alone, for comparison; offered when the method is not already that);
-``train`` (the student with the spec's method), ``evaluate`` and ``export``. Nothing here
+each variant's train and evaluate stages (the spec's ``variants``: the student trained with a
+few settings changed); ``train`` (the student with the spec's method), ``evaluate`` and
+``export``. Nothing here
 names a method or a task: both come from the registry.
 
 Importing this module does not import TensorFlow (``tfkd validate`` lists stage names).
@@ -38,6 +40,10 @@ def build_stages(spec):
     if spec.method != registry.default("method"):
         stages += [TrainStage("baseline", registry.lookup("method", registry.default("method"))),
                    EvaluateStage("baseline_evaluate", "baseline")]
+    for name in spec.variants or {}:
+        variant = spec.variant(name)
+        stages += [TrainStage(name, registry.lookup("method", variant.method), variant=name),
+                   EvaluateStage(f"{name}_evaluate", name)]
     stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
     built = [s.name for s in stages]
     if built != stage_names(spec):

@@ -115,13 +115,21 @@ class Spec(_Strict):
     decode: Any = {}
     evaluate: Any = {}
     export: ExportSpec = ExportSpec()
+    # students trained beside the main one, each with a few settings changed:
+    # {name: {"distill.gate": "none", ...}} (keys under distill, student and train)
+    variants: Optional[dict[str, dict[str, Any]]] = None
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
+    _variants: Any = pydantic.PrivateAttr(default=None)
 
     @property
     def method(self):
         """The name of the distillation method (the registry's default without ``distill``)."""
         return self.distill.method
+
+    def variant(self, name):
+        """The spec of variant ``name``: this one with the variant's settings applied."""
+        return self._variants[name]
 
     def student_config(self):
         """The validated student kwargs (schema defaults filled in)."""
@@ -383,9 +391,76 @@ def load_spec(path, overrides=(), import_dir=None):
     except pydantic.ValidationError as e:
         _raise_validation(e, located)
     spec = _validate_sections(spec, located)
+    spec._variants = _validate_variants(spec, data, located)
     spec._located = located
     spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
     return spec
+
+
+VARIANT_ROOTS = ("distill", "student", "train")
+
+
+class _VariantLocated(_Located):
+    """Errors in a variant's spec point at the variant's line (or the line of the setting)."""
+
+    def __init__(self, base, name, set_keys):
+        super().__init__(base.path, base.lines)
+        self.overrides = dict(base.overrides)
+        self.name = name
+        self.set_keys = set_keys  # key path tuple -> the dotted key as the spec writes it
+
+    def error(self, key_path, message):
+        key_path = tuple(key_path)
+        for n in range(len(key_path), 0, -1):
+            if key_path[:n] in self.set_keys:
+                where = self.where(("variants", self.name, self.set_keys[key_path[:n]]))
+                break
+        else:
+            where = self.where(("variants", self.name))
+        dotted = ".".join(str(k) for k in key_path)
+        return SpecError(f"{where}: variants.{self.name}: " + (f"{dotted}: " if dotted else "") + message)
+
+
+def _validate_variants(spec, data, located):
+    """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
+    from tfkd.stage_names import stage_names
+
+    variants = {}
+    main_stages = stage_names(spec.model_copy(update={"variants": None}))
+    for name, settings in (spec.variants or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate"):
+            raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
+                                                    f"not ending in _evaluate; not one of {', '.join(main_stages)})")
+        if not settings:
+            raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
+        variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
+        set_keys = {}
+        for dotted, value in settings.items():
+            keys = tuple(dotted.split("."))
+            if keys[0] not in VARIANT_ROOTS or not all(keys):
+                raise located.error(("variants", name, dotted), f"expected a key under {', '.join(VARIANT_ROOTS)} "
+                                                               "(data, teacher and decoding are the run's)")
+            node = variant
+            for key in keys[:-1]:
+                if not isinstance(node.get(key), dict):
+                    node[key] = {}
+                node = node[key]
+            node[keys[-1]] = value
+            set_keys[keys] = dotted
+        variant_located = _VariantLocated(located, name, set_keys)
+        try:
+            resolved = Spec.model_validate(variant)
+        except pydantic.ValidationError as e:
+            _raise_validation(e, variant_located)
+        resolved = _validate_sections(resolved, variant_located)
+        own = set(registry.lookup("method", resolved.method).stage_names)
+        missing = own - set(main_stages)
+        if missing:
+            raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "
+                                                    f"{', '.join(sorted(missing))}, which method {spec.method} does "
+                                                    "not run; make it the run's method instead")
+        variants[name] = resolved
+    return variants
 
 
 def _section(schema, value, key, located):

@@ -2,11 +2,17 @@
 
 ``vocab``; the stages the method adds (a teacher's fine-tuning and cache, say); ``baseline``
 and ``baseline_evaluate`` (the same student trained by the default method, for comparison;
-offered when the method is not already that); ``train``, ``evaluate`` and ``export``. Spec
-validation and :mod:`tfkd.pipeline` both read them; nothing here imports TensorFlow.
+offered when the method is not already that); for each of the spec's ``variants`` (students
+trained beside the main one with a few settings changed) a train stage of its name and
+``<name>_evaluate``; ``train``, ``evaluate`` and ``export``. Spec validation and
+:mod:`tfkd.pipeline` both read them; nothing here imports TensorFlow.
 """
 
 from tfkd import registry
+
+
+def variant_stage_names(spec):
+    return [n for name in (spec.variants or {}) for n in (name, f"{name}_evaluate")]
 
 
 def stage_names(spec):
@@ -14,11 +20,11 @@ def stage_names(spec):
     names = ["vocab", *registry.lookup("method", spec.method).stage_names]
     if spec.method != registry.default("method"):
         names += ["baseline", "baseline_evaluate"]
-    return names + ["train", "evaluate", "export"]
+    return names + variant_stage_names(spec) + ["train", "evaluate", "export"]
 
 
 def default_stage_names(spec):
-    """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages."""
-    return ["vocab", *registry.lookup("method", spec.method).stage_names, "train", "evaluate"]
-
-
+    """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages (declared
+    variants included)."""
+    return ["vocab", *registry.lookup("method", spec.method).stage_names, *variant_stage_names(spec),
+            "train", "evaluate"]

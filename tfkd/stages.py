@@ -109,38 +109,45 @@ def model_width(student, spec):
 
 
 class TrainStage(Stage):
-    """Trains the student with a method: the spec's (stage ``train``) or, for comparison, the
-    supervised baseline (stage ``baseline``: same data, student, steps and seed).
+    """Trains the student with a method: the spec's (stage ``train``), the supervised baseline
+    (stage ``baseline``: same data, student, steps and seed), or a variant's (the spec's
+    ``variants``: the spec with a few distill/student/train settings changed).
 
-    With ``train.init_from: STAGE`` the ``train`` stage starts from the student weights that
-    another train stage saved (a pre-distilled student, say)."""
+    With ``train.init_from: STAGE`` the stage starts from the student weights that another
+    train stage saved (a pre-distilled student, say); the baseline never does."""
 
-    def __init__(self, name, method):
+    def __init__(self, name, method, variant=None):
         self.name = name
         self.method = method
+        self.variant = variant
 
     def _spec(self, spec):
-        """The spec as this stage's method sees it (the baseline gets its own default section)."""
+        """The spec as this stage sees it."""
+        if self.variant is not None:
+            return spec.variant(self.variant)
         if self.method.name == spec.method:
             return spec
         return spec.model_copy(update={"distill": self.method.spec_schema(method=self.method.name)})
 
-    def _init_from(self, spec):
-        return spec.train.init_from if self.name == "train" else None
+    def _init_from(self, own_spec):
+        """The stage whose student this one starts from (``own_spec``: :meth:`_spec`'s)."""
+        return None if self.name == "baseline" else own_spec.train.init_from
 
     def dependencies(self, spec):
-        init = self._init_from(spec)
-        return ("vocab", *self.method.train_dependencies(self._spec(spec)), *((init,) if init else ()))
+        own = self._spec(spec)
+        init = self._init_from(own)
+        return ("vocab", *self.method.train_dependencies(own), *((init,) if init else ()))
 
     def config(self, spec):
         task = _task(spec)
+        own = self._spec(spec)
         return {
             "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
-            "student": spec.student.model_dump(mode="json"),
-            "train": {k: v for k, v in spec.train.model_dump(mode="json").items()
+            "student": own.student.model_dump(mode="json"),
+            "train": {k: v for k, v in own.train.model_dump(mode="json").items()
                       if k not in ("log_every", "valid_metric_examples")},
             "method": self.method.name,
-            "method_config": self.method.train_config(self._spec(spec)),
+            "method_config": self.method.train_config(own),
             "imports": spec.imports,
         }
 
