@@ -53,24 +53,54 @@ def gated_sum(nmt, kd, groups):
                           for i in both])
         keep = inner > 0
         for i in both:
-            combined[i] = tf.where(keep, dense(nmt[i]) + dense(kd[i]), dense(nmt[i]))
+            if isinstance(nmt[i], tf.IndexedSlices):
+                # an embedding's NMT gradient stays the rows it touched (the optimizer applies
+                # it exactly as without the gate); the KD gradient joins as rows times 0 or 1
+                rows = tf.shape(kd[i], out_type=nmt[i].indices.dtype)[0] if not isinstance(kd[i], tf.IndexedSlices) \
+                    else nmt[i].dense_shape[0]
+                extra = dense(kd[i]) * tf.cast(keep, kd[i].dtype)
+                combined[i] = tf.IndexedSlices(tf.concat([nmt[i].values, extra], 0),
+                                               tf.concat([nmt[i].indices, tf.range(rows)], 0), nmt[i].dense_shape)
+            else:
+                combined[i] = tf.where(keep, nmt[i] + dense(kd[i]), nmt[i])
         kept.append(tf.cast(keep, tf.float32))
     return combined, tf.stack(kept) if kept else tf.zeros([0])
 
 
 def module_groups(student, variables, granularity):
-    """Variable indices grouped by the student's direct sublayer that owns them (``layer``) or
-    one group per variable (``variable``); variables outside the student are left out."""
+    """``[(module name, [variable indices])]``: the student's direct sublayers (``layer``) or
+    its single variables (``variable``); ``variables`` is the list gradients are taken for
+    (variables outside the student, such as the trainer's KD head, are left out)."""
     index = {id(v): i for i, v in enumerate(variables)}
     if granularity == "variable":
-        return [[index[id(v)]] for v in student.trainable_variables if id(v) in index]
+        return [(v.path, [index[id(v)]]) for v in student.trainable_variables if id(v) in index]
     groups, seen = [], set()
     for layer in student._flatten_layers(include_self=False, recursive=False):
         group = [index[id(v)] for v in layer.trainable_variables if id(v) in index and id(v) not in seen]
         seen.update(id(variables[i]) for i in group)
         if group:
-            groups.append(group)
+            groups.append((layer.name, group))
     return groups
+
+
+def mlm_distillation_loss(teacher_logits, student_logits, to_teacher):
+    """Eq. 3 per masked position: ``-sum_v q(v) log p(v)`` over the student's vocabulary,
+    ``q`` the teacher's softmax restricted to the teacher ids ``to_teacher`` (student id ->
+    teacher id) and renormalised there, ``p`` the student's softmax.
+
+    Args:
+        teacher_logits: ``[..., teacher vocabulary]``; student_logits: ``[..., student vocabulary]``.
+    """
+    teacher_logits = ops.take(ops.cast(teacher_logits, "float32"), to_teacher, axis=-1)
+    q = ops.stop_gradient(ops.softmax(teacher_logits, axis=-1))
+    return -ops.sum(q * ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1), axis=-1)
+
+
+def hidden_state_loss(student_projected, teacher_hidden):
+    """Per token: the mean over the hidden dimension of the squared difference (the teacher's
+    side takes no gradient)."""
+    teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden, "float32"))
+    return ops.mean(ops.square(ops.cast(student_projected, "float32") - teacher_hidden), axis=-1)
 
 
 class EncoderDistiller(SupervisedTrainer):
@@ -126,7 +156,7 @@ class EncoderDistiller(SupervisedTrainer):
         nmt, kd = term_gradients.get("xe"), term_gradients.get("kd")
         if kd is None or nmt is None:
             return super().combine_gradients(term_gradients, variables)
-        groups = module_groups(self.student, variables, self.gate)
+        groups = [group for _, group in module_groups(self.student, variables, self.gate)]
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
         if replicas > 1:
@@ -176,10 +206,8 @@ class MaskTaskDistiller(EncoderDistiller):
             hidden, _ = self.student.encode(inputs["masked_source_ids"], training=training)
             student_logits = self.mlm_head(hidden, mask_positions=inputs["mask_positions"])
             teacher_inputs = self.teacher_inputs(inputs["masked_source_ids"])
-            teacher_inputs["mask_positions"] = inputs["mask_positions"] + 1
-            teacher_logits = ops.take(self.teacher(teacher_inputs, training=False), self.to_teacher, axis=-1)
-            q = ops.stop_gradient(ops.softmax(ops.cast(teacher_logits, "float32"), axis=-1))
-            kd = -ops.sum(q * ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1), axis=-1)
+            teacher_inputs["mask_positions"] = ops.convert_to_tensor(inputs["mask_positions"]) + 1
+            kd = mlm_distillation_loss(self.teacher(teacher_inputs, training=False), student_logits, self.to_teacher)
             weights = ops.cast(inputs["mask_weights"], "float32")
             terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
         return terms, tokens
@@ -218,8 +246,8 @@ class HiddenStateDistiller(EncoderDistiller):
         hidden, padding = self.student.encode(source, training=training)
         teacher_hidden = bert_layer_outputs(self.teacher, self.teacher_inputs(source),
                                             num_layers=self.num_teacher_layers)[-1]
-        teacher_hidden = ops.stop_gradient(ops.cast(teacher_hidden[:, 1 : ops.shape(source)[1] + 1], "float32"))
-        error = ops.mean(ops.square(ops.cast(self.projection(hidden), "float32") - teacher_hidden), axis=-1)
+        # the teacher's position i + 1 is the student's i ([CLS] first)
+        error = hidden_state_loss(self.projection(hidden), teacher_hidden[:, 1 : ops.shape(source)[1] + 1])
         mask = ops.cast(padding, "float32")
         terms["kd"] = LossTerm(ops.sum(error * mask), ops.sum(mask))
         return terms, tokens
