@@ -178,3 +178,30 @@ def test_validate_imports_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_variants_train_beside_the_main_student_and_join_the_table(tmp_path):
+    spec = write_toy(tmp_path)
+    with open(spec, "a") as f:
+        f.write("variants:\n  strong_prior: {distill.loss_weights: {xe: 1.0, prior: 1.0}}\n"
+                "  short: {train.steps: 10}\n")
+    out = tfkd("run", spec)  # declared variants run by default
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / "toy"
+    order = [line.split("stage ")[1].split(":")[0] for line in out.stderr.splitlines() if ": running into" in line]
+    assert order == ["vocab", "toy_prior_fit", "strong_prior", "strong_prior_evaluate", "short", "short_evaluate",
+                     "train", "evaluate"]
+    results = {name: json.load(open(run / name / "stage.json"))["results"] for name in ("strong_prior", "short", "train")}
+    assert results["strong_prior"]["loss_weights"] == {"xe": 1.0, "prior": 1.0}
+    assert results["short"]["steps"] == 10 and results["train"]["steps"] == 30
+    assert results["train"]["loss_weights"] == {"xe": 1.0, "prior": 0.1}
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "student" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["strong_prior: toy_prior (xe=1 prior=1)",
+                                                       "short: toy_prior (xe=1 prior=0.1)", "toy_prior (xe=1 prior=0.1)"]
+    assert "toy: strong_prior valid accuracy" in out.stdout
+    # a variant's settings key its own stage only
+    again = tfkd("run", spec, "--set", "variants.short={train.steps: 12}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "stage short: running" in again.stderr and "stage strong_prior: already done" in again.stderr
+    assert "stage train: already done" in again.stderr

@@ -88,7 +88,7 @@ TEACHER = "teacher: {checkpoint: x}\n"
 BAD_SPECS = [
     # 1 unknown top-level key with a hint
     (GOOD + "trian:\n  steps: 3\n",
-     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, task, teacher, train, version'),
+     '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, task, teacher, train, variants, version'),
     # 2 unknown nested key
     (GOOD.replace("  seed: 3", "  sead: 3"),
      '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: adam_beta_1, adam_beta_2, adam_epsilon, checkpoint_every, clip_norm, init_from, label_smoothing, learning_rate, log_every, precision, seed, steps, strategy, valid_metric_examples, warmup_steps'),
@@ -209,3 +209,67 @@ def test_repo_specs_validate():
     assert specs
     for path in specs:
         assert isinstance(load_spec(path), tfkd.spec.Spec)
+
+
+# ----------------------------------------------------------------------------- variants
+
+MASK_TASK = """\
+version: 1
+name: mt
+data:
+  dir: /data/multi30k
+  src_lang: en
+  tgt_lang: de
+  source_tokenizer: {kind: teacher}
+teacher: {checkpoint: /teacher}
+distill:
+  method: mask_task
+  gate: layer
+variants:
+  ungated: {distill.gate: none}
+  hidden: {distill: {method: hidden_state, alpha: 0.25}}
+  small: {student.hidden_dim: 64, train.steps: 5}
+student: {kind: transformer, hidden_dim: 32}
+"""
+
+
+def test_variants_are_whole_specs_with_their_settings_changed(tmp_path):
+    from tfkd.stage_names import stage_names
+
+    spec = load_spec(write(tmp_path, MASK_TASK))
+    assert spec.variant("ungated").distill.gate == "none" and spec.distill.gate == "layer"
+    assert spec.variant("ungated").distill.teacher_mlm == spec.distill.teacher_mlm
+    hidden = spec.variant("hidden")
+    assert hidden.method == "hidden_state" and hidden.distill.alpha == 0.25 and hidden.distill.gate == "none"
+    small = spec.variant("small")
+    assert small.student_config().hidden_dim == 64 and small.train.steps == 5 and small.data == spec.data
+    assert stage_names(spec) == ["vocab", "teacher_mlm", "baseline", "baseline_evaluate", "ungated",
+                                 "ungated_evaluate", "hidden", "hidden_evaluate", "small", "small_evaluate",
+                                 "train", "evaluate", "export"]
+
+
+@pytest.mark.parametrize("variant, line, message", [
+    ("  bad: {distill.gaet: none}", 15, 'variants.bad: distill.gaet: unknown key "gaet"; did you mean "gate"?'),
+    ("  bad: {distill.alpha: -1}", 15, "variants.bad: distill.alpha: expected a number >= 0, got -1"),
+    ("  bad: {data.src_lang: de}", 15, "variants.bad.data.src_lang: expected a key under distill, student, train"),
+    ("  train: {distill.gate: none}", 15, "variants.train: expected a new stage name"),
+    ("  bad: {}", 15, "variants.bad: expected settings to change"),
+    ("  bad: {distill: {method: soft_target}}", 15,
+     'variants.bad: data.target_tokenizer.kind: soft_target needs "teacher"'),
+])
+def test_variant_errors_name_the_variant_and_its_line(tmp_path, variant, line, message):
+    text = MASK_TASK.replace("  small: {student.hidden_dim: 64, train.steps: 5}", variant)
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, text))
+    assert str(e.value).startswith(f"{tmp_path / 'spec.yaml'}:{line}: ")
+    assert message in str(e.value), str(e.value)
+
+
+def test_a_variant_cannot_need_stages_the_run_does_not_have(tmp_path):
+    text = MASK_TASK.replace("  method: mask_task\n  gate: layer", "  method: hidden_state")
+    text = text.replace("  ungated: {distill.gate: none}\n  hidden: {distill: {method: hidden_state, alpha: 0.25}}\n",
+                        "  masked: {distill: {method: mask_task}}\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, text))
+    assert str(e.value) == (f"{tmp_path / 'spec.yaml'}:12: variants.masked: method mask_task needs stage(s) "
+                            "teacher_mlm, which method hidden_state does not run; make it the run's method instead")
