@@ -74,6 +74,8 @@ def freeze_below(masked_lm, train_layers):
     layers = backbone.transformer_layers
     frozen = [backbone.token_embedding, backbone.position_embedding, backbone.segment_embedding,
               backbone.embeddings_layer_norm, *layers[: len(layers) - train_layers]]
+    if getattr(backbone, "pooled_dense", None) is not None:  # unused by masked LM
+        frozen.append(backbone.pooled_dense)
     for layer in frozen:
         layer.trainable = False
 

@@ -1,0 +1,55 @@
+"""``specs/masktask_multi30k.yaml`` shrunk by ``--set`` (a few hundred pairs, the real MiniLM
+teacher) through every stage: the teacher's MLM head, the baseline, hidden-state KD, mask-task
+KD and mask-task KD with GOM, the table, the export."""
+
+import json
+import os
+import re
+
+import pytest
+
+from helpers import REPO, tfkd
+
+SHRINK = [
+    "run_dir={run_dir}", "data.train_limit=300", "data.valid_limit=24", "data.test_limit=20",
+    "data.max_tokens=40", "data.batch_tokens=1024", "data.target_tokenizer.vocab_size=400",
+    "distill.teacher_mlm.steps=6", "distill.teacher_mlm.batch_size=8", "distill.teacher_mlm.warmup_steps=2",
+    "distill.teacher_mlm.log_every=3", "student.encoder_layers=1", "student.decoder_layers=1",
+    "student.hidden_dim=32", "student.intermediate_dim=64", "student.num_heads=2", "train.steps=4",
+    "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=10", "train.valid_metric_examples=5",
+    "decode.beam_size=2", "decode.max_length_b=4", "stages=[vocab, teacher_mlm, baseline, baseline_evaluate, "
+    "hidden_state, hidden_state_evaluate, mask_task, mask_task_evaluate, train, evaluate, export]",
+]
+
+
+@pytest.mark.slow
+def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, data_dir):
+    spec = os.path.join(REPO, "specs", "masktask_multi30k.yaml")
+    flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
+    out = tfkd("run", spec, *flags, env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-4000:]
+    run = tmp_path / "runs" / "masktask_multi30k"
+    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()}
+    # the encoder reads the teacher's tokens that the English sources use
+    assert re.search(r"vocab: \d+ of the teacher's 30522 tokens occur at least 1 times on the source side", out.stderr)
+    mlm = results["teacher_mlm"]
+    assert mlm["head"] == "trained" and mlm["steps"] == 6 and 0 <= mlm["val_accuracy"] <= 1
+    assert 0 < mlm["trainable_parameters"] < 0.25 * 22.7e6  # the head and the top two layers
+    for student in ("baseline", "hidden_state", "mask_task", "train"):
+        assert results[student]["steps"] == 4, student
+    assert results["hidden_state"]["method"] == "hidden_state" and results["hidden_state"]["kd"] > 0
+    assert results["mask_task"]["method"] == "mask_task" and "kd_kept" not in results["mask_task"]
+    assert results["train"]["kd"] > 0 and 0 <= results["train"]["kd_kept"] <= 1  # GOM's kept fraction
+    assert results["train"]["frozen_parameters"] > 22e6  # the teacher runs online, frozen
+    assert results["baseline"]["loss_weights"] == {"xe": 1.0}
+    assert results["train"]["loss_weights"] == {"xe": 1.0, "kd": 0.5}
+    # each student's BLEU, and the table
+    for name in ("baseline", "hidden_state", "mask_task", "student"):
+        assert re.search(rf"masktask_multi30k: {name} test BLEU [\d.]+ \(nrefs:1\|case:mixed", out.stdout), name
+    rows = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["baseline", "hidden_state: hidden_state (xe=1 kd=0.5)", "mask_task: mask_task (xe=1 kd=0.5)",
+                    "mask_task (xe=1 kd=0.5)"]
+    assert (run / "export" / "masktask_multi30k" / "1" / "saved_model.pb").exists()
+    # the gate's kept fraction reaches TensorBoard
+    assert any(f.startswith("events") for f in os.listdir(run / "train" / "tensorboard"))
+    assert re.search(r"step 2 \| .*kd_kept [\d.]+", out.stderr)
