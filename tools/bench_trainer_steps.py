@@ -1,11 +1,14 @@
-"""Training throughput of a run's method trainer against the supervised trainer, side by side.
+"""Training throughput of a run's trainers side by side: the supervised baseline, each variant
+and the main method.
 
     python tools/bench_trainer_steps.py runs/quickstart --steps 25 --rounds 3
+    python tools/bench_trainer_steps.py runs/masktask_multi30k --steps 20 --rounds 3
 
-Both trainers are built from the run's spec (same student config, vocabularies and data
-pipeline; the method's trainer reads its extra columns, e.g. the streamed soft-target cache)
-and trained in alternating blocks of ``--steps`` steps in one process, so the ratio is robust
-to a noisy machine. Prints target tokens/s of each and their ratio.
+Every trainer is built from the run's spec as its train stage builds it (same student config,
+vocabularies and data pipeline; a method's extra columns, such as the streamed soft-target
+cache or the masked source, included) and trained in alternating blocks of ``--steps`` steps
+in one process, so the ratios are robust to a noisy machine. Prints target tokens/s and
+seconds per step of each, and each one's step time over the baseline's and over every other's.
 """
 
 import argparse
@@ -22,29 +25,33 @@ def main():
     parser.add_argument("run_dir")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--students", help="comma-separated train stages (default: baseline, the variants, train)")
     args = parser.parse_args()
 
     import keras
     import tensorflow as tf
 
-    from tfkd import registry
-    from tfkd.pipeline import open_run
+    from tfkd.pipeline import build_stages, open_run
+    from tfkd.stages import TrainStage
 
     spec, _, context = open_run(args.run_dir)
     task = context.task
-    methods = {"supervised": registry.lookup("method", registry.default("method")), spec.method: context.method}
+    stages = {s.name: s for s in build_stages(spec) if isinstance(s, TrainStage)}
+    names = args.students.split(",") if args.students else list(stages)
     trainers = {}
-    for name, method in methods.items():
-        method_spec = spec if name == spec.method else spec.model_copy(
-            update={"distill": method.spec_schema(method=name)})
-        keras.utils.set_random_seed(spec.train.seed)
-        data = iter(task.train_dataset(context, "train", columns=method.train_columns(context, "train")))
-        student = task.build_student(spec, context.tokenizers())
-        trainer = method.make_trainer(method_spec, task, student, context)
+    for name in names:
+        stage = stages[name]
+        own = stage._spec(spec)
+        keras.utils.set_random_seed(own.train.seed)
+        data = stage.method.map_train_batches(own, context, task.train_dataset(
+            context, name, columns=stage.method.train_columns(context, name)))
+        data = iter(data)
+        student = task.build_student(own, context.tokenizers())
+        trainer = stage.method.make_trainer(own, task, student, context)
         trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
         trainer(next(data)[0])
         trainer.optimizer.build(trainer.trainable_variables)
-        for _ in range(3):  # trace (batches of new shapes trace again; warm the common ones)
+        for _ in range(5):  # trace (batches of new shapes trace again; warm the common ones)
             trainer.train_on_batch(*next(data))
         trainers[name] = (trainer, data)
 
@@ -55,17 +62,21 @@ def main():
             batches = [next(data) for _ in range(args.steps)]  # read outside the timed loop
             start = time.time()
             for batch in batches:
-                logs = trainer.train_on_batch(*batch, return_dict=True)
+                trainer.train_on_batch(*batch)
             seconds[name] += time.time() - start
             tokens[name] += sum(float(tf.reduce_sum(tf.cast(b[1] != trainer.student.pad_id, tf.float32)))
                                 for b in batches)
-    rate = {name: tokens[name] / seconds[name] for name in trainers}
+    per_step = {name: seconds[name] / (args.steps * args.rounds) for name in trainers}
+    first = names[0]
     print(json.dumps({
-        "run": args.run_dir, "method": spec.method, "steps": args.steps, "rounds": args.rounds,
+        "run": args.run_dir, "steps": args.steps, "rounds": args.rounds,
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
-        "target_tokens_per_second": {k: round(v, 1) for k, v in rate.items()},
-        "method_over_supervised": round(rate[spec.method] / rate["supervised"], 3),
-        "last_logs": {k: round(float(v), 4) for k, v in logs.items()},
+        "trainers": {name: type(trainers[name][0]).__name__ for name in trainers},
+        "target_tokens_per_second": {k: round(tokens[k] / seconds[k], 1) for k in trainers},
+        "seconds_per_step": {k: round(v, 4) for k, v in per_step.items()},
+        f"step_time_over_{first}": {k: round(v / per_step[first], 3) for k, v in per_step.items()},
+        "step_time_ratios": {f"{a}/{b}": round(per_step[a] / per_step[b], 3) for a in trainers for b in trainers
+                             if a != b and names.index(a) > names.index(b)},
     }, indent=1))
 
 
