@@ -11,7 +11,6 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import tiny_mask_task as tiny  # noqa: E402
 from tfkd.distribute import make_strategy  # noqa: E402

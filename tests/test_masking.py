@@ -20,6 +20,14 @@ def batch(rows=400, seed=0):
     return ids
 
 
+def chosen_positions(shape, positions, weights):
+    """A boolean [B, L] of the predicted positions."""
+    chosen = np.zeros(shape, bool)
+    rows, cols = np.nonzero(weights > 0)
+    chosen[rows, positions[rows, cols]] = True
+    return chosen
+
+
 def corruption_shares(ids, masked, positions, weights):
     """(mask share, random share, kept share) of the predicted positions."""
     rows, cols = np.nonzero(weights > 0)
@@ -36,9 +44,8 @@ def test_maskers_choose_15_percent_split_80_10_10_and_never_touch_specials(maske
     candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
     masked, positions, labels, weights = [t.numpy() for t in masker(ids, candidates, 0.15, MASK, VOCAB,
                                                                      seed=tf.constant([1, 2]))]
-    chosen = np.zeros_like(candidates)
+    chosen = chosen_positions(ids.shape, positions, weights)
     rows, cols = np.nonzero(weights > 0)
-    chosen[rows, positions[rows, cols]] = True
     assert not (chosen & ~candidates).any()  # [CLS], [SEP] and padding are never chosen
     assert (masked[~chosen] == ids[~chosen]).all()  # nothing else changes
     assert abs(chosen.sum() / candidates.sum() - 0.15) < 0.01
@@ -77,17 +84,13 @@ def test_span_mask_masks_contiguous_runs_and_meets_the_budget_exactly():
     candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
     _, positions, _, weights = [t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB,
                                                              seed=tf.constant([5, 6]))]
-    chosen = np.zeros_like(candidates)
-    rows, cols = np.nonzero(weights > 0)
-    chosen[rows, positions[rows, cols]] = True
+    chosen = chosen_positions(ids.shape, positions, weights)
     budget = np.maximum(1, np.round(0.15 * candidates.sum(1)))
     np.testing.assert_array_equal(chosen.sum(1), budget)
 
 
 def mean_run(ids, positions, weights):
-    chosen = np.zeros(ids.shape, bool)
-    rows, cols = np.nonzero(weights > 0)
-    chosen[rows, positions[rows, cols]] = True
+    chosen = chosen_positions(ids.shape, positions, weights)
     runs = sum(np.sum(np.diff(np.concatenate([[0], row.astype(int), [0]])) == 1) for row in chosen)
     return chosen.sum() / runs
 
