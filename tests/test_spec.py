@@ -273,3 +273,14 @@ def test_a_variant_cannot_need_stages_the_run_does_not_have(tmp_path):
         load_spec(write(tmp_path, text))
     assert str(e.value) == (f"{tmp_path / 'spec.yaml'}:12: variants.masked: method mask_task needs stage(s) "
                             "teacher_mlm, which method hidden_state does not run; make it the run's method instead")
+
+
+def test_the_mask_task_cache_is_a_stage_only_with_teacher_cache(tmp_path):
+    from tfkd.stage_names import stage_names
+
+    path = write(tmp_path, MASK_TASK)
+    assert "teacher_cache" not in stage_names(load_spec(path))
+    cached = load_spec(path, ["distill.teacher=cache", "distill.cache.top_k=4"])
+    assert stage_names(cached)[:3] == ["vocab", "teacher_mlm", "teacher_cache"] and cached.distill.cache.top_k == 4
+    with pytest.raises(SpecError, match="distill: cache applies to teacher: cache only"):
+        load_spec(path, ["distill.cache.top_k=4"])

@@ -60,11 +60,16 @@ def batch(rows=6, seed=0):
     return inputs, target
 
 
-def mask_task_trainer(model, alpha=0.5, gate="none", teacher=None):
+ONLINE = object()
+
+
+def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE):
+    """A MaskTaskDistiller; the tiny teacher runs online unless ``teacher`` is given (``None``:
+    the batches carry cached top-K)."""
     from tfkd.methods.mask_task.distiller import MaskTaskDistiller
 
     source, teacher_tok = tokenizers()
-    teacher = teacher or teacher_masked_lm()
+    teacher = teacher_masked_lm() if teacher is ONLINE else teacher
     trainer = MaskTaskDistiller(model, registry.lookup("task", "translation"), teacher, source, teacher_tok,
                                 loss_weights={"xe": 1.0, "kd": alpha}, label_smoothing=0.1, gate=gate)
     return trainer

@@ -168,7 +168,7 @@ def comparison_table(spec, results):
     """The students this run evaluated (baseline, variants, the main one): the metric per
     split, steps, wall time of each stage; ``None`` with fewer than two."""
     from tfkd import registry
-    from tfkd.pipeline import stage_names
+    from tfkd.stage_names import method_stage_names
 
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
@@ -177,8 +177,7 @@ def comparison_table(spec, results):
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
     header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "method stages s"]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
-    method_stages = registry.lookup("method", spec.method).stage_names
-    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages if s in stage_names(spec))
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stage_names(spec))
     rows = []
     for train, evaluate in students:
         method = results[train].get("method", "?")

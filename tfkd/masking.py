@@ -33,9 +33,9 @@ def _uniform(shape, seed, salt, minval=0.0, maxval=1.0, dtype=tf.float32):
                                        maxval=maxval, dtype=dtype)
 
 
-def _predictions(token_ids, chosen, max_predictions):
-    """The chosen positions of each row, in order, padded to the busiest row: ``(positions,
-    original ids, weights)``."""
+def chosen_predictions(token_ids, chosen, max_predictions=None):
+    """The ``chosen`` positions of each row, in order, padded to the busiest row:
+    ``(positions, ids there, weights)``, each ``[B, P]``."""
     shape = tf.shape(token_ids)
     length = tf.cast(shape[1], tf.float32)
     order_key = tf.where(chosen, tf.cast(tf.range(shape[1]), tf.float32), length + 1.0)
@@ -80,7 +80,7 @@ def token_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_
     chosen = candidates & (scores < rate)
     first = tf.one_hot(tf.argmin(scores, axis=1), shape[1], on_value=True, off_value=False)
     chosen |= first & candidates
-    positions, mask_ids, weights = _predictions(token_ids, chosen, max_predictions)
+    positions, mask_ids, weights = chosen_predictions(token_ids, chosen, max_predictions)
     action = _uniform(tf.shape(positions), seed, 1)
     random_tokens = _uniform(tf.shape(positions), seed, 2, 0, vocab_size, tf.int32)
     masked = _corrupt(token_ids, positions, mask_ids, weights, action, random_tokens, mask_id, replace_random, keep)
@@ -139,7 +139,7 @@ def span_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_p
     _, span_id, _ = tf.while_loop(more, body, (tf.constant(0), tf.fill([batch, length], -1),
                                                tf.zeros([batch], tf.int32)))
     chosen = span_id >= 0
-    positions, mask_ids, weights = _predictions(token_ids, chosen, max_predictions)
+    positions, mask_ids, weights = chosen_predictions(token_ids, chosen, max_predictions)
     # one 80/10/10 decision per span
     span_action = _uniform([batch, draws], seed, 5)
     action = tf.gather(span_action, tf.maximum(tf.gather(span_id, positions, batch_dims=1), 0), batch_dims=1)
@@ -160,4 +160,4 @@ def special_free(token_ids, special_ids):
     return allowed
 
 
-__all__ = ["MASKERS", "span_lengths", "span_mask", "special_free", "token_mask"]
+__all__ = ["MASKERS", "chosen_predictions", "span_lengths", "span_mask", "special_free", "token_mask"]

@@ -47,7 +47,8 @@ def build_stages(spec):
     stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
     built = [s.name for s in stages]
     if built != stage_names(spec):
-        raise RuntimeError(f"method {spec.method} declares stages {method.stage_names} but builds {built}")
+        raise RuntimeError(f"method {spec.method} declares stages {method.stage_names_for(spec.distill)} but builds "
+                           f"{built}")
     return stages
 
 

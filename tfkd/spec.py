@@ -453,7 +453,7 @@ def _validate_variants(spec, data, located):
         except pydantic.ValidationError as e:
             _raise_validation(e, variant_located)
         resolved = _validate_sections(resolved, variant_located)
-        own = set(registry.lookup("method", resolved.method).stage_names)
+        own = set(registry.lookup("method", resolved.method).stage_names_for(resolved.distill))
         missing = own - set(main_stages)
         if missing:
             raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "

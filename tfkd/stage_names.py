@@ -11,13 +11,18 @@ trained beside the main one with a few settings changed) a train stage of its na
 from tfkd import registry
 
 
+def method_stage_names(spec):
+    """The stages the spec's method adds with the spec's settings."""
+    return list(registry.lookup("method", spec.method).stage_names_for(spec.distill))
+
+
 def variant_stage_names(spec):
     return [n for name in (spec.variants or {}) for n in (name, f"{name}_evaluate")]
 
 
 def stage_names(spec):
     """Every stage this spec's task and method offer, in the order they run."""
-    names = ["vocab", *registry.lookup("method", spec.method).stage_names]
+    names = ["vocab", *method_stage_names(spec)]
     if spec.method != registry.default("method"):
         names += ["baseline", "baseline_evaluate"]
     return names + variant_stage_names(spec) + ["train", "evaluate", "export"]
@@ -26,5 +31,5 @@ def stage_names(spec):
 def default_stage_names(spec):
     """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages (declared
     variants included)."""
-    return ["vocab", *registry.lookup("method", spec.method).stage_names, *variant_stage_names(spec),
+    return ["vocab", *method_stage_names(spec), *variant_stage_names(spec),
             "train", "evaluate"]

@@ -159,7 +159,7 @@ class TrainStage(Stage):
         train = spec.train
         keras.utils.set_random_seed(train.seed)
         tokenizers = context.tokenizers()
-        columns = method.train_columns(context, self.name)
+        columns = method.train_columns(spec, context, self.name)
         train_ds = method.map_train_batches(spec, context, task.train_dataset(context, self.name, columns=columns))
         valid_ds = task.valid_dataset(context, self.name)
         log.info("%s: %s", self.name, task.describe_data(context, self.name))

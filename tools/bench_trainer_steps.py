@@ -44,7 +44,7 @@ def main():
         own = stage._spec(spec)
         keras.utils.set_random_seed(own.train.seed)
         data = stage.method.map_train_batches(own, context, task.train_dataset(
-            context, name, columns=stage.method.train_columns(context, name)))
+            context, name, columns=stage.method.train_columns(own, context, name)))
         data = iter(data)
         student = task.build_student(own, context.tokenizers())
         trainer = stage.method.make_trainer(own, task, student, context)

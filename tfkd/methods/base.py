@@ -30,7 +30,7 @@ class Method:
     spec_schema = MethodSpec
     # the optimised loss terms, in the order the paper writes them
     loss_terms = ()
-    # stages this method adds, in the order they run (before the student's train stage)
+    # every stage this method can add, in the order they run (before the student's train stage)
     stage_names = ()
 
     def default_loss_weights(self, section):
@@ -57,8 +57,13 @@ class Method:
             problems.append((("distill", "loss_weights"), "at least one weight must be > 0"))
         return problems
 
+    def stage_names_for(self, section):
+        """The stages a run with this ``distill`` section has (default: all of
+        :attr:`stage_names`; a method whose settings choose between stages narrows them)."""
+        return self.stage_names
+
     def stages(self, spec):
-        """The :class:`tfkd.runner.Stage` objects named in :attr:`stage_names`."""
+        """The :class:`tfkd.runner.Stage` objects named by :meth:`stage_names_for`."""
         return []
 
     def train_dependencies(self, spec):
@@ -69,7 +74,7 @@ class Method:
         """What of the spec determines the trained student, besides student/train/data."""
         return {"distill": spec.distill.model_dump(mode="json"), "loss_weights": self.loss_weights(spec.distill)}
 
-    def train_columns(self, context, stage_name):
+    def train_columns(self, spec, context, stage_name):
         """Extra training columns: ``None``, or a ``tf.data.Dataset`` of dicts, each with
         ``"id"`` (the example's index in the task's training split) and the columns; the train
         stage reads examples in this dataset's order (it is streamed, e.g. from a cache)."""

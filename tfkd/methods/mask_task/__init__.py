@@ -55,13 +55,35 @@ class EncoderKDSpec(MethodSpec):
     mask_rate: float = Field(0.15, gt=0, lt=1)
     # GOM granularity: none (plain sum), layer (per encoder module), variable (per weight)
     gate: Literal["none", "layer", "variable"] = "none"
-    # where q(.|X') comes from: the frozen teacher run on the same batch
-    teacher: Literal["online"] = "online"
+
+
+class MaskTaskCacheSpec(Strict):
+    """``teacher: cache``: one fixed X' per training example and the teacher's top-K at its
+    masked positions, written once by the ``teacher_cache`` stage."""
+
+    top_k: PositiveInt = 8
+    temperature: float = Field(1.0, gt=0)
+    batch_size: PositiveInt = 64
+    shard_size: PositiveInt = 10000
+    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
+    shuffle_buffer: PositiveInt = 10000
+    # seeds each example's fixed masking (with its example id)
+    seed: int = 1
 
 
 class MaskTaskSpec(EncoderKDSpec):
     method: str = "mask_task"
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
+    # where q(.|X') comes from: the frozen teacher on the same batch (a new X' every epoch), or
+    # a top-K cache of it for one fixed X' per example (the teacher_cache stage)
+    teacher: Literal["online", "cache"] = "online"
+    cache: MaskTaskCacheSpec = MaskTaskCacheSpec()
+
+    @pydantic.model_validator(mode="after")
+    def _cache_needs_teacher_cache(self):
+        if self.teacher == "online" and "cache" in self.model_fields_set:
+            raise ValueError('cache applies to teacher: cache only')
+        return self
 
 
 class HiddenStateSpec(EncoderKDSpec):
@@ -115,21 +137,43 @@ class EncoderKDMethod(Method):
 class MaskTaskMethod(EncoderKDMethod):
     name = "mask_task"
     spec_schema = MaskTaskSpec
-    stage_names = ("teacher_mlm",)
+    stage_names = ("teacher_mlm", "teacher_cache")
+
+    def stage_names_for(self, section):
+        return self.stage_names if section.teacher == "cache" else ("teacher_mlm",)
 
     def stages(self, spec):
+        from tfkd.methods.mask_task.teacher_cache import MaskTaskCacheStage
         from tfkd.methods.mask_task.teacher_mlm import TeacherMLMStage
 
-        return [TeacherMLMStage()]
+        return [TeacherMLMStage(), *([MaskTaskCacheStage()] if spec.distill.teacher == "cache" else [])]
 
     def train_dependencies(self, spec):
-        return ("teacher_mlm",)
+        return ("teacher_cache",) if spec.distill.teacher == "cache" else ("teacher_mlm",)
+
+    def train_config(self, spec):
+        config = super().train_config(spec)
+        if spec.distill.teacher == "cache":  # the cache's own key covers the teacher and the masks
+            config = {"loss_weights": config["loss_weights"], "gate": spec.distill.gate,
+                      "shuffle_buffer": spec.distill.cache.shuffle_buffer}
+        return config
+
+    def train_columns(self, spec, context, stage_name):
+        from tfkd.methods.mask_task.teacher_cache import cached_columns
+
+        return cached_columns(context, spec, stage_name) if spec.distill.teacher == "cache" else None
+
+    def map_train_batches(self, spec, context, dataset):
+        # cached batches carry their (fixed) X' already
+        return dataset if spec.distill.teacher == "cache" else super().map_train_batches(spec, context, dataset)
 
     def make_trainer(self, spec, task, student, context):
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
         from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
 
-        return MaskTaskDistiller(student, task, load_trained_teacher(context), context.tokenizers().source,
+        online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K
+        return MaskTaskDistiller(student, task, load_trained_teacher(context) if online else None,
+                                 context.tokenizers().source,
                                  teacher_tokenizer(spec), loss_weights=self.loss_weights(spec.distill),
                                  label_smoothing=spec.train.label_smoothing, gate=spec.distill.gate)
 
@@ -161,4 +205,5 @@ def teacher_tokenizer(spec):
 registry.register("method", "mask_task")(MaskTaskMethod())
 registry.register("method", "hidden_state")(HiddenStateMethod())
 
-__all__ = ["HiddenStateMethod", "HiddenStateSpec", "MaskTaskMethod", "MaskTaskSpec", "TeacherMLMSpec"]
+__all__ = ["HiddenStateMethod", "HiddenStateSpec", "MaskTaskCacheSpec", "MaskTaskMethod", "MaskTaskSpec",
+           "TeacherMLMSpec"]

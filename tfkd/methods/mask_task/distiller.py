@@ -83,6 +83,22 @@ def module_groups(student, variables, granularity):
     return groups
 
 
+def teacher_view(source_ids, to_teacher, teacher_special, source_pad):
+    """``[CLS] x [SEP]`` in teacher ids for a padded batch of student source ids (position
+    ``i`` of the source is position ``i + 1`` here): the teacher's inputs, segment 0."""
+    source_ids = ops.convert_to_tensor(source_ids)
+    lengths = ops.sum(ops.cast(ops.not_equal(source_ids, source_pad), "int32"), axis=1)
+    ids = ops.take(to_teacher, source_ids)
+    batch = ops.shape(source_ids)[0]
+    cls = ops.full((batch, 1), teacher_special.bos, "int32")
+    pad = ops.full((batch, 1), teacher_special.pad, "int32")
+    ids = ops.concatenate([cls, ops.cast(ids, "int32"), pad], axis=1)
+    position = ops.arange(ops.shape(ids)[1])[None, :]
+    ids = ops.where(ops.equal(position, lengths[:, None] + 1), teacher_special.eos, ids)
+    padding = position <= lengths[:, None] + 1
+    return {"token_ids": ids, "segment_ids": ops.zeros_like(ids), "padding_mask": padding}
+
+
 def mlm_distillation_loss(teacher_logits, student_logits, to_teacher):
     """Eq. 3 per masked position: ``-sum_v q(v) log p(v)`` over the student's vocabulary,
     ``q`` the teacher's softmax restricted to the teacher ids ``to_teacher`` (student id ->
@@ -111,7 +127,7 @@ class EncoderDistiller(SupervisedTrainer):
             ``hidden_dim``, the encoder output's width); its source vocabulary is made of the
             teacher's tokens.
         task: the run's task.
-        teacher: the frozen teacher model.
+        teacher: the frozen teacher model (``None`` with ``distill.teacher: cache``).
         source_tokenizer: the student's source tokenizer; teacher_tokenizer: the teacher's.
         loss_weights: ``{"xe": ..., "kd": ...}``.
         label_smoothing: epsilon of ``L_nmt``.
@@ -121,8 +137,9 @@ class EncoderDistiller(SupervisedTrainer):
     def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights,
                  label_smoothing=0.1, gate="none", **kwargs):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
-        self.teacher = teacher
-        self.teacher.trainable = False
+        self.teacher = teacher  # None when its outputs come from a cache
+        if teacher is not None:
+            teacher.trainable = False
         self.gate = gate
         self.needs_term_gradients = gate != "none"
         to_teacher, _ = vocabulary_maps(source_tokenizer, teacher_tokenizer, "train", "data.source_tokenizer.kind")
@@ -138,19 +155,8 @@ class EncoderDistiller(SupervisedTrainer):
         return [*super().metrics, *extra]
 
     def teacher_inputs(self, source_ids):
-        """``[CLS] x [SEP]`` in teacher ids for a padded batch of student source ids (position
-        ``i`` of the source is position ``i + 1`` here)."""
-        source_ids = ops.convert_to_tensor(source_ids)
-        lengths = ops.sum(ops.cast(ops.not_equal(source_ids, self.source_pad), "int32"), axis=1)
-        ids = ops.take(self.to_teacher, source_ids)
-        batch = ops.shape(source_ids)[0]
-        cls = ops.full((batch, 1), self.teacher_special.bos, "int32")
-        pad = ops.full((batch, 1), self.teacher_special.pad, "int32")
-        ids = ops.concatenate([cls, ops.cast(ids, "int32"), pad], axis=1)
-        position = ops.arange(ops.shape(ids)[1])[None, :]
-        ids = ops.where(ops.equal(position, lengths[:, None] + 1), self.teacher_special.eos, ids)
-        padding = position <= lengths[:, None] + 1
-        return {"token_ids": ids, "segment_ids": ops.zeros_like(ids), "padding_mask": padding}
+        """The teacher's view of a batch of student source ids (:func:`teacher_view`)."""
+        return teacher_view(source_ids, self.to_teacher, self.teacher_special, self.source_pad)
 
     def combine_gradients(self, term_gradients, variables):
         nmt, kd = term_gradients.get("xe"), term_gradients.get("kd")
@@ -202,7 +208,9 @@ class MaskTaskDistiller(EncoderDistiller):
     def compute_terms(self, data, training):
         _, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
         inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
-        if "masked_source_ids" in inputs:  # validation batches carry no masked copy
+        if "teacher_probs" in inputs:  # distill.teacher: cache
+            terms["kd"] = self.cached_kd_term(inputs, training)
+        elif "masked_source_ids" in inputs:  # validation batches carry no masked copy
             hidden, _ = self.student.encode(inputs["masked_source_ids"], training=training)
             student_logits = self.mlm_head(hidden, mask_positions=inputs["mask_positions"])
             teacher_inputs = self.teacher_inputs(inputs["masked_source_ids"])
@@ -211,6 +219,24 @@ class MaskTaskDistiller(EncoderDistiller):
             weights = ops.cast(inputs["mask_weights"], "float32")
             terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
         return terms, tokens
+
+
+    def cached_kd_term(self, inputs, training):
+        """``L_kd`` against the cached top-K of ``q(.|X')`` (renormalised over K): the batch's
+        ``teacher_ids``/``teacher_probs`` are ``[B, L, K]`` over source positions, non-zero at
+        the masked ones, and ``masked_source_ids`` is the X' they were computed on."""
+        from tfkd.masking import chosen_predictions
+        from tfkd.methods.soft_target.distiller import top_k_soft_cross_entropy
+
+        masked = inputs["masked_source_ids"]
+        chosen = ops.sum(ops.cast(inputs["teacher_probs"], "float32"), axis=-1) > 0
+        positions, _, weights = chosen_predictions(masked, chosen)
+        hidden, _ = self.student.encode(masked, training=training)
+        student_logits = self.mlm_head(hidden, mask_positions=positions)
+        teacher_ids = ops.take_along_axis(inputs["teacher_ids"], positions[:, :, None], axis=1)
+        teacher_probs = ops.take_along_axis(inputs["teacher_probs"], positions[:, :, None], axis=1)
+        kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
+        return LossTerm(ops.sum(kd * weights), ops.sum(weights))
 
 
 class HiddenStateDistiller(EncoderDistiller):

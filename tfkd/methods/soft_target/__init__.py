@@ -94,7 +94,7 @@ class SoftTargetMethod(Method):
         return {"loss_weights": self.loss_weights(spec.distill),
                 "cache_shuffle_buffer": spec.distill.cache.shuffle_buffer}
 
-    def train_columns(self, context, stage_name):
+    def train_columns(self, spec, context, stage_name):
         import logging
 
         from tfkd.methods.soft_target.cache import read_manifest, stream_cache
@@ -105,9 +105,9 @@ class SoftTargetMethod(Method):
         logging.getLogger("tfkd").info(
             "%s: soft targets for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
             stage_name, len(ids), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
-            context.spec.distill.cache.shuffle_buffer)
-        return stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=ids,
-                            seed=context.spec.train.seed, shuffle_buffer=context.spec.distill.cache.shuffle_buffer)
+            spec.distill.cache.shuffle_buffer)
+        return stream_cache(directory, expected_ids=ids, seed=spec.train.seed,
+                            shuffle_buffer=spec.distill.cache.shuffle_buffer)
 
     def make_trainer(self, spec, task, student, context):
         from tfkd.methods.soft_target.distiller import SoftTargetDistiller

@@ -1,0 +1,56 @@
+"""``distill.teacher: cache``: one fixed X' per example, derived the same way when the cache is
+written and when training reads it; the cached KD term against NumPy."""
+
+import numpy as np
+import tensorflow as tf
+
+import tiny_mask_task as tiny
+from tfkd.methods.mask_task.teacher_cache import example_masking
+
+SETTINGS = {"seed": 1, "mask_id": 4, "vocab_size": len(tiny.SOURCE_VOCAB), "masking": "token", "rate": 0.3}
+
+
+def test_each_example_has_one_masked_copy_fixed_by_its_id():
+    source = tf.constant(np.arange(5, 17) % 13 + 5, tf.int32)
+    first, chosen = example_masking(source, 7, **SETTINGS)
+    again, chosen_again = example_masking(source, 7, **SETTINGS)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(chosen, chosen_again)
+    assert chosen.numpy().any() and (first.numpy()[~chosen.numpy()] == source.numpy()[~chosen.numpy()]).all()
+    others = [example_masking(source, i, **SETTINGS)[1].numpy() for i in range(8, 14)]
+    assert any(not np.array_equal(chosen, o) for o in others)  # another id, another masking
+    span = example_masking(source, 7, **{**SETTINGS, "masking": "span"})[1].numpy()
+    assert span.sum() == round(0.3 * 12)
+
+
+def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions():
+    trainer = tiny.mask_task_trainer(tiny.student(), teacher=None)
+    assert trainer.teacher is None
+    inputs, target = tiny.batch()
+    rng = np.random.default_rng(3)
+    batch, length = inputs["masked_source_ids"].shape
+    teacher_ids = rng.integers(0, len(tiny.SOURCE_VOCAB), size=(batch, length, 3)).astype("int32")
+    teacher_probs = rng.random((batch, length, 3)).astype("float16")
+    chosen = np.zeros((batch, length), bool)
+    for r, (positions, weights) in enumerate(zip(inputs["mask_positions"], inputs["mask_weights"])):
+        chosen[r, positions[weights > 0]] = True
+    teacher_probs[~chosen] = 0
+    cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
+    cached.update(teacher_ids=teacher_ids, teacher_probs=teacher_probs)
+    terms, _ = trainer.compute_terms((cached, target), training=False)
+
+    hidden, _ = trainer.student.encode(inputs["masked_source_ids"])
+    total, count = 0.0, 0
+    for r in range(batch):
+        positions = np.flatnonzero(chosen[r])
+        logits = trainer.mlm_head(hidden[r : r + 1], mask_positions=positions[None].astype("int32")).numpy()[0]
+        log_p = logits - logits.max(-1, keepdims=True)
+        log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+        for j, position in enumerate(positions):
+            q = teacher_probs[r, position].astype("float32")
+            q = q / q.sum()
+            total += -(q * log_p[j, teacher_ids[r, position]]).sum()
+            count += 1
+    kd = terms["kd"]
+    assert float(kd.count) == count == chosen.sum()
+    np.testing.assert_allclose(float(kd.total) / float(kd.count), total / count, rtol=1e-4)

@@ -1,0 +1,144 @@
+"""``distill.teacher: cache``: the teacher's top-K of ``q(.|X')`` written once, streamed back.
+
+Each kept training example gets one fixed masked copy X', drawn statelessly from
+``(cache.seed, example id)`` (:func:`example_masking`), so the cache stage and the training
+pipeline derive the same X' without storing it. The stage runs the frozen MLM teacher (the
+``teacher_mlm`` stage's head) on ``[CLS] X' [SEP]`` and keeps, at each masked position, the
+top K of ``softmax(logits / T)`` over the student's source vocabulary. On disk it is the
+soft-target cache's format (:mod:`tfkd.methods.soft_target.cache`): per example id, ``[L, K]``
+ids and float16 probabilities over the source positions, zero where nothing was masked.
+Training streams the shards through a bounded shuffle buffer; the batches carry
+``masked_source_ids``, ``teacher_ids`` and ``teacher_probs``. Unlike ``online``, X' does not
+change between epochs.
+"""
+
+import logging
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import data as data_lib
+from tfkd.masking import MASKERS
+from tfkd.methods.mask_task.distiller import teacher_view
+from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
+from tfkd.methods.soft_target.cache import CacheWriter, read_manifest, stream_cache
+from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
+from tfkd.runner import Stage
+
+log = logging.getLogger("tfkd")
+
+
+def example_masking(source, example_id, seed, mask_id, vocab_size, masking, rate):
+    """The fixed X' of one example (``source``: its ``[L]`` student source ids): ``(masked [L],
+    chosen [L] bool)``, the same wherever it is computed."""
+    source = tf.cast(source, tf.int32)[None]
+    masked, positions, _, weights = MASKERS[masking](
+        source, tf.ones_like(source, tf.bool), rate, mask_id, vocab_size,
+        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(example_id, tf.int64)]))
+    chosen = tf.scatter_nd(positions[0, :, None], tf.cast(weights[0] > 0, tf.int32), tf.shape(source[0]))
+    return masked[0], chosen > 0
+
+
+def _masking_settings(spec, source_tokenizer):
+    return {"seed": spec.distill.cache.seed, "mask_id": source_tokenizer.token_to_id(data_lib.MASK),
+            "vocab_size": source_tokenizer.vocabulary_size(), "masking": spec.distill.masking,
+            "rate": spec.distill.mask_rate}
+
+
+class MaskTaskCacheStage(Stage):
+    name = "teacher_cache"
+    depends = ("vocab", "teacher_mlm")
+
+    def config(self, spec):
+        distill = spec.distill
+        return {"cache": distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+                "masking": distill.masking, "mask_rate": distill.mask_rate, "max_tokens": spec.data.max_tokens}
+
+    def run(self, context, workdir):
+        spec = context.spec
+        cache = spec.distill.cache
+        tokenized = context.task.tokenized(context, "train", self.name)
+        source_tokenizer = context.tokenizers().source
+        teacher_tok = teacher_tokenizer(spec.teacher.checkpoint)
+        to_teacher, _ = vocabulary_maps(source_tokenizer, teacher_tok, self.name, "data.source_tokenizer.kind")
+        special, pad = data_lib.SpecialIds.of(teacher_tok), source_tokenizer.token_to_id(data_lib.PAD)
+        settings = _masking_settings(spec, source_tokenizer)
+        mask_one = tf.function(lambda source, example_id: example_masking(source, example_id, **settings),
+                               reduce_retracing=True)
+        teacher = load_trained_teacher(context)
+
+        @tf.function(reduce_retracing=True)
+        def forward(masked, positions):
+            inputs = teacher_view(masked, to_teacher, special, pad)
+            inputs["mask_positions"] = positions + 1
+            logits = tf.gather(tf.cast(teacher(inputs, training=False), tf.float32), to_teacher, axis=-1)
+            probs, ids = tf.math.top_k(tf.nn.softmax(logits / cache.temperature, axis=-1), k=cache.top_k)
+            return ids, probs / tf.reduce_sum(probs, axis=-1, keepdims=True)
+
+        lengths = tokenized.source_ids.row_lengths().numpy()
+        order = np.argsort(lengths, kind="stable")
+        steps = math.ceil(len(order) / cache.batch_size)
+        # batches of similar lengths, written in a random order (a shard is not sorted by length)
+        batch_order = np.random.default_rng(cache.seed).permutation(steps)
+        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
+                             {"temperature": cache.temperature, "masking": spec.distill.masking,
+                              "mask_rate": spec.distill.mask_rate, "seed": cache.seed,
+                              "ids": "student source vocabulary", "positions": "source"})
+        bar = keras.utils.Progbar(len(order), unit_name="sentence")
+        masked_positions, start = 0, time.time()
+        for step in range(steps):
+            rows = order[batch_order[step] * cache.batch_size : (batch_order[step] + 1) * cache.batch_size]
+            masks = [mask_one(tokenized.source_ids[r], tokenized.kept[r]) for r in rows]
+            width = int(lengths[rows].max())
+            masked = np.full((len(rows), width), pad, np.int32)
+            chosen = np.zeros((len(rows), width), bool)
+            for j, (m, c) in enumerate(masks):
+                masked[j, : lengths[rows[j]]], chosen[j, : lengths[rows[j]]] = m.numpy(), c.numpy()
+            most = int(chosen.sum(1).max())
+            positions = np.zeros((len(rows), most), np.int32)
+            for j in range(len(rows)):
+                found = np.flatnonzero(chosen[j])
+                positions[j, : len(found)] = found
+            ids, probs = (t.numpy() for t in forward(tf.constant(masked), tf.constant(positions)))
+            for j, row in enumerate(rows):
+                found = np.flatnonzero(chosen[j])
+                full_ids = np.zeros((lengths[row], cache.top_k), np.int32)
+                full_probs = np.zeros((lengths[row], cache.top_k), np.float32)
+                full_ids[found], full_probs[found] = ids[j, : len(found)], probs[j, : len(found)]
+                writer.add(tokenized.kept[row], full_ids, full_probs)
+                masked_positions += len(found)
+            bar.update(writer.count)
+        seconds = max(time.time() - start, 1e-9)
+        manifest = writer.close()
+        log.info("%s: top-%d of q(.|X') at %d masked positions of %d sentences in %.0fs (%.1f sentences/s), "
+                 "%.1f MB in %d shards", self.name, cache.top_k, masked_positions, manifest["examples"], seconds,
+                 manifest["examples"] / seconds, manifest["bytes"] / 1e6, len(manifest["shards"]))
+        return {"examples": manifest["examples"], "masked_positions": masked_positions,
+                "sentences_per_second": round(manifest["examples"] / seconds, 1), "bytes": manifest["bytes"]}
+
+
+def cached_columns(context, spec, stage_name):
+    """The cache streamed by example id, each example with its fixed X' re-derived."""
+    from tfkd.tasks.translation.data import ExampleTable
+
+    directory = context.runner.stage_dir("teacher_cache")
+    tokenized = context.task.tokenized(context, "train", stage_name)
+    manifest = read_manifest(directory)
+    cache = spec.distill.cache
+    log.info("%s: q(.|X') for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
+             stage_name, len(tokenized), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
+             cache.shuffle_buffer)
+    table = ExampleTable(tokenized)
+    settings = _masking_settings(spec, context.tokenizers().source)
+
+    def with_masked_source(item):
+        source = table.join({"id": item["id"]})["source"]
+        masked, _ = example_masking(source, item["id"], **settings)
+        return {**item, "masked_source_ids": masked}
+
+    stream = stream_cache(directory, expected_ids=tokenized.kept, seed=spec.train.seed,
+                          shuffle_buffer=cache.shuffle_buffer)
+    return stream.map(with_masked_source, num_parallel_calls=tf.data.AUTOTUNE)
