@@ -21,10 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.masking import MASKERS
+from tfkd.masking import MASKERS, chosen_predictions
 from tfkd.methods.mask_task.distiller import teacher_view
 from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
-from tfkd.methods.soft_target.cache import CacheWriter, read_manifest, stream_cache
+from tfkd.methods.soft_target.cache import CacheWriter, read_manifest, stream_cache, top_k_distribution
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.runner import Stage
 
@@ -66,8 +66,6 @@ class MaskTaskCacheStage(Stage):
         to_teacher, _ = vocabulary_maps(source_tokenizer, teacher_tok, self.name, "data.source_tokenizer.kind")
         special, pad = data_lib.SpecialIds.of(teacher_tok), source_tokenizer.token_to_id(data_lib.PAD)
         settings = _masking_settings(spec, source_tokenizer)
-        mask_one = tf.function(lambda source, example_id: example_masking(source, example_id, **settings),
-                               reduce_retracing=True)
         teacher = load_trained_teacher(context)
 
         @tf.function(reduce_retracing=True)
@@ -75,41 +73,40 @@ class MaskTaskCacheStage(Stage):
             inputs = teacher_view(masked, to_teacher, special, pad)
             inputs["mask_positions"] = positions + 1
             logits = tf.gather(tf.cast(teacher(inputs, training=False), tf.float32), to_teacher, axis=-1)
-            probs, ids = tf.math.top_k(tf.nn.softmax(logits / cache.temperature, axis=-1), k=cache.top_k)
-            return ids, probs / tf.reduce_sum(probs, axis=-1, keepdims=True)
+            return top_k_distribution(logits, cache.top_k, cache.temperature)
 
         lengths = tokenized.source_ids.row_lengths().numpy()
         order = np.argsort(lengths, kind="stable")
-        steps = math.ceil(len(order) / cache.batch_size)
-        # batches of similar lengths, written in a random order (a shard is not sorted by length)
-        batch_order = np.random.default_rng(cache.seed).permutation(steps)
+        size = cache.batch_size
+        steps = math.ceil(len(order) / size)
+        # batches of similar lengths, written in a random order (a shard is not sorted by length);
+        # the one short batch goes last, so the pipeline's batches are exactly these
+        chunks = np.random.default_rng(cache.seed).permutation(steps - 1).tolist() + [steps - 1]
+        rows = np.concatenate([order[c * size : (c + 1) * size] for c in chunks])
+        examples = tf.data.Dataset.from_tensor_slices(
+            {"source": tf.gather(tokenized.source_ids, rows), "id": tokenized.kept[rows]})
+        examples = examples.map(lambda x: dict(zip(("masked", "chosen"), example_masking(x["source"], x["id"],
+                                                                                          **settings))),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+        batches = examples.padded_batch(size, padding_values={"masked": pad, "chosen": False}) \
+            .prefetch(tf.data.AUTOTUNE)
         writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
                              {"temperature": cache.temperature, "masking": spec.distill.masking,
                               "mask_rate": spec.distill.mask_rate, "seed": cache.seed,
                               "ids": "student source vocabulary", "positions": "source"})
         bar = keras.utils.Progbar(len(order), unit_name="sentence")
         masked_positions, start = 0, time.time()
-        for step in range(steps):
-            rows = order[batch_order[step] * cache.batch_size : (batch_order[step] + 1) * cache.batch_size]
-            masks = [mask_one(tokenized.source_ids[r], tokenized.kept[r]) for r in rows]
-            width = int(lengths[rows].max())
-            masked = np.full((len(rows), width), pad, np.int32)
-            chosen = np.zeros((len(rows), width), bool)
-            for j, (m, c) in enumerate(masks):
-                masked[j, : lengths[rows[j]]], chosen[j, : lengths[rows[j]]] = m.numpy(), c.numpy()
-            most = int(chosen.sum(1).max())
-            positions = np.zeros((len(rows), most), np.int32)
-            for j in range(len(rows)):
-                found = np.flatnonzero(chosen[j])
-                positions[j, : len(found)] = found
-            ids, probs = (t.numpy() for t in forward(tf.constant(masked), tf.constant(positions)))
-            for j, row in enumerate(rows):
-                found = np.flatnonzero(chosen[j])
+        for step, batch in enumerate(batches):
+            positions, _, weights = chosen_predictions(batch["masked"], batch["chosen"])
+            ids, probs = (t.numpy() for t in forward(batch["masked"], positions))
+            positions, counts = positions.numpy(), weights.numpy().sum(1).astype(int)
+            for j, row in enumerate(rows[step * size : (step + 1) * size]):
+                found = positions[j, : counts[j]]
                 full_ids = np.zeros((lengths[row], cache.top_k), np.int32)
                 full_probs = np.zeros((lengths[row], cache.top_k), np.float32)
-                full_ids[found], full_probs[found] = ids[j, : len(found)], probs[j, : len(found)]
+                full_ids[found], full_probs[found] = ids[j, : counts[j]], probs[j, : counts[j]]
                 writer.add(tokenized.kept[row], full_ids, full_probs)
-                masked_positions += len(found)
+                masked_positions += int(counts[j])
             bar.update(writer.count)
         seconds = max(time.time() - start, 1e-9)
         manifest = writer.close()

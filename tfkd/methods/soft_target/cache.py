@@ -59,7 +59,7 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
              "mask_positions": positions},
             training=False,
         )
-        top_ids, top_probs = _top_k(logits, top_k, temperature)
+        top_ids, top_probs = top_k_distribution(logits, top_k, temperature)
         where = tf.stack([tf.repeat(tf.range(batch)[:, None], per_row, axis=1),
                           tf.gather(offset, positions, batch_dims=1)], axis=-1)
         where = tf.boolean_mask(where, valid)
@@ -68,7 +68,8 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
     return ids, probs
 
 
-def _top_k(logits, top_k, temperature):
+def top_k_distribution(logits, top_k, temperature):
+    """``(ids, probs)``: the top K of ``softmax(logits / T)``, renormalised over K."""
     distribution = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
     top_probs, top_ids = tf.math.top_k(distribution, k=top_k)
     return top_ids, top_probs / tf.reduce_sum(top_probs, axis=-1, keepdims=True)
@@ -81,7 +82,7 @@ def left_to_right_soft_targets(teacher, source_ids, target_ids, special_ids, top
     positions, _, weights = left_to_right_targets(token_ids, segment_ids, padding_mask)
     logits = teacher({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
                       "mask_positions": positions}, training=False)
-    ids, probs = _top_k(logits, top_k, temperature)
+    ids, probs = top_k_distribution(logits, top_k, temperature)
     keep = weights[:, :, None] > 0
     return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0)
 
