@@ -20,6 +20,9 @@ from tfkd.training.schedules import TriangularSchedule
 log = logging.getLogger("tfkd")
 
 TEACHER_WEIGHTS = "teacher.weights.h5"
+# the second half of a validation masking's seed (the first is the stage's seed): a stream of
+# its own, so the fixed validation masks never coincide with a training batch's
+VALIDATION_MASKING_STREAM = 7
 
 
 def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, description, hint):

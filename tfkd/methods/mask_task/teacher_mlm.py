@@ -19,12 +19,9 @@ from tfkd import data as data_lib
 from tfkd.masking import MASKERS, special_free
 from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher, teacher_tokenizer
 from tfkd.runner import Stage, StageError
-from tfkd.training.masked_lm import TEACHER_WEIGHTS, fit_masked_lm
+from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")
-
-# the second half of the validation masking's seed (the first is teacher_mlm.seed)
-VALIDATION_MASKING_STREAM = 7
 
 
 def _task(spec):

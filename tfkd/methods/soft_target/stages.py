@@ -14,13 +14,9 @@ from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targe
 from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.runner import Stage
-from tfkd.training.masked_lm import TEACHER_WEIGHTS, fit_masked_lm
+from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")
-
-# the second half of the validation masking's seed (the first is finetune.seed): a stream of
-# its own, so the fixed validation masks never coincide with a training batch's
-VALIDATION_MASKING_STREAM = 7
 
 
 def spec_task(spec):
