@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd.masking import span_lengths, span_mask, special_free, token_mask
+from tfkd.masking import span_lengths, span_mask, special_free, token_mask, uniform_count_mask
 
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 VOCAB = 1000
@@ -112,3 +112,42 @@ def test_token_mask_picks_one_position_in_a_row_with_a_single_candidate():
                                                     VOCAB, seed=tf.constant([0, 0]))
     assert positions.numpy().tolist() == [[1]] and labels.numpy().tolist() == [[50]]
     assert weights.numpy().tolist() == [[1.0]]
+
+
+# ----------------------------------------------------------------------------- uniform count (Mask-Predict)
+
+
+def test_uniform_count_mask_draws_the_count_uniformly_from_one_to_the_length():
+    ids = batch(rows=4000, seed=3)
+    candidates = (ids != PAD) & (ids != CLS) & (ids != SEP)
+    masked, chosen = (t.numpy() for t in uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK,
+                                                             seed=tf.constant([5, 6])))
+    n = candidates.sum(1)
+    k = chosen.sum(1)
+    assert not (chosen & ~candidates).any()          # only candidates
+    assert ((k >= 1) & (k <= n)).all()                # 1..n
+    np.testing.assert_array_equal(masked[chosen], MASK)
+    np.testing.assert_array_equal(masked[~chosen], ids[~chosen])
+    # k / n is uniform on {1/n..1}: (k - 1) / n is uniform on [0, 1) up to the discreteness
+    share = (k - 1 + 0.5) / n
+    assert abs(share.mean() - 0.5) < 0.02
+    hist, _ = np.histogram(share, bins=5, range=(0, 1))
+    assert hist.min() > 0.8 * len(k) / 5
+    # positions are uniform: the first 50 positions of rows with 50+ tokens are chosen about
+    # equally often (about 800 rows: a standard error near 0.018)
+    long_rows = n >= 50
+    per_position = chosen[long_rows][:, 1:51].mean(0)
+    assert per_position.std() < 0.035 and abs(per_position.mean() - 0.5) < 0.03
+    # same seed, same mask; another seed, another one
+    again = uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK, seed=tf.constant([5, 6]))[1].numpy()
+    other = uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK, seed=tf.constant([5, 7]))[1].numpy()
+    np.testing.assert_array_equal(again, chosen)
+    assert (other != chosen).any()
+
+
+def test_uniform_count_mask_leaves_rows_without_candidates_alone():
+    ids = np.array([[CLS, 11, SEP, PAD], [PAD, PAD, PAD, PAD]], np.int32)
+    candidates = np.array([[False, True, False, False], [False] * 4])
+    masked, chosen = uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK, seed=tf.constant([1, 2]))
+    np.testing.assert_array_equal(masked.numpy(), [[CLS, MASK, SEP, PAD], [PAD] * 4])
+    np.testing.assert_array_equal(chosen.numpy(), candidates)

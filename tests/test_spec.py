@@ -154,7 +154,7 @@ BAD_SPECS = [
      "{path}:12: student.dropout: expected a number < 1, got 2"),
     # 23 a vocabulary threshold on a learned vocabulary
     (GOOD.replace("  batch_tokens: 1024", "  batch_tokens: 1024\n  target_tokenizer: {kind: learned, min_count: 2}"),
-     '{path}:8: data.target_tokenizer: min_count applies to kind "teacher" only (a learned vocabulary has vocab_size)'),
+     '{path}:8: data.target_tokenizer: min_count applies to kind "teacher" only (a learned vocabulary has vocab_size; a pretrained one keeps its ids)'),
     # 24 an empty distill section
     (GOOD + "distill:\n",
      "{path}:15: distill: empty section: give method: NAME, or remove distill for training on the references alone"),

@@ -175,7 +175,8 @@ def comparison_table(spec, results):
         return None
     splits = [s for s in spec.evaluate.splits if all(s in results[e] for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
-    header = ["student", *[f"{s} {metric}" for s in splits], "steps", "train s", "method stages s"]
+    header = ["student", *[f"{s} {metric}" for s in splits], "decode", "trainable params", "steps", "train s",
+              "method stages s"]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stage_names(spec))
     rows = []
@@ -186,7 +187,10 @@ def comparison_table(spec, results):
         if train not in ("baseline", "train"):
             label = f"{train}: {label}"
         own_stages = registry.lookup("method", method).stage_names if method in registry.names("method") else ()
-        rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
+        own_spec = spec.variant(train) if train in (spec.variants or {}) else spec
+        trainable = results[train].get("trainable_parameters")
+        rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits], own_spec.decode.algorithm
+                     if hasattr(own_spec.decode, "algorithm") else "-", f"{trainable:,}" if trainable else "?",
                      str(results[train].get("steps", "?")), f"{results[train].get('seconds', 0):.0f}",
                      f"{teacher_seconds:.0f}" if own_stages else "-"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

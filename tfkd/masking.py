@@ -9,6 +9,10 @@ keras-hub's ``MaskedLMHead`` reads.
 
 - :func:`token_mask` (BERT): each candidate is chosen with probability ``rate`` (at least one
   per row); a chosen token becomes ``[MASK]`` (80%), a random token (10%) or stays (10%).
+- :func:`uniform_count_mask` (Mask-Predict's conditional MLM, Ghazvininejad et al. 2019; AB-Net
+  eq. 3): the number of masked tokens of a row is drawn uniformly from ``1..n`` (``n`` its
+  candidates), the positions uniformly among them; all become ``[MASK]``. It returns the
+  masked ids and a boolean ``[B, L]`` mask (the loss reads every position).
 - :func:`span_mask` (SpanBERT, Joshi et al. 2020): contiguous spans with geometric lengths
   (``p = 0.2``, truncated at 10 and renormalised, mean 3.8) at uniform starts until ``rate`` of the row's
   candidates are chosen; the 80/10/10 decision is taken per span. Spans are counted in
@@ -87,6 +91,23 @@ def token_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_
     return masked, positions, mask_ids, weights
 
 
+def uniform_count_mask(token_ids, candidates, mask_id, seed=None):
+    """``(masked_token_ids, masked)``: per row, ``k ~ U{1..n}`` of its ``n`` candidate
+    positions, chosen uniformly without replacement, replaced by ``mask_id``. Rows without
+    candidates are unchanged."""
+    shape = tf.shape(token_ids)
+    candidates = tf.cast(candidates, tf.bool)
+    n = tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)
+    # k = floor(u * n) + 1 is uniform on 1..n
+    u = _uniform([shape[0]], seed, 0)
+    k = tf.minimum(tf.cast(tf.floor(u * tf.cast(n, tf.float32)), tf.int32) + 1, n)
+    # a uniform random order of the candidates: rank of each position by a uniform key
+    keys = tf.where(candidates, _uniform(shape, seed, 1), 2.0)
+    rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)
+    masked = candidates & (rank < k[:, None])
+    return tf.where(masked, tf.cast(mask_id, token_ids.dtype), token_ids), masked
+
+
 def span_lengths(uniform, p=SPAN_P, max_length=SPAN_MAX):
     """Span lengths from uniforms in ``[0, 1)``: ``P(l) ~ p (1 - p)^(l - 1)`` for
     ``1 <= l <= max_length``, renormalised (SpanBERT's distribution; mean 3.8 for the defaults),
@@ -160,4 +181,5 @@ def special_free(token_ids, special_ids):
     return allowed
 
 
-__all__ = ["MASKERS", "chosen_predictions", "span_lengths", "span_mask", "special_free", "token_mask"]
+__all__ = ["MASKERS", "chosen_predictions", "span_lengths", "span_mask", "special_free", "token_mask",
+           "uniform_count_mask"]

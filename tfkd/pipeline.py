@@ -2,9 +2,10 @@
 
 The stages of a run are, in order: ``vocab``; the stages the method adds (a teacher's
 fine-tuning and cache, say); ``baseline`` and ``baseline_evaluate`` (the same student trained
-on the references alone, for comparison; offered when the method is not already that);
+on the references alone, for comparison; offered when the method is not already that and
+says the comparison means something: :attr:`tfkd.methods.Method.compares_with_baseline`);
 each variant's train and evaluate stages (the spec's ``variants``: the student trained with a
-few settings changed); ``train`` (the student with the spec's method), ``evaluate`` and
+few settings changed, decoded with the variant's ``decode``); ``train`` (the student with the spec's method), ``evaluate`` and
 ``export``. Nothing here
 names a method or a task: both come from the registry.
 
@@ -37,13 +38,13 @@ def build_stages(spec):
 
     method = registry.lookup("method", spec.method)
     stages = [VocabStage(), *method.stages(spec)]
-    if spec.method != registry.default("method"):
+    if method.compares_with_baseline and spec.method != registry.default("method"):
         stages += [TrainStage("baseline", registry.lookup("method", registry.default("method"))),
                    EvaluateStage("baseline_evaluate", "baseline")]
     for name in spec.variants or {}:
         variant = spec.variant(name)
         stages += [TrainStage(name, registry.lookup("method", variant.method), variant=name),
-                   EvaluateStage(f"{name}_evaluate", name)]
+                   EvaluateStage(f"{name}_evaluate", name, variant=name)]
     stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
     built = [s.name for s in stages]
     if built != stage_names(spec):

@@ -41,18 +41,28 @@ Strict = _Strict  # the base of every spec section, for tasks and methods define
 
 
 class TokenizerSpec(_Strict):
-    kind: Literal["learned", "teacher"] = "learned"
+    # learned: a WordPiece vocabulary learned from the training side; teacher: the teacher
+    # checkpoint's; pretrained: the vocabulary of ``checkpoint`` (a pretrained model the student
+    # is built from, such as AB-Net's BERTs), ids unchanged
+    kind: Literal["learned", "teacher", "pretrained"] = "learned"
     vocab_size: PositiveInt = 8000
     lowercase: bool = False
     strip_accents: bool = False
     # kind "teacher" only: keep the teacher's tokens seen at least this often in the training
     # side (fairseq's --thresholdtgt), plus the special tokens; unset keeps them all
     min_count: Optional[PositiveInt] = None
+    # kind "pretrained" only: a keras-hub preset, local folder or "package:module/subdir"
+    checkpoint: Optional[str] = None
 
     @pydantic.model_validator(mode="after")
     def _min_count_needs_teacher(self):
         if self.min_count is not None and self.kind != "teacher":
-            raise ValueError('min_count applies to kind "teacher" only (a learned vocabulary has vocab_size)')
+            raise ValueError('min_count applies to kind "teacher" only (a learned vocabulary has vocab_size; '
+                             'a pretrained one keeps its ids)')
+        if self.kind == "pretrained" and not self.checkpoint:
+            raise ValueError('kind "pretrained" needs checkpoint (the model whose vocabulary it is)')
+        if self.kind != "pretrained" and self.checkpoint:
+            raise ValueError('checkpoint applies to kind "pretrained" only')
         return self
 
 
@@ -116,7 +126,8 @@ class Spec(_Strict):
     evaluate: Any = {}
     export: ExportSpec = ExportSpec()
     # students trained beside the main one, each with a few settings changed:
-    # {name: {"distill.gate": "none", ...}} (keys under distill, student and train)
+    # {name: {"distill.gate": "none", ...}} (keys under distill, student, train and decode; a
+    # key naming a whole section, such as student, replaces it)
     variants: Optional[dict[str, dict[str, Any]]] = None
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
@@ -397,7 +408,7 @@ def load_spec(path, overrides=(), import_dir=None):
     return spec
 
 
-VARIANT_ROOTS = ("distill", "student", "train")
+VARIANT_ROOTS = ("distill", "student", "train", "decode")
 
 
 class _VariantLocated(_Located):
@@ -439,7 +450,7 @@ def _validate_variants(spec, data, located):
             keys = tuple(dotted.split("."))
             if keys[0] not in VARIANT_ROOTS or not all(keys):
                 raise located.error(("variants", name, dotted), f"expected a key under {', '.join(VARIANT_ROOTS)} "
-                                                               "(data, teacher and decoding are the run's)")
+                                                               "(data, teacher and evaluation are the run's)")
             node = variant
             for key in keys[:-1]:
                 if not isinstance(node.get(key), dict):

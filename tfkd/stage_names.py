@@ -23,7 +23,7 @@ def variant_stage_names(spec):
 def stage_names(spec):
     """Every stage this spec's task and method offer, in the order they run."""
     names = ["vocab", *method_stage_names(spec)]
-    if spec.method != registry.default("method"):
+    if registry.lookup("method", spec.method).compares_with_baseline and spec.method != registry.default("method"):
         names += ["baseline", "baseline_evaluate"]
     return names + variant_stage_names(spec) + ["train", "evaluate", "export"]
 

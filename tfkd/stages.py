@@ -37,6 +37,15 @@ class RunContext:
         self.method = registry.lookup("method", spec.method)
         self._memo = {}
 
+    def with_spec(self, spec):
+        """This context as a stage with its own view of the spec sees it (a variant's, say):
+        the same runner and loaded artefacts."""
+        view = RunContext.__new__(RunContext)
+        view.__dict__.update(self.__dict__)
+        view.spec = spec
+        view.method = registry.lookup("method", spec.method)
+        return view
+
     def memo(self, key, make):
         """``make()`` once per ``key`` for this run."""
         if key not in self._memo:
@@ -155,7 +164,8 @@ class TrainStage(Stage):
         return _task(spec).data_files(spec, ["train", "valid"])
 
     def run(self, context, workdir):
-        spec, task, method = self._spec(context.spec), context.task, self.method
+        context = context.with_spec(self._spec(context.spec))
+        spec, task, method = context.spec, context.task, self.method
         train = spec.train
         keras.utils.set_random_seed(train.seed)
         tokenizers = context.tokenizers()
@@ -211,7 +221,7 @@ class TrainStage(Stage):
         save_student(method.student_to_save(trainer), workdir)
         checkpoint.cleanup()
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
-                "loss_weights": method.loss_weights(spec.distill),
+                "loss_weights": dict(trainer.loss_weights),
                 "trainable_parameters": trainable, "frozen_parameters": frozen, **monitor.summary()}
 
 
@@ -220,16 +230,21 @@ class TrainStage(Stage):
 
 class EvaluateStage(Stage):
     """Predicts the evaluation splits with a trained student and scores them (the task's
-    metric)."""
+    metric); a variant's student is decoded with the variant's ``decode`` settings."""
 
-    def __init__(self, name, train_stage):
+    def __init__(self, name, train_stage, variant=None):
         self.name = name
         self.depends = (train_stage,)
         self.train_stage = train_stage
+        self.variant = variant
+
+    def _spec(self, spec):
+        return spec.variant(self.variant) if self.variant is not None else spec
 
     def config(self, spec):
+        own = self._spec(spec)
         return {
-            "decode": spec.decode.model_dump(mode="json"),
+            "decode": own.decode.model_dump(mode="json"),
             "evaluate": spec.evaluate.model_dump(mode="json"),
             "data": _task(spec).data_key(spec, spec.evaluate.splits),
         }
@@ -238,6 +253,7 @@ class EvaluateStage(Stage):
         return _task(spec).data_files(spec, spec.evaluate.splits)
 
     def run(self, context, workdir):
+        context = context.with_spec(self._spec(context.spec))
         student = load_student(context, self.train_stage)
         results = {}
         for split in context.spec.evaluate.splits:

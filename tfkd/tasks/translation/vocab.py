@@ -26,12 +26,13 @@ def build_vocabulary(task, context, workdir):
     for side, (tokenizer_spec, sentences) in sides.items():
         path = os.path.join(workdir, f"{side}.vocab")
         settings[side] = {"lowercase": tokenizer_spec.lowercase, "strip_accents": tokenizer_spec.strip_accents}
-        if tokenizer_spec.kind == "teacher":
+        if tokenizer_spec.kind in ("teacher", "pretrained"):
             from tfkd.models.teachers import teacher_tokenizer
 
-            if spec.teacher is None:
+            if tokenizer_spec.kind == "teacher" and spec.teacher is None:
                 raise StageError(f'vocab: data.{side}_tokenizer.kind is "teacher" but the spec has no teacher')
-            tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
+            checkpoint = spec.teacher.checkpoint if tokenizer_spec.kind == "teacher" else tokenizer_spec.checkpoint
+            tokenizer = teacher_tokenizer(checkpoint, f"data.{side}_tokenizer.checkpoint")
             # the teacher's own normalisation, whatever the spec says
             settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
             vocabulary = tokenizer.get_vocabulary()

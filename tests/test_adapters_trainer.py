@@ -1,0 +1,84 @@
+"""The adapter method's conditional-MLM batches and loss terms against NumPy (a fake student
+with fixed outputs; the real AB-Net trains in tests/test_adapters_end_to_end.py)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd.data import SpecialIds
+from tfkd.methods.adapters.batches import cmlm_columns
+from tfkd.methods.adapters.trainer import AdapterCMLMTrainer
+
+SPECIAL = SpecialIds(pad=0, bos=2, eos=3, unk=1)
+MASK = 4
+VOCAB, MAX_LENGTH = 9, 6
+
+
+class FixedStudent(keras.Model):
+    """Logits that depend on the token and position it reads; length logits from the source."""
+
+    pad_id, mask_id, max_target_length, decoding = SPECIAL.pad, MASK, MAX_LENGTH, "parallel"
+
+    def build(self, input_shape=None):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, inputs, training=False):
+        ids = tf.cast(inputs["decoder_ids"], tf.float32)
+        position = tf.cast(tf.range(tf.shape(ids)[1]), tf.float32)[None, :, None]
+        logits = tf.sin(ids[..., None] * 0.7 + position * 0.3 + tf.range(VOCAB, dtype=tf.float32) * 1.1)
+        source = tf.reduce_sum(tf.cast(inputs["source_ids"], tf.float32), axis=1, keepdims=True)
+        length_logits = tf.cos(source * 0.01 + tf.range(MAX_LENGTH + 1, dtype=tf.float32))
+        return {"logits": logits * self.scale, "length_logits": length_logits * self.scale}
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_cmlm_columns_mask_the_target_without_its_eos():
+    targets = np.array([[5, 6, 7, 8, SPECIAL.eos, 0, 0, 0], [6, SPECIAL.eos, 0, 0, 0, 0, 0, 0]], np.int32)
+    columns = {k: v.numpy() for k, v in cmlm_columns(tf.constant(targets), tf.constant([1, 2], tf.int64),
+                                                     SPECIAL.pad, SPECIAL.eos, MASK).items()}
+    np.testing.assert_array_equal(columns["target_tokens"], [[5, 6, 7, 8, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(columns["target_length"], [4, 1])
+    mask = columns["target_mask"] > 0
+    assert 1 <= mask[0].sum() <= 4 and mask[1].sum() == 1 and not mask[:, 4:].any()
+    np.testing.assert_array_equal(columns["masked_target_ids"][mask], MASK)
+    np.testing.assert_array_equal(columns["masked_target_ids"][~mask], columns["target_tokens"][~mask])
+
+
+def test_terms_are_the_masked_cross_entropy_and_the_length_cross_entropy():
+    student = FixedStudent()
+    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, SPECIAL, MASK, label_smoothing=0.1)
+    source = np.array([[7, 8, 9], [5, 0, 0]], np.int32)
+    targets = np.array([[5, 6, 7, 8, SPECIAL.eos], [6, 7, SPECIAL.eos, 0, 0]], np.int32)
+    columns = cmlm_columns(tf.constant(targets), tf.constant([3, 4], tf.int64), SPECIAL.pad, SPECIAL.eos, MASK)
+    inputs = {"source_ids": tf.constant(source), "decoder_ids": tf.constant(targets), **columns}
+    student(inputs | {"decoder_ids": columns["masked_target_ids"]})
+    terms, tokens = trainer.compute_terms((inputs, tf.constant(targets)), training=True)
+
+    outputs = {k: v.numpy().astype("float64") for k, v in student(
+        {"source_ids": source, "decoder_ids": columns["masked_target_ids"]}).items()}
+    mask = columns["target_mask"].numpy()
+    y = columns["target_tokens"].numpy()
+    log_probs = log_softmax(outputs["logits"])
+    nll = -np.take_along_axis(log_probs, y[..., None], -1)[..., 0]
+    xe = 0.9 * nll + 0.1 * -log_probs.mean(-1)
+    np.testing.assert_allclose(terms["cmlm"].total, (xe * mask).sum(), rtol=1e-5)
+    np.testing.assert_allclose(terms["nll"].total, (nll * mask).sum(), rtol=1e-5)
+    assert terms["cmlm"].count == mask.sum()
+    length_log_probs = log_softmax(outputs["length_logits"])
+    np.testing.assert_allclose(terms["length"].total, -(length_log_probs[0, 4] + length_log_probs[1, 2]), rtol=1e-5)
+    assert terms["length"].count == 2 and tokens == 6
+
+
+def test_validation_batches_are_masked_the_same_way_every_time():
+    student = FixedStudent()
+    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, SPECIAL, MASK)
+    source = np.array([[7, 8, 9]], np.int32)
+    targets = np.array([[5, 6, 7, 8, 6, 5, SPECIAL.eos]], np.int32)
+    batch = ({"source_ids": tf.constant(source), "decoder_ids": tf.constant(targets)}, tf.constant(targets))
+    first, _ = trainer.compute_terms(batch, training=False)
+    second, _ = trainer.compute_terms(batch, training=False)
+    assert float(first["cmlm"].total) == float(second["cmlm"].total) and float(first["cmlm"].count) >= 1

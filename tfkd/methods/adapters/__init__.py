@@ -1,0 +1,95 @@
+"""``distill.method: adapters``: AB-Net's adapter-only fine-tuning of frozen pretrained BERTs
+(``abnet.txt``).
+
+The student is built from pretrained checkpoints with adapters interleaved (``student.kind:
+abnet``: a source BERT encoder with bottleneck adapters and a target BERT decoder with
+cross-attention adapters, decoded by Mask-Predict; ``abnet_enc``: the source BERT with
+adapters and an autoregressive Transformer decoder, decoded by beam search; see
+:mod:`tfkd.models.abnet`). The BERT weights are frozen unless ``student.adapters.train: all``
+(the paper's full fine-tuning ablation), so what trains is the adapters, the ``[LENGTH]``
+predictor and the untied parts of the output head (and an ``abnet_enc`` decoder).
+
+The objective of a parallel (``abnet``) student is the conditional MLM over the target with
+the number of masked tokens drawn uniformly from ``1..|y|`` (eq. 3), plus the target-length
+loss of the ``[LENGTH]`` position (section 3.3), weighted ``length_weight`` (Mask-Predict's
+0.1); an autoregressive (``abnet_enc``) student is trained by maximum likelihood. The method
+adds no stage and no teacher: the pretrained models are part of the student, and the run's
+comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``variants``.
+"""
+
+from pydantic import Field
+
+from tfkd import registry
+from tfkd.methods.base import Method, MethodSpec
+
+
+class AdaptersSpec(MethodSpec):
+    method: str = "adapters"
+    # weight of the target-length loss beside the conditional MLM loss (default loss weights:
+    # {cmlm: 1, length: length_weight}; an autoregressive student's: {xe: 1})
+    length_weight: float = Field(0.1, ge=0)
+
+
+class AdaptersMethod(Method):
+    name = "adapters"
+    spec_schema = AdaptersSpec
+    loss_terms = ("cmlm", "length", "xe")
+    compares_with_baseline = False  # the supervised method cannot train an AB-Net; variants compare
+
+    def default_loss_weights(self, section):
+        return {"cmlm": 1.0, "length": section.length_weight, "xe": 1.0}
+
+    def check(self, spec):
+        problems = super().check(spec)
+        task = registry.lookup("task", spec.task)
+        if not getattr(task, "token_level_targets", False):
+            problems.append((("distill", "method"), f"adapters needs a seq2seq task; task {spec.task} is not"))
+            return problems
+        # the student reads the pretrained models' own token ids
+        for side, key in (("source", "source_bert"), ("target", "target_bert")):
+            checkpoint = spec.student.kwargs.get(key)
+            tokenizer = getattr(spec.data, f"{side}_tokenizer", None)
+            if checkpoint is None or tokenizer is None:
+                continue
+            if tokenizer.kind != "pretrained" or tokenizer.checkpoint != checkpoint:
+                problems.append(((("data", f"{side}_tokenizer")),
+                                 f"expected {{kind: pretrained, checkpoint: {checkpoint}}}: the student's "
+                                 f"{key} reads its own vocabulary"))
+        return problems
+
+    @staticmethod
+    def _parallel(spec):
+        """Whether the spec's student predicts every target token at once (Mask-Predict)."""
+        return getattr(registry.lookup("student", spec.student.kind), "decoding", "autoregressive") == "parallel"
+
+    def map_train_batches(self, spec, context, dataset):
+        if not self._parallel(spec):
+            return dataset
+        from tfkd.methods.adapters.batches import with_cmlm_targets
+
+        return with_cmlm_targets(dataset, spec.train.seed, context.tokenizers().target)
+
+    def make_trainer(self, spec, task, student, context):
+        from tfkd.methods.adapters.trainer import AdapterCMLMTrainer
+        from tfkd.training.trainer import SupervisedTrainer
+
+        if not hasattr(student, "adapter_layers"):
+            from tfkd.methods.base import MethodError
+
+            raise MethodError(f"train: method adapters trains a student built with adapters (student.kind abnet "
+                              f"or abnet_enc, or one of yours with adapter_layers()); {spec.student.kind} has none")
+        from tfkd import data as data_lib
+
+        weights = self.loss_weights(spec.distill)
+        if self._parallel(spec):
+            target = context.tokenizers().target
+            return AdapterCMLMTrainer(student, {k: weights[k] for k in ("cmlm", "length") if k in weights},
+                                      data_lib.SpecialIds.of(target), target.token_to_id(data_lib.MASK),
+                                      label_smoothing=spec.train.label_smoothing)
+        return SupervisedTrainer(student, task, label_smoothing=spec.train.label_smoothing,
+                                 loss_weights={"xe": weights.get("xe", 1.0)})
+
+
+registry.register("method", "adapters")(AdaptersMethod())
+
+__all__ = ["AdaptersMethod", "AdaptersSpec"]
