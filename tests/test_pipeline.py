@@ -98,7 +98,7 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
 GENERIC = ["spec.py", "cli.py", "registry.py", "runner.py", "pipeline.py", "stage_names.py", "stages.py", "data.py", "export.py", "lazy.py",
-           "distribute.py", "decoding.py", "builtins.py", "testing.py", "layers", "models", "training"]
+           "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models", "training"]
 
 
 def imports_of(path):
@@ -111,7 +111,11 @@ def imports_of(path):
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    # a value a setting takes (Literal["adapters", "all"]) is not a method's name
+    settings = {id(c) for n in ast.walk(tree) if isinstance(n, ast.Subscript) and getattr(n.value, "id", None) == "Literal"
+                for c in ast.walk(n.slice)}
+    strings = {n.value for n in ast.walk(tree)
+               if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in settings}
     return {m for m in found if m.startswith("tfkd")}, strings
 
 

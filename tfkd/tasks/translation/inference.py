@@ -13,6 +13,10 @@ import tensorflow as tf
 from tfkd import registry
 from tfkd.data import SpecialIds, detokenize
 
+# the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
+# mask_predict: length_candidates, iterations)
+DECODE_OPTIONS = ("beam_size", "length_penalty", "length_candidates", "iterations")
+
 
 class Translator(tf.Module):
     """Translate raw source strings with a seq2seq student.
@@ -21,8 +25,9 @@ class Translator(tf.Module):
         model: a student exposing ``encode``/``decode``.
         source_tokenizer: keras-hub tokenizer of the source side.
         target_tokenizer: keras-hub tokenizer of the target side.
-        decode_spec: the spec's ``decode`` section (algorithm, beam size, length penalty,
-            max length ``a * source_length + b``).
+        decode_spec: the spec's ``decode`` section (algorithm, its options -- beam size and
+            length penalty, length candidates and iterations -- and the max length
+            ``a * source_length + b``).
         max_tokens: longest source kept (longer sources are truncated).
     """
 
@@ -34,8 +39,8 @@ class Translator(tf.Module):
         self.source_ids = SpecialIds.of(source_tokenizer)
         self.target_ids = SpecialIds.of(target_tokenizer)
         self.algorithm = decode_spec.algorithm
-        self.beam_size = decode_spec.beam_size
-        self.length_penalty = decode_spec.length_penalty
+        # the algorithm's options; every decoder takes them all and ignores those it does not use
+        self.decode_options = {name: getattr(decode_spec, name) for name in DECODE_OPTIONS}
         self.max_length_a = decode_spec.max_length_a
         self.max_length_b = decode_spec.max_length_b
         self.batch_size = decode_spec.batch_size
@@ -62,8 +67,7 @@ class Translator(tf.Module):
             source_ids,
             self.target_ids,
             max_length,
-            beam_size=self.beam_size,
-            length_penalty=self.length_penalty,
+            **self.decode_options,
         )
         return {
             "translations": detokenize(self.target_tokenizer, token_ids, self.target_ids),

@@ -7,6 +7,12 @@ a time from key/value caches also expose ``decode_first`` / ``decode_next`` (see
 re-run the decoder on the prefix. The algorithms own the iterations, beams and stopping; they
 are TensorFlow graphs (``tf.while_loop`` over a fixed-size token buffer) so the same code runs
 in ``tfkd translate`` and inside an exported SavedModel.
+
+Greedy and beam search live here; :mod:`tfkd.decoding.mask_predict` holds the parallel
+(non-autoregressive) Mask-Predict decoder. All are registered as ``decoder`` entries
+(``greedy``, ``beam``, ``mask_predict``) and share one calling convention:
+``decoder(model, source_ids, special_ids, max_length, **options) -> (token_ids [B, T], scores [B])``,
+each ignoring the options it does not use.
 """
 
 import tensorflow as tf
