@@ -103,7 +103,7 @@ BAD_SPECS = [
      '{path}:9: student.kind: unknown student "transfomer"; did you mean "transformer"? Choices: {students}'),
     # 6 literal choice
     (GOOD + "decode:\n  algorithm: bean\n",
-     '{path}:16: decode.algorithm: unknown decoder "bean"; did you mean "beam"? Choices: beam, greedy'),
+     '{path}:16: decode.algorithm: unknown decoder "bean"; did you mean "beam"? Choices: beam, greedy, mask_predict'),
     # 7 missing required key
     (GOOD.replace("  src_lang: de\n", ""),
      "{path}:3: data.src_lang: missing required key"),
@@ -172,7 +172,7 @@ BAD_SPECS = [
      "{path}:16: distill: give alpha or loss_weights, not both (alpha sets {{soft: alpha, xe: 1 - alpha}})"),
     # 29 a method key the method does not have
     (GOOD + TEACHER + "distill:\n  method: soft_target\n  alhpa: 0.3\n",
-     '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, cache, finetune, loss_weights, method'),
+     '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, cache, finetune, loss_weights, method, targets, targets_from'),
     # 30 init_from a stage that does not exist
     (GOOD.replace("  seed: 3", "  seed: 3\n  init_from: pretrain"),
      '{path}:15: train.init_from: unknown stage "pretrain"; Choices: vocab, train, evaluate, export'),

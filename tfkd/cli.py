@@ -168,7 +168,7 @@ def comparison_table(spec, results):
     """The students this run evaluated (baseline, variants, the main one): the metric per
     split, steps, wall time of each stage; ``None`` with fewer than two."""
     from tfkd import registry
-    from tfkd.stage_names import method_stage_names
+    from tfkd.stage_names import TEACHER_TARGETS, method_stage_names
 
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
@@ -188,6 +188,8 @@ def comparison_table(spec, results):
             label = f"{train}: {label}"
         own_stages = registry.lookup("method", method).stage_names if method in registry.names("method") else ()
         own_spec = spec.variant(train) if train in (spec.variants or {}) else spec
+        if train != "baseline" and getattr(own_spec.distill, "targets", None) == TEACHER_TARGETS:
+            label += " on teacher translations"  # sequence-level KD
         trainable = results[train].get("trainable_parameters")
         rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits], own_spec.decode.algorithm
                      if hasattr(own_spec.decode, "algorithm") else "-", f"{trainable:,}" if trainable else "?",

@@ -5,7 +5,9 @@ fine-tuning and cache, say); ``baseline`` and ``baseline_evaluate`` (the same st
 on the references alone, for comparison; offered when the method is not already that and
 says the comparison means something: :attr:`tfkd.methods.Method.compares_with_baseline`);
 each variant's train and evaluate stages (the spec's ``variants``: the student trained with a
-few settings changed, decoded with the variant's ``decode``); ``train`` (the student with the spec's method), ``evaluate`` and
+few settings changed, decoded with the variant's ``decode``); ``teacher_translations`` where a
+train stage trains on a teacher's decoded outputs (the task's stage, see
+:meth:`tfkd.tasks.Task.teacher_targets_stage`); ``train`` (the student with the spec's method), ``evaluate`` and
 ``export``. Nothing here
 names a method or a task: both come from the registry.
 
@@ -17,7 +19,7 @@ import os
 
 from tfkd import registry
 from tfkd.spec import SpecError, load_spec
-from tfkd.stage_names import default_stage_names, stage_names
+from tfkd.stage_names import TARGETS_STAGE, default_stage_names, stage_names, teacher_targets_source
 
 
 def requested_stages(spec, names=None):
@@ -46,6 +48,12 @@ def build_stages(spec):
         stages += [TrainStage(name, registry.lookup("method", variant.method), variant=name),
                    EvaluateStage(f"{name}_evaluate", name, variant=name)]
     stages += [TrainStage("train", method), EvaluateStage("evaluate", "train"), ExportStage("export", "train")]
+    source = teacher_targets_source(spec)
+    if source is not None:  # sequence-level KD: the task decodes the training split with the source
+        reader = next((s for s in stages if s.name == source and isinstance(s, TrainStage)), None)
+        targets = registry.lookup("task", spec.task).teacher_targets_stage(spec, source,
+                                                                           reader._spec if reader else None)
+        stages.insert(stage_names(spec).index(TARGETS_STAGE), targets)
     built = [s.name for s in stages]
     if built != stage_names(spec):
         raise RuntimeError(f"method {spec.method} declares stages {method.stage_names_for(spec.distill)} but builds "

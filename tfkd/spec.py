@@ -403,6 +403,8 @@ def load_spec(path, overrides=(), import_dir=None):
         _raise_validation(e, located)
     spec = _validate_sections(spec, located)
     spec._variants = _validate_variants(spec, data, located)
+    _validate_targets(spec, located)
+    _validate_stage_list(spec, located)
     spec._located = located
     spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
     return spec
@@ -434,17 +436,21 @@ class _VariantLocated(_Located):
 
 def _validate_variants(spec, data, located):
     """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
-    from tfkd.stage_names import stage_names
+    from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS, stage_names
 
     variants = {}
     main_stages = stage_names(spec.model_copy(update={"variants": None}))
     for name, settings in (spec.variants or {}).items():
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate"):
+        if (not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate")
+                or name == TARGETS_STAGE):
             raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
                                                     f"not ending in _evaluate; not one of {', '.join(main_stages)})")
         if not settings:
             raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
         variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
+        if isinstance(variant.get("distill"), dict):  # a variant trains on the references unless it says so
+            for key in TARGET_KEYS:
+                variant["distill"].pop(key, None)
         set_keys = {}
         for dotted, value in settings.items():
             keys = tuple(dotted.split("."))
@@ -458,6 +464,10 @@ def _validate_variants(spec, data, located):
                 node = node[key]
             node[keys[-1]] = value
             set_keys[keys] = dotted
+        distill = variant.get("distill")
+        if isinstance(distill, dict) and distill.get("targets") == TEACHER_TARGETS and "targets_from" not in distill \
+                and spec.distill.targets_from is not None:
+            distill["targets_from"] = spec.distill.targets_from  # the run's teacher
         variant_located = _VariantLocated(located, name, set_keys)
         try:
             resolved = Spec.model_validate(variant)
@@ -535,15 +545,96 @@ def _validate_sections(spec, located):
                     raise located.error(("student", field, "kind"), str(e)) from None
 
     available = stage_names(spec)
+    if spec.train.init_from is not None and spec.train.init_from not in available:
+        raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
+                                                    f"Choices: {', '.join(available)}")
+    return spec
+
+
+def _validate_stage_list(spec, located):
+    available = stage_names(spec)
     for i, name in enumerate(spec.stages or []):
         if name not in available:
             raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "
                                                f"method {spec.method};{registry.did_you_mean(name, available)} "
                                                f"Choices: {', '.join(available)}")
-    if spec.train.init_from is not None and spec.train.init_from not in available:
-        raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
-                                                    f"Choices: {', '.join(available)}")
-    return spec
+
+
+# the distill keys choosing a train stage's targets (see tfkd.methods.MethodSpec)
+TARGET_KEYS = ("targets", "targets_from")
+
+
+def _targets_error(located, variant, key, message):
+    """A one-line error at ``distill.<key>`` of the main spec or of variant ``variant``."""
+    if variant is None:
+        return located.error(("distill", key), message)
+    for path in (("variants", variant, f"distill.{key}"), ("variants", variant, "distill", key),
+                 ("variants", variant, "distill")):
+        if path in located.lines:
+            where = located.where(path)
+            break
+    else:
+        where = located.where(("variants", variant))
+    return SpecError(f"{where}: variants.{variant}.distill.{key}: {message}")
+
+
+def _validate_targets(spec, located):
+    """``distill.targets``/``targets_from`` of the run's train stages: teacher_beam needs a source;
+    one source per run; a train stage of this run that runs before every stage training on its
+    translations (or an exported model); a task and methods that can train on them."""
+    from tfkd.stage_names import (TARGETS_STAGE, TEACHER_TARGETS, is_model_path, teacher_targets_users,
+                                  variant_and_baseline_names)
+
+    for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
+        section = own.distill
+        if section.targets == TEACHER_TARGETS and section.targets_from is None:
+            raise _targets_error(located, variant, "targets", "teacher_beam needs distill.targets_from: the train "
+                                 "stage (baseline or a variant) or the exported model version folder whose "
+                                 "beam-search translations of the training sources replace the references")
+        if section.targets != TEACHER_TARGETS and section.targets_from is not None:
+            raise _targets_error(located, variant, "targets_from", "applies with targets: teacher_beam only")
+    users = teacher_targets_users(spec)
+    if not users:
+        return
+    problem = registry.lookup("task", spec.task).teacher_targets_problem(spec)
+    if problem:
+        raise _targets_error(located, users[0][0], "targets", problem)
+    for variant, own in users:
+        problem = registry.lookup("method", own.method).teacher_targets_problem(own.distill)
+        if problem:
+            raise _targets_error(located, variant, "targets", f"method {own.method}: {problem}")
+    first, source = users[0][0], users[0][1].distill.targets_from
+    for variant, own in users[1:]:
+        if own.distill.targets_from != source:
+            named = "distill.targets_from" if first is None else f"variants.{first}"
+            raise _targets_error(located, variant, "targets_from",
+                                 f"a run translates its training split with one model: {named} says "
+                                 f"{json.dumps(source)}, this says {json.dumps(own.distill.targets_from)}")
+    if is_model_path(source):
+        return
+    candidates = variant_and_baseline_names(spec)
+    if source not in candidates:
+        available = stage_names(spec)
+        if source == "train":
+            message = "stage train cannot translate for itself"
+        elif source in available:
+            message = f"stage {json.dumps(source)} is not a train stage that runs before train"
+        else:
+            hint = registry.did_you_mean(source, candidates).strip()
+            message = f"unknown stage {json.dumps(source)}" + (f" ({hint})" if hint else "")
+        choices = ", ".join(candidates) if candidates else "none in this run"
+        raise _targets_error(located, first, "targets_from",
+                             f"{message}; expected a train stage whose student translates (train stages "
+                             f"before train: {choices}) or the path of an exported model version folder "
+                             "(<run>/export/<model>/<version>)")
+    names = stage_names(spec)
+    at = names.index(TARGETS_STAGE)
+    for variant, _ in users:
+        if variant is not None and names.index(variant) < at:
+            raise _targets_error(located, variant, "targets",
+                                 f"variant {variant} would run before {TARGETS_STAGE} (which follows stage "
+                                 f"{source}); declare it after {source} in variants, or train it on the "
+                                 "references (targets: reference)")
 
 
 def dump_spec(spec, path):

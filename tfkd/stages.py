@@ -17,6 +17,7 @@ import numpy as np
 from tfkd import registry
 from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
+from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, quiet_progress
 from tfkd.training.schedules import InverseSqrtSchedule
 
@@ -145,7 +146,9 @@ class TrainStage(Stage):
     def dependencies(self, spec):
         own = self._spec(spec)
         init = self._init_from(own)
-        return ("vocab", *self.method.train_dependencies(own), *((init,) if init else ()))
+        # trained on a teacher's translations (distill.targets: teacher_beam): re-translating reruns it
+        targets = (TARGETS_STAGE,) if getattr(own.distill, "targets", None) == TEACHER_TARGETS else ()
+        return ("vocab", *self.method.train_dependencies(own), *targets, *((init,) if init else ()))
 
     def config(self, spec):
         task = _task(spec)

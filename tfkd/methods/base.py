@@ -1,6 +1,8 @@
 """What a distillation method is. Importing this module does not import TensorFlow."""
 
-from typing import Optional
+from typing import Literal, Optional
+
+import pydantic
 
 from tfkd.spec import Strict
 
@@ -11,6 +13,23 @@ class MethodSpec(Strict):
     method: str
     # {term: weight} of the method's loss terms; unset gives the paper's formula
     loss_weights: Optional[dict[str, float]] = None
+    # what the train stage's targets are (sequence-level KD, Kim & Rush 2016): the training
+    # split's references, or the beam-search translations of its sources by ``targets_from``
+    # (a train stage of the run, such as baseline or a variant, or the path of an exported model
+    # version folder), written by the task's teacher_translations stage. A variant trains on the
+    # references unless it sets targets itself (its targets_from defaults to the run's)
+    targets: Literal["reference", "teacher_beam"] = "reference"
+    targets_from: Optional[str] = None
+
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_reference_targets(self, handler):
+        # the default (references) is left out of dumps, so the keys of stages that hash the
+        # section stay what they were before these settings existed
+        data = handler(self)
+        if self.targets == "reference" and self.targets_from is None and isinstance(data, dict):
+            data.pop("targets", None)
+            data.pop("targets_from", None)
+        return data
 
 
 class Method:
@@ -69,6 +88,11 @@ class Method:
     def stages(self, spec):
         """The :class:`tfkd.runner.Stage` objects named by :meth:`stage_names_for`."""
         return []
+
+    def teacher_targets_problem(self, section):
+        """``None`` if this method's student can train on a teacher's decoded outputs
+        (``distill.targets: teacher_beam``) with these settings; else why not (one line)."""
+        return None
 
     def train_dependencies(self, spec):
         """Stages (beyond the vocabulary) whose output the train stage reads."""

@@ -46,6 +46,24 @@ class Task:
     def vocab_config(self, spec):
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ sequence-level KD
+
+    def teacher_targets_problem(self, spec):
+        """``None`` if train stages of this task can learn from a teacher's decoded outputs
+        (``distill.targets: teacher_beam``); else why not (spec validation reports it)."""
+        return (f"task {self.name} cannot train on a teacher's decoded outputs (it has no "
+                "teacher_targets_stage); use targets: reference")
+
+    def teacher_targets_stage(self, spec, source, source_spec=None):
+        """The :class:`tfkd.runner.Stage` named :data:`tfkd.stage_names.TARGETS_STAGE` that
+        decodes the training split with ``source`` and writes the targets the train stages with
+        ``targets: teacher_beam`` read instead of the references (same example ids).
+
+        ``source`` is the name of a train stage of the run (then ``source_spec`` maps the run's
+        spec to that stage's view of it) or the path of an exported model (``source_spec`` is
+        ``None``)."""
+        raise NotImplementedError(self.teacher_targets_problem(spec))
+
     # ------------------------------------------------------------------ stages
 
     def build_vocabulary(self, context, workdir):

@@ -148,6 +148,12 @@ class MaskTaskMethod(EncoderKDMethod):
 
         return [TeacherMLMStage(), *([MaskTaskCacheStage()] if spec.distill.teacher == "cache" else [])]
 
+    def teacher_targets_problem(self, section):
+        if section.teacher == "cache":
+            return ("the teacher cache holds the examples kept with their references, written before any "
+                    "teacher translation; use distill.teacher: online with targets: teacher_beam")
+        return None
+
     def train_dependencies(self, spec):
         return ("teacher_cache",) if spec.distill.teacher == "cache" else ("teacher_mlm",)
 

@@ -86,6 +86,10 @@ class SoftTargetMethod(Method):
 
         return [TeacherFinetuneStage(), TeacherCacheStage()]
 
+    def teacher_targets_problem(self, section):
+        return ("soft_target's teacher cache holds distributions for the reference targets' positions, "
+                "computed before any teacher translation; train on targets: reference")
+
     def train_dependencies(self, spec):
         return ("teacher_cache",)
 

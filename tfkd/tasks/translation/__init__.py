@@ -51,9 +51,11 @@ class TranslationData(Strict):
 
 
 class TranslationDecode(Strict):
-    algorithm: str = "beam"  # a registered decoder: greedy, beam
-    beam_size: PositiveInt = 4
-    length_penalty: float = Field(0.6, ge=0)
+    algorithm: str = "beam"  # a registered decoder: greedy, beam, mask_predict
+    beam_size: PositiveInt = 4  # beam
+    length_penalty: float = Field(0.6, ge=0)  # beam
+    length_candidates: PositiveInt = 4  # mask_predict: target lengths decoded per sentence (B)
+    iterations: PositiveInt = 10  # mask_predict: most mask-and-predict passes (T)
     max_length_a: float = Field(1.2, ge=0)
     max_length_b: int = Field(10, ge=1)
     batch_size: PositiveInt = 64
@@ -137,15 +139,30 @@ class TranslationTask(Task):
         return context.memo(("translation", "corpus", split), lambda: read_split(context.spec.data, split))
 
     def tokenized(self, context, split, stage_name):
-        """The split tokenized with the run's vocabularies (empty and over-long pairs dropped)."""
+        """The split tokenized with the run's vocabularies (empty and over-long pairs dropped);
+        the training split of a stage with ``distill.targets: teacher_beam`` pairs the sources
+        with the teacher's translations (:mod:`.sequence_kd`)."""
+        from tfkd.tasks.translation import sequence_kd
         from tfkd.tasks.translation.data import tokenize_corpus
+
+        teacher = split == "train" and sequence_kd.uses_teacher_targets(context.spec)
 
         def make():
             tokenizers = context.tokenizers()
-            return tokenize_corpus(self.corpus(context, split), tokenizers.source, tokenizers.target,
+            corpus = sequence_kd.teacher_corpus(self, context) if teacher else self.corpus(context, split)
+            return tokenize_corpus(corpus, tokenizers.source, tokenizers.target,
                                    context.spec.data.max_tokens, f"{stage_name} ({split})")
 
-        return context.memo(("translation", "tokenized", split), make)
+        key = ("translation", "tokenized", split)
+        return context.memo(key + sequence_kd.targets_identity(context) if teacher else key, make)
+
+    def teacher_targets_problem(self, spec):
+        return None
+
+    def teacher_targets_stage(self, spec, source, source_spec=None):
+        from tfkd.tasks.translation.sequence_kd import TeacherTranslationsStage
+
+        return TeacherTranslationsStage(source, source_spec)
 
     def example_ids(self, context, split, stage_name):
         return self.tokenized(context, split, stage_name).kept
@@ -186,7 +203,10 @@ class TranslationTask(Task):
         return self._dataset(context, "valid", stage_name, training=False)
 
     def describe_data(self, context, stage_name):
-        return (f"{len(self.tokenized(context, 'train', stage_name))} training pairs, "
+        from tfkd.tasks.translation.sequence_kd import uses_teacher_targets
+
+        targets = " (targets: the teacher's translations)" if uses_teacher_targets(context.spec) else ""
+        return (f"{len(self.tokenized(context, 'train', stage_name))} training pairs{targets}, "
                 f"{len(self.tokenized(context, 'valid', stage_name))} validation pairs")
 
     # ------------------------------------------------------------------ student
@@ -239,7 +259,9 @@ class TranslationTask(Task):
             return None
         from tfkd.tasks.translation.metrics import corpus_bleu
 
-        translator = self.translator(context, student, spec.decode.model_copy(update={"algorithm": "greedy"}))
+        # beam search's cheap counterpart is greedy search; other decoders run as the spec says
+        quick = {"algorithm": "greedy"} if spec.decode.algorithm == "beam" else {}
+        translator = self.translator(context, student, spec.decode.model_copy(update=quick))
         sources, references = corpus.source[:n], corpus.target[:n]
 
         def greedy_bleu():
@@ -256,8 +278,11 @@ class TranslationTask(Task):
         spec = context.spec
         corpus = self.corpus(context, split)
         translator = self.translator(context, student)
-        log.info("translating %d %s sentences (%s, beam %d)", len(corpus), split, spec.decode.algorithm,
-                 spec.decode.beam_size)
+        decode = spec.decode
+        settings = {"beam": f"beam {decode.beam_size}",
+                    "mask_predict": f"{decode.length_candidates} lengths, {decode.iterations} iterations"}
+        log.info("translating %d %s sentences (%s)", len(corpus), split,
+                 f"{decode.algorithm}, {settings[decode.algorithm]}" if decode.algorithm in settings else decode.algorithm)
         start = time.time()
         # a progress bar, unless logs are wanted without (TFKD_QUIET_PROGRESS, as for fit)
         hypotheses, _ = translator.translate_all(corpus.source, progress=not os.environ.get("TFKD_QUIET_PROGRESS"))
