@@ -111,9 +111,19 @@ def imports_of(path):
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-    # a value a setting takes (Literal["adapters", "all"]) is not a method's name
-    settings = {id(c) for n in ast.walk(tree) if isinstance(n, ast.Subscript) and getattr(n.value, "id", None) == "Literal"
-                for c in ast.walk(n.slice)}
+    # a value a setting takes (Literal["adapters", "all"] and its default) or a setting's name
+    # (field_validator("adapters")) is not a method's name
+    def literal(node):
+        return isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "Literal"
+
+    settings = set()
+    for n in ast.walk(tree):
+        if literal(n):
+            settings.update(id(c) for c in ast.walk(n.slice))
+        elif isinstance(n, ast.AnnAssign) and literal(n.annotation) and n.value is not None:
+            settings.add(id(n.value))
+        elif isinstance(n, ast.Call) and getattr(n.func, "id", None) == "field_validator":
+            settings.update(id(a) for a in n.args)
     strings = {n.value for n in ast.walk(tree)
                if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in settings}
     return {m for m in found if m.startswith("tfkd")}, strings

@@ -4,11 +4,13 @@ Nothing here imports TensorFlow: an entry is imported when a run first looks it 
 validate without it. Methods and tasks declare themselves in ``tfkd.methods`` and ``tfkd.tasks``.
 """
 
-from tfkd.models.configs import LSTMConfig, TransformerConfig
+from tfkd.models.configs import ABNetConfig, ABNetEncConfig, LSTMConfig, TransformerConfig
 from tfkd.registry import declare
 
 declare("student", "transformer", "tfkd.models.transformer:TransformerSeq2Seq", schema=TransformerConfig)
 declare("student", "lstm", "tfkd.models.lstm:LSTMSeq2Seq", schema=LSTMConfig)
+declare("student", "abnet", "tfkd.models.abnet:ABNet", schema=ABNetConfig)
+declare("student", "abnet_enc", "tfkd.models.abnet:ABNetEnc", schema=ABNetEncConfig)
 
 # keras-hub's blocks; the argument lists let a spec be checked without importing keras-hub
 # (tests/test_registry.py compares them with the real constructors)
@@ -19,5 +21,13 @@ declare("encoder_layer", "transformer_encoder", "keras_hub.layers:TransformerEnc
 declare("decoder_layer", "transformer_decoder", "keras_hub.layers:TransformerDecoder",
         arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads"))
 
+# AB-Net's adapters (tests/test_adapters.py compares the argument lists with the constructors)
+declare("adapter", "bottleneck", "tfkd.layers.adapters:BottleneckAdapter",
+        arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"), required=("adapter_dim",))
+declare("adapter", "cross_attention", "tfkd.layers.adapters:CrossAttentionAdapter",
+        arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
+        required=("num_heads",))
+
 declare("decoder", "greedy", "tfkd.decoding:greedy_search")
 declare("decoder", "beam", "tfkd.decoding:beam_search")
+declare("decoder", "mask_predict", "tfkd.decoding.mask_predict:mask_predict")

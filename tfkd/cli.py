@@ -216,15 +216,18 @@ def cmd_export(args):
 
     try:
         import_tensorflow()
-        from tfkd.export import directory_size, export_saved_model
+        from tfkd.export import directory_size, export_adapters, export_saved_model
         from tfkd.stages import load_student
 
         spec, runner, context = _open_finished_run(args.run_dir, "train")
         out = args.out or os.path.join(args.run_dir, "export")
         student = load_student(context)
-        path = export_saved_model(lambda target: context.task.export(context, student, target), out,
-                                  args.model_name or spec.export.model_name or spec.name,
-                                  args.version or spec.export.version)
+        name, version = args.model_name or spec.export.model_name or spec.name, args.version or spec.export.version
+        if args.adapters_only or spec.export.adapters_only:
+            path = export_adapters(student, out, name, version)
+        else:
+            path = export_saved_model(lambda target: context.task.export(context, student, target), out, name,
+                                      version)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -348,6 +351,9 @@ def build_parser():
     export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
     export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
     export.add_argument("--version", type=int, help="default: the spec's export.version")
+    export.add_argument("--adapters-only", action="store_true",
+                        help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
+                             "frozen pretrained models, such as AB-Net) instead of a SavedModel")
     export.set_defaults(func=cmd_export)
 
     translate = commands.add_parser("translate", help="translate lines with an export or a run directory")

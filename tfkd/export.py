@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 
-from tfkd.runner import move_into_place
+from tfkd.runner import StageError, move_into_place
 
 log = logging.getLogger("tfkd")
 
@@ -31,5 +31,27 @@ def export_saved_model(write, out_dir, model_name, version):
     return final
 
 
+def export_adapters(student, out_dir, model_name, version):
+    """Write ``student``'s trained weights and config alone (``student.save_adapters(path)``) to
+    ``<out_dir>/<model_name>/<version>.adapters.safetensors``, atomically; returns that path.
+    TF Serving ignores the file (its versions are numeric folders)."""
+    if not callable(getattr(student, "save_adapters", None)):
+        raise StageError(f"export.adapters_only: a {type(student).__name__} student has no adapters to write alone "
+                         "(its weights are all trained); export the full model")
+    base = os.path.join(out_dir, model_name)
+    os.makedirs(base, exist_ok=True)
+    final = os.path.join(base, f"{version}.adapters.safetensors")
+    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}.safetensors")
+    try:
+        student.save_adapters(tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return final
+
+
 def directory_size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)

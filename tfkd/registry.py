@@ -39,7 +39,8 @@ KINDS = {
         "call(decoder_sequence, encoder_sequence, decoder_padding_mask=None, "
         "encoder_padding_mask=None, training=None) -> same shape as decoder_sequence",
     ),
-    "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape"),
+    "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape (after a pretrained layer); a "
+                "decoder-side adapter also takes (encoder_sequence, encoder_padding_mask, decoder_padding_mask)"),
     "decoder": (None, "decode(model, source_ids, special_ids, max_length, **options) -> (ids, scores)"),
 }
 

@@ -105,6 +105,9 @@ class TrainSpec(_Strict):
 class ExportSpec(_Strict):
     model_name: Optional[str] = None
     version: PositiveInt = 1
+    # write only the student's trained weights and config (a student built on frozen pretrained
+    # models, such as AB-Net's adapters) instead of a SavedModel
+    adapters_only: bool = False
 
 
 class Spec(_Strict):

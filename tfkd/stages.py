@@ -271,7 +271,9 @@ class EvaluateStage(Stage):
 
 
 class ExportStage(Stage):
-    """``<run>/export/<model_name>/<version>/``: a SavedModel that takes raw text."""
+    """``<run>/export/<model_name>/<version>/``: a SavedModel that takes raw text; with
+    ``export.adapters_only``, ``<run>/export/<model_name>/<version>.adapters.safetensors``: the
+    student's trained weights and config alone (:func:`tfkd.export.export_adapters`)."""
 
     def __init__(self, name, train_stage):
         self.name = name
@@ -283,13 +285,16 @@ class ExportStage(Stage):
                 "data": _task(spec).data_key(spec, [])}
 
     def run(self, context, workdir):
-        from tfkd.export import directory_size, export_saved_model
+        from tfkd.export import directory_size, export_adapters, export_saved_model
 
         spec = context.spec
         start = time.time()
         student = load_student(context, self.train_stage)
-        path = export_saved_model(lambda out: context.task.export(context, student, out), workdir,
-                                  spec.export.model_name or spec.name, spec.export.version)
+        if spec.export.adapters_only:
+            path = export_adapters(student, workdir, spec.export.model_name or spec.name, spec.export.version)
+        else:
+            path = export_saved_model(lambda out: context.task.export(context, student, out), workdir,
+                                      spec.export.model_name or spec.name, spec.export.version)
         size = directory_size(path)
         log.info("export: %s (%.1f MB) in %.1fs", path, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}

