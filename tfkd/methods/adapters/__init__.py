@@ -45,6 +45,9 @@ class AdaptersMethod(Method):
         if not getattr(task, "token_level_targets", False):
             problems.append((("distill", "method"), f"adapters needs a seq2seq task; task {spec.task} is not"))
             return problems
+        if spec.train.precision != "float32":
+            problems.append((("train", "precision"), f"adapters trains in float32 only (the pretrained models load in "
+                                                     f"their checkpoints' precision), got {spec.train.precision}"))
         # the student reads the pretrained models' own token ids
         for side, key in (("source", "source_bert"), ("target", "target_bert")):
             checkpoint = spec.student.kwargs.get(key)
