@@ -1,6 +1,8 @@
 """Helpers several test files share: the tiny real-data spec, running the CLI in a fresh
-process, and a NumPy greedy-decoding reference."""
+process, serving an export in a process that can import only tensorflow + tensorflow_text, and
+a NumPy greedy-decoding reference."""
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +74,32 @@ def reference_greedy(model, source, special, max_length):
             tokens.append(int(np.argmax(logits)))
         rows.append((tokens[1:] + [special.pad] * max_length)[:max_length])
     return np.array(rows)
+
+# runs in a fresh interpreter; tfkd, keras_hub and the user's layer module cannot be imported
+SERVE_ONLY = r"""
+import importlib.abc, json, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tfkd", "keras_hub", "user_layers"):
+            raise ImportError(f"{name} must not be needed to serve")
+        return None
+
+sys.meta_path.insert(0, Block())
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+result = serve(source=tf.constant(json.loads(sys.argv[2])))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tfkd", "keras_hub", "user_layers"))
+print(json.dumps({"translations": [t.decode() for t in result["translations"].numpy().tolist()],
+                  "scores": result["scores"].numpy().tolist(), "loaded": loaded}))
+"""
+
+
+def serve_only(saved_model, sentences, cwd):
+    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences)],
+                         capture_output=True, text=True, cwd=cwd, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

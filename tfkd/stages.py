@@ -205,8 +205,8 @@ class TrainStage(Stage):
         if initial_epoch:
             log.info("%s: resumed from checkpoint at step %d", self.name, int(trainer.optimizer.iterations.numpy()))
         monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), train.log_every,
-                                  valid_metric=task.valid_metric(context, student) if valid_ds is not None else None)
-        monitor.parameter_counts = {"trainable": trainable, "frozen": frozen}
+                                  valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
+                                  parameter_counts={"trainable": trainable, "frozen": frozen})
         if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < train.steps:
             trainer.fit(
                 train_ds,

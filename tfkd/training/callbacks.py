@@ -96,14 +96,22 @@ class TrainingMonitor(keras.callbacks.Callback):
     from the task: greedy BLEU on the first validation sentences for translation), its values.
     """
 
-    def __init__(self, log_dir, log_every, valid_metric=None):
+    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None):
         super().__init__()
         self.writer = tf.summary.create_file_writer(log_dir)
         self.log_every = log_every
         self.valid_metric = valid_metric
+        # {"trainable": n, "frozen": m}: written once, as scalars parameters/trainable, ...
+        self.parameter_counts = dict(parameter_counts or {})
         self.history = {}
         self._train_seconds = 0.0
         self._train_tokens = 0.0
+
+    def on_train_begin(self, logs=None):
+        with self.writer.as_default(step=self._step()):
+            for name, count in self.parameter_counts.items():
+                tf.summary.scalar(f"parameters/{name}", float(count))
+        self.writer.flush()
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 def write_translation_saved_model(translator, path):
     archive = keras.export.ExportArchive()
-    archive.track(translator.model)
+    # the endpoint's variables are tracked from the traced graph; archive.track(model) would
+    # also store the model's Keras variables, a second copy of every weight
     archive.add_endpoint(
         "serving_default",
         translator._translate,
