@@ -100,8 +100,11 @@ def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight():
                     adapters={"encoder_dim": 16}, max_target_length=24, pad_id=special.pad)
     trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special,
                                  tokenizer.token_to_id(MASK_TOKEN))
-    source = tokenizer(["ein mann fährt fahrrad .", "zwei hunde spielen im schnee ."]).to_tensor(special.pad)
-    target = tokenizer(["a man rides a bike .", "two dogs play in the snow ."])
+    from tfkd.data import tokenize_to_ragged
+
+    source = tokenize_to_ragged(tokenizer, ["ein mann fährt fahrrad .", "zwei hunde spielen im schnee ."])
+    source = source.to_tensor(special.pad)
+    target = tokenize_to_ragged(tokenizer, ["a man rides a bike .", "two dogs play in the snow ."])
     target = tf.concat([target, tf.fill([2, 1], special.eos)], axis=1).to_tensor(special.pad)
     columns = cmlm_columns(target, tf.constant([1, 1], tf.int64), special.pad, special.eos, trainer.mask_id)
     batch = ({"source_ids": source, "decoder_ids": target, **columns}, target)
