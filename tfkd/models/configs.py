@@ -7,8 +7,9 @@ from pydantic import Field, PositiveInt, field_validator
 from tfkd.spec import LayerRef, Strict, validate_layer_ref
 
 
-class TransformerConfig(Strict):
-    encoder_layers: PositiveInt = 3
+class TransformerDecoderConfig(Strict):
+    """The autoregressive Transformer decoder's settings (the Transformer's and AB-Net-Enc's)."""
+
     decoder_layers: PositiveInt = 3
     hidden_dim: PositiveInt = 256
     intermediate_dim: PositiveInt = 1024
@@ -16,13 +17,17 @@ class TransformerConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     max_length: PositiveInt = 256
     tie_embeddings: bool = True
-    share_embeddings: bool = False
-    encoder_layer: LayerRef = LayerRef(kind="transformer_encoder")
     decoder_layer: LayerRef = LayerRef(kind="transformer_decoder")
 
     # what the builder passes to every encoder/decoder layer that declares the argument
     layer_arguments: ClassVar[tuple] = ("hidden_dim", "intermediate_dim", "num_heads", "dropout",
                                         "normalize_first")
+
+
+class TransformerConfig(TransformerDecoderConfig):
+    encoder_layers: PositiveInt = 3
+    share_embeddings: bool = False
+    encoder_layer: LayerRef = LayerRef(kind="transformer_encoder")
 
 
 class LSTMConfig(Strict):
@@ -78,22 +83,12 @@ class ABNetConfig(Strict):
     max_target_length: PositiveInt = 128  # the [LENGTH] classifier predicts 0..max_target_length
 
 
-class ABNetEncConfig(Strict):
+class ABNetEncConfig(TransformerDecoderConfig):
     """``student.kind: abnet_enc``: AB-Net-Enc, a frozen source BERT with encoder adapters and
     an autoregressive Transformer decoder trained from scratch."""
 
     source_bert: str
     adapters: AdapterSettings = Field(default_factory=AdapterSettings)
-    decoder_layers: PositiveInt = 3
-    hidden_dim: PositiveInt = 256
-    intermediate_dim: PositiveInt = 1024
-    num_heads: PositiveInt = 4
-    dropout: float = Field(0.1, ge=0, lt=1)
-    max_length: PositiveInt = 256
-    tie_embeddings: bool = True
-    decoder_layer: LayerRef = LayerRef(kind="transformer_decoder")
-
-    layer_arguments: ClassVar[tuple] = TransformerConfig.layer_arguments
 
     @field_validator("adapters")
     @classmethod
