@@ -29,6 +29,7 @@ from keras import ops
 from tfkd import registry
 from tfkd.layers import build_layer
 from tfkd.models.configs import ABNetConfig, ABNetEncConfig, AdapterSettings
+from tfkd.models.teachers import bert_embeddings
 from tfkd.models.transformer import TransformerSeq2Seq
 
 
@@ -105,19 +106,6 @@ def _frame(token_ids, first_id, last_id, pad_id):
     return framed, ops.less_equal(positions, lengths + 1)
 
 
-def _bert_embeddings(backbone, token_ids, training, first_vector=None):
-    """The backbone's own embedding layers (token + position + segment 0, LayerNorm,
-    dropout); ``first_vector`` ``[H]`` replaces the token embedding at position 0."""
-    tokens = backbone.token_embedding(token_ids)
-    if first_vector is not None:
-        first = ops.zeros_like(tokens[:, :1]) + ops.cast(first_vector, tokens.dtype)
-        tokens = ops.concatenate([first, tokens[:, 1:]], axis=1)
-    x = backbone.embeddings_add(
-        (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(ops.zeros_like(token_ids)))
-    )
-    return backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
-
-
 def _bert_layers(backbone, x, padding_mask, adapters, training, **adapter_inputs):
     """The backbone's transformer layers (bidirectional, padding mask only), each of the top
     ``len(adapters)`` followed by its adapter (called with ``adapter_inputs``)."""
@@ -152,7 +140,7 @@ class _SourceBert:
 
     def _encode_source(self, source_ids, training, first_id, first_vector=None):
         framed, padding_mask = _frame(source_ids, first_id, self.source_sep_id, self.pad_id)
-        x = _bert_embeddings(self.source_backbone, framed, training, first_vector)
+        x = bert_embeddings(self.source_backbone, framed, training=training, first_vector=first_vector)
         x = _bert_layers(self.source_backbone, x, padding_mask, self.encoder_adapters, training)
         return x, padding_mask
 
@@ -264,7 +252,7 @@ class ABNet(_SourceBert, keras.Model):
     def decode(self, decoder_ids, encoder_hidden, encoder_padding_mask, training=False):
         """Logits ``[B, T, V]`` at every position of ``decoder_ids`` ``[B, T]``."""
         framed, padding_mask = _frame(decoder_ids, self.cls_id, self.sep_id, self.pad_id)
-        x = _bert_embeddings(self.target_backbone, framed, training)
+        x = bert_embeddings(self.target_backbone, framed, training=training)
         x = _bert_layers(self.target_backbone, x, padding_mask, self.decoder_adapters, training,
                          encoder_sequence=encoder_hidden, encoder_padding_mask=encoder_padding_mask,
                          decoder_padding_mask=padding_mask)

@@ -115,16 +115,27 @@ def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_
     return tf.constant(to_teacher), to_student
 
 
+def bert_embeddings(backbone, token_ids, segment_ids=None, training=False, first_vector=None):
+    """A keras-hub ``BertBackbone``'s own embedding layers: token + position + segment
+    (default segment 0), LayerNorm, dropout; ``first_vector`` ``[H]``, when given, replaces the
+    token embedding at position 0 (AB-Net's ``[LENGTH]``)."""
+    from keras import ops
+
+    tokens = backbone.token_embedding(token_ids)
+    if first_vector is not None:
+        first = ops.zeros_like(tokens[:, :1]) + ops.cast(first_vector, tokens.dtype)
+        tokens = ops.concatenate([first, tokens[:, 1:]], axis=1)
+    segments = backbone.segment_embedding(ops.zeros_like(token_ids) if segment_ids is None else segment_ids)
+    x = backbone.embeddings_add((tokens, backbone.position_embedding(tokens), segments))
+    return backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+
+
 def bert_layer_outputs(backbone, inputs, attention_mask=None, training=False, num_layers=None):
     """The output of every transformer layer of a keras-hub ``BertBackbone`` (a list, bottom
     to top; only the first ``num_layers`` are run when given), from the backbone's own
     embedding and transformer layers, optionally with an ``attention_mask`` ``[B, L, L]``
     besides the padding mask."""
-    tokens = backbone.token_embedding(inputs["token_ids"])
-    x = backbone.embeddings_add(
-        (tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["segment_ids"]))
-    )
-    x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x), training=training)
+    x = bert_embeddings(backbone, inputs["token_ids"], inputs["segment_ids"], training=training)
     outputs = []
     for layer in backbone.transformer_layers[:num_layers]:
         x = layer(x, padding_mask=inputs["padding_mask"], attention_mask=attention_mask, training=training)
