@@ -90,15 +90,24 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-result = serve(source=tf.constant(json.loads(sys.argv[2])))
+result = serve(**{sys.argv[3]: tf.constant(json.loads(sys.argv[2]))})
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tfkd", "keras_hub", "user_layers"))
-print(json.dumps({"translations": [t.decode() for t in result["translations"].numpy().tolist()],
-                  "scores": result["scores"].numpy().tolist(), "loaded": loaded}))
+
+
+def plain(value):  # strings decoded, numbers as they are
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+print(json.dumps({**{name: plain(value.numpy().tolist()) for name, value in result.items()}, "loaded": loaded}))
 """
 
 
-def serve_only(saved_model, sentences, cwd):
-    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences)],
+def serve_only(saved_model, sentences, cwd, input_name="source"):
+    """Every output of the export's ``serving_default`` on ``sentences`` (fed as
+    ``input_name``), as lists, and ``"loaded"``: the tfkd/keras-hub modules serving imported."""
+    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences), input_name],
                          capture_output=True, text=True, cwd=cwd, timeout=600,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert out.returncode == 0, out.stderr[-3000:]

@@ -49,3 +49,48 @@ def test_pruned_teacher_vocabulary_tokenizes_the_training_side_as_the_full_one(d
             counts[teacher.id_to_token(i)] = counts.get(teacher.id_to_token(i), 0) + 1
     assert set(twice) < set(kept)
     assert all(counts.get(t, 0) >= 2 for t in twice if t not in data_lib.RESERVED_TOKENS)
+
+
+def test_read_text_source_keeps_non_empty_lines_and_limits_before_filtering(tmp_path):
+    from tfkd.data import read_text_source
+
+    path = tmp_path / "text.txt"
+    path.write_text(" \n = Title = \n first paragraph .\n\nsecond\n")
+    assert read_text_source(str(path)) == (["= Title =", "first paragraph .", "second"], str(path))
+    assert read_text_source(str(path), limit=3)[0] == ["= Title =", "first paragraph ."]
+
+
+def test_read_text_source_errors_name_the_file_or_the_tfds_name(tmp_path):
+    from tfkd.data import DataError, read_text_source
+
+    with pytest.raises(DataError, match=r"^.*missing\.txt: file not found$"):
+        read_text_source(str(tmp_path / "missing.txt"))
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\xfe\n")
+    with pytest.raises(DataError, match=r"bad\.txt:2: not valid UTF-8"):
+        read_text_source(str(tmp_path / "bad.txt"))
+    with pytest.raises(DataError) as e:
+        read_text_source("tfds:no_such_corpus_xyz", key="distill.pretrain.text")
+    message = str(e.value)
+    assert message.startswith("distill.pretrain.text: tfds no_such_corpus_xyz split train: cannot load:")
+    assert "\n" not in message
+
+
+def test_read_text_source_reads_a_tfds_text_feature():
+    import tensorflow_datasets as tfds
+
+    from tfkd.data import read_text_source
+
+    with tfds.testing.mock_data(num_examples=5):
+        lines, origin = read_text_source("tfds:wikipedia/20230601.en:train")
+    assert 0 < len(lines) <= 5 and all(isinstance(x, str) and x for x in lines)
+    assert origin == "tfds:wikipedia/20230601.en/train"
+
+
+def test_chunk_rows_cuts_long_rows_into_consecutive_pieces():
+    import tensorflow as tf
+
+    from tfkd.data import chunk_rows
+
+    ids = tf.ragged.constant([[1, 2, 3, 4, 5], [6], [7, 8, 9, 10]])
+    assert chunk_rows(ids, 2).to_list() == [[1, 2], [3, 4], [5], [6], [7, 8], [9, 10]]
+    assert chunk_rows(ids, 5).to_list() == ids.to_list()

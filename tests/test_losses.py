@@ -26,3 +26,30 @@ def test_label_smoothed_cross_entropy_matches_numpy(eps):
     ref_loss, ref_nll = numpy_label_smoothed(targets, logits.astype("float64"), eps)
     np.testing.assert_allclose(np.asarray(loss), ref_loss, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(nll), ref_nll, rtol=1e-5, atol=1e-5)
+
+
+def numpy_kl(q, logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(q > 0, q * (np.log(q) - log_p), 0.0)
+    return terms.sum(-1)
+
+
+def test_kl_divergence_matches_numpy_and_ignores_zero_teacher_entries():
+    from tfkd.training.losses import kl_divergence
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 6, 9)).astype("float32") * 2
+    q = rng.dirichlet(np.ones(9), size=(4, 6))
+    q[0, 0] = 0.0
+    q[0, 0, 3] = 1.0  # a one-hot teacher: KL is then the student's NLL of that class
+    np.testing.assert_allclose(np.asarray(kl_divergence(q.astype("float32"), logits)),
+                               numpy_kl(q, logits.astype("float64")), rtol=1e-5, atol=1e-5)
+    _, nll = label_smoothed_cross_entropy(np.array([[3]]), logits[:1, :1])
+    np.testing.assert_allclose(np.asarray(kl_divergence(q[:1, :1].astype("float32"), logits[:1, :1])),
+                               np.asarray(nll), rtol=1e-5)
+    # zero exactly when the student says what the teacher says
+    same = np.log(q[1:2])
+    np.testing.assert_allclose(np.asarray(kl_divergence(q[1:2].astype("float32"), same.astype("float32"))), 0.0,
+                               atol=1e-5)

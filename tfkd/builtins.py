@@ -4,13 +4,14 @@ Nothing here imports TensorFlow: an entry is imported when a run first looks it 
 validate without it. Methods and tasks declare themselves in ``tfkd.methods`` and ``tfkd.tasks``.
 """
 
-from tfkd.models.configs import ABNetConfig, ABNetEncConfig, LSTMConfig, TransformerConfig
+from tfkd.models.configs import ABNetConfig, ABNetEncConfig, BertClassifierConfig, LSTMConfig, TransformerConfig
 from tfkd.registry import declare
 
 declare("student", "transformer", "tfkd.models.transformer:TransformerSeq2Seq", schema=TransformerConfig)
 declare("student", "lstm", "tfkd.models.lstm:LSTMSeq2Seq", schema=LSTMConfig)
 declare("student", "abnet", "tfkd.models.abnet:ABNet", schema=ABNetConfig)
 declare("student", "abnet_enc", "tfkd.models.abnet:ABNetEnc", schema=ABNetEncConfig)
+declare("student", "bert_classifier", "tfkd.models.bert_classifier:BertClassifier", schema=BertClassifierConfig)
 
 # keras-hub's blocks; the argument lists let a spec be checked without importing keras-hub
 # (tests/test_registry.py compares them with the real constructors)

@@ -173,13 +173,19 @@ def comparison_table(spec, results):
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
         return None
-    splits = [s for s in spec.evaluate.splits if all(s in results[e] for _, e in students)]
+    # a split without labels is predicted but has no score
+    splits = [s for s in spec.evaluate.splits if all("score" in (results[e].get(s) or {}) for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
     header = ["student", *[f"{s} {metric}" for s in splits], "decode", "trainable params", "steps", "train s",
               "method stages s"]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stage_names(spec))
     rows = []
+    teacher = registry.lookup("method", spec.method).teacher_row(spec, results)
+    if teacher and all("score" in (teacher["scores"].get(s) or {}) for s in splits):
+        rows.append([teacher["label"], *[f"{teacher['scores'][s]['score']:.2f}" for s in splits], "-",
+                     f"{teacher['parameters']:,}", str(teacher.get("steps", "?")), f"{teacher.get('seconds', 0):.0f}",
+                     "-"])
     for train, evaluate in students:
         method = results[train].get("method", "?")
         weights = " ".join(f"{k}={v:g}" for k, v in (results[train].get("loss_weights") or {}).items())
@@ -190,6 +196,8 @@ def comparison_table(spec, results):
         own_spec = spec.variant(train) if train in (spec.variants or {}) else spec
         if train != "baseline" and getattr(own_spec.distill, "targets", None) == TEACHER_TARGETS:
             label += " on teacher translations"  # sequence-level KD
+        if results[train].get("initialised_from"):
+            label += f", from {results[train]['initialised_from']}"
         trainable = results[train].get("trainable_parameters")
         rows.append([label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits], own_spec.decode.algorithm
                      if hasattr(own_spec.decode, "algorithm") else "-", f"{trainable:,}" if trainable else "?",

@@ -42,6 +42,47 @@ def read_lines(path):
             raise DataError(f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
     return lines
 
+def read_text_source(source, limit=None, key="text"):
+    """The non-empty lines of a text source, stripped: ``(lines, origin)``.
+
+    ``source`` is a text file (one sentence or paragraph a line) or ``tfds:NAME[:SPLIT]`` (a
+    TFDS dataset already prepared in TFDS's data folder; split ``train`` by default; its
+    ``text`` feature, else its only string feature). ``key`` names the spec key in errors.
+    """
+    if source.startswith("tfds:"):
+        import tensorflow_datasets as tfds
+
+        name, _, split = source[len("tfds:"):].partition(":")
+        split = split or "train"
+        if limit:
+            split = f"{split}[:{limit}]"
+        try:
+            dataset = tfds.load(name, split=split, download=False)
+        except Exception as e:  # TFDS raises many types; the message is what matters
+            raise DataError(f"{key}: tfds {name} split {split}: cannot load: {str(e).splitlines()[0]}") from None
+        strings = [k for k, v in dataset.element_spec.items() if v.dtype == tf.string]
+        feature = "text" if "text" in strings else (strings[0] if len(strings) == 1 else None)
+        if feature is None:
+            raise DataError(f"{key}: tfds {name} has no text feature (string features: {strings})")
+        lines = [x[feature].decode("utf-8").strip() for x in tfds.as_numpy(dataset)]
+        origin = f"tfds:{name}/{split}"
+    else:
+        lines = read_lines(source)
+        if limit:
+            lines = lines[:limit]
+        origin = source
+    return [line for line in lines if line], origin
+
+
+def chunk_rows(ids, size):
+    """Cut each row of a ragged ``[N, None]`` batch into consecutive pieces of at most
+    ``size`` tokens (a paragraph longer than a model's input becomes several inputs)."""
+    lengths = ids.row_lengths().numpy()
+    pieces = []
+    for length in lengths:
+        full, rest = divmod(int(length), size)
+        pieces.extend([size] * full + ([rest] if rest else []))
+    return tf.RaggedTensor.from_row_lengths(ids.flat_values, np.array(pieces, np.int64))
 
 
 # ----------------------------------------------------------------------------- tokenizers

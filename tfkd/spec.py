@@ -100,6 +100,10 @@ class TrainSpec(_Strict):
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     # start from the student weights another train stage saved (e.g. a pre-distilled student)
     init_from: Optional[str] = None
+    # the learning rate: inverse_sqrt (Vaswani et al.: learning_rate * hidden_dim^-0.5 *
+    # min(step^-0.5, step * warmup_steps^-1.5)) or linear (BERT fine-tuning: warm-up to
+    # learning_rate over warmup_steps, then linear decay to 0 at steps)
+    schedule: Literal["inverse_sqrt", "linear"] = "inverse_sqrt"
 
 
 class ExportSpec(_Strict):
@@ -357,7 +361,8 @@ def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
     loc = loc_prefix + tuple(first["loc"])
     if first["type"] == "extra_forbidden":
         owner = _model_at(schema_root, tuple(first["loc"]))
-        valid = sorted(owner.model_fields) if owner is not None else []
+        # keys as a spec writes them (a field may be read by an alias, such as "lambda")
+        valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner is not None else []
         key = loc[-1]
         message = f'unknown key "{key}";{registry.did_you_mean(key, valid)}'
         if valid:
@@ -477,7 +482,13 @@ def _validate_variants(spec, data, located):
         except pydantic.ValidationError as e:
             _raise_validation(e, variant_located)
         resolved = _validate_sections(resolved, variant_located)
-        own = set(registry.lookup("method", resolved.method).stage_names_for(resolved.distill))
+        variant_method = registry.lookup("method", resolved.method)
+        if resolved.method == spec.method:  # the run adds the method stages its variants need
+            for key_path, message in variant_method.check_variant(spec, resolved):
+                raise variant_located.error(key_path, message)
+            variants[name] = resolved
+            continue
+        own = set(variant_method.stage_names_for(resolved.distill))
         missing = own - set(main_stages)
         if missing:
             raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "

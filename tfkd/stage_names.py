@@ -56,8 +56,16 @@ def _with_targets_stage(spec, names):
 
 
 def method_stage_names(spec):
-    """The stages the spec's method adds with the spec's settings."""
-    return list(registry.lookup("method", spec.method).stage_names_for(spec.distill))
+    """The stages the spec's method adds with the spec's settings and those of the variants
+    trained by the same method (a variant pre-trained without distillation needs the stage
+    that does so), in the order the method declares them."""
+    method = registry.lookup("method", spec.method)
+    wanted = set(method.stage_names_for(spec.distill))
+    resolved = getattr(spec, "_variants", None) or {}
+    for name in spec.variants or {}:
+        if name in resolved and resolved[name].method == spec.method:
+            wanted |= set(method.stage_names_for(resolved[name].distill))
+    return [name for name in method.stage_names if name in wanted]
 
 
 def variant_stage_names(spec):
@@ -85,7 +93,9 @@ def default_stage_names(spec):
     """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages (declared
     variants included; the teacher translations and the stage they read, when a stage trains
     on them)."""
-    names = ["vocab", *method_stage_names(spec), *variant_stage_names(spec), "train", "evaluate"]
+    baseline = ["baseline", "baseline_evaluate"] if has_baseline(spec) and registry.lookup(
+        "method", spec.method).baseline_by_default else []
+    names = ["vocab", *method_stage_names(spec), *baseline, *variant_stage_names(spec), "train", "evaluate"]
     available = stage_names(spec)
     if TARGETS_STAGE in available:
         source = teacher_targets_source(spec)

@@ -19,7 +19,7 @@ from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, quiet_progress
-from tfkd.training.schedules import InverseSqrtSchedule
+from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 
 log = logging.getLogger("tfkd")
 
@@ -118,6 +118,39 @@ def model_width(student, spec):
     return width
 
 
+def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
+                valid_metric=None, parameter_counts=None, finish=None, hint=None):
+    """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
+    and checkpointed to ``workdir`` every ``checkpoint_every`` steps (validated then), logged
+    every ``log_every`` steps and to TensorBoard. ``finish()`` saves what the stage keeps
+    before the checkpoints are removed. Returns the monitor's summary."""
+    epochs = math.ceil(steps / checkpoint_every)
+    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, **({"hint": hint} if hint else {}))
+    initial_epoch = checkpoint.restore(trainer)
+    if initial_epoch:
+        log.info("%s: resumed from checkpoint at step %d", stage_name, int(trainer.optimizer.iterations.numpy()))
+    monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
+                              parameter_counts=parameter_counts)
+    if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps:
+        trainer.fit(train_ds, steps_per_epoch=checkpoint_every, epochs=epochs, initial_epoch=initial_epoch,
+                    validation_data=valid_ds, shuffle=False, callbacks=[monitor, checkpoint],
+                    verbose=quiet_progress())
+    if checkpoint.failure:
+        raise StageError(checkpoint.failure)
+    if finish is not None:
+        finish()
+    checkpoint.cleanup()
+    return monitor.summary()
+
+
+def learning_rate_schedule(train, student, spec):
+    """``train.schedule``: inverse square root (scaled by the student's width) or linear
+    warm-up and decay to 0 at ``train.steps`` (peak ``train.learning_rate``)."""
+    if train.schedule == "linear":
+        return TriangularSchedule(train.learning_rate, train.warmup_steps, train.steps)
+    return InverseSqrtSchedule(train.learning_rate, model_width(student, spec), train.warmup_steps)
+
+
 class TrainStage(Stage):
     """Trains the student with a method: the spec's (stage ``train``), the supervised baseline
     (stage ``baseline``: same data, student, steps and seed), or a variant's (the spec's
@@ -156,8 +189,10 @@ class TrainStage(Stage):
         return {
             "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
             "student": own.student.model_dump(mode="json"),
+            # the default schedule is left out, so keys of runs from before the setting stay
             "train": {k: v for k, v in own.train.model_dump(mode="json").items()
-                      if k not in ("log_every", "valid_metric_examples")},
+                      if k not in ("log_every", "valid_metric_examples")
+                      and not (k == "schedule" and v == "inverse_sqrt")},
             "method": self.method.name,
             "method_config": self.method.train_config(own),
             "imports": spec.imports,
@@ -173,7 +208,7 @@ class TrainStage(Stage):
         keras.utils.set_random_seed(train.seed)
         tokenizers = context.tokenizers()
         columns = method.train_columns(spec, context, self.name)
-        train_ds = method.map_train_batches(spec, context, task.train_dataset(context, self.name, columns=columns))
+        train_ds = method.map_train_batches(spec, context, method.train_dataset(spec, context, self.name, columns))
         valid_ds = task.valid_dataset(context, self.name)
         log.info("%s: %s", self.name, task.describe_data(context, self.name))
 
@@ -182,7 +217,7 @@ class TrainStage(Stage):
             student = task.build_student(spec, tokenizers)
             trainer = method.make_trainer(spec, task, student, context)
             optimizer = keras.optimizers.Adam(
-                InverseSqrtSchedule(train.learning_rate, model_width(student, spec), train.warmup_steps),
+                learning_rate_schedule(train, student, spec),
                 beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
                 global_clipnorm=train.clip_norm,
             )
@@ -192,40 +227,26 @@ class TrainStage(Stage):
             trainer.optimizer.build(trainer.trainable_variables)
 
         init = self._init_from(spec)
+        initialized = None
         if init:
             student.load_weights(os.path.join(context.runner.stage_dir(init), STUDENT_WEIGHTS))
-            log.info("%s: student initialised from stage %s", self.name, init)
+            initialized = f"stage {init}"
+        else:
+            initialized = method.initialize_student(spec, context, student, self.name)
+        if initialized:
+            log.info("%s: student initialised from %s", self.name, initialized)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         frozen = sum(int(np.prod(v.shape)) for v in trainer.non_trainable_weights)
         log.info("%s: %s student %s via %s; %s trainable and %s frozen parameters", self.name, method.name,
                  type(student).__name__, type(trainer).__name__, f"{trainable:,}", f"{frozen:,}")
-        epochs = math.ceil(train.steps / train.checkpoint_every)
-        checkpoint = StageCheckpoint(workdir, self.name, total_steps=train.steps)
-        initial_epoch = checkpoint.restore(trainer)
-        if initial_epoch:
-            log.info("%s: resumed from checkpoint at step %d", self.name, int(trainer.optimizer.iterations.numpy()))
-        monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), train.log_every,
-                                  valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
-                                  parameter_counts={"trainable": trainable, "frozen": frozen})
-        if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < train.steps:
-            trainer.fit(
-                train_ds,
-                steps_per_epoch=train.checkpoint_every,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                validation_data=valid_ds,
-                shuffle=False,
-                callbacks=[monitor, checkpoint],
-                verbose=quiet_progress(),
-            )
-        if checkpoint.failure:
-            raise StageError(checkpoint.failure)
-
-        save_student(method.student_to_save(trainer), workdir)
-        checkpoint.cleanup()
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, train.steps, train.checkpoint_every,
+                              train.log_every,
+                              valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
+                              parameter_counts={"trainable": trainable, "frozen": frozen},
+                              finish=lambda: save_student(method.student_to_save(trainer), workdir))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
-                "loss_weights": dict(trainer.loss_weights),
-                "trainable_parameters": trainable, "frozen_parameters": frozen, **monitor.summary()}
+                "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
+                "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -300,5 +321,5 @@ class ExportStage(Stage):
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 
-__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "load_student",
+__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "fit_trainer", "load_student",
            "precision_policy", "save_student"]

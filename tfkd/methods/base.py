@@ -55,6 +55,9 @@ class Method:
     # method. False for methods whose student cannot be trained that way (its comparison
     # models are the spec's ``variants``)
     compares_with_baseline = True
+    # whether ``tfkd run`` trains the baseline without being asked (``stages`` or ``--stages``):
+    # for methods whose paper tables start with it
+    baseline_by_default = False
 
     def default_loss_weights(self, section):
         """The paper's weights, from the section's own settings (e.g. ``alpha``)."""
@@ -94,6 +97,13 @@ class Method:
         (``distill.targets: teacher_beam``) with these settings; else why not (one line)."""
         return None
 
+    def check_variant(self, spec, variant):
+        """Problems of a variant trained by this same method (``variant``: its resolved spec)
+        beside the run ``spec``: ``[(key path, message)]``. The run adds the method stages a
+        variant's settings need (see :func:`tfkd.stage_names.method_stage_names`); a method
+        whose stages read settings a variant could change says here which it may not."""
+        return []
+
     def train_dependencies(self, spec):
         """Stages (beyond the vocabulary) whose output the train stage reads."""
         return ()
@@ -113,9 +123,25 @@ class Method:
         in the tf.data pipeline here (a masked copy of the source, say). Default: unchanged."""
         return dataset
 
+    def train_dataset(self, spec, context, stage_name, columns=None):
+        """The training batches before :meth:`map_train_batches`: the task's, by default (a
+        method that trains on extra examples, such as teacher-labelled sentences, adds them)."""
+        return context.task.train_dataset(context, stage_name, columns=columns)
+
+    def initialize_student(self, spec, context, student, stage_name):
+        """Hook: load weights into the freshly built ``student`` before training (a
+        pre-trained backbone, say); a short description for the log, or ``None``."""
+        return None
+
     def make_trainer(self, spec, task, student, context):
         """The :class:`tfkd.training.Trainer` for ``student``."""
         raise NotImplementedError
+
+    def teacher_row(self, spec, results):
+        """The teacher's line of the run's comparison table, from the finished stages'
+        ``results``: ``None``, or ``{"label", "scores": {split: scores}, "parameters",
+        "steps", "seconds"}`` (a method that fine-tunes and evaluates a teacher gives it)."""
+        return None
 
     def student_to_save(self, trainer):
         """The model a finished train stage saves (default: the trainer's student)."""

@@ -15,6 +15,8 @@ _LAZY = {
     "ABNetConfig": "tfkd.models.configs",
     "ABNetEncConfig": "tfkd.models.configs",
     "AdapterSettings": "tfkd.models.configs",
+    "BertClassifier": "tfkd.models.bert_classifier",
+    "BertClassifierConfig": "tfkd.models.configs",
 }
 
 

@@ -100,3 +100,18 @@ class ABNetEncConfig(TransformerDecoderConfig):
             raise ValueError(f"{', '.join(unused)} do not apply to abnet_enc (its decoder is a Transformer "
                              f"decoder: set student.decoder_layers, num_heads, decoder_layer)")
         return adapters
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+
+class BertClassifierConfig(Strict):
+    """``student.kind: bert_classifier``: a BERT encoder (keras-hub ``BertBackbone``) with a
+    classification head on its pooled ``[CLS]`` output."""
+
+    num_layers: PositiveInt = 3
+    hidden_dim: PositiveInt = 256
+    num_heads: PositiveInt = 4
+    intermediate_dim: PositiveInt = 1024
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_sequence_length: PositiveInt = 512  # longest input (position embeddings), [CLS] and [SEP] included

@@ -93,6 +93,12 @@ class Task:
     def build_student(self, spec, tokenizers):
         raise NotImplementedError
 
+    def build_teacher(self, spec, tokenizers, backbone):
+        """A model of the student's kind around a pretrained ``backbone`` (a keras-hub
+        backbone with the vocabulary of ``tokenizers``): the teacher a method fine-tunes for
+        this task (LightPAFF's). Tasks whose students wrap such backbones implement it."""
+        raise NotImplementedError(f"task {self.name} cannot build a teacher around a pretrained backbone")
+
     def student_inputs(self, tokenizers):
         """A small batch of inputs that builds the student (before loading weights)."""
         raise NotImplementedError

@@ -24,3 +24,21 @@ def label_smoothed_cross_entropy(target_ids, logits, label_smoothing=0.0):
         return nll, nll
     smooth = -ops.mean(log_probs, axis=-1)
     return (1.0 - label_smoothing) * nll + label_smoothing * smooth, nll
+
+
+def kl_divergence(teacher_probs, student_logits):
+    """``KL(q || p) = sum_k q_k (log q_k - log p_k)`` over the last axis, with ``p =
+    softmax(student_logits)`` (zero-probability teacher entries add nothing).
+
+    Args:
+        teacher_probs: ``[..., C]`` probabilities (rows sum to 1).
+        student_logits: ``[..., C]`` logits.
+
+    Returns:
+        ``[...]`` float32. Its gradient in the logits is that of the cross-entropy against
+        ``q``: ``softmax(student_logits) - q``.
+    """
+    q = ops.cast(teacher_probs, "float32")
+    log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
+    log_q = ops.log(ops.maximum(q, 1e-30))
+    return ops.sum(ops.where(q > 0, q * (log_q - log_p), 0.0), axis=-1)

@@ -21,28 +21,15 @@ eqs. 5-6): per encoder module, the KD gradient is added to the NMT gradient only
 inner product is positive (:mod:`.distiller`).
 """
 
-from typing import Literal, Union
+from typing import Literal
 
 import pydantic
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
 from tfkd.spec import Strict
-
-
-class TeacherMLMSpec(Strict):
-    """Training the teacher's tied MLM head on the source side of the training split."""
-
-    steps: PositiveInt = 400
-    batch_size: PositiveInt = 32
-    learning_rate: float = Field(5e-4, gt=0)
-    warmup_steps: int = Field(40, ge=0)
-    max_length: PositiveInt = 128
-    log_every: PositiveInt = 100
-    seed: int = 1
-    # the top transformer layers trained with the head (0: the head alone; "all": every layer)
-    train_layers: Union[Literal["all"], NonNegativeInt] = 2
+from tfkd.training.settings import TeacherMLMSpec
 
 
 class EncoderKDSpec(MethodSpec):

@@ -1,0 +1,272 @@
+"""``distill.method: two_stage``: LightPAFF (``lightpaff.txt``), distillation in pre-training
+and again in fine-tuning.
+
+1. The teacher: a pretrained checkpoint (``teacher.checkpoint``) fine-tuned on the task
+   (``teacher_finetune``; its validation score is the run's teacher row), whose outputs on
+   the training examples, and on the extra unlabeled sentences of ``finetune.unlabeled``, are
+   written once (``teacher_predictions``).
+2. Pre-training distillation (``pretrain_kd``): the student's encoder (a keras-hub
+   ``BertBackbone``, the teacher's vocabulary) learns masked LM from scratch on monolingual
+   text (``pretrain.text``: files or TFDS; 15% of tokens masked 80/10/10) with
+   ``(1 - lambda) * MLE + lambda * KL(teacher || student)`` over the masked positions
+   (appendix eq. 2), the teacher's masked-LM head running on the same masked batch. The
+   offline MiniLM has no MLM head, so ``teacher_mlm`` trains one on the same text first.
+   ``pretrain.lambda: 0`` is plain MLM pre-training (``pretrain_mle``: the paper's "BERT
+   small"); ``pretrain.enabled: false`` starts the student from random weights.
+3. Fine-tuning distillation (stage ``train``): the pre-trained student with the task's head
+   learns ``(1 - lambda) * CE(label) + lambda * KL(teacher || student)`` over the task's
+   output distribution (eq. 3; appendix eq. 5), the unlabeled sentences contributing the KL
+   term alone (appendix section 4). ``finetune.lambda`` sets the default ``loss_weights``
+   ``{xe: 1 - lambda, kd: lambda}``.
+
+The paper's Table 7 ablation is the run's ``baseline`` (no pre-training, no KD: "Transformer
+small") and ``variants`` that change ``distill.pretrain.enabled``, ``distill.pretrain.lambda``
+and ``distill.finetune.lambda``; the run adds the pre-training stage each needs. Tasks whose
+students wrap a keras-hub backbone (``student.backbone``) and that implement
+:meth:`tfkd.tasks.Task.build_teacher` can be distilled this way.
+"""
+
+from typing import Optional
+
+import pydantic
+from pydantic import ConfigDict, Field, PositiveInt
+
+from tfkd import registry
+from tfkd.methods.base import Method, MethodSpec
+from tfkd.spec import Strict
+from tfkd.tasks.base import Task
+from tfkd.training.settings import TeacherMLMSpec
+
+# keys "lambda" (a Python keyword) read and dump by that name
+_LAMBDA = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True,
+                     validate_by_alias=True, serialize_by_alias=True)
+
+
+class PretrainSpec(Strict):
+    """Pre-training the student's encoder by masked LM (with distillation when ``lambda`` > 0)."""
+
+    model_config = _LAMBDA
+    # false: no pre-training; the fine-tuning starts from random weights
+    enabled: bool = True
+    # the monolingual text: text files (one paragraph or sentence a line; lines longer than
+    # max_length are cut into pieces) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
+    text: list[str] = []
+    # held-out text for the validation MLM loss (a file or "tfds:NAME:SPLIT"), or none
+    valid_text: Optional[str] = None
+    # the first this many lines of the text, of the validation text
+    text_limit: Optional[PositiveInt] = None
+    valid_limit: Optional[PositiveInt] = 2000
+    kd_lambda: float = Field(1.0, ge=0, le=1, alias="lambda")
+    mask_rate: float = Field(0.15, gt=0, lt=1)
+    max_length: PositiveInt = 128
+    batch_size: PositiveInt = 32  # sentences
+    steps: PositiveInt = 10000
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(1000, ge=0)
+    log_every: PositiveInt = 100
+
+    @pydantic.model_validator(mode="after")
+    def _text(self):
+        if self.enabled and not self.text:
+            raise ValueError("text: expected at least one text file or tfds:NAME to pre-train on "
+                             "(or enabled: false for no pre-training)")
+        return self
+
+
+class TeacherFinetuneSpec(Strict):
+    """Fine-tuning the teacher checkpoint on the task (the task's batches and loss)."""
+
+    steps: PositiveInt = 2000
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(200, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    log_every: PositiveInt = 100
+    seed: int = 1
+
+
+class FinetuneSpec(Strict):
+    model_config = _LAMBDA
+    kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
+    # extra sentences labelled by the teacher alone (appendix section 4): a text file (one a
+    # line) or "tfds:NAME[:SPLIT]"; they add the KL term only (so lambda 0 leaves them out)
+    unlabeled: Optional[str] = None
+    unlabeled_limit: Optional[PositiveInt] = None
+
+
+class TwoStageSpec(MethodSpec):
+    method: str = "two_stage"
+    pretrain: PretrainSpec = PretrainSpec(enabled=False)
+    finetune: FinetuneSpec = FinetuneSpec()
+    teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
+    teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+
+
+PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
+# what a variant may change: the Table 7 switches (its stages are the run's)
+VARIANT_KEYS = ({"pretrain", "enabled"}, {"pretrain", "lambda"}, {"finetune", "lambda"})
+
+
+def pretrain_stage(section):
+    """The pre-training stage a ``distill`` section's student starts from, or ``None``."""
+    if not section.pretrain.enabled:
+        return None
+    return PRETRAIN_KD if section.pretrain.kd_lambda > 0 else PRETRAIN_MLE
+
+
+def uses_teacher_outputs(section):
+    return section.finetune.kd_lambda > 0
+
+
+def run_sections(spec):
+    """The ``distill`` sections of the run and of its variants trained by this method."""
+    sections = [spec.distill]
+    for name in spec.variants or {}:
+        resolved = getattr(spec, "_variants", None) or {}
+        if name in resolved and resolved[name].method == spec.method:
+            sections.append(resolved[name].distill)
+    return sections
+
+
+def kd_pretrain_lambda(spec):
+    """The lambda of the run's distilled pre-training (one per run, see :meth:`check_variant`)."""
+    return next((s.pretrain.kd_lambda for s in run_sections(spec) if pretrain_stage(s) == PRETRAIN_KD), None)
+
+
+def pretrain_settings(spec):
+    """The pre-training settings (the run's, or its first variant's that pre-trains)."""
+    return next(s.pretrain for s in run_sections(spec) if s.pretrain.enabled)
+
+
+class TwoStageMethod(Method):
+    name = "two_stage"
+    spec_schema = TwoStageSpec
+    loss_terms = ("xe", "kd")
+    # Table 7's first row: the student with neither pre-training nor distillation
+    baseline_by_default = True
+    stage_names = ("teacher_finetune", "teacher_predictions", "teacher_mlm", PRETRAIN_KD, PRETRAIN_MLE)
+
+    def default_loss_weights(self, section):
+        weight = section.finetune.kd_lambda
+        return {"xe": 1.0 - weight, "kd": weight} if 0 < weight < 1 else {"kd" if weight else "xe": 1.0}
+
+    def check(self, spec):
+        problems = super().check(spec)
+        section = spec.distill
+        if spec.teacher is None and (uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD):
+            problems.append((("distill", "method"), "two_stage needs a teacher section (teacher.checkpoint) to "
+                                                    "distil from; set distill.pretrain.lambda and "
+                                                    "distill.finetune.lambda to 0 for no teacher"))
+        task = registry.lookup("task", spec.task)
+        if type(task).build_teacher is Task.build_teacher:
+            problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
+                                        f"(Task.build_teacher); task {spec.task} has none"))
+        tokenizer = getattr(spec.data, "tokenizer", None)
+        if section.pretrain.enabled and section.pretrain.kd_lambda > 0 and tokenizer is not None and (
+                tokenizer.kind != "teacher" or tokenizer.min_count is not None):
+            problems.append((("data", "tokenizer"), 'two_stage pre-training distils the teacher\'s masked-LM '
+                                                    'distributions over its whole vocabulary: expected kind: teacher '
+                                                    'without min_count'))
+        return problems
+
+    def check_variant(self, spec, variant):
+        problems = []
+        main, own = spec.distill.model_dump(by_alias=True), variant.distill.model_dump(by_alias=True)
+        for key in ("teacher_mlm", "teacher_finetune"):
+            if main[key] != own[key]:
+                problems.append((("distill", key), "a variant shares the run's teacher stages; change it for the "
+                                                   "run instead"))
+        for key in sorted(set(main["pretrain"]) - {"enabled", "lambda"}):
+            if main["pretrain"][key] != own["pretrain"][key] and spec.distill.pretrain.enabled:
+                problems.append((("distill", "pretrain", key), "a variant shares the run's pre-training settings "
+                                                               "(it may change enabled and lambda)"))
+        if uses_teacher_outputs(variant.distill) and (
+                main["finetune"]["unlabeled"] != own["finetune"]["unlabeled"]
+                or main["finetune"]["unlabeled_limit"] != own["finetune"]["unlabeled_limit"]):
+            problems.append((("distill", "finetune", "unlabeled"), "a variant shares the run's teacher-labelled "
+                                                                   "sentences"))
+        if pretrain_stage(variant.distill) is not None and variant.student != spec.student:
+            problems.append((("student",), "a pre-trained variant's student is the run's (the pre-training "
+                                           "stages build it); set distill.pretrain.enabled: false to change it"))
+        kd = [s.pretrain.kd_lambda for s in (spec.distill, variant.distill) if pretrain_stage(s) == PRETRAIN_KD]
+        if len(set(kd)) > 1:
+            problems.append((("distill", "pretrain", "lambda"), f"a run pre-trains with distillation once (lambda "
+                                                               f"{kd[0]:g}); a variant may use it or 0"))
+        return problems
+
+    def stage_names_for(self, section):
+        names = set()
+        if uses_teacher_outputs(section):
+            names |= {"teacher_finetune", "teacher_predictions"}
+        stage = pretrain_stage(section)
+        if stage is not None:
+            names.add(stage)
+            if stage == PRETRAIN_KD:
+                names.add("teacher_mlm")
+        return tuple(n for n in self.stage_names if n in names)
+
+    def stages(self, spec):
+        from tfkd.methods.two_stage.pretrain import PretrainStage
+        from tfkd.methods.two_stage.teacher import (PretrainTeacherMLMStage, TeacherFinetuneStage,
+                                                    TeacherPredictionsStage)
+        from tfkd.stage_names import method_stage_names
+
+        built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
+                 "teacher_mlm": PretrainTeacherMLMStage, PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
+                 PRETRAIN_MLE: lambda: PretrainStage(PRETRAIN_MLE)}
+        return [built[name]() for name in method_stage_names(spec)]
+
+    def teacher_targets_problem(self, section):
+        return "two_stage fine-tunes on the task's labels and the teacher's output distributions"
+
+    def train_dependencies(self, spec):
+        section = spec.distill
+        stage = pretrain_stage(section)
+        return (*((stage,) if stage else ()), *(("teacher_predictions",) if uses_teacher_outputs(section) else ()))
+
+    def train_config(self, spec):
+        # the pre-training and teacher stages' own keys cover their settings
+        section = spec.distill
+        return {"finetune": section.finetune.model_dump(mode="json", by_alias=True),
+                "pretrain": pretrain_stage(section), "loss_weights": self.loss_weights(section)}
+
+    def train_columns(self, spec, context, stage_name):
+        if not uses_teacher_outputs(spec.distill):
+            return None
+        from tfkd.methods.two_stage.teacher import teacher_prediction_columns
+
+        return teacher_prediction_columns(context, spec)
+
+    def train_dataset(self, spec, context, stage_name, columns=None):
+        if spec.distill.finetune.unlabeled and uses_teacher_outputs(spec.distill):
+            from tfkd.methods.two_stage.teacher import unlabeled_sentences
+
+            return context.task.train_dataset(context, stage_name, columns=columns,
+                                              unlabeled=unlabeled_sentences(context, spec))
+        return context.task.train_dataset(context, stage_name, columns=columns)
+
+    def initialize_student(self, spec, context, student, stage_name):
+        stage = pretrain_stage(spec.distill)
+        if stage is None:
+            return None
+        from tfkd.methods.two_stage.pretrain import load_pretrained_backbone
+
+        return load_pretrained_backbone(context, student, stage)
+
+    def teacher_row(self, spec, results):
+        finetuned = results.get("teacher_finetune") or {}
+        if "valid" not in finetuned:
+            return None
+        return {"label": f"teacher ({spec.teacher.checkpoint}, fine-tuned)", "scores": {"valid": finetuned["valid"]},
+                "parameters": finetuned.get("parameters", 0), "steps": finetuned.get("steps"),
+                "seconds": finetuned.get("seconds", 0)}
+
+    def make_trainer(self, spec, task, student, context):
+        from tfkd.methods.two_stage.finetune import FinetuneDistiller
+
+        return FinetuneDistiller(student, task, label_smoothing=spec.train.label_smoothing,
+                                 loss_weights=self.loss_weights(spec.distill))
+
+
+registry.register("method", "two_stage")(TwoStageMethod())
+
+__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherFinetuneSpec", "TwoStageMethod", "TwoStageSpec"]

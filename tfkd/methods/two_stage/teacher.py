@@ -1,0 +1,214 @@
+"""LightPAFF's teacher stages.
+
+- ``teacher_finetune``: the teacher checkpoint's backbone with the task's head
+  (:meth:`tfkd.tasks.Task.build_teacher`), fine-tuned on the task's training split with the
+  task's loss (linear warm-up and decay, ``distill.teacher_finetune``); its score on the
+  validation split is reported (the teacher row of the run's comparison).
+- ``teacher_predictions``: the fine-tuned teacher's output distribution for every training
+  example, and for the extra unlabeled sentences of ``distill.finetune.unlabeled`` (ids after
+  the split's), written once to ``teacher_predictions.npz``; fine-tuning distillation reads it
+  as the batch column ``teacher_probs``. The teacher is frozen and runs without dropout, so
+  this is what it would say online, at a fraction of the cost.
+- ``teacher_mlm`` (when pre-training distils): the shared stage
+  (:mod:`tfkd.training.teacher_mlm`) training the checkpoint's masked-LM head on the
+  pre-training text.
+"""
+
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfkd import data as data_lib
+from tfkd import registry
+from tfkd.runner import Stage, StageError
+from tfkd.training.teacher_mlm import TeacherMLMStage
+
+log = logging.getLogger("tfkd")
+
+TEACHER_WEIGHTS = "teacher.weights.h5"
+PREDICTIONS = "teacher_predictions.npz"
+
+
+def _task(spec):
+    return registry.lookup("task", spec.task)
+
+
+def _text_files(entries):
+    return [e for e in entries if e and not e.startswith("tfds:")]
+
+
+def _text_key(entries, limit):
+    # local files are keyed by their content; TFDS corpora by name
+    return {"tfds": [e for e in entries if e and e.startswith("tfds:")], "files": len(_text_files(entries)),
+            "limit": limit}
+
+
+def read_texts(entries, limit, key):
+    """The non-empty lines of the text sources ``entries``, concatenated: ``(lines, origin)``."""
+    lines, origins = [], []
+    for entry in entries:
+        more, origin = data_lib.read_text_source(entry, limit, key)
+        lines += more
+        origins.append(origin)
+    return lines, " + ".join(origins)
+
+
+def _seeded(context, seed):
+    """The context as a stage seeded with ``seed`` sees it (the task's shuffling reads
+    ``train.seed``)."""
+    spec = context.spec
+    return context.with_spec(spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})}))
+
+
+def build_teacher(context):
+    from tfkd.models.teachers import load_backbone
+
+    spec = context.spec
+    return context.task.build_teacher(spec, context.tokenizers(), load_backbone(spec.teacher.checkpoint))
+
+
+def load_finetuned_teacher(context):
+    """The ``teacher_finetune`` stage's teacher, frozen."""
+    teacher = build_teacher(context)
+    teacher(context.task.student_inputs(context.tokenizers()))
+    teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), TEACHER_WEIGHTS))
+    teacher.trainable = False
+    return teacher
+
+
+class TeacherFinetuneStage(Stage):
+    name = "teacher_finetune"
+    depends = ("vocab",)
+
+    def config(self, spec):
+        task = _task(spec)
+        return {"checkpoint": spec.teacher.checkpoint,
+                "teacher_finetune": spec.distill.teacher_finetune.model_dump(mode="json"),
+                "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
+                "imports": spec.imports}
+
+    def input_files(self, spec):
+        return _task(spec).data_files(spec, ["train", "valid"])
+
+    def run(self, context, workdir):
+        from tfkd.stages import fit_trainer
+        from tfkd.training.schedules import TriangularSchedule
+        from tfkd.training.trainer import SupervisedTrainer
+
+        settings = context.spec.distill.teacher_finetune
+        keras.utils.set_random_seed(settings.seed)
+        view = _seeded(context, settings.seed)
+        train_ds = view.task.train_dataset(view, self.name)
+        valid_ds = view.task.valid_dataset(view, self.name)
+        teacher = build_teacher(view)
+        trainer = SupervisedTrainer(teacher, view.task, label_smoothing=settings.label_smoothing,
+                                    reported_terms=("nll",))
+        trainer.compile(optimizer=keras.optimizers.Adam(
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)))
+        inputs, _ = next(iter(train_ds))
+        trainer(inputs)
+        trainer.optimizer.build(trainer.trainable_variables)
+        parameters = teacher.count_params()
+        log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, context.spec.teacher.checkpoint,
+                 f"{parameters:,}", settings.steps)
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
+                              settings.log_every,
+                              valid_metric=view.task.valid_metric(view, teacher) if valid_ds is not None else None,
+                              parameter_counts={"trainable": parameters},
+                              finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
+                              hint="Lower distill.teacher_finetune.learning_rate.")
+        results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
+        if valid_ds is not None:
+            teacher.trainable = False
+            results["valid"] = view.task.evaluate(view, teacher, "valid", workdir)
+        return results
+
+
+def unlabeled_sentences(context, spec):
+    """The extra sentences of ``distill.finetune.unlabeled`` (read once per run)."""
+    finetune = spec.distill.finetune
+    return context.memo(("two_stage", "unlabeled"), lambda: read_texts(
+        [finetune.unlabeled], finetune.unlabeled_limit, "distill.finetune.unlabeled")[0])
+
+
+class TeacherPredictionsStage(Stage):
+    name = "teacher_predictions"
+    depends = ("vocab", "teacher_finetune")
+
+    def config(self, spec):
+        finetune = spec.distill.finetune
+        return {"data": _task(spec).data_key(spec, ["train"]),
+                "unlabeled": _text_key([finetune.unlabeled], finetune.unlabeled_limit)}
+
+    def input_files(self, spec):
+        return _task(spec).data_files(spec, ["train"]) + _text_files([spec.distill.finetune.unlabeled])
+
+    def run(self, context, workdir):
+        task = context.task
+        ids = np.asarray(task.example_ids(context, "train", self.name), np.int64)
+        texts = task.corpus(context, "train").texts
+        sentences = [texts[i] for i in ids]
+        extra = unlabeled_sentences(context, context.spec) if context.spec.distill.finetune.unlabeled else []
+        first_extra = len(texts)
+        teacher = load_finetuned_teacher(context)
+        log.info("%s: the teacher's outputs for %d training examples and %d unlabeled sentences", self.name,
+                 len(sentences), len(extra))
+        probs = task.predict_probabilities(context, teacher, sentences + extra)
+        all_ids = np.concatenate([ids, first_extra + np.arange(len(extra), dtype=np.int64)])
+        tmp = os.path.join(workdir, "tmp-" + PREDICTIONS)
+        np.savez(tmp, ids=all_ids, probs=probs.astype(np.float32))
+        os.replace(tmp, os.path.join(workdir, PREDICTIONS))
+        agreement = None
+        labels = np.asarray(task.corpus(context, "train").labels)[ids]
+        if len(ids):
+            agreement = round(float(np.mean(np.argmax(probs[: len(ids)], -1) == labels)) * 100, 2)
+        return {"examples": int(len(ids)), "unlabeled": len(extra), "train_accuracy": agreement}
+
+
+def teacher_prediction_columns(context, spec):
+    """The ``teacher_predictions`` stage's outputs as training columns ``{"id",
+    "teacher_probs"}``, reshuffled every pass (seeded by ``train.seed``)."""
+    path = os.path.join(context.runner.stage_dir("teacher_predictions"), PREDICTIONS)
+    if not os.path.exists(path):
+        raise StageError(f"{path} is missing: run stage teacher_predictions")
+    with np.load(path) as saved:
+        ids, probs = saved["ids"], saved["probs"]
+    columns = tf.data.Dataset.from_tensor_slices({"id": ids, "teacher_probs": probs})
+    return columns.shuffle(len(ids), seed=spec.train.seed, reshuffle_each_iteration=True)
+
+
+class PretrainTeacherMLMStage(TeacherMLMStage):
+    """The teacher's MLM head, trained on the pre-training text as the student is masked."""
+
+    text_description = "lines of pre-training text"
+
+    def masking(self, spec):
+        from tfkd.methods.two_stage import pretrain_settings
+
+        return "token", pretrain_settings(spec).mask_rate
+
+    def text_key(self, spec):
+        from tfkd.methods.two_stage import pretrain_settings
+
+        settings = pretrain_settings(spec)
+        return {"train": _text_key(settings.text, settings.text_limit),
+                "valid": _text_key([settings.valid_text], settings.valid_limit)}
+
+    def input_files(self, spec):
+        from tfkd.methods.two_stage import pretrain_settings
+
+        settings = pretrain_settings(spec)
+        return _text_files(settings.text) + _text_files([settings.valid_text])
+
+    def sentences(self, context, split):
+        from tfkd.methods.two_stage import pretrain_settings
+
+        settings = pretrain_settings(context.spec)
+        if split == "train":
+            return read_texts(settings.text, settings.text_limit, "distill.pretrain.text")
+        if settings.valid_text is None:
+            return [], "no validation text"
+        return read_texts([settings.valid_text], settings.valid_limit, "distill.pretrain.valid_text")
