@@ -53,3 +53,20 @@ def test_kl_divergence_matches_numpy_and_ignores_zero_teacher_entries():
     same = np.log(q[1:2])
     np.testing.assert_allclose(np.asarray(kl_divergence(q[1:2].astype("float32"), same.astype("float32"))), 0.0,
                                atol=1e-5)
+
+
+def test_top_k_kl_divergence_reads_the_cached_ids_and_equals_the_full_kl_with_every_id():
+    from tfkd.training.losses import kl_divergence, top_k_kl_divergence
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 5, 7)).astype("float32")
+    q = rng.dirichlet(np.ones(7), size=(3, 5)).astype("float32")
+    order = np.argsort(-q, axis=-1)
+    full = top_k_kl_divergence(order, np.take_along_axis(q, order, -1), logits)
+    np.testing.assert_allclose(np.asarray(full), np.asarray(kl_divergence(q, logits)), rtol=1e-5, atol=1e-6)
+    ids, probs = order[..., :2], np.take_along_axis(q, order[..., :2], -1)
+    probs = probs / probs.sum(-1, keepdims=True)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = (probs * (np.log(probs) - np.take_along_axis(log_p, ids, -1))).sum(-1)
+    np.testing.assert_allclose(np.asarray(top_k_kl_divergence(ids, probs, logits)), expected, rtol=1e-5)

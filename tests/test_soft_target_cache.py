@@ -139,3 +139,35 @@ def test_stream_cache_reshuffles_every_pass(tmp_path, shard_size):
     # without a buffer, every pass reads the shards in the same (interleaved) order
     plain = [int(item["id"]) for item in stream_cache(str(tmp_path)).repeat(2).as_numpy_iterator()]
     assert plain[:40] == plain[40:] and sorted(plain[:40]) == list(range(40))
+
+
+def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path):
+    """Rows with fewer masked positions than the busiest row of their batch have padding slots,
+    and after sorting those can come before the real ones: every entry must still land at its
+    own masked position (and nowhere else)."""
+    from tfkd.methods.soft_target.cache import write_masked_top_k
+
+    chosen = np.zeros((3, 8), bool)
+    chosen[0, [6]] = True  # one masked position, late in the row
+    chosen[1, [1, 3, 5]] = True
+    chosen[2, [2, 7]] = True
+    masked = np.arange(24, dtype=np.int32).reshape(3, 8) + 10
+    lengths = np.array([7, 6, 7])  # positions counted after a leading [CLS] (offset 1)
+
+    def forward(masked_ids, positions):  # the "teacher" says: token id at that position, then -1
+        at = tf.gather(masked_ids, positions, batch_dims=1)
+        return tf.stack([at, -tf.ones_like(at)], -1), tf.fill(tf.concat([tf.shape(at), [2]], 0), 0.5)
+
+    batches = [{"masked": tf.constant(masked), "chosen": tf.constant(chosen)}]
+    writer = CacheWriter(str(tmp_path), 10, 2, {})
+    written = write_masked_top_k(writer, batches, np.array([0, 1, 2]), lengths, np.array([5, 6, 7]), forward, 3,
+                                 offset=1)
+    writer.close()
+    assert written == 6
+    entries, _ = read_cache(str(tmp_path))
+    for row, example_id in enumerate((5, 6, 7)):
+        ids, probs = entries[example_id]
+        assert ids.shape == (lengths[row], 2)
+        where = np.flatnonzero(chosen[row])
+        np.testing.assert_array_equal(np.flatnonzero(probs.sum(-1)), where - 1)
+        np.testing.assert_array_equal(ids[where - 1, 0], masked[row, where])

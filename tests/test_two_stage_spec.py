@@ -132,3 +132,12 @@ def test_train_schedule_linear_warms_up_then_decays_to_zero_and_inverse_sqrt_is_
         "method", "supervised")).config(spec)["train"]
     assert TrainStage("train", __import__("tfkd.registry").registry.lookup("method", "two_stage")).config(
         load_spec(CPU_SPEC))["train"]["schedule"] == "linear"
+
+
+def test_a_resolved_spec_reloads_and_cache_settings_need_teacher_cache(tmp_path):
+    path = tmp_path / "resolved.yaml"
+    dump_spec(load_spec(CPU_SPEC), path)  # dumps the default cache section with teacher: online
+    assert load_spec(str(path)).distill.teacher == "online"
+    with pytest.raises(SpecError, match="distill: cache applies to teacher: cache only"):
+        load_spec(CPU_SPEC, ["distill.cache.top_k=4"])
+    assert load_spec(CPU_SPEC, ["distill.teacher=cache", "distill.cache.top_k=4"]).distill.cache.top_k == 4

@@ -404,7 +404,9 @@ def build_parser():
                              "frozen pretrained models, such as AB-Net) instead of a SavedModel")
     export.set_defaults(func=cmd_export)
 
-    translate = commands.add_parser("translate", help="translate lines with an export or a run directory")
+    translate = commands.add_parser("translate", aliases=["predict"],
+                                    help="translate (or classify: any task's predictions) lines with an export or "
+                                         "a run directory")
     translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     translate.add_argument("-i", "--input", help="input file (default: stdin)")
     translate.add_argument("-o", "--output", help="output file (default: stdout)")

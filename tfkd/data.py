@@ -27,20 +27,28 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------- corpora
 
 
-def read_lines(path):
+def read_raw_lines(path):
+    """The lines of ``path`` as bytes (no trailing empty line); a missing file is a
+    :class:`DataError`."""
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as f:
         raw = f.read().split(b"\n")
     if raw and raw[-1] == b"":
         raw.pop()
-    lines = []
-    for number, line in enumerate(raw, start=1):
-        try:
-            lines.append(line.decode("utf-8").strip())
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    return lines
+    return raw
+
+
+def decode_line(line, path, number):
+    """``line`` (bytes, line ``number`` of ``path``) as text; invalid UTF-8 is a :class:`DataError`."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def read_lines(path):
+    return [decode_line(line, path, number).strip() for number, line in enumerate(read_raw_lines(path), start=1)]
 
 def read_text_source(source, limit=None, key="text"):
     """The non-empty lines of a text source, stripped: ``(lines, origin)``.
@@ -171,6 +179,31 @@ def tokenize_to_ragged(tokenizer, sentences):
     """Token ids of ``sentences`` as a ``tf.RaggedTensor`` (keras-hub returns lists in eager)."""
     strings = tf.constant(sentences, dtype=tf.string) if len(sentences) else tf.zeros([0], tf.string)
     return tf.function(tokenizer.tokenize)(strings)
+
+
+def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=None, shuffle_buffer=100000,
+                   repeat=False):
+    """The per-example dicts a batcher reads, and the names of the method's extra columns.
+
+    Without ``columns``: ``examples`` (a dict of per-example tensors, ``size`` of them),
+    shuffled with ``seed`` when ``shuffle``. With ``columns`` (a dataset of dicts with an
+    example ``"id"`` and extra per-example tensors, a teacher cache streamed from disk, say):
+    the examples are read in its order (it does its own shuffling, within its own memory bound)
+    and ``join(item)`` adds the example's own tensors to each. ``repeat`` repeats either.
+    """
+    if columns is None:
+        ds = tf.data.Dataset.from_tensor_slices(examples)
+        extra_names = []
+        if shuffle:
+            ds = ds.shuffle(min(shuffle_buffer, max(size, 1)), seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = columns
+        extra_names = [k for k in columns.element_spec if k != "id"]
+    if repeat:
+        ds = ds.repeat()
+    if columns is not None:
+        ds = ds.map(join, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds, extra_names
 
 
 def bucket_boundaries(max_tokens, bucket_width):

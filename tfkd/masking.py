@@ -183,3 +183,16 @@ def special_free(token_ids, special_ids):
 
 __all__ = ["MASKERS", "chosen_predictions", "span_lengths", "span_mask", "special_free", "token_mask",
            "uniform_count_mask"]
+
+
+def example_masking(source, example_id, seed, mask_id, vocab_size, masking, rate):
+    """The fixed masking of one example (``source``: its ``[L]`` token ids, every one a
+    candidate), drawn statelessly from ``(seed, example_id)``: ``(masked [L], chosen [L]
+    bool)``, the same wherever it is computed (a teacher cache's writer and the training
+    pipeline that reads it)."""
+    source = tf.cast(source, tf.int32)[None]
+    masked, positions, _, weights = MASKERS[masking](
+        source, tf.ones_like(source, tf.bool), rate, mask_id, vocab_size,
+        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(example_id, tf.int64)]))
+    chosen = tf.scatter_nd(positions[0, :, None], tf.cast(weights[0] > 0, tf.int32), tf.shape(source[0]))
+    return masked[0], chosen > 0

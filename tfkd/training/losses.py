@@ -42,3 +42,22 @@ def kl_divergence(teacher_probs, student_logits):
     log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
     log_q = ops.log(ops.maximum(q, 1e-30))
     return ops.sum(ops.where(q > 0, q * (log_q - log_p), 0.0), axis=-1)
+
+
+def top_k_kl_divergence(teacher_ids, teacher_probs, student_logits):
+    """:func:`kl_divergence` of a teacher kept as its top K (a teacher cache): ``sum_k q_k
+    (log q_k - log p[id_k])`` over the K cached ids, ``q`` renormalised over them.
+
+    Args:
+        teacher_ids: ``[..., K]`` int ids into the student's last axis.
+        teacher_probs: ``[..., K]`` probabilities (zero rows contribute nothing).
+        student_logits: ``[..., V]`` logits.
+
+    Returns:
+        ``[...]`` float32.
+    """
+    q = ops.cast(teacher_probs, "float32")
+    log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
+    log_p_at = ops.take_along_axis(log_p, ops.cast(teacher_ids, "int32"), axis=-1)
+    log_q = ops.log(ops.maximum(q, 1e-30))
+    return ops.sum(ops.where(q > 0, q * (log_q - log_p_at), 0.0), axis=-1)

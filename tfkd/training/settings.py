@@ -23,4 +23,28 @@ class TeacherMLMSpec(Strict):
     train_layers: Union[Literal["all"], NonNegativeInt] = 2
 
 
-__all__ = ["TeacherMLMSpec"]
+class TeacherCacheSpec(Strict):
+    """``distill.teacher: cache``: one fixed masking per training example and the teacher's
+    top-K at its masked positions, written once by a ``teacher_cache`` stage (the mask-task
+    method's sources, LightPAFF's pre-training pieces) and streamed back."""
+
+    top_k: PositiveInt = 8
+    temperature: float = Field(1.0, gt=0)
+    batch_size: PositiveInt = 64
+    shard_size: PositiveInt = 10000
+    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
+    shuffle_buffer: PositiveInt = 10000
+    # seeds each example's fixed masking (with its example id)
+    seed: int = 1
+
+
+
+def check_cache_use(section):
+    """A method section's ``cache`` settings need ``teacher: cache`` (the defaults, which a
+    resolved spec dumps, are fine with ``online``)."""
+    if section.teacher == "online" and "cache" in section.model_fields_set and section.cache != TeacherCacheSpec():
+        raise ValueError("cache applies to teacher: cache only")
+    return section
+
+
+__all__ = ["TeacherCacheSpec", "TeacherMLMSpec", "check_cache_use"]

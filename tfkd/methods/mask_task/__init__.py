@@ -24,12 +24,11 @@ inner product is positive (:mod:`.distiller`).
 from typing import Literal
 
 import pydantic
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
-from tfkd.spec import Strict
-from tfkd.training.settings import TeacherMLMSpec
+from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 
 class EncoderKDSpec(MethodSpec):
@@ -44,18 +43,8 @@ class EncoderKDSpec(MethodSpec):
     gate: Literal["none", "layer", "variable"] = "none"
 
 
-class MaskTaskCacheSpec(Strict):
-    """``teacher: cache``: one fixed X' per training example and the teacher's top-K at its
-    masked positions, written once by the ``teacher_cache`` stage."""
-
-    top_k: PositiveInt = 8
-    temperature: float = Field(1.0, gt=0)
-    batch_size: PositiveInt = 64
-    shard_size: PositiveInt = 10000
-    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
-    shuffle_buffer: PositiveInt = 10000
-    # seeds each example's fixed masking (with its example id)
-    seed: int = 1
+# the teacher_cache stage's settings (shared with LightPAFF's pre-training cache)
+MaskTaskCacheSpec = TeacherCacheSpec
 
 
 class MaskTaskSpec(EncoderKDSpec):
@@ -68,9 +57,7 @@ class MaskTaskSpec(EncoderKDSpec):
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
-        if self.teacher == "online" and "cache" in self.model_fields_set:
-            raise ValueError('cache applies to teacher: cache only')
-        return self
+        return check_cache_use(self)
 
 
 class HiddenStateSpec(EncoderKDSpec):

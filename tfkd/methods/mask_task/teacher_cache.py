@@ -16,30 +16,19 @@ import logging
 import math
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.masking import MASKERS, chosen_predictions
+from tfkd.masking import example_masking
 from tfkd.methods.mask_task.distiller import teacher_view
 from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
-from tfkd.methods.soft_target.cache import CacheWriter, read_manifest, stream_cache, top_k_distribution
+from tfkd.methods.soft_target.cache import (CacheWriter, read_manifest, stream_cache, top_k_distribution,
+                                            write_masked_top_k)
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.runner import Stage
 
 log = logging.getLogger("tfkd")
-
-
-def example_masking(source, example_id, seed, mask_id, vocab_size, masking, rate):
-    """The fixed X' of one example (``source``: its ``[L]`` student source ids): ``(masked [L],
-    chosen [L] bool)``, the same wherever it is computed."""
-    source = tf.cast(source, tf.int32)[None]
-    masked, positions, _, weights = MASKERS[masking](
-        source, tf.ones_like(source, tf.bool), rate, mask_id, vocab_size,
-        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(example_id, tf.int64)]))
-    chosen = tf.scatter_nd(positions[0, :, None], tf.cast(weights[0] > 0, tf.int32), tf.shape(source[0]))
-    return masked[0], chosen > 0
 
 
 def _masking_settings(spec, source_tokenizer):
@@ -94,20 +83,8 @@ class MaskTaskCacheStage(Stage):
                              {"temperature": cache.temperature, "masking": spec.distill.masking,
                               "mask_rate": spec.distill.mask_rate, "seed": cache.seed,
                               "ids": "student source vocabulary", "positions": "source"})
-        bar = keras.utils.Progbar(len(order), unit_name="sentence")
-        masked_positions, start = 0, time.time()
-        for step, batch in enumerate(batches):
-            positions, _, weights = chosen_predictions(batch["masked"], batch["chosen"])
-            ids, probs = (t.numpy() for t in forward(batch["masked"], positions))
-            positions, counts = positions.numpy(), weights.numpy().sum(1).astype(int)
-            for j, row in enumerate(rows[step * size : (step + 1) * size]):
-                found = positions[j, : counts[j]]
-                full_ids = np.zeros((lengths[row], cache.top_k), np.int32)
-                full_probs = np.zeros((lengths[row], cache.top_k), np.float32)
-                full_ids[found], full_probs[found] = ids[j, : counts[j]], probs[j, : counts[j]]
-                writer.add(tokenized.kept[row], full_ids, full_probs)
-                masked_positions += int(counts[j])
-            bar.update(writer.count)
+        start = time.time()
+        masked_positions = write_masked_top_k(writer, batches, rows, lengths, tokenized.kept, forward, size)
         seconds = max(time.time() - start, 1e-9)
         manifest = writer.close()
         log.info("%s: top-%d of q(.|X') at %d masked positions of %d sentences in %.0fs (%.1f sentences/s), "

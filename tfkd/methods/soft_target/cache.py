@@ -17,6 +17,7 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -126,6 +127,42 @@ class CacheWriter:
         with open(os.path.join(self.directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         return manifest
+
+
+def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, batch_size, offset=0):
+    """Write a teacher's top K at the masked positions of fixed maskings, one cache entry per
+    example: ``[length, K]`` ids and probabilities, zero where nothing was masked.
+
+    Args:
+        writer: a :class:`CacheWriter`.
+        batches: padded batches ``{"masked" [B, L], "chosen" [B, L] bool}`` of the examples in
+            ``rows`` order, ``batch_size`` a batch.
+        rows, lengths, example_ids: each example's row, its length by row and its id by row.
+        forward: ``(masked, positions) -> (ids, probs)`` at the chosen positions, ``[B, P, K]``.
+        offset: where an example starts in ``masked`` (1 after a ``[CLS]``).
+
+    Returns:
+        The number of masked positions written.
+    """
+    from tfkd.masking import chosen_predictions
+
+    bar = keras.utils.Progbar(len(rows), unit_name="example")
+    written = 0
+    for step, batch in enumerate(batches):
+        positions, _, weights = chosen_predictions(batch["masked"], batch["chosen"])
+        ids, probs = (t.numpy() for t in forward(batch["masked"], positions))
+        positions, real = positions.numpy(), weights.numpy() > 0
+        for j, row in enumerate(rows[step * batch_size : (step + 1) * batch_size]):
+            # a row with fewer masked positions than the batch's busiest has padding slots, which
+            # may come before its real ones: select by weight, not by count
+            found = positions[j][real[j]] - offset
+            full_ids = np.zeros((lengths[row], writer.top_k), np.int32)
+            full_probs = np.zeros((lengths[row], writer.top_k), np.float32)
+            full_ids[found], full_probs[found] = ids[j][real[j]], probs[j][real[j]]
+            writer.add(example_ids[row], full_ids, full_probs)
+            written += int(real[j].sum())
+        bar.update(writer.count)
+    return written
 
 
 def ids_digest(ids):

@@ -9,8 +9,10 @@ and again in fine-tuning.
    ``BertBackbone``, the teacher's vocabulary) learns masked LM from scratch on monolingual
    text (``pretrain.text``: files or TFDS; 15% of tokens masked 80/10/10) with
    ``(1 - lambda) * MLE + lambda * KL(teacher || student)`` over the masked positions
-   (appendix eq. 2), the teacher's masked-LM head running on the same masked batch. The
-   offline MiniLM has no MLM head, so ``teacher_mlm`` trains one on the same text first.
+   (appendix eq. 2), the teacher's masked-LM head running on the same masked batch
+   (``teacher: online``) or read from a top-K cache of one fixed masking per piece
+   (``teacher: cache``, the ``teacher_cache`` stage). The offline MiniLM has no MLM head, so
+   ``teacher_mlm`` trains one on the same text first.
    ``pretrain.lambda: 0`` is plain MLM pre-training (``pretrain_mle``: the paper's "BERT
    small"); ``pretrain.enabled: false`` starts the student from random weights.
 3. Fine-tuning distillation (stage ``train``): the pre-trained student with the task's head
@@ -26,7 +28,7 @@ students wrap a keras-hub backbone (``student.backbone``) and that implement
 :meth:`tfkd.tasks.Task.build_teacher` can be distilled this way.
 """
 
-from typing import Optional
+from typing import Literal, Optional
 
 import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
@@ -35,7 +37,7 @@ from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
 from tfkd.spec import Strict
 from tfkd.tasks.base import Task
-from tfkd.training.settings import TeacherMLMSpec
+from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 # keys "lambda" (a Python keyword) read and dump by that name
 _LAMBDA = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True,
@@ -99,6 +101,14 @@ class TwoStageSpec(MethodSpec):
     finetune: FinetuneSpec = FinetuneSpec()
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
+    # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
+    teacher: Literal["online", "cache"] = "online"
+    cache: TeacherCacheSpec = TeacherCacheSpec()
+
+    @pydantic.model_validator(mode="after")
+    def _cache_needs_teacher_cache(self):
+        return check_cache_use(self)
 
 
 PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
@@ -143,7 +153,8 @@ class TwoStageMethod(Method):
     loss_terms = ("xe", "kd")
     # Table 7's first row: the student with neither pre-training nor distillation
     baseline_by_default = True
-    stage_names = ("teacher_finetune", "teacher_predictions", "teacher_mlm", PRETRAIN_KD, PRETRAIN_MLE)
+    stage_names = ("teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache", PRETRAIN_KD,
+                   PRETRAIN_MLE)
 
     def default_loss_weights(self, section):
         weight = section.finetune.kd_lambda
@@ -171,7 +182,7 @@ class TwoStageMethod(Method):
     def check_variant(self, spec, variant):
         problems = []
         main, own = spec.distill.model_dump(by_alias=True), variant.distill.model_dump(by_alias=True)
-        for key in ("teacher_mlm", "teacher_finetune"):
+        for key in ("teacher_mlm", "teacher_finetune", "teacher", "cache"):
             if main[key] != own[key]:
                 problems.append((("distill", key), "a variant shares the run's teacher stages; change it for the "
                                                    "run instead"))
@@ -202,16 +213,19 @@ class TwoStageMethod(Method):
             names.add(stage)
             if stage == PRETRAIN_KD:
                 names.add("teacher_mlm")
+                if section.teacher == "cache":
+                    names.add("teacher_cache")
         return tuple(n for n in self.stage_names if n in names)
 
     def stages(self, spec):
-        from tfkd.methods.two_stage.pretrain import PretrainStage
+        from tfkd.methods.two_stage.pretrain import PretrainCacheStage, PretrainStage
         from tfkd.methods.two_stage.teacher import (PretrainTeacherMLMStage, TeacherFinetuneStage,
                                                     TeacherPredictionsStage)
         from tfkd.stage_names import method_stage_names
 
         built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
-                 "teacher_mlm": PretrainTeacherMLMStage, PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
+                 "teacher_mlm": PretrainTeacherMLMStage, "teacher_cache": PretrainCacheStage,
+                 PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
                  PRETRAIN_MLE: lambda: PretrainStage(PRETRAIN_MLE)}
         return [built[name]() for name in method_stage_names(spec)]
 

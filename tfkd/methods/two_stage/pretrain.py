@@ -9,20 +9,31 @@ framed ``[CLS] x [SEP]``, 15% of the tokens masked 80/10/10 with a new seed per 
 teacher's masked-LM distribution on the same masked batch. ``lambda = 0`` (stage
 ``pretrain_mle``) is plain MLM pre-training, with no teacher. The stage keeps the backbone's
 weights; fine-tuning loads them (:func:`load_pretrained_backbone`).
+
+With ``distill.teacher: cache`` the ``teacher_cache`` stage (:class:`PretrainCacheStage`)
+first writes, for every piece, one fixed masking drawn from ``(cache.seed, piece id)`` and the
+teacher's top K at its masked positions (the soft-target cache's format: sharded, keyed by
+id); pre-training then streams it (:func:`cached_batches`) and the KL is taken over the K
+cached ids (:func:`tfkd.training.losses.top_k_kl_divergence`). The masking no longer changes
+between passes, as in the original BERT's static masking, and the teacher no longer runs
+during training.
 """
 
 import logging
+import math
 import os
+import time
 
 import keras
 import keras_hub
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
-from tfkd import registry
 from tfkd.runner import Stage, StageError
-from tfkd.training.losses import kl_divergence
+from tfkd.masking import chosen_predictions, example_masking
+from tfkd.training.losses import kl_divergence, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.training.trainer import LossTerm, Trainer
@@ -46,24 +57,32 @@ class PretrainDistiller(Trainer):
                          **kwargs)
         self.teacher = teacher
 
+    def call(self, inputs, training=False):
+        return self.student({k: inputs[k] for k in MODEL_INPUTS}, training=training)
+
     def compute_terms(self, data, training):
         inputs, labels, weights = data
-        logits = self.student(inputs, training=training)
+        model_inputs = {k: inputs[k] for k in MODEL_INPUTS}
+        logits = self.student(model_inputs, training=training)
         weights = ops.cast(weights, "float32")
         count = ops.sum(weights)
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
         nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(labels, "int32"), -1), axis=-1), -1)
         terms = {"mle": LossTerm(ops.sum(nll * weights), count)}
         if self.teacher is not None:
-            teacher_probs = ops.softmax(ops.cast(self.teacher(inputs, training=False), "float32"), axis=-1)
+            teacher_probs = ops.softmax(ops.cast(self.teacher(model_inputs, training=False), "float32"), axis=-1)
             terms["kd"] = LossTerm(ops.sum(kl_divergence(ops.stop_gradient(teacher_probs), logits) * weights), count)
+        elif "teacher_probs" in inputs:  # the teacher's top K at these positions, from the cache
+            kl = top_k_kl_divergence(inputs["teacher_ids"], inputs["teacher_probs"], logits)
+            terms["kd"] = LossTerm(ops.sum(kl * weights), count)
         return terms, ops.sum(ops.cast(inputs["padding_mask"], "float32"))
+
+
+MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 
 
 def perplexity(mean_nll):
     """``exp(mean NLL)`` of the masked tokens (``None`` when there is none)."""
-    import math
-
     return None if mean_nll is None or math.isnan(mean_nll) else round(math.exp(mean_nll), 3)
 
 
@@ -92,8 +111,12 @@ class PretrainStage(Stage):
 
         return kd_pretrain_lambda(spec) if self.distils else 0.0
 
+    def cached(self, spec):
+        return self.distils and spec.distill.teacher == "cache"
+
     def dependencies(self, spec):
-        return ("vocab", *(("teacher_mlm",) if self.distils else ()))
+        teacher = ("teacher_cache",) if self.cached(spec) else ("teacher_mlm",) if self.distils else ()
+        return ("vocab", *teacher)
 
     def config(self, spec):
         from tfkd.methods.two_stage.teacher import _text_key
@@ -102,8 +125,11 @@ class PretrainStage(Stage):
         dump = settings.model_dump(mode="json", by_alias=True, exclude={"enabled", "text", "valid_text"})
         dump.update({"lambda": self.kd_lambda(spec), "text": _text_key(settings.text, settings.text_limit),
                      "valid_text": _text_key([settings.valid_text], settings.valid_limit)})
-        return {"pretrain": dump, "student": spec.student.model_dump(mode="json"), "seed": spec.train.seed,
-                "teacher": spec.teacher.checkpoint if self.distils else None, "imports": spec.imports}
+        config = {"pretrain": dump, "student": spec.student.model_dump(mode="json"), "seed": spec.train.seed,
+                  "teacher": spec.teacher.checkpoint if self.distils else None, "imports": spec.imports}
+        if self.cached(spec):  # the cache's own key covers the teacher and the masks
+            config.update(teacher="cache", shuffle_buffer=spec.distill.cache.shuffle_buffer)
+        return config
 
     def input_files(self, spec):
         from tfkd.methods.two_stage.teacher import _text_files
@@ -112,7 +138,6 @@ class PretrainStage(Stage):
         return _text_files(settings.text) + _text_files([settings.valid_text])
 
     def run(self, context, workdir):
-        from tfkd.methods.two_stage.teacher import read_texts
         from tfkd.stages import fit_trainer
 
         spec = context.spec
@@ -122,20 +147,15 @@ class PretrainStage(Stage):
         tokenizers = context.tokenizers()
         tokenizer = input_tokenizer(tokenizers)
 
-        def chunks(entries, limit, key):
-            lines, origin = read_texts(entries, limit, key)
-            ids = data_lib.tokenize_to_ragged(tokenizer, lines)
-            ids = tf.ragged.boolean_mask(ids, ids.row_lengths() > 0)
-            return data_lib.chunk_rows(ids, settings.max_length - 2), origin
-
-        train_ids, origin = chunks(settings.text, settings.text_limit, "distill.pretrain.text")
-        if int(train_ids.nrows()) == 0:
-            raise StageError(f"{self.name}: no text in {origin}")
-        train_ds = mlm_batches(train_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed,
-                               training=True)
+        train_ids, origin = pretraining_pieces(context, "train", self.name)
+        if self.cached(spec):
+            train_ds = cached_batches(context, spec, train_ids, tokenizer)
+        else:
+            train_ds = mlm_batches(train_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed,
+                                   training=True)
         valid_ds = None
         if settings.valid_text:
-            valid_ids, _ = chunks([settings.valid_text], settings.valid_limit, "distill.pretrain.valid_text")
+            valid_ids, _ = pretraining_pieces(context, "valid", self.name)
             if int(valid_ids.nrows()):
                 valid_ds = mlm_batches(valid_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed,
                                        training=False)
@@ -145,7 +165,7 @@ class PretrainStage(Stage):
             raise StageError(f"{self.name}: MLM pre-training needs a student whose backbone attribute is a keras-hub "
                              f"BertBackbone; student {spec.student.kind} ({type(student).__name__}) has none")
         masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
-        teacher = load_trained_teacher(context) if self.distils else None
+        teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
         loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
         trainer.compile(optimizer=keras.optimizers.Adam(
@@ -155,9 +175,10 @@ class PretrainStage(Stage):
         trainer.optimizer.build(trainer.trainable_variables)
         trainable = sum(int(v.numpy().size) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
-        log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g, %d steps of %d pieces; %s trainable "
-                 "parameters", self.name, f"{int(train_ids.nrows()):,}", f"{tokens:,}", origin, weight,
-                 settings.steps, settings.batch_size, f"{trainable:,}")
+        log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "
+                 "trainable parameters", self.name, f"{int(train_ids.nrows()):,}", f"{tokens:,}", origin, weight,
+                 "none" if not self.distils else spec.distill.teacher, settings.steps, settings.batch_size,
+                 f"{trainable:,}")
         summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
                               settings.log_every, parameter_counts={"trainable": trainable},
                               finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
@@ -168,6 +189,137 @@ class PretrainStage(Stage):
                 "tokens": tokens, "trainable_parameters": trainable, **summary, **valid}
 
 
+def pretraining_pieces(context, split, stage_name):
+    """``(ids, origin)``: the pre-training text of ``split`` (``train`` or ``valid``) in the
+    student's vocabulary, each line cut into pieces of at most ``max_length - 2`` tokens (a
+    piece's id is its row)."""
+    from tfkd.methods.two_stage.teacher import read_texts
+
+    settings = _settings(context.spec)
+    entries, limit, key = ((settings.text, settings.text_limit, "distill.pretrain.text") if split == "train" else
+                           ([settings.valid_text], settings.valid_limit, "distill.pretrain.valid_text"))
+
+    def make():
+        lines, origin = read_texts(entries, limit, key)
+        ids = data_lib.tokenize_to_ragged(input_tokenizer(context.tokenizers()), lines)
+        ids = tf.ragged.boolean_mask(ids, ids.row_lengths() > 0)
+        return data_lib.chunk_rows(ids, settings.max_length - 2), origin
+
+    return context.memo(("two_stage", "pieces", split), make)
+
+
+def _masking(spec, tokenizer):
+    return {"seed": spec.distill.cache.seed, "mask_id": tokenizer.token_to_id(data_lib.MASK),
+            "vocab_size": tokenizer.vocabulary_size(), "masking": "token", "rate": _settings(spec).mask_rate}
+
+
+def _framed(piece, masked, chosen, special):
+    """``[CLS] x [SEP]`` of a piece: (original, masked, chosen), the frame never chosen."""
+    bos, eos = tf.constant([special.bos], tf.int32), tf.constant([special.eos], tf.int32)
+    no = tf.constant([False])
+    return (tf.concat([bos, tf.cast(piece, tf.int32), eos], 0), tf.concat([bos, tf.cast(masked, tf.int32), eos], 0),
+            tf.concat([no, chosen, no], 0))
+
+
+class PretrainCacheStage(Stage):
+    """``teacher_cache``: the teacher's top K at one fixed masking of every pre-training piece."""
+
+    name = "teacher_cache"
+    depends = ("vocab", "teacher_mlm")
+
+    def config(self, spec):
+        from tfkd.methods.two_stage.teacher import _text_key
+
+        settings = _settings(spec)
+        return {"cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+                "mask_rate": settings.mask_rate, "max_length": settings.max_length,
+                "text": _text_key(settings.text, settings.text_limit), "checkpoint": spec.teacher.checkpoint}
+
+    def input_files(self, spec):
+        from tfkd.methods.two_stage.teacher import _text_files
+
+        return _text_files(_settings(spec).text)
+
+    def run(self, context, workdir):
+        from tfkd.methods.soft_target.cache import CacheWriter, top_k_distribution, write_masked_top_k
+
+        spec = context.spec
+        cache = spec.distill.cache
+        tokenizer = input_tokenizer(context.tokenizers())
+        special = data_lib.SpecialIds.of(tokenizer)
+        masking = _masking(spec, tokenizer)
+        pieces, origin = pretraining_pieces(context, "train", self.name)
+        teacher = load_trained_teacher(context)
+
+        @tf.function(reduce_retracing=True)
+        def forward(token_ids, positions):
+            inputs = {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
+                      "padding_mask": tf.not_equal(token_ids, special.pad), "mask_positions": positions}
+            return top_k_distribution(teacher(inputs, training=False), cache.top_k, cache.temperature)
+
+        lengths = pieces.row_lengths().numpy()
+        order = np.argsort(lengths, kind="stable")  # batches of similar lengths
+        size = cache.batch_size
+
+        def framed(item):
+            _, masked, chosen = _framed(item["piece"], *example_masking(item["piece"], item["id"], **masking),
+                                        special)
+            return {"masked": masked, "chosen": chosen}
+
+        batches = tf.data.Dataset.from_tensor_slices({"piece": tf.gather(pieces, order), "id": order}) \
+            .map(framed, num_parallel_calls=tf.data.AUTOTUNE) \
+            .padded_batch(size, padding_values={"masked": special.pad, "chosen": False}).prefetch(tf.data.AUTOTUNE)
+        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
+                             {"temperature": cache.temperature, "masking": "token", "mask_rate": masking["rate"],
+                              "seed": cache.seed, "ids": "student vocabulary", "positions": "piece"})
+        start = time.time()
+        # a piece's id is its row; positions count from after [CLS]
+        masked_positions = write_masked_top_k(writer, batches, order, lengths, np.arange(len(lengths)), forward,
+                                              size, offset=1)
+        seconds = max(time.time() - start, 1e-9)
+        manifest = writer.close()
+        log.info("%s: top-%d of the teacher at %d masked positions of %d pieces of %s in %.0fs (%.1f pieces/s), "
+                 "%.1f MB in %d shards", self.name, cache.top_k, masked_positions, manifest["examples"], origin,
+                 seconds, manifest["examples"] / seconds, manifest["bytes"] / 1e6, len(manifest["shards"]))
+        return {"examples": manifest["examples"], "masked_positions": masked_positions,
+                "pieces_per_second": round(manifest["examples"] / seconds, 1), "bytes": manifest["bytes"]}
+
+
+def cached_batches(context, spec, pieces, tokenizer):
+    """Pre-training batches from the ``teacher_cache`` stage: the pieces in the cache's
+    (shuffled) order, each with its fixed masking re-derived, and the teacher's top K at the
+    masked positions (``teacher_ids``, ``teacher_probs`` ``[B, P, K]``)."""
+    from tfkd.methods.soft_target.cache import stream_cache
+
+    settings = _settings(spec)
+    special = data_lib.SpecialIds.of(tokenizer)
+    masking = _masking(spec, tokenizer)
+    n = int(pieces.nrows())
+    stream = stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=np.arange(n), seed=spec.train.seed,
+                          shuffle_buffer=spec.distill.cache.shuffle_buffer).repeat()
+
+    def example(item):
+        piece = pieces[item["id"]]
+        original, masked, chosen = _framed(piece, *example_masking(piece, item["id"], **masking), special)
+        zero = tf.zeros([1, tf.shape(item["teacher_ids"])[1]])
+        return {"original": original, "masked": masked, "chosen": chosen,
+                "teacher_ids": tf.concat([tf.cast(zero, tf.int32), item["teacher_ids"], tf.cast(zero, tf.int32)], 0),
+                "teacher_probs": tf.concat([zero, tf.cast(item["teacher_probs"], tf.float32), zero], 0)}
+
+    def to_batch(batch):
+        positions, labels, weights = chosen_predictions(batch["original"], batch["chosen"])
+        inputs = {"token_ids": batch["masked"], "segment_ids": tf.zeros_like(batch["masked"]),
+                  "padding_mask": tf.not_equal(batch["masked"], special.pad), "mask_positions": positions,
+                  "teacher_ids": tf.gather(batch["teacher_ids"], positions, batch_dims=1),
+                  "teacher_probs": tf.gather(batch["teacher_probs"], positions, batch_dims=1)}
+        return inputs, labels, weights
+
+    return stream.map(example, num_parallel_calls=tf.data.AUTOTUNE) \
+        .padded_batch(settings.batch_size, padding_values={"original": special.pad, "masked": special.pad,
+                                                           "chosen": False, "teacher_ids": 0, "teacher_probs": 0.0}) \
+        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def load_pretrained_backbone(context, student, stage):
     """Load the backbone weights ``stage`` saved into ``student.backbone``; a description."""
     path = os.path.join(context.runner.stage_dir(stage), BACKBONE_WEIGHTS)
@@ -175,4 +327,5 @@ def load_pretrained_backbone(context, student, stage):
     return f"stage {stage}"
 
 
-__all__ = ["PretrainDistiller", "PretrainStage", "load_pretrained_backbone"]
+__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "cached_batches", "load_pretrained_backbone",
+           "pretraining_pieces"]

@@ -183,7 +183,7 @@ def teacher_prediction_columns(context, spec):
 class PretrainTeacherMLMStage(TeacherMLMStage):
     """The teacher's MLM head, trained on the pre-training text as the student is masked."""
 
-    text_description = "lines of pre-training text"
+    text_description = "pieces of pre-training text"
 
     def masking(self, spec):
         from tfkd.methods.two_stage import pretrain_settings

@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError, bucket_batch_sizes, bucket_boundaries, tokenize_to_ragged
+from tfkd.data import (DataError, bucket_batch_sizes, bucket_boundaries, decode_line, example_stream, read_raw_lines,
+                       tokenize_to_ragged)
 
 log = logging.getLogger("tfkd")
 
@@ -65,10 +66,7 @@ class ClassificationCorpus:
 
 
 def _decode(line, path, number):
-    try:
-        return line.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return decode_line(line, path, number).rstrip("\r")
 
 
 def read_tsv(path, text_column="sentence", label_column="label", limit=None, labels_required=True):
@@ -78,12 +76,7 @@ def read_tsv(path, text_column="sentence", label_column="label", limit=None, lab
     have no labels, unless ``labels_required`` (then it is an error). Texts are stripped (GLUE's
     have a trailing space). Every problem is a :class:`DataError` naming ``path:line``.
     """
-    if not os.path.exists(path):
-        raise DataError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        raw = f.read().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
+    raw = read_raw_lines(path)
     if not raw:
         raise DataError(f"{path}:1: empty file; expected a header line naming the columns "
                         f"({text_column}<TAB>{label_column}) and a row per example")
@@ -301,19 +294,9 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     added to the inputs: the examples are then read in its order (it does its own shuffling),
     looked up by id.
     """
-    if columns is None:
-        ds = tf.data.Dataset.from_tensor_slices({"token_ids": tokenized.token_ids,
-                                                 "label": tf.constant(tokenized.labels, tf.int32)})
-        extra_names = []
-    else:
-        ds = columns
-        extra_names = [k for k in columns.element_spec if k != "id"]
-    if shuffle and columns is None:  # streamed columns come in their own (shuffled) order
-        ds = ds.shuffle(min(shuffle_buffer, max(len(tokenized), 1)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if columns is not None:
-        ds = ds.map(ExampleTable(tokenized).join, num_parallel_calls=tf.data.AUTOTUNE)
+    ds, extra_names = example_stream({"token_ids": tokenized.token_ids, "label": tf.constant(tokenized.labels, tf.int32)},
+                                     len(tokenized), columns, ExampleTable(tokenized).join if columns else None,
+                                     shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat)
 
     def to_example(item):
         out = dict(item)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError, bucket_batch_sizes, bucket_boundaries, read_lines, tokenize_to_ragged
+from tfkd.data import DataError, bucket_batch_sizes, bucket_boundaries, example_stream, read_lines, tokenize_to_ragged
 
 log = logging.getLogger("tfkd")
 
@@ -144,18 +144,9 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     the target, added to the inputs; a teacher cache streamed from disk): the pairs are then
     read in its order (it does its own shuffling, within its own memory bound), looked up by id.
     """
-    if columns is None:
-        ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
-        extra_names = []
-    else:
-        ds = columns
-        extra_names = [k for k in columns.element_spec if k != "id"]
-    if shuffle and columns is None:  # streamed columns come in their own (shuffled) order
-        ds = ds.shuffle(min(shuffle_buffer, max(len(tokenized), 1)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if columns is not None:
-        ds = ds.map(ExampleTable(tokenized).join, num_parallel_calls=tf.data.AUTOTUNE)
+    ds, extra_names = example_stream({"source": tokenized.source_ids, "target": tokenized.target_ids},
+                                     len(tokenized), columns, ExampleTable(tokenized).join if columns else None,
+                                     shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat)
 
     bos = tf.constant([special_ids.bos], tf.int32)
     eos = tf.constant([special_ids.eos], tf.int32)
