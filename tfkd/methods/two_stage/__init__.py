@@ -23,9 +23,12 @@ and again in fine-tuning.
 
 The paper's Table 7 ablation is the run's ``baseline`` (no pre-training, no KD: "Transformer
 small") and ``variants`` that change ``distill.pretrain.enabled``, ``distill.pretrain.lambda``
-and ``distill.finetune.lambda``; the run adds the pre-training stage each needs. Tasks whose
-students wrap a keras-hub backbone (``student.backbone``) and that implement
-:meth:`tfkd.tasks.Task.build_teacher` can be distilled this way.
+and ``distill.finetune.lambda``; the run adds the pre-training stage each needs.
+
+What it asks of a task: students that wrap a keras-hub ``BertBackbone`` (``student.backbone``,
+pre-trained here), :meth:`tfkd.tasks.Task.build_teacher` (the teacher with the task's head),
+text inputs (``corpus(context, "train").texts``) and ``predict_probabilities(context, model,
+texts)`` (the teacher's output distribution): the classification task's interface.
 """
 
 from typing import Literal, Optional

@@ -119,12 +119,12 @@ class PretrainStage(Stage):
         return ("vocab", *teacher)
 
     def config(self, spec):
-        from tfkd.methods.two_stage.teacher import _text_key
+        from tfkd.methods.two_stage.teacher import text_key
 
         settings = _settings(spec)
         dump = settings.model_dump(mode="json", by_alias=True, exclude={"enabled", "text", "valid_text"})
-        dump.update({"lambda": self.kd_lambda(spec), "text": _text_key(settings.text, settings.text_limit),
-                     "valid_text": _text_key([settings.valid_text], settings.valid_limit)})
+        dump.update({"lambda": self.kd_lambda(spec), "text": text_key(settings.text, settings.text_limit),
+                     "valid_text": text_key([settings.valid_text], settings.valid_limit)})
         config = {"pretrain": dump, "student": spec.student.model_dump(mode="json"), "seed": spec.train.seed,
                   "teacher": spec.teacher.checkpoint if self.distils else None, "imports": spec.imports}
         if self.cached(spec):  # the cache's own key covers the teacher and the masks
@@ -132,10 +132,10 @@ class PretrainStage(Stage):
         return config
 
     def input_files(self, spec):
-        from tfkd.methods.two_stage.teacher import _text_files
+        from tfkd.methods.two_stage.teacher import text_files
 
         settings = _settings(spec)
-        return _text_files(settings.text) + _text_files([settings.valid_text])
+        return text_files(settings.text) + text_files([settings.valid_text])
 
     def run(self, context, workdir):
         from tfkd.stages import fit_trainer
@@ -228,17 +228,17 @@ class PretrainCacheStage(Stage):
     depends = ("vocab", "teacher_mlm")
 
     def config(self, spec):
-        from tfkd.methods.two_stage.teacher import _text_key
+        from tfkd.methods.two_stage.teacher import text_key
 
         settings = _settings(spec)
         return {"cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
                 "mask_rate": settings.mask_rate, "max_length": settings.max_length,
-                "text": _text_key(settings.text, settings.text_limit), "checkpoint": spec.teacher.checkpoint}
+                "text": text_key(settings.text, settings.text_limit), "checkpoint": spec.teacher.checkpoint}
 
     def input_files(self, spec):
-        from tfkd.methods.two_stage.teacher import _text_files
+        from tfkd.methods.two_stage.teacher import text_files
 
-        return _text_files(_settings(spec).text)
+        return text_files(_settings(spec).text)
 
     def run(self, context, workdir):
         from tfkd.methods.soft_target.cache import CacheWriter, top_k_distribution, write_masked_top_k

@@ -36,13 +36,13 @@ def _task(spec):
     return registry.lookup("task", spec.task)
 
 
-def _text_files(entries):
+def text_files(entries):
     return [e for e in entries if e and not e.startswith("tfds:")]
 
 
-def _text_key(entries, limit):
+def text_key(entries, limit):
     # local files are keyed by their content; TFDS corpora by name
-    return {"tfds": [e for e in entries if e and e.startswith("tfds:")], "files": len(_text_files(entries)),
+    return {"tfds": [e for e in entries if e and e.startswith("tfds:")], "files": len(text_files(entries)),
             "limit": limit}
 
 
@@ -141,10 +141,10 @@ class TeacherPredictionsStage(Stage):
     def config(self, spec):
         finetune = spec.distill.finetune
         return {"data": _task(spec).data_key(spec, ["train"]),
-                "unlabeled": _text_key([finetune.unlabeled], finetune.unlabeled_limit)}
+                "unlabeled": text_key([finetune.unlabeled], finetune.unlabeled_limit)}
 
     def input_files(self, spec):
-        return _task(spec).data_files(spec, ["train"]) + _text_files([spec.distill.finetune.unlabeled])
+        return _task(spec).data_files(spec, ["train"]) + text_files([spec.distill.finetune.unlabeled])
 
     def run(self, context, workdir):
         task = context.task
@@ -194,14 +194,14 @@ class PretrainTeacherMLMStage(TeacherMLMStage):
         from tfkd.methods.two_stage import pretrain_settings
 
         settings = pretrain_settings(spec)
-        return {"train": _text_key(settings.text, settings.text_limit),
-                "valid": _text_key([settings.valid_text], settings.valid_limit)}
+        return {"train": text_key(settings.text, settings.text_limit),
+                "valid": text_key([settings.valid_text], settings.valid_limit)}
 
     def input_files(self, spec):
         from tfkd.methods.two_stage import pretrain_settings
 
         settings = pretrain_settings(spec)
-        return _text_files(settings.text) + _text_files([settings.valid_text])
+        return text_files(settings.text) + text_files([settings.valid_text])
 
     def sentences(self, context, split):
         from tfkd.methods.two_stage import pretrain_settings
