@@ -308,5 +308,5 @@ def test_without_columns_unlabeled_texts_are_shuffled_in(context):
 def test_a_column_for_an_unknown_example_id_fails(context):
     columns = tf.data.Dataset.from_tensor_slices({"id": tf.constant([7], tf.int64)})
     ds = ClassificationTask().train_dataset(context, "train", columns=columns)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="has no training example"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="has no kept training example"):
         next(iter(ds))

@@ -181,6 +181,36 @@ def tokenize_to_ragged(tokenizer, sentences):
     return tf.function(tokenizer.tokenize)(strings)
 
 
+class ExampleTable:
+    """Per-example tensors of a split (``columns``: name -> a tensor or ragged tensor with one
+    row per example), looked up by example id inside a tf.data pipeline; ``ids`` are the
+    examples' ids in row order (ids of dropped examples are absent); ``what`` names an example
+    in the error an unknown id raises."""
+
+    def __init__(self, ids, columns, what="training example"):
+        ids = np.asarray(ids, np.int64)
+        size = int(ids.max()) + 1 if len(ids) else 0
+        row_of = np.full(size, -1, np.int64)
+        row_of[ids] = np.arange(len(ids))
+        self.row_of = tf.constant(row_of)
+        self.columns = dict(columns)
+        self.what = what
+
+    def join(self, item):
+        """``item`` (a dict with ``"id"`` and extra columns) without ``"id"``, plus the
+        example's own columns; an unknown id fails the pipeline with an assertion naming it."""
+        example_id = tf.cast(item["id"], tf.int64)
+        size = tf.cast(tf.size(self.row_of), tf.int64)
+        row = tf.gather(self.row_of, tf.clip_by_value(example_id, 0, tf.maximum(size - 1, 0)))
+        known = tf.logical_and(tf.logical_and(example_id >= 0, example_id < size), row >= 0)
+        check = tf.debugging.Assert(known, ["example id", example_id, f"has no kept {self.what}"])
+        with tf.control_dependencies([check]):
+            row = tf.identity(row)
+        out = {k: v for k, v in item.items() if k != "id"}
+        out.update({name: values[row] for name, values in self.columns.items()})
+        return out
+
+
 def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=None, shuffle_buffer=100000,
                    repeat=False):
     """The per-example dicts a batcher reads, and the names of the method's extra columns.

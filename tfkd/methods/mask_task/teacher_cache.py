@@ -96,7 +96,7 @@ class MaskTaskCacheStage(Stage):
 
 def cached_columns(context, spec, stage_name):
     """The cache streamed by example id, each example with its fixed X' re-derived."""
-    from tfkd.tasks.translation.data import ExampleTable
+    from tfkd.tasks.translation.data import pair_table
 
     directory = context.runner.stage_dir("teacher_cache")
     tokenized = context.task.tokenized(context, "train", stage_name)
@@ -105,7 +105,7 @@ def cached_columns(context, spec, stage_name):
     log.info("%s: q(.|X') for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
              stage_name, len(tokenized), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
              cache.shuffle_buffer)
-    table = ExampleTable(tokenized)
+    table = pair_table(tokenized)
     settings = _masking_settings(spec, context.tokenizers().source)
 
     def with_masked_source(item):

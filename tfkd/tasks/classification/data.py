@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (DataError, bucket_batch_sizes, bucket_boundaries, decode_line, example_stream, read_raw_lines,
-                       tokenize_to_ragged)
+from tfkd.data import (DataError, ExampleTable, bucket_batch_sizes, bucket_boundaries, decode_line, example_stream,
+                       read_raw_lines, tokenize_to_ragged)
 
 log = logging.getLogger("tfkd")
 
@@ -256,33 +256,6 @@ def tokenize_corpus(corpus, tokenizer, special_ids, max_tokens, name="corpus"):
 # ----------------------------------------------------------------------------- batches
 
 
-class ExampleTable:
-    """Tokenized examples looked up by example id inside a tf.data pipeline."""
-
-    def __init__(self, tokenized):
-        size = int(tokenized.ids.max()) + 1 if len(tokenized) else 0
-        row_of = np.full(size, -1, np.int64)
-        row_of[tokenized.ids] = np.arange(len(tokenized))
-        self.row_of = tf.constant(row_of)
-        self.token_ids = tokenized.token_ids
-        self.labels = tf.constant(tokenized.labels, tf.int32)
-
-    def join(self, item):
-        """``item`` (a dict with ``"id"`` and extra columns) plus the example's ``token_ids``
-        and ``label``."""
-        example_id = tf.cast(item["id"], tf.int64)
-        size = tf.cast(tf.size(self.row_of), tf.int64)
-        row = tf.gather(self.row_of, tf.clip_by_value(example_id, 0, tf.maximum(size - 1, 0)))
-        known = tf.logical_and(tf.logical_and(example_id >= 0, example_id < size), row >= 0)
-        check = tf.debugging.Assert(known, ["example id", example_id, "has no training example"])
-        with tf.control_dependencies([check]):
-            row = tf.identity(row)
-        out = {k: v for k, v in item.items() if k != "id"}
-        out["token_ids"] = self.token_ids[row]
-        out["label"] = self.labels[row]
-        return out
-
-
 def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width, shuffle=False,
                            seed=None, shuffle_buffer=100000, repeat=False, columns=None):
     """Bucketed batches ``({"token_ids", "padding_mask", **extra}, labels)``.
@@ -294,9 +267,10 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     added to the inputs: the examples are then read in its order (it does its own shuffling),
     looked up by id.
     """
-    ds, extra_names = example_stream({"token_ids": tokenized.token_ids, "label": tf.constant(tokenized.labels, tf.int32)},
-                                     len(tokenized), columns, ExampleTable(tokenized).join if columns else None,
-                                     shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat)
+    examples = {"token_ids": tokenized.token_ids, "label": tf.constant(tokenized.labels, tf.int32)}
+    join = ExampleTable(tokenized.ids, examples).join if columns is not None else None
+    ds, extra_names = example_stream(examples, len(tokenized), columns, join, shuffle=shuffle, seed=seed,
+                                     shuffle_buffer=shuffle_buffer, repeat=repeat)
 
     def to_example(item):
         out = dict(item)

@@ -12,7 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError, bucket_batch_sizes, bucket_boundaries, example_stream, read_lines, tokenize_to_ragged
+from tfkd.data import (DataError, ExampleTable, bucket_batch_sizes, bucket_boundaries, example_stream, read_lines,
+                       tokenize_to_ragged)
 
 log = logging.getLogger("tfkd")
 
@@ -109,29 +110,11 @@ def tokenize_corpus(corpus, source_tokenizer, target_tokenizer, max_tokens, name
     return TokenizedCorpus(tf.gather(src, kept), tf.gather(tgt, kept), kept)
 
 
-class ExampleTable:
-    """The tokenized pairs of a split, looked up by example id inside a tf.data pipeline."""
-
-    def __init__(self, tokenized):
-        size = int(tokenized.kept.max()) + 1 if len(tokenized) else 0
-        row_of = np.full(size, -1, np.int64)
-        row_of[tokenized.kept] = np.arange(len(tokenized))
-        self.row_of = tf.constant(row_of)
-        self.source_ids = tokenized.source_ids
-        self.target_ids = tokenized.target_ids
-
-    def join(self, item):
-        """``item`` (a dict with ``"id"`` and extra columns) plus the pair's ``source``/``target``."""
-        example_id = tf.cast(item["id"], tf.int64)
-        row = tf.gather(self.row_of, tf.minimum(example_id, tf.cast(tf.size(self.row_of), tf.int64) - 1))
-        known = tf.logical_and(example_id < tf.cast(tf.size(self.row_of), tf.int64), row >= 0)
-        check = tf.debugging.Assert(known, ["example id", example_id, "has no kept training pair"])
-        with tf.control_dependencies([check]):
-            row = tf.identity(row)
-        out = {k: v for k, v in item.items() if k != "id"}
-        out["source"] = self.source_ids[row]
-        out["target"] = self.target_ids[row]
-        return out
+def pair_table(tokenized):
+    """The split's kept pairs (``source``, ``target``) by example id: a
+    :class:`tfkd.data.ExampleTable`."""
+    return ExampleTable(tokenized.kept, {"source": tokenized.source_ids, "target": tokenized.target_ids},
+                        what="training pair")
 
 
 def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width,
@@ -145,7 +128,7 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     read in its order (it does its own shuffling, within its own memory bound), looked up by id.
     """
     ds, extra_names = example_stream({"source": tokenized.source_ids, "target": tokenized.target_ids},
-                                     len(tokenized), columns, ExampleTable(tokenized).join if columns else None,
+                                     len(tokenized), columns, pair_table(tokenized).join if columns else None,
                                      shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat)
 
     bos = tf.constant([special_ids.bos], tf.int32)
