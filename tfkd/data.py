@@ -236,6 +236,16 @@ def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=
     return ds, extra_names
 
 
+def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values):
+    """``ds`` batched by length (``length(example)``) under a token budget: buckets of
+    ``bucket_width`` up to ``max_tokens``, each batch padded to its longest element with
+    ``padding_values`` ({name: scalar}) and holding at most ``batch_tokens`` padded tokens."""
+    boundaries = bucket_boundaries(max_tokens, bucket_width)
+    return ds.bucket_by_sequence_length(element_length_func=length, bucket_boundaries=boundaries,
+                                        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
+                                        padding_values=padding_values)
+
+
 def bucket_boundaries(max_tokens, bucket_width):
     """Upper bounds (exclusive) of the length buckets, the last one covering ``max_tokens``."""
     return list(range(bucket_width + 1, max_tokens + 1, bucket_width)) + [max_tokens + 2]

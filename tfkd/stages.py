@@ -118,6 +118,14 @@ def model_width(student, spec):
     return width
 
 
+def compile_and_build(trainer, optimizer, train_ds):
+    """Compile ``trainer`` with ``optimizer`` and build both on the first training batch (so a
+    checkpoint can be restored into them before training)."""
+    trainer.compile(optimizer=optimizer)
+    trainer(next(iter(train_ds))[0])
+    trainer.optimizer.build(trainer.trainable_variables)
+
+
 def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
                 valid_metric=None, parameter_counts=None, finish=None, hint=None):
     """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
@@ -221,10 +229,7 @@ class TrainStage(Stage):
                 beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
                 global_clipnorm=train.clip_norm,
             )
-            trainer.compile(optimizer=optimizer)
-            inputs, _ = next(iter(train_ds))
-            trainer(inputs)
-            trainer.optimizer.build(trainer.trainable_variables)
+            compile_and_build(trainer, optimizer, train_ds)
 
         init = self._init_from(spec)
         initialized = None
@@ -321,5 +326,5 @@ class ExportStage(Stage):
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 
-__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "fit_trainer", "load_student",
+__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "compile_and_build", "fit_trainer", "load_student",
            "precision_policy", "save_student"]

@@ -138,7 +138,7 @@ class PretrainStage(Stage):
         return text_files(settings.text) + text_files([settings.valid_text])
 
     def run(self, context, workdir):
-        from tfkd.stages import fit_trainer
+        from tfkd.stages import compile_and_build, fit_trainer
 
         spec = context.spec
         settings = _settings(spec)
@@ -168,12 +168,10 @@ class PretrainStage(Stage):
         teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
         loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
-        trainer.compile(optimizer=keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0))
-        inputs, _, _ = next(iter(train_ds))
-        trainer(inputs)
-        trainer.optimizer.build(trainer.trainable_variables)
-        trainable = sum(int(v.numpy().size) for v in trainer.trainable_variables)
+        compile_and_build(trainer, keras.optimizers.Adam(
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
+            train_ds)
+        trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
         log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "
                  "trainable parameters", self.name, f"{int(train_ids.nrows()):,}", f"{tokens:,}", origin, weight,

@@ -94,7 +94,7 @@ class TeacherFinetuneStage(Stage):
         return _task(spec).data_files(spec, ["train", "valid"])
 
     def run(self, context, workdir):
-        from tfkd.stages import fit_trainer
+        from tfkd.stages import compile_and_build, fit_trainer
         from tfkd.training.schedules import TriangularSchedule
         from tfkd.training.trainer import SupervisedTrainer
 
@@ -106,11 +106,8 @@ class TeacherFinetuneStage(Stage):
         teacher = build_teacher(view)
         trainer = SupervisedTrainer(teacher, view.task, label_smoothing=settings.label_smoothing,
                                     reported_terms=("nll",))
-        trainer.compile(optimizer=keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)))
-        inputs, _ = next(iter(train_ds))
-        trainer(inputs)
-        trainer.optimizer.build(trainer.trainable_variables)
+        compile_and_build(trainer, keras.optimizers.Adam(
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds)
         parameters = teacher.count_params()
         log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, context.spec.teacher.checkpoint,
                  f"{parameters:,}", settings.steps)

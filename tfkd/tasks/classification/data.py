@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (DataError, ExampleTable, bucket_batch_sizes, bucket_boundaries, decode_line, example_stream,
-                       read_raw_lines, tokenize_to_ragged)
+from tfkd.data import (DataError, ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
+                       tokenize_to_ragged)
 
 log = logging.getLogger("tfkd")
 
@@ -281,13 +281,8 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     padding = {"token_ids": tf.constant(special_ids.pad, tf.int32), "padding_mask": tf.constant(False),
                "label": tf.constant(NO_LABEL, tf.int32)}
-    boundaries = bucket_boundaries(max_tokens, bucket_width)
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda x: tf.shape(x["token_ids"])[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
-        padding_values={k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()},
-    )
+    ds = bucketed_batches(ds, lambda x: tf.shape(x["token_ids"])[0], max_tokens, bucket_width, batch_tokens,
+                          {k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()})
 
     def to_model_inputs(batch):
         inputs = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}

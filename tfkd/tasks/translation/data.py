@@ -12,8 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (DataError, ExampleTable, bucket_batch_sizes, bucket_boundaries, example_stream, read_lines,
-                       tokenize_to_ragged)
+from tfkd.data import DataError, ExampleTable, bucketed_batches, example_stream, read_lines, tokenize_to_ragged
 
 log = logging.getLogger("tfkd")
 
@@ -143,14 +142,10 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
         return out
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
-    boundaries = bucket_boundaries(max_tokens, bucket_width)
-    ds = ds.bucket_by_sequence_length(
-        element_length_func=lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]),
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
-        padding_values={k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer
-                        else tf.constant(0, v.dtype) for k, v in ds.element_spec.items()},
-    )
+    ds = bucketed_batches(ds, lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]), max_tokens,
+                          bucket_width, batch_tokens,
+                          {k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer else tf.constant(0, v.dtype)
+                           for k, v in ds.element_spec.items()})
 
     def to_model_inputs(batch):
         inputs = {"source_ids": batch["source"], "decoder_ids": batch["decoder"]}
