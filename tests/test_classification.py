@@ -213,3 +213,11 @@ def test_tiny_sst2_run_trains_evaluates_and_exports(tmp_path):
     served = tfkd("translate", str(saved_model.parent), "-i", str(source))
     assert served.returncode == 0, served.stderr[-3000:]
     assert all(line in ("0", "1") for line in served.stdout.splitlines()) and len(served.stdout.splitlines()) == 2
+
+
+def test_the_student_schema_survives_importing_the_class():
+    from tfkd import registry
+    from tfkd.models.configs import BertClassifierConfig
+
+    registry.lookup("student", "bert_classifier")  # imports the class in place of its declaration
+    assert registry.schema("student", "bert_classifier") is BertClassifierConfig

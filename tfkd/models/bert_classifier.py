@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfkd.models.configs import BertClassifierConfig
+
 
 @keras.saving.register_keras_serializable(package="tfkd")
 class BertClassifier(keras.Model):
@@ -34,6 +36,9 @@ class BertClassifier(keras.Model):
     ...     hidden_dim=16, num_heads=2, intermediate_dim=32)
     >>> logits = model({"token_ids": ids, "padding_mask": ids != 0})
     """
+
+    # the spec schema the registry keeps reading once the class is imported
+    config_schema = BertClassifierConfig
 
     def __init__(
         self,
