@@ -4,7 +4,7 @@ Nothing here imports TensorFlow: an entry is imported when a run first looks it 
 validate without it. Methods and tasks declare themselves in ``tfkd.methods`` and ``tfkd.tasks``.
 """
 
-from tfkd.models.configs import ABNetConfig, ABNetEncConfig, BertClassifierConfig, LSTMConfig, TransformerConfig
+from tfkd.models.configs import ABNetConfig, ABNetEncConfig, BertClassifierConfig, GPT2LMConfig, LSTMConfig, TransformerConfig
 from tfkd.registry import declare
 
 declare("student", "transformer", "tfkd.models.transformer:TransformerSeq2Seq", schema=TransformerConfig)
@@ -12,6 +12,7 @@ declare("student", "lstm", "tfkd.models.lstm:LSTMSeq2Seq", schema=LSTMConfig)
 declare("student", "abnet", "tfkd.models.abnet:ABNet", schema=ABNetConfig)
 declare("student", "abnet_enc", "tfkd.models.abnet:ABNetEnc", schema=ABNetEncConfig)
 declare("student", "bert_classifier", "tfkd.models.bert_classifier:BertClassifier", schema=BertClassifierConfig)
+declare("student", "gpt2_lm", "tfkd.models.gpt2_lm:GPT2LM", schema=GPT2LMConfig)
 
 # keras-hub's blocks; the argument lists let a spec be checked without importing keras-hub
 # (tests/test_registry.py compares them with the real constructors)

@@ -56,7 +56,7 @@ def build_stages(spec):
         stages.insert(stage_names(spec).index(TARGETS_STAGE), targets)
     built = [s.name for s in stages]
     if built != stage_names(spec):
-        raise RuntimeError(f"method {spec.method} declares stages {method.stage_names_for(spec.distill)} but builds "
+        raise RuntimeError(f"method {spec.method} declares stages {method.stage_names_for(spec.distill, registry.lookup('task', spec.task))} but builds "
                            f"{built}")
     return stages
 

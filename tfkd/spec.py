@@ -78,7 +78,8 @@ class LayerRef(BaseModel):
 
 
 class TeacherSpec(_Strict):
-    kind: Literal["bert"] = "bert"
+    # the checkpoint's architecture: a BERT encoder or a GPT-2 causal LM
+    kind: Literal["bert", "gpt2"] = "bert"
     # a keras-hub preset name, a local folder, or "package:module/subdir"
     checkpoint: str
 
@@ -488,7 +489,7 @@ def _validate_variants(spec, data, located):
                 raise variant_located.error(key_path, message)
             variants[name] = resolved
             continue
-        own = set(variant_method.stage_names_for(resolved.distill))
+        own = set(variant_method.stage_names_for(resolved.distill, registry.lookup("task", resolved.task)))
         missing = own - set(main_stages)
         if missing:
             raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "

@@ -60,11 +60,12 @@ def method_stage_names(spec):
     trained by the same method (a variant pre-trained without distillation needs the stage
     that does so), in the order the method declares them."""
     method = registry.lookup("method", spec.method)
-    wanted = set(method.stage_names_for(spec.distill))
+    task = registry.lookup("task", spec.task)
+    wanted = set(method.stage_names_for(spec.distill, task))
     resolved = getattr(spec, "_variants", None) or {}
     for name in spec.variants or {}:
         if name in resolved and resolved[name].method == spec.method:
-            wanted |= set(method.stage_names_for(resolved[name].distill))
+            wanted |= set(method.stage_names_for(resolved[name].distill, task))
     return [name for name in method.stage_names if name in wanted]
 
 

@@ -83,9 +83,10 @@ class Method:
             problems.append((("distill", "loss_weights"), "at least one weight must be > 0"))
         return problems
 
-    def stage_names_for(self, section):
-        """The stages a run with this ``distill`` section has (default: all of
-        :attr:`stage_names`; a method whose settings choose between stages narrows them)."""
+    def stage_names_for(self, section, task=None):
+        """The stages a run with this ``distill`` section and ``task`` (a :class:`tfkd.tasks.Task`)
+        has (default: all of :attr:`stage_names`; a method whose settings choose between stages
+        narrows them)."""
         return self.stage_names
 
     def stages(self, spec):

@@ -17,6 +17,8 @@ _LAZY = {
     "AdapterSettings": "tfkd.models.configs",
     "BertClassifier": "tfkd.models.bert_classifier",
     "BertClassifierConfig": "tfkd.models.configs",
+    "GPT2LM": "tfkd.models.gpt2_lm",
+    "GPT2LMConfig": "tfkd.models.configs",
 }
 
 

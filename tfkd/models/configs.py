@@ -115,3 +115,15 @@ class BertClassifierConfig(Strict):
     intermediate_dim: PositiveInt = 1024
     dropout: float = Field(0.1, ge=0, lt=1)
     max_sequence_length: PositiveInt = 512  # longest input (position embeddings), [CLS] and [SEP] included
+
+
+class GPT2LMConfig(Strict):
+    """``student.kind: gpt2_lm``: a GPT-2 causal language model (keras-hub ``GPT2Backbone``,
+    output projection tied to the token embedding)."""
+
+    num_layers: PositiveInt = 4
+    hidden_dim: PositiveInt = 256
+    num_heads: PositiveInt = 4
+    intermediate_dim: PositiveInt = 1024
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_sequence_length: PositiveInt = 1024  # longest input (position embeddings)

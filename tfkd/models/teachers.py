@@ -43,11 +43,13 @@ def teacher_tokenizer(checkpoint, key="teacher.checkpoint"):
     return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint, key))
 
 
-def load_backbone(checkpoint, key="teacher.checkpoint"):
-    """The checkpoint's keras-hub ``BertBackbone`` (its pretrained weights, no head)."""
+def load_backbone(checkpoint, key="teacher.checkpoint", kind="bert"):
+    """The checkpoint's keras-hub backbone (its pretrained weights, no head): a
+    ``BertBackbone`` (``kind`` bert) or a ``GPT2Backbone`` (``kind`` gpt2)."""
     import keras_hub
 
-    return keras_hub.models.BertBackbone.from_preset(resolve_checkpoint(checkpoint, key))
+    backbone = {"bert": keras_hub.models.BertBackbone, "gpt2": keras_hub.models.GPT2Backbone}[kind]
+    return backbone.from_preset(resolve_checkpoint(checkpoint, key))
 
 
 def has_masked_lm_head(checkpoint):

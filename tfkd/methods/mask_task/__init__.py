@@ -113,7 +113,7 @@ class MaskTaskMethod(EncoderKDMethod):
     spec_schema = MaskTaskSpec
     stage_names = ("teacher_mlm", "teacher_cache")
 
-    def stage_names_for(self, section):
+    def stage_names_for(self, section, task=None):
         return self.stage_names if section.teacher == "cache" else ("teacher_mlm",)
 
     def stages(self, spec):

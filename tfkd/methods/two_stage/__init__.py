@@ -25,10 +25,20 @@ The paper's Table 7 ablation is the run's ``baseline`` (no pre-training, no KD: 
 small") and ``variants`` that change ``distill.pretrain.enabled``, ``distill.pretrain.lambda``
 and ``distill.finetune.lambda``; the run adds the pre-training stage each needs.
 
-What it asks of a task: students that wrap a keras-hub ``BertBackbone`` (``student.backbone``,
-pre-trained here), :meth:`tfkd.tasks.Task.build_teacher` (the teacher with the task's head),
-text inputs (``corpus(context, "train").texts``) and ``predict_probabilities(context, model,
-texts)`` (the teacher's output distribution): the classification task's interface.
+What pre-training means is the task's ``pretraining_objective``:
+
+- ``masked_lm`` (classification, BERT; :mod:`.pretrain`): as above. The task gives students
+  that wrap a keras-hub ``BertBackbone`` (``student.backbone``), :meth:`tfkd.tasks.Task.build_teacher`,
+  text inputs (``corpus(context, "train").texts``) and ``predict_probabilities(context, model,
+  texts)`` (the teacher's output distribution, written once by ``teacher_predictions``).
+- ``causal_lm`` (language_model, GPT-2; :mod:`.causal`): pre-training and fine-tuning are
+  both next-token prediction with ``(1 - lambda) * MLE + lambda * KL(teacher || student)`` over
+  every position (appendix eqs. 3 and 6), the frozen teacher running on the same batch: the
+  pre-trained teacher during pre-training, the fine-tuned one during fine-tuning. With no
+  checkpoint to start from (no model hub here), ``distill.teacher_pretrain`` first pre-trains
+  the teacher with tfkd (stage ``teacher_pretrain``); ``teacher.checkpoint`` (a keras-hub GPT-2
+  preset such as ``gpt2_medium_en``) replaces that stage. The task gives ``text_batches``
+  (batches of its kind from raw text).
 """
 
 from typing import Literal, Optional
@@ -89,6 +99,38 @@ class TeacherFinetuneSpec(Strict):
     seed: int = 1
 
 
+class TeacherPretrainSpec(Strict):
+    """Pre-training a GPT-2 teacher from scratch by causal LM (when no checkpoint is named)."""
+
+    # text files (one paragraph a line) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
+    text: list[str] = Field(min_length=1)
+    text_limit: Optional[PositiveInt] = None
+    valid_text: Optional[str] = None
+    valid_limit: Optional[PositiveInt] = 2000
+    num_layers: PositiveInt = 6
+    hidden_dim: PositiveInt = 512
+    num_heads: PositiveInt = 8
+    intermediate_dim: PositiveInt = 2048
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_sequence_length: PositiveInt = 1024
+    max_length: int = Field(128, ge=2)  # tokens per training block
+    batch_size: PositiveInt = 16  # blocks
+    steps: PositiveInt = 10000
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(1000, ge=0)
+    log_every: PositiveInt = 100
+    seed: int = 1
+
+    @pydantic.model_validator(mode="after")
+    def _sizes(self):
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads})")
+        if self.max_length > self.max_sequence_length:
+            raise ValueError(f"max_length ({self.max_length}) exceeds max_sequence_length "
+                             f"({self.max_sequence_length})")
+        return self
+
+
 class FinetuneSpec(Strict):
     model_config = _LAMBDA
     kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
@@ -104,6 +146,8 @@ class TwoStageSpec(MethodSpec):
     finetune: FinetuneSpec = FinetuneSpec()
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    # causal_lm only: pre-train the teacher from scratch (instead of teacher.checkpoint)
+    teacher_pretrain: Optional[TeacherPretrainSpec] = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
     # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
     teacher: Literal["online", "cache"] = "online"
@@ -115,6 +159,19 @@ class TwoStageSpec(MethodSpec):
 
 
 PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
+MASKED_LM, CAUSAL_LM = "masked_lm", "causal_lm"
+
+
+def objective(task):
+    """The task's pre-training objective (``None`` when it has none)."""
+    return getattr(task, "pretraining_objective", None)
+
+
+def teacher_label(spec):
+    """The teacher as the log and the comparison table name it."""
+    if spec.teacher is not None:
+        return spec.teacher.checkpoint
+    return "GPT-2 pre-trained by tfkd (teacher_pretrain)"
 # what a variant may change: the Table 7 switches (its stages are the run's)
 VARIANT_KEYS = ({"pretrain", "enabled"}, {"pretrain", "lambda"}, {"finetune", "lambda"})
 
@@ -156,7 +213,7 @@ class TwoStageMethod(Method):
     loss_terms = ("xe", "kd")
     # Table 7's first row: the student with neither pre-training nor distillation
     baseline_by_default = True
-    stage_names = ("teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache", PRETRAIN_KD,
+    stage_names = ("teacher_pretrain", "teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache", PRETRAIN_KD,
                    PRETRAIN_MLE)
 
     def default_loss_weights(self, section):
@@ -166,14 +223,39 @@ class TwoStageMethod(Method):
     def check(self, spec):
         problems = super().check(spec)
         section = spec.distill
-        if spec.teacher is None and (uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD):
+        task = registry.lookup("task", spec.task)
+        kind = objective(task)
+        needs_teacher = uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD
+        if spec.teacher is None and section.teacher_pretrain is None and needs_teacher:
             problems.append((("distill", "method"), "two_stage needs a teacher section (teacher.checkpoint) to "
                                                     "distil from; set distill.pretrain.lambda and "
                                                     "distill.finetune.lambda to 0 for no teacher"))
-        task = registry.lookup("task", spec.task)
-        if type(task).build_teacher is Task.build_teacher:
+        if type(task).build_teacher is Task.build_teacher or kind not in (MASKED_LM, CAUSAL_LM):
             problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
-                                        f"(Task.build_teacher); task {spec.task} has none"))
+                                        f"(Task.build_teacher) and a pre-training objective (masked_lm, causal_lm); "
+                                        f"task {spec.task} has none"))
+            return problems
+        if section.teacher_pretrain is not None:
+            if kind != CAUSAL_LM:
+                problems.append((("distill", "teacher_pretrain"), f"pre-training a teacher from scratch is for "
+                                                                  f"causal LM tasks; task {spec.task} fine-tunes "
+                                                                  "teacher.checkpoint"))
+            elif spec.teacher is not None:
+                problems.append((("distill", "teacher_pretrain"), "the spec names teacher.checkpoint as well: "
+                                                                  "keep one (the checkpoint replaces this stage)"))
+        if kind == CAUSAL_LM:
+            if spec.teacher is not None and spec.teacher.kind != "gpt2":
+                problems.append((("teacher", "kind"), f"task {spec.task} distils a causal LM: expected gpt2"))
+            if section.teacher == "cache":
+                problems.append((("distill", "teacher"), "causal-LM distillation runs the teacher online (a "
+                                                         "cache of every position's distribution is too large)"))
+            if section.finetune.unlabeled:
+                problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
+            tokenizer = spec.data.tokenizer
+            if section.teacher_pretrain is None and needs_teacher and tokenizer.kind != "teacher":
+                problems.append((("data", "tokenizer", "kind"), "a pretrained teacher's distributions are over its "
+                                                                "own vocabulary: expected kind: teacher"))
+            return problems
         tokenizer = getattr(spec.data, "tokenizer", None)
         if section.pretrain.enabled and section.pretrain.kd_lambda > 0 and tokenizer is not None and (
                 tokenizer.kind != "teacher" or tokenizer.min_count is not None):
@@ -185,7 +267,7 @@ class TwoStageMethod(Method):
     def check_variant(self, spec, variant):
         problems = []
         main, own = spec.distill.model_dump(by_alias=True), variant.distill.model_dump(by_alias=True)
-        for key in ("teacher_mlm", "teacher_finetune", "teacher", "cache"):
+        for key in ("teacher_mlm", "teacher_finetune", "teacher_pretrain", "teacher", "cache"):
             if main[key] != own[key]:
                 problems.append((("distill", key), "a variant shares the run's teacher stages; change it for the "
                                                    "run instead"))
@@ -207,11 +289,19 @@ class TwoStageMethod(Method):
                                                                f"{kd[0]:g}); a variant may use it or 0"))
         return problems
 
-    def stage_names_for(self, section):
+    def stage_names_for(self, section, task=None):
         names = set()
+        stage = pretrain_stage(section)
+        if objective(task) == CAUSAL_LM:
+            if uses_teacher_outputs(section):
+                names.add("teacher_finetune")
+            if stage is not None:
+                names.add(stage)
+            if section.teacher_pretrain is not None and (uses_teacher_outputs(section) or stage == PRETRAIN_KD):
+                names.add("teacher_pretrain")
+            return tuple(n for n in self.stage_names if n in names)
         if uses_teacher_outputs(section):
             names |= {"teacher_finetune", "teacher_predictions"}
-        stage = pretrain_stage(section)
         if stage is not None:
             names.add(stage)
             if stage == PRETRAIN_KD:
@@ -226,6 +316,13 @@ class TwoStageMethod(Method):
                                                     TeacherPredictionsStage)
         from tfkd.stage_names import method_stage_names
 
+        if objective(registry.lookup("task", spec.task)) == CAUSAL_LM:
+            from tfkd.methods.two_stage.causal import CausalPretrainStage, TeacherPretrainStage
+
+            built = {"teacher_pretrain": TeacherPretrainStage, "teacher_finetune": TeacherFinetuneStage,
+                     PRETRAIN_KD: lambda: CausalPretrainStage(PRETRAIN_KD),
+                     PRETRAIN_MLE: lambda: CausalPretrainStage(PRETRAIN_MLE)}
+            return [built[name]() for name in method_stage_names(spec)]
         built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
                  "teacher_mlm": PretrainTeacherMLMStage, "teacher_cache": PretrainCacheStage,
                  PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
@@ -235,10 +332,16 @@ class TwoStageMethod(Method):
     def teacher_targets_problem(self, section):
         return "two_stage fine-tunes on the task's labels and the teacher's output distributions"
 
+    def online_teacher(self, spec):
+        """Whether fine-tuning runs the fine-tuned teacher on each batch (causal LM: every
+        position's distribution) instead of reading ``teacher_predictions``."""
+        return uses_teacher_outputs(spec.distill) and objective(registry.lookup("task", spec.task)) == CAUSAL_LM
+
     def train_dependencies(self, spec):
         section = spec.distill
         stage = pretrain_stage(section)
-        return (*((stage,) if stage else ()), *(("teacher_predictions",) if uses_teacher_outputs(section) else ()))
+        teacher = ("teacher_finetune",) if self.online_teacher(spec) else ("teacher_predictions",)
+        return (*((stage,) if stage else ()), *(teacher if uses_teacher_outputs(section) else ()))
 
     def train_config(self, spec):
         # the pre-training and teacher stages' own keys cover their settings
@@ -247,7 +350,7 @@ class TwoStageMethod(Method):
                 "pretrain": pretrain_stage(section), "loss_weights": self.loss_weights(section)}
 
     def train_columns(self, spec, context, stage_name):
-        if not uses_teacher_outputs(spec.distill):
+        if not uses_teacher_outputs(spec.distill) or self.online_teacher(spec):
             return None
         from tfkd.methods.two_stage.teacher import teacher_prediction_columns
 
@@ -273,17 +376,23 @@ class TwoStageMethod(Method):
         finetuned = results.get("teacher_finetune") or {}
         if "valid" not in finetuned:
             return None
-        return {"label": f"teacher ({spec.teacher.checkpoint}, fine-tuned)", "scores": {"valid": finetuned["valid"]},
+        scores = {split: finetuned[split] for split in ("valid", "test") if split in finetuned}
+        return {"label": f"teacher ({teacher_label(spec)}, fine-tuned)", "scores": scores,
                 "parameters": finetuned.get("parameters", 0), "steps": finetuned.get("steps"),
                 "seconds": finetuned.get("seconds", 0)}
 
     def make_trainer(self, spec, task, student, context):
         from tfkd.methods.two_stage.finetune import FinetuneDistiller
 
+        teacher = None
+        if self.online_teacher(spec):
+            from tfkd.methods.two_stage.teacher import load_finetuned_teacher
+
+            teacher = load_finetuned_teacher(context)
         return FinetuneDistiller(student, task, label_smoothing=spec.train.label_smoothing,
-                                 loss_weights=self.loss_weights(spec.distill))
+                                 loss_weights=self.loss_weights(spec.distill), teacher=teacher)
 
 
 registry.register("method", "two_stage")(TwoStageMethod())
 
-__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherFinetuneSpec", "TwoStageMethod", "TwoStageSpec"]
+__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherFinetuneSpec", "TeacherPretrainSpec", "TwoStageMethod", "TwoStageSpec"]

@@ -1,8 +1,15 @@
-"""LightPAFF's fine-tuning distillation (appendix eq. 5): the task's cross-entropy on the
-labels plus ``KL(teacher || student)`` over the output distribution, weighted
-``{xe: 1 - lambda, kd: lambda}``. Examples without a label (the teacher-labelled sentences,
-label -1) add the KL term alone; validation batches carry no teacher column and report the
-task's terms."""
+"""LightPAFF's fine-tuning distillation: the task's cross-entropy on the labels plus
+``KL(teacher || student)`` over the output distribution, weighted ``{xe: 1 - lambda, kd:
+lambda}`` (appendix eqs. 5 and 6).
+
+The teacher's distribution comes either from the batch (column ``teacher_probs``, written once
+by ``teacher_predictions``: a classifier's label distribution; examples without a label, the
+teacher-labelled sentences with label -1, add the KL term alone) or from a frozen ``teacher``
+run on the same batch (a language model's next-token distribution at every position, the KL
+summed over the positions with a label and normalised by their count). Validation batches
+carry no teacher column, and the online teacher is not run on them: they report the task's
+terms. The same trainer is causal-LM pre-training distillation (eq. 3: the same formula on the
+pre-training text)."""
 
 from keras import ops
 
@@ -13,9 +20,18 @@ TEACHER_COLUMN = "teacher_probs"
 
 
 class FinetuneDistiller(SupervisedTrainer):
-    def __init__(self, student, task, label_smoothing=0.0, loss_weights=None, **kwargs):
+    """Args:
+        student, task, label_smoothing, loss_weights: as :class:`SupervisedTrainer`'s.
+        teacher: a frozen model with the student's inputs and outputs, run on every training
+            batch; ``None`` reads the batch's ``teacher_probs`` column when it has one.
+    """
+
+    def __init__(self, student, task, label_smoothing=0.0, loss_weights=None, teacher=None, **kwargs):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights,
                          reported_terms=("xe", "nll", "kd"), **kwargs)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.trainable = False
 
     def compute_terms(self, data, training):
         inputs, labels = data[0], data[1]
@@ -23,7 +39,14 @@ class FinetuneDistiller(SupervisedTrainer):
         model_inputs = {k: v for k, v in inputs.items() if k != TEACHER_COLUMN}
         logits, terms, tokens = self.task.supervised_terms(self.student, (model_inputs, labels), training,
                                                            self.label_smoothing)
+        if teacher_probs is None and self.teacher is not None and training and "kd" in self.loss_weights:
+            teacher_probs = ops.stop_gradient(ops.softmax(ops.cast(self.teacher(model_inputs, training=False),
+                                                                   "float32"), axis=-1))
         if teacher_probs is not None:
             kl = kl_divergence(teacher_probs, logits)
-            terms["kd"] = LossTerm(ops.sum(kl), ops.cast(ops.shape(kl)[0], "float32"))
+            if len(kl.shape) == 2:  # per position: the positions with a label
+                weights = ops.cast(ops.greater_equal(ops.cast(labels, "int32"), 0), "float32")
+                terms["kd"] = LossTerm(ops.sum(kl * weights), ops.sum(weights))
+            else:
+                terms["kd"] = LossTerm(ops.sum(kl), ops.cast(ops.shape(kl)[0], "float32"))
         return terms, tokens

@@ -63,11 +63,21 @@ def _seeded(context, seed):
     return context.with_spec(spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})}))
 
 
-def build_teacher(context):
+def pretrained_backbone(context):
+    """The teacher's pretrained backbone: ``teacher.checkpoint``'s, or the one the
+    ``teacher_pretrain`` stage trained."""
+    spec = context.spec
+    if spec.distill.teacher_pretrain is not None:
+        from tfkd.methods.two_stage.causal import load_teacher_pretrain_backbone
+
+        return load_teacher_pretrain_backbone(context)
     from tfkd.models.teachers import load_backbone
 
-    spec = context.spec
-    return context.task.build_teacher(spec, context.tokenizers(), load_backbone(spec.teacher.checkpoint))
+    return load_backbone(spec.teacher.checkpoint, kind=spec.teacher.kind)
+
+
+def build_teacher(context):
+    return context.task.build_teacher(context.spec, context.tokenizers(), pretrained_backbone(context))
 
 
 def load_finetuned_teacher(context):
@@ -85,13 +95,16 @@ class TeacherFinetuneStage(Stage):
 
     def config(self, spec):
         task = _task(spec)
-        return {"checkpoint": spec.teacher.checkpoint,
+        return {"checkpoint": spec.teacher.checkpoint if spec.teacher is not None else None,
                 "teacher_finetune": spec.distill.teacher_finetune.model_dump(mode="json"),
                 "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
                 "imports": spec.imports}
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train", "valid"])
+
+    def dependencies(self, spec):
+        return ("vocab", *(("teacher_pretrain",) if spec.distill.teacher_pretrain is not None else ()))
 
     def run(self, context, workdir):
         from tfkd.stages import compile_and_build, fit_trainer
@@ -109,7 +122,9 @@ class TeacherFinetuneStage(Stage):
         compile_and_build(trainer, keras.optimizers.Adam(
             TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds)
         parameters = teacher.count_params()
-        log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, context.spec.teacher.checkpoint,
+        from tfkd.methods.two_stage import teacher_label
+
+        log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, teacher_label(context.spec),
                  f"{parameters:,}", settings.steps)
         summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
                               settings.log_every,
@@ -120,7 +135,9 @@ class TeacherFinetuneStage(Stage):
         results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
         if valid_ds is not None:
             teacher.trainable = False
-            results["valid"] = view.task.evaluate(view, teacher, "valid", workdir)
+            # the teacher row of the run's comparison: the splits the students are scored on
+            for split in dict.fromkeys(["valid", *context.spec.evaluate.splits]):
+                results[split] = view.task.evaluate(view, teacher, split, workdir)
         return results
 
 

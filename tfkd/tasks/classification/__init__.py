@@ -96,6 +96,8 @@ class ClassificationTask(Task):
     student_arguments = ("vocabulary_size", "num_classes")
     # its supervised outputs are one distribution over the labels per example
     token_level_targets = False
+    # what pre-training on raw text means for its students (two_stage's pre-training objective)
+    pretraining_objective = "masked_lm"
 
     def check(self, spec):
         problems = []
