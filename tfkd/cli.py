@@ -328,20 +328,38 @@ def _decode_overrides(decode, assignments):
     return decode
 
 
-def cmd_translate(args):
+def _read_input(path):
+    """The lines of ``path`` (stdin when ``None``)."""
     from tfkd.spec import SpecError
 
+    if not path:
+        return [line.rstrip("\n") for line in sys.stdin]
     try:
-        if args.input:
-            try:
-                with open(args.input, encoding="utf-8") as source:
-                    lines = [line.rstrip("\n") for line in source]
-            except OSError as e:
-                raise SpecError(f"{args.input}: cannot read input ({e.strerror})") from None
-            except UnicodeDecodeError as e:
-                raise SpecError(f"{args.input}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-        else:
-            lines = [line.rstrip("\n") for line in sys.stdin]
+        with open(path, encoding="utf-8") as source:
+            return [line.rstrip("\n") for line in source]
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read input ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _saved_model_task(saved_model):
+    info_path = os.path.join(saved_model, "assets.extra", "tfkd.json")
+    if not os.path.exists(info_path):
+        return None
+    with open(info_path) as f:
+        return json.load(f).get("task")
+
+
+def cmd_translate(args, lines=None, task=None):
+    """``tfkd translate`` / ``predict`` (any task's predictions of lines) and, with ``task``
+    language_model, ``tfkd generate``."""
+    from tfkd.spec import SpecError
+
+    command = "generate" if task else "translate"
+    try:
+        if lines is None:
+            lines = _read_input(args.input)
         if not os.path.exists(args.model):
             raise SpecError(f"{args.model}: no such SavedModel or run directory")
         import_tensorflow()
@@ -350,11 +368,18 @@ def cmd_translate(args):
             if args.student or args.set:
                 raise SpecError(f"{args.model}: --student and --set apply to a run directory; an export decodes "
                                 "as it was exported")
+            found = _saved_model_task(saved_model)
+            if task and found not in (None, task):
+                raise SpecError(f"{args.model}: a {found} model; tfkd {command} needs a {task} model "
+                                "(tfkd predict gives any model's predictions)")
             predict = _saved_model_predictor(saved_model, args.batch_size)
         else:
             from tfkd.stages import load_student
 
             spec, _, context = _open_finished_run(args.model, args.student or "train")
+            if task and spec.task != task:
+                raise SpecError(f"{args.model}: a {spec.task} run; tfkd {command} needs a {task} run "
+                                "(tfkd predict gives any run's predictions)")
             own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
             own = own.model_copy(update={"decode": _decode_overrides(own.decode, args.set)})
             context = context.with_spec(own)
@@ -375,6 +400,17 @@ def cmd_translate(args):
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
+
+
+def cmd_generate(args):
+    from tfkd.spec import SpecError
+
+    try:
+        lines = list(args.prompt) if args.prompt else _read_input(args.input)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    return cmd_translate(args, lines, task="language_model")
 
 
 def build_parser():
@@ -417,6 +453,20 @@ def build_parser():
     translate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
                            help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
     translate.set_defaults(func=cmd_translate)
+
+    generate = commands.add_parser("generate", help="continue text with a language model (an export or a run "
+                                                    "directory): one continuation per prompt")
+    generate.add_argument("model", help="a SavedModel, a TF Serving base path, or a language_model run directory")
+    generate.add_argument("--prompt", action="append", help="a prompt (repeatable; default: one per line of "
+                                                            "--input or stdin)")
+    generate.add_argument("-i", "--input", help="prompts file, one a line (default: stdin)")
+    generate.add_argument("-o", "--output", help="output file (default: stdout)")
+    generate.add_argument("--batch-size", type=int, help="default: the spec's decode.batch_size")
+    generate.add_argument("--student", help="a run's train stage to generate with (default: train)")
+    generate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
+                          help="change a sampling setting of a run (decode.sampler=top_p, decode.top_p=0.9, "
+                               "decode.max_new_tokens=64, decode.seed=1)")
+    generate.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -8,7 +8,8 @@ Signatures (tokenization and detokenization run inside the graph, so serving nee
   the text's BPE tokens), ``log_probs`` (``float32 [None, T]``: ``log p(token_t | <|endoftext|>
   token_<t)``, 0 past ``lengths``), ``lengths`` (``int32 [None]``), ``total_log_prob``
   (``float32 [None]``) and ``continuation`` (``tf.string [None]``: up to ``max_new_tokens``
-  tokens generated after the text by the run's sampler, stopping at ``<|endoftext|>``).
+  tokens generated after the text by the run's sampler, stopping at ``<|endoftext|>``; bytes
+  that do not form UTF-8 become U+FFFD).
 - ``score``: the same without ``continuation`` (no generation).
 
 The in-process scores and continuations (evaluation, ``tfkd predict``, ``tfkd generate`` on a
@@ -41,9 +42,11 @@ class TextLM(tf.Module):
         tokenizer: the run's keras-hub ``GPT2Tokenizer``.
         sampler: a keras-hub sampler for the continuation.
         max_new_tokens: longest continuation.
+        stop_at_end: stop a continuation at ``<|endoftext|>`` (false: always ``max_new_tokens``
+            tokens, as a latency benchmark wants).
     """
 
-    def __init__(self, model, tokenizer, sampler, max_new_tokens=32):
+    def __init__(self, model, tokenizer, sampler, max_new_tokens=32, stop_at_end=True):
         super().__init__(name="text_lm")
         self.model = model
         self.tokenizer = tokenizer
@@ -52,6 +55,7 @@ class TextLM(tf.Module):
         self.sampler_seed = getattr(getattr(sampler, "seed_generator", None), "state", None)
         self.end_id = tokenizer.token_to_id(END_OF_TEXT)
         self.max_new_tokens = max_new_tokens
+        self.stop_at_end = stop_at_end
         self.max_length = model.max_sequence_length
         self.score = tf.function(self._score, input_signature=[tf.TensorSpec([None], tf.string)])
         self.generate = tf.function(self._generate, input_signature=[tf.TensorSpec([None], tf.string)])
@@ -88,24 +92,47 @@ class TextLM(tf.Module):
         prompt = tf.concat([tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.end_id)), tokens], axis=1)
         prompt_lengths = tf.cast(prompt.row_lengths(), tf.int32)
         width = tf.reduce_max(prompt_lengths) + self.max_new_tokens
-        token_ids = prompt.to_tensor(0, shape=[rows, width])
+        # the positions to fill must not hold the stop id (keras-hub's samplers stop once every
+        # row has one there)
+        fill = 1 if self.end_id == 0 else 0
+        token_ids = prompt.to_tensor(fill, shape=tf.stack([tf.cast(rows, tf.int32), width]))
         prompt_mask = tf.sequence_mask(prompt_lengths, width)
-        out = self.model.generate_step(token_ids, prompt_mask, self.sampler, stop_token_ids=(self.end_id,))
+        out = self.model.generate_step(token_ids, prompt_mask, self.sampler,
+                                       stop_token_ids=(self.end_id,) if self.stop_at_end else None)
         new = tf.logical_and(out["padding_mask"], tf.logical_not(prompt_mask))
         new = tf.logical_and(new, tf.not_equal(out["token_ids"], self.end_id))
+        # a row with a shorter prompt than the longest: its first max_new_tokens only
+        new = tf.logical_and(new, tf.sequence_mask(prompt_lengths + self.max_new_tokens, width))
         continuation = tf.ragged.boolean_mask(out["token_ids"], new)
-        return {"continuation": self.tokenizer.detokenize(continuation)}
+        text = self.tokenizer.detokenize(continuation)
+        # byte-level tokens may end inside a character: U+FFFD for bytes that are not UTF-8, as
+        # Hugging Face's decode does (errors="replace")
+        return {"continuation": tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")}
 
     def _score_and_generate(self, texts):
         return {**self._score(texts), **self._generate(texts)}
 
 
+def tokenizer_resources(tokenizer):
+    """The TensorFlow resources keras-hub's BPE tokenizer keeps as plain attributes (its lookup
+    tables and the cache of words already split), which an export must track itself."""
+    return [value for value in vars(tokenizer).values()
+            if isinstance(value, tf.__internal__.tracking.Trackable) and not isinstance(value, keras.layers.Layer)
+            and not isinstance(value, (tf.Tensor, tf.Variable))]
+
+
 def write_language_model_saved_model(text_lm, path):
+    """Save ``text_lm`` with the ``serving_default`` and ``score`` signatures, through
+    ``keras.export.ExportArchive`` (TF Serving's session-based loader restores every variable):
+    the model's weights once, and the resources the graph reads besides them (keras-hub's BPE
+    cache table; a random sampler's seed state)."""
     archive = keras.export.ExportArchive()
+    for resource in tokenizer_resources(text_lm.tokenizer):
+        archive.track(resource)
     if text_lm.sampler_seed is not None:
-        archive.track(text_lm.sampler.seed_generator)
-    archive.add_endpoint("serving_default", text_lm._score_and_generate,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    archive.add_endpoint("score", text_lm._score, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        archive.track(getattr(text_lm.sampler_seed, "_value", None) or text_lm.sampler_seed.value)
+    text = tf.TensorSpec([None], tf.string, name="text")
+    archive.add_endpoint("serving_default", text_lm._score_and_generate, input_signature=[text])
+    archive.add_endpoint("score", text_lm._score, input_signature=[text])
     archive.write_out(path, verbose=False)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)

@@ -1,0 +1,181 @@
+"""The language_model task: blocks, word counts, the byte-level BPE, its loss terms and
+perplexity against NumPy, and an export served without tfkd that equals the run's scores and
+continuations."""
+
+import os
+import subprocess
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import REPO, serve_only
+from tfkd.data import tokenize_to_ragged
+from tfkd.models.gpt2_lm import GPT2LM
+from tfkd.spec import TrainSpec
+from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, LanguageModelTask
+from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
+from tfkd.tasks.language_model.export import TextLM, make_sampler, write_language_model_saved_model
+from tfkd.tasks.language_model.vocab import END_OF_TEXT, learn_byte_level_bpe, load_tokenizers
+
+from test_classification_data import FakeContext
+
+WIKITEXT = os.path.join(os.environ["TFKD_DATA_DIR"], "wikitext2")
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_blocks_predict_every_token_after_the_first_exactly_once():
+    stream = np.arange(1, 12, dtype=np.int32)  # 11 tokens: 10 predicted
+    inputs, labels = blocks(stream, 4)
+    assert inputs.shape == labels.shape == (3, 4)
+    np.testing.assert_array_equal(labels[labels != NO_LABEL], stream[1:])
+    for i in range(3):
+        for j in range(4):
+            if labels[i, j] != NO_LABEL:  # input t of a block is the token before label t
+                assert inputs[i, j] == stream[i * 4 + j] and labels[i, j] == stream[i * 4 + j + 1]
+    assert list(labels[2]) == [10, 11, NO_LABEL, NO_LABEL] and list(inputs[2, 2:]) == [0, 0]
+
+
+def test_word_counts_are_the_published_wikitext2_sizes():
+    data = LanguageModelData(dir=WIKITEXT)
+    # words + one end of line per line (pytorch word_language_model's <eos>): 217,646 / 245,569
+    assert read_split(data, "valid").words == 217646
+    assert read_split(data, "test").words == 245569
+
+
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bpe")
+    with open(os.path.join(WIKITEXT, "train.txt"), encoding="utf-8") as f:
+        lines = [next(f).strip() for _ in range(3000)]
+    size = learn_byte_level_bpe(lines, 1000, 2, str(directory))
+    assert size == 1000  # exactly the size asked for
+    return directory
+
+
+def test_keras_hub_applies_the_learned_bpe_as_the_learner_does_and_detokenizes_exactly(bpe_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tokenizer = load_tokenizers(str(bpe_dir)).text
+    assert tokenizer.vocabulary_size() == 1000 and tokenizer.token_to_id(END_OF_TEXT) == 0
+    learner = Tokenizer(models.BPE.from_file(str(bpe_dir / "vocab.json"), str(bpe_dir / "merges.txt")))
+    learner.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    learner.decoder = decoders.ByteLevel()
+    with open(os.path.join(WIKITEXT, "valid.txt"), encoding="utf-8") as f:
+        lines = [line.strip() for line in f][:400]
+    lines += ["Zoë's café — naïve “quotes” 1 @,@ 000 ; tabs\tand  double  spaces", "日本語のテキスト"]
+    ours = tokenize_to_ragged(tokenizer, lines).to_list()
+    assert ours == [e.ids for e in learner.encode_batch(lines)]
+    back = tf.function(tokenizer.detokenize)(tf.ragged.constant(ours)).numpy()
+    assert [b.decode("utf-8") for b in back] == lines
+
+
+def test_supervised_terms_match_numpy_over_the_positions_with_a_label():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 7)).astype("float32")
+    labels = np.array([[3, 1, NO_LABEL], [0, 6, 2]], np.int32)
+    inputs = {"token_ids": np.ones([2, 3], np.int32), "padding_mask": labels != NO_LABEL}
+    _, terms, tokens = LanguageModelTask().supervised_terms(lambda x, training: logits, (inputs, labels), True, 0.1)
+    log_probs = log_softmax(logits.astype("float64"))
+    kept = labels != NO_LABEL
+    nll = -np.take_along_axis(log_probs, np.maximum(labels, 0)[..., None], -1)[..., 0]
+    smoothed = 0.9 * nll - 0.1 * log_probs.mean(-1)
+    np.testing.assert_allclose(float(terms["nll"].total), nll[kept].sum(), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["xe"].total), smoothed[kept].sum(), rtol=1e-5)
+    assert float(terms["nll"].count) == float(tokens) == 5
+
+
+def tiny_model(vocabulary_size, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = GPT2LM(vocabulary_size=vocabulary_size, num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
+                   dropout=0.0, max_sequence_length=48)
+    model({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
+    return model
+
+
+@pytest.fixture
+def context(tmp_path, bpe_dir):
+    (tmp_path / "train.txt").write_text(" = Valkyria = \n\n The game began in 2010 .\n")
+    (tmp_path / "valid.txt").write_text(" = Robert Boulter = \n\n Robert Boulter is an English actor .\n"
+                                        " He had a guest role in 2000 , then another .\n")
+    spec = types.SimpleNamespace(data=LanguageModelData(dir=str(tmp_path), block_size=8, batch_size=2),
+                                 decode=LanguageModelDecode(max_new_tokens=6), train=TrainSpec(seed=3))
+    return FakeContext(spec, load_tokenizers(str(bpe_dir)))
+
+
+def test_perplexity_per_word_and_per_token_by_hand(context, tmp_path):
+    task = LanguageModelTask()
+    tokenizer = context.tokenizers().text
+    model = tiny_model(tokenizer.vocabulary_size())
+    result = task.evaluate(context, model, "valid", str(tmp_path))
+    # by hand: <eot> line <eot> line <eot> ..., windows of 8 inputs, each token predicted once
+    lines = ["= Robert Boulter =", "", "Robert Boulter is an English actor .", "He had a guest role in 2000 , then another ."]
+    end = tokenizer.token_to_id(END_OF_TEXT)
+    stream = [end]
+    for line in lines:
+        stream += tokenize_to_ragged(tokenizer, [line]).to_list()[0] + [end]
+    total = 0.0
+    for start in range(0, len(stream) - 1, 8):
+        window = np.array(stream[start : start + 9])
+        logits = model({"token_ids": window[None, :-1], "padding_mask": np.ones([1, len(window) - 1], bool)})
+        log_probs = log_softmax(np.asarray(logits, np.float64)[0])
+        total -= log_probs[np.arange(len(window) - 1), window[1:]].sum()
+    words = sum(len(line.split()) for line in lines) + len(lines)
+    assert result["tokens"] == len(stream) - 1 and result["words"] == words == 26
+    np.testing.assert_allclose(result["word_perplexity"], np.exp(total / words), rtol=1e-3)
+    np.testing.assert_allclose(result["token_perplexity"], np.exp(total / (len(stream) - 1)), rtol=1e-3)
+    assert result["score"] == result["word_perplexity"] and result["metric"] == "perplexity"
+
+
+def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(context, tmp_path):
+    tokenizer = context.tokenizers().text
+    model = tiny_model(tokenizer.vocabulary_size(), seed=1)
+    text_lm = TextLM(model, tokenizer, make_sampler(context.spec.decode), max_new_tokens=6)
+    texts = ["The game began in", "Robert is an English actor", "", "日本"]
+    in_process = {k: v.numpy() for k, v in text_lm.score_and_generate(tf.constant(texts)).items()}
+    # the log-probabilities by hand: log p(token_t | <eot> token_<t)
+    end = tokenizer.token_to_id(END_OF_TEXT)
+    for row, text in enumerate(texts):
+        ids = tokenize_to_ragged(tokenizer, [text]).to_list()[0]
+        assert in_process["lengths"][row] == len(ids)
+        if ids:
+            inputs = np.array([[end] + ids[:-1]])
+            log_probs = log_softmax(np.asarray(model({"token_ids": inputs, "padding_mask": inputs >= 0}),
+                                               np.float64)[0])
+            np.testing.assert_allclose(in_process["log_probs"][row, : len(ids)],
+                                       log_probs[np.arange(len(ids)), ids], atol=1e-5)
+    # greedy continuation by hand: argmax of the full forward pass, token after token
+    ids = [end] + tokenize_to_ragged(tokenizer, [texts[0]]).to_list()[0]
+    generated = []
+    for _ in range(6):
+        logits = model({"token_ids": np.array([ids]), "padding_mask": np.ones([1, len(ids)], bool)})
+        next_id = int(np.argmax(np.asarray(logits)[0, -1]))
+        if next_id == end:
+            break
+        ids.append(next_id)
+        generated.append(next_id)
+    expected = tf.function(tokenizer.detokenize)(tf.constant([generated], tf.int32)).numpy()[0] if generated else b""
+    expected = expected.decode("utf-8", errors="replace").encode("utf-8")
+    assert in_process["continuation"][0] == expected
+    path = tmp_path / "export"
+    write_language_model_saved_model(text_lm, str(path))
+    served = serve_only(path, texts, tmp_path, input_name="text")
+    assert served["loaded"] == []
+    np.testing.assert_allclose(served["log_probs"], in_process["log_probs"], atol=1e-5)
+    np.testing.assert_allclose(served["total_log_prob"], in_process["total_log_prob"], atol=1e-4)
+    assert served["continuation"] == [c.decode("utf-8") for c in in_process["continuation"]]
+    # TF Serving's session-based loader restores every variable and table
+    # (saved_model_cli run through the tools/ wrapper that registers TF Text's ops)
+    wrapper = os.path.join(REPO, "tools", "saved_model_cli_text.py")
+    run = subprocess.run([sys.executable, wrapper, "run", "--dir", str(path), "--tag_set", "serve",
+                          "--signature_def", "score", "--input_exprs", 'text=["The game began in"]'],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Result for output key log_probs:" in run.stdout
