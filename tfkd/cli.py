@@ -343,20 +343,20 @@ def _read_input(path):
         raise SpecError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
-def _saved_model_task(saved_model):
+def _saved_model_info(saved_model):
     info_path = os.path.join(saved_model, "assets.extra", "tfkd.json")
     if not os.path.exists(info_path):
-        return None
+        return {}
     with open(info_path) as f:
-        return json.load(f).get("task")
+        return json.load(f)
 
 
-def cmd_translate(args, lines=None, task=None):
-    """``tfkd translate`` / ``predict`` (any task's predictions of lines) and, with ``task``
-    language_model, ``tfkd generate``."""
+def cmd_translate(args, lines=None, continues_text=False):
+    """``tfkd translate`` / ``predict`` (any task's predictions of lines) and, with
+    ``continues_text``, ``tfkd generate`` (a model whose predictions continue the input)."""
     from tfkd.spec import SpecError
 
-    command = "generate" if task else "translate"
+    what = "a model that continues text (a language model)"
     try:
         if lines is None:
             lines = _read_input(args.input)
@@ -368,17 +368,17 @@ def cmd_translate(args, lines=None, task=None):
             if args.student or args.set:
                 raise SpecError(f"{args.model}: --student and --set apply to a run directory; an export decodes "
                                 "as it was exported")
-            found = _saved_model_task(saved_model)
-            if task and found not in (None, task):
-                raise SpecError(f"{args.model}: a {found} model; tfkd {command} needs a {task} model "
+            info = _saved_model_info(saved_model)
+            if continues_text and info and info.get("output") != "continuation":
+                raise SpecError(f"{args.model}: a {info.get('task')} model; tfkd generate needs {what} "
                                 "(tfkd predict gives any model's predictions)")
             predict = _saved_model_predictor(saved_model, args.batch_size)
         else:
             from tfkd.stages import load_student
 
             spec, _, context = _open_finished_run(args.model, args.student or "train")
-            if task and spec.task != task:
-                raise SpecError(f"{args.model}: a {spec.task} run; tfkd {command} needs a {task} run "
+            if continues_text and not getattr(context.task, "continues_text", False):
+                raise SpecError(f"{args.model}: a {spec.task} run; tfkd generate needs {what} "
                                 "(tfkd predict gives any run's predictions)")
             own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
             own = own.model_copy(update={"decode": _decode_overrides(own.decode, args.set)})
@@ -410,7 +410,7 @@ def cmd_generate(args):
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    return cmd_translate(args, lines, task="language_model")
+    return cmd_translate(args, lines, continues_text=True)
 
 
 def build_parser():
@@ -456,7 +456,7 @@ def build_parser():
 
     generate = commands.add_parser("generate", help="continue text with a language model (an export or a run "
                                                     "directory): one continuation per prompt")
-    generate.add_argument("model", help="a SavedModel, a TF Serving base path, or a language_model run directory")
+    generate.add_argument("model", help="a SavedModel, a TF Serving base path, or a language-model run directory")
     generate.add_argument("--prompt", action="append", help="a prompt (repeatable; default: one per line of "
                                                             "--input or stdin)")
     generate.add_argument("-i", "--input", help="prompts file, one a line (default: stdin)")

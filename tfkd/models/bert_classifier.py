@@ -4,11 +4,12 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfkd.models.backbone_config import WrapsBackbone
 from tfkd.models.configs import BertClassifierConfig
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class BertClassifier(keras.Model):
+class BertClassifier(WrapsBackbone, keras.Model):
     """A BERT encoder with a classification head, as keras-hub's ``BertTextClassifier`` builds
     it: pooled ``[CLS]`` output -> dropout -> dense logits.
 
@@ -115,10 +116,3 @@ class BertClassifier(keras.Model):
                 "max_sequence_length": self.max_sequence_length,
             })
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("backbone"), dict):
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

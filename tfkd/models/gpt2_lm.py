@@ -3,11 +3,12 @@
 import keras
 import keras_hub
 
+from tfkd.models.backbone_config import WrapsBackbone
 from tfkd.models.configs import GPT2LMConfig
 
 
 @keras.saving.register_keras_serializable(package="tfkd")
-class GPT2LM(keras.Model):
+class GPT2LM(WrapsBackbone, keras.Model):
     """A GPT-2 language model: next-token logits at every position, and cached generation.
 
     Built either from sizes (a fresh backbone, randomly initialised) or around an existing
@@ -89,10 +90,3 @@ class GPT2LM(keras.Model):
                            "intermediate_dim": self.intermediate_dim, "dropout": self.dropout,
                            "max_sequence_length": self.max_sequence_length})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("backbone"), dict):
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

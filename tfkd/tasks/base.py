@@ -23,6 +23,8 @@ class Task:
     evaluate_schema = Strict
     # what the builder passes a student constructor itself (a user student must accept them)
     student_arguments = ()
+    # whether its predictions continue the input text (``tfkd generate`` takes such a run)
+    continues_text = False
 
     def check(self, spec):
         """Problems that need more than one section: ``[(key path, message)]``."""

@@ -24,13 +24,11 @@ import os
 import keras
 import numpy as np
 
+from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
 from tfkd.runner import Stage
 from tfkd.training.schedules import TriangularSchedule
 
 log = logging.getLogger("tfkd")
-
-BACKBONE_WEIGHTS = "backbone.weights.h5"
-BACKBONE_CONFIG = "backbone.json"
 
 
 def _text_batches(context, entries, limit, key, memo_key, batch_size, block_size, training, seed):
@@ -48,7 +46,6 @@ def _train_causal_lm(context, workdir, stage_name, model, teacher, weight, setti
     """Train ``model`` by next-token prediction on ``settings.text`` (distilling ``teacher``
     with weight ``weight``); save its backbone into ``workdir``; the stage's results."""
     from tfkd.methods.two_stage.finetune import FinetuneDistiller
-    from tfkd.methods.two_stage.pretrain import perplexity
     from tfkd.stages import compile_and_build, fit_trainer
 
     train_ds, blocks, tokens, origin = _text_batches(
@@ -79,7 +76,7 @@ def _train_causal_lm(context, workdir, stage_name, model, teacher, weight, setti
                           settings.log_every, parameter_counts={"trainable": trainable}, finish=finish, hint=hint)
     valid = {}
     if "val_nll" in summary:  # per token of the validation text
-        valid["val_token_perplexity"] = perplexity(summary["val_nll"])
+        valid["val_token_perplexity"] = round(math.exp(summary["val_nll"]), 3)
     return {"steps": int(trainer.optimizer.iterations.numpy()), "lambda": weight, "blocks": blocks, "tokens": tokens,
             "trainable_parameters": trainable, "parameters": model.count_params(), **summary, **valid}
 
@@ -124,15 +121,6 @@ class TeacherPretrainStage(Stage):
         return _train_causal_lm(context, workdir, self.name, teacher, None, 0.0, settings,
                                 "distill.teacher_pretrain", settings.seed,
                                 "Lower distill.teacher_pretrain.learning_rate.")
-
-
-def load_teacher_pretrain_backbone(context):
-    """The ``GPT2Backbone`` the ``teacher_pretrain`` stage trained."""
-    directory = context.runner.stage_dir("teacher_pretrain")
-    with open(os.path.join(directory, BACKBONE_CONFIG)) as f:
-        backbone = keras.saving.deserialize_keras_object(json.load(f))
-    backbone.load_weights(os.path.join(directory, BACKBONE_WEIGHTS))
-    return backbone
 
 
 def load_pretrained_teacher(context):
@@ -192,4 +180,4 @@ class CausalPretrainStage(Stage):
                                 "distill.pretrain", spec.train.seed, "Lower distill.pretrain.learning_rate.")
 
 
-__all__ = ["CausalPretrainStage", "TeacherPretrainStage", "load_pretrained_teacher", "load_teacher_pretrain_backbone"]
+__all__ = ["CausalPretrainStage", "TeacherPretrainStage", "load_pretrained_teacher"]

@@ -33,6 +33,7 @@ from keras import ops
 from tfkd import data as data_lib
 from tfkd.runner import Stage, StageError
 from tfkd.masking import chosen_predictions, example_masking
+from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
 from tfkd.training.losses import kl_divergence, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.teacher_mlm import load_trained_teacher, mlm_batches
@@ -40,7 +41,6 @@ from tfkd.training.trainer import LossTerm, Trainer
 
 log = logging.getLogger("tfkd")
 
-BACKBONE_WEIGHTS = "backbone.weights.h5"
 
 
 class PretrainDistiller(Trainer):

@@ -29,6 +29,9 @@ from tfkd.training.teacher_mlm import TeacherMLMStage
 log = logging.getLogger("tfkd")
 
 TEACHER_WEIGHTS = "teacher.weights.h5"
+# what teacher_pretrain keeps (causal.py writes them)
+BACKBONE_WEIGHTS = "backbone.weights.h5"
+BACKBONE_CONFIG = "backbone.json"
 PREDICTIONS = "teacher_predictions.npz"
 
 
@@ -68,12 +71,21 @@ def pretrained_backbone(context):
     ``teacher_pretrain`` stage trained."""
     spec = context.spec
     if spec.distill.teacher_pretrain is not None:
-        from tfkd.methods.two_stage.causal import load_teacher_pretrain_backbone
-
         return load_teacher_pretrain_backbone(context)
     from tfkd.models.teachers import load_backbone
 
     return load_backbone(spec.teacher.checkpoint, kind=spec.teacher.kind)
+
+
+def load_teacher_pretrain_backbone(context):
+    """The ``GPT2Backbone`` the ``teacher_pretrain`` stage trained."""
+    import json
+
+    directory = context.runner.stage_dir("teacher_pretrain")
+    with open(os.path.join(directory, BACKBONE_CONFIG)) as f:
+        backbone = keras.saving.deserialize_keras_object(json.load(f))
+    backbone.load_weights(os.path.join(directory, BACKBONE_WEIGHTS))
+    return backbone
 
 
 def build_teacher(context):

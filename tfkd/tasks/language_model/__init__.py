@@ -87,6 +87,7 @@ class LanguageModelTask(Task):
     evaluate_schema = LanguageModelEvaluate
     student_arguments = ("vocabulary_size",)
     token_level_targets = True
+    continues_text = True
     # what pre-training on raw text means for its students (two_stage's pre-training objective)
     pretraining_objective = "causal_lm"
 
