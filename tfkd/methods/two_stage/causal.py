@@ -36,9 +36,8 @@ def _text_batches(context, entries, limit, key, memo_key, batch_size, block_size
     from tfkd.methods.two_stage.teacher import read_texts
 
     lines, origin = context.memo(("two_stage", "text", memo_key), lambda: read_texts(entries, limit, key))
-    view = context.with_spec(context.spec.model_copy(update={"data": context.spec.data.model_copy(
-        update={"batch_size": batch_size, "block_size": block_size})}))
-    dataset, blocks, tokens = context.task.text_batches(view, lines, (memo_key, block_size), training, seed=seed)
+    dataset, blocks, tokens = context.task.text_batches(context, lines, memo_key, training, seed=seed,
+                                                        batch_size=batch_size, block_size=block_size)
     return dataset, blocks, tokens, origin
 
 

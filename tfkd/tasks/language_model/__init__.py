@@ -164,17 +164,18 @@ class LanguageModelTask(Task):
         return context.memo(("language_model", "blocks", split), lambda: blocks(
             self.stream(context, self.text(context, split).lines, split), context.spec.data.block_size))
 
-    def text_batches(self, context, lines, key, training, seed=None):
+    def text_batches(self, context, lines, key, training, seed=None, batch_size=None, block_size=None):
         """Batches of the task's kind from any text (``lines``: a list of strings, one stream
-        memoised under ``key``): what pre-training on raw text trains on. Returns
-        ``(dataset, blocks, tokens)``."""
+        memoised under ``key``): what pre-training on raw text trains on, in blocks of
+        ``block_size`` tokens, ``batch_size`` a batch (default: the ``data`` section's).
+        Returns ``(dataset, blocks, tokens)``."""
         from tfkd.tasks.language_model.data import block_dataset, blocks
 
         data = context.spec.data
         stream = self.stream(context, lines, key)
-        inputs, labels = blocks(stream, data.block_size)
-        return (block_dataset(inputs, labels, data.batch_size, training, seed=seed, shuffle_buffer=data.shuffle_buffer),
-                len(inputs), len(stream) - 1)
+        inputs, labels = blocks(stream, block_size or data.block_size)
+        return (block_dataset(inputs, labels, batch_size or data.batch_size, training, seed=seed,
+                              shuffle_buffer=data.shuffle_buffer), len(inputs), len(stream) - 1)
 
     def example_ids(self, context, split, stage_name):
         import numpy as np

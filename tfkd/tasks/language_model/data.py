@@ -87,13 +87,13 @@ def blocks(stream, block_size):
     overlapping by one token; inputs padded with 0 and labels with ``-1`` past its end."""
     predicted = len(stream) - 1
     count = max(-(-predicted // block_size), 0)
-    inputs = np.zeros([count, block_size], np.int32)
-    labels = np.full([count, block_size], NO_LABEL, np.int32)
-    for i in range(count):
-        piece = stream[i * block_size : (i + 1) * block_size + 1]
-        inputs[i, : len(piece) - 1] = piece[:-1]
-        labels[i, : len(piece) - 1] = piece[1:]
-    return inputs, labels
+    # block i reads stream[i * block_size : (i + 1) * block_size + 1]: inputs are the stream
+    # without its last token, labels without its first, both cut into rows
+    inputs = np.zeros([count * block_size], np.int32)
+    labels = np.full([count * block_size], NO_LABEL, np.int32)
+    inputs[:predicted] = stream[:-1]
+    labels[:predicted] = stream[1:]
+    return inputs.reshape(count, block_size), labels.reshape(count, block_size)
 
 
 def model_inputs(token_ids, labels):

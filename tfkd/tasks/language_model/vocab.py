@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import time
 
 from tfkd.runner import StageError
 
@@ -65,8 +66,6 @@ def build_vocabulary(task, context, workdir):
         return {"vocabulary_size": size, "kind": "teacher"}
     text = task.text(context, "train")
     lines = list(text.lines) + list(_extra_lines(settings))
-    import time
-
     start = time.time()
     size = learn_byte_level_bpe(lines, settings.vocab_size, settings.min_frequency, workdir)
     seconds = time.time() - start
