@@ -13,6 +13,9 @@ keras-hub's ``MaskedLMHead`` reads.
   eq. 3): the number of masked tokens of a row is drawn uniformly from ``1..n`` (``n`` its
   candidates), the positions uniformly among them; all become ``[MASK]``. It returns the
   masked ids and a boolean ``[B, L]`` mask (the loss reads every position).
+- :func:`segment_mask` (MASS, Song et al. 2019): one contiguous segment of about ``rate`` (half)
+  of each sentence is corrupted 80/10/10 in the encoder's input and predicted by the decoder,
+  which reads the segment shifted right by one and ``[MASK]`` everywhere else.
 - :func:`span_mask` (SpanBERT, Joshi et al. 2020): contiguous spans with geometric lengths
   (``p = 0.2``, truncated at 10 and renormalised, mean 3.8) at uniform starts until ``rate`` of the row's
   candidates are chosen; the 80/10/10 decision is taken per span. Spans are counted in
@@ -169,6 +172,48 @@ def span_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_p
     return masked, positions, mask_ids, weights
 
 
+def segment_mask(token_ids, lengths, rate, mask_id, vocab_size, bos_id, pad_id, seed=None, replace_random=0.1,
+                 keep=0.1):
+    """MASS masking (Song et al. 2019, section 2.2; LightPAFF appendix eq. 4) of a padded batch
+    of sentences ``token_ids`` ``[B, L]`` whose first ``lengths`` ``[B]`` positions are tokens.
+
+    Per row of length ``n > 0``: a segment ``s .. s + k - 1`` of ``k = max(1, round(rate * n))``
+    tokens (half for ``rate = 0.5``) at a uniform start ``s`` in ``0 .. n - k``.
+
+    Returns ``(encoder_ids, decoder_ids, target_ids)``, each ``[B, L]``:
+
+    - ``encoder_ids``: the sentence with each segment token replaced by ``mask_id`` (80%), a
+      random token from ``[0, vocab_size)`` (10%) or kept (10%);
+    - ``decoder_ids``: inside the segment the sentence shifted right by one (position ``s``
+      reads ``x[s - 1]``, or ``bos_id`` when ``s = 0``, and position ``m`` reads ``x[m - 1]``),
+      so the decoder predicts ``x[m]`` from the segment tokens before it; ``mask_id`` at the
+      other positions of the sentence (the tokens the encoder sees are hidden from the decoder);
+      ``pad_id`` past the end;
+    - ``target_ids``: the segment's tokens at their positions, ``pad_id`` elsewhere (no loss).
+    """
+    token_ids = tf.convert_to_tensor(token_ids)
+    dtype = token_ids.dtype
+    shape = tf.shape(token_ids)
+    lengths = tf.cast(lengths, tf.int32)
+    n = tf.cast(lengths, tf.float32)
+    k = tf.where(lengths > 0, tf.maximum(1, tf.cast(tf.round(rate * n), tf.int32)), 0)
+    start = tf.cast(tf.floor(_uniform([shape[0]], seed, 7) * tf.cast(lengths - k + 1, tf.float32)), tf.int32)
+    start = tf.minimum(start, tf.maximum(lengths - k, 0))
+    positions = tf.range(shape[1])[None, :]
+    in_sentence = positions < lengths[:, None]
+    segment = (positions >= start[:, None]) & (positions < (start + k)[:, None])
+    action = _uniform(shape, seed, 8)
+    random_tokens = tf.cast(_uniform(shape, seed, 9, 0, vocab_size, tf.int32), dtype)
+    corrupted = tf.where(action < 1.0 - replace_random - keep, tf.cast(mask_id, dtype),
+                         tf.where(action < 1.0 - keep, random_tokens, token_ids))
+    encoder_ids = tf.where(segment, corrupted, token_ids)
+    shifted = tf.concat([tf.fill([shape[0], 1], tf.cast(bos_id, dtype)), token_ids[:, :-1]], axis=1)
+    pad = tf.cast(pad_id, dtype)
+    decoder_ids = tf.where(segment, shifted, tf.where(in_sentence, tf.cast(mask_id, dtype), pad))
+    target_ids = tf.where(segment, token_ids, pad)
+    return encoder_ids, decoder_ids, target_ids
+
+
 MASKERS = {"token": token_mask, "span": span_mask}
 
 
@@ -181,7 +226,7 @@ def special_free(token_ids, special_ids):
     return allowed
 
 
-__all__ = ["MASKERS", "chosen_predictions", "span_lengths", "span_mask", "special_free", "token_mask",
+__all__ = ["MASKERS", "chosen_predictions", "segment_mask", "span_lengths", "span_mask", "special_free", "token_mask",
            "uniform_count_mask"]
 
 

@@ -101,6 +101,13 @@ class Task:
         this task (LightPAFF's). Tasks whose students wrap such backbones implement it."""
         raise NotImplementedError(f"task {self.name} cannot build a teacher around a pretrained backbone")
 
+    def label_weights(self, student, labels):
+        """1.0 where ``labels`` (the second element of a training batch) hold a label the loss
+        reads, 0.0 at padding: here, labels ``>= 0``."""
+        from keras import ops
+
+        return ops.cast(ops.greater_equal(ops.cast(labels, "int32"), 0), "float32")
+
     def student_inputs(self, tokenizers):
         """A small batch of inputs that builds the student (before loading weights)."""
         raise NotImplementedError

@@ -31,7 +31,7 @@ What pre-training means is the task's ``pretraining_objective``:
   that wrap a keras-hub ``BertBackbone`` (``student.backbone``), :meth:`tfkd.tasks.Task.build_teacher`,
   text inputs (``corpus(context, "train").texts``) and ``predict_probabilities(context, model,
   texts)`` (the teacher's output distribution, written once by ``teacher_predictions``).
-- ``causal_lm`` (language_model, GPT-2; :mod:`.causal`): pre-training and fine-tuning are
+- ``causal_lm`` (language_model, GPT-2; :mod:`.generative`): pre-training and fine-tuning are
   both next-token prediction with ``(1 - lambda) * MLE + lambda * KL(teacher || student)`` over
   every position (appendix eqs. 3 and 6), the frozen teacher running on the same batch: the
   pre-trained teacher during pre-training, the fine-tuned one during fine-tuning. With no
@@ -39,6 +39,13 @@ What pre-training means is the task's ``pretraining_objective``:
   the teacher with tfkd (stage ``teacher_pretrain``); ``teacher.checkpoint`` (a keras-hub GPT-2
   preset such as ``gpt2_medium_en``) replaces that stage. The task gives ``text_batches``
   (batches of its kind from raw text).
+- ``masked_seq2seq`` (translation, MASS; :mod:`.mass`): the teacher (``teacher_pretrain``,
+  a larger tfkd Transformer) and the student pre-train on monolingual sentences of both
+  languages (one shared vocabulary, ``data.shared_vocab``) by predicting a masked segment of
+  about half of each sentence (appendix eq. 4, lambda 0.7 in the paper), the teacher online as
+  for GPT-2; the teacher is then fine-tuned on the translation pairs, and the student, all its
+  weights pre-trained, fine-tunes on them with word-level KD from it (eq. 7: ``(1 - lambda) *
+  MLE + lambda * KL`` at every target position, the fine-tuned teacher online).
 """
 
 from typing import Literal, Optional
@@ -72,9 +79,10 @@ class PretrainSpec(Strict):
     text_limit: Optional[PositiveInt] = None
     valid_limit: Optional[PositiveInt] = 2000
     kd_lambda: float = Field(1.0, ge=0, le=1, alias="lambda")
-    mask_rate: float = Field(0.15, gt=0, lt=1)
+    mask_rate: float = Field(0.15, gt=0, lt=1)  # masked LM
+    segment_rate: float = Field(0.5, gt=0, le=1)  # masked seq2seq: the masked segment's share of a sentence
     max_length: PositiveInt = 128
-    batch_size: PositiveInt = 32  # sentences
+    batch_size: PositiveInt = 32  # sentences (causal LM: blocks)
     steps: PositiveInt = 10000
     learning_rate: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(1000, ge=0)
@@ -100,21 +108,24 @@ class TeacherFinetuneSpec(Strict):
 
 
 class TeacherPretrainSpec(Strict):
-    """Pre-training a GPT-2 teacher from scratch by causal LM (when no checkpoint is named)."""
+    """Pre-training a teacher from scratch (when no checkpoint is named): a GPT-2 by causal
+    LM, or a Transformer encoder-decoder by masked seq2seq (MASS)."""
 
     # text files (one paragraph a line) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
     text: list[str] = Field(min_length=1)
     text_limit: Optional[PositiveInt] = None
     valid_text: Optional[str] = None
     valid_limit: Optional[PositiveInt] = 2000
-    num_layers: PositiveInt = 6
+    num_layers: PositiveInt = 6  # a seq2seq teacher's encoder blocks
+    decoder_layers: Optional[PositiveInt] = None  # seq2seq only (default: num_layers)
     hidden_dim: PositiveInt = 512
     num_heads: PositiveInt = 8
     intermediate_dim: PositiveInt = 2048
     dropout: float = Field(0.1, ge=0, lt=1)
     max_sequence_length: PositiveInt = 1024
-    max_length: int = Field(128, ge=2)  # tokens per training block
-    batch_size: PositiveInt = 16  # blocks
+    max_length: int = Field(128, ge=2)  # tokens per training block (sentence)
+    batch_size: PositiveInt = 16  # blocks (sentences)
+    segment_rate: float = Field(0.5, gt=0, le=1)  # masked seq2seq
     steps: PositiveInt = 10000
     learning_rate: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(1000, ge=0)
@@ -146,7 +157,7 @@ class TwoStageSpec(MethodSpec):
     finetune: FinetuneSpec = FinetuneSpec()
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
-    # causal_lm only: pre-train the teacher from scratch (instead of teacher.checkpoint)
+    # causal_lm and masked_seq2seq: pre-train the teacher from scratch (instead of teacher.checkpoint)
     teacher_pretrain: Optional[TeacherPretrainSpec] = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
     # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
@@ -159,7 +170,9 @@ class TwoStageSpec(MethodSpec):
 
 
 PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
-MASKED_LM, CAUSAL_LM = "masked_lm", "causal_lm"
+MASKED_LM, CAUSAL_LM, MASKED_SEQ2SEQ = "masked_lm", "causal_lm", "masked_seq2seq"
+# objectives whose pre-training and fine-tuning distillation run the teacher on the batch
+GENERATIVE = (CAUSAL_LM, MASKED_SEQ2SEQ)
 
 
 def objective(task):
@@ -171,6 +184,8 @@ def teacher_label(spec):
     """The teacher as the log and the comparison table name it."""
     if spec.teacher is not None:
         return spec.teacher.checkpoint
+    if objective(registry.lookup("task", spec.task)) == MASKED_SEQ2SEQ:
+        return "Transformer pre-trained by tfkd with MASS (teacher_pretrain)"
     return "GPT-2 pre-trained by tfkd (teacher_pretrain)"
 # what a variant may change: the Table 7 switches (its stages are the run's)
 VARIANT_KEYS = ({"pretrain", "enabled"}, {"pretrain", "lambda"}, {"finetune", "lambda"})
@@ -226,23 +241,42 @@ class TwoStageMethod(Method):
         task = registry.lookup("task", spec.task)
         kind = objective(task)
         needs_teacher = uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD
-        if spec.teacher is None and section.teacher_pretrain is None and needs_teacher:
+        if spec.teacher is None and section.teacher_pretrain is None and needs_teacher and kind != MASKED_SEQ2SEQ:
             problems.append((("distill", "method"), "two_stage needs a teacher section (teacher.checkpoint) to "
                                                     "distil from; set distill.pretrain.lambda and "
                                                     "distill.finetune.lambda to 0 for no teacher"))
-        if type(task).build_teacher is Task.build_teacher or kind not in (MASKED_LM, CAUSAL_LM):
+        if type(task).build_teacher is Task.build_teacher or kind not in (MASKED_LM, *GENERATIVE):
             problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
-                                        f"(Task.build_teacher) and a pre-training objective (masked_lm, causal_lm); "
-                                        f"task {spec.task} has none"))
+                                        f"(Task.build_teacher) and a pre-training objective (masked_lm, causal_lm, "
+                                        f"masked_seq2seq); task {spec.task} has none"))
             return problems
         if section.teacher_pretrain is not None:
-            if kind != CAUSAL_LM:
+            if kind not in GENERATIVE:
                 problems.append((("distill", "teacher_pretrain"), f"pre-training a teacher from scratch is for "
-                                                                  f"causal LM tasks; task {spec.task} fine-tunes "
-                                                                  "teacher.checkpoint"))
+                                                                  f"causal LM and seq2seq tasks; task {spec.task} "
+                                                                  "fine-tunes teacher.checkpoint"))
+            elif kind == CAUSAL_LM and section.teacher_pretrain.decoder_layers is not None:
+                problems.append((("distill", "teacher_pretrain", "decoder_layers"), "applies to seq2seq teachers; "
+                                                                                    "a GPT-2 has num_layers only"))
             elif spec.teacher is not None:
                 problems.append((("distill", "teacher_pretrain"), "the spec names teacher.checkpoint as well: "
                                                                   "keep one (the checkpoint replaces this stage)"))
+        if kind == MASKED_SEQ2SEQ:
+            if spec.teacher is not None:
+                problems.append((("teacher",), "no MASS checkpoint can be read: the seq2seq teacher is pre-trained "
+                                               "by tfkd (distill.teacher_pretrain); remove the teacher section"))
+            elif needs_teacher and section.teacher_pretrain is None:
+                problems.append((("distill", "teacher_pretrain"), "a seq2seq teacher is pre-trained by tfkd: "
+                                                                  "expected this section (or lambda 0 in both "
+                                                                  "stages for no teacher)"))
+            if section.teacher == "cache":
+                problems.append((("distill", "teacher"), "masked seq2seq distillation runs the teacher online"))
+            if section.finetune.unlabeled:
+                problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
+            if (section.pretrain.enabled or section.teacher_pretrain is not None) and not spec.data.shared_vocab:
+                problems.append((("data", "shared_vocab"), "masked seq2seq pre-training reads both languages "
+                                                           "with one vocabulary: expected true"))
+            return problems
         if kind == CAUSAL_LM:
             if spec.teacher is not None and spec.teacher.kind != "gpt2":
                 problems.append((("teacher", "kind"), f"task {spec.task} distils a causal LM: expected gpt2"))
@@ -292,7 +326,7 @@ class TwoStageMethod(Method):
     def stage_names_for(self, section, task=None):
         names = set()
         stage = pretrain_stage(section)
-        if objective(task) == CAUSAL_LM:
+        if objective(task) in GENERATIVE:
             if uses_teacher_outputs(section):
                 names.add("teacher_finetune")
             if stage is not None:
@@ -316,12 +350,12 @@ class TwoStageMethod(Method):
                                                     TeacherPredictionsStage)
         from tfkd.stage_names import method_stage_names
 
-        if objective(registry.lookup("task", spec.task)) == CAUSAL_LM:
-            from tfkd.methods.two_stage.causal import CausalPretrainStage, TeacherPretrainStage
+        if objective(registry.lookup("task", spec.task)) in GENERATIVE:
+            from tfkd.methods.two_stage.generative import GenerativePretrainStage, TeacherPretrainStage
 
             built = {"teacher_pretrain": TeacherPretrainStage, "teacher_finetune": TeacherFinetuneStage,
-                     PRETRAIN_KD: lambda: CausalPretrainStage(PRETRAIN_KD),
-                     PRETRAIN_MLE: lambda: CausalPretrainStage(PRETRAIN_MLE)}
+                     PRETRAIN_KD: lambda: GenerativePretrainStage(PRETRAIN_KD),
+                     PRETRAIN_MLE: lambda: GenerativePretrainStage(PRETRAIN_MLE)}
             return [built[name]() for name in method_stage_names(spec)]
         built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
                  "teacher_mlm": PretrainTeacherMLMStage, "teacher_cache": PretrainCacheStage,
@@ -333,9 +367,9 @@ class TwoStageMethod(Method):
         return "two_stage fine-tunes on the task's labels and the teacher's output distributions"
 
     def online_teacher(self, spec):
-        """Whether fine-tuning runs the fine-tuned teacher on each batch (causal LM: every
-        position's distribution) instead of reading ``teacher_predictions``."""
-        return uses_teacher_outputs(spec.distill) and objective(registry.lookup("task", spec.task)) == CAUSAL_LM
+        """Whether fine-tuning runs the fine-tuned teacher on each batch (causal LM, seq2seq:
+        every position's distribution) instead of reading ``teacher_predictions``."""
+        return uses_teacher_outputs(spec.distill) and objective(registry.lookup("task", spec.task)) in GENERATIVE
 
     def train_dependencies(self, spec):
         section = spec.distill

@@ -5,8 +5,9 @@ lambda}`` (appendix eqs. 5 and 6).
 The teacher's distribution comes either from the batch (column ``teacher_probs``, written once
 by ``teacher_predictions``: a classifier's label distribution; examples without a label, the
 teacher-labelled sentences with label -1, add the KL term alone) or from a frozen ``teacher``
-run on the same batch (a language model's next-token distribution at every position, the KL
-summed over the positions with a label and normalised by their count). Validation batches
+run on the same batch (a language model's or a seq2seq model's next-token distribution at
+every position, the KL summed over the positions with a label, ``task.label_weights``, and
+normalised by their count). Validation batches
 carry no teacher column, and the online teacher is not run on them: they report the task's
 terms. The same trainer is causal-LM pre-training distillation (eq. 3: the same formula on the
 pre-training text)."""
@@ -45,7 +46,7 @@ class FinetuneDistiller(SupervisedTrainer):
         if teacher_probs is not None:
             kl = kl_divergence(teacher_probs, logits)
             if len(kl.shape) == 2:  # per position: the positions with a label
-                weights = ops.cast(ops.greater_equal(ops.cast(labels, "int32"), 0), "float32")
+                weights = self.task.label_weights(self.student, labels)
                 terms["kd"] = LossTerm(ops.sum(kl * weights), ops.sum(weights))
             else:
                 terms["kd"] = LossTerm(ops.sum(kl), ops.cast(ops.shape(kl)[0], "float32"))

@@ -320,8 +320,10 @@ def cached_batches(context, spec, pieces, tokenizer):
 
 def load_pretrained_backbone(context, student, stage):
     """Load the backbone weights ``stage`` saved into ``student.backbone``; a description."""
+    from tfkd.methods.two_stage.generative import backbone_of
+
     path = os.path.join(context.runner.stage_dir(stage), BACKBONE_WEIGHTS)
-    student.backbone.load_weights(path)
+    backbone_of(student).load_weights(path)
     return f"stage {stage}"
 
 

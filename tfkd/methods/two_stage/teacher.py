@@ -78,12 +78,15 @@ def pretrained_backbone(context):
 
 
 def load_teacher_pretrain_backbone(context):
-    """The ``GPT2Backbone`` the ``teacher_pretrain`` stage trained."""
+    """The backbone the ``teacher_pretrain`` stage trained (a ``GPT2Backbone``, a
+    ``TransformerSeq2Seq``)."""
     import json
 
     directory = context.runner.stage_dir("teacher_pretrain")
     with open(os.path.join(directory, BACKBONE_CONFIG)) as f:
         backbone = keras.saving.deserialize_keras_object(json.load(f))
+    if not backbone.built:  # a subclassed model (a seq2seq teacher) builds on its first call
+        backbone(context.task.student_inputs(context.tokenizers()))
     backbone.load_weights(os.path.join(directory, BACKBONE_WEIGHTS))
     return backbone
 

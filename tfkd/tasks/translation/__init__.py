@@ -86,6 +86,8 @@ class TranslationTask(Task):
     student_arguments = ("source_vocab_size", "target_vocab_size", "pad_id")
     # its supervised outputs are logits over the target vocabulary at each target position
     token_level_targets = True
+    # what LightPAFF pre-trains its students by (tfkd.methods.two_stage.mass): MASS
+    pretraining_objective = "masked_seq2seq"
 
     def check(self, spec):
         data = spec.data
@@ -221,6 +223,23 @@ class TranslationTask(Task):
         return student_cls(source_vocab_size=tokenizers.source.vocabulary_size(),
                            target_vocab_size=tokenizers.target.vocabulary_size(),
                            pad_id=SpecialIds.of(tokenizers.target).pad, **kwargs)
+
+    def build_teacher(self, spec, tokenizers, backbone):
+        """The teacher around a pretrained seq2seq ``backbone``: the model itself (MASS
+        pre-trains the whole encoder-decoder, so fine-tuning keeps every weight)."""
+        from tfkd.runner import StageError
+
+        sizes = (backbone.source_vocab_size, backbone.target_vocab_size)
+        wanted = (tokenizers.source.vocabulary_size(), tokenizers.target.vocabulary_size())
+        if sizes != wanted:
+            raise StageError(f"the teacher has vocabularies of {sizes[0]} and {sizes[1]} tokens but the run's have "
+                             f"{wanted[0]} and {wanted[1]}")
+        return backbone
+
+    def label_weights(self, student, labels):
+        from keras import ops
+
+        return ops.cast(ops.not_equal(labels, student.pad_id), "float32")
 
     def student_inputs(self, tokenizers):
         import tensorflow as tf
