@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd.masking import span_lengths, span_mask, special_free, token_mask, uniform_count_mask
+from tfkd.masking import segment_mask, span_lengths, span_mask, special_free, token_mask, uniform_count_mask
 
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 VOCAB = 1000
@@ -151,3 +151,78 @@ def test_uniform_count_mask_leaves_rows_without_candidates_alone():
     masked, chosen = uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK, seed=tf.constant([1, 2]))
     np.testing.assert_array_equal(masked.numpy(), [[CLS, MASK, SEP, PAD], [PAD] * 4])
     np.testing.assert_array_equal(chosen.numpy(), candidates)
+
+
+def mass_reference(ids, length, start, k, bos, pad, mask):
+    """MASS's decoder input and target for one sentence, by hand: the segment ``start .. start +
+    k - 1`` shifted right by one (``bos`` before the first token), ``[MASK]`` elsewhere in the
+    sentence, padding after it; the target is the segment, padding elsewhere."""
+    decoder = [pad] * len(ids)
+    target = [pad] * len(ids)
+    for m in range(length):
+        if start <= m < start + k:
+            decoder[m] = bos if m == 0 else ids[m - 1]
+            target[m] = ids[m]
+        else:
+            decoder[m] = mask
+    return decoder, target
+
+
+def test_segment_mask_hides_one_contiguous_half_and_shifts_the_decoder_input():
+    ids = batch(rows=400, seed=3)
+    lengths = (ids != PAD).sum(1)
+    encoder, decoder, target = (t.numpy() for t in segment_mask(
+        ids, lengths, 0.5, MASK, VOCAB, bos_id=CLS, pad_id=PAD, seed=tf.constant([5, 6])))
+    shares = []
+    for r in range(len(ids)):
+        n = lengths[r]
+        segment = np.flatnonzero(target[r] != PAD)
+        # about half (round(n / 2), at least one), contiguous, inside the sentence
+        k = max(1, int(np.round(0.5 * n)))
+        assert len(segment) == k and (np.diff(segment) == 1).all() and segment[-1] < n
+        start = segment[0]
+        expected_decoder, expected_target = mass_reference(ids[r].tolist(), n, start, k, CLS, PAD, MASK)
+        assert decoder[r].tolist() == expected_decoder and target[r].tolist() == expected_target
+        # the encoder: the sentence with the segment corrupted, nothing else touched
+        outside = np.ones(len(ids[r]), bool)
+        outside[segment] = False
+        assert (encoder[r][outside] == ids[r][outside]).all()
+        shares.append(encoder[r][segment])
+        assert (ids[r][segment] == target[r][segment]).all()
+    corrupted = np.concatenate(shares)
+    original = np.concatenate([ids[r][target[r] != PAD] for r in range(len(ids))])
+    is_mask = corrupted == MASK
+    kept = corrupted == original
+    assert abs(is_mask.mean() - 0.8) < 0.02 and abs(kept.mean() - 0.1) < 0.015
+    assert abs((~is_mask & ~kept).mean() - 0.1) < 0.015
+
+
+def test_segment_mask_starts_uniformly_and_handles_short_and_empty_rows():
+    ids = np.array([[11, 0, 0, 0], [11, 12, 0, 0], [11, 12, 13, 0], [0, 0, 0, 0]], np.int32)
+    lengths = (ids != 0).sum(1)
+    starts = {1: [], 2: [], 3: []}
+    for seed in range(300):
+        encoder, decoder, target = (t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, 0,
+                                                                    seed=tf.constant([seed, 0])))
+        for r, n in ((0, 1), (1, 2), (2, 3)):
+            segment = np.flatnonzero(target[r])
+            assert len(segment) == max(1, int(np.round(n / 2)))  # 1, 1 (round half to even), 2
+            starts[n].append(segment[0])
+        # an empty row stays empty
+        assert not encoder[3].any() and not decoder[3].any() and not target[3].any()
+    # a one-token sentence is its own segment, read after [CLS]
+    assert set(starts[1]) == {0}
+    for n, possible in ((2, [0, 1]), (3, [0, 1])):
+        counts = np.bincount(starts[n], minlength=len(possible))
+        assert len(counts) == len(possible) and counts.min() > 100
+
+
+def test_segment_mask_is_reproducible_from_the_seed():
+    ids = batch(rows=50)
+    lengths = (ids != PAD).sum(1)
+    a = [t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, PAD, seed=tf.constant([1, 2]))]
+    b = [t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, PAD, seed=tf.constant([1, 2]))]
+    c = [t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, PAD, seed=tf.constant([1, 3]))]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[2], c[2])

@@ -5,6 +5,11 @@ serves.
 
     python tools/bench_decoding.py runs/abnet_multi30k --students train,transformer --sentences 64
 
+``teacher`` names a two_stage run's fine-tuned teacher (the ``teacher_finetune`` stage's model,
+decoded with the run's ``decode``), LightPAFF's latency comparison (lightpaff Table 6):
+
+    python tools/bench_decoding.py runs/lightpaff_mass_deen_cpu --students train,teacher --batch-sizes 1
+
 Sentences are the first ``--sentences`` of the test split. Every student decodes the same
 sentences in alternating rounds in one process (the first pass of each shape is a warm-up and
 not timed), so the ratios are robust to a noisy machine. Prints seconds per sentence of each
@@ -44,7 +49,12 @@ def main():
     for name in names:
         own = spec.variant(name) if name in (spec.variants or {}) else spec
         view = context.with_spec(own)
-        student = load_student(view, name)
+        if name == "teacher":
+            from tfkd.methods.two_stage.teacher import load_finetuned_teacher
+
+            student = load_finetuned_teacher(view)
+        else:
+            student = load_student(view, name)
         decode = own.decode
         translators[name] = context.task.translator(view, student, decode)
         settings[name] = ({"algorithm": "mask_predict", "length_candidates": decode.length_candidates,

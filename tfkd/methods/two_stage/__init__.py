@@ -258,7 +258,7 @@ class TwoStageMethod(Method):
             elif kind == CAUSAL_LM and section.teacher_pretrain.decoder_layers is not None:
                 problems.append((("distill", "teacher_pretrain", "decoder_layers"), "applies to seq2seq teachers; "
                                                                                     "a GPT-2 has num_layers only"))
-            elif spec.teacher is not None:
+            elif spec.teacher is not None and kind == CAUSAL_LM:
                 problems.append((("distill", "teacher_pretrain"), "the spec names teacher.checkpoint as well: "
                                                                   "keep one (the checkpoint replaces this stage)"))
         if kind == MASKED_SEQ2SEQ:

@@ -1,0 +1,196 @@
+"""LightPAFF for MASS (``two_stage`` on ``task: translation``): MASS batches, the seq2seq KD
+loss against NumPy over target positions only, lambda 0 is MLE, the pre-trained Transformer
+handed whole to fine-tuning, the stages the spec's settings add, and its one-line errors."""
+
+import os
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfkd import registry
+from tfkd.data import MASK, RESERVED_TOKENS, SpecialIds, make_tokenizer
+from tfkd.methods.two_stage.finetune import FinetuneDistiller
+from tfkd.methods.two_stage.mass import MaskedSeq2Seq, masked_seq2seq_dataset, tokenize_sentences
+from tfkd.models.transformer import TransformerSeq2Seq
+from tfkd.spec import SpecError, load_spec
+from tfkd.stage_names import default_stage_names, method_stage_names
+from tfkd.tasks.translation import TranslationTask
+from tfkd.training.trainer import SupervisedTrainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen_cpu.yaml")
+PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen.yaml")
+PAD = 0
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def transformer(seed, layers=1, vocab=40):
+    keras.utils.set_random_seed(seed)
+    model = TransformerSeq2Seq(vocab, vocab, encoder_layers=layers, decoder_layers=layers, hidden_dim=16,
+                               intermediate_dim=32, num_heads=2, dropout=0.0, share_embeddings=True, pad_id=PAD)
+    model({"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)})
+    return model
+
+
+def mass_batch():
+    """Two MASS examples: targets only on the segment, padding elsewhere."""
+    source = np.array([[5, 4, 4, 8, 9, 6], [7, 4, 3, 0, 0, 0]], np.int32)
+    decoder = np.array([[4, 4, 6, 5, 4, 4], [2, 7, 4, 0, 0, 0]], np.int32)
+    target = np.array([[0, 0, 5, 9, 0, 0], [7, 11, 0, 0, 0, 0]], np.int32)
+    return {"source_ids": source, "decoder_ids": decoder}, target
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    words = "ein mann fährt fahrrad auf der straße a man rides a bike on the road zwei hunde two dogs".split()
+    path = tmp_path_factory.mktemp("vocab") / "shared.vocab"
+    path.write_text("\n".join(RESERVED_TOKENS + sorted(set(words))) + "\n")
+    return make_tokenizer(str(path))
+
+
+@pytest.mark.parametrize("lam", [0.7, 1.0])
+def test_masked_seq2seq_kd_is_one_minus_lambda_mle_plus_lambda_kl_over_the_segment(lam):
+    student, teacher = transformer(0), transformer(1, layers=2)
+    inputs, target = mass_batch()
+    trainer = FinetuneDistiller(student, TranslationTask(), loss_weights={"xe": 1 - lam, "kd": lam},
+                                teacher=teacher)
+    terms, tokens = trainer.compute_terms((inputs, target), training=True)
+    log_p = log_softmax(np.asarray(student(inputs), np.float64))
+    log_q = log_softmax(np.asarray(teacher(inputs), np.float64))
+    kept = target != PAD
+    kl = (np.exp(log_q) * (log_q - log_p)).sum(-1)
+    nll = -np.take_along_axis(log_p, target[..., None], -1)[..., 0]
+    # appendix eq. 4: the predicted segment only (padding and the unmasked positions add nothing)
+    np.testing.assert_allclose(float(terms["kd"].total), kl[kept].sum(), rtol=1e-4)
+    np.testing.assert_allclose(float(terms["nll"].total), nll[kept].sum(), rtol=1e-5)
+    assert float(terms["kd"].count) == float(tokens) == kept.sum() == 4
+    values = trainer._values(terms)
+    loss = sum(w * float(values[name]) for name, w in trainer.loss_weights.items())
+    np.testing.assert_allclose(loss, (1 - lam) * nll[kept].mean() + lam * kl[kept].mean(), rtol=1e-4)
+    assert {id(v) for v in trainer.trainable_variables} == {id(v) for v in student.trainable_variables}
+
+
+def test_lambda_zero_is_mle_on_translation_batches_and_never_runs_the_teacher():
+    calls = []
+
+    class Teacher(keras.Model):
+        def call(self, inputs, training=False):
+            calls.append(1)
+            return tf.zeros([2, 6, 40])
+
+    inputs, target = mass_batch()
+    results = {}
+    for name, trainer_cls, kwargs in (("kd", FinetuneDistiller, {"teacher": Teacher()}), ("mle", SupervisedTrainer, {})):
+        trainer = trainer_cls(transformer(0), TranslationTask(), label_smoothing=0.1, loss_weights={"xe": 1.0},
+                              **kwargs)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+        logs = trainer.train_on_batch(inputs, target, return_dict=True)
+        results[name] = ([v.numpy() for v in trainer.student.trainable_variables], logs["loss"])
+    assert calls == []
+    np.testing.assert_allclose(results["kd"][1], results["mle"][1], rtol=1e-6)
+    for a, b in zip(results["kd"][0], results["mle"][0]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_mass_batches_mask_half_of_each_monolingual_sentence_and_remask_every_pass(tokenizer):
+    lines = ["ein mann fährt fahrrad auf der straße", "a man rides a bike on the road", "zwei hunde", "",
+             "two dogs"]
+    ids = tokenize_sentences(tokenizer, lines, max_length=6, name="test")
+    assert ids.nrows() == 4 and ids.row_lengths().numpy().max() == 6  # the empty line dropped, one cut
+    special = SpecialIds.of(tokenizer)
+    mask = tokenizer.token_to_id(MASK)
+    sentences = {tuple(row) for row in ids.numpy().tolist()}
+
+    def one_pass(ds):
+        return [(x["source_ids"].numpy(), x["decoder_ids"].numpy(), y.numpy()) for x, y in ds.take(4)]
+
+    train = masked_seq2seq_dataset(ids, tokenizer, batch_size=1, max_length=6, segment_rate=0.5, training=True,
+                                   seed=3)
+    seen = one_pass(train) + one_pass(train.skip(4))
+    for source, decoder, target in seen:
+        segment = np.flatnonzero(target[0] != special.pad)
+        n = int((decoder[0] != special.pad).sum())
+        assert len(segment) == max(1, round(n / 2)) and (np.diff(segment) == 1).all()
+        # the target is the sentence's segment; the decoder reads it shifted, [MASK] elsewhere
+        sentence = [s for s in sentences if len(s) == n and all(s[m] == target[0][m] for m in segment)]
+        assert sentence
+        shifted = [special.bos] + list(sentence[0][:-1])
+        assert all(decoder[0][m] == shifted[m] for m in segment)
+        assert all(decoder[0][m] == mask for m in range(n) if m not in segment)
+    # validation batches are masked the same way every time
+    valid = masked_seq2seq_dataset(ids, tokenizer, batch_size=2, max_length=6, segment_rate=0.5, training=False)
+    a, b = one_pass(valid), one_pass(valid)
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain_sizes(tokenizer):
+    spec = load_spec(CPU_SPEC)
+    settings = spec.distill.teacher_pretrain
+    context = types.SimpleNamespace(tokenizers=lambda: types.SimpleNamespace(source=tokenizer, target=tokenizer))
+    teacher = MaskedSeq2Seq().new_teacher(context, settings)
+    assert (teacher.encoder_layers, teacher.decoder_layers, teacher.hidden_dim) == (3, 3, 384)
+    assert teacher.share_embeddings and teacher.source_vocab_size == tokenizer.vocabulary_size()
+    task = TranslationTask()
+    assert task.build_teacher(spec, context.tokenizers(), teacher) is teacher
+    other = types.SimpleNamespace(source=tokenizer, target=types.SimpleNamespace(vocabulary_size=lambda: 7))
+    with pytest.raises(Exception, match="the teacher has vocabularies of"):
+        task.build_teacher(spec, other, teacher)
+    # the saved network (config + weights) comes back whole: what fine-tuning starts from
+    model = transformer(4)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    restored({"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)})
+    inputs, _ = mass_batch()
+    assert not np.allclose(restored(inputs), model(inputs))
+    restored.set_weights(model.get_weights())
+    np.testing.assert_allclose(restored(inputs), model(inputs), atol=1e-6)
+
+
+def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default():
+    spec = load_spec(CPU_SPEC)
+    assert method_stage_names(spec) == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
+    assert default_stage_names(spec) == [
+        "vocab", "teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle", "baseline",
+        "baseline_evaluate", "mass_small", "mass_small_evaluate", "train", "evaluate"]
+    method = registry.lookup("method", "two_stage")
+    assert method.train_dependencies(spec) == ("pretrain_kd", "teacher_finetune")
+    assert method.train_dependencies(spec.variant("mass_small")) == ("pretrain_mle",)
+    assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
+    assert spec.distill.pretrain.kd_lambda == 0.7 and spec.distill.pretrain.segment_rate == 0.5
+
+
+def test_the_paper_spec_keeps_the_papers_sizes():
+    spec = load_spec(PAPER_SPEC)
+    teacher = spec.distill.teacher_pretrain
+    assert (teacher.num_layers, teacher.decoder_layers, teacher.hidden_dim, teacher.num_heads) == (6, 6, 1024, 16)
+    student = spec.student_config()
+    assert (student.encoder_layers, student.decoder_layers, student.hidden_dim, student.num_heads) == (6, 4, 512, 8)
+    assert spec.distill.pretrain.kd_lambda == 0.7 and spec.data.train_limit == 100000
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.shared_vocab=false", "data.shared_vocab: masked seq2seq pre-training reads both languages"),
+    ("distill.teacher=cache", "distill.teacher: masked seq2seq distillation runs the teacher online"),
+    ("teacher={checkpoint: bert_base_en, kind: bert}", "teacher: no MASS checkpoint can be read"),
+    ("distill.teacher_pretrain=null", "distill.teacher_pretrain: a seq2seq teacher is pre-trained by tfkd"),
+    ("distill.finetune.unlabeled=x.txt", "distill.finetune.unlabeled: applies to classification only"),
+    ("distill.pretrain.segment_rate=0", "distill.pretrain.segment_rate"),
+])
+def test_bad_mass_settings_are_one_line_errors(override, message):
+    with pytest.raises(SpecError) as e:
+        load_spec(CPU_SPEC, [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_gpt2_teacher_has_no_decoder_layers():
+    spec = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2_cpu.yaml")
+    with pytest.raises(SpecError, match="distill.teacher_pretrain.decoder_layers: applies to seq2seq teachers"):
+        load_spec(spec, ["distill.teacher_pretrain.decoder_layers=2"])
