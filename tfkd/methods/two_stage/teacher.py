@@ -29,7 +29,7 @@ from tfkd.training.teacher_mlm import TeacherMLMStage
 log = logging.getLogger("tfkd")
 
 TEACHER_WEIGHTS = "teacher.weights.h5"
-# what teacher_pretrain keeps (causal.py writes them)
+# what teacher_pretrain keeps (generative.py writes them)
 BACKBONE_WEIGHTS = "backbone.weights.h5"
 BACKBONE_CONFIG = "backbone.json"
 PREDICTIONS = "teacher_predictions.npz"
