@@ -137,7 +137,7 @@ def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain
     settings = spec.distill.teacher_pretrain
     context = types.SimpleNamespace(tokenizers=lambda: types.SimpleNamespace(source=tokenizer, target=tokenizer))
     teacher = MaskedSeq2Seq().new_teacher(context, settings)
-    assert (teacher.encoder_layers, teacher.decoder_layers, teacher.hidden_dim) == (3, 3, 384)
+    assert (teacher.encoder_layers, teacher.decoder_layers, teacher.hidden_dim) == (3, 3, 256)
     assert teacher.share_embeddings and teacher.source_vocab_size == tokenizer.vocabulary_size()
     task = TranslationTask()
     assert task.build_teacher(spec, context.tokenizers(), teacher) is teacher

