@@ -112,3 +112,56 @@ def serve_only(saved_model, sentences, cwd, input_name="source"):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def check_per_position_kd(trainer, student, teacher, inputs, labels, kept, lam):
+    """LightPAFF's per-position distillation (appendix eqs. 3, 4, 6, 7) computed by ``trainer``
+    on ``(inputs, labels)`` against NumPy: the KL and NLL summed over the ``kept`` positions,
+    each normalised by their count, weighted ``1 - lam`` and ``lam``; only the student trains."""
+    terms, tokens = trainer.compute_terms((inputs, labels), training=True)
+    log_p = log_softmax(np.asarray(student(inputs), np.float64))
+    log_q = log_softmax(np.asarray(teacher(inputs), np.float64))
+    kl = (np.exp(log_q) * (log_q - log_p)).sum(-1)
+    nll = -np.take_along_axis(log_p, np.maximum(labels, 0)[..., None], -1)[..., 0]
+    np.testing.assert_allclose(float(terms["kd"].total), kl[kept].sum(), rtol=1e-4)
+    np.testing.assert_allclose(float(terms["nll"].total), nll[kept].sum(), rtol=1e-5)
+    assert float(terms["kd"].count) == float(tokens) == kept.sum()
+    values = trainer._values(terms)
+    loss = sum(w * float(values[name]) for name, w in trainer.loss_weights.items())
+    np.testing.assert_allclose(loss, (1 - lam) * nll[kept].mean() + lam * kl[kept].mean(), rtol=1e-4)
+    assert not teacher.trainable and {id(v) for v in trainer.trainable_variables} == {
+        id(v) for v in student.trainable_variables}
+
+
+def check_lambda_zero_is_mle(make_student, task, inputs, labels, teacher_logits_shape, label_smoothing=0.0):
+    """One SGD step of ``FinetuneDistiller`` with a teacher and ``{xe: 1}`` equals the plain
+    supervised step (loss and weights), and the teacher is never called."""
+    import keras
+    import tensorflow as tf
+
+    from tfkd.methods.two_stage.finetune import FinetuneDistiller
+    from tfkd.training.trainer import SupervisedTrainer
+
+    calls = []
+
+    class Teacher(keras.Model):
+        def call(self, inputs, training=False):
+            calls.append(1)
+            return tf.zeros(teacher_logits_shape)
+
+    results = {}
+    for name, trainer_cls, kwargs in (("kd", FinetuneDistiller, {"teacher": Teacher()}), ("mle", SupervisedTrainer, {})):
+        trainer = trainer_cls(make_student(), task, label_smoothing=label_smoothing, loss_weights={"xe": 1.0},
+                              **kwargs)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+        logs = trainer.train_on_batch(inputs, labels, return_dict=True)
+        results[name] = ([v.numpy() for v in trainer.student.trainable_variables], logs["loss"])
+    assert calls == []
+    np.testing.assert_allclose(results["kd"][1], results["mle"][1], rtol=1e-6)
+    for a, b in zip(results["kd"][0], results["mle"][0]):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import check_lambda_zero_is_mle, check_per_position_kd
 from tfkd import registry
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.models.gpt2_lm import GPT2LM
@@ -15,16 +16,10 @@ from tfkd.spec import SpecError, load_spec
 from tfkd.stage_names import default_stage_names, method_stage_names
 from tfkd.tasks.language_model import LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL
-from tfkd.training.trainer import SupervisedTrainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2_cpu.yaml")
 PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2.yaml")
-
-
-def log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def model(seed, layers=1):
@@ -47,46 +42,17 @@ def test_causal_kd_loss_is_one_minus_lambda_mle_plus_lambda_kl_over_every_positi
     inputs, labels = batch()
     trainer = FinetuneDistiller(student, LanguageModelTask(), loss_weights={"xe": 1 - lam, "kd": lam},
                                 teacher=teacher)
-    terms, tokens = trainer.compute_terms((inputs, labels), training=True)
-    log_p = log_softmax(np.asarray(student(inputs), np.float64))
-    log_q = log_softmax(np.asarray(teacher(inputs), np.float64))
     kept = labels != NO_LABEL
-    kl = (np.exp(log_q) * (log_q - log_p)).sum(-1)
-    nll = -np.take_along_axis(log_p, np.maximum(labels, 0)[..., None], -1)[..., 0]
-    np.testing.assert_allclose(float(terms["kd"].total), kl[kept].sum(), rtol=1e-4)
-    np.testing.assert_allclose(float(terms["xe"].total), nll[kept].sum(), rtol=1e-5)
-    assert float(terms["kd"].count) == float(terms["xe"].count) == float(tokens) == kept.sum() == 8
-    # the optimised loss: (1 - lambda) * mean NLL + lambda * mean KL (appendix eq. 3 per token)
-    values = trainer._values(terms)
-    loss = sum(w * float(values[name]) for name, w in trainer.loss_weights.items())
-    np.testing.assert_allclose(loss, (1 - lam) * nll[kept].mean() + lam * kl[kept].mean(), rtol=1e-4)
-    # the student learns, the teacher is frozen
-    assert not teacher.trainable and {id(v) for v in trainer.trainable_variables} == {
-        id(v) for v in student.trainable_variables}
+    assert kept.sum() == 8
+    check_per_position_kd(trainer, student, teacher, inputs, labels, kept, lam)
 
 
 def test_lambda_zero_is_mle_and_never_runs_the_teacher():
     method = registry.lookup("method", "two_stage")
     spec = load_spec(CPU_SPEC, ["distill.finetune.lambda=0", "variants=null"])
     assert method.loss_weights(spec.distill) == {"xe": 1.0}
-    calls = []
-
-    class Teacher(keras.Model):
-        def call(self, inputs, training=False):
-            calls.append(1)
-            return tf.zeros([2, 5, 40])
-
     inputs, labels = batch()
-    weights = {}
-    for name, trainer_cls, kwargs in (("kd", FinetuneDistiller, {"teacher": Teacher()}), ("mle", SupervisedTrainer, {})):
-        trainer = trainer_cls(model(0), LanguageModelTask(), label_smoothing=0.0, loss_weights={"xe": 1.0}, **kwargs)
-        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
-        logs = trainer.train_on_batch(inputs, labels, return_dict=True)
-        weights[name] = ([v.numpy() for v in trainer.student.trainable_variables], logs["loss"])
-    assert calls == []
-    np.testing.assert_allclose(weights["kd"][1], weights["mle"][1], rtol=1e-6)
-    for a, b in zip(weights["kd"][0], weights["mle"][0]):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    check_lambda_zero_is_mle(lambda: model(0), LanguageModelTask(), inputs, labels, [2, 5, 40])
 
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_3_rows_by_default():
