@@ -56,11 +56,17 @@ def chosen_predictions(token_ids, chosen, max_predictions=None):
     return positions, tf.gather(token_ids, positions, batch_dims=1), weights
 
 
+def _replacement(original, action, random_tokens, mask_id, replace_random, keep):
+    """BERT's 80/10/10 choice per uniform ``action``: ``mask_id``, a random token or ``original``."""
+    dtype = original.dtype
+    return tf.where(action < 1.0 - replace_random - keep, tf.cast(mask_id, dtype),
+                    tf.where(action < 1.0 - keep, tf.cast(random_tokens, dtype), original))
+
+
 def _corrupt(token_ids, positions, mask_ids, weights, action, random_tokens, mask_id, replace_random, keep):
     """Write ``[MASK]`` / a random token / the original at the predicted positions."""
     shape = tf.shape(token_ids)
-    new_values = tf.where(action < 1.0 - replace_random - keep, tf.cast(mask_id, token_ids.dtype),
-                          tf.where(action < 1.0 - keep, tf.cast(random_tokens, token_ids.dtype), mask_ids))
+    new_values = _replacement(mask_ids, action, random_tokens, mask_id, replace_random, keep)
     batch_index = tf.repeat(tf.range(shape[0])[:, None], tf.shape(positions)[1], axis=1)
     updates_at = tf.boolean_mask(tf.stack([batch_index, positions], -1), weights > 0)
     return tf.tensor_scatter_nd_update(token_ids, updates_at, tf.boolean_mask(new_values, weights > 0))
@@ -202,10 +208,8 @@ def segment_mask(token_ids, lengths, rate, mask_id, vocab_size, bos_id, pad_id, 
     positions = tf.range(shape[1])[None, :]
     in_sentence = positions < lengths[:, None]
     segment = (positions >= start[:, None]) & (positions < (start + k)[:, None])
-    action = _uniform(shape, seed, 8)
-    random_tokens = tf.cast(_uniform(shape, seed, 9, 0, vocab_size, tf.int32), dtype)
-    corrupted = tf.where(action < 1.0 - replace_random - keep, tf.cast(mask_id, dtype),
-                         tf.where(action < 1.0 - keep, random_tokens, token_ids))
+    corrupted = _replacement(token_ids, _uniform(shape, seed, 8), _uniform(shape, seed, 9, 0, vocab_size, tf.int32),
+                             mask_id, replace_random, keep)
     encoder_ids = tf.where(segment, corrupted, token_ids)
     shifted = tf.concat([tf.fill([shape[0], 1], tf.cast(bos_id, dtype)), token_ids[:, :-1]], axis=1)
     pad = tf.cast(pad_id, dtype)

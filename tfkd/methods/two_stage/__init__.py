@@ -261,6 +261,13 @@ class TwoStageMethod(Method):
             elif spec.teacher is not None and kind == CAUSAL_LM:
                 problems.append((("distill", "teacher_pretrain"), "the spec names teacher.checkpoint as well: "
                                                                   "keep one (the checkpoint replaces this stage)"))
+        if kind in GENERATIVE:
+            if section.teacher == "cache":
+                label = {CAUSAL_LM: "causal-LM", MASKED_SEQ2SEQ: "masked seq2seq"}[kind]
+                problems.append((("distill", "teacher"), f"{label} distillation runs the teacher online (a cache "
+                                                         f"of every position's distribution is too large)"))
+            if section.finetune.unlabeled:
+                problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
         if kind == MASKED_SEQ2SEQ:
             if spec.teacher is not None:
                 problems.append((("teacher",), "no MASS checkpoint can be read: the seq2seq teacher is pre-trained "
@@ -269,10 +276,6 @@ class TwoStageMethod(Method):
                 problems.append((("distill", "teacher_pretrain"), "a seq2seq teacher is pre-trained by tfkd: "
                                                                   "expected this section (or lambda 0 in both "
                                                                   "stages for no teacher)"))
-            if section.teacher == "cache":
-                problems.append((("distill", "teacher"), "masked seq2seq distillation runs the teacher online"))
-            if section.finetune.unlabeled:
-                problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
             if (section.pretrain.enabled or section.teacher_pretrain is not None) and not spec.data.shared_vocab:
                 problems.append((("data", "shared_vocab"), "masked seq2seq pre-training reads both languages "
                                                            "with one vocabulary: expected true"))
@@ -280,11 +283,6 @@ class TwoStageMethod(Method):
         if kind == CAUSAL_LM:
             if spec.teacher is not None and spec.teacher.kind != "gpt2":
                 problems.append((("teacher", "kind"), f"task {spec.task} distils a causal LM: expected gpt2"))
-            if section.teacher == "cache":
-                problems.append((("distill", "teacher"), "causal-LM distillation runs the teacher online (a "
-                                                         "cache of every position's distribution is too large)"))
-            if section.finetune.unlabeled:
-                problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
             tokenizer = spec.data.tokenizer
             if section.teacher_pretrain is None and needs_teacher and tokenizer.kind != "teacher":
                 problems.append((("data", "tokenizer", "kind"), "a pretrained teacher's distributions are over its "

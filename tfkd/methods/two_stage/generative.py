@@ -13,7 +13,7 @@ can be read.
   fine-tuning loads it into the student
   (:func:`tfkd.methods.two_stage.pretrain.load_pretrained_backbone`).
 
-What an objective supplies (:data:`OBJECTIVES`): the teacher's network built from
+What an objective supplies (:func:`objective_of`): the teacher's network built from
 ``distill.teacher_pretrain`` and batches of pre-training text.
 
 - ``causal_lm`` (:class:`CausalLM`, appendix eq. 3): text read as the language-model task
@@ -30,6 +30,7 @@ import os
 import keras
 import numpy as np
 
+from tfkd.methods.two_stage.pretrain import StudentPretrainStage
 from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
 from tfkd.runner import Stage
 from tfkd.training.schedules import TriangularSchedule
@@ -171,19 +172,8 @@ def load_pretrained_teacher(context):
     return teacher
 
 
-class GenerativePretrainStage(Stage):
+class GenerativePretrainStage(StudentPretrainStage):
     """``pretrain_kd`` (the run's lambda, the pre-trained teacher online) or ``pretrain_mle``."""
-
-    def __init__(self, name):
-        from tfkd.methods.two_stage import PRETRAIN_KD
-
-        self.name = name
-        self.distils = name == PRETRAIN_KD
-
-    def kd_lambda(self, spec):
-        from tfkd.methods.two_stage import kd_pretrain_lambda
-
-        return kd_pretrain_lambda(spec) if self.distils else 0.0
 
     def dependencies(self, spec):
         teacher = ("teacher_pretrain",) if self.distils and spec.distill.teacher_pretrain is not None else ()

@@ -97,8 +97,9 @@ def input_tokenizer(tokenizers):
     return tokenizers[0]
 
 
-class PretrainStage(Stage):
-    """``pretrain_kd`` (the run's lambda) or ``pretrain_mle`` (lambda 0, no teacher)."""
+class StudentPretrainStage(Stage):
+    """A stage pre-training the student: ``pretrain_kd`` (distilling with the run's lambda) or
+    ``pretrain_mle`` (lambda 0, no teacher)."""
 
     def __init__(self, name):
         from tfkd.methods.two_stage import PRETRAIN_KD
@@ -110,6 +111,10 @@ class PretrainStage(Stage):
         from tfkd.methods.two_stage import kd_pretrain_lambda
 
         return kd_pretrain_lambda(spec) if self.distils else 0.0
+
+
+class PretrainStage(StudentPretrainStage):
+    """Masked-LM pre-training of the student's backbone (the teacher's MLM online or cached)."""
 
     def cached(self, spec):
         return self.distils and spec.distill.teacher == "cache"
@@ -327,5 +332,5 @@ def load_pretrained_backbone(context, student, stage):
     return f"stage {stage}"
 
 
-__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "cached_batches", "load_pretrained_backbone",
-           "pretraining_pieces"]
+__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "StudentPretrainStage", "cached_batches",
+           "load_pretrained_backbone", "pretraining_pieces"]
