@@ -30,7 +30,7 @@ import os
 import keras
 import numpy as np
 
-from tfkd.methods.two_stage.pretrain import StudentPretrainStage
+from tfkd.methods.two_stage.pretrain import StudentPretrainStage, backbone_of
 from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
 from tfkd.runner import Stage
 from tfkd.training.schedules import TriangularSchedule
@@ -67,12 +67,6 @@ def objective_of(task):
     from tfkd.methods.two_stage.mass import MaskedSeq2Seq
 
     return {CausalLM.name: CausalLM, MaskedSeq2Seq.name: MaskedSeq2Seq}[objective(task)]()
-
-
-def backbone_of(model):
-    """What pre-training hands to fine-tuning: a model's pretrained backbone (a seq2seq model
-    pre-trained by MASS is whole: it is its own backbone)."""
-    return getattr(model, "backbone", model)
 
 
 def _text_batches(context, entries, limit, key, memo_key, settings, training, seed):
@@ -207,5 +201,5 @@ class GenerativePretrainStage(StudentPretrainStage):
                          "distill.pretrain", spec.train.seed, "Lower distill.pretrain.learning_rate.")
 
 
-__all__ = ["CausalLM", "GenerativePretrainStage", "TeacherPretrainStage", "backbone_of", "load_pretrained_teacher",
+__all__ = ["CausalLM", "GenerativePretrainStage", "TeacherPretrainStage", "load_pretrained_teacher",
            "objective_of"]

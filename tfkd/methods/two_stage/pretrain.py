@@ -323,14 +323,18 @@ def cached_batches(context, spec, pieces, tokenizer):
         .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def load_pretrained_backbone(context, student, stage):
-    """Load the backbone weights ``stage`` saved into ``student.backbone``; a description."""
-    from tfkd.methods.two_stage.generative import backbone_of
+def backbone_of(model):
+    """What pre-training hands to fine-tuning: a model's pretrained backbone (a seq2seq model
+    pre-trained by MASS is whole: it is its own backbone)."""
+    return getattr(model, "backbone", model)
 
+
+def load_pretrained_backbone(context, student, stage):
+    """Load the backbone weights ``stage`` saved into ``backbone_of(student)``; a description."""
     path = os.path.join(context.runner.stage_dir(stage), BACKBONE_WEIGHTS)
     backbone_of(student).load_weights(path)
     return f"stage {stage}"
 
 
-__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "StudentPretrainStage", "cached_batches",
-           "load_pretrained_backbone", "pretraining_pieces"]
+__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "StudentPretrainStage", "backbone_of",
+           "cached_batches", "load_pretrained_backbone", "pretraining_pieces"]
