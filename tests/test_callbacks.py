@@ -96,3 +96,63 @@ def test_training_monitor_writes_parameter_counts_and_losses_to_tensorboard(tmp_
                 values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
     assert values["parameters/trainable"] == [4.0] and values["parameters/frozen"] == [7.0]
     assert any(tag.endswith("loss") for tag in values), sorted(values)
+
+
+class _Terminal:
+    """A stdout that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+
+def _fit_with_progress(monkeypatch, stream, steps=10):
+    import sys
+
+    import tensorflow as tf
+
+    from tfkd.training.callbacks import training_callbacks
+
+    monkeypatch.delenv("TFKD_QUIET_PROGRESS", raising=False)
+    monkeypatch.setattr(sys, "stdout", stream)
+    model, x, y = model_and_data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+    checkpoint = StageCheckpoint(os.path.join(str(stream.tmp), "work"), total_steps=steps)
+    model.fit(data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint, *training_callbacks(steps)], verbose=0,
+              shuffle=False)
+
+
+def test_on_a_terminal_progress_is_a_bar_over_the_stage_steps(monkeypatch, tmp_path):
+    terminal = _Terminal()
+    terminal.tmp = tmp_path
+    _fit_with_progress(monkeypatch, terminal)
+    shown = "".join(terminal.text)
+    assert "10/10" in shown and "step" in shown  # the stage's steps, not the epoch's
+    assert "Epoch" not in shown and "4/4" not in shown
+    assert "loss:" in shown
+
+
+def test_without_a_terminal_there_is_no_bar(monkeypatch, tmp_path):
+    import io
+
+    pipe = io.StringIO()
+    pipe.tmp = tmp_path
+    _fit_with_progress(monkeypatch, pipe)
+    assert pipe.getvalue() == ""
+    terminal = _Terminal()
+    terminal.tmp = tmp_path / "quiet"
+    monkeypatch.setenv("TFKD_QUIET_PROGRESS", "1")
+    import sys
+
+    from tfkd.progress import bars_enabled
+
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert not bars_enabled()  # tfkd --quiet sets it

@@ -29,7 +29,9 @@ def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None):
     """``python -m tfkd.cli ARGS`` (or ``command``) in a fresh process with a user's environment:
     unlike :func:`helpers.tfkd`, TF_CPP_MIN_LOG_LEVEL (which conftest sets) is not passed on."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(TFKD_QUIET_PROGRESS="1", PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
+    # output is a pipe, not a terminal: progress must come as plain log lines without being told
+    env.pop("TFKD_QUIET_PROGRESS", None)
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
     env.update(env_extra or {})
     command = command or [sys.executable, *python_args, "-m", "tfkd.cli"]
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO,
@@ -116,9 +118,13 @@ def test_run_stderr_is_log_lines_only(finished_run):
     assert not noise_in(stderr), "TensorFlow start-up lines:\n" + "\n".join(noise_in(stderr))
     for warning in PYTHON_WARNINGS:
         assert warning not in stderr, stderr[-3000:]
-    keras_epoch = re.compile(r"^Epoch \d+/\d+$| - loss|step")
-    other = [line for line in stderr.splitlines() if not LOG_LINE.match(line) and not keras_epoch.search(line)]
-    assert not other, "neither tfkd log lines nor Keras progress:\n" + "\n".join(other)
+    # not a terminal: no progress bar, no Keras epochs (specs count steps), no control codes
+    other = [line for line in stderr.splitlines() if not LOG_LINE.match(line)]
+    assert not other, "not tfkd log lines:\n" + "\n".join(other)
+    assert "\x1b" not in stderr and "\r" not in stderr and "Epoch" not in stderr
+    assert "ran out of data" not in stderr
+    steps = [line for line in stderr.splitlines() if re.search(r"tfkd I step \d+/\d+ \| .*steps/s", line)]
+    assert steps and all("tokens/s" in line for line in steps), stderr[-3000:]
     assert LOG_LINE.match(stderr.splitlines()[0]), stderr[:500]
 
 
@@ -347,3 +353,95 @@ def test_iwslt_spec_without_its_train_split_stops_at_once(tmp_path, data_dir):
     ]
     assert time.time() - start < 60
     assert not os.path.exists(tmp_path / "iwslt_deen" / "vocab")
+
+
+# ----------------------------------------------------------------------------- commands a user expects
+
+
+def test_version_names_tfkd_and_its_libraries():
+    out = run_tfkd("--version")
+    assert out.returncode == 0, out.stderr
+    from tfkd import __version__
+
+    assert re.match(rf"^tfkd {re.escape(__version__)} \(TensorFlow [\d.]+\w*, Keras [\d.]+, keras-hub [\d.]+, "
+                    r"Python [\d.]+\)$", out.stdout.strip()), out.stdout
+
+
+def test_verbose_and_quiet_work_after_the_command_too(tmp_path):
+    spec = _spec_without_imports(tmp_path, "")
+    for args in (["-q", "validate", spec], ["validate", spec, "-q"], ["validate", "-v", spec]):
+        out = run_tfkd(*args)
+        assert out.returncode == 0, (args, out.stderr)
+        assert out.stdout == f"{spec}: ok\n"
+    both = run_tfkd("validate", spec, "-v", "-q")
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "contradict" in both.stderr
+
+
+def test_list_shows_every_registered_kind_with_its_class(tmp_path):
+    out = run_tfkd("list")
+    assert out.returncode == 0, out.stderr
+    kinds = [line.split(":")[0] for line in out.stdout.splitlines() if not line.startswith(" ")]
+    from tfkd import registry
+
+    assert kinds == list(registry.KINDS)
+    rows = dict(line.split()[:2] for line in out.stdout.splitlines() if line.startswith("  "))
+    assert rows["two_stage"] == "tfkd.methods.two_stage.TwoStageMethod"
+    assert rows["transformer"] == "tfkd.models.transformer:TransformerSeq2Seq"
+    assert rows["mask_predict"] == "tfkd.decoding.mask_predict:mask_predict"
+    assert "(default)" in next(line for line in out.stdout.splitlines() if line.split()[:1] == ["supervised"])
+    # a spec's imports add the user's names
+    user = run_tfkd("list", "encoder_layer", "--spec", write_spec(tmp_path, "listed"))
+    assert user.returncode == 0, user.stderr
+    assert "gated_residual_encoder" in user.stdout and "student:" not in user.stdout
+    wrong = run_tfkd("list", "layers")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("tfkd: error: unknown kind 'layers';")
+
+
+def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
+    import yaml
+
+    spec = write_spec(tmp_path, "tiny")
+    out = run_tfkd("config", spec, "--set", "train.steps=7", "--set", "data.train_limit=40",
+                   env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-2000:]
+    resolved = yaml.safe_load(out.stdout)  # the plan is YAML comments
+    assert resolved["train"]["steps"] == 7 and resolved["train"]["checkpoint_every"] == 3
+    assert resolved["train"]["adam_beta_2"] == 0.98  # a default the spec does not write
+    assert resolved["data"]["dir"] == os.path.join(data_dir, "multi30k_deen")  # interpolated, absolute
+    plan = [line.split()[1:3] for line in out.stdout.splitlines() if re.match(r"^#   \w", line)]
+    assert plan == [["vocab", "to"], ["train", "to"], ["evaluate", "to"]]
+    assert "# also available with --stages: export" in out.stdout
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    vocab = run_tfkd("run", spec, "--stages", "vocab", "--set", "data.train_limit=40",
+                     env_extra={"TFKD_DATA_DIR": data_dir})
+    assert vocab.returncode == 0, vocab.stderr[-2000:]
+    out = run_tfkd("config", spec, "--set", "data.train_limit=40", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert "#   vocab                    done" in out.stdout
+    out = run_tfkd("config", spec, "--set", "data.train_limit=41", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert "#   vocab                    changed" in out.stdout
+
+
+def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):
+    spec = _spec_without_imports(tmp_path, "")
+    cases = [
+        (["validate", spec, "--set", "trian.steps=3"], 2,
+         '--set trian.steps=3: trian: unknown key "trian"; did you mean "train"?'),
+        (["validate", spec, "--set", "evaluate.splits=[]"], 2,
+         "--set evaluate.splits=[]: evaluate.splits: expected at least 1 item, got []"),
+        (["validate", spec, "--set", "teacher.checkpoint=/nonexistent/dir"], 2,
+         "--set teacher.checkpoint=/nonexistent/dir: teacher.checkpoint: folder /nonexistent/dir does not exist"),
+        (["validate", spec, "--set", "teacher.checkpoint=package:no_such_package/model"], 2,
+         "--set teacher.checkpoint=package:no_such_package/model: teacher.checkpoint: package 'no_such_package' "
+         "is not installed"),
+        (["translate", str(tmp_path / "runs" / "quickstrat"), "-i", spec], 1,
+         f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"),
+        (["export", str(tmp_path / "runs" / "quickstrat")], 1,
+         f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"),
+        (["export", str(tmp_path), "--version", "0"], 2, "argument --version: expected a positive integer or auto"),
+    ]
+    for args, code, start in cases:
+        out = run_tfkd(*args)
+        assert out.returncode == code, (args, out.stderr)
+        assert len(out.stderr.splitlines()) == 1, (args, out.stderr)
+        assert start in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr

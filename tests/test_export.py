@@ -183,9 +183,22 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     assert sorted(os.listdir(tmp_path / "models" / "deen")) == ["3"]
     served = serve_only(tmp_path / "models" / "deen" / "3", SENTENCES[:2], tmp_path)
     assert len(served["translations"]) == 2
+    # a version is never rewritten: TF Serving reads a new number as a new model
+    again = tfkd("export", str(run_dir), "--out", str(tmp_path / "models"), "--model-name", "deen", "--version", "3")
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"tfkd: error: {tmp_path}/models/deen/3: version 3 exists; export a new one with --version auto (next: 4) "
+        "or --version N"]
+    auto = tfkd("export", str(run_dir), "--out", str(tmp_path / "models"), "--model-name", "deen", "--version", "auto")
+    assert auto.returncode == 0, auto.stderr[-3000:]
+    assert auto.stdout.startswith(f"exported {tmp_path}/models/deen/4 (")
+    assert sorted(os.listdir(tmp_path / "models" / "deen")) == ["3", "4"]
     missing = tfkd("export", str(tmp_path))
-    assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines()[-1] == f"{tmp_path}: not a tfkd run directory (no spec.yaml)"
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [f"tfkd: error: {tmp_path}: not a tfkd run directory (no spec.yaml)"]
+    typo = tfkd("export", str(tmp_path / "runs" / "quickstrat"))
+    assert typo.returncode == 1
+    assert typo.stderr.strip().splitlines() == [f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"]
 
 
 def test_only_a_student_with_adapters_exports_them_alone(tmp_path):

@@ -105,3 +105,101 @@ def test_partial_work_of_another_config_is_discarded(tmp_path):
 def test_missing_dependency_is_a_clear_error(tmp_path):
     with pytest.raises(StageError, match='stage "train" needs stage "vocab", which is not done'):
         Runner(make(tmp_path), stages()).run(["train"], None)
+
+
+class PathStage(CountingStage):
+    """Reads a file whose path is in its config (as a method's extra text is)."""
+
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.path = path
+
+    def config(self, spec):
+        return {"text": self.path}
+
+
+def test_the_run_spec_describes_what_the_run_holds(tmp_path):
+    from tfkd.pipeline import open_run  # noqa: F401  (the reader of these files)
+
+    spec = make(tmp_path)
+    runner = Runner(spec, stages())
+    runner.run(["vocab", "train"], None)
+    run_spec = os.path.join(runner.run_dir, "spec.yaml")
+    assert load_spec(run_spec).train.steps == 10
+    assert load_spec(os.path.join(runner.stage_dir("train"), "spec.yaml")).train.steps == 10
+    # a later command that finishes nothing (here: only a done stage, with other settings)
+    # leaves both as they were
+    Runner(make(tmp_path, ["train.steps=41"]), stages()).run(["vocab"], None)
+    assert load_spec(run_spec).train.steps == 10
+    # the stage that finishes rewrites the run's spec; each finished stage keeps its own
+    Runner(make(tmp_path, ["train.steps=41"]), stages()).run(["vocab", "train"], None)
+    assert load_spec(run_spec).train.steps == 41
+    assert load_spec(os.path.join(runner.stage_dir("train"), "spec.yaml")).train.steps == 41
+    assert load_spec(os.path.join(runner.stage_dir("vocab"), "spec.yaml")).train.steps == 10
+
+
+def test_a_run_that_fails_before_any_work_leaves_no_folder(tmp_path):
+    class Broken(CountingStage):
+        def run(self, context, workdir):
+            raise StageError("no teacher here")
+
+    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",))])
+    with pytest.raises(StageError):
+        runner.run(["train"], None)  # needs vocab, not done: nothing starts
+    assert not os.path.exists(runner.run_dir)
+    with pytest.raises(StageError):
+        Runner(make(tmp_path), [Broken("vocab")]).run(["vocab"], None)
+    assert not os.path.exists(runner.run_dir)
+    # with a finished stage the folder stays, the failed stage's empty partial folder does not
+    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",))])
+    with pytest.raises(StageError):
+        runner.run(["vocab", "train"], None)
+    assert sorted(os.listdir(runner.run_dir)) == ["log.txt", "origin.json", "spec.yaml", "vocab"]
+
+
+def test_log_txt_keeps_every_command_s_lines_and_its_error(tmp_path):
+    import logging
+
+    class Broken(CountingStage):
+        def run(self, context, workdir):
+            logging.getLogger("tfkd").info("half way")
+            with open(os.path.join(workdir, "checkpoint"), "w") as f:
+                f.write("resumable")
+            raise StageError("the loss became nan at step 3")
+
+    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",), ("steps",))])
+    with pytest.raises(StageError):
+        runner.run(["vocab", "train"], None)
+    Runner(make(tmp_path), stages()).run(["vocab", "train"], None)
+    lines = open(os.path.join(runner.run_dir, "log.txt")).read().splitlines()
+    messages = [line.split(" ", 3)[-1] for line in lines if not line.startswith("---")]
+    assert len([line for line in lines if line.startswith("--- ")]) == 2  # one header per command
+    assert "stage vocab: running into" in messages[0]
+    assert "half way" in messages
+    assert "error: the loss became nan at step 3" in lines
+    assert "stage train: resuming partial work in" in " ".join(messages)
+    assert messages[-1].startswith("stage train: done in")
+    assert all("\x1b" not in line for line in lines)
+
+
+def test_the_same_files_named_two_ways_give_the_same_keys(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text.txt").write_text("a sentence\n")
+    (tmp_path / "link").symlink_to(data)
+    keys = []
+    for path in ("data/text.txt", str(data / "text.txt"), "link/../data/text.txt", str(tmp_path / "link" / "text.txt")):
+        old = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            from tfkd.spec import LocalPath  # paths in specs are stored absolute
+            import pydantic
+
+            absolute = pydantic.TypeAdapter(LocalPath).validate_python(path)
+            keys.append(Runner(make(tmp_path), [PathStage("vocab", absolute)]).key("vocab"))
+        finally:
+            os.chdir(old)
+    assert len(set(keys)) == 1
+    # by content: a changed file changes the key
+    (data / "text.txt").write_text("another sentence\n")
+    assert Runner(make(tmp_path), [PathStage("vocab", str(data / "text.txt"))]).key("vocab") != keys[0]

@@ -16,13 +16,12 @@ SAVED_MODEL_BATCH_SIZE = 64
 EXIT_RUN_ERROR = 1
 
 
-def _setup_logging(verbose):
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s tfkd %(levelname).1s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def _setup_logging(verbose, quiet=False):
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s tfkd %(levelname).1s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # the terminal's level (a run's log.txt has its own)
+        handler.setLevel(level)
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # library warnings go through logging, shown with --verbose
@@ -85,7 +84,7 @@ def load_spec(path, overrides=()):
     captured = []
     try:
         with _native_stderr_captured(captured):
-            return load(path, overrides)
+            return load(path, overrides, check_models=True)
     finally:
         sys.stderr.write("".join(line for line in "".join(captured).splitlines(True)
                                  if not _START_UP_LINE.match(line)))
@@ -111,11 +110,12 @@ def cmd_validate(args):
 
 
 def _run_errors():
-    """The exception types a run reports as one line (imported lazily)."""
-    from tfkd.data import DataError
+    """The exception types a run reports as one line (without importing TensorFlow: a
+    ``DataError`` can only come from :mod:`tfkd.data` once it is imported)."""
     from tfkd.runner import StageError
 
-    return DataError, StageError
+    data = sys.modules.get("tfkd.data")
+    return (data.DataError, StageError) if data is not None else (StageError,)
 
 
 def cmd_run(args):
@@ -154,6 +154,75 @@ def cmd_run(args):
     table = comparison_table(spec, results)
     if table:
         print(table)
+    return 0
+
+
+def cmd_config(args):
+    import yaml
+
+    from tfkd.pipeline import requested_stages
+    from tfkd.spec import SpecError
+    from tfkd.stage_names import stage_names
+
+    try:
+        spec = load_spec(args.spec, args.set)
+        names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+        planned = requested_stages(spec, names)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    print(f"# {args.spec}, resolved" + (f" with {' '.join('--set ' + a for a in args.set)}" if args.set else ""))
+    print(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
+    print(f"# stage plan: tfkd run runs these in this order into {os.path.join(spec.run_dir, spec.name)}")
+    for name, (needs, state) in _stage_plan(spec, planned).items():
+        print(f"#   {name:<24} {state:<10} needs: {', '.join(needs) or '-'}")
+    others = [n for n in stage_names(spec) if n not in planned]
+    if others:
+        print(f"# also available with --stages: {', '.join(others)}")
+    return 0
+
+
+def _stage_plan(spec, planned):
+    """``{stage: (dependencies, state)}``: state ``done`` (its run directory holds it with these
+    inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``to run``, or
+    why its inputs cannot be read yet."""
+    import_tensorflow()
+    from tfkd.pipeline import build_stages
+    from tfkd.runner import Runner
+
+    runner = Runner(spec, build_stages(spec))
+    plan = {}
+    for name in planned:
+        needs = list(runner.stages[name].dependencies(spec))
+        try:
+            state = "done" if runner.is_done(name) else "changed" if runner.is_finished(name) else "to run"
+        except _run_errors() as e:
+            state = f"inputs missing ({e})"
+        plan[name] = (needs, state)
+    return plan
+
+
+def cmd_list(args):
+    from tfkd import registry
+    from tfkd.spec import SpecError
+
+    if args.spec:
+        try:
+            load_spec(args.spec)
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            return EXIT_SPEC_ERROR
+    kinds = args.kinds or list(registry.KINDS)
+    unknown = [k for k in kinds if k not in registry.KINDS]
+    if unknown:
+        return _fail(f"unknown kind {unknown[0]!r};{registry.did_you_mean(unknown[0], list(registry.KINDS))} "
+                     f"Choices: {', '.join(registry.KINDS)}", EXIT_SPEC_ERROR)
+    for kind in kinds:
+        print(f"{kind}: {registry.KINDS[kind][1]}")
+        defaults = {registry.default(kind)} if kind in ("task", "method") else set()
+        for name in registry.names(kind):
+            origin = registry.origin(kind, name)
+            print(f"  {name:<24} {origin}" + ("  (default)" if name in defaults else ""))
     return 0
 
 
@@ -214,7 +283,7 @@ def _open_finished_run(run_dir, stage):
     from tfkd.runner import StageError
     from tfkd.spec import SpecError
 
-    spec, runner, context = open_run(run_dir)
+    spec, runner, context = open_run(run_dir, stage)
     trained = [t for t, _ in compared_students(spec) if t in runner.stages]
     if stage not in runner.stages or (stage != "train" and stage not in trained):
         raise SpecError(f"--student {stage}: not a student of {run_dir}; choices: {', '.join(trained)}")
@@ -228,13 +297,14 @@ def cmd_export(args):
 
     try:
         import_tensorflow()
-        from tfkd.export import directory_size, export_adapters, export_saved_model
+        from tfkd.export import choose_version, directory_size, export_adapters, export_saved_model
         from tfkd.stages import load_student
 
         spec, runner, context = _open_finished_run(args.run_dir, "train")
         out = args.out or os.path.join(args.run_dir, "export")
+        name = args.model_name or spec.export.model_name or spec.name
+        version = choose_version(out, name, args.version, spec.export.version)
         student = load_student(context)
-        name, version = args.model_name or spec.export.model_name or spec.name, args.version or spec.export.version
         if args.adapters_only or spec.export.adapters_only:
             path = export_adapters(student, out, name, version)
         else:
@@ -361,7 +431,10 @@ def cmd_translate(args, lines=None, continues_text=False):
         if lines is None:
             lines = _read_input(args.input)
         if not os.path.exists(args.model):
-            raise SpecError(f"{args.model}: no such SavedModel or run directory")
+            from tfkd.runner import StageError
+
+            raise StageError(f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path "
+                             "or a run directory)")
         import_tensorflow()
         saved_model = _find_saved_model(args.model)
         if saved_model:
@@ -413,36 +486,111 @@ def cmd_generate(args):
     return cmd_translate(args, lines, continues_text=True)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="tfkd", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _export_version(text):
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return int(text)
 
-    run = commands.add_parser("run", help="run a spec's stages (skipping those already done)")
-    run.add_argument("spec")
-    run.add_argument("--stages", help="comma-separated stages to run (default: the spec's stages)")
+
+def _version_line():
+    """``tfkd X (TensorFlow Y, Keras Z, keras-hub W)``, read from the installed packages'
+    metadata (importing TensorFlow to ask would take seconds)."""
+    from importlib import metadata
+
+    from tfkd import __version__
+
+    def installed(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"tfkd {__version__} (TensorFlow {installed('tensorflow')}, Keras {installed('keras')}, "
+            f"keras-hub {installed('keras-hub')}, Python {sys.version.split()[0]})")
+
+
+STAGES_HELP = """stages (tfkd config SPEC prints a spec's own plan):
+  vocab               learn the vocabularies (or take the teacher's)
+  <method stages>     what the method adds before the student: a teacher's fine-tuning, its
+                      cached outputs, pre-training (tfkd list shows the methods)
+  baseline            the same student trained on the references alone, for comparison
+  <variant>           each of the spec's variants: the student with a few settings changed
+  train               the student, trained by the spec's method
+  *_evaluate, evaluate  score a student on evaluate.splits
+  export              a TF Serving SavedModel that takes raw text
+A finished stage whose inputs are unchanged is skipped; a killed one resumes from its checkpoint."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_SPEC_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser():
+    # -v/-q are read before and after the command: "tfkd -v run ..." and "tfkd run ... -v"
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging and library warnings")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings and errors only; no progress bars")
+    parser = _Parser(prog="tfkd", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=_version_line())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help_text, description=None, **kwargs):
+        return commands.add_parser(name, help=help_text, description=description or help_text, parents=[common],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    run = add("run", "run a spec's stages (skipping those already done)", epilog=STAGES_HELP)
+    run.add_argument("spec", help="a YAML spec (see the README's spec reference)")
+    run.add_argument("--stages", help="comma-separated stages to run, in any order (default: the spec's stages, "
+                                      "else its default plan)")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                     help="override a spec value (repeatable)")
+                     help="override a spec value, e.g. --set train.steps=100 (repeatable)")
     run.set_defaults(func=cmd_run)
 
-    validate = commands.add_parser("validate", help="check specs without running anything")
-    validate.add_argument("specs", nargs="+")
-    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    validate = add("validate", "check specs without running anything (no TensorFlow import)")
+    validate.add_argument("specs", nargs="+", metavar="SPEC")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                          help="override a spec value (repeatable)")
     validate.set_defaults(func=cmd_validate)
 
-    export = commands.add_parser("export", help="write a TF Serving SavedModel from a run directory")
+    config = add("config", "print a spec resolved (defaults, --set and interpolation applied) and its stage plan",
+                 "Print the spec as tfkd runs it (every default filled in, ${VAR} and --set applied) and the "
+                 "stages tfkd run would run, with what each needs and whether its run directory already "
+                 "holds it. Runs nothing.", epilog=STAGES_HELP)
+    config.add_argument("spec")
+    config.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a spec value (repeatable)")
+    config.add_argument("--stages", help="the plan of these stages instead of the default ones")
+    config.set_defaults(func=cmd_config)
+
+    listing = add("list", "list the registered tasks, methods, students, layers and decoders",
+                  "List what specs can name: tasks, methods, students, encoder and decoder layers, adapters, "
+                  "decoders, with the class each name stands for. With --spec, the spec's imports are "
+                  "loaded first, so user-registered names show too.")
+    listing.add_argument("--spec", help="load this spec's imports first")
+    listing.add_argument("kinds", nargs="*", metavar="KIND", help="only these kinds (task, method, student, ...)")
+    listing.set_defaults(func=cmd_list)
+
+    export = add("export", "write a TF Serving SavedModel from a run directory")
     export.add_argument("run_dir")
     export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
     export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
-    export.add_argument("--version", type=int, help="default: the spec's export.version")
+    export.add_argument("--version", type=_export_version, metavar="N|auto",
+                        help="the version folder to write: a new number, or auto (one more than the newest there; "
+                             "default: the spec's export.version). An existing version is never overwritten")
     export.add_argument("--adapters-only", action="store_true",
                         help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
                              "frozen pretrained models, such as AB-Net) instead of a SavedModel")
     export.set_defaults(func=cmd_export)
 
-    translate = commands.add_parser("translate", aliases=["predict"],
-                                    help="translate (or classify: any task's predictions) lines with an export or "
-                                         "a run directory")
+    translate = add("translate", "translate (or classify: any task's predictions) lines with an export or a run "
+                                 "directory", aliases=["predict"])
     translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     translate.add_argument("-i", "--input", help="input file (default: stdin)")
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
@@ -454,8 +602,8 @@ def build_parser():
                            help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
     translate.set_defaults(func=cmd_translate)
 
-    generate = commands.add_parser("generate", help="continue text with a language model (an export or a run "
-                                                    "directory): one continuation per prompt")
+    generate = add("generate", "continue text with a language model (an export or a run directory): one "
+                               "continuation per prompt")
     generate.add_argument("model", help="a SavedModel, a TF Serving base path, or a language-model run directory")
     generate.add_argument("--prompt", action="append", help="a prompt (repeatable; default: one per line of "
                                                             "--input or stdin)")
@@ -472,7 +620,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    if verbose and quiet:
+        return _fail("-v/--verbose and -q/--quiet contradict each other; give one", EXIT_SPEC_ERROR)
+    if quiet:
+        from tfkd.progress import QUIET_ENV
+
+        os.environ[QUIET_ENV] = "1"
+    _setup_logging(verbose, quiet)
     return args.func(args)
 
 

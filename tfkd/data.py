@@ -109,6 +109,12 @@ def learn_vocabulary(sentences, tokenizer_spec, path):
         reserved_tokens=RESERVED_TOKENS,
     )
     os.replace(tmp, path)
+    with open(path, encoding="utf-8") as f:
+        size = sum(1 for _ in f)
+    if size < tokenizer_spec.vocab_size:
+        # keras-hub's learner stops when the corpus has no more pieces to add at its settings
+        log.warning("vocab: asked for %d WordPiece tokens, learned %d (the training text has no more at the "
+                    "learner's settings); the run uses %d", tokenizer_spec.vocab_size, size, size)
     return path
 
 

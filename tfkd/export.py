@@ -51,6 +51,28 @@ def export_adapters(student, out_dir, model_name, version):
     return final
 
 
+def existing_versions(out_dir, model_name):
+    """The version numbers already under ``<out_dir>/<model_name>/`` (SavedModel folders and
+    adapter files)."""
+    base = os.path.join(out_dir, model_name)
+    names = os.listdir(base) if os.path.isdir(base) else []
+    return sorted({int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()})
+
+
+def choose_version(out_dir, model_name, requested, default):
+    """The version ``tfkd export`` writes: ``requested`` (a number, or ``"auto"``: one more than
+    the newest there, else ``default``), never one that exists (TF Serving reads a new number
+    as a new model; rewriting one in place would change what a loaded version serves)."""
+    versions = existing_versions(out_dir, model_name)
+    if requested == "auto":
+        return versions[-1] + 1 if versions else default
+    version = default if requested is None else int(requested)
+    if version in versions:
+        raise StageError(f"{os.path.join(out_dir, model_name, str(version))}: version {version} exists; "
+                         f"export a new one with --version auto (next: {versions[-1] + 1}) or --version N")
+    return version
+
+
 def directory_size(path):
     if os.path.isfile(path):
         return os.path.getsize(path)

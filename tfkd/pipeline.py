@@ -61,14 +61,20 @@ def build_stages(spec):
     return stages
 
 
-def open_run(run_dir):
-    """``(spec, runner, context)`` of a run directory, from the resolved spec it holds."""
-    from tfkd.runner import Runner
+def open_run(run_dir, stage=None):
+    """``(spec, runner, context)`` of a run directory, from the resolved spec it holds: the one
+    ``stage`` was produced with, when it finished (a later ``tfkd run`` with other settings
+    that did not finish leaves it as it was), else the run's."""
+    from tfkd.runner import SPEC_FILE, Runner, StageError
     from tfkd.stages import RunContext
 
-    spec_path = os.path.join(run_dir, "spec.yaml")
+    spec_path = os.path.join(run_dir, SPEC_FILE)
+    if not os.path.exists(run_dir):
+        raise StageError(f"{run_dir}: no such file or directory")
     if not os.path.exists(spec_path):
-        raise SpecError(f"{run_dir}: not a tfkd run directory (no spec.yaml)")
+        raise StageError(f"{run_dir}: not a tfkd run directory (no spec.yaml)")
+    if stage is not None and os.path.exists(os.path.join(run_dir, stage, SPEC_FILE)):
+        spec_path = os.path.join(run_dir, stage, SPEC_FILE)
     origin = {}
     if os.path.exists(os.path.join(run_dir, "origin.json")):
         with open(os.path.join(run_dir, "origin.json")) as f:

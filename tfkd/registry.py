@@ -174,6 +174,11 @@ def names(kind):
     return sorted(_REGISTRY[kind])
 
 
+def origin(kind, name):
+    """Where ``name`` comes from: ``module.Class`` (or ``module:attribute`` not imported yet)."""
+    return _origin(_entry(kind, name))
+
+
 def _entry(kind, name):
     _load_builtins()
     try:

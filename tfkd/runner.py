@@ -20,6 +20,9 @@ from tfkd import spec as spec_lib
 log = logging.getLogger("tfkd")
 
 MARKER = "stage.json"
+SPEC_FILE = "spec.yaml"  # the resolved spec: of each finished stage, and of the run (the last finished)
+ORIGIN_FILE = "origin.json"
+LOG_FILE = "log.txt"
 
 
 class StageError(RuntimeError):
@@ -36,6 +39,23 @@ def _sha256_file(path, cache={}):
                 digest.update(block)
         cache[key] = digest.hexdigest()
     return cache[key]
+
+
+def _by_content(value):
+    """``value`` (a stage's config) with each absolute path that exists replaced by what it
+    names: a file by its SHA-256, a folder by its real path (links resolved). Specs store
+    local paths absolute (:data:`tfkd.spec.LocalPath`), so the same inputs reached through
+    another path or a moved copy give the same key."""
+    if isinstance(value, dict):
+        return {k: _by_content(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_content(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        if os.path.isfile(value):
+            return f"sha256:{_sha256_file(value)}"
+        if os.path.isdir(value):
+            return os.path.realpath(value)
+    return value
 
 
 def _json_hash(value):
@@ -105,7 +125,7 @@ class Runner:
             self._keys[name] = _json_hash(
                 {
                     "stage": name,
-                    "config": stage.config(self.spec),
+                    "config": _by_content(stage.config(self.spec)),
                     "upstream": {dep: self.key(dep) for dep in stage.dependencies(self.spec)},
                     "files": files,
                 }
@@ -129,10 +149,25 @@ class Runner:
         return self.marker(name) is not None
 
     def run(self, names, context):
-        os.makedirs(self.run_dir, exist_ok=True)
-        spec_lib.dump_spec(self.spec, os.path.join(self.run_dir, "spec.yaml"))
-        with open(os.path.join(self.run_dir, "origin.json"), "w") as f:
-            json.dump({"spec_dir": self.spec._spec_dir}, f)
+        """Run ``names`` (skipping those done). The run directory is made by the first stage
+        that runs, its ``log.txt`` gets every log line of the command, and its ``spec.yaml``
+        is rewritten only as stages finish."""
+        log_file = RunLog(os.path.join(self.run_dir, LOG_FILE))
+        log.addHandler(log_file)
+        level = log.level
+        if log.getEffectiveLevel() > logging.INFO:  # the file keeps INFO lines even when the terminal does not
+            log.setLevel(logging.INFO)
+        try:
+            return self._run(names, context)
+        except BaseException as e:
+            log_file.write_line(f"error: {e}" if str(e) else f"stopped: {type(e).__name__}")
+            raise
+        finally:
+            log.setLevel(level)
+            log.removeHandler(log_file)
+            log_file.close()
+
+    def _run(self, names, context):
         results = {}
         for name in names:
             for dep in self.stages[name].dependencies(self.spec):
@@ -160,13 +195,20 @@ class Runner:
                 shutil.rmtree(partial)
             else:
                 log.info("stage %s: resuming partial work in %s", name, partial)
+        made_run_dir = not os.path.isdir(self.run_dir)
         os.makedirs(partial, exist_ok=True)
         with open(key_file, "w") as f:
             f.write(key)
         log.info("stage %s: running into %s", name, partial)
         start = time.time()
-        results = self.stages[name].run(context, partial) or {}
+        try:
+            results = self.stages[name].run(context, partial) or {}
+        except BaseException:
+            _remove_if_unused(partial, made_run_dir and self.run_dir)
+            raise
         results.setdefault("seconds", round(time.time() - start, 1))
+        # the resolved spec that produced this stage stays with it
+        spec_lib.dump_spec(self.spec, os.path.join(partial, SPEC_FILE))
         marker = {"key": key, "stage": name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "results": results}
         tmp_marker = os.path.join(partial, MARKER + ".tmp")
@@ -174,5 +216,60 @@ class Runner:
             json.dump(marker, f, indent=2)
         os.replace(tmp_marker, os.path.join(partial, MARKER))
         move_into_place(partial, final)
+        self._write_run_spec()
         log.info("stage %s: done in %.1fs", name, time.time() - start)
         return results
+
+    def _write_run_spec(self):
+        """``spec.yaml`` (the spec of the stage that finished last) and ``origin.json`` (where
+        the spec's ``imports`` are found), each replaced in one step."""
+        for file_name, write in ((SPEC_FILE, lambda path: spec_lib.dump_spec(self.spec, path)),
+                                 (ORIGIN_FILE, lambda path: _write_json(path, {"spec_dir": self.spec._spec_dir}))):
+            path = os.path.join(self.run_dir, file_name)
+            write(path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+
+def _write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
+def _remove_if_unused(partial, run_dir):
+    """After a failed stage: drop its ``.partial`` folder when it holds nothing to resume from
+    (only its key), and the run folder when this stage made it and nothing else is there."""
+    if os.path.isdir(partial) and os.listdir(partial) in ([], ["KEY"]):
+        shutil.rmtree(partial, ignore_errors=True)
+    if run_dir and os.path.isdir(run_dir) and os.listdir(run_dir) in ([], [LOG_FILE]):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class RunLog(logging.Handler):
+    """``RUN/log.txt``: the log lines of every command that ran stages there, appended, with
+    dates. Lines logged before the run folder exists are kept until it does (and dropped if it
+    never does)."""
+
+    def __init__(self, path):
+        super().__init__(logging.DEBUG)
+        self.path = path
+        self.pending = [f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(_command_line())}"]
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
+
+    def emit(self, record):
+        try:
+            self.write_line(self.format(record))
+        except Exception:  # a log line must never stop a run
+            self.handleError(record)
+
+    def write_line(self, line):
+        self.pending.append(line)
+        if os.path.isdir(os.path.dirname(self.path)):
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(p + "\n" for p in self.pending))
+            self.pending = []
+
+
+def _command_line():
+    import sys
+
+    return ["tfkd", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith(("tfkd", "cli.py")) else sys.argv

@@ -6,6 +6,7 @@ replaced from the environment. Every problem is reported as one line,
 ``file:line: key.path: what was expected, got what``, through :class:`SpecError`.
 """
 
+import contextvars
 import copy
 import importlib
 import importlib.util
@@ -13,11 +14,11 @@ import json
 import os
 import re
 import sys
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
 
 from tfkd import registry
 from tfkd.stage_names import stage_names
@@ -40,6 +41,49 @@ class _Strict(BaseModel):
 Strict = _Strict  # the base of every spec section, for tasks and methods defined elsewhere
 
 
+def _absolute(value):
+    """A local path made absolute, relative to the working directory (a spec's data and run
+    paths are, like a shell's); ``tfds:NAME`` and URLs unchanged."""
+    if not value or value.startswith("tfds:") or "://" in value:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+# on while a spec is read to be run (not when a finished run's spec is reopened elsewhere)
+_CHECK_MODELS = contextvars.ContextVar("tfkd_check_models", default=False)
+
+
+def _model_reference(value):
+    """A model reference: a keras-hub preset name and URLs unchanged; ``package:module/dir``
+    unchanged and, when a spec is read to run, checked installed; a local folder (``./x``,
+    ``a/b``, ``~/x``, ``/x``) made absolute and checked to exist."""
+    if not value or "://" in value:
+        return value
+    if value.startswith("package:"):
+        if _CHECK_MODELS.get():
+            module, _, subdir = value[len("package:"):].partition("/")
+            found = importlib.util.find_spec(module) if module else None
+            if found is None or not found.submodule_search_locations:
+                raise ValueError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
+            if not os.path.isdir(os.path.join(list(found.submodule_search_locations)[0], subdir)):
+                raise ValueError(f"package {module!r} has no folder {subdir!r}")
+        return value
+    if ":" in value or not (os.sep in value or value.startswith((".", "~"))):
+        return value  # a preset name
+    path = os.path.abspath(os.path.expanduser(value))
+    if _CHECK_MODELS.get() and not os.path.isdir(path):
+        raise ValueError(f"folder {path} does not exist (expected a keras-hub preset name, a local folder or "
+                         "package:MODULE/DIR)")
+    return path
+
+
+# A file or folder a spec reads. Stored absolute, so a run's spec.yaml means the same from any
+# working directory, and the same files named two ways (../data, /abs/data) give the same keys.
+LocalPath = Annotated[str, AfterValidator(_absolute)]
+# a preset name, "package:module/subdir" or a local folder (made absolute)
+ModelReference = Annotated[str, AfterValidator(_model_reference)]
+
+
 class TokenizerSpec(_Strict):
     # learned: a WordPiece vocabulary learned from the training side; teacher: the teacher
     # checkpoint's; pretrained: the vocabulary of ``checkpoint`` (a pretrained model the student
@@ -52,7 +96,7 @@ class TokenizerSpec(_Strict):
     # side (fairseq's --thresholdtgt), plus the special tokens; unset keeps them all
     min_count: Optional[PositiveInt] = None
     # kind "pretrained" only: a keras-hub preset, local folder or "package:module/subdir"
-    checkpoint: Optional[str] = None
+    checkpoint: Optional[ModelReference] = None
 
     @pydantic.model_validator(mode="after")
     def _min_count_needs_teacher(self):
@@ -81,7 +125,7 @@ class TeacherSpec(_Strict):
     # the checkpoint's architecture: a BERT encoder or a GPT-2 causal LM
     kind: Literal["bert", "gpt2"] = "bert"
     # a keras-hub preset name, a local folder, or "package:module/subdir"
-    checkpoint: str
+    checkpoint: ModelReference
 
 
 class TrainSpec(_Strict):
@@ -198,6 +242,10 @@ class _Located:
 
     def where(self, key_path):
         key_path = tuple(key_path)
+        # a key that only --set wrote (--set trian.steps=3: "trian" is unknown) is the flag's
+        for keys, assignment in self.overrides.items():
+            if keys[:len(key_path)] == key_path and key_path not in self.lines:
+                return f"--set {assignment}"
         for n in range(len(key_path), -1, -1):
             prefix = key_path[:n]
             if prefix in self.overrides:
@@ -335,6 +383,9 @@ def _pydantic_message(err):
         return f"expected letters, digits, '_', '.' or '-'{got}"
     if kind == "value_error":
         return str(err["ctx"]["error"])
+    if kind == "too_short":
+        least = err["ctx"]["min_length"]
+        return f"expected at least {least} item{'s' if least != 1 else ''}{got}"
     return err["msg"][0].lower() + err["msg"][1:] + got
 
 
@@ -372,12 +423,22 @@ def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
     raise located.error(loc, _pydantic_message(first))
 
 
-def load_spec(path, overrides=(), import_dir=None):
+def load_spec(path, overrides=(), import_dir=None, check_models=False):
     """Read, interpolate, override, import and validate ``path``; a :class:`Spec`.
 
-    ``imports`` are resolved relative to ``import_dir`` (default: the spec's folder).
+    ``imports`` are resolved relative to ``import_dir`` (default: the spec's folder). With
+    ``check_models`` (``tfkd validate``, ``run``, ``config``), each local folder or package a
+    model reference names must exist here (not when a finished run's spec is reopened:
+    exporting needs no teacher).
     """
-    path = str(path)
+    token = _CHECK_MODELS.set(check_models)
+    try:
+        return _load_spec(str(path), overrides, import_dir)
+    finally:
+        _CHECK_MODELS.reset(token)
+
+
+def _load_spec(path, overrides, import_dir):
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

@@ -18,7 +18,7 @@ from tfkd import registry
 from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
-from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, quiet_progress
+from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 
 log = logging.getLogger("tfkd")
@@ -138,11 +138,11 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
     if initial_epoch:
         log.info("%s: resumed from checkpoint at step %d", stage_name, int(trainer.optimizer.iterations.numpy()))
     monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
-                              parameter_counts=parameter_counts)
+                              parameter_counts=parameter_counts, total_steps=steps)
     if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps:
         trainer.fit(train_ds, steps_per_epoch=checkpoint_every, epochs=epochs, initial_epoch=initial_epoch,
-                    validation_data=valid_ds, shuffle=False, callbacks=[monitor, checkpoint],
-                    verbose=quiet_progress())
+                    validation_data=valid_ds, shuffle=False,
+                    callbacks=[monitor, checkpoint, *training_callbacks(steps)], verbose=0)
     if checkpoint.failure:
         raise StageError(checkpoint.failure)
     if finish is not None:

@@ -32,7 +32,43 @@ def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
     if os.path.sep in checkpoint or checkpoint.startswith("."):
         if not os.path.isdir(checkpoint):
             raise SpecError(f"{key}: folder {checkpoint} does not exist")
+        return checkpoint
+    if not _preset_cached(checkpoint) and not _reachable(PRESET_HOST):
+        raise SpecError(f"{key}: {checkpoint!r} is a keras-hub preset, downloaded from {PRESET_HOST} on first use, "
+                        f"which cannot be reached from here; give a local folder holding the checkpoint instead "
+                        f"(or download it once where there is network: presets are kept in {_preset_cache()})")
     return checkpoint
+
+
+PRESET_HOST = "www.kaggle.com"  # where keras-hub presets come from (through kagglehub)
+
+
+def _preset_cache():
+    return os.environ.get("KAGGLEHUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kagglehub")
+
+
+def _preset_cached(name):
+    """Whether kagglehub's cache holds a download of preset ``name``
+    (``models/<owner>/<model>/<framework>/<name>/<version>``)."""
+    models = os.path.join(_preset_cache(), "models")
+    for root, dirs, _ in os.walk(models):
+        if name in dirs and any(d.isdigit() for d in os.listdir(os.path.join(root, name))):
+            return True
+        if root[len(models):].count(os.sep) >= 3:
+            dirs[:] = []  # no deeper than <owner>/<model>/<framework>
+    return False
+
+
+def _reachable(host, timeout=3.0):
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds (so a run
+    without network says so in a line instead of retrying a download for a minute)."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def teacher_tokenizer(checkpoint, key="teacher.checkpoint"):

@@ -96,8 +96,9 @@ class TrainingMonitor(keras.callbacks.Callback):
     from the task: greedy BLEU on the first validation sentences for translation), its values.
     """
 
-    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None):
+    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None, total_steps=None):
         super().__init__()
+        self.total_steps = total_steps
         self.writer = tf.summary.create_file_writer(log_dir)
         self.log_every = log_every
         self.valid_metric = valid_metric
@@ -143,9 +144,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(f"train/{name}", value)
-        log.info("step %d | %s | lr %.2e | %.2f steps/s | %.0f tokens/s", step,
-                 " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k != "tokens"),
-                 learning_rate, steps_per_second, tokens_per_second)
+        speed = f"{steps_per_second:.2f} steps/s" + (f" | {tokens_per_second:.0f} tokens/s" if "tokens" in logs else "")
+        log.info("step %s | %s | lr %.2e | %s", f"{step}/{self.total_steps}" if self.total_steps else step,
+                 " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k != "tokens"), learning_rate, speed)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -172,7 +173,45 @@ class TrainingMonitor(keras.callbacks.Callback):
         return result
 
 
-def quiet_progress():
-    """Keras ``verbose`` for fit: per-epoch lines when ``TFKD_QUIET_PROGRESS`` is set (logs,
-    CI), progress bars otherwise."""
-    return 2 if os.environ.get("TFKD_QUIET_PROGRESS") else 1
+class StepProgress(keras.callbacks.Callback):
+    """A progress bar over the stage's optimizer steps (not Keras epochs, which are only the
+    checkpoint interval), drawn on a terminal only (:func:`tfkd.progress.bars_enabled`):
+    the loss terms as the trainer reports them, and tokens/s instead of a token count."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = total_steps
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        from tfkd.progress import progress_bar
+
+        self.bar = progress_bar(self.total_steps, "step")
+        self._step = int(self.model.optimizer.iterations.numpy())
+        self._start, self._start_step, self._tokens = time.time(), self._step, 0.0
+        if self.bar is not None and self._step:
+            self.bar.update(self._step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_tokens = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is None:
+            return
+        self._step += 1
+        logs = logs or {}
+        # the trainer's metrics are already running means (and "tokens" a running sum per epoch)
+        tokens = float(logs.get("tokens", 0.0))
+        self._tokens += tokens - self._epoch_tokens
+        self._epoch_tokens = tokens
+        values = [(k, float(v)) for k, v in logs.items() if k != "tokens"]
+        if self._tokens:
+            values.append(("tokens/s", self._tokens / max(time.time() - self._start, 1e-9)))
+        self.bar.stateful_metrics.update(name for name, _ in values)
+        self.bar.update(min(self._step, self.total_steps), values=values)
+
+
+def training_callbacks(total_steps):
+    """What every stage's ``fit`` adds for progress (``fit`` itself runs with ``verbose=0``:
+    Keras' own bar counts epochs, and writes control codes into files)."""
+    return [StepProgress(total_steps)]

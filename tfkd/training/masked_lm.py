@@ -14,7 +14,7 @@ import time
 import keras
 
 from tfkd.runner import StageError
-from tfkd.training.callbacks import StageCheckpoint, quiet_progress
+from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import TriangularSchedule
 
 log = logging.getLogger("tfkd")
@@ -60,8 +60,10 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
     history = model.fit(
         train_ds, steps_per_epoch=settings.log_every, epochs=math.ceil(settings.steps / settings.log_every),
         initial_epoch=initial_epoch, validation_data=valid_ds,
-        callbacks=[checkpoint, keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"))],
-        shuffle=False, verbose=quiet_progress(),
+        callbacks=[TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every,
+                                   total_steps=settings.steps), checkpoint,
+                   *training_callbacks(settings.steps)],
+        shuffle=False, verbose=0,
     )
     if checkpoint.failure:
         raise StageError(checkpoint.failure)

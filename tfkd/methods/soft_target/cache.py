@@ -17,11 +17,11 @@ import json
 import math
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfkd.methods.soft_target.cmlm import left_to_right_targets, pack_pairs, target_positions
+from tfkd.progress import progress_bar
 
 
 def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
@@ -146,7 +146,7 @@ def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, bat
     """
     from tfkd.masking import chosen_predictions
 
-    bar = keras.utils.Progbar(len(rows), unit_name="example")
+    bar = progress_bar(len(rows), "example")
     written = 0
     for step, batch in enumerate(batches):
         positions, _, weights = chosen_predictions(batch["masked"], batch["chosen"])
@@ -161,7 +161,8 @@ def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, bat
             full_ids[found], full_probs[found] = ids[j][real[j]], probs[j][real[j]]
             writer.add(example_ids[row], full_ids, full_probs)
             written += int(real[j].sum())
-        bar.update(writer.count)
+        if bar:
+            bar.update(writer.count)
     return written
 
 

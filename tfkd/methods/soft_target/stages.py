@@ -13,6 +13,7 @@ from tfkd import data as data_lib
 from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targets, soft_targets
 from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
+from tfkd.progress import progress_bar
 from tfkd.runner import Stage
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
@@ -146,7 +147,7 @@ class TeacherCacheStage(Stage):
         order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
         steps = math.ceil(len(order) / cache.batch_size)
         batch_order = np.random.default_rng(spec.distill.finetune.seed).permutation(steps)
-        bar = keras.utils.Progbar(len(order), unit_name="pair")
+        bar = progress_bar(len(order), "pair")
         outside, positions = 0.0, int(lengths.sum() + len(lengths))
         start = time.time()
         for step in range(steps):
@@ -159,7 +160,8 @@ class TeacherCacheStage(Stage):
             for j, row in enumerate(rows):
                 length = lengths[row] + 1
                 writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length])
-            bar.update(writer.count)
+            if bar:
+                bar.update(writer.count)
         seconds = time.time() - start
         manifest = writer.close()
         log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards; %.2f%% of the "

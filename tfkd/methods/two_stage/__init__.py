@@ -55,7 +55,7 @@ from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
-from tfkd.spec import Strict
+from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import Task
 from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
@@ -72,9 +72,9 @@ class PretrainSpec(Strict):
     enabled: bool = True
     # the monolingual text: text files (one paragraph or sentence a line; lines longer than
     # max_length are cut into pieces) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
-    text: list[str] = []
+    text: list[LocalPath] = []
     # held-out text for the validation MLM loss (a file or "tfds:NAME:SPLIT"), or none
-    valid_text: Optional[str] = None
+    valid_text: Optional[LocalPath] = None
     # the first this many lines of the text, of the validation text
     text_limit: Optional[PositiveInt] = None
     valid_limit: Optional[PositiveInt] = 2000
@@ -112,9 +112,9 @@ class TeacherPretrainSpec(Strict):
     LM, or a Transformer encoder-decoder by masked seq2seq (MASS)."""
 
     # text files (one paragraph a line) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
-    text: list[str] = Field(min_length=1)
+    text: list[LocalPath] = Field(min_length=1)
     text_limit: Optional[PositiveInt] = None
-    valid_text: Optional[str] = None
+    valid_text: Optional[LocalPath] = None
     valid_limit: Optional[PositiveInt] = 2000
     num_layers: PositiveInt = 6  # a seq2seq teacher's encoder blocks
     decoder_layers: Optional[PositiveInt] = None  # seq2seq only (default: num_layers)
@@ -147,7 +147,7 @@ class FinetuneSpec(Strict):
     kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
     # extra sentences labelled by the teacher alone (appendix section 4): a text file (one a
     # line) or "tfds:NAME[:SPLIT]"; they add the KL term only (so lambda 0 leaves them out)
-    unlabeled: Optional[str] = None
+    unlabeled: Optional[LocalPath] = None
     unlabeled_limit: Optional[PositiveInt] = None
 
 

@@ -11,7 +11,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
-from tfkd.spec import Strict, TokenizerSpec
+from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import Task
 
 log = logging.getLogger("tfkd")
@@ -19,12 +19,12 @@ log = logging.getLogger("tfkd")
 
 class ClassificationData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[str] = None  # a folder with the TSV files
+    dir: Optional[LocalPath] = None  # a folder with the TSV files
     train_file: str = "train.tsv"
     valid_file: str = "dev.tsv"
     test_file: str = "test.tsv"
     tfds: Optional[str] = None
-    data_dir: Optional[str] = None
+    data_dir: Optional[LocalPath] = None
     train_split: str = "train"
     valid_split: str = "validation"
     test_split: str = "test"
@@ -80,7 +80,7 @@ class ClassificationDecode(Strict):
 
 class ClassificationEvaluate(Strict):
     # a split without labels (GLUE's test split) is predicted but not scored
-    splits: list[Literal["valid", "test"]] = ["valid"]
+    splits: list[Literal["valid", "test"]] = Field(["valid"], min_length=1)
 
 
 class ClassificationTask(Task):

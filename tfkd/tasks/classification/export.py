@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
+from tfkd.progress import progress_bar
 from tfkd.tasks.classification.data import frame, model_inputs
 
 
@@ -63,7 +64,7 @@ def probabilities_in_batches(classify, texts, num_classes, batch_size, progress=
     order = np.argsort([len(t.split()) for t in texts], kind="stable")
     probabilities = np.zeros([len(texts), num_classes], np.float32)
     steps = math.ceil(len(texts) / batch_size)
-    bar = keras.utils.Progbar(steps, unit_name="batch") if progress and steps else None
+    bar = progress_bar(steps, "batch") if progress else None
     for i in range(steps):
         index = order[i * batch_size : (i + 1) * batch_size]
         result = classify(tf.constant([texts[j] for j in index], tf.string))

@@ -12,7 +12,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
-from tfkd.spec import Strict
+from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import Task
 
 log = logging.getLogger("tfkd")
@@ -25,17 +25,17 @@ class LanguageModelTokenizerSpec(Strict):
     vocab_size: int = Field(8000, ge=257)
     min_frequency: PositiveInt = 2
     # more text the BPE is learned from (files or "tfds:NAME[:SPLIT]")
-    extra_text: list[str] = []
+    extra_text: list[LocalPath] = []
 
 
 class LanguageModelData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[str] = None  # a folder with the text files
+    dir: Optional[LocalPath] = None  # a folder with the text files
     train_file: str = "train.txt"
     valid_file: str = "valid.txt"
     test_file: str = "test.txt"
     tfds: Optional[str] = None
-    data_dir: Optional[str] = None
+    data_dir: Optional[LocalPath] = None
     train_split: str = "train"
     valid_split: str = "validation"
     test_split: str = "test"
@@ -72,7 +72,7 @@ class LanguageModelDecode(Strict):
 
 
 class LanguageModelEvaluate(Strict):
-    splits: list[Literal["valid", "test"]] = ["valid", "test"]
+    splits: list[Literal["valid", "test"]] = Field(["valid", "test"], min_length=1)
 
 
 class LanguageModelTask(Task):

@@ -10,7 +10,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
-from tfkd.spec import Strict, TokenizerSpec
+from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import Task
 
 log = logging.getLogger("tfkd")
@@ -18,9 +18,9 @@ log = logging.getLogger("tfkd")
 
 class TranslationData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[str] = None
+    dir: Optional[LocalPath] = None
     tfds: Optional[str] = None
-    data_dir: Optional[str] = None
+    data_dir: Optional[LocalPath] = None
     src_lang: str
     tgt_lang: str
     train_split: str = "train"
@@ -68,7 +68,7 @@ class TranslationDecode(Strict):
 
 
 class TranslationEvaluate(Strict):
-    splits: list[Literal["valid", "test"]] = ["test"]
+    splits: list[Literal["valid", "test"]] = Field(["test"], min_length=1)
     lowercase: bool = False
     tokenize: Literal["13a", "intl", "none", "char"] = "13a"
 

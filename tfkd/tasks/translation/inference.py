@@ -6,12 +6,12 @@ SavedModel, so all three produce identical output for the same sentences.
 
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfkd import registry
 from tfkd.data import SpecialIds, detokenize
+from tfkd.progress import progress_bar
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
 # mask_predict: length_candidates, iterations)
@@ -89,7 +89,7 @@ def translate_in_batches(translate, sentences, batch_size, progress=False):
     outputs = [None] * len(sentences)
     scores = np.zeros(len(sentences), np.float32)
     steps = math.ceil(len(sentences) / batch_size)
-    bar = keras.utils.Progbar(steps, unit_name="batch") if progress and steps else None
+    bar = progress_bar(steps, "batch") if progress else None
     for i in range(steps):
         index = order[i * batch_size : (i + 1) * batch_size]
         result = translate(tf.constant([sentences[j] for j in index]))
