@@ -156,3 +156,53 @@ def test_without_a_terminal_there_is_no_bar(monkeypatch, tmp_path):
 
     monkeypatch.setattr(sys, "stdout", terminal)
     assert not bars_enabled()  # tfkd --quiet sets it
+
+
+def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
+    """Trained on y and validated on -y: the validation loss gets worse every epoch after the
+    first, so with patience 2 training stops after epoch 3 and the epoch-1 weights are kept."""
+    import tensorflow as tf
+
+    from tfkd.training.callbacks import EarlyStop
+
+    model, x, y = model_and_data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    valid = tf.data.Dataset.from_tensor_slices((x, -y)).batch(8)
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
+
+    stopper = EarlyStop(str(tmp_path), "train", "loss", patience=2)
+    history = model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=10, verbose=0,
+                        callbacks=[Snapshot(), stopper])
+    losses = history.history["val_loss"]
+    assert len(losses) == 3 and losses[0] < losses[1] < losses[2]  # stopped after 2 epochs without a new best
+    results = stopper.restore_best(model)
+    assert results == {"early_stop": {"metric": "loss", "best": pytest.approx(losses[0]), "best_step": 2,
+                                      "stopped_at": 6}}
+    for restored, best in zip(model.get_weights(), snapshots[0][1]):
+        np.testing.assert_array_equal(restored, best)
+    # a resumed stage sees that it already stopped
+    assert EarlyStop(str(tmp_path), "train", "loss", patience=2).stopped()
+    # higher is better for a metric that is not a loss
+    bleu = EarlyStop(str(tmp_path / "bleu"), "train", "bleu", patience=1)
+    bleu.set_model(model)
+    bleu.on_epoch_end(0, {"val_bleu": 10.0})
+    bleu.on_epoch_end(1, {"val_bleu": 12.0})
+    assert bleu.state["best"] == 12.0 and not model.stop_training
+    bleu.on_epoch_end(2, {"val_bleu": 11.0})
+    assert model.stop_training
+
+
+def test_early_stop_on_a_metric_validation_does_not_report_is_one_line(tmp_path):
+    from tfkd.training.callbacks import EarlyStop
+
+    model, _, _ = model_and_data()
+    stopper = EarlyStop(str(tmp_path), "baseline", "blue", patience=2)
+    stopper.set_model(model)
+    stopper.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0, "val_bleu": 3.0, "val_tokens": 9})
+    assert stopper.failure == ("baseline: train.early_stop.metric: 'blue' is not reported by validation here; "
+                               "choices: bleu, loss")
+    assert model.stop_training

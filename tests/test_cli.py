@@ -180,6 +180,36 @@ def test_translate_a_run_directory_into_a_file(finished_run, tmp_path, data_dir)
     assert not noise_in(out.stderr), out.stderr
 
 
+@pytest.mark.slow
+def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_run, tmp_path, data_dir):
+    import sacrebleu
+
+    source = open(os.path.join(data_dir, "multi30k_deen", "test.de"), encoding="utf-8").read().splitlines()[:6]
+    target = open(os.path.join(data_dir, "multi30k_deen", "test.en"), encoding="utf-8").read().splitlines()[:6]
+    (tmp_path / "in.de").write_text("".join(s + "\n" for s in source), encoding="utf-8")
+    (tmp_path / "ref.en").write_text("".join(s + "\n" for s in target), encoding="utf-8")
+    (tmp_path / "short.en").write_text(target[0] + "\n", encoding="utf-8")
+    run_dir = str(finished_run.run_dir)
+    greedy = run_tfkd("translate", run_dir, "-i", "in.de", "--stage", "train", "--algorithm", "greedy",
+                      "--reference", "ref.en", cwd=tmp_path)
+    assert greedy.returncode == 0, greedy.stderr[-3000:]
+    outputs = greedy.stdout.splitlines()
+    assert len(outputs) == 6
+    expected = sacrebleu.metrics.BLEU().corpus_score(outputs, [target])
+    assert greedy.stderr.splitlines()[-1].startswith(f"BLEU = {expected.score:.2f} ")
+    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in greedy.stderr.splitlines()[-1]
+    # --beam 1 is greedy search by another road: the same outputs
+    beam = run_tfkd("translate", run_dir, "-i", "in.de", "--beam", "1", "--length-penalty", "0", cwd=tmp_path)
+    assert beam.returncode == 0, beam.stderr[-3000:]
+    assert beam.stdout.splitlines() == outputs
+    for args, message in [(["--reference", "short.en"], "short.en: 1 reference lines for 6 input lines"),
+                          (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
+                          (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0")]:
+        out = run_tfkd("translate", run_dir, "-i", "in.de", *args, cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert out.stderr.startswith(message), out.stderr
+
+
 # ----------------------------------------------------------------------------- fast: one-line errors
 
 
@@ -445,3 +475,21 @@ def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):
         assert len(out.stderr.splitlines()) == 1, (args, out.stderr)
         assert start in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_accumulate_and_early_stop_in_a_real_run(tmp_path, data_dir):
+    spec = write_spec(tmp_path, "tiny")
+    out = run_tfkd("run", spec, "--stages", "vocab,train", "--set", "train.steps=6", "--set", "train.checkpoint_every=2",
+                   "--set", "train.log_every=1", "--set", "train.accumulate=2",
+                   "--set", "train.early_stop={metric: loss, patience: 1}", "--set", "data.train_limit=120",
+                   env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.load(open(tmp_path / "runs" / "tiny" / "train" / "stage.json"))["results"]
+    stop = results["early_stop"]
+    assert stop["metric"] == "loss" and stop["best_step"] in (2, 4, 6)
+    # each step is one update of two batches: the log counts updates, and training ends at 6 or
+    # where validation stopped it
+    assert results["steps"] == (stop["stopped_at"] or 6)
+    logged = [int(m) for m in re.findall(r"tfkd I step (\d+)/6 \|.*steps/s", out.stderr)]
+    assert logged == list(range(1, results["steps"] + 1)), out.stderr[-3000:]

@@ -107,6 +107,12 @@ CASES = {
     "renamed split files": (rename_train_split, set()),  # keyed by content, not by file name
     "symlinked data dir": (symlinked_dir, set()),
     "comments and key order": (comments_and_key_order, set()),
+    # the same files named relative to the working directory: specs store paths absolute
+    "relative data dir": (lambda tmp_path, corpus: (write_spec(tmp_path, os.path.relpath(corpus)), []), set()),
+    # what the student is trained with: both students (the baseline shares train settings)
+    "train.accumulate": (overrides("train.accumulate=2"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
+    "train.early_stop": (overrides("train.early_stop={metric: bleu, patience: 2}"),
+                         AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
     # logging and the validation metric's sample do not change what is trained
     "train.log_every": (overrides("train.log_every=7"), set()),
     "train.valid_metric_examples": (overrides("train.valid_metric_examples=5"), set()),

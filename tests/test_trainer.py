@@ -420,3 +420,84 @@ def test_terms_are_normalised_by_their_own_counts_and_frozen_layers_do_not_train
     for before, v in zip(frozen_before, trainer.frozen.weights):
         np.testing.assert_array_equal(before, v.numpy())
     assert any(not np.array_equal(before, v.numpy()) for before, v in zip(head_before, trainer.head.weights))
+
+
+# ----------------------------------------------------------------------------- gradient accumulation
+
+
+def _fit_batches(trainer, batches, steps_per_epoch=None):
+    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=(
+        {k: tf.TensorSpec([None, None], tf.int32) for k in batches[0][0]}, tf.TensorSpec([None, None], tf.int32)))
+    trainer.fit(data, epochs=1, steps_per_epoch=steps_per_epoch or len(batches), verbose=0, shuffle=False)
+
+
+def _split(batch, sizes):
+    inputs, target = batch
+    out, start = [], 0
+    for size in sizes:
+        out.append(({k: v[start:start + size] for k, v in inputs.items()}, target[start:start + size]))
+        start += size
+    return out
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_accumulating_two_batches_equals_one_batch_of_both(batch, initial_weights, policy):
+    """Three unequal parts (3, 1, 4 sentences: different token counts) accumulated into one update
+    give the update of the 8-sentence batch; per-batch means averaged would not."""
+    inputs, target = batch
+    parts = _split(batch, [3, 1, 4])
+    # SGD: the update is the gradient itself (Adam's first step, g / (|g| + eps), would turn the
+    # float noise of gradients that are 0 in exact arithmetic into steps of the learning rate)
+    optimizer = lambda: keras.optimizers.SGD(1.0)  # noqa: E731
+    whole = build_trainer(policy, initial_weights, inputs, optimizer())
+    _fit_batches(whole, [batch])
+    accumulated = build_trainer(policy, initial_weights, inputs, optimizer())
+    accumulated.accumulate_gradients(3)
+    before = [v.numpy().copy() for v in accumulated.trainable_variables]
+    _fit_batches(accumulated, parts[:2])
+    # no update before the third batch
+    assert int(accumulated.optimizer.iterations.numpy()) == 0
+    np.testing.assert_array_equal(flat(before), flat([v.numpy() for v in accumulated.trainable_variables]))
+    _fit_batches(accumulated, parts[2:])
+    assert int(accumulated.optimizer.iterations.numpy()) == 1
+    tolerance = 1e-6 if policy == "float32" else 2e-3
+    np.testing.assert_allclose(flat([v.numpy() for v in accumulated.trainable_variables]),
+                               flat([v.numpy() for v in whole.trainable_variables]), atol=tolerance)
+    # the mean of the three per-batch gradients is a different update
+    means = build_trainer("float32", initial_weights, inputs, optimizer())
+    gradients = []
+    for part in parts:
+        with tf.GradientTape() as tape:
+            terms, _ = means.compute_terms(part, training=True)
+            loss = terms["xe"].total / terms["xe"].count
+        gradients.append(tape.gradient(loss, means.trainable_variables))
+    mean = [tf.add_n([tf.convert_to_tensor(g[i]) for g in gradients]) / 3 for i in range(len(gradients[0]))]
+    means.optimizer.apply_gradients(zip(mean, means.trainable_variables))
+    assert np.abs(flat([v.numpy() for v in means.trainable_variables])
+                  - flat([v.numpy() for v in whole.trainable_variables])).max() > 20 * tolerance
+
+
+def test_accumulated_term_gradients_reach_the_hook_normalised_over_all_batches():
+    x, y = toy_data(n=6)
+    student = dense(1, "student", seed=0)
+    whole, accumulated = TwoTermTrainer(student), TwoTermTrainer(dense(1, "student", seed=0))
+    for trainer in (whole, accumulated):
+        trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+        trainer(x[:1])
+        trainer.optimizer.build(trainer.trainable_variables)
+    accumulated.accumulate_gradients(2)
+    whole.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
+    accumulated.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), epochs=1, verbose=0)  # 4 + 2
+    for a, b in zip(accumulated.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_accumulation_refuses_several_replicas():
+    trainer = TwoTermTrainer(dense(1, "student", seed=0))
+
+    class Replicated:
+        num_replicas_in_sync = 2
+
+    trainer._distribute_strategy = Replicated()
+    with pytest.raises(ValueError, match="one device"):
+        trainer.accumulate_gradients(2)

@@ -118,14 +118,21 @@ def _run_errors():
     return (data.DataError, StageError) if data is not None else (StageError,)
 
 
+def _spec_and_stages(args):
+    """``(spec, stages)`` of ``SPEC [--set ...] [--stages ...]``; SpecError on a mistake."""
+    from tfkd.pipeline import requested_stages
+
+    spec = load_spec(args.spec, args.set)
+    names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    return spec, requested_stages(spec, names)
+
+
 def cmd_run(args):
-    from tfkd.pipeline import build_stages, requested_stages
+    from tfkd.pipeline import build_stages
     from tfkd.spec import SpecError
 
     try:
-        spec = load_spec(args.spec, args.set)
-        names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-        stages = requested_stages(spec, names)
+        spec, stages = _spec_and_stages(args)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -160,14 +167,11 @@ def cmd_run(args):
 def cmd_config(args):
     import yaml
 
-    from tfkd.pipeline import requested_stages
     from tfkd.spec import SpecError
     from tfkd.stage_names import stage_names
 
     try:
-        spec = load_spec(args.spec, args.set)
-        names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-        planned = requested_stages(spec, names)
+        spec, planned = _spec_and_stages(args)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -304,7 +308,7 @@ def cmd_export(args):
         out = args.out or os.path.join(args.run_dir, "export")
         name = args.model_name or spec.export.model_name or spec.name
         version = choose_version(out, name, args.version, spec.export.version)
-        student = load_student(context)
+        student = load_student(context, weights=_weights_file(args.weights))
         if args.adapters_only or spec.export.adapters_only:
             path = export_adapters(student, out, name, version)
         else:
@@ -316,6 +320,42 @@ def cmd_export(args):
     except _run_errors() as e:
         return _fail(str(e), EXIT_RUN_ERROR)
     print(f"exported {path} ({directory_size(path) / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_average(args):
+    from tfkd.spec import SpecError
+
+    try:
+        import_tensorflow()
+        from tfkd.runner import StageError
+        from tfkd.stages import load_student
+        from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints
+
+        spec, runner, context = _open_finished_run(args.run_dir, args.stage)
+        kept = kept_checkpoints(os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR))
+        if not kept:
+            raise StageError(f"{args.run_dir}: the {args.stage} stage kept no checkpoints (train it with "
+                             "train.keep_last: N)")
+        last = args.last or len(kept)
+        if last > len(kept):
+            raise StageError(f"--last {last}: the {args.stage} stage kept {len(kept)} checkpoints (steps "
+                             f"{', '.join(str(step) for step, _ in kept)})")
+        chosen = kept[-last:]
+        out = args.output or os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR,
+                                          f"average-last-{last}.weights.h5")
+        student = average_weights(load_student(context, args.stage), [path for _, path in chosen])
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = f"{out}.tmp-{os.getpid()}.weights.h5"
+        student.save_weights(tmp)
+        os.replace(tmp, out)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except _run_errors() as e:
+        return _fail(str(e), EXIT_RUN_ERROR)
+    print(f"averaged steps {', '.join(str(step) for step, _ in chosen)} of {args.stage} into {out} "
+          f"(use it with --weights)")
     return 0
 
 
@@ -430,6 +470,13 @@ def cmd_translate(args, lines=None, continues_text=False):
     try:
         if lines is None:
             lines = _read_input(args.input)
+        references = None
+        if getattr(args, "reference", None):
+            references = _read_input(args.reference)
+            if len(references) != len(lines):
+                raise SpecError(f"{args.reference}: {len(references)} reference lines for {len(lines)} input lines "
+                                f"({args.input or 'stdin'}); give one reference per input line")
+        args.set = list(args.set or []) + _decode_flags(args)
         if not os.path.exists(args.model):
             from tfkd.runner import StageError
 
@@ -438,14 +485,16 @@ def cmd_translate(args, lines=None, continues_text=False):
         import_tensorflow()
         saved_model = _find_saved_model(args.model)
         if saved_model:
-            if args.student or args.set:
-                raise SpecError(f"{args.model}: --student and --set apply to a run directory; an export decodes "
-                                "as it was exported")
+            if args.student or args.set or getattr(args, "weights", None):
+                raise SpecError(f"{args.model}: --student, --set and the decoding flags apply to a run directory; "
+                                "an export decodes as it was exported")
             info = _saved_model_info(saved_model)
             if continues_text and info and info.get("output") != "continuation":
                 raise SpecError(f"{args.model}: a {info.get('task')} model; tfkd generate needs {what} "
                                 "(tfkd predict gives any model's predictions)")
             predict = _saved_model_predictor(saved_model, args.batch_size)
+            task_name = info.get("task")
+            evaluate = None
         else:
             from tfkd.stages import load_student
 
@@ -456,7 +505,18 @@ def cmd_translate(args, lines=None, continues_text=False):
             own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
             own = own.model_copy(update={"decode": _decode_overrides(own.decode, args.set)})
             context = context.with_spec(own)
-            predict = context.task.predictor(context, load_student(context, args.student or "train"))
+            predict = context.task.predictor(context, load_student(context, args.student or "train",
+                                                                   _weights_file(getattr(args, "weights", None))))
+            task_name, evaluate = spec.task, own.evaluate
+        scorer = None
+        if references is not None:
+            from tfkd import registry
+
+            task = registry.lookup("task", task_name) if task_name in registry.names("task") else None
+            scorer = task and (lambda outputs: task.score_lines(evaluate, outputs, references))
+            if task is None or task.score_lines(evaluate, references[:1], references[:1]) is None:
+                raise SpecError(f"--reference: a {task_name or 'model of unknown task'}'s outputs have no "
+                                "reference metric")
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -472,7 +532,27 @@ def cmd_translate(args, lines=None, continues_text=False):
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+    if scorer is not None:  # on stderr: stdout stays the outputs
+        print(scorer(outputs), file=sys.stderr)
     return 0
+
+
+def _weights_file(path):
+    """``--weights FILE``: the path, checked to exist (``None`` stays ``None``)."""
+    if path is not None and not os.path.isfile(path):
+        from tfkd.runner import StageError
+
+        raise StageError(f"--weights {path}: no such file")
+    return path
+
+
+# flags of tfkd translate that are shorthands of --set decode.KEY=VALUE
+DECODE_FLAGS = {"algorithm": "algorithm", "beam": "beam_size", "length_penalty": "length_penalty"}
+
+
+def _decode_flags(args):
+    return [f"decode.{key}={getattr(args, flag)}" for flag, key in DECODE_FLAGS.items()
+            if getattr(args, flag, None) is not None]
 
 
 def cmd_generate(args):
@@ -587,7 +667,20 @@ def build_parser():
     export.add_argument("--adapters-only", action="store_true",
                         help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
                              "frozen pretrained models, such as AB-Net) instead of a SavedModel")
+    export.add_argument("--weights", metavar="FILE", help="the student's weights from this file (tfkd average's "
+                                                          "output) instead of the train stage's")
     export.set_defaults(func=cmd_export)
+
+    average = add("average", "average the last checkpoints a train stage kept (train.keep_last) into a weights file",
+                  "Average the student weights of the last N checkpoints a train stage kept (train.keep_last: N) "
+                  "element-wise, as fairseq's average_checkpoints.py does, into a weights file that tfkd "
+                  "translate --weights and tfkd export --weights read. The stage itself is left as it is.")
+    average.add_argument("run_dir")
+    average.add_argument("--stage", default="train", help="the train stage (default: train; baseline, a variant)")
+    average.add_argument("--last", type=int, metavar="N", help="how many of the last checkpoints (default: all kept)")
+    average.add_argument("-o", "--output", metavar="FILE",
+                         help="default: RUN_DIR/STAGE/checkpoints/average-last-N.weights.h5")
+    average.set_defaults(func=cmd_average)
 
     translate = add("translate", "translate (or classify: any task's predictions) lines with an export or a run "
                                  "directory", aliases=["predict"])
@@ -596,8 +689,18 @@ def build_parser():
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
     translate.add_argument("--batch-size", type=int,
                            help="default: the spec's decode.batch_size (kept in the export)")
-    translate.add_argument("--student", help="a run's train stage to translate with (default: train; a variant's "
-                                             "name uses the variant's student and decode settings)")
+    translate.add_argument("--student", "--stage", dest="student",
+                           help="a run's train stage to translate with (default: train; baseline; a variant's name "
+                                "uses the variant's student and decode settings)")
+    translate.add_argument("--weights", metavar="FILE",
+                           help="a run's student with these weights (tfkd average's output) instead of the stage's")
+    translate.add_argument("--algorithm", help="a run's decoder: greedy, beam, mask_predict (decode.algorithm)")
+    translate.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
+    translate.add_argument("--length-penalty", type=float, metavar="ALPHA",
+                           help="a run's beam length penalty (decode.length_penalty)")
+    translate.add_argument("--reference", metavar="FILE",
+                           help="reference lines, one per input line: print the task's metric (sacreBLEU for "
+                                "translation, with its signature) on stderr")
     translate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
                            help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
     translate.set_defaults(func=cmd_translate)

@@ -128,6 +128,16 @@ class TeacherSpec(_Strict):
     checkpoint: ModelReference
 
 
+class EarlyStopSpec(_Strict):
+    # a validation value the stage reports at each checkpoint, without "val_": loss, nll, xe, or
+    # the task's metric on the first valid_metric_examples examples (bleu for translation)
+    metric: str = "loss"
+    # checkpoints (validations) without a new best before training stops
+    patience: PositiveInt = 3
+    # "auto": lower is better for loss, nll, xe and perplexity, higher for anything else
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
 class TrainSpec(_Strict):
     steps: PositiveInt = 4000
     checkpoint_every: PositiveInt = 500
@@ -142,6 +152,22 @@ class TrainSpec(_Strict):
     seed: int = 1
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
     valid_metric_examples: int = Field(200, ge=0)
+    # gradient accumulation (fairseq --update-freq): each of the ``steps`` updates sums the
+    # gradients of this many batches, normalised over their union (one device)
+    accumulate: PositiveInt = 1
+    # stop when the validation metric has not improved for ``patience`` checkpoints; the
+    # student kept is the best one seen (unset: train all ``steps``)
+    early_stop: Optional[EarlyStopSpec] = None
+    # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
+    keep_last: int = Field(0, ge=0)
+    # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
+    average_last: Optional[PositiveInt] = None
+
+    @pydantic.model_validator(mode="after")
+    def _average_what_is_kept(self):
+        if self.average_last is not None and self.early_stop is not None:
+            raise ValueError("give average_last or early_stop, not both (one decides which weights are the student)")
+        return self
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     # start from the student weights another train stage saved (e.g. a pre-distilled student)
     init_from: Optional[str] = None

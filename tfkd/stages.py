@@ -18,7 +18,8 @@ from tfkd import registry
 from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
-from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
+from tfkd.training.callbacks import EarlyStop, StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 
 log = logging.getLogger("tfkd")
@@ -98,14 +99,15 @@ def save_student(student, workdir):
     student.save_weights(os.path.join(workdir, STUDENT_WEIGHTS))
 
 
-def load_student(context, train_stage="train"):
-    """Rebuild the trained student from a train stage's config and weights."""
+def load_student(context, train_stage="train", weights=None):
+    """Rebuild the trained student from a train stage's config and weights (or the weights
+    file ``weights``: an average of its checkpoints, say)."""
     train_dir = context.runner.stage_dir(train_stage)
     registry.lookup("student", context.spec.student.kind)  # Keras rebuilds it by registered name
     with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
         student = keras.saving.deserialize_keras_object(json.load(f))
     student(context.task.student_inputs(context.tokenizers()))
-    student.load_weights(os.path.join(train_dir, STUDENT_WEIGHTS))
+    student.load_weights(weights or os.path.join(train_dir, STUDENT_WEIGHTS))
     return student
 
 
@@ -127,28 +129,58 @@ def compile_and_build(trainer, optimizer, train_ds):
 
 
 def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
-                valid_metric=None, parameter_counts=None, finish=None, hint=None):
+                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, early_stop=None,
+                keep=None):
     """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
     and checkpointed to ``workdir`` every ``checkpoint_every`` steps (validated then), logged
-    every ``log_every`` steps and to TensorBoard. ``finish()`` saves what the stage keeps
-    before the checkpoints are removed. Returns the monitor's summary."""
+    every ``log_every`` steps and to TensorBoard. With ``accumulate`` N, a step is one
+    optimizer update of N batches (:meth:`~tfkd.training.trainer.Trainer.accumulate_gradients`).
+    With ``early_stop`` (``train.early_stop``), training stops when the validation metric stops
+    improving and the best weights are the ones kept. ``keep``: ``(model, keep_last,
+    average_last)``: ``model``'s weights at the last ``keep_last`` checkpoints stay in
+    ``workdir/checkpoints``, and with ``average_last`` N ``model`` ends as their mean.
+    ``finish()`` saves what the stage keeps before the checkpoints are removed. Returns the
+    monitor's summary."""
     epochs = math.ceil(steps / checkpoint_every)
-    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, **({"hint": hint} if hint else {}))
+    trainer.accumulate_gradients(accumulate)
+    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
+                                 **({"hint": hint} if hint else {}))
     initial_epoch = checkpoint.restore(trainer)
     if initial_epoch:
         log.info("%s: resumed from checkpoint at step %d", stage_name, int(trainer.optimizer.iterations.numpy()))
     monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
-                              parameter_counts=parameter_counts, total_steps=steps)
-    if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps:
-        trainer.fit(train_ds, steps_per_epoch=checkpoint_every, epochs=epochs, initial_epoch=initial_epoch,
+                              parameter_counts=parameter_counts, total_steps=steps, batches_per_step=accumulate)
+    stopper = None
+    if early_stop is not None:
+        if valid_ds is None:
+            raise StageError(f"{stage_name}: train.early_stop needs a validation split to watch")
+        stopper = EarlyStop(workdir, stage_name, early_stop.metric, early_stop.patience, early_stop.mode)
+    extra = [stopper] if stopper is not None else []
+    kept_model, keep_last, average_last = keep or (None, 0, None)
+    keep_last = max(keep_last, average_last or 0)
+    if keep_last:
+        extra.append(KeepLastCheckpoints(kept_model, os.path.join(workdir, CHECKPOINTS_DIR), keep_last))
+    if (initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps
+            and not (stopper and stopper.stopped())):
+        trainer.fit(train_ds, steps_per_epoch=checkpoint_every * accumulate, epochs=epochs, initial_epoch=initial_epoch,
                     validation_data=valid_ds, shuffle=False,
-                    callbacks=[monitor, checkpoint, *training_callbacks(steps)], verbose=0)
-    if checkpoint.failure:
-        raise StageError(checkpoint.failure)
+                    callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)], verbose=0)
+    for failure in (checkpoint.failure, stopper and stopper.failure):
+        if failure:
+            raise StageError(failure)
+    summary = monitor.summary()
+    if stopper is not None:
+        summary.update(stopper.restore_best(trainer))
+    if average_last:
+        kept = kept_checkpoints(os.path.join(workdir, CHECKPOINTS_DIR))[-average_last:]
+        average_weights(kept_model, [path for _, path in kept])
+        summary["averaged_steps"] = [step for step, _ in kept]
+        log.info("%s: the student is the average of the checkpoints at steps %s", stage_name,
+                 ", ".join(str(step) for step, _ in kept))
     if finish is not None:
         finish()
     checkpoint.cleanup()
-    return monitor.summary()
+    return summary
 
 
 def learning_rate_schedule(train, student, spec):
@@ -157,6 +189,11 @@ def learning_rate_schedule(train, student, spec):
     if train.schedule == "linear":
         return TriangularSchedule(train.learning_rate, train.warmup_steps, train.steps)
     return InverseSqrtSchedule(train.learning_rate, model_width(student, spec), train.warmup_steps)
+
+
+# train settings left out of a train stage's key at their defaults, so runs made before they
+# existed keep their keys
+NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "average_last": None}
 
 
 class TrainStage(Stage):
@@ -200,7 +237,8 @@ class TrainStage(Stage):
             # the default schedule is left out, so keys of runs from before the setting stay
             "train": {k: v for k, v in own.train.model_dump(mode="json").items()
                       if k not in ("log_every", "valid_metric_examples")
-                      and not (k == "schedule" and v == "inverse_sqrt")},
+                      and not (k == "schedule" and v == "inverse_sqrt")
+                      and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])},
             "method": self.method.name,
             "method_config": self.method.train_config(own),
             "imports": spec.imports,
@@ -221,6 +259,10 @@ class TrainStage(Stage):
         log.info("%s: %s", self.name, task.describe_data(context, self.name))
 
         strategy = make_strategy(train.strategy)
+        if train.accumulate > 1 and strategy.num_replicas_in_sync > 1:
+            raise StageError(f"{self.name}: train.accumulate: {train.accumulate} needs one device, but strategy "
+                             f"{train.strategy} has {strategy.num_replicas_in_sync} replicas (their batches already add "
+                             "up: lower train.accumulate to 1 or set train.strategy: one_device)")
         with strategy.scope(), precision_policy(train.precision):
             student = task.build_student(spec, tokenizers)
             trainer = method.make_trainer(spec, task, student, context)
@@ -248,7 +290,9 @@ class TrainStage(Stage):
                               train.log_every,
                               valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
                               parameter_counts={"trainable": trainable, "frozen": frozen},
-                              finish=lambda: save_student(method.student_to_save(trainer), workdir))
+                              finish=lambda: save_student(method.student_to_save(trainer), workdir),
+                              accumulate=train.accumulate, early_stop=train.early_stop,
+                              keep=(method.student_to_save(trainer), train.keep_last, train.average_last))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
                 "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
                 "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}

@@ -134,3 +134,9 @@ class Task:
     def predictor(self, context, student):
         """A callable: a list of input lines -> a list of output lines (``tfkd predict``)."""
         raise NotImplementedError
+
+    def score_lines(self, evaluate, predictions, references):
+        """``tfkd translate --reference``: the task's metric of output lines against reference
+        lines (``evaluate``: the spec's ``evaluate`` section, ``None`` for its defaults), as one
+        line of text; ``None`` when the task's outputs have no reference to compare with."""
+        return None

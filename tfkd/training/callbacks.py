@@ -31,8 +31,9 @@ class StageCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, workdir, stage="train", total_steps=None,
-                 hint="Lower train.learning_rate or set train.clip_norm."):
+                 hint="Lower train.learning_rate or set train.clip_norm.", batches_per_step=1):
         super().__init__()
+        self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
         self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
         self.state_path = os.path.join(self.directory, "state.json")
@@ -40,7 +41,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         self.total_steps = total_steps
         self.hint = hint
         self.failure = None
-        self._steps_done = None
+        self._batches_done = None
 
     def restore(self, trainer):
         """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
@@ -55,13 +56,15 @@ class StageCheckpoint(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._steps_done = self._step()
+        self._batches_done = self._step() * self.batches_per_step
 
     def on_train_batch_end(self, batch, logs=None):
         if self.total_steps is not None:
             # counted here, not read from the optimizer: no device sync per step
-            self._steps_done = (self._steps_done if self._steps_done is not None else self._step()) + 1
-            if self._steps_done >= self.total_steps:
+            if getattr(self, "_batches_done", None) is None:
+                self._batches_done = self._step() * self.batches_per_step
+            self._batches_done += 1
+            if self._batches_done >= self.total_steps * self.batches_per_step:
                 self.model.stop_training = True
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
@@ -96,9 +99,11 @@ class TrainingMonitor(keras.callbacks.Callback):
     from the task: greedy BLEU on the first validation sentences for translation), its values.
     """
 
-    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None, total_steps=None):
+    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None, total_steps=None,
+                 batches_per_step=1):
         super().__init__()
         self.total_steps = total_steps
+        self.batches_per_step = batches_per_step
         self.writer = tf.summary.create_file_writer(log_dir)
         self.log_every = log_every
         self.valid_metric = valid_metric
@@ -120,14 +125,15 @@ class TrainingMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._tick = time.time()
         self._tick_tokens = 0.0
-        self._tick_step = self._global_step = self._step()
+        self._tick_step = self._step()
+        self._batches = self._tick_step * self.batches_per_step
 
     def on_train_batch_end(self, batch, logs=None):
         # counted here rather than read from the optimizer: no device sync on most steps
-        self._global_step += 1
-        step = self._global_step
-        if step % self.log_every:
+        self._batches += 1
+        if self._batches % (self.log_every * self.batches_per_step):
             return
+        step = self._batches // self.batches_per_step
         logs = logs or {}
         now = time.time()
         tokens = float(logs.get("tokens", 0.0))
@@ -173,24 +179,88 @@ class TrainingMonitor(keras.callbacks.Callback):
         return result
 
 
+LOWER_IS_BETTER = ("loss", "nll", "xe", "perplexity")
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """``train.early_stop``: after each validation (a checkpoint), keep the weights if
+    ``val_<metric>`` is the best so far, and stop when ``patience`` validations in a row bring
+    no new best. Its state and the best weights live in the stage's checkpoint folder, so a
+    resumed stage goes on counting; :meth:`restore_best` puts the best weights back.
+
+    Place it after the :class:`TrainingMonitor` (which adds the task's metric to the logs) and
+    the :class:`StageCheckpoint`."""
+
+    def __init__(self, workdir, stage, metric, patience, mode="auto", batches_per_step=1):
+        super().__init__()
+        self.directory = os.path.join(workdir, "checkpoint")
+        self.state_path = os.path.join(self.directory, "early_stop.json")
+        self.weights_path = os.path.join(self.directory, "best.weights.h5")
+        self.stage, self.metric, self.patience = stage, metric, patience
+        lower = metric in LOWER_IS_BETTER if mode == "auto" else mode == "min"
+        self.better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
+        self.state = {"best": None, "best_step": None, "waited": 0, "stopped_at": None}
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                self.state = json.load(f)
+        self.failure = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        key = f"val_{self.metric}"
+        if key not in logs:
+            shown = sorted(k[4:] for k in logs if k.startswith("val_") and k != "val_tokens")
+            self.failure = (f"{self.stage}: train.early_stop.metric: {self.metric!r} is not reported by validation "
+                            f"here; choices: {', '.join(shown) or 'none (no validation split)'}")
+            self.model.stop_training = True
+            return
+        value, step = float(logs[key]), int(self.model.optimizer.iterations.numpy())
+        os.makedirs(self.directory, exist_ok=True)
+        if self.state["best"] is None or self.better(value, self.state["best"]):
+            tmp = os.path.join(self.directory, "tmp-best.weights.h5")
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.weights_path)
+            self.state.update(best=value, best_step=step, waited=0)
+        else:
+            self.state["waited"] += 1
+            if self.state["waited"] >= self.patience:
+                self.state["stopped_at"] = step
+                self.model.stop_training = True
+                log.info("%s: early stop at step %d: val %s %.4f at step %d, no better in %d validations",
+                         self.stage, step, self.metric, self.state["best"], self.state["best_step"], self.patience)
+        _write_json_atomic(self.state_path, self.state)
+
+    def stopped(self):
+        """Whether an earlier run of the stage already stopped early (nothing left to train)."""
+        return self.state.get("stopped_at") is not None
+
+    def restore_best(self, trainer):
+        """Load the best weights seen (if any validation ran); the results to record."""
+        if self.state["best"] is not None and os.path.exists(self.weights_path):
+            trainer.load_weights(self.weights_path)
+        return {"early_stop": {"metric": self.metric, "best": self.state["best"], "best_step": self.state["best_step"],
+                               "stopped_at": self.state["stopped_at"]}}
+
+
 class StepProgress(keras.callbacks.Callback):
     """A progress bar over the stage's optimizer steps (not Keras epochs, which are only the
     checkpoint interval), drawn on a terminal only (:func:`tfkd.progress.bars_enabled`):
     the loss terms as the trainer reports them, and tokens/s instead of a token count."""
 
-    def __init__(self, total_steps):
+    def __init__(self, total_steps, batches_per_step=1):
         super().__init__()
         self.total_steps = total_steps
+        self.batches_per_step = batches_per_step
         self.bar = None
 
     def on_train_begin(self, logs=None):
         from tfkd.progress import progress_bar
 
         self.bar = progress_bar(self.total_steps, "step")
-        self._step = int(self.model.optimizer.iterations.numpy())
-        self._start, self._start_step, self._tokens = time.time(), self._step, 0.0
-        if self.bar is not None and self._step:
-            self.bar.update(self._step)
+        self._batches = int(self.model.optimizer.iterations.numpy()) * self.batches_per_step
+        self._start, self._tokens = time.time(), 0.0
+        if self.bar is not None and self._batches:
+            self.bar.update(self._batches // self.batches_per_step)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_tokens = 0.0
@@ -198,7 +268,7 @@ class StepProgress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is None:
             return
-        self._step += 1
+        self._batches += 1
         logs = logs or {}
         # the trainer's metrics are already running means (and "tokens" a running sum per epoch)
         tokens = float(logs.get("tokens", 0.0))
@@ -208,10 +278,10 @@ class StepProgress(keras.callbacks.Callback):
         if self._tokens:
             values.append(("tokens/s", self._tokens / max(time.time() - self._start, 1e-9)))
         self.bar.stateful_metrics.update(name for name, _ in values)
-        self.bar.update(min(self._step, self.total_steps), values=values)
+        self.bar.update(min(self._batches // self.batches_per_step, self.total_steps), values=values)
 
 
-def training_callbacks(total_steps):
+def training_callbacks(total_steps, batches_per_step=1):
     """What every stage's ``fit`` adds for progress (``fit`` itself runs with ``verbose=0``:
     Keras' own bar counts epochs, and writes control codes into files)."""
-    return [StepProgress(total_steps)]
+    return [StepProgress(total_steps, batches_per_step)]

@@ -21,8 +21,15 @@ underflow and ``clip_norm`` sees the true gradients.
 
 Losses are reported through ``keras.metrics.Mean`` trackers (a raw tensor returned from
 ``train_step`` reads as 0 under a strategy).
+
+With :meth:`Trainer.accumulate_gradients` (``train.accumulate: N``, fairseq's
+``--update-freq``) a step is one batch, and the optimizer updates every N batches with the
+gradient of their union: each weighted term's gradient is summed unnormalised over the N
+batches and divided by the term's count over all N, so the update equals the one a batch N
+times as large would give (not the mean of N per-batch means).
 """
 
+import types
 from typing import NamedTuple
 
 import keras
@@ -65,6 +72,25 @@ class Trainer(keras.Model):
         self.term_trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.token_counter = keras.metrics.Sum(name="tokens")
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
+        self.accumulate = 1
+        # accumulators: not Keras-tracked (they are not weights, and a checkpoint falls between
+        # two updates, where they are zero)
+        self._sums = types.SimpleNamespace(gradients=None, counts=None, batches=None)
+
+    def accumulate_gradients(self, batches):
+        """Update every ``batches`` batches with the gradient of their union (call after the
+        trainer and its optimizer are built; one device only)."""
+        self.accumulate = int(batches)
+        if self.accumulate == 1:
+            return
+        if getattr(self, "distribute_strategy", tf.distribute.get_strategy()).num_replicas_in_sync > 1:
+            raise ValueError("gradient accumulation runs on one device (the replicas of a strategy already "
+                             "multiply the batch)")
+        variables = self.trainable_variables
+        self._sums.gradients = {name: [tf.Variable(tf.zeros(v.shape, "float32"), trainable=False) for v in variables]
+                                for name in self.loss_weights}
+        self._sums.counts = {name: tf.Variable(0.0, trainable=False) for name in self.loss_weights}
+        self._sums.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
     def metrics(self):
@@ -94,6 +120,8 @@ class Trainer(keras.Model):
         return values
 
     def train_step(self, data):
+        if self.accumulate > 1:
+            return self._accumulating_step(data)
         variables = self.trainable_variables
         with tf.GradientTape(persistent=self.needs_term_gradients) as tape:
             terms, tokens = self.compute_terms(data, training=True)
@@ -117,6 +145,57 @@ class Trainer(keras.Model):
         # replicas * share is the global loss
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self.loss_tracker.update_state(loss * replicas)
+        return self._track(terms, tokens)
+
+    def _accumulating_step(self, data):
+        """One batch of an accumulated update: add each weighted term's unnormalised gradient
+        and count to the sums; on the last batch of N, apply sum / count per term and reset."""
+        variables = self.trainable_variables
+        sums = self._sums
+        with tf.GradientTape(persistent=True) as tape:
+            terms, tokens = self.compute_terms(data, training=True)
+            values = self._values(terms)
+            loss = tf.add_n([weight * values[name] for name, weight in self.loss_weights.items() if name in values])
+            # differentiated per this batch's count (the magnitudes a float16 backward pass sees
+            # without accumulation), then multiplied back by it in float32: the sum of unnormalised
+            # gradients, without its overflow
+            counts = {name: ops.maximum(ops.cast(terms[name].count, "float32"), 1.0) for name in terms}
+            scaled = {name: self.optimizer.scale_loss(weight * ops.cast(terms[name].total, "float32") / counts[name])
+                      for name, weight in self.loss_weights.items() if name in terms}
+        touched = [False] * len(variables)  # which variables any term reaches (known when tracing)
+        for name, value in scaled.items():
+            for i, (total, gradient) in enumerate(zip(sums.gradients[name], tape.gradient(value, variables))):
+                if gradient is None:
+                    continue
+                touched[i] = True
+                if isinstance(gradient, tf.IndexedSlices):
+                    total.scatter_add(tf.IndexedSlices(tf.cast(gradient.values, "float32") * counts[name],
+                                                       gradient.indices, gradient.dense_shape))
+                else:
+                    total.assign_add(tf.cast(gradient, "float32") * counts[name])
+            sums.counts[name].assign_add(ops.cast(terms[name].count, "float32"))
+        del tape
+        sums.batches.assign_add(1)
+
+        def update():
+            per_term = {name: [total / tf.maximum(sums.counts[name], 1.0) if used else None
+                               for total, used in zip(sums.gradients[name], touched)]
+                        for name in scaled}
+            if self.needs_term_gradients:
+                gradients = self.combine_gradients(per_term, variables)
+            else:
+                gradients = [tf.add_n([g[i] for g in per_term.values()]) if touched[i] else None
+                             for i in range(len(variables))]
+            self._track_grad_norm(gradients)
+            self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
+            for name in scaled:
+                for total in sums.gradients[name]:
+                    total.assign(tf.zeros_like(total))
+                sums.counts[name].assign(0.0)
+            return tf.constant(True)
+
+        tf.cond(tf.equal(sums.batches % self.accumulate, 0), update, lambda: tf.constant(False))
+        self.loss_tracker.update_state(loss)
         return self._track(terms, tokens)
 
     def _track_grad_norm(self, gradients):

@@ -323,6 +323,13 @@ class TranslationTask(Task):
             json.dump({"task": self.name, "input": "source", "output": "translations",
                        "batch_size": context.spec.decode.batch_size}, f)
 
+    def score_lines(self, evaluate, predictions, references):
+        from tfkd.tasks.translation.metrics import corpus_bleu
+
+        evaluate = evaluate or TranslationEvaluate()
+        bleu, signature = corpus_bleu(predictions, references, evaluate.lowercase, evaluate.tokenize)
+        return f"{bleu.format()} {signature}"  # sacreBLEU's own line
+
     def predictor(self, context, student):
         translator = self.translator(context, student)
 

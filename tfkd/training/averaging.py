@@ -1,0 +1,63 @@
+"""Keeping the last checkpoints of a train stage and averaging them (fairseq's
+``scripts/average_checkpoints.py``, OpenNMT-tf's ``average_checkpoints``).
+
+With ``train.keep_last: N`` a train stage writes the student's weights at every checkpoint
+(every ``train.checkpoint_every`` steps) to ``<stage>/checkpoints/step-<S>.weights.h5`` and
+keeps the last N; they stay in the finished stage. ``train.average_last: N`` makes the
+student the stage saves the element-wise mean of the last N; ``tfkd average RUN`` does the
+same afterwards into a separate weights file, which ``tfkd translate``/``export --weights``
+read.
+"""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+CHECKPOINTS_DIR = "checkpoints"
+_STEP_FILE = re.compile(r"^step-(\d+)\.weights\.h5$")
+
+
+def kept_checkpoints(directory):
+    """``[(step, path)]`` of the student weights kept in ``directory``, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = [(int(m.group(1)), os.path.join(directory, name))
+             for name in os.listdir(directory) for m in [_STEP_FILE.match(name)] if m]
+    return sorted(found)
+
+
+class KeepLastCheckpoints(keras.callbacks.Callback):
+    """At every Keras epoch end (a stage checkpoint), write ``model``'s weights (the student,
+    not the trainer) to ``directory/step-<S>.weights.h5`` atomically and delete all but the
+    last ``keep``."""
+
+    def __init__(self, model, directory, keep):
+        super().__init__()
+        self.student, self.directory, self.keep = model, directory, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f"step-{step:08d}.weights.h5")
+        tmp = os.path.join(self.directory, f"tmp-step-{step:08d}.weights.h5")
+        self.student.save_weights(tmp)
+        os.replace(tmp, path)
+        for _, old in kept_checkpoints(self.directory)[:-self.keep]:
+            os.remove(old)
+
+
+def average_weights(model, paths):
+    """Set ``model``'s weights to the element-wise mean of the weight files ``paths`` (each
+    saved from a model of the same architecture); returns ``model``."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    total = None
+    for path in paths:
+        model.load_weights(path)
+        weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    dtypes = [np.asarray(w).dtype for w in model.get_weights()]
+    model.set_weights([(t / len(paths)).astype(d) for t, d in zip(total, dtypes)])
+    return model
