@@ -6,6 +6,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from tfkd.training.callbacks import StageCheckpoint
 
@@ -188,6 +189,7 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
     assert EarlyStop(str(tmp_path), "train", "loss", patience=2).stopped()
     # higher is better for a metric that is not a loss
     bleu = EarlyStop(str(tmp_path / "bleu"), "train", "bleu", patience=1)
+    model.stop_training = False
     bleu.set_model(model)
     bleu.on_epoch_end(0, {"val_bleu": 10.0})
     bleu.on_epoch_end(1, {"val_bleu": 12.0})

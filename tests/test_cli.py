@@ -198,10 +198,15 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     expected = sacrebleu.metrics.BLEU().corpus_score(outputs, [target])
     assert greedy.stderr.splitlines()[-1].startswith(f"BLEU = {expected.score:.2f} ")
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in greedy.stderr.splitlines()[-1]
-    # --beam 1 is greedy search by another road: the same outputs
-    beam = run_tfkd("translate", run_dir, "-i", "in.de", "--beam", "1", "--length-penalty", "0", cwd=tmp_path)
-    assert beam.returncode == 0, beam.stderr[-3000:]
-    assert beam.stdout.splitlines() == outputs
+    # the flags are --set decode.* by another name, and they change what is decoded
+    default = run_tfkd("translate", run_dir, "-i", "in.de", cwd=tmp_path)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert default.stdout != greedy.stdout  # the spec decodes with beam 4
+    beam = run_tfkd("translate", run_dir, "-i", "in.de", "--beam", "2", "--length-penalty", "0", cwd=tmp_path)
+    same = run_tfkd("translate", run_dir, "-i", "in.de", "--set", "decode.beam_size=2", "--set",
+                    "decode.length_penalty=0", cwd=tmp_path)
+    assert beam.returncode == 0 and same.returncode == 0, beam.stderr[-3000:] + same.stderr[-3000:]
+    assert beam.stdout == same.stdout and len(beam.stdout.splitlines()) == 6
     for args, message in [(["--reference", "short.en"], "short.en: 1 reference lines for 6 input lines"),
                           (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
                           (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0")]:
