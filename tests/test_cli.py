@@ -498,3 +498,23 @@ def test_accumulate_and_early_stop_in_a_real_run(tmp_path, data_dir):
     assert results["steps"] == (stop["stopped_at"] or 6)
     logged = [int(m) for m in re.findall(r"tfkd I step (\d+)/6 \|.*steps/s", out.stderr)]
     assert logged == list(range(1, results["steps"] + 1)), out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_weights_that_do_not_fit_and_other_students_are_one_line(finished_run, tmp_path):
+    import keras
+
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save_weights(str(tmp_path / "other.weights.h5"))
+    (tmp_path / "in.de").write_text("Ein Hund läuft.\n", encoding="utf-8")
+    run_dir = str(finished_run.run_dir)
+    for args, code, start in [
+        (["translate", run_dir, "-i", "in.de", "--weights", "other.weights.h5"], 1, "tfkd: error: other.weights.h5: "
+         "these weights do not fit the student of"),
+        (["translate", run_dir, "-i", "in.de", "--weights", "missing.weights.h5"], 1,
+         "tfkd: error: --weights missing.weights.h5: no such file"),
+        (["export", run_dir, "--stage", "baseline"], 2, f"--student baseline: not a student of {run_dir}; choices: "),
+    ]:
+        out = run_tfkd(*args, cwd=tmp_path)
+        assert out.returncode == code, (args, out.stderr[-2000:])
+        assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(start), (args, out.stderr[-2000:])

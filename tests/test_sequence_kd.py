@@ -239,7 +239,7 @@ def test_the_stage_writes_the_source_models_beam_translations(run):
     assert done["sentences"] == 300 and done["translated"] == 300 and done["sentences_per_second"] > 0
     assert 0 <= done["bleu_vs_references"] <= 100 and done["source"] == "teacher"
     # the chunks are gone once the file is written
-    assert sorted(os.listdir(runner.stage_dir("teacher_translations"))) == ["KEY", "stage.json", "train.en"]
+    assert sorted(os.listdir(runner.stage_dir("teacher_translations"))) == ["KEY", "spec.yaml", "stage.json", "train.en"]
 
 
 def test_the_train_stage_learns_from_source_and_teacher_output_pairs(run):

@@ -304,11 +304,14 @@ def cmd_export(args):
         from tfkd.export import choose_version, directory_size, export_adapters, export_saved_model
         from tfkd.stages import load_student
 
-        spec, runner, context = _open_finished_run(args.run_dir, "train")
+        spec, runner, context = _open_finished_run(args.run_dir, args.student)
+        if args.student in (spec.variants or {}):
+            context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
         out = args.out or os.path.join(args.run_dir, "export")
-        name = args.model_name or spec.export.model_name or spec.name
+        name = args.model_name or spec.export.model_name or (
+            spec.name if args.student == "train" else f"{spec.name}_{args.student}")
         version = choose_version(out, name, args.version, spec.export.version)
-        student = load_student(context, weights=_weights_file(args.weights))
+        student = load_student(context, args.student, weights=_weights_file(args.weights))
         if args.adapters_only or spec.export.adapters_only:
             path = export_adapters(student, out, name, version)
         else:
@@ -667,6 +670,9 @@ def build_parser():
     export.add_argument("--adapters-only", action="store_true",
                         help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
                              "frozen pretrained models, such as AB-Net) instead of a SavedModel")
+    export.add_argument("--student", "--stage", dest="student", default="train",
+                        help="the run's train stage to export (default: train; baseline, a variant's name); its "
+                             "default model name is RUN_NAME_STAGE")
     export.add_argument("--weights", metavar="FILE", help="the student's weights from this file (tfkd average's "
                                                           "output) instead of the train stage's")
     export.set_defaults(func=cmd_export)

@@ -107,7 +107,13 @@ def load_student(context, train_stage="train", weights=None):
     with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
         student = keras.saving.deserialize_keras_object(json.load(f))
     student(context.task.student_inputs(context.tokenizers()))
-    student.load_weights(weights or os.path.join(train_dir, STUDENT_WEIGHTS))
+    path = weights or os.path.join(train_dir, STUDENT_WEIGHTS)
+    try:
+        student.load_weights(path)
+    except ValueError as e:  # Keras lists every layer that did not fit: the first says what
+        first = next((line for line in str(e).splitlines() if line.strip()), str(e))
+        raise StageError(f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
+                         "they were saved from another student configuration or tfkd version") from None
     return student
 
 
