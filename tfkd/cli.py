@@ -333,7 +333,7 @@ def cmd_average(args):
         import_tensorflow()
         from tfkd.runner import StageError
         from tfkd.stages import load_student
-        from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints
+        from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints, save_weights_atomic
 
         spec, runner, context = _open_finished_run(args.run_dir, args.stage)
         kept = kept_checkpoints(os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR))
@@ -349,9 +349,7 @@ def cmd_average(args):
                                           f"average-last-{last}.weights.h5")
         student = average_weights(load_student(context, args.stage), [path for _, path in chosen])
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        tmp = f"{out}.tmp-{os.getpid()}.weights.h5"
-        student.save_weights(tmp)
-        os.replace(tmp, out)
+        save_weights_atomic(student, out)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -389,10 +387,12 @@ def _saved_model_predictor(saved_model, batch_size):
     batch_size = batch_size or info["batch_size"]
 
     def predict(lines):
+        from tfkd.progress import progress_bar
+
         # length-sorted batches pad least; outputs in input order
         order = sorted(range(len(lines)), key=lambda i: len(lines[i].split()))
         outputs = [None] * len(lines)
-        bar = keras_progress(math.ceil(len(lines) / batch_size))
+        bar = progress_bar(math.ceil(len(lines) / batch_size), "batch")
         for start in range(0, len(lines), batch_size):
             index = order[start : start + batch_size]
             result = serve(**{info["input"]: tf.constant([lines[i] for i in index])})
@@ -403,12 +403,6 @@ def _saved_model_predictor(saved_model, batch_size):
         return outputs
 
     return predict
-
-
-def keras_progress(steps):
-    import keras
-
-    return keras.utils.Progbar(steps, unit_name="batch") if steps else None
 
 
 def _decode_overrides(decode, assignments):
@@ -515,9 +509,11 @@ def cmd_translate(args, lines=None, continues_text=False):
         if references is not None:
             from tfkd import registry
 
+            from tfkd.tasks.base import Task
+
             task = registry.lookup("task", task_name) if task_name in registry.names("task") else None
             scorer = task and (lambda outputs: task.score_lines(evaluate, outputs, references))
-            if task is None or task.score_lines(evaluate, references[:1], references[:1]) is None:
+            if task is None or type(task).score_lines is Task.score_lines:  # the task has no such metric
                 raise SpecError(f"--reference: a {task_name or 'model of unknown task'}'s outputs have no "
                                 "reference metric")
     except SpecError as e:

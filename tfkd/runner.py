@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 
 from tfkd import spec as spec_lib
@@ -270,6 +271,4 @@ class RunLog(logging.Handler):
 
 
 def _command_line():
-    import sys
-
     return ["tfkd", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith(("tfkd", "cli.py")) else sys.argv

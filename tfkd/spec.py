@@ -61,12 +61,7 @@ def _model_reference(value):
         return value
     if value.startswith("package:"):
         if _CHECK_MODELS.get():
-            module, _, subdir = value[len("package:"):].partition("/")
-            found = importlib.util.find_spec(module) if module else None
-            if found is None or not found.submodule_search_locations:
-                raise ValueError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
-            if not os.path.isdir(os.path.join(list(found.submodule_search_locations)[0], subdir)):
-                raise ValueError(f"package {module!r} has no folder {subdir!r}")
+            package_folder(value)
         return value
     if ":" in value or not (os.sep in value or value.startswith((".", "~"))):
         return value  # a preset name
@@ -74,6 +69,19 @@ def _model_reference(value):
     if _CHECK_MODELS.get() and not os.path.isdir(path):
         raise ValueError(f"folder {path} does not exist (expected a keras-hub preset name, a local folder or "
                          "package:MODULE/DIR)")
+    return path
+
+
+def package_folder(reference):
+    """The folder ``package:<module>/<subdir>`` names inside an installed Python package (found
+    without importing it); ValueError saying what is missing."""
+    module, _, subdir = reference[len("package:"):].partition("/")
+    found = importlib.util.find_spec(module) if module else None
+    if found is None or not found.submodule_search_locations:
+        raise ValueError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
+    path = os.path.join(list(found.submodule_search_locations)[0], subdir)
+    if not os.path.isdir(path):
+        raise ValueError(f"{path} does not exist in package {module!r}")
     return path
 
 

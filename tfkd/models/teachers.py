@@ -1,10 +1,9 @@
 """Pretrained teachers: where their checkpoints live, what vocabulary they bring, and the
 masked-LM model methods fine-tune on them."""
 
-import importlib.util
 import os
 
-from tfkd.spec import SpecError
+from tfkd.spec import SpecError, package_folder
 
 
 def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
@@ -18,17 +17,10 @@ def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
     if "://" in checkpoint:
         return checkpoint
     if checkpoint.startswith("package:"):
-        module, _, subdir = checkpoint[len("package:"):].partition("/")
-        found = importlib.util.find_spec(module)
-        if found is None or not found.submodule_search_locations:
-            raise SpecError(
-                f"{key}: package {module!r} is not installed "
-                f"(pip install {module.replace('_', '-')})"
-            )
-        path = os.path.join(list(found.submodule_search_locations)[0], subdir)
-        if not os.path.isdir(path):
-            raise SpecError(f"{key}: {path} does not exist in package {module!r}")
-        return path
+        try:
+            return package_folder(checkpoint)
+        except ValueError as e:
+            raise SpecError(f"{key}: {e}") from None
     if os.path.sep in checkpoint or checkpoint.startswith("."):
         if not os.path.isdir(checkpoint):
             raise SpecError(f"{key}: folder {checkpoint} does not exist")

@@ -19,6 +19,16 @@ CHECKPOINTS_DIR = "checkpoints"
 _STEP_FILE = re.compile(r"^step-(\d+)\.weights\.h5$")
 
 
+def save_weights_atomic(model, path):
+    """``model.save_weights(path)`` written beside it first and renamed into place, so ``path``
+    is never a half-written file (Keras needs the ``.weights.h5`` suffix on the temporary too)."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f"tmp-{os.getpid()}-{name}")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def kept_checkpoints(directory):
     """``[(step, path)]`` of the student weights kept in ``directory``, oldest first."""
     if not os.path.isdir(directory):
@@ -40,10 +50,7 @@ class KeepLastCheckpoints(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"step-{step:08d}.weights.h5")
-        tmp = os.path.join(self.directory, f"tmp-step-{step:08d}.weights.h5")
-        self.student.save_weights(tmp)
-        os.replace(tmp, path)
+        save_weights_atomic(self.student, os.path.join(self.directory, f"step-{step:08d}.weights.h5"))
         for _, old in kept_checkpoints(self.directory)[:-self.keep]:
             os.remove(old)
 

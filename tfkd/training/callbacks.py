@@ -10,6 +10,8 @@ import time
 import keras
 import tensorflow as tf
 
+from tfkd.training.averaging import save_weights_atomic
+
 
 log = logging.getLogger("tfkd")
 
@@ -82,9 +84,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         if self.failure:
             return
         os.makedirs(self.directory, exist_ok=True)
-        tmp = os.path.join(self.directory, "tmp-trainer.weights.h5")
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.weights_path)
+        save_weights_atomic(self.model, self.weights_path)
         _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": self._step()})
 
     def cleanup(self):
@@ -191,7 +191,7 @@ class EarlyStop(keras.callbacks.Callback):
     Place it after the :class:`TrainingMonitor` (which adds the task's metric to the logs) and
     the :class:`StageCheckpoint`."""
 
-    def __init__(self, workdir, stage, metric, patience, mode="auto", batches_per_step=1):
+    def __init__(self, workdir, stage, metric, patience, mode="auto"):
         super().__init__()
         self.directory = os.path.join(workdir, "checkpoint")
         self.state_path = os.path.join(self.directory, "early_stop.json")
@@ -217,9 +217,7 @@ class EarlyStop(keras.callbacks.Callback):
         value, step = float(logs[key]), int(self.model.optimizer.iterations.numpy())
         os.makedirs(self.directory, exist_ok=True)
         if self.state["best"] is None or self.better(value, self.state["best"]):
-            tmp = os.path.join(self.directory, "tmp-best.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.weights_path)
+            save_weights_atomic(self.model, self.weights_path)
             self.state.update(best=value, best_step=step, waited=0)
         else:
             self.state["waited"] += 1

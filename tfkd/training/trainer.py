@@ -106,7 +106,8 @@ class Trainer(keras.Model):
 
     def combine_gradients(self, term_gradients, variables):
         """Hook: ``{term: [gradient per variable]}`` (each already weighted) -> one gradient
-        list. Called only when ``needs_term_gradients``; the default sums them."""
+        list. Called when ``needs_term_gradients``, and for every accumulated update
+        (``accumulate_gradients``); the default sums them."""
         combined = []
         for parts in zip(*term_gradients.values()):
             parts = [g for g in parts if g is not None]
@@ -181,11 +182,7 @@ class Trainer(keras.Model):
             per_term = {name: [total / tf.maximum(sums.counts[name], 1.0) if used else None
                                for total, used in zip(sums.gradients[name], touched)]
                         for name in scaled}
-            if self.needs_term_gradients:
-                gradients = self.combine_gradients(per_term, variables)
-            else:
-                gradients = [tf.add_n([g[i] for g in per_term.values()]) if touched[i] else None
-                             for i in range(len(variables))]
+            gradients = self.combine_gradients(per_term, variables)  # the default sums them
             self._track_grad_norm(gradients)
             self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
             for name in scaled:
