@@ -201,13 +201,30 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     # the flags are --set decode.* by another name, and they change what is decoded
     default = run_tfkd("translate", run_dir, "-i", "in.de", cwd=tmp_path)
     assert default.returncode == 0, default.stderr[-3000:]
-    assert default.stdout != greedy.stdout  # the spec decodes with beam 4
+    assert default.stdout != greedy.stdout  # the spec decodes with beam 2
     beam = run_tfkd("translate", run_dir, "-i", "in.de", "--beam", "2", "--length-penalty", "0", cwd=tmp_path)
     same = run_tfkd("translate", run_dir, "-i", "in.de", "--set", "decode.beam_size=2", "--set",
                     "decode.length_penalty=0", cwd=tmp_path)
     assert beam.returncode == 0 and same.returncode == 0, beam.stderr[-3000:] + same.stderr[-3000:]
     assert beam.stdout == same.stdout and len(beam.stdout.splitlines()) == 6
+    # --nbest: N ranked hypotheses per input, the first the one translate prints without it
+    nbest = run_tfkd("translate", run_dir, "-i", "in.de", "--nbest", "2", "--reference", "ref.en", cwd=tmp_path)
+    assert nbest.returncode == 0, nbest.stderr[-3000:]
+    rows = [line.split("\t") for line in nbest.stdout.splitlines()]
+    assert [int(index) for index, _, _ in rows] == [i for i in range(6) for _ in range(2)]
+    for i in range(6):
+        scores = [float(score) for index, score, _ in rows if int(index) == i]
+        assert scores == sorted(scores, reverse=True) and len(set(text for index, _, text in rows
+                                                                    if int(index) == i)) == 2
+    assert [text for _, _, text in rows[::2]] == default.stdout.splitlines()
+    expected = sacrebleu.metrics.BLEU().corpus_score(default.stdout.splitlines(), [target])
+    assert nbest.stderr.splitlines()[-1].startswith(f"BLEU = {expected.score:.2f} ")
     for args, message in [(["--reference", "short.en"], "short.en: 1 reference lines for 6 input lines"),
+                          (["--nbest", "3"], "--nbest 3: beam search with beam_size 2 keeps 2 hypotheses per "
+                                             "sentence; nbest 3 is not between 1 and 2"),
+                          (["--nbest", "2", "--algorithm", "greedy"], "--nbest 2: the greedy decoder gives one "
+                                                                      "hypothesis per sentence"),
+                          (["--nbest", "0"], "tfkd translate: error: argument --nbest: expected a positive integer"),
                           (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
                           (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0")]:
         out = run_tfkd("translate", run_dir, "-i", "in.de", *args, cwd=tmp_path)

@@ -40,21 +40,28 @@ def sequence_log_prob(model, source, prefix_tokens):
     return sum(log_probs[t, tok] for t, tok in enumerate(prefix_tokens))
 
 
-def exhaustive_best(model, source, max_length, alpha):
-    """Score every hypothesis: sequences ending in EOS within max_length, or of max_length."""
-    emit = [SPECIAL.eos, 3, 4, 5]
-    best = (-np.inf, None)
+_LOG_PROBS = {}  # (source, tokens) -> log P: the exhaustive searches share the tiny model
+
+
+def exhaustive_ranked(model, source, max_length, alpha):
+    """Score every hypothesis (sequences ending in EOS within max_length, or of max_length),
+    best first, as ``[(score, tokens)]``."""
+    scored = []
     for length in range(1, max_length + 1):
         for body in itertools.product([3, 4, 5], repeat=length - 1):
-            for last in emit:
+            for last in [SPECIAL.eos, 3, 4, 5]:
                 tokens = list(body) + [last]
                 if last != SPECIAL.eos and length != max_length:
                     continue
-                score = sequence_log_prob(model, source, tokens) / ((5 + length) / 6) ** alpha
-                if score > best[0]:
-                    best = (score, tokens)
-    del emit
-    return best
+                key = (tuple(source.tolist()), tuple(tokens))
+                if key not in _LOG_PROBS:
+                    _LOG_PROBS[key] = sequence_log_prob(model, source, tokens)
+                scored.append((_LOG_PROBS[key] / ((5 + length) / 6) ** alpha, tokens))
+    return sorted(scored, key=lambda pair: -pair[0])
+
+
+def exhaustive_best(model, source, max_length, alpha):
+    return exhaustive_ranked(model, source, max_length, alpha)[0]
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
@@ -69,6 +76,29 @@ def test_beam_search_equals_exhaustive_search(tiny_model, alpha):
         got = [t for t in tokens[row].numpy().tolist() if t != SPECIAL.pad]
         assert got == expected, (alpha, row)
         np.testing.assert_allclose(scores[row].numpy(), score, rtol=1e-4, atol=1e-4)
+
+
+def test_beam_search_nbest_equals_the_exhaustive_ranking(tiny_model):
+    model, sources = tiny_model
+    max_length, alpha = 4, 0.6
+    tokens, scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27,
+                                 length_penalty=alpha, nbest=5)
+    assert tokens.shape[:2] == (2, 5) and scores.shape == (2, 5)
+    best_tokens, best_scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27,
+                                           length_penalty=alpha)
+    np.testing.assert_array_equal(tokens[:, 0].numpy(), best_tokens.numpy())
+    np.testing.assert_array_equal(scores[:, 0].numpy(), best_scores.numpy())
+    for row, source in enumerate(sources):
+        ranked = exhaustive_ranked(model, source, max_length, alpha)[:5]
+        got = [[t for t in hypothesis if t != SPECIAL.pad] for hypothesis in tokens[row].numpy().tolist()]
+        assert got == [expected for _, expected in ranked], row
+        np.testing.assert_allclose(scores[row].numpy(), [score for score, _ in ranked], rtol=1e-4, atol=1e-4)
+
+
+def test_nbest_beyond_the_beam_is_refused(tiny_model):
+    model, sources = tiny_model
+    with pytest.raises(ValueError, match="beam search with beam_size 4 keeps 4 hypotheses per sentence; nbest 5 is not"):
+        beam_search(model, tf.constant(sources), SPECIAL, 4, beam_size=4, nbest=5)
 
 
 def test_greedy_equals_step_by_step_argmax(tiny_model):

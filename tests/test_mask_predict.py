@@ -197,6 +197,20 @@ def test_kept_candidate_has_the_best_average_log_prob_not_the_likeliest_length()
     np.testing.assert_allclose(scores.numpy(), [first[0]], rtol=1e-5)
 
 
+def test_nbest_ranks_the_length_candidates_by_average_log_prob():
+    """The same table as above: the candidates of lengths 3, 1, 2 rank 1, 3, 2 by average."""
+    model = TableModel(hand_base(), [length_logits({5: 9.0, 3: 2.0, 1: 1.0, 2: 0.5, 4: -1.0})])
+    token_ids, scores = mask_predict(model, sources(0), SPECIAL, 4, length_candidates=3, iterations=1, nbest=3)
+    first = [log_p(3.0), log_p(1.0), log_p(2.0)]
+    np.testing.assert_allclose(scores.numpy(), [[first[0], np.mean(first), np.mean(first[:2])]], rtol=1e-5)
+    assert token_ids.numpy().tolist() == [[[5, 0, 0], [5, 6, 7], [5, 6, 0]]]
+    # more than the candidates kept is refused; invalid candidates (max_length 1) rank last
+    with pytest.raises(ValueError, match="mask_predict with length_candidates 3 keeps 3 hypotheses per sentence; nbest 4 is not"):
+        mask_predict(model, sources(0), SPECIAL, 4, length_candidates=3, iterations=1, nbest=4)
+    _, scores = mask_predict(model, sources(0), SPECIAL, 1, length_candidates=3, iterations=1, nbest=3)
+    assert scores.numpy()[0, 0] > -1e8 and (scores.numpy()[0, 1:] <= -1e8).all()
+
+
 def test_lengths_beyond_max_length_are_never_used():
     model = TableModel(hand_base(), [length_logits({8: 9.0, 7: 8.0, 6: 7.0, 2: 1.0, 1: 0.0})])
     # only lengths 1 and 2 are allowed: the other two candidates are invalid, never kept

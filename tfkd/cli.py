@@ -482,9 +482,9 @@ def cmd_translate(args, lines=None, continues_text=False):
         import_tensorflow()
         saved_model = _find_saved_model(args.model)
         if saved_model:
-            if args.student or args.set or getattr(args, "weights", None):
-                raise SpecError(f"{args.model}: --student, --set and the decoding flags apply to a run directory; "
-                                "an export decodes as it was exported")
+            if args.student or args.set or getattr(args, "weights", None) or getattr(args, "nbest", None):
+                raise SpecError(f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
+                                "directory; an export decodes as it was exported")
             info = _saved_model_info(saved_model)
             if continues_text and info and info.get("output") != "continuation":
                 raise SpecError(f"{args.model}: a {info.get('task')} model; tfkd generate needs {what} "
@@ -502,8 +502,16 @@ def cmd_translate(args, lines=None, continues_text=False):
             own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
             own = own.model_copy(update={"decode": _decode_overrides(own.decode, args.set)})
             context = context.with_spec(own)
-            predict = context.task.predictor(context, load_student(context, args.student or "train",
-                                                                   _weights_file(getattr(args, "weights", None))))
+            student = load_student(context, args.student or "train", _weights_file(getattr(args, "weights", None)))
+            if getattr(args, "nbest", None):
+                try:
+                    predict = context.task.nbest_predictor(context, student, args.nbest)
+                except ValueError as e:
+                    raise SpecError(f"--nbest {args.nbest}: {e}") from None
+                if predict is None:
+                    raise SpecError(f"--nbest {args.nbest}: a {spec.task} model gives one output per input")
+            else:
+                predict = context.task.predictor(context, student)
             task_name, evaluate = spec.task, own.evaluate
         scorer = None
         if references is not None:
@@ -524,7 +532,11 @@ def cmd_translate(args, lines=None, continues_text=False):
     # Keras' progress bar writes to stdout: send it to stderr, keep stdout for the output
     with contextlib.redirect_stdout(sys.stderr):
         outputs = predict(lines)
-    text = "".join(o + "\n" for o in outputs)
+    if getattr(args, "nbest", None):  # INDEX <tab> SCORE <tab> OUTPUT, N lines per input, best first
+        text = "".join(f"{i}\t{score:.4f}\t{output}\n" for i, ranked in enumerate(outputs) for output, score in ranked)
+        outputs = [ranked[0][0] if ranked else "" for ranked in outputs]  # --reference scores the best
+    else:
+        text = "".join(o + "\n" for o in outputs)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as sink:
             sink.write(text)
@@ -565,12 +577,16 @@ def cmd_generate(args):
     return cmd_translate(args, lines, continues_text=True)
 
 
-def _export_version(text):
-    if text == "auto":
-        return text
+def _positive_int(text):
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _export_version(text):
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return text if text == "auto" else int(text)
 
 
 def _version_line():
@@ -679,7 +695,7 @@ def build_parser():
                   "translate --weights and tfkd export --weights read. The stage itself is left as it is.")
     average.add_argument("run_dir")
     average.add_argument("--stage", default="train", help="the train stage (default: train; baseline, a variant)")
-    average.add_argument("--last", type=int, metavar="N", help="how many of the last checkpoints (default: all kept)")
+    average.add_argument("--last", type=_positive_int, metavar="N", help="how many of the last checkpoints (default: all kept)")
     average.add_argument("-o", "--output", metavar="FILE",
                          help="default: RUN_DIR/STAGE/checkpoints/average-last-N.weights.h5")
     average.set_defaults(func=cmd_average)
@@ -689,7 +705,7 @@ def build_parser():
     translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     translate.add_argument("-i", "--input", help="input file (default: stdin)")
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
-    translate.add_argument("--batch-size", type=int,
+    translate.add_argument("--batch-size", type=_positive_int,
                            help="default: the spec's decode.batch_size (kept in the export)")
     translate.add_argument("--student", "--stage", dest="student",
                            help="a run's train stage to translate with (default: train; baseline; a variant's name "
@@ -700,6 +716,9 @@ def build_parser():
     translate.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
     translate.add_argument("--length-penalty", type=float, metavar="ALPHA",
                            help="a run's beam length penalty (decode.length_penalty)")
+    translate.add_argument("--nbest", type=_positive_int, metavar="N",
+                           help="a run's N best hypotheses per input (beam: N <= beam size; mask_predict: N <= "
+                                "length candidates), printed as INDEX<tab>SCORE<tab>TEXT lines, best first")
     translate.add_argument("--reference", metavar="FILE",
                            help="reference lines, one per input line: print the task's metric (sacreBLEU for "
                                 "translation, with its signature) on stderr")
@@ -714,7 +733,7 @@ def build_parser():
                                                             "--input or stdin)")
     generate.add_argument("-i", "--input", help="prompts file, one a line (default: stdin)")
     generate.add_argument("-o", "--output", help="output file (default: stdout)")
-    generate.add_argument("--batch-size", type=int, help="default: the spec's decode.batch_size")
+    generate.add_argument("--batch-size", type=_positive_int, help="default: the spec's decode.batch_size")
     generate.add_argument("--student", help="a run's train stage to generate with (default: train)")
     generate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
                           help="change a sampling setting of a run (decode.sampler=top_p, decode.top_p=0.9, "

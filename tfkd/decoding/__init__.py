@@ -12,7 +12,9 @@ Greedy and beam search live here; :mod:`tfkd.decoding.mask_predict` holds the pa
 (non-autoregressive) Mask-Predict decoder. All are registered as ``decoder`` entries
 (``greedy``, ``beam``, ``mask_predict``) and share one calling convention:
 ``decoder(model, source_ids, special_ids, max_length, **options) -> (token_ids [B, T], scores [B])``,
-each ignoring the options it does not use.
+each ignoring the options it does not use. A decoder that keeps several hypotheses per
+sentence also takes ``nbest=N`` and then returns the N best, best first: ``(token_ids
+[B, N, T], scores [B, N])``; a decoder without an ``nbest`` parameter gives one hypothesis.
 """
 
 import tensorflow as tf
@@ -120,15 +122,24 @@ def _gather_beams(tensor, indices):
     return tf.gather(tensor, indices, batch_dims=1)
 
 
+def check_nbest(nbest, width, what):
+    """``nbest`` must be between 1 and the number of hypotheses the decoder keeps."""
+    if not 1 <= int(nbest) <= int(width):
+        raise ValueError(f"{what} keeps {width} hypotheses per sentence; nbest {nbest} is not between 1 and {width}")
+
+
 def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_penalty=0.6,
-                **unused):
+                nbest=None, **unused):
     """Beam search with the GNMT length penalty.
 
     A hypothesis' score is ``log P(y) / ((5 + |y|) / 6) ** alpha``, ``|y|`` counting the EOS
     token. Hypotheses still alive after ``max_length`` steps are scored as if they ended
-    there. Returns the best ``(token_ids [B, T], score [B])`` per sentence.
+    there. Returns the best ``(token_ids [B, T], score [B])`` per sentence, or with ``nbest=N``
+    (at most ``beam_size``) the N best finished hypotheses, ``([B, N, T], [B, N])``, best first.
     """
     beam = beam_size
+    if nbest is not None:
+        check_nbest(nbest, beam, f"beam search with beam_size {beam}")
     hidden, padding_mask = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
     # every beam reads the same encoder output: [B, ...] -> [B * beam, ...]
@@ -205,4 +216,6 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
 
     result = tf.while_loop(cond, body, (1, *search, state))
     finished_seq, finished_score = result[3], result[4]
+    if nbest is not None:
+        return finished_seq[:, :nbest, 1:], finished_score[:, :nbest]
     return finished_seq[:, 0, 1:], finished_score[:, 0]

@@ -27,7 +27,7 @@ exported SavedModel. Iterations after the first decode only the candidates still
 
 import tensorflow as tf
 
-from tfkd.decoding import NEG_INF
+from tfkd.decoding import NEG_INF, check_nbest
 
 
 def num_masks(length, iteration, iterations):
@@ -89,7 +89,7 @@ def _least_probable(log_probs, in_length, count):
     return rank < count[:, tf.newaxis]
 
 
-def _mask_predict(model, source_ids, special_ids, max_length, length_candidates, iterations, record):
+def _mask_predict(model, source_ids, special_ids, max_length, length_candidates, iterations, record, nbest=None):
     k = int(length_candidates)
     pad, mask_id = special_ids.pad, model.mask_id
     hidden, padding_mask = model.encode(source_ids, training=False)
@@ -148,6 +148,10 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
     # keep the candidate with the best average log-probability
     average = tf.reduce_sum(log_probs, axis=1) / tf.cast(lengths, tf.float32)
     average = tf.reshape(tf.where(valid, average, NEG_INF), [batch, k])
+    if nbest is not None:
+        ranked_scores, ranked = tf.math.top_k(average, k=int(nbest))
+        ranked_tokens = tf.gather(tf.reshape(tokens, [batch, k, width]), ranked, batch_dims=1)
+        return ranked_tokens, ranked_scores
     best = tf.argmax(average, axis=1, output_type=tf.int32)
     scores = tf.gather(average, best, batch_dims=1)
     best_tokens = tf.gather(tf.reshape(tokens, [batch, k, width]), best, batch_dims=1)
@@ -180,8 +184,10 @@ def _write(history, index, *values):
     return tuple(array.write(index, value) for array, value in zip(history, values))
 
 
-def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, **unused):
-    """Mask-Predict decoding. Returns ``(token_ids [B, T], scores [B])``.
+def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, nbest=None,
+                 **unused):
+    """Mask-Predict decoding. Returns ``(token_ids [B, T], scores [B])``, or with ``nbest=N``
+    (at most ``length_candidates``) the N best length candidates, ``([B, N, T], [B, N])``.
 
     Args:
         model: exposes ``encode``, ``length_logits``, ``decode`` and ``mask_id`` (module doc).
@@ -192,9 +198,14 @@ def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4
         iterations: ``T``, the most decoder passes.
 
     ``token_ids`` hold the kept candidate, padded with ``special_ids.pad`` up to the longest
-    kept length (no BOS or EOS); ``scores`` its average token log-probability.
+    kept length (no BOS or EOS); ``scores`` its average token log-probability. Length
+    candidates the length predictor could not fill (shorter sentences than candidates) rank
+    last with a score of ``-1e9``.
     """
-    return _mask_predict(model, source_ids, special_ids, max_length, length_candidates, iterations, record=False)
+    if nbest is not None:
+        check_nbest(nbest, length_candidates, f"mask_predict with length_candidates {length_candidates}")
+    return _mask_predict(model, source_ids, special_ids, max_length, length_candidates, iterations, record=False,
+                         nbest=nbest)
 
 
 def mask_predict_trace(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, **unused):

@@ -135,6 +135,12 @@ class Task:
         """A callable: a list of input lines -> a list of output lines (``tfkd predict``)."""
         raise NotImplementedError
 
+    def nbest_predictor(self, context, student, nbest):
+        """``tfkd translate --nbest N``: a callable, a list of input lines -> per line a list of
+        up to N ``(output line, score)``, best first; ``None`` when the task's model gives one
+        output per input. Raises ``ValueError`` when the spec's decoder cannot give N."""
+        return None
+
     def score_lines(self, evaluate, predictions, references):
         """``tfkd translate --reference``: the task's metric of output lines against reference
         lines (``evaluate``: the spec's ``evaluate`` section, ``None`` for its defaults), as one

@@ -338,6 +338,17 @@ class TranslationTask(Task):
 
         return predict
 
+    def nbest_predictor(self, context, student, nbest):
+        from tfkd.tasks.translation.inference import nbest_in_batches
+
+        translator = self.translator(context, student)
+        translate = translator.nbest_function(nbest)
+
+        def predict(lines):
+            return nbest_in_batches(translate, lines, translator.batch_size, progress=True)
+
+        return predict
+
 
 registry.register("task", "translation")(TranslationTask())
 registry.set_default("task", "translation")  # what a spec without task runs

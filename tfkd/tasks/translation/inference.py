@@ -4,6 +4,7 @@ The same :class:`Translator` graph is used by evaluation, ``tfkd translate`` and
 SavedModel, so all three produce identical output for the same sentences.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from tfkd import registry
 from tfkd.data import SpecialIds, detokenize
+from tfkd.decoding import NEG_INF
 from tfkd.progress import progress_bar
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
@@ -51,7 +53,8 @@ class Translator(tf.Module):
             self._translate, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
 
-    def _translate(self, sentences):
+    def _source(self, sentences):
+        """Source ids ``[B, S]`` of raw sentences and the longest target to decode."""
         ragged = self.source_tokenizer(sentences)[:, : self.max_tokens]
         source_ids = ragged.to_tensor(default_value=self.source_ids.pad)
         # an empty input still needs one position to attend to: give it a single [UNK]
@@ -61,18 +64,41 @@ class Translator(tf.Module):
         source_ids = tf.where(empty & first, self.source_ids.unk, source_ids)
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
-        max_length = tf.minimum(max_length, self.max_target_length)
-        token_ids, scores = registry.lookup("decoder", self.algorithm)(
-            self.model,
-            source_ids,
-            self.target_ids,
-            max_length,
-            **self.decode_options,
+        return source_ids, tf.minimum(max_length, self.max_target_length)
+
+    def _decode(self, sentences, **extra):
+        source_ids, max_length = self._source(sentences)
+        return registry.lookup("decoder", self.algorithm)(
+            self.model, source_ids, self.target_ids, max_length, **self.decode_options, **extra
         )
+
+    def _translate(self, sentences):
+        token_ids, scores = self._decode(sentences)
         return {
             "translations": detokenize(self.target_tokenizer, token_ids, self.target_ids),
             "scores": scores,
         }
+
+    def nbest_function(self, nbest):
+        """A ``tf.function``: strings ``[B]`` -> ``{"translations": [B, N], "scores": [B, N]}``,
+        the decoder's N best hypotheses per sentence, best first.
+
+        Raises ``ValueError`` when the decoder keeps one hypothesis (greedy) or fewer than N.
+        """
+        decoder = registry.lookup("decoder", self.algorithm)
+        if "nbest" not in inspect.signature(decoder).parameters:
+            raise ValueError(f"the {self.algorithm} decoder gives one hypothesis per sentence "
+                             "(beam and mask_predict keep several)")
+        def translate(sentences):
+            token_ids, scores = self._decode(sentences, nbest=nbest)
+            shape = tf.shape(token_ids)
+            flat = tf.reshape(token_ids, [shape[0] * shape[1], shape[2]])
+            text = detokenize(self.target_tokenizer, flat, self.target_ids)
+            return {"translations": tf.reshape(text, shape[:2]), "scores": scores}
+
+        function = tf.function(translate, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        function.get_concrete_function()  # trace now: a decoder refusing N raises here
+        return function
 
     def translate_all(self, sentences, progress=False):
         """Translate a Python list in length-sorted batches; results in input order."""
@@ -99,3 +125,22 @@ def translate_in_batches(translate, sentences, batch_size, progress=False):
         if bar:
             bar.update(i + 1)
     return outputs, scores
+
+
+def nbest_in_batches(translate, sentences, batch_size, progress=False):
+    """Run an n-best ``translate`` (:meth:`Translator.nbest_function`) over length-sorted
+    batches. Returns, in input order, per sentence a list of ``(translation, score)``, best
+    first; hypotheses the decoder could not fill (score -1e9) are left out."""
+    order = np.argsort([len(s.split()) for s in sentences], kind="stable")
+    outputs = [None] * len(sentences)
+    steps = math.ceil(len(sentences) / batch_size)
+    bar = progress_bar(steps, "batch") if progress else None
+    for i in range(steps):
+        index = order[i * batch_size : (i + 1) * batch_size]
+        result = translate(tf.constant([sentences[j] for j in index]))
+        for j, texts, scores in zip(index, result["translations"].numpy(), result["scores"].numpy()):
+            outputs[j] = [(text.decode("utf-8"), float(score)) for text, score in zip(texts, scores)
+                          if score > NEG_INF / 2]
+        if bar:
+            bar.update(i + 1)
+    return outputs
