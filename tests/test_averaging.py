@@ -1,5 +1,6 @@
 """Checkpoint keeping and averaging (tfkd/training/averaging.py) against NumPy, and
-``train.keep_last`` / ``train.average_last`` / ``tfkd average`` in a real run."""
+``train.keep_last`` / ``train.average_last`` / ``train.keep_best`` / ``tfkd average`` in a real
+run."""
 
 import json
 import os
@@ -48,7 +49,8 @@ def test_the_last_n_checkpoints_are_kept_and_their_mean_is_the_average(tmp_path)
 def test_a_run_keeps_averages_and_translates_with_averaged_weights(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny", steps=6, every=2)
     out = tfkd("run", spec, "--stages", "vocab,train", "--set", "train.keep_last=3", "--set", "train.average_last=2",
-               "--set", "data.train_limit=120", env_extra={"TFKD_DATA_DIR": data_dir})
+               "--set", "train.keep_best={metric: loss}", "--set", "data.train_limit=120",
+               env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
     results = json.load(open(run / "train" / "stage.json"))["results"]
@@ -65,6 +67,14 @@ def test_a_run_keeps_averages_and_translates_with_averaged_weights(tmp_path, dat
     expected = average_weights(load_student(context), [path for _, path in kept[-2:]])
     for a, b in zip(student.get_weights(), expected.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    # train.keep_best: the checkpoint with the lowest validation loss, kept aside
+    best = results["keep_best"]
+    assert best["metric"] == "loss" and best["best_step"] in (2, 4, 6)
+    assert best["weights"] == os.path.join("checkpoints", "best.weights.h5")  # in the stage folder
+    at_best = load_student(context, weights=dict(kept)[best["best_step"]]).get_weights()
+    for a, b in zip(load_student(context, weights=str(run / "train" / best["weights"])).get_weights(), at_best):
+        np.testing.assert_array_equal(a, b)
 
     average = tfkd("average", str(run), "--last", "3")
     assert average.returncode == 0, average.stderr[-3000:]

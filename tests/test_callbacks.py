@@ -164,7 +164,7 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
     first, so with patience 2 training stops after epoch 3 and the epoch-1 weights are kept."""
     import tensorflow as tf
 
-    from tfkd.training.callbacks import EarlyStop
+    from tfkd.training.callbacks import KeepBest
 
     model, x, y = model_and_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
@@ -175,20 +175,20 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
         def on_epoch_end(self, epoch, logs=None):
             snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
 
-    stopper = EarlyStop(str(tmp_path), "train", "loss", patience=2)
+    stopper = KeepBest(model, str(tmp_path), "train", "loss", patience=2)
     history = model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=10, verbose=0,
                         callbacks=[Snapshot(), stopper])
     losses = history.history["val_loss"]
     assert len(losses) == 3 and losses[0] < losses[1] < losses[2]  # stopped after 2 epochs without a new best
-    results = stopper.restore_best(model)
-    assert results == {"early_stop": {"metric": "loss", "best": pytest.approx(losses[0]), "best_step": 2,
-                                      "stopped_at": 6}}
+    stopper.restore_best()
+    assert stopper.summary() == {"early_stop": {"metric": "loss", "best": pytest.approx(losses[0]), "best_step": 2,
+                                                "stopped_at": 6}}
     for restored, best in zip(model.get_weights(), snapshots[0][1]):
         np.testing.assert_array_equal(restored, best)
     # a resumed stage sees that it already stopped
-    assert EarlyStop(str(tmp_path), "train", "loss", patience=2).stopped()
+    assert KeepBest(model, str(tmp_path), "train", "loss", patience=2).stopped()
     # higher is better for a metric that is not a loss
-    bleu = EarlyStop(str(tmp_path / "bleu"), "train", "bleu", patience=1)
+    bleu = KeepBest(model, str(tmp_path / "bleu"), "train", "bleu", patience=1)
     model.stop_training = False
     bleu.set_model(model)
     bleu.on_epoch_end(0, {"val_bleu": 10.0})
@@ -198,13 +198,49 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
     assert model.stop_training
 
 
+def test_keep_best_without_patience_trains_on_and_keeps_the_best_aside(tmp_path):
+    """``train.keep_best``: the same falling-then-rising validation loss never stops training;
+    the best epoch's weights are in best.weights.h5 and the model keeps its last weights."""
+    import tensorflow as tf
+
+    from tfkd.training.callbacks import KeepBest
+
+    model, x, y = model_and_data()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    valid = tf.data.Dataset.from_tensor_slices((x, -y)).batch(8)
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
+
+    keeper = KeepBest(model, str(tmp_path / "checkpoints"), "train", "loss")
+    model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=5, verbose=0, callbacks=[Snapshot(), keeper])
+    assert len(snapshots) == 5 and not keeper.stopped()
+    best_epoch = min(range(5), key=lambda e: snapshots[e][0])
+    assert best_epoch < 4  # validated on -y: the loss rises after the first epochs
+    summary = keeper.summary()["keep_best"]
+    assert summary["best_step"] == 2 * (best_epoch + 1) and summary["best"] == pytest.approx(snapshots[best_epoch][0])
+    assert summary["weights"] == os.path.join("checkpoints", "best.weights.h5")
+    for last, now in zip(snapshots[-1][1], model.get_weights()):
+        np.testing.assert_array_equal(last, now)  # the model is not rolled back
+    other, _, _ = model_and_data()
+    other.load_weights(str(tmp_path / summary["weights"]))
+    for kept, best in zip(other.get_weights(), snapshots[best_epoch][1]):
+        np.testing.assert_array_equal(kept, best)
+
+
 def test_early_stop_on_a_metric_validation_does_not_report_is_one_line(tmp_path):
-    from tfkd.training.callbacks import EarlyStop
+    from tfkd.training.callbacks import KeepBest
 
     model, _, _ = model_and_data()
-    stopper = EarlyStop(str(tmp_path), "baseline", "blue", patience=2)
+    stopper = KeepBest(model, str(tmp_path), "baseline", "blue", patience=2)
     stopper.set_model(model)
     stopper.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0, "val_bleu": 3.0, "val_tokens": 9})
     assert stopper.failure == ("baseline: train.early_stop.metric: 'blue' is not reported by validation here; "
                                "choices: bleu, loss")
     assert model.stop_training
+    keeper = KeepBest(model, str(tmp_path), "baseline", "blue")
+    keeper.set_model(model)
+    keeper.on_epoch_end(0, {"val_loss": 1.0})
+    assert keeper.failure.startswith("baseline: train.keep_best.metric: 'blue' is not reported")

@@ -490,6 +490,8 @@ def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):
         (["export", str(tmp_path / "runs" / "quickstrat")], 1,
          f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"),
         (["export", str(tmp_path), "--version", "0"], 2, "argument --version: expected a positive integer or auto"),
+        (["validate", spec, "--set", "train.keep_best={metric: bleu}", "--set", "train.early_stop={patience: 2}"], 2,
+         "train: give keep_best or early_stop, not both (early_stop keeps the best by its metric)"),
     ]
     for args, code, start in cases:
         out = run_tfkd(*args)

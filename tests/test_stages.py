@@ -113,6 +113,7 @@ CASES = {
     "train.accumulate": (overrides("train.accumulate=2"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
     "train.early_stop": (overrides("train.early_stop={metric: bleu, patience: 2}"),
                          AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
+    "train.keep_best": (overrides("train.keep_best={metric: bleu}"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
     # logging and the validation metric's sample do not change what is trained
     "train.log_every": (overrides("train.log_every=7"), set()),
     "train.valid_metric_examples": (overrides("train.valid_metric_examples=5"), set()),

@@ -136,14 +136,17 @@ class TeacherSpec(_Strict):
     checkpoint: ModelReference
 
 
-class EarlyStopSpec(_Strict):
+class KeepBestSpec(_Strict):
     # a validation value the stage reports at each checkpoint, without "val_": loss, nll, xe, or
     # the task's metric on the first valid_metric_examples examples (bleu for translation)
     metric: str = "loss"
-    # checkpoints (validations) without a new best before training stops
-    patience: PositiveInt = 3
     # "auto": lower is better for loss, nll, xe and perplexity, higher for anything else
     mode: Literal["auto", "min", "max"] = "auto"
+
+
+class EarlyStopSpec(KeepBestSpec):
+    # checkpoints (validations) without a new best before training stops
+    patience: PositiveInt = 3
 
 
 class TrainSpec(_Strict):
@@ -166,6 +169,9 @@ class TrainSpec(_Strict):
     # stop when the validation metric has not improved for ``patience`` checkpoints; the
     # student kept is the best one seen (unset: train all ``steps``)
     early_stop: Optional[EarlyStopSpec] = None
+    # the student's weights at its best validation stay in <stage>/checkpoints/best.weights.h5
+    # (tfkd translate/export --weights); the stage's student is still the last (or average_last)
+    keep_best: Optional[KeepBestSpec] = None
     # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
@@ -175,6 +181,8 @@ class TrainSpec(_Strict):
     def _average_what_is_kept(self):
         if self.average_last is not None and self.early_stop is not None:
             raise ValueError("give average_last or early_stop, not both (one decides which weights are the student)")
+        if self.keep_best is not None and self.early_stop is not None:
+            raise ValueError("give keep_best or early_stop, not both (early_stop keeps the best by its metric)")
         return self
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     # start from the student weights another train stage saved (e.g. a pre-distilled student)

@@ -19,7 +19,7 @@ from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
-from tfkd.training.callbacks import EarlyStop, StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 
 log = logging.getLogger("tfkd")
@@ -135,16 +135,18 @@ def compile_and_build(trainer, optimizer, train_ds):
 
 
 def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
-                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, early_stop=None,
-                keep=None):
+                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, keep=None):
     """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
     and checkpointed to ``workdir`` every ``checkpoint_every`` steps (validated then), logged
     every ``log_every`` steps and to TensorBoard. With ``accumulate`` N, a step is one
     optimizer update of N batches (:meth:`~tfkd.training.trainer.Trainer.accumulate_gradients`).
-    With ``early_stop`` (``train.early_stop``), training stops when the validation metric stops
-    improving and the best weights are the ones kept. ``keep``: ``(model, keep_last,
-    average_last)``: ``model``'s weights at the last ``keep_last`` checkpoints stay in
-    ``workdir/checkpoints``, and with ``average_last`` N ``model`` ends as their mean.
+
+    ``keep``: ``(student, train)``, the model whose weights the stage keeps and the spec's
+    ``train`` section, whose settings decide which weights stay in ``workdir/checkpoints``:
+    ``keep_last`` (the last N checkpoints), ``average_last`` (``student`` ends as the mean of
+    the last N), ``keep_best`` (the best by a validation metric) and ``early_stop`` (training
+    stops when the metric stops improving and ``student`` ends as the best).
+
     ``finish()`` saves what the stage keeps before the checkpoints are removed. Returns the
     monitor's summary."""
     epochs = math.ceil(steps / checkpoint_every)
@@ -156,30 +158,36 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
         log.info("%s: resumed from checkpoint at step %d", stage_name, int(trainer.optimizer.iterations.numpy()))
     monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
                               parameter_counts=parameter_counts, total_steps=steps, batches_per_step=accumulate)
-    stopper = None
-    if early_stop is not None:
+    student, train = keep or (None, None)
+    kept_dir = os.path.join(workdir, CHECKPOINTS_DIR)
+    extra, best = [], None
+    watch = train and (train.early_stop or train.keep_best)
+    if watch is not None:
+        key = "train.early_stop" if train.early_stop else "train.keep_best"
         if valid_ds is None:
-            raise StageError(f"{stage_name}: train.early_stop needs a validation split to watch")
-        stopper = EarlyStop(workdir, stage_name, early_stop.metric, early_stop.patience, early_stop.mode)
-    extra = [stopper] if stopper is not None else []
-    kept_model, keep_last, average_last = keep or (None, 0, None)
-    keep_last = max(keep_last, average_last or 0)
+            raise StageError(f"{stage_name}: {key} needs a validation split to watch")
+        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None))
+        extra.append(best)
+    average_last = train and train.average_last
+    keep_last = max(train.keep_last, average_last or 0) if train else 0
     if keep_last:
-        extra.append(KeepLastCheckpoints(kept_model, os.path.join(workdir, CHECKPOINTS_DIR), keep_last))
+        extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
     if (initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps
-            and not (stopper and stopper.stopped())):
+            and not (best and best.stopped())):
         trainer.fit(train_ds, steps_per_epoch=checkpoint_every * accumulate, epochs=epochs, initial_epoch=initial_epoch,
                     validation_data=valid_ds, shuffle=False,
                     callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)], verbose=0)
-    for failure in (checkpoint.failure, stopper and stopper.failure):
+    for failure in (checkpoint.failure, best and best.failure):
         if failure:
             raise StageError(failure)
     summary = monitor.summary()
-    if stopper is not None:
-        summary.update(stopper.restore_best(trainer))
+    if best is not None:
+        summary.update(best.summary())
+        if train.early_stop:
+            best.restore_best()
     if average_last:
-        kept = kept_checkpoints(os.path.join(workdir, CHECKPOINTS_DIR))[-average_last:]
-        average_weights(kept_model, [path for _, path in kept])
+        kept = kept_checkpoints(kept_dir)[-average_last:]
+        average_weights(student, [path for _, path in kept])
         summary["averaged_steps"] = [step for step, _ in kept]
         log.info("%s: the student is the average of the checkpoints at steps %s", stage_name,
                  ", ".join(str(step) for step, _ in kept))
@@ -199,7 +207,7 @@ def learning_rate_schedule(train, student, spec):
 
 # train settings left out of a train stage's key at their defaults, so runs made before they
 # existed keep their keys
-NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "average_last": None}
+NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "average_last": None, "keep_best": None}
 
 
 class TrainStage(Stage):
@@ -297,8 +305,7 @@ class TrainStage(Stage):
                               valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
                               parameter_counts={"trainable": trainable, "frozen": frozen},
                               finish=lambda: save_student(method.student_to_save(trainer), workdir),
-                              accumulate=train.accumulate, early_stop=train.early_stop,
-                              keep=(method.student_to_save(trainer), train.keep_last, train.average_last))
+                              accumulate=train.accumulate, keep=(method.student_to_save(trainer), train))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
                 "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
                 "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}

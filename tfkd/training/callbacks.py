@@ -182,21 +182,25 @@ class TrainingMonitor(keras.callbacks.Callback):
 LOWER_IS_BETTER = ("loss", "nll", "xe", "perplexity")
 
 
-class EarlyStop(keras.callbacks.Callback):
-    """``train.early_stop``: after each validation (a checkpoint), keep the weights if
-    ``val_<metric>`` is the best so far, and stop when ``patience`` validations in a row bring
-    no new best. Its state and the best weights live in the stage's checkpoint folder, so a
-    resumed stage goes on counting; :meth:`restore_best` puts the best weights back.
+class KeepBest(keras.callbacks.Callback):
+    """``train.keep_best`` and ``train.early_stop``: after each validation (a checkpoint), write
+    ``student``'s weights to ``directory/best.weights.h5`` when ``val_<metric>`` is the best so
+    far; with ``patience``, stop training when that many validations in a row bring no new
+    best. Its state (``best.json``) lives beside the weights, so a resumed stage goes on
+    counting; :meth:`restore_best` puts the best weights back into the student.
 
     Place it after the :class:`TrainingMonitor` (which adds the task's metric to the logs) and
     the :class:`StageCheckpoint`."""
 
-    def __init__(self, workdir, stage, metric, patience, mode="auto"):
+    WEIGHTS = "best.weights.h5"
+
+    def __init__(self, student, directory, stage, metric, mode="auto", patience=None):
         super().__init__()
-        self.directory = os.path.join(workdir, "checkpoint")
-        self.state_path = os.path.join(self.directory, "early_stop.json")
-        self.weights_path = os.path.join(self.directory, "best.weights.h5")
+        self.student, self.directory = student, directory
+        self.state_path = os.path.join(directory, "best.json")
+        self.weights_path = os.path.join(directory, self.WEIGHTS)
         self.stage, self.metric, self.patience = stage, metric, patience
+        self.key = "train.early_stop" if patience else "train.keep_best"
         lower = metric in LOWER_IS_BETTER if mode == "auto" else mode == "min"
         self.better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
         self.state = {"best": None, "best_step": None, "waited": 0, "stopped_at": None}
@@ -210,16 +214,16 @@ class EarlyStop(keras.callbacks.Callback):
         key = f"val_{self.metric}"
         if key not in logs:
             shown = sorted(k[4:] for k in logs if k.startswith("val_") and k != "val_tokens")
-            self.failure = (f"{self.stage}: train.early_stop.metric: {self.metric!r} is not reported by validation "
+            self.failure = (f"{self.stage}: {self.key}.metric: {self.metric!r} is not reported by validation "
                             f"here; choices: {', '.join(shown) or 'none (no validation split)'}")
             self.model.stop_training = True
             return
         value, step = float(logs[key]), int(self.model.optimizer.iterations.numpy())
         os.makedirs(self.directory, exist_ok=True)
         if self.state["best"] is None or self.better(value, self.state["best"]):
-            save_weights_atomic(self.model, self.weights_path)
+            save_weights_atomic(self.student, self.weights_path)
             self.state.update(best=value, best_step=step, waited=0)
-        else:
+        elif self.patience:
             self.state["waited"] += 1
             if self.state["waited"] >= self.patience:
                 self.state["stopped_at"] = step
@@ -232,12 +236,20 @@ class EarlyStop(keras.callbacks.Callback):
         """Whether an earlier run of the stage already stopped early (nothing left to train)."""
         return self.state.get("stopped_at") is not None
 
-    def restore_best(self, trainer):
-        """Load the best weights seen (if any validation ran); the results to record."""
+    def summary(self):
+        """What the stage records: ``{"keep_best" | "early_stop": {metric, best, best_step, ...}}``."""
+        if self.patience:
+            return {"early_stop": {"metric": self.metric, "best": self.state["best"],
+                                   "best_step": self.state["best_step"], "stopped_at": self.state["stopped_at"]}}
+        return {"keep_best": {"metric": self.metric, "best": self.state["best"], "best_step": self.state["best_step"],
+                              # relative to the stage folder (the stage writes to a temporary one)
+                              "weights": (os.path.join(os.path.basename(self.directory), self.WEIGHTS)
+                                          if self.state["best"] is not None else None)}}
+
+    def restore_best(self):
+        """Load the best weights seen (if any validation ran) into the student."""
         if self.state["best"] is not None and os.path.exists(self.weights_path):
-            trainer.load_weights(self.weights_path)
-        return {"early_stop": {"metric": self.metric, "best": self.state["best"], "best_step": self.state["best_step"],
-                               "stopped_at": self.state["stopped_at"]}}
+            self.student.load_weights(self.weights_path)
 
 
 class StepProgress(keras.callbacks.Callback):
