@@ -77,6 +77,12 @@ def main(argv=None):
     parser.add_argument("archive", help="path or URL of IWSLT14 de-en.tgz")
     parser.add_argument("out_dir")
     args = parser.parse_args(argv)
+    prepare(args.archive, args.out_dir)
+
+
+def prepare(source, out_dir, log=print):
+    """Write ``out_dir/{train,valid,test}.{de,en}`` from the archive at ``source`` (a path or
+    URL); exits with a one-line message when the archive is not IWSLT14's."""
     from sacremoses import MosesTokenizer
 
     tokenizers = {lang: MosesTokenizer(lang=lang) for lang in LANGS}
@@ -84,7 +90,7 @@ def main(argv=None):
     def tokenize(lang, lines):
         return [tokenizers[lang].tokenize(line, return_str=True, escape=True) for line in lines]
 
-    archive = open_archive(args.archive)
+    archive = open_archive(source)
     raw = {lang: train_lines(member_text(archive, f"train.tags.de-en.{lang}")) for lang in LANGS}
     if len(raw["de"]) != len(raw["en"]):
         sys.exit(f"prepare_iwslt14: train.tags.de-en.de has {len(raw['de'])} text lines but "
@@ -101,14 +107,14 @@ def main(argv=None):
             segments = xml_segments(member_text(archive, f"{name}.de-en.{lang}.xml"))
             test[lang] += [line.lower() for line in tokenize(lang, segments)]
     splits["test"] = list(zip(test["de"], test["en"]))
-    os.makedirs(args.out_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     for split, split_pairs in splits.items():
         for i, lang in enumerate(LANGS):
-            path = os.path.join(args.out_dir, f"{split}.{lang}")
+            path = os.path.join(out_dir, f"{split}.{lang}")
             with open(path + ".tmp", "w", encoding="utf-8") as f:
                 f.write("".join(pair[i] + "\n" for pair in split_pairs))
             os.replace(path + ".tmp", path)
-        print(f"{split}: {len(split_pairs)} pairs")
+        log(f"{split}: {len(split_pairs)} pairs")
 
 
 if __name__ == "__main__":
