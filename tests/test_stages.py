@@ -13,7 +13,7 @@ import pytest
 from tfkd.pipeline import build_stages, stage_names
 from tfkd.runner import Runner, StageError
 from tfkd.spec import load_spec
-from tfkd.stages import model_width, precision_policy
+from tfkd.stages import model_width, op_determinism, precision_policy
 
 SPEC = """\
 version: 1
@@ -160,6 +160,64 @@ def test_precision_policy_is_restored():
         with precision_policy("mixed_float16"):
             raise RuntimeError("boom")
     assert keras.mixed_precision.global_policy().name == previous
+
+
+def test_op_determinism_is_on_inside_and_restored_after():
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
+    tf.random.set_seed(None)
+    try:
+        with op_determinism(True):
+            assert tf_config.is_op_determinism_enabled()
+            # what determinism does: a random op without a seed is refused, not silently varied
+            with pytest.raises((RuntimeError, tf.errors.FailedPreconditionError), match="seed"):
+                tf.random.uniform([2])
+        assert not tf_config.is_op_determinism_enabled()
+        with op_determinism(False):
+            assert not tf_config.is_op_determinism_enabled()
+            tf.random.uniform([2])
+    finally:
+        keras.utils.set_random_seed(1)
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_bit_identical_losses(tmp_path, data_dir):
+    """``train.deterministic``: the train stage run twice from the same vocabulary and seed
+    logs the same 100 losses, bit for bit, and saves the same weights."""
+    import glob
+    import shutil
+
+    import h5py
+    import numpy as np
+    import tensorflow as tf
+
+    from helpers import tfkd, write_spec
+
+    spec = write_spec(tmp_path, "det", steps=100, every=50)
+    args = ["run", spec, "--set", "train.deterministic=true", "--set", "train.log_every=1"]
+    run = tmp_path / "runs" / "det"
+    logged, weights = [], []
+    for attempt in range(2):
+        out = tfkd(*args, "--stages", "vocab,train", env_extra={"TFKD_DATA_DIR": data_dir})
+        assert out.returncode == 0, out.stderr[-3000:]
+        losses = []
+        for path in sorted(glob.glob(str(run / "train" / "tensorboard" / "**" / "events*"), recursive=True)):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                losses += [(event.step, tf.make_ndarray(v.tensor).item()) for v in event.summary.value
+                           if v.tag == "train/loss"]
+        logged.append(sorted(losses))
+        with h5py.File(run / "train" / "student.weights.h5", "r") as f:
+            arrays = {}
+            f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+        weights.append(arrays)
+        shutil.move(str(run / "train"), str(tmp_path / f"train{attempt}"))
+    assert [step for step, _ in logged[0]] == list(range(1, 101))
+    assert logged[0] == logged[1]
+    assert sorted(weights[0]) == sorted(weights[1]) and len(weights[0]) > 10
+    for name, array in weights[0].items():
+        np.testing.assert_array_equal(array, weights[1][name], err_msg=name)
 
 
 def test_model_width_names_the_student_kind_without_hidden_dim():
