@@ -40,11 +40,12 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     checkpoint = StageCheckpoint(str(tmp_path))
     model.fit(x, y, epochs=1, steps_per_epoch=1, callbacks=[checkpoint], verbose=0)
     good = model.get_weights()
-    checkpoint.on_train_batch_end(0, {"loss": math.nan})
+    checkpoint.on_train_batch_end(0, {"loss": math.nan, "xe": math.inf, "nll": 2.0, "grad_norm": math.nan})
     assert model.stop_training
     assert checkpoint.failure == (
-        "train: the loss became nan at step 1; training stopped. The last good checkpoint (step 1) "
-        f"is kept in {tmp_path}/checkpoint. Lower train.learning_rate or set train.clip_norm."
+        "train: the loss became nan at step 1 (xe inf); training stopped. The last good checkpoint (step 1) "
+        f"is kept in {tmp_path}/checkpoint. Lower train.learning_rate or set train.clip_norm and run the same "
+        "command with --set train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint."
     )
     model.set_weights([w * np.nan for w in good])
     checkpoint.on_epoch_end(1)  # must not overwrite the good checkpoint
@@ -78,8 +79,8 @@ def test_the_nan_message_names_the_stage_and_ends_with_the_hint(tmp_path):
     checkpoint.on_train_batch_end(0, {"loss": math.inf})
     assert model.stop_training
     assert checkpoint.failure.startswith("teacher_finetune: the loss became inf at step 0; training stopped.")
-    assert checkpoint.failure.endswith(f"training stopped. The last good checkpoint (none yet) is kept in "
-                                       f"{tmp_path}/checkpoint. {hint}")
+    assert checkpoint.failure.endswith(f"training stopped. No checkpoint was written yet (the stage starts over). "
+                                       f"{hint}")
 
 
 def test_training_monitor_writes_parameter_counts_and_losses_to_tensorboard(tmp_path):

@@ -219,3 +219,32 @@ def test_variants_train_beside_the_main_student_and_join_the_table(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "stage short: running" in again.stderr and "stage strong_prior: already done" in again.stderr
     assert "stage train: already done" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_diverged_train_stage_stops_in_one_line_and_resumes_with_a_lower_learning_rate(tmp_path):
+    """The loss turns NaN at step 21 while the learning rate is high (the toy method's
+    stand-in for divergence): training stops naming the step and the term, the step-20
+    checkpoint stays, and the same command with a lower ``train.learning_rate`` goes on from it."""
+    spec = write_toy(tmp_path)
+    stages = ["--stages", "vocab,toy_prior_fit,train", "--set", "distill.diverge_from_step=20",
+              "--set", "distill.diverge_above_learning_rate=0.05"]
+    out = tfkd("run", spec, *stages)
+    assert out.returncode == 1, out.stderr[-3000:]
+    partial = tmp_path / "runs" / "toy" / "train.partial"
+    assert out.stderr.splitlines()[-1] == (
+        "tfkd: error: train: the loss became nan at step 21 (prior nan); training stopped. The last good checkpoint "
+        f"(step 20) is kept in {partial}/checkpoint. Lower train.learning_rate or set train.clip_norm and run the same "
+        "command with --set train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint.")
+    assert json.load(open(partial / "checkpoint" / "state.json"))["step"] == 20
+    # a change the stage cannot go on with (another student) starts it over: it diverges again
+    smaller = [*stages, "--set", "student.hidden_dim=8"]
+    again = tfkd("run", spec, *smaller)
+    assert again.returncode == 1 and "stage train: discarding partial work of another configuration" in again.stderr
+    assert "at step 21 (prior nan)" in again.stderr.splitlines()[-1]
+    lower = tfkd("run", spec, *smaller, "--set", "train.learning_rate=0.5")
+    assert lower.returncode == 0, lower.stderr[-3000:]
+    assert f"stage train: resuming partial work in {partial} with train.learning_rate changed" in lower.stderr
+    assert "train: resumed from checkpoint at step 20" in lower.stderr
+    results = json.load(open(tmp_path / "runs" / "toy" / "train" / "stage.json"))["results"]
+    assert results["steps"] == 30 and results["loss"] == results["loss"]  # finite, not NaN

@@ -164,6 +164,10 @@ class ToyReverseTask(Task):
 class ToyPriorSpec(MethodSpec):
     method: str = "toy_prior"
     smoothing: float = 1.0  # add-k counts of the prior
+    # a stand-in for a run that diverges: from this step on, the prior term is NaN while the
+    # optimizer's learning rate is above diverge_above_learning_rate (unset: never)
+    diverge_from_step: int = 0
+    diverge_above_learning_rate: Optional[float] = None
 
 
 class ToyPriorFitStage(Stage):
@@ -189,9 +193,10 @@ class ToyPriorFitStage(Stage):
 
 
 class ToyPriorTrainer(SupervisedTrainer):
-    def __init__(self, student, task, prior, **kwargs):
+    def __init__(self, student, task, prior, diverge=None, **kwargs):
         super().__init__(student, task, **kwargs)
         self.prior = prior
+        self.diverge = diverge  # (from step, above learning rate) or None
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
@@ -200,7 +205,13 @@ class ToyPriorTrainer(SupervisedTrainer):
         log_probs = ops.log_softmax(logits, axis=-1)
         per_token = -ops.sum(ops.convert_to_tensor(self.prior, "float32") * log_probs, axis=-1)
         per_sentence = ops.sum(per_token * mask, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)
-        terms["prior"] = LossTerm(ops.sum(per_sentence), ops.shape(targets)[0])
+        total = ops.sum(per_sentence)
+        if self.diverge is not None and training:
+            step, above = self.diverge
+            diverged = (ops.greater_equal(self.optimizer.iterations, step)
+                        & ops.greater(ops.cast(self.optimizer.learning_rate, "float32"), above))
+            total = ops.where(diverged, float("nan"), total)
+        terms["prior"] = LossTerm(total, ops.shape(targets)[0])
         return terms, tokens
 
 
@@ -222,7 +233,9 @@ class ToyPriorMethod(Method):
     def make_trainer(self, spec, task, student, context):
         with open(os.path.join(context.runner.stage_dir("toy_prior_fit"), "prior.json")) as f:
             prior = json.load(f)
-        return ToyPriorTrainer(student, task, prior, label_smoothing=0.0, loss_weights=self.loss_weights(spec.distill))
+        diverge = spec.distill.diverge_above_learning_rate
+        return ToyPriorTrainer(student, task, prior, label_smoothing=0.0, loss_weights=self.loss_weights(spec.distill),
+                               diverge=None if diverge is None else (spec.distill.diverge_from_step, diverge))
 
 
 tfkd.register("task", "toy_reverse")(ToyReverseTask())

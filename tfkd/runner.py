@@ -24,6 +24,7 @@ MARKER = "stage.json"
 SPEC_FILE = "spec.yaml"  # the resolved spec: of each finished stage, and of the run (the last finished)
 ORIGIN_FILE = "origin.json"
 LOG_FILE = "log.txt"
+INPUTS_FILE = "INPUTS.json"  # in <stage>.partial/: what the key hashed, to tell which settings changed
 
 
 class StageError(RuntimeError):
@@ -95,6 +96,11 @@ class Stage:
     def input_files(self, spec):
         return []
 
+    def resumable(self, spec):
+        """Keys of :meth:`config` (dotted, ``train.learning_rate``) that a killed or failed
+        run of this stage may change and still go on from its partial work."""
+        return ()
+
     def run(self, context, workdir):
         """Do the work into ``workdir``; return a dict of results for the marker."""
         raise NotImplementedError
@@ -113,6 +119,11 @@ class Runner:
         return os.path.join(self.run_dir, name)
 
     def key(self, name):
+        return _json_hash(self.key_inputs(name))
+
+    def key_inputs(self, name):
+        """What the stage's key hashes: its config (paths by content), the keys of the stages
+        it reads and the fingerprints of its input files."""
         if name not in self._keys:
             stage = self.stages[name]
             files = []
@@ -123,14 +134,12 @@ class Runner:
                     raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
                 # by content, in the order the stage lists them: moved or renamed files keep the key
                 files.append(_sha256_file(path))
-            self._keys[name] = _json_hash(
-                {
-                    "stage": name,
-                    "config": _by_content(stage.config(self.spec)),
-                    "upstream": {dep: self.key(dep) for dep in stage.dependencies(self.spec)},
-                    "files": files,
-                }
-            )
+            self._keys[name] = {
+                "stage": name,
+                "config": _by_content(stage.config(self.spec)),
+                "upstream": {dep: self.key(dep) for dep in stage.dependencies(self.spec)},
+                "files": files,
+            }
         return self._keys[name]
 
     def marker(self, name):
@@ -189,17 +198,22 @@ class Runner:
         final = self.stage_dir(name)
         partial = final + ".partial"
         key_file = os.path.join(partial, "KEY")
+        inputs_file = os.path.join(partial, INPUTS_FILE)
         if os.path.isdir(partial):
             previous = open(key_file).read().strip() if os.path.exists(key_file) else None
-            if previous != key:
+            changed = self._resumable_changes(name, inputs_file) if previous != key else []
+            if previous == key:
+                log.info("stage %s: resuming partial work in %s", name, partial)
+            elif changed:
+                log.info("stage %s: resuming partial work in %s with %s changed", name, partial, ", ".join(changed))
+            else:
                 log.info("stage %s: discarding partial work of another configuration", name)
                 shutil.rmtree(partial)
-            else:
-                log.info("stage %s: resuming partial work in %s", name, partial)
         made_run_dir = not os.path.isdir(self.run_dir)
         os.makedirs(partial, exist_ok=True)
         with open(key_file, "w") as f:
             f.write(key)
+        _write_json(inputs_file, self.key_inputs(name))
         log.info("stage %s: running into %s", name, partial)
         start = time.time()
         try:
@@ -216,10 +230,26 @@ class Runner:
         with open(tmp_marker, "w") as f:
             json.dump(marker, f, indent=2)
         os.replace(tmp_marker, os.path.join(partial, MARKER))
+        os.remove(inputs_file)  # only needed to resume
         move_into_place(partial, final)
         self._write_run_spec()
         log.info("stage %s: done in %.1fs", name, time.time() - start)
         return results
+
+    def _resumable_changes(self, name, inputs_file):
+        """The spec keys (``train.learning_rate``) in which the partial work's inputs differ
+        from the stage's now, when the stage can go on from that work with them changed (its
+        :meth:`Stage.resumable` lists them, and nothing else changed); else ``[]``."""
+        if not os.path.exists(inputs_file):
+            return []
+        with open(inputs_file) as f:
+            previous = json.load(f)
+        current = json.loads(json.dumps(self.key_inputs(name), default=str))
+        if {k: v for k, v in previous.items() if k != "config"} != {k: v for k, v in current.items() if k != "config"}:
+            return []
+        changed = _changed_keys(previous.get("config"), current["config"])
+        allowed = set(self.stages[name].resumable(self.spec))
+        return changed if changed and all(k in allowed for k in changed) else []
 
     def _write_run_spec(self):
         """``spec.yaml`` (the spec of the stage that finished last) and ``origin.json`` (where
@@ -232,14 +262,25 @@ class Runner:
 
 
 def _write_json(path, value):
-    with open(path, "w") as f:
-        json.dump(value, f)
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, default=str)
+    os.replace(path + ".tmp", path)
+
+
+def _changed_keys(old, new, prefix=""):
+    """Dotted paths of the leaves in which two configs differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = []
+        for k in sorted(set(old) | set(new)):
+            changed += _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        return changed
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _remove_if_unused(partial, run_dir):
     """After a failed stage: drop its ``.partial`` folder when it holds nothing to resume from
-    (only its key), and the run folder when this stage made it and nothing else is there."""
-    if os.path.isdir(partial) and os.listdir(partial) in ([], ["KEY"]):
+    (only its key and inputs), and the run folder when this stage made it and nothing else is there."""
+    if os.path.isdir(partial) and set(os.listdir(partial)) <= {"KEY", INPUTS_FILE}:
         shutil.rmtree(partial, ignore_errors=True)
     if run_dir and os.path.isdir(run_dir) and os.listdir(run_dir) in ([], [LOG_FILE]):
         shutil.rmtree(run_dir, ignore_errors=True)

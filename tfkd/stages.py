@@ -229,6 +229,10 @@ NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "aver
                       "deterministic": False}
 
 
+# train settings a stopped train stage may change and still resume from its checkpoint
+RESUMABLE_TRAIN_KEYS = ("train.learning_rate", "train.clip_norm", "train.steps")
+
+
 class TrainStage(Stage):
     """Trains the student with a method: the spec's (stage ``train``), the supervised baseline
     (stage ``baseline``: same data, student, steps and seed), or a variant's (the spec's
@@ -279,6 +283,10 @@ class TrainStage(Stage):
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train", "valid"])
+
+    def resumable(self, spec):
+        # what a user changes to get past a diverged (non-finite) run, or to train longer
+        return RESUMABLE_TRAIN_KEYS
 
     def run(self, context, workdir):
         context = context.with_spec(self._spec(context.spec))

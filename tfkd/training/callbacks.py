@@ -22,6 +22,11 @@ def _write_json_atomic(path, value):
     os.replace(path + ".tmp", path)
 
 
+# what a train stage's divergence message suggests (TrainStage.resumable lets these resume)
+TRAIN_HINT = ("Lower train.learning_rate or set train.clip_norm and run the same command with --set "
+              "train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint.")
+
+
 class StageCheckpoint(keras.callbacks.Callback):
     """Saves model and optimizer state at every epoch end, atomically, and restores it.
 
@@ -33,7 +38,7 @@ class StageCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, workdir, stage="train", total_steps=None,
-                 hint="Lower train.learning_rate or set train.clip_norm.", batches_per_step=1):
+                 hint=TRAIN_HINT, batches_per_step=1):
         super().__init__()
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
@@ -68,16 +73,20 @@ class StageCheckpoint(keras.callbacks.Callback):
             self._batches_done += 1
             if self._batches_done >= self.total_steps * self.batches_per_step:
                 self.model.stop_training = True
-        loss = float((logs or {}).get("loss", 0.0))
+        logs = logs or {}
+        loss = float(logs.get("loss", 0.0))
         if not math.isfinite(loss):
             self.model.stop_training = True
-            last = "none yet"
+            kept = "No checkpoint was written yet (the stage starts over)."
             if os.path.exists(self.state_path):
                 with open(self.state_path) as f:
-                    last = f"step {json.load(f)['step']}"
+                    kept = f"The last good checkpoint (step {json.load(f)['step']}) is kept in {self.directory}."
+            terms = [f"{name} {float(value)}" for name, value in logs.items()
+                     if name not in ("loss", "tokens", "grad_norm") and not math.isfinite(float(value))]
             self.failure = (
-                f"{self.stage}: the loss became {loss} at step {self._step()}; training stopped. "
-                f"The last good checkpoint ({last}) is kept in {self.directory}. {self.hint}"
+                f"{self.stage}: the loss became {loss} at step {self._step()}"
+                f"{' (' + ', '.join(terms) + ')' if terms else ''}; training stopped. "
+                f"{kept} {self.hint}"
             )
 
     def on_epoch_end(self, epoch, logs=None):
