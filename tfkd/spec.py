@@ -261,13 +261,24 @@ def validate_layer_ref(kind, ref: LayerRef, supplied=()):
 # ----------------------------------------------------------------------------- loading
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, path, line, first):
+        super().__init__(path)
+        self.path, self.line, self.first = path, line, first
+
+
 def _collect_lines(node, path=(), lines=None):
-    """Map every key path in a composed YAML node tree to its 1-based line."""
+    """Map every key path in a composed YAML node tree to its 1-based line (a key given twice
+    in one mapping raises :class:`_DuplicateKey`: YAML would silently keep the last)."""
     if lines is None:
         lines = {(): node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
+        seen = {}
         for key_node, value_node in node.value:
             sub = path + (key_node.value,)
+            if key_node.value in seen and key_node.tag != "tag:yaml.org,2002:merge":
+                raise _DuplicateKey(sub, key_node.start_mark.line + 1, seen[key_node.value])
+            seen[key_node.value] = key_node.start_mark.line + 1
             lines[sub] = key_node.start_mark.line + 1
             _collect_lines(value_node, sub, lines)
     elif isinstance(node, yaml.SequenceNode):
@@ -499,7 +510,12 @@ def _load_spec(path, overrides, import_dir):
         raise SpecError(f"{path}:1: the spec is empty")
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: expected a mapping at the top of the spec, got {type(data).__name__}")
-    located = _Located(path, _collect_lines(node))
+    try:
+        located = _Located(path, _collect_lines(node))
+    except _DuplicateKey as e:
+        dotted = ".".join(str(k) for k in e.path)
+        raise SpecError(f"{path}:{e.line}: {dotted}: duplicate key (first given at line {e.first}; "
+                        "YAML would keep only the last)") from None
     data = copy.deepcopy(data)
     for assignment in overrides:
         _apply_override(data, assignment, located)
