@@ -44,15 +44,16 @@ def _load_bert(checkpoint, key, with_head=False):
     """``(backbone, masked-LM head or None, tokenizer)`` of ``checkpoint``. The head is the
     checkpoint's when it is a keras-hub ``BertMaskedLM`` preset, else a fresh one built as
     ``BertMaskedLM`` builds it (tied to the token embedding). The pooler, unused, is frozen."""
-    from tfkd.models.teachers import has_masked_lm_head, resolve_checkpoint
+    from tfkd.models.teachers import from_checkpoint, has_masked_lm_head, resolve_checkpoint
 
     handle = resolve_checkpoint(checkpoint, key)
     head = None
     if with_head and has_masked_lm_head(handle):
-        masked_lm = keras_hub.models.BertMaskedLM.from_preset(handle, preprocessor=None)
+        masked_lm = from_checkpoint(lambda h: keras_hub.models.BertMaskedLM.from_preset(h, preprocessor=None),
+                                    checkpoint, key)
         backbone, head = masked_lm.backbone, masked_lm.masked_lm_head
     else:
-        backbone = keras_hub.models.BertBackbone.from_preset(handle)
+        backbone = from_checkpoint(keras_hub.models.BertBackbone.from_preset, checkpoint, key)
         if with_head:
             head = keras_hub.layers.MaskedLMHead(
                 vocabulary_size=backbone.vocabulary_size, token_embedding=backbone.token_embedding,
@@ -60,7 +61,7 @@ def _load_bert(checkpoint, key, with_head=False):
                 dtype=backbone.dtype_policy, name="mlm_head",
             )
     backbone.pooled_dense.trainable = False
-    return backbone, head, _load_tokenizer(handle)
+    return backbone, head, from_checkpoint(_load_tokenizer, checkpoint, key)
 
 
 def _load_tokenizer(handle):

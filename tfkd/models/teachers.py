@@ -2,6 +2,7 @@
 masked-LM model methods fine-tune on them."""
 
 import os
+import re
 
 from tfkd.spec import SpecError, package_folder
 
@@ -63,12 +64,32 @@ def _reachable(host, timeout=3.0):
         return False
 
 
+_SHAPES = re.compile(r"variable\.shape=(\([^)]*\)).*?value\.shape=(\([^)]*\)).*?path=([^\s,]+)", re.S)
+
+
+def from_checkpoint(load, checkpoint, key="teacher.checkpoint"):
+    """``load(handle)`` (a keras-hub ``from_preset``) on the resolved ``checkpoint``, with what
+    a checkpoint folder can get wrong as one line naming ``key`` and the folder: a file it
+    lacks (``vocab.txt``), or weights that do not fit its ``config.json``."""
+    handle = resolve_checkpoint(checkpoint, key)
+    try:
+        return load(handle)
+    except FileNotFoundError as e:
+        raise SpecError(f"{key}: {checkpoint}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        shapes = _SHAPES.search(str(e))
+        if shapes:
+            raise SpecError(f"{key}: {checkpoint}: the weights do not fit its config (variable {shapes[3]}: the config "
+                            f"gives shape {shapes[1]}, the weights {shapes[2]})") from None
+        raise SpecError(f"{key}: {checkpoint}: cannot load it: {str(e).splitlines()[0][:300]}") from None
+
+
 def teacher_tokenizer(checkpoint, key="teacher.checkpoint"):
     """The checkpoint's keras-hub WordPiece tokenizer (vocabulary and normalisation); ``key``
     names the spec key in errors."""
     import keras_hub
 
-    return keras_hub.tokenizers.BertTokenizer.from_preset(resolve_checkpoint(checkpoint, key))
+    return from_checkpoint(keras_hub.tokenizers.BertTokenizer.from_preset, checkpoint, key)
 
 
 def load_backbone(checkpoint, key="teacher.checkpoint", kind="bert"):
@@ -77,7 +98,7 @@ def load_backbone(checkpoint, key="teacher.checkpoint", kind="bert"):
     import keras_hub
 
     backbone = {"bert": keras_hub.models.BertBackbone, "gpt2": keras_hub.models.GPT2Backbone}[kind]
-    return backbone.from_preset(resolve_checkpoint(checkpoint, key))
+    return from_checkpoint(backbone.from_preset, checkpoint, key)
 
 
 def has_masked_lm_head(checkpoint):
@@ -113,7 +134,8 @@ def load_masked_lm_teacher(checkpoint):
     import keras_hub
 
     if has_masked_lm_head(checkpoint):
-        model = keras_hub.models.BertMaskedLM.from_preset(resolve_checkpoint(checkpoint), preprocessor=None)
+        model = from_checkpoint(lambda handle: keras_hub.models.BertMaskedLM.from_preset(handle, preprocessor=None),
+                                checkpoint)
         backbone = model.backbone
     else:
         backbone = load_backbone(checkpoint)

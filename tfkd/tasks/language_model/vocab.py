@@ -52,11 +52,11 @@ def build_vocabulary(task, context, workdir):
     if settings.kind == "teacher":
         import keras_hub
 
-        from tfkd.models.teachers import resolve_checkpoint
+        from tfkd.models.teachers import from_checkpoint
 
         if spec.teacher is None or spec.teacher.checkpoint is None:
             raise StageError('vocab: data.tokenizer.kind is "teacher" but the spec has no teacher.checkpoint')
-        tokenizer = keras_hub.tokenizers.GPT2Tokenizer.from_preset(resolve_checkpoint(spec.teacher.checkpoint))
+        tokenizer = from_checkpoint(keras_hub.tokenizers.GPT2Tokenizer.from_preset, spec.teacher.checkpoint)
         with open(os.path.join(workdir, VOCAB_FILE), "w", encoding="utf-8") as f:
             json.dump(tokenizer.vocabulary, f, ensure_ascii=False)
         with open(os.path.join(workdir, MERGES_FILE), "w", encoding="utf-8") as f:

@@ -73,10 +73,13 @@ def read_split(data_spec, split_key):
     split = getattr(data_spec, f"{split_key}_split")
     limit = getattr(data_spec, f"{split_key}_limit")
     if data_spec.source == "text":
-        return read_text_split(data_spec.dir, split, data_spec.src_lang, data_spec.tgt_lang, limit)
-    return read_tfds_split(
-        data_spec.tfds, split, data_spec.src_lang, data_spec.tgt_lang, data_spec.data_dir, limit
-    )
+        corpus = read_text_split(data_spec.dir, split, data_spec.src_lang, data_spec.tgt_lang, limit)
+    else:
+        corpus = read_tfds_split(data_spec.tfds, split, data_spec.src_lang, data_spec.tgt_lang, data_spec.data_dir,
+                                 limit)
+    if not len(corpus):
+        raise DataError(f"{corpus.origin}: no sentence pairs in the {split_key} split (data.{split_key}_split: {split})")
+    return corpus
 
 
 @dataclasses.dataclass
@@ -101,6 +104,9 @@ def tokenize_corpus(corpus, source_tokenizer, target_tokenizer, max_tokens, name
     empty = (src_len == 0) | (tgt_len == 0)
     too_long = ~empty & ((src_len > max_tokens) | (tgt_len + 1 > max_tokens))
     kept = np.flatnonzero(~(empty | too_long))
+    if len(corpus) and not len(kept):
+        raise DataError(f"{corpus.origin}: all {len(corpus)} pairs are empty or longer than data.max_tokens "
+                        f"({max_tokens} tokens): nothing left to use")
     if empty.any() or too_long.any():
         log.info(
             "%s: dropped %d empty and %d over-long (> %d tokens) pairs of %d (%s)",

@@ -32,7 +32,8 @@ def build_vocabulary(task, context, workdir):
             if tokenizer_spec.kind == "teacher" and spec.teacher is None:
                 raise StageError(f'vocab: data.{side}_tokenizer.kind is "teacher" but the spec has no teacher')
             checkpoint = spec.teacher.checkpoint if tokenizer_spec.kind == "teacher" else tokenizer_spec.checkpoint
-            tokenizer = teacher_tokenizer(checkpoint, f"data.{side}_tokenizer.checkpoint")
+            tokenizer = teacher_tokenizer(checkpoint, "teacher.checkpoint" if tokenizer_spec.kind == "teacher"
+                                          else f"data.{side}_tokenizer.checkpoint")
             # the teacher's own normalisation, whatever the spec says
             settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
             vocabulary = tokenizer.get_vocabulary()
