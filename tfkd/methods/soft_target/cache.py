@@ -20,6 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfkd.data import DataError
 from tfkd.methods.soft_target.cmlm import left_to_right_targets, pack_pairs, target_positions
 from tfkd.progress import progress_bar
 
@@ -121,9 +122,10 @@ class CacheWriter:
     def close(self):
         if self._writer:
             self._writer.close()
+        sizes = {s: os.path.getsize(os.path.join(self.directory, s)) for s in self.shards}
         manifest = dict(self.metadata, examples=self.count, top_k=self.top_k, shards=self.shards,
-                        ids_sha256=ids_digest(self._ids),
-                        bytes=sum(os.path.getsize(os.path.join(self.directory, s)) for s in self.shards))
+                        ids_sha256=ids_digest(self._ids), bytes=sum(sizes.values()), shard_bytes=sizes,
+                        shard_sha256={s: file_sha256(os.path.join(self.directory, s)) for s in self.shards})
         with open(os.path.join(self.directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         return manifest
@@ -175,8 +177,39 @@ _FEATURES = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.Fixed
              "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
 
 
-class CacheMismatch(ValueError):
-    """The cache does not hold exactly the examples the student trains on."""
+class CacheMismatch(DataError):
+    """The cache does not hold exactly the examples the student trains on, or its shards are
+    not the ones its manifest lists (truncated, replaced, missing)."""
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_shards(directory, manifest):
+    """Each shard the manifest lists is there with the size and SHA-256 it was written with (a
+    truncated or swapped shard would otherwise fail deep inside a training step, or train on
+    the wrong targets)."""
+    recorded, sums = manifest.get("shard_bytes"), manifest.get("shard_sha256") or {}
+    for name in manifest["shards"]:
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            raise CacheMismatch(f"{path}: missing; the teacher cache is damaged (delete {directory} to rebuild it)")
+        if recorded is not None and os.path.getsize(path) != recorded[name]:
+            raise CacheMismatch(f"{path}: {os.path.getsize(path)} bytes, but the cache's manifest.json records "
+                                f"{recorded[name]} (truncated or from another cache); delete {directory} to rebuild it")
+        if name in sums and file_sha256(path) != sums[name]:
+            raise CacheMismatch(f"{path}: its SHA-256 is not the one the cache's manifest.json records (changed or "
+                                f"from another cache); delete {directory} to rebuild it")
+    if recorded is None and "bytes" in manifest:  # written before per-shard sizes were recorded
+        total = sum(os.path.getsize(os.path.join(directory, name)) for name in manifest["shards"])
+        if total != manifest["bytes"]:
+            raise CacheMismatch(f"{directory}: the shards hold {total} bytes, but manifest.json records "
+                                f"{manifest['bytes']} (truncated or from another cache); delete it to rebuild it")
 
 
 def read_manifest(directory):
@@ -195,6 +228,7 @@ def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, c
     training examples' ids) must be exactly the cached ids, checked against the manifest.
     """
     manifest = read_manifest(directory)
+    check_shards(directory, manifest)
     if expected_ids is not None:
         if manifest["examples"] != len(expected_ids) or manifest.get("ids_sha256") != ids_digest(expected_ids):
             raise CacheMismatch(
