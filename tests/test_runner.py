@@ -203,3 +203,81 @@ def test_the_same_files_named_two_ways_give_the_same_keys(tmp_path):
     # by content: a changed file changes the key
     (data / "text.txt").write_text("another sentence\n")
     assert Runner(make(tmp_path), [PathStage("vocab", str(data / "text.txt"))]).key("vocab") != keys[0]
+
+
+# ----------------------------------------------------------------------------- full and read-only disks
+
+# without the right to mount a file system, the same failures are made by patching the writers
+PATCHED_RUN = r"""
+import builtins, errno, os, shutil, sys
+root, failure = sys.argv[1], sys.argv[2]
+real_open, real_makedirs, real_usage = builtins.open, os.makedirs, shutil.disk_usage
+def inside(path):
+    return os.path.abspath(str(path)).startswith(root + os.sep + "train")
+def refuse(path):
+    raise OSError(errno.EROFS, "Read-only file system", str(path))
+if failure == "full":
+    shutil.disk_usage = lambda path: real_usage(path)._replace(free=4096) if inside(path) else real_usage(path)
+else:
+    builtins.open = lambda path, *a, **k: refuse(path) if inside(path) and set(str(a[:1])) & set("wa") else real_open(path, *a, **k)
+    os.makedirs = lambda path, *a, **k: refuse(path) if inside(path) else real_makedirs(path, *a, **k)
+from tfkd.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 4 MB tmpfs at ``tmp_path/mnt`` (``None`` when this machine does not let us mount)."""
+    import subprocess
+
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]
+    if os.environ.get("TFKD_TEST_NO_MOUNT"):  # to exercise the patched writers where mounting works
+        command = ["false"]
+    made = subprocess.run(command, capture_output=True)
+    yield mount if made.returncode == 0 else None
+    if made.returncode == 0:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["full", "read-only"])
+def test_a_stage_that_cannot_write_is_one_line_and_keeps_the_finished_ones(tmp_path, small_filesystem, failure,
+                                                                          data_dir):
+    import subprocess
+    import sys
+
+    from helpers import tfkd, write_spec
+
+    base = small_filesystem or tmp_path
+    spec = write_spec(tmp_path, "tiny", steps=6, every=3)
+    text = open(spec).read().replace(str(tmp_path / "runs"), str(base / "runs"))
+    open(spec, "w").write(text)
+    args = [spec, "--set", "data.train_limit=100"]
+    out = tfkd("run", *args, "--stages", "vocab", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = base / "runs" / "tiny"
+    vocab = {name: (run / "vocab" / name).read_bytes() for name in os.listdir(run / "vocab")}
+    if small_filesystem is not None:
+        if failure == "full":  # fill it but for 300 kB: the vocabulary fits, a checkpoint does not
+            free = os.statvfs(base).f_bavail * os.statvfs(base).f_frsize
+            (base / "filler").write_bytes(b"\0" * (free - 300_000))
+        else:
+            subprocess.run(["mount", "-o", "remount,ro", str(base)], check=True)
+        out = tfkd("run", *args, "--stages", "vocab,train", env_extra={"TFKD_DATA_DIR": data_dir})
+    else:
+        out = subprocess.run([sys.executable, "-c", PATCHED_RUN, str(run), failure.split("-")[0], "run", *args,
+                              "--stages", "vocab,train"], capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, TFKD_DATA_DIR=data_dir, TFKD_QUIET_PROGRESS="1"))
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.splitlines()[-1]
+    reason = "No space left on device" if failure == "full" else "Read-only file system"
+    assert last.startswith(f"tfkd: error: stage train: {run}/train") and reason in last, out.stderr[-3000:]
+    assert last.endswith("; the stages finished before it are kept")
+    assert not [line for line in out.stderr.splitlines() if not line.startswith(("tfkd: error:", "tfkd ")) and
+                not line[:2].isdigit()], out.stderr[-3000:]  # log lines and the error, nothing else
+    assert {name: (run / "vocab" / name).read_bytes() for name in os.listdir(run / "vocab")} == vocab
+    again = tfkd("run", *args, "--stages", "vocab", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert again.returncode == 0 and "stage vocab: already done" in again.stderr

@@ -190,7 +190,13 @@ class Runner:
                 log.info("stage %s: already done (%s), skipping", name, self.stage_dir(name))
                 results[name] = self.marker(name)["results"]
                 continue
-            results[name] = self._run_stage(name, context)
+            try:
+                results[name] = self._run_stage(name, context)
+            except Exception as e:  # a full disk or a read-only folder: one line, not a traceback
+                problem = _io_problem(e)
+                if problem:
+                    raise StageError(f"stage {name}: {problem}; the stages finished before it are kept") from None
+                raise
         return results
 
     def _run_stage(self, name, context):
@@ -277,6 +283,22 @@ def _changed_keys(old, new, prefix=""):
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def _io_problem(error):
+    """What went wrong, in one line, when ``error`` is a file-system failure (no space left, a
+    read-only or vanished folder, no permission): ``path: reason``; else ``None``. Python,
+    h5py (Keras weights) and TensorFlow's file writers each report it their own way."""
+    if isinstance(error, OSError):
+        if error.strerror:
+            return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+        return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    if tf_errors is not None and isinstance(error, (tf_errors.PermissionDeniedError, tf_errors.ResourceExhaustedError)):
+        text = str(error).splitlines()[0] if str(error) else ""
+        if isinstance(error, tf_errors.PermissionDeniedError) or "space" in text.lower():
+            return text[:300]
+    return None
+
+
 def _remove_if_unused(partial, run_dir):
     """After a failed stage: drop its ``.partial`` folder when it holds nothing to resume from
     (only its key and inputs), and the run folder when this stage made it and nothing else is there."""
@@ -298,16 +320,21 @@ class RunLog(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
 
     def emit(self, record):
-        try:
-            self.write_line(self.format(record))
-        except Exception:  # a log line must never stop a run
-            self.handleError(record)
+        self.write_line(self.format(record))
 
     def write_line(self, line):
+        """Append ``line``; a log file that cannot be written (a full disk, a read-only run
+        folder) is given up silently: the terminal has the same lines, and a log line must
+        never stop a run nor hide its error."""
+        if self.path is None:
+            return
         self.pending.append(line)
         if os.path.isdir(os.path.dirname(self.path)):
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(p + "\n" for p in self.pending))
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write("".join(p + "\n" for p in self.pending))
+            except OSError:
+                self.path = None
             self.pending = []
 
 

@@ -9,8 +9,10 @@ same afterwards into a separate weights file, which ``tfkd translate``/``export 
 read.
 """
 
+import errno
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -21,12 +23,29 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.weights\.h5$")
 
 def save_weights_atomic(model, path):
     """``model.save_weights(path)`` written beside it first and renamed into place, so ``path``
-    is never a half-written file (Keras needs the ``.weights.h5`` suffix on the temporary too)."""
+    is never a half-written file (Keras needs the ``.weights.h5`` suffix on the temporary too).
+
+    A folder without room for the file is an ``OSError`` (``ENOSPC``) before anything is
+    written: HDF5 running out of space mid-file prints its error stack and can crash the process."""
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f"tmp-{os.getpid()}-{name}")
+    _check_room(model, folder or ".")
     model.save_weights(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _check_room(model, folder):
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        variables += list(optimizer.variables)
+    needed = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    needed = int(needed * 1.1) + (1 << 20)  # HDF5's metadata and alignment
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free:,} bytes free, a weights file needs about "
+                                    f"{needed:,})", folder)
 
 
 def kept_checkpoints(directory):
