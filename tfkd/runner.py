@@ -45,13 +45,19 @@ def _sha256_file(path, cache={}):
 
 def _by_content(value):
     """``value`` (a stage's config) with each absolute path that exists replaced by what it
-    names: a file by its SHA-256, a folder by its real path (links resolved). Specs store
+    names: a file by its SHA-256, a folder (also ``package:MODULE/DIR``) by its real path
+    (links resolved). Specs store
     local paths absolute (:data:`tfkd.spec.LocalPath`), so the same inputs reached through
     another path or a moved copy give the same key."""
     if isinstance(value, dict):
         return {k: _by_content(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_by_content(v) for v in value]
+    if isinstance(value, str) and value.startswith("package:"):  # a folder inside an installed package
+        try:
+            value = spec_lib.package_folder(value)
+        except ValueError:
+            return value
     if isinstance(value, str) and os.path.isabs(value):
         if os.path.isfile(value):
             return f"sha256:{_sha256_file(value)}"
