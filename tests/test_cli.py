@@ -14,6 +14,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 
 from helpers import REPO, TINY, tfkd, write_spec
@@ -357,10 +358,16 @@ def test_set_fills_a_section_the_spec_leaves_null(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir):
-    spec = write_spec(tmp_path, "killed", steps=60, every=2)
+    """Killed after a checkpoint, the same command goes on from it and ends with the weights an
+    uninterrupted run ends with, bit for bit: the data order and dropout's random stream go on
+    where they were (with op determinism on)."""
+    import h5py
+
+    spec = write_spec(tmp_path, "killed", steps=20, every=2)
+    args = ["run", spec, "--stages", "vocab,train", "--set", "train.deterministic=true"]
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", TFKD_DATA_DIR=data_dir)
     state = tmp_path / "runs" / "killed" / "train.partial" / "checkpoint" / "state.json"
-    process = subprocess.Popen([sys.executable, "-m", "tfkd.cli", "run", spec, "--stages", "vocab,train"],
+    process = subprocess.Popen([sys.executable, "-m", "tfkd.cli", *args],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600
@@ -376,13 +383,25 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
         process.wait()
     saved_step = json.load(open(state))["step"]
     assert not (tmp_path / "runs" / "killed" / "train").exists()
-    resumed = tfkd("run", spec, "--stages", "vocab,train",
-                   env_extra={"TFKD_DATA_DIR": data_dir})
+    resumed = tfkd(*args, env_extra={"TFKD_DATA_DIR": data_dir})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from checkpoint at step {saved_step}" in resumed.stderr
     assert "stage vocab: already done" in resumed.stderr
     marker = json.load(open(tmp_path / "runs" / "killed" / "train" / "stage.json"))
-    assert marker["results"]["steps"] == 60
+    assert marker["results"]["steps"] == 20
+    straight = tfkd(*args, "--set", "name=straight", env_extra={"TFKD_DATA_DIR": data_dir})
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    def weights(run):
+        arrays = {}
+        with h5py.File(tmp_path / "runs" / run / "train" / "student.weights.h5", "r") as f:
+            f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else 0)
+        return arrays
+
+    killed, uninterrupted = weights("killed"), weights("straight")
+    assert sorted(killed) == sorted(uninterrupted)
+    for name, array in killed.items():
+        np.testing.assert_array_equal(array, uninterrupted[name], err_msg=name)
 
 
 def test_missing_data_file_is_one_line(tmp_path, data_dir):

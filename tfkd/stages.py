@@ -173,7 +173,11 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
                                  **({"hint": hint} if hint else {}))
     initial_epoch = checkpoint.restore(trainer)
     if initial_epoch:
-        log.info("%s: resumed from checkpoint at step %d", stage_name, int(trainer.optimizer.iterations.numpy()))
+        done = int(trainer.optimizer.iterations.numpy())
+        log.info("%s: resumed from checkpoint at step %d", stage_name, done)
+        # the batches an uninterrupted run would read next: the training data is a seeded,
+        # repeated stream, so skipping what the checkpointed steps consumed replays its order
+        train_ds = train_ds.skip(done * accumulate)
     monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
                               parameter_counts=parameter_counts, total_steps=steps, batches_per_step=accumulate)
     student, train = keep or (None, None)

@@ -8,6 +8,7 @@ import shutil
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfkd.training.averaging import save_weights_atomic
@@ -20,6 +21,18 @@ def _write_json_atomic(path, value):
     with open(path + ".tmp", "w") as f:
         json.dump(value, f)
     os.replace(path + ".tmp", path)
+
+
+def _seed_states(model):
+    """The state variables of the seed generators of ``model``'s layers (dropout's among them),
+    in a fixed order: a resumed stage continues their random streams instead of restarting them."""
+    states, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", []):
+            if id(generator.state) not in seen:
+                seen.add(id(generator.state))
+                states.append(generator.state)
+    return states
 
 
 # what a train stage's divergence message suggests (TrainStage.resumable lets these resume)
@@ -43,6 +56,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
         self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
+        self.random_path = os.path.join(self.directory, "random.npz")
         self.state_path = os.path.join(self.directory, "state.json")
         self.stage = stage
         self.total_steps = total_steps
@@ -57,6 +71,12 @@ class StageCheckpoint(keras.callbacks.Callback):
         with open(self.state_path) as f:
             state = json.load(f)
         trainer.load_weights(self.weights_path)
+        if os.path.exists(self.random_path):
+            seeds = _seed_states(trainer)
+            with np.load(self.random_path) as saved:
+                if len(saved.files) == len(seeds):
+                    for i, state_variable in enumerate(seeds):
+                        state_variable.assign(saved[f"s{i}"])
         return state["epoch"]
 
     def _step(self):
@@ -94,6 +114,10 @@ class StageCheckpoint(keras.callbacks.Callback):
             return
         os.makedirs(self.directory, exist_ok=True)
         save_weights_atomic(self.model, self.weights_path)
+        # the random streams of dropout and other seeded layers, which Keras' weights leave out
+        tmp = os.path.join(self.directory, f"tmp-{os.getpid()}-random.npz")
+        np.savez(tmp, **{f"s{i}": v.numpy() for i, v in enumerate(_seed_states(self.model))})
+        os.replace(tmp, self.random_path)
         _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": self._step()})
 
     def cleanup(self):
