@@ -186,14 +186,12 @@ def test_without_a_terminal_there_is_no_bar(monkeypatch, tmp_path):
     assert not bars_enabled()  # tfkd --quiet sets it
 
 
-def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
-    """Trained on y and validated on -y: the validation loss gets worse every epoch after the
-    first, so with patience 2 training stops after epoch 3 and the epoch-1 weights are kept."""
+def fit_validated_on_minus_y(model, callback, epochs):
+    """Fit ``model`` on y, validated on -y (the validation loss rises after the first epochs),
+    two steps an epoch; returns the history and ``[(val_loss, weights)]`` per epoch."""
     import tensorflow as tf
 
-    from tfkd.training.callbacks import KeepBest
-
-    model, x, y = model_and_data()
+    _, x, y = model_and_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
     valid = tf.data.Dataset.from_tensor_slices((x, -y)).batch(8)
     snapshots = []
@@ -202,9 +200,19 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
         def on_epoch_end(self, epoch, logs=None):
             snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
 
+    history = model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=epochs, verbose=0,
+                        callbacks=[Snapshot(), callback])
+    return history, snapshots
+
+
+def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
+    """Trained on y and validated on -y: the validation loss gets worse every epoch after the
+    first, so with patience 2 training stops after epoch 3 and the epoch-1 weights are kept."""
+    from tfkd.training.callbacks import KeepBest
+
+    model, _, _ = model_and_data()
     stopper = KeepBest(model, str(tmp_path), "train", "loss", patience=2)
-    history = model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=10, verbose=0,
-                        callbacks=[Snapshot(), stopper])
+    history, snapshots = fit_validated_on_minus_y(model, stopper, epochs=10)
     losses = history.history["val_loss"]
     assert len(losses) == 3 and losses[0] < losses[1] < losses[2]  # stopped after 2 epochs without a new best
     stopper.restore_best()
@@ -228,21 +236,11 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
 def test_keep_best_without_patience_trains_on_and_keeps_the_best_aside(tmp_path):
     """``train.keep_best``: the same falling-then-rising validation loss never stops training;
     the best epoch's weights are in best.weights.h5 and the model keeps its last weights."""
-    import tensorflow as tf
-
     from tfkd.training.callbacks import KeepBest
 
-    model, x, y = model_and_data()
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
-    valid = tf.data.Dataset.from_tensor_slices((x, -y)).batch(8)
-    snapshots = []
-
-    class Snapshot(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
-
+    model, _, _ = model_and_data()
     keeper = KeepBest(model, str(tmp_path / "checkpoints"), "train", "loss")
-    model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=5, verbose=0, callbacks=[Snapshot(), keeper])
+    _, snapshots = fit_validated_on_minus_y(model, keeper, epochs=5)
     assert len(snapshots) == 5 and not keeper.stopped()
     best_epoch = min(range(5), key=lambda e: snapshots[e][0])
     assert best_epoch < 4  # validated on -y: the loss rises after the first epochs

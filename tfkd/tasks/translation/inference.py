@@ -105,25 +105,30 @@ class Translator(tf.Module):
         return translate_in_batches(self.translate, sentences, self.batch_size, progress)
 
 
+def _length_sorted(translate, sentences, batch_size, progress):
+    """Run ``translate`` over ``sentences`` in length-sorted batches; yields ``(input index,
+    translation(s), score(s))`` per sentence."""
+    order = np.argsort([len(s.split()) for s in sentences], kind="stable")
+    steps = math.ceil(len(sentences) / batch_size)
+    bar = progress_bar(steps, "batch") if progress else None
+    for i in range(steps):
+        index = order[i * batch_size : (i + 1) * batch_size]
+        result = translate(tf.constant([sentences[j] for j in index]))
+        yield from zip(index, result["translations"].numpy(), result["scores"].numpy())
+        if bar:
+            bar.update(i + 1)
+
+
 def translate_in_batches(translate, sentences, batch_size, progress=False):
     """Run ``translate`` (strings -> {"translations", "scores"}) over length-sorted batches.
 
     Returns ``(translations, scores)`` in input order. ``translate`` may be a
     :class:`Translator`'s function or a loaded SavedModel signature.
     """
-    order = np.argsort([len(s.split()) for s in sentences], kind="stable")
     outputs = [None] * len(sentences)
     scores = np.zeros(len(sentences), np.float32)
-    steps = math.ceil(len(sentences) / batch_size)
-    bar = progress_bar(steps, "batch") if progress else None
-    for i in range(steps):
-        index = order[i * batch_size : (i + 1) * batch_size]
-        result = translate(tf.constant([sentences[j] for j in index]))
-        for j, text, score in zip(index, result["translations"].numpy(), result["scores"].numpy()):
-            outputs[j] = text.decode("utf-8")
-            scores[j] = score
-        if bar:
-            bar.update(i + 1)
+    for j, text, score in _length_sorted(translate, sentences, batch_size, progress):
+        outputs[j], scores[j] = text.decode("utf-8"), score
     return outputs, scores
 
 
@@ -131,16 +136,7 @@ def nbest_in_batches(translate, sentences, batch_size, progress=False):
     """Run an n-best ``translate`` (:meth:`Translator.nbest_function`) over length-sorted
     batches. Returns, in input order, per sentence a list of ``(translation, score)``, best
     first; hypotheses the decoder could not fill (score -1e9) are left out."""
-    order = np.argsort([len(s.split()) for s in sentences], kind="stable")
     outputs = [None] * len(sentences)
-    steps = math.ceil(len(sentences) / batch_size)
-    bar = progress_bar(steps, "batch") if progress else None
-    for i in range(steps):
-        index = order[i * batch_size : (i + 1) * batch_size]
-        result = translate(tf.constant([sentences[j] for j in index]))
-        for j, texts, scores in zip(index, result["translations"].numpy(), result["scores"].numpy()):
-            outputs[j] = [(text.decode("utf-8"), float(score)) for text, score in zip(texts, scores)
-                          if score > NEG_INF / 2]
-        if bar:
-            bar.update(i + 1)
+    for j, texts, scores in _length_sorted(translate, sentences, batch_size, progress):
+        outputs[j] = [(text.decode("utf-8"), float(score)) for text, score in zip(texts, scores) if score > NEG_INF / 2]
     return outputs
