@@ -62,6 +62,17 @@ def tfkd(*args, env_extra=None, **kwargs):
                           env=env, timeout=900, **kwargs)
 
 
+def weights_file_arrays(path):
+    """``{dataset path: array}`` of a Keras ``.weights.h5`` file (to compare two bit for bit)."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        # visititems stops at the first callback that returns something other than None
+        f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
 def reference_greedy(model, source, special, max_length):
     """Step-by-step argmax over the full decoder, in NumPy (never pad or BOS)."""
     hidden, mask = model.encode(source)

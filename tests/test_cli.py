@@ -17,7 +17,7 @@ import types
 import numpy as np
 import pytest
 
-from helpers import REPO, TINY, tfkd, write_spec
+from helpers import REPO, TINY, tfkd, weights_file_arrays, write_spec
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d tfkd [DIWE] ")
 # what TensorFlow's C++ start-up prints (absl, oneDNN, CUDA, CPU features)
@@ -361,8 +361,6 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     """Killed after a checkpoint, the same command goes on from it and ends with the weights an
     uninterrupted run ends with, bit for bit: the data order and dropout's random stream go on
     where they were (with op determinism on)."""
-    import h5py
-
     spec = write_spec(tmp_path, "killed", steps=20, every=2)
     args = ["run", spec, "--stages", "vocab,train", "--set", "train.deterministic=true"]
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", TFKD_DATA_DIR=data_dir)
@@ -392,14 +390,9 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     straight = tfkd(*args, "--set", "name=straight", env_extra={"TFKD_DATA_DIR": data_dir})
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    def weights(run):
-        arrays = {}
-        with h5py.File(tmp_path / "runs" / run / "train" / "student.weights.h5", "r") as f:
-            f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else 0)
-        return arrays
-
-    killed, uninterrupted = weights("killed"), weights("straight")
-    assert sorted(killed) == sorted(uninterrupted)
+    killed, uninterrupted = (weights_file_arrays(tmp_path / "runs" / run / "train" / "student.weights.h5")
+                             for run in ("killed", "straight"))
+    assert sorted(killed) == sorted(uninterrupted) and len(killed) > 10
     for name, array in killed.items():
         np.testing.assert_array_equal(array, uninterrupted[name], err_msg=name)
 

@@ -11,9 +11,9 @@ import keras
 import pytest
 
 from tfkd.pipeline import build_stages, stage_names
-from tfkd.runner import Runner, StageError
+from tfkd.runner import Runner, StageError, op_determinism
 from tfkd.spec import load_spec
-from tfkd.stages import model_width, op_determinism, precision_policy
+from tfkd.stages import model_width, precision_policy
 
 SPEC = """\
 version: 1
@@ -217,11 +217,10 @@ def test_deterministic_runs_give_bit_identical_losses(tmp_path, data_dir):
     import glob
     import shutil
 
-    import h5py
     import numpy as np
     import tensorflow as tf
 
-    from helpers import tfkd, write_spec
+    from helpers import tfkd, weights_file_arrays, write_spec
 
     spec = write_spec(tmp_path, "det", steps=100, every=50)
     args = ["run", spec, "--set", "train.deterministic=true", "--set", "train.log_every=1"]
@@ -236,10 +235,7 @@ def test_deterministic_runs_give_bit_identical_losses(tmp_path, data_dir):
                 losses += [(event.step, tf.make_ndarray(v.tensor).item()) for v in event.summary.value
                            if v.tag == "train/loss"]
         logged.append(sorted(losses))
-        with h5py.File(run / "train" / "student.weights.h5", "r") as f:
-            arrays = {}
-            f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
-        weights.append(arrays)
+        weights.append(weights_file_arrays(run / "train" / "student.weights.h5"))
         shutil.move(str(run / "train"), str(tmp_path / f"train{attempt}"))
     assert [step for step, _ in logged[0]] == list(range(1, 101))
     assert logged[0] == logged[1]

@@ -8,6 +8,7 @@ one. A finished stage whose marker holds the current key is skipped; changing it
 changes its key and the keys of everything downstream.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import sys
 import time
 
 from tfkd import spec as spec_lib
+from tfkd.failpoints import failpoint
 
 log = logging.getLogger("tfkd")
 
@@ -211,6 +213,12 @@ class Runner:
         partial = final + ".partial"
         key_file = os.path.join(partial, "KEY")
         inputs_file = os.path.join(partial, INPUTS_FILE)
+        done = _read_json(os.path.join(partial, MARKER))
+        if done is not None and done.get("key") == key:  # killed between its marker and its rename
+            log.info("stage %s: its work in %s is complete; moving it into place", name, partial)
+            move_into_place(partial, final)
+            self._write_run_spec()
+            return done["results"]
         if os.path.isdir(partial):
             previous = open(key_file).read().strip() if os.path.exists(key_file) else None
             changed = self._resumable_changes(name, inputs_file) if previous != key else []
@@ -227,9 +235,11 @@ class Runner:
             f.write(key)
         _write_json(inputs_file, self.key_inputs(name))
         log.info("stage %s: running into %s", name, partial)
+        failpoint(f"stage-start:{name}")
         start = time.time()
         try:
-            results = self.stages[name].run(context, partial) or {}
+            with op_determinism(getattr(getattr(self.spec, "train", None), "deterministic", False)):
+                results = self.stages[name].run(context, partial) or {}
         except BaseException:
             _remove_if_unused(partial, made_run_dir and self.run_dir)
             raise
@@ -243,6 +253,7 @@ class Runner:
             json.dump(marker, f, indent=2)
         os.replace(tmp_marker, os.path.join(partial, MARKER))
         os.remove(inputs_file)  # only needed to resume
+        failpoint(f"stage-finishing:{name}")
         move_into_place(partial, final)
         self._write_run_spec()
         log.info("stage %s: done in %.1fs", name, time.time() - start)
@@ -273,6 +284,15 @@ class Runner:
             os.replace(path + ".tmp", path)
 
 
+def _read_json(path):
+    """The JSON in ``path``, or ``None`` when there is none (or only part of one)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _write_json(path, value):
     with open(path + ".tmp", "w") as f:
         json.dump(value, f, default=str)
@@ -287,6 +307,28 @@ def _changed_keys(old, new, prefix=""):
             changed += _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
         return changed
     return [] if old == new else [prefix.rstrip(".")]
+
+
+@contextlib.contextmanager
+def op_determinism(enabled):
+    """``train.deterministic``: TensorFlow's op determinism
+    (``tf.config.experimental.enable_op_determinism``: deterministic kernels, ordered tf.data,
+    an error from an op that has no deterministic implementation) while a stage runs (every
+    stage that trains: the teacher's fine-tuning as well as the students), restored afterwards.
+    ``False`` leaves the setting as it is (and TensorFlow unimported)."""
+    if not enabled:
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    previous = tf_config.is_op_determinism_enabled()
+    if not previous:
+        tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not previous:
+            tf_config.disable_op_determinism()
 
 
 def _io_problem(error):

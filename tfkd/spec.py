@@ -172,8 +172,9 @@ class TrainSpec(_Strict):
     # the student's weights at its best validation stay in <stage>/checkpoints/best.weights.h5
     # (tfkd translate/export --weights); the stage's student is still the last (or average_last)
     keep_best: Optional[KeepBestSpec] = None
-    # TensorFlow op determinism while training (deterministic kernels and tf.data order; an op
-    # without a deterministic implementation is an error): with the same seed, bit-identical runs
+    # TensorFlow op determinism while the run's stages run (the teacher's fine-tuning too:
+    # deterministic kernels and tf.data order; an op without a deterministic implementation is
+    # an error): with the same seed, bit-identical runs
     deterministic: bool = False
     # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
     keep_last: int = Field(0, ge=0)

@@ -70,24 +70,6 @@ def precision_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-@contextlib.contextmanager
-def op_determinism(enabled):
-    """``train.deterministic``: TensorFlow's op determinism
-    (``tf.config.experimental.enable_op_determinism``: deterministic kernels, ordered tf.data,
-    an error from an op that has no deterministic implementation) while training, restored
-    afterwards. ``False`` leaves the setting as it is."""
-    from tensorflow.python.framework import config as tf_config
-
-    previous = tf_config.is_op_determinism_enabled()
-    if enabled and not previous:
-        tf_config.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if enabled and not previous:
-            tf_config.disable_op_determinism()
-
-
 def _task(spec):
     return registry.lookup("task", spec.task)
 
@@ -294,10 +276,6 @@ class TrainStage(Stage):
 
     def run(self, context, workdir):
         context = context.with_spec(self._spec(context.spec))
-        with op_determinism(context.spec.train.deterministic):
-            return self._train(context, workdir)
-
-    def _train(self, context, workdir):
         spec, task, method = context.spec, context.task, self.method
         train = spec.train
         keras.utils.set_random_seed(train.seed)

@@ -17,6 +17,8 @@ import shutil
 import keras
 import numpy as np
 
+from tfkd.failpoints import failpoint
+
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_FILE = re.compile(r"^step-(\d+)\.weights\.h5$")
 
@@ -31,6 +33,7 @@ def save_weights_atomic(model, path):
     tmp = os.path.join(folder, f"tmp-{os.getpid()}-{name}")
     _check_room(model, folder or ".")
     model.save_weights(tmp)
+    failpoint("weights-written")
     os.replace(tmp, path)
     return path
 

@@ -53,6 +53,10 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
     optimizer.build(model.trainable_variables)
     checkpoint = StageCheckpoint(workdir, stage_name, total_steps=settings.steps, hint=hint)
     initial_epoch = checkpoint.restore(model)
+    if initial_epoch:
+        done = int(optimizer.iterations.numpy())
+        log.info("%s: resumed from checkpoint at step %d", stage_name, done)
+        train_ds = train_ds.skip(done)  # the batches an uninterrupted run reads next
     trainable = sum(int(math.prod(v.shape)) for v in model.trainable_variables)
     log.info("%s: %s, %d steps; %s parameters, %s of them trained", stage_name, description, settings.steps,
              f"{model.count_params():,}", f"{trainable:,}")

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.data import DataError
+from tfkd.failpoints import failpoint
 from tfkd.methods.soft_target.cmlm import left_to_right_targets, pack_pairs, target_positions
 from tfkd.progress import progress_bar
 
@@ -118,6 +119,7 @@ class CacheWriter:
         self._writer.write(_example(index, ids, probs))
         self._ids.append(int(index))
         self.count += 1
+        failpoint("cache-example")
 
     def close(self):
         if self._writer:
