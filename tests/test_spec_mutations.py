@@ -117,7 +117,7 @@ def check(path):
     return "accepted"
 
 
-SETTINGS = settings(max_examples=int(os.environ.get("TFKD_MUTATIONS", 150)), deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=int(os.environ.get("TFKD_MUTATIONS", 150)), deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
