@@ -39,3 +39,18 @@ def tokenizer(tmp_path_factory):
     sentences = [f"the cat number {i} sat on the mat ." for i in range(50)] + ["a dog runs ."] * 20
     path = data_lib.learn_vocabulary(sentences, TokenizerSpec(vocab_size=200), str(directory / "v.txt"))
     return data_lib.make_tokenizer(path)
+
+
+# the longest files first: the suite runs one file per worker (pytest-xdist --dist loadfile), and
+# a long file started last would leave the other workers idle at the end
+LONGEST_FIRST = ("test_kill_anywhere.py", "test_adapters_end_to_end.py", "test_two_stage_end_to_end.py",
+                 "test_soft_target_end_to_end.py", "test_mask_task_end_to_end.py",
+                 "test_two_stage_causal_end_to_end.py", "test_two_stage_mass_end_to_end.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file and among the others stays

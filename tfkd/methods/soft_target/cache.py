@@ -97,7 +97,9 @@ def _example(index, ids, probs):
         "ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ids.astype("<i4").tobytes()])),
         "probs": tf.train.Feature(bytes_list=tf.train.BytesList(value=[probs.astype("<f2").tobytes()])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the feature map in key order, so the same cache is the same bytes in every
+    # process (the shards' SHA-256 in the manifest then identify their content)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 class CacheWriter:
