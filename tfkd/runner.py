@@ -33,7 +33,8 @@ class StageError(RuntimeError):
     """A stage could not run; the message says why and what to do."""
 
 
-def _sha256_file(path, cache={}):
+def sha256_file(path, cache={}):
+    """The SHA-256 of a file, remembered for the process by path, size and modification time."""
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
     if key not in cache:
@@ -62,7 +63,7 @@ def _by_content(value):
             return value
     if isinstance(value, str) and os.path.isabs(value):
         if os.path.isfile(value):
-            return f"sha256:{_sha256_file(value)}"
+            return f"sha256:{sha256_file(value)}"
         if os.path.isdir(value):
             return os.path.realpath(value)
     return value
@@ -141,7 +142,7 @@ class Runner:
                     hint = f"; prepare it with: {prepare}" if prepare else ""
                     raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
                 # by content, in the order the stage lists them: moved or renamed files keep the key
-                files.append(_sha256_file(path))
+                files.append(sha256_file(path))
             self._keys[name] = {
                 "stage": name,
                 "config": _by_content(stage.config(self.spec)),

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfkd.data import DataError
 from tfkd.failpoints import failpoint
+from tfkd.runner import sha256_file
 from tfkd.methods.soft_target.cmlm import left_to_right_targets, pack_pairs, target_positions
 from tfkd.progress import progress_bar
 
@@ -129,7 +130,7 @@ class CacheWriter:
         sizes = {s: os.path.getsize(os.path.join(self.directory, s)) for s in self.shards}
         manifest = dict(self.metadata, examples=self.count, top_k=self.top_k, shards=self.shards,
                         ids_sha256=ids_digest(self._ids), bytes=sum(sizes.values()), shard_bytes=sizes,
-                        shard_sha256={s: file_sha256(os.path.join(self.directory, s)) for s in self.shards})
+                        shard_sha256={s: sha256_file(os.path.join(self.directory, s)) for s in self.shards})
         with open(os.path.join(self.directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         return manifest
@@ -186,14 +187,6 @@ class CacheMismatch(DataError):
     not the ones its manifest lists (truncated, replaced, missing)."""
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_shards(directory, manifest):
     """Each shard the manifest lists is there with the size and SHA-256 it was written with (a
     truncated or swapped shard would otherwise fail deep inside a training step, or train on
@@ -206,7 +199,7 @@ def check_shards(directory, manifest):
         if recorded is not None and os.path.getsize(path) != recorded[name]:
             raise CacheMismatch(f"{path}: {os.path.getsize(path)} bytes, but the cache's manifest.json records "
                                 f"{recorded[name]} (truncated or from another cache); delete {directory} to rebuild it")
-        if name in sums and file_sha256(path) != sums[name]:
+        if name in sums and sha256_file(path) != sums[name]:
             raise CacheMismatch(f"{path}: its SHA-256 is not the one the cache's manifest.json records (changed or "
                                 f"from another cache); delete {directory} to rebuild it")
     if recorded is None and "bytes" in manifest:  # written before per-shard sizes were recorded
