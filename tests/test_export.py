@@ -48,6 +48,42 @@ def test_export_serves_without_tfkd_and_matches_tfkd_decoding(exported, data_dir
     np.testing.assert_allclose(odd["scores"], np.asarray(scores, np.float32), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(exported, data_dir, tmp_path):
+    """``decode.jit_compile: true``: the same translations (scores within float rounding) from an
+    XLA-compiled decoder, sources padded to a multiple of data.bucket_width, one program per
+    batch size and bucket; the export keeps the compiled function and serves without tfkd."""
+    import numpy as np
+
+    from tfkd.export import export_saved_model
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+
+    run_dir, _ = exported
+    with open(os.path.join(data_dir, "multi30k_deen", "valid.de")) as f:
+        valid = [next(f).strip() for _ in range(40)] + SENTENCES
+    _, _, context = open_run(str(run_dir))
+    student = load_student(context)
+    plain = context.task.translator(context, student)
+    xla_spec = context.spec.model_copy(update={"decode": context.spec.decode.model_copy(update={"jit_compile": True})})
+    xla = context.task.translator(context.with_spec(xla_spec), student)
+    assert not plain.jit_compile and xla.jit_compile
+    translations, scores = plain.translate_all(valid)
+    xla_translations, xla_scores = xla.translate_all(valid)
+    assert xla_translations == translations
+    np.testing.assert_allclose(xla_scores, scores, rtol=1e-4, atol=1e-4)
+    (compiled,) = xla._compiled.values()  # the decoder XLA runs: one function, traced per width
+    widths = {int(c.structured_input_signature[0][0].shape[1] or -1) for c in compiled._list_all_concrete_functions()}
+    assert widths and all(w == -1 or w % context.spec.data.bucket_width == 0 for w in widths), widths
+
+    path = export_saved_model(lambda out: context.task.export(context.with_spec(xla_spec), student, out),
+                              str(tmp_path / "models"), "xla", 1)
+    served = serve_only(path, valid, tmp_path)
+    assert served["loaded"] == [] and served["translations"] == list(translations)
+    graph = open(os.path.join(path, "saved_model.pb"), "rb").read()
+    assert b"_XlaMustCompile" in graph  # the decoder stays XLA-compiled where the export is served
+
+
 # what tools/benchmark_export.py does, in a process that has not imported the student's class
 LOAD_STUDENT = r"""
 import sys

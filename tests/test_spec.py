@@ -91,7 +91,7 @@ BAD_SPECS = [
      '{path}:15: trian: unknown key "trian"; did you mean "train"? Valid keys: data, decode, distill, evaluate, export, imports, name, run_dir, stages, student, task, teacher, train, variants, version'),
     # 2 unknown nested key
     (GOOD.replace("  seed: 3", "  sead: 3"),
-     '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: accumulate, adam_beta_1, adam_beta_2, adam_epsilon, average_last, checkpoint_every, clip_norm, deterministic, early_stop, init_from, keep_best, keep_last, label_smoothing, learning_rate, log_every, precision, schedule, seed, steps, strategy, valid_metric_examples, warmup_steps'),
+     '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: accumulate, adam_beta_1, adam_beta_2, adam_epsilon, average_last, checkpoint_every, clip_norm, deterministic, early_stop, init_from, jit_compile, keep_best, keep_last, label_smoothing, learning_rate, log_every, precision, schedule, seed, steps, strategy, valid_metric_examples, warmup_steps'),
     # 3 type error on a student field (the student's own schema)
     (GOOD.replace("encoder_layers: 2", "encoder_layers: six"),
      '{path}:10: student.encoder_layers: expected an integer, got "six"'),

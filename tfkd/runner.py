@@ -19,6 +19,7 @@ import time
 
 from tfkd import spec as spec_lib
 from tfkd.failpoints import failpoint
+from tfkd.training.xla import jit_compilation
 
 log = logging.getLogger("tfkd")
 
@@ -239,7 +240,9 @@ class Runner:
         failpoint(f"stage-start:{name}")
         start = time.time()
         try:
-            with op_determinism(getattr(getattr(self.spec, "train", None), "deterministic", False)):
+            train = getattr(self.spec, "train", None)
+            with op_determinism(getattr(train, "deterministic", False)), \
+                    jit_compilation(getattr(train, "jit_compile", "auto")):
                 results = self.stages[name].run(context, partial) or {}
         except BaseException:
             _remove_if_unused(partial, made_run_dir and self.run_dir)

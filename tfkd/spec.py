@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 import yaml
@@ -176,6 +176,10 @@ class TrainSpec(_Strict):
     # deterministic kernels and tf.data order; an op without a deterministic implementation is
     # an error): with the same seed, bit-identical runs
     deterministic: bool = False
+    # XLA-compiled training steps, with batches padded to their length bucket's boundary so a
+    # stage compiles at most one program per bucket (every training stage of the run). auto:
+    # Keras' rule, on with one GPU (or TPU), off on CPU and with more than one device
+    jit_compile: Union[Literal["auto"], bool] = "auto"
     # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)

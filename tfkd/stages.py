@@ -127,9 +127,12 @@ def model_width(student, spec):
 
 
 def compile_and_build(trainer, optimizer, train_ds):
-    """Compile ``trainer`` with ``optimizer`` and build both on the first training batch (so a
-    checkpoint can be restored into them before training)."""
-    trainer.compile(optimizer=optimizer)
+    """Compile ``trainer`` with ``optimizer`` (XLA-compiled as ``train.jit_compile`` says) and
+    build both on the first training batch (so a checkpoint can be restored into them before
+    training)."""
+    from tfkd.training.xla import jit_compile
+
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile())
     trainer(next(iter(train_ds))[0])
     trainer.optimizer.build(trainer.trainable_variables)
 
@@ -212,7 +215,7 @@ def learning_rate_schedule(train, student, spec):
 # train settings left out of a train stage's key at their defaults, so runs made before they
 # existed keep their keys
 NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "average_last": None, "keep_best": None,
-                      "deterministic": False}
+                      "deterministic": False, "jit_compile": "auto"}
 
 
 # train settings a stopped train stage may change and still resume from its checkpoint

@@ -15,6 +15,7 @@ import keras
 
 from tfkd.runner import StageError
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.xla import jit_compile
 from tfkd.training.schedules import TriangularSchedule
 
 log = logging.getLogger("tfkd")
@@ -47,6 +48,7 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile(),
     )
     inputs, _, _ = next(iter(train_ds))
     model(inputs)

@@ -59,6 +59,9 @@ class TranslationDecode(Strict):
     max_length_a: float = Field(1.2, ge=0)
     max_length_b: int = Field(10, ge=1)
     batch_size: PositiveInt = 64
+    # XLA-compiled decoding (evaluation, tfkd translate and the export), sources padded to a
+    # multiple of data.bucket_width so each batch size compiles one program per bucket
+    jit_compile: bool = False
 
     @pydantic.field_validator("algorithm")
     @classmethod
@@ -268,7 +271,7 @@ class TranslationTask(Task):
 
         tokenizers = context.tokenizers()
         return Translator(student, tokenizers.source, tokenizers.target, decode or context.spec.decode,
-                          context.spec.data.max_tokens)
+                          context.spec.data.max_tokens, context.spec.data.bucket_width)
 
     def valid_metric(self, context, student):
         spec = context.spec

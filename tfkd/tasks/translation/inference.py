@@ -31,9 +31,12 @@ class Translator(tf.Module):
             length penalty, length candidates and iterations -- and the max length
             ``a * source_length + b``).
         max_tokens: longest source kept (longer sources are truncated).
+        bucket_width: with ``decode_spec.jit_compile`` on, sources are padded to a multiple of
+            it, so the XLA-compiled decoder sees a bounded set of shapes (one program per
+            batch size and bucket; the longest target ``a * padded length + b``).
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, decode_spec, max_tokens):
+    def __init__(self, model, source_tokenizer, target_tokenizer, decode_spec, max_tokens, bucket_width=8):
         super().__init__(name="translator")
         self.model = model
         self.source_tokenizer = source_tokenizer
@@ -48,6 +51,9 @@ class Translator(tf.Module):
         self.batch_size = decode_spec.batch_size
         self.max_tokens = max_tokens
         self.max_target_length = min(max_tokens, getattr(model, "max_length", max_tokens))
+        self.jit_compile = bool(getattr(decode_spec, "jit_compile", False))
+        self.bucket_width = bucket_width
+        self._compiled = {}
         # autograph off: the decoders use explicit tf.while_loop, as the export does
         self.translate = tf.function(
             self._translate, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
@@ -63,14 +69,32 @@ class Translator(tf.Module):
         first = tf.equal(tf.range(tf.shape(source_ids)[1]), 0)[tf.newaxis]
         source_ids = tf.where(empty & first, self.source_ids.unk, source_ids)
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
+        if self.jit_compile:  # a bounded set of shapes: the width rounded up to the bucket's
+            width = tf.shape(source_ids)[1]
+            padded = (width + self.bucket_width - 1) // self.bucket_width * self.bucket_width
+            source_ids = tf.pad(source_ids, [[0, 0], [0, padded - width]], constant_values=self.source_ids.pad)
+            longest = tf.cast(padded, tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
         return source_ids, tf.minimum(max_length, self.max_target_length)
 
+    def _decoder(self, **extra):
+        """The decoder as ``(source_ids, max_length) -> (token_ids, scores)``; with
+        ``jit_compile``, one XLA-compiled function (compiled once per input shape)."""
+        decoder = registry.lookup("decoder", self.algorithm)
+
+        def run(source_ids, max_length):
+            return decoder(self.model, source_ids, self.target_ids, max_length, **self.decode_options, **extra)
+
+        if not self.jit_compile:
+            return run
+        key = tuple(sorted(extra.items()))
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(run, jit_compile=True, autograph=False)
+        return self._compiled[key]
+
     def _decode(self, sentences, **extra):
         source_ids, max_length = self._source(sentences)
-        return registry.lookup("decoder", self.algorithm)(
-            self.model, source_ids, self.target_ids, max_length, **self.decode_options, **extra
-        )
+        return self._decoder(**extra)(source_ids, max_length)
 
     def _translate(self, sentences):
         token_ids, scores = self._decode(sentences)

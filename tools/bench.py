@@ -1,0 +1,335 @@
+"""tfkd side by side with a PyTorch peer (Hugging Face ``MarianMTModel``) on the same CPU.
+
+    tfkd run specs/quickstart.yaml --stages vocab            # the vocabularies the bench uses
+    python tools/bench.py runs/quickstart --sections train,decode,export --xla
+
+The student is the run's Transformer (its ``student`` section: layers, width, heads, feed-forward
+size, tied output embeddings), built fresh; the peer is a ``MarianMTModel`` with the same
+dimensions, the same two vocabularies (``decoder_vocab_size``, its own source and target
+embeddings, the output tied to the target's) and ReLU feed-forward layers. Each section runs
+both in alternating rounds in one process and prints rates and ratios, with the machine and
+thread counts, as JSON:
+
+- ``train``: target tokens/s of a training step (Adam, label smoothing as the spec's) on the
+  same batches: tfkd's own batches (length-bucketed under ``data.batch_tokens``), read before
+  timing and fed to tfkd's ``fit`` and to the peer's forward/backward/step. tfkd is timed as it
+  trains: with ``jit_compile`` off, and on (``--xla``: batches padded to their bucket's
+  boundary, as ``train.jit_compile: true`` trains).
+- ``decode``: sentences/s at batch 64 and seconds per sentence at batch 1, greedy and beam 4,
+  exactly ``--new-tokens`` tokens per sentence on both sides (tfkd decodes with an end token
+  that never comes, the peer with ``min_new_tokens`` = ``max_new_tokens``), so the weights do
+  not matter; with ``--xla`` the tfkd decoders compiled with XLA too.
+- ``export``: raw text in, text out, the spec's ``decode`` section run to the end token: tfkd's
+  in-process Translator against its exported SavedModel loaded in the same process, with
+  ``decode.jit_compile`` off (and on, with ``--xla``); the first pass (tracing and XLA
+  compilation) apart from the timed rounds.
+
+The peer needs ``pip install -e .[bench]`` (torch, transformers).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tfkd_student(spec, context):
+    return context.task.build_student(spec, context.tokenizers())
+
+
+def _peer(spec, tokenizers, special):
+    """A ``MarianMTModel`` with the run's student's dimensions and vocabularies."""
+    from transformers import MarianConfig, MarianMTModel
+
+    s = spec.student
+    config = MarianConfig(
+        vocab_size=tokenizers.source.vocabulary_size(), decoder_vocab_size=tokenizers.target.vocabulary_size(),
+        share_encoder_decoder_embeddings=False, tie_word_embeddings=bool(s.tie_embeddings),
+        d_model=s.hidden_dim, encoder_layers=s.encoder_layers, decoder_layers=s.decoder_layers,
+        encoder_attention_heads=s.num_heads, decoder_attention_heads=s.num_heads,
+        encoder_ffn_dim=s.intermediate_dim, decoder_ffn_dim=s.intermediate_dim, activation_function="relu",
+        dropout=s.dropout, attention_dropout=0.0, activation_dropout=0.0, max_position_embeddings=512,
+        pad_token_id=special.pad, eos_token_id=special.eos, decoder_start_token_id=special.bos,
+        forced_eos_token_id=None, scale_embedding=True)
+    return MarianMTModel(config)
+
+
+def _batches(spec, context, count, pad_to_bucket):
+    from tfkd.training.xla import jit_compilation
+
+    with jit_compilation(bool(pad_to_bucket)):
+        data = iter(context.task.train_dataset(context, "bench"))
+    return [next(data) for _ in range(count)]
+
+
+def _one_of_each_shape(batches):
+    shapes = {}
+    for batch in batches:
+        shapes.setdefault(tuple(tuple(t.shape) for t in (*batch[0].values(), batch[1])), batch)
+    return list(shapes.values())
+
+
+def _target_tokens(batches, pad):
+    return sum(int((b[1].numpy() != pad).sum()) for b in batches)
+
+
+def bench_train(spec, context, args):
+    import keras
+    import tensorflow as tf
+    import torch
+
+    from tfkd.data import SpecialIds
+    from tfkd.stages import compile_and_build
+    from tfkd.training.trainer import SupervisedTrainer
+    from tfkd.training.xla import jit_compilation
+
+    train = spec.train
+    special = SpecialIds.of(context.tokenizers().target)
+    steps = args.steps
+    plain = _batches(spec, context, steps * args.rounds + 5, False)
+    runs = {"tfkd": (False, plain)}
+    if args.xla:
+        runs["tfkd_xla"] = (True, _batches(spec, context, steps * args.rounds + 5, True))
+    trainers = {}
+    for name, (jit, batches) in runs.items():
+        keras.utils.set_random_seed(train.seed)
+        student = _tfkd_student(spec, context)
+        trainer = SupervisedTrainer(student, context.task, label_smoothing=train.label_smoothing)
+        with jit_compilation(jit):  # compiled as a train stage compiles it
+            compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
+            for batch in _one_of_each_shape(batches):  # trace (and compile) every shape before timing
+                trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
+        trainers[name] = trainer
+
+    torch.manual_seed(train.seed)
+    peer = _peer(spec, context.tokenizers(), special)
+    peer.train()
+    optimizer = torch.optim.Adam(peer.parameters(), lr=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=train.label_smoothing)
+
+    def peer_step(batch):
+        inputs, target = batch
+        source = torch.from_numpy(inputs["source_ids"].numpy().astype("int64"))
+        decoder = torch.from_numpy(inputs["decoder_ids"].numpy().astype("int64"))
+        labels = torch.from_numpy(target.numpy().astype("int64"))
+        labels[labels == special.pad] = -100
+        logits = peer(input_ids=source, attention_mask=source != special.pad, decoder_input_ids=decoder,
+                      decoder_attention_mask=decoder != special.pad).logits
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for batch in plain[:5]:
+        peer_step(batch)
+
+    seconds = dict.fromkeys([*runs, "marian"], 0.0)
+    tokens = dict.fromkeys(seconds, 0)
+    for r in range(args.rounds):
+        block = slice(5 + r * steps, 5 + (r + 1) * steps)
+        for name, trainer in trainers.items():
+            batches = runs[name][1][block]
+            data = tf.data.Dataset.from_generator(lambda b=batches: iter(b), output_signature=(
+                {k: tf.TensorSpec([None, None], v.dtype) for k, v in batches[0][0].items()},
+                tf.TensorSpec([None, None], batches[0][1].dtype)))
+            start = time.perf_counter()
+            trainer.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+            seconds[name] += time.perf_counter() - start
+            tokens[name] += _target_tokens(batches, special.pad)
+        start = time.perf_counter()
+        for batch in plain[block]:
+            peer_step(batch)
+        seconds["marian"] += time.perf_counter() - start
+        tokens["marian"] += _target_tokens(plain[block], special.pad)
+    rates = {k: tokens[k] / seconds[k] for k in seconds}
+    return {
+        "batches": f"{steps} x {args.rounds} of the run's training batches (data.batch_tokens "
+                   f"{spec.data.batch_tokens}, {rates and tokens['tfkd'] / (steps * args.rounds):.0f} target tokens "
+                   "a batch on average)",
+        "batch_shapes": {k: len(_one_of_each_shape(batches)) for k, (_, batches) in runs.items()},
+        "target_tokens_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "tfkd_over_marian": {k: round(rates[k] / rates["marian"], 3) for k in runs},
+    }
+
+
+def bench_decode(spec, context, args):
+    import numpy as np
+    import tensorflow as tf
+    import torch
+
+    from tfkd import registry
+    from tfkd.data import SpecialIds
+
+    special = SpecialIds.of(context.tokenizers().target)
+    never_ending = dataclasses.replace(special, eos=-1)  # decode exactly new_tokens tokens
+    source_pad = SpecialIds.of(context.tokenizers().source).pad
+    tokenized = context.task.tokenized(context, "test", "bench")
+    sources = [np.asarray(s) for s in tokenized.source_ids.to_list()[: args.sentences]]
+    student = _tfkd_student(spec, context)
+    peer = _peer(spec, context.tokenizers(), special).eval()
+
+    def padded(rows):
+        width = max(len(r) for r in rows)
+        return np.stack([np.pad(r, (0, width - len(r)), constant_values=source_pad) for r in rows]).astype("int32")
+
+    settings = {"greedy": ("greedy", {}), "beam4": ("beam", {"beam_size": 4, "length_penalty": 0.6})}
+    functions = {}
+    for name, (algorithm, options) in settings.items():
+        decoder = registry.lookup("decoder", algorithm)
+        for jit in ([False, True] if args.xla else [False]):
+            functions[name, jit] = tf.function(
+                lambda ids, d=decoder, o=options: d(student, ids, never_ending, args.new_tokens, **o),
+                jit_compile=jit, reduce_retracing=True)
+
+    def run_tfkd(function, batch_size):
+        for start in range(0, len(sources), batch_size):
+            ids, _ = function(tf.constant(padded(sources[start : start + batch_size])))
+        return ids.shape[-1]
+
+    def run_peer(name, batch_size):
+        beams = settings[name][1].get("beam_size", 1)
+        with torch.inference_mode():
+            for start in range(0, len(sources), batch_size):
+                ids = torch.from_numpy(padded(sources[start : start + batch_size]).astype("int64"))
+                out = peer.generate(input_ids=ids, attention_mask=ids != source_pad, num_beams=beams,
+                                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
+                                    length_penalty=0.6 if beams > 1 else 1.0)
+        return out.shape[-1] - 1  # without the start token
+
+    lengths = {}
+    for (name, jit), function in functions.items():  # warm up: trace (and compile) every shape
+        for batch_size in args.batch_sizes:
+            lengths[f"tfkd {name}{' xla' if jit else ''}"] = run_tfkd(function, batch_size)
+    for name in settings:
+        lengths[f"marian {name}"] = run_peer(name, args.batch_sizes[0])
+    seconds = {}
+    for _ in range(args.rounds):
+        for batch_size in args.batch_sizes:
+            for (name, jit), function in functions.items():
+                key = (f"tfkd {name}{' xla' if jit else ''}", batch_size)
+                start = time.perf_counter()
+                run_tfkd(function, batch_size)
+                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+            for name in settings:
+                key = (f"marian {name}", batch_size)
+                start = time.perf_counter()
+                run_peer(name, batch_size)
+                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+    per_sentence = {k: v / (args.rounds * len(sources)) for k, v in seconds.items()}
+    result = {"sentences": len(sources), "new_tokens": lengths,
+              "sentences_per_second": {f"{k} batch {b}": round(1 / v, 1) for (k, b), v in per_sentence.items()},
+              "ms_per_sentence": {f"{k} batch {b}": round(1000 * v, 2) for (k, b), v in per_sentence.items()}}
+    result["tfkd_over_marian"] = {
+        f"{k} batch {b}": round(per_sentence[f"marian {k.split()[1]}", b] / v, 3)
+        for (k, b), v in per_sentence.items() if k.startswith("tfkd")}
+    return result
+
+
+def bench_export(spec, context, args):
+    """Raw text in, text out at ``decode.batch_size``, the spec's decoding (run to the end
+    token): tfkd's in-process Translator against its exported SavedModel, each with
+    ``decode.jit_compile`` off (and on, with ``--xla``); the first pass (tracing, XLA
+    compilation) is reported apart."""
+    import tempfile
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tfkd.export import export_saved_model
+    from tfkd.tasks.translation.export import write_translation_saved_model
+    from tfkd.tasks.translation.inference import translate_in_batches
+
+    sentences = context.task.corpus(context, "test").source[: args.sentences]
+    student = _tfkd_student(spec, context)
+    functions, first_pass = {}, {}
+    with tempfile.TemporaryDirectory() as out:
+        for jit in ([False, True] if args.xla else [False]):
+            view = context.with_spec(spec.model_copy(update={"decode": spec.decode.model_copy(
+                update={"jit_compile": jit})}))
+            translator = context.task.translator(view, student)
+            path = export_saved_model(lambda target, t=translator: write_translation_saved_model(t, target), out,
+                                      f"bench{int(jit)}", 1)
+            serve = tf.saved_model.load(path).signatures["serving_default"]
+            suffix = " xla" if jit else ""
+            functions["in-process" + suffix] = translator.translate
+            functions["exported" + suffix] = lambda batch, s=serve: s(source=batch)
+        outputs = {}
+        for name, function in functions.items():
+            start = time.perf_counter()
+            outputs[name], _ = translate_in_batches(function, sentences, spec.decode.batch_size)
+            first_pass[name] = time.perf_counter() - start
+        seconds = dict.fromkeys(functions, 0.0)
+        for _ in range(args.rounds):
+            for name, function in functions.items():
+                start = time.perf_counter()
+                translate_in_batches(function, sentences, spec.decode.batch_size)
+                seconds[name] += time.perf_counter() - start
+    rates = {k: args.rounds * len(sentences) / v for k, v in seconds.items()}
+    result = {
+        "sentences": len(sentences), "batch_size": spec.decode.batch_size,
+        "decoding": spec.decode.model_dump(mode="json", exclude={"jit_compile"}),
+        "same_translations": {k: outputs[k] == outputs["in-process"] for k in outputs},
+        "first_pass_seconds": {k: round(v, 2) for k, v in first_pass.items()},
+        "sentences_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "exported_over_in_process": {"plain": round(rates["exported"] / rates["in-process"], 3)},
+    }
+    if args.xla:
+        result["exported_over_in_process"]["xla"] = round(rates["exported xla"] / rates["in-process xla"], 3)
+        result["xla_over_plain"] = {"in-process": round(rates["in-process xla"] / rates["in-process"], 3),
+                                    "exported": round(rates["exported xla"] / rates["exported"], 3)}
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a run with its vocab stage done (tfkd run SPEC --stages vocab)")
+    parser.add_argument("--sections", default="train,decode")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per round and side")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sentences", type=int, default=128, help="test sentences decoded per round")
+    parser.add_argument("--batch-sizes", default="64,1")
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--xla", action="store_true", help="also time tfkd with XLA-compiled steps and decoders")
+    args = parser.parse_args()
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    # PyTorch and the peer's model first: loaded after TensorFlow, triton (which
+    # transformers' generation code imports through torch._dynamo) crashes the process
+    import torch
+    import transformers
+    from transformers import MarianMTModel  # noqa: F401
+
+    import tensorflow as tf
+
+    from tfkd.pipeline import open_run
+
+    torch.set_num_threads(os.cpu_count())
+    spec, _, context = open_run(args.run_dir)
+    report = {
+        "run": args.run_dir,
+        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}; TensorFlow {tf.__version__} "
+                   f"({tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} intra-op threads), "
+                   f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
+                   f"{transformers.__version__}",
+        "student": spec.student.model_dump(mode="json", include={"encoder_layers", "decoder_layers", "hidden_dim",
+                                                                 "intermediate_dim", "num_heads", "tie_embeddings",
+                                                                 "dropout"}),
+        "vocabularies": {"source": context.tokenizers().source.vocabulary_size(),
+                         "target": context.tokenizers().target.vocabulary_size()},
+    }
+    sections = args.sections.split(",")
+    if "train" in sections:
+        report["train"] = bench_train(spec, context, args)
+    if "decode" in sections:
+        report["decode"] = bench_decode(spec, context, args)
+    if "export" in sections:
+        report["export"] = bench_export(spec, context, args)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

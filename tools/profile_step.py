@@ -1,0 +1,134 @@
+"""Where a training step's time goes: TensorFlow's profiler over a few steps of a run's
+student, its op times summed by what they compute.
+
+    tfkd run specs/quickstart.yaml --stages vocab
+    python tools/profile_step.py runs/quickstart --steps 20 [--xla] [--trace-dir DIR]
+
+The student and trainer are built as the run's ``baseline`` stage builds them (the plain MLE
+step, label smoothing as the spec's), every batch shape is traced before profiling, then
+``--steps`` steps of ``fit`` run under ``tf.profiler``. Printed as JSON: wall milliseconds
+per step; op time per step by group (attention, feed-forward, layer norms, embeddings and the
+output softmax, the loss, the optimizer update, the input pipeline, other ops), forward and
+backward apart; the threads' idle time; the ops that took longest. The trace stays in ``--trace-dir`` for TensorBoard's profile plugin.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# (group, substrings of an op's full name, first match wins); "gradient_tape/" marks backward ops
+GROUPS = [
+    ("optimizer", ("adam/", "Adam/", "optimizer", "AssignAddVariableOp", "AssignSubVariableOp",
+                   "ResourceApplyAdam", "clip_by_global_norm", "global_norm")),
+    ("input pipeline", ("IteratorGetNext", "Iterator")),
+    ("attention", ("self_attention", "cross_attention", "multi_head_attention", "attention")),
+    ("feed-forward", ("feedforward", "intermediate_dense", "output_dense")),
+    ("layer norm", ("layer_norm", "LayerNorm", "layernorm", "encoder_norm", "decoder_norm")),
+    ("embeddings and output softmax", ("embedding", "position_encoding", "output_projection")),
+    ("loss", ("cross_entropy", "loss", "log_softmax", "LogSoftmax", "SparseSoftmax", "label_smooth", "terms")),
+]
+
+
+def group_of(name):
+    for group, needles in GROUPS:
+        if any(n in name for n in needles):
+            return group
+    return "other"
+
+
+def op_times(xplane):
+    """``{op full name: total self microseconds}`` from a profiler ``.xplane.pb``, by
+    TensorFlow's own ``framework_op_stats`` tool."""
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data([xplane], "framework_op_stats")
+    if not ok:
+        raise SystemExit(f"profile_step: the profiler could not read {xplane}")
+    tables = json.loads(data)
+    table = tables[0] if isinstance(tables, list) else tables
+    columns = [c["id"] for c in table["cols"]]
+    name_col, self_col = columns.index("operation"), columns.index("total_self_time")
+    host_col = columns.index("host_or_device") if "host_or_device" in columns else None
+    times = collections.Counter()
+    for row in table["rows"]:
+        values = [c["v"] if c else None for c in row["c"]]
+        if host_col is not None and values[host_col] not in ("Host", "Device", None):
+            continue
+        times[values[name_col]] += float(values[self_col])
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a run with its vocab stage done")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--xla", action="store_true", help="profile the XLA-compiled step (bucket-padded batches)")
+    parser.add_argument("--trace-dir", help="where the profile goes (default: a temporary folder)")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from tfkd.pipeline import open_run
+    from tfkd.stages import compile_and_build
+    from tfkd.training.trainer import SupervisedTrainer
+    from tfkd.training.xla import jit_compilation
+
+    spec, _, context = open_run(args.run_dir)
+    keras.utils.set_random_seed(spec.train.seed)
+    with jit_compilation(args.xla):
+        data = iter(context.task.train_dataset(context, "profile"))
+        batches = [next(data) for _ in range(args.steps + 40)]
+        trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
+                                    label_smoothing=spec.train.label_smoothing)
+        compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
+    signature = ({k: tf.TensorSpec([None, None], v.dtype) for k, v in batches[0][0].items()},
+                 tf.TensorSpec([None, None], batches[0][1].dtype))
+
+    def fit(part):
+        ds = tf.data.Dataset.from_generator(lambda: iter(part), output_signature=signature)
+        trainer.fit(ds, epochs=1, steps_per_epoch=len(part), verbose=0, shuffle=False)
+
+    fit(batches[: 40])  # trace (and compile) the shapes, warm the caches
+    timed = batches[40:]
+    trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="tfkd-profile-")
+    tf.profiler.experimental.start(trace_dir)
+    start = time.perf_counter()
+    fit(timed)
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    (xplane,) = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "*.xplane.pb"))[-1:]
+    times = op_times(xplane)
+    idle = times.pop("IDLE", 0.0)  # the threads' time without an op
+    groups = collections.Counter()
+    for name, micros in times.items():
+        direction = "backward" if "gradient_tape/" in name else "forward"
+        group = group_of(name)
+        key = group if group in ("optimizer", "input pipeline") else f"{group} ({direction})"
+        groups[key] += micros
+    steps = len(timed)
+    op_total = sum(groups.values())
+    pad = spec.data and context.tokenizers().target.token_to_id("[PAD]")
+    tokens = sum(int((b[1].numpy() != pad).sum()) for b in timed)
+    print(json.dumps({
+        "run": args.run_dir, "steps": steps, "xla": args.xla, "trace": trace_dir,
+        "wall_ms_per_step": round(1000 * wall / steps, 2),
+        "target_tokens_per_second": round(tokens / wall, 1),
+        "op_ms_per_step": round(op_total / 1000 / steps, 2),
+        "op_ms_per_step_by_group": {k: round(v / 1000 / steps, 2) for k, v in groups.most_common()},
+        "op_share_by_group": {k: round(v / op_total, 3) for k, v in groups.most_common()},
+        "idle_thread_ms_per_step": round(idle / 1000 / steps, 2),
+        "note": "op and idle times are summed over the threads that ran ops (the intra-op pool and the "
+                "executor's), so together they exceed the wall time",
+        "top_ops_ms_per_step": {k: round(v / 1000 / steps, 2) for k, v in times.most_common(15)},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
