@@ -94,3 +94,57 @@ def test_chunk_rows_cuts_long_rows_into_consecutive_pieces():
     ids = tf.ragged.constant([[1, 2, 3, 4, 5], [6], [7, 8, 9, 10]])
     assert chunk_rows(ids, 2).to_list() == [[1, 2], [3, 4], [5], [6], [7, 8], [9, 10]]
     assert chunk_rows(ids, 5).to_list() == ids.to_list()
+
+
+def _sentences(data_dir, n=3000, side="de"):
+    with open(f"{data_dir}/multi30k_deen/train.{side}", encoding="utf-8") as f:
+        return [next(f).rstrip("\n") for _ in range(n)]
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_sentencepiece_learns_exactly_the_size_asked_and_detokenizes_exactly(tmp_path, data_dir, model_type):
+    import tensorflow as tf
+
+    from tfkd.spec import TokenizerSpec
+
+    sentences = _sentences(data_dir)
+    spec = TokenizerSpec(kind="sentencepiece", vocab_size=1500, model_type=model_type)
+    path = str(tmp_path / "source.vocab")
+    assert data_lib.learn_vocabulary(sentences, spec, path) == {"kind": "sentencepiece"}
+    vocabulary = open(path, encoding="utf-8").read().splitlines()
+    assert len(vocabulary) == 1500 and vocabulary[:5] == data_lib.RESERVED_TOKENS
+    tokenizer = data_lib.make_tokenizer(path, kind="sentencepiece")
+    assert tokenizer.vocabulary_size() == 1500
+    special = data_lib.SpecialIds.of(tokenizer)
+    assert (special.pad, special.unk, special.bos, special.eos) == (0, 1, 2, 3)
+    # in-graph, as training and the export run it; text back exactly, with its spaces and case
+    texts = sentences[:64] + ["Ein Mann (mit Hut) sagt: „Hallo!“ – 3,5 km weit."]
+    ids = data_lib.tokenize_to_ragged(tokenizer, texts)
+    assert int(tf.reduce_max(ids.flat_values)) < 1500 and int(tf.reduce_min(ids.flat_values)) >= 5
+    framed = tf.concat([tf.fill([len(texts), 1], special.bos), ids.to_tensor(special.pad),
+                        tf.fill([len(texts), 1], special.eos), tf.fill([len(texts), 2], 7)], 1)
+    back = [t.decode() for t in tf.function(lambda x: data_lib.detokenize(tokenizer, x, special))(framed).numpy()]
+    assert back == texts
+
+
+def test_sentencepiece_lowercase_folds_case_in_the_model(tmp_path, data_dir):
+    from tfkd.spec import TokenizerSpec
+
+    path = str(tmp_path / "target.vocab")
+    data_lib.learn_vocabulary(_sentences(data_dir, side="en"), TokenizerSpec(
+        kind="sentencepiece", vocab_size=800, lowercase=True), path)
+    tokenizer = data_lib.make_tokenizer(path, kind="sentencepiece")
+    assert list(tokenizer.tokenize("A DOG Runs")) == list(tokenizer.tokenize("a dog runs"))
+
+
+def test_a_sentencepiece_size_the_text_cannot_fill_is_one_line(tmp_path):
+    from tfkd.runner import StageError
+    from tfkd.spec import TokenizerSpec
+
+    with pytest.raises(StageError) as error:
+        data_lib.learn_vocabulary(["ein Hund", "zwei Hunde"], TokenizerSpec(kind="sentencepiece", vocab_size=5000),
+                                  str(tmp_path / "source.vocab"))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("vocab: SentencePiece (unigram) could not learn 5000 pieces "
+                                                      "from 2 sentences: "), message
+    assert not list(tmp_path.iterdir())  # nothing half-written

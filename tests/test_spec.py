@@ -55,6 +55,21 @@ def test_overrides_are_typed_and_nested(tmp_path):
     assert spec.evaluate.splits == ["valid", "test"]
 
 
+def test_sentencepiece_settings_that_do_not_apply_are_refused(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD), ["data.source_tokenizer.kind=sentencepiece",
+                                             "data.source_tokenizer.model_type=bpe"])
+    assert (spec.data.source_tokenizer.kind, spec.data.source_tokenizer.model_type) == ("sentencepiece", "bpe")
+    assert "model_type" in spec.data.source_tokenizer.key() and "model_type" not in spec.data.target_tokenizer.key()
+    for flags, message in [
+        (["data.source_tokenizer.kind=sentencepiece", "data.source_tokenizer.strip_accents=true"],
+         "strip_accents applies to WordPiece vocabularies"),
+        (["data.target_tokenizer.model_type=bpe"], 'model_type applies to kind "sentencepiece"'),
+    ]:
+        with pytest.raises(SpecError) as e:
+            load_spec(write(tmp_path, GOOD), flags)
+        assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
 def test_override_error_names_the_flag(tmp_path):
     with pytest.raises(SpecError) as e:
         load_spec(write(tmp_path, GOOD), ["train.steps=many"])

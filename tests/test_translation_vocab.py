@@ -1,5 +1,10 @@
 """The translation vocab stage."""
 
+import json
+
+import pytest
+
+from helpers import serve_only, tfkd, write_spec
 from tfkd import data as data_lib
 
 
@@ -31,3 +36,27 @@ student: {{kind: transformer}}
     ids = data_lib.tokenize_to_ragged(target, ["A Man rides."]).to_list()[0]
     assert [target.id_to_token(i) for i in ids] == ["a", "man", "rides", "."]
     assert source.get_vocabulary()[:5] == data_lib.RESERVED_TOKENS
+
+
+@pytest.mark.slow
+def test_a_sentencepiece_run_trains_scores_and_exports_raw_text(tmp_path, data_dir):
+    """``kind: sentencepiece`` on both sides through vocab, train, evaluate and export: the
+    vocabularies have exactly the sizes asked, and the SavedModel, served without tfkd, gives
+    the evaluate stage's translations (SentencePiece tokenization and exact detokenization
+    in-graph)."""
+    spec = write_spec(tmp_path, "spm", steps=6, every=6)
+    out = tfkd("run", spec, "--set", "stages=[vocab,train,evaluate,export]", "--set", "evaluate.splits=[valid]",
+               "--set", "data.source_tokenizer={kind: sentencepiece, vocab_size: 700}",
+               "--set", "data.target_tokenizer={kind: sentencepiece, vocab_size: 600, model_type: bpe}",
+               env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / "spm"
+    assert "learned a SentencePiece unigram vocabulary of 700 tokens for the source side (asked for 700)" in out.stderr
+    assert "learned a SentencePiece bpe vocabulary of 600 tokens for the target side (asked for 600)" in out.stderr
+    results = json.load(open(run / "vocab" / "stage.json"))["results"]
+    assert (results["source_vocab_size"], results["target_vocab_size"]) == (700, 600)
+    hypotheses = (run / "evaluate" / "valid.hyp").read_text().splitlines()
+    with open(f"{data_dir}/multi30k_deen/valid.de", encoding="utf-8") as f:
+        sources = [next(f).strip() for _ in range(len(hypotheses))]
+    served = serve_only(run / "export" / "spm" / "1", sources, tmp_path)
+    assert served["loaded"] == [] and served["translations"] == hypotheses

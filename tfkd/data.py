@@ -1,8 +1,9 @@
-"""Text helpers every task shares: reading text files, WordPiece tokenizers, bucketing.
+"""Text helpers every task shares: reading text files, tokenizers, bucketing.
 
-Tokenizers are keras-hub WordPiece tokenizers: a vocabulary learned from the training data
-with ``keras_hub.tokenizers.compute_word_piece_vocabulary`` (saved into the run directory), or
-the teacher checkpoint's own vocabulary. Training batches are bucketed by length under a
+Tokenizers are keras-hub's, applied in-graph (so exports take raw text): WordPiece with a
+vocabulary learned from the training data by ``keras_hub.tokenizers.compute_word_piece_vocabulary``
+or the teacher checkpoint's own vocabulary, or SentencePiece (unigram or BPE) learned by the
+``sentencepiece`` library. Learned vocabularies are saved into the run directory. Training batches are bucketed by length under a
 token budget (``batch_tokens`` padded tokens).
 """
 
@@ -96,8 +97,18 @@ def chunk_rows(ids, size):
 # ----------------------------------------------------------------------------- tokenizers
 
 
+SENTENCEPIECE_SUFFIX = ".spm"  # a SentencePiece model beside its ``.vocab`` listing
+
+
 def learn_vocabulary(sentences, tokenizer_spec, path):
-    """Learn a WordPiece vocabulary with keras-hub and write it to ``path`` (one token a line)."""
+    """Learn a vocabulary for ``tokenizer_spec`` and write it to ``path`` (one token a line):
+    ``kind: learned``, WordPiece with keras-hub; ``kind: sentencepiece``, a SentencePiece model
+    (``model_type`` unigram or BPE, exactly ``vocab_size`` pieces) with the ``sentencepiece``
+    library, its model beside ``path`` (:data:`SENTENCEPIECE_SUFFIX`). Returns the settings
+    :func:`make_tokenizer` needs besides the spec's ``lowercase`` and ``strip_accents``."""
+    if tokenizer_spec.kind == "sentencepiece":
+        learn_sentencepiece(sentences, tokenizer_spec, path)
+        return {"kind": "sentencepiece"}
     data = tf.data.Dataset.from_tensor_slices(tf.constant(sentences, dtype=tf.string)).batch(1024)
     tmp = path + ".tmp"
     keras_hub.tokenizers.compute_word_piece_vocabulary(
@@ -115,7 +126,49 @@ def learn_vocabulary(sentences, tokenizer_spec, path):
         # keras-hub's learner stops when the corpus has no more pieces to add at its settings
         log.warning("vocab: asked for %d WordPiece tokens, learned %d (the training text has no more at the "
                     "learner's settings); the run uses %d", tokenizer_spec.vocab_size, size, size)
-    return path
+    return {}
+
+
+def sentencepiece_model_path(vocabulary_path):
+    return os.path.splitext(vocabulary_path)[0] + SENTENCEPIECE_SUFFIX
+
+
+def learn_sentencepiece(sentences, tokenizer_spec, path):
+    """A SentencePiece model of exactly ``vocab_size`` pieces; the reserved tokens keep the ids
+    they have in a WordPiece vocabulary (``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2 as BOS, ``[SEP]`` 3
+    as EOS, ``[MASK]`` 4), then the 256 byte pieces that spell any character the training text
+    lacks (byte fallback: no input becomes ``[UNK]``, and detokenization gives it back).
+    ``lowercase`` folds case in the model's own normalisation."""
+    import io
+
+    import sentencepiece
+
+    from tfkd.runner import StageError
+
+    model = io.BytesIO()
+    lines = [s for s in sentences if s.strip()]
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=model, vocab_size=tokenizer_spec.vocab_size,
+            model_type=tokenizer_spec.model_type, character_coverage=1.0, input_sentence_size=0,
+            pad_id=0, pad_piece=PAD, unk_id=1, unk_piece=UNK, bos_id=2, bos_piece=BOS, eos_id=3, eos_piece=EOS,
+            user_defined_symbols=[MASK], hard_vocab_limit=True, num_threads=os.cpu_count() or 1,
+            byte_fallback=True,  # a character never seen in training becomes its UTF-8 bytes, not [UNK]
+            normalization_rule_name="nmt_nfkc_cf" if tokenizer_spec.lowercase else "nmt_nfkc",
+            minloglevel=2)
+    except RuntimeError as error:  # e.g. a vocab_size the text cannot fill
+        raise StageError(f"vocab: SentencePiece ({tokenizer_spec.model_type}) could not learn "
+                         f"{tokenizer_spec.vocab_size} pieces from {len(lines)} sentences: "
+                         f"{str(error).strip().splitlines()[-1]}") from None
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    assert [processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS))] == RESERVED_TOKENS
+    target = sentencepiece_model_path(path)
+    with open(target + ".tmp", "wb") as f:
+        f.write(model.getvalue())
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(processor.id_to_piece(i) for i in range(processor.get_piece_size())) + "\n")
+    os.replace(target + ".tmp", target)
+    os.replace(path + ".tmp", path)
 
 
 def prune_vocabulary(tokenizer, sentences, min_count):
@@ -132,7 +185,12 @@ def prune_vocabulary(tokenizer, sentences, min_count):
     return [token for i, token in enumerate(vocabulary) if counts[i] >= min_count or i in special]
 
 
-def make_tokenizer(vocabulary_path, lowercase=False, strip_accents=False):
+def make_tokenizer(vocabulary_path, lowercase=False, strip_accents=False, kind="wordpiece"):
+    """The keras-hub tokenizer of a vocab stage's file: WordPiece, or with ``kind``
+    ``"sentencepiece"`` the SentencePiece model beside it (its normalisation is in the model)."""
+    if kind == "sentencepiece":
+        with open(sentencepiece_model_path(vocabulary_path), "rb") as f:
+            return keras_hub.tokenizers.SentencePieceTokenizer(proto=f.read())
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary_path,
         lowercase=lowercase,
@@ -173,6 +231,8 @@ def detokenize(tokenizer, token_ids, special_ids):
     keep &= tf.not_equal(token_ids, special_ids.pad) & tf.not_equal(token_ids, special_ids.bos)
     ragged = tf.ragged.boolean_mask(token_ids, keep)
     text = tokenizer.detokenize(ragged)
+    if isinstance(tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
+        return text  # SentencePiece keeps the spaces: its detokenization is exact
     for pattern, rewrite in _DETOKENIZE_RULES:
         text = tf.strings.regex_replace(text, pattern, rewrite)
     return tf.strings.strip(text)

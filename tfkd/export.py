@@ -5,14 +5,41 @@ module owns the layout TF Serving expects and the guarantee that a version folde
 complete or absent.
 """
 
+import hashlib
 import logging
 import os
 import shutil
 import time
+import types
 
 from tfkd.runner import StageError, move_into_place
 
 log = logging.getLogger("tfkd")
+
+
+def track_tokenizers(archive, *tokenizers):
+    """Track the TensorFlow resources of in-graph tokenizers (a SentencePiece model: a resource
+    Keras does not track) in a ``keras.export.ExportArchive``, so the endpoints that capture
+    them can be saved; WordPiece tokenizers hold none.
+
+    tensorflow-text creates a loaded SentencePiece model under one default name, so the second
+    model of a SavedModel (a translation's target side) would load as the first; each is
+    named by its content here instead."""
+    for tokenizer in tokenizers:
+        sentencepiece = getattr(tokenizer, "_sentence_piece", None)  # keras-hub's tensorflow-text tokenizer
+        if sentencepiece is not None:
+            resource = sentencepiece._model_resource
+            resource._create_resource = types.MethodType(_named_sentencepiece_resource, resource)
+            archive.track(sentencepiece)
+
+
+def _named_sentencepiece_resource(resource):
+    from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
+
+    model = resource._model
+    model = model if isinstance(model, bytes) else model.numpy()
+    return gen_sentencepiece_tokenizer.sentencepiece_op(
+        model=model, shared_name=f"tfkd_sentencepiece_{hashlib.sha256(model).hexdigest()[:16]}")
 
 
 def export_saved_model(write, out_dir, model_name, version):

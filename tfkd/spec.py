@@ -93,11 +93,14 @@ ModelReference = Annotated[str, AfterValidator(_model_reference)]
 
 
 class TokenizerSpec(_Strict):
-    # learned: a WordPiece vocabulary learned from the training side; teacher: the teacher
-    # checkpoint's; pretrained: the vocabulary of ``checkpoint`` (a pretrained model the student
-    # is built from, such as AB-Net's BERTs), ids unchanged
-    kind: Literal["learned", "teacher", "pretrained"] = "learned"
+    # learned: a WordPiece vocabulary learned from the training side; sentencepiece: a
+    # SentencePiece model learned from it (model_type unigram or bpe, exactly vocab_size pieces,
+    # exact detokenization); teacher: the teacher checkpoint's; pretrained: the vocabulary of
+    # ``checkpoint`` (a pretrained model the student is built from, such as AB-Net's BERTs),
+    # ids unchanged
+    kind: Literal["learned", "sentencepiece", "teacher", "pretrained"] = "learned"
     vocab_size: PositiveInt = 8000
+    model_type: Literal["unigram", "bpe"] = "unigram"  # kind sentencepiece
     lowercase: bool = False
     strip_accents: bool = False
     # kind "teacher" only: keep the teacher's tokens seen at least this often in the training
@@ -106,11 +109,24 @@ class TokenizerSpec(_Strict):
     # kind "pretrained" only: a keras-hub preset, local folder or "package:module/subdir"
     checkpoint: Optional[ModelReference] = None
 
+    def key(self):
+        """What the vocabulary depends on (a stage key's part): the settings, ``model_type``
+        only for SentencePiece (so the keys of other vocabularies stay as they were)."""
+        dump = self.model_dump()
+        if self.kind != "sentencepiece":
+            dump.pop("model_type")
+        return dump
+
     @pydantic.model_validator(mode="after")
     def _min_count_needs_teacher(self):
         if self.min_count is not None and self.kind != "teacher":
             raise ValueError('min_count applies to kind "teacher" only (a learned vocabulary has vocab_size; '
                              'a pretrained one keeps its ids)')
+        if self.kind == "sentencepiece" and self.strip_accents:
+            raise ValueError("strip_accents applies to WordPiece vocabularies (SentencePiece normalises with NFKC, "
+                             "and lowercase folds case)")
+        if self.model_type != "unigram" and self.kind != "sentencepiece":
+            raise ValueError('model_type applies to kind "sentencepiece"')
         if self.kind == "pretrained" and not self.checkpoint:
             raise ValueError('kind "pretrained" needs checkpoint (the model whose vocabulary it is)')
         if self.kind != "pretrained" and self.checkpoint:

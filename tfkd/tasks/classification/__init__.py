@@ -141,7 +141,7 @@ class ClassificationTask(Task):
     def vocab_config(self, spec):
         tokenizer = spec.data.tokenizer
         return {
-            "tokenizer": tokenizer.model_dump(),
+            "tokenizer": tokenizer.key(),
             "train": {k: v for k, v in self.data_key(spec, ["train"]).items() if k != "max_tokens"},
             "teacher": spec.teacher.checkpoint if tokenizer.kind == "teacher" else None,
         }

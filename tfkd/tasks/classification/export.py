@@ -75,7 +75,10 @@ def probabilities_in_batches(classify, texts, num_classes, batch_size, progress=
 
 
 def write_classification_saved_model(classifier, path):
+    from tfkd.export import track_tokenizers
+
     archive = keras.export.ExportArchive()
+    track_tokenizers(archive, classifier.tokenizer)
     # the endpoint's variables are tracked from the traced graph; archive.track(model) would
     # also store the model's Keras variables, a second copy of every weight
     archive.add_endpoint(

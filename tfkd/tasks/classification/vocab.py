@@ -57,9 +57,9 @@ def build_vocabulary(task, context, workdir):
             f.write("\n".join(vocabulary) + "\n")
         os.replace(path + ".tmp", path)
     else:
-        log.info("vocab: learning a %d-token WordPiece vocabulary from %d training texts",
-                 tokenizer_spec.vocab_size, len(rows))
-        data_lib.learn_vocabulary(rows.texts, tokenizer_spec, path)
+        log.info("vocab: learning a %d-token vocabulary (%s) from %d training texts",
+                 tokenizer_spec.vocab_size, tokenizer_spec.kind, len(rows))
+        settings.update(data_lib.learn_vocabulary(rows.texts, tokenizer_spec, path))
     with open(path, encoding="utf-8") as f:
         size = sum(1 for _ in f)
     with open(os.path.join(workdir, SETTINGS_FILE), "w") as f:

@@ -128,8 +128,8 @@ class TranslationTask(Task):
         data = spec.data
         uses_teacher = "teacher" in (data.source_tokenizer.kind, data.target_tokenizer.kind)
         return {
-            "source_tokenizer": data.source_tokenizer.model_dump(),
-            "target_tokenizer": data.target_tokenizer.model_dump(),
+            "source_tokenizer": data.source_tokenizer.key(),
+            "target_tokenizer": data.target_tokenizer.key(),
             "shared_vocab": data.shared_vocab,
             "train": {k: v for k, v in self.data_key(spec, ["train"]).items() if k != "max_tokens"},
             "teacher": spec.teacher.checkpoint if uses_teacher else None,

@@ -14,7 +14,10 @@ import tensorflow as tf
 
 
 def write_translation_saved_model(translator, path):
+    from tfkd.export import track_tokenizers
+
     archive = keras.export.ExportArchive()
+    track_tokenizers(archive, translator.source_tokenizer, translator.target_tokenizer)
     # the endpoint's variables are tracked from the traced graph; archive.track(model) would
     # also store the model's Keras variables, a second copy of every weight
     archive.add_endpoint(

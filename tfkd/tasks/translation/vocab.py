@@ -5,6 +5,8 @@ import collections
 import json
 import logging
 import os
+import shutil
+import time
 
 from tfkd import data as data_lib
 from tfkd.runner import StageError
@@ -45,20 +47,32 @@ def build_vocabulary(task, context, workdir):
                 f.write("\n".join(vocabulary) + "\n")
             os.replace(path + ".tmp", path)
         elif spec.data.shared_vocab and side == "target":
-            with open(os.path.join(workdir, "source.vocab"), encoding="utf-8") as f:
-                shared = f.read()
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(shared)
+            source = os.path.join(workdir, "source.vocab")
+            for suffix in ("", data_lib.SENTENCEPIECE_SUFFIX):
+                if suffix and not os.path.exists(data_lib.sentencepiece_model_path(source)):
+                    continue
+                origin = data_lib.sentencepiece_model_path(source) if suffix else source
+                shutil.copyfile(origin, data_lib.sentencepiece_model_path(path) if suffix else path)
+            settings[side] = settings["source"]
         else:
-            log.info("vocab: learning a %d-token WordPiece vocabulary for the %s side",
-                     tokenizer_spec.vocab_size, side)
-            data_lib.learn_vocabulary(sentences, tokenizer_spec, path)
-        with open(path, encoding="utf-8") as f:
-            sizes[side] = sum(1 for _ in f)
+            start = time.time()
+            settings[side].update(data_lib.learn_vocabulary(sentences, tokenizer_spec, path))
+            log.info("vocab: learned a %s vocabulary of %d tokens for the %s side (asked for %d) in %.1fs",
+                     _learner(tokenizer_spec), _lines(path), side, tokenizer_spec.vocab_size, time.time() - start)
+        sizes[side] = _lines(path)
     with open(os.path.join(workdir, "tokenizers.json"), "w") as f:
         json.dump(settings, f)
     log.info("vocab: source %d tokens, target %d tokens", sizes["source"], sizes["target"])
     return {"source_vocab_size": sizes["source"], "target_vocab_size": sizes["target"]}
+
+
+def _learner(tokenizer_spec):
+    return f"SentencePiece {tokenizer_spec.model_type}" if tokenizer_spec.kind == "sentencepiece" else "WordPiece"
+
+
+def _lines(path):
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
 
 
 def load_tokenizers(vocab_dir):
