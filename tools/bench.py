@@ -14,7 +14,9 @@ thread counts, as JSON:
   same batches: tfkd's own batches (length-bucketed under ``data.batch_tokens``), read before
   timing and fed to tfkd's ``fit`` and to the peer's forward/backward/step. tfkd is timed as it
   trains: with ``jit_compile`` off, and on (``--xla``: batches padded to their bucket's
-  boundary, as ``train.jit_compile: true`` trains).
+  boundary, as ``train.jit_compile: true`` trains). Besides, the same tfkd step fed by the live
+  input pipeline (shuffle, buckets, prefetch) against batches in memory: whether the pipeline
+  ever starves the step.
 - ``decode``: sentences/s at batch 64 and seconds per sentence at batch 1, greedy and beam 4,
   exactly ``--new-tokens`` tokens per sentence on both sides (tfkd decodes with an end token
   that never comes, the peer with ``min_new_tokens`` = ``max_new_tokens``), so the weights do
@@ -129,7 +131,15 @@ def bench_train(spec, context, args):
 
     seconds = dict.fromkeys([*runs, "marian"], 0.0)
     tokens = dict.fromkeys(seconds, 0)
+    # the same step fed by the live input pipeline (tokenized corpus -> shuffle -> buckets ->
+    # prefetch), as a train stage feeds it, against batches already in memory
+    pipeline = context.task.train_dataset(context, "bench")
+    trainers["tfkd"].fit(pipeline, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)  # every shape
+    pipeline_seconds = 0.0
     for r in range(args.rounds):
+        start = time.perf_counter()
+        trainers["tfkd"].fit(pipeline, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+        pipeline_seconds += time.perf_counter() - start
         block = slice(5 + r * steps, 5 + (r + 1) * steps)
         for name, trainer in trainers.items():
             batches = runs[name][1][block]
@@ -153,6 +163,10 @@ def bench_train(spec, context, args):
         "batch_shapes": {k: len(_one_of_each_shape(batches)) for k, (_, batches) in runs.items()},
         "target_tokens_per_second": {k: round(v, 1) for k, v in rates.items()},
         "tfkd_over_marian": {k: round(rates[k] / rates["marian"], 3) for k in runs},
+        "input_pipeline": {
+            "ms_per_step_from_memory": round(1000 * seconds["tfkd"] / (steps * args.rounds), 1),
+            "ms_per_step_from_the_pipeline": round(1000 * pipeline_seconds / (steps * args.rounds), 1),
+            "pipeline_over_memory": round(pipeline_seconds / seconds["tfkd"], 3)},
     }
 
 
