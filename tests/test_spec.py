@@ -55,6 +55,15 @@ def test_overrides_are_typed_and_nested(tmp_path):
     assert spec.evaluate.splits == ["valid", "test"]
 
 
+def test_jit_compile_takes_auto_true_or_false(tmp_path):
+    for value, expected in (("auto", "auto"), ("true", True), ("false", False)):
+        assert load_spec(write(tmp_path, GOOD), [f"train.jit_compile={value}"]).train.jit_compile == expected
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, GOOD), ["train.jit_compile=sometimes"])
+    assert str(e.value) == ('--set train.jit_compile=sometimes: train.jit_compile: expected one of auto, true, '
+                            'false, got "sometimes"')
+
+
 def test_sentencepiece_settings_that_do_not_apply_are_refused(tmp_path):
     spec = load_spec(write(tmp_path, GOOD), ["data.source_tokenizer.kind=sentencepiece",
                                              "data.source_tokenizer.model_type=bpe"])

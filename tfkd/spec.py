@@ -195,7 +195,7 @@ class TrainSpec(_Strict):
     # XLA-compiled training steps, with batches padded to their length bucket's boundary so a
     # stage compiles at most one program per bucket (every training stage of the run). auto:
     # Keras' rule, on with one GPU (or TPU), off on CPU and with more than one device
-    jit_compile: Union[Literal["auto"], bool] = "auto"
+    jit_compile: Literal["auto", True, False] = "auto"
     # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
@@ -431,9 +431,11 @@ def _pydantic_message(err):
     if kind == "missing":
         return "missing required key"
     if kind == "literal_error":
-        expected = re.findall(r"'([^']*)'", err["ctx"]["expected"]) or re.split(
-            r", | or ", err["ctx"]["expected"]
-        )
+        # pydantic writes "'auto', True or False": quoted strings, and other literals bare
+        # (a bool as YAML writes it)
+        choices = re.findall(r"'([^']*)'|\b(True|False|None|-?\d+(?:\.\d+)?)\b", err["ctx"]["expected"])
+        expected = [text or {"True": "true", "False": "false", "None": "null"}.get(bare, bare)
+                    for text, bare in choices] or re.split(r", | or ", err["ctx"]["expected"])
         hint = registry.did_you_mean(received, expected)
         return f"expected one of {', '.join(expected)}{got};{hint}".rstrip(";")
     if kind in ("int_parsing", "int_type", "int_from_float"):
