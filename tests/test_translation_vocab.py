@@ -60,3 +60,33 @@ def test_a_sentencepiece_run_trains_scores_and_exports_raw_text(tmp_path, data_d
         sources = [next(f).strip() for _ in range(len(hypotheses))]
     served = serve_only(run / "export" / "spm" / "1", sources, tmp_path)
     assert served["loaded"] == [] and served["translations"] == hypotheses
+
+
+def test_a_shared_sentencepiece_vocabulary_serves_both_sides(tmp_path, data_dir):
+    from tfkd.runner import Runner
+    from tfkd.spec import load_spec
+    from tfkd.stages import RunContext, VocabStage
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"""\
+version: 1
+name: shared_spm
+run_dir: {tmp_path}/runs
+data:
+  dir: {data_dir}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 2000
+  shared_vocab: true
+  source_tokenizer: {{kind: sentencepiece, vocab_size: 900}}
+  target_tokenizer: {{kind: sentencepiece, vocab_size: 900}}
+student: {{kind: transformer}}
+""")
+    spec = load_spec(str(path))
+    runner = Runner(spec, [VocabStage()])
+    runner.run(["vocab"], RunContext(spec, runner))
+    source, target = RunContext(spec, runner).tokenizers()
+    assert source.vocabulary_size() == target.vocabulary_size() == 900
+    assert source.get_vocabulary() == target.get_vocabulary()
+    text = "Ein Mann fährt Fahrrad. A man rides a bike."
+    assert list(target.tokenize(text)) == list(source.tokenize(text))

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
 import pydantic
 import yaml

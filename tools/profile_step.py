@@ -75,6 +75,7 @@ def main():
     import keras
     import tensorflow as tf
 
+    from tfkd.data import SpecialIds
     from tfkd.pipeline import open_run
     from tfkd.stages import compile_and_build
     from tfkd.training.trainer import SupervisedTrainer
@@ -114,7 +115,7 @@ def main():
         groups[key] += micros
     steps = len(timed)
     op_total = sum(groups.values())
-    pad = spec.data and context.tokenizers().target.token_to_id("[PAD]")
+    pad = SpecialIds.of(context.tokenizers().target).pad
     tokens = sum(int((b[1].numpy() != pad).sum()) for b in timed)
     print(json.dumps({
         "run": args.run_dir, "steps": steps, "xla": args.xla, "trace": trace_dir,

@@ -48,12 +48,10 @@ def build_vocabulary(task, context, workdir):
             os.replace(path + ".tmp", path)
         elif spec.data.shared_vocab and side == "target":
             source = os.path.join(workdir, "source.vocab")
-            for suffix in ("", data_lib.SENTENCEPIECE_SUFFIX):
-                if suffix and not os.path.exists(data_lib.sentencepiece_model_path(source)):
-                    continue
-                origin = data_lib.sentencepiece_model_path(source) if suffix else source
-                shutil.copyfile(origin, data_lib.sentencepiece_model_path(path) if suffix else path)
-            settings[side] = settings["source"]
+            shutil.copyfile(source, path)
+            if "kind" in settings["source"]:  # a SentencePiece model beside the listing
+                shutil.copyfile(data_lib.sentencepiece_model_path(source), data_lib.sentencepiece_model_path(path))
+                settings[side]["kind"] = settings["source"]["kind"]
         else:
             start = time.time()
             settings[side].update(data_lib.learn_vocabulary(sentences, tokenizer_spec, path))
