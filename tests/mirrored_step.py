@@ -31,7 +31,10 @@ def batch():
     return {"source_ids": source, "decoder_ids": decoder}, target
 
 
-def run(strategy_name):
+def run(name):
+    """``name``: a strategy, or ``STRATEGY:clip`` for the same run with a global gradient
+    norm clip far below the gradient's norm (clipping must see the global batch's gradient)."""
+    strategy_name, _, clip = name.partition(":")
     keras.utils.set_random_seed(7)
     strategy = make_strategy(strategy_name)
     inputs, target = batch()
@@ -39,13 +42,14 @@ def run(strategy_name):
         student = TransformerSeq2Seq(40, 30, encoder_layers=1, decoder_layers=1, hidden_dim=16,
                                      intermediate_dim=32, num_heads=2, dropout=0.0)
         trainer = SupervisedTrainer(student, registry.lookup("task", "translation"), label_smoothing=0.1)
-        trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5, global_clipnorm=0.05 if clip else None))
         trainer(inputs)
     dataset = tf.data.Dataset.from_tensors((inputs, target))
     history = trainer.fit(dataset.repeat(2), epochs=1, steps_per_epoch=2, verbose=0)
     first = float(np.sum([np.sum(np.abs(w)) for w in student.get_weights()]))
     return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"][-1],
             "nll": history.history["nll"][-1], "tokens": history.history["tokens"][-1],
+            "grad_norm": history.history["grad_norm"][-1],
             "weight_l1": first}
 
 

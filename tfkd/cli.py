@@ -55,9 +55,11 @@ def _native_stderr_captured(into):
             into.append(captured.read().decode("utf-8", "replace"))
 
 
-def import_tensorflow():
+def import_tensorflow(multi_worker=False):
     """Import TensorFlow, Keras and keras-hub with their C++ start-up lines (oneDNN, CUDA, CPU
-    features, absl) kept off the terminal; they are shown if the import itself fails."""
+    features, absl) kept off the terminal; they are shown if the import itself fails. With
+    ``multi_worker``, TensorFlow starts by joining the ``TF_CONFIG`` cluster
+    (:func:`tfkd.distribute.start_multi_worker`)."""
     if "keras_hub" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process's C++ INFO and WARNING lines
@@ -68,6 +70,10 @@ def import_tensorflow():
             import keras_hub  # noqa: F401
             import tensorflow as tf
 
+            if multi_worker:
+                from tfkd.distribute import start_multi_worker
+
+                start_multi_worker()
             tf.config.list_logical_devices("CPU")
     except BaseException:
         sys.stderr.write("".join(captured))
@@ -136,7 +142,15 @@ def cmd_run(args):
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    import_tensorflow()
+    from tfkd.distribute import DistributeError, wants_multi_worker
+
+    try:
+        multi_worker = wants_multi_worker(getattr(getattr(spec, "train", None), "strategy", "auto"))
+    except DistributeError as e:
+        return _fail(str(e), EXIT_RUN_ERROR)
+    if multi_worker:
+        logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
+    import_tensorflow(multi_worker)
     from tfkd.runner import Runner
     from tfkd.stages import RunContext
 

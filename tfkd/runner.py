@@ -94,6 +94,10 @@ class Stage:
 
     name = None
     depends = ()
+    # in a multi-worker run (tfkd.distribute), whether every worker runs this stage (it trains
+    # under the strategy, whose steps need them all) or the chief alone does while the others
+    # wait for its marker
+    runs_on_every_worker = False
 
     def dependencies(self, spec):
         """The stages whose output this one reads (may depend on the spec)."""
@@ -119,11 +123,27 @@ class Stage:
 class Runner:
     """Resolves stage keys and runs what is not done yet."""
 
-    def __init__(self, spec, stages):
+    def __init__(self, spec, stages, worker=None):
         self.spec = spec
         self.stages = {stage.name: stage for stage in stages}
         self.run_dir = os.path.join(spec.run_dir, spec.name)
         self._keys = {}
+        # this process in a multi-worker run (tfkd.distribute.WorkerRole), else None
+        from tfkd.distribute import current_worker  # (which imports this module's StageError)
+
+        self.worker = worker if worker is not None else current_worker()
+
+    @property
+    def writes(self):
+        """Whether this process writes the run directory: the chief of a multi-worker run, or
+        the only process."""
+        return self.worker is None or self.worker.chief
+
+    def resume_dir(self, name):
+        """Where stage ``name`` finds the partial work it resumes from: ``None`` for its own
+        work folder; on a worker other than the chief, the chief's (the other workers' work
+        folders are scratch, never resumed from)."""
+        return None if self.writes else self.stage_dir(name) + ".partial"
 
     def stage_dir(self, name):
         return os.path.join(self.run_dir, name)
@@ -172,7 +192,7 @@ class Runner:
         """Run ``names`` (skipping those done). The run directory is made by the first stage
         that runs, its ``log.txt`` gets every log line of the command, and its ``spec.yaml``
         is rewritten only as stages finish."""
-        log_file = RunLog(os.path.join(self.run_dir, LOG_FILE))
+        log_file = RunLog(os.path.join(self.run_dir, LOG_FILE) if self.writes else None)
         log.addHandler(log_file)
         level = log.level
         if log.getEffectiveLevel() > logging.INFO:  # the file keeps INFO lines even when the terminal does not
@@ -188,6 +208,8 @@ class Runner:
             log_file.close()
 
     def _run(self, names, context):
+        if not self.writes:
+            return self._run_on_worker(names, context)
         results = {}
         for name in names:
             for dep in self.stages[name].dependencies(self.spec):
@@ -261,6 +283,46 @@ class Runner:
         move_into_place(partial, final)
         self._write_run_spec()
         log.info("stage %s: done in %.1fs", name, time.time() - start)
+        return results
+
+    def _run_on_worker(self, names, context, poll_seconds=1.0):
+        """A worker other than the chief: runs the stages that need every worker, each once
+        the chief has finished the stages it reads, into a scratch folder of its own
+        (``<stage>.worker-N``, removed when the stage is done); the chief writes the run."""
+        results = {}
+        for name in names:
+            stage = self.stages[name]
+            if not stage.runs_on_every_worker:
+                log.info("stage %s: run by the chief", name)
+                continue
+            waited, start = set(), time.time()
+            for dep in stage.dependencies(self.spec):
+                while not self.is_done(dep):
+                    if dep not in names:
+                        raise StageError(f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
+                                         f"run it first (tfkd run SPEC --stages {dep},{name})")
+                    if dep not in waited:
+                        log.info("stage %s: waiting for the chief to finish stage %s", name, dep)
+                        waited.add(dep)
+                    time.sleep(poll_seconds)
+            if waited:
+                log.info("stage %s: the chief's stages are done after %.0fs", name, time.time() - start)
+            if self.is_done(name):
+                log.info("stage %s: already done (%s), skipping", name, self.stage_dir(name))
+                results[name] = self.marker(name)["results"]
+                continue
+            scratch = f"{self.stage_dir(name)}.worker-{self.worker.index}"
+            shutil.rmtree(scratch, ignore_errors=True)  # never resumed from: the chief's work is
+            os.makedirs(scratch)
+            log.info("stage %s: running as task %s (worker %d of %d) into %s", name, self.worker.task,
+                     self.worker.index + 1, self.worker.count, scratch)
+            start = time.time()
+            train = getattr(self.spec, "train", None)
+            with op_determinism(getattr(train, "deterministic", False)), \
+                    jit_compilation(getattr(train, "jit_compile", "auto")):
+                results[name] = self.stages[name].run(context, scratch) or {}
+            shutil.rmtree(scratch, ignore_errors=True)
+            log.info("stage %s: done in %.1fs", name, time.time() - start)
         return results
 
     def _resumable_changes(self, name, inputs_file):

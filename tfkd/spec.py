@@ -177,7 +177,7 @@ class TrainSpec(_Strict):
     clip_norm: Optional[float] = Field(None, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     seed: int = 1
-    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     valid_metric_examples: int = Field(200, ge=0)
     # gradient accumulation (fairseq --update-freq): each of the ``steps`` updates sums the
     # gradients of this many batches, normalised over their union (one device)

@@ -138,7 +138,8 @@ def compile_and_build(trainer, optimizer, train_ds):
 
 
 def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
-                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, keep=None):
+                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, keep=None,
+                restore_dir=None):
     """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
     and checkpointed to ``workdir`` every ``checkpoint_every`` steps (validated then), logged
     every ``log_every`` steps and to TensorBoard. With ``accumulate`` N, a step is one
@@ -151,11 +152,21 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
     stops when the metric stops improving and ``student`` ends as the best).
 
     ``finish()`` saves what the stage keeps before the checkpoints are removed. Returns the
-    monitor's summary."""
+    monitor's summary.
+
+    ``restore_dir``: the work folder whose checkpoint to resume from, when not ``workdir`` (a
+    multi-worker run's other workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`).
+    Under a multi-worker strategy each batch is split across the replicas of every worker
+    (:func:`tfkd.distribute.shard_by_batch`), and the workers' weights are compared at the end."""
+    from tfkd.distribute import check_workers_agree, current_worker, shard_by_batch
+
     epochs = math.ceil(steps / checkpoint_every)
     trainer.accumulate_gradients(accumulate)
+    if current_worker() is not None:
+        train_ds = shard_by_batch(train_ds)
+        valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
     checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
-                                 **({"hint": hint} if hint else {}))
+                                 restore_dir=restore_dir, **({"hint": hint} if hint else {}))
     initial_epoch = checkpoint.restore(trainer)
     if initial_epoch:
         done = int(trainer.optimizer.iterations.numpy())
@@ -173,7 +184,8 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
         key = "train.early_stop" if train.early_stop else "train.keep_best"
         if valid_ds is None:
             raise StageError(f"{stage_name}: {key} needs a validation split to watch")
-        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None))
+        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None),
+                        restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR))
         extra.append(best)
     average_last = train and train.average_last
     keep_last = max(train.keep_last, average_last or 0) if train else 0
@@ -187,6 +199,8 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
     for failure in (checkpoint.failure, best and best.failure):
         if failure:
             raise StageError(failure)
+    if current_worker() is not None:
+        check_workers_agree(trainer, stage_name)
     summary = monitor.summary()
     if best is not None:
         summary.update(best.summary())
@@ -230,6 +244,8 @@ class TrainStage(Stage):
     With ``train.init_from: STAGE`` the stage starts from the student weights that another
     train stage saved (a pre-distilled student, say); the baseline never does."""
 
+
+    runs_on_every_worker = True  # its steps run under train.strategy
     def __init__(self, name, method, variant=None):
         self.name = name
         self.method = method
@@ -321,7 +337,8 @@ class TrainStage(Stage):
                               valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
                               parameter_counts={"trainable": trainable, "frozen": frozen},
                               finish=lambda: save_student(method.student_to_save(trainer), workdir),
-                              accumulate=train.accumulate, keep=(method.student_to_save(trainer), train))
+                              accumulate=train.accumulate, keep=(method.student_to_save(trainer), train),
+                              restore_dir=context.runner.resume_dir(self.name))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
                 "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
                 "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}

@@ -51,13 +51,15 @@ class StageCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, workdir, stage="train", total_steps=None,
-                 hint=TRAIN_HINT, batches_per_step=1):
+                 hint=TRAIN_HINT, batches_per_step=1, restore_dir=None):
         super().__init__()
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
         self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
         self.random_path = os.path.join(self.directory, "random.npz")
         self.state_path = os.path.join(self.directory, "state.json")
+        # restore_dir: another work folder whose checkpoint this one resumes from (the chief's)
+        self.restore_from = os.path.join(restore_dir, "checkpoint") if restore_dir else self.directory
         self.stage = stage
         self.total_steps = total_steps
         self.hint = hint
@@ -66,14 +68,16 @@ class StageCheckpoint(keras.callbacks.Callback):
 
     def restore(self, trainer):
         """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
-        if not os.path.exists(self.state_path):
+        state_path = os.path.join(self.restore_from, "state.json")
+        random_path = os.path.join(self.restore_from, "random.npz")
+        if not os.path.exists(state_path):
             return 0
-        with open(self.state_path) as f:
+        with open(state_path) as f:
             state = json.load(f)
-        trainer.load_weights(self.weights_path)
-        if os.path.exists(self.random_path):
+        trainer.load_weights(os.path.join(self.restore_from, "trainer.weights.h5"))
+        if os.path.exists(random_path):
             seeds = _seed_states(trainer)
-            with np.load(self.random_path) as saved:
+            with np.load(random_path) as saved:
                 if len(saved.files) == len(seeds):
                     for i, state_variable in enumerate(seeds):
                         state_variable.assign(saved[f"s{i}"])
@@ -227,18 +231,20 @@ class KeepBest(keras.callbacks.Callback):
 
     WEIGHTS = "best.weights.h5"
 
-    def __init__(self, student, directory, stage, metric, mode="auto", patience=None):
+    def __init__(self, student, directory, stage, metric, mode="auto", patience=None, restore_dir=None):
         super().__init__()
         self.student, self.directory = student, directory
         self.state_path = os.path.join(directory, "best.json")
+        # restore_dir: another folder whose state this one goes on from (a multi-worker run's chief's)
+        restore_path = os.path.join(restore_dir, "best.json") if restore_dir else self.state_path
         self.weights_path = os.path.join(directory, self.WEIGHTS)
         self.stage, self.metric, self.patience = stage, metric, patience
         self.key = "train.early_stop" if patience else "train.keep_best"
         lower = metric in LOWER_IS_BETTER if mode == "auto" else mode == "min"
         self.better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
         self.state = {"best": None, "best_step": None, "waited": 0, "stopped_at": None}
-        if os.path.exists(self.state_path):
-            with open(self.state_path) as f:
+        if os.path.exists(restore_path):
+            with open(restore_path) as f:
                 self.state = json.load(f)
         self.failure = None
 

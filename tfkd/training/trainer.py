@@ -7,6 +7,11 @@ multi-replica step equals the one-device gradient of the same batch. The optimis
 ``sum(weight * value)`` over ``loss_weights`` (the spec's ``distill.loss_weights``); other
 terms (``nll``) are only reported.
 
+Under a strategy the step sums the gradients over the replicas itself (:func:`all_reduced`)
+before anything reads them, so the hook below, the reported gradient norm and ``clip_norm``
+see the global batch's gradient (Keras' optimizer clips before it sums; its own sum is
+turned off).
+
 Gradients per term are available to a hook: a trainer that sets
 ``needs_term_gradients = True`` gets :meth:`combine_gradients` called with one gradient list
 per weighted term (the gated mask-task method keeps the KD gradient of a module only where it
@@ -43,6 +48,28 @@ def global_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def all_reduced(gradients):
+    """``gradients`` (a list, ``None`` where a variable has none) summed over the replicas: the
+    gradient of the global batch, the same on every replica (identity without a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return gradients
+    present = [g for g in gradients if g is not None]
+    reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present) if present else ())
+    return [next(reduced) if g is not None else None for g in gradients]
+
+
+def _per_worker(logs):
+    """A step's logs as Keras can reduce them under a multi-worker strategy: Keras 3 averages
+    each value there over its first axis, which a scalar does not have (tensorflow#72388), so
+    each becomes a vector of one."""
+    from tfkd.distribute import current_worker
+
+    if current_worker() is None:
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 class LossTerm(NamedTuple):
@@ -92,6 +119,24 @@ class Trainer(keras.Model):
         self._sums.counts = {name: tf.Variable(0.0, trainable=False) for name in self.loss_weights}
         self._sums.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model before fit/evaluate from the first batch, averaged over the
+        # replicas under a strategy, which fails on a multi-worker batch (a dict of pieces padded
+        # differently per replica). A tfkd trainer is already built on a real batch
+        # (tfkd.stages.compile_and_build), so there is nothing to build.
+        if all(layer.built for layer in self._flatten_layers()) and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # the train step sums the gradients over the replicas itself (all_reduced), so that
+        # combine_gradients, the reported gradient norm and clip_norm see the global batch's
+        # gradient; Keras' optimizer would sum them again, and clips before it sums
+        for optimizer in (self.optimizer, getattr(self.optimizer, "inner_optimizer", None)):
+            if optimizer is not None and hasattr(optimizer, "_all_reduce_sum_gradients"):
+                optimizer._all_reduce_sum_gradients = list
+
     @property
     def metrics(self):
         return [self.loss_tracker, *self.term_trackers.values(), self.token_counter, self.grad_norm_tracker]
@@ -135,11 +180,11 @@ class Trainer(keras.Model):
             else:
                 scaled = self.optimizer.scale_loss(loss)
         if self.needs_term_gradients:
-            term_gradients = {name: tape.gradient(value, variables) for name, value in scaled_terms.items()}
+            term_gradients = {name: all_reduced(tape.gradient(value, variables)) for name, value in scaled_terms.items()}
             del tape
             gradients = self.combine_gradients(term_gradients, variables)
         else:
-            gradients = tape.gradient(scaled, variables)
+            gradients = all_reduced(tape.gradient(scaled, variables))
         self._track_grad_norm(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
         # each replica's loss is its share of the global batch's: the mean over replicas of
@@ -218,13 +263,13 @@ class Trainer(keras.Model):
         if training:
             # every metric, so that Keras reads them aggregated over replicas (it does when the
             # step's logs have exactly the metrics' names)
-            return {metric.name: metric.result() for metric in self.metrics}
+            return _per_worker({metric.name: metric.result() for metric in self.metrics})
         present = {name: w for name, w in self.loss_weights.items() if name in terms}
         total_weight = sum(present.values()) or 1.0
         logs = {"loss": sum(w * self.term_trackers[name].result() for name, w in present.items()) / total_weight}
         logs.update({name: self.term_trackers[name].result() for name in self.term_trackers if name in terms})
         logs["tokens"] = self.token_counter.result()
-        return logs
+        return _per_worker(logs)
 
     def test_step(self, data):
         terms, tokens = self.compute_terms(data, training=False)

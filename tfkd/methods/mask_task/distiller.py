@@ -11,10 +11,9 @@ source embedding, each encoder block, the encoder's final norm; ``gate: layer``)
 variable by itself (``gate: variable``). Variables only one loss reaches get that loss's
 gradient (the decoder ``g_nmt``, the KD head ``g_kd``).
 
-Under a tf.distribute strategy the sign is decided on the all-reduced gradients: both gradients
-of the gated variables are summed over replicas first, combined, and each replica hands the
-optimizer ``combined / replicas`` (the optimizer sums replicas again), so the update equals one
-device's on the same global batch.
+Under a tf.distribute strategy the sign is decided on the all-reduced gradients (the trainer
+sums each term's gradient over the replicas before :meth:`combine_gradients`), so the update
+equals one device's on the same global batch.
 """
 
 import keras
@@ -163,19 +162,7 @@ class EncoderDistiller(SupervisedTrainer):
         if kd is None or nmt is None:
             return super().combine_gradients(term_gradients, variables)
         groups = [group for _, group in module_groups(self.student, variables, self.gate)]
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        if replicas > 1:
-            gated = sorted({i for g in groups for i in g if nmt[i] is not None and kd[i] is not None})
-            nmt, kd = list(nmt), list(kd)
-            reduced = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                         [dense(nmt[i]) for i in gated] + [dense(kd[i]) for i in gated])
-            for j, i in enumerate(gated):
-                nmt[i], kd[i] = reduced[j], reduced[len(gated) + j]
         combined, kept = gated_sum(nmt, kd, groups)
-        if replicas > 1:
-            for i in gated:
-                combined[i] = combined[i] / replicas
         if ops.shape(kept)[0]:
             self.kd_kept_tracker.update_state(ops.mean(kept))
         return combined
