@@ -191,3 +191,21 @@ def test_strategy_errors_are_one_line_before_any_stage_runs(tmp_path):
         assert lines[0].startswith("tfkd: error: train.strategy: tpu: no TPU reachable (")
         assert lines[0].endswith("); run on a TPU VM, or set TPU_NAME to the TPU's name or grpc:// address")
     assert (tmp_path / "workers" / "vocab" / "stage.json").exists()
+
+
+def test_a_worker_waiting_for_the_chief_stops_in_one_line_when_the_chief_fails(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    source = os.path.join(os.environ["TFKD_DATA_DIR"], "multi30k_deen")
+    for split, lines in (("train", (240, 239)), ("valid", (16, 16))):  # train.en is a line short
+        for lang, count in zip(("de", "en"), lines):
+            with open(os.path.join(source, f"{split}.{lang}")) as f:
+                (data / f"{split}.{lang}").write_text("".join(f.readlines()[:count]))
+    spec = tmp_path / "workers.yaml"
+    spec.write_text(MULTI_WORKER_SPEC.replace("${TFKD_DATA_DIR}/multi30k_deen", str(data)))
+    (chief_code, chief_log), (other_code, other_log) = finish(start_workers(str(spec), tmp_path / "runs"), timeout=300)
+    failure = f"misaligned corpus: {data}/train.de has 240 lines but {data}/train.en has 239 lines"
+    assert chief_code == 1 and chief_log.strip().splitlines()[-1] == f"tfkd: error: {failure}", chief_log[-2000:]
+    assert other_code == 1, other_log[-2000:]
+    assert other_log.strip().splitlines()[-1] == (f"tfkd: error: stage train: the chief ended without finishing stage "
+                                                 f"vocab (error: {failure})"), other_log[-2000:]

@@ -104,6 +104,33 @@ def current_worker():
     return _started.get("role")
 
 
+_END_KEY = "tfkd/chief_end"
+
+
+def announce_chief_end(status):
+    """The chief: tell the other workers that the run ended, ``ok`` or why not (in the
+    cluster's key-value store)."""
+    from tensorflow.python.eager import context
+
+    context.context().set_config_key_value(_END_KEY, status)
+
+
+def chief_end(timeout_seconds=None):
+    """What the chief announced at its end (``ok`` or why not), waiting for it up to
+    ``timeout_seconds`` (``None``: until it comes); ``None`` when it has not yet. A chief that
+    vanished is a :class:`DistributeError`."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    try:
+        return context.context().get_config_key_value(_END_KEY, int(timeout_seconds * 1000) if timeout_seconds else 0)
+    except tf.errors.DeadlineExceededError:
+        return None
+    except tf.errors.OpError as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({reason}); start every worker again") from None
+
+
 def make_strategy(name="auto"):
     """``auto``: the multi-worker strategy if ``TF_CONFIG`` names a cluster, mirrored over
     several GPUs, else the default one-device strategy. ``mirrored`` without GPUs mirrors over
@@ -198,5 +225,5 @@ def shard_by_batch(dataset):
     return dataset.with_options(options)
 
 
-__all__ = ["DistributeError", "STRATEGIES", "WorkerRole", "check_workers_agree", "cluster_role", "current_worker",
+__all__ = ["DistributeError", "STRATEGIES", "WorkerRole", "announce_chief_end", "check_workers_agree", "chief_end", "cluster_role", "current_worker",
            "make_strategy", "shard_by_batch", "start_multi_worker", "wants_multi_worker", "weights_fingerprint"]

@@ -197,15 +197,21 @@ class Runner:
         level = log.level
         if log.getEffectiveLevel() > logging.INFO:  # the file keeps INFO lines even when the terminal does not
             log.setLevel(logging.INFO)
+        end = "ok"
         try:
             return self._run(names, context)
         except BaseException as e:
-            log_file.write_line(f"error: {e}" if str(e) else f"stopped: {type(e).__name__}")
+            end = f"error: {e}" if str(e) else f"stopped: {type(e).__name__}"
+            log_file.write_line(end)
             raise
         finally:
             log.setLevel(level)
             log.removeHandler(log_file)
             log_file.close()
+            if self.worker is not None and self.worker.chief:  # the other workers wait for this
+                from tfkd.distribute import announce_chief_end
+
+                announce_chief_end(end)
 
     def _run(self, names, context):
         if not self.writes:
@@ -288,7 +294,10 @@ class Runner:
     def _run_on_worker(self, names, context, poll_seconds=1.0):
         """A worker other than the chief: runs the stages that need every worker, each once
         the chief has finished the stages it reads, into a scratch folder of its own
-        (``<stage>.worker-N``, removed when the stage is done); the chief writes the run."""
+        (``<stage>.worker-N``, removed when the stage is done), then waits for the chief to end
+        (it writes the run; a chief that fails fails this worker too)."""
+        from tfkd.distribute import chief_end
+
         results = {}
         for name in names:
             stage = self.stages[name]
@@ -304,7 +313,9 @@ class Runner:
                     if dep not in waited:
                         log.info("stage %s: waiting for the chief to finish stage %s", name, dep)
                         waited.add(dep)
-                    time.sleep(poll_seconds)
+                    end = chief_end(poll_seconds)
+                    if end is not None and not self.is_done(dep):
+                        raise StageError(f"stage {name}: the chief ended without finishing stage {dep} ({end})")
             if waited:
                 log.info("stage %s: the chief's stages are done after %.0fs", name, time.time() - start)
             if self.is_done(name):
@@ -323,6 +334,10 @@ class Runner:
                 results[name] = self.stages[name].run(context, scratch) or {}
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("stage %s: done in %.1fs", name, time.time() - start)
+        log.info("waiting for the chief to finish the run")
+        end = chief_end()
+        if end != "ok":
+            raise StageError(f"the chief stopped: {end}")
         return results
 
     def _resumable_changes(self, name, inputs_file):
