@@ -3,12 +3,18 @@ and the main method.
 
     python tools/bench_trainer_steps.py runs/quickstart --steps 25 --rounds 3
     python tools/bench_trainer_steps.py runs/masktask_multi30k --steps 20 --rounds 3
+    python tools/bench_trainer_steps.py runs/abnet_multi30k --students train --all-trainable train
 
 Every trainer is built from the run's spec as its train stage builds it (same student config,
 vocabularies and data pipeline; a method's extra columns, such as the streamed soft-target
 cache or the masked source, included) and trained in alternating blocks of ``--steps`` steps
 in one process, so the ratios are robust to a noisy machine. Prints target tokens/s and
 seconds per step of each, and each one's step time over the baseline's and over every other's.
+
+``--all-trainable STAGE`` adds ``STAGE_all_trainable``: the same trainer with every weight of
+its student trained (an adapter-only AB-Net against the full fine-tuning of the same model and
+loss, the adapter method's "plain" step). Only the train stages' vocabularies and the teacher
+stages they read need to be done.
 """
 
 import argparse
@@ -26,9 +32,12 @@ def main():
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--students", help="comma-separated train stages (default: baseline, the variants, train)")
+    parser.add_argument("--all-trainable", default="", help="comma-separated train stages to add with every "
+                        "student weight trained")
     args = parser.parse_args()
 
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from tfkd.pipeline import build_stages, open_run
@@ -38,15 +47,21 @@ def main():
     task = context.task
     stages = {s.name: s for s in build_stages(spec) if isinstance(s, TrainStage)}
     names = args.students.split(",") if args.students else list(stages)
+    unfrozen = [n for n in args.all_trainable.split(",") if n]
+    names += [f"{n}_all_trainable" for n in unfrozen]
     trainers = {}
     for name in names:
-        stage = stages[name]
+        all_trainable = name.endswith("_all_trainable") and name[: -len("_all_trainable")] in unfrozen
+        stage = stages[name[: -len("_all_trainable")] if all_trainable else name]
         own = stage._spec(spec)
         keras.utils.set_random_seed(own.train.seed)
         data = stage.method.map_train_batches(own, context, task.train_dataset(
             context, name, columns=stage.method.train_columns(own, context, name)))
         data = iter(data)
         student = task.build_student(own, context.tokenizers())
+        if all_trainable:
+            for layer in [student, *student._flatten_layers()]:
+                layer.trainable = "pooled_dense" not in layer.name  # BERT's pooler: unused by a seq2seq student
         trainer = stage.method.make_trainer(own, task, student, context)
         trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
         trainer(next(data)[0])
@@ -72,6 +87,8 @@ def main():
         "run": args.run_dir, "steps": args.steps, "rounds": args.rounds,
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
         "trainers": {name: type(trainers[name][0]).__name__ for name in trainers},
+        "trainable_parameters": {name: sum(int(np.prod(v.shape)) for v in trainers[name][0].trainable_variables)
+                                 for name in trainers},
         "target_tokens_per_second": {k: round(tokens[k] / seconds[k], 1) for k in trainers},
         "seconds_per_step": {k: round(v, 4) for k, v in per_step.items()},
         f"step_time_over_{first}": {k: round(v / per_step[first], 3) for k, v in per_step.items()},
