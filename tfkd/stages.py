@@ -158,11 +158,12 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
     multi-worker run's other workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`).
     Under a multi-worker strategy each batch is split across the replicas of every worker
     (:func:`tfkd.distribute.shard_by_batch`), and the workers' weights are compared at the end."""
-    from tfkd.distribute import check_workers_agree, current_worker, shard_by_batch
+    from tfkd.distribute import check_workers_agree, shard_by_batch, trains_on_every_worker
 
     epochs = math.ceil(steps / checkpoint_every)
     trainer.accumulate_gradients(accumulate)
-    if current_worker() is not None:
+    every_worker = trains_on_every_worker(trainer)
+    if every_worker:
         train_ds = shard_by_batch(train_ds)
         valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
     checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
@@ -199,7 +200,7 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpo
     for failure in (checkpoint.failure, best and best.failure):
         if failure:
             raise StageError(failure)
-    if current_worker() is not None:
+    if every_worker:
         check_workers_agree(trainer, stage_name)
     summary = monitor.summary()
     if best is not None:

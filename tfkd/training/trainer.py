@@ -65,9 +65,9 @@ def _per_worker(logs):
     """A step's logs as Keras can reduce them under a multi-worker strategy: Keras 3 averages
     each value there over its first axis, which a scalar does not have (tensorflow#72388), so
     each becomes a vector of one."""
-    from tfkd.distribute import current_worker
-
-    if current_worker() is None:
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._num_workers > 1):
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
