@@ -160,7 +160,7 @@ BAD_SPECS = [
      '{path}:12: student.encoder_layer.kind: unknown encoder layer "lstm"; Choices: {encoders}'),
     # 17 unknown strategy
     (GOOD.replace("  seed: 3", "  seed: 3\n  strategy: mirored"),
-     '{path}:15: train.strategy: expected one of auto, one_device, mirrored, multi_worker, got "mirored"; did you mean "mirrored"?'),
+     '{path}:15: train.strategy: expected one of auto, one_device, mirrored, multi_worker, tpu, got "mirored"; did you mean "mirrored"?'),
     # 18 bad name
     (GOOD.replace("name: tiny", "name: my run"),
      "{path}:2: name: expected letters, digits, '_', '.' or '-', got \"my run\""),

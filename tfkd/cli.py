@@ -118,10 +118,11 @@ def cmd_validate(args):
 def _run_errors():
     """The exception types a run reports as one line (without importing TensorFlow: a
     ``DataError`` can only come from :mod:`tfkd.data` once it is imported)."""
+    from tfkd.distribute import DistributeError
     from tfkd.runner import StageError
 
     data = sys.modules.get("tfkd.data")
-    return (data.DataError, StageError) if data is not None else (StageError,)
+    return (data.DataError, StageError, DistributeError) if data is not None else (StageError, DistributeError)
 
 
 def _spec_and_stages(args):

@@ -16,8 +16,6 @@ import logging
 import os
 from typing import NamedTuple
 
-from tfkd.runner import StageError
-
 log = logging.getLogger("tfkd")
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
@@ -25,7 +23,7 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 _started = {}  # the process's MultiWorkerMirroredStrategy, made once (TensorFlow allows one)
 
 
-class DistributeError(StageError):
+class DistributeError(RuntimeError):
     """A strategy cannot be made here; the message says why and what to change."""
 
 

@@ -129,7 +129,7 @@ class Runner:
         self.run_dir = os.path.join(spec.run_dir, spec.name)
         self._keys = {}
         # this process in a multi-worker run (tfkd.distribute.WorkerRole), else None
-        from tfkd.distribute import current_worker  # (which imports this module's StageError)
+        from tfkd.distribute import current_worker
 
         self.worker = worker if worker is not None else current_worker()
 
