@@ -270,3 +270,32 @@ def test_a_vocabulary_that_is_not_the_berts_is_refused():
     with pytest.raises(ValueError, match="student.adapters.encoder_layers: 7 layers with adapters, but the BERT "
                                          "has only 6"):
         ABNetEnc(VOCAB, 100, MINILM, adapters={"encoder_layers": 7})
+
+
+def test_decoding_given_positions_gives_the_logits_there_and_mask_predict_the_same_output(abnet, batch):
+    """``decode(..., positions=)`` projects only those positions onto the vocabulary (what
+    Mask-Predict's later passes ask for), equal to gathering the full output."""
+    from tfkd.data import SpecialIds
+    from tfkd.decoding.mask_predict import mask_predict
+
+    hidden, padding = abnet.encode(batch["source_ids"])
+    decoder_ids = tf.constant(batch["decoder_ids"])
+    full = abnet.decode(decoder_ids, hidden, padding)
+    positions = tf.constant([[0, 2], [1, 3], [4, 0]], tf.int32)
+    picked = abnet.decode(decoder_ids, hidden, padding, positions=positions)
+    assert picked.shape == (3, 2, full.shape[-1])
+    np.testing.assert_allclose(picked.numpy(), tf.gather(full, positions, batch_dims=1).numpy(), rtol=1e-4, atol=1e-4)
+
+    class WholeOutput:  # the same model through a decode without positions
+        mask_id = abnet.mask_id
+        encode, length_logits = abnet.encode, abnet.length_logits
+
+        def decode(self, decoder_ids, hidden, padding_mask, training=False):
+            return abnet.decode(decoder_ids, hidden, padding_mask, training=training)
+
+    special = SpecialIds(pad=0, bos=101, eos=102, unk=100)
+    source = tf.constant(batch["source_ids"])
+    ids, scores = mask_predict(abnet, source, special, 12, length_candidates=2, iterations=4)
+    whole_ids, whole_scores = mask_predict(WholeOutput(), source, special, 12, length_candidates=2, iterations=4)
+    assert ids.numpy().tolist() == whole_ids.numpy().tolist()
+    np.testing.assert_allclose(scores.numpy(), whole_scores.numpy(), rtol=1e-4)

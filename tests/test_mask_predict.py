@@ -56,6 +56,23 @@ class TableModel:
         return base + self.bonus * is_word * tf.one_hot(successor, VOCAB)
 
 
+class PositionsTableModel(TableModel):
+    """:class:`TableModel` whose decoder returns logits at given ``positions`` only (as AB-Net's
+    output layer does), recording how many positions each pass asked for (in eager mode)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked = []
+
+    def decode(self, decoder_ids, hidden, padding_mask, training=False, positions=None):
+        logits = super().decode(decoder_ids, hidden, padding_mask, training)
+        if positions is None:
+            self.asked.append(None)
+            return logits
+        self.asked.append(positions.shape[1])
+        return tf.gather(logits, positions, batch_dims=1)
+
+
 def sources(*sentences):
     return tf.constant([[s, 9, 9] for s in sentences], tf.int32)
 
@@ -266,13 +283,16 @@ def reference(model, sentence, max_length, candidates, iterations):
     return runs
 
 
+@pytest.mark.parametrize("model_class", [TableModel, PositionsTableModel])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_equals_a_numpy_reference_iteration_by_iteration(seed):
+def test_equals_a_numpy_reference_iteration_by_iteration(seed, model_class):
+    """Also with a decoder that predicts only the positions asked for: passes after the first
+    ask for the re-masked ones (as many as the most a candidate re-masks), not every position."""
     rng = np.random.default_rng(seed)
     sentences, max_length, candidates, iterations = 4, 7, 3, 6
     base = rng.normal(scale=2.0, size=(sentences, 8, VOCAB)).astype(np.float32)
     lengths = rng.normal(size=(sentences, 9)).astype(np.float32)
-    model = TableModel(base, lengths, bonus=2.5)
+    model = model_class(base, lengths, bonus=2.5)
     trace = mask_predict_trace(model, sources(*range(sentences)), SPECIAL, max_length, candidates, iterations)
     token_ids, scores = mask_predict(model, sources(*range(sentences)), SPECIAL, max_length, candidates, iterations)
     passes = int(trace["iterations"])
@@ -300,6 +320,14 @@ def test_equals_a_numpy_reference_iteration_by_iteration(seed):
     assert passes == longest
     # the seeds give runs that re-mask and change tokens at least once
     assert passes >= 3
+    if model_class is PositionsTableModel:
+        width = trace["tokens"].shape[-1]
+        for asked in (model.asked[:passes], model.asked[passes : 2 * passes]):  # the trace's run, mask_predict's
+            assert asked[0] is None  # the first pass predicts every position
+            # then as many positions as the most tokens any running candidate re-masks
+            most = [int(trace["masked"].numpy()[i].sum(-1).max()) for i in range(1, passes)]
+            assert asked[1:] == most
+            assert max(most) < width
 
 
 # ----------------------------------------------------------------------------- graph and export

@@ -8,7 +8,10 @@ that drives it exposes
   lengths ``0 .. max_target_length`` (length 0 is never chosen);
 - ``decode(decoder_ids, hidden, padding_mask, training=False) -> logits [B, T, V]``, a
   bidirectional decoder reading target tokens with ``mask_id`` at masked positions and padding
-  beyond each sequence's length;
+  beyond each sequence's length; with a ``positions`` argument (``[B, P]`` indices into
+  ``decoder_ids``) it may return the logits ``[B, P, V]`` at those positions only, which
+  iterations after the first use (they re-predict only the re-masked tokens: the output
+  layer's work falls with the masks);
 - ``mask_id``, the target vocabulary's [MASK] token.
 
 For every sentence the ``length_candidates`` most likely lengths (at most ``max_length``) are
@@ -24,6 +27,8 @@ Everything is TensorFlow ops (``tf.while_loop`` over iterations, batched over se
 candidates, dynamic shapes), so it runs under ``tf.function(autograph=False)`` and inside an
 exported SavedModel. Iterations after the first decode only the candidates still running.
 """
+
+import inspect
 
 import tensorflow as tf
 
@@ -69,9 +74,24 @@ def _banned_tokens(vocab, special_ids, mask_id):
     return tf.reduce_max(tf.one_hot(banned, vocab), axis=0)
 
 
-def _predict(model, decoder_ids, hidden, padding_mask, special_ids):
-    """The decoder's most likely allowed token at every position and its log-probability."""
-    logits = tf.cast(model.decode(decoder_ids, hidden, padding_mask, training=False), tf.float32)
+def _takes_positions(model):
+    """Whether ``model.decode`` computes logits at given positions only (``positions=``)."""
+    try:
+        return "positions" in inspect.signature(model.decode).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _predict(model, decoder_ids, hidden, padding_mask, special_ids, positions=None):
+    """The decoder's most likely allowed token and its log-probability at every position, or
+    at ``positions [N, P]`` only (``[N, P]`` results)."""
+    if positions is None:
+        logits = model.decode(decoder_ids, hidden, padding_mask, training=False)
+    elif _takes_positions(model):  # the output layer projects only these positions
+        logits = model.decode(decoder_ids, hidden, padding_mask, training=False, positions=positions)
+    else:
+        logits = tf.gather(model.decode(decoder_ids, hidden, padding_mask, training=False), positions, batch_dims=1)
+    logits = tf.cast(logits, tf.float32)
     log_probs = tf.nn.log_softmax(logits, axis=-1)
     log_probs += _banned_tokens(tf.shape(log_probs)[-1], special_ids, model.mask_id) * NEG_INF
     token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
@@ -126,15 +146,23 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
         active = runnable(iteration, active)
         masked = _least_probable(log_probs, in_length, num_masks(lengths, iteration, iterations))
         masked &= active[:, tf.newaxis]
-        # decode only the candidates still running
+        # decode only the candidates still running, and predict only their masked positions
         rows = tf.where(active)[:, 0]
-        new_tokens, new_log_probs = _predict(
+        row_masked = tf.gather(masked, rows)
+        # each row's masked positions first, in order; as many columns as the most masks
+        order = tf.argsort(tf.cast(tf.logical_not(row_masked), tf.int32), axis=1, stable=True)
+        positions = order[:, : tf.reduce_max(tf.reduce_sum(tf.cast(row_masked, tf.int32), axis=1))]
+        picked_tokens, picked_log_probs = _predict(
             model, tf.gather(tf.where(masked, mask_id, tokens), rows), tf.gather(hidden, rows),
-            tf.gather(padding_mask, rows), special_ids,
+            tf.gather(padding_mask, rows), special_ids, positions,
         )
-        rows = rows[:, tf.newaxis]
-        new_tokens = tf.where(masked, tf.tensor_scatter_nd_update(tokens, rows, new_tokens), tokens)
-        new_log_probs = tf.where(masked, tf.tensor_scatter_nd_update(log_probs, rows, new_log_probs), log_probs)
+        # back to [row of the batch, position], where the position was masked
+        picked = tf.gather(row_masked, positions, batch_dims=1)
+        where = tf.stack([tf.broadcast_to(rows[:, tf.newaxis], tf.shape(positions)),
+                          tf.cast(positions, tf.int64)], axis=-1)
+        where = tf.boolean_mask(where, picked)
+        new_tokens = tf.tensor_scatter_nd_update(tokens, where, tf.boolean_mask(picked_tokens, picked))
+        new_log_probs = tf.tensor_scatter_nd_update(log_probs, where, tf.boolean_mask(picked_log_probs, picked))
         if record:
             history = _write(history, iteration, new_tokens, new_log_probs, masked, active)
         # a candidate whose tokens did not change has converged

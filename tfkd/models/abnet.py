@@ -250,16 +250,18 @@ class ABNet(_SourceBert, keras.Model):
         """Logits ``[B, max_target_length + 1]`` of the target length, from ``[LENGTH]``."""
         return self.length_classifier(hidden[:, 0])
 
-    def decode(self, decoder_ids, encoder_hidden, encoder_padding_mask, training=False):
-        """Logits ``[B, T, V]`` at every position of ``decoder_ids`` ``[B, T]``."""
+    def decode(self, decoder_ids, encoder_hidden, encoder_padding_mask, training=False, positions=None):
+        """Logits ``[B, T, V]`` at every position of ``decoder_ids`` ``[B, T]``, or ``[B, P, V]``
+        at ``positions`` ``[B, P]`` (indices into ``decoder_ids``) only."""
         framed, padding_mask = _frame(decoder_ids, self.cls_id, self.sep_id, self.pad_id)
         x = bert_embeddings(self.target_backbone, framed, training=training)
         x = _bert_layers(self.target_backbone, x, padding_mask, self.decoder_adapters, training,
                          encoder_sequence=encoder_hidden, encoder_padding_mask=encoder_padding_mask,
                          decoder_padding_mask=padding_mask)
-        length = ops.shape(decoder_ids)[1]
-        positions = ops.zeros_like(ops.cast(decoder_ids, "int32")) + ops.arange(1, length + 1, dtype="int32")
-        return self.output_head(x, mask_positions=positions)
+        if positions is None:
+            length = ops.shape(decoder_ids)[1]
+            positions = ops.zeros_like(ops.cast(decoder_ids, "int32")) + ops.arange(length, dtype="int32")
+        return self.output_head(x, mask_positions=ops.cast(positions, "int32") + 1)  # after [CLS]
 
     def call(self, inputs, training=False):
         hidden, padding_mask = self.encode(inputs["source_ids"], training=training)
