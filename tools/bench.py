@@ -65,6 +65,27 @@ def _peer(spec, tokenizers, special):
     return MarianMTModel(config)
 
 
+def _padded(rows, pad):
+    """Token id rows as one ``[N, longest]`` int32 array, right-padded with ``pad``."""
+    import numpy as np
+
+    width = max(len(r) for r in rows)
+    return np.stack([np.pad(r, (0, width - len(r)), constant_values=pad) for r in rows]).astype("int32")
+
+
+def _peer_generate(peer, sources, pad, beams, batch_size, new_tokens):
+    """The peer's ``generate()`` over ``sources`` in batches, exactly ``new_tokens`` tokens a
+    sentence; returns the length of the last batch's outputs (without the start token)."""
+    import torch
+
+    with torch.inference_mode():
+        for start in range(0, len(sources), batch_size):
+            ids = torch.from_numpy(_padded(sources[start : start + batch_size], pad).astype("int64"))
+            out = peer.generate(input_ids=ids, attention_mask=ids != pad, num_beams=beams, max_new_tokens=new_tokens,
+                                min_new_tokens=new_tokens, do_sample=False, length_penalty=0.6 if beams > 1 else 1.0)
+    return out.shape[-1] - 1
+
+
 def _batches(spec, context, count, pad_to_bucket):
     from tfkd.training.xla import jit_compilation
 
@@ -178,7 +199,6 @@ def bench_train(spec, context, args):
 def bench_decode(spec, context, args):
     import numpy as np
     import tensorflow as tf
-    import torch
 
     from tfkd import registry
     from tfkd.data import SpecialIds
@@ -191,10 +211,6 @@ def bench_decode(spec, context, args):
     student = _tfkd_student(spec, context)
     peer = _peer(spec, context.tokenizers(), special).eval()
 
-    def padded(rows):
-        width = max(len(r) for r in rows)
-        return np.stack([np.pad(r, (0, width - len(r)), constant_values=source_pad) for r in rows]).astype("int32")
-
     settings = {"greedy": ("greedy", {}), "beam4": ("beam", {"beam_size": 4, "length_penalty": 0.6})}
     functions = {}
     for name, (algorithm, options) in settings.items():
@@ -206,18 +222,12 @@ def bench_decode(spec, context, args):
 
     def run_tfkd(function, batch_size):
         for start in range(0, len(sources), batch_size):
-            ids, _ = function(tf.constant(padded(sources[start : start + batch_size])))
+            ids, _ = function(tf.constant(_padded(sources[start : start + batch_size], source_pad)))
         return ids.shape[-1]
 
     def run_peer(name, batch_size):
         beams = settings[name][1].get("beam_size", 1)
-        with torch.inference_mode():
-            for start in range(0, len(sources), batch_size):
-                ids = torch.from_numpy(padded(sources[start : start + batch_size]).astype("int64"))
-                out = peer.generate(input_ids=ids, attention_mask=ids != source_pad, num_beams=beams,
-                                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                                    length_penalty=0.6 if beams > 1 else 1.0)
-        return out.shape[-1] - 1  # without the start token
+        return _peer_generate(peer, sources, source_pad, beams, batch_size, args.new_tokens)
 
     lengths = {}
     for (name, jit), function in functions.items():  # warm up: trace (and compile) every shape
@@ -294,7 +304,6 @@ def bench_mask_predict(spec, context, args):
     beam-4 ``generate()`` of ``--new-tokens`` tokens with the AB-Net's dimensions."""
     import numpy as np
     import tensorflow as tf
-    import torch
 
     from tfkd.data import SpecialIds
     from tfkd.decoding.mask_predict import mask_predict, mask_predict_trace
@@ -313,25 +322,16 @@ def bench_mask_predict(spec, context, args):
                          autograph=False, reduce_retracing=True)
     peer = _backbone_peer(student.target_backbone, context.tokenizers(), special).eval()
 
-    def padded(rows):
-        width = max(len(r) for r in rows)
-        return np.stack([np.pad(r, (0, width - len(r)), constant_values=source_pad) for r in rows]).astype("int32")
-
     def run_tfkd(batch_size):
         for start in range(0, len(sources), batch_size):
-            ids, _ = decode(tf.constant(padded(sources[start : start + batch_size])))
+            ids, _ = decode(tf.constant(_padded(sources[start : start + batch_size], source_pad)))
         return int(ids.shape[-1])
 
     def run_peer(beams, batch_size):
-        with torch.inference_mode():
-            for start in range(0, len(sources), batch_size):
-                ids = torch.from_numpy(padded(sources[start : start + batch_size]).astype("int64"))
-                out = peer.generate(input_ids=ids, attention_mask=ids != source_pad, num_beams=beams,
-                                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                                    length_penalty=0.6 if beams > 1 else 1.0)
-        return out.shape[-1] - 1
+        return _peer_generate(peer, sources, source_pad, beams, batch_size, args.new_tokens)
 
-    trace = mask_predict_trace(fixed, tf.constant(padded(sources[:64])), special, args.new_tokens + 4, **options)
+    trace = mask_predict_trace(fixed, tf.constant(_padded(sources[:64], source_pad)), special, args.new_tokens + 4,
+                               **options)
     lengths = {"tfkd mask_predict": run_tfkd(args.batch_sizes[0]),
                "marian greedy": run_peer(1, args.batch_sizes[0]), "marian beam4": run_peer(4, args.batch_sizes[0])}
     for batch_size in args.batch_sizes[1:]:
