@@ -97,10 +97,19 @@ def start_multi_worker():
     return _started["strategy"]
 
 
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def is_multi_worker(strategy):
+    """Whether ``strategy`` is this process's multi-worker strategy, with other workers."""
+    return current_worker() is not None and strategy is _started["strategy"]
+
+
 def trains_on_every_worker(model):
     """Whether ``model`` was built under this process's multi-worker strategy (so its steps
     need every worker), not on one device of the chief (a teacher's fine-tuning, say)."""
-    return "strategy" in _started and getattr(model, "distribute_strategy", None) is _started["strategy"]
+    return is_multi_worker(getattr(model, "distribute_strategy", None))
 
 
 def current_worker():
@@ -131,8 +140,7 @@ def chief_end(timeout_seconds=None):
     except tf.errors.DeadlineExceededError:
         return None
     except tf.errors.OpError as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({reason}); start every worker again") from None
+        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({_first_line(e)}); start every worker again") from None
 
 
 def make_strategy(name="auto"):
@@ -174,8 +182,8 @@ def _tpu_strategy(tf):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:  # OSError: the metadata server of a cloud VM
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DistributeError(f"train.strategy: tpu: no TPU reachable{' at ' + address if address else ''} ({reason}); "
+        raise DistributeError(f"train.strategy: tpu: no TPU reachable{' at ' + address if address else ''} "
+                              f"({_first_line(e)}); "
                               "run on a TPU VM, or set TPU_NAME to the TPU's name or grpc:// address") from None
     return tf.distribute.TPUStrategy(resolver)
 
@@ -230,5 +238,5 @@ def shard_by_batch(dataset):
 
 
 __all__ = ["DistributeError", "STRATEGIES", "WorkerRole", "announce_chief_end", "check_workers_agree", "chief_end", "cluster_role", "current_worker",
-           "make_strategy", "shard_by_batch", "start_multi_worker", "trains_on_every_worker", "wants_multi_worker",
+           "is_multi_worker", "make_strategy", "shard_by_batch", "start_multi_worker", "trains_on_every_worker", "wants_multi_worker",
            "weights_fingerprint"]

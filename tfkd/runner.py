@@ -220,10 +220,7 @@ class Runner:
         for name in names:
             for dep in self.stages[name].dependencies(self.spec):
                 if dep not in names and not self.is_done(dep):
-                    raise StageError(
-                        f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
-                        f"run it first (tfkd run SPEC --stages {dep},{name})"
-                    )
+                    raise _not_done(name, dep)
             if self.is_done(name):
                 log.info("stage %s: already done (%s), skipping", name, self.stage_dir(name))
                 results[name] = self.marker(name)["results"]
@@ -268,9 +265,7 @@ class Runner:
         failpoint(f"stage-start:{name}")
         start = time.time()
         try:
-            train = getattr(self.spec, "train", None)
-            with op_determinism(getattr(train, "deterministic", False)), \
-                    jit_compilation(getattr(train, "jit_compile", "auto")):
+            with self._stage_settings():
                 results = self.stages[name].run(context, partial) or {}
         except BaseException:
             _remove_if_unused(partial, made_run_dir and self.run_dir)
@@ -291,6 +286,14 @@ class Runner:
         log.info("stage %s: done in %.1fs", name, time.time() - start)
         return results
 
+    @contextlib.contextmanager
+    def _stage_settings(self):
+        """What the run's ``train`` section sets while any stage runs: op determinism, XLA."""
+        train = getattr(self.spec, "train", None)
+        with op_determinism(getattr(train, "deterministic", False)), \
+                jit_compilation(getattr(train, "jit_compile", "auto")):
+            yield
+
     def _run_on_worker(self, names, context, poll_seconds=1.0):
         """A worker other than the chief: runs the stages that need every worker, each once
         the chief has finished the stages it reads, into a scratch folder of its own
@@ -308,8 +311,7 @@ class Runner:
             for dep in stage.dependencies(self.spec):
                 while not self.is_done(dep):
                     if dep not in names:
-                        raise StageError(f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
-                                         f"run it first (tfkd run SPEC --stages {dep},{name})")
+                        raise _not_done(name, dep)
                     if dep not in waited:
                         log.info("stage %s: waiting for the chief to finish stage %s", name, dep)
                         waited.add(dep)
@@ -328,9 +330,7 @@ class Runner:
             log.info("stage %s: running as task %s (worker %d of %d) into %s", name, self.worker.task,
                      self.worker.index + 1, self.worker.count, scratch)
             start = time.time()
-            train = getattr(self.spec, "train", None)
-            with op_determinism(getattr(train, "deterministic", False)), \
-                    jit_compilation(getattr(train, "jit_compile", "auto")):
+            with self._stage_settings():
                 results[name] = self.stages[name].run(context, scratch) or {}
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("stage %s: done in %.1fs", name, time.time() - start)
@@ -363,6 +363,11 @@ class Runner:
             path = os.path.join(self.run_dir, file_name)
             write(path + ".tmp")
             os.replace(path + ".tmp", path)
+
+
+def _not_done(name, dep):
+    return StageError(f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
+                      f"run it first (tfkd run SPEC --stages {dep},{name})")
 
 
 def _read_json(path):

@@ -245,8 +245,8 @@ class TrainStage(Stage):
     With ``train.init_from: STAGE`` the stage starts from the student weights that another
     train stage saved (a pre-distilled student, say); the baseline never does."""
 
-
     runs_on_every_worker = True  # its steps run under train.strategy
+
     def __init__(self, name, method, variant=None):
         self.name = name
         self.method = method

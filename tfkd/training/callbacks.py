@@ -55,9 +55,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
-        self.weights_path = os.path.join(self.directory, "trainer.weights.h5")
-        self.random_path = os.path.join(self.directory, "random.npz")
-        self.state_path = os.path.join(self.directory, "state.json")
+        self.weights_path, self.random_path, self.state_path = self._files(self.directory)
         # restore_dir: another work folder whose checkpoint this one resumes from (the chief's)
         self.restore_from = os.path.join(restore_dir, "checkpoint") if restore_dir else self.directory
         self.stage = stage
@@ -66,15 +64,19 @@ class StageCheckpoint(keras.callbacks.Callback):
         self.failure = None
         self._batches_done = None
 
+    @staticmethod
+    def _files(directory):
+        """``(weights, random streams, state)`` paths of a checkpoint in ``directory``."""
+        return tuple(os.path.join(directory, name) for name in ("trainer.weights.h5", "random.npz", "state.json"))
+
     def restore(self, trainer):
         """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
-        state_path = os.path.join(self.restore_from, "state.json")
-        random_path = os.path.join(self.restore_from, "random.npz")
+        weights_path, random_path, state_path = self._files(self.restore_from)
         if not os.path.exists(state_path):
             return 0
         with open(state_path) as f:
             state = json.load(f)
-        trainer.load_weights(os.path.join(self.restore_from, "trainer.weights.h5"))
+        trainer.load_weights(weights_path)
         if os.path.exists(random_path):
             seeds = _seed_states(trainer)
             with np.load(random_path) as saved:

@@ -65,9 +65,9 @@ def _per_worker(logs):
     """A step's logs as Keras can reduce them under a multi-worker strategy: Keras 3 averages
     each value there over its first axis, which a scalar does not have (tensorflow#72388), so
     each becomes a vector of one."""
-    strategy = tf.distribute.get_strategy()
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._num_workers > 1):
+    from tfkd.distribute import is_multi_worker
+
+    if not is_multi_worker(tf.distribute.get_strategy()):
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
