@@ -70,3 +70,41 @@ def test_top_k_kl_divergence_reads_the_cached_ids_and_equals_the_full_kl_with_ev
     log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     expected = (probs * (np.log(probs) - np.take_along_axis(log_p, ids, -1))).sum(-1)
     np.testing.assert_allclose(np.asarray(top_k_kl_divergence(ids, probs, logits)), expected, rtol=1e-5)
+
+
+def test_take_last_axis_matches_numpy_with_shapes_known_only_when_run():
+    import tensorflow as tf
+
+    from tfkd.training.losses import take_last_axis
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 7)).astype("float32")
+    ids = rng.integers(0, 7, size=(2, 3, 4))
+    np.testing.assert_array_equal(np.asarray(take_last_axis(x, ids)), np.take_along_axis(x, ids, -1))
+    dynamic = tf.function(take_last_axis, input_signature=[tf.TensorSpec([None, None, None], tf.float32),
+                                                           tf.TensorSpec([None, None, None], tf.int32)])
+    np.testing.assert_array_equal(dynamic(x, ids.astype("int32")).numpy(), np.take_along_axis(x, ids, -1))
+    np.testing.assert_array_equal(np.asarray(take_last_axis(x[0], ids[0, :, :1])), np.take_along_axis(x[0], ids[0, :, :1], -1))
+
+
+def test_label_smoothed_cross_entropy_gradient_is_softmax_minus_the_smoothed_target():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(2, 3, 9)).astype("float32") * 2
+    targets = rng.integers(0, 9, size=(2, 3))
+    eps = 0.2
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, _ = label_smoothed_cross_entropy(targets, x, eps)
+            total = tf.reduce_sum(loss)
+        return tape.gradient(total, x)
+
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    smoothed = np.full(logits.shape, eps / 9)
+    np.put_along_axis(smoothed, targets[..., None], 1 - eps + eps / 9, axis=-1)
+    np.testing.assert_allclose(gradient(logits).numpy(), probs - smoothed, atol=1e-6)

@@ -4,6 +4,7 @@ teacher distributions as well as from the reference."""
 import keras
 from keras import ops
 
+from tfkd.training.losses import log_softmax_at
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
 
@@ -16,11 +17,10 @@ def top_k_soft_cross_entropy(teacher_ids, teacher_probs, logits):
             renormalised to sum to 1 over K; all-zero rows give a zero loss).
         logits: student logits ``[batch, length, vocab]``.
     """
-    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     probs = ops.cast(teacher_probs, "float32")
     total = ops.sum(probs, axis=-1, keepdims=True)
     probs = ops.where(total > 0, probs / ops.maximum(total, 1e-12), 0.0)
-    student = ops.take_along_axis(log_probs, ops.cast(teacher_ids, "int32"), axis=-1)
+    student = log_softmax_at(logits, teacher_ids)
     return -ops.sum(probs * student, axis=-1)
 
 

@@ -34,7 +34,7 @@ from tfkd import data as data_lib
 from tfkd.runner import Stage, StageError
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
-from tfkd.training.losses import kl_divergence, top_k_kl_divergence
+from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.training.trainer import LossTerm, Trainer
@@ -66,8 +66,7 @@ class PretrainDistiller(Trainer):
         logits = self.student(model_inputs, training=training)
         weights = ops.cast(weights, "float32")
         count = ops.sum(weights)
-        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(labels, "int32"), -1), axis=-1), -1)
+        nll = -log_softmax_at(logits, ops.expand_dims(labels, -1))[..., 0]
         terms = {"mle": LossTerm(ops.sum(nll * weights), count)}
         if self.teacher is not None:
             teacher_probs = ops.softmax(ops.cast(self.teacher(model_inputs, training=False), "float32"), axis=-1)
