@@ -30,6 +30,40 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def stage_trainer(stage, spec, context, all_trainable=False):
+    """``(trainer, batches)``: ``stage``'s trainer built, compiled (Adam) and traced as the train
+    stage builds it, with an iterator over the stage's own training batches (a method's extra
+    columns included). ``all_trainable``: every weight of the student trained."""
+    import keras
+
+    own = stage._spec(spec)
+    keras.utils.set_random_seed(own.train.seed)
+    task = context.task
+    data = iter(stage.method.map_train_batches(own, context, task.train_dataset(
+        context, stage.name, columns=stage.method.train_columns(own, context, stage.name))))
+    student = task.build_student(own, context.tokenizers())
+    if all_trainable:
+        for layer in [student, *student._flatten_layers()]:
+            layer.trainable = "pooled_dense" not in layer.name  # BERT's pooler: unused by a seq2seq student
+    trainer = stage.method.make_trainer(own, task, student, context)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
+    trainer(next(data)[0])
+    trainer.optimizer.build(trainer.trainable_variables)
+    fit(trainer, [next(data) for _ in range(5)])  # trace (once: every length is one signature) and warm
+    return trainer, data
+
+
+def fit(trainer, batches):
+    """One ``fit`` over ``batches``, as a train stage trains: through a dataset whose signature
+    leaves every length open, so that no batch shape traces the step again (``train_on_batch``
+    traced new shapes inside the timed loop, which weighed on the larger steps most)."""
+    import tensorflow as tf
+
+    signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), t.dtype), batches[0])
+    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature)
+    trainer.fit(data, epochs=1, steps_per_epoch=len(batches), verbose=0, shuffle=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
@@ -40,7 +74,6 @@ def main():
                         "student weight trained")
     args = parser.parse_args()
 
-    import keras
     import numpy as np
     import tensorflow as tf
 
@@ -48,7 +81,6 @@ def main():
     from tfkd.stages import TrainStage
 
     spec, _, context = open_run(args.run_dir)
-    task = context.task
     stages = {s.name: s for s in build_stages(spec) if isinstance(s, TrainStage)}
     listed = args.students.split(",") if args.students else list(stages)
     # a stage listed again is built again ("baseline#2"): identical trainers show the machine's
@@ -61,22 +93,7 @@ def main():
     for name in [*names, names[0]]:  # the first again, last: built and never timed (see above)
         all_trainable = name.endswith("_all_trainable") and name[: -len("_all_trainable")] in unfrozen
         stage_name = name[: -len("_all_trainable")] if all_trainable else name.split("#")[0]
-        stage = stages[stage_name]
-        own = stage._spec(spec)
-        keras.utils.set_random_seed(own.train.seed)
-        data = stage.method.map_train_batches(own, context, task.train_dataset(
-            context, stage_name, columns=stage.method.train_columns(own, context, stage_name)))
-        data = iter(data)
-        student = task.build_student(own, context.tokenizers())
-        if all_trainable:
-            for layer in [student, *student._flatten_layers()]:
-                layer.trainable = "pooled_dense" not in layer.name  # BERT's pooler: unused by a seq2seq student
-        trainer = stage.method.make_trainer(own, task, student, context)
-        trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
-        trainer(next(data)[0])
-        trainer.optimizer.build(trainer.trainable_variables)
-        for _ in range(5):  # trace (batches of new shapes trace again; warm the common ones)
-            trainer.train_on_batch(*next(data))
+        trainer, data = stage_trainer(stages[stage_name], spec, context, all_trainable)
         if name not in trainers:
             trainers[name] = (trainer, data)
 
@@ -86,8 +103,7 @@ def main():
         for name, (trainer, data) in trainers.items():
             batches = [next(data) for _ in range(args.steps)]  # read outside the timed loop
             start = time.time()
-            for batch in batches:
-                trainer.train_on_batch(*batch)
+            fit(trainer, batches)
             seconds[name] += time.time() - start
             tokens[name] += sum(float(tf.reduce_sum(tf.cast(b[1] != trainer.student.pad_id, tf.float32)))
                                 for b in batches)

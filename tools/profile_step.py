@@ -3,9 +3,11 @@ student, its op times summed by what they compute.
 
     tfkd run specs/quickstart.yaml --stages vocab
     python tools/profile_step.py runs/quickstart --steps 20 [--xla] [--trace-dir DIR]
+    python tools/profile_step.py runs/bench_masktask_cache --stage train    # a method's own step
 
 The student and trainer are built as the run's ``baseline`` stage builds them (the plain MLE
-step, label smoothing as the spec's), every batch shape is traced before profiling, then
+step, label smoothing as the spec's), or with ``--stage`` as that train stage builds them (its
+method's trainer and batches). Every batch shape is traced before profiling, then
 ``--steps`` steps of ``fit`` run under ``tf.profiler``. Printed as JSON: wall milliseconds
 per step; op time per step by group (attention, feed-forward, layer norms, embeddings and the
 output softmax, the loss, the optimizer update, the input pipeline, other ops), forward and
@@ -29,6 +31,7 @@ GROUPS = [
     ("input pipeline", ("IteratorGetNext", "Iterator")),
     ("attention", ("self_attention", "cross_attention", "multi_head_attention", "attention")),
     ("feed-forward", ("feedforward", "intermediate_dense", "output_dense")),
+    ("masked-LM head", ("mlm_head",)),
     ("layer norm", ("layer_norm", "LayerNorm", "layernorm", "encoder_norm", "decoder_norm")),
     ("embeddings and output softmax", ("embedding", "position_encoding", "output_projection")),
     ("loss", ("cross_entropy", "loss", "log_softmax", "LogSoftmax", "SparseSoftmax", "label_smooth", "terms")),
@@ -69,6 +72,8 @@ def main():
     parser.add_argument("run_dir", help="a run with its vocab stage done")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--xla", action="store_true", help="profile the XLA-compiled step (bucket-padded batches)")
+    parser.add_argument("--stage", help="profile this train stage's own step (its trainer, batches and extra "
+                        "columns, as tools/bench_trainer_steps.py builds it) instead of the plain MLE step")
     parser.add_argument("--trace-dir", help="where the profile goes (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -84,13 +89,23 @@ def main():
     spec, _, context = open_run(args.run_dir)
     keras.utils.set_random_seed(spec.train.seed)
     with jit_compilation(args.xla):
-        data = iter(context.task.train_dataset(context, "profile"))
+        if args.stage:
+            from bench_trainer_steps import stage_trainer
+
+            from tfkd.pipeline import build_stages
+
+            stages = {s.name: s for s in build_stages(spec)}
+            if args.stage not in stages:
+                raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
+            trainer, data = stage_trainer(stages[args.stage], spec, context)
+        else:
+            data = iter(context.task.train_dataset(context, "profile"))
+            trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
+                                        label_smoothing=spec.train.label_smoothing)
         batches = [next(data) for _ in range(args.steps + 40)]
-        trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
-                                    label_smoothing=spec.train.label_smoothing)
-        compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
-    signature = ({k: tf.TensorSpec([None, None], v.dtype) for k, v in batches[0][0].items()},
-                 tf.TensorSpec([None, None], batches[0][1].dtype))
+        if not args.stage:
+            compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
+    signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), t.dtype), batches[0])
 
     def fit(part):
         ds = tf.data.Dataset.from_generator(lambda: iter(part), output_signature=signature)
@@ -118,7 +133,8 @@ def main():
     pad = SpecialIds.of(context.tokenizers().target).pad
     tokens = sum(int((b[1].numpy() != pad).sum()) for b in timed)
     print(json.dumps({
-        "run": args.run_dir, "steps": steps, "xla": args.xla, "trace": trace_dir,
+        "run": args.run_dir, "stage": args.stage or "the plain MLE step", "trainer": type(trainer).__name__,
+        "steps": steps, "xla": args.xla, "trace": trace_dir,
         "wall_ms_per_step": round(1000 * wall / steps, 2),
         "target_tokens_per_second": round(tokens / wall, 1),
         "op_ms_per_step": round(op_total / 1000 / steps, 2),
