@@ -4,7 +4,9 @@ A model exposes ``encode(source_ids) -> (hidden, padding_mask)`` and
 ``decode(decoder_ids, hidden, padding_mask) -> logits``. Models that can decode one token at
 a time from key/value caches also expose ``decode_first`` / ``decode_next`` (see
 :class:`tfkd.models.TransformerSeq2Seq`); the algorithms use them when present and otherwise
-re-run the decoder on the prefix. The algorithms own the iterations, beams and stopping; they
+re-run the decoder on the prefix. A cached state that is a dict may keep under ``"shared"``
+what is the same for every hypothesis of a sentence (the cross-attention keys and values, a
+table of position encodings): beam search never reorders it. The algorithms own the iterations, beams and stopping; they
 are TensorFlow graphs (``tf.while_loop`` over a fixed-size token buffer) so the same code runs
 in ``tfkd translate`` and inside an exported SavedModel.
 
@@ -27,50 +29,56 @@ def gnmt_length_penalty(length, alpha):
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
-def _log_probs(logits, special_ids):
-    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-    # never emit padding or a second BOS
-    vocab = tf.shape(log_probs)[-1]
-    banned = tf.one_hot(special_ids.pad, vocab) + tf.one_hot(special_ids.bos, vocab)
-    return log_probs + banned * NEG_INF
-
-
-class _CachedSteps:
-    """One decoder step at a time from the model's key/value caches."""
+class _Steps:
+    """Log-probabilities of the next token, never padding or a second BOS. The penalty row is
+    built at the first step, outside the decoding loop, and reused by every later step."""
 
     def __init__(self, model, hidden, padding_mask, max_length, special_ids):
         self.model, self.hidden, self.padding_mask = model, hidden, padding_mask
         self.max_length, self.special_ids = max_length, special_ids
+        self.banned = None
+
+    def log_probs(self, logits):
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        if self.banned is None:
+            vocab = tf.shape(log_probs)[-1]
+            self.banned = (tf.one_hot(self.special_ids.pad, vocab) + tf.one_hot(self.special_ids.bos, vocab)) * NEG_INF
+        return log_probs + self.banned
+
+
+class _CachedSteps(_Steps):
+    """One decoder step at a time from the model's key/value caches."""
 
     def first(self):
         bos = tf.fill([tf.shape(self.hidden)[0]], self.special_ids.bos)
         logits, state = self.model.decode_first(bos, self.hidden, self.padding_mask, self.max_length)
-        return _log_probs(logits, self.special_ids), state
+        return self.log_probs(logits), state
 
     def next(self, sequences, index, state):
         logits, state = self.model.decode_next(sequences[:, index], index, self.hidden, self.padding_mask, state)
-        return _log_probs(logits, self.special_ids), state
+        return self.log_probs(logits), state
 
     @staticmethod
     def reorder(state, flat_index):
-        return tf.nest.map_structure(lambda t: tf.gather(t, flat_index), state)
+        def gather(tree):
+            return tf.nest.map_structure(lambda t: tf.gather(t, flat_index), tree)
+
+        if isinstance(state, dict) and "shared" in state:
+            return {**gather({k: v for k, v in state.items() if k != "shared"}), "shared": state["shared"]}
+        return gather(state)
 
 
-class _RecomputedSteps:
+class _RecomputedSteps(_Steps):
     """Re-runs the full decoder on the prefix (for decoder layers without caches)."""
-
-    def __init__(self, model, hidden, padding_mask, max_length, special_ids):
-        self.model, self.hidden, self.padding_mask = model, hidden, padding_mask
-        self.special_ids = special_ids
 
     def first(self):
         bos = tf.fill([tf.shape(self.hidden)[0], 1], self.special_ids.bos)
         logits = self.model.decode(bos, self.hidden, self.padding_mask, training=False)
-        return _log_probs(logits[:, 0], self.special_ids), ()
+        return self.log_probs(logits[:, 0]), ()
 
     def next(self, sequences, index, state):
         logits = self.model.decode(sequences[:, : index + 1], self.hidden, self.padding_mask, training=False)
-        return _log_probs(logits[:, index], self.special_ids), state
+        return self.log_probs(logits[:, index]), state
 
     @staticmethod
     def reorder(state, flat_index):

@@ -151,7 +151,7 @@ class TransformerSeq2Seq(keras.Model):
         x = self.target_embedding(token_ids[:, None]) * ops.cast(
             self.hidden_dim**0.5, self.target_embedding.compute_dtype
         )
-        x = x + self.position_encoding(x, start_index=index)
+        x = x + ops.take(state["shared"]["positions"], index, axis=0)
         self_caches, cross_caches = [], []
         for i, block in enumerate(self.decoder_blocks):
             x, self_cache, cross_cache = block(
@@ -160,19 +160,21 @@ class TransformerSeq2Seq(keras.Model):
                 encoder_padding_mask=encoder_padding_mask,
                 self_attention_cache=state["self"][i],
                 self_attention_cache_update_index=index,
-                cross_attention_cache=state["cross"][i],
+                cross_attention_cache=state["shared"]["cross"][i],
                 cross_attention_cache_update_index=0 if first else None,
             )
             self_caches.append(self_cache)
             cross_caches.append(cross_cache)
         x = self.decoder_norm(x)[:, 0]
         logits = self.target_embedding(x, reverse=True) if self.tie_embeddings else self.output_projection(x)
-        return logits, {"self": self_caches, "cross": cross_caches}
+        return logits, {"self": self_caches, "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]}}
 
     def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length):
         """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
-        per-layer self-attention caches for ``max_length + 1`` positions and the encoder's
-        cross-attention keys/values, computed once here."""
+        per-layer self-attention caches for ``max_length + 1`` positions, and under
+        ``"shared"`` (the same for every hypothesis of a sentence, so beams never reorder it,
+        see :mod:`tfkd.decoding`) the encoder's cross-attention keys/values, computed once
+        here, and the position encodings of every step."""
         batch = ops.shape(encoder_hidden)[0]
         source_length = ops.shape(encoder_hidden)[1]
         head_dim = self.hidden_dim // self.num_heads
@@ -180,8 +182,11 @@ class TransformerSeq2Seq(keras.Model):
         state = {
             "self": [ops.zeros((batch, 2, max_length + 1, self.num_heads, head_dim), dtype)
                      for _ in self.decoder_blocks],
-            "cross": [ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype)
-                      for _ in self.decoder_blocks],
+            "shared": {
+                "cross": [ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype)
+                          for _ in self.decoder_blocks],
+                "positions": self.position_encoding(ops.zeros((1, max_length + 1, self.hidden_dim), dtype))[0],
+            },
         }
         return self._decode_cached(token_ids, 0, encoder_hidden, encoder_padding_mask, state, first=True)
 
