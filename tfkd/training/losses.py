@@ -1,7 +1,5 @@
 """Token-level losses, written in ``keras.ops`` and checked against NumPy in the tests."""
 
-import math
-
 from keras import ops
 
 
@@ -10,8 +8,8 @@ def take_last_axis(x, indices):
     for ``x`` ``[..., V]`` and ``indices`` ``[..., K]`` with the same leading shape.
 
     Gathered from ``x`` flattened, with int32 offsets wherever ``x`` has fewer than 2**31
-    entries (decided when traced if ``x``'s shape is static: XLA made a step with the runtime
-    branch three times slower). TensorFlow's gradient of a gather scatters into all of ``x`` through
+    entries (a runtime branch: under XLA it makes a training step about three times slower,
+    an open problem). TensorFlow's gradient of a gather scatters into all of ``x`` through
     ``UnsortedSegmentSum``, which is about ten times slower with int64 ids, and
     ``ops.take_along_axis`` always gathers with int64 ids: on a ``[1400, 5783]`` logit matrix
     that scatter cost 47 ms of a 540 ms training step (``tools/profile_step.py``).
@@ -25,11 +23,8 @@ def take_last_axis(x, indices):
         starts = ops.arange(rows, dtype=dtype) * ops.cast(width, dtype)
         return ops.take(values, ops.reshape(ops.cast(indices, dtype), (-1, count)) + starts[:, None])
 
-    if None not in tuple(x.shape):  # static (as XLA compiles it): decided here, no branch in the graph
-        taken = gather("int32" if math.prod(x.shape) < 2**31 else "int64")
-    else:
-        fits_int32 = ops.cast(rows, "int64") * ops.cast(width, "int64") < 2**31
-        taken = ops.cond(fits_int32, lambda: gather("int32"), lambda: gather("int64"))
+    fits_int32 = ops.cast(rows, "int64") * ops.cast(width, "int64") < 2**31
+    taken = ops.cond(fits_int32, lambda: gather("int32"), lambda: gather("int64"))
     return ops.reshape(taken, ops.shape(indices))
 
 
