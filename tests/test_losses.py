@@ -87,6 +87,35 @@ def test_take_last_axis_matches_numpy_with_shapes_known_only_when_run():
     np.testing.assert_array_equal(np.asarray(take_last_axis(x[0], ids[0, :, :1])), np.take_along_axis(x[0], ids[0, :, :1], -1))
 
 
+def test_take_last_axis_in_an_xla_compiled_graph_gathers_without_a_runtime_branch():
+    import tensorflow as tf
+
+    from tfkd.training.losses import take_last_axis
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3, 7)).astype("float32")
+    ids = rng.integers(0, 7, size=(2, 3, 2)).astype("int32")
+    signature = [tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None, None, None], tf.int32)]
+
+    def gathered_and_gradient(values, indices):
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            taken = take_last_axis(values, indices)
+            total = tf.reduce_sum(taken * tf.range(1.0, 3.0))
+        return taken, tape.gradient(total, values)
+
+    expected_gradient = np.zeros_like(x)
+    for (b, t, k), v in np.ndenumerate(ids):
+        expected_gradient[b, t, v] += k + 1.0
+    for jit in (True, False):
+        step = tf.function(gathered_and_gradient, input_signature=signature, jit_compile=jit)
+        taken, gradient = step(x, ids)
+        np.testing.assert_array_equal(taken.numpy(), np.take_along_axis(x, ids, -1))
+        np.testing.assert_allclose(gradient.numpy(), expected_gradient)
+        ops_in_graph = {op.type for op in step.get_concrete_function().graph.get_operations()}
+        assert bool(ops_in_graph & {"If", "StatelessIf"}) is not jit, (jit, ops_in_graph)
+
+
 def test_label_smoothed_cross_entropy_gradient_is_softmax_minus_the_smoothed_target():
     import tensorflow as tf
 

@@ -7,13 +7,17 @@ def take_last_axis(x, indices):
     """``x``'s entries at ``indices`` along the last axis: ``take_along_axis(x, indices, -1)``
     for ``x`` ``[..., V]`` and ``indices`` ``[..., K]`` with the same leading shape.
 
-    Gathered from ``x`` flattened, with int32 offsets wherever ``x`` has fewer than 2**31
-    entries (a runtime branch: under XLA it makes a training step about three times slower,
-    an open problem). TensorFlow's gradient of a gather scatters into all of ``x`` through
-    ``UnsortedSegmentSum``, which is about ten times slower with int64 ids, and
-    ``ops.take_along_axis`` always gathers with int64 ids: on a ``[1400, 5783]`` logit matrix
-    that scatter cost 47 ms of a 540 ms training step (``tools/profile_step.py``).
+    Outside XLA it gathers from ``x`` flattened, with int32 offsets wherever ``x`` has fewer
+    than 2**31 entries (int64 beyond, a runtime branch). TensorFlow's gradient of a gather
+    scatters into all of ``x`` through ``UnsortedSegmentSum``, which is about ten times slower
+    with int64 ids, and ``ops.take_along_axis`` always gathers with int64 ids: on a
+    ``[1400, 5783]`` logit matrix that scatter cost 47 ms of a 540 ms training step
+    (``tools/profile_step.py``). In a graph XLA compiles (``train.jit_compile: true``) it is
+    ``ops.take_along_axis``: XLA fuses that gather and its gradient itself, while the runtime
+    branch made the compiled step about three times slower.
     """
+    if _in_xla_context():
+        return ops.take_along_axis(x, ops.cast(indices, "int32"), axis=-1)
     width = ops.shape(x)[-1]
     count = ops.shape(indices)[-1]
     rows = ops.size(indices) // count
@@ -26,6 +30,17 @@ def take_last_axis(x, indices):
     fits_int32 = ops.cast(rows, "int64") * ops.cast(width, "int64") < 2**31
     taken = ops.cond(fits_int32, lambda: gather("int32"), lambda: gather("int64"))
     return ops.reshape(taken, ops.shape(indices))
+
+
+def _in_xla_context():
+    """Whether the graph being traced now is compiled by XLA (a ``tf.function`` with
+    ``jit_compile=True``, as Keras builds a step compiled with ``jit_compile=True``)."""
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def label_smoothed_cross_entropy(target_ids, logits, label_smoothing=0.0):
