@@ -7,8 +7,9 @@ a time from key/value caches also expose ``decode_first`` / ``decode_next`` (see
 re-run the decoder on the prefix. A cached state that is a dict may keep under ``"shared"``
 what is the same for every hypothesis of a sentence (the cross-attention keys and values, a
 table of position encodings): beam search never reorders it. The algorithms own the
-iterations, beams and stopping; they are TensorFlow graphs (``tf.while_loop`` over a fixed-size token buffer) so the same code runs
-in ``tfkd translate`` and inside an exported SavedModel.
+iterations, beams and stopping; they are TensorFlow graphs (``tf.while_loop`` over a
+fixed-size token buffer) so the same code runs in ``tfkd translate`` and inside an exported
+SavedModel.
 
 Greedy and beam search live here; :mod:`tfkd.decoding.mask_predict` holds the parallel
 (non-autoregressive) Mask-Predict decoder. All are registered as ``decoder`` entries
