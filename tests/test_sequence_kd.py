@@ -1,7 +1,7 @@
 """Sequence-level KD (Kim & Rush 2016): ``distill.targets: teacher_beam`` trains a student on a
 teacher's beam-search translations of the training sources (tfkd/tasks/translation/sequence_kd.py;
-the spec keys in tfkd/methods/base.py, their validation in tfkd/spec.py, the stage's place in
-tfkd/stage_names.py)."""
+the spec keys in tfkd/methods/base.py, their validation in tfkd/spec/targets.py, the stage's
+place in tfkd/stage_names.py)."""
 
 import json
 import os

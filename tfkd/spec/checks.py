@@ -1,0 +1,87 @@
+"""Validation across sections: the task's and the method's sections by their own schemas
+(looked up in the registry), the student, ``train.init_from`` and the ``stages`` list."""
+
+import json
+
+import pydantic
+
+from tfkd import registry
+from tfkd.spec.messages import _raise_validation
+from tfkd.spec.schema import validate_layer_ref
+from tfkd.stage_names import stage_names
+
+
+def _section(schema, value, key, located):
+    if value is not None and not isinstance(value, dict):
+        raise located.error((key,), f"expected a mapping, got {json.dumps(value, default=str)}")
+    try:
+        return schema.model_validate(value or {})
+    except pydantic.ValidationError as e:
+        _raise_validation(e, located, schema, (key,))
+
+
+def _lookup(kind, name, key_path, located):
+    try:
+        return registry.lookup(kind, name)
+    except ValueError as e:
+        raise located.error(key_path, str(e)) from None
+
+
+def _validate_sections(spec, located):
+    """Validate the task's and the method's sections with their own schemas (one-line errors
+    with file:line), then the student and the stage list."""
+    task_name = spec.task if spec.task is not None else registry.default("task")
+    task = _lookup("task", task_name, ("task",), located)
+    distill = spec.distill if spec.distill is not None else {"method": registry.default("method")}
+    if not isinstance(distill, dict):
+        raise located.error(("distill",), f"expected a mapping, got {json.dumps(distill, default=str)}")
+    method_name = distill.get("method", registry.default("method"))
+    if not isinstance(method_name, str):
+        raise located.error(("distill", "method"), f"expected a method name, got {json.dumps(method_name)}")
+    method = _lookup("method", method_name, ("distill", "method"), located)
+    spec = spec.model_copy(update={
+        "task": task_name,
+        "data": _section(task.data_schema, spec.data, "data", located),
+        "decode": _section(task.decode_schema, spec.decode, "decode", located),
+        "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
+        "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
+    })
+    for key_path, message in [*task.check(spec), *method.check(spec)]:
+        raise located.error(key_path, message)
+
+    try:
+        schema = registry.schema("student", spec.student.kind)
+    except ValueError as e:
+        raise located.error(("student", "kind"), str(e)) from None
+    if schema is None:
+        try:
+            registry.check_kwargs("student", spec.student.kind, spec.student.kwargs, task.student_arguments)
+        except ValueError as e:
+            raise located.error(("student",), str(e)) from None
+    else:
+        try:
+            config = schema.model_validate(spec.student.kwargs)
+        except pydantic.ValidationError as e:
+            _raise_validation(e, located, schema, ("student",))
+        for field in ("encoder_layer", "decoder_layer"):
+            ref = getattr(config, field, None)
+            if ref is not None:
+                try:
+                    validate_layer_ref(field, ref, getattr(schema, "layer_arguments", ()))
+                except ValueError as e:
+                    raise located.error(("student", field, "kind"), str(e)) from None
+
+    available = stage_names(spec)
+    if spec.train.init_from is not None and spec.train.init_from not in available:
+        raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
+                                                    f"Choices: {', '.join(available)}")
+    return spec
+
+
+def _validate_stage_list(spec, located):
+    available = stage_names(spec)
+    for i, name in enumerate(spec.stages or []):
+        if name not in available:
+            raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "
+                                               f"method {spec.method};{registry.did_you_mean(name, available)} "
+                                               f"Choices: {', '.join(available)}")

@@ -1,0 +1,122 @@
+"""One-line spec errors: :class:`SpecError`, where a key path was written (a file line or a
+``--set`` flag) and pydantic's validation errors said as ``file:line: key.path: message``."""
+
+import json
+import re
+
+from pydantic import BaseModel
+
+from tfkd import registry
+from tfkd.spec.schema import Spec
+
+
+class SpecError(ValueError):
+    """A spec problem; ``str()`` is the one-line message the CLI prints."""
+
+
+class _Located:
+    """Where each key path came from: a file line or a ``--set`` flag."""
+
+    def __init__(self, path, lines):
+        self.path = path
+        self.lines = lines
+        self.overrides = {}
+
+    def where(self, key_path):
+        key_path = tuple(key_path)
+        # a key that only --set wrote (--set trian.steps=3: "trian" is unknown) is the flag's
+        for keys, assignment in self.overrides.items():
+            if keys[:len(key_path)] == key_path and key_path not in self.lines:
+                return f"--set {assignment}"
+        for n in range(len(key_path), -1, -1):
+            prefix = key_path[:n]
+            if prefix in self.overrides:
+                return f"--set {self.overrides[prefix]}"
+            if prefix in self.lines:
+                return f"{self.path}:{self.lines[prefix]}"
+        return str(self.path)
+
+    def error(self, key_path, message):
+        dotted = ".".join(str(k) for k in key_path)
+        prefix = f"{self.where(key_path)}: "
+        return SpecError(prefix + (f"{dotted}: " if dotted else "") + message)
+
+
+def _pydantic_message(err):
+    kind = err["type"]
+    received = err.get("input")
+    got = f", got {json.dumps(received, default=str)}"
+    if kind == "extra_forbidden":
+        return None  # handled by the caller, which knows the valid keys
+    if kind == "missing":
+        return "missing required key"
+    if kind == "literal_error":
+        # pydantic writes "'auto', True or False": quoted strings, and other literals bare
+        # (a bool as YAML writes it)
+        choices = re.findall(r"'([^']*)'|\b(True|False|None|-?\d+(?:\.\d+)?)\b", err["ctx"]["expected"])
+        expected = [text or {"True": "true", "False": "false", "None": "null"}.get(bare, bare)
+                    for text, bare in choices] or re.split(r", | or ", err["ctx"]["expected"])
+        hint = registry.did_you_mean(received, expected)
+        return f"expected one of {', '.join(expected)}{got};{hint}".rstrip(";")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected an integer{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false{got}"
+    if kind in ("string_type",):
+        return f"expected a string{got}"
+    if kind in ("list_type",):
+        return f"expected a list{got}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping{got}"
+    if kind == "greater_than":
+        return f"expected a number > {err['ctx']['gt']:g}{got}"
+    if kind == "greater_than_equal":
+        return f"expected a number >= {err['ctx']['ge']:g}{got}"
+    if kind == "less_than":
+        return f"expected a number < {err['ctx']['lt']:g}{got}"
+    if kind == "less_than_equal":
+        return f"expected a number <= {err['ctx']['le']:g}{got}"
+    if kind == "string_pattern_mismatch":
+        return f"expected letters, digits, '_', '.' or '-'{got}"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    if kind == "too_short":
+        least = err["ctx"]["min_length"]
+        return f"expected at least {least} item{'s' if least != 1 else ''}{got}"
+    return err["msg"][0].lower() + err["msg"][1:] + got
+
+
+def _model_at(model_cls, loc):
+    """The pydantic model class that owns the last key of ``loc`` (for did-you-mean)."""
+    current = model_cls
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(key)
+        if field is None:
+            return None
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+        else:
+            return None
+    return current
+
+
+def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
+    first = error.errors()[0]
+    loc = loc_prefix + tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        owner = _model_at(schema_root, tuple(first["loc"]))
+        # keys as a spec writes them (a field may be read by an alias, such as "lambda")
+        valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner is not None else []
+        key = loc[-1]
+        message = f'unknown key "{key}";{registry.did_you_mean(key, valid)}'
+        if valid:
+            message += f" Valid keys: {', '.join(valid)}"
+        raise located.error(loc, message.replace(";", "", 1) if message.endswith(";") else message)
+    raise located.error(loc, _pydantic_message(first))

@@ -1,0 +1,91 @@
+"""``variants``: students trained beside the main one with a few settings changed, each
+resolved and validated as a whole spec; errors point at the variant's line (or its setting's)."""
+
+import copy
+import re
+
+import pydantic
+
+from tfkd import registry
+from tfkd.spec.checks import _validate_sections
+from tfkd.spec.messages import SpecError, _Located, _raise_validation
+from tfkd.spec.schema import Spec
+from tfkd.spec.targets import TARGET_KEYS
+from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS, stage_names
+
+VARIANT_ROOTS = ("distill", "student", "train", "decode")
+
+
+class _VariantLocated(_Located):
+    """Errors in a variant's spec point at the variant's line (or the line of the setting)."""
+
+    def __init__(self, base, name, set_keys):
+        super().__init__(base.path, base.lines)
+        self.overrides = dict(base.overrides)
+        self.name = name
+        self.set_keys = set_keys  # key path tuple -> the dotted key as the spec writes it
+
+    def error(self, key_path, message):
+        key_path = tuple(key_path)
+        for n in range(len(key_path), 0, -1):
+            if key_path[:n] in self.set_keys:
+                where = self.where(("variants", self.name, self.set_keys[key_path[:n]]))
+                break
+        else:
+            where = self.where(("variants", self.name))
+        dotted = ".".join(str(k) for k in key_path)
+        return SpecError(f"{where}: variants.{self.name}: " + (f"{dotted}: " if dotted else "") + message)
+
+
+def _validate_variants(spec, data, located):
+    """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
+    variants = {}
+    main_stages = stage_names(spec.model_copy(update={"variants": None}))
+    for name, settings in (spec.variants or {}).items():
+        if (not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate")
+                or name == TARGETS_STAGE):
+            raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
+                                                    f"not ending in _evaluate; not one of {', '.join(main_stages)})")
+        if not settings:
+            raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
+        variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
+        if isinstance(variant.get("distill"), dict):  # a variant trains on the references unless it says so
+            for key in TARGET_KEYS:
+                variant["distill"].pop(key, None)
+        set_keys = {}
+        for dotted, value in settings.items():
+            keys = tuple(dotted.split("."))
+            if keys[0] not in VARIANT_ROOTS or not all(keys):
+                raise located.error(("variants", name, dotted), f"expected a key under {', '.join(VARIANT_ROOTS)} "
+                                                               "(data, teacher and evaluation are the run's)")
+            node = variant
+            for key in keys[:-1]:
+                if not isinstance(node.get(key), dict):
+                    node[key] = {}
+                node = node[key]
+            node[keys[-1]] = value
+            set_keys[keys] = dotted
+        distill = variant.get("distill")
+        if isinstance(distill, dict) and distill.get("targets") == TEACHER_TARGETS and "targets_from" not in distill \
+                and spec.distill.targets_from is not None:
+            distill["targets_from"] = spec.distill.targets_from  # the run's teacher
+        variant_located = _VariantLocated(located, name, set_keys)
+        try:
+            resolved = Spec.model_validate(variant)
+        except pydantic.ValidationError as e:
+            _raise_validation(e, variant_located)
+        resolved = _validate_sections(resolved, variant_located)
+        variant_method = registry.lookup("method", resolved.method)
+        if resolved.method == spec.method:  # the run adds the method stages its variants need
+            for key_path, message in variant_method.check_variant(spec, resolved):
+                raise variant_located.error(key_path, message)
+            variants[name] = resolved
+            continue
+        own = set(variant_method.stage_names_for(resolved.distill, registry.lookup("task", resolved.task)))
+        missing = own - set(main_stages)
+        if missing:
+            raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "
+                                                    f"{', '.join(sorted(missing))}, which method {spec.method} does "
+                                                    "not run; make it the run's method instead")
+        variants[name] = resolved
+    return variants
