@@ -21,14 +21,13 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
 
 from tfkd import registry
-from tfkd.stage_names import stage_names
+from tfkd.plan import plan_run
 
 SPEC_VERSION = 1
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class SpecError(ValueError):
-    """A spec problem; ``str()`` is the one-line message the CLI prints."""
+from tfkd.errors import SpecError  # noqa: E402  (re-exported: tfkd.spec.SpecError)
 
 
 # ----------------------------------------------------------------------------- schema
@@ -250,6 +249,7 @@ class Spec(_Strict):
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
     _variants: Any = pydantic.PrivateAttr(default=None)
+    _plan: Any = pydantic.PrivateAttr(default=None)  # (id, tfkd.plan.RunPlan): see tfkd.plan.plan_run
 
     @property
     def method(self):
@@ -590,13 +590,14 @@ class _VariantLocated(_Located):
 
 def _validate_variants(spec, data, located):
     """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
-    from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS, stage_names
+    from tfkd.context import RunContext
 
     variants = {}
-    main_stages = stage_names(spec.model_copy(update={"variants": None}))
+    main_stages = plan_run(spec.model_copy(update={"variants": None})).names
+    task_stages = registry.lookup("task", spec.task).stage_names
     for name, settings in (spec.variants or {}).items():
         if (not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate")
-                or name == TARGETS_STAGE):
+                or name in task_stages):
             raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
                                                     f"not ending in _evaluate; not one of {', '.join(main_stages)})")
         if not settings:
@@ -630,11 +631,11 @@ def _validate_variants(spec, data, located):
         resolved = _validate_sections(resolved, variant_located)
         variant_method = registry.lookup("method", resolved.method)
         if resolved.method == spec.method:  # the run adds the method stages its variants need
-            for key_path, message in variant_method.check_variant(spec, resolved):
+            for key_path, message in variant_method.check_variant(RunContext(spec), resolved):
                 raise variant_located.error(key_path, message)
             variants[name] = resolved
             continue
-        own = set(variant_method.stage_names_for(resolved.distill, registry.lookup("task", resolved.task)))
+        own = {s.name for s in variant_method.plan_stages(RunContext(resolved))}
         missing = own - set(main_stages)
         if missing:
             raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "
@@ -679,7 +680,9 @@ def _validate_sections(spec, located):
         "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
         "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
     })
-    for key_path, message in [*task.check(spec), *method.check(spec)]:
+    from tfkd.context import RunContext
+
+    for key_path, message in [*task.check(spec), *method.check(RunContext(spec))]:
         raise located.error(key_path, message)
 
     try:
@@ -704,7 +707,7 @@ def _validate_sections(spec, located):
                 except ValueError as e:
                     raise located.error(("student", field, "kind"), str(e)) from None
 
-    available = stage_names(spec)
+    available = plan_run(spec).names
     if spec.train.init_from is not None and spec.train.init_from not in available:
         raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
                                                     f"Choices: {', '.join(available)}")
@@ -712,7 +715,7 @@ def _validate_sections(spec, located):
 
 
 def _validate_stage_list(spec, located):
-    available = stage_names(spec)
+    available = plan_run(spec).names
     for i, name in enumerate(spec.stages or []):
         if name not in available:
             raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "
@@ -722,9 +725,10 @@ def _validate_stage_list(spec, located):
 
 # the distill keys choosing a train stage's targets (see tfkd.methods.MethodSpec)
 TARGET_KEYS = ("targets", "targets_from")
+TEACHER_TARGETS = "teacher_beam"  # the value of distill.targets (tfkd.methods.base.MethodSpec)
 
 
-def _targets_error(located, variant, key, message):
+def targets_error(located, variant, key, message):
     """A one-line error at ``distill.<key>`` of the main spec or of variant ``variant``."""
     if variant is None:
         return located.error(("distill", key), message)
@@ -739,62 +743,18 @@ def _targets_error(located, variant, key, message):
 
 
 def _validate_targets(spec, located):
-    """``distill.targets``/``targets_from`` of the run's train stages: teacher_beam needs a source;
-    one source per run; a train stage of this run that runs before every stage training on its
-    translations (or an exported model); a task and methods that can train on them."""
-    from tfkd.stage_names import (TARGETS_STAGE, TEACHER_TARGETS, is_model_path, teacher_targets_users,
-                                  variant_and_baseline_names)
+    """``distill.targets``: a train stage learns from a teacher's decoded outputs only where
+    the task can plan that (:class:`tfkd.tasks.base.DecodedTargets`), which checks the rest."""
+    from tfkd.tasks.base import DecodedTargets
 
+    task = registry.lookup("task", spec.task)
+    if isinstance(task, DecodedTargets):
+        task.check_decoded_targets(spec, located)
+        return
     for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
-        section = own.distill
-        if section.targets == TEACHER_TARGETS and section.targets_from is None:
-            raise _targets_error(located, variant, "targets", "teacher_beam needs distill.targets_from: the train "
-                                 "stage (baseline or a variant) or the exported model version folder whose "
-                                 "beam-search translations of the training sources replace the references")
-        if section.targets != TEACHER_TARGETS and section.targets_from is not None:
-            raise _targets_error(located, variant, "targets_from", "applies with targets: teacher_beam only")
-    users = teacher_targets_users(spec)
-    if not users:
-        return
-    problem = registry.lookup("task", spec.task).teacher_targets_problem(spec)
-    if problem:
-        raise _targets_error(located, users[0][0], "targets", problem)
-    for variant, own in users:
-        problem = registry.lookup("method", own.method).teacher_targets_problem(own.distill)
-        if problem:
-            raise _targets_error(located, variant, "targets", f"method {own.method}: {problem}")
-    first, source = users[0][0], users[0][1].distill.targets_from
-    for variant, own in users[1:]:
-        if own.distill.targets_from != source:
-            named = "distill.targets_from" if first is None else f"variants.{first}"
-            raise _targets_error(located, variant, "targets_from",
-                                 f"a run translates its training split with one model: {named} says "
-                                 f"{json.dumps(source)}, this says {json.dumps(own.distill.targets_from)}")
-    if is_model_path(source):
-        return
-    candidates = variant_and_baseline_names(spec)
-    if source not in candidates:
-        available = stage_names(spec)
-        if source == "train":
-            message = "stage train cannot translate for itself"
-        elif source in available:
-            message = f"stage {json.dumps(source)} is not a train stage that runs before train"
-        else:
-            hint = registry.did_you_mean(source, candidates).strip()
-            message = f"unknown stage {json.dumps(source)}" + (f" ({hint})" if hint else "")
-        choices = ", ".join(candidates) if candidates else "none in this run"
-        raise _targets_error(located, first, "targets_from",
-                             f"{message}; expected a train stage whose student translates (train stages "
-                             f"before train: {choices}) or the path of an exported model version folder "
-                             "(<run>/export/<model>/<version>)")
-    names = stage_names(spec)
-    at = names.index(TARGETS_STAGE)
-    for variant, _ in users:
-        if variant is not None and names.index(variant) < at:
-            raise _targets_error(located, variant, "targets",
-                                 f"variant {variant} would run before {TARGETS_STAGE} (which follows stage "
-                                 f"{source}); declare it after {source} in variants, or train it on the "
-                                 "references (targets: reference)")
+        if own.distill.targets == TEACHER_TARGETS or own.distill.targets_from is not None:
+            raise targets_error(located, variant, "targets", f"task {spec.task} cannot train on a teacher's "
+                                "decoded outputs; use targets: reference")
 
 
 def dump_spec(spec, path):
