@@ -16,7 +16,6 @@ names a method or a task.
 """
 
 import dataclasses
-import functools
 import importlib
 from typing import Any, Callable, Optional, Union
 
@@ -64,11 +63,7 @@ class RunPlan:
     """The ordered stages of a run (see the module's docstring)."""
 
     def __init__(self, stages):
-        self._stages = list(stages)
-        names = [s.name for s in self._stages]
-        if len(set(names)) != len(names):
-            duplicate = next(n for n in names if names.count(n) > 1)
-            raise SpecError(f"stage {duplicate!r} is planned twice")
+        self._stages = list(stages)  # a variant named like another stage: spec validation says so
 
     # ------------------------------------------------------------------ reading
 
@@ -121,15 +116,9 @@ class RunPlan:
             stage.depends = (*stage.depends, dependency)
 
 
-def _generic_stage(class_name, **kwargs):
-    from tfkd import stages
-
-    return getattr(stages, class_name)(**kwargs)
-
-
 def _generic(role, name, class_name, depends, default=True, variant=None, method=None, **kwargs):
-    """A planned generic stage (:mod:`tfkd.stages`), built with ``name`` and ``kwargs``."""
-    return PlannedStage(name, tuple(depends), functools.partial(_generic_stage, class_name, name=name, **kwargs),
+    """A planned generic stage (:mod:`tfkd.stages`, imported when the stage is built)."""
+    return PlannedStage(name, tuple(depends), f"tfkd.stages:{class_name}", dict(kwargs, name=name),
                         role=role, default=default, variant=variant, method=method)
 
 

@@ -743,18 +743,8 @@ def targets_error(located, variant, key, message):
 
 
 def _validate_targets(spec, located):
-    """``distill.targets``: a train stage learns from a teacher's decoded outputs only where
-    the task can plan that (:class:`tfkd.tasks.base.DecodedTargets`), which checks the rest."""
-    from tfkd.tasks.base import DecodedTargets
-
-    task = registry.lookup("task", spec.task)
-    if isinstance(task, DecodedTargets):
-        task.check_decoded_targets(spec, located)
-        return
-    for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
-        if own.distill.targets == TEACHER_TARGETS or own.distill.targets_from is not None:
-            raise targets_error(located, variant, "targets", f"task {spec.task} cannot train on a teacher's "
-                                "decoded outputs; use targets: reference")
+    """``distill.targets``: the task checks sequence-level KD's settings (:meth:`tfkd.tasks.Task.check_decoded_targets`)."""
+    registry.lookup("task", spec.task).check_decoded_targets(spec, located)
 
 
 def dump_spec(spec, path):

@@ -61,6 +61,19 @@ class Task:
         """Add the task's own stages to the run's :class:`tfkd.plan.RunPlan` (built by
         :func:`tfkd.plan.plan_run`; the names it may add are :attr:`stage_names`). Default: none."""
 
+    def check_decoded_targets(self, spec, located):
+        """Sequence-level KD (``distill.targets: teacher_beam``: a train stage learns from a
+        teacher's decoded outputs instead of the references): a task that plans the stage
+        decoding them checks the settings here, raising the spec's one-line error
+        (``located.error(key path, message)``, or :func:`tfkd.spec.targets_error` for a
+        variant's). Default: the task cannot, and says so where a train stage asks for it."""
+        from tfkd.spec import TEACHER_TARGETS, targets_error
+
+        for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
+            if own.distill.targets == TEACHER_TARGETS or own.distill.targets_from is not None:
+                raise targets_error(located, variant, "targets", f"task {spec.task} cannot train on a teacher's "
+                                    "decoded outputs; use targets: reference")
+
     # ------------------------------------------------------------------ stages
 
     def build_vocabulary(self, context, workdir):
@@ -193,23 +206,10 @@ class TextBatches:
         raise NotImplementedError
 
 
-class DecodedTargets:
-    """Its train stages can learn from a teacher's decoded outputs instead of the references
-    (sequence-level KD, ``distill.targets: teacher_beam``): the task plans the stage that
-    decodes them (:meth:`Task.extend_plan`) and checks the settings."""
-
-    needed_for = "that can train on a teacher's decoded outputs"
-
-    def check_decoded_targets(self, spec, located):
-        """Raise the spec's one-line error (``located.error(key path, message)``, or
-        :func:`tfkd.spec.targets_error` for a variant's) when the targets settings cannot run."""
-        raise NotImplementedError
-
-
 class ContinuesText:
     """Its predictions continue the input text: ``tfkd generate`` takes such a run."""
 
     needed_for = "whose predictions continue the input text"
 
 
-__all__ = ["AlignedPairs", "ClassDistributions", "ContinuesText", "DecodedTargets", "Pretrainable", "Task", "TextBatches"]
+__all__ = ["AlignedPairs", "ClassDistributions", "ContinuesText", "Pretrainable", "Task", "TextBatches"]

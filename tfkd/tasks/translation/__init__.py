@@ -11,7 +11,7 @@ from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
-from tfkd.tasks.base import AlignedPairs, DecodedTargets, Pretrainable, Task
+from tfkd.tasks.base import AlignedPairs, Pretrainable, Task
 from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE
 
 log = logging.getLogger("tfkd")
@@ -77,7 +77,7 @@ class TranslationEvaluate(Strict):
     tokenize: Literal["13a", "intl", "none", "char"] = "13a"
 
 
-class TranslationTask(Task, AlignedPairs, Pretrainable, DecodedTargets):
+class TranslationTask(Task, AlignedPairs, Pretrainable):
     """Sentence pairs ``{dir}/{split}.{src_lang}`` / ``.{tgt_lang}`` (or TFDS), a source and a
     target WordPiece vocabulary, a seq2seq student (``call({"source_ids", "decoder_ids"}) ->
     logits`` plus ``encode``/``decode`` for the decoders), label-smoothed cross-entropy over
