@@ -6,16 +6,16 @@ import pytest
 
 from helpers import REPO
 from tfkd.spec import SpecError, load_spec
-from tfkd.stage_names import default_stage_names, stage_names
+from tfkd.plan import plan_run
 
 SPEC = os.path.join(REPO, "specs", "abnet_multi30k.yaml")
 
 
 def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     spec = load_spec(SPEC)
-    assert stage_names(spec) == ["vocab", "abnet_enc", "abnet_enc_evaluate", "transformer", "transformer_evaluate",
+    assert plan_run(spec).names == ["vocab", "abnet_enc", "abnet_enc_evaluate", "transformer", "transformer_evaluate",
                                  "train", "evaluate", "export"]
-    assert default_stage_names(spec)[-2:] == ["train", "evaluate"]
+    assert plan_run(spec).defaults()[-2:] == ["train", "evaluate"]
     assert spec.method == "adapters" and spec.distill.length_weight == 0.1
     # each variant decodes with its own settings; the main student with Mask-Predict
     assert spec.decode.algorithm == "mask_predict" and spec.decode.length_candidates == 4

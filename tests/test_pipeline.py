@@ -81,23 +81,24 @@ def test_a_user_task_and_method_from_imports_run_end_to_end(tmp_path):
 
 
 def test_stage_names_come_from_the_task_and_the_method(tmp_path):
-    from tfkd.pipeline import requested_stages, stage_names
+    from tfkd.pipeline import requested_stages
+    from tfkd.plan import plan_run
     from tfkd.spec import load_spec
 
     spec = load_spec(write_toy(tmp_path))
-    assert stage_names(spec) == ["vocab", "toy_prior_fit", "baseline", "baseline_evaluate", "train", "evaluate",
+    assert plan_run(spec).names == ["vocab", "toy_prior_fit", "baseline", "baseline_evaluate", "train", "evaluate",
                                  "export"]
     # any order on the command line runs in dependency order
     assert requested_stages(spec, ["evaluate", "train", "vocab"]) == ["vocab", "train", "evaluate"]
     assert requested_stages(spec) == ["vocab", "toy_prior_fit", "train", "evaluate"]
     plain = load_spec(os.path.join(REPO, "specs", "baseline_multi30k.yaml"))
-    assert stage_names(plain) == ["vocab", "train", "evaluate", "export"]
+    assert plan_run(plain).names == ["vocab", "train", "evaluate", "export"]
 
 
 # ----------------------------------------------------------------------------- package layout
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
-GENERIC = ["spec", "cli.py", "registry.py", "runner.py", "pipeline.py", "stage_names.py", "stages.py", "data.py", "export.py", "lazy.py",
+GENERIC = ["spec", "cli.py", "registry.py", "runner.py", "pipeline.py", "plan.py", "context.py", "stages.py", "data.py", "export.py", "lazy.py",
            "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models", "training"]
 
 

@@ -1,7 +1,7 @@
 """Sequence-level KD (Kim & Rush 2016): ``distill.targets: teacher_beam`` trains a student on a
 teacher's beam-search translations of the training sources (tfkd/tasks/translation/sequence_kd.py;
-the spec keys in tfkd/methods/base.py, their validation in tfkd/spec/targets.py, the stage's
-place in tfkd/stage_names.py)."""
+the spec keys in tfkd/methods/base.py; the stage's place in the plan and the keys' validation in
+tfkd/tasks/translation/sequence_kd_plan.py)."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tfkd.spec import SpecError, load_spec
-from tfkd.stage_names import default_stage_names, stage_names
+from tfkd.plan import plan_run
 
 SPEC = """\
 version: 1
@@ -107,27 +107,25 @@ def test_bad_targets_are_one_line_errors_at_the_key(tmp_path, extra, line, messa
     assert message in str(e.value), str(e.value)
 
 
-def test_a_task_that_cannot_says_so(tmp_path):
+def test_a_task_that_cannot_says_so(tmp_path, monkeypatch):
     from tfkd import registry
     from tfkd.tasks.base import Task
 
     task = registry.lookup("task", "translation")
-    task.teacher_targets_problem = lambda spec: Task.teacher_targets_problem(task, spec)
-    try:
-        with pytest.raises(SpecError) as e:
-            load_spec(write(tmp_path, TEACHER_BEAM))
-    finally:
-        del task.teacher_targets_problem
+    monkeypatch.setattr(task, "check_decoded_targets", lambda spec, located: Task.check_decoded_targets(
+        task, spec, located))
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, TEACHER_BEAM))
     assert str(e.value) == (f"{tmp_path / 'spec.yaml'}:18: distill.targets: task translation cannot train on a "
-                            "teacher's decoded outputs (it has no teacher_targets_stage); use targets: reference")
+                            "teacher's decoded outputs; use targets: reference")
 
 
 def test_stage_order_with_a_variant_the_baseline_or_an_export_as_source(tmp_path):
     spec = load_spec(write(tmp_path, TEACHER_BEAM + "  after: {distill.targets: teacher_beam}\n"
                                                     "  plain: {train.steps: 4}\n"))
-    assert stage_names(spec) == ["vocab", "teacher", "teacher_evaluate", "teacher_translations", "after",
+    assert plan_run(spec).names == ["vocab", "teacher", "teacher_evaluate", "teacher_translations", "after",
                                  "after_evaluate", "plain", "plain_evaluate", "train", "evaluate", "export"]
-    assert default_stage_names(spec) == [n for n in stage_names(spec) if n != "export"]
+    assert plan_run(spec).defaults() == [n for n in plan_run(spec).names if n != "export"]
     # variants train on the references unless they say otherwise; targets_from is the run's
     assert spec.variant("teacher").distill.targets == "reference" and spec.variant("plain").distill.targets == "reference"
     assert spec.variant("after").distill.targets_from == "teacher"
@@ -137,7 +135,7 @@ def test_stage_order_with_a_variant_the_baseline_or_an_export_as_source(tmp_path
     # a variant as the only stage on teacher outputs
     spec = load_spec(write(tmp_path, "variants:\n  teacher: {train.steps: 3}\n"
                                      "  student: {distill.targets: teacher_beam, distill.targets_from: teacher}\n"))
-    assert stage_names(spec)[:6] == ["vocab", "teacher", "teacher_evaluate", "teacher_translations", "student",
+    assert plan_run(spec).names[:6] == ["vocab", "teacher", "teacher_evaluate", "teacher_translations", "student",
                                      "student_evaluate"]
 
     # the baseline (a method's comparison student) as the source: the default run includes it
@@ -146,17 +144,17 @@ def test_stage_order_with_a_variant_the_baseline_or_an_export_as_source(tmp_path
     path.write_text(masked.format(run_dir=tmp_path / "runs", data="/data") + TEACHER_SPEC
                     + "distill: {method: hidden_state, targets: teacher_beam, targets_from: baseline}\n")
     spec = load_spec(str(path))
-    assert stage_names(spec) == ["vocab", "baseline", "baseline_evaluate", "teacher_translations", "train",
+    assert plan_run(spec).names == ["vocab", "baseline", "baseline_evaluate", "teacher_translations", "train",
                                  "evaluate", "export"]
-    assert default_stage_names(spec) == ["vocab", "baseline", "baseline_evaluate", "teacher_translations", "train",
+    assert plan_run(spec).defaults() == ["vocab", "baseline", "baseline_evaluate", "teacher_translations", "train",
                                          "evaluate"]
     # an exported model: right after the vocabulary and the method's stages
     spec = load_spec(str(path), ["distill.targets_from=runs/big/export/big/1"])
-    assert stage_names(spec) == ["vocab", "teacher_translations", "baseline", "baseline_evaluate", "train",
+    assert plan_run(spec).names == ["vocab", "teacher_translations", "baseline", "baseline_evaluate", "train",
                                  "evaluate", "export"]
     path.write_text(path.read_text().replace("hidden_state", "mask_task"))
     spec = load_spec(str(path), ["distill.targets_from=runs/big/export/big/1"])
-    assert stage_names(spec)[:3] == ["vocab", "teacher_mlm", "teacher_translations"]
+    assert plan_run(spec).names[:3] == ["vocab", "teacher_mlm", "teacher_translations"]
     with pytest.raises(SpecError, match=r":19: distill.targets: method mask_task: the teacher cache holds"):
         load_spec(str(path), ["distill.targets_from=runs/big/export/big/1", "distill.teacher=cache"])
 
@@ -177,26 +175,26 @@ def test_the_keys_of_runs_on_references_do_not_change(tmp_path):
 
 
 def test_train_stages_on_teacher_outputs_depend_on_the_translations(tmp_path):
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.runner import Runner
 
     spec = load_spec(write(tmp_path, TEACHER_BEAM + "  after: {distill.targets: teacher_beam}\n"))
-    stages = {s.name: s for s in build_stages(spec)}
-    assert stages["teacher_translations"].dependencies(spec) == ("vocab", "teacher")
-    assert "teacher_translations" in stages["train"].dependencies(spec)
-    assert "teacher_translations" in stages["after"].dependencies(spec)
-    assert "teacher_translations" not in stages["teacher"].dependencies(spec)
+    plan = plan_run(spec)
+    stages = {s.name: s.make() for s in plan}
+    assert plan.dependencies("teacher_translations") == ("vocab", "teacher")
+    assert "teacher_translations" in plan.dependencies("train")
+    assert "teacher_translations" in plan.dependencies("after")
+    assert "teacher_translations" not in plan.dependencies("teacher")
     # the translations are keyed by the source's decode settings (beam search, whatever the algorithm)
     config = stages["teacher_translations"].config(spec)
     assert config["source"] == "teacher" and config["decode"]["algorithm"] == "beam"
     assert config["decode"]["beam_size"] == 2
     exported = load_spec(write(tmp_path, TEACHER_BEAM), ["distill.targets_from=/nowhere/export/m/1"])
-    stage = {s.name: s for s in build_stages(exported)}["teacher_translations"]
-    assert stage.dependencies(exported) == ()
+    assert plan_run(exported).dependencies("teacher_translations") == ()
     from tfkd.runner import StageError
 
     with pytest.raises(StageError, match=r"/nowhere/export/m/1: no SavedModel there"):
-        Runner(exported, build_stages(exported)).key("teacher_translations")
+        Runner(exported, plan_run(exported)).key("teacher_translations")
 
 
 # ----------------------------------------------------------------------------- a tiny run
@@ -205,14 +203,14 @@ def test_train_stages_on_teacher_outputs_depend_on_the_translations(tmp_path):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_dir):
     """vocab -> teacher (a variant, 10 steps) -> teacher_translations -> train (6 steps on them)."""
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.runner import Runner
     from tfkd.stages import RunContext
 
     tmp = tmp_path_factory.mktemp("skd")
     path = write(tmp, TEACHER_BEAM, data=data_dir)
     spec = load_spec(path)
-    runner = Runner(spec, build_stages(spec))
+    runner = Runner(spec, plan_run(spec))
     context = RunContext(spec, runner)
     results = runner.run(["vocab", "teacher", "teacher_translations", "train"], context)
     return path, spec, runner, context, results
@@ -275,7 +273,7 @@ def test_the_train_stage_learns_from_source_and_teacher_output_pairs(run):
 
 
 def test_changing_the_source_model_reruns_the_translations_and_train_not_vocab(run):
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.runner import Runner
 
     path, spec, runner, _, _ = run
@@ -283,7 +281,7 @@ def test_changing_the_source_model_reruns_the_translations_and_train_not_vocab(r
 
     def changed(*overrides):
         other = load_spec(path, list(overrides))
-        return Runner(other, build_stages(other))
+        return Runner(other, plan_run(other))
 
     longer = changed("variants.teacher={train.steps: 12}")
     assert longer.is_done("vocab")
@@ -325,7 +323,7 @@ def test_a_killed_translation_resumes_from_its_last_chunk(run, tmp_path, monkeyp
 
 def test_an_exported_model_as_the_source(run, tmp_path):
     from tfkd.export import export_saved_model
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.runner import Runner
     from tfkd.stages import RunContext, load_student
 
@@ -335,8 +333,8 @@ def test_an_exported_model_as_the_source(run, tmp_path):
                                   str(tmp_path / "export"), "teacher", 1)
     other = load_spec(path, [f"distill.targets_from={exported}", "variants=null",
                              f"run_dir={tmp_path / 'runs'}"])
-    assert stage_names(other)[:2] == ["vocab", "teacher_translations"]
-    other_runner = Runner(other, build_stages(other))
+    assert plan_run(other).names[:2] == ["vocab", "teacher_translations"]
+    other_runner = Runner(other, plan_run(other))
     # the vocabulary is the same run's: reuse it
     os.makedirs(other_runner.run_dir)
     os.symlink(runner.stage_dir("vocab"), other_runner.stage_dir("vocab"))
@@ -350,4 +348,4 @@ def test_an_exported_model_as_the_source(run, tmp_path):
     key = other_runner.key("teacher_translations")
     with open(os.path.join(exported, "assets.extra", "tfkd.json"), "a") as f:
         f.write(" ")
-    assert Runner(other, build_stages(other)).key("teacher_translations") != key
+    assert Runner(other, plan_run(other)).key("teacher_translations") != key

@@ -258,7 +258,7 @@ student: {kind: transformer, hidden_dim: 32}
 
 
 def test_variants_are_whole_specs_with_their_settings_changed(tmp_path):
-    from tfkd.stage_names import stage_names
+    from tfkd.plan import plan_run
 
     spec = load_spec(write(tmp_path, MASK_TASK))
     assert spec.variant("ungated").distill.gate == "none" and spec.distill.gate == "layer"
@@ -267,7 +267,7 @@ def test_variants_are_whole_specs_with_their_settings_changed(tmp_path):
     assert hidden.method == "hidden_state" and hidden.distill.alpha == 0.25 and hidden.distill.gate == "none"
     small = spec.variant("small")
     assert small.student_config().hidden_dim == 64 and small.train.steps == 5 and small.data == spec.data
-    assert stage_names(spec) == ["vocab", "teacher_mlm", "baseline", "baseline_evaluate", "ungated",
+    assert plan_run(spec).names == ["vocab", "teacher_mlm", "baseline", "baseline_evaluate", "ungated",
                                  "ungated_evaluate", "hidden", "hidden_evaluate", "small", "small_evaluate",
                                  "train", "evaluate", "export"]
 
@@ -300,11 +300,11 @@ def test_a_variant_cannot_need_stages_the_run_does_not_have(tmp_path):
 
 
 def test_the_mask_task_cache_is_a_stage_only_with_teacher_cache(tmp_path):
-    from tfkd.stage_names import stage_names
+    from tfkd.plan import plan_run
 
     path = write(tmp_path, MASK_TASK)
-    assert "teacher_cache" not in stage_names(load_spec(path))
+    assert "teacher_cache" not in plan_run(load_spec(path)).names
     cached = load_spec(path, ["distill.teacher=cache", "distill.cache.top_k=4"])
-    assert stage_names(cached)[:3] == ["vocab", "teacher_mlm", "teacher_cache"] and cached.distill.cache.top_k == 4
+    assert plan_run(cached).names[:3] == ["vocab", "teacher_mlm", "teacher_cache"] and cached.distill.cache.top_k == 4
     with pytest.raises(SpecError, match="distill: cache applies to teacher: cache only"):
         load_spec(path, ["distill.cache.top_k=4"])

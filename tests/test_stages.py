@@ -10,7 +10,7 @@ import types
 import keras
 import pytest
 
-from tfkd.pipeline import build_stages, stage_names
+from tfkd.plan import plan_run
 from tfkd.runner import Runner, StageError, op_determinism
 from tfkd.spec import load_spec
 from tfkd.stages import model_width, precision_policy
@@ -77,8 +77,8 @@ def write_spec(tmp_path, data, template=SPEC, name="spec.yaml"):
 
 def keys(path, overrides=()):
     spec = load_spec(path, list(overrides))
-    runner = Runner(spec, build_stages(spec))
-    return {name: runner.key(name) for name in stage_names(spec)}
+    runner = Runner(spec, plan_run(spec))
+    return {name: runner.key(name) for name in plan_run(spec).names}
 
 
 def rename_train_split(tmp_path, corpus):

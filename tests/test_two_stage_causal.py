@@ -13,7 +13,8 @@ from tfkd import registry
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.models.gpt2_lm import GPT2LM
 from tfkd.spec import SpecError, load_spec
-from tfkd.stage_names import default_stage_names, method_stage_names
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
 from tfkd.tasks.language_model import LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL
 
@@ -57,24 +58,24 @@ def test_lambda_zero_is_mle_and_never_runs_the_teacher():
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_3_rows_by_default():
     spec = load_spec(CPU_SPEC)
-    assert method_stage_names(spec) == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
-    assert default_stage_names(spec) == [
+    assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
+    assert plan_run(spec).defaults() == [
         "vocab", "teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle", "baseline",
         "baseline_evaluate", "gpt2_small", "gpt2_small_evaluate", "train", "evaluate"]
     method = registry.lookup("method", "two_stage")
     # the fine-tuned teacher runs online: no teacher_predictions stage, no batch columns
-    assert method.train_dependencies(spec) == ("pretrain_kd", "teacher_finetune")
-    assert method.train_dependencies(spec.variant("gpt2_small")) == ("pretrain_mle",)
+    assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_finetune")
+    assert method.train_inputs(RunContext(spec.variant("gpt2_small"))) == ("pretrain_mle",)
     assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
     # no distillation anywhere: no teacher stage at all
     plain = load_spec(CPU_SPEC, ["distill.pretrain.lambda=0", "distill.finetune.lambda=0", "variants=null"])
-    assert method_stage_names(plain) == ["pretrain_mle"]
+    assert plan_run(plain).with_role("method") == ["pretrain_mle"]
 
 
 def test_the_paper_spec_names_a_released_gpt2_instead_of_pretraining_one():
     spec = load_spec(PAPER_SPEC)
     assert spec.teacher.kind == "gpt2" and spec.teacher.checkpoint == "gpt2_medium_en"
-    assert spec.distill.teacher_pretrain is None and "teacher_pretrain" not in method_stage_names(spec)
+    assert spec.distill.teacher_pretrain is None and "teacher_pretrain" not in plan_run(spec).with_role("method")
     assert spec.data.tokenizer.kind == "teacher"
 
 
@@ -97,7 +98,7 @@ def test_a_gpt2_checkpoint_teacher_needs_its_own_vocabulary():
         load_spec(CPU_SPEC, ["teacher={checkpoint: gpt2_medium_en, kind: gpt2}", "distill.teacher_pretrain=null"])
     spec = load_spec(CPU_SPEC, ["teacher={checkpoint: gpt2_medium_en, kind: gpt2}", "distill.teacher_pretrain=null",
                                 "data.tokenizer.kind=teacher"])
-    assert "teacher_pretrain" not in method_stage_names(spec)
+    assert "teacher_pretrain" not in plan_run(spec).with_role("method")
 
 
 def test_classification_cannot_pretrain_a_teacher_from_scratch():

@@ -17,7 +17,8 @@ from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.methods.two_stage.mass import MaskedSeq2Seq, masked_seq2seq_dataset, tokenize_sentences
 from tfkd.models.transformer import TransformerSeq2Seq
 from tfkd.spec import SpecError, load_spec
-from tfkd.stage_names import default_stage_names, method_stage_names
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
 from tfkd.tasks.translation import TranslationTask
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,13 +126,13 @@ def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default():
     spec = load_spec(CPU_SPEC)
-    assert method_stage_names(spec) == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
-    assert default_stage_names(spec) == [
+    assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
+    assert plan_run(spec).defaults() == [
         "vocab", "teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle", "baseline",
         "baseline_evaluate", "mass_small", "mass_small_evaluate", "train", "evaluate"]
     method = registry.lookup("method", "two_stage")
-    assert method.train_dependencies(spec) == ("pretrain_kd", "teacher_finetune")
-    assert method.train_dependencies(spec.variant("mass_small")) == ("pretrain_mle",)
+    assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_finetune")
+    assert method.train_inputs(RunContext(spec.variant("mass_small"))) == ("pretrain_mle",)
     assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
     assert spec.distill.pretrain.kd_lambda == 0.7 and spec.distill.pretrain.segment_rate == 0.5
 

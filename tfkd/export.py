@@ -62,7 +62,9 @@ def export_adapters(student, out_dir, model_name, version):
     """Write ``student``'s trained weights and config alone (``student.save_adapters(path)``) to
     ``<out_dir>/<model_name>/<version>.adapters.safetensors``, atomically; returns that path.
     TF Serving ignores the file (its versions are numeric folders)."""
-    if not callable(getattr(student, "save_adapters", None)):
+    from tfkd.models.abilities import AdapterStudent
+
+    if not isinstance(student, AdapterStudent):
         raise StageError(f"export.adapters_only: a {type(student).__name__} student has no adapters to write alone "
                          "(its weights are all trained); export the full model")
     base = os.path.join(out_dir, model_name)

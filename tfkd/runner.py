@@ -90,18 +90,14 @@ def move_into_place(source, target):
 
 
 class Stage:
-    """A named step. Subclasses say what they depend on and implement :meth:`run`."""
+    """A step of a run: what keys its output (:meth:`config`, :meth:`input_files`) and the
+    work (:meth:`run`). The stages it reads are the plan's (:class:`tfkd.plan.PlannedStage`)."""
 
     name = None
-    depends = ()
     # in a multi-worker run (tfkd.distribute), whether every worker runs this stage (it trains
     # under the strategy, whose steps need them all) or the chief alone does while the others
     # wait for its marker
     runs_on_every_worker = False
-
-    def dependencies(self, spec):
-        """The stages whose output this one reads (may depend on the spec)."""
-        return self.depends
 
     def config(self, spec):
         """The slice of the spec that determines this stage's output."""
@@ -120,12 +116,32 @@ class Stage:
         raise NotImplementedError
 
 
+class _BuiltStages:
+    """``{name: Stage}`` of a plan, each built when first asked for (importing its module)."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def __getitem__(self, name):
+        return self.plan[name].make()
+
+    def __contains__(self, name):
+        return name in self.plan
+
+    def __iter__(self):
+        return iter(self.plan.names)
+
+    def values(self):
+        return [self[name] for name in self.plan.names]
+
+
 class Runner:
     """Resolves stage keys and runs what is not done yet."""
 
-    def __init__(self, spec, stages, worker=None):
+    def __init__(self, spec, plan, worker=None):
         self.spec = spec
-        self.stages = {stage.name: stage for stage in stages}
+        self.plan = plan  # the run's tfkd.plan.RunPlan: names, order, dependencies
+        self.stages = _BuiltStages(plan)
         self.run_dir = os.path.join(spec.run_dir, spec.name)
         self._keys = {}
         # this process in a multi-worker run (tfkd.distribute.WorkerRole), else None
@@ -167,7 +183,7 @@ class Runner:
             self._keys[name] = {
                 "stage": name,
                 "config": _by_content(stage.config(self.spec)),
-                "upstream": {dep: self.key(dep) for dep in stage.dependencies(self.spec)},
+                "upstream": {dep: self.key(dep) for dep in self.plan.dependencies(name)},
                 "files": files,
             }
         return self._keys[name]
@@ -218,7 +234,7 @@ class Runner:
             return self._run_on_worker(names, context)
         results = {}
         for name in names:
-            for dep in self.stages[name].dependencies(self.spec):
+            for dep in self.plan.dependencies(name):
                 if dep not in names and not self.is_done(dep):
                     raise _not_done(name, dep)
             if self.is_done(name):
@@ -308,7 +324,7 @@ class Runner:
                 log.info("stage %s: run by the chief", name)
                 continue
             waited, start = set(), time.time()
-            for dep in stage.dependencies(self.spec):
+            for dep in self.plan.dependencies(name):
                 while not self.is_done(dep):
                     if dep not in names:
                         raise _not_done(name, dep)

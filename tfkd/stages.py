@@ -15,9 +15,9 @@ import keras
 import numpy as np
 
 from tfkd import registry
+from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
-from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
@@ -26,37 +26,6 @@ log = logging.getLogger("tfkd")
 
 STUDENT_CONFIG = "student.json"
 STUDENT_WEIGHTS = "student.weights.h5"
-
-
-class RunContext:
-    """What stages share: the spec, its task and method, the runner (stage directories) and
-    artefacts loaded once per process (corpora, tokenizers)."""
-
-    def __init__(self, spec, runner):
-        self.spec = spec
-        self.runner = runner
-        self.task = registry.lookup("task", spec.task)
-        self.method = registry.lookup("method", spec.method)
-        self._memo = {}
-
-    def with_spec(self, spec):
-        """This context as a stage with its own view of the spec sees it (a variant's, say):
-        the same runner and loaded artefacts."""
-        view = RunContext.__new__(RunContext)
-        view.__dict__.update(self.__dict__)
-        view.spec = spec
-        view.method = registry.lookup("method", spec.method)
-        return view
-
-    def memo(self, key, make):
-        """``make()`` once per ``key`` for this run."""
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    def tokenizers(self):
-        """The task's tokenizers, from the vocab stage's files."""
-        return self.memo("tokenizers", lambda: self.task.load_tokenizers(self.runner.stage_dir("vocab")))
 
 
 @contextlib.contextmanager
@@ -78,7 +47,8 @@ def _task(spec):
 
 
 class VocabStage(Stage):
-    name = "vocab"
+    def __init__(self, name="vocab"):
+        self.name = name
 
     def config(self, spec):
         return _task(spec).vocab_config(spec)
@@ -247,12 +217,12 @@ class TrainStage(Stage):
 
     runs_on_every_worker = True  # its steps run under train.strategy
 
-    def __init__(self, name, method, variant=None):
+    def __init__(self, name, method_name, variant_name=None):
         self.name = name
-        self.method = method
-        self.variant = variant
+        self.method = registry.lookup("method", method_name)
+        self.variant = variant_name
 
-    def _spec(self, spec):
+    def view(self, spec):
         """The spec as this stage sees it."""
         if self.variant is not None:
             return spec.variant(self.variant)
@@ -261,19 +231,12 @@ class TrainStage(Stage):
         return spec.model_copy(update={"distill": self.method.spec_schema(method=self.method.name)})
 
     def _init_from(self, own_spec):
-        """The stage whose student this one starts from (``own_spec``: :meth:`_spec`'s)."""
+        """The stage whose student this one starts from (``own_spec``: :meth:`view`'s)."""
         return None if self.name == "baseline" else own_spec.train.init_from
-
-    def dependencies(self, spec):
-        own = self._spec(spec)
-        init = self._init_from(own)
-        # trained on a teacher's translations (distill.targets: teacher_beam): re-translating reruns it
-        targets = (TARGETS_STAGE,) if getattr(own.distill, "targets", None) == TEACHER_TARGETS else ()
-        return ("vocab", *self.method.train_dependencies(own), *targets, *((init,) if init else ()))
 
     def config(self, spec):
         task = _task(spec)
-        own = self._spec(spec)
+        own = self.view(spec)
         return {
             "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
             "student": own.student.model_dump(mode="json"),
@@ -283,7 +246,7 @@ class TrainStage(Stage):
                       and not (k == "schedule" and v == "inverse_sqrt")
                       and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])},
             "method": self.method.name,
-            "method_config": self.method.train_config(own),
+            "method_config": self.method.train_config(RunContext(own)),
             "imports": spec.imports,
         }
 
@@ -295,13 +258,13 @@ class TrainStage(Stage):
         return RESUMABLE_TRAIN_KEYS
 
     def run(self, context, workdir):
-        context = context.with_spec(self._spec(context.spec))
+        context = context.with_spec(self.view(context.spec))
         spec, task, method = context.spec, context.task, self.method
         train = spec.train
         keras.utils.set_random_seed(train.seed)
         tokenizers = context.tokenizers()
-        columns = method.train_columns(spec, context, self.name)
-        train_ds = method.map_train_batches(spec, context, method.train_dataset(spec, context, self.name, columns))
+        columns = method.train_columns(context, self.name)
+        train_ds = method.map_train_batches(context, method.train_dataset(context, self.name, columns))
         valid_ds = task.valid_dataset(context, self.name)
         log.info("%s: %s", self.name, task.describe_data(context, self.name))
 
@@ -312,7 +275,7 @@ class TrainStage(Stage):
                              "up: lower train.accumulate to 1 or set train.strategy: one_device)")
         with strategy.scope(), precision_policy(train.precision):
             student = task.build_student(spec, tokenizers)
-            trainer = method.make_trainer(spec, task, student, context)
+            trainer = method.make_trainer(context, student)
             optimizer = keras.optimizers.Adam(
                 learning_rate_schedule(train, student, spec),
                 beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
@@ -326,7 +289,7 @@ class TrainStage(Stage):
             student.load_weights(os.path.join(context.runner.stage_dir(init), STUDENT_WEIGHTS))
             initialized = f"stage {init}"
         else:
-            initialized = method.initialize_student(spec, context, student, self.name)
+            initialized = method.initialize_student(context, student, self.name)
         if initialized:
             log.info("%s: student initialised from %s", self.name, initialized)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
@@ -337,8 +300,8 @@ class TrainStage(Stage):
                               train.log_every,
                               valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
                               parameter_counts={"trainable": trainable, "frozen": frozen},
-                              finish=lambda: save_student(method.student_to_save(trainer), workdir),
-                              accumulate=train.accumulate, keep=(method.student_to_save(trainer), train),
+                              finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
+                              accumulate=train.accumulate, keep=(method.student_to_save(context, trainer), train),
                               restore_dir=context.runner.resume_dir(self.name))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
                 "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
@@ -352,17 +315,16 @@ class EvaluateStage(Stage):
     """Predicts the evaluation splits with a trained student and scores them (the task's
     metric); a variant's student is decoded with the variant's ``decode`` settings."""
 
-    def __init__(self, name, train_stage, variant=None):
+    def __init__(self, name, train_stage, variant_name=None):
         self.name = name
-        self.depends = (train_stage,)
         self.train_stage = train_stage
-        self.variant = variant
+        self.variant = variant_name
 
-    def _spec(self, spec):
+    def view(self, spec):
         return spec.variant(self.variant) if self.variant is not None else spec
 
     def config(self, spec):
-        own = self._spec(spec)
+        own = self.view(spec)
         return {
             "decode": own.decode.model_dump(mode="json"),
             "evaluate": spec.evaluate.model_dump(mode="json"),
@@ -373,7 +335,7 @@ class EvaluateStage(Stage):
         return _task(spec).data_files(spec, spec.evaluate.splits)
 
     def run(self, context, workdir):
-        context = context.with_spec(self._spec(context.spec))
+        context = context.with_spec(self.view(context.spec))
         student = load_student(context, self.train_stage)
         results = {}
         for split in context.spec.evaluate.splits:
@@ -394,7 +356,6 @@ class ExportStage(Stage):
 
     def __init__(self, name, train_stage):
         self.name = name
-        self.depends = (train_stage,)
         self.train_stage = train_stage
 
     def config(self, spec):

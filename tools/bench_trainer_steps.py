@@ -36,16 +36,17 @@ def stage_trainer(stage, spec, context, all_trainable=False):
     columns included). ``all_trainable``: every weight of the student trained."""
     import keras
 
-    own = stage._spec(spec)
+    context = context.with_spec(stage.view(spec))
+    own = context.spec
     keras.utils.set_random_seed(own.train.seed)
-    task = context.task
-    data = iter(stage.method.map_train_batches(own, context, task.train_dataset(
-        context, stage.name, columns=stage.method.train_columns(own, context, stage.name))))
+    task, method = context.task, stage.method
+    data = iter(method.map_train_batches(context, method.train_dataset(
+        context, stage.name, columns=method.train_columns(context, stage.name))))
     student = task.build_student(own, context.tokenizers())
     if all_trainable:
         for layer in [student, *student._flatten_layers()]:
             layer.trainable = "pooled_dense" not in layer.name  # BERT's pooler: unused by a seq2seq student
-    trainer = stage.method.make_trainer(own, task, student, context)
+    trainer = method.make_trainer(context, student)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-4))
     trainer(next(data)[0])
     trainer.optimizer.build(trainer.trainable_variables)
@@ -77,11 +78,11 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from tfkd.pipeline import build_stages, open_run
-    from tfkd.stages import TrainStage
+    from tfkd.pipeline import open_run
+    from tfkd.plan import plan_run
 
     spec, _, context = open_run(args.run_dir)
-    stages = {s.name: s for s in build_stages(spec) if isinstance(s, TrainStage)}
+    stages = {s.name: s.make() for s in plan_run(spec) if s.role == "train"}
     listed = args.students.split(",") if args.students else list(stages)
     # a stage listed again is built again ("baseline#2"): identical trainers show the machine's
     # and the build order's share of a ratio

@@ -92,9 +92,9 @@ def main():
         if args.stage:
             from bench_trainer_steps import stage_trainer
 
-            from tfkd.pipeline import build_stages
+            from tfkd.plan import plan_run
 
-            stages = {s.name: s for s in build_stages(spec)}
+            stages = {s.name: s.make() for s in plan_run(spec)}
             if args.stage not in stages:
                 raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
             trainer, data = stage_trainer(stages[args.stage], spec, context)

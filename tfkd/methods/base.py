@@ -4,7 +4,7 @@ from typing import Literal, Optional
 
 import pydantic
 
-from tfkd.spec import Strict
+from tfkd.spec import TEACHER_TARGETS, Strict
 
 
 class MethodSpec(Strict):
@@ -35,11 +35,20 @@ class MethodSpec(Strict):
 class Method:
     """How a student learns: registered by name (the value of ``distill.method``).
 
-    A method owns its spec section (:attr:`spec_schema`, a pydantic model extending
-    :class:`MethodSpec`), the stages it adds before training (:meth:`stages`, named in
-    :attr:`stage_names`), the extra batch columns its trainer reads (:meth:`train_columns`),
-    its trainer (:meth:`make_trainer`, a :class:`tfkd.training.Trainer`) and so which
-    variables train, and what a trained student saves (:meth:`student_to_save`).
+    Every hook takes the run context (:class:`tfkd.context.RunContext`) first and reads the
+    spec from it (``context.spec``: the view of the stage being planned or run, a variant's
+    say). A method must implement one hook, :meth:`make_trainer`; the others have defaults.
+
+    - Spec section and checks: :attr:`spec_schema` (a pydantic model extending
+      :class:`MethodSpec`), :attr:`loss_terms`, :meth:`default_loss_weights`, :attr:`requires`
+      (the task abilities it needs, :mod:`tfkd.tasks.base`), :meth:`check`,
+      :meth:`check_variant`, :meth:`decoded_targets_problem`.
+    - Stage plan: :meth:`plan_stages` (the stages it adds before training), :meth:`train_inputs`
+      (those a train stage reads), :meth:`train_config` (what of the spec keys a train stage),
+      :attr:`compares_with_baseline`, :attr:`baseline_by_default`.
+    - Data and trainer: :meth:`train_dataset`, :meth:`train_columns`, :meth:`map_train_batches`,
+      :meth:`initialize_student`, :meth:`make_trainer`.
+    - What is saved and reported: :meth:`student_to_save`, :meth:`teacher_row`.
 
     Keep this class free of TensorFlow imports at module level (import inside the methods), so
     specs validate without it.
@@ -49,8 +58,8 @@ class Method:
     spec_schema = MethodSpec
     # the optimised loss terms, in the order the paper writes them
     loss_terms = ()
-    # every stage this method can add, in the order they run (before the student's train stage)
-    stage_names = ()
+    # the task abilities (classes of tfkd.tasks.base) a task must have for this method
+    requires = ()
     # whether a run offers the ``baseline`` stage: the same student trained by the default
     # method. False for methods whose student cannot be trained that way (its comparison
     # models are the spec's ``variants``)
@@ -59,6 +68,8 @@ class Method:
     # for methods whose paper tables start with it
     baseline_by_default = False
 
+    # ------------------------------------------------------------------ spec section and checks
+
     def default_loss_weights(self, section):
         """The paper's weights, from the section's own settings (e.g. ``alpha``)."""
         return {name: 1.0 for name in self.loss_terms}
@@ -66,14 +77,19 @@ class Method:
     def loss_weights(self, section):
         return dict(section.loss_weights) if section.loss_weights is not None else self.default_loss_weights(section)
 
-    def check(self, spec):
-        """Problems that need more than the section: ``[(key path, message)]``."""
+    def check(self, context):
+        """Problems that need more than the section: ``[(key path, message)]``. The base
+        checks the loss weights and the task's abilities (:attr:`requires`)."""
+        from tfkd.registry import did_you_mean
+
         problems = []
-        section = spec.distill
+        section = context.spec.distill
+        for ability in self.requires:
+            if not isinstance(context.task, ability):
+                problems.append((("distill", "method"), f"method {self.name} needs a task {ability.needed_for}; "
+                                                        f"task {context.spec.task} is not one"))
         for name, weight in (section.loss_weights or {}).items():
             if name not in self.loss_terms:
-                from tfkd.registry import did_you_mean
-
                 problems.append((("distill", "loss_weights", name),
                                  f'unknown loss term "{name}" of method {self.name};{did_you_mean(name, self.loss_terms)}'
                                  f" Terms: {', '.join(self.loss_terms)}"))
@@ -83,74 +99,77 @@ class Method:
             problems.append((("distill", "loss_weights"), "at least one weight must be > 0"))
         return problems
 
-    def stage_names_for(self, section, task=None):
-        """The stages a run with this ``distill`` section and ``task`` (a :class:`tfkd.tasks.Task`)
-        has (default: all of :attr:`stage_names`; a method whose settings choose between stages
-        narrows them)."""
-        return self.stage_names
-
-    def stages(self, spec):
-        """The :class:`tfkd.runner.Stage` objects named by :meth:`stage_names_for`."""
+    def check_variant(self, context, variant):
+        """Problems of a variant trained by this same method (``variant``: its resolved spec)
+        beside the run (``context.spec``): ``[(key path, message)]``. The method plans the
+        stages its variants need (:meth:`plan_stages`); a method whose stages read settings a
+        variant could change says here which it may not."""
         return []
 
-    def teacher_targets_problem(self, section):
+    def decoded_targets_problem(self, context):
         """``None`` if this method's student can train on a teacher's decoded outputs
         (``distill.targets: teacher_beam``) with these settings; else why not (one line)."""
         return None
 
-    def check_variant(self, spec, variant):
-        """Problems of a variant trained by this same method (``variant``: its resolved spec)
-        beside the run ``spec``: ``[(key path, message)]``. The run adds the method stages a
-        variant's settings need (see :func:`tfkd.stage_names.method_stage_names`); a method
-        whose stages read settings a variant could change says here which it may not."""
+    # ------------------------------------------------------------------ stage plan
+
+    def plan_stages(self, context):
+        """The :class:`tfkd.plan.PlannedStage` entries this method adds before the train
+        stages, in the order they run, for every train stage of the run it trains
+        (``context.method_specs()``: the run's and its variants')."""
         return []
 
-    def train_dependencies(self, spec):
-        """Stages (beyond the vocabulary) whose output the train stage reads."""
+    def train_inputs(self, context):
+        """The stages (beyond the vocabulary) whose output a train stage with this spec reads."""
         return ()
 
-    def train_config(self, spec):
+    def train_config(self, context):
         """What of the spec determines the trained student, besides student/train/data."""
-        return {"distill": spec.distill.model_dump(mode="json"), "loss_weights": self.loss_weights(spec.distill)}
+        section = context.spec.distill
+        return {"distill": section.model_dump(mode="json"), "loss_weights": self.loss_weights(section)}
 
-    def train_columns(self, spec, context, stage_name):
+    # ------------------------------------------------------------------ data and trainer
+
+    def train_dataset(self, context, stage_name, columns=None):
+        """The training batches before :meth:`map_train_batches`: the task's, by default (a
+        method that trains on extra examples, such as teacher-labelled sentences, adds them)."""
+        return context.task.train_dataset(context, stage_name, columns=columns)
+
+    def train_columns(self, context, stage_name):
         """Extra training columns: ``None``, or a ``tf.data.Dataset`` of dicts, each with
         ``"id"`` (the example's index in the task's training split) and the columns; the train
         stage reads examples in this dataset's order (it is streamed, e.g. from a cache)."""
         return None
 
-    def map_train_batches(self, spec, context, dataset):
+    def map_train_batches(self, context, dataset):
         """Training batches as the trainer reads them: a method adds per-batch columns drawn
         in the tf.data pipeline here (a masked copy of the source, say). Default: unchanged."""
         return dataset
 
-    def train_dataset(self, spec, context, stage_name, columns=None):
-        """The training batches before :meth:`map_train_batches`: the task's, by default (a
-        method that trains on extra examples, such as teacher-labelled sentences, adds them)."""
-        return context.task.train_dataset(context, stage_name, columns=columns)
-
-    def initialize_student(self, spec, context, student, stage_name):
-        """Hook: load weights into the freshly built ``student`` before training (a
-        pre-trained backbone, say); a short description for the log, or ``None``."""
+    def initialize_student(self, context, student, stage_name):
+        """Load weights into the freshly built ``student`` before training (a pre-trained
+        backbone, say); a short description for the log, or ``None``."""
         return None
 
-    def make_trainer(self, spec, task, student, context):
-        """The :class:`tfkd.training.Trainer` for ``student``."""
+    def make_trainer(self, context, student):
+        """The :class:`tfkd.training.Trainer` for ``student`` (the one hook a method must implement)."""
         raise NotImplementedError
 
-    def teacher_row(self, spec, results):
+    # ------------------------------------------------------------------ saved and reported
+
+    def student_to_save(self, context, trainer):
+        """The model a finished train stage saves (default: the trainer's student)."""
+        return trainer.student
+
+    def teacher_row(self, context, results):
         """The teacher's line of the run's comparison table, from the finished stages'
         ``results``: ``None``, or ``{"label", "scores": {split: scores}, "parameters",
         "steps", "seconds"}`` (a method that fine-tunes and evaluates a teacher gives it)."""
         return None
-
-    def student_to_save(self, trainer):
-        """The model a finished train stage saves (default: the trainer's student)."""
-        return trainer.student
 
 
 class MethodError(RuntimeError):
     """A method cannot run with this spec; the message says what to change."""
 
 
-__all__ = ["Method", "MethodError", "MethodSpec"]
+__all__ = ["TEACHER_TARGETS", "Method", "MethodError", "MethodSpec"]

@@ -14,10 +14,11 @@ class SupervisedMethod(Method):
     spec_schema = SupervisedSpec
     loss_terms = ("xe",)
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.training.trainer import SupervisedTrainer
 
-        return SupervisedTrainer(student, task, label_smoothing=spec.train.label_smoothing,
+        spec = context.spec
+        return SupervisedTrainer(student, context.task, label_smoothing=spec.train.label_smoothing,
                                  loss_weights=self.loss_weights(spec.distill))
 
 

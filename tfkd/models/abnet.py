@@ -28,6 +28,7 @@ from keras import ops
 
 from tfkd import registry
 from tfkd.layers import build_layer
+from tfkd.models.abilities import AdapterStudent, ParallelDecoding
 from tfkd.models.configs import ABNetConfig, ABNetEncConfig, AdapterSettings
 from tfkd.models.teachers import bert_embeddings
 from tfkd.models.transformer import TransformerSeq2Seq
@@ -118,7 +119,7 @@ def _bert_layers(backbone, x, padding_mask, adapters, training, **adapter_inputs
     return x
 
 
-class _SourceBert:
+class _SourceBert(AdapterStudent):
     """The source side both students share: the source BERT with encoder adapters after its
     top ``adapters.encoder_layers`` layers."""
 
@@ -166,7 +167,7 @@ def _settings(adapters):
 
 
 @registry.register("student", "abnet")
-class ABNet(_SourceBert, keras.Model):
+class ABNet(_SourceBert, ParallelDecoding, keras.Model):
     """AB-Net: frozen source and target BERTs joined by adapters, decoded in parallel.
 
     The encoder reads ``[LENGTH] x [SEP]`` (``[LENGTH]``: a learned vector in place of the
@@ -194,7 +195,6 @@ class ABNet(_SourceBert, keras.Model):
     """
 
     config_schema = ABNetConfig
-    decoding = "parallel"
 
     def __init__(self, source_vocab_size, target_vocab_size, source_bert, target_bert, adapters=None,
                  max_target_length=128, pad_id=0, **kwargs):

@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 from tfkd import registry
+from tfkd.models.abilities import SourceEmbedding
 from tfkd.models.configs import LSTMConfig
 
 
 @registry.register("student", "lstm")
-class LSTMSeq2Seq(keras.Model):
+class LSTMSeq2Seq(SourceEmbedding, keras.Model):
     """Bidirectional LSTM encoder, LSTM decoder with dot-product attention over the encoder.
 
     Same interface as :class:`tfkd.models.TransformerSeq2Seq` (``encode``/``decode``), so the

@@ -8,8 +8,8 @@ replaced from the environment. Every problem is reported as one line,
 The modules, each importing only those before it: :mod:`~tfkd.spec.schema` (the pydantic
 models and field types), :mod:`~tfkd.spec.messages` (:class:`SpecError`, where a key was
 written, pydantic's errors as one line), :mod:`~tfkd.spec.checks` (the task's and the method's
-sections, the student, the stage list), :mod:`~tfkd.spec.targets` (sequence-level KD:
-``distill.targets``/``targets_from``), :mod:`~tfkd.spec.variants` and
+sections, the student, the stage list), :mod:`~tfkd.spec.targets` (sequence-level KD's
+``distill.targets``/``targets_from``, checked by the task), :mod:`~tfkd.spec.variants` and
 :mod:`~tfkd.spec.loading` (YAML with line numbers, ``--set``, ``${VAR}``, ``imports:``,
 :func:`load_spec`, :func:`dump_spec`). None imports TensorFlow or Keras.
 """
@@ -19,11 +19,11 @@ from tfkd.spec.messages import SpecError, _pydantic_message  # noqa: F401 (tfkd.
 from tfkd.spec.schema import (SPEC_VERSION, EarlyStopSpec, ExportSpec, KeepBestSpec, LayerRef, LocalPath,
                               ModelReference, Spec, Strict, TeacherSpec, TokenizerSpec, TrainSpec, package_folder,
                               validate_layer_ref)
-from tfkd.spec.targets import TARGET_KEYS
+from tfkd.spec.targets import TARGET_KEYS, TEACHER_TARGETS, targets_error
 from tfkd.spec.variants import VARIANT_ROOTS
 
 __all__ = [
-    "SPEC_VERSION", "TARGET_KEYS", "VARIANT_ROOTS", "EarlyStopSpec", "ExportSpec", "KeepBestSpec", "LayerRef",
+    "SPEC_VERSION", "TARGET_KEYS", "TEACHER_TARGETS", "VARIANT_ROOTS", "EarlyStopSpec", "ExportSpec", "KeepBestSpec", "LayerRef",
     "LocalPath", "ModelReference", "Spec", "SpecError", "Strict", "TeacherSpec", "TokenizerSpec", "TrainSpec",
-    "dump_spec", "load_spec", "package_folder", "validate_layer_ref",
+    "dump_spec", "load_spec", "package_folder", "targets_error", "validate_layer_ref",
 ]

@@ -8,7 +8,8 @@ import pydantic
 from tfkd import registry
 from tfkd.spec.messages import _raise_validation
 from tfkd.spec.schema import validate_layer_ref
-from tfkd.stage_names import stage_names
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
 
 
 def _section(schema, value, key, located):
@@ -46,7 +47,7 @@ def _validate_sections(spec, located):
         "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
         "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
     })
-    for key_path, message in [*task.check(spec), *method.check(spec)]:
+    for key_path, message in [*task.check(spec), *method.check(RunContext(spec))]:
         raise located.error(key_path, message)
 
     try:
@@ -71,7 +72,7 @@ def _validate_sections(spec, located):
                 except ValueError as e:
                     raise located.error(("student", field, "kind"), str(e)) from None
 
-    available = stage_names(spec)
+    available = plan_run(spec).names
     if spec.train.init_from is not None and spec.train.init_from not in available:
         raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
                                                     f"Choices: {', '.join(available)}")
@@ -79,7 +80,7 @@ def _validate_sections(spec, located):
 
 
 def _validate_stage_list(spec, located):
-    available = stage_names(spec)
+    available = plan_run(spec).names
     for i, name in enumerate(spec.stages or []):
         if name not in available:
             raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "

@@ -10,8 +10,7 @@ from tfkd import registry
 from tfkd.spec.schema import Spec
 
 
-class SpecError(ValueError):
-    """A spec problem; ``str()`` is the one-line message the CLI prints."""
+from tfkd.errors import SpecError  # noqa: E402  (re-exported: tfkd.spec.SpecError)
 
 
 class _Located:

@@ -236,6 +236,7 @@ class Spec(_Strict):
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
     _variants: Any = pydantic.PrivateAttr(default=None)
+    _plan: Any = pydantic.PrivateAttr(default=None)  # (id, tfkd.plan.RunPlan): see tfkd.plan.plan_run
 
     @property
     def method(self):

@@ -10,8 +10,9 @@ from tfkd import registry
 from tfkd.spec.checks import _validate_sections
 from tfkd.spec.messages import SpecError, _Located, _raise_validation
 from tfkd.spec.schema import Spec
-from tfkd.spec.targets import TARGET_KEYS
-from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS, stage_names
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
+from tfkd.spec.targets import TARGET_KEYS, TEACHER_TARGETS
 
 VARIANT_ROOTS = ("distill", "student", "train", "decode")
 
@@ -40,10 +41,11 @@ class _VariantLocated(_Located):
 def _validate_variants(spec, data, located):
     """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
     variants = {}
-    main_stages = stage_names(spec.model_copy(update={"variants": None}))
+    main_stages = plan_run(spec.model_copy(update={"variants": None})).names
+    task_stages = registry.lookup("task", spec.task).stage_names
     for name, settings in (spec.variants or {}).items():
         if (not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate")
-                or name == TARGETS_STAGE):
+                or name in task_stages):
             raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
                                                     f"not ending in _evaluate; not one of {', '.join(main_stages)})")
         if not settings:
@@ -77,11 +79,11 @@ def _validate_variants(spec, data, located):
         resolved = _validate_sections(resolved, variant_located)
         variant_method = registry.lookup("method", resolved.method)
         if resolved.method == spec.method:  # the run adds the method stages its variants need
-            for key_path, message in variant_method.check_variant(spec, resolved):
+            for key_path, message in variant_method.check_variant(RunContext(spec), resolved):
                 raise variant_located.error(key_path, message)
             variants[name] = resolved
             continue
-        own = set(variant_method.stage_names_for(resolved.distill, registry.lookup("task", resolved.task)))
+        own = {s.name for s in variant_method.plan_stages(RunContext(resolved))}
         missing = own - set(main_stages)
         if missing:
             raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "

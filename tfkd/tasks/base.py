@@ -1,4 +1,11 @@
-"""What a task is. Importing this module does not import TensorFlow."""
+"""What a task is, and the abilities a method may need of one. Importing this module does not
+import TensorFlow.
+
+A task is a :class:`Task`. The abilities below are small mix-ins a task class inherits to
+declare what it offers beyond the base contract; a method lists those it needs
+(:attr:`tfkd.methods.Method.requires`), and a spec pairing it with a task that lacks one is a
+one-line error naming both.
+"""
 
 from tfkd.spec import Strict
 
@@ -23,8 +30,8 @@ class Task:
     evaluate_schema = Strict
     # what the builder passes a student constructor itself (a user student must accept them)
     student_arguments = ()
-    # whether its predictions continue the input text (``tfkd generate`` takes such a run)
-    continues_text = False
+    # the stages the task may add to a run's plan (:meth:`extend_plan`): no variant takes these names
+    stage_names = ()
 
     def check(self, spec):
         """Problems that need more than one section: ``[(key path, message)]``."""
@@ -48,23 +55,24 @@ class Task:
     def vocab_config(self, spec):
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ sequence-level KD
+    # ------------------------------------------------------------------ stage plan
 
-    def teacher_targets_problem(self, spec):
-        """``None`` if train stages of this task can learn from a teacher's decoded outputs
-        (``distill.targets: teacher_beam``); else why not (spec validation reports it)."""
-        return (f"task {self.name} cannot train on a teacher's decoded outputs (it has no "
-                "teacher_targets_stage); use targets: reference")
+    def extend_plan(self, context, plan):
+        """Add the task's own stages to the run's :class:`tfkd.plan.RunPlan` (built by
+        :func:`tfkd.plan.plan_run`; the names it may add are :attr:`stage_names`). Default: none."""
 
-    def teacher_targets_stage(self, spec, source, source_spec=None):
-        """The :class:`tfkd.runner.Stage` named :data:`tfkd.stage_names.TARGETS_STAGE` that
-        decodes the training split with ``source`` and writes the targets the train stages with
-        ``targets: teacher_beam`` read instead of the references (same example ids).
+    def check_decoded_targets(self, spec, located):
+        """Sequence-level KD (``distill.targets: teacher_beam``: a train stage learns from a
+        teacher's decoded outputs instead of the references): a task that plans the stage
+        decoding them checks the settings here, raising the spec's one-line error
+        (``located.error(key path, message)``, or :func:`tfkd.spec.targets_error` for a
+        variant's). Default: the task cannot, and says so where a train stage asks for it."""
+        from tfkd.spec import TEACHER_TARGETS, targets_error
 
-        ``source`` is the name of a train stage of the run (then ``source_spec`` maps the run's
-        spec to that stage's view of it) or the path of an exported model (``source_spec`` is
-        ``None``)."""
-        raise NotImplementedError(self.teacher_targets_problem(spec))
+        for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
+            if own.distill.targets == TEACHER_TARGETS or own.distill.targets_from is not None:
+                raise targets_error(located, variant, "targets", f"task {spec.task} cannot train on a teacher's "
+                                    "decoded outputs; use targets: reference")
 
     # ------------------------------------------------------------------ stages
 
@@ -94,12 +102,6 @@ class Task:
 
     def build_student(self, spec, tokenizers):
         raise NotImplementedError
-
-    def build_teacher(self, spec, tokenizers, backbone):
-        """A model of the student's kind around a pretrained ``backbone`` (a keras-hub
-        backbone with the vocabulary of ``tokenizers``): the teacher a method fine-tunes for
-        this task (LightPAFF's). Tasks whose students wrap such backbones implement it."""
-        raise NotImplementedError(f"task {self.name} cannot build a teacher around a pretrained backbone")
 
     def label_weights(self, student, labels):
         """1.0 where ``labels`` (the second element of a training batch) hold a label the loss
@@ -146,3 +148,68 @@ class Task:
         lines (``evaluate``: the spec's ``evaluate`` section, ``None`` for its defaults), as one
         line of text; ``None`` when the task's outputs have no reference to compare with."""
         return None
+
+
+# ---------------------------------------------------------------------------- abilities
+
+
+class AlignedPairs:
+    """Its examples are source/target token sequences (a seq2seq student): the C-MLM teacher,
+    the encoder's MLM distillation and AB-Net read them."""
+
+    needed_for = "of aligned source/target pairs (translation)"
+
+    def corpus(self, context, split):
+        """The split's text pairs (``.sources``, ``.targets``), before tokenization."""
+        raise NotImplementedError
+
+    def tokenized(self, context, split, stage_name):
+        """The split's pairs as token ids (``.sources``, ``.targets``, ``.ids``), memoised."""
+        raise NotImplementedError
+
+
+class Pretrainable:
+    """Its students wrap a pretrained backbone, which LightPAFF pre-trains by the task's
+    :attr:`pretraining_objective` (``masked_lm``, ``causal_lm`` or ``masked_seq2seq``) and
+    builds a teacher around (:meth:`build_teacher`)."""
+
+    needed_for = "whose students wrap a pretrained backbone and that can pre-train"
+    pretraining_objective = None
+
+    def build_teacher(self, spec, tokenizers, backbone):
+        """A model of the student's kind around a pretrained ``backbone`` (a keras-hub
+        backbone with the vocabulary of ``tokenizers``): the teacher a method fine-tunes."""
+        raise NotImplementedError
+
+
+class ClassDistributions:
+    """It predicts a distribution over classes per text, which a teacher's predictions can be
+    cached from (LightPAFF's fine-tuning distillation of a classifier)."""
+
+    needed_for = "that predicts class distributions"
+
+    def corpus(self, context, split):
+        """The split's rows (``.texts``, ``.labels``)."""
+        raise NotImplementedError
+
+    def predict_probabilities(self, context, model, texts):
+        """``[len(texts), classes]`` probabilities of ``model`` on raw ``texts``."""
+        raise NotImplementedError
+
+
+class TextBatches:
+    """It turns raw text into its own training batches (LightPAFF's causal-LM pre-training)."""
+
+    needed_for = "that batches raw text"
+
+    def text_batches(self, context, lines, key, training, seed=None, batch_size=None, block_size=None):
+        raise NotImplementedError
+
+
+class ContinuesText:
+    """Its predictions continue the input text: ``tfkd generate`` takes such a run."""
+
+    needed_for = "whose predictions continue the input text"
+
+
+__all__ = ["AlignedPairs", "ClassDistributions", "ContinuesText", "Pretrainable", "Task", "TextBatches"]

@@ -80,7 +80,6 @@ class TeacherMLMStage(Stage):
     (:class:`tfkd.training.settings.TeacherMLMSpec`)."""
 
     name = "teacher_mlm"
-    depends = ()
     text_description = "sentences"
 
     def masking(self, spec):

@@ -20,7 +20,8 @@ comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``var
 from pydantic import Field
 
 from tfkd import registry
-from tfkd.methods.base import Method, MethodSpec
+from tfkd.methods.base import Method, MethodError, MethodSpec
+from tfkd.tasks.base import AlignedPairs
 
 
 class AdaptersSpec(MethodSpec):
@@ -35,15 +36,15 @@ class AdaptersMethod(Method):
     spec_schema = AdaptersSpec
     loss_terms = ("cmlm", "length", "xe")
     compares_with_baseline = False  # the supervised method cannot train an AB-Net; variants compare
+    requires = (AlignedPairs,)
 
     def default_loss_weights(self, section):
         return {"cmlm": 1.0, "length": section.length_weight, "xe": 1.0}
 
-    def check(self, spec):
-        problems = super().check(spec)
-        task = registry.lookup("task", spec.task)
-        if not getattr(task, "token_level_targets", False):
-            problems.append((("distill", "method"), f"adapters needs a seq2seq task; task {spec.task} is not"))
+    def check(self, context):
+        spec = context.spec
+        problems = super().check(context)
+        if not isinstance(context.task, AlignedPairs):
             return problems
         if spec.train.precision != "float32":
             problems.append((("train", "precision"), f"adapters trains in float32 only (the pretrained models load in "
@@ -63,24 +64,27 @@ class AdaptersMethod(Method):
     @staticmethod
     def _parallel(spec):
         """Whether the spec's student predicts every target token at once (Mask-Predict)."""
-        return getattr(registry.lookup("student", spec.student.kind), "decoding", "autoregressive") == "parallel"
+        from tfkd.models.abilities import ParallelDecoding
 
-    def map_train_batches(self, spec, context, dataset):
+        return issubclass(registry.lookup("student", spec.student.kind), ParallelDecoding)
+
+    def map_train_batches(self, context, dataset):
+        spec = context.spec
         if not self._parallel(spec):
             return dataset
         from tfkd.methods.adapters.batches import with_cmlm_targets
 
         return with_cmlm_targets(dataset, spec.train.seed, context.tokenizers().target)
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.methods.adapters.trainer import AdapterCMLMTrainer
+        from tfkd.models.abilities import AdapterStudent
         from tfkd.training.trainer import SupervisedTrainer
 
-        if not hasattr(student, "adapter_layers"):
-            from tfkd.methods.base import MethodError
-
+        spec, task = context.spec, context.task
+        if not isinstance(student, AdapterStudent):
             raise MethodError(f"train: method adapters trains a student built with adapters (student.kind abnet "
-                              f"or abnet_enc, or one of yours with adapter_layers()); {spec.student.kind} has none")
+                              f"or abnet_enc, or one of yours that is a tfkd.models.AdapterStudent); {spec.student.kind} is not")
         from tfkd import data as data_lib
 
         weights = self.loss_weights(spec.distill)

@@ -26,8 +26,10 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
+from tfkd.plan import PlannedStage
+from tfkd.registry import register
+from tfkd.tasks.base import AlignedPairs
 from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 
@@ -80,13 +82,14 @@ class EncoderKDMethod(Method):
     def default_loss_weights(self, section):
         return {"xe": 1.0, "kd": section.alpha}
 
-    def check(self, spec):
-        problems = super().check(spec)
+    requires = (AlignedPairs,)
+
+    def check(self, context):
+        spec = context.spec
+        problems = super().check(context)
         if spec.teacher is None:
             problems.append((("distill", "method"), f"{self.name} needs a teacher section (teacher.checkpoint)"))
-        task = registry.lookup("task", spec.task)
-        if not getattr(task, "token_level_targets", False):
-            problems.append((("distill", "method"), f"{self.name} needs a seq2seq task; task {spec.task} is not"))
+        if problems and not isinstance(context.task, AlignedPairs):
             return problems
         tokenizer = getattr(spec.data, "source_tokenizer", None)
         if tokenizer is not None and tokenizer.kind != "teacher":
@@ -97,60 +100,61 @@ class EncoderKDMethod(Method):
                                                        "not one shared with the target"))
         return problems
 
-    def train_config(self, spec):
+    def train_config(self, context):
         # the teacher_mlm stage's own key covers its settings
+        spec = context.spec
         return {"distill": spec.distill.model_dump(mode="json", exclude={"teacher_mlm"}),
                 "loss_weights": self.loss_weights(spec.distill), "teacher": spec.teacher.checkpoint}
 
-    def map_train_batches(self, spec, context, dataset):
+    def map_train_batches(self, context, dataset):
         from tfkd.methods.mask_task.batches import with_masked_source
 
-        return with_masked_source(dataset, spec, context.tokenizers().source)
+        return with_masked_source(dataset, context.spec, context.tokenizers().source)
 
 
 class MaskTaskMethod(EncoderKDMethod):
     name = "mask_task"
     spec_schema = MaskTaskSpec
-    stage_names = ("teacher_mlm", "teacher_cache")
 
-    def stage_names_for(self, section, task=None):
-        return self.stage_names if section.teacher == "cache" else ("teacher_mlm",)
+    def plan_stages(self, context):
+        stages = [PlannedStage("teacher_mlm", (), "tfkd.methods.mask_task.teacher_mlm:TeacherMLMStage")]
+        if any(spec.distill.teacher == "cache" for spec in context.method_specs()):
+            stages.append(PlannedStage("teacher_cache", ("vocab", "teacher_mlm"),
+                                       "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"))
+        return stages
 
-    def stages(self, spec):
-        from tfkd.methods.mask_task.teacher_cache import MaskTaskCacheStage
-        from tfkd.methods.mask_task.teacher_mlm import TeacherMLMStage
-
-        return [TeacherMLMStage(), *([MaskTaskCacheStage()] if spec.distill.teacher == "cache" else [])]
-
-    def teacher_targets_problem(self, section):
-        if section.teacher == "cache":
+    def decoded_targets_problem(self, context):
+        if context.spec.distill.teacher == "cache":
             return ("the teacher cache holds the examples kept with their references, written before any "
                     "teacher translation; use distill.teacher: online with targets: teacher_beam")
         return None
 
-    def train_dependencies(self, spec):
-        return ("teacher_cache",) if spec.distill.teacher == "cache" else ("teacher_mlm",)
+    def train_inputs(self, context):
+        return ("teacher_cache",) if context.spec.distill.teacher == "cache" else ("teacher_mlm",)
 
-    def train_config(self, spec):
-        config = super().train_config(spec)
+    def train_config(self, context):
+        spec = context.spec
+        config = super().train_config(context)
         if spec.distill.teacher == "cache":  # the cache's own key covers the teacher and the masks
             config = {"loss_weights": config["loss_weights"], "gate": spec.distill.gate,
                       "shuffle_buffer": spec.distill.cache.shuffle_buffer}
         return config
 
-    def train_columns(self, spec, context, stage_name):
+    def train_columns(self, context, stage_name):
         from tfkd.methods.mask_task.teacher_cache import cached_columns
 
+        spec = context.spec
         return cached_columns(context, spec, stage_name) if spec.distill.teacher == "cache" else None
 
-    def map_train_batches(self, spec, context, dataset):
+    def map_train_batches(self, context, dataset):
         # cached batches carry their (fixed) X' already
-        return dataset if spec.distill.teacher == "cache" else super().map_train_batches(spec, context, dataset)
+        return dataset if context.spec.distill.teacher == "cache" else super().map_train_batches(context, dataset)
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
         from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
 
+        spec, task = context.spec, context.task
         online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K
         return MaskTaskDistiller(student, task, load_trained_teacher(context) if online else None,
                                  context.tokenizers().source,
@@ -162,12 +166,15 @@ class HiddenStateMethod(EncoderKDMethod):
     name = "hidden_state"
     spec_schema = HiddenStateSpec
 
-    def map_train_batches(self, spec, context, dataset):
-        return super().map_train_batches(spec, context, dataset) if spec.distill.hidden_input == "masked" else dataset
+    def map_train_batches(self, context, dataset):
+        masked = context.spec.distill.hidden_input == "masked"
+        return super().map_train_batches(context, dataset) if masked else dataset
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.methods.mask_task.distiller import HiddenStateDistiller
         from tfkd.models.teachers import load_backbone
+
+        spec, task = context.spec, context.task
 
         return HiddenStateDistiller(student, task, load_backbone(spec.teacher.checkpoint),
                                     context.tokenizers().source, teacher_tokenizer(spec),
@@ -182,8 +189,8 @@ def teacher_tokenizer(spec):
     return load(spec.teacher.checkpoint)
 
 
-registry.register("method", "mask_task")(MaskTaskMethod())
-registry.register("method", "hidden_state")(HiddenStateMethod())
+register("method", "mask_task")(MaskTaskMethod())
+register("method", "hidden_state")(HiddenStateMethod())
 
 __all__ = ["HiddenStateMethod", "HiddenStateSpec", "MaskTaskCacheSpec", "MaskTaskMethod", "MaskTaskSpec",
            "TeacherMLMSpec"]

@@ -184,7 +184,9 @@ class MaskTaskDistiller(EncoderDistiller):
         super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
         import keras_hub
 
-        embedding = getattr(student, "source_embedding", None)
+        from tfkd.models.abilities import SourceEmbedding
+
+        embedding = student.source_embedding if isinstance(student, SourceEmbedding) else None
         tied = isinstance(embedding, keras_hub.layers.ReversibleEmbedding)
         self.mlm_head = keras_hub.layers.MaskedLMHead(
             vocabulary_size=source_tokenizer.vocabulary_size(), token_embedding=embedding if tied else None,

@@ -39,7 +39,6 @@ def _masking_settings(spec, source_tokenizer):
 
 class MaskTaskCacheStage(Stage):
     name = "teacher_cache"
-    depends = ("vocab", "teacher_mlm")
 
     def config(self, spec):
         distill = spec.distill

@@ -11,9 +11,11 @@ from typing import Literal
 import pydantic
 from pydantic import Field, PositiveInt
 
-from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
+from tfkd.registry import register
+from tfkd.plan import PlannedStage
 from tfkd.spec import Strict
+from tfkd.tasks.base import AlignedPairs
 
 
 class TeacherFinetuneSpec(Strict):
@@ -62,47 +64,45 @@ class SoftTargetMethod(Method):
     name = "soft_target"
     spec_schema = SoftTargetSpec
     loss_terms = ("soft", "xe")
-    stage_names = ("teacher_finetune", "teacher_cache")
+    requires = (AlignedPairs,)
 
     def default_loss_weights(self, section):
         return {"soft": section.alpha, "xe": 1.0 - section.alpha}
 
-    def check(self, spec):
-        problems = super().check(spec)
+    def check(self, context):
+        spec = context.spec
+        problems = super().check(context)
         if spec.teacher is None:
             problems.append((("distill", "method"), "soft_target needs a teacher section (teacher.checkpoint)"))
-        task = registry.lookup("task", spec.task)
-        if not getattr(task, "token_level_targets", False):
-            problems.append((("distill", "method"), f"soft_target needs a task with token-level targets; "
-                                                    f"task {spec.task} has none"))
         tokenizer = getattr(spec.data, "target_tokenizer", None)
         if tokenizer is not None and tokenizer.kind != "teacher":
             problems.append((("data", "target_tokenizer", "kind"),
                              'soft_target needs "teacher" (the student predicts the teacher\'s vocabulary)'))
         return problems
 
-    def stages(self, spec):
-        from tfkd.methods.soft_target.stages import TeacherCacheStage, TeacherFinetuneStage
-
-        return [TeacherFinetuneStage(), TeacherCacheStage()]
-
-    def teacher_targets_problem(self, section):
+    def decoded_targets_problem(self, context):
         return ("soft_target's teacher cache holds distributions for the reference targets' positions, "
                 "computed before any teacher translation; train on targets: reference")
 
-    def train_dependencies(self, spec):
+    def plan_stages(self, context):
+        stages = "tfkd.methods.soft_target.stages"
+        return [PlannedStage("teacher_finetune", (), f"{stages}:TeacherFinetuneStage"),
+                PlannedStage("teacher_cache", ("vocab", "teacher_finetune"), f"{stages}:TeacherCacheStage")]
+
+    def train_inputs(self, context):
         return ("teacher_cache",)
 
-    def train_config(self, spec):
+    def train_config(self, context):
         # the cache's own key covers the teacher; training needs the weights and the buffer
-        return {"loss_weights": self.loss_weights(spec.distill),
-                "cache_shuffle_buffer": spec.distill.cache.shuffle_buffer}
+        section = context.spec.distill
+        return {"loss_weights": self.loss_weights(section), "cache_shuffle_buffer": section.cache.shuffle_buffer}
 
-    def train_columns(self, spec, context, stage_name):
+    def train_columns(self, context, stage_name):
         import logging
 
         from tfkd.methods.soft_target.cache import read_manifest, stream_cache
 
+        spec = context.spec
         directory = context.runner.stage_dir("teacher_cache")
         ids = context.task.example_ids(context, "train", stage_name)
         manifest = read_manifest(directory)
@@ -113,13 +113,14 @@ class SoftTargetMethod(Method):
         return stream_cache(directory, expected_ids=ids, seed=spec.train.seed,
                             shuffle_buffer=spec.distill.cache.shuffle_buffer)
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.methods.soft_target.distiller import SoftTargetDistiller
 
-        return SoftTargetDistiller(student, task, loss_weights=self.loss_weights(spec.distill),
+        spec = context.spec
+        return SoftTargetDistiller(student, context.task, loss_weights=self.loss_weights(spec.distill),
                                    label_smoothing=spec.train.label_smoothing)
 
 
-registry.register("method", "soft_target")(SoftTargetMethod())
+register("method", "soft_target")(SoftTargetMethod())
 
 __all__ = ["SoftTargetMethod", "SoftTargetSpec", "TeacherCacheSpec", "TeacherFinetuneSpec"]

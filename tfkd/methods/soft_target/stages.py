@@ -66,7 +66,6 @@ class TeacherFinetuneStage(Stage):
     source and the target tokens before it."""
 
     name = "teacher_finetune"
-    depends = ()
 
     def config(self, spec):
         return {"checkpoint": spec.teacher.checkpoint, "finetune": spec.distill.finetune.model_dump(mode="json"),
@@ -101,7 +100,6 @@ class TeacherCacheStage(Stage):
     training pair (see :mod:`tfkd.methods.soft_target.cache`)."""
 
     name = "teacher_cache"
-    depends = ("vocab", "teacher_finetune")
 
     def config(self, spec):
         # the shuffle buffer is how training reads the cache, not what is in it

@@ -55,8 +55,9 @@ from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
+from tfkd.plan import PlannedStage
 from tfkd.spec import LocalPath, Strict
-from tfkd.tasks.base import Task
+from tfkd.tasks.base import ClassDistributions, Pretrainable, TextBatches
 from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 # keys "lambda" (a Python keyword) read and dump by that name
@@ -177,7 +178,7 @@ GENERATIVE = (CAUSAL_LM, MASKED_SEQ2SEQ)
 
 def objective(task):
     """The task's pre-training objective (``None`` when it has none)."""
-    return getattr(task, "pretraining_objective", None)
+    return task.pretraining_objective if isinstance(task, Pretrainable) else None
 
 
 def teacher_label(spec):
@@ -228,27 +229,31 @@ class TwoStageMethod(Method):
     loss_terms = ("xe", "kd")
     # Table 7's first row: the student with neither pre-training nor distillation
     baseline_by_default = True
-    stage_names = ("teacher_pretrain", "teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache", PRETRAIN_KD,
-                   PRETRAIN_MLE)
+    requires = (Pretrainable,)
+    # every stage the method may plan, in the order they run
+    stage_order = ("teacher_pretrain", "teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache",
+                   PRETRAIN_KD, PRETRAIN_MLE)
 
     def default_loss_weights(self, section):
         weight = section.finetune.kd_lambda
         return {"xe": 1.0 - weight, "kd": weight} if 0 < weight < 1 else {"kd" if weight else "xe": 1.0}
 
-    def check(self, spec):
-        problems = super().check(spec)
+    def check(self, context):
+        spec, task = context.spec, context.task
+        problems = super().check(context)
         section = spec.distill
-        task = registry.lookup("task", spec.task)
         kind = objective(task)
         needs_teacher = uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD
         if spec.teacher is None and section.teacher_pretrain is None and needs_teacher and kind != MASKED_SEQ2SEQ:
             problems.append((("distill", "method"), "two_stage needs a teacher section (teacher.checkpoint) to "
                                                     "distil from; set distill.pretrain.lambda and "
                                                     "distill.finetune.lambda to 0 for no teacher"))
-        if type(task).build_teacher is Task.build_teacher or kind not in (MASKED_LM, *GENERATIVE):
-            problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
-                                        f"(Task.build_teacher) and a pre-training objective (masked_lm, causal_lm, "
-                                        f"masked_seq2seq); task {spec.task} has none"))
+        needed = {MASKED_LM: ClassDistributions, CAUSAL_LM: TextBatches}.get(kind)
+        if kind not in (MASKED_LM, *GENERATIVE) or (needed is not None and not isinstance(task, needed)):
+            if kind is not None:
+                problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
+                                            f"and a pre-training objective (masked_lm, causal_lm, masked_seq2seq) "
+                                            f"with its abilities; task {spec.task} has none"))
             return problems
         if section.teacher_pretrain is not None:
             if kind not in GENERATIVE:
@@ -296,7 +301,8 @@ class TwoStageMethod(Method):
                                                     'without min_count'))
         return problems
 
-    def check_variant(self, spec, variant):
+    def check_variant(self, context, variant):
+        spec = context.spec
         problems = []
         main, own = spec.distill.model_dump(by_alias=True), variant.distill.model_dump(by_alias=True)
         for key in ("teacher_mlm", "teacher_finetune", "teacher_pretrain", "teacher", "cache"):
@@ -321,7 +327,8 @@ class TwoStageMethod(Method):
                                                                f"{kd[0]:g}); a variant may use it or 0"))
         return problems
 
-    def stage_names_for(self, section, task=None):
+    def stage_names_for(self, section, task):
+        """The stages one train stage with this ``distill`` section needs."""
         names = set()
         stage = pretrain_stage(section)
         if objective(task) in GENERATIVE:
@@ -331,7 +338,7 @@ class TwoStageMethod(Method):
                 names.add(stage)
             if section.teacher_pretrain is not None and (uses_teacher_outputs(section) or stage == PRETRAIN_KD):
                 names.add("teacher_pretrain")
-            return tuple(n for n in self.stage_names if n in names)
+            return names
         if uses_teacher_outputs(section):
             names |= {"teacher_finetune", "teacher_predictions"}
         if stage is not None:
@@ -340,55 +347,60 @@ class TwoStageMethod(Method):
                 names.add("teacher_mlm")
                 if section.teacher == "cache":
                     names.add("teacher_cache")
-        return tuple(n for n in self.stage_names if n in names)
+        return names
 
-    def stages(self, spec):
-        from tfkd.methods.two_stage.pretrain import PretrainCacheStage, PretrainStage
-        from tfkd.methods.two_stage.teacher import (PretrainTeacherMLMStage, TeacherFinetuneStage,
-                                                    TeacherPredictionsStage)
-        from tfkd.stage_names import method_stage_names
+    def plan_stages(self, context):
+        spec, task = context.spec, context.task
+        wanted = set().union(*(self.stage_names_for(own.distill, task) for own in context.method_specs()))
+        section = spec.distill
+        teacher, pretrain, generative = (f"tfkd.methods.two_stage.{m}" for m in ("teacher", "pretrain", "generative"))
+        kd_teacher = ("teacher_cache",) if section.teacher == "cache" else ("teacher_mlm",)
+        if objective(task) in GENERATIVE:
+            kd_teacher = ("teacher_pretrain",) if section.teacher_pretrain is not None else ()
+            pretraining = f"{generative}:GenerativePretrainStage"
+        else:
+            pretraining = f"{pretrain}:PretrainStage"
+        planned = {
+            "teacher_pretrain": (("vocab",), f"{generative}:TeacherPretrainStage", {}),
+            "teacher_finetune": (("vocab", *(("teacher_pretrain",) if section.teacher_pretrain is not None else ())),
+                                 f"{teacher}:TeacherFinetuneStage", {}),
+            "teacher_predictions": (("vocab", "teacher_finetune"), f"{teacher}:TeacherPredictionsStage", {}),
+            "teacher_mlm": ((), f"{teacher}:PretrainTeacherMLMStage", {}),
+            "teacher_cache": (("vocab", "teacher_mlm"), f"{pretrain}:PretrainCacheStage", {}),
+            PRETRAIN_KD: (("vocab", *kd_teacher), pretraining, {"name": PRETRAIN_KD}),
+            PRETRAIN_MLE: (("vocab",), pretraining, {"name": PRETRAIN_MLE}),
+        }
+        return [PlannedStage(name, *planned[name]) for name in self.stage_order if name in wanted]
 
-        if objective(registry.lookup("task", spec.task)) in GENERATIVE:
-            from tfkd.methods.two_stage.generative import GenerativePretrainStage, TeacherPretrainStage
-
-            built = {"teacher_pretrain": TeacherPretrainStage, "teacher_finetune": TeacherFinetuneStage,
-                     PRETRAIN_KD: lambda: GenerativePretrainStage(PRETRAIN_KD),
-                     PRETRAIN_MLE: lambda: GenerativePretrainStage(PRETRAIN_MLE)}
-            return [built[name]() for name in method_stage_names(spec)]
-        built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
-                 "teacher_mlm": PretrainTeacherMLMStage, "teacher_cache": PretrainCacheStage,
-                 PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
-                 PRETRAIN_MLE: lambda: PretrainStage(PRETRAIN_MLE)}
-        return [built[name]() for name in method_stage_names(spec)]
-
-    def teacher_targets_problem(self, section):
+    def decoded_targets_problem(self, context):
         return "two_stage fine-tunes on the task's labels and the teacher's output distributions"
 
-    def online_teacher(self, spec):
+    def online_teacher(self, context):
         """Whether fine-tuning runs the fine-tuned teacher on each batch (causal LM, seq2seq:
         every position's distribution) instead of reading ``teacher_predictions``."""
-        return uses_teacher_outputs(spec.distill) and objective(registry.lookup("task", spec.task)) in GENERATIVE
+        return uses_teacher_outputs(context.spec.distill) and objective(context.task) in GENERATIVE
 
-    def train_dependencies(self, spec):
-        section = spec.distill
+    def train_inputs(self, context):
+        section = context.spec.distill
         stage = pretrain_stage(section)
-        teacher = ("teacher_finetune",) if self.online_teacher(spec) else ("teacher_predictions",)
+        teacher = ("teacher_finetune",) if self.online_teacher(context) else ("teacher_predictions",)
         return (*((stage,) if stage else ()), *(teacher if uses_teacher_outputs(section) else ()))
 
-    def train_config(self, spec):
+    def train_config(self, context):
         # the pre-training and teacher stages' own keys cover their settings
-        section = spec.distill
+        section = context.spec.distill
         return {"finetune": section.finetune.model_dump(mode="json", by_alias=True),
                 "pretrain": pretrain_stage(section), "loss_weights": self.loss_weights(section)}
 
-    def train_columns(self, spec, context, stage_name):
-        if not uses_teacher_outputs(spec.distill) or self.online_teacher(spec):
+    def train_columns(self, context, stage_name):
+        if not uses_teacher_outputs(context.spec.distill) or self.online_teacher(context):
             return None
         from tfkd.methods.two_stage.teacher import teacher_prediction_columns
 
-        return teacher_prediction_columns(context, spec)
+        return teacher_prediction_columns(context, context.spec)
 
-    def train_dataset(self, spec, context, stage_name, columns=None):
+    def train_dataset(self, context, stage_name, columns=None):
+        spec = context.spec
         if spec.distill.finetune.unlabeled and uses_teacher_outputs(spec.distill):
             from tfkd.methods.two_stage.teacher import unlabeled_sentences
 
@@ -396,28 +408,29 @@ class TwoStageMethod(Method):
                                               unlabeled=unlabeled_sentences(context, spec))
         return context.task.train_dataset(context, stage_name, columns=columns)
 
-    def initialize_student(self, spec, context, student, stage_name):
-        stage = pretrain_stage(spec.distill)
+    def initialize_student(self, context, student, stage_name):
+        stage = pretrain_stage(context.spec.distill)
         if stage is None:
             return None
         from tfkd.methods.two_stage.pretrain import load_pretrained_backbone
 
         return load_pretrained_backbone(context, student, stage)
 
-    def teacher_row(self, spec, results):
+    def teacher_row(self, context, results):
         finetuned = results.get("teacher_finetune") or {}
         if "valid" not in finetuned:
             return None
         scores = {split: finetuned[split] for split in ("valid", "test") if split in finetuned}
-        return {"label": f"teacher ({teacher_label(spec)}, fine-tuned)", "scores": scores,
+        return {"label": f"teacher ({teacher_label(context.spec)}, fine-tuned)", "scores": scores,
                 "parameters": finetuned.get("parameters", 0), "steps": finetuned.get("steps"),
                 "seconds": finetuned.get("seconds", 0)}
 
-    def make_trainer(self, spec, task, student, context):
+    def make_trainer(self, context, student):
         from tfkd.methods.two_stage.finetune import FinetuneDistiller
 
+        spec, task = context.spec, context.task
         teacher = None
-        if self.online_teacher(spec):
+        if self.online_teacher(context):
             from tfkd.methods.two_stage.teacher import load_finetuned_teacher
 
             teacher = load_finetuned_teacher(context)

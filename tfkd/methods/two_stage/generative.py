@@ -140,7 +140,6 @@ class TeacherPretrainStage(Stage):
     """``teacher_pretrain``: a teacher learned from scratch (no checkpoint to start from)."""
 
     name = "teacher_pretrain"
-    depends = ("vocab",)
 
     def config(self, spec):
         return {"teacher_pretrain": _text_config(spec.distill.teacher_pretrain, spec), "imports": spec.imports}
@@ -168,10 +167,6 @@ def load_pretrained_teacher(context):
 
 class GenerativePretrainStage(StudentPretrainStage):
     """``pretrain_kd`` (the run's lambda, the pre-trained teacher online) or ``pretrain_mle``."""
-
-    def dependencies(self, spec):
-        teacher = ("teacher_pretrain",) if self.distils and spec.distill.teacher_pretrain is not None else ()
-        return ("vocab", *teacher)
 
     def config(self, spec):
         from tfkd.methods.two_stage import pretrain_settings

@@ -118,10 +118,6 @@ class PretrainStage(StudentPretrainStage):
     def cached(self, spec):
         return self.distils and spec.distill.teacher == "cache"
 
-    def dependencies(self, spec):
-        teacher = ("teacher_cache",) if self.cached(spec) else ("teacher_mlm",) if self.distils else ()
-        return ("vocab", *teacher)
-
     def config(self, spec):
         from tfkd.methods.two_stage.teacher import text_key
 
@@ -227,7 +223,6 @@ class PretrainCacheStage(Stage):
     """``teacher_cache``: the teacher's top K at one fixed masking of every pre-training piece."""
 
     name = "teacher_cache"
-    depends = ("vocab", "teacher_mlm")
 
     def config(self, spec):
         from tfkd.methods.two_stage.teacher import text_key

@@ -106,7 +106,6 @@ def load_finetuned_teacher(context):
 
 class TeacherFinetuneStage(Stage):
     name = "teacher_finetune"
-    depends = ("vocab",)
 
     def config(self, spec):
         task = _task(spec)
@@ -117,9 +116,6 @@ class TeacherFinetuneStage(Stage):
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train", "valid"])
-
-    def dependencies(self, spec):
-        return ("vocab", *(("teacher_pretrain",) if spec.distill.teacher_pretrain is not None else ()))
 
     def run(self, context, workdir):
         from tfkd.stages import compile_and_build, fit_trainer
@@ -165,7 +161,6 @@ def unlabeled_sentences(context, spec):
 
 class TeacherPredictionsStage(Stage):
     name = "teacher_predictions"
-    depends = ("vocab", "teacher_finetune")
 
     def config(self, spec):
         finetune = spec.distill.finetune

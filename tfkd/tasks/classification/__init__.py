@@ -12,7 +12,7 @@ from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
-from tfkd.tasks.base import Task
+from tfkd.tasks.base import ClassDistributions, Pretrainable, Task
 
 log = logging.getLogger("tfkd")
 
@@ -83,7 +83,7 @@ class ClassificationEvaluate(Strict):
     splits: list[Literal["valid", "test"]] = Field(["valid"], min_length=1)
 
 
-class ClassificationTask(Task):
+class ClassificationTask(Task, Pretrainable, ClassDistributions):
     """Texts with labels from ``{dir}/{train,valid,test}_file`` (TSV with a header) or TFDS, a
     WordPiece vocabulary, an encoder student with a head (``call({"token_ids",
     "padding_mask"}) -> logits [B, num_classes]``), label-smoothed cross-entropy over the
@@ -94,8 +94,6 @@ class ClassificationTask(Task):
     decode_schema = ClassificationDecode
     evaluate_schema = ClassificationEvaluate
     student_arguments = ("vocabulary_size", "num_classes")
-    # its supervised outputs are one distribution over the labels per example
-    token_level_targets = False
     # what pre-training on raw text means for its students (two_stage's pre-training objective)
     pretraining_objective = "masked_lm"
 

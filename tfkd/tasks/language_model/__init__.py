@@ -13,7 +13,7 @@ from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.spec import LocalPath, Strict
-from tfkd.tasks.base import Task
+from tfkd.tasks.base import ContinuesText, Pretrainable, Task, TextBatches
 
 log = logging.getLogger("tfkd")
 
@@ -75,7 +75,7 @@ class LanguageModelEvaluate(Strict):
     splits: list[Literal["valid", "test"]] = Field(["valid", "test"], min_length=1)
 
 
-class LanguageModelTask(Task):
+class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
     """Lines of text from ``{dir}/{train,valid,test}_file`` or TFDS, a byte-level BPE
     vocabulary, a causal LM student (``call({"token_ids", "padding_mask"}) -> logits [B, T,
     V]``, a ``backbone`` and ``generate_step``: :class:`~tfkd.models.gpt2_lm.GPT2LM`), token
@@ -86,8 +86,6 @@ class LanguageModelTask(Task):
     decode_schema = LanguageModelDecode
     evaluate_schema = LanguageModelEvaluate
     student_arguments = ("vocabulary_size",)
-    token_level_targets = True
-    continues_text = True
     # what pre-training on raw text means for its students (two_stage's pre-training objective)
     pretraining_objective = "causal_lm"
 

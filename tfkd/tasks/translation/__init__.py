@@ -11,7 +11,8 @@ from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
-from tfkd.tasks.base import Task
+from tfkd.tasks.base import AlignedPairs, Pretrainable, Task
+from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE
 
 log = logging.getLogger("tfkd")
 
@@ -76,7 +77,7 @@ class TranslationEvaluate(Strict):
     tokenize: Literal["13a", "intl", "none", "char"] = "13a"
 
 
-class TranslationTask(Task):
+class TranslationTask(Task, AlignedPairs, Pretrainable):
     """Sentence pairs ``{dir}/{split}.{src_lang}`` / ``.{tgt_lang}`` (or TFDS), a source and a
     target WordPiece vocabulary, a seq2seq student (``call({"source_ids", "decoder_ids"}) ->
     logits`` plus ``encode``/``decode`` for the decoders), label-smoothed cross-entropy over
@@ -87,8 +88,7 @@ class TranslationTask(Task):
     decode_schema = TranslationDecode
     evaluate_schema = TranslationEvaluate
     student_arguments = ("source_vocab_size", "target_vocab_size", "pad_id")
-    # its supervised outputs are logits over the target vocabulary at each target position
-    token_level_targets = True
+    stage_names = (TARGETS_STAGE,)
     # what LightPAFF pre-trains its students by (tfkd.methods.two_stage.mass): MASS
     pretraining_objective = "masked_seq2seq"
 
@@ -161,13 +161,15 @@ class TranslationTask(Task):
         key = ("translation", "tokenized", split)
         return context.memo(key + sequence_kd.targets_identity(context) if teacher else key, make)
 
-    def teacher_targets_problem(self, spec):
-        return None
+    def extend_plan(self, context, plan):
+        from tfkd.tasks.translation.sequence_kd_plan import extend_plan
 
-    def teacher_targets_stage(self, spec, source, source_spec=None):
-        from tfkd.tasks.translation.sequence_kd import TeacherTranslationsStage
+        extend_plan(context, plan)
 
-        return TeacherTranslationsStage(source, source_spec)
+    def check_decoded_targets(self, spec, located):
+        from tfkd.tasks.translation.sequence_kd_plan import check_decoded_targets
+
+        check_decoded_targets(spec, located)
 
     def example_ids(self, context, split, stage_name):
         return self.tokenized(context, split, stage_name).kept

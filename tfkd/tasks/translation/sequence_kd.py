@@ -25,7 +25,7 @@ import time
 
 from tfkd import registry
 from tfkd.runner import Stage, StageError
-from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
+from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE, TEACHER_TARGETS
 
 log = logging.getLogger("tfkd")
 
@@ -102,9 +102,6 @@ class TeacherTranslationsStage(Stage):
     def from_export(self):
         return self.source_spec is None
 
-    def dependencies(self, spec):
-        return () if self.from_export else ("vocab", self.source)
-
     def decode(self, spec):
         """The source stage's decode settings, with beam search."""
         return self.source_spec(spec).decode.model_copy(update={"algorithm": "beam"})
@@ -134,7 +131,9 @@ class TeacherTranslationsStage(Stage):
 
         own = context.with_spec(self.source_spec(context.spec))
         student = load_student(own, self.source)
-        if getattr(type(student), "decoding", "autoregressive") != "autoregressive":
+        from tfkd.models.abilities import ParallelDecoding
+
+        if isinstance(student, ParallelDecoding):
             raise StageError(f"{self.name}: stage {self.source}'s student ({own.spec.student.kind}) does not decode "
                              "left to right; sequence-level KD translates by beam search, so distill.targets_from "
                              "must name a train stage with an autoregressive student (or an exported model)")

@@ -1,0 +1,170 @@
+"""A run's stage plan, computed once by :func:`plan_run`; everything else reads it.
+
+The stages of a run are, in order: ``vocab``; the stages the method plans before training (a
+teacher's fine-tuning and cache, say: :meth:`tfkd.methods.Method.plan_stages`); ``baseline``
+and ``baseline_evaluate`` (the same student trained by the default method, for comparison;
+offered when the method is not already that and says the comparison means something:
+:attr:`tfkd.methods.Method.compares_with_baseline`); each variant's train and evaluate stages
+(the spec's ``variants``); ``train``, ``evaluate`` and ``export``. The task may then add
+stages of its own (:meth:`tfkd.tasks.Task.extend_plan`: the translation task's
+``teacher_translations`` for sequence-level KD).
+
+Each :class:`PlannedStage` knows its name, the stages it reads and how to build the stage
+object (imported when the runner first needs it), so spec validation, ``tfkd config``,
+``--stages`` and the runner all read the same plan without importing TensorFlow. Nothing here
+names a method or a task.
+"""
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Optional, Union
+
+from tfkd import registry
+from tfkd.context import RunContext
+from tfkd.errors import SpecError
+
+
+@dataclasses.dataclass
+class PlannedStage:
+    """One stage of a plan.
+
+    ``build``: the :class:`tfkd.runner.Stage` object, or how to make it: a callable of no
+    arguments or ``"module:Class"`` (called with ``kwargs``), imported when the runner first
+    needs the stage. ``role``: ``vocab``, ``method`` (a stage the method plans), ``train``,
+    ``evaluate``, ``export`` or ``task`` (a stage the task adds). ``default``: whether ``tfkd
+    run`` runs it when neither the spec nor ``--stages`` lists stages. ``variant``: the variant
+    whose view of the spec a train or evaluate stage uses; ``method``: a train stage's method.
+    """
+
+    name: str
+    depends: tuple = ()
+    build: Union[Callable[[], Any], str, Any] = None
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    role: str = "method"
+    default: bool = True
+    variant: Optional[str] = None
+    method: Optional[str] = None
+
+    def make(self):
+        """The stage object (built once)."""
+        if "_stage" not in self.__dict__:
+            build = self.build
+            if isinstance(build, str):
+                module, _, attribute = build.partition(":")
+                build = getattr(importlib.import_module(module), attribute)
+            stage = build(**self.kwargs) if callable(build) else build
+            if stage.name is None:
+                stage.name = self.name
+            self.__dict__["_stage"] = stage
+        return self.__dict__["_stage"]
+
+
+class RunPlan:
+    """The ordered stages of a run (see the module's docstring)."""
+
+    def __init__(self, stages):
+        self._stages = list(stages)  # a variant named like another stage: spec validation says so
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def names(self):
+        return [s.name for s in self._stages]
+
+    def __iter__(self):
+        return iter(self._stages)
+
+    def __contains__(self, name):
+        return any(s.name == name for s in self._stages)
+
+    def __getitem__(self, name):
+        for stage in self._stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def dependencies(self, name):
+        return self[name].depends
+
+    def with_role(self, *roles):
+        return [s.name for s in self._stages if s.role in roles]
+
+    def defaults(self):
+        """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages."""
+        return [s.name for s in self._stages if s.default]
+
+    def requested(self, names=None, spec=None):
+        """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order."""
+        names = list(names if names is not None else ((spec.stages if spec else None) or self.defaults()))
+        available = self.names
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            where = f" for task {spec.task} and method {spec.method}" if spec is not None else ""
+            raise SpecError(f"--stages: unknown stage {unknown[0]!r}{where};"
+                            f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}")
+        return sorted(dict.fromkeys(names), key=available.index)
+
+    # ------------------------------------------------------------------ extending (tasks)
+
+    def insert(self, position, stage):
+        """Add ``stage`` (a :class:`PlannedStage`) before the stage at index ``position``."""
+        self._stages.insert(position, stage)
+
+    def add_dependency(self, name, dependency):
+        stage = self[name]
+        if dependency not in stage.depends:
+            stage.depends = (*stage.depends, dependency)
+
+
+def _generic(role, name, class_name, depends, default=True, variant=None, method=None, **kwargs):
+    """A planned generic stage (:mod:`tfkd.stages`, imported when the stage is built)."""
+    return PlannedStage(name, tuple(depends), f"tfkd.stages:{class_name}", dict(kwargs, name=name),
+                        role=role, default=default, variant=variant, method=method)
+
+
+def has_baseline(spec):
+    """Whether the run offers ``baseline`` (the same student trained by the default method)."""
+    default = registry.default("method")
+    return registry.lookup("method", spec.method).compares_with_baseline and spec.method != default
+
+
+def train_stages(name, spec, method_name, variant=None, default=True):
+    """The train stage ``name`` and its evaluate stage, for the view ``spec`` of the run."""
+    method = registry.lookup("method", method_name)
+    own = RunContext(spec)
+    if method_name != spec.method:  # the baseline: the run's student trained by the default method
+        own = RunContext(spec.model_copy(update={"distill": method.spec_schema(method=method.name)}))
+    init = None if name == "baseline" else own.spec.train.init_from
+    depends = ("vocab", *method.train_inputs(own), *((init,) if init else ()))
+    return [_generic("train", name, "TrainStage", depends, default, variant, method_name,
+                     method_name=method_name, variant_name=variant),
+            _generic("evaluate", "evaluate" if name == "train" else f"{name}_evaluate", "EvaluateStage", (name,),
+                     default, variant,
+                     train_stage=name, variant_name=variant)]
+
+
+def plan_run(spec):
+    """The run's :class:`RunPlan` (computed once per loaded spec)."""
+    cached = spec._plan
+    if cached is not None and cached[0] == id(spec):
+        return cached[1]
+    context = RunContext(spec)
+    method = context.method
+    stages = [_generic("vocab", "vocab", "VocabStage", ())]
+    stages += [dataclasses.replace(s, role="method") for s in method.plan_stages(context)]
+    if has_baseline(spec):
+        stages += train_stages("baseline", spec, registry.default("method"), default=method.baseline_by_default)
+    resolved = spec._variants or {}
+    for name in spec.variants or {}:
+        own = resolved.get(name)
+        stages += train_stages(name, own if own is not None else spec, (own or spec).method, variant=name)
+    stages += train_stages("train", spec, spec.method)
+    stages.append(_generic("export", "export", "ExportStage", ("train",), False, train_stage="train"))
+    plan = RunPlan(stages)
+    context.task.extend_plan(context, plan)
+    if spec.variants is None or spec._variants is not None:  # a spec still being validated is planned again
+        spec._plan = (id(spec), plan)
+    return plan
+
+
+__all__ = ["PlannedStage", "RunPlan", "has_baseline", "plan_run", "train_stages"]
