@@ -28,7 +28,7 @@ from pydantic import Field
 
 from tfkd import registry
 from tfkd.methods.base import Method, MethodSpec
-from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
+from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 
 
 class EncoderKDSpec(MethodSpec):
@@ -44,7 +44,7 @@ class EncoderKDSpec(MethodSpec):
 
 
 # the teacher_cache stage's settings (shared with LightPAFF's pre-training cache)
-MaskTaskCacheSpec = TeacherCacheSpec
+MaskTaskCacheSpec = TopKCacheSpec
 
 
 class MaskTaskSpec(EncoderKDSpec):
@@ -118,9 +118,9 @@ class MaskTaskMethod(EncoderKDMethod):
 
     def stages(self, spec):
         from tfkd.methods.mask_task.teacher_cache import MaskTaskCacheStage
-        from tfkd.methods.mask_task.teacher_mlm import TeacherMLMStage
+        from tfkd.methods.mask_task.teacher_mlm import MaskTaskTeacherMLMStage
 
-        return [TeacherMLMStage(), *([MaskTaskCacheStage()] if spec.distill.teacher == "cache" else [])]
+        return [MaskTaskTeacherMLMStage(), *([MaskTaskCacheStage()] if spec.distill.teacher == "cache" else [])]
 
     def teacher_targets_problem(self, section):
         if section.teacher == "cache":
@@ -149,7 +149,7 @@ class MaskTaskMethod(EncoderKDMethod):
 
     def make_trainer(self, spec, task, student, context):
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
-        from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
+        from tfkd.distillation.teacher_mlm import load_trained_teacher
 
         online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K
         return MaskTaskDistiller(student, task, load_trained_teacher(context) if online else None,

@@ -16,7 +16,7 @@ from tfkd.methods.base import Method, MethodSpec
 from tfkd.spec import Strict
 
 
-class TeacherFinetuneSpec(Strict):
+class CMLMFinetuneSpec(Strict):
     """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
 
     steps: PositiveInt = 1000
@@ -32,7 +32,7 @@ class TeacherFinetuneSpec(Strict):
     direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
 
 
-class TeacherCacheSpec(Strict):
+class SoftTargetCacheSpec(Strict):
     """Top-K soft targets for every target position, each predicted while masked."""
 
     top_k: PositiveInt = 8
@@ -48,8 +48,8 @@ class SoftTargetSpec(MethodSpec):
     method: str = "soft_target"
     # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
     alpha: float = Field(0.5, ge=0, le=1)
-    finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
-    cache: TeacherCacheSpec = TeacherCacheSpec()
+    finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
+    cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
 
     @pydantic.model_validator(mode="after")
     def _alpha_or_weights(self):
@@ -82,9 +82,9 @@ class SoftTargetMethod(Method):
         return problems
 
     def stages(self, spec):
-        from tfkd.methods.soft_target.stages import TeacherCacheStage, TeacherFinetuneStage
+        from tfkd.methods.soft_target.stages import CMLMFinetuneStage, TeacherCacheStage
 
-        return [TeacherFinetuneStage(), TeacherCacheStage()]
+        return [CMLMFinetuneStage(), TeacherCacheStage()]
 
     def teacher_targets_problem(self, section):
         return ("soft_target's teacher cache holds distributions for the reference targets' positions, "
@@ -101,7 +101,7 @@ class SoftTargetMethod(Method):
     def train_columns(self, spec, context, stage_name):
         import logging
 
-        from tfkd.methods.soft_target.cache import read_manifest, stream_cache
+        from tfkd.distillation.topk_cache import read_manifest, stream_cache
 
         directory = context.runner.stage_dir("teacher_cache")
         ids = context.task.example_ids(context, "train", stage_name)
@@ -122,4 +122,4 @@ class SoftTargetMethod(Method):
 
 registry.register("method", "soft_target")(SoftTargetMethod())
 
-__all__ = ["SoftTargetMethod", "SoftTargetSpec", "TeacherCacheSpec", "TeacherFinetuneSpec"]
+__all__ = ["CMLMFinetuneSpec", "SoftTargetCacheSpec", "SoftTargetMethod", "SoftTargetSpec"]

@@ -54,10 +54,13 @@ import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd import registry
+from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec
+from tfkd.methods.two_stage.settings import (CAUSAL_LM, GENERATIVE, MASKED_LM, MASKED_SEQ2SEQ, PRETRAIN_KD,
+                                             PRETRAIN_MLE, objective, pretrain_stage, teacher_label,
+                                             uses_teacher_outputs)
 from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import Task
-from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 # keys "lambda" (a Python keyword) read and dump by that name
 _LAMBDA = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True,
@@ -96,7 +99,7 @@ class PretrainSpec(Strict):
         return self
 
 
-class TeacherFinetuneSpec(Strict):
+class TeacherTaskFinetuneSpec(Strict):
     """Fine-tuning the teacher checkpoint on the task (the task's batches and loss)."""
 
     steps: PositiveInt = 2000
@@ -156,70 +159,21 @@ class TwoStageSpec(MethodSpec):
     pretrain: PretrainSpec = PretrainSpec(enabled=False)
     finetune: FinetuneSpec = FinetuneSpec()
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
-    teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    teacher_finetune: TeacherTaskFinetuneSpec = TeacherTaskFinetuneSpec()
     # causal_lm and masked_seq2seq: pre-train the teacher from scratch (instead of teacher.checkpoint)
     teacher_pretrain: Optional[TeacherPretrainSpec] = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
     # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
     teacher: Literal["online", "cache"] = "online"
-    cache: TeacherCacheSpec = TeacherCacheSpec()
+    cache: TopKCacheSpec = TopKCacheSpec()
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
         return check_cache_use(self)
 
 
-PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
-MASKED_LM, CAUSAL_LM, MASKED_SEQ2SEQ = "masked_lm", "causal_lm", "masked_seq2seq"
-# objectives whose pre-training and fine-tuning distillation run the teacher on the batch
-GENERATIVE = (CAUSAL_LM, MASKED_SEQ2SEQ)
-
-
-def objective(task):
-    """The task's pre-training objective (``None`` when it has none)."""
-    return getattr(task, "pretraining_objective", None)
-
-
-def teacher_label(spec):
-    """The teacher as the log and the comparison table name it."""
-    if spec.teacher is not None:
-        return spec.teacher.checkpoint
-    if objective(registry.lookup("task", spec.task)) == MASKED_SEQ2SEQ:
-        return "Transformer pre-trained by tfkd with MASS (teacher_pretrain)"
-    return "GPT-2 pre-trained by tfkd (teacher_pretrain)"
 # what a variant may change: the Table 7 switches (its stages are the run's)
 VARIANT_KEYS = ({"pretrain", "enabled"}, {"pretrain", "lambda"}, {"finetune", "lambda"})
-
-
-def pretrain_stage(section):
-    """The pre-training stage a ``distill`` section's student starts from, or ``None``."""
-    if not section.pretrain.enabled:
-        return None
-    return PRETRAIN_KD if section.pretrain.kd_lambda > 0 else PRETRAIN_MLE
-
-
-def uses_teacher_outputs(section):
-    return section.finetune.kd_lambda > 0
-
-
-def run_sections(spec):
-    """The ``distill`` sections of the run and of its variants trained by this method."""
-    sections = [spec.distill]
-    for name in spec.variants or {}:
-        resolved = getattr(spec, "_variants", None) or {}
-        if name in resolved and resolved[name].method == spec.method:
-            sections.append(resolved[name].distill)
-    return sections
-
-
-def kd_pretrain_lambda(spec):
-    """The lambda of the run's distilled pre-training (one per run, see :meth:`check_variant`)."""
-    return next((s.pretrain.kd_lambda for s in run_sections(spec) if pretrain_stage(s) == PRETRAIN_KD), None)
-
-
-def pretrain_settings(spec):
-    """The pre-training settings (the run's, or its first variant's that pre-trains)."""
-    return next(s.pretrain for s in run_sections(spec) if s.pretrain.enabled)
 
 
 class TwoStageMethod(Method):
@@ -344,18 +298,18 @@ class TwoStageMethod(Method):
 
     def stages(self, spec):
         from tfkd.methods.two_stage.pretrain import PretrainCacheStage, PretrainStage
-        from tfkd.methods.two_stage.teacher import (PretrainTeacherMLMStage, TeacherFinetuneStage,
-                                                    TeacherPredictionsStage)
+        from tfkd.methods.two_stage.teacher import (PretrainTeacherMLMStage, TeacherPredictionsStage,
+                                                    TeacherTaskFinetuneStage)
         from tfkd.stage_names import method_stage_names
 
         if objective(registry.lookup("task", spec.task)) in GENERATIVE:
             from tfkd.methods.two_stage.generative import GenerativePretrainStage, TeacherPretrainStage
 
-            built = {"teacher_pretrain": TeacherPretrainStage, "teacher_finetune": TeacherFinetuneStage,
+            built = {"teacher_pretrain": TeacherPretrainStage, "teacher_finetune": TeacherTaskFinetuneStage,
                      PRETRAIN_KD: lambda: GenerativePretrainStage(PRETRAIN_KD),
                      PRETRAIN_MLE: lambda: GenerativePretrainStage(PRETRAIN_MLE)}
             return [built[name]() for name in method_stage_names(spec)]
-        built = {"teacher_finetune": TeacherFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
+        built = {"teacher_finetune": TeacherTaskFinetuneStage, "teacher_predictions": TeacherPredictionsStage,
                  "teacher_mlm": PretrainTeacherMLMStage, "teacher_cache": PretrainCacheStage,
                  PRETRAIN_KD: lambda: PretrainStage(PRETRAIN_KD),
                  PRETRAIN_MLE: lambda: PretrainStage(PRETRAIN_MLE)}
@@ -427,4 +381,5 @@ class TwoStageMethod(Method):
 
 registry.register("method", "two_stage")(TwoStageMethod())
 
-__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherFinetuneSpec", "TeacherPretrainSpec", "TwoStageMethod", "TwoStageSpec"]
+__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherPretrainSpec", "TeacherTaskFinetuneSpec", "TwoStageMethod",
+           "TwoStageSpec"]
