@@ -72,6 +72,35 @@ def test_top_k_kl_divergence_reads_the_cached_ids_and_equals_the_full_kl_with_ev
     np.testing.assert_allclose(np.asarray(top_k_kl_divergence(ids, probs, logits)), expected, rtol=1e-5)
 
 
+def top_k_case(seed=0, vocab=13, k=4):
+    """Student logits and a teacher's top K (ids, probabilities not renormalised: the loss does it)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 5, vocab)).astype("float32") * 2
+    teacher = rng.dirichlet(np.ones(vocab), size=(2, 5))
+    ids = np.argsort(-teacher, axis=-1)[..., :k]
+    return logits, ids, np.take_along_axis(teacher, ids, -1).astype("float32")
+
+
+def test_top_k_soft_cross_entropy_matches_numpy():
+    from tfkd.training.losses import top_k_soft_cross_entropy
+
+    logits, ids, probs = top_k_case()
+    shifted = logits.astype("float64") - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = -(probs / probs.sum(-1, keepdims=True) * np.take_along_axis(log_p, ids, -1)).sum(-1)
+    np.testing.assert_allclose(np.asarray(top_k_soft_cross_entropy(ids, probs, logits)), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_all_zero_soft_targets_give_zero_loss():
+    from tfkd.training.losses import top_k_soft_cross_entropy
+
+    logits, ids, probs = top_k_case()
+    probs[0, 2] = 0
+    loss = np.asarray(top_k_soft_cross_entropy(ids, probs, logits))
+    assert loss[0, 2] == 0 and np.isfinite(loss).all()
+
+
 def test_take_last_axis_matches_numpy_with_shapes_known_only_when_run():
     import tensorflow as tf
 

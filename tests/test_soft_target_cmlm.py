@@ -1,13 +1,15 @@
-"""C-MLM inputs and masking: the source is never masked, about 15% of the target is."""
+"""C-MLM inputs and masking: the source is never masked, about 15% of the target is; the
+teacher's soft targets predict every target position exactly once, while masked, top-K renormalised."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.methods.soft_target.cmlm import cmlm_mask, pack_pairs
+from tfkd.methods.soft_target.cmlm import cmlm_mask, pack_pairs, soft_targets
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
-MASK = 103
+MASK, VOCAB = 103, 40
 
 
 def batch(n=64, seed=0):
@@ -97,8 +99,7 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     import keras
     import keras_hub
 
-    from tfkd.methods.soft_target.cmlm import LeftToRightBertLM
-    from tfkd.methods.soft_target.cache import left_to_right_soft_targets
+    from tfkd.methods.soft_target.cmlm import LeftToRightBertLM, left_to_right_soft_targets
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(vocabulary_size=120, num_layers=2, num_heads=2, hidden_dim=16,
@@ -120,3 +121,58 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     ids3, probs3 = left_to_right_soft_targets(teacher, tf.ragged.constant([[10, 11, 60], [13, 14]]),
                                               tf.ragged.constant(target), special, 5, 1.0, 32)
     assert not np.allclose(probs[0, 0], probs3[0, 0])
+
+
+class RecordingTeacher:
+    """Stands in for BertMaskedLM: context-dependent logits, and a log of every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, inputs, training=False):
+        tokens = inputs["token_ids"].numpy()
+        positions = inputs["mask_positions"].numpy()
+        logits = np.zeros(positions.shape + (VOCAB,), np.float32)
+        for b in range(tokens.shape[0]):
+            context = (tokens[b] == MASK).sum() + tokens[b].sum() % 7
+            for j, p in enumerate(positions[b]):
+                logits[b, j] = np.sin(np.arange(VOCAB) * (p + 1) + context) * 4
+        self.calls.append((tokens, positions, logits))
+        return tf.constant(logits)
+
+
+def test_every_target_position_is_predicted_once_while_masked():
+    source = tf.ragged.constant([[5, 6, 7], [8, 9, 10, 11, 12], [13]])
+    target = tf.ragged.constant([[20, 21, 22, 23, 24, 25, 26, 27, 28], [30, 31], [32, 33, 34, 35]])
+    teacher = RecordingTeacher()
+    k, temperature = 5, 2.0
+    ids, probs = soft_targets(teacher, source, target, SPECIAL, MASK, k, temperature, 0.34, 64)
+    ids, probs = ids.numpy(), probs.numpy()
+    assert len(teacher.calls) == 3  # ceil(1 / 0.34) groups
+    seen = {}
+    for tokens, positions, logits in teacher.calls:
+        for b in range(tokens.shape[0]):
+            src_len = source[b].shape[0]
+            first_target = src_len + 2  # [CLS] X [SEP]
+            tgt_len = target[b].shape[0] + 1  # Y [SEP]
+            masked = set(np.flatnonzero(tokens[b] == MASK))
+            # only target positions are ever masked
+            assert all(first_target <= p < first_target + tgt_len for p in masked)
+            for j, p in enumerate(positions[b]):
+                if p not in masked:
+                    continue  # row padding of mask_positions
+                t = p - first_target
+                assert (b, t) not in seen, "predicted twice"
+                expected = np.exp(logits[b, j] / temperature)
+                expected /= expected.sum()
+                top = np.argsort(-expected)[:k]
+                seen[(b, t)] = (top, expected[top] / expected[top].sum())
+    for b in range(3):
+        tgt_len = target[b].shape[0] + 1
+        for t in range(tgt_len):
+            top, p = seen[(b, t)]
+            np.testing.assert_array_equal(ids[b, t], top)
+            np.testing.assert_allclose(probs[b, t], p, rtol=1e-5)
+            assert probs[b, t].sum() == pytest.approx(1.0, abs=1e-5)
+        assert (probs[b, tgt_len:] == 0).all()
+    assert len(seen) == sum(target[b].shape[0] + 1 for b in range(3))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfkd.distillation.settings import TeacherMLMSpec
+from tfkd.distillation.teacher_mlm import mlm_batches
 from tfkd.methods.two_stage.pretrain import PretrainDistiller
-from tfkd.training.settings import TeacherMLMSpec
-from tfkd.training.teacher_mlm import mlm_batches
 
 VOCAB = 40
 
@@ -131,7 +131,7 @@ def test_cached_batches_line_up_the_teacher_columns_with_each_pieces_fixed_maski
     import types
 
     from tfkd.masking import example_masking
-    from tfkd.methods.soft_target.cache import CacheWriter
+    from tfkd.distillation.topk_cache import CacheWriter
     from tfkd.methods.two_stage.pretrain import _masking, cached_batches
     from tfkd.models.teachers import teacher_tokenizer
     from tfkd.spec import load_spec

@@ -75,7 +75,7 @@ def run_child(args):
 
     from tfkd import registry
     from tfkd.data import SpecialIds
-    from tfkd.methods.soft_target.cache import CacheWriter, stream_cache
+    from tfkd.distillation.topk_cache import CacheWriter, stream_cache
     from tfkd.methods.soft_target.distiller import SoftTargetDistiller
     from tfkd.models.transformer import TransformerSeq2Seq
     from tfkd.tasks.translation.data import TokenizedCorpus, seq2seq_dataset

@@ -1,4 +1,5 @@
-"""Token-level losses, written in ``keras.ops`` and checked against NumPy in the tests."""
+"""Token-level losses, written in ``keras.ops`` and checked against NumPy in the tests; the top-K
+ones read a teacher kept as its top K (:mod:`tfkd.distillation.topk_cache`)."""
 
 from keras import ops
 
@@ -105,3 +106,19 @@ def top_k_kl_divergence(teacher_ids, teacher_probs, student_logits):
     log_p_at = log_softmax_at(student_logits, teacher_ids)
     log_q = ops.log(ops.maximum(q, 1e-30))
     return ops.sum(ops.where(q > 0, q * (log_q - log_p_at), 0.0), axis=-1)
+
+
+def top_k_soft_cross_entropy(teacher_ids, teacher_probs, logits):
+    """Per-token ``-sum_k p_k log q(w_k)`` against a renormalised top-K teacher distribution.
+
+    Args:
+        teacher_ids: int ``[batch, length, K]``, the teacher's top-K token ids.
+        teacher_probs: float ``[batch, length, K]``, their probabilities (any scale; they are
+            renormalised to sum to 1 over K; all-zero rows give a zero loss).
+        logits: student logits ``[batch, length, vocab]``.
+    """
+    probs = ops.cast(teacher_probs, "float32")
+    total = ops.sum(probs, axis=-1, keepdims=True)
+    probs = ops.where(total > 0, probs / ops.maximum(total, 1e-12), 0.0)
+    student = log_softmax_at(logits, teacher_ids)
+    return -ops.sum(probs * student, axis=-1)

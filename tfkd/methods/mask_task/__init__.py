@@ -26,11 +26,11 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
+from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
-from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 
 class EncoderKDSpec(MethodSpec):
@@ -46,7 +46,7 @@ class EncoderKDSpec(MethodSpec):
 
 
 # the teacher_cache stage's settings (shared with LightPAFF's pre-training cache)
-MaskTaskCacheSpec = TeacherCacheSpec
+MaskTaskCacheSpec = TopKCacheSpec
 
 
 class MaskTaskSpec(EncoderKDSpec):
@@ -117,7 +117,7 @@ class MaskTaskMethod(EncoderKDMethod):
     spec_schema = MaskTaskSpec
 
     def plan_stages(self, context):
-        stages = [PlannedStage("teacher_mlm", (), "tfkd.methods.mask_task.teacher_mlm:TeacherMLMStage")]
+        stages = [PlannedStage("teacher_mlm", (), "tfkd.methods.mask_task.teacher_mlm:MaskTaskTeacherMLMStage")]
         if any(spec.distill.teacher == "cache" for spec in context.method_specs()):
             stages.append(PlannedStage("teacher_cache", ("vocab", "teacher_mlm"),
                                        "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"))
@@ -152,7 +152,7 @@ class MaskTaskMethod(EncoderKDMethod):
 
     def make_trainer(self, context, student):
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
-        from tfkd.methods.mask_task.teacher_mlm import load_trained_teacher
+        from tfkd.distillation.teacher_mlm import load_trained_teacher
 
         spec, task = context.spec, context.task
         online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K

@@ -215,7 +215,7 @@ class MaskTaskDistiller(EncoderDistiller):
         ``teacher_ids``/``teacher_probs`` are ``[B, L, K]`` over source positions, non-zero at
         the masked ones, and ``masked_source_ids`` is the X' they were computed on."""
         from tfkd.masking import chosen_predictions
-        from tfkd.methods.soft_target.distiller import top_k_soft_cross_entropy
+        from tfkd.training.losses import top_k_soft_cross_entropy
 
         masked = inputs["masked_source_ids"]
         chosen = ops.sum(ops.cast(inputs["teacher_probs"], "float32"), axis=-1) > 0

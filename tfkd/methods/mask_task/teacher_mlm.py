@@ -1,13 +1,12 @@
 """The mask-task method's ``teacher_mlm`` stage: the teacher's MLM head trained on the source
 side of the training split, masked as the student's X' is (``distill.masking``,
-``distill.mask_rate``); see :mod:`tfkd.training.teacher_mlm`."""
+``distill.mask_rate``); see :mod:`tfkd.distillation.teacher_mlm`."""
 
 from tfkd import registry
-from tfkd.training.teacher_mlm import TeacherMLMStage as SharedTeacherMLMStage
-from tfkd.training.teacher_mlm import freeze_below, load_trained_teacher, mlm_batches
+from tfkd.distillation.teacher_mlm import TeacherMLMStage
 
 
-class TeacherMLMStage(SharedTeacherMLMStage):
+class MaskTaskTeacherMLMStage(TeacherMLMStage):
     text_description = "source sentences"
 
     def masking(self, spec):
@@ -25,4 +24,4 @@ class TeacherMLMStage(SharedTeacherMLMStage):
         return corpus.source, corpus.origin
 
 
-__all__ = ["TeacherMLMStage", "freeze_below", "load_trained_teacher", "mlm_batches"]
+__all__ = ["MaskTaskTeacherMLMStage"]

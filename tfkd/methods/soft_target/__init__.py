@@ -12,13 +12,13 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd.methods.base import Method, MethodSpec
-from tfkd.registry import register
 from tfkd.plan import PlannedStage
+from tfkd.registry import register
 from tfkd.spec import Strict
 from tfkd.tasks.base import AlignedPairs
 
 
-class TeacherFinetuneSpec(Strict):
+class CMLMFinetuneSpec(Strict):
     """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
 
     steps: PositiveInt = 1000
@@ -34,7 +34,7 @@ class TeacherFinetuneSpec(Strict):
     direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
 
 
-class TeacherCacheSpec(Strict):
+class SoftTargetCacheSpec(Strict):
     """Top-K soft targets for every target position, each predicted while masked."""
 
     top_k: PositiveInt = 8
@@ -50,8 +50,8 @@ class SoftTargetSpec(MethodSpec):
     method: str = "soft_target"
     # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
     alpha: float = Field(0.5, ge=0, le=1)
-    finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
-    cache: TeacherCacheSpec = TeacherCacheSpec()
+    finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
+    cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
 
     @pydantic.model_validator(mode="after")
     def _alpha_or_weights(self):
@@ -86,7 +86,7 @@ class SoftTargetMethod(Method):
 
     def plan_stages(self, context):
         stages = "tfkd.methods.soft_target.stages"
-        return [PlannedStage("teacher_finetune", (), f"{stages}:TeacherFinetuneStage"),
+        return [PlannedStage("teacher_finetune", (), f"{stages}:CMLMFinetuneStage"),
                 PlannedStage("teacher_cache", ("vocab", "teacher_finetune"), f"{stages}:TeacherCacheStage")]
 
     def train_inputs(self, context):
@@ -100,7 +100,7 @@ class SoftTargetMethod(Method):
     def train_columns(self, context, stage_name):
         import logging
 
-        from tfkd.methods.soft_target.cache import read_manifest, stream_cache
+        from tfkd.distillation.topk_cache import read_manifest, stream_cache
 
         spec = context.spec
         directory = context.runner.stage_dir("teacher_cache")
@@ -123,4 +123,4 @@ class SoftTargetMethod(Method):
 
 register("method", "soft_target")(SoftTargetMethod())
 
-__all__ = ["SoftTargetMethod", "SoftTargetSpec", "TeacherCacheSpec", "TeacherFinetuneSpec"]
+__all__ = ["CMLMFinetuneSpec", "SoftTargetCacheSpec", "SoftTargetMethod", "SoftTargetSpec"]

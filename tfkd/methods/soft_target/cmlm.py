@@ -2,11 +2,22 @@
 
 The teacher reads ``[CLS] X [SEP] Y [SEP]`` (segment 0 for ``[CLS] X [SEP]``, 1 for
 ``Y [SEP]``) and learns to predict masked target tokens; the source is never masked.
+
+Its soft targets (:func:`soft_targets`, written to the top-K cache,
+:mod:`tfkd.distillation.topk_cache`): the target positions (``Y`` and its closing ``[SEP]``,
+which is the student's EOS) are split into ``G = ceil(1 / mask_rate)`` disjoint groups
+(position ``i`` in group ``i mod G``) and one forward pass per group masks that group, so
+every position is predicted while masked and with the rest as context. The top K of
+``softmax(logits / T)`` are kept and renormalised.
 """
+
+import math
 
 import keras
 import keras_hub
 import tensorflow as tf
+
+from tfkd.distillation.topk_cache import top_k_distribution
 
 
 def pack_pairs(source_ids, target_ids, sequence_length, special_ids):
@@ -111,3 +122,60 @@ class LeftToRightBertLM(keras.Model):
         mask = prefix_lm_attention_mask(inputs["segment_ids"], inputs["padding_mask"])
         x = bert_layer_outputs(self.masked_lm.backbone, inputs, attention_mask=mask, training=training)[-1]
         return self.masked_lm.masked_lm_head(x, inputs["mask_positions"])
+
+
+def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
+                 max_length):
+    """Top-K teacher distributions for every target position, each predicted while masked.
+
+    Args:
+        teacher: a keras-hub ``BertMaskedLM``.
+        source_ids, target_ids: ragged ``[B, None]`` teacher-vocabulary ids.
+
+    Returns:
+        ``(ids [B, T, K] int32, probs [B, T, K] float32)`` with ``T`` the longest target + 1
+        (the closing ``[SEP]``); rows beyond a target's length are zero.
+    """
+    token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
+    is_target = target_positions(segment_ids, padding_mask)
+    batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+    # index of each position within its target side (-1 outside)
+    offset = tf.cumsum(tf.cast(is_target, tf.int32), axis=1) - 1
+    offset = tf.where(is_target, offset, -1)
+    width = tf.cast(tf.reduce_max(target_ids.row_lengths()), tf.int32) + 1
+    groups = math.ceil(1.0 / mask_rate)
+    ids = tf.zeros([batch, width, top_k], tf.int32)
+    probs = tf.zeros([batch, width, top_k], tf.float32)
+    for group in range(groups):
+        chosen = is_target & tf.equal(tf.math.floormod(offset, groups), group)
+        per_row = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1)), 1)
+        # the chosen positions of each row first (in order), padded with position 0
+        key = tf.where(chosen, tf.range(length)[None, :], length + tf.range(length)[None, :])
+        positions = tf.sort(key, axis=1)[:, :per_row]
+        valid = positions < length
+        positions = tf.where(valid, positions, 0)
+        masked = tf.where(chosen, mask_id, token_ids)
+        logits = teacher(
+            {"token_ids": masked, "segment_ids": segment_ids, "padding_mask": padding_mask,
+             "mask_positions": positions},
+            training=False,
+        )
+        top_ids, top_probs = top_k_distribution(logits, top_k, temperature)
+        where = tf.stack([tf.repeat(tf.range(batch)[:, None], per_row, axis=1),
+                          tf.gather(offset, positions, batch_dims=1)], axis=-1)
+        where = tf.boolean_mask(where, valid)
+        ids = tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(top_ids, valid))
+        probs = tf.tensor_scatter_nd_update(probs, where, tf.boolean_mask(top_probs, valid))
+    return ids, probs
+
+
+def left_to_right_soft_targets(teacher, source_ids, target_ids, special_ids, top_k, temperature, max_length):
+    """:func:`soft_targets` of a left-to-right teacher (BERT_l2r): one pass per batch, each
+    target position predicted from the source and the target before it."""
+    token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
+    positions, _, weights = left_to_right_targets(token_ids, segment_ids, padding_mask)
+    logits = teacher({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
+                      "mask_positions": positions}, training=False)
+    ids, probs = top_k_distribution(logits, top_k, temperature)
+    keep = weights[:, :, None] > 0
+    return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0)

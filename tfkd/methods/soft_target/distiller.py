@@ -4,24 +4,8 @@ teacher distributions as well as from the reference."""
 import keras
 from keras import ops
 
-from tfkd.training.losses import log_softmax_at
+from tfkd.training.losses import top_k_soft_cross_entropy
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
-
-
-def top_k_soft_cross_entropy(teacher_ids, teacher_probs, logits):
-    """Per-token ``-sum_k p_k log q(w_k)`` against a renormalised top-K teacher distribution.
-
-    Args:
-        teacher_ids: int ``[batch, length, K]``, the teacher's top-K token ids.
-        teacher_probs: float ``[batch, length, K]``, their probabilities (any scale; they are
-            renormalised to sum to 1 over K; all-zero rows give a zero loss).
-        logits: student logits ``[batch, length, vocab]``.
-    """
-    probs = ops.cast(teacher_probs, "float32")
-    total = ops.sum(probs, axis=-1, keepdims=True)
-    probs = ops.where(total > 0, probs / ops.maximum(total, 1e-12), 0.0)
-    student = log_softmax_at(logits, teacher_ids)
-    return -ops.sum(probs * student, axis=-1)
 
 
 class SoftTargetDistiller(SupervisedTrainer):

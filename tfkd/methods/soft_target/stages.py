@@ -10,8 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.methods.soft_target.cache import CacheWriter, left_to_right_soft_targets, soft_targets
-from tfkd.methods.soft_target.cmlm import cmlm_mask, left_to_right_targets, load_cmlm_teacher, pack_pairs
+from tfkd.distillation.topk_cache import CacheWriter
+from tfkd.methods.soft_target.cmlm import (cmlm_mask, left_to_right_soft_targets, left_to_right_targets,
+                                           load_cmlm_teacher, pack_pairs, soft_targets)
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.progress import progress_bar
 from tfkd.runner import Stage
@@ -59,7 +60,7 @@ def _teacher_tokenized(context, name, split):
     return tokenizer, tokenize_corpus(context.task.corpus(context, split), tokenizer, tokenizer, limit, name)
 
 
-class TeacherFinetuneStage(Stage):
+class CMLMFinetuneStage(Stage):
     """C-MLM: mask ``mask_rate`` of the target tokens of ``[CLS] X [SEP] Y [SEP]`` and train the
     teacher's tied MLM head (and body) to predict them; Adam with a triangular schedule.
     ``direction: left_to_right`` trains BERT_l2r instead: every target token, from the
@@ -97,7 +98,8 @@ class TeacherFinetuneStage(Stage):
 
 class TeacherCacheStage(Stage):
     """Top-K soft targets of the fine-tuned teacher for every target position of every kept
-    training pair (see :mod:`tfkd.methods.soft_target.cache`)."""
+    training pair (:func:`tfkd.methods.soft_target.cmlm.soft_targets`, written as a
+    :mod:`tfkd.distillation.topk_cache`)."""
 
     name = "teacher_cache"
 

@@ -54,11 +54,14 @@ import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd import registry
+from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec
+from tfkd.methods.two_stage.settings import (CAUSAL_LM, GENERATIVE, MASKED_LM, MASKED_SEQ2SEQ, PRETRAIN_KD,
+                                             PRETRAIN_MLE, objective, pretrain_stage, teacher_label,
+                                             uses_teacher_outputs)
 from tfkd.plan import PlannedStage
 from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import ClassDistributions, Pretrainable, TextBatches
-from tfkd.training.settings import TeacherCacheSpec, TeacherMLMSpec, check_cache_use
 
 # keys "lambda" (a Python keyword) read and dump by that name
 _LAMBDA = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True,
@@ -97,7 +100,7 @@ class PretrainSpec(Strict):
         return self
 
 
-class TeacherFinetuneSpec(Strict):
+class TeacherTaskFinetuneSpec(Strict):
     """Fine-tuning the teacher checkpoint on the task (the task's batches and loss)."""
 
     steps: PositiveInt = 2000
@@ -157,70 +160,21 @@ class TwoStageSpec(MethodSpec):
     pretrain: PretrainSpec = PretrainSpec(enabled=False)
     finetune: FinetuneSpec = FinetuneSpec()
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
-    teacher_finetune: TeacherFinetuneSpec = TeacherFinetuneSpec()
+    teacher_finetune: TeacherTaskFinetuneSpec = TeacherTaskFinetuneSpec()
     # causal_lm and masked_seq2seq: pre-train the teacher from scratch (instead of teacher.checkpoint)
     teacher_pretrain: Optional[TeacherPretrainSpec] = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
     # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
     teacher: Literal["online", "cache"] = "online"
-    cache: TeacherCacheSpec = TeacherCacheSpec()
+    cache: TopKCacheSpec = TopKCacheSpec()
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
         return check_cache_use(self)
 
 
-PRETRAIN_MLE, PRETRAIN_KD = "pretrain_mle", "pretrain_kd"
-MASKED_LM, CAUSAL_LM, MASKED_SEQ2SEQ = "masked_lm", "causal_lm", "masked_seq2seq"
-# objectives whose pre-training and fine-tuning distillation run the teacher on the batch
-GENERATIVE = (CAUSAL_LM, MASKED_SEQ2SEQ)
-
-
-def objective(task):
-    """The task's pre-training objective (``None`` when it has none)."""
-    return task.pretraining_objective if isinstance(task, Pretrainable) else None
-
-
-def teacher_label(spec):
-    """The teacher as the log and the comparison table name it."""
-    if spec.teacher is not None:
-        return spec.teacher.checkpoint
-    if objective(registry.lookup("task", spec.task)) == MASKED_SEQ2SEQ:
-        return "Transformer pre-trained by tfkd with MASS (teacher_pretrain)"
-    return "GPT-2 pre-trained by tfkd (teacher_pretrain)"
 # what a variant may change: the Table 7 switches (its stages are the run's)
 VARIANT_KEYS = ({"pretrain", "enabled"}, {"pretrain", "lambda"}, {"finetune", "lambda"})
-
-
-def pretrain_stage(section):
-    """The pre-training stage a ``distill`` section's student starts from, or ``None``."""
-    if not section.pretrain.enabled:
-        return None
-    return PRETRAIN_KD if section.pretrain.kd_lambda > 0 else PRETRAIN_MLE
-
-
-def uses_teacher_outputs(section):
-    return section.finetune.kd_lambda > 0
-
-
-def run_sections(spec):
-    """The ``distill`` sections of the run and of its variants trained by this method."""
-    sections = [spec.distill]
-    for name in spec.variants or {}:
-        resolved = getattr(spec, "_variants", None) or {}
-        if name in resolved and resolved[name].method == spec.method:
-            sections.append(resolved[name].distill)
-    return sections
-
-
-def kd_pretrain_lambda(spec):
-    """The lambda of the run's distilled pre-training (one per run, see :meth:`check_variant`)."""
-    return next((s.pretrain.kd_lambda for s in run_sections(spec) if pretrain_stage(s) == PRETRAIN_KD), None)
-
-
-def pretrain_settings(spec):
-    """The pre-training settings (the run's, or its first variant's that pre-trains)."""
-    return next(s.pretrain for s in run_sections(spec) if s.pretrain.enabled)
 
 
 class TwoStageMethod(Method):
@@ -363,7 +317,7 @@ class TwoStageMethod(Method):
         planned = {
             "teacher_pretrain": (("vocab",), f"{generative}:TeacherPretrainStage", {}),
             "teacher_finetune": (("vocab", *(("teacher_pretrain",) if section.teacher_pretrain is not None else ())),
-                                 f"{teacher}:TeacherFinetuneStage", {}),
+                                 f"{teacher}:TeacherTaskFinetuneStage", {}),
             "teacher_predictions": (("vocab", "teacher_finetune"), f"{teacher}:TeacherPredictionsStage", {}),
             "teacher_mlm": ((), f"{teacher}:PretrainTeacherMLMStage", {}),
             "teacher_cache": (("vocab", "teacher_mlm"), f"{pretrain}:PretrainCacheStage", {}),
@@ -440,4 +394,5 @@ class TwoStageMethod(Method):
 
 registry.register("method", "two_stage")(TwoStageMethod())
 
-__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherFinetuneSpec", "TeacherPretrainSpec", "TwoStageMethod", "TwoStageSpec"]
+__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherPretrainSpec", "TeacherTaskFinetuneSpec", "TwoStageMethod",
+           "TwoStageSpec"]

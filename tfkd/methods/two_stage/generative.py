@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from tfkd.methods.two_stage.pretrain import StudentPretrainStage, backbone_of
+from tfkd.methods.two_stage.settings import objective, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
 from tfkd.runner import Stage
 from tfkd.training.schedules import TriangularSchedule
@@ -63,7 +64,6 @@ class CausalLM:
 
 
 def objective_of(task):
-    from tfkd.methods.two_stage import objective
     from tfkd.methods.two_stage.mass import MaskedSeq2Seq
 
     return {CausalLM.name: CausalLM, MaskedSeq2Seq.name: MaskedSeq2Seq}[objective(task)]()
@@ -169,8 +169,6 @@ class GenerativePretrainStage(StudentPretrainStage):
     """``pretrain_kd`` (the run's lambda, the pre-trained teacher online) or ``pretrain_mle``."""
 
     def config(self, spec):
-        from tfkd.methods.two_stage import pretrain_settings
-
         settings = _text_config(pretrain_settings(spec), spec)
         settings.update({"lambda": self.kd_lambda(spec)})
         teacher = None
@@ -180,13 +178,9 @@ class GenerativePretrainStage(StudentPretrainStage):
                 "teacher": teacher, "imports": spec.imports}
 
     def input_files(self, spec):
-        from tfkd.methods.two_stage import pretrain_settings
-
         return _text_files(pretrain_settings(spec))
 
     def run(self, context, workdir):
-        from tfkd.methods.two_stage import pretrain_settings
-
         spec = context.spec
         settings = pretrain_settings(spec)
         keras.utils.set_random_seed(spec.train.seed)

@@ -4,7 +4,7 @@ The student's encoder (``student.backbone``, a keras-hub ``BertBackbone`` with t
 vocabulary) and keras-hub's ``MaskedLMHead`` tied to its token embedding learn masked LM from
 scratch on the pre-training text: lines longer than ``max_length`` are cut into pieces, each
 framed ``[CLS] x [SEP]``, 15% of the tokens masked 80/10/10 with a new seed per batch
-(:func:`tfkd.training.teacher_mlm.mlm_batches`). Over the masked positions the loss is
+(:func:`tfkd.distillation.teacher_mlm.mlm_batches`). Over the masked positions the loss is
 ``(1 - lambda) * CE(x_m) + lambda * KL(q(.|x\\M) || p(.|x\\M))`` with ``q`` the frozen
 teacher's masked-LM distribution on the same masked batch. ``lambda = 0`` (stage
 ``pretrain_mle``) is plain MLM pre-training, with no teacher. The stage keeps the backbone's
@@ -12,9 +12,9 @@ weights; fine-tuning loads them (:func:`load_pretrained_backbone`).
 
 With ``distill.teacher: cache`` the ``teacher_cache`` stage (:class:`PretrainCacheStage`)
 first writes, for every piece, one fixed masking drawn from ``(cache.seed, piece id)`` and the
-teacher's top K at its masked positions (the soft-target cache's format: sharded, keyed by
-id); pre-training then streams it (:func:`cached_batches`) and the KL is taken over the K
-cached ids (:func:`tfkd.training.losses.top_k_kl_divergence`). The masking no longer changes
+teacher's top K at its masked positions (a top-K cache, :mod:`tfkd.distillation.topk_cache`:
+sharded, keyed by id); pre-training then streams it (:func:`cached_batches`) and the KL is
+taken over the K cached ids (:func:`tfkd.training.losses.top_k_kl_divergence`). The masking no longer changes
 between passes, as in the original BERT's static masking, and the teacher no longer runs
 during training.
 """
@@ -31,12 +31,13 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
+from tfkd.distillation.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.runner import Stage, StageError
 from tfkd.masking import chosen_predictions, example_masking
+from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
-from tfkd.training.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.training.trainer import LossTerm, Trainer
 
 log = logging.getLogger("tfkd")
@@ -86,8 +87,6 @@ def perplexity(mean_nll):
 
 
 def _settings(spec):
-    from tfkd.methods.two_stage import pretrain_settings
-
     return pretrain_settings(spec)
 
 
@@ -101,14 +100,10 @@ class StudentPretrainStage(Stage):
     ``pretrain_mle`` (lambda 0, no teacher)."""
 
     def __init__(self, name):
-        from tfkd.methods.two_stage import PRETRAIN_KD
-
         self.name = name
         self.distils = name == PRETRAIN_KD
 
     def kd_lambda(self, spec):
-        from tfkd.methods.two_stage import kd_pretrain_lambda
-
         return kd_pretrain_lambda(spec) if self.distils else 0.0
 
 
@@ -238,7 +233,7 @@ class PretrainCacheStage(Stage):
         return text_files(_settings(spec).text)
 
     def run(self, context, workdir):
-        from tfkd.methods.soft_target.cache import CacheWriter, top_k_distribution, write_masked_top_k
+        from tfkd.distillation.topk_cache import CacheWriter, top_k_distribution, write_masked_top_k
 
         spec = context.spec
         cache = spec.distill.cache
@@ -286,7 +281,7 @@ def cached_batches(context, spec, pieces, tokenizer):
     """Pre-training batches from the ``teacher_cache`` stage: the pieces in the cache's
     (shuffled) order, each with its fixed masking re-derived, and the teacher's top K at the
     masked positions (``teacher_ids``, ``teacher_probs`` ``[B, P, K]``)."""
-    from tfkd.methods.soft_target.cache import stream_cache
+    from tfkd.distillation.topk_cache import stream_cache
 
     settings = _settings(spec)
     special = data_lib.SpecialIds.of(tokenizer)

@@ -10,7 +10,7 @@
   as the batch column ``teacher_probs``. The teacher is frozen and runs without dropout, so
   this is what it would say online, at a fraction of the cost.
 - ``teacher_mlm`` (when pre-training distils): the shared stage
-  (:mod:`tfkd.training.teacher_mlm`) training the checkpoint's masked-LM head on the
+  (:mod:`tfkd.distillation.teacher_mlm`) training the checkpoint's masked-LM head on the
   pre-training text.
 """
 
@@ -23,8 +23,9 @@ import tensorflow as tf
 
 from tfkd import data as data_lib
 from tfkd import registry
+from tfkd.distillation.teacher_mlm import TeacherMLMStage
+from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label
 from tfkd.runner import Stage, StageError
-from tfkd.training.teacher_mlm import TeacherMLMStage
 
 log = logging.getLogger("tfkd")
 
@@ -104,7 +105,7 @@ def load_finetuned_teacher(context):
     return teacher
 
 
-class TeacherFinetuneStage(Stage):
+class TeacherTaskFinetuneStage(Stage):
     name = "teacher_finetune"
 
     def config(self, spec):
@@ -133,8 +134,6 @@ class TeacherFinetuneStage(Stage):
         compile_and_build(trainer, keras.optimizers.Adam(
             TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds)
         parameters = teacher.count_params()
-        from tfkd.methods.two_stage import teacher_label
-
         log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, teacher_label(context.spec),
                  f"{parameters:,}", settings.steps)
         summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
@@ -210,26 +209,18 @@ class PretrainTeacherMLMStage(TeacherMLMStage):
     text_description = "pieces of pre-training text"
 
     def masking(self, spec):
-        from tfkd.methods.two_stage import pretrain_settings
-
         return "token", pretrain_settings(spec).mask_rate
 
     def text_key(self, spec):
-        from tfkd.methods.two_stage import pretrain_settings
-
         settings = pretrain_settings(spec)
         return {"train": text_key(settings.text, settings.text_limit),
                 "valid": text_key([settings.valid_text], settings.valid_limit)}
 
     def input_files(self, spec):
-        from tfkd.methods.two_stage import pretrain_settings
-
         settings = pretrain_settings(spec)
         return text_files(settings.text) + text_files([settings.valid_text])
 
     def sentences(self, context, split):
-        from tfkd.methods.two_stage import pretrain_settings
-
         settings = pretrain_settings(context.spec)
         if split == "train":
             return read_texts(settings.text, settings.text_limit, "distill.pretrain.text")

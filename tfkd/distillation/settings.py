@@ -1,5 +1,5 @@
-"""Spec sections of training stages several methods share (pydantic only: specs validate
-without TensorFlow)."""
+"""Spec sections of the distillation stages several methods share (pydantic only: specs
+validate without TensorFlow)."""
 
 from typing import Literal, Union
 
@@ -10,7 +10,7 @@ from tfkd.spec import Strict
 
 class TeacherMLMSpec(Strict):
     """Training a teacher checkpoint's tied MLM head (the ``teacher_mlm`` stage,
-    :mod:`tfkd.training.teacher_mlm`) on the method's text."""
+    :mod:`tfkd.distillation.teacher_mlm`) on the method's text."""
 
     steps: PositiveInt = 400
     batch_size: PositiveInt = 32
@@ -23,7 +23,7 @@ class TeacherMLMSpec(Strict):
     train_layers: Union[Literal["all"], NonNegativeInt] = 2
 
 
-class TeacherCacheSpec(Strict):
+class TopKCacheSpec(Strict):
     """``distill.teacher: cache``: one fixed masking per training example and the teacher's
     top-K at its masked positions, written once by a ``teacher_cache`` stage (the mask-task
     method's sources, LightPAFF's pre-training pieces) and streamed back."""
@@ -42,9 +42,9 @@ class TeacherCacheSpec(Strict):
 def check_cache_use(section):
     """A method section's ``cache`` settings need ``teacher: cache`` (the defaults, which a
     resolved spec dumps, are fine with ``online``)."""
-    if section.teacher == "online" and "cache" in section.model_fields_set and section.cache != TeacherCacheSpec():
+    if section.teacher == "online" and "cache" in section.model_fields_set and section.cache != TopKCacheSpec():
         raise ValueError("cache applies to teacher: cache only")
     return section
 
 
-__all__ = ["TeacherCacheSpec", "TeacherMLMSpec", "check_cache_use"]
+__all__ = ["TeacherMLMSpec", "TopKCacheSpec", "check_cache_use"]

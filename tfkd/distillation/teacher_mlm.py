@@ -77,7 +77,7 @@ class TeacherMLMStage(Stage):
     """Trains the teacher's MLM head on a method's text. A method subclasses it to say which
     text (:meth:`sentences`, keyed by :meth:`text_key` and :meth:`input_files`) and which
     masking (:meth:`masking`); the settings are ``distill.teacher_mlm``
-    (:class:`tfkd.training.settings.TeacherMLMSpec`)."""
+    (:class:`tfkd.distillation.settings.TeacherMLMSpec`)."""
 
     name = "teacher_mlm"
     text_description = "sentences"

@@ -1,5 +1,5 @@
-"""The teacher cache: every target position predicted exactly once, while masked; top-K
-renormalised; shards round-trip; training streams it, checked against its ids, shuffled per pass."""
+"""The top-K teacher cache: shards round-trip; training streams it, checked against its ids and
+its shards' sizes and hashes, shuffled per pass; masked top-K entries land at their positions."""
 
 import collections
 
@@ -7,66 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd.data import SpecialIds
-from tfkd.methods.soft_target.cache import CacheMismatch, CacheWriter, read_cache, soft_targets, stream_cache
-
-SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
-MASK, VOCAB = 103, 40
-
-
-class RecordingTeacher:
-    """Stands in for BertMaskedLM: context-dependent logits, and a log of every call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, inputs, training=False):
-        tokens = inputs["token_ids"].numpy()
-        positions = inputs["mask_positions"].numpy()
-        logits = np.zeros(positions.shape + (VOCAB,), np.float32)
-        for b in range(tokens.shape[0]):
-            context = (tokens[b] == MASK).sum() + tokens[b].sum() % 7
-            for j, p in enumerate(positions[b]):
-                logits[b, j] = np.sin(np.arange(VOCAB) * (p + 1) + context) * 4
-        self.calls.append((tokens, positions, logits))
-        return tf.constant(logits)
-
-
-def test_every_target_position_is_predicted_once_while_masked():
-    source = tf.ragged.constant([[5, 6, 7], [8, 9, 10, 11, 12], [13]])
-    target = tf.ragged.constant([[20, 21, 22, 23, 24, 25, 26, 27, 28], [30, 31], [32, 33, 34, 35]])
-    teacher = RecordingTeacher()
-    k, temperature = 5, 2.0
-    ids, probs = soft_targets(teacher, source, target, SPECIAL, MASK, k, temperature, 0.34, 64)
-    ids, probs = ids.numpy(), probs.numpy()
-    assert len(teacher.calls) == 3  # ceil(1 / 0.34) groups
-    seen = {}
-    for tokens, positions, logits in teacher.calls:
-        for b in range(tokens.shape[0]):
-            src_len = source[b].shape[0]
-            first_target = src_len + 2  # [CLS] X [SEP]
-            tgt_len = target[b].shape[0] + 1  # Y [SEP]
-            masked = set(np.flatnonzero(tokens[b] == MASK))
-            # only target positions are ever masked
-            assert all(first_target <= p < first_target + tgt_len for p in masked)
-            for j, p in enumerate(positions[b]):
-                if p not in masked:
-                    continue  # row padding of mask_positions
-                t = p - first_target
-                assert (b, t) not in seen, "predicted twice"
-                expected = np.exp(logits[b, j] / temperature)
-                expected /= expected.sum()
-                top = np.argsort(-expected)[:k]
-                seen[(b, t)] = (top, expected[top] / expected[top].sum())
-    for b in range(3):
-        tgt_len = target[b].shape[0] + 1
-        for t in range(tgt_len):
-            top, p = seen[(b, t)]
-            np.testing.assert_array_equal(ids[b, t], top)
-            np.testing.assert_allclose(probs[b, t], p, rtol=1e-5)
-            assert probs[b, t].sum() == pytest.approx(1.0, abs=1e-5)
-        assert (probs[b, tgt_len:] == 0).all()
-    assert len(seen) == sum(target[b].shape[0] + 1 for b in range(3))
+from tfkd.distillation.topk_cache import CacheMismatch, CacheWriter, read_cache, stream_cache
 
 
 def write_cache(directory, indices, shard_size=3, top_k=4):
@@ -170,7 +111,7 @@ def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path
     """Rows with fewer masked positions than the busiest row of their batch have padding slots,
     and after sorting those can come before the real ones: every entry must still land at its
     own masked position (and nowhere else)."""
-    from tfkd.methods.soft_target.cache import write_masked_top_k
+    from tfkd.distillation.topk_cache import write_masked_top_k
 
     chosen = np.zeros((3, 8), bool)
     chosen[0, [6]] = True  # one masked position, late in the row

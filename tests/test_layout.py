@@ -1,0 +1,112 @@
+"""Where code lives: each built-in method in its own place, importing no other method's package
+(shared KD machinery is in :mod:`tfkd.distillation`, which imports no method); a method's
+modules never import their own package's ``__init__``."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+from helpers import REPO
+
+PACKAGE = pathlib.Path(REPO) / "tfkd"
+METHODS = PACKAGE / "methods"
+
+
+def module_name(path):
+    relative = path.relative_to(REPO).with_suffix("")
+    return ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
+
+
+def imports_of(path):
+    """``(module, names)`` of every import in ``path``, also those inside functions, relative
+    imports made absolute; ``importlib.import_module("...")`` with a literal counts too."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([module] if module else []))
+            found.append((module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, []) for a in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            called = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if called == "import_module" and isinstance(node.args[0].value, str):
+                found.append((node.args[0].value, []))
+    return found
+
+
+def imported_modules(path):
+    """Every module ``path`` imports: ``from a import b`` imports ``a`` and, when ``b`` is one,
+    the module ``a.b``."""
+    modules = set()
+    for module, names in imports_of(path):
+        modules.add(module)
+        modules.update(f"{module}.{n}" for n in names)
+    return modules
+
+
+def builtin_methods():
+    """``{method: [its files]}``: the packages and modules under ``tfkd/methods`` but ``base``."""
+    methods = {}
+    for entry in sorted(METHODS.iterdir()):
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            methods[entry.name] = sorted(entry.rglob("*.py"))
+        elif entry.suffix == ".py" and entry.stem not in ("__init__", "base"):
+            methods[entry.stem] = [entry]
+    return methods
+
+
+def test_no_method_imports_another_methods_package():
+    methods = builtin_methods()
+    assert {"soft_target", "mask_task", "two_stage", "adapters", "supervised"} <= set(methods)
+    crossing = []
+    for method, files in methods.items():
+        for path in files:
+            for module, names in imports_of(path):
+                for candidate in (module, *(f"{module}.{n}" for n in names)):
+                    parts = candidate.split(".")
+                    if parts[:2] == ["tfkd", "methods"] and len(parts) > 2 and parts[2] in methods \
+                            and parts[2] != method:
+                        crossing.append(f"{path.relative_to(REPO)} imports {candidate}")
+                        break
+    assert not crossing, "a method imports another method's package (move what they share to " \
+                         "tfkd/distillation):\n" + "\n".join(sorted(set(crossing)))
+
+
+def test_the_shared_distillation_package_imports_no_method_and_no_task():
+    files = sorted((PACKAGE / "distillation").rglob("*.py"))
+    assert {p.name for p in files} >= {"__init__.py", "topk_cache.py", "teacher_mlm.py", "settings.py"}
+    named = [f"{p.relative_to(REPO)} imports {m}" for p in files for m in sorted(imported_modules(p))
+             if m.split(".")[:2] in (["tfkd", "methods"], ["tfkd", "tasks"])]
+    assert not named, "\n".join(named)
+
+
+def test_a_methods_modules_never_import_its_package_init():
+    """Python imports a package before its submodules, so a submodule that imports names from
+    its package's ``__init__`` (which imports the submodules for its stages) closes a circle;
+    what both need lives in a light submodule of its own."""
+    circles = []
+    for method, files in builtin_methods().items():
+        package = f"tfkd.methods.{method}"
+        submodules = {p.stem for p in files if p.parent == METHODS / method}
+        for path in files:
+            if path.name == "__init__.py":
+                continue
+            for module, names in imports_of(path):
+                own = [n for n in names if n not in submodules] if module == package else []
+                if own or (module == package and not names):
+                    circles.append(f"{path.relative_to(REPO)} imports {own or module} from {package}")
+    assert not circles, "\n".join(circles)
+
+
+def test_the_shared_package_and_the_light_method_helpers_import_no_tensorflow():
+    code = ("import sys; import tfkd.distillation, tfkd.distillation.settings, tfkd.methods.two_stage.settings; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
