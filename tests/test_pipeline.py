@@ -98,8 +98,9 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
 # ----------------------------------------------------------------------------- package layout
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
-GENERIC = ["spec", "cli.py", "registry.py", "runner.py", "pipeline.py", "plan.py", "context.py", "stages.py", "data.py", "export.py", "lazy.py",
-           "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models", "training"]
+GENERIC = ["spec", "cli", "registry.py", "runner.py", "pipeline.py", "plan.py", "context.py", "stages.py", "data.py",
+           "export.py", "lazy.py", "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models",
+           "training", "comparison.py", "serving.py", "errors.py", "distillation"]
 
 
 def imports_of(path):

@@ -489,4 +489,6 @@ class RunLog(logging.Handler):
 
 
 def _command_line():
-    return ["tfkd", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith(("tfkd", "cli.py")) else sys.argv
+    # the console script, or python -m tfkd.cli (whose argv[0] is tfkd/cli/__main__.py)
+    command = sys.argv and sys.argv[0].endswith(("tfkd", os.path.join("cli", "__main__.py")))
+    return ["tfkd", *sys.argv[1:]] if command else sys.argv

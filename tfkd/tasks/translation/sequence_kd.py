@@ -25,6 +25,7 @@ import time
 
 from tfkd import registry
 from tfkd.runner import Stage, StageError
+from tfkd.serving import read_export_info
 from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE, TEACHER_TARGETS
 
 log = logging.getLogger("tfkd")
@@ -220,11 +221,7 @@ def load_exported_translator(path):
 
     loaded = tf.saved_model.load(path)
     signature = loaded.signatures["translate" if "translate" in loaded.signatures else "serving_default"]
-    info = {}
-    info_path = os.path.join(path, "assets.extra", "tfkd.json")
-    if os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
+    info = read_export_info(path)
     inputs = list(signature.structured_input_signature[1])
     name = info.get("input") if info.get("input") in inputs else inputs[0]
     if "translations" not in signature.structured_outputs:

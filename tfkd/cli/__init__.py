@@ -1,0 +1,79 @@
+"""The ``tfkd`` command: ``run``, ``validate``, ``export``, ``translate``."""
+
+import argparse
+import os
+import sys
+
+from tfkd.cli import average, config, export, generate, listing, run, translate, validate
+from tfkd.cli.arguments import STAGES_HELP, Parser
+from tfkd.cli.average import cmd_average
+from tfkd.cli.config import cmd_config
+from tfkd.cli.errors import EXIT_RUN_ERROR, EXIT_SPEC_ERROR, fail
+from tfkd.cli.export import cmd_export
+from tfkd.cli.generate import cmd_generate
+from tfkd.cli.listing import cmd_list
+from tfkd.cli.run import cmd_run
+from tfkd.cli.startup import import_tensorflow, load_spec, setup_logging
+from tfkd.cli.translate import DECODE_FLAGS, cmd_translate
+from tfkd.cli.validate import cmd_validate
+from tfkd.comparison import compared_students, comparison_table
+from tfkd.serving import SAVED_MODEL_BATCH_SIZE
+
+# the commands in the order --help lists them; each module registers its subparser and handler
+COMMANDS = (run, validate, config, listing, export, average, translate, generate)
+
+
+def _version_line():
+    """``tfkd X (TensorFlow Y, Keras Z, keras-hub W)``, read from the installed packages'
+    metadata (importing TensorFlow to ask would take seconds)."""
+    from importlib import metadata
+
+    from tfkd import __version__
+
+    def installed(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"tfkd {__version__} (TensorFlow {installed('tensorflow')}, Keras {installed('keras')}, "
+            f"keras-hub {installed('keras-hub')}, Python {sys.version.split()[0]})")
+
+
+def build_parser():
+    # -v/-q are read before and after the command: "tfkd -v run ..." and "tfkd run ... -v"
+    common = Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging and library warnings")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings and errors only; no progress bars")
+    parser = Parser(prog="tfkd", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=_version_line())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help_text, description=None, **kwargs):
+        return commands.add_parser(name, help=help_text, description=description or help_text, parents=[common],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    for command in COMMANDS:
+        command.register(add)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    if verbose and quiet:
+        return fail("-v/--verbose and -q/--quiet contradict each other; give one", EXIT_SPEC_ERROR)
+    if quiet:
+        from tfkd.progress import QUIET_ENV
+
+        os.environ[QUIET_ENV] = "1"
+    setup_logging(verbose, quiet)
+    return args.func(args)
+
+
+# the handlers and the names tfkd.cli had before it became a package stay importable from here
+__all__ = ["DECODE_FLAGS", "EXIT_RUN_ERROR", "EXIT_SPEC_ERROR", "SAVED_MODEL_BATCH_SIZE", "STAGES_HELP", "build_parser",
+           "cmd_average", "cmd_config", "cmd_export", "cmd_generate", "cmd_list", "cmd_run", "cmd_translate",
+           "cmd_validate", "compared_students", "comparison_table", "import_tensorflow", "load_spec", "main"]

@@ -1,0 +1,35 @@
+"""The ``tfkd`` command's argument parsing pieces that several commands share."""
+
+import argparse
+
+from tfkd.cli.errors import EXIT_SPEC_ERROR
+
+STAGES_HELP = """stages (tfkd config SPEC prints a spec's own plan):
+  vocab               learn the vocabularies (or take the teacher's)
+  <method stages>     what the method adds before the student: a teacher's fine-tuning, its
+                      cached outputs, pre-training (tfkd list shows the methods)
+  baseline            the same student trained on the references alone, for comparison
+  <variant>           each of the spec's variants: the student with a few settings changed
+  train               the student, trained by the spec's method
+  *_evaluate, evaluate  score a student on evaluate.splits
+  export              a TF Serving SavedModel that takes raw text
+A finished stage whose inputs are unchanged is skipped; a killed one resumes from its checkpoint."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_SPEC_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def export_version(text):
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return text if text == "auto" else int(text)

@@ -1,0 +1,59 @@
+"""``tfkd config SPEC``: the spec as tfkd runs it and its stage plan, with the state of each
+stage in the run directory. Runs nothing."""
+
+import os
+
+from tfkd.cli.arguments import STAGES_HELP
+from tfkd.cli.errors import reports_errors, run_errors
+from tfkd.cli.runs import spec_and_stages
+from tfkd.cli.startup import import_tensorflow
+
+
+def register(add):
+    config = add("config", "print a spec resolved (defaults, --set and interpolation applied) and its stage plan",
+                 "Print the spec as tfkd runs it (every default filled in, ${VAR} and --set applied) and the "
+                 "stages tfkd run would run, with what each needs and whether its run directory already "
+                 "holds it. Runs nothing.", epilog=STAGES_HELP)
+    config.add_argument("spec")
+    config.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a spec value (repeatable)")
+    config.add_argument("--stages", help="the plan of these stages instead of the default ones")
+    config.set_defaults(func=cmd_config)
+
+
+@reports_errors
+def cmd_config(args):
+    import yaml
+
+    from tfkd.plan import plan_run
+
+    spec, planned = spec_and_stages(args)
+    print(f"# {args.spec}, resolved" + (f" with {' '.join('--set ' + a for a in args.set)}" if args.set else ""))
+    print(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
+    print(f"# stage plan: tfkd run runs these in this order into {os.path.join(spec.run_dir, spec.name)}")
+    for name, (needs, state) in stage_plan(spec, planned).items():
+        print(f"#   {name:<24} {state:<10} needs: {', '.join(needs) or '-'}")
+    others = [n for n in plan_run(spec).names if n not in planned]
+    if others:
+        print(f"# also available with --stages: {', '.join(others)}")
+    return 0
+
+
+def stage_plan(spec, planned):
+    """``{stage: (dependencies, state)}``: state ``done`` (its run directory holds it with these
+    inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``to run``, or
+    why its inputs cannot be read yet."""
+    import_tensorflow()
+    from tfkd.plan import plan_run
+    from tfkd.runner import Runner
+
+    runner = Runner(spec, plan_run(spec))
+    plan = {}
+    for name in planned:
+        needs = list(runner.plan.dependencies(name))
+        try:
+            state = "done" if runner.is_done(name) else "changed" if runner.is_finished(name) else "to run"
+        except run_errors() as e:
+            state = f"inputs missing ({e})"
+        plan[name] = (needs, state)
+    return plan

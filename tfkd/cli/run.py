@@ -1,0 +1,47 @@
+"""``tfkd run SPEC``: run a spec's stages (skipping those already done), then print the scores
+and, with more than one student, the comparison table."""
+
+import contextlib
+import logging
+import sys
+
+from tfkd.cli.arguments import STAGES_HELP
+from tfkd.cli.errors import reports_errors
+from tfkd.cli.runs import spec_and_stages
+from tfkd.cli.startup import import_tensorflow
+
+
+def register(add):
+    run = add("run", "run a spec's stages (skipping those already done)", epilog=STAGES_HELP)
+    run.add_argument("spec", help="a YAML spec (see the README's spec reference)")
+    run.add_argument("--stages", help="comma-separated stages to run, in any order (default: the spec's stages, "
+                                      "else its default plan)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a spec value, e.g. --set train.steps=100 (repeatable)")
+    run.set_defaults(func=cmd_run)
+
+
+@reports_errors(interrupted="interrupted; finished stages and the last checkpoint are kept")
+def cmd_run(args):
+    from tfkd.comparison import comparison_table, score_lines
+    from tfkd.distribute import wants_multi_worker
+    from tfkd.plan import plan_run
+
+    spec, stages = spec_and_stages(args)
+    multi_worker = wants_multi_worker(getattr(getattr(spec, "train", None), "strategy", "auto"))
+    if multi_worker:
+        logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
+    import_tensorflow(multi_worker)
+    from tfkd.runner import Runner
+    from tfkd.context import RunContext
+
+    runner = Runner(spec, plan_run(spec))
+    # Keras' progress output goes to stderr with the logs: stdout keeps the results
+    with contextlib.redirect_stdout(sys.stderr):
+        results = runner.run(stages, RunContext(spec, runner))
+    for line in score_lines(spec, results):
+        print(line)
+    table = comparison_table(spec, results)
+    if table:
+        print(table)
+    return 0

@@ -1,0 +1,203 @@
+"""``tfkd translate`` (alias ``predict``): any task's predictions of text lines, by an export
+or a run's student; with ``--reference``, the task's metric of them. ``tfkd generate`` is built
+on :func:`predict_lines`."""
+
+import contextlib
+import os
+import sys
+
+from tfkd.cli.arguments import positive_int
+from tfkd.cli.errors import reports_errors
+from tfkd.cli.runs import open_finished_run, weights_file
+from tfkd.cli.startup import import_tensorflow
+
+# flags of tfkd translate that are shorthands of --set decode.KEY=VALUE
+DECODE_FLAGS = {"algorithm": "algorithm", "beam": "beam_size", "length_penalty": "length_penalty"}
+CONTINUES_TEXT = "a model that continues text (a language model)"
+
+
+def register(add):
+    translate = add("translate", "translate (or classify: any task's predictions) lines with an export or a run "
+                                 "directory", aliases=["predict"])
+    translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
+    translate.add_argument("-i", "--input", help="input file (default: stdin)")
+    translate.add_argument("-o", "--output", help="output file (default: stdout)")
+    translate.add_argument("--batch-size", type=positive_int,
+                           help="default: the spec's decode.batch_size (kept in the export)")
+    translate.add_argument("--student", "--stage", dest="student",
+                           help="a run's train stage to translate with (default: train; baseline; a variant's name "
+                                "uses the variant's student and decode settings)")
+    translate.add_argument("--weights", metavar="FILE",
+                           help="a run's student with these weights (tfkd average's output) instead of the stage's")
+    translate.add_argument("--algorithm", help="a run's decoder: greedy, beam, mask_predict (decode.algorithm)")
+    translate.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
+    translate.add_argument("--length-penalty", type=float, metavar="ALPHA",
+                           help="a run's beam length penalty (decode.length_penalty)")
+    translate.add_argument("--nbest", type=positive_int, metavar="N",
+                           help="a run's N best hypotheses per input (beam: N <= beam size; mask_predict: N <= "
+                                "length candidates), printed as INDEX<tab>SCORE<tab>TEXT lines, best first")
+    translate.add_argument("--reference", metavar="FILE",
+                           help="reference lines, one per input line: print the task's metric (sacreBLEU for "
+                                "translation, with its signature) on stderr")
+    translate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
+                           help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
+    translate.set_defaults(func=cmd_translate)
+
+
+@reports_errors
+def cmd_translate(args):
+    return predict_lines(args)
+
+
+def predict_lines(args, lines=None, continues_text=False):
+    """``tfkd translate`` / ``predict`` (any task's predictions of ``lines``, default: those of
+    ``--input`` or stdin) and, with ``continues_text``, ``tfkd generate`` (a model whose
+    predictions continue the input). Raises SpecError and run errors for
+    :func:`~tfkd.cli.errors.reports_errors`."""
+    from tfkd.spec import SpecError
+
+    if lines is None:
+        lines = read_input(args.input)
+    references = None
+    if getattr(args, "reference", None):
+        references = read_input(args.reference)
+        if len(references) != len(lines):
+            raise SpecError(f"{args.reference}: {len(references)} reference lines for {len(lines)} input lines "
+                            f"({args.input or 'stdin'}); give one reference per input line")
+    args.set = list(args.set or []) + _decode_flags(args)
+    if not os.path.exists(args.model):
+        from tfkd.runner import StageError
+
+        raise StageError(f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path "
+                         "or a run directory)")
+    import_tensorflow()
+    from tfkd.serving import find_saved_model
+
+    saved_model = find_saved_model(args.model)
+    if saved_model:
+        predict, task_name, evaluate = _export_predictor(args, saved_model, continues_text)
+    else:
+        predict, task_name, evaluate = _run_predictor(args, continues_text)
+    scorer = _scorer(task_name, evaluate, references) if references is not None else None
+    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for the output
+    with contextlib.redirect_stdout(sys.stderr):
+        outputs = predict(lines)
+    if getattr(args, "nbest", None):  # INDEX <tab> SCORE <tab> OUTPUT, N lines per input, best first
+        text = "".join(f"{i}\t{score:.4f}\t{output}\n" for i, ranked in enumerate(outputs) for output, score in ranked)
+        outputs = [ranked[0][0] if ranked else "" for ranked in outputs]  # --reference scores the best
+    else:
+        text = "".join(o + "\n" for o in outputs)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as sink:
+            sink.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if scorer is not None:  # on stderr: stdout stays the outputs
+        print(scorer(outputs), file=sys.stderr)
+    return 0
+
+
+def _export_predictor(args, saved_model, continues_text):
+    """``(predict, task name, None)`` of an export."""
+    from tfkd.serving import read_export_info, saved_model_predictor
+    from tfkd.spec import SpecError
+
+    if args.student or args.set or getattr(args, "weights", None) or getattr(args, "nbest", None):
+        raise SpecError(f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
+                        "directory; an export decodes as it was exported")
+    info = read_export_info(saved_model)
+    if continues_text and info and info.get("output") != "continuation":
+        raise SpecError(f"{args.model}: a {info.get('task')} model; tfkd generate needs {CONTINUES_TEXT} "
+                        "(tfkd predict gives any model's predictions)")
+    return saved_model_predictor(saved_model, args.batch_size), info.get("task"), None
+
+
+def _run_predictor(args, continues_text):
+    """``(predict, task name, evaluate section)`` of a run directory's student."""
+    from tfkd.spec import SpecError
+    from tfkd.stages import load_student
+
+    spec, _, context = open_finished_run(args.model, args.student or "train")
+    from tfkd.tasks.base import ContinuesText
+
+    if continues_text and not isinstance(context.task, ContinuesText):
+        raise SpecError(f"{args.model}: a {spec.task} run; tfkd generate needs {CONTINUES_TEXT} "
+                        "(tfkd predict gives any run's predictions)")
+    own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
+    own = own.model_copy(update={"decode": decode_overrides(own.decode, args.set)})
+    context = context.with_spec(own)
+    student = load_student(context, args.student or "train", weights_file(getattr(args, "weights", None)))
+    if getattr(args, "nbest", None):
+        try:
+            predict = context.task.nbest_predictor(context, student, args.nbest)
+        except ValueError as e:
+            raise SpecError(f"--nbest {args.nbest}: {e}") from None
+        if predict is None:
+            raise SpecError(f"--nbest {args.nbest}: a {spec.task} model gives one output per input")
+    else:
+        predict = context.task.predictor(context, student)
+    return predict, spec.task, own.evaluate
+
+
+def _scorer(task_name, evaluate, references):
+    """``outputs -> the task's metric line`` against ``references``; SpecError for a task
+    without one."""
+    from tfkd import registry
+    from tfkd.spec import SpecError
+    from tfkd.tasks.base import Task
+
+    task = registry.lookup("task", task_name) if task_name in registry.names("task") else None
+    if task is None or type(task).score_lines is Task.score_lines:  # the task has no such metric
+        raise SpecError(f"--reference: a {task_name or 'model of unknown task'}'s outputs have no reference metric")
+    return lambda outputs: task.score_lines(evaluate, outputs, references)
+
+
+def _decode_flags(args):
+    return [f"decode.{key}={getattr(args, flag)}" for flag, key in DECODE_FLAGS.items()
+            if getattr(args, flag, None) is not None]
+
+
+def decode_overrides(decode, assignments):
+    """``decode`` with ``--set decode.KEY=VALUE`` settings applied and validated."""
+    import pydantic
+    import yaml
+
+    from tfkd.spec import SpecError
+
+    settings = decode.model_dump()
+    for assignment in assignments or []:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.startswith("decode.") or "." in key[len("decode."):]:
+            raise SpecError(f"--set {assignment}: expected decode.KEY=VALUE (translate changes decoding only)")
+        try:
+            settings[key[len("decode."):]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise SpecError(f"--set {assignment}: the value is not valid YAML") from None
+        try:
+            decode = type(decode).model_validate(settings)
+        except pydantic.ValidationError as e:
+            from tfkd.spec import _pydantic_message
+
+            error = e.errors()[0]
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key; valid keys: {', '.join(type(decode).model_fields)}"
+            else:
+                message = _pydantic_message(error)
+            raise SpecError(f"--set {assignment}: {message}") from None
+    return decode
+
+
+def read_input(path):
+    """The lines of ``path`` (stdin when ``None``)."""
+    from tfkd.spec import SpecError
+
+    if not path:
+        return [line.rstrip("\n") for line in sys.stdin]
+    try:
+        with open(path, encoding="utf-8") as source:
+            return [line.rstrip("\n") for line in source]
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read input ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None

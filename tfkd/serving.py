@@ -1,0 +1,74 @@
+"""Reading the SavedModels tfkd exports: where one is (a version folder or a TF Serving base
+path), what its ``assets.extra/tfkd.json`` says (the task, the signature's text input and
+output, the spec's ``decode.batch_size``), and a predictor of text lines over its
+``serving_default`` signature. TensorFlow is imported only by :func:`saved_model_predictor`.
+"""
+
+import json
+import math
+import os
+
+# where an export keeps what tfkd knows about it, relative to the SavedModel's folder
+EXPORT_INFO = os.path.join("assets.extra", "tfkd.json")
+# lines per call of a SavedModel that does not record its spec's decode.batch_size
+SAVED_MODEL_BATCH_SIZE = 64
+
+
+def find_saved_model(path):
+    """``path`` itself, or the newest numeric version under it (a TF Serving base path);
+    ``None`` when it is neither."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True) if os.path.isdir(path) else []
+    if versions:
+        return os.path.join(path, str(versions[0]))
+    return None
+
+
+def read_export_info(saved_model):
+    """The ``assets.extra/tfkd.json`` of the SavedModel folder ``saved_model`` as a dict
+    (``task``, ``input``, ``output``, ``batch_size``, ...); ``{}`` for a SavedModel tfkd did
+    not write."""
+    path = os.path.join(saved_model, EXPORT_INFO)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def saved_model_predictor(saved_model, batch_size=None):
+    """``predict(lines) -> outputs``: the strings of the SavedModel's ``serving_default``
+    signature for a list of strings, in input order, ``batch_size`` lines a call (default: the
+    export's ``batch_size``, else ``SAVED_MODEL_BATCH_SIZE``). The text input and output are
+    those :func:`read_export_info` names, else the signature's only input and its first string
+    output."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
+
+    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+    info = {"input": next(iter(serve.structured_input_signature[1])),
+            "output": next(k for k, v in serve.structured_outputs.items() if v.dtype == tf.string),
+            "batch_size": SAVED_MODEL_BATCH_SIZE}
+    info.update(read_export_info(saved_model))
+    batch_size = batch_size or info["batch_size"]
+
+    def predict(lines):
+        from tfkd.progress import progress_bar
+
+        # length-sorted batches pad least; outputs in input order
+        order = sorted(range(len(lines)), key=lambda i: len(lines[i].split()))
+        outputs = [None] * len(lines)
+        bar = progress_bar(math.ceil(len(lines) / batch_size), "batch")
+        for start in range(0, len(lines), batch_size):
+            index = order[start : start + batch_size]
+            result = serve(**{info["input"]: tf.constant([lines[i] for i in index])})
+            for i, output in zip(index, result[info["output"]].numpy()):
+                outputs[i] = output.decode("utf-8")
+            if bar:
+                bar.update(start // batch_size + 1)
+        return outputs
+
+    return predict
+
+
+__all__ = ["EXPORT_INFO", "SAVED_MODEL_BATCH_SIZE", "find_saved_model", "read_export_info", "saved_model_predictor"]
