@@ -102,7 +102,7 @@ def _fail(message, code):
 
 
 def cmd_validate(args):
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     status = 0
     for path in args.specs:
@@ -118,8 +118,7 @@ def cmd_validate(args):
 def _run_errors():
     """The exception types a run reports as one line (without importing TensorFlow: a
     ``DataError`` can only come from :mod:`tfkd.data` once it is imported)."""
-    from tfkd.distribute import DistributeError
-    from tfkd.runner import StageError
+    from tfkd.errors import DistributeError, StageError
 
     data = sys.modules.get("tfkd.data")
     return (data.DataError, StageError, DistributeError) if data is not None else (StageError, DistributeError)
@@ -135,15 +134,16 @@ def _spec_and_stages(args):
 
 
 def cmd_run(args):
+    from tfkd.errors import SpecError
     from tfkd.pipeline import build_stages
-    from tfkd.spec import SpecError
 
     try:
         spec, stages = _spec_and_stages(args)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    from tfkd.distribute import DistributeError, wants_multi_worker
+    from tfkd.distribute import wants_multi_worker
+    from tfkd.errors import DistributeError
 
     try:
         multi_worker = wants_multi_worker(getattr(getattr(spec, "train", None), "strategy", "auto"))
@@ -182,7 +182,7 @@ def cmd_run(args):
 def cmd_config(args):
     import yaml
 
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
     from tfkd.stage_names import stage_names
 
     try:
@@ -223,7 +223,7 @@ def _stage_plan(spec, planned):
 
 def cmd_list(args):
     from tfkd import registry
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     if args.spec:
         try:
@@ -298,9 +298,8 @@ def comparison_table(spec, results):
 
 def _open_finished_run(run_dir, stage):
     """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
+    from tfkd.errors import SpecError, StageError
     from tfkd.pipeline import open_run
-    from tfkd.runner import StageError
-    from tfkd.spec import SpecError
 
     spec, runner, context = open_run(run_dir, stage)
     trained = [t for t, _ in compared_students(spec) if t in runner.stages]
@@ -312,7 +311,7 @@ def _open_finished_run(run_dir, stage):
 
 
 def cmd_export(args):
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     try:
         import_tensorflow()
@@ -342,11 +341,11 @@ def cmd_export(args):
 
 
 def cmd_average(args):
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     try:
         import_tensorflow()
-        from tfkd.runner import StageError
+        from tfkd.errors import StageError
         from tfkd.stages import load_student
         from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints, save_weights_atomic
 
@@ -425,7 +424,7 @@ def _decode_overrides(decode, assignments):
     import pydantic
     import yaml
 
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     settings = decode.model_dump()
     for assignment in assignments or []:
@@ -452,7 +451,7 @@ def _decode_overrides(decode, assignments):
 
 def _read_input(path):
     """The lines of ``path`` (stdin when ``None``)."""
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     if not path:
         return [line.rstrip("\n") for line in sys.stdin]
@@ -476,7 +475,7 @@ def _saved_model_info(saved_model):
 def cmd_translate(args, lines=None, continues_text=False):
     """``tfkd translate`` / ``predict`` (any task's predictions of lines) and, with
     ``continues_text``, ``tfkd generate`` (a model whose predictions continue the input)."""
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     what = "a model that continues text (a language model)"
     try:
@@ -490,7 +489,7 @@ def cmd_translate(args, lines=None, continues_text=False):
                                 f"({args.input or 'stdin'}); give one reference per input line")
         args.set = list(args.set or []) + _decode_flags(args)
         if not os.path.exists(args.model):
-            from tfkd.runner import StageError
+            from tfkd.errors import StageError
 
             raise StageError(f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path "
                              "or a run directory)")
@@ -566,7 +565,7 @@ def cmd_translate(args, lines=None, continues_text=False):
 def _weights_file(path):
     """``--weights FILE``: the path, checked to exist (``None`` stays ``None``)."""
     if path is not None and not os.path.isfile(path):
-        from tfkd.runner import StageError
+        from tfkd.errors import StageError
 
         raise StageError(f"--weights {path}: no such file")
     return path
@@ -582,7 +581,7 @@ def _decode_flags(args):
 
 
 def cmd_generate(args):
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     try:
         lines = list(args.prompt) if args.prompt else _read_input(args.input)

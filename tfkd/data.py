@@ -15,14 +15,12 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from tfkd.errors import DataError, StageError
+
 log = logging.getLogger("tfkd")
 
 PAD, UNK, BOS, EOS, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 RESERVED_TOKENS = [PAD, UNK, BOS, EOS, MASK]
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (and line) at fault."""
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -142,8 +140,6 @@ def learn_sentencepiece(sentences, tokenizer_spec, path):
     import io
 
     import sentencepiece
-
-    from tfkd.runner import StageError
 
     model = io.BytesIO()
     lines = [s for s in sentences if s.strip()]

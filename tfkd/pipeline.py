@@ -18,7 +18,8 @@ import json
 import os
 
 from tfkd import registry
-from tfkd.spec import SpecError, load_spec
+from tfkd.errors import SpecError, StageError
+from tfkd.spec import load_spec
 from tfkd.stage_names import TARGETS_STAGE, default_stage_names, stage_names, teacher_targets_source
 
 
@@ -65,7 +66,7 @@ def open_run(run_dir, stage=None):
     """``(spec, runner, context)`` of a run directory, from the resolved spec it holds: the one
     ``stage`` was produced with, when it finished (a later ``tfkd run`` with other settings
     that did not finish leaves it as it was), else the run's."""
-    from tfkd.runner import SPEC_FILE, Runner, StageError
+    from tfkd.runner import SPEC_FILE, Runner
     from tfkd.stages import RunContext
 
     spec_path = os.path.join(run_dir, SPEC_FILE)

@@ -18,6 +18,7 @@ import sys
 import time
 
 from tfkd import spec as spec_lib
+from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
 from tfkd.training.xla import jit_compilation
 
@@ -28,10 +29,6 @@ SPEC_FILE = "spec.yaml"  # the resolved spec: of each finished stage, and of the
 ORIGIN_FILE = "origin.json"
 LOG_FILE = "log.txt"
 INPUTS_FILE = "INPUTS.json"  # in <stage>.partial/: what the key hashed, to tell which settings changed
-
-
-class StageError(RuntimeError):
-    """A stage could not run; the message says why and what to do."""
 
 
 def sha256_file(path, cache={}):

@@ -27,8 +27,7 @@ SPEC_VERSION = 1
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class SpecError(ValueError):
-    """A spec problem; ``str()`` is the one-line message the CLI prints."""
+from tfkd.errors import SpecError  # noqa: E402  (defined there; imported from here too)
 
 
 # ----------------------------------------------------------------------------- schema

@@ -16,7 +16,8 @@ import numpy as np
 
 from tfkd import registry
 from tfkd.distribute import make_strategy
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks

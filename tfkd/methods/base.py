@@ -4,6 +4,7 @@ from typing import Literal, Optional
 
 import pydantic
 
+from tfkd.errors import MethodError
 from tfkd.spec import Strict
 
 
@@ -147,10 +148,6 @@ class Method:
     def student_to_save(self, trainer):
         """The model a finished train stage saves (default: the trainer's student)."""
         return trainer.student
-
-
-class MethodError(RuntimeError):
-    """A method cannot run with this spec; the message says what to change."""
 
 
 __all__ = ["Method", "MethodError", "MethodSpec"]

@@ -13,7 +13,7 @@ import time
 
 import keras
 
-from tfkd.runner import StageError
+from tfkd.errors import StageError
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.xla import jit_compile
 from tfkd.training.schedules import TriangularSchedule

@@ -18,9 +18,10 @@ import keras_hub
 import tensorflow as tf
 
 from tfkd import data as data_lib
+from tfkd.errors import StageError
 from tfkd.masking import MASKERS, special_free
 from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher, teacher_tokenizer
-from tfkd.runner import Stage, StageError
+from tfkd.runner import Stage
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")

@@ -20,6 +20,7 @@ comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``var
 from pydantic import Field
 
 from tfkd import registry
+from tfkd.errors import MethodError
 from tfkd.methods.base import Method, MethodSpec
 
 
@@ -77,8 +78,6 @@ class AdaptersMethod(Method):
         from tfkd.training.trainer import SupervisedTrainer
 
         if not hasattr(student, "adapter_layers"):
-            from tfkd.methods.base import MethodError
-
             raise MethodError(f"train: method adapters trains a student built with adapters (student.kind abnet "
                               f"or abnet_enc, or one of yours with adapter_layers()); {spec.student.kind} has none")
         from tfkd import data as data_lib

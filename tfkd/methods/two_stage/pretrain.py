@@ -31,7 +31,8 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence

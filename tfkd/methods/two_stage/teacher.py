@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from tfkd import data as data_lib
 from tfkd import registry
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.training.teacher_mlm import TeacherMLMStage
 
 log = logging.getLogger("tfkd")

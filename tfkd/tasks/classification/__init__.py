@@ -11,6 +11,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
+from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import Task
 
@@ -262,7 +263,6 @@ class ClassificationTask(Task):
         """A :class:`~tfkd.models.bert_classifier.BertClassifier` around a pretrained BERT
         ``backbone`` (head dropout 0.1, as keras-hub's ``BertTextClassifier``)."""
         from tfkd.models.bert_classifier import BertClassifier
-        from tfkd.runner import StageError
 
         if backbone.vocabulary_size != tokenizers.text.vocabulary_size():
             raise StageError(f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "

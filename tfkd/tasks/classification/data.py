@@ -16,8 +16,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (DataError, ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
+from tfkd.data import (ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
                        tokenize_to_ragged)
+from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
 

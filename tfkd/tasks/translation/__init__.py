@@ -10,6 +10,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
+from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import Task
 
@@ -190,8 +191,6 @@ class TranslationTask(Task):
         tokenized = self.tokenized(context, split, stage_name)
         if len(tokenized) == 0:
             if training:
-                from tfkd.runner import StageError
-
                 raise StageError(f"{stage_name}: no usable sentence pairs in {self.corpus(context, split).origin}")
             return None
         return seq2seq_dataset(
@@ -230,8 +229,6 @@ class TranslationTask(Task):
     def build_teacher(self, spec, tokenizers, backbone):
         """The teacher around a pretrained seq2seq ``backbone``: the model itself (MASS
         pre-trains the whole encoder-decoder, so fine-tuning keeps every weight)."""
-        from tfkd.runner import StageError
-
         sizes = (backbone.source_vocab_size, backbone.target_vocab_size)
         wanted = (tokenizers.source.vocabulary_size(), tokenizers.target.vocabulary_size())
         if sizes != wanted:

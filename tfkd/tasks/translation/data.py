@@ -12,7 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError, ExampleTable, bucketed_batches, example_stream, read_lines, tokenize_to_ragged
+from tfkd.data import ExampleTable, bucketed_batches, example_stream, read_lines, tokenize_to_ragged
+from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
 

@@ -24,7 +24,8 @@ import shutil
 import time
 
 from tfkd import registry
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 
 log = logging.getLogger("tfkd")
