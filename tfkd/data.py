@@ -298,20 +298,16 @@ def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=
     return ds, extra_names
 
 
-def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values, pad_to_bucket=None):
+def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values, pad_to_bucket=False):
     """``ds`` batched by length (``length(example)``) under a token budget: buckets of
     ``bucket_width`` up to ``max_tokens``, each batch padded to its longest element with
     ``padding_values`` ({name: scalar}) and holding at most ``batch_tokens`` padded tokens.
 
-    ``pad_to_bucket`` (default: when the running stage's steps are XLA-compiled,
-    :func:`tfkd.training.xla.jit_compile`): every batch padded to its bucket's boundary instead,
-    so a repeated stream has one batch shape per bucket and a compiled step that many
-    programs."""
-    from tfkd.training.xla import jit_compile
-
+    ``pad_to_bucket`` (a task passes it when its steps are XLA-compiled:
+    :func:`tfkd.xla.resolve_jit_compile` of its spec's ``train.jit_compile``): every batch padded
+    to its bucket's boundary instead, so a repeated stream has one batch shape per bucket and a
+    compiled step that many programs."""
     boundaries = bucket_boundaries(max_tokens, bucket_width)
-    if pad_to_bucket is None:
-        pad_to_bucket = jit_compile()
     if pad_to_bucket:
         log.info("batches padded to %d bucket lengths (%s) for XLA", len(boundaries),
                  ", ".join(str(b - 1) for b in boundaries))

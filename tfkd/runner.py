@@ -20,7 +20,6 @@ import time
 from tfkd import spec as spec_lib
 from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
-from tfkd.training.xla import jit_compilation
 
 log = logging.getLogger("tfkd")
 
@@ -285,10 +284,9 @@ class Runner:
 
     @contextlib.contextmanager
     def _stage_settings(self):
-        """What the run's ``train`` section sets while any stage runs: op determinism, XLA."""
-        train = getattr(self.spec, "train", None)
-        with op_determinism(getattr(train, "deterministic", False)), \
-                jit_compilation(getattr(train, "jit_compile", "auto")):
+        """What the run's ``train`` section sets while any stage runs: op determinism (a
+        TensorFlow global; ``train.jit_compile`` goes with the spec each stage reads)."""
+        with op_determinism(getattr(getattr(self.spec, "train", None), "deterministic", False)):
             yield
 
     def _run_on_worker(self, names, context, poll_seconds=1.0):

@@ -133,7 +133,8 @@ class TeacherMLMStage(Stage):
         results = fit_masked_lm(teacher, train_ds, valid_ds, settings, workdir, self.name,
                                 f"MLM head on {int(train_ids.nrows()):,} {self.text_description} ({masking} "
                                 f"masking, {settings.train_layers} top layers trained), batches of "
-                                f"{settings.batch_size}", hint="Lower distill.teacher_mlm.learning_rate.")
+                                f"{settings.batch_size}", hint="Lower distill.teacher_mlm.learning_rate.",
+                                jit_compile=spec.train.jit_compile)
         return {"head": "trained", **results}
 
 

@@ -175,7 +175,7 @@ class PretrainStage(StudentPretrainStage):
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
         compile_and_build(trainer, keras.optimizers.Adam(
             TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
-            train_ds)
+            train_ds, jit_compile=spec.train.jit_compile)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
         log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "

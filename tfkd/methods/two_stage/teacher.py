@@ -136,7 +136,8 @@ class TeacherFinetuneStage(Stage):
         trainer = SupervisedTrainer(teacher, view.task, label_smoothing=settings.label_smoothing,
                                     reported_terms=("nll",))
         compile_and_build(trainer, keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds)
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds,
+            jit_compile=view.spec.train.jit_compile)
         parameters = teacher.count_params()
         from tfkd.methods.two_stage import teacher_label
 

@@ -202,13 +202,14 @@ class ClassificationTask(Task):
     def _dataset(self, tokenized, context, training, columns=None):
         from tfkd.data import SpecialIds
         from tfkd.tasks.classification.data import classification_dataset
+        from tfkd.xla import resolve_jit_compile
 
         data = context.spec.data
         return classification_dataset(
             tokenized, SpecialIds.of(context.tokenizers().text), batch_tokens=data.batch_tokens,
             max_tokens=data.max_tokens, bucket_width=data.bucket_width, shuffle=training,
             seed=context.spec.train.seed if training else None, shuffle_buffer=data.shuffle_buffer,
-            repeat=training, columns=columns,
+            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(context.spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None, unlabeled=None):

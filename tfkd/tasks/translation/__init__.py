@@ -186,6 +186,7 @@ class TranslationTask(Task):
     def _dataset(self, context, split, stage_name, training, columns=None):
         from tfkd.data import SpecialIds
         from tfkd.tasks.translation.data import seq2seq_dataset
+        from tfkd.xla import resolve_jit_compile
 
         spec = context.spec
         tokenized = self.tokenized(context, split, stage_name)
@@ -197,7 +198,7 @@ class TranslationTask(Task):
             tokenized, SpecialIds.of(context.tokenizers().target), batch_tokens=spec.data.batch_tokens,
             max_tokens=spec.data.max_tokens, bucket_width=spec.data.bucket_width, shuffle=training,
             seed=spec.train.seed if training else None, shuffle_buffer=spec.data.shuffle_buffer,
-            repeat=training, columns=columns,
+            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None):
