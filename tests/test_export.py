@@ -247,7 +247,9 @@ def test_only_a_student_with_adapters_exports_them_alone(tmp_path):
     with pytest.raises(StageError, match=r"^export.adapters_only: a Plain student has no adapters to write alone"):
         export_adapters(Plain(), str(tmp_path), "m", 1)
 
-    class WithAdapters:
+    from tfkd.models.abilities import AdapterStudent
+
+    class WithAdapters(AdapterStudent):
         def save_adapters(self, path):
             with open(path, "w") as f:
                 f.write("weights")

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from tfkd.plan import PlannedStage, RunPlan
 from tfkd.runner import Runner, Stage, StageError
 from tfkd.spec import load_spec
 
@@ -48,6 +49,11 @@ def make(tmp_path, overrides=()):
     return load_spec(str(path), list(overrides))
 
 
+def plan_of(stages):
+    """A run plan of these stage objects, each reading its ``depends``."""
+    return RunPlan([PlannedStage(s.name, tuple(s.depends), s) for s in stages])
+
+
 def stages():
     return [CountingStage("vocab"), CountingStage("train", ("vocab",), ("steps",)),
             CountingStage("evaluate", ("train",))]
@@ -56,10 +62,10 @@ def stages():
 def test_finished_stages_are_skipped(tmp_path):
     spec = make(tmp_path)
     first = stages()
-    Runner(spec, first).run(["vocab", "train", "evaluate"], None)
+    Runner(spec, plan_of(first)).run(["vocab", "train", "evaluate"], None)
     assert [s.calls for s in first] == [1, 1, 1]
     again = stages()
-    runner = Runner(spec, again)
+    runner = Runner(spec, plan_of(again))
     runner.run(["vocab", "train", "evaluate"], None)
     assert [s.calls for s in again] == [0, 0, 0]
     marker = json.load(open(os.path.join(runner.stage_dir("train"), "stage.json")))
@@ -68,26 +74,26 @@ def test_finished_stages_are_skipped(tmp_path):
 
 
 def test_changing_a_stage_config_reruns_it_and_everything_downstream(tmp_path):
-    Runner(make(tmp_path), stages()).run(["vocab", "train", "evaluate"], None)
+    Runner(make(tmp_path), plan_of(stages())).run(["vocab", "train", "evaluate"], None)
     changed = stages()
-    Runner(make(tmp_path, ["train.steps=11"]), changed).run(["vocab", "train", "evaluate"], None)
+    Runner(make(tmp_path, ["train.steps=11"]), plan_of(changed)).run(["vocab", "train", "evaluate"], None)
     assert [s.calls for s in changed] == [0, 1, 1]
     # a key it does not read changes nothing
     same = stages()
-    Runner(make(tmp_path, ["train.steps=11", "train.seed=9"]), same).run(["vocab", "train", "evaluate"], None)
+    Runner(make(tmp_path, ["train.steps=11", "train.seed=9"]), plan_of(same)).run(["vocab", "train", "evaluate"], None)
     assert [s.calls for s in same] == [0, 0, 0]
 
 
 def test_a_killed_stage_is_not_taken_as_finished_and_resumes(tmp_path):
     spec = make(tmp_path)
     failing = [CountingStage("vocab"), CountingStage("train", ("vocab",), fail_once=True)]
-    runner = Runner(spec, failing)
+    runner = Runner(spec, plan_of(failing))
     with pytest.raises(KeyboardInterrupt):
         runner.run(["vocab", "train"], None)
     assert not os.path.exists(runner.stage_dir("train"))
     assert os.path.exists(os.path.join(runner.stage_dir("train") + ".partial", "progress"))
     assert not runner.is_done("train")
-    results = Runner(spec, failing).run(["vocab", "train"], None)
+    results = Runner(spec, plan_of(failing)).run(["vocab", "train"], None)
     assert results["train"]["resumed"] is True
     assert open(os.path.join(runner.stage_dir("train"), "out.txt")).read() == "train"
 
@@ -96,15 +102,15 @@ def test_partial_work_of_another_config_is_discarded(tmp_path):
     spec = make(tmp_path)
     failing = [CountingStage("vocab"), CountingStage("train", ("vocab",), ("steps",), fail_once=True)]
     with pytest.raises(KeyboardInterrupt):
-        Runner(spec, failing).run(["vocab", "train"], None)
+        Runner(spec, plan_of(failing)).run(["vocab", "train"], None)
     other = [CountingStage("vocab"), CountingStage("train", ("vocab",), ("steps",), fail_once=True)]
     with pytest.raises(KeyboardInterrupt):  # fresh partial dir, so it "fails" again
-        Runner(make(tmp_path, ["train.steps=3"]), other).run(["vocab", "train"], None)
+        Runner(make(tmp_path, ["train.steps=3"]), plan_of(other)).run(["vocab", "train"], None)
 
 
 def test_missing_dependency_is_a_clear_error(tmp_path):
     with pytest.raises(StageError, match='stage "train" needs stage "vocab", which is not done'):
-        Runner(make(tmp_path), stages()).run(["train"], None)
+        Runner(make(tmp_path), plan_of(stages())).run(["train"], None)
 
 
 class PathStage(CountingStage):
@@ -122,17 +128,17 @@ def test_the_run_spec_describes_what_the_run_holds(tmp_path):
     from tfkd.pipeline import open_run  # noqa: F401  (the reader of these files)
 
     spec = make(tmp_path)
-    runner = Runner(spec, stages())
+    runner = Runner(spec, plan_of(stages()))
     runner.run(["vocab", "train"], None)
     run_spec = os.path.join(runner.run_dir, "spec.yaml")
     assert load_spec(run_spec).train.steps == 10
     assert load_spec(os.path.join(runner.stage_dir("train"), "spec.yaml")).train.steps == 10
     # a later command that finishes nothing (here: only a done stage, with other settings)
     # leaves both as they were
-    Runner(make(tmp_path, ["train.steps=41"]), stages()).run(["vocab"], None)
+    Runner(make(tmp_path, ["train.steps=41"]), plan_of(stages())).run(["vocab"], None)
     assert load_spec(run_spec).train.steps == 10
     # the stage that finishes rewrites the run's spec; each finished stage keeps its own
-    Runner(make(tmp_path, ["train.steps=41"]), stages()).run(["vocab", "train"], None)
+    Runner(make(tmp_path, ["train.steps=41"]), plan_of(stages())).run(["vocab", "train"], None)
     assert load_spec(run_spec).train.steps == 41
     assert load_spec(os.path.join(runner.stage_dir("train"), "spec.yaml")).train.steps == 41
     assert load_spec(os.path.join(runner.stage_dir("vocab"), "spec.yaml")).train.steps == 10
@@ -143,15 +149,15 @@ def test_a_run_that_fails_before_any_work_leaves_no_folder(tmp_path):
         def run(self, context, workdir):
             raise StageError("no teacher here")
 
-    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",))])
+    runner = Runner(make(tmp_path), plan_of([CountingStage("vocab"), Broken("train", ("vocab",))]))
     with pytest.raises(StageError):
         runner.run(["train"], None)  # needs vocab, not done: nothing starts
     assert not os.path.exists(runner.run_dir)
     with pytest.raises(StageError):
-        Runner(make(tmp_path), [Broken("vocab")]).run(["vocab"], None)
+        Runner(make(tmp_path), plan_of([Broken("vocab")])).run(["vocab"], None)
     assert not os.path.exists(runner.run_dir)
     # with a finished stage the folder stays, the failed stage's empty partial folder does not
-    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",))])
+    runner = Runner(make(tmp_path), plan_of([CountingStage("vocab"), Broken("train", ("vocab",))]))
     with pytest.raises(StageError):
         runner.run(["vocab", "train"], None)
     assert sorted(os.listdir(runner.run_dir)) == ["log.txt", "origin.json", "spec.yaml", "vocab"]
@@ -167,10 +173,10 @@ def test_log_txt_keeps_every_command_s_lines_and_its_error(tmp_path):
                 f.write("resumable")
             raise StageError("the loss became nan at step 3")
 
-    runner = Runner(make(tmp_path), [CountingStage("vocab"), Broken("train", ("vocab",), ("steps",))])
+    runner = Runner(make(tmp_path), plan_of([CountingStage("vocab"), Broken("train", ("vocab",), ("steps",))]))
     with pytest.raises(StageError):
         runner.run(["vocab", "train"], None)
-    Runner(make(tmp_path), stages()).run(["vocab", "train"], None)
+    Runner(make(tmp_path), plan_of(stages())).run(["vocab", "train"], None)
     lines = open(os.path.join(runner.run_dir, "log.txt")).read().splitlines()
     messages = [line.split(" ", 3)[-1] for line in lines if not line.startswith("---")]
     assert len([line for line in lines if line.startswith("--- ")]) == 2  # one header per command
@@ -196,13 +202,13 @@ def test_the_same_files_named_two_ways_give_the_same_keys(tmp_path):
             import pydantic
 
             absolute = pydantic.TypeAdapter(LocalPath).validate_python(path)
-            keys.append(Runner(make(tmp_path), [PathStage("vocab", absolute)]).key("vocab"))
+            keys.append(Runner(make(tmp_path), plan_of([PathStage("vocab", absolute)])).key("vocab"))
         finally:
             os.chdir(old)
     assert len(set(keys)) == 1
     # by content: a changed file changes the key
     (data / "text.txt").write_text("another sentence\n")
-    assert Runner(make(tmp_path), [PathStage("vocab", str(data / "text.txt"))]).key("vocab") != keys[0]
+    assert Runner(make(tmp_path), plan_of([PathStage("vocab", str(data / "text.txt"))])).key("vocab") != keys[0]
 
 
 # ----------------------------------------------------------------------------- full and read-only disks

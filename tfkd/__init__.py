@@ -4,8 +4,9 @@ Importing ``tfkd`` is cheap: TensorFlow loads when a model, layer or trainer is 
 """
 
 from tfkd import registry
+from tfkd.errors import SpecError
 from tfkd.registry import register
-from tfkd.spec import SpecError, load_spec
+from tfkd.spec import load_spec
 
 __version__ = "0.1.0"
 __all__ = ["SpecError", "layers", "load_spec", "methods", "models", "register", "registry", "tasks"]

@@ -15,14 +15,12 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from tfkd.errors import DataError, StageError
+
 log = logging.getLogger("tfkd")
 
 PAD, UNK, BOS, EOS, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 RESERVED_TOKENS = [PAD, UNK, BOS, EOS, MASK]
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (and line) at fault."""
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -142,8 +140,6 @@ def learn_sentencepiece(sentences, tokenizer_spec, path):
     import io
 
     import sentencepiece
-
-    from tfkd.runner import StageError
 
     model = io.BytesIO()
     lines = [s for s in sentences if s.strip()]
@@ -302,20 +298,16 @@ def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=
     return ds, extra_names
 
 
-def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values, pad_to_bucket=None):
+def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values, pad_to_bucket=False):
     """``ds`` batched by length (``length(example)``) under a token budget: buckets of
     ``bucket_width`` up to ``max_tokens``, each batch padded to its longest element with
     ``padding_values`` ({name: scalar}) and holding at most ``batch_tokens`` padded tokens.
 
-    ``pad_to_bucket`` (default: when the running stage's steps are XLA-compiled,
-    :func:`tfkd.training.xla.jit_compile`): every batch padded to its bucket's boundary instead,
-    so a repeated stream has one batch shape per bucket and a compiled step that many
-    programs."""
-    from tfkd.training.xla import jit_compile
-
+    ``pad_to_bucket`` (a task passes it when its steps are XLA-compiled:
+    :func:`tfkd.xla.resolve_jit_compile` of its spec's ``train.jit_compile``): every batch padded
+    to its bucket's boundary instead, so a repeated stream has one batch shape per bucket and a
+    compiled step that many programs."""
     boundaries = bucket_boundaries(max_tokens, bucket_width)
-    if pad_to_bucket is None:
-        pad_to_bucket = jit_compile()
     if pad_to_bucket:
         log.info("batches padded to %d bucket lengths (%s) for XLA", len(boundaries),
                  ", ".join(str(b - 1) for b in boundaries))

@@ -16,15 +16,13 @@ import logging
 import os
 from typing import NamedTuple
 
+from tfkd.errors import DistributeError, first_line
+
 log = logging.getLogger("tfkd")
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 _started = {}  # the process's MultiWorkerMirroredStrategy, made once (TensorFlow allows one)
-
-
-class DistributeError(RuntimeError):
-    """A strategy cannot be made here; the message says why and what to change."""
 
 
 class WorkerRole(NamedTuple):
@@ -97,10 +95,6 @@ def start_multi_worker():
     return _started["strategy"]
 
 
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
 def is_multi_worker(strategy):
     """Whether ``strategy`` is this process's multi-worker strategy, with other workers."""
     return current_worker() is not None and strategy is _started["strategy"]
@@ -140,7 +134,8 @@ def chief_end(timeout_seconds=None):
     except tf.errors.DeadlineExceededError:
         return None
     except tf.errors.OpError as e:
-        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({_first_line(e)}); start every worker again") from None
+        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({first_line(e)}); "
+                              "start every worker again") from None
 
 
 def make_strategy(name="auto"):
@@ -183,7 +178,7 @@ def _tpu_strategy(tf):
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:  # OSError: the metadata server of a cloud VM
         raise DistributeError(f"train.strategy: tpu: no TPU reachable{' at ' + address if address else ''} "
-                              f"({_first_line(e)}); "
+                              f"({first_line(e)}); "
                               "run on a TPU VM, or set TPU_NAME to the TPU's name or grpc:// address") from None
     return tf.distribute.TPUStrategy(resolver)
 

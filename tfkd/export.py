@@ -12,7 +12,8 @@ import shutil
 import time
 import types
 
-from tfkd.runner import StageError, move_into_place
+from tfkd.errors import StageError
+from tfkd.runner import move_into_place
 
 log = logging.getLogger("tfkd")
 

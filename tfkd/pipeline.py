@@ -5,6 +5,7 @@ import json
 import os
 
 from tfkd.context import RunContext
+from tfkd.errors import StageError
 from tfkd.plan import plan_run
 from tfkd.spec import load_spec
 
@@ -18,7 +19,7 @@ def open_run(run_dir, stage=None):
     """``(spec, runner, context)`` of a run directory, from the resolved spec it holds: the one
     ``stage`` was produced with, when it finished (a later ``tfkd run`` with other settings
     that did not finish leaves it as it was), else the run's."""
-    from tfkd.runner import SPEC_FILE, Runner, StageError
+    from tfkd.runner import SPEC_FILE, Runner
 
     spec_path = os.path.join(run_dir, SPEC_FILE)
     if not os.path.exists(run_dir):

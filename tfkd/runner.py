@@ -18,8 +18,8 @@ import sys
 import time
 
 from tfkd import spec as spec_lib
+from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
-from tfkd.training.xla import jit_compilation
 
 log = logging.getLogger("tfkd")
 
@@ -28,10 +28,6 @@ SPEC_FILE = "spec.yaml"  # the resolved spec: of each finished stage, and of the
 ORIGIN_FILE = "origin.json"
 LOG_FILE = "log.txt"
 INPUTS_FILE = "INPUTS.json"  # in <stage>.partial/: what the key hashed, to tell which settings changed
-
-
-class StageError(RuntimeError):
-    """A stage could not run; the message says why and what to do."""
 
 
 def sha256_file(path, cache={}):
@@ -304,10 +300,9 @@ class Runner:
 
     @contextlib.contextmanager
     def _stage_settings(self):
-        """What the run's ``train`` section sets while any stage runs: op determinism, XLA."""
-        train = getattr(self.spec, "train", None)
-        with op_determinism(getattr(train, "deterministic", False)), \
-                jit_compilation(getattr(train, "jit_compile", "auto")):
+        """What the run's ``train`` section sets while any stage runs: op determinism (a
+        TensorFlow global; ``train.jit_compile`` goes with the spec each stage reads)."""
+        with op_determinism(getattr(getattr(self.spec, "train", None), "deterministic", False)):
             yield
 
     def _run_on_worker(self, names, context, poll_seconds=1.0):

@@ -17,10 +17,12 @@ import numpy as np
 from tfkd import registry
 from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
+from tfkd.xla import resolve_jit_compile
 
 log = logging.getLogger("tfkd")
 
@@ -96,13 +98,12 @@ def model_width(student, spec):
     return width
 
 
-def compile_and_build(trainer, optimizer, train_ds):
-    """Compile ``trainer`` with ``optimizer`` (XLA-compiled as ``train.jit_compile`` says) and
-    build both on the first training batch (so a checkpoint can be restored into them before
-    training)."""
-    from tfkd.training.xla import jit_compile
-
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile())
+def compile_and_build(trainer, optimizer, train_ds, jit_compile):
+    """Compile ``trainer`` with ``optimizer``, XLA-compiled as ``jit_compile`` (the stage's
+    ``train.jit_compile``: ``"auto"``, ``True`` or ``False``; :func:`tfkd.xla.resolve_jit_compile`)
+    says, and build both on the first training batch (so a checkpoint can be restored into them
+    before training)."""
+    trainer.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(jit_compile))
     trainer(next(iter(train_ds))[0])
     trainer.optimizer.build(trainer.trainable_variables)
 
@@ -281,7 +282,7 @@ class TrainStage(Stage):
                 beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
                 global_clipnorm=train.clip_norm,
             )
-            compile_and_build(trainer, optimizer, train_ds)
+            compile_and_build(trainer, optimizer, train_ds, jit_compile=train.jit_compile)
 
         init = self._init_from(spec)
         initialized = None

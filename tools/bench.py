@@ -89,11 +89,13 @@ def _peer_generate(peer, sources, pad, beams, batch_size, new_tokens):
     return out.shape[-1] - 1
 
 
-def _batches(spec, context, count, pad_to_bucket):
-    from tfkd.training.xla import jit_compilation
+def _with_jit_compile(spec, context, setting):
+    """``context`` as a stage whose ``train.jit_compile`` is ``setting`` sees it."""
+    return context.with_spec(spec.model_copy(update={"train": spec.train.model_copy(update={"jit_compile": setting})}))
 
-    with jit_compilation(bool(pad_to_bucket)):
-        data = iter(context.task.train_dataset(context, "bench"))
+
+def _batches(spec, context, count, pad_to_bucket):
+    data = iter(context.task.train_dataset(_with_jit_compile(spec, context, bool(pad_to_bucket)), "bench"))
     return [next(data) for _ in range(count)]
 
 
@@ -116,7 +118,6 @@ def bench_train(spec, context, args):
     from tfkd.data import SpecialIds
     from tfkd.stages import compile_and_build
     from tfkd.training.trainer import SupervisedTrainer
-    from tfkd.training.xla import jit_compilation
 
     train = spec.train
     special = SpecialIds.of(context.tokenizers().target)
@@ -132,10 +133,10 @@ def bench_train(spec, context, args):
         keras.utils.set_random_seed(train.seed)
         student = _tfkd_student(spec, context)
         trainer = SupervisedTrainer(student, context.task, label_smoothing=train.label_smoothing)
-        with jit_compilation(jit):  # compiled as a train stage compiles it
-            compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
-            for batch in _one_of_each_shape(batches):  # trace (and compile) every shape before timing
-                trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
+        # compiled as a train stage compiles it
+        compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]], jit_compile=jit)
+        for batch in _one_of_each_shape(batches):  # trace (and compile) every shape before timing
+            trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
         trainers[name] = trainer
     del trainers["untimed"]
 
@@ -165,7 +166,7 @@ def bench_train(spec, context, args):
     tokens = dict.fromkeys(seconds, 0)
     # the same step fed by the live input pipeline (tokenized corpus -> shuffle -> buckets ->
     # prefetch), as a train stage feeds it, against batches already in memory
-    pipeline = context.task.train_dataset(context, "bench")
+    pipeline = context.task.train_dataset(_with_jit_compile(spec, context, False), "bench")
     trainers["tfkd"].fit(pipeline, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)  # every shape
     pipeline_seconds = 0.0
     for r in range(args.rounds):

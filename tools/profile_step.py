@@ -84,27 +84,28 @@ def main():
     from tfkd.pipeline import open_run
     from tfkd.stages import compile_and_build
     from tfkd.training.trainer import SupervisedTrainer
-    from tfkd.training.xla import jit_compilation
 
     spec, _, context = open_run(args.run_dir)
+    # --xla: the batches padded and the plain step compiled as under train.jit_compile: true
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"jit_compile": args.xla})})
+    context = context.with_spec(spec)
     keras.utils.set_random_seed(spec.train.seed)
-    with jit_compilation(args.xla):
-        if args.stage:
-            from bench_trainer_steps import stage_trainer
+    if args.stage:
+        from bench_trainer_steps import stage_trainer
 
-            from tfkd.plan import plan_run
+        from tfkd.plan import plan_run
 
-            stages = {s.name: s.make() for s in plan_run(spec)}
-            if args.stage not in stages:
-                raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
-            trainer, data = stage_trainer(stages[args.stage], spec, context)
-        else:
-            data = iter(context.task.train_dataset(context, "profile"))
-            trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
-                                        label_smoothing=spec.train.label_smoothing)
-        batches = [next(data) for _ in range(args.steps + 40)]
-        if not args.stage:
-            compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]])
+        stages = {s.name: s.make() for s in plan_run(spec)}
+        if args.stage not in stages:
+            raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
+        trainer, data = stage_trainer(stages[args.stage], spec, context)
+    else:
+        data = iter(context.task.train_dataset(context, "profile"))
+        trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
+                                    label_smoothing=spec.train.label_smoothing)
+    batches = [next(data) for _ in range(args.steps + 40)]
+    if not args.stage:
+        compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]], jit_compile=args.xla)
     signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), t.dtype), batches[0])
 
     def fit(part):

@@ -26,7 +26,7 @@ def register(add):
 @reports_errors
 def cmd_average(args):
     import_tensorflow()
-    from tfkd.runner import StageError
+    from tfkd.errors import StageError
     from tfkd.stages import load_student
     from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints, save_weights_atomic
 

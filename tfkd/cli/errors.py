@@ -4,7 +4,7 @@ traceback. :func:`reports_errors` wraps every command's handler."""
 import functools
 import sys
 
-from tfkd.spec import SpecError
+from tfkd.errors import DataError, DistributeError, SpecError, StageError
 
 EXIT_RUN_ERROR = 1
 EXIT_SPEC_ERROR = 2
@@ -18,13 +18,8 @@ def fail(message, code):
 
 
 def run_errors():
-    """The exception types a run reports as one line (without importing TensorFlow: a
-    ``DataError`` can only come from :mod:`tfkd.data` once it is imported)."""
-    from tfkd.distribute import DistributeError
-    from tfkd.runner import StageError
-
-    data = sys.modules.get("tfkd.data")
-    return (data.DataError, StageError, DistributeError) if data is not None else (StageError, DistributeError)
+    """The exception types a run reports as one line."""
+    return DataError, StageError, DistributeError
 
 
 def reports_errors(handler=None, *, interrupted=None):

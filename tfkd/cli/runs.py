@@ -19,8 +19,8 @@ def open_finished_run(run_dir, stage):
     """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
     from tfkd.comparison import compared_students
     from tfkd.pipeline import open_run
-    from tfkd.runner import StageError
-    from tfkd.spec import SpecError
+    from tfkd.errors import StageError
+    from tfkd.errors import SpecError
 
     spec, runner, context = open_run(run_dir, stage)
     trained = [t for t, _ in compared_students(spec) if t in runner.stages]
@@ -34,7 +34,7 @@ def open_finished_run(run_dir, stage):
 def weights_file(path):
     """``--weights FILE``: the path, checked to exist (``None`` stays ``None``)."""
     if path is not None and not os.path.isfile(path):
-        from tfkd.runner import StageError
+        from tfkd.errors import StageError
 
         raise StageError(f"--weights {path}: no such file")
     return path

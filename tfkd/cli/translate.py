@@ -54,7 +54,7 @@ def predict_lines(args, lines=None, continues_text=False):
     ``--input`` or stdin) and, with ``continues_text``, ``tfkd generate`` (a model whose
     predictions continue the input). Raises SpecError and run errors for
     :func:`~tfkd.cli.errors.reports_errors`."""
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     if lines is None:
         lines = read_input(args.input)
@@ -66,7 +66,7 @@ def predict_lines(args, lines=None, continues_text=False):
                             f"({args.input or 'stdin'}); give one reference per input line")
     args.set = list(args.set or []) + _decode_flags(args)
     if not os.path.exists(args.model):
-        from tfkd.runner import StageError
+        from tfkd.errors import StageError
 
         raise StageError(f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path "
                          "or a run directory)")
@@ -101,7 +101,7 @@ def predict_lines(args, lines=None, continues_text=False):
 def _export_predictor(args, saved_model, continues_text):
     """``(predict, task name, None)`` of an export."""
     from tfkd.serving import read_export_info, saved_model_predictor
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     if args.student or args.set or getattr(args, "weights", None) or getattr(args, "nbest", None):
         raise SpecError(f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
@@ -115,7 +115,7 @@ def _export_predictor(args, saved_model, continues_text):
 
 def _run_predictor(args, continues_text):
     """``(predict, task name, evaluate section)`` of a run directory's student."""
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
     from tfkd.stages import load_student
 
     spec, _, context = open_finished_run(args.model, args.student or "train")
@@ -144,7 +144,7 @@ def _scorer(task_name, evaluate, references):
     """``outputs -> the task's metric line`` against ``references``; SpecError for a task
     without one."""
     from tfkd import registry
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
     from tfkd.tasks.base import Task
 
     task = registry.lookup("task", task_name) if task_name in registry.names("task") else None
@@ -163,7 +163,7 @@ def decode_overrides(decode, assignments):
     import pydantic
     import yaml
 
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     settings = decode.model_dump()
     for assignment in assignments or []:
@@ -190,7 +190,7 @@ def decode_overrides(decode, assignments):
 
 def read_input(path):
     """The lines of ``path`` (stdin when ``None``)."""
-    from tfkd.spec import SpecError
+    from tfkd.errors import SpecError
 
     if not path:
         return [line.rstrip("\n") for line in sys.stdin]

@@ -18,9 +18,10 @@ import keras_hub
 import tensorflow as tf
 
 from tfkd import data as data_lib
+from tfkd.errors import StageError
 from tfkd.masking import MASKERS, special_free
 from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher, teacher_tokenizer
-from tfkd.runner import Stage, StageError
+from tfkd.runner import Stage
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")
@@ -131,7 +132,8 @@ class TeacherMLMStage(Stage):
         results = fit_masked_lm(teacher, train_ds, valid_ds, settings, workdir, self.name,
                                 f"MLM head on {int(train_ids.nrows()):,} {self.text_description} ({masking} "
                                 f"masking, {settings.train_layers} top layers trained), batches of "
-                                f"{settings.batch_size}", hint="Lower distill.teacher_mlm.learning_rate.")
+                                f"{settings.batch_size}", hint="Lower distill.teacher_mlm.learning_rate.",
+                                jit_compile=spec.train.jit_compile)
         return {"head": "trained", **results}
 
 

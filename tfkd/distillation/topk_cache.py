@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError
+from tfkd.errors import CacheMismatch
 from tfkd.failpoints import failpoint
 from tfkd.progress import progress_bar
 from tfkd.runner import sha256_file
@@ -121,11 +121,6 @@ def ids_digest(ids):
 
 _FEATURES = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.FixedLenFeature([], tf.int64),
              "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
-
-
-class CacheMismatch(DataError):
-    """The cache does not hold exactly the examples the student trains on, or its shards are
-    not the ones its manifest lists (truncated, replaced, missing)."""
 
 
 def check_shards(directory, manifest):

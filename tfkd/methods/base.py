@@ -4,6 +4,7 @@ from typing import Literal, Optional
 
 import pydantic
 
+from tfkd.errors import MethodError
 from tfkd.spec import TEACHER_TARGETS, Strict
 
 
@@ -166,10 +167,6 @@ class Method:
         ``results``: ``None``, or ``{"label", "scores": {split: scores}, "parameters",
         "steps", "seconds"}`` (a method that fine-tunes and evaluates a teacher gives it)."""
         return None
-
-
-class MethodError(RuntimeError):
-    """A method cannot run with this spec; the message says what to change."""
 
 
 __all__ = ["TEACHER_TARGETS", "Method", "MethodError", "MethodSpec"]

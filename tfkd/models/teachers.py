@@ -4,7 +4,8 @@ masked-LM model methods fine-tune on them."""
 import os
 import re
 
-from tfkd.spec import SpecError, package_folder
+from tfkd.errors import SpecError, StageError
+from tfkd.spec import package_folder
 
 
 def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
@@ -152,8 +153,6 @@ def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_
     the spec key to set when it is not."""
     import numpy as np
     import tensorflow as tf
-
-    from tfkd.runner import StageError
 
     teacher_ids = {token: i for i, token in enumerate(teacher_tokenizer.get_vocabulary())}
     student_vocabulary = student_tokenizer.get_vocabulary()

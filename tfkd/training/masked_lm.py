@@ -13,10 +13,10 @@ import time
 
 import keras
 
-from tfkd.runner import StageError
+from tfkd.errors import StageError
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
-from tfkd.training.xla import jit_compile
 from tfkd.training.schedules import TriangularSchedule
+from tfkd.xla import resolve_jit_compile
 
 log = logging.getLogger("tfkd")
 
@@ -26,7 +26,7 @@ TEACHER_WEIGHTS = "teacher.weights.h5"
 VALIDATION_MASKING_STREAM = 7
 
 
-def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, description, hint):
+def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, description, hint, *, jit_compile):
     """Train ``model`` (``inputs -> logits`` at ``inputs["mask_positions"]``) on ``train_ds``.
 
     Args:
@@ -38,6 +38,8 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
         stage_name: for logs and messages.
         description: what is trained, for the log (``"C-MLM on 9,984 pairs"``).
         hint: what to change when the loss turns NaN.
+        jit_compile: the run's ``train.jit_compile`` (``"auto"``, ``True`` or ``False``): whether
+            the steps are XLA-compiled (:func:`tfkd.xla.resolve_jit_compile`).
 
     Returns:
         ``{"steps", "trainable_parameters", "accuracy", "loss", "val_accuracy", "val_loss"}``.
@@ -48,7 +50,7 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile(),
+        jit_compile=resolve_jit_compile(jit_compile),
     )
     inputs, _, _ = next(iter(train_ds))
     model(inputs)

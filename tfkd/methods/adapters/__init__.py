@@ -20,7 +20,8 @@ comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``var
 from pydantic import Field
 
 from tfkd import registry
-from tfkd.methods.base import Method, MethodError, MethodSpec
+from tfkd.errors import MethodError
+from tfkd.methods.base import Method, MethodSpec
 from tfkd.tasks.base import AlignedPairs
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
+from tfkd.errors import StageError
 from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
@@ -244,8 +245,6 @@ class HiddenStateDistiller(EncoderDistiller):
         super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
         layers = len(teacher.transformer_layers)
         if not -layers <= teacher_layer < layers:
-            from tfkd.runner import StageError
-
             raise StageError(f"distill.teacher_layer: {teacher_layer} is not a layer of the teacher's {layers}")
         self.num_teacher_layers = teacher_layer % layers + 1
         self.hidden_input = hidden_input

@@ -93,7 +93,7 @@ class CMLMFinetuneStage(Stage):
         teacher = load_cmlm_teacher(context.spec.teacher.checkpoint, finetune.direction)
         return fit_masked_lm(teacher, train_ds, valid_ds, finetune, workdir, self.name,
                              f"C-MLM on {len(train_tok):,} pairs of {finetune.batch_size}",
-                             hint="Lower distill.finetune.learning_rate.")
+                             hint="Lower distill.finetune.learning_rate.", jit_compile=context.spec.train.jit_compile)
 
 
 class TeacherCacheStage(Stage):

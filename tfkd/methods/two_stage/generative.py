@@ -97,7 +97,7 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
                                 teacher=teacher if weight > 0 else None)
     compile_and_build(trainer, keras.optimizers.Adam(
         TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
-        train_ds)
+        train_ds, jit_compile=context.spec.train.jit_compile)
     trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
     log.info("%s: %s on %s tokens (%s %s of at most %d) of %s, lambda %g, %d steps of %d %s; %s trainable "
              "parameters", stage_name, objective.name, f"{tokens:,}", f"{examples:,}", objective.unit,

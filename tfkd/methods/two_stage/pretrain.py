@@ -32,7 +32,8 @@ from keras import ops
 
 from tfkd import data as data_lib
 from tfkd.distillation.teacher_mlm import load_trained_teacher, mlm_batches
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
@@ -165,7 +166,7 @@ class PretrainStage(StudentPretrainStage):
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
         compile_and_build(trainer, keras.optimizers.Adam(
             TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
-            train_ds)
+            train_ds, jit_compile=spec.train.jit_compile)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
         log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "

@@ -24,8 +24,9 @@ import tensorflow as tf
 from tfkd import data as data_lib
 from tfkd import registry
 from tfkd.distillation.teacher_mlm import TeacherMLMStage
+from tfkd.errors import StageError
 from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label
-from tfkd.runner import Stage, StageError
+from tfkd.runner import Stage
 
 log = logging.getLogger("tfkd")
 
@@ -132,7 +133,8 @@ class TeacherTaskFinetuneStage(Stage):
         trainer = SupervisedTrainer(teacher, view.task, label_smoothing=settings.label_smoothing,
                                     reported_terms=("nll",))
         compile_and_build(trainer, keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds)
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds,
+            jit_compile=view.spec.train.jit_compile)
         parameters = teacher.count_params()
         log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, teacher_label(context.spec),
                  f"{parameters:,}", settings.steps)

@@ -11,6 +11,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
+from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import ClassDistributions, Pretrainable, Task
 
@@ -199,13 +200,14 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
     def _dataset(self, tokenized, context, training, columns=None):
         from tfkd.data import SpecialIds
         from tfkd.tasks.classification.data import classification_dataset
+        from tfkd.xla import resolve_jit_compile
 
         data = context.spec.data
         return classification_dataset(
             tokenized, SpecialIds.of(context.tokenizers().text), batch_tokens=data.batch_tokens,
             max_tokens=data.max_tokens, bucket_width=data.bucket_width, shuffle=training,
             seed=context.spec.train.seed if training else None, shuffle_buffer=data.shuffle_buffer,
-            repeat=training, columns=columns,
+            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(context.spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None, unlabeled=None):
@@ -260,7 +262,6 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         """A :class:`~tfkd.models.bert_classifier.BertClassifier` around a pretrained BERT
         ``backbone`` (head dropout 0.1, as keras-hub's ``BertTextClassifier``)."""
         from tfkd.models.bert_classifier import BertClassifier
-        from tfkd.runner import StageError
 
         if backbone.vocabulary_size != tokenizers.text.vocabulary_size():
             raise StageError(f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "

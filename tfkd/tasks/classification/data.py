@@ -16,8 +16,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (DataError, ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
+from tfkd.data import (ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
                        tokenize_to_ragged)
+from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
 
@@ -257,7 +258,7 @@ def tokenize_corpus(corpus, tokenizer, special_ids, max_tokens, name="corpus"):
 
 
 def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width, shuffle=False,
-                           seed=None, shuffle_buffer=100000, repeat=False, columns=None):
+                           seed=None, shuffle_buffer=100000, repeat=False, columns=None, pad_to_bucket=False):
     """Bucketed batches ``({"token_ids", "padding_mask", **extra}, labels)``.
 
     ``token_ids`` are int32 ``[B, L]`` (``[CLS] x [SEP]`` padded with ``[PAD]``),
@@ -265,7 +266,8 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     holds at most ``batch_tokens`` padded tokens. ``columns`` is a dataset of dicts, each with
     an example ``"id"`` and fixed-shape per-example tensors (a teacher's probabilities, say),
     added to the inputs: the examples are then read in its order (it does its own shuffling),
-    looked up by id.
+    looked up by id. ``pad_to_bucket``: batches padded to their bucket's boundary, for
+    XLA-compiled steps (:func:`tfkd.data.bucketed_batches`).
     """
     examples = {"token_ids": tokenized.token_ids, "label": tf.constant(tokenized.labels, tf.int32)}
     join = ExampleTable(tokenized.ids, examples).join if columns is not None else None
@@ -282,7 +284,8 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     padding = {"token_ids": tf.constant(special_ids.pad, tf.int32), "padding_mask": tf.constant(False),
                "label": tf.constant(NO_LABEL, tf.int32)}
     ds = bucketed_batches(ds, lambda x: tf.shape(x["token_ids"])[0], max_tokens, bucket_width, batch_tokens,
-                          {k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()})
+                          {k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()},
+                          pad_to_bucket=pad_to_bucket)
 
     def to_model_inputs(batch):
         inputs = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}

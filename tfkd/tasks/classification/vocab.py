@@ -7,7 +7,7 @@ import logging
 import os
 
 from tfkd import data as data_lib
-from tfkd.runner import StageError
+from tfkd.errors import StageError
 
 log = logging.getLogger("tfkd")
 
@@ -21,7 +21,7 @@ LABELS_FILE = "labels.json"
 
 def training_label_names(spec, rows):
     """``data.labels``, or the sorted distinct labels of the training rows; checks the rows'
-    labels against them (a :class:`~tfkd.data.DataError` naming the row)."""
+    labels against them (a :class:`~tfkd.errors.DataError` naming the row)."""
     from tfkd.tasks.classification.data import distinct_labels, label_ids
 
     names = list(spec.data.labels) if spec.data.labels else distinct_labels(rows)

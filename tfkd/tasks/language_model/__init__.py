@@ -12,6 +12,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
+from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import ContinuesText, Pretrainable, Task, TextBatches
 
@@ -227,7 +228,6 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
     def build_teacher(self, spec, tokenizers, backbone):
         """A :class:`~tfkd.models.gpt2_lm.GPT2LM` around a pretrained GPT-2 ``backbone``."""
         from tfkd.models.gpt2_lm import GPT2LM
-        from tfkd.runner import StageError
 
         if backbone.vocabulary_size != tokenizers.text.vocabulary_size():
             raise StageError(f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "

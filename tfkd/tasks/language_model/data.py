@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
+from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
 
@@ -52,11 +53,11 @@ def read_split(data, split):
         try:
             dataset = tfds.load(name, split=tfds_split, data_dir=data.data_dir, download=False)
         except Exception as e:  # TFDS raises many types; the message is what matters
-            raise data_lib.DataError(f"data.tfds: {name} split {tfds_split}: cannot load: "
-                                     f"{str(e).splitlines()[0]}") from None
+            raise DataError(f"data.tfds: {name} split {tfds_split}: cannot load: "
+                            f"{str(e).splitlines()[0]}") from None
         if data.text_feature not in dataset.element_spec:
-            raise data_lib.DataError(f"data.text_feature: tfds {name} has no feature {data.text_feature!r} "
-                                     f"(features: {', '.join(dataset.element_spec)})")
+            raise DataError(f"data.text_feature: tfds {name} has no feature {data.text_feature!r} "
+                            f"(features: {', '.join(dataset.element_spec)})")
         lines = []
         for example in tfds.as_numpy(dataset):
             lines += [line.strip() for line in example[data.text_feature].decode("utf-8").split("\n")]
@@ -67,7 +68,7 @@ def read_split(data, split):
         raw = raw[:limit]
     lines = [data_lib.decode_line(line, path, number).strip() for number, line in enumerate(raw, start=1)]
     if not any(lines):
-        raise data_lib.DataError(f"{path}: no text (every line is empty)")
+        raise DataError(f"{path}: no text (every line is empty)")
     return LanguageModelText(lines, path)
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from tfkd.runner import StageError
+from tfkd.errors import StageError
 
 log = logging.getLogger("tfkd")
 

@@ -10,6 +10,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd import registry
+from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
 from tfkd.tasks.base import AlignedPairs, Pretrainable, Task
 from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE
@@ -187,20 +188,19 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     def _dataset(self, context, split, stage_name, training, columns=None):
         from tfkd.data import SpecialIds
         from tfkd.tasks.translation.data import seq2seq_dataset
+        from tfkd.xla import resolve_jit_compile
 
         spec = context.spec
         tokenized = self.tokenized(context, split, stage_name)
         if len(tokenized) == 0:
             if training:
-                from tfkd.runner import StageError
-
                 raise StageError(f"{stage_name}: no usable sentence pairs in {self.corpus(context, split).origin}")
             return None
         return seq2seq_dataset(
             tokenized, SpecialIds.of(context.tokenizers().target), batch_tokens=spec.data.batch_tokens,
             max_tokens=spec.data.max_tokens, bucket_width=spec.data.bucket_width, shuffle=training,
             seed=spec.train.seed if training else None, shuffle_buffer=spec.data.shuffle_buffer,
-            repeat=training, columns=columns,
+            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None):
@@ -232,8 +232,6 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     def build_teacher(self, spec, tokenizers, backbone):
         """The teacher around a pretrained seq2seq ``backbone``: the model itself (MASS
         pre-trains the whole encoder-decoder, so fine-tuning keeps every weight)."""
-        from tfkd.runner import StageError
-
         sizes = (backbone.source_vocab_size, backbone.target_vocab_size)
         wanted = (tokenizers.source.vocabulary_size(), tokenizers.target.vocabulary_size())
         if sizes != wanted:

@@ -12,7 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import DataError, ExampleTable, bucketed_batches, example_stream, read_lines, tokenize_to_ragged
+from tfkd.data import ExampleTable, bucketed_batches, example_stream, read_lines, tokenize_to_ragged
+from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
 
@@ -124,13 +125,15 @@ def pair_table(tokenized):
 
 def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width,
                     shuffle=False, seed=None, shuffle_buffer=100000, repeat=False,
-                    columns=None):
+                    columns=None, pad_to_bucket=False):
     """Bucketed batches ``({"source_ids", "decoder_ids", **extra}, target_ids)``.
 
     ``decoder_ids`` is ``[BOS] + y`` and ``target_ids`` is ``y + [EOS]``. ``columns`` is a
     dataset of dicts, each with an example ``"id"`` and extra per-example tensors (padded like
     the target, added to the inputs; a teacher cache streamed from disk): the pairs are then
     read in its order (it does its own shuffling, within its own memory bound), looked up by id.
+    ``pad_to_bucket``: batches padded to their bucket's boundary, for XLA-compiled steps
+    (:func:`tfkd.data.bucketed_batches`).
     """
     ds, extra_names = example_stream({"source": tokenized.source_ids, "target": tokenized.target_ids},
                                      len(tokenized), columns, pair_table(tokenized).join if columns else None,
@@ -151,7 +154,7 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     ds = bucketed_batches(ds, lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]), max_tokens,
                           bucket_width, batch_tokens,
                           {k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer else tf.constant(0, v.dtype)
-                           for k, v in ds.element_spec.items()})
+                           for k, v in ds.element_spec.items()}, pad_to_bucket=pad_to_bucket)
 
     def to_model_inputs(batch):
         inputs = {"source_ids": batch["source"], "decoder_ids": batch["decoder"]}

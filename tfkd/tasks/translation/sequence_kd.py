@@ -24,7 +24,8 @@ import shutil
 import time
 
 from tfkd import registry
-from tfkd.runner import Stage, StageError
+from tfkd.errors import StageError
+from tfkd.runner import Stage
 from tfkd.serving import read_export_info
 from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE, TEACHER_TARGETS
 

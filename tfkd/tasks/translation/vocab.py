@@ -9,7 +9,7 @@ import shutil
 import time
 
 from tfkd import data as data_lib
-from tfkd.runner import StageError
+from tfkd.errors import StageError
 
 log = logging.getLogger("tfkd")
 
