@@ -97,7 +97,7 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
 # ----------------------------------------------------------------------------- package layout
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
-GENERIC = ["spec.py", "cli.py", "registry.py", "runner.py", "pipeline.py", "stage_names.py", "stages.py", "data.py", "export.py", "lazy.py",
+GENERIC = ["spec.py", "cli.py", "registry.py", "runner.py", "pipeline.py", "stage_names.py", "stages.py", "data.py", "exporters", "lazy.py",
            "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models", "training"]
 
 

@@ -62,7 +62,7 @@ def test_register_rejects_duplicate_names():
 
 def test_register_rejects_unknown_kind():
     with pytest.raises(ValueError, match=r'unknown kind "encoder_layr"; did you mean "encoder_layer"\? '
-                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, method'):
+                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, exporter, method'):
         tfkd.register("encoder_layr", "x")
 
 

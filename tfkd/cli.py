@@ -312,14 +312,19 @@ def _open_finished_run(run_dir, stage):
 
 
 def cmd_export(args):
+    from tfkd import registry
     from tfkd.spec import SpecError
 
     try:
         import_tensorflow()
-        from tfkd.export import choose_version, directory_size, export_adapters, export_saved_model
+        from tfkd.exporters.base import choose_version, directory_size
         from tfkd.stages import load_student
 
         spec, runner, context = _open_finished_run(args.run_dir, args.student)
+        try:  # after the spec's imports, which may register exporters
+            exporter = registry.lookup("exporter", args.format or spec.export.format)
+        except ValueError as e:
+            raise SpecError(f"--format: {e}") from None
         if args.student in (spec.variants or {}):
             context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
         out = args.out or os.path.join(args.run_dir, "export")
@@ -327,11 +332,7 @@ def cmd_export(args):
             spec.name if args.student == "train" else f"{spec.name}_{args.student}")
         version = choose_version(out, name, args.version, spec.export.version)
         student = load_student(context, args.student, weights=_weights_file(args.weights))
-        if args.adapters_only or spec.export.adapters_only:
-            path = export_adapters(student, out, name, version)
-        else:
-            path = export_saved_model(lambda target: context.task.export(context, student, target), out, name,
-                                      version)
+        path = exporter().export(context, student, os.path.join(out, name), version)
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return EXIT_SPEC_ERROR
@@ -641,6 +642,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from tfkd.spec import ADAPTERS_EXPORTER
+
     # -v/-q are read before and after the command: "tfkd -v run ..." and "tfkd run ... -v"
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -679,24 +682,27 @@ def build_parser():
     config.add_argument("--stages", help="the plan of these stages instead of the default ones")
     config.set_defaults(func=cmd_config)
 
-    listing = add("list", "list the registered tasks, methods, students, layers and decoders",
+    listing = add("list", "list the registered tasks, methods, students, layers, decoders and exporters",
                   "List what specs can name: tasks, methods, students, encoder and decoder layers, adapters, "
-                  "decoders, with the class each name stands for. With --spec, the spec's imports are "
+                  "decoders, exporters, with the class each name stands for. With --spec, the spec's imports are "
                   "loaded first, so user-registered names show too.")
     listing.add_argument("--spec", help="load this spec's imports first")
     listing.add_argument("kinds", nargs="*", metavar="KIND", help="only these kinds (task, method, student, ...)")
     listing.set_defaults(func=cmd_list)
 
-    export = add("export", "write a TF Serving SavedModel from a run directory")
+    export = add("export", "write a TF Serving SavedModel (or another --format) from a run directory")
     export.add_argument("run_dir")
     export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
     export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
     export.add_argument("--version", type=_export_version, metavar="N|auto",
                         help="the version folder to write: a new number, or auto (one more than the newest there; "
                              "default: the spec's export.version). An existing version is never overwritten")
-    export.add_argument("--adapters-only", action="store_true",
-                        help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
-                             "frozen pretrained models, such as AB-Net) instead of a SavedModel")
+    export.add_argument("--format", metavar="NAME", help="the exporter (tfkd list exporter; default: the spec's "
+                        "export.format, saved_model): saved_model writes a SavedModel that takes raw text; adapters "
+                        "writes VERSION.adapters.safetensors, only the trained weights and config (a student on "
+                        "frozen pretrained models, such as AB-Net)")
+    export.add_argument("--adapters-only", dest="format", action="store_const", const=ADAPTERS_EXPORTER,
+                        help=f"the same as --format {ADAPTERS_EXPORTER}")
     export.add_argument("--student", "--stage", dest="student", default="train",
                         help="the run's train stage to export (default: train; baseline, a variant's name); its "
                              "default model name is RUN_NAME_STAGE")

@@ -14,7 +14,8 @@ like the built-in ones::
         def call(self, inputs, padding_mask=None, training=None): ...
 
 Methods (``distill.method``) and tasks (``task``) are registered the same way, as instances of
-:class:`tfkd.methods.Method` and :class:`tfkd.tasks.Task`.
+:class:`tfkd.methods.Method` and :class:`tfkd.tasks.Task`; exporters (``export.format``) as
+subclasses of :class:`tfkd.exporters.Exporter`.
 
 This module does not import Keras or TensorFlow: built-in entries are *declared* by module
 path and imported on first use, so ``tfkd validate`` and ``tfkd --help`` start in a fraction
@@ -42,11 +43,12 @@ KINDS = {
     "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape (after a pretrained layer); a "
                 "decoder-side adapter also takes (encoder_sequence, encoder_padding_mask, decoder_padding_mask)"),
     "decoder": (None, "decode(model, source_ids, special_ids, max_length, **options) -> (ids, scores)"),
+    "exporter": ("tfkd.exporters.base:Exporter", "export(context, student, directory, version) -> the path it wrote"),
 }
 
 _REGISTRY = {kind: {} for kind in KINDS}
 # packages whose import declares the built-in entries (they only declare, importing nothing heavy)
-_BUILTIN_PACKAGES = ("tfkd.builtins", "tfkd.tasks", "tfkd.methods")
+_BUILTIN_PACKAGES = ("tfkd.builtins", "tfkd.tasks", "tfkd.methods", "tfkd.exporters")
 _builtins_loaded = False
 
 
@@ -189,6 +191,13 @@ def _entry(kind, name):
             f'unknown {kind.replace("_", " ")} "{name}";{did_you_mean(name, choices)} '
             f"Choices: {', '.join(choices)}"
         ) from None
+
+
+def check_name(kind, name):
+    """``name`` if it is registered among ``kind`` (without importing a declared entry);
+    ValueError listing the choices otherwise."""
+    _entry(kind, name)
+    return name
 
 
 def lookup(kind, name):

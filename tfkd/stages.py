@@ -17,6 +17,7 @@ import numpy as np
 from tfkd import registry
 from tfkd.distribute import make_strategy
 from tfkd.runner import Stage, StageError
+from tfkd.spec import ADAPTERS_EXPORTER
 from tfkd.stage_names import TARGETS_STAGE, TEACHER_TARGETS
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
@@ -387,10 +388,21 @@ class EvaluateStage(Stage):
 # ----------------------------------------------------------------------------- export
 
 
+# export.format as export stage keys of runs from before it was a setting spelt it
+_EXPORT_KEYS_BEFORE_FORMAT = {"saved_model": {"adapters_only": False}, ADAPTERS_EXPORTER: {"adapters_only": True}}
+
+
+def export_key(export):
+    """The ``export`` section as the export stage's key: with a format runs made before
+    ``export.format`` could write, the key they got (``adapters_only``), so they stay done."""
+    key = export.model_dump(mode="json", exclude={"format"})
+    return key | _EXPORT_KEYS_BEFORE_FORMAT.get(export.format, {"format": export.format})
+
+
 class ExportStage(Stage):
-    """``<run>/export/<model_name>/<version>/``: a SavedModel that takes raw text; with
-    ``export.adapters_only``, ``<run>/export/<model_name>/<version>.adapters.safetensors``: the
-    student's trained weights and config alone (:func:`tfkd.export.export_adapters`)."""
+    """``<run>/export/<model_name>/<version>``: the student, written by the exporter the spec's
+    ``export.format`` names (:mod:`tfkd.exporters`; default ``saved_model``: a folder, a
+    SavedModel that takes raw text)."""
 
     def __init__(self, name, train_stage):
         self.name = name
@@ -398,22 +410,20 @@ class ExportStage(Stage):
         self.train_stage = train_stage
 
     def config(self, spec):
-        return {"decode": spec.decode.model_dump(mode="json"), "export": spec.export.model_dump(mode="json"),
+        return {"decode": spec.decode.model_dump(mode="json"), "export": export_key(spec.export),
                 "data": _task(spec).data_key(spec, [])}
 
     def run(self, context, workdir):
-        from tfkd.export import directory_size, export_adapters, export_saved_model
+        from tfkd.exporters.base import directory_size
 
         spec = context.spec
         start = time.time()
         student = load_student(context, self.train_stage)
-        if spec.export.adapters_only:
-            path = export_adapters(student, workdir, spec.export.model_name or spec.name, spec.export.version)
-        else:
-            path = export_saved_model(lambda out: context.task.export(context, student, out), workdir,
-                                      spec.export.model_name or spec.name, spec.export.version)
+        exporter = registry.lookup("exporter", spec.export.format)()
+        path = exporter.export(context, student, os.path.join(workdir, spec.export.model_name or spec.name),
+                               spec.export.version)
         size = directory_size(path)
-        log.info("export: %s (%.1f MB) in %.1fs", path, size / 1e6, time.time() - start)
+        log.info("export: %s, %s (%.1f MB) in %.1fs", path, exporter.writes, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 

@@ -150,7 +150,7 @@ class _SourceBert:
         return [self.source_backbone]
 
     def save_adapters(self, path):
-        """:func:`save_adapters` of this student (what ``tfkd export --adapters-only`` writes)."""
+        """:func:`save_adapters` of this student (what ``tfkd export --format adapters`` writes)."""
         save_adapters(self, path)
 
 
