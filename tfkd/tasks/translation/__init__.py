@@ -65,8 +65,7 @@ class TranslationDecode(Strict):
     @pydantic.field_validator("algorithm")
     @classmethod
     def _registered(cls, name):
-        registry.schema("decoder", name)  # ValueError listing the choices
-        return name
+        return registry.check_name("decoder", name)  # ValueError listing the choices
 
 
 class TranslationEvaluate(Strict):
