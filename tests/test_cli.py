@@ -450,8 +450,10 @@ def test_list_shows_every_registered_kind_with_its_class(tmp_path):
     assert kinds == list(registry.KINDS)
     rows = dict(line.split()[:2] for line in out.stdout.splitlines() if line.startswith("  "))
     assert rows["two_stage"] == "tfkd.methods.two_stage.TwoStageMethod"
-    assert rows["transformer"] == "tfkd.models.transformer:TransformerSeq2Seq"
-    assert rows["mask_predict"] == "tfkd.decoding.mask_predict:mask_predict"
+    assert rows["transformer"] == "tfkd.models.transformer"  # the module that registers it, not imported
+    assert rows["mask_predict"] == "tfkd.decoding.mask_predict"
+    assert rows["saved_model"] == "tfkd.exporters.saved_model.SavedModelExporter"
+    assert rows["adapters"] == "tfkd.exporters.adapters.AdaptersExporter"
     assert "(default)" in next(line for line in out.stdout.splitlines() if line.split()[:1] == ["supervised"])
     # a spec's imports add the user's names
     user = run_tfkd("list", "encoder_layer", "--spec", write_spec(tmp_path, "listed"))

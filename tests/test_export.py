@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tfkd.models.abilities import AdapterStudent
+
 from helpers import REPO, serve_only, tfkd, write_spec
 
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
@@ -55,7 +57,7 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     batch size and bucket; the export keeps the compiled function and serves without tfkd."""
     import numpy as np
 
-    from tfkd.export import export_saved_model
+    from tfkd.exporters.saved_model import SavedModelExporter
     from tfkd.pipeline import open_run
     from tfkd.stages import load_student
 
@@ -76,8 +78,7 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     widths = {int(c.structured_input_signature[0][0].shape[1] or -1) for c in compiled._list_all_concrete_functions()}
     assert widths and all(w == -1 or w % context.spec.data.bucket_width == 0 for w in widths), widths
 
-    path = export_saved_model(lambda out: context.task.export(context.with_spec(xla_spec), student, out),
-                              str(tmp_path / "models"), "xla", 1)
+    path = SavedModelExporter().export(context.with_spec(xla_spec), student, str(tmp_path / "models" / "xla"), 1)
     served = serve_only(path, valid, tmp_path)
     assert served["loaded"] == [] and served["translations"] == list(translations)
     graph = open(os.path.join(path, "saved_model.pb"), "rb").read()
@@ -173,7 +174,7 @@ def test_rest_body_and_grpc_predict_request_run_through_the_signature(exported):
 
 
 def test_export_is_atomic(tmp_path):
-    from tfkd.export import export_saved_model
+    from tfkd.exporters.base import write_atomically
 
     targets = []
 
@@ -184,11 +185,11 @@ def test_export_is_atomic(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        export_saved_model(broken, str(tmp_path), "m", 3)
+        write_atomically(broken, str(tmp_path / "m" / "3"))
     assert os.listdir(tmp_path / "m") == []
     # written beside the version folder under a name TF Serving ignores (not a number)
     assert os.path.dirname(targets[0]) == str(tmp_path / "m")
-    assert not os.path.basename(targets[0]).isdigit()
+    assert not os.path.basename(targets[0]).split(".")[0].isdigit()
 
     def write(content):
         def writer(path):
@@ -197,17 +198,27 @@ def test_export_is_atomic(tmp_path):
                 f.write(content)
         return writer
 
-    assert export_saved_model(write("one"), str(tmp_path), "m", 3) == str(tmp_path / "m" / "3")
+    write_atomically(write("one"), str(tmp_path / "m" / "3"))
     assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "one"
     # a version exported again is replaced whole; other versions stay
-    export_saved_model(write("two"), str(tmp_path), "m", 3)
-    export_saved_model(write("three"), str(tmp_path), "m", 4)
+    write_atomically(write("two"), str(tmp_path / "m" / "3"))
+    write_atomically(write("three"), str(tmp_path / "m" / "4"))
     assert sorted(os.listdir(tmp_path / "m")) == ["3", "4"]
     assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "two"
     with pytest.raises(RuntimeError):
-        export_saved_model(broken, str(tmp_path), "m", 3)
+        write_atomically(broken, str(tmp_path / "m" / "3"))
     assert sorted(os.listdir(tmp_path / "m")) == ["3", "4"]
     assert (tmp_path / "m" / "3" / "saved_model.pb").read_text() == "two"
+
+    # a file: its temporary keeps the suffix (a writer may need it), and goes on failure too
+    def half_file(path):
+        targets.append(path)
+        open(path, "w").close()
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_atomically(half_file, str(tmp_path / "m" / "5.adapters.safetensors"))
+    assert targets[-1].endswith(".adapters.safetensors") and sorted(os.listdir(tmp_path / "m")) == ["3", "4"]
 
 
 @pytest.mark.slow
@@ -237,23 +248,97 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     assert typo.stderr.strip().splitlines() == [f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"]
 
 
+class WithAdapters(AdapterStudent):
+    def save_adapters(self, path):
+        with open(path, "w") as f:
+            f.write("weights")
+
+
+class TextTask:
+    """A task whose export is a folder with a ``saved_model.pb``."""
+
+    def export(self, context, student, path):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "w") as f:
+            f.write(type(student).__name__)
+
+
+def fake_run(**export):
+    """``(spec, context)`` of a run named ``m`` with the spec's ``export`` section ``export``."""
+    import types
+
+    from tfkd.spec import ExportSpec
+
+    spec = types.SimpleNamespace(name="m", export=ExportSpec.model_validate(export), variants=None)
+    return spec, types.SimpleNamespace(spec=spec, task=TextTask())
+
+
 def test_only_a_student_with_adapters_exports_them_alone(tmp_path):
-    from tfkd.export import export_adapters
+    from tfkd.exporters.adapters import AdaptersExporter
     from tfkd.runner import StageError
 
     class Plain:
         pass
 
-    with pytest.raises(StageError, match=r"^export.adapters_only: a Plain student has no adapters to write alone"):
-        export_adapters(Plain(), str(tmp_path), "m", 1)
-
-    from tfkd.models.abilities import AdapterStudent
-
-    class WithAdapters(AdapterStudent):
-        def save_adapters(self, path):
-            with open(path, "w") as f:
-                f.write("weights")
-
-    path = export_adapters(WithAdapters(), str(tmp_path), "m", 3)
+    _, context = fake_run()
+    with pytest.raises(StageError, match=r"^export.format adapters: a Plain student has no adapters to write alone"):
+        AdaptersExporter().export(context, Plain(), str(tmp_path / "m"), 1)
+    path = AdaptersExporter().export(context, WithAdapters(), str(tmp_path / "m"), 3)
     assert path == str(tmp_path / "m" / "3.adapters.safetensors") and open(path).read() == "weights"
     assert sorted(os.listdir(tmp_path / "m")) == ["3.adapters.safetensors"]  # no temporary left
+
+
+@pytest.mark.parametrize("export, written", [
+    ({}, "1/saved_model.pb"),  # the default
+    ({"format": "saved_model", "version": 2}, "2/saved_model.pb"),
+    ({"format": "adapters"}, "1.adapters.safetensors"),
+    ({"adapters_only": True}, "1.adapters.safetensors"),  # the old spelling of format: adapters
+    ({"adapters_only": False}, "1/saved_model.pb"),
+])
+def test_the_export_stage_runs_the_exporter_the_spec_names(export, written, tmp_path, monkeypatch):
+    from tfkd import stages
+
+    monkeypatch.setattr(stages, "load_student", lambda context, train_stage: WithAdapters())
+    _, context = fake_run(**export)
+    result = stages.ExportStage("export", "train").run(context, str(tmp_path))
+    entry = written.split("/")[0]
+    assert result["path"] == os.path.join("m", entry) and os.listdir(tmp_path / "m") == [entry]
+    assert (tmp_path / "m" / written).read_text() in ("weights", "WithAdapters")
+
+
+def test_export_format_is_a_registered_exporter(tmp_path):
+    from tfkd.spec import ExportSpec, SpecError, load_spec
+
+    spec = write_spec(tmp_path, "formats")
+    line = len(open(spec).read().splitlines()) + 2
+    with open(spec, "a") as f:
+        f.write("export:\n  format: savedmodel\n")
+    with pytest.raises(SpecError) as error:
+        load_spec(spec)
+    assert str(error.value) == (f'{spec}:{line}: export.format: unknown exporter "savedmodel"; did you mean '
+                                '"saved_model"? Choices: adapters, saved_model')
+    with pytest.raises(SpecError, match=r"export: adapters_only: true is format: adapters; give one of them$"):
+        load_spec(spec, ["export.format=saved_model", "export.adapters_only=true"])
+    assert load_spec(spec, ["export.format=adapters", "export.adapters_only=true"]).export.format == "adapters"
+    assert ExportSpec().format == "saved_model"
+    assert "adapters_only" not in ExportSpec(adapters_only=True).model_dump()
+
+
+def test_tfkd_export_format_picks_the_exporter(tmp_path, monkeypatch, capsys):
+    from tfkd import cli, stages
+    from tfkd.cli import export as export_command
+
+    spec, context = fake_run()
+    monkeypatch.setattr(export_command, "import_tensorflow", lambda: None)
+    monkeypatch.setattr(export_command, "open_finished_run", lambda run_dir, stage: (spec, None, context))
+    monkeypatch.setattr(stages, "load_student", lambda context, stage, weights=None: WithAdapters())
+    for flags, written in ((["--format", "adapters"], "1.adapters.safetensors"),
+                           (["--format", "saved_model", "--version", "2"], "2"),
+                           (["--adapters-only", "--version", "3"], "3.adapters.safetensors"),
+                           (["--version", "4"], "4")):  # the spec's export.format
+        assert cli.main(["export", "RUN", "--out", str(tmp_path), *flags]) == 0
+        assert capsys.readouterr().out.startswith(f"exported {tmp_path / 'm' / written} (")
+    assert sorted(os.listdir(tmp_path / "m")) == ["1.adapters.safetensors", "2", "3.adapters.safetensors", "4"]
+    assert cli.main(["export", "RUN", "--out", str(tmp_path), "--format", "ctranslate"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        '--format: unknown exporter "ctranslate"; Choices: adapters, saved_model']

@@ -2,6 +2,7 @@
 perplexity against NumPy, and an export served without tfkd that equals the run's scores and
 continuations."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from tfkd.models.gpt2_lm import GPT2LM
 from tfkd.spec import TrainSpec
 from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
-from tfkd.tasks.language_model.export import TextLM, make_sampler, write_language_model_saved_model
+from tfkd.tasks.language_model.export import TextLM, make_sampler
 from tfkd.tasks.language_model.vocab import END_OF_TEXT, learn_byte_level_bpe, load_tokenizers
 
 from test_classification_data import FakeContext
@@ -165,7 +166,10 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
     expected = expected.decode("utf-8", errors="replace").encode("utf-8")
     assert in_process["continuation"][0] == expected
     path = tmp_path / "export"
-    write_language_model_saved_model(text_lm, str(path))
+    LanguageModelTask().export(context, model, str(path))  # a TextLM like text_lm
+    info = json.loads((path / "assets.extra" / "tfkd.json").read_text())
+    assert info == {"task": "language_model", "input": "text", "output": "continuation", "batch_size": 16,
+                    "decode": context.spec.decode.model_dump(mode="json")}
     served = serve_only(path, texts, tmp_path, input_name="text")
     assert served["loaded"] == []
     np.testing.assert_allclose(served["log_probs"], in_process["log_probs"], atol=1e-5)

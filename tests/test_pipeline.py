@@ -99,7 +99,7 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
 GENERIC = ["spec", "cli", "registry.py", "runner.py", "pipeline.py", "plan.py", "context.py", "stages.py", "data.py",
-           "export.py", "lazy.py", "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models",
+           "exporters", "lazy.py", "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models",
            "training", "comparison.py", "serving.py", "errors.py", "distillation"]
 
 

@@ -1,5 +1,6 @@
 """The registry: user layers named in a spec are built and serialise like built-in ones;
-methods register as instances under unique names; built-ins declare what they really take."""
+methods register as instances under unique names; built-ins register where tfkd.builtins says,
+with the settings they really take."""
 
 import inspect
 
@@ -62,7 +63,7 @@ def test_register_rejects_duplicate_names():
 
 def test_register_rejects_unknown_kind():
     with pytest.raises(ValueError, match=r'unknown kind "encoder_layr"; did you mean "encoder_layer"\? '
-                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, method'):
+                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, exporter, method'):
         tfkd.register("encoder_layr", "x")
 
 
@@ -79,37 +80,57 @@ def test_lookup_of_a_misspelt_method_lists_the_methods():
     assert {"soft_target", "supervised"} <= set(message.split("Choices: ")[1].split(", "))
 
 
-def declarations(monkeypatch):
-    """``{(kind, name): keyword arguments}`` of every ``declare`` call in tfkd/builtins.py (run
-    afresh: an entry already looked up in this process is no longer a declaration)."""
-    import runpy
-
-    calls = {}
-
-    def declare(kind, name, target, **options):
-        calls[(kind, name)] = dict(options, target=target)
-
-    monkeypatch.setattr(registry, "declare", declare)
-    runpy.run_module("tfkd.builtins")
-    return calls
-
-
 @pytest.mark.parametrize("kind, name, cls", [
     ("encoder_layer", "transformer_encoder", "TransformerEncoder"),
     ("decoder_layer", "transformer_decoder", "TransformerDecoder"),
 ])
-def test_declared_block_arguments_match_keras_hub(kind, name, cls, monkeypatch):
-    """builtins.py lists the keras-hub constructors' arguments so specs validate without
+def test_registered_block_arguments_match_keras_hub(kind, name, cls):
+    """tfkd.layers registers the keras-hub constructors' arguments so specs validate without
     importing keras-hub; they must stay what keras-hub accepts."""
     import keras_hub
 
-    declared = declarations(monkeypatch)[(kind, name)]
-    assert declared["target"] == f"keras_hub.layers:{cls}"
+    assert registry.lookup(kind, name) is getattr(keras_hub.layers, cls)
+    arguments, required, _ = registry.constructor_arguments(kind, name)  # the registered lists
     params = inspect.signature(getattr(keras_hub.layers, cls).__init__).parameters
     named = tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
-    required = tuple(n for n in named if params[n].default is inspect.Parameter.empty)
-    assert tuple(declared["arguments"]) == named
-    assert tuple(declared["required"]) == required
+    assert arguments == named
+    assert required == tuple(n for n in named if params[n].default is inspect.Parameter.empty)
+
+
+def test_every_builtin_registers_itself_where_builtins_says():
+    """tfkd.builtins lists modules only; importing each registers its names with the decorator,
+    and a student's class validates with the schema registered for it in tfkd.models.configs."""
+    from tfkd import builtins
+
+    for kind, modules in builtins.LAZY.items():
+        for name, module in modules.items():
+            entry = registry.lookup(kind, name)
+            assert registry.origin(kind, name) == f"{entry.__module__}.{entry.__qualname__}"
+            if kind == "student":
+                assert registry.schema(kind, name) is entry.config_schema
+            elif not entry.__module__.startswith("keras_hub"):
+                assert entry.__module__ == module
+
+
+def test_settings_registered_before_the_class_validate_and_name_what_is_missing(scratch_students):
+    from tfkd.models.configs import LSTMConfig, TransformerConfig
+
+    tfkd.register("student", "later_student", schema=LSTMConfig)  # a light module's half
+    assert registry.schema("student", "later_student") is LSTMConfig and "later_student" in registry.names("student")
+    with pytest.raises(ValueError, match=r'^student "later_student": its settings alone registered no student; '
+                                         r'register it with @tfkd.register\("student", "later_student"\)$'):
+        registry.lookup("student", "later_student")
+
+    @tfkd.register("student", "later_student")  # the defining module's half
+    class LaterStudent(keras.Model):
+        pass
+
+    assert registry.lookup("student", "later_student") is LaterStudent
+    assert registry.schema("student", "later_student") is LSTMConfig
+    # another class may not take the name, nor its settings
+    with pytest.raises(ValueError, match="already registered by"):
+        tfkd.register("student", "later_student", schema=TransformerConfig)(type("Other", (keras.Model,), {}))
+    assert registry.schema("student", "later_student") is LSTMConfig
 
 
 class _Elsewhere(Method):
@@ -123,6 +144,16 @@ def scratch_methods():
     yield
     registry._REGISTRY["method"].clear()
     registry._REGISTRY["method"].update(before)
+
+
+@pytest.fixture
+def scratch_students():
+    """Student names and settings a test registers, removed afterwards."""
+    before = dict(registry._REGISTRY["student"]), dict(registry._SETTINGS["student"])
+    yield
+    for table, saved in zip((registry._REGISTRY["student"], registry._SETTINGS["student"]), before):
+        table.clear()
+        table.update(saved)
 
 
 def test_register_method_needs_a_method_instance(scratch_methods):

@@ -322,15 +322,15 @@ def test_a_killed_translation_resumes_from_its_last_chunk(run, tmp_path, monkeyp
 
 
 def test_an_exported_model_as_the_source(run, tmp_path):
-    from tfkd.export import export_saved_model
+    from tfkd.exporters.saved_model import SavedModelExporter
     from tfkd.plan import plan_run
     from tfkd.runner import Runner
-    from tfkd.stages import RunContext, load_student
+    from tfkd.stages import load_student
 
     path, spec, runner, context, _ = run
     teacher = context.with_spec(spec.variant("teacher"))
-    exported = export_saved_model(lambda out: teacher.task.export(teacher, load_student(teacher, "teacher"), out),
-                                  str(tmp_path / "export"), "teacher", 1)
+    student = load_student(teacher, "teacher")
+    exported = SavedModelExporter().export(teacher, student, str(tmp_path / "export" / "teacher"), 1)
     other = load_spec(path, [f"distill.targets_from={exported}", "variants=null",
                              f"run_dir={tmp_path / 'runs'}"])
     assert plan_run(other).names[:2] == ["vocab", "teacher_translations"]

@@ -143,6 +143,9 @@ CASES = {
     "distill.cache.shuffle_buffer": (overrides("distill.cache.shuffle_buffer=10"), AFTER_TRAIN),
     "distill.alpha": (overrides("distill.alpha=0.3"), AFTER_TRAIN),
     "decode.beam_size": (overrides("decode.beam_size=2"), {"evaluate", "baseline_evaluate", "export"}),
+    "export.format": (overrides("export.format=adapters"), {"export"}),
+    # the default, and the old spelling of format: adapters keyed as before export.format was a setting
+    "export.format: saved_model": (overrides("export.format=saved_model"), set()),
     "distill.cache.temperature": (overrides("distill.cache.temperature=2.0"), {"teacher_cache"} | AFTER_TRAIN),
     # the student's source vocabulary: everything but the teacher's fine-tuning (in its own)
     "data.source_tokenizer.vocab_size": (overrides("data.source_tokenizer.vocab_size=700"), ALL - {"teacher_finetune"}),
@@ -167,6 +170,18 @@ def test_what_a_change_reruns(case, tmp_path, corpus):
     after = keys(path, assignments)
     changed = {name for name in before if before[name] != after[name]}
     assert changed == expected
+
+
+def test_export_keys_of_runs_from_before_export_format_stay(tmp_path, corpus):
+    """Their export stages keyed ``export`` with ``adapters_only`` and no ``format``."""
+    from tfkd.stages import ExportStage
+
+    path = write_spec(tmp_path, corpus)
+    stage = ExportStage("export", "train")
+    before = {"model_name": None, "version": 1}
+    assert stage.config(load_spec(path))["export"] == before | {"adapters_only": False}
+    for spelling in (["export.adapters_only=true"], ["export.format=adapters"]):
+        assert stage.config(load_spec(path, spelling))["export"] == before | {"adapters_only": True}
 
 
 def test_changing_a_data_file_reruns_what_reads_it(tmp_path, corpus):

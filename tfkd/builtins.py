@@ -1,35 +1,28 @@
-"""Declarations of the built-in students, layers and decoders, by module path.
+"""Where the built-in entries register themselves, for :mod:`tfkd.registry` (which imports
+this module first, then ``LIGHT``; it imports a ``LAZY`` module when a run first looks up one of
+its names). Nothing here imports anything.
 
-Nothing here imports TensorFlow: an entry is imported when a run first looks it up, so specs
-validate without it. Methods and tasks declare themselves in ``tfkd.methods`` and ``tfkd.tasks``.
+Every entry registers with ``@tfkd.register(kind, name)`` in the module that defines it. The
+modules in ``LIGHT`` import without TensorFlow: they register the tasks, methods and exporters,
+and the settings that let a spec be validated before TensorFlow is imported: each built-in
+student's schema (:mod:`tfkd.models.configs`) and each built-in layer's constructor arguments
+(:mod:`tfkd.layers`).
 """
 
-from tfkd.models.configs import ABNetConfig, ABNetEncConfig, BertClassifierConfig, GPT2LMConfig, LSTMConfig, TransformerConfig
-from tfkd.registry import declare
+LIGHT = ("tfkd.models.configs", "tfkd.layers", "tfkd.tasks", "tfkd.methods", "tfkd.exporters")
 
-declare("student", "transformer", "tfkd.models.transformer:TransformerSeq2Seq", schema=TransformerConfig)
-declare("student", "lstm", "tfkd.models.lstm:LSTMSeq2Seq", schema=LSTMConfig)
-declare("student", "abnet", "tfkd.models.abnet:ABNet", schema=ABNetConfig)
-declare("student", "abnet_enc", "tfkd.models.abnet:ABNetEnc", schema=ABNetEncConfig)
-declare("student", "bert_classifier", "tfkd.models.bert_classifier:BertClassifier", schema=BertClassifierConfig)
-declare("student", "gpt2_lm", "tfkd.models.gpt2_lm:GPT2LM", schema=GPT2LMConfig)
-
-# keras-hub's blocks; the argument lists let a spec be checked without importing keras-hub
-# (tests/test_registry.py compares them with the real constructors)
-_BLOCK_ARGUMENTS = ("intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon",
-                    "kernel_initializer", "bias_initializer", "normalize_first")
-declare("encoder_layer", "transformer_encoder", "keras_hub.layers:TransformerEncoder",
-        arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads"))
-declare("decoder_layer", "transformer_decoder", "keras_hub.layers:TransformerDecoder",
-        arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads"))
-
-# AB-Net's adapters (tests/test_adapters.py compares the argument lists with the constructors)
-declare("adapter", "bottleneck", "tfkd.layers.adapters:BottleneckAdapter",
-        arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"), required=("adapter_dim",))
-declare("adapter", "cross_attention", "tfkd.layers.adapters:CrossAttentionAdapter",
-        arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
-        required=("num_heads",))
-
-declare("decoder", "greedy", "tfkd.decoding:greedy_search")
-declare("decoder", "beam", "tfkd.decoding:beam_search")
-declare("decoder", "mask_predict", "tfkd.decoding.mask_predict:mask_predict")
+# kind -> name -> the module whose import registers it
+LAZY = {
+    "student": {
+        "transformer": "tfkd.models.transformer",
+        "lstm": "tfkd.models.lstm",
+        "abnet": "tfkd.models.abnet",
+        "abnet_enc": "tfkd.models.abnet",
+        "bert_classifier": "tfkd.models.bert_classifier",
+        "gpt2_lm": "tfkd.models.gpt2_lm",
+    },
+    "encoder_layer": {"transformer_encoder": "tfkd.layers.blocks"},
+    "decoder_layer": {"transformer_decoder": "tfkd.layers.blocks"},
+    "adapter": {"bottleneck": "tfkd.layers.adapters", "cross_attention": "tfkd.layers.adapters"},
+    "decoder": {"greedy": "tfkd.decoding", "beam": "tfkd.decoding", "mask_predict": "tfkd.decoding.mask_predict"},
+}

@@ -14,11 +14,16 @@ like the built-in ones::
         def call(self, inputs, padding_mask=None, training=None): ...
 
 Methods (``distill.method``) and tasks (``task``) are registered the same way, as instances of
-:class:`tfkd.methods.Method` and :class:`tfkd.tasks.Task`.
+:class:`tfkd.methods.Method` and :class:`tfkd.tasks.Task`; exporters (``export.format``) as
+subclasses of :class:`tfkd.exporters.Exporter`.
 
-This module does not import Keras or TensorFlow: built-in entries are *declared* by module
-path and imported on first use, so ``tfkd validate`` and ``tfkd --help`` start in a fraction
-of a second.
+The decorator may also carry what validates a spec without importing the entry: ``schema=``
+(a pydantic model of a student's settings) and ``arguments=``/``required=`` (a layer
+constructor's keyword arguments). The built-ins register that way in two halves, so ``tfkd
+validate`` and ``tfkd --help`` start without TensorFlow: light modules (``tfkd.builtins.LIGHT``)
+register each built-in's settings by kind and name, and the module that defines it
+(``tfkd.builtins.LAZY``) registers the class itself with the decorator when a run first looks
+it up. This module imports neither Keras nor TensorFlow.
 """
 
 import difflib
@@ -42,30 +47,24 @@ KINDS = {
     "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape (after a pretrained layer); a "
                 "decoder-side adapter also takes (encoder_sequence, encoder_padding_mask, decoder_padding_mask)"),
     "decoder": (None, "decode(model, source_ids, special_ids, max_length, **options) -> (ids, scores)"),
+    "exporter": ("tfkd.exporters.base:Exporter", "export(context, student, directory, version) -> the path it wrote"),
 }
 
-_REGISTRY = {kind: {} for kind in KINDS}
-# packages whose import declares the built-in entries (they only declare, importing nothing heavy)
-_BUILTIN_PACKAGES = ("tfkd.builtins", "tfkd.tasks", "tfkd.methods")
+_REGISTRY = {kind: {} for kind in KINDS}  # name -> what is registered (a class, function or instance)
+_SETTINGS = {kind: {} for kind in KINDS}  # name -> _Settings, known before the entry is imported
+_LAZY = {kind: {} for kind in KINDS}  # name -> the module whose import registers it (tfkd.builtins.LAZY)
 _builtins_loaded = False
 
 
-class Declared:
-    """A built-in entry known by module path; imported on first :func:`lookup`.
+class _Settings:
+    """What validates a spec's use of an entry without importing it: ``schema`` (a pydantic
+    model class of its spec settings) and ``arguments`` (a layer constructor's keyword
+    arguments; ``required``: those without a default)."""
 
-    ``schema`` (a pydantic model class, importable without TensorFlow) validates the entry's
-    spec settings; ``arguments`` lists a layer constructor's keyword arguments so a spec can be
-    checked without importing the layer (a test compares it with the real signature).
-    """
-
-    def __init__(self, target, schema=None, arguments=None, required=()):
-        self.target = target
+    def __init__(self, schema=None, arguments=None, required=()):
         self.schema = schema
         self.arguments = tuple(arguments) if arguments is not None else None
         self.required = tuple(required)
-
-    def load(self):
-        return _import(self.target)
 
 
 def _import(target):
@@ -77,11 +76,15 @@ def _import(target):
 
 
 def _load_builtins():
+    """Register the built-ins' light parts and learn where the rest is (:mod:`tfkd.builtins`)."""
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        for package in _BUILTIN_PACKAGES:
-            importlib.import_module(package)
+        builtins = importlib.import_module("tfkd.builtins")
+        for kind, modules in builtins.LAZY.items():
+            _LAZY[kind].update(modules)
+        for module in builtins.LIGHT:
+            importlib.import_module(module)
 
 
 def did_you_mean(name, choices):
@@ -100,34 +103,33 @@ def _check_kind(kind):
 
 def _store(kind, name, entry, origin):
     existing = _REGISTRY[kind].get(name)
-    if existing is not None and existing is not entry:
-        previous = _origin(existing)
-        if previous != origin and not isinstance(existing, Declared):
-            raise ValueError(
-                f'tfkd.register: {kind} "{name}" is already registered by {previous}; pick another name.'
-            )
+    if existing is not None and existing is not entry and _origin(existing) != origin:
+        raise ValueError(
+            f'tfkd.register: {kind} "{name}" is already registered by {_origin(existing)}; pick another name.'
+        )
     _REGISTRY[kind][name] = entry
 
 
 def _origin(entry):
-    if isinstance(entry, Declared):
-        return entry.target
-    cls = entry if inspect.isclass(entry) else type(entry)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    named = entry if inspect.isclass(entry) or inspect.isfunction(entry) else type(entry)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
-def declare(kind, name, target, schema=None, arguments=None, required=()):
-    """Declare a built-in entry by ``"module:attribute"`` without importing it."""
-    _check_kind(kind)
-    _REGISTRY[kind].setdefault(name, Declared(target, schema, arguments, required))
+def register(kind, name, schema=None, arguments=None, required=()):
+    """Decorator: register ``obj`` (a class or function, or a method/task instance) as ``name``
+    among ``kind``. Keras layers and models also become Keras-serialisable. Returns ``obj``
+    unchanged.
 
-
-def register(kind, name):
-    """Decorator: register ``obj`` (a class, or a method/task instance) as ``name`` among ``kind``.
-
-    Keras layers and models also become Keras-serialisable. Returns ``obj`` unchanged.
+    ``schema`` (a pydantic model class) validates the spec settings of a student (else its
+    ``config_schema`` attribute does); ``arguments`` (with ``required``, those without a
+    default) lists a layer constructor's keyword arguments (else its signature does). Given,
+    they are registered at once, so a light module can register a built-in's settings before
+    the module that defines it is imported (:mod:`tfkd.builtins`).
     """
     _check_kind(kind)
+    settings = _Settings(schema, arguments, required) if schema is not None or arguments is not None else None
+    if settings is not None and name not in _SETTINGS[kind] and name not in _REGISTRY[kind]:
+        _SETTINGS[kind][name] = settings  # a new name's settings, before its class
 
     def decorator(obj):
         base_path, _ = KINDS[kind]
@@ -142,6 +144,8 @@ def register(kind, name):
                     f"{base.__module__}.{base.__name__}. Received: {obj!r}"
                 )
         _store(kind, name, obj, _origin(obj))
+        if settings is not None:
+            _SETTINGS[kind][name] = settings
         if inspect.isclass(obj) and base_path and base_path.startswith("keras"):
             import keras
 
@@ -171,51 +175,64 @@ def default(kind):
 
 def names(kind):
     _load_builtins()
-    return sorted(_REGISTRY[kind])
+    return sorted(set(_REGISTRY[kind]) | set(_SETTINGS[kind]) | set(_LAZY[kind]))
 
 
 def origin(kind, name):
-    """Where ``name`` comes from: ``module.Class`` (or ``module:attribute`` not imported yet)."""
-    return _origin(_entry(kind, name))
+    """Where ``name`` comes from: ``module.Class`` (or the module that registers it, not
+    imported yet)."""
+    _check_name(kind, name)
+    if name in _REGISTRY[kind]:
+        return _origin(_REGISTRY[kind][name])
+    return _LAZY[kind].get(name, "(settings only: no class registered yet)")
 
 
-def _entry(kind, name):
+def _check_name(kind, name):
     _load_builtins()
-    try:
-        return _REGISTRY[kind][name]
-    except KeyError:
+    if name not in _REGISTRY[kind] and name not in _SETTINGS[kind] and name not in _LAZY[kind]:
         choices = names(kind)
         raise ValueError(
             f'unknown {kind.replace("_", " ")} "{name}";{did_you_mean(name, choices)} '
             f"Choices: {', '.join(choices)}"
-        ) from None
+        )
+
+
+def check_name(kind, name):
+    """``name`` if it is registered among ``kind`` (without importing it); ValueError listing
+    the choices otherwise."""
+    _check_name(kind, name)
+    return name
 
 
 def lookup(kind, name):
-    """What is registered as ``name`` (imported now if it was declared); ValueError listing the
-    choices otherwise."""
-    entry = _entry(kind, name)
-    if isinstance(entry, Declared):
-        loaded = entry.load()
-        if _REGISTRY[kind].get(name) is entry:  # importing may have registered it already
-            _REGISTRY[kind][name] = loaded
-        return _REGISTRY[kind][name]
-    return entry
+    """What is registered as ``name`` (its module imported now if it was not yet); ValueError
+    listing the choices otherwise."""
+    _check_name(kind, name)
+    if name not in _REGISTRY[kind] and name in _LAZY[kind]:
+        importlib.import_module(_LAZY[kind][name])
+    if name not in _REGISTRY[kind]:
+        where = f"importing {_LAZY[kind][name]}" if name in _LAZY[kind] else "its settings alone"
+        raise ValueError(f'{kind} "{name}": {where} registered no {kind}; register it with '
+                         f'@tfkd.register("{kind}", "{name}")')
+    return _REGISTRY[kind][name]
 
 
 def schema(kind, name):
-    """The pydantic schema of an entry's spec settings, without importing a declared entry."""
-    entry = _entry(kind, name)
-    if isinstance(entry, Declared):
-        return entry.schema
+    """The pydantic schema of an entry's spec settings (``None`` without one), without importing it."""
+    _check_name(kind, name)
+    settings = _SETTINGS[kind].get(name)
+    if settings is not None and settings.schema is not None:
+        return settings.schema
+    entry = _REGISTRY[kind].get(name)
     return getattr(entry, "config_schema", None) or getattr(entry, "spec_schema", None)
 
 
 def constructor_arguments(kind, name):
     """``(argument names, required names, accepts **kwargs)`` of an entry's constructor."""
-    entry = _entry(kind, name)
-    if isinstance(entry, Declared) and entry.arguments is not None:
-        return entry.arguments, entry.required, True
+    _check_name(kind, name)
+    settings = _SETTINGS[kind].get(name)
+    if settings is not None and settings.arguments is not None:
+        return settings.arguments, settings.required, True
     cls = lookup(kind, name)
     params = inspect.signature(cls.__init__).parameters
     named = tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
@@ -234,8 +251,7 @@ def check_kwargs(kind, name, kwargs, supplied=()):
     them (width, heads, dropout...).
     """
     named, required, accepts_any = constructor_arguments(kind, name)
-    entry = _entry(kind, name)
-    label = name if isinstance(entry, Declared) else getattr(entry, "__name__", name)
+    label = getattr(_REGISTRY[kind].get(name), "__name__", name)
     for key in kwargs:
         if key not in named and not (accepts_any and key in _KERAS_LAYER_KWARGS):
             raise ValueError(

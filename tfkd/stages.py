@@ -7,7 +7,6 @@ for what it needs; none of them knows which task or method that is.
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 
@@ -19,8 +18,8 @@ from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
 from tfkd.errors import StageError
 from tfkd.runner import Stage
-from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
-from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.spec import ADAPTERS_EXPORTER
+from tfkd.training.fit import FitSettings, fit_trainer
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 from tfkd.xla import resolve_jit_compile
 
@@ -106,88 +105,6 @@ def compile_and_build(trainer, optimizer, train_ds, jit_compile):
     trainer.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(jit_compile))
     trainer(next(iter(train_ds))[0])
     trainer.optimizer.build(trainer.trainable_variables)
-
-
-def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, steps, checkpoint_every, log_every,
-                valid_metric=None, parameter_counts=None, finish=None, hint=None, accumulate=1, keep=None,
-                restore_dir=None):
-    """Train a compiled, built ``trainer`` for ``steps`` steps as a stage does: resumed from
-    and checkpointed to ``workdir`` every ``checkpoint_every`` steps (validated then), logged
-    every ``log_every`` steps and to TensorBoard. With ``accumulate`` N, a step is one
-    optimizer update of N batches (:meth:`~tfkd.training.trainer.Trainer.accumulate_gradients`).
-
-    ``keep``: ``(student, train)``, the model whose weights the stage keeps and the spec's
-    ``train`` section, whose settings decide which weights stay in ``workdir/checkpoints``:
-    ``keep_last`` (the last N checkpoints), ``average_last`` (``student`` ends as the mean of
-    the last N), ``keep_best`` (the best by a validation metric) and ``early_stop`` (training
-    stops when the metric stops improving and ``student`` ends as the best).
-
-    ``finish()`` saves what the stage keeps before the checkpoints are removed. Returns the
-    monitor's summary.
-
-    ``restore_dir``: the work folder whose checkpoint to resume from, when not ``workdir`` (a
-    multi-worker run's other workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`).
-    Under a multi-worker strategy each batch is split across the replicas of every worker
-    (:func:`tfkd.distribute.shard_by_batch`), and the workers' weights are compared at the end."""
-    from tfkd.distribute import check_workers_agree, shard_by_batch, trains_on_every_worker
-
-    epochs = math.ceil(steps / checkpoint_every)
-    trainer.accumulate_gradients(accumulate)
-    every_worker = trains_on_every_worker(trainer)
-    if every_worker:
-        train_ds = shard_by_batch(train_ds)
-        valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
-    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
-                                 restore_dir=restore_dir, **({"hint": hint} if hint else {}))
-    initial_epoch = checkpoint.restore(trainer)
-    if initial_epoch:
-        done = int(trainer.optimizer.iterations.numpy())
-        log.info("%s: resumed from checkpoint at step %d", stage_name, done)
-        # the batches an uninterrupted run would read next: the training data is a seeded,
-        # repeated stream, so skipping what the checkpointed steps consumed replays its order
-        train_ds = train_ds.skip(done * accumulate)
-    monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), log_every, valid_metric=valid_metric,
-                              parameter_counts=parameter_counts, total_steps=steps, batches_per_step=accumulate)
-    student, train = keep or (None, None)
-    kept_dir = os.path.join(workdir, CHECKPOINTS_DIR)
-    extra, best = [], None
-    watch = train and (train.early_stop or train.keep_best)
-    if watch is not None:
-        key = "train.early_stop" if train.early_stop else "train.keep_best"
-        if valid_ds is None:
-            raise StageError(f"{stage_name}: {key} needs a validation split to watch")
-        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None),
-                        restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR))
-        extra.append(best)
-    average_last = train and train.average_last
-    keep_last = max(train.keep_last, average_last or 0) if train else 0
-    if keep_last:
-        extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
-    if (initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps
-            and not (best and best.stopped())):
-        trainer.fit(train_ds, steps_per_epoch=checkpoint_every * accumulate, epochs=epochs, initial_epoch=initial_epoch,
-                    validation_data=valid_ds, shuffle=False,
-                    callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)], verbose=0)
-    for failure in (checkpoint.failure, best and best.failure):
-        if failure:
-            raise StageError(failure)
-    if every_worker:
-        check_workers_agree(trainer, stage_name)
-    summary = monitor.summary()
-    if best is not None:
-        summary.update(best.summary())
-        if train.early_stop:
-            best.restore_best()
-    if average_last:
-        kept = kept_checkpoints(kept_dir)[-average_last:]
-        average_weights(student, [path for _, path in kept])
-        summary["averaged_steps"] = [step for step, _ in kept]
-        log.info("%s: the student is the average of the checkpoints at steps %s", stage_name,
-                 ", ".join(str(step) for step, _ in kept))
-    if finish is not None:
-        finish()
-    checkpoint.cleanup()
-    return summary
 
 
 def learning_rate_schedule(train, student, spec):
@@ -297,13 +214,12 @@ class TrainStage(Stage):
         frozen = sum(int(np.prod(v.shape)) for v in trainer.non_trainable_weights)
         log.info("%s: %s student %s via %s; %s trainable and %s frozen parameters", self.name, method.name,
                  type(student).__name__, type(trainer).__name__, f"{trainable:,}", f"{frozen:,}")
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, train.steps, train.checkpoint_every,
-                              train.log_every,
-                              valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
-                              parameter_counts={"trainable": trainable, "frozen": frozen},
-                              finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
-                              accumulate=train.accumulate, keep=(method.student_to_save(context, trainer), train),
-                              restore_dir=context.runner.resume_dir(self.name))
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings.of_train(
+            train, method.student_to_save(context, trainer),
+            valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
+            parameter_counts={"trainable": trainable, "frozen": frozen},
+            finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
+            restore_dir=context.runner.resume_dir(self.name)))
         return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
                 "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
                 "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}
@@ -350,34 +266,43 @@ class EvaluateStage(Stage):
 # ----------------------------------------------------------------------------- export
 
 
+# export.format as export stage keys of runs from before it was a setting spelt it
+_EXPORT_KEYS_BEFORE_FORMAT = {"saved_model": {"adapters_only": False}, ADAPTERS_EXPORTER: {"adapters_only": True}}
+
+
+def export_key(export):
+    """The ``export`` section as the export stage's key: with a format runs made before
+    ``export.format`` could write, the key they got (``adapters_only``), so they stay done."""
+    key = export.model_dump(mode="json", exclude={"format"})
+    return key | _EXPORT_KEYS_BEFORE_FORMAT.get(export.format, {"format": export.format})
+
+
 class ExportStage(Stage):
-    """``<run>/export/<model_name>/<version>/``: a SavedModel that takes raw text; with
-    ``export.adapters_only``, ``<run>/export/<model_name>/<version>.adapters.safetensors``: the
-    student's trained weights and config alone (:func:`tfkd.export.export_adapters`)."""
+    """``<run>/export/<model_name>/<version>``: the student, written by the exporter the spec's
+    ``export.format`` names (:mod:`tfkd.exporters`; default ``saved_model``: a folder, a
+    SavedModel that takes raw text)."""
 
     def __init__(self, name, train_stage):
         self.name = name
         self.train_stage = train_stage
 
     def config(self, spec):
-        return {"decode": spec.decode.model_dump(mode="json"), "export": spec.export.model_dump(mode="json"),
+        return {"decode": spec.decode.model_dump(mode="json"), "export": export_key(spec.export),
                 "data": _task(spec).data_key(spec, [])}
 
     def run(self, context, workdir):
-        from tfkd.export import directory_size, export_adapters, export_saved_model
+        from tfkd.exporters.base import directory_size
 
         spec = context.spec
         start = time.time()
         student = load_student(context, self.train_stage)
-        if spec.export.adapters_only:
-            path = export_adapters(student, workdir, spec.export.model_name or spec.name, spec.export.version)
-        else:
-            path = export_saved_model(lambda out: context.task.export(context, student, out), workdir,
-                                      spec.export.model_name or spec.name, spec.export.version)
+        exporter = registry.lookup("exporter", spec.export.format)()
+        path = exporter.export(context, student, os.path.join(workdir, spec.export.model_name or spec.name),
+                               spec.export.version)
         size = directory_size(path)
-        log.info("export: %s (%.1f MB) in %.1fs", path, size / 1e6, time.time() - start)
+        log.info("export: %s, %s (%.1f MB) in %.1fs", path, exporter.writes, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 
-__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "compile_and_build", "fit_trainer", "load_student",
-           "precision_policy", "save_student"]
+__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "compile_and_build", "fit_trainer",
+           "load_student", "precision_policy", "save_student"]

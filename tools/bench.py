@@ -376,8 +376,7 @@ def bench_export(spec, context, args):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from tfkd.export import export_saved_model
-    from tfkd.tasks.translation.export import write_translation_saved_model
+    from tfkd.exporters.saved_model import SavedModelExporter
     from tfkd.tasks.translation.inference import translate_in_batches
 
     sentences = context.task.corpus(context, "test").source[: args.sentences]
@@ -388,8 +387,7 @@ def bench_export(spec, context, args):
             view = context.with_spec(spec.model_copy(update={"decode": spec.decode.model_copy(
                 update={"jit_compile": jit})}))
             translator = context.task.translator(view, student)
-            path = export_saved_model(lambda target, t=translator: write_translation_saved_model(t, target), out,
-                                      f"bench{int(jit)}", 1)
+            path = SavedModelExporter().export(view, student, os.path.join(out, f"bench{int(jit)}"), 1)
             serve = tf.saved_model.load(path).signatures["serving_default"]
             suffix = " xla" if jit else ""
             functions["in-process" + suffix] = translator.translate

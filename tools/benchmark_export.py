@@ -15,10 +15,10 @@ import time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from tfkd.export import directory_size, export_saved_model
+from tfkd.exporters.base import directory_size
+from tfkd.exporters.saved_model import SavedModelExporter
 from tfkd.pipeline import open_run
 from tfkd.stages import load_student
-from tfkd.tasks.translation.export import write_translation_saved_model
 from tfkd.tasks.translation.inference import translate_in_batches
 
 
@@ -30,11 +30,12 @@ def main():
     args = parser.parse_args()
 
     spec, _, context = open_run(args.run_dir)
-    translator = context.task.translator(context, load_student(context))
+    student = load_student(context)
+    translator = context.task.translator(context, student)
     sentences = context.task.corpus(context, "test").source[: args.sentences]
     with tempfile.TemporaryDirectory() as out:
         start = time.time()
-        path = export_saved_model(lambda target: write_translation_saved_model(translator, target), out, "bench", 1)
+        path = SavedModelExporter().export(context, student, os.path.join(out, "bench"), 1)
         export_seconds = time.time() - start
         size = directory_size(path)
         start = time.time()

@@ -3,23 +3,29 @@ student."""
 
 import os
 
+from tfkd import registry
 from tfkd.cli.arguments import export_version
 from tfkd.cli.errors import reports_errors
 from tfkd.cli.runs import open_finished_run, weights_file
 from tfkd.cli.startup import import_tensorflow
+from tfkd.errors import SpecError
+from tfkd.spec import ADAPTERS_EXPORTER
 
 
 def register(add):
-    export = add("export", "write a TF Serving SavedModel from a run directory")
+    export = add("export", "write a TF Serving SavedModel (or another --format) from a run directory")
     export.add_argument("run_dir")
     export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
     export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
     export.add_argument("--version", type=export_version, metavar="N|auto",
                         help="the version folder to write: a new number, or auto (one more than the newest there; "
                              "default: the spec's export.version). An existing version is never overwritten")
-    export.add_argument("--adapters-only", action="store_true",
-                        help="write only the trained weights and config (VERSION.adapters.safetensors; a student on "
-                             "frozen pretrained models, such as AB-Net) instead of a SavedModel")
+    export.add_argument("--format", metavar="NAME", help="the exporter (tfkd list exporter; default: the spec's "
+                        "export.format, saved_model): saved_model writes a SavedModel that takes raw text; adapters "
+                        "writes VERSION.adapters.safetensors, only the trained weights and config (a student on "
+                        "frozen pretrained models, such as AB-Net)")
+    export.add_argument("--adapters-only", dest="format", action="store_const", const=ADAPTERS_EXPORTER,
+                        help=f"the same as --format {ADAPTERS_EXPORTER}")
     export.add_argument("--student", "--stage", dest="student", default="train",
                         help="the run's train stage to export (default: train; baseline, a variant's name); its "
                              "default model name is RUN_NAME_STAGE")
@@ -31,10 +37,14 @@ def register(add):
 @reports_errors
 def cmd_export(args):
     import_tensorflow()
-    from tfkd.export import choose_version, directory_size, export_adapters, export_saved_model
+    from tfkd.exporters.base import choose_version, directory_size
     from tfkd.stages import load_student
 
     spec, _, context = open_finished_run(args.run_dir, args.student)
+    try:  # after the spec's imports, which may register exporters
+        exporter = registry.lookup("exporter", args.format or spec.export.format)
+    except ValueError as e:
+        raise SpecError(f"--format: {e}") from None
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     out = args.out or os.path.join(args.run_dir, "export")
@@ -42,9 +52,6 @@ def cmd_export(args):
         spec.name if args.student == "train" else f"{spec.name}_{args.student}")
     version = choose_version(out, name, args.version, spec.export.version)
     student = load_student(context, args.student, weights=weights_file(args.weights))
-    if args.adapters_only or spec.export.adapters_only:
-        path = export_adapters(student, out, name, version)
-    else:
-        path = export_saved_model(lambda target: context.task.export(context, student, target), out, name, version)
+    path = exporter().export(context, student, os.path.join(out, name), version)
     print(f"exported {path} ({directory_size(path) / 1e6:.1f} MB)")
     return 0

@@ -7,9 +7,9 @@ from tfkd.cli.startup import load_spec
 
 
 def register(add):
-    listing = add("list", "list the registered tasks, methods, students, layers and decoders",
+    listing = add("list", "list the registered tasks, methods, students, layers, decoders and exporters",
                   "List what specs can name: tasks, methods, students, encoder and decoder layers, adapters, "
-                  "decoders, with the class each name stands for. With --spec, the spec's imports are "
+                  "decoders, exporters, with the class each name stands for. With --spec, the spec's imports are "
                   "loaded first, so user-registered names show too.")
     listing.add_argument("--spec", help="load this spec's imports first")
     listing.add_argument("kinds", nargs="*", metavar="KIND", help="only these kinds (task, method, student, ...)")

@@ -22,6 +22,8 @@ sentence also takes ``nbest=N`` and then returns the N best, best first: ``(toke
 
 import tensorflow as tf
 
+from tfkd import registry
+
 NEG_INF = -1e9
 
 
@@ -92,6 +94,7 @@ def _steps(model, hidden, padding_mask, max_length, special_ids):
     return steps_class(model, hidden, padding_mask, max_length, special_ids)
 
 
+@registry.register("decoder", "greedy")
 def greedy_search(model, source_ids, special_ids, max_length, **unused):
     """Pick the most likely token at every step. Returns ``(token_ids [B, T], log_prob [B])``."""
     hidden, padding_mask = model.encode(source_ids, training=False)
@@ -137,6 +140,7 @@ def check_nbest(nbest, width, what):
         raise ValueError(f"{what} keeps {width} hypotheses per sentence; nbest {nbest} is not between 1 and {width}")
 
 
+@registry.register("decoder", "beam")
 def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_penalty=0.6,
                 nbest=None, **unused):
     """Beam search with the GNMT length penalty.

@@ -32,6 +32,7 @@ import inspect
 
 import tensorflow as tf
 
+from tfkd import registry
 from tfkd.decoding import NEG_INF, check_nbest
 
 
@@ -212,6 +213,7 @@ def _write(history, index, *values):
     return tuple(array.write(index, value) for array, value in zip(history, values))
 
 
+@registry.register("decoder", "mask_predict")
 def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, nbest=None,
                  **unused):
     """Mask-Predict decoding. Returns ``(token_ids [B, T], scores [B])``, or with ``nbest=N``

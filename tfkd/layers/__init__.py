@@ -1,6 +1,9 @@
-"""Layers a spec can name. keras-hub's Transformer blocks are the declared defaults
-(``transformer_encoder``, ``transformer_decoder``; see :mod:`tfkd.builtins`); AB-Net's adapters
-(``bottleneck``, ``cross_attention``) are in :mod:`tfkd.layers.adapters`, imported on access."""
+"""Layers a spec can name: keras-hub's Transformer blocks, the defaults (``transformer_encoder``,
+``transformer_decoder``, registered in :mod:`tfkd.layers.blocks`), and AB-Net's adapters
+(``bottleneck``, ``cross_attention``, in :mod:`tfkd.layers.adapters`), imported when a run first
+looks them up (:mod:`tfkd.builtins`). Their constructors' arguments are registered here, so a
+spec naming them validates without importing TensorFlow (tests compare them with the
+constructors)."""
 
 import inspect
 
@@ -22,6 +25,18 @@ def build_layer(kind, ref, defaults, name):
     kwargs.update(ref)
     return layer_cls(name=name, **kwargs)
 
+
+_BLOCK_ARGUMENTS = ("intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon",
+                    "kernel_initializer", "bias_initializer", "normalize_first")
+registry.register("encoder_layer", "transformer_encoder", arguments=_BLOCK_ARGUMENTS,
+                  required=("intermediate_dim", "num_heads"))
+registry.register("decoder_layer", "transformer_decoder", arguments=_BLOCK_ARGUMENTS,
+                  required=("intermediate_dim", "num_heads"))
+registry.register("adapter", "bottleneck", arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"),
+                  required=("adapter_dim",))
+registry.register("adapter", "cross_attention",
+                  arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
+                  required=("num_heads",))
 
 _LAZY = {
     "BottleneckAdapter": "tfkd.layers.adapters",

@@ -1,5 +1,6 @@
-"""Students and shared models. The students are declared in :mod:`tfkd.builtins` and imported
-when a run looks them up; ``tfkd.models.TransformerSeq2Seq`` and friends import on access."""
+"""Students and shared models. Each student registers itself in its module, which is imported
+when a run looks it up (:mod:`tfkd.builtins`; its schema is registered in
+:mod:`tfkd.models.configs`); ``tfkd.models.TransformerSeq2Seq`` and friends import on access."""
 
 from tfkd.lazy import lazy_attributes
 

@@ -151,7 +151,7 @@ class _SourceBert(AdapterStudent):
         return [self.source_backbone]
 
     def save_adapters(self, path):
-        """:func:`save_adapters` of this student (what ``tfkd export --adapters-only`` writes)."""
+        """:func:`save_adapters` of this student (what ``tfkd export --format adapters`` writes)."""
         save_adapters(self, path)
 
 

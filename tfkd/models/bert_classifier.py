@@ -4,11 +4,12 @@ import keras
 import keras_hub
 from keras import ops
 
+from tfkd import registry
 from tfkd.models.backbone_config import WrapsBackbone
 from tfkd.models.configs import BertClassifierConfig
 
 
-@keras.saving.register_keras_serializable(package="tfkd")
+@registry.register("student", "bert_classifier")
 class BertClassifier(WrapsBackbone, keras.Model):
     """A BERT encoder with a classification head, as keras-hub's ``BertTextClassifier`` builds
     it: pooled ``[CLS]`` output -> dropout -> dense logits.

@@ -1,9 +1,12 @@
-"""Spec schemas of the built-in students (pydantic only: specs validate without TensorFlow)."""
+"""Spec schemas of the built-in students (pydantic only: specs validate without TensorFlow),
+registered here by student name (each student's class registers itself in its own module, which
+is imported when a run first looks it up: :mod:`tfkd.builtins`)."""
 
 from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, field_validator
 
+from tfkd import registry
 from tfkd.spec import LayerRef, Strict, validate_layer_ref
 
 
@@ -127,3 +130,9 @@ class GPT2LMConfig(Strict):
     intermediate_dim: PositiveInt = 1024
     dropout: float = Field(0.1, ge=0, lt=1)
     max_sequence_length: PositiveInt = 1024  # longest input (position embeddings)
+
+
+for _name, _schema in (("transformer", TransformerConfig), ("lstm", LSTMConfig), ("abnet", ABNetConfig),
+                       ("abnet_enc", ABNetEncConfig), ("bert_classifier", BertClassifierConfig),
+                       ("gpt2_lm", GPT2LMConfig)):
+    registry.register("student", _name, schema=_schema)

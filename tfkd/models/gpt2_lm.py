@@ -3,11 +3,12 @@
 import keras
 import keras_hub
 
+from tfkd import registry
 from tfkd.models.backbone_config import WrapsBackbone
 from tfkd.models.configs import GPT2LMConfig
 
 
-@keras.saving.register_keras_serializable(package="tfkd")
+@registry.register("student", "gpt2_lm")
 class GPT2LM(WrapsBackbone, keras.Model):
     """A GPT-2 language model: next-token logits at every position, and cached generation.
 

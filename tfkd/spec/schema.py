@@ -9,6 +9,7 @@ and ``distill`` are validated later, by the task's and the method's own schemas
 
 import contextvars
 import importlib.util
+import json
 import os
 from typing import Annotated, Any, Literal, Optional
 
@@ -203,12 +204,39 @@ class TrainSpec(_Strict):
     schedule: Literal["inverse_sqrt", "linear"] = "inverse_sqrt"
 
 
+# export.format of the student's trained weights and config alone (tfkd.exporters.adapters), which
+# export.adapters_only: true still selects
+ADAPTERS_EXPORTER: Literal["adapters"] = "adapters"
+
+
 class ExportSpec(_Strict):
     model_name: Optional[str] = None
     version: PositiveInt = 1
-    # write only the student's trained weights and config (a student built on frozen pretrained
-    # models, such as AB-Net's adapters) instead of a SavedModel
-    adapters_only: bool = False
+    # the registered exporter that writes it (tfkd list exporter): saved_model, a SavedModel that
+    # takes raw text; adapters, the student's trained weights and config alone (a student built on
+    # frozen pretrained models, such as AB-Net's adapters)
+    format: str = "saved_model"
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _adapters_only(cls, data):
+        """``adapters_only: true``, how ``format: adapters`` was written before exporters had
+        names, is read as that (and not kept)."""
+        if not isinstance(data, dict) or "adapters_only" not in data:
+            return data
+        data = dict(data)
+        flag = data.pop("adapters_only")
+        if not isinstance(flag, bool):
+            raise ValueError(f"adapters_only: expected true or false, got {json.dumps(flag, default=str)}")
+        if flag:
+            if data.setdefault("format", ADAPTERS_EXPORTER) != ADAPTERS_EXPORTER:
+                raise ValueError(f"adapters_only: true is format: {ADAPTERS_EXPORTER}; give one of them")
+        return data
+
+    @pydantic.field_validator("format")
+    @classmethod
+    def _registered(cls, name):
+        return registry.check_name("exporter", name)
 
 
 class Spec(_Strict):

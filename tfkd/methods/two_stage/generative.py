@@ -83,7 +83,8 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
     """Train ``model`` on the task's pre-training objective on ``settings.text`` (distilling
     ``teacher`` with weight ``weight``); save its backbone into ``workdir``; the stage's results."""
     from tfkd.methods.two_stage.finetune import FinetuneDistiller
-    from tfkd.stages import compile_and_build, fit_trainer
+    from tfkd.stages import compile_and_build
+    from tfkd.training.fit import FitSettings, fit_trainer
 
     objective = objective_of(context.task)
     train_ds, examples, tokens, origin = _text_batches(
@@ -110,8 +111,9 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
             json.dump(keras.saving.serialize_keras_object(backbone), f)
         backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS))
 
-    summary = fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings.steps, settings.log_every,
-                          settings.log_every, parameter_counts={"trainable": trainable}, finish=finish, hint=hint)
+    summary = fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, FitSettings(
+        settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
+        parameter_counts={"trainable": trainable}, finish=finish, hint=hint))
     valid = {}
     if "val_nll" in summary:  # per token of the validation text
         valid["val_token_perplexity"] = round(math.exp(summary["val_nll"]), 3)

@@ -134,7 +134,8 @@ class PretrainStage(StudentPretrainStage):
         return text_files(settings.text) + text_files([settings.valid_text])
 
     def run(self, context, workdir):
-        from tfkd.stages import compile_and_build, fit_trainer
+        from tfkd.stages import compile_and_build
+        from tfkd.training.fit import FitSettings, fit_trainer
 
         spec = context.spec
         settings = _settings(spec)
@@ -173,10 +174,11 @@ class PretrainStage(StudentPretrainStage):
                  "trainable parameters", self.name, f"{int(train_ids.nrows()):,}", f"{tokens:,}", origin, weight,
                  "none" if not self.distils else spec.distill.teacher, settings.steps, settings.batch_size,
                  f"{trainable:,}")
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
-                              settings.log_every, parameter_counts={"trainable": trainable},
-                              finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
-                              hint="Lower distill.pretrain.learning_rate.")
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings(
+            settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
+            parameter_counts={"trainable": trainable},
+            finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
+            hint="Lower distill.pretrain.learning_rate."))
         # the masked-LM perplexity of the validation text
         valid = {"val_perplexity": perplexity(summary["val_mle"])} if "val_mle" in summary else {}
         return {"steps": int(trainer.optimizer.iterations.numpy()), "lambda": weight, "pieces": int(train_ids.nrows()),

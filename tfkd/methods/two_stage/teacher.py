@@ -120,7 +120,8 @@ class TeacherTaskFinetuneStage(Stage):
         return _task(spec).data_files(spec, ["train", "valid"])
 
     def run(self, context, workdir):
-        from tfkd.stages import compile_and_build, fit_trainer
+        from tfkd.stages import compile_and_build
+        from tfkd.training.fit import FitSettings, fit_trainer
         from tfkd.training.schedules import TriangularSchedule
         from tfkd.training.trainer import SupervisedTrainer
 
@@ -138,12 +139,12 @@ class TeacherTaskFinetuneStage(Stage):
         parameters = teacher.count_params()
         log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, teacher_label(context.spec),
                  f"{parameters:,}", settings.steps)
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, settings.steps, settings.log_every,
-                              settings.log_every,
-                              valid_metric=view.task.valid_metric(view, teacher) if valid_ds is not None else None,
-                              parameter_counts={"trainable": parameters},
-                              finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
-                              hint="Lower distill.teacher_finetune.learning_rate.")
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings(
+            settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
+            valid_metric=view.task.valid_metric(view, teacher) if valid_ds is not None else None,
+            parameter_counts={"trainable": parameters},
+            finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
+            hint="Lower distill.teacher_finetune.learning_rate."))
         results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
         if valid_ds is not None:
             teacher.trainable = False

@@ -362,12 +362,15 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         return result
 
     def export(self, context, student, path):
-        from tfkd.tasks.classification.export import write_classification_saved_model
+        """``serving_default``: ``text`` -> ``label``, ``label_id``, ``probabilities`` (see
+        :mod:`tfkd.tasks.classification.export`)."""
+        from tfkd.exporters.text_saved_model import write_text_saved_model
 
-        write_classification_saved_model(self.classifier(context, student), path)
-        with open(os.path.join(path, "assets.extra", "tfkd.json"), "w") as f:
-            json.dump({"task": self.name, "input": "text", "output": "label",
-                       "batch_size": context.spec.decode.batch_size, "labels": self.label_names(context)}, f)
+        classifier = self.classifier(context, student)
+        write_text_saved_model(path, {"serving_default": classifier._classify},
+                               {"task": self.name, "input": "text", "output": "label",
+                                "batch_size": context.spec.decode.batch_size, "labels": self.label_names(context)},
+                               tokenizers=(classifier.tokenizer,))
 
     def predictor(self, context, student):
         """Lines -> ``"label<TAB>probability"`` lines."""

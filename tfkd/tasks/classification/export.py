@@ -1,4 +1,4 @@
-"""Text in, label out, in one TensorFlow graph; and the classification SavedModel.
+"""Text in, label out, in one TensorFlow graph: the classification SavedModel's.
 
 ``serving_default`` takes ``text`` (``tf.string [None]``) and returns ``label``
 (``tf.string [None]``), ``label_id`` (``int32 [None]``) and ``probabilities``
@@ -9,9 +9,7 @@ translate`` on a run directory), so they equal the export's.
 """
 
 import math
-import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -72,19 +70,3 @@ def probabilities_in_batches(classify, texts, num_classes, batch_size, progress=
         if bar:
             bar.update(i + 1)
     return probabilities
-
-
-def write_classification_saved_model(classifier, path):
-    from tfkd.export import track_tokenizers
-
-    archive = keras.export.ExportArchive()
-    track_tokenizers(archive, classifier.tokenizer)
-    # the endpoint's variables are tracked from the traced graph; archive.track(model) would
-    # also store the model's Keras variables, a second copy of every weight
-    archive.add_endpoint(
-        "serving_default",
-        classifier._classify,
-        input_signature=[tf.TensorSpec([None], tf.string, name="text")],
-    )
-    archive.write_out(path, verbose=False)
-    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)

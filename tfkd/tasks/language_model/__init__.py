@@ -308,13 +308,16 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         return result
 
     def export(self, context, student, path):
-        from tfkd.tasks.language_model.export import write_language_model_saved_model
+        """``serving_default`` (scores and a continuation) and ``score`` (scores alone), both of
+        ``text`` (see :mod:`tfkd.tasks.language_model.export`)."""
+        from tfkd.exporters.text_saved_model import write_text_saved_model
 
-        write_language_model_saved_model(self.text_lm(context, student), path)
-        with open(os.path.join(path, "assets.extra", "tfkd.json"), "w") as f:
-            json.dump({"task": self.name, "input": "text", "output": "continuation",
-                       "batch_size": context.spec.decode.batch_size,
-                       "decode": context.spec.decode.model_dump(mode="json")}, f)
+        text_lm = self.text_lm(context, student)
+        write_text_saved_model(path, {"serving_default": text_lm._score_and_generate, "score": text_lm._score},
+                               {"task": self.name, "input": "text", "output": "continuation",
+                                "batch_size": context.spec.decode.batch_size,
+                                "decode": context.spec.decode.model_dump(mode="json")},
+                               resources=text_lm.resources())
 
     def predictor(self, context, student):
         """Lines (prompts) -> their continuations."""

@@ -1,5 +1,5 @@
-"""Text in, log-probabilities and a continuation out, in one TensorFlow graph; and the
-language-model SavedModel.
+"""Text in, log-probabilities and a continuation out, in one TensorFlow graph: the
+language-model SavedModel's.
 
 Signatures (tokenization and detokenization run inside the graph, so serving needs only
 ``tensorflow`` and ``tensorflow_text``):
@@ -16,7 +16,6 @@ The in-process scores and continuations (evaluation, ``tfkd predict``, ``tfkd ge
 run directory) come from the same :class:`TextLM` graph, so they equal the export's.
 """
 
-import os
 
 import keras
 import keras_hub
@@ -112,6 +111,14 @@ class TextLM(tf.Module):
     def _score_and_generate(self, texts):
         return {**self._score(texts), **self._generate(texts)}
 
+    def resources(self):
+        """What an export of this graph must track itself (see
+        :func:`tfkd.exporters.text_saved_model.write_text_saved_model`): the tokenizer's tables
+        and a random sampler's seed state."""
+        seed = self.sampler_seed
+        seeds = [] if seed is None else [getattr(seed, "_value", None) or seed.value]
+        return [*tokenizer_resources(self.tokenizer), *seeds]
+
 
 def tokenizer_resources(tokenizer):
     """The TensorFlow resources keras-hub's BPE tokenizer keeps as plain attributes (its lookup
@@ -119,20 +126,3 @@ def tokenizer_resources(tokenizer):
     return [value for value in vars(tokenizer).values()
             if isinstance(value, tf.__internal__.tracking.Trackable) and not isinstance(value, keras.layers.Layer)
             and not isinstance(value, (tf.Tensor, tf.Variable))]
-
-
-def write_language_model_saved_model(text_lm, path):
-    """Save ``text_lm`` with the ``serving_default`` and ``score`` signatures, through
-    ``keras.export.ExportArchive`` (TF Serving's session-based loader restores every variable):
-    the model's weights once, and the resources the graph reads besides them (keras-hub's BPE
-    cache table; a random sampler's seed state)."""
-    archive = keras.export.ExportArchive()
-    for resource in tokenizer_resources(text_lm.tokenizer):
-        archive.track(resource)
-    if text_lm.sampler_seed is not None:
-        archive.track(getattr(text_lm.sampler_seed, "_value", None) or text_lm.sampler_seed.value)
-    text = tf.TensorSpec([None], tf.string, name="text")
-    archive.add_endpoint("serving_default", text_lm._score_and_generate, input_signature=[text])
-    archive.add_endpoint("score", text_lm._score, input_signature=[text])
-    archive.write_out(path, verbose=False)
-    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)

@@ -1,7 +1,6 @@
 """``task: translation``: aligned text (or TFDS) in, a seq2seq student, sacreBLEU, an export
 that takes raw source text and returns translations and scores."""
 
-import json
 import logging
 import os
 from typing import Literal, Optional
@@ -68,8 +67,7 @@ class TranslationDecode(Strict):
     @pydantic.field_validator("algorithm")
     @classmethod
     def _registered(cls, name):
-        registry.schema("decoder", name)  # ValueError listing the choices
-        return name
+        return registry.check_name("decoder", name)  # ValueError listing the choices
 
 
 class TranslationEvaluate(Strict):
@@ -318,13 +316,15 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 "sentences_per_second": round(len(corpus) / seconds, 1)}
 
     def export(self, context, student, path):
-        from tfkd.tasks.translation.export import write_translation_saved_model
+        """``serving_default``: ``source`` (``tf.string [None]``) -> ``translations``
+        (``tf.string [None]``) and ``scores`` (``float32 [None]``)."""
+        from tfkd.exporters.text_saved_model import write_text_saved_model
 
         translator = self.translator(context, student)
-        write_translation_saved_model(translator, path)
-        with open(os.path.join(path, "assets.extra", "tfkd.json"), "w") as f:
-            json.dump({"task": self.name, "input": "source", "output": "translations",
-                       "batch_size": context.spec.decode.batch_size}, f)
+        write_text_saved_model(path, {"serving_default": translator._translate},
+                               {"task": self.name, "input": "source", "output": "translations",
+                                "batch_size": context.spec.decode.batch_size},
+                               tokenizers=(translator.source_tokenizer, translator.target_tokenizer))
 
     def score_lines(self, evaluate, predictions, references):
         from tfkd.tasks.translation.metrics import corpus_bleu

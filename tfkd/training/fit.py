@@ -1,0 +1,134 @@
+"""Training a compiled trainer as a stage does: :func:`fit_trainer` with its :class:`FitSettings`."""
+
+import dataclasses
+import logging
+import math
+import os
+from typing import Any, Callable, Optional
+
+from tfkd.errors import StageError
+from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
+from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
+
+log = logging.getLogger("tfkd")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """How :func:`fit_trainer` trains, checkpoints, reports and keeps.
+
+    ``steps`` optimizer steps, resumable from a checkpoint written (and validated) every
+    ``checkpoint_every`` steps, logged every ``log_every`` steps and to TensorBoard. With
+    ``accumulate`` N, a step is one optimizer update of N batches
+    (:meth:`~tfkd.training.trainer.Trainer.accumulate_gradients`).
+
+    ``valid_metric``: ``None`` or a callable giving ``{name: value}``, shown at validation;
+    ``parameter_counts``: ``{name: count}`` for the log; ``finish()`` saves what the stage
+    keeps before the checkpoints are removed; ``hint``: what to tell a user whose training
+    diverged (:class:`~tfkd.training.callbacks.StageCheckpoint`); ``restore_dir``: the work
+    folder whose checkpoint to resume from, when not the stage's (a multi-worker run's other
+    workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`).
+
+    Which weights of ``student`` (the model the stage keeps) stay in ``workdir/checkpoints``,
+    as the spec's ``train`` section says (:meth:`of_train`): ``keep_last`` (the last N
+    checkpoints), ``average_last`` (``student`` ends as the mean of the last N),
+    ``keep_best`` (the best by a validation metric) and ``early_stop`` (training stops when
+    the metric stops improving and ``student`` ends as the best).
+    """
+
+    steps: int
+    checkpoint_every: int
+    log_every: int
+    accumulate: int = 1
+    valid_metric: Optional[Callable[[], dict]] = None
+    parameter_counts: Optional[dict] = None
+    finish: Optional[Callable[[], None]] = None
+    hint: Optional[str] = None
+    restore_dir: Optional[str] = None
+    student: Any = None
+    keep_last: int = 0
+    average_last: Optional[int] = None
+    keep_best: Any = None
+    early_stop: Any = None
+
+    @classmethod
+    def of_train(cls, train, student, **settings):
+        """The settings of the spec's ``train`` section (steps, checkpoints, logging, gradient
+        accumulation, which weights of ``student`` are kept), and ``settings``."""
+        return cls(steps=train.steps, checkpoint_every=train.checkpoint_every, log_every=train.log_every,
+                   accumulate=train.accumulate, student=student, keep_last=train.keep_last,
+                   average_last=train.average_last, keep_best=train.keep_best, early_stop=train.early_stop,
+                   **settings)
+
+
+def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
+    """Train a compiled, built ``trainer`` on ``train_ds`` (validated on ``valid_ds``, which may
+    be ``None``) as the stage ``stage_name`` does, resumed from and checkpointed to ``workdir``,
+    as ``settings`` (:class:`FitSettings`) say. Returns the monitor's summary.
+
+    Under a multi-worker strategy each batch is split across the replicas of every worker
+    (:func:`tfkd.distribute.shard_by_batch`), and the workers' weights are compared at the end."""
+    from tfkd.distribute import check_workers_agree, shard_by_batch, trains_on_every_worker
+
+    steps, accumulate, restore_dir = settings.steps, settings.accumulate, settings.restore_dir
+    epochs = math.ceil(steps / settings.checkpoint_every)
+    trainer.accumulate_gradients(accumulate)
+    every_worker = trains_on_every_worker(trainer)
+    if every_worker:
+        train_ds = shard_by_batch(train_ds)
+        valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
+    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
+                                 restore_dir=restore_dir, **({"hint": settings.hint} if settings.hint else {}))
+    initial_epoch = checkpoint.restore(trainer)
+    if initial_epoch:
+        done = int(trainer.optimizer.iterations.numpy())
+        log.info("%s: resumed from checkpoint at step %d", stage_name, done)
+        # the batches an uninterrupted run would read next: the training data is a seeded,
+        # repeated stream, so skipping what the checkpointed steps consumed replays its order
+        train_ds = train_ds.skip(done * accumulate)
+    monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every,
+                              valid_metric=settings.valid_metric, parameter_counts=settings.parameter_counts,
+                              total_steps=steps, batches_per_step=accumulate)
+    student = settings.student
+    kept_dir = os.path.join(workdir, CHECKPOINTS_DIR)
+    extra, best = [], None
+    watch = settings.early_stop or settings.keep_best
+    if watch is not None:
+        key = "train.early_stop" if settings.early_stop else "train.keep_best"
+        if valid_ds is None:
+            raise StageError(f"{stage_name}: {key} needs a validation split to watch")
+        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None),
+                        restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR))
+        extra.append(best)
+    average_last = settings.average_last
+    keep_last = max(settings.keep_last, average_last or 0)
+    if keep_last:
+        extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
+    if (initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps
+            and not (best and best.stopped())):
+        trainer.fit(train_ds, steps_per_epoch=settings.checkpoint_every * accumulate, epochs=epochs,
+                    initial_epoch=initial_epoch, validation_data=valid_ds, shuffle=False,
+                    callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)], verbose=0)
+    for failure in (checkpoint.failure, best and best.failure):
+        if failure:
+            raise StageError(failure)
+    if every_worker:
+        check_workers_agree(trainer, stage_name)
+    summary = monitor.summary()
+    if best is not None:
+        summary.update(best.summary())
+        if settings.early_stop:
+            best.restore_best()
+    if average_last:
+        kept = kept_checkpoints(kept_dir)[-average_last:]
+        average_weights(student, [path for _, path in kept])
+        summary["averaged_steps"] = [step for step, _ in kept]
+        log.info("%s: the student is the average of the checkpoints at steps %s", stage_name,
+                 ", ".join(str(step) for step, _ in kept))
+    if settings.finish is not None:
+        settings.finish()
+    checkpoint.cleanup()
+    return summary
+
+
+__all__ = ["FitSettings", "fit_trainer"]
