@@ -23,7 +23,7 @@ declare("encoder_layer", "transformer_encoder", "keras_hub.layers:TransformerEnc
 declare("decoder_layer", "transformer_decoder", "keras_hub.layers:TransformerDecoder",
         arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads"))
 
-# AB-Net's adapters (tests/test_adapters.py compares the argument lists with the constructors)
+# AB-Net's adapters (tests/layers/test_adapters.py compares the argument lists with the constructors)
 declare("adapter", "bottleneck", "tfkd.layers.adapters:BottleneckAdapter",
         arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"), required=("adapter_dim",))
 declare("adapter", "cross_attention", "tfkd.layers.adapters:CrossAttentionAdapter",
