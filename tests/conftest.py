@@ -9,6 +9,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
 os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests start
+# the tests mirror the package tree (tests/methods/soft_target/, tests/tasks/translation/, ...);
+# the modules they share (helpers, toy_plugins, user_layers, tiny_mask_task, this conftest's
+# write_corpus) stay in tests/, importable from every folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -1,6 +1,6 @@
 """Helpers several test files share: the tiny real-data spec, running the CLI in a fresh
-process, serving an export in a process that can import only tensorflow + tensorflow_text, and
-a NumPy greedy-decoding reference."""
+process, serving an export in a process that can import only tensorflow + tensorflow_text, a
+NumPy greedy-decoding reference, LightPAFF's loss checks and the tasks' fake run context."""
 
 import json
 import os
@@ -9,7 +9,9 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the tests mirror the package tree (tests/methods/soft_target/...); these helpers stay here
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
 
 
 TINY = """\
@@ -176,3 +178,20 @@ def check_lambda_zero_is_mle(make_student, task, inputs, labels, teacher_logits_
     np.testing.assert_allclose(results["kd"][1], results["mle"][1], rtol=1e-6)
     for a, b in zip(results["kd"][0], results["mle"][0]):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+class FakeContext:
+    """What the task reads of a run context: the spec, memoised artefacts and the tokenizers."""
+
+    def __init__(self, spec, tokenizers):
+        self.spec = spec
+        self._tokenizers = tokenizers
+        self._memo = {}
+
+    def memo(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def tokenizers(self):
+        return self._tokenizers

@@ -1,13 +1,14 @@
 """Where code lives: each built-in method in its own place, importing no other method's package
 (shared KD machinery is in :mod:`tfkd.distillation`, which imports no method); a method's
-modules never import their own package's ``__init__``."""
+modules never import their own package's ``__init__``; the tests mirror the package tree."""
 
 import ast
+import collections
 import pathlib
 import subprocess
 import sys
 
-from helpers import REPO
+from helpers import REPO, TESTS
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
 METHODS = PACKAGE / "methods"
@@ -110,3 +111,79 @@ def test_the_shared_package_and_the_light_method_helpers_import_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- the tests' own tree
+
+TOOLS = pathlib.Path(REPO) / "tools"
+# top-level test files whose subject is no single module: {file: why it is here}
+TOP_LEVEL_TESTS = {
+    "test_layout.py": "where code lives, and these tests",
+    "test_kill_anywhere.py": "the runner end to end, killed in every kind of stage of every method",
+}
+
+
+def mirrored_source(folder):
+    """The source folder ``tests/<folder>`` mirrors: ``tfkd/<folder>`` (a package) or, for
+    ``tests/tools``, ``tools/``; ``None`` when it mirrors nothing."""
+    relative = folder.relative_to(TESTS)
+    if relative.parts[:1] == ("tools",):
+        source = TOOLS.joinpath(*relative.parts[1:])
+        return source if source.is_dir() else None
+    source = PACKAGE.joinpath(*relative.parts)
+    return source if (source / "__init__.py").exists() else None
+
+
+def misplaced_test(path):
+    """Why the test file ``path`` is not where its name says its subject is (``None`` if it is).
+
+    In the folder mirroring ``tfkd/<a>/`` (or ``tools/``), ``test_<x>.py`` tests the package
+    itself (``<x>`` is the package's name or starts with it and ``_``) or one of its modules
+    (``<x>`` is the module's name or starts with it and ``_``); a test of a subpackage goes in
+    the subpackage's folder. At the top, only tests of ``tfkd/<m>.py`` and ``TOP_LEVEL_TESTS``."""
+    folder = pathlib.Path(path).parent
+    source = mirrored_source(folder)
+    if source is None:
+        return f"{folder.relative_to(REPO)}/ mirrors no package of tfkd/ (nor tools/)"
+    stem = path.stem[len("test_"):]
+
+    def named(name):
+        return stem == name or stem.startswith(name + "_")
+
+    subpackages = [p.name for p in source.iterdir() if (p / "__init__.py").exists()]
+    modules = [p.stem for p in source.glob("*.py") if p.stem not in ("__init__", "__main__")]
+    top = folder == pathlib.Path(TESTS)
+    within = [s for s in subpackages if named(s)]
+    if within:
+        place = pathlib.Path(TESTS, *source.relative_to(PACKAGE).parts, within[0]).relative_to(REPO)
+        return f"names the subpackage {(source / within[0]).relative_to(REPO)}/: its place is {place}/"
+    if top and path.name in TOP_LEVEL_TESTS:
+        return None
+    if any(named(m) for m in modules) or (not top and named(source.name)):
+        return None
+    return (f"names no module of {source.relative_to(REPO)}/" + ("" if top else " nor the package itself")
+            + " (a test of tfkd/<a>/<b>.py lives in tests/<a>/)")
+
+
+def test_the_tests_mirror_the_package_tree():
+    """A test of ``tfkd/<a>/<b>.py`` or of the package ``tfkd/<a>/<b>/`` lives under ``tests/<a>/``
+    mirroring the package's folders (``tests/tools/`` for ``tools/``); the modules the tests
+    share stay at the top, which conftest puts on ``sys.path``."""
+    tests = pathlib.Path(TESTS)
+    files = sorted(tests.rglob("test_*.py"))
+    assert len(files) > 40
+    wrong = [f"{p.relative_to(REPO)}: {why}" for p in files if (why := misplaced_test(p))]
+    folders = [d for d in tests.rglob("*") if d.is_dir()
+               and not any(part == "__pycache__" or part.startswith(".") for part in d.relative_to(tests).parts)]
+    wrong += [f"{d.relative_to(REPO)}/ mirrors no package of tfkd/ (nor tools/)" for d in folders
+              if mirrored_source(d) is None]
+    # a shared module (or a second conftest.py) in a subfolder is importable from that folder only
+    wrong += [f"{p.relative_to(REPO)}: only test files below tests/ (shared modules stay in tests/)"
+              for p in tests.rglob("*.py") if p.parent != tests and not p.name.startswith("test_")]
+    assert not wrong, "tests out of place:\n" + "\n".join(sorted(set(wrong)))
+
+
+def test_test_file_names_are_unique():
+    """The test folders have no ``__init__.py``: pytest imports each test file by its name."""
+    names = collections.Counter(p.name for p in pathlib.Path(TESTS).rglob("*.py") if "__pycache__" not in p.parts)
+    assert not [n for n, count in names.items() if count > 1], names.most_common(3)

@@ -10,15 +10,13 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import serve_only, tfkd
+from helpers import FakeContext, serve_only, tfkd
 from tfkd.data import SpecialIds
 from tfkd.models.bert_classifier import BertClassifier
 from tfkd.tasks.classification import ClassificationData, ClassificationDecode, ClassificationTask
 from tfkd.tasks.classification.metrics import accuracy, f1
 from tfkd.tasks.classification.vocab import ClassificationTokenizers
 from tfkd.testing import TestCase
-
-from test_classification_data import FakeContext
 
 
 def log_softmax(x):

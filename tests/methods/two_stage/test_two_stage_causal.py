@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import check_lambda_zero_is_mle, check_per_position_kd
+from helpers import REPO, check_lambda_zero_is_mle, check_per_position_kd
 from tfkd import registry
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.models.gpt2_lm import GPT2LM
@@ -18,7 +18,6 @@ from tfkd.plan import plan_run
 from tfkd.tasks.language_model import LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2_cpu.yaml")
 PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2.yaml")
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tiny_mask_task as tiny
+from helpers import TESTS
 from tfkd.methods.mask_task.distiller import (gated_sum, hidden_state_loss, mlm_distillation_loss,
                                               module_groups)
 
@@ -191,9 +192,9 @@ def test_the_gated_step_on_two_replicas_equals_one_device(gate):
     import subprocess
     import sys
 
-    script = os.path.join(os.path.dirname(__file__), "mirrored_gated_step.py")
+    script = os.path.join(TESTS, "mirrored_gated_step.py")
     out = subprocess.run([sys.executable, script, gate, "one_device", "mirrored"], capture_output=True, text=True,
-                         timeout=600, cwd=os.path.dirname(__file__))
+                         timeout=600, cwd=TESTS)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one, mirrored = result["one_device"], result["mirrored"]

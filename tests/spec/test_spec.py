@@ -6,6 +6,7 @@ import textwrap
 import pytest
 
 import tfkd
+from helpers import REPO
 from tfkd.spec import SpecError, load_spec
 
 GOOD = """\
@@ -228,8 +229,7 @@ def test_validate_cli_exit_code_and_one_line(tmp_path, capsys):
 
 
 def test_repo_specs_validate():
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    specs = [os.path.join(repo, "specs", f) for f in os.listdir(os.path.join(repo, "specs")) if f.endswith(".yaml")]
+    specs = [os.path.join(REPO, "specs", f) for f in os.listdir(os.path.join(REPO, "specs")) if f.endswith(".yaml")]
     assert specs
     for path in specs:
         assert isinstance(load_spec(path), tfkd.spec.Spec)

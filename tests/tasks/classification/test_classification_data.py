@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import FakeContext
 from tfkd import data as data_lib
 from tfkd.spec import SpecError, TrainSpec, load_spec
 from tfkd.tasks.classification import ClassificationData, ClassificationTask
@@ -241,23 +242,6 @@ def test_bucketed_batches_respect_the_token_budget():
         seen += [(tuple(row[m]), int(label)) for row, m, label in zip(token_ids, mask, labels.numpy())]
     expected = [(tuple(row), int(label)) for row, label in zip(tokenized.token_ids.to_list(), tokenized.labels)]
     assert sorted(seen) == sorted(expected)  # every example exactly once per epoch
-
-
-class FakeContext:
-    """What the task reads of a run context: the spec, memoised artefacts and the tokenizers."""
-
-    def __init__(self, spec, tokenizers):
-        self.spec = spec
-        self._tokenizers = tokenizers
-        self._memo = {}
-
-    def memo(self, key, make):
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    def tokenizers(self):
-        return self._tokenizers
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import REPO, serve_only
+from helpers import REPO, FakeContext, serve_only
 from tfkd.data import tokenize_to_ragged
 from tfkd.models.gpt2_lm import GPT2LM
 from tfkd.spec import TrainSpec
@@ -21,8 +21,6 @@ from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, La
 from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
 from tfkd.tasks.language_model.export import TextLM, make_sampler
 from tfkd.tasks.language_model.vocab import END_OF_TEXT, learn_byte_level_bpe, load_tokenizers
-
-from test_classification_data import FakeContext
 
 WIKITEXT = os.path.join(os.environ["TFKD_DATA_DIR"], "wikitext2")
 

