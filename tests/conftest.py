@@ -47,9 +47,15 @@ def tokenizer(tmp_path_factory):
 
 # the longest files first: the suite runs one file per worker (pytest-xdist --dist loadfile), and
 # a long file started last would leave the other workers idle at the end
-LONGEST_FIRST = ("test_kill_anywhere.py", "test_adapters_end_to_end.py", "test_two_stage_end_to_end.py",
-                 "test_soft_target_end_to_end.py", "test_mask_task_end_to_end.py",
-                 "test_two_stage_causal_end_to_end.py", "test_two_stage_mass_end_to_end.py")
+LONGEST_FIRST = (
+    "test_kill_anywhere.py",
+    "test_adapters_end_to_end.py",
+    "test_two_stage_end_to_end.py",
+    "test_soft_target_end_to_end.py",
+    "test_mask_task_end_to_end.py",
+    "test_two_stage_causal_end_to_end.py",
+    "test_two_stage_mass_end_to_end.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -60,8 +60,9 @@ def write_spec(tmp_path, name, steps=6, every=3):
 def tfkd(*args, env_extra=None, **kwargs):
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
     env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
-    return subprocess.run([sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=900, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, **kwargs
+    )
 
 
 def weights_file_arrays(path):
@@ -87,6 +88,7 @@ def reference_greedy(model, source, special, max_length):
             tokens.append(int(np.argmax(logits)))
         rows.append((tokens[1:] + [special.pad] * max_length)[:max_length])
     return np.array(rows)
+
 
 # runs in a fresh interpreter; tfkd, keras_hub and the user's layer module cannot be imported
 SERVE_ONLY = r"""
@@ -120,9 +122,14 @@ print(json.dumps({**{name: plain(value.numpy().tolist()) for name, value in resu
 def serve_only(saved_model, sentences, cwd, input_name="source"):
     """Every output of the export's ``serving_default`` on ``sentences`` (fed as
     ``input_name``), as lists, and ``"loaded"``: the tfkd/keras-hub modules serving imported."""
-    out = subprocess.run([sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences), input_name],
-                         capture_output=True, text=True, cwd=cwd, timeout=600,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE_ONLY, str(saved_model), json.dumps(sentences), input_name],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -148,7 +155,8 @@ def check_per_position_kd(trainer, student, teacher, inputs, labels, kept, lam):
     loss = sum(w * float(values[name]) for name, w in trainer.loss_weights.items())
     np.testing.assert_allclose(loss, (1 - lam) * nll[kept].mean() + lam * kl[kept].mean(), rtol=1e-4)
     assert not teacher.trainable and {id(v) for v in trainer.trainable_variables} == {
-        id(v) for v in student.trainable_variables}
+        id(v) for v in student.trainable_variables
+    }
 
 
 def check_lambda_zero_is_mle(make_student, task, inputs, labels, teacher_logits_shape, label_smoothing=0.0):
@@ -168,9 +176,11 @@ def check_lambda_zero_is_mle(make_student, task, inputs, labels, teacher_logits_
             return tf.zeros(teacher_logits_shape)
 
     results = {}
-    for name, trainer_cls, kwargs in (("kd", FinetuneDistiller, {"teacher": Teacher()}), ("mle", SupervisedTrainer, {})):
-        trainer = trainer_cls(make_student(), task, label_smoothing=label_smoothing, loss_weights={"xe": 1.0},
-                              **kwargs)
+    for name, trainer_cls, kwargs in (
+        ("kd", FinetuneDistiller, {"teacher": Teacher()}),
+        ("mle", SupervisedTrainer, {}),
+    ):
+        trainer = trainer_cls(make_student(), task, label_smoothing=label_smoothing, loss_weights={"xe": 1.0}, **kwargs)
         trainer.compile(optimizer=keras.optimizers.SGD(0.5))
         logs = trainer.train_on_batch(inputs, labels, return_dict=True)
         results[name] = ([v.numpy() for v in trainer.student.trainable_variables], logs["loss"])

@@ -11,8 +11,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
-
 import tiny_mask_task as tiny  # noqa: E402
+
 from tfkd.distribute import make_strategy  # noqa: E402
 
 
@@ -26,9 +26,13 @@ def run(strategy_name, gate):
         trainer(inputs)
     dataset = tf.data.Dataset.from_tensors((inputs, target))
     history = trainer.fit(dataset.repeat(2), epochs=1, steps_per_epoch=2, verbose=0)
-    return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"][-1],
-            "kd": history.history["kd"][-1], "kd_kept": history.history["kd_kept"][-1],
-            "weights": [w.tolist() for w in student.get_weights()]}
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "loss": history.history["loss"][-1],
+        "kd": history.history["kd"][-1],
+        "kd_kept": history.history["kd_kept"][-1],
+        "weights": [w.tolist() for w in student.get_weights()],
+    }
 
 
 gate = sys.argv[1]

@@ -12,9 +12,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfkd import registry  # noqa: E402
 from tfkd.distribute import make_strategy  # noqa: E402
 from tfkd.models import TransformerSeq2Seq  # noqa: E402
-from tfkd import registry  # noqa: E402
 from tfkd.training import SupervisedTrainer  # noqa: E402
 
 
@@ -39,18 +39,23 @@ def run(name):
     strategy = make_strategy(strategy_name)
     inputs, target = batch()
     with strategy.scope():
-        student = TransformerSeq2Seq(40, 30, encoder_layers=1, decoder_layers=1, hidden_dim=16,
-                                     intermediate_dim=32, num_heads=2, dropout=0.0)
+        student = TransformerSeq2Seq(
+            40, 30, encoder_layers=1, decoder_layers=1, hidden_dim=16, intermediate_dim=32, num_heads=2, dropout=0.0
+        )
         trainer = SupervisedTrainer(student, registry.lookup("task", "translation"), label_smoothing=0.1)
         trainer.compile(optimizer=keras.optimizers.SGD(0.5, global_clipnorm=0.05 if clip else None))
         trainer(inputs)
     dataset = tf.data.Dataset.from_tensors((inputs, target))
     history = trainer.fit(dataset.repeat(2), epochs=1, steps_per_epoch=2, verbose=0)
     first = float(np.sum([np.sum(np.abs(w)) for w in student.get_weights()]))
-    return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"][-1],
-            "nll": history.history["nll"][-1], "tokens": history.history["tokens"][-1],
-            "grad_norm": history.history["grad_norm"][-1],
-            "weight_l1": first}
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "loss": history.history["loss"][-1],
+        "nll": history.history["nll"][-1],
+        "tokens": history.history["tokens"][-1],
+        "grad_norm": history.history["grad_norm"][-1],
+        "weight_l1": first,
+    }
 
 
 print(json.dumps({name: run(name) for name in sys.argv[1:]}))

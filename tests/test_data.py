@@ -39,8 +39,9 @@ def test_pruned_teacher_vocabulary_tokenizes_the_training_side_as_the_full_one(d
     pruned = data_lib.make_tokenizer(kept, lowercase=teacher.lowercase, strip_accents=teacher.strip_accents)
     full_ids = data_lib.tokenize_to_ragged(teacher, target).to_list()
     pruned_ids = data_lib.tokenize_to_ragged(pruned, target).to_list()
-    assert [[teacher.id_to_token(i) for i in s] for s in full_ids] == \
-        [[pruned.id_to_token(i) for i in s] for s in pruned_ids]
+    assert [[teacher.id_to_token(i) for i in s] for s in full_ids] == [
+        [pruned.id_to_token(i) for i in s] for s in pruned_ids
+    ]
     # a threshold keeps fewer tokens, never a token below it
     twice = data_lib.prune_vocabulary(teacher, target, min_count=2)
     counts = {}
@@ -121,8 +122,15 @@ def test_sentencepiece_learns_exactly_the_size_asked_and_detokenizes_exactly(tmp
     texts = sentences[:64] + ["Ein Mann (mit Hut) sagt: „Hallo!“ – 3,5 km weit."]
     ids = data_lib.tokenize_to_ragged(tokenizer, texts)
     assert int(tf.reduce_max(ids.flat_values)) < 1500 and int(tf.reduce_min(ids.flat_values)) >= 5
-    framed = tf.concat([tf.fill([len(texts), 1], special.bos), ids.to_tensor(special.pad),
-                        tf.fill([len(texts), 1], special.eos), tf.fill([len(texts), 2], 7)], 1)
+    framed = tf.concat(
+        [
+            tf.fill([len(texts), 1], special.bos),
+            ids.to_tensor(special.pad),
+            tf.fill([len(texts), 1], special.eos),
+            tf.fill([len(texts), 2], 7),
+        ],
+        1,
+    )
     back = [t.decode() for t in tf.function(lambda x: data_lib.detokenize(tokenizer, x, special))(framed).numpy()]
     assert back == texts
 
@@ -131,8 +139,9 @@ def test_sentencepiece_lowercase_folds_case_in_the_model(tmp_path, data_dir):
     from tfkd.spec import TokenizerSpec
 
     path = str(tmp_path / "target.vocab")
-    data_lib.learn_vocabulary(_sentences(data_dir, side="en"), TokenizerSpec(
-        kind="sentencepiece", vocab_size=800, lowercase=True), path)
+    data_lib.learn_vocabulary(
+        _sentences(data_dir, side="en"), TokenizerSpec(kind="sentencepiece", vocab_size=800, lowercase=True), path
+    )
     tokenizer = data_lib.make_tokenizer(path, kind="sentencepiece")
     assert list(tokenizer.tokenize("A DOG Runs")) == list(tokenizer.tokenize("a dog runs"))
 
@@ -142,9 +151,13 @@ def test_a_sentencepiece_size_the_text_cannot_fill_is_one_line(tmp_path):
     from tfkd.spec import TokenizerSpec
 
     with pytest.raises(StageError) as error:
-        data_lib.learn_vocabulary(["ein Hund", "zwei Hunde"], TokenizerSpec(kind="sentencepiece", vocab_size=5000),
-                                  str(tmp_path / "source.vocab"))
+        data_lib.learn_vocabulary(
+            ["ein Hund", "zwei Hunde"],
+            TokenizerSpec(kind="sentencepiece", vocab_size=5000),
+            str(tmp_path / "source.vocab"),
+        )
     message = str(error.value)
-    assert "\n" not in message and message.startswith("vocab: SentencePiece (unigram) could not learn 5000 pieces "
-                                                      "from 2 sentences: "), message
+    assert "\n" not in message and message.startswith(
+        "vocab: SentencePiece (unigram) could not learn 5000 pieces from 2 sentences: "
+    ), message
     assert not list(tmp_path.iterdir())  # nothing half-written

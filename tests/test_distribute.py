@@ -12,15 +12,19 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import REPO, tfkd, weights_file_arrays
+
 from tfkd.distribute import DistributeError, WorkerRole, cluster_role, wants_multi_worker
 
 
 def test_mirrored_two_cpus_matches_one_device():
     script = os.path.join(os.path.dirname(__file__), "mirrored_step.py")
-    out = subprocess.run([sys.executable, script, "one_device", "mirrored", "one_device:clip", "mirrored:clip"],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, script, "one_device", "mirrored", "one_device:clip", "mirrored:clip"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one, mirrored = result["one_device"], result["mirrored"]
@@ -82,8 +86,15 @@ def start_workers(spec, run_dir, chief_env=None):
         config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
         env = dict(os.environ, TF_CONFIG=config, TFKD_QUIET_PROGRESS="1", **((chief_env or {}) if index == 0 else {}))
         env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
-        procs.append(subprocess.Popen([sys.executable, "-m", "tfkd.cli", "run", spec, "--set", f"run_dir={run_dir}"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tfkd.cli", "run", spec, "--set", f"run_dir={run_dir}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+        )
     return procs
 
 
@@ -105,7 +116,10 @@ def test_two_workers_train_as_one_process_on_the_same_global_batch_and_resume_fr
     assert chief_code == -signal.SIGKILL, chief_log[-3000:]
     other.kill()
     other_log = other.communicate()[0]
-    assert "stage train: waiting for the chief to finish stage vocab" in other_log or "stage vocab: run by the chief" in other_log
+    assert (
+        "stage train: waiting for the chief to finish stage vocab" in other_log
+        or "stage vocab: run by the chief" in other_log
+    )
     assert json.loads((run / "train.partial" / "checkpoint" / "state.json").read_text())["step"] == 2
     # what the other worker wrote went to its own scratch folder, never into the chief's
     scratch = run / "train.worker-1"
@@ -171,20 +185,47 @@ def test_a_cluster_trains_with_the_multi_worker_strategy_only():
 def test_strategy_errors_are_one_line_before_any_stage_runs(tmp_path):
     spec = tmp_path / "workers.yaml"
     spec.write_text(MULTI_WORKER_SPEC)
-    cluster = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
-    out = tfkd("run", str(spec), "--set", f"run_dir={tmp_path}", "--set", "train.strategy=one_device",
-               env_extra={"TF_CONFIG": cluster})
+    cluster = json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    )
+    out = tfkd(
+        "run",
+        str(spec),
+        "--set",
+        f"run_dir={tmp_path}",
+        "--set",
+        "train.strategy=one_device",
+        env_extra={"TF_CONFIG": cluster},
+    )
     assert out.returncode != 0
-    assert out.stderr.strip() == ("tfkd: error: train.strategy: one_device, but TF_CONFIG names a cluster of 2 "
-                                  "training tasks: set train.strategy to multi_worker (or auto), or unset TF_CONFIG")
+    assert out.stderr.strip() == (
+        "tfkd: error: train.strategy: one_device, but TF_CONFIG names a cluster of 2 "
+        "training tasks: set train.strategy to multi_worker (or auto), or unset TF_CONFIG"
+    )
     assert not os.listdir(tmp_path / "workers") if (tmp_path / "workers").exists() else True
     # a TPU strategy on a machine without one: the train stage stops with one line; the vocabulary is kept
     for tpu_name in (None, ""):  # unset, or empty as on a TPU VM
         env = {k: v for k, v in os.environ.items() if k != "TPU_NAME"}
         if tpu_name is not None:
             env["TPU_NAME"] = tpu_name
-        out = subprocess.run([sys.executable, "-m", "tfkd.cli", "-q", "run", str(spec), "--set", f"run_dir={tmp_path}",
-                              "--set", "train.strategy=tpu"], capture_output=True, text=True, env=env, timeout=600)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tfkd.cli",
+                "-q",
+                "run",
+                str(spec),
+                "--set",
+                f"run_dir={tmp_path}",
+                "--set",
+                "train.strategy=tpu",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         assert out.returncode != 0
         lines = [line for line in out.stderr.splitlines() if " tfkd W vocab: asked for 400" not in line]
         assert len(lines) == 1, out.stderr[-2000:]
@@ -207,8 +248,9 @@ def test_a_worker_waiting_for_the_chief_stops_in_one_line_when_the_chief_fails(t
     failure = f"misaligned corpus: {data}/train.de has 240 lines but {data}/train.en has 239 lines"
     assert chief_code == 1 and chief_log.strip().splitlines()[-1] == f"tfkd: error: {failure}", chief_log[-2000:]
     assert other_code == 1, other_log[-2000:]
-    assert other_log.strip().splitlines()[-1] == (f"tfkd: error: stage train: the chief ended without finishing stage "
-                                                 f"vocab (error: {failure})"), other_log[-2000:]
+    assert other_log.strip().splitlines()[-1] == (
+        f"tfkd: error: stage train: the chief ended without finishing stage vocab (error: {failure})"
+    ), other_log[-2000:]
 
 
 SOFT_TARGET_SPEC = """\
@@ -249,6 +291,13 @@ def test_two_workers_distil_with_the_teacher_stages_on_the_chief_alone(tmp_path)
     assert "stage train: waiting for the chief to finish stage teacher_cache" in other_log
     assert AGREE.search(chief_log).group(1) == AGREE.search(other_log).group(1)
     run = tmp_path / "runs" / "distilled"
-    assert sorted(os.listdir(run)) == ["log.txt", "origin.json", "spec.yaml", "teacher_cache", "teacher_finetune",
-                                       "train", "vocab"]
+    assert sorted(os.listdir(run)) == [
+        "log.txt",
+        "origin.json",
+        "spec.yaml",
+        "teacher_cache",
+        "teacher_finetune",
+        "train",
+        "vocab",
+    ]
     assert json.loads((run / "train" / "stage.json").read_text())["results"]["method"] == "soft_target"

@@ -21,7 +21,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import REPO, weights_file_arrays
 
 SOFT_TARGET_SPEC = """\
@@ -75,62 +74,125 @@ class Case:
 
 
 CASES = {
-    "soft_target": Case(SOFT_TARGET_SPEC, [], random_kills=2, planned=[
-        ("stage-start:vocab", "vocab"),
-        ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
-        ("cache-example:100", "teacher_cache"),  # inside the second shard
-        ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
-        ("weights-written:2", "baseline"),
-        ("stage-start:baseline_evaluate", "baseline_evaluate"),
-        ("weights-written:2", "train"),
-        ("stage-finishing:train", "train"),
-        ("stage-start:evaluate", "evaluate"),
-        ("stage-finishing:export", "export"),
-    ]),
-    "mask_task": Case("masktask_multi30k.yaml", MINILM_FLAGS + [
-        "stages=[vocab, teacher_mlm, teacher_cache, train, evaluate, export]", "distill.teacher=cache",
-        "distill.cache.shard_size=60", "distill.cache.batch_size=32", "data.train_limit=160",
-        "data.valid_limit=16", "data.test_limit=16", "data.batch_tokens=1024",
-        "data.target_tokenizer.vocab_size=300", "distill.teacher_mlm.steps=4", "distill.teacher_mlm.batch_size=8",
-        "distill.teacher_mlm.warmup_steps=1", "distill.teacher_mlm.log_every=2", "student.encoder_layers=1",
-        "student.decoder_layers=1", "student.hidden_dim=32", "student.intermediate_dim=64", "student.num_heads=2",
-        "train.steps=4", "train.warmup_steps=4", "train.valid_metric_examples=4", "decode.beam_size=2",
-        "decode.max_length_b=4"], planned=[
-        ("weights-written:2", "teacher_mlm"),
-        ("cache-example:70", "teacher_cache"),  # inside the second shard
-        ("weights-written:1", "train"),
-        ("stage-finishing:train", "train"),
-        ("stage-start:evaluate", "evaluate"),
-    ]),
-    "adapters": Case("abnet_multi30k.yaml", MINILM_FLAGS + [
-        "stages=[vocab, train, evaluate, export]", "data.train_limit=160", "data.valid_limit=16",
-        "data.test_limit=16", "data.max_tokens=24", "data.batch_tokens=512", "train.steps=4",
-        "train.valid_metric_examples=4", "student.adapters.encoder_dim=32", "decode.iterations=2",
-        "decode.length_candidates=2"], planned=[
-        ("stage-finishing:vocab", "vocab"),
-        ("weights-written:2", "train"),
-        ("stage-start:evaluate", "evaluate"),
-        ("stage-finishing:export", "export"),
-    ]),
-    "two_stage": Case("lightpaff_sst2_cpu.yaml", MINILM_FLAGS + [
-        "stages=[vocab, teacher_finetune, teacher_predictions, teacher_mlm, pretrain_kd, train, evaluate, export]",
-        "variants=null", "data.train_limit=120", "data.valid_limit=16", "data.max_tokens=24",
-        "data.batch_tokens=256", "distill.teacher_finetune.steps=4", "distill.teacher_finetune.log_every=2",
-        "distill.teacher_finetune.warmup_steps=1", "distill.teacher_mlm.steps=4", "distill.teacher_mlm.log_every=2",
-        "distill.teacher_mlm.max_length=24", "distill.teacher_mlm.batch_size=8", "distill.teacher_mlm.warmup_steps=1",
-        "distill.pretrain.steps=4", "distill.pretrain.log_every=2", "distill.pretrain.text_limit=80",
-        "distill.pretrain.valid_limit=16", "distill.pretrain.max_length=24", "distill.pretrain.batch_size=8",
-        "distill.pretrain.warmup_steps=1", "distill.finetune.unlabeled_limit=20", "train.steps=4",
-        "train.warmup_steps=1", "student.num_layers=1", "student.hidden_dim=32", "student.intermediate_dim=64",
-        "student.max_sequence_length=32"], planned=[
-        ("weights-written:2", "teacher_finetune"),
-        ("stage-finishing:teacher_predictions", "teacher_predictions"),
-        ("weights-written:2", "teacher_mlm"),
-        ("weights-written:2", "pretrain_kd"),
-        ("stage-finishing:pretrain_kd", "pretrain_kd"),
-        ("weights-written:1", "train"),
-        ("stage-start:evaluate", "evaluate"),
-    ]),
+    "soft_target": Case(
+        SOFT_TARGET_SPEC,
+        [],
+        random_kills=2,
+        planned=[
+            ("stage-start:vocab", "vocab"),
+            ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
+            ("cache-example:100", "teacher_cache"),  # inside the second shard
+            ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
+            ("weights-written:2", "baseline"),
+            ("stage-start:baseline_evaluate", "baseline_evaluate"),
+            ("weights-written:2", "train"),
+            ("stage-finishing:train", "train"),
+            ("stage-start:evaluate", "evaluate"),
+            ("stage-finishing:export", "export"),
+        ],
+    ),
+    "mask_task": Case(
+        "masktask_multi30k.yaml",
+        MINILM_FLAGS
+        + [
+            "stages=[vocab, teacher_mlm, teacher_cache, train, evaluate, export]",
+            "distill.teacher=cache",
+            "distill.cache.shard_size=60",
+            "distill.cache.batch_size=32",
+            "data.train_limit=160",
+            "data.valid_limit=16",
+            "data.test_limit=16",
+            "data.batch_tokens=1024",
+            "data.target_tokenizer.vocab_size=300",
+            "distill.teacher_mlm.steps=4",
+            "distill.teacher_mlm.batch_size=8",
+            "distill.teacher_mlm.warmup_steps=1",
+            "distill.teacher_mlm.log_every=2",
+            "student.encoder_layers=1",
+            "student.decoder_layers=1",
+            "student.hidden_dim=32",
+            "student.intermediate_dim=64",
+            "student.num_heads=2",
+            "train.steps=4",
+            "train.warmup_steps=4",
+            "train.valid_metric_examples=4",
+            "decode.beam_size=2",
+            "decode.max_length_b=4",
+        ],
+        planned=[
+            ("weights-written:2", "teacher_mlm"),
+            ("cache-example:70", "teacher_cache"),  # inside the second shard
+            ("weights-written:1", "train"),
+            ("stage-finishing:train", "train"),
+            ("stage-start:evaluate", "evaluate"),
+        ],
+    ),
+    "adapters": Case(
+        "abnet_multi30k.yaml",
+        MINILM_FLAGS
+        + [
+            "stages=[vocab, train, evaluate, export]",
+            "data.train_limit=160",
+            "data.valid_limit=16",
+            "data.test_limit=16",
+            "data.max_tokens=24",
+            "data.batch_tokens=512",
+            "train.steps=4",
+            "train.valid_metric_examples=4",
+            "student.adapters.encoder_dim=32",
+            "decode.iterations=2",
+            "decode.length_candidates=2",
+        ],
+        planned=[
+            ("stage-finishing:vocab", "vocab"),
+            ("weights-written:2", "train"),
+            ("stage-start:evaluate", "evaluate"),
+            ("stage-finishing:export", "export"),
+        ],
+    ),
+    "two_stage": Case(
+        "lightpaff_sst2_cpu.yaml",
+        MINILM_FLAGS
+        + [
+            "stages=[vocab, teacher_finetune, teacher_predictions, teacher_mlm, pretrain_kd, train, evaluate, export]",
+            "variants=null",
+            "data.train_limit=120",
+            "data.valid_limit=16",
+            "data.max_tokens=24",
+            "data.batch_tokens=256",
+            "distill.teacher_finetune.steps=4",
+            "distill.teacher_finetune.log_every=2",
+            "distill.teacher_finetune.warmup_steps=1",
+            "distill.teacher_mlm.steps=4",
+            "distill.teacher_mlm.log_every=2",
+            "distill.teacher_mlm.max_length=24",
+            "distill.teacher_mlm.batch_size=8",
+            "distill.teacher_mlm.warmup_steps=1",
+            "distill.pretrain.steps=4",
+            "distill.pretrain.log_every=2",
+            "distill.pretrain.text_limit=80",
+            "distill.pretrain.valid_limit=16",
+            "distill.pretrain.max_length=24",
+            "distill.pretrain.batch_size=8",
+            "distill.pretrain.warmup_steps=1",
+            "distill.finetune.unlabeled_limit=20",
+            "train.steps=4",
+            "train.warmup_steps=1",
+            "student.num_layers=1",
+            "student.hidden_dim=32",
+            "student.intermediate_dim=64",
+            "student.max_sequence_length=32",
+        ],
+        planned=[
+            ("weights-written:2", "teacher_finetune"),
+            ("stage-finishing:teacher_predictions", "teacher_predictions"),
+            ("weights-written:2", "teacher_mlm"),
+            ("weights-written:2", "pretrain_kd"),
+            ("stage-finishing:pretrain_kd", "pretrain_kd"),
+            ("weights-written:1", "train"),
+            ("stage-start:evaluate", "evaluate"),
+        ],
+    ),
 }
 
 
@@ -161,8 +223,7 @@ def stage_at_kill(run, blocks_before):
     blocks = commands_logged(run)
     if len(blocks) == blocks_before:
         return "start-up"
-    started = [line.split("stage ")[1].split(":")[0] for line in blocks[-1].splitlines()
-               if ": running into " in line]
+    started = [line.split("stage ")[1].split(":")[0] for line in blocks[-1].splitlines() if ": running into " in line]
     return started[-1] if started else "start-up"
 
 
@@ -200,9 +261,12 @@ def assert_same_run(run, reference, stages):
             for name in files:
                 relative = os.path.relpath(os.path.join(root, name), reference)
                 ours, theirs = run / relative, reference / relative
-                compared_kind = name.endswith((".weights.h5", ".npz", ".hyp")) or name == "scores.json" or (
-                    name == "manifest.json" and "ids_sha256" in json.load(open(theirs))) or (
-                    stage == "vocab" and name not in ("KEY", "spec.yaml", "stage.json"))
+                compared_kind = (
+                    name.endswith((".weights.h5", ".npz", ".hyp"))
+                    or name == "scores.json"
+                    or (name == "manifest.json" and "ids_sha256" in json.load(open(theirs)))
+                    or (stage == "vocab" and name not in ("KEY", "spec.yaml", "stage.json"))
+                )
                 if stage == "export" or not compared_kind:  # the export's folder has the run's name
                     continue
                 assert ours.exists(), relative
@@ -227,8 +291,10 @@ def assert_same_run(run, reference, stages):
                 compared += 1
     export = run / "export"
     if export.exists():
-        assert any(files and ("saved_model.pb" in files or any(f.endswith(".safetensors") for f in files))
-                   for _, _, files in os.walk(export))
+        assert any(
+            files and ("saved_model.pb" in files or any(f.endswith(".safetensors") for f in files))
+            for _, _, files in os.walk(export)
+        )
     return compared
 
 
@@ -246,8 +312,13 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
     for kill_at, expected_stage in plan:
         blocks_before = len(commands_logged(run))
         env = environment(data_dir, None if kill_at == "random" else kill_at)
-        process = subprocess.Popen(command(spec_file, case, "killed", runs), env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command(spec_file, case, "killed", runs),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if kill_at == "random":
             try:
                 process.wait(timeout=rng.uniform(3.0, 9.0))
@@ -262,14 +333,20 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
             assert stage == expected_stage, (kill_at, stage)
         kills[stage] += 1
     # the same command, not killed, finishes what is left
-    finished = subprocess.run(command(spec_file, case, "killed", runs), env=environment(data_dir),
-                              capture_output=True, text=True, timeout=900)
+    finished = subprocess.run(
+        command(spec_file, case, "killed", runs), env=environment(data_dir), capture_output=True, text=True, timeout=900
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert sum(kills.values()) == len(plan) and {s for _, s in case.planned} <= set(kills), kills
 
     # an uninterrupted run of the same spec
-    straight = subprocess.run(command(spec_file, case, "straight", runs), env=environment(data_dir),
-                              capture_output=True, text=True, timeout=900)
+    straight = subprocess.run(
+        command(spec_file, case, "straight", runs),
+        env=environment(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = runs / "straight"
     stages = [d for d in os.listdir(reference) if os.path.isdir(reference / d)]

@@ -71,19 +71,29 @@ def test_no_method_imports_another_methods_package():
             for module, names in imports_of(path):
                 for candidate in (module, *(f"{module}.{n}" for n in names)):
                     parts = candidate.split(".")
-                    if parts[:2] == ["tfkd", "methods"] and len(parts) > 2 and parts[2] in methods \
-                            and parts[2] != method:
+                    if (
+                        parts[:2] == ["tfkd", "methods"]
+                        and len(parts) > 2
+                        and parts[2] in methods
+                        and parts[2] != method
+                    ):
                         crossing.append(f"{path.relative_to(REPO)} imports {candidate}")
                         break
-    assert not crossing, "a method imports another method's package (move what they share to " \
-                         "tfkd/distillation):\n" + "\n".join(sorted(set(crossing)))
+    assert not crossing, (
+        "a method imports another method's package (move what they share to "
+        "tfkd/distillation):\n" + "\n".join(sorted(set(crossing)))
+    )
 
 
 def test_the_shared_distillation_package_imports_no_method_and_no_task():
     files = sorted((PACKAGE / "distillation").rglob("*.py"))
     assert {p.name for p in files} >= {"__init__.py", "topk_cache.py", "teacher_mlm.py", "settings.py"}
-    named = [f"{p.relative_to(REPO)} imports {m}" for p in files for m in sorted(imported_modules(p))
-             if m.split(".")[:2] in (["tfkd", "methods"], ["tfkd", "tasks"])]
+    named = [
+        f"{p.relative_to(REPO)} imports {m}"
+        for p in files
+        for m in sorted(imported_modules(p))
+        if m.split(".")[:2] in (["tfkd", "methods"], ["tfkd", "tasks"])
+    ]
     assert not named, "\n".join(named)
 
 
@@ -106,8 +116,10 @@ def test_a_methods_modules_never_import_its_package_init():
 
 
 def test_the_shared_package_and_the_light_method_helpers_import_no_tensorflow():
-    code = ("import sys; import tfkd.distillation, tfkd.distillation.settings, tfkd.methods.two_stage.settings; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') if m in sys.modules))")
+    code = (
+        "import sys; import tfkd.distillation, tfkd.distillation.settings, tfkd.methods.two_stage.settings; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -145,7 +157,7 @@ def misplaced_test(path):
     source = mirrored_source(folder)
     if source is None:
         return f"{folder.relative_to(REPO)}/ mirrors no package of tfkd/ (nor tools/)"
-    stem = path.stem[len("test_"):]
+    stem = path.stem[len("test_") :]
 
     def named(name):
         return stem == name or stem.startswith(name + "_")
@@ -161,8 +173,11 @@ def misplaced_test(path):
         return None
     if any(named(m) for m in modules) or (not top and named(source.name)):
         return None
-    return (f"names no module of {source.relative_to(REPO)}/" + ("" if top else " nor the package itself")
-            + " (a test of tfkd/<a>/<b>.py lives in tests/<a>/)")
+    return (
+        f"names no module of {source.relative_to(REPO)}/"
+        + ("" if top else " nor the package itself")
+        + " (a test of tfkd/<a>/<b>.py lives in tests/<a>/)"
+    )
 
 
 def test_the_tests_mirror_the_package_tree():
@@ -173,13 +188,22 @@ def test_the_tests_mirror_the_package_tree():
     files = sorted(tests.rglob("test_*.py"))
     assert len(files) > 40
     wrong = [f"{p.relative_to(REPO)}: {why}" for p in files if (why := misplaced_test(p))]
-    folders = [d for d in tests.rglob("*") if d.is_dir()
-               and not any(part == "__pycache__" or part.startswith(".") for part in d.relative_to(tests).parts)]
-    wrong += [f"{d.relative_to(REPO)}/ mirrors no package of tfkd/ (nor tools/)" for d in folders
-              if mirrored_source(d) is None]
+    folders = [
+        d
+        for d in tests.rglob("*")
+        if d.is_dir() and not any(part == "__pycache__" or part.startswith(".") for part in d.relative_to(tests).parts)
+    ]
+    wrong += [
+        f"{d.relative_to(REPO)}/ mirrors no package of tfkd/ (nor tools/)"
+        for d in folders
+        if mirrored_source(d) is None
+    ]
     # a shared module (or a second conftest.py) in a subfolder is importable from that folder only
-    wrong += [f"{p.relative_to(REPO)}: only test files below tests/ (shared modules stay in tests/)"
-              for p in tests.rglob("*.py") if p.parent != tests and not p.name.startswith("test_")]
+    wrong += [
+        f"{p.relative_to(REPO)}: only test files below tests/ (shared modules stay in tests/)"
+        for p in tests.rglob("*.py")
+        if p.parent != tests and not p.name.startswith("test_")
+    ]
     assert not wrong, "tests out of place:\n" + "\n".join(sorted(set(wrong)))
 
 

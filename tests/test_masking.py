@@ -42,8 +42,9 @@ def corruption_shares(ids, masked, positions, weights):
 def test_maskers_choose_15_percent_split_80_10_10_and_never_touch_specials(masker):
     ids = batch()
     candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
-    masked, positions, labels, weights = [t.numpy() for t in masker(ids, candidates, 0.15, MASK, VOCAB,
-                                                                     seed=tf.constant([1, 2]))]
+    masked, positions, labels, weights = [
+        t.numpy() for t in masker(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([1, 2]))
+    ]
     chosen = chosen_positions(ids.shape, positions, weights)
     rows, cols = np.nonzero(weights > 0)
     assert not (chosen & ~candidates).any()  # [CLS], [SEP] and padding are never chosen
@@ -82,8 +83,9 @@ def test_span_lengths_follow_the_truncated_geometric_distribution_mean_3_8():
 def test_span_mask_masks_contiguous_runs_and_meets_the_budget_exactly():
     ids = batch(300, seed=1)
     candidates = special_free(ids, [PAD, CLS, SEP]).numpy()
-    _, positions, _, weights = [t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB,
-                                                             seed=tf.constant([5, 6]))]
+    _, positions, _, weights = [
+        t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([5, 6]))
+    ]
     chosen = chosen_positions(ids.shape, positions, weights)
     budget = np.maximum(1, np.round(0.15 * candidates.sum(1)))
     np.testing.assert_array_equal(chosen.sum(1), budget)
@@ -99,17 +101,20 @@ def test_span_mask_runs_are_about_three_times_longer_than_token_mask_runs():
     ids = np.tile(batch(1, seed=2)[:, :40], (300, 1))  # 38 candidates a row: a budget of 6
     ids[:, 39] = SEP
     candidates = special_free(ids, [PAD, CLS, SEP])
-    spans = mean_run(ids, *[t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB,
-                                                         seed=tf.constant([1, 1]))[1::2]])
-    tokens = mean_run(ids, *[t.numpy() for t in token_mask(ids, candidates, 0.15, MASK, VOCAB,
-                                                           seed=tf.constant([1, 1]))[1::2]])
+    spans = mean_run(
+        ids, *[t.numpy() for t in span_mask(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([1, 1]))[1::2]]
+    )
+    tokens = mean_run(
+        ids, *[t.numpy() for t in token_mask(ids, candidates, 0.15, MASK, VOCAB, seed=tf.constant([1, 1]))[1::2]]
+    )
     assert tokens < 1.3 and spans > 2.8, (tokens, spans)
 
 
 def test_token_mask_picks_one_position_in_a_row_with_a_single_candidate():
     ids = np.array([[CLS, 50, SEP, PAD]], np.int32)
-    masked, positions, labels, weights = token_mask(ids, special_free(ids, [PAD, CLS, SEP]), 0.01, MASK,
-                                                    VOCAB, seed=tf.constant([0, 0]))
+    masked, positions, labels, weights = token_mask(
+        ids, special_free(ids, [PAD, CLS, SEP]), 0.01, MASK, VOCAB, seed=tf.constant([0, 0])
+    )
     assert positions.numpy().tolist() == [[1]] and labels.numpy().tolist() == [[50]]
     assert weights.numpy().tolist() == [[1.0]]
 
@@ -120,12 +125,13 @@ def test_token_mask_picks_one_position_in_a_row_with_a_single_candidate():
 def test_uniform_count_mask_draws_the_count_uniformly_from_one_to_the_length():
     ids = batch(rows=4000, seed=3)
     candidates = (ids != PAD) & (ids != CLS) & (ids != SEP)
-    masked, chosen = (t.numpy() for t in uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK,
-                                                             seed=tf.constant([5, 6])))
+    masked, chosen = (
+        t.numpy() for t in uniform_count_mask(tf.constant(ids), tf.constant(candidates), MASK, seed=tf.constant([5, 6]))
+    )
     n = candidates.sum(1)
     k = chosen.sum(1)
-    assert not (chosen & ~candidates).any()          # only candidates
-    assert ((k >= 1) & (k <= n)).all()                # 1..n
+    assert not (chosen & ~candidates).any()  # only candidates
+    assert ((k >= 1) & (k <= n)).all()  # 1..n
     np.testing.assert_array_equal(masked[chosen], MASK)
     np.testing.assert_array_equal(masked[~chosen], ids[~chosen])
     # k / n is uniform on {1/n..1}: (k - 1) / n is uniform on [0, 1) up to the discreteness
@@ -171,8 +177,10 @@ def mass_reference(ids, length, start, k, bos, pad, mask):
 def test_segment_mask_hides_one_contiguous_half_and_shifts_the_decoder_input():
     ids = batch(rows=400, seed=3)
     lengths = (ids != PAD).sum(1)
-    encoder, decoder, target = (t.numpy() for t in segment_mask(
-        ids, lengths, 0.5, MASK, VOCAB, bos_id=CLS, pad_id=PAD, seed=tf.constant([5, 6])))
+    encoder, decoder, target = (
+        t.numpy()
+        for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, bos_id=CLS, pad_id=PAD, seed=tf.constant([5, 6]))
+    )
     shares = []
     for r in range(len(ids)):
         n = lengths[r]
@@ -202,8 +210,9 @@ def test_segment_mask_starts_uniformly_and_handles_short_and_empty_rows():
     lengths = (ids != 0).sum(1)
     starts = {1: [], 2: [], 3: []}
     for seed in range(300):
-        encoder, decoder, target = (t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, 0,
-                                                                    seed=tf.constant([seed, 0])))
+        encoder, decoder, target = (
+            t.numpy() for t in segment_mask(ids, lengths, 0.5, MASK, VOCAB, CLS, 0, seed=tf.constant([seed, 0]))
+        )
         for r, n in ((0, 1), (1, 2), (2, 3)):
             segment = np.flatnonzero(target[r])
             assert len(segment) == max(1, int(np.round(n / 2)))  # 1, 1 (round half to even), 2

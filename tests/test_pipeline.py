@@ -8,7 +8,6 @@ import pathlib
 import shutil
 
 import pytest
-
 from helpers import REPO, tfkd
 
 TOY_SPEC = """\
@@ -86,8 +85,15 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
     from tfkd.spec import load_spec
 
     spec = load_spec(write_toy(tmp_path))
-    assert plan_run(spec).names == ["vocab", "toy_prior_fit", "baseline", "baseline_evaluate", "train", "evaluate",
-                                 "export"]
+    assert plan_run(spec).names == [
+        "vocab",
+        "toy_prior_fit",
+        "baseline",
+        "baseline_evaluate",
+        "train",
+        "evaluate",
+        "export",
+    ]
     # any order on the command line runs in dependency order
     assert requested_stages(spec, ["evaluate", "train", "vocab"]) == ["vocab", "train", "evaluate"]
     assert requested_stages(spec) == ["vocab", "toy_prior_fit", "train", "evaluate"]
@@ -98,9 +104,30 @@ def test_stage_names_come_from_the_task_and_the_method(tmp_path):
 # ----------------------------------------------------------------------------- package layout
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
-GENERIC = ["spec", "cli", "registry.py", "runner.py", "pipeline.py", "plan.py", "context.py", "stages.py", "data.py",
-           "exporters", "lazy.py", "distribute.py", "decoding", "builtins.py", "testing.py", "layers", "models",
-           "training", "comparison.py", "serving.py", "errors.py", "distillation"]
+GENERIC = [
+    "spec",
+    "cli",
+    "registry.py",
+    "runner.py",
+    "pipeline.py",
+    "plan.py",
+    "context.py",
+    "stages.py",
+    "data.py",
+    "exporters",
+    "lazy.py",
+    "distribute.py",
+    "decoding",
+    "builtins.py",
+    "testing.py",
+    "layers",
+    "models",
+    "training",
+    "comparison.py",
+    "serving.py",
+    "errors.py",
+    "distillation",
+]
 
 
 def imports_of(path):
@@ -113,6 +140,7 @@ def imports_of(path):
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
+
     # a value a setting takes (Literal["adapters", "all"] and its default) or a setting's name
     # (field_validator("adapters")) is not a method's name
     def literal(node):
@@ -126,8 +154,11 @@ def imports_of(path):
             settings.add(id(n.value))
         elif isinstance(n, ast.Call) and getattr(n.func, "id", None) == "field_validator":
             settings.update(id(a) for a in n.args)
-    strings = {n.value for n in ast.walk(tree)
-               if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in settings}
+    strings = {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in settings
+    }
     return {m for m in found if m.startswith("tfkd")}, strings
 
 
@@ -140,8 +171,9 @@ def test_generic_modules_never_name_a_method_or_a_task():
         modules, strings = imports_of(path)
         for module in modules:
             parts = module.split(".")
-            assert not (len(parts) > 2 and parts[1] in ("methods", "tasks") and parts[2] not in ("base",)), \
+            assert not (len(parts) > 2 and parts[1] in ("methods", "tasks") and parts[2] not in ("base",)), (
                 f"{path.relative_to(REPO)} imports {module}"
+            )
         named = [n for n in methods + tasks if n in strings]
         assert not named, f"{path.relative_to(REPO)} names {named}"
 
@@ -171,7 +203,7 @@ def test_tfkd_has_no_import_cycles():
             if node.startswith(nxt + "."):
                 continue  # a submodule importing its package's __init__
             if state.get(nxt) == "open":
-                cycle.extend(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+                cycle.extend(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
                 return True
             if nxt not in state and visit(nxt, stack + [nxt]):
                 return True
@@ -188,9 +220,11 @@ def test_validate_imports_no_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys; from tfkd.spec import load_spec; load_spec('specs/quickstart.yaml'); "
-            "load_spec('specs/iwslt_deen.yaml'); print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from tfkd.spec import load_spec; load_spec('specs/quickstart.yaml'); "
+        "load_spec('specs/iwslt_deen.yaml'); print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -200,21 +234,35 @@ def test_validate_imports_no_tensorflow():
 def test_variants_train_beside_the_main_student_and_join_the_table(tmp_path):
     spec = write_toy(tmp_path)
     with open(spec, "a") as f:
-        f.write("variants:\n  strong_prior: {distill.loss_weights: {xe: 1.0, prior: 1.0}}\n"
-                "  short: {train.steps: 10}\n")
+        f.write(
+            "variants:\n  strong_prior: {distill.loss_weights: {xe: 1.0, prior: 1.0}}\n  short: {train.steps: 10}\n"
+        )
     out = tfkd("run", spec)  # declared variants run by default
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "toy"
     order = [line.split("stage ")[1].split(":")[0] for line in out.stderr.splitlines() if ": running into" in line]
-    assert order == ["vocab", "toy_prior_fit", "strong_prior", "strong_prior_evaluate", "short", "short_evaluate",
-                     "train", "evaluate"]
-    results = {name: json.load(open(run / name / "stage.json"))["results"] for name in ("strong_prior", "short", "train")}
+    assert order == [
+        "vocab",
+        "toy_prior_fit",
+        "strong_prior",
+        "strong_prior_evaluate",
+        "short",
+        "short_evaluate",
+        "train",
+        "evaluate",
+    ]
+    results = {
+        name: json.load(open(run / name / "stage.json"))["results"] for name in ("strong_prior", "short", "train")
+    }
     assert results["strong_prior"]["loss_weights"] == {"xe": 1.0, "prior": 1.0}
     assert results["short"]["steps"] == 10 and results["train"]["steps"] == 30
     assert results["train"]["loss_weights"] == {"xe": 1.0, "prior": 0.1}
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "student" not in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["strong_prior: toy_prior (xe=1 prior=1)",
-                                                       "short: toy_prior (xe=1 prior=0.1)", "toy_prior (xe=1 prior=0.1)"]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "strong_prior: toy_prior (xe=1 prior=1)",
+        "short: toy_prior (xe=1 prior=0.1)",
+        "toy_prior (xe=1 prior=0.1)",
+    ]
     assert "toy: strong_prior valid accuracy" in out.stdout
     # a variant's settings key its own stage only
     again = tfkd("run", spec, "--set", "variants.short={train.steps: 12}")
@@ -229,15 +277,22 @@ def test_a_diverged_train_stage_stops_in_one_line_and_resumes_with_a_lower_learn
     stand-in for divergence): training stops naming the step and the term, the step-20
     checkpoint stays, and the same command with a lower ``train.learning_rate`` goes on from it."""
     spec = write_toy(tmp_path)
-    stages = ["--stages", "vocab,toy_prior_fit,train", "--set", "distill.diverge_from_step=20",
-              "--set", "distill.diverge_above_learning_rate=0.05"]
+    stages = [
+        "--stages",
+        "vocab,toy_prior_fit,train",
+        "--set",
+        "distill.diverge_from_step=20",
+        "--set",
+        "distill.diverge_above_learning_rate=0.05",
+    ]
     out = tfkd("run", spec, *stages)
     assert out.returncode == 1, out.stderr[-3000:]
     partial = tmp_path / "runs" / "toy" / "train.partial"
     assert out.stderr.splitlines()[-1] == (
         "tfkd: error: train: the loss became nan at step 21 (prior nan); training stopped. The last good checkpoint "
         f"(step 20) is kept in {partial}/checkpoint. Lower train.learning_rate or set train.clip_norm and run the same "
-        "command with --set train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint.")
+        "command with --set train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint."
+    )
     assert json.load(open(partial / "checkpoint" / "state.json"))["step"] == 20
     # a change the stage cannot go on with (another student) starts it over: it diverges again
     smaller = [*stages, "--set", "student.hidden_dim=8"]

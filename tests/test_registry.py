@@ -7,6 +7,8 @@ import inspect
 import keras
 import numpy as np
 import pytest
+import user_layers  # noqa: F401  (registers gated_residual_encoder)
+from helpers import reference_greedy
 
 import tfkd
 from tfkd import registry
@@ -14,20 +16,25 @@ from tfkd.methods import Method
 from tfkd.models import TransformerSeq2Seq
 from tfkd.testing import TestCase
 
-import user_layers  # noqa: F401  (registers gated_residual_encoder)
-from helpers import reference_greedy
-
 
 class UserLayerTest(TestCase):
     def test_user_layer_passes_the_layer_test(self):
         self.run_layer_test(
-            user_layers.GatedResidualEncoder, {"intermediate_dim": 8},
-            np.random.rand(2, 5, 6).astype("float32"), expected_output_shape=(2, 5, 6),
+            user_layers.GatedResidualEncoder,
+            {"intermediate_dim": 8},
+            np.random.rand(2, 5, 6).astype("float32"),
+            expected_output_shape=(2, 5, 6),
         )
 
     def test_student_with_user_layer_round_trips(self):
         model = TransformerSeq2Seq(
-            30, 20, encoder_layers=2, decoder_layers=1, hidden_dim=8, intermediate_dim=16, num_heads=2,
+            30,
+            20,
+            encoder_layers=2,
+            decoder_layers=1,
+            hidden_dim=8,
+            intermediate_dim=16,
+            num_heads=2,
             encoder_layer={"kind": "gated_residual_encoder", "gate_bias": 1.0},
         )
         inputs = {"source_ids": np.array([[3, 4, 5, 0]]), "decoder_ids": np.array([[2, 7, 0]])}
@@ -42,8 +49,16 @@ class UserLayerTest(TestCase):
         self.assertIsInstance(revived.encoder_blocks[1], user_layers.GatedResidualEncoder)
 
     def test_builtin_student_round_trips(self):
-        model = TransformerSeq2Seq(30, 20, encoder_layers=1, decoder_layers=1, hidden_dim=8,
-                                   intermediate_dim=16, num_heads=2, tie_embeddings=False)
+        model = TransformerSeq2Seq(
+            30,
+            20,
+            encoder_layers=1,
+            decoder_layers=1,
+            hidden_dim=8,
+            intermediate_dim=16,
+            num_heads=2,
+            tie_embeddings=False,
+        )
         model({"source_ids": np.array([[3, 4]]), "decoder_ids": np.array([[2, 7]])})
         self.run_serialization_test(model)
 
@@ -62,8 +77,11 @@ def test_register_rejects_duplicate_names():
 
 
 def test_register_rejects_unknown_kind():
-    with pytest.raises(ValueError, match=r'unknown kind "encoder_layr"; did you mean "encoder_layer"\? '
-                                         r'Choices: adapter, decoder, decoder_layer, encoder_layer, exporter, method'):
+    with pytest.raises(
+        ValueError,
+        match=r'unknown kind "encoder_layr"; did you mean "encoder_layer"\? '
+        r"Choices: adapter, decoder, decoder_layer, encoder_layer, exporter, method",
+    ):
         tfkd.register("encoder_layr", "x")
 
 
@@ -80,10 +98,13 @@ def test_lookup_of_a_misspelt_method_lists_the_methods():
     assert {"soft_target", "supervised"} <= set(message.split("Choices: ")[1].split(", "))
 
 
-@pytest.mark.parametrize("kind, name, cls", [
-    ("encoder_layer", "transformer_encoder", "TransformerEncoder"),
-    ("decoder_layer", "transformer_decoder", "TransformerDecoder"),
-])
+@pytest.mark.parametrize(
+    "kind, name, cls",
+    [
+        ("encoder_layer", "transformer_encoder", "TransformerEncoder"),
+        ("decoder_layer", "transformer_decoder", "TransformerDecoder"),
+    ],
+)
 def test_registered_block_arguments_match_keras_hub(kind, name, cls):
     """tfkd.layers registers the keras-hub constructors' arguments so specs validate without
     importing keras-hub; they must stay what keras-hub accepts."""
@@ -117,8 +138,11 @@ def test_settings_registered_before_the_class_validate_and_name_what_is_missing(
 
     tfkd.register("student", "later_student", schema=LSTMConfig)  # a light module's half
     assert registry.schema("student", "later_student") is LSTMConfig and "later_student" in registry.names("student")
-    with pytest.raises(ValueError, match=r'^student "later_student": its settings alone registered no student; '
-                                         r'register it with @tfkd.register\("student", "later_student"\)$'):
+    with pytest.raises(
+        ValueError,
+        match=r'^student "later_student": its settings alone registered no student; '
+        r'register it with @tfkd.register\("student", "later_student"\)$',
+    ):
         registry.lookup("student", "later_student")
 
     @tfkd.register("student", "later_student")  # the defining module's half
@@ -160,16 +184,22 @@ def test_register_method_needs_a_method_instance(scratch_methods):
     from tfkd.methods.supervised import SupervisedMethod
 
     for wrong in (SupervisedMethod, object()):  # the class itself, or something else
-        with pytest.raises(TypeError, match=r'tfkd.register\("method", "my_method"\): expected an instance of '
-                                            r"tfkd.methods.base.Method"):
+        with pytest.raises(
+            TypeError,
+            match=r'tfkd.register\("method", "my_method"\): expected an instance of '
+            r"tfkd.methods.base.Method",
+        ):
             tfkd.register("method", "my_method")(wrong)
     assert "my_method" not in registry.names("method")
 
 
 def test_register_method_rejects_a_name_taken_by_another_class(scratch_methods):
     builtin = registry.lookup("method", "soft_target")
-    with pytest.raises(ValueError, match=r'method "soft_target" is already registered by '
-                                         r"tfkd.methods.soft_target.SoftTargetMethod; pick another name"):
+    with pytest.raises(
+        ValueError,
+        match=r'method "soft_target" is already registered by '
+        r"tfkd.methods.soft_target.SoftTargetMethod; pick another name",
+    ):
         tfkd.register("method", "soft_target")(_Elsewhere())
     assert registry.lookup("method", "soft_target") is builtin
     # a user's own name: the same class may register again (a re-imported module), another may not

@@ -55,8 +55,11 @@ def plan_of(stages):
 
 
 def stages():
-    return [CountingStage("vocab"), CountingStage("train", ("vocab",), ("steps",)),
-            CountingStage("evaluate", ("train",))]
+    return [
+        CountingStage("vocab"),
+        CountingStage("train", ("vocab",), ("steps",)),
+        CountingStage("evaluate", ("train",)),
+    ]
 
 
 def test_finished_stages_are_skipped(tmp_path):
@@ -198,8 +201,9 @@ def test_the_same_files_named_two_ways_give_the_same_keys(tmp_path):
         old = os.getcwd()
         os.chdir(tmp_path)
         try:
-            from tfkd.spec import LocalPath  # paths in specs are stored absolute
             import pydantic
+
+            from tfkd.spec import LocalPath  # paths in specs are stored absolute
 
             absolute = pydantic.TypeAdapter(LocalPath).validate_python(path)
             keys.append(Runner(make(tmp_path), plan_of([PathStage("vocab", absolute)])).key("vocab"))
@@ -225,7 +229,9 @@ def refuse(path):
 if failure == "full":
     shutil.disk_usage = lambda path: real_usage(path)._replace(free=4096) if inside(path) else real_usage(path)
 else:
-    builtins.open = lambda path, *a, **k: refuse(path) if inside(path) and set(str(a[:1])) & set("wa") else real_open(path, *a, **k)
+    builtins.open = lambda path, *a, **k: (
+        refuse(path) if inside(path) and set(str(a[:1])) & set("wa") else real_open(path, *a, **k)
+    )
     os.makedirs = lambda path, *a, **k: refuse(path) if inside(path) else real_makedirs(path, *a, **k)
 from tfkd.cli import main
 sys.exit(main(sys.argv[3:]))
@@ -250,8 +256,9 @@ def small_filesystem(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", ["full", "read-only"])
-def test_a_stage_that_cannot_write_is_one_line_and_keeps_the_finished_ones(tmp_path, small_filesystem, failure,
-                                                                          data_dir):
+def test_a_stage_that_cannot_write_is_one_line_and_keeps_the_finished_ones(
+    tmp_path, small_filesystem, failure, data_dir
+):
     import subprocess
     import sys
 
@@ -274,16 +281,33 @@ def test_a_stage_that_cannot_write_is_one_line_and_keeps_the_finished_ones(tmp_p
             subprocess.run(["mount", "-o", "remount,ro", str(base)], check=True)
         out = tfkd("run", *args, "--stages", "vocab,train", env_extra={"TFKD_DATA_DIR": data_dir})
     else:
-        out = subprocess.run([sys.executable, "-c", PATCHED_RUN, str(run), failure.split("-")[0], "run", *args,
-                              "--stages", "vocab,train"], capture_output=True, text=True, timeout=600,
-                             env=dict(os.environ, TFKD_DATA_DIR=data_dir, TFKD_QUIET_PROGRESS="1"))
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PATCHED_RUN,
+                str(run),
+                failure.split("-")[0],
+                "run",
+                *args,
+                "--stages",
+                "vocab,train",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, TFKD_DATA_DIR=data_dir, TFKD_QUIET_PROGRESS="1"),
+        )
     assert out.returncode == 1, out.stderr[-3000:]
     last = out.stderr.splitlines()[-1]
     reason = "No space left on device" if failure == "full" else "Read-only file system"
     assert last.startswith(f"tfkd: error: stage train: {run}/train") and reason in last, out.stderr[-3000:]
     assert last.endswith("; the stages finished before it are kept")
-    assert not [line for line in out.stderr.splitlines() if not line.startswith(("tfkd: error:", "tfkd ")) and
-                not line[:2].isdigit()], out.stderr[-3000:]  # log lines and the error, nothing else
+    assert not [
+        line
+        for line in out.stderr.splitlines()
+        if not line.startswith(("tfkd: error:", "tfkd ")) and not line[:2].isdigit()
+    ], out.stderr[-3000:]  # log lines and the error, nothing else
     assert {name: (run / "vocab" / name).read_bytes() for name in os.listdir(run / "vocab")} == vocab
     again = tfkd("run", *args, "--stages", "vocab", env_extra={"TFKD_DATA_DIR": data_dir})
     assert again.returncode == 0 and "stage vocab: already done" in again.stderr

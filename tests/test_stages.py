@@ -127,8 +127,10 @@ CASES = {
     "relative data dir": (lambda tmp_path, corpus: (write_spec(tmp_path, os.path.relpath(corpus)), []), set()),
     # what the student is trained with: both students (the baseline shares train settings)
     "train.accumulate": (overrides("train.accumulate=2"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
-    "train.early_stop": (overrides("train.early_stop={metric: bleu, patience: 2}"),
-                         AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
+    "train.early_stop": (
+        overrides("train.early_stop={metric: bleu, patience: 2}"),
+        AFTER_TRAIN | {"baseline", "baseline_evaluate"},
+    ),
     "train.keep_best": (overrides("train.keep_best={metric: bleu}"), AFTER_TRAIN | {"baseline", "baseline_evaluate"}),
     # logging and the validation metric's sample do not change what is trained
     "train.log_every": (overrides("train.log_every=7"), set()),
@@ -136,8 +138,10 @@ CASES = {
     "data.test_limit": (overrides("data.test_limit=5"), {"evaluate", "baseline_evaluate"}),
     # the fine-tuning and both students validate on it; the vocabulary does not read it
     "data.valid_limit": (overrides("data.valid_limit=3"), ALL - {"vocab"}),
-    "distill.finetune.steps": (overrides("distill.finetune.steps=7"),
-                               {"teacher_finetune", "teacher_cache"} | AFTER_TRAIN),
+    "distill.finetune.steps": (
+        overrides("distill.finetune.steps=7"),
+        {"teacher_finetune", "teacher_cache"} | AFTER_TRAIN,
+    ),
     "distill.cache.top_k": (overrides("distill.cache.top_k=4"), {"teacher_cache"} | AFTER_TRAIN),
     # how training reads the cache, not what is in it
     "distill.cache.shuffle_buffer": (overrides("distill.cache.shuffle_buffer=10"), AFTER_TRAIN),
@@ -154,10 +158,20 @@ CASES = {
     # the teacher: the same folder through a link (or named as package:) changes nothing; another
     # folder (here the same files, linked one by one) is another teacher, whose vocabulary the
     # target side uses
-    "teacher.checkpoint, through a link": (lambda tmp_path, corpus: (write_spec(tmp_path, corpus), [
-        f"teacher.checkpoint={linked_teacher(tmp_path, whole=True)}"]), set()),
-    "teacher.checkpoint, another folder": (lambda tmp_path, corpus: (write_spec(tmp_path, corpus), [
-        f"teacher.checkpoint={linked_teacher(tmp_path, whole=False)}"]), ALL),
+    "teacher.checkpoint, through a link": (
+        lambda tmp_path, corpus: (
+            write_spec(tmp_path, corpus),
+            [f"teacher.checkpoint={linked_teacher(tmp_path, whole=True)}"],
+        ),
+        set(),
+    ),
+    "teacher.checkpoint, another folder": (
+        lambda tmp_path, corpus: (
+            write_spec(tmp_path, corpus),
+            [f"teacher.checkpoint={linked_teacher(tmp_path, whole=False)}"],
+        ),
+        ALL,
+    ),
 }
 
 
@@ -234,7 +248,6 @@ def test_deterministic_runs_give_bit_identical_losses(tmp_path, data_dir):
 
     import numpy as np
     import tensorflow as tf
-
     from helpers import tfkd, weights_file_arrays, write_spec
 
     spec = write_spec(tmp_path, "det", steps=100, every=50)
@@ -247,8 +260,9 @@ def test_deterministic_runs_give_bit_identical_losses(tmp_path, data_dir):
         losses = []
         for path in sorted(glob.glob(str(run / "train" / "tensorboard" / "**" / "events*"), recursive=True)):
             for event in tf.compat.v1.train.summary_iterator(path):
-                losses += [(event.step, tf.make_ndarray(v.tensor).item()) for v in event.summary.value
-                           if v.tag == "train/loss"]
+                losses += [
+                    (event.step, tf.make_ndarray(v.tensor).item()) for v in event.summary.value if v.tag == "train/loss"
+                ]
         logged.append(sorted(losses))
         weights.append(weights_file_arrays(run / "train" / "student.weights.h5"))
         shutil.move(str(run / "train"), str(tmp_path / f"train{attempt}"))

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import write_corpus
 from helpers import tfkd, write_spec
+
 from tfkd.data import bucket_boundaries, bucketed_batches
 from tfkd.spec import TrainSpec
 from tfkd.stages import compile_and_build
@@ -35,22 +35,30 @@ def test_auto_is_off_on_cpu_and_true_or_false_hold():
 
 @pytest.mark.parametrize("task", ["translation", "classification"])
 @pytest.mark.parametrize("setting", [True, False, "auto"])
-def test_a_task_pads_its_batches_to_the_buckets_as_its_spec_s_train_jit_compile_says(tmp_path, tokenizer, task,
-                                                                                      setting):
+def test_a_task_pads_its_batches_to_the_buckets_as_its_spec_s_train_jit_compile_says(
+    tmp_path, tokenizer, task, setting
+):
     texts = [" ".join(["the cat"] * (i % 7) + ["sat"]) for i in range(60)]  # 1, 3, ..., 13 words
     train = TrainSpec(seed=3, jit_compile=setting)
     if task == "translation":
         write_corpus(tmp_path, "train", [(text, text) for text in texts])
         data = TranslationData(dir=str(tmp_path), src_lang="de", tgt_lang="en", max_tokens=24, batch_tokens=64)
-        spec, tokenizers, column = SimpleNamespace(data=data, train=train, distill=None), Tokenizers(
-            tokenizer, tokenizer), "source_ids"
+        spec, tokenizers, column = (
+            SimpleNamespace(data=data, train=train, distill=None),
+            Tokenizers(tokenizer, tokenizer),
+            "source_ids",
+        )
         task = TranslationTask()
     else:  # [CLS] text [SEP]: 3, 5, ..., 15 tokens
-        (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "".join(
-            f"{text}\t{['neg', 'pos'][i % 2]}\n" for i, text in enumerate(texts)))
+        (tmp_path / "train.tsv").write_text(
+            "sentence\tlabel\n" + "".join(f"{text}\t{['neg', 'pos'][i % 2]}\n" for i, text in enumerate(texts))
+        )
         data = ClassificationData(dir=str(tmp_path), max_tokens=24, batch_tokens=64)
-        spec, tokenizers, column = SimpleNamespace(data=data, train=train), ClassificationTokenizers(
-            tokenizer, ["neg", "pos"]), "token_ids"
+        spec, tokenizers, column = (
+            SimpleNamespace(data=data, train=train),
+            ClassificationTokenizers(tokenizer, ["neg", "pos"]),
+            "token_ids",
+        )
         task = ClassificationTask()
     context = SimpleNamespace(spec=spec, tokenizers=lambda: tokenizers, memo=lambda key, make: make())
     widths = {int(inputs[column].shape[1]) for inputs, _ in task.train_dataset(context, "train").take(40)}
@@ -68,16 +76,26 @@ def test_a_stage_s_steps_compile_as_its_setting_says(tmp_path, setting):
     assert trainer.jit_compile is (setting is True)
     teacher = keras.Sequential([keras.Input([3]), keras.layers.Dense(2)])  # a masked-LM teacher's fine-tuning
     settings = SimpleNamespace(learning_rate=0.1, warmup_steps=1, steps=1, log_every=1)
-    fit_masked_lm(teacher, tf.data.Dataset.from_tensors(batch).repeat(), None, settings, str(tmp_path), "teacher",
-                  "a test", hint="", jit_compile=setting)
+    fit_masked_lm(
+        teacher,
+        tf.data.Dataset.from_tensors(batch).repeat(),
+        None,
+        settings,
+        str(tmp_path),
+        "teacher",
+        "a test",
+        hint="",
+        jit_compile=setting,
+    )
     assert teacher.jit_compile is (setting is True)
 
 
 def _pairs(n=300, seed=0):
     rng = np.random.default_rng(seed)
     rows = [(rng.integers(3, 50, rng.integers(1, 40)), rng.integers(3, 50, rng.integers(1, 40))) for _ in range(n)]
-    ds = tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=(
-        tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)))
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(rows), output_signature=(tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64))
+    )
     return rows, ds.map(lambda s, t: {"source": s, "target": t})
 
 
@@ -85,9 +103,15 @@ def _pairs(n=300, seed=0):
 def test_padded_batches_have_one_shape_per_bucket_and_the_same_tokens(padded):
     rows, ds = _pairs()
     boundaries = bucket_boundaries(40, 8)
-    batches = bucketed_batches(ds.repeat(), lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]),
-                               40, 8, 256, {"source": tf.constant(0, tf.int64), "target": tf.constant(0, tf.int64)},
-                               pad_to_bucket=padded)
+    batches = bucketed_batches(
+        ds.repeat(),
+        lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]),
+        40,
+        8,
+        256,
+        {"source": tf.constant(0, tf.int64), "target": tf.constant(0, tf.int64)},
+        pad_to_bucket=padded,
+    )
     shapes, seen = set(), collections.Counter()
     for batch in batches.take(120):
         shapes.add((tuple(batch["source"].shape), tuple(batch["target"].shape)))
@@ -120,10 +144,20 @@ def test_an_xla_run_compiles_at_most_one_training_step_program_per_bucket(tmp_pa
     counts = {}
     for setting in ("true", "false"):
         dump = tmp_path / f"dump-{setting}"
-        out = tfkd("run", spec, "--stages", "vocab,train", "--set", f"train.jit_compile={setting}", "--set",
-                   f"name=xla_{setting}", env_extra={
-                       "TFKD_DATA_DIR": data_dir,
-                       "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*one_step_on_data.*"})
+        out = tfkd(
+            "run",
+            spec,
+            "--stages",
+            "vocab,train",
+            "--set",
+            f"train.jit_compile={setting}",
+            "--set",
+            f"name=xla_{setting}",
+            env_extra={
+                "TFKD_DATA_DIR": data_dir,
+                "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*one_step_on_data.*",
+            },
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         counts[setting] = _compiled_programs(dump)
         if setting == "true":

@@ -21,16 +21,30 @@ def tokenizers():
 
 def teacher_masked_lm(seed=3):
     keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(TEACHER_VOCAB), num_layers=2, num_heads=2,
-                                             hidden_dim=8, intermediate_dim=16, max_sequence_length=32)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(TEACHER_VOCAB),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    )
     return keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
 
 
 def student(seed=5):
     """Built here, so its weights depend on the seed only."""
     keras.utils.set_random_seed(seed)
-    model = TransformerSeq2Seq(len(SOURCE_VOCAB), TARGET_VOCAB, encoder_layers=2, decoder_layers=1, hidden_dim=16,
-                               intermediate_dim=32, num_heads=2, dropout=0.0)
+    model = TransformerSeq2Seq(
+        len(SOURCE_VOCAB),
+        TARGET_VOCAB,
+        encoder_layers=2,
+        decoder_layers=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=2,
+        dropout=0.0,
+    )
     model({"source_ids": np.ones((1, 2), "int32"), "decoder_ids": np.ones((1, 2), "int32")})
     return model
 
@@ -55,8 +69,14 @@ def batch(rows=6, seed=0):
     for r, n in enumerate([6, 2, 4, 1, 5, 3][:rows]):
         target[r, n:] = 0
     decoder = np.concatenate([np.full((rows, 1), 2, "int32"), target[:, :-1]], 1)
-    inputs = {"source_ids": source, "decoder_ids": decoder, "masked_source_ids": masked,
-              "mask_positions": positions, "mask_ids": mask_ids, "mask_weights": weights}
+    inputs = {
+        "source_ids": source,
+        "decoder_ids": decoder,
+        "masked_source_ids": masked,
+        "mask_positions": positions,
+        "mask_ids": mask_ids,
+        "mask_weights": weights,
+    }
     return inputs, target
 
 
@@ -70,6 +90,14 @@ def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE):
 
     source, teacher_tok = tokenizers()
     teacher = teacher_masked_lm() if teacher is ONLINE else teacher
-    trainer = MaskTaskDistiller(model, registry.lookup("task", "translation"), teacher, source, teacher_tok,
-                                loss_weights={"xe": 1.0, "kd": alpha}, label_smoothing=0.1, gate=gate)
+    trainer = MaskTaskDistiller(
+        model,
+        registry.lookup("task", "translation"),
+        teacher,
+        source,
+        teacher_tok,
+        loss_weights={"xe": 1.0, "kd": alpha},
+        label_smoothing=0.1,
+        gate=gate,
+    )
     return trainer

@@ -9,7 +9,6 @@ to the task's ``xe``.
 
 import json
 import os
-from typing import Optional
 
 import keras
 import numpy as np
@@ -31,9 +30,9 @@ DIGITS = 10  # token i + 1 is digit i
 
 class ToyData(Strict):
     file: str  # one digit sequence per line, e.g. "3 1 4"
-    valid_file: Optional[str] = None
+    valid_file: str | None = None
     batch_size: PositiveInt = 16
-    limit: Optional[PositiveInt] = None
+    limit: PositiveInt | None = None
 
 
 class ToyEvaluate(Strict):
@@ -94,8 +93,9 @@ class ToyReverseTask(Task):
             return json.load(f)
 
     def rows(self, context, split):
-        return context.memo(("toy", split), lambda: read_sequences(self._path(context.spec, split),
-                                                                    context.spec.data.limit))
+        return context.memo(
+            ("toy", split), lambda: read_sequences(self._path(context.spec, split), context.spec.data.limit)
+        )
 
     def example_ids(self, context, split, stage_name):
         return np.arange(len(self.rows(context, split)))
@@ -168,7 +168,7 @@ class ToyPriorSpec(MethodSpec):
     # a stand-in for a run that diverges: from this step on, the prior term is NaN while the
     # optimizer's learning rate is above diverge_above_learning_rate (unset: never)
     diverge_from_step: int = 0
-    diverge_above_learning_rate: Optional[float] = None
+    diverge_above_learning_rate: float | None = None
 
 
 class ToyPriorFitStage(Stage):
@@ -208,8 +208,9 @@ class ToyPriorTrainer(SupervisedTrainer):
         total = ops.sum(per_sentence)
         if self.diverge is not None and training:
             step, above = self.diverge
-            diverged = (ops.greater_equal(self.optimizer.iterations, step)
-                        & ops.greater(ops.cast(self.optimizer.learning_rate, "float32"), above))
+            diverged = ops.greater_equal(self.optimizer.iterations, step) & ops.greater(
+                ops.cast(self.optimizer.learning_rate, "float32"), above
+            )
             total = ops.where(diverged, float("nan"), total)
         terms["prior"] = LossTerm(total, ops.shape(targets)[0])
         return terms, tokens
@@ -234,8 +235,14 @@ class ToyPriorMethod(Method):
         with open(os.path.join(context.runner.stage_dir("toy_prior_fit"), "prior.json")) as f:
             prior = json.load(f)
         diverge = spec.distill.diverge_above_learning_rate
-        return ToyPriorTrainer(student, task, prior, label_smoothing=0.0, loss_weights=self.loss_weights(spec.distill),
-                               diverge=None if diverge is None else (spec.distill.diverge_from_step, diverge))
+        return ToyPriorTrainer(
+            student,
+            task,
+            prior,
+            label_smoothing=0.0,
+            loss_weights=self.loss_weights(spec.distill),
+            diverge=None if diverge is None else (spec.distill.diverge_from_step, diverge),
+        )
 
 
 tfkd.register("task", "toy_reverse")(ToyReverseTask())

@@ -19,8 +19,7 @@ class GatedResidualEncoder(keras.layers.Layer):
         width = input_shape[-1]
         self.inner = keras.layers.Dense(self.intermediate_dim, activation="relu", name="inner")
         self.outer = keras.layers.Dense(width, name="outer")
-        self.gate = keras.layers.Dense(width, bias_initializer=keras.initializers.Constant(self.gate_bias),
-                                       name="gate")
+        self.gate = keras.layers.Dense(width, bias_initializer=keras.initializers.Constant(self.gate_bias), name="gate")
         self.inner.build(input_shape)
         self.outer.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
         self.gate.build(input_shape)

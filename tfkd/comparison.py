@@ -16,8 +16,11 @@ this module imports neither TensorFlow nor a method or a task.
 def compared_students(spec):
     """``(train stage, evaluate stage)`` of every student a run trains: the baseline, the
     variants, the main one."""
-    return [("baseline", "baseline_evaluate"), *[(name, f"{name}_evaluate") for name in spec.variants or {}],
-            ("train", "evaluate")]
+    return [
+        ("baseline", "baseline_evaluate"),
+        *[(name, f"{name}_evaluate") for name in spec.variants or {}],
+        ("train", "evaluate"),
+    ]
 
 
 def score_lines(spec, results):
@@ -28,8 +31,10 @@ def score_lines(spec, results):
         who = "student" if train_stage == "train" else train_stage
         for split, scores in (results.get(evaluate_stage) or {}).items():
             if isinstance(scores, dict) and "score" in scores:
-                lines.append(f"{spec.name}: {who} {split} {scores['metric']} {scores['score']:.2f}"
-                             + (f" ({scores['signature']})" if scores.get("signature") else ""))
+                lines.append(
+                    f"{spec.name}: {who} {split} {scores['metric']} {scores['score']:.2f}"
+                    + (f" ({scores['signature']})" if scores.get("signature") else "")
+                )
     return lines
 
 
@@ -47,19 +52,36 @@ def comparison_rows(spec, results):
         return None
     splits = [s for s in spec.evaluate.splits if all("score" in (results[e].get(s) or {}) for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
-    header = ["student", *[f"{s} {metric}" for s in splits], "decode", "trainable params", "steps", "train s",
-              "method stages s"]
+    header = [
+        "student",
+        *[f"{s} {metric}" for s in splits],
+        "decode",
+        "trainable params",
+        "steps",
+        "train s",
+        "method stages s",
+    ]
     # the stages the method adds (a teacher's fine-tuning and cache, say)
     method_stages = plan_run(spec).with_role("method")
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     rows = []
     teacher = registry.lookup("method", spec.method).teacher_row(RunContext(spec), results)
     if teacher and all("score" in (teacher["scores"].get(s) or {}) for s in splits):
-        rows.append([teacher["label"], *[f"{teacher['scores'][s]['score']:.2f}" for s in splits], "-",
-                     f"{teacher['parameters']:,}", str(teacher.get("steps", "?")), f"{teacher.get('seconds', 0):.0f}",
-                     "-"])
-    rows.extend(_student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
-                for train, evaluate in students)
+        rows.append(
+            [
+                teacher["label"],
+                *[f"{teacher['scores'][s]['score']:.2f}" for s in splits],
+                "-",
+                f"{teacher['parameters']:,}",
+                str(teacher.get("steps", "?")),
+                f"{teacher.get('seconds', 0):.0f}",
+                "-",
+            ]
+        )
+    rows.extend(
+        _student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
+        for train, evaluate in students
+    )
     return header, rows
 
 
@@ -78,10 +100,15 @@ def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
     if results[train].get("initialised_from"):
         label += f", from {results[train]['initialised_from']}"
     trainable = results[train].get("trainable_parameters")
-    return [label, *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
-            own_spec.decode.algorithm if hasattr(own_spec.decode, "algorithm") else "-",
-            f"{trainable:,}" if trainable else "?", str(results[train].get("steps", "?")),
-            f"{results[train].get('seconds', 0):.0f}", f"{teacher_seconds:.0f}" if own_stages else "-"]
+    return [
+        label,
+        *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
+        own_spec.decode.algorithm if hasattr(own_spec.decode, "algorithm") else "-",
+        f"{trainable:,}" if trainable else "?",
+        str(results[train].get("steps", "?")),
+        f"{results[train].get('seconds', 0):.0f}",
+        f"{teacher_seconds:.0f}" if own_stages else "-",
+    ]
 
 
 def render_table(header, rows):

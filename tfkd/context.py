@@ -40,8 +40,11 @@ class RunContext:
         method plans the stages all of them need."""
         resolved = self.spec._variants or {}
         own = [self.spec] if self.spec.method == self.method.name else []
-        return own + [resolved[name] for name in self.spec.variants or {}
-                      if name in resolved and resolved[name].method == self.method.name]
+        return own + [
+            resolved[name]
+            for name in self.spec.variants or {}
+            if name in resolved and resolved[name].method == self.method.name
+        ]
 
 
 __all__ = ["RunContext"]

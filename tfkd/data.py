@@ -3,8 +3,8 @@
 Tokenizers are keras-hub's, applied in-graph (so exports take raw text): WordPiece with a
 vocabulary learned from the training data by ``keras_hub.tokenizers.compute_word_piece_vocabulary``
 or the teacher checkpoint's own vocabulary, or SentencePiece (unigram or BPE) learned by the
-``sentencepiece`` library. Learned vocabularies are saved into the run directory. Training batches are bucketed by length under a
-token budget (``batch_tokens`` padded tokens).
+``sentencepiece`` library. Learned vocabularies are saved into the run directory. Training
+batches are bucketed by length under a token budget (``batch_tokens`` padded tokens).
 """
 
 import dataclasses
@@ -49,6 +49,7 @@ def decode_line(line, path, number):
 def read_lines(path):
     return [decode_line(line, path, number).strip() for number, line in enumerate(read_raw_lines(path), start=1)]
 
+
 def read_text_source(source, limit=None, key="text"):
     """The non-empty lines of a text source, stripped: ``(lines, origin)``.
 
@@ -59,7 +60,7 @@ def read_text_source(source, limit=None, key="text"):
     if source.startswith("tfds:"):
         import tensorflow_datasets as tfds
 
-        name, _, split = source[len("tfds:"):].partition(":")
+        name, _, split = source[len("tfds:") :].partition(":")
         split = split or "train"
         if limit:
             split = f"{split}[:{limit}]"
@@ -122,8 +123,13 @@ def learn_vocabulary(sentences, tokenizer_spec, path):
         size = sum(1 for _ in f)
     if size < tokenizer_spec.vocab_size:
         # keras-hub's learner stops when the corpus has no more pieces to add at its settings
-        log.warning("vocab: asked for %d WordPiece tokens, learned %d (the training text has no more at the "
-                    "learner's settings); the run uses %d", tokenizer_spec.vocab_size, size, size)
+        log.warning(
+            "vocab: asked for %d WordPiece tokens, learned %d (the training text has no more at the "
+            "learner's settings); the run uses %d",
+            tokenizer_spec.vocab_size,
+            size,
+            size,
+        )
     return {}
 
 
@@ -145,17 +151,33 @@ def learn_sentencepiece(sentences, tokenizer_spec, path):
     lines = [s for s in sentences if s.strip()]
     try:
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=model, vocab_size=tokenizer_spec.vocab_size,
-            model_type=tokenizer_spec.model_type, character_coverage=1.0, input_sentence_size=0,
-            pad_id=0, pad_piece=PAD, unk_id=1, unk_piece=UNK, bos_id=2, bos_piece=BOS, eos_id=3, eos_piece=EOS,
-            user_defined_symbols=[MASK], hard_vocab_limit=True, num_threads=os.cpu_count() or 1,
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            vocab_size=tokenizer_spec.vocab_size,
+            model_type=tokenizer_spec.model_type,
+            character_coverage=1.0,
+            input_sentence_size=0,
+            pad_id=0,
+            pad_piece=PAD,
+            unk_id=1,
+            unk_piece=UNK,
+            bos_id=2,
+            bos_piece=BOS,
+            eos_id=3,
+            eos_piece=EOS,
+            user_defined_symbols=[MASK],
+            hard_vocab_limit=True,
+            num_threads=os.cpu_count() or 1,
             byte_fallback=True,  # a character never seen in training becomes its UTF-8 bytes, not [UNK]
             normalization_rule_name="nmt_nfkc_cf" if tokenizer_spec.lowercase else "nmt_nfkc",
-            minloglevel=2)
+            minloglevel=2,
+        )
     except RuntimeError as error:  # e.g. a vocab_size the text cannot fill
-        raise StageError(f"vocab: SentencePiece ({tokenizer_spec.model_type}) could not learn "
-                         f"{tokenizer_spec.vocab_size} pieces from {len(lines)} sentences: "
-                         f"{str(error).strip().splitlines()[-1]}") from None
+        raise StageError(
+            f"vocab: SentencePiece ({tokenizer_spec.model_type}) could not learn "
+            f"{tokenizer_spec.vocab_size} pieces from {len(lines)} sentences: "
+            f"{str(error).strip().splitlines()[-1]}"
+        ) from None
     processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
     assert [processor.id_to_piece(i) for i in range(len(RESERVED_TOKENS))] == RESERVED_TOKENS
     target = sentencepiece_model_path(path)
@@ -273,8 +295,9 @@ class ExampleTable:
         return out
 
 
-def example_stream(examples, size, columns=None, join=None, shuffle=False, seed=None, shuffle_buffer=100000,
-                   repeat=False):
+def example_stream(
+    examples, size, columns=None, join=None, shuffle=False, seed=None, shuffle_buffer=100000, repeat=False
+):
     """The per-example dicts a batcher reads, and the names of the method's extra columns.
 
     Without ``columns``: ``examples`` (a dict of per-example tensors, ``size`` of them),
@@ -309,11 +332,18 @@ def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding
     compiled step that many programs."""
     boundaries = bucket_boundaries(max_tokens, bucket_width)
     if pad_to_bucket:
-        log.info("batches padded to %d bucket lengths (%s) for XLA", len(boundaries),
-                 ", ".join(str(b - 1) for b in boundaries))
-    return ds.bucket_by_sequence_length(element_length_func=length, bucket_boundaries=boundaries,
-                                        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
-                                        padding_values=padding_values, pad_to_bucket_boundary=bool(pad_to_bucket))
+        log.info(
+            "batches padded to %d bucket lengths (%s) for XLA",
+            len(boundaries),
+            ", ".join(str(b - 1) for b in boundaries),
+        )
+    return ds.bucket_by_sequence_length(
+        element_length_func=length,
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=bucket_batch_sizes(boundaries, batch_tokens),
+        padding_values=padding_values,
+        pad_to_bucket_boundary=bool(pad_to_bucket),
+    )
 
 
 def bucket_boundaries(max_tokens, bucket_width):

@@ -49,14 +49,17 @@ def cluster_role(environ=None):
         task = config.get("task", {})
         kind, index = task.get("type"), int(task.get("index", 0))
     except (ValueError, AttributeError, TypeError) as e:
-        raise DistributeError(f"TF_CONFIG: not a cluster description ({e}); expected "
-                              '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+        raise DistributeError(
+            f"TF_CONFIG: not a cluster description ({e}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+        ) from None
     tasks = [("chief", i) for i in range(len(chiefs))] + [("worker", i) for i in range(len(workers))]
     if len(tasks) < 2:
         return None
     if (kind, index) not in tasks:
-        raise DistributeError(f"TF_CONFIG: task {kind}:{index} is not in its cluster ({len(chiefs)} chief, "
-                              f"{len(workers)} workers)")
+        raise DistributeError(
+            f"TF_CONFIG: task {kind}:{index} is not in its cluster ({len(chiefs)} chief, {len(workers)} workers)"
+        )
     position = tasks.index((kind, index))
     return WorkerRole(position, len(tasks), position == 0, f"{kind}:{index}")
 
@@ -69,8 +72,10 @@ def wants_multi_worker(strategy_name, environ=None):
     if role is None:
         return False
     if strategy_name not in ("auto", "multi_worker"):
-        raise DistributeError(f"train.strategy: {strategy_name}, but TF_CONFIG names a cluster of {role.count} "
-                              "training tasks: set train.strategy to multi_worker (or auto), or unset TF_CONFIG")
+        raise DistributeError(
+            f"train.strategy: {strategy_name}, but TF_CONFIG names a cluster of {role.count} "
+            "training tasks: set train.strategy to multi_worker (or auto), or unset TF_CONFIG"
+        )
     return True
 
 
@@ -80,18 +85,24 @@ def start_multi_worker():
     every one of them has started."""
     if "strategy" not in _started:
         import tensorflow as tf
-
         from tensorflow.python.eager import context
 
         if context.context()._context_handle is not None:
-            raise DistributeError("train.strategy: multi_worker: TensorFlow had already started in this process; "
-                                  "a multi-worker run must create its strategy first (start it with tfkd run, or call "
-                                  "tfkd.distribute.start_multi_worker() before any TensorFlow operation)")
+            raise DistributeError(
+                "train.strategy: multi_worker: TensorFlow had already started in this process; "
+                "a multi-worker run must create its strategy first (start it with tfkd run, or call "
+                "tfkd.distribute.start_multi_worker() before any TensorFlow operation)"
+            )
         role = cluster_role() or WorkerRole(0, 1, True, "worker:0")
         _started["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
         _started["role"] = role if role.count > 1 else None
-        log.info("multi-worker: task %s (worker %d of %d%s) joined its cluster", role.task, role.index + 1, role.count,
-                 ", the chief: it writes the run" if role.chief else "")
+        log.info(
+            "multi-worker: task %s (worker %d of %d%s) joined its cluster",
+            role.task,
+            role.index + 1,
+            role.count,
+            ", the chief: it writes the run" if role.chief else "",
+        )
     return _started["strategy"]
 
 
@@ -134,8 +145,9 @@ def chief_end(timeout_seconds=None):
     except tf.errors.DeadlineExceededError:
         return None
     except tf.errors.OpError as e:
-        raise DistributeError(f"lost the chief of the TF_CONFIG cluster ({first_line(e)}); "
-                              "start every worker again") from None
+        raise DistributeError(
+            f"lost the chief of the TF_CONFIG cluster ({first_line(e)}); start every worker again"
+        ) from None
 
 
 def make_strategy(name="auto"):
@@ -177,9 +189,11 @@ def _tpu_strategy(tf):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:  # OSError: the metadata server of a cloud VM
-        raise DistributeError(f"train.strategy: tpu: no TPU reachable{' at ' + address if address else ''} "
-                              f"({first_line(e)}); "
-                              "run on a TPU VM, or set TPU_NAME to the TPU's name or grpc:// address") from None
+        raise DistributeError(
+            f"train.strategy: tpu: no TPU reachable{' at ' + address if address else ''} "
+            f"({first_line(e)}); "
+            "run on a TPU VM, or set TPU_NAME to the TPU's name or grpc:// address"
+        ) from None
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -215,8 +229,10 @@ def check_workers_agree(model, stage):
     every = strategy.experimental_local_results(gathered())[0].numpy()
     role = current_worker()
     if not (every == value.numpy()).all():
-        raise DistributeError(f"{stage}: the workers' weights differ after training (this is task {role.task}, "
-                              f"fingerprint {fingerprint}); a worker read other data or ran other code")
+        raise DistributeError(
+            f"{stage}: the workers' weights differ after training (this is task {role.task}, "
+            f"fingerprint {fingerprint}); a worker read other data or ran other code"
+        )
     log.info("%s: the weights of all %d workers agree (fingerprint %s)", stage, role.count, fingerprint)
     return fingerprint
 
@@ -232,6 +248,20 @@ def shard_by_batch(dataset):
     return dataset.with_options(options)
 
 
-__all__ = ["DistributeError", "STRATEGIES", "WorkerRole", "announce_chief_end", "check_workers_agree", "chief_end", "cluster_role", "current_worker",
-           "is_multi_worker", "make_strategy", "shard_by_batch", "start_multi_worker", "trains_on_every_worker", "wants_multi_worker",
-           "weights_fingerprint"]
+__all__ = [
+    "DistributeError",
+    "STRATEGIES",
+    "WorkerRole",
+    "announce_chief_end",
+    "check_workers_agree",
+    "chief_end",
+    "cluster_role",
+    "current_worker",
+    "is_multi_worker",
+    "make_strategy",
+    "shard_by_batch",
+    "start_multi_worker",
+    "trains_on_every_worker",
+    "wants_multi_worker",
+    "weights_fingerprint",
+]

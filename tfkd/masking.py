@@ -36,8 +36,9 @@ def _uniform(shape, seed, salt, minval=0.0, maxval=1.0, dtype=tf.float32):
     if seed is None:
         return tf.random.uniform(shape, minval, maxval, dtype=dtype)
     seed = tf.cast(seed, tf.int64)
-    return tf.random.stateless_uniform(shape, seed=tf.stack([seed[0], seed[1] + salt]), minval=minval,
-                                       maxval=maxval, dtype=dtype)
+    return tf.random.stateless_uniform(
+        shape, seed=tf.stack([seed[0], seed[1] + salt]), minval=minval, maxval=maxval, dtype=dtype
+    )
 
 
 def chosen_predictions(token_ids, chosen, max_predictions=None):
@@ -59,8 +60,11 @@ def chosen_predictions(token_ids, chosen, max_predictions=None):
 def _replacement(original, action, random_tokens, mask_id, replace_random, keep):
     """BERT's 80/10/10 choice per uniform ``action``: ``mask_id``, a random token or ``original``."""
     dtype = original.dtype
-    return tf.where(action < 1.0 - replace_random - keep, tf.cast(mask_id, dtype),
-                    tf.where(action < 1.0 - keep, tf.cast(random_tokens, dtype), original))
+    return tf.where(
+        action < 1.0 - replace_random - keep,
+        tf.cast(mask_id, dtype),
+        tf.where(action < 1.0 - keep, tf.cast(random_tokens, dtype), original),
+    )
 
 
 def _corrupt(token_ids, positions, mask_ids, weights, action, random_tokens, mask_id, replace_random, keep):
@@ -72,8 +76,9 @@ def _corrupt(token_ids, positions, mask_ids, weights, action, random_tokens, mas
     return tf.tensor_scatter_nd_update(token_ids, updates_at, tf.boolean_mask(new_values, weights > 0))
 
 
-def token_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_predictions=None,
-               replace_random=0.1, keep=0.1):
+def token_mask(
+    token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_predictions=None, replace_random=0.1, keep=0.1
+):
     """BERT masking: about ``rate`` of the ``candidates`` (at least one per row that has any).
 
     Args:
@@ -126,8 +131,20 @@ def span_lengths(uniform, p=SPAN_P, max_length=SPAN_MAX):
     return tf.cast(tf.clip_by_value(lengths, 1.0, float(max_length)), tf.int32)
 
 
-def span_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_predictions=None,
-              replace_random=0.1, keep=0.1, p=SPAN_P, max_span=SPAN_MAX, max_spans=None):
+def span_mask(
+    token_ids,
+    candidates,
+    rate,
+    mask_id,
+    vocab_size,
+    seed=None,
+    max_predictions=None,
+    replace_random=0.1,
+    keep=0.1,
+    p=SPAN_P,
+    max_span=SPAN_MAX,
+    max_spans=None,
+):
     """SpanBERT masking: spans are drawn one after another (a geometric length, a uniform start
     among the candidates) until the row's budget of ``max(1, round(rate * candidates))``
     tokens is met (the last span is cut there) or
@@ -166,8 +183,9 @@ def span_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_p
     def more(i, span_id, chosen_count):
         return (i < draws) & tf.reduce_any(chosen_count < budget)
 
-    _, span_id, _ = tf.while_loop(more, body, (tf.constant(0), tf.fill([batch, length], -1),
-                                               tf.zeros([batch], tf.int32)))
+    _, span_id, _ = tf.while_loop(
+        more, body, (tf.constant(0), tf.fill([batch, length], -1), tf.zeros([batch], tf.int32))
+    )
     chosen = span_id >= 0
     positions, mask_ids, weights = chosen_predictions(token_ids, chosen, max_predictions)
     # one 80/10/10 decision per span
@@ -178,8 +196,9 @@ def span_mask(token_ids, candidates, rate, mask_id, vocab_size, seed=None, max_p
     return masked, positions, mask_ids, weights
 
 
-def segment_mask(token_ids, lengths, rate, mask_id, vocab_size, bos_id, pad_id, seed=None, replace_random=0.1,
-                 keep=0.1):
+def segment_mask(
+    token_ids, lengths, rate, mask_id, vocab_size, bos_id, pad_id, seed=None, replace_random=0.1, keep=0.1
+):
     """MASS masking (Song et al. 2019, section 2.2; LightPAFF appendix eq. 4) of a padded batch
     of sentences ``token_ids`` ``[B, L]`` whose first ``lengths`` ``[B]`` positions are tokens.
 
@@ -208,8 +227,14 @@ def segment_mask(token_ids, lengths, rate, mask_id, vocab_size, bos_id, pad_id, 
     positions = tf.range(shape[1])[None, :]
     in_sentence = positions < lengths[:, None]
     segment = (positions >= start[:, None]) & (positions < (start + k)[:, None])
-    corrupted = _replacement(token_ids, _uniform(shape, seed, 8), _uniform(shape, seed, 9, 0, vocab_size, tf.int32),
-                             mask_id, replace_random, keep)
+    corrupted = _replacement(
+        token_ids,
+        _uniform(shape, seed, 8),
+        _uniform(shape, seed, 9, 0, vocab_size, tf.int32),
+        mask_id,
+        replace_random,
+        keep,
+    )
     encoder_ids = tf.where(segment, corrupted, token_ids)
     shifted = tf.concat([tf.fill([shape[0], 1], tf.cast(bos_id, dtype)), token_ids[:, :-1]], axis=1)
     pad = tf.cast(pad_id, dtype)
@@ -230,8 +255,16 @@ def special_free(token_ids, special_ids):
     return allowed
 
 
-__all__ = ["MASKERS", "chosen_predictions", "segment_mask", "span_lengths", "span_mask", "special_free", "token_mask",
-           "uniform_count_mask"]
+__all__ = [
+    "MASKERS",
+    "chosen_predictions",
+    "segment_mask",
+    "span_lengths",
+    "span_mask",
+    "special_free",
+    "token_mask",
+    "uniform_count_mask",
+]
 
 
 def example_masking(source, example_id, seed, mask_id, vocab_size, masking, rate):
@@ -241,7 +274,12 @@ def example_masking(source, example_id, seed, mask_id, vocab_size, masking, rate
     pipeline that reads it)."""
     source = tf.cast(source, tf.int32)[None]
     masked, positions, _, weights = MASKERS[masking](
-        source, tf.ones_like(source, tf.bool), rate, mask_id, vocab_size,
-        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(example_id, tf.int64)]))
+        source,
+        tf.ones_like(source, tf.bool),
+        rate,
+        mask_id,
+        vocab_size,
+        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(example_id, tf.int64)]),
+    )
     chosen = tf.scatter_nd(positions[0, :, None], tf.cast(weights[0] > 0, tf.int32), tf.shape(source[0]))
     return masked[0], chosen > 0

@@ -34,7 +34,11 @@ def open_run(run_dir, stage=None):
             origin = json.load(f)
     spec = load_spec(spec_path, import_dir=origin.get("spec_dir"))
     # the run directory may have moved since: use where it is now
-    spec = spec.model_copy(update={"run_dir": os.path.dirname(os.path.abspath(run_dir)),
-                                   "name": os.path.basename(os.path.abspath(run_dir))})
+    spec = spec.model_copy(
+        update={
+            "run_dir": os.path.dirname(os.path.abspath(run_dir)),
+            "name": os.path.basename(os.path.abspath(run_dir)),
+        }
+    )
     runner = Runner(spec, plan_run(spec))
     return spec, runner, RunContext(spec, runner)

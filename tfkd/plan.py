@@ -17,7 +17,8 @@ names a method or a task.
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 from tfkd import registry
 from tfkd.context import RunContext
@@ -38,12 +39,12 @@ class PlannedStage:
 
     name: str
     depends: tuple = ()
-    build: Union[Callable[[], Any], str, Any] = None
+    build: Callable[[], Any] | str | Any = None
     kwargs: dict = dataclasses.field(default_factory=dict)
     role: str = "method"
     default: bool = True
-    variant: Optional[str] = None
-    method: Optional[str] = None
+    variant: str | None = None
+    method: str | None = None
 
     def make(self):
         """The stage object (built once)."""
@@ -100,8 +101,10 @@ class RunPlan:
         unknown = [n for n in names if n not in available]
         if unknown:
             where = f" for task {spec.task} and method {spec.method}" if spec is not None else ""
-            raise SpecError(f"--stages: unknown stage {unknown[0]!r}{where};"
-                            f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}")
+            raise SpecError(
+                f"--stages: unknown stage {unknown[0]!r}{where};"
+                f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}"
+            )
         return sorted(dict.fromkeys(names), key=available.index)
 
     # ------------------------------------------------------------------ extending (tasks)
@@ -118,8 +121,16 @@ class RunPlan:
 
 def _generic(role, name, class_name, depends, default=True, variant=None, method=None, **kwargs):
     """A planned generic stage (:mod:`tfkd.stages`, imported when the stage is built)."""
-    return PlannedStage(name, tuple(depends), f"tfkd.stages:{class_name}", dict(kwargs, name=name),
-                        role=role, default=default, variant=variant, method=method)
+    return PlannedStage(
+        name,
+        tuple(depends),
+        f"tfkd.stages:{class_name}",
+        dict(kwargs, name=name),
+        role=role,
+        default=default,
+        variant=variant,
+        method=method,
+    )
 
 
 def has_baseline(spec):
@@ -136,11 +147,29 @@ def train_stages(name, spec, method_name, variant=None, default=True):
         own = RunContext(spec.model_copy(update={"distill": method.spec_schema(method=method.name)}))
     init = None if name == "baseline" else own.spec.train.init_from
     depends = ("vocab", *method.train_inputs(own), *((init,) if init else ()))
-    return [_generic("train", name, "TrainStage", depends, default, variant, method_name,
-                     method_name=method_name, variant_name=variant),
-            _generic("evaluate", "evaluate" if name == "train" else f"{name}_evaluate", "EvaluateStage", (name,),
-                     default, variant,
-                     train_stage=name, variant_name=variant)]
+    return [
+        _generic(
+            "train",
+            name,
+            "TrainStage",
+            depends,
+            default,
+            variant,
+            method_name,
+            method_name=method_name,
+            variant_name=variant,
+        ),
+        _generic(
+            "evaluate",
+            "evaluate" if name == "train" else f"{name}_evaluate",
+            "EvaluateStage",
+            (name,),
+            default,
+            variant,
+            train_stage=name,
+            variant_name=variant,
+        ),
+    ]
 
 
 def plan_run(spec):

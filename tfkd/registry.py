@@ -44,8 +44,11 @@ KINDS = {
         "call(decoder_sequence, encoder_sequence, decoder_padding_mask=None, "
         "encoder_padding_mask=None, training=None) -> same shape as decoder_sequence",
     ),
-    "adapter": ("keras.layers:Layer", "call(inputs, training=None) -> same shape (after a pretrained layer); a "
-                "decoder-side adapter also takes (encoder_sequence, encoder_padding_mask, decoder_padding_mask)"),
+    "adapter": (
+        "keras.layers:Layer",
+        "call(inputs, training=None) -> same shape (after a pretrained layer); a "
+        "decoder-side adapter also takes (encoder_sequence, encoder_padding_mask, decoder_padding_mask)",
+    ),
     "decoder": (None, "decode(model, source_ids, special_ids, max_length, **options) -> (ids, scores)"),
     "exporter": ("tfkd.exporters.base:Exporter", "export(context, student, directory, version) -> the path it wrote"),
 }
@@ -96,8 +99,7 @@ def did_you_mean(name, choices):
 def _check_kind(kind):
     if kind not in KINDS:
         raise ValueError(
-            f'tfkd.register: unknown kind "{kind}";{did_you_mean(kind, KINDS)} '
-            f"Choices: {', '.join(sorted(KINDS))}"
+            f'tfkd.register: unknown kind "{kind}";{did_you_mean(kind, KINDS)} Choices: {", ".join(sorted(KINDS))}'
         )
 
 
@@ -192,8 +194,7 @@ def _check_name(kind, name):
     if name not in _REGISTRY[kind] and name not in _SETTINGS[kind] and name not in _LAZY[kind]:
         choices = names(kind)
         raise ValueError(
-            f'unknown {kind.replace("_", " ")} "{name}";{did_you_mean(name, choices)} '
-            f"Choices: {', '.join(choices)}"
+            f'unknown {kind.replace("_", " ")} "{name}";{did_you_mean(name, choices)} Choices: {", ".join(choices)}'
         )
 
 
@@ -212,8 +213,9 @@ def lookup(kind, name):
         importlib.import_module(_LAZY[kind][name])
     if name not in _REGISTRY[kind]:
         where = f"importing {_LAZY[kind][name]}" if name in _LAZY[kind] else "its settings alone"
-        raise ValueError(f'{kind} "{name}": {where} registered no {kind}; register it with '
-                         f'@tfkd.register("{kind}", "{name}")')
+        raise ValueError(
+            f'{kind} "{name}": {where} registered no {kind}; register it with @tfkd.register("{kind}", "{name}")'
+        )
     return _REGISTRY[kind][name]
 
 
@@ -237,7 +239,8 @@ def constructor_arguments(kind, name):
     params = inspect.signature(cls.__init__).parameters
     named = tuple(n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
     required = tuple(
-        n for n in named
+        n
+        for n in named
         if params[n].default is inspect.Parameter.empty
         and params[n].kind in (params[n].POSITIONAL_OR_KEYWORD, params[n].KEYWORD_ONLY)
     )

@@ -30,7 +30,7 @@ LOG_FILE = "log.txt"
 INPUTS_FILE = "INPUTS.json"  # in <stage>.partial/: what the key hashed, to tell which settings changed
 
 
-def sha256_file(path, cache={}):
+def sha256_file(path, cache={}):  # noqa: B006 (the process-wide memo)
     """The SHA-256 of a file, remembered for the process by path, size and modification time."""
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
@@ -285,8 +285,7 @@ class Runner:
         results.setdefault("seconds", round(time.time() - start, 1))
         # the resolved spec that produced this stage stays with it
         spec_lib.dump_spec(self.spec, os.path.join(partial, SPEC_FILE))
-        marker = {"key": key, "stage": name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "results": results}
+        marker = {"key": key, "stage": name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
         tmp_marker = os.path.join(partial, MARKER + ".tmp")
         with open(tmp_marker, "w") as f:
             json.dump(marker, f, indent=2)
@@ -338,8 +337,14 @@ class Runner:
             scratch = f"{self.stage_dir(name)}.worker-{self.worker.index}"
             shutil.rmtree(scratch, ignore_errors=True)  # never resumed from: the chief's work is
             os.makedirs(scratch)
-            log.info("stage %s: running as task %s (worker %d of %d) into %s", name, self.worker.task,
-                     self.worker.index + 1, self.worker.count, scratch)
+            log.info(
+                "stage %s: running as task %s (worker %d of %d) into %s",
+                name,
+                self.worker.task,
+                self.worker.index + 1,
+                self.worker.count,
+                scratch,
+            )
             start = time.time()
             with self._stage_settings():
                 results[name] = self.stages[name].run(context, scratch) or {}
@@ -369,16 +374,20 @@ class Runner:
     def _write_run_spec(self):
         """``spec.yaml`` (the spec of the stage that finished last) and ``origin.json`` (where
         the spec's ``imports`` are found), each replaced in one step."""
-        for file_name, write in ((SPEC_FILE, lambda path: spec_lib.dump_spec(self.spec, path)),
-                                 (ORIGIN_FILE, lambda path: _write_json(path, {"spec_dir": self.spec._spec_dir}))):
+        for file_name, write in (
+            (SPEC_FILE, lambda path: spec_lib.dump_spec(self.spec, path)),
+            (ORIGIN_FILE, lambda path: _write_json(path, {"spec_dir": self.spec._spec_dir})),
+        ):
             path = os.path.join(self.run_dir, file_name)
             write(path + ".tmp")
             os.replace(path + ".tmp", path)
 
 
 def _not_done(name, dep):
-    return StageError(f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
-                      f"run it first (tfkd run SPEC --stages {dep},{name})")
+    return StageError(
+        f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
+        f"run it first (tfkd run SPEC --stages {dep},{name})"
+    )
 
 
 def _read_json(path):

@@ -46,9 +46,11 @@ def saved_model_predictor(saved_model, batch_size=None):
     import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
 
     serve = tf.saved_model.load(saved_model).signatures["serving_default"]
-    info = {"input": next(iter(serve.structured_input_signature[1])),
-            "output": next(k for k, v in serve.structured_outputs.items() if v.dtype == tf.string),
-            "batch_size": SAVED_MODEL_BATCH_SIZE}
+    info = {
+        "input": next(iter(serve.structured_input_signature[1])),
+        "output": next(k for k, v in serve.structured_outputs.items() if v.dtype == tf.string),
+        "batch_size": SAVED_MODEL_BATCH_SIZE,
+    }
     info.update(read_export_info(saved_model))
     batch_size = batch_size or info["batch_size"]
 

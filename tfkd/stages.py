@@ -83,8 +83,10 @@ def load_student(context, train_stage="train", weights=None):
         student.load_weights(path)
     except ValueError as e:  # Keras lists every layer that did not fit: the first says what
         first = next((line for line in str(e).splitlines() if line.strip()), str(e))
-        raise StageError(f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
-                         "they were saved from another student configuration or tfkd version") from None
+        raise StageError(
+            f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
+            "they were saved from another student configuration or tfkd version"
+        ) from None
     return student
 
 
@@ -92,8 +94,10 @@ def model_width(student, spec):
     """``d_model`` for the inverse-square-root schedule."""
     width = getattr(student, "hidden_dim", None)
     if not width:
-        raise StageError(f"train: student {spec.student.kind} has no hidden_dim attribute, which the learning-rate "
-                         f"schedule (lr * hidden_dim^-0.5 * ...) needs; give the student class one")
+        raise StageError(
+            f"train: student {spec.student.kind} has no hidden_dim attribute, which the learning-rate "
+            f"schedule (lr * hidden_dim^-0.5 * ...) needs; give the student class one"
+        )
     return width
 
 
@@ -117,8 +121,15 @@ def learning_rate_schedule(train, student, spec):
 
 # train settings left out of a train stage's key at their defaults, so runs made before they
 # existed keep their keys
-NEW_TRAIN_DEFAULTS = {"accumulate": 1, "early_stop": None, "keep_last": 0, "average_last": None, "keep_best": None,
-                      "deterministic": False, "jit_compile": "auto"}
+NEW_TRAIN_DEFAULTS = {
+    "accumulate": 1,
+    "early_stop": None,
+    "keep_last": 0,
+    "average_last": None,
+    "keep_best": None,
+    "deterministic": False,
+    "jit_compile": "auto",
+}
 
 
 # train settings a stopped train stage may change and still resume from its checkpoint
@@ -159,10 +170,13 @@ class TrainStage(Stage):
             "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
             "student": own.student.model_dump(mode="json"),
             # the default schedule is left out, so keys of runs from before the setting stay
-            "train": {k: v for k, v in own.train.model_dump(mode="json").items()
-                      if k not in ("log_every", "valid_metric_examples")
-                      and not (k == "schedule" and v == "inverse_sqrt")
-                      and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])},
+            "train": {
+                k: v
+                for k, v in own.train.model_dump(mode="json").items()
+                if k not in ("log_every", "valid_metric_examples")
+                and not (k == "schedule" and v == "inverse_sqrt")
+                and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])
+            },
             "method": self.method.name,
             "method_config": self.method.train_config(RunContext(own)),
             "imports": spec.imports,
@@ -188,15 +202,19 @@ class TrainStage(Stage):
 
         strategy = make_strategy(train.strategy)
         if train.accumulate > 1 and strategy.num_replicas_in_sync > 1:
-            raise StageError(f"{self.name}: train.accumulate: {train.accumulate} needs one device, but strategy "
-                             f"{train.strategy} has {strategy.num_replicas_in_sync} replicas (their batches already add "
-                             "up: lower train.accumulate to 1 or set train.strategy: one_device)")
+            raise StageError(
+                f"{self.name}: train.accumulate: {train.accumulate} needs one device, but strategy "
+                f"{train.strategy} has {strategy.num_replicas_in_sync} replicas (their batches already add "
+                "up: lower train.accumulate to 1 or set train.strategy: one_device)"
+            )
         with strategy.scope(), precision_policy(train.precision):
             student = task.build_student(spec, tokenizers)
             trainer = method.make_trainer(context, student)
             optimizer = keras.optimizers.Adam(
                 learning_rate_schedule(train, student, spec),
-                beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, epsilon=train.adam_epsilon,
+                beta_1=train.adam_beta_1,
+                beta_2=train.adam_beta_2,
+                epsilon=train.adam_epsilon,
                 global_clipnorm=train.clip_norm,
             )
             compile_and_build(trainer, optimizer, train_ds, jit_compile=train.jit_compile)
@@ -212,17 +230,39 @@ class TrainStage(Stage):
             log.info("%s: student initialised from %s", self.name, initialized)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         frozen = sum(int(np.prod(v.shape)) for v in trainer.non_trainable_weights)
-        log.info("%s: %s student %s via %s; %s trainable and %s frozen parameters", self.name, method.name,
-                 type(student).__name__, type(trainer).__name__, f"{trainable:,}", f"{frozen:,}")
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings.of_train(
-            train, method.student_to_save(context, trainer),
-            valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
-            parameter_counts={"trainable": trainable, "frozen": frozen},
-            finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
-            restore_dir=context.runner.resume_dir(self.name)))
-        return {"steps": int(trainer.optimizer.iterations.numpy()), "method": method.name,
-                "loss_weights": dict(trainer.loss_weights), "initialised_from": initialized,
-                "trainable_parameters": trainable, "frozen_parameters": frozen, **summary}
+        log.info(
+            "%s: %s student %s via %s; %s trainable and %s frozen parameters",
+            self.name,
+            method.name,
+            type(student).__name__,
+            type(trainer).__name__,
+            f"{trainable:,}",
+            f"{frozen:,}",
+        )
+        summary = fit_trainer(
+            trainer,
+            train_ds,
+            valid_ds,
+            workdir,
+            self.name,
+            FitSettings.of_train(
+                train,
+                method.student_to_save(context, trainer),
+                valid_metric=task.valid_metric(context, student) if valid_ds is not None else None,
+                parameter_counts={"trainable": trainable, "frozen": frozen},
+                finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
+                restore_dir=context.runner.resume_dir(self.name),
+            ),
+        )
+        return {
+            "steps": int(trainer.optimizer.iterations.numpy()),
+            "method": method.name,
+            "loss_weights": dict(trainer.loss_weights),
+            "initialised_from": initialized,
+            "trainable_parameters": trainable,
+            "frozen_parameters": frozen,
+            **summary,
+        }
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -287,8 +327,11 @@ class ExportStage(Stage):
         self.train_stage = train_stage
 
     def config(self, spec):
-        return {"decode": spec.decode.model_dump(mode="json"), "export": export_key(spec.export),
-                "data": _task(spec).data_key(spec, [])}
+        return {
+            "decode": spec.decode.model_dump(mode="json"),
+            "export": export_key(spec.export),
+            "data": _task(spec).data_key(spec, []),
+        }
 
     def run(self, context, workdir):
         from tfkd.exporters.base import directory_size
@@ -297,12 +340,23 @@ class ExportStage(Stage):
         start = time.time()
         student = load_student(context, self.train_stage)
         exporter = registry.lookup("exporter", spec.export.format)()
-        path = exporter.export(context, student, os.path.join(workdir, spec.export.model_name or spec.name),
-                               spec.export.version)
+        path = exporter.export(
+            context, student, os.path.join(workdir, spec.export.model_name or spec.name), spec.export.version
+        )
         size = directory_size(path)
         log.info("export: %s, %s (%.1f MB) in %.1fs", path, exporter.writes, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 
-__all__ = ["EvaluateStage", "ExportStage", "RunContext", "TrainStage", "VocabStage", "compile_and_build", "fit_trainer",
-           "load_student", "precision_policy", "save_student"]
+__all__ = [
+    "EvaluateStage",
+    "ExportStage",
+    "RunContext",
+    "TrainStage",
+    "VocabStage",
+    "compile_and_build",
+    "fit_trainer",
+    "load_student",
+    "precision_policy",
+    "save_student",
+]

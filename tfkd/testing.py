@@ -32,7 +32,10 @@ import numpy as np
 class TestCase(unittest.TestCase):
     def assertAllClose(self, x, y, atol=1e-6, rtol=1e-6, msg=None):
         np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y), atol=atol, rtol=rtol,
+            keras.ops.convert_to_numpy(x),
+            keras.ops.convert_to_numpy(y),
+            atol=atol,
+            rtol=rtol,
             err_msg=msg or "",
         )
 
@@ -47,8 +50,7 @@ class TestCase(unittest.TestCase):
         self.assertEqual(config, revived.get_config())
         return revived
 
-    def run_layer_test(self, layer_cls, init_kwargs, input_data, call_kwargs=None,
-                       expected_output_shape=None):
+    def run_layer_test(self, layer_cls, init_kwargs, input_data, call_kwargs=None, expected_output_shape=None):
         """Build, call, check output shape, trainable weights get gradients, and round-trip
         serialization with identical outputs once the weights are copied."""
         import tensorflow as tf

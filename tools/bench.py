@@ -56,15 +56,29 @@ def _peer(spec, tokenizers, special):
 
     s = spec.student
     config = MarianConfig(
-        vocab_size=tokenizers.source.vocabulary_size(), decoder_vocab_size=tokenizers.target.vocabulary_size(),
-        share_encoder_decoder_embeddings=False, tie_word_embeddings=bool(s.tie_embeddings),
-        d_model=s.hidden_dim, encoder_layers=s.encoder_layers, decoder_layers=s.decoder_layers,
-        encoder_attention_heads=s.num_heads, decoder_attention_heads=s.num_heads,
-        encoder_ffn_dim=s.intermediate_dim, decoder_ffn_dim=s.intermediate_dim, activation_function="relu",
+        vocab_size=tokenizers.source.vocabulary_size(),
+        decoder_vocab_size=tokenizers.target.vocabulary_size(),
+        share_encoder_decoder_embeddings=False,
+        tie_word_embeddings=bool(s.tie_embeddings),
+        d_model=s.hidden_dim,
+        encoder_layers=s.encoder_layers,
+        decoder_layers=s.decoder_layers,
+        encoder_attention_heads=s.num_heads,
+        decoder_attention_heads=s.num_heads,
+        encoder_ffn_dim=s.intermediate_dim,
+        decoder_ffn_dim=s.intermediate_dim,
+        activation_function="relu",
         # keras-hub's blocks apply ``dropout`` to the attention probabilities too
-        dropout=s.dropout, attention_dropout=s.dropout, activation_dropout=0.0, max_position_embeddings=512,
-        pad_token_id=special.pad, eos_token_id=special.eos, decoder_start_token_id=special.bos,
-        forced_eos_token_id=None, scale_embedding=True)
+        dropout=s.dropout,
+        attention_dropout=s.dropout,
+        activation_dropout=0.0,
+        max_position_embeddings=512,
+        pad_token_id=special.pad,
+        eos_token_id=special.eos,
+        decoder_start_token_id=special.bos,
+        forced_eos_token_id=None,
+        scale_embedding=True,
+    )
     return MarianMTModel(config)
 
 
@@ -84,8 +98,15 @@ def _peer_generate(peer, sources, pad, beams, batch_size, new_tokens):
     with torch.inference_mode():
         for start in range(0, len(sources), batch_size):
             ids = torch.from_numpy(_padded(sources[start : start + batch_size], pad).astype("int64"))
-            out = peer.generate(input_ids=ids, attention_mask=ids != pad, num_beams=beams, max_new_tokens=new_tokens,
-                                min_new_tokens=new_tokens, do_sample=False, length_penalty=0.6 if beams > 1 else 1.0)
+            out = peer.generate(
+                input_ids=ids,
+                attention_mask=ids != pad,
+                num_beams=beams,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                length_penalty=0.6 if beams > 1 else 1.0,
+            )
     return out.shape[-1] - 1
 
 
@@ -152,8 +173,12 @@ def bench_train(spec, context, args):
         decoder = torch.from_numpy(inputs["decoder_ids"].numpy().astype("int64"))
         labels = torch.from_numpy(target.numpy().astype("int64"))
         labels[labels == special.pad] = -100
-        logits = peer(input_ids=source, attention_mask=source != special.pad, decoder_input_ids=decoder,
-                      decoder_attention_mask=decoder != special.pad).logits
+        logits = peer(
+            input_ids=source,
+            attention_mask=source != special.pad,
+            decoder_input_ids=decoder,
+            decoder_attention_mask=decoder != special.pad,
+        ).logits
         loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -176,9 +201,13 @@ def bench_train(spec, context, args):
         block = slice(5 + r * steps, 5 + (r + 1) * steps)
         for name, trainer in trainers.items():
             batches = runs[name][1][block]
-            data = tf.data.Dataset.from_generator(lambda b=batches: iter(b), output_signature=(
-                {k: tf.TensorSpec([None, None], v.dtype) for k, v in batches[0][0].items()},
-                tf.TensorSpec([None, None], batches[0][1].dtype)))
+            data = tf.data.Dataset.from_generator(
+                lambda b=batches: iter(b),
+                output_signature=(
+                    {k: tf.TensorSpec([None, None], v.dtype) for k, v in batches[0][0].items()},
+                    tf.TensorSpec([None, None], batches[0][1].dtype),
+                ),
+            )
             start = time.perf_counter()
             trainer.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
             seconds[name] += time.perf_counter() - start
@@ -191,15 +220,16 @@ def bench_train(spec, context, args):
     rates = {k: tokens[k] / seconds[k] for k in seconds}
     return {
         "batches": f"{steps} x {args.rounds} of the run's training batches (data.batch_tokens "
-                   f"{spec.data.batch_tokens}, {rates and tokens['tfkd'] / (steps * args.rounds):.0f} target tokens "
-                   "a batch on average)",
+        f"{spec.data.batch_tokens}, {rates and tokens['tfkd'] / (steps * args.rounds):.0f} target tokens "
+        "a batch on average)",
         "batch_shapes": {k: len(_one_of_each_shape(batches)) for k, (_, batches) in runs.items()},
         "target_tokens_per_second": {k: round(v, 1) for k, v in rates.items()},
         "tfkd_over_marian": {k: round(rates[k] / rates["marian"], 3) for k in runs},
         "input_pipeline": {
             "ms_per_step_from_memory": round(1000 * seconds["tfkd"] / (steps * args.rounds), 1),
             "ms_per_step_from_the_pipeline": round(1000 * pipeline_seconds / (steps * args.rounds), 1),
-            "pipeline_over_memory": round(pipeline_seconds / seconds["tfkd"], 3)},
+            "pipeline_over_memory": round(pipeline_seconds / seconds["tfkd"], 3),
+        },
     }
 
 
@@ -222,10 +252,12 @@ def bench_decode(spec, context, args):
     functions = {}
     for name, (algorithm, options) in settings.items():
         decoder = registry.lookup("decoder", algorithm)
-        for jit in ([False, True] if args.xla else [False]):
+        for jit in [False, True] if args.xla else [False]:
             functions[name, jit] = tf.function(
                 lambda ids, d=decoder, o=options: d(student, ids, never_ending, args.new_tokens, **o),
-                jit_compile=jit, reduce_retracing=True)
+                jit_compile=jit,
+                reduce_retracing=True,
+            )
 
     def run_tfkd(function, batch_size):
         for start in range(0, len(sources), batch_size):
@@ -256,12 +288,17 @@ def bench_decode(spec, context, args):
                 run_peer(name, batch_size)
                 seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
     per_sentence = {k: v / (args.rounds * len(sources)) for k, v in seconds.items()}
-    result = {"sentences": len(sources), "new_tokens": lengths,
-              "sentences_per_second": {f"{k} batch {b}": round(1 / v, 1) for (k, b), v in per_sentence.items()},
-              "ms_per_sentence": {f"{k} batch {b}": round(1000 * v, 2) for (k, b), v in per_sentence.items()}}
+    result = {
+        "sentences": len(sources),
+        "new_tokens": lengths,
+        "sentences_per_second": {f"{k} batch {b}": round(1 / v, 1) for (k, b), v in per_sentence.items()},
+        "ms_per_sentence": {f"{k} batch {b}": round(1000 * v, 2) for (k, b), v in per_sentence.items()},
+    }
     result["tfkd_over_marian"] = {
         f"{k} batch {b}": round(per_sentence[f"marian {k.split()[1]}", b] / v, 3)
-        for (k, b), v in per_sentence.items() if k.startswith("tfkd")}
+        for (k, b), v in per_sentence.items()
+        if k.startswith("tfkd")
+    }
     return result
 
 
@@ -284,7 +321,8 @@ class _FixedLengths:
 
         logits = self.model.length_logits(hidden, padding_mask)
         distance = tf.abs(tf.range(tf.shape(logits)[1]) - self.length) * 2 - tf.cast(
-            tf.range(tf.shape(logits)[1]) < self.length, tf.int32)  # ties: the shorter first
+            tf.range(tf.shape(logits)[1]) < self.length, tf.int32
+        )  # ties: the shorter first
         return tf.zeros_like(logits) - tf.cast(distance, logits.dtype)[None]
 
 
@@ -295,13 +333,28 @@ def _backbone_peer(backbone, tokenizers, special):
 
     layers = len(backbone.transformer_layers)
     config = MarianConfig(
-        vocab_size=tokenizers.source.vocabulary_size(), decoder_vocab_size=tokenizers.target.vocabulary_size(),
-        share_encoder_decoder_embeddings=False, tie_word_embeddings=True, d_model=backbone.hidden_dim,
-        encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=backbone.num_heads,
-        decoder_attention_heads=backbone.num_heads, encoder_ffn_dim=backbone.intermediate_dim,
-        decoder_ffn_dim=backbone.intermediate_dim, activation_function="gelu", dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0, max_position_embeddings=512, pad_token_id=special.pad, eos_token_id=special.eos,
-        decoder_start_token_id=special.bos, forced_eos_token_id=None, scale_embedding=True)
+        vocab_size=tokenizers.source.vocabulary_size(),
+        decoder_vocab_size=tokenizers.target.vocabulary_size(),
+        share_encoder_decoder_embeddings=False,
+        tie_word_embeddings=True,
+        d_model=backbone.hidden_dim,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=backbone.num_heads,
+        decoder_attention_heads=backbone.num_heads,
+        encoder_ffn_dim=backbone.intermediate_dim,
+        decoder_ffn_dim=backbone.intermediate_dim,
+        activation_function="gelu",
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=512,
+        pad_token_id=special.pad,
+        eos_token_id=special.eos,
+        decoder_start_token_id=special.bos,
+        forced_eos_token_id=None,
+        scale_embedding=True,
+    )
     return MarianMTModel(config)
 
 
@@ -321,12 +374,17 @@ def bench_mask_predict(spec, context, args):
     sources = [np.asarray(s) for s in tokenized.source_ids.to_list()[: args.sentences]]
     student = _tfkd_student(spec, context)
     if not hasattr(student, "length_logits"):
-        raise SystemExit(f"{args.run_dir}: student {spec.student.kind} is not decoded by Mask-Predict "
-                         "(give an AB-Net run: tfkd run specs/abnet_multi30k.yaml --stages vocab)")
+        raise SystemExit(
+            f"{args.run_dir}: student {spec.student.kind} is not decoded by Mask-Predict "
+            "(give an AB-Net run: tfkd run specs/abnet_multi30k.yaml --stages vocab)"
+        )
     fixed = _FixedLengths(student, args.new_tokens)
     options = {"length_candidates": spec.decode.length_candidates, "iterations": spec.decode.iterations}
-    decode = tf.function(lambda ids: mask_predict(fixed, ids, special, args.new_tokens + 4, **options),
-                         autograph=False, reduce_retracing=True)
+    decode = tf.function(
+        lambda ids: mask_predict(fixed, ids, special, args.new_tokens + 4, **options),
+        autograph=False,
+        reduce_retracing=True,
+    )
     peer = _backbone_peer(student.target_backbone, context.tokenizers(), special).eval()
 
     def run_tfkd(batch_size):
@@ -337,32 +395,47 @@ def bench_mask_predict(spec, context, args):
     def run_peer(beams, batch_size):
         return _peer_generate(peer, sources, source_pad, beams, batch_size, args.new_tokens)
 
-    trace = mask_predict_trace(fixed, tf.constant(_padded(sources[:64], source_pad)), special, args.new_tokens + 4,
-                               **options)
-    lengths = {"tfkd mask_predict": run_tfkd(args.batch_sizes[0]),
-               "marian greedy": run_peer(1, args.batch_sizes[0]), "marian beam4": run_peer(4, args.batch_sizes[0])}
+    trace = mask_predict_trace(
+        fixed, tf.constant(_padded(sources[:64], source_pad)), special, args.new_tokens + 4, **options
+    )
+    lengths = {
+        "tfkd mask_predict": run_tfkd(args.batch_sizes[0]),
+        "marian greedy": run_peer(1, args.batch_sizes[0]),
+        "marian beam4": run_peer(4, args.batch_sizes[0]),
+    }
     for batch_size in args.batch_sizes[1:]:
         run_tfkd(batch_size)
     seconds = {}
     for _ in range(args.rounds):
         for batch_size in args.batch_sizes:
-            for name, run in (("tfkd mask_predict", run_tfkd), ("marian greedy", lambda b: run_peer(1, b)),
-                              ("marian beam4", lambda b: run_peer(4, b))):
+            for name, run in (
+                ("tfkd mask_predict", run_tfkd),
+                ("marian greedy", lambda b: run_peer(1, b)),
+                ("marian beam4", lambda b: run_peer(4, b)),
+            ):
                 start = time.perf_counter()
                 run(batch_size)
                 seconds[name, batch_size] = seconds.get((name, batch_size), 0.0) + time.perf_counter() - start
     per_sentence = {k: v / (args.rounds * len(sources)) for k, v in seconds.items()}
     backbone = student.target_backbone
     return {
-        "sentences": len(sources), "new_tokens": lengths, "mask_predict": options,
+        "sentences": len(sources),
+        "new_tokens": lengths,
+        "mask_predict": options,
         "decoder_passes_run": int(trace["iterations"]),
-        "dimensions": {"layers": len(backbone.transformer_layers), "hidden_dim": backbone.hidden_dim,
-                       "num_heads": backbone.num_heads, "intermediate_dim": backbone.intermediate_dim},
+        "dimensions": {
+            "layers": len(backbone.transformer_layers),
+            "hidden_dim": backbone.hidden_dim,
+            "num_heads": backbone.num_heads,
+            "intermediate_dim": backbone.intermediate_dim,
+        },
         "sentences_per_second": {f"{k} batch {b}": round(1 / v, 1) for (k, b), v in per_sentence.items()},
         "ms_per_sentence": {f"{k} batch {b}": round(1000 * v, 2) for (k, b), v in per_sentence.items()},
-        "mask_predict_over_marian": {f"{peer_name} batch {b}": round(per_sentence[peer_name, b] /
-                                                                     per_sentence["tfkd mask_predict", b], 3)
-                                     for peer_name in ("marian greedy", "marian beam4") for b in args.batch_sizes},
+        "mask_predict_over_marian": {
+            f"{peer_name} batch {b}": round(per_sentence[peer_name, b] / per_sentence["tfkd mask_predict", b], 3)
+            for peer_name in ("marian greedy", "marian beam4")
+            for b in args.batch_sizes
+        },
     }
 
 
@@ -383,9 +456,10 @@ def bench_export(spec, context, args):
     student = _tfkd_student(spec, context)
     functions, first_pass = {}, {}
     with tempfile.TemporaryDirectory() as out:
-        for jit in ([False, True] if args.xla else [False]):
-            view = context.with_spec(spec.model_copy(update={"decode": spec.decode.model_copy(
-                update={"jit_compile": jit})}))
+        for jit in [False, True] if args.xla else [False]:
+            view = context.with_spec(
+                spec.model_copy(update={"decode": spec.decode.model_copy(update={"jit_compile": jit})})
+            )
             translator = context.task.translator(view, student)
             path = SavedModelExporter().export(view, student, os.path.join(out, f"bench{int(jit)}"), 1)
             serve = tf.saved_model.load(path).signatures["serving_default"]
@@ -405,7 +479,8 @@ def bench_export(spec, context, args):
                 seconds[name] += time.perf_counter() - start
     rates = {k: args.rounds * len(sentences) / v for k, v in seconds.items()}
     result = {
-        "sentences": len(sentences), "batch_size": spec.decode.batch_size,
+        "sentences": len(sentences),
+        "batch_size": spec.decode.batch_size,
         "decoding": spec.decode.model_dump(mode="json", exclude={"jit_compile"}),
         "same_translations": {k: outputs[k] == outputs["in-process"] for k in outputs},
         "first_pass_seconds": {k: round(v, 2) for k, v in first_pass.items()},
@@ -414,8 +489,10 @@ def bench_export(spec, context, args):
     }
     if args.xla:
         result["exported_over_in_process"]["xla"] = round(rates["exported xla"] / rates["in-process xla"], 3)
-        result["xla_over_plain"] = {"in-process": round(rates["in-process xla"] / rates["in-process"], 3),
-                                    "exported": round(rates["exported xla"] / rates["exported"], 3)}
+        result["xla_over_plain"] = {
+            "in-process": round(rates["in-process xla"] / rates["in-process"], 3),
+            "exported": round(rates["exported xla"] / rates["exported"], 3),
+        }
     return result
 
 
@@ -434,11 +511,10 @@ def main():
 
     # PyTorch and the peer's model first: loaded after TensorFlow, triton (which
     # transformers' generation code imports through torch._dynamo) crashes the process
+    import tensorflow as tf
     import torch
     import transformers
     from transformers import MarianMTModel  # noqa: F401
-
-    import tensorflow as tf
 
     from tfkd.pipeline import open_run
 
@@ -447,14 +523,26 @@ def main():
     report = {
         "run": args.run_dir,
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}; TensorFlow {tf.__version__} "
-                   f"({tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} intra-op threads), "
-                   f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
-                   f"{transformers.__version__}",
-        "student": spec.student.model_dump(mode="json", include={"kind", "encoder_layers", "decoder_layers",
-                                                                 "hidden_dim", "intermediate_dim", "num_heads",
-                                                                 "tie_embeddings", "dropout"}),
-        "vocabularies": {"source": context.tokenizers().source.vocabulary_size(),
-                         "target": context.tokenizers().target.vocabulary_size()},
+        f"({tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} intra-op threads), "
+        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
+        f"{transformers.__version__}",
+        "student": spec.student.model_dump(
+            mode="json",
+            include={
+                "kind",
+                "encoder_layers",
+                "decoder_layers",
+                "hidden_dim",
+                "intermediate_dim",
+                "num_heads",
+                "tie_embeddings",
+                "dropout",
+            },
+        ),
+        "vocabularies": {
+            "source": context.tokenizers().source.vocabulary_size(),
+            "target": context.tokenizers().target.vocabulary_size(),
+        },
     }
     sections = args.sections.split(",")
     if "train" in sections:

@@ -101,23 +101,32 @@ def run_child(args):
     for example_id, length in enumerate(target_lengths):
         shape = (int(length) + 1, args.top_k)  # the target's positions and its EOS
         probs = rng.random(shape, dtype=np.float32)
-        writer.add(example_id, rng.integers(FIRST_WORD, VOCAB, shape, dtype=np.int32),
-                   probs / probs.sum(axis=1, keepdims=True))
+        writer.add(
+            example_id, rng.integers(FIRST_WORD, VOCAB, shape, dtype=np.int32), probs / probs.sum(axis=1, keepdims=True)
+        )
     manifest = writer.close()
     write_seconds = time.time() - start
     rss_written = rss_mb()
 
     keras.utils.set_random_seed(args.seed)
     dataset = seq2seq_dataset(
-        corpus, SpecialIds(pad=0, bos=2, eos=3, unk=1), batch_tokens=args.batch_tokens,
-        max_tokens=MAX_TOKENS, bucket_width=8, shuffle=True, seed=args.seed,
-        shuffle_buffer=100000, repeat=True,  # data.shuffle_buffer's default: streamed columns bring their own
+        corpus,
+        SpecialIds(pad=0, bos=2, eos=3, unk=1),
+        batch_tokens=args.batch_tokens,
+        max_tokens=MAX_TOKENS,
+        bucket_width=8,
+        shuffle=True,
+        seed=args.seed,
+        shuffle_buffer=100000,
+        repeat=True,  # data.shuffle_buffer's default: streamed columns bring their own
         columns=stream_cache(cache_dir, expected_ids=corpus.kept, seed=args.seed, shuffle_buffer=args.shuffle_buffer),
     )
-    student = TransformerSeq2Seq(VOCAB, VOCAB, encoder_layers=1, decoder_layers=1, hidden_dim=64,
-                                 intermediate_dim=128, num_heads=2, pad_id=0)
-    trainer = SoftTargetDistiller(student, registry.lookup("task", "translation"),
-                                  loss_weights={"soft": 0.5, "xe": 0.5}, label_smoothing=0.1)
+    student = TransformerSeq2Seq(
+        VOCAB, VOCAB, encoder_layers=1, decoder_layers=1, hidden_dim=64, intermediate_dim=128, num_heads=2, pad_id=0
+    )
+    trainer = SoftTargetDistiller(
+        student, registry.lookup("task", "translation"), loss_weights={"soft": 0.5, "xe": 0.5}, label_smoothing=0.1
+    )
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     trainer({"source_ids": tf.ones([1, 4], tf.int32), "decoder_ids": tf.ones([1, 4], tf.int32)})
     trainer.optimizer.build(trainer.trainable_variables)
@@ -127,21 +136,45 @@ def run_child(args):
         train_seconds = time.time() - start
 
     result = {
-        "size_mb": size_mb, "examples": manifest["examples"], "shards": len(manifest["shards"]),
-        "cache_mb": manifest["bytes"] / 2**20, "write_s": write_seconds, "train_s": train_seconds,
-        "rss_corpus_mb": rss_corpus, "rss_written_mb": rss_written, "train_peak_mb": sampler.peak,
+        "size_mb": size_mb,
+        "examples": manifest["examples"],
+        "shards": len(manifest["shards"]),
+        "cache_mb": manifest["bytes"] / 2**20,
+        "write_s": write_seconds,
+        "train_s": train_seconds,
+        "rss_corpus_mb": rss_corpus,
+        "rss_written_mb": rss_written,
+        "train_peak_mb": sampler.peak,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "metrics": {name: float(values[-1]) for name, values in history.history.items()},
-        "tf": tf.__version__, "keras": keras.__version__,
+        "tf": tf.__version__,
+        "keras": keras.__version__,
     }
     print("RESULT " + json.dumps(result), flush=True)
 
 
 def run_size(args, size_mb):
-    command = [sys.executable, os.path.abspath(__file__), "--child", "--size-mb", f"{size_mb:g}",
-               "--steps", str(args.steps), "--workdir", args.workdir, "--top-k", str(args.top_k),
-               "--shard-size", str(args.shard_size), "--shuffle-buffer", str(args.shuffle_buffer),
-               "--batch-tokens", str(args.batch_tokens), "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--size-mb",
+        f"{size_mb:g}",
+        "--steps",
+        str(args.steps),
+        "--workdir",
+        args.workdir,
+        "--top-k",
+        str(args.top_k),
+        "--shard-size",
+        str(args.shard_size),
+        "--shuffle-buffer",
+        str(args.shuffle_buffer),
+        "--batch-tokens",
+        str(args.batch_tokens),
+        "--seed",
+        str(args.seed),
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -150,21 +183,30 @@ def run_size(args, size_mb):
         raise SystemExit(f"{size_mb:g} MiB run failed (exit code {proc.returncode})")
     if not args.keep:
         shutil.rmtree(cache_path(args.workdir, size_mb))
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=float, nargs="+", default=[20, 2048],
-                        help="cache sizes in MiB; the growth is largest minus smallest")
+    parser.add_argument(
+        "--size-mb",
+        type=float,
+        nargs="+",
+        default=[20, 2048],
+        help="cache sizes in MiB; the growth is largest minus smallest",
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--limit-mb", type=float, default=300, help="allowed peak RSS growth")
     parser.add_argument("--top-k", type=int, default=128)
     parser.add_argument("--shard-size", type=int, default=2000, help="examples per cache shard")
-    parser.add_argument("--shuffle-buffer", type=int, default=256,
-                        help="distill.cache.shuffle_buffer: examples held while streaming. These records are "
-                             "~90 KB (so that 2 GB needs few examples), so 256 of them hold ~23 MB, what the "
-                             "default 10,000 holds of real ~1.5 KB records (30 positions, K=8)")
+    parser.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=256,
+        help="distill.cache.shuffle_buffer: examples held while streaming. These records are "
+        "~90 KB (so that 2 GB needs few examples), so 256 of them hold ~23 MB, what the "
+        "default 10,000 holds of real ~1.5 KB records (30 positions, K=8)",
+    )
     parser.add_argument("--batch-tokens", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="where caches are written (default: a new dir in /tmp)")
@@ -194,23 +236,36 @@ def main():
         if made_workdir and not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)
 
-    columns = [("cache MiB", "cache_mb", ".0f"), ("examples", "examples", "d"), ("shards", "shards", "d"),
-               ("write s", "write_s", ".0f"), ("train s", "train_s", ".1f"),
-               ("RSS corpus", "rss_corpus_mb", ".0f"), ("RSS written", "rss_written_mb", ".0f"),
-               ("train peak", "train_peak_mb", ".0f"), ("ru_maxrss", "ru_maxrss_mb", ".0f")]
+    columns = [
+        ("cache MiB", "cache_mb", ".0f"),
+        ("examples", "examples", "d"),
+        ("shards", "shards", "d"),
+        ("write s", "write_s", ".0f"),
+        ("train s", "train_s", ".1f"),
+        ("RSS corpus", "rss_corpus_mb", ".0f"),
+        ("RSS written", "rss_written_mb", ".0f"),
+        ("train peak", "train_peak_mb", ".0f"),
+        ("ru_maxrss", "ru_maxrss_mb", ".0f"),
+    ]
     print("\n" + "  ".join(f"{title:>11}" for title, _, _ in columns))
     for r in results:
         print("  ".join(f"{r[key]:>11{fmt}}" for _, key, fmt in columns))
     for r in results:
-        print(f"{r['cache_mb']:.0f} MiB, after training: "
-              + ", ".join(f"{name} {value:.4g}" for name, value in r["metrics"].items()))
-    print(f"(RSS in MiB; TensorFlow {results[0]['tf']}, Keras {results[0]['keras']}; {args.steps} steps, "
-          f"top-K {args.top_k}, {args.batch_tokens} batch tokens, shuffle buffer {args.shuffle_buffer})")
+        print(
+            f"{r['cache_mb']:.0f} MiB, after training: "
+            + ", ".join(f"{name} {value:.4g}" for name, value in r["metrics"].items())
+        )
+    print(
+        f"(RSS in MiB; TensorFlow {results[0]['tf']}, Keras {results[0]['keras']}; {args.steps} steps, "
+        f"top-K {args.top_k}, {args.batch_tokens} batch tokens, shuffle buffer {args.shuffle_buffer})"
+    )
 
     small, large = results[0], results[-1]
     growth = {key: large[key] - small[key] for key in ("train_peak_mb", "ru_maxrss_mb")}
-    print(f"\ngrowth {small['cache_mb']:.0f} -> {large['cache_mb']:.0f} MiB cache: "
-          f"train peak {growth['train_peak_mb']:+.0f} MiB, ru_maxrss {growth['ru_maxrss_mb']:+.0f} MiB")
+    print(
+        f"\ngrowth {small['cache_mb']:.0f} -> {large['cache_mb']:.0f} MiB cache: "
+        f"train peak {growth['train_peak_mb']:+.0f} MiB, ru_maxrss {growth['ru_maxrss_mb']:+.0f} MiB"
+    )
     passed = max(growth.values()) < args.limit_mb
     print(f"{'PASS' if passed else 'FAIL'}: limit {args.limit_mb:g} MiB on both")
     return 0 if passed else 1

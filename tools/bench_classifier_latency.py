@@ -63,14 +63,22 @@ def main():
                 call(inputs).numpy()
             timings[name].append((time.perf_counter() - start) / args.calls)
     teacher_ms = 1000 * float(np.median(timings["teacher"]))
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
-              "batch_size": args.batch_size, "length": args.length, "rounds": args.rounds, "calls": args.calls,
-              "models": {}}
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+        "batch_size": args.batch_size,
+        "length": args.length,
+        "rounds": args.rounds,
+        "calls": args.calls,
+        "models": {},
+    }
     for name, model in models.items():
         ms = 1000 * float(np.median(timings[name]))
-        report["models"][name] = {"parameters": int(model.count_params()), "ms": round(ms, 2),
-                                  "speedup": round(teacher_ms / ms, 2)}
+        report["models"][name] = {
+            "parameters": int(model.count_params()),
+            "ms": round(ms, 2),
+            "speedup": round(teacher_ms / ms, 2),
+        }
         print(f"{name:>12}: {model.count_params():>12,} parameters  {ms:8.2f} ms  x{teacher_ms / ms:5.2f}")
     print(json.dumps(report))
 

@@ -29,8 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--students", default="train,transformer",
-                        help="comma-separated train stages (default: train,transformer)")
+    parser.add_argument(
+        "--students", default="train,transformer", help="comma-separated train stages (default: train,transformer)"
+    )
     parser.add_argument("--sentences", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,64")
@@ -57,9 +58,15 @@ def main():
             student = load_student(view, name)
         decode = own.decode
         translators[name] = context.task.translator(view, student, decode)
-        settings[name] = ({"algorithm": "mask_predict", "length_candidates": decode.length_candidates,
-                           "iterations": decode.iterations} if decode.algorithm == "mask_predict"
-                          else {"algorithm": decode.algorithm, "beam_size": decode.beam_size})
+        settings[name] = (
+            {
+                "algorithm": "mask_predict",
+                "length_candidates": decode.length_candidates,
+                "iterations": decode.iterations,
+            }
+            if decode.algorithm == "mask_predict"
+            else {"algorithm": decode.algorithm, "beam_size": decode.beam_size}
+        )
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     def decode_all(translator, batch_size):
@@ -82,17 +89,30 @@ def main():
                 seconds[name, batch_size] += time.time() - start
     per_sentence = {k: v / (args.rounds * len(sentences)) for k, v in seconds.items()}
     first = names[0]
-    print(json.dumps({
-        "run": args.run_dir, "sentences": len(sentences), "rounds": args.rounds,
-        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
-        "decoding": settings,
-        "mean_output_words": {k: round(float(v), 2) for k, v in lengths.items()},
-        "seconds_per_sentence": {f"{n} batch {b}": round(per_sentence[n, b], 4) for n in names for b in batch_sizes},
-        "sentences_per_second": {f"{n} batch {b}": round(1 / per_sentence[n, b], 1) for n in names
-                                 for b in batch_sizes},
-        f"speedup_of_{first}": {f"over {n} batch {b}": round(per_sentence[n, b] / per_sentence[first, b], 2)
-                                for n in names[1:] for b in batch_sizes},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "run": args.run_dir,
+                "sentences": len(sentences),
+                "rounds": args.rounds,
+                "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
+                "decoding": settings,
+                "mean_output_words": {k: round(float(v), 2) for k, v in lengths.items()},
+                "seconds_per_sentence": {
+                    f"{n} batch {b}": round(per_sentence[n, b], 4) for n in names for b in batch_sizes
+                },
+                "sentences_per_second": {
+                    f"{n} batch {b}": round(1 / per_sentence[n, b], 1) for n in names for b in batch_sizes
+                },
+                f"speedup_of_{first}": {
+                    f"over {n} batch {b}": round(per_sentence[n, b] / per_sentence[first, b], 2)
+                    for n in names[1:]
+                    for b in batch_sizes
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

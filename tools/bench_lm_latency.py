@@ -52,8 +52,10 @@ def main():
     for name in args.students.split(","):
         own = spec.variant(name) if name in (spec.variants or {}) else spec
         models[name] = load_student(context.with_spec(own), name)
-    generators = {name: TextLM(model, tokenizer, keras_hub.samplers.GreedySampler(), args.new_tokens,
-                               stop_at_end=False) for name, model in models.items()}
+    generators = {
+        name: TextLM(model, tokenizer, keras_hub.samplers.GreedySampler(), args.new_tokens, stop_at_end=False)
+        for name, model in models.items()
+    }
     for generator in generators.values():
         generator.generate(prompt)["continuation"].numpy()  # trace and warm up
     timings = {name: [] for name in generators}
@@ -63,9 +65,11 @@ def main():
             for _ in range(args.calls):
                 generator.generate(prompt)["continuation"].numpy()
             timings[name].append((time.perf_counter() - start) / args.calls * 1000)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; TensorFlow "
-          f"{tf.__version__}; batch 1, prompt {len(ids)} tokens, {args.new_tokens} tokens generated greedily; "
-          f"median of {args.rounds} alternating rounds of {args.calls} calls")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; TensorFlow "
+        f"{tf.__version__}; batch 1, prompt {len(ids)} tokens, {args.new_tokens} tokens generated greedily; "
+        f"median of {args.rounds} alternating rounds of {args.calls} calls"
+    )
     teacher_ms = float(np.median(timings["teacher"]))
     for name, model in models.items():
         ms = float(np.median(timings[name]))

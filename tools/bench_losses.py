@@ -58,8 +58,11 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     logits = tf.constant(rng.normal(size=(args.tokens, args.vocab)).astype("float32"))
     ids = tf.constant(rng.integers(0, args.vocab, size=(args.tokens,)).astype("int32"))
-    losses = {"tfkd": label_smoothed_cross_entropy, "sparse kernel + smoothing term": sparse_plus_smoothing,
-              "dense smoothed labels kernel": dense_smoothed_labels}
+    losses = {
+        "tfkd": label_smoothed_cross_entropy,
+        "sparse kernel + smoothing term": sparse_plus_smoothing,
+        "dense smoothed labels kernel": dense_smoothed_labels,
+    }
 
     def gradient_of(loss_fn, jit):
         @tf.function(jit_compile=jit, input_signature=[tf.TensorSpec([None, None]), tf.TensorSpec([None], tf.int32)])
@@ -69,10 +72,14 @@ def main(argv=None):
                 loss, nll = loss_fn(target, x, args.label_smoothing)
                 total = tf.reduce_sum(loss)
             return tape.gradient(total, x), tf.reduce_sum(nll)
+
         return step
 
-    report = {"machine": f"{os.cpu_count()} CPUs, {platform.platform()}; TensorFlow {tf.__version__}",
-              "logits": [args.tokens, args.vocab], "label_smoothing": args.label_smoothing}
+    report = {
+        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}; TensorFlow {tf.__version__}",
+        "logits": [args.tokens, args.vocab],
+        "label_smoothing": args.label_smoothing,
+    }
     for jit in (False, True):
         steps = {name: gradient_of(fn, jit) for name, fn in losses.items()}
         reference = [t.numpy() for t in steps["tfkd"](logits, ids)]

@@ -40,8 +40,11 @@ def stage_trainer(stage, spec, context, all_trainable=False):
     own = context.spec
     keras.utils.set_random_seed(own.train.seed)
     task, method = context.task, stage.method
-    data = iter(method.map_train_batches(context, method.train_dataset(
-        context, stage.name, columns=method.train_columns(context, stage.name))))
+    data = iter(
+        method.map_train_batches(
+            context, method.train_dataset(context, stage.name, columns=method.train_columns(context, stage.name))
+        )
+    )
     student = task.build_student(own, context.tokenizers())
     if all_trainable:
         for layer in [student, *student._flatten_layers()]:
@@ -71,8 +74,9 @@ def main():
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--students", help="comma-separated train stages (default: baseline, the variants, train)")
-    parser.add_argument("--all-trainable", default="", help="comma-separated train stages to add with every "
-                        "student weight trained")
+    parser.add_argument(
+        "--all-trainable", default="", help="comma-separated train stages to add with every student weight trained"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -86,8 +90,9 @@ def main():
     listed = args.students.split(",") if args.students else list(stages)
     # a stage listed again is built again ("baseline#2"): identical trainers show the machine's
     # and the build order's share of a ratio
-    names = [name if listed[:i].count(name) == 0 else f"{name}#{listed[:i].count(name) + 1}"
-             for i, name in enumerate(listed)]
+    names = [
+        name if listed[:i].count(name) == 0 else f"{name}#{listed[:i].count(name) + 1}" for i, name in enumerate(listed)
+    ]
     unfrozen = [n for n in args.all_trainable.split(",") if n]
     names += [f"{n}_all_trainable" for n in unfrozen]
     trainers = {}
@@ -106,22 +111,35 @@ def main():
             start = time.time()
             fit(trainer, batches)
             seconds[name] += time.time() - start
-            tokens[name] += sum(float(tf.reduce_sum(tf.cast(b[1] != trainer.student.pad_id, tf.float32)))
-                                for b in batches)
+            tokens[name] += sum(
+                float(tf.reduce_sum(tf.cast(b[1] != trainer.student.pad_id, tf.float32))) for b in batches
+            )
     per_step = {name: seconds[name] / (args.steps * args.rounds) for name in trainers}
     first = names[0]
-    print(json.dumps({
-        "run": args.run_dir, "steps": args.steps, "rounds": args.rounds,
-        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
-        "trainers": {name: type(trainers[name][0]).__name__ for name in trainers},
-        "trainable_parameters": {name: sum(int(np.prod(v.shape)) for v in trainers[name][0].trainable_variables)
-                                 for name in trainers},
-        "target_tokens_per_second": {k: round(tokens[k] / seconds[k], 1) for k in trainers},
-        "seconds_per_step": {k: round(v, 4) for k, v in per_step.items()},
-        f"step_time_over_{first}": {k: round(v / per_step[first], 3) for k, v in per_step.items()},
-        "step_time_ratios": {f"{a}/{b}": round(per_step[a] / per_step[b], 3) for a in trainers for b in trainers
-                             if a != b and names.index(a) > names.index(b)},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "run": args.run_dir,
+                "steps": args.steps,
+                "rounds": args.rounds,
+                "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, TensorFlow {tf.__version__}",
+                "trainers": {name: type(trainers[name][0]).__name__ for name in trainers},
+                "trainable_parameters": {
+                    name: sum(int(np.prod(v.shape)) for v in trainers[name][0].trainable_variables) for name in trainers
+                },
+                "target_tokens_per_second": {k: round(tokens[k] / seconds[k], 1) for k in trainers},
+                "seconds_per_step": {k: round(v, 4) for k, v in per_step.items()},
+                f"step_time_over_{first}": {k: round(v / per_step[first], 3) for k, v in per_step.items()},
+                "step_time_ratios": {
+                    f"{a}/{b}": round(per_step[a] / per_step[b], 3)
+                    for a in trainers
+                    for b in trainers
+                    if a != b and names.index(a) > names.index(b)
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

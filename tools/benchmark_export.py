@@ -56,17 +56,22 @@ def main():
                 outputs[name], _ = translate_in_batches(fn, sentences, translator.batch_size)
                 times[name] += time.time() - start
     rate = {k: args.rounds * len(sentences) / v for k, v in times.items()}
-    print(json.dumps({
-        "export_mb": round(size / 1e6, 2),
-        "export_seconds": round(export_seconds, 1),
-        "load_seconds": round(load_seconds, 2),
-        "sentences": len(sentences),
-        "rounds": args.rounds,
-        "sentences_per_second": {k: round(v, 1) for k, v in rate.items()},
-        "exported_over_in_process": round(rate["exported"] / rate["in_process"], 3),
-        "identical_outputs": outputs["in_process"] == outputs["exported"],
-        "decode": spec.decode.model_dump(),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "export_mb": round(size / 1e6, 2),
+                "export_seconds": round(export_seconds, 1),
+                "load_seconds": round(load_seconds, 2),
+                "sentences": len(sentences),
+                "rounds": args.rounds,
+                "sentences_per_second": {k: round(v, 1) for k, v in rate.items()},
+                "exported_over_in_process": round(rate["exported"] / rate["in_process"], 3),
+                "identical_outputs": outputs["in_process"] == outputs["exported"],
+                "decode": spec.decode.model_dump(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -87,10 +87,18 @@ CORPORA = {
         "test.txt": (plain(f"{PENN}/test.txt"), "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
     },
     "wikitext2": {
-        "train.txt": (zip_member(WIKITEXT2_ZIP, "wikitext-2/wiki.train.tokens", undo_csv_round_trip),
-                      "728c77e87e176af4730f9a80fc6008bcaff421a7202c1c048877c0eec3685f89"),
-        "valid.txt": (plain(f"{WIKITEXT2}/valid.txt"), "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
-        "test.txt": (plain(f"{WIKITEXT2}/test.txt"), "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
+        "train.txt": (
+            zip_member(WIKITEXT2_ZIP, "wikitext-2/wiki.train.tokens", undo_csv_round_trip),
+            "728c77e87e176af4730f9a80fc6008bcaff421a7202c1c048877c0eec3685f89",
+        ),
+        "valid.txt": (
+            plain(f"{WIKITEXT2}/valid.txt"),
+            "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+        ),
+        "test.txt": (
+            plain(f"{WIKITEXT2}/test.txt"),
+            "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+        ),
     },
     # built by tools/prepare_iwslt14.py from the archive (see the module doc)
     "iwslt14_deen": {},
@@ -117,7 +125,7 @@ def download(url, mirror, what_to_do):
             return response.read()
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
-        raise FetchError(f"{where}: cannot download ({reason}); {what_to_do}")
+        raise FetchError(f"{where}: cannot download ({reason}); {what_to_do}") from None
 
 
 def sha256(data):
@@ -144,22 +152,26 @@ def fetch_file(name, how, expected, mirror, directory, zips):
     by_hand = f"download {how['url']} by hand and put it at {target}"
     if "member" in how:
         if how["url"] not in zips:
-            by_hand = (f"download {how['url']} by hand, take its member {how['member']} and clean it up as "
-                       f"tools/fetch_data.py's undo_csv_round_trip does into {target}")
+            by_hand = (
+                f"download {how['url']} by hand, take its member {how['member']} and clean it up as "
+                f"tools/fetch_data.py's undo_csv_round_trip does into {target}"
+            )
             zips[how["url"]] = download(how["url"], mirror, by_hand)
         try:
             with zipfile.ZipFile(io.BytesIO(zips[how["url"]])) as archive:
                 data = archive.read(how["member"])
         except (zipfile.BadZipFile, KeyError) as e:
-            raise FetchError(f"{source_url(how['url'], mirror)}: not a zip with {how['member']} ({e})")
+            raise FetchError(f"{source_url(how['url'], mirror)}: not a zip with {how['member']} ({e})") from None
         if how.get("cleanup"):
             data = how["cleanup"](data)
     else:
         data = download(how["url"], mirror, by_hand)
     got = sha256(data)
     if got != expected:
-        raise FetchError(f"{source_url(how['url'], mirror)}: sha256 {got} for {target}, expected {expected}; "
-                         "this copy differs from the one tfkd's results were measured on")
+        raise FetchError(
+            f"{source_url(how['url'], mirror)}: sha256 {got} for {target}, expected {expected}; "
+            "this copy differs from the one tfkd's results were measured on"
+        )
     write_atomic(target, data)
     return record, True
 
@@ -185,8 +197,10 @@ def fetch_corpus(name, root, mirror=None, archive=None, log=print):
         if not fetched:
             log(f"{name}: complete in {directory}")
             return directory
-    write_atomic(os.path.join(directory, "MANIFEST.json"),
-                 json.dumps({"name": name, "fetched_by": "tools/fetch_data.py", "files": manifest}, indent=2).encode())
+    write_atomic(
+        os.path.join(directory, "MANIFEST.json"),
+        json.dumps({"name": name, "fetched_by": "tools/fetch_data.py", "files": manifest}, indent=2).encode(),
+    )
     log(f"{name}: written to {directory}")
     return directory
 
@@ -201,16 +215,25 @@ def prepare_iwslt14(directory, root, mirror, archive, log=print):
         with open(archive, "rb") as f:
             data = f.read()
     else:
-        data = download(IWSLT14, mirror, f"download {IWSLT14} by hand and run: python tools/fetch_data.py "
-                                         f"iwslt14_deen {root} --archive de-en.tgz")
+        data = download(
+            IWSLT14,
+            mirror,
+            f"download {IWSLT14} by hand and run: python tools/fetch_data.py iwslt14_deen {root} --archive de-en.tgz",
+        )
     path = os.path.join(directory, "de-en.tgz")
     write_atomic(path, data)
     try:
         prepare_iwslt14.prepare(path, directory, log=log)
     finally:
         os.remove(path)
-    manifest = {"de-en.tgz": {"sha256": sha256(data), "bytes": len(data), "source": archive or IWSLT14,
-                              "note": "no sum is recorded for the archive; this is the one used"}}
+    manifest = {
+        "de-en.tgz": {
+            "sha256": sha256(data),
+            "bytes": len(data),
+            "source": archive or IWSLT14,
+            "note": "no sum is recorded for the archive; this is the one used",
+        }
+    }
     for file in IWSLT14_FILES:
         with open(os.path.join(directory, file), "rb") as f:
             manifest[file] = {"sha256": sha256(f.read())}
@@ -230,8 +253,9 @@ def describe():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"corpora: {', '.join(CORPORA)} or all; then DIR")
     parser.add_argument("--mirror", metavar="URL", help="fetch URL/<host>/<path> instead of https://<host>/<path>")
     parser.add_argument("--archive", metavar="FILE", help="iwslt14_deen: a local de-en.tgz instead of downloading")

@@ -114,8 +114,9 @@ def hooks(root, path, class_name):
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
-                    raises = any(isinstance(n, ast.Raise) and "NotImplementedError" in ast.unparse(n)
-                                 for n in ast.walk(item))
+                    raises = any(
+                        isinstance(n, ast.Raise) and "NotImplementedError" in ast.unparse(n) for n in ast.walk(item)
+                    )
                     (required if raises else optional).append(item.name)
     return required, optional
 
@@ -139,8 +140,10 @@ def main(argv=None):
                 if length > 60:
                     long_functions.append((length, f"{name}.{node.name}"))
     print("lines over 100 characters:", long_lines)
-    print(f"functions over 60 lines: {len(long_functions)}:",
-          ", ".join(f"{n} {length}" for length, n in sorted(long_functions, reverse=True)))
+    print(
+        f"functions over 60 lines: {len(long_functions)}:",
+        ", ".join(f"{n} {length}" for length, n in sorted(long_functions, reverse=True)),
+    )
     for class_name, path in BASES.items():
         if os.path.exists(os.path.join(root, path)):
             required, optional = hooks(root, path, class_name)

@@ -27,8 +27,13 @@ import tarfile
 import urllib.request
 
 LANGS = ("de", "en")
-TEST_SETS = ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
-             "IWSLT14.TED.tst2012")
+TEST_SETS = (
+    "IWSLT14.TED.dev2010",
+    "IWSLT14.TEDX.dev2012",
+    "IWSLT14.TED.tst2010",
+    "IWSLT14.TED.tst2011",
+    "IWSLT14.TED.tst2012",
+)
 META = re.compile(r"^\s*<(url|talkid|keywords|speaker|reviewer|translator|title|description)")
 SEG = re.compile(r'^\s*<seg id="?\d+"?>\s*(.*?)\s*</seg>\s*$')
 
@@ -93,8 +98,10 @@ def prepare(source, out_dir, log=print):
     archive = open_archive(source)
     raw = {lang: train_lines(member_text(archive, f"train.tags.de-en.{lang}")) for lang in LANGS}
     if len(raw["de"]) != len(raw["en"]):
-        sys.exit(f"prepare_iwslt14: train.tags.de-en.de has {len(raw['de'])} text lines but "
-                 f"train.tags.de-en.en has {len(raw['en'])}")
+        sys.exit(
+            f"prepare_iwslt14: train.tags.de-en.de has {len(raw['de'])} text lines but "
+            f"train.tags.de-en.en has {len(raw['en'])}"
+        )
     tokenized = {lang: tokenize(lang, raw[lang]) for lang in LANGS}
     pairs = [(de.lower(), en.lower()) for de, en in clean_pairs(zip(tokenized["de"], tokenized["en"]))]
     splits = {

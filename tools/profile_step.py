@@ -11,7 +11,8 @@ method's trainer and batches). Every batch shape is traced before profiling, the
 ``--steps`` steps of ``fit`` run under ``tf.profiler``. Printed as JSON: wall milliseconds
 per step; op time per step by group (attention, feed-forward, layer norms, embeddings and the
 output softmax, the loss, the optimizer update, the input pipeline, other ops), forward and
-backward apart; the threads' idle time; the ops that took longest. The trace stays in ``--trace-dir`` for TensorBoard's profile plugin.
+backward apart; the threads' idle time; the ops that took longest. The trace stays in
+``--trace-dir`` for TensorBoard's profile plugin.
 """
 
 import argparse
@@ -26,8 +27,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (group, substrings of an op's full name, first match wins); "gradient_tape/" marks backward ops
 GROUPS = [
-    ("optimizer", ("adam/", "Adam/", "optimizer", "AssignAddVariableOp", "AssignSubVariableOp",
-                   "ResourceApplyAdam", "clip_by_global_norm", "global_norm")),
+    (
+        "optimizer",
+        (
+            "adam/",
+            "Adam/",
+            "optimizer",
+            "AssignAddVariableOp",
+            "AssignSubVariableOp",
+            "ResourceApplyAdam",
+            "clip_by_global_norm",
+            "global_norm",
+        ),
+    ),
     ("input pipeline", ("IteratorGetNext", "Iterator")),
     ("attention", ("self_attention", "cross_attention", "multi_head_attention", "attention")),
     ("feed-forward", ("feedforward", "intermediate_dense", "output_dense")),
@@ -72,8 +84,11 @@ def main():
     parser.add_argument("run_dir", help="a run with its vocab stage done")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--xla", action="store_true", help="profile the XLA-compiled step (bucket-padded batches)")
-    parser.add_argument("--stage", help="profile this train stage's own step (its trainer, batches and extra "
-                        "columns, as tools/bench_trainer_steps.py builds it) instead of the plain MLE step")
+    parser.add_argument(
+        "--stage",
+        help="profile this train stage's own step (its trainer, batches and extra "
+        "columns, as tools/bench_trainer_steps.py builds it) instead of the plain MLE step",
+    )
     parser.add_argument("--trace-dir", help="where the profile goes (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -101,8 +116,11 @@ def main():
         trainer, data = stage_trainer(stages[args.stage], spec, context)
     else:
         data = iter(context.task.train_dataset(context, "profile"))
-        trainer = SupervisedTrainer(context.task.build_student(spec, context.tokenizers()), context.task,
-                                    label_smoothing=spec.train.label_smoothing)
+        trainer = SupervisedTrainer(
+            context.task.build_student(spec, context.tokenizers()),
+            context.task,
+            label_smoothing=spec.train.label_smoothing,
+        )
     batches = [next(data) for _ in range(args.steps + 40)]
     if not args.stage:
         compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]], jit_compile=args.xla)
@@ -112,7 +130,7 @@ def main():
         ds = tf.data.Dataset.from_generator(lambda: iter(part), output_signature=signature)
         trainer.fit(ds, epochs=1, steps_per_epoch=len(part), verbose=0, shuffle=False)
 
-    fit(batches[: 40])  # trace (and compile) the shapes, warm the caches
+    fit(batches[:40])  # trace (and compile) the shapes, warm the caches
     timed = batches[40:]
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="tfkd-profile-")
     tf.profiler.experimental.start(trace_dir)
@@ -133,19 +151,28 @@ def main():
     op_total = sum(groups.values())
     pad = SpecialIds.of(context.tokenizers().target).pad
     tokens = sum(int((b[1].numpy() != pad).sum()) for b in timed)
-    print(json.dumps({
-        "run": args.run_dir, "stage": args.stage or "the plain MLE step", "trainer": type(trainer).__name__,
-        "steps": steps, "xla": args.xla, "trace": trace_dir,
-        "wall_ms_per_step": round(1000 * wall / steps, 2),
-        "target_tokens_per_second": round(tokens / wall, 1),
-        "op_ms_per_step": round(op_total / 1000 / steps, 2),
-        "op_ms_per_step_by_group": {k: round(v / 1000 / steps, 2) for k, v in groups.most_common()},
-        "op_share_by_group": {k: round(v / op_total, 3) for k, v in groups.most_common()},
-        "idle_thread_ms_per_step": round(idle / 1000 / steps, 2),
-        "note": "op and idle times are summed over the threads that ran ops (the intra-op pool and the "
+    print(
+        json.dumps(
+            {
+                "run": args.run_dir,
+                "stage": args.stage or "the plain MLE step",
+                "trainer": type(trainer).__name__,
+                "steps": steps,
+                "xla": args.xla,
+                "trace": trace_dir,
+                "wall_ms_per_step": round(1000 * wall / steps, 2),
+                "target_tokens_per_second": round(tokens / wall, 1),
+                "op_ms_per_step": round(op_total / 1000 / steps, 2),
+                "op_ms_per_step_by_group": {k: round(v / 1000 / steps, 2) for k, v in groups.most_common()},
+                "op_share_by_group": {k: round(v / op_total, 3) for k, v in groups.most_common()},
+                "idle_thread_ms_per_step": round(idle / 1000 / steps, 2),
+                "note": "op and idle times are summed over the threads that ran ops (the intra-op pool and the "
                 "executor's), so together they exceed the wall time",
-        "top_ops_ms_per_step": {k: round(v / 1000 / steps, 2) for k, v in times.most_common(15)},
-    }, indent=1))
+                "top_ops_ms_per_step": {k: round(v / 1000 / steps, 2) for k, v in times.most_common(15)},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

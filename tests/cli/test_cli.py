@@ -16,7 +16,6 @@ import types
 
 import numpy as np
 import pytest
-
 from helpers import REPO, TINY, tfkd, weights_file_arrays, write_spec
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d tfkd [DIWE] ")
@@ -35,8 +34,7 @@ def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None):
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
     env.update(env_extra or {})
     command = command or [sys.executable, *python_args, "-m", "tfkd.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO,
-                          timeout=900)
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=900)
 
 
 def noise_in(text):
@@ -62,11 +60,13 @@ def finished_run(tmp_path_factory, data_dir):
     shutil.copytree(os.path.join(data_dir, "multi30k_deen"), corpus / "multi30k_deen")
     spec = write_spec(root, "tiny")
     set_args = ["--set", f"train.steps={STEPS}", "--set", f"train.checkpoint_every={EVERY}"]
-    result = run_tfkd("run", spec, "--stages", "evaluate,train,vocab", *set_args,
-                      env_extra={"TFKD_DATA_DIR": str(corpus)})
+    result = run_tfkd(
+        "run", spec, "--stages", "evaluate,train,vocab", *set_args, env_extra={"TFKD_DATA_DIR": str(corpus)}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    return types.SimpleNamespace(spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny",
-                                 data_dir=str(corpus))
+    return types.SimpleNamespace(
+        spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny", data_dir=str(corpus)
+    )
 
 
 @contextlib.contextmanager
@@ -105,8 +105,14 @@ def test_tiny_spec_runs_every_stage_then_skips(finished_run, tmp_path):
     assert time.time() - start < 60
 
     # changing the decoder reruns only the evaluation (in a process that never built a student)
-    third = run_tfkd("run", finished_run.spec, *again, "--set", "decode.algorithm=greedy",
-                     env_extra={"TFKD_DATA_DIR": finished_run.data_dir})
+    third = run_tfkd(
+        "run",
+        finished_run.spec,
+        *again,
+        "--set",
+        "decode.algorithm=greedy",
+        env_extra={"TFKD_DATA_DIR": finished_run.data_dir},
+    )
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stderr.count("already done") == 2
     assert "stage evaluate: running" in third.stderr
@@ -138,8 +144,14 @@ def test_stages_asked_in_the_wrong_order_run_in_dependency_order(finished_run):
         assert len(found) == 1, f"{text!r}: {found}"
         return found[0]
 
-    assert (index("stage vocab: running") < index("stage vocab: done") < index("stage train: running")
-            < index("stage train: done") < index("stage evaluate: running") < index("stage evaluate: done"))
+    assert (
+        index("stage vocab: running")
+        < index("stage vocab: done")
+        < index("stage train: running")
+        < index("stage train: done")
+        < index("stage evaluate: running")
+        < index("stage evaluate: done")
+    )
     assert "Traceback" not in finished_run.result.stderr
 
 
@@ -156,8 +168,16 @@ def test_export_needs_neither_the_corpus_nor_the_spec_folder(finished_run, tmp_p
     (tmp_path / "empty").mkdir()
     run_dir = os.path.relpath(finished_run.run_dir, tmp_path)
     with corpus_absent(finished_run):
-        out = run_tfkd("export", run_dir, "--out", "X", "--version", "7", cwd=tmp_path,
-                       env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")})
+        out = run_tfkd(
+            "export",
+            run_dir,
+            "--out",
+            "X",
+            "--version",
+            "7",
+            cwd=tmp_path,
+            env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")},
+        )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "X" / "tiny" / "7" / "saved_model.pb").exists()
     assert out.stdout.startswith(f"exported X{os.sep}tiny{os.sep}7 ("), out.stdout
@@ -171,9 +191,17 @@ def test_translate_a_run_directory_into_a_file(finished_run, tmp_path, data_dir)
     (tmp_path / "in.de").write_text("".join(s + "\n" for s in source), encoding="utf-8")
     (tmp_path / "empty").mkdir()
     with corpus_absent(finished_run):
-        out = run_tfkd("translate", str(finished_run.run_dir), "-i", "in.de", "-o", "out.txt", cwd=tmp_path,
-                       python_args=["-W", "error::ResourceWarning"],
-                       env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")})
+        out = run_tfkd(
+            "translate",
+            str(finished_run.run_dir),
+            "-i",
+            "in.de",
+            "-o",
+            "out.txt",
+            cwd=tmp_path,
+            python_args=["-W", "error::ResourceWarning"],
+            env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")},
+        )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout == ""
     assert len((tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()) == len(source)
@@ -191,8 +219,19 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     (tmp_path / "ref.en").write_text("".join(s + "\n" for s in target), encoding="utf-8")
     (tmp_path / "short.en").write_text(target[0] + "\n", encoding="utf-8")
     run_dir = str(finished_run.run_dir)
-    greedy = run_tfkd("translate", run_dir, "-i", "in.de", "--stage", "train", "--algorithm", "greedy",
-                      "--reference", "ref.en", cwd=tmp_path)
+    greedy = run_tfkd(
+        "translate",
+        run_dir,
+        "-i",
+        "in.de",
+        "--stage",
+        "train",
+        "--algorithm",
+        "greedy",
+        "--reference",
+        "ref.en",
+        cwd=tmp_path,
+    )
     assert greedy.returncode == 0, greedy.stderr[-3000:]
     outputs = greedy.stdout.splitlines()
     assert len(outputs) == 6
@@ -204,8 +243,17 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     assert default.returncode == 0, default.stderr[-3000:]
     assert default.stdout != greedy.stdout  # the spec decodes with beam 2
     beam = run_tfkd("translate", run_dir, "-i", "in.de", "--beam", "2", "--length-penalty", "0", cwd=tmp_path)
-    same = run_tfkd("translate", run_dir, "-i", "in.de", "--set", "decode.beam_size=2", "--set",
-                    "decode.length_penalty=0", cwd=tmp_path)
+    same = run_tfkd(
+        "translate",
+        run_dir,
+        "-i",
+        "in.de",
+        "--set",
+        "decode.beam_size=2",
+        "--set",
+        "decode.length_penalty=0",
+        cwd=tmp_path,
+    )
     assert beam.returncode == 0 and same.returncode == 0, beam.stderr[-3000:] + same.stderr[-3000:]
     assert beam.stdout == same.stdout and len(beam.stdout.splitlines()) == 6
     # --nbest: N ranked hypotheses per input, the first the one translate prints without it
@@ -215,19 +263,23 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     assert [int(index) for index, _, _ in rows] == [i for i in range(6) for _ in range(2)]
     for i in range(6):
         scores = [float(score) for index, score, _ in rows if int(index) == i]
-        assert scores == sorted(scores, reverse=True) and len(set(text for index, _, text in rows
-                                                                    if int(index) == i)) == 2
+        assert (
+            scores == sorted(scores, reverse=True) and len(set(text for index, _, text in rows if int(index) == i)) == 2
+        )
     assert [text for _, _, text in rows[::2]] == default.stdout.splitlines()
     expected = sacrebleu.metrics.BLEU().corpus_score(default.stdout.splitlines(), [target])
     assert nbest.stderr.splitlines()[-1].startswith(f"BLEU = {expected.score:.2f} ")
-    for args, message in [(["--reference", "short.en"], "short.en: 1 reference lines for 6 input lines"),
-                          (["--nbest", "3"], "--nbest 3: beam search with beam_size 2 keeps 2 hypotheses per "
-                                             "sentence; nbest 3 is not between 1 and 2"),
-                          (["--nbest", "2", "--algorithm", "greedy"], "--nbest 2: the greedy decoder gives one "
-                                                                      "hypothesis per sentence"),
-                          (["--nbest", "0"], "tfkd translate: error: argument --nbest: expected a positive integer"),
-                          (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
-                          (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0")]:
+    for args, message in [
+        (["--reference", "short.en"], "short.en: 1 reference lines for 6 input lines"),
+        (
+            ["--nbest", "3"],
+            "--nbest 3: beam search with beam_size 2 keeps 2 hypotheses per sentence; nbest 3 is not between 1 and 2",
+        ),
+        (["--nbest", "2", "--algorithm", "greedy"], "--nbest 2: the greedy decoder gives one hypothesis per sentence"),
+        (["--nbest", "0"], "tfkd translate: error: argument --nbest: expected a positive integer"),
+        (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
+        (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0"),
+    ]:
         out = run_tfkd("translate", run_dir, "-i", "in.de", *args, cwd=tmp_path)
         assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
         assert out.stderr.startswith(message), out.stderr
@@ -252,8 +304,11 @@ def test_help_is_fast():
 def _spec_without_imports(tmp_path, extra):
     """The tiny spec, built-in layers only (loading it imports no TensorFlow), plus ``extra``."""
     text = TINY.format(name="plain", run_dir=tmp_path / "runs", steps=6, every=3)
-    text = "".join(line for line in text.splitlines(keepends=True)
-                   if not line.startswith("imports:") and "gated_residual_encoder" not in line)
+    text = "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not line.startswith("imports:") and "gated_residual_encoder" not in line
+    )
     path = tmp_path / "plain.yaml"
     path.write_text(text + extra)
     return str(path)
@@ -271,12 +326,15 @@ def _bad_spec(tmp_path, where, lines, user_module):
     return path, at + 1
 
 
-@pytest.mark.parametrize("where, lines, key, message, user_module", [
-    ("  learning_rate:", ["  bogus_key: 1"], "train.bogus_key", 'unknown key "bogus_key"', True),
-    ("decode:", ["distill:", "  method: nosuch"], "distill.method", 'unknown method "nosuch"', False),
-    ("decode:", ["distill:"], "distill", "empty section", False),
-    ("decode:", ["distill: {}"], "distill", "empty section", False),
-])
+@pytest.mark.parametrize(
+    "where, lines, key, message, user_module",
+    [
+        ("  learning_rate:", ["  bogus_key: 1"], "train.bogus_key", 'unknown key "bogus_key"', True),
+        ("decode:", ["distill:", "  method: nosuch"], "distill.method", 'unknown method "nosuch"', False),
+        ("decode:", ["distill:"], "distill", "empty section", False),
+        ("decode:", ["distill: {}"], "distill", "empty section", False),
+    ],
+)
 def test_validate_of_a_bad_spec_prints_one_line(tmp_path, where, lines, key, message, user_module):
     path, line = _bad_spec(tmp_path, where, lines, user_module)
     if key == "distill.method":
@@ -294,8 +352,10 @@ def test_validate_of_a_bad_spec_prints_one_line(tmp_path, where, lines, key, mes
 
 
 def test_validate_does_not_import_tensorflow():
-    code = ("import sys; from tfkd.cli import main; rc = main(['validate', 'specs/quickstart.yaml']); "
-            "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    code = (
+        "import sys; from tfkd.cli import main; rc = main(['validate', 'specs/quickstart.yaml']); "
+        "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     out = run_tfkd("-c", code, command=[sys.executable])
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["specs/quickstart.yaml: ok", "0 False False"]
@@ -322,15 +382,17 @@ def test_translate_a_missing_input_is_one_line(tmp_path):
 
 def test_translate_an_unfinished_run_is_one_line(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny")
-    vocab = run_tfkd("run", spec, "--stages", "vocab", "--set", "data.train_limit=40",
-                     env_extra={"TFKD_DATA_DIR": data_dir})
+    vocab = run_tfkd(
+        "run", spec, "--stages", "vocab", "--set", "data.train_limit=40", env_extra={"TFKD_DATA_DIR": data_dir}
+    )
     assert vocab.returncode == 0, vocab.stderr[-3000:]
     assert not noise_in(vocab.stderr), vocab.stderr
     assert all(LOG_LINE.match(line) for line in vocab.stderr.splitlines()), vocab.stderr
     (tmp_path / "in.de").write_text("Ein Hund läuft.\n", encoding="utf-8")
     run_dir = tmp_path / "runs" / "tiny"
-    out = run_tfkd("translate", str(run_dir), "-i", str(tmp_path / "in.de"),
-                   python_args=["-W", "error::ResourceWarning"])
+    out = run_tfkd(
+        "translate", str(run_dir), "-i", str(tmp_path / "in.de"), python_args=["-W", "error::ResourceWarning"]
+    )
     assert out.returncode != 0
     assert out.stdout == ""
     assert "Traceback" not in out.stderr
@@ -365,8 +427,9 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     args = ["run", spec, "--stages", "vocab,train", "--set", "train.deterministic=true"]
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", TFKD_DATA_DIR=data_dir)
     state = tmp_path / "runs" / "killed" / "train.partial" / "checkpoint" / "state.json"
-    process = subprocess.Popen([sys.executable, "-m", "tfkd.cli", *args],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfkd.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 600
         while time.time() < deadline:
@@ -390,8 +453,9 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     straight = tfkd(*args, "--set", "name=straight", env_extra={"TFKD_DATA_DIR": data_dir})
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    killed, uninterrupted = (weights_file_arrays(tmp_path / "runs" / run / "train" / "student.weights.h5")
-                             for run in ("killed", "straight"))
+    killed, uninterrupted = (
+        weights_file_arrays(tmp_path / "runs" / run / "train" / "student.weights.h5") for run in ("killed", "straight")
+    )
     assert sorted(killed) == sorted(uninterrupted) and len(killed) > 10
     for name, array in killed.items():
         np.testing.assert_array_equal(array, uninterrupted[name], err_msg=name)
@@ -427,8 +491,11 @@ def test_version_names_tfkd_and_its_libraries():
     assert out.returncode == 0, out.stderr
     from tfkd import __version__
 
-    assert re.match(rf"^tfkd {re.escape(__version__)} \(TensorFlow [\d.]+\w*, Keras [\d.]+, keras-hub [\d.]+, "
-                    r"Python [\d.]+\)$", out.stdout.strip()), out.stdout
+    assert re.match(
+        rf"^tfkd {re.escape(__version__)} \(TensorFlow [\d.]+\w*, Keras [\d.]+, keras-hub [\d.]+, "
+        r"Python [\d.]+\)$",
+        out.stdout.strip(),
+    ), out.stdout
 
 
 def test_verbose_and_quiet_work_after_the_command_too(tmp_path):
@@ -467,8 +534,9 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
     import yaml
 
     spec = write_spec(tmp_path, "tiny")
-    out = run_tfkd("config", spec, "--set", "train.steps=7", "--set", "data.train_limit=40",
-                   env_extra={"TFKD_DATA_DIR": data_dir})
+    out = run_tfkd(
+        "config", spec, "--set", "train.steps=7", "--set", "data.train_limit=40", env_extra={"TFKD_DATA_DIR": data_dir}
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     resolved = yaml.safe_load(out.stdout)  # the plan is YAML comments
     assert resolved["train"]["steps"] == 7 and resolved["train"]["checkpoint_every"] == 3
@@ -478,8 +546,9 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
     assert plan == [["vocab", "to"], ["train", "to"], ["evaluate", "to"]]
     assert "# also available with --stages: export" in out.stdout
     assert not (tmp_path / "runs").exists()  # nothing ran
-    vocab = run_tfkd("run", spec, "--stages", "vocab", "--set", "data.train_limit=40",
-                     env_extra={"TFKD_DATA_DIR": data_dir})
+    vocab = run_tfkd(
+        "run", spec, "--stages", "vocab", "--set", "data.train_limit=40", env_extra={"TFKD_DATA_DIR": data_dir}
+    )
     assert vocab.returncode == 0, vocab.stderr[-2000:]
     out = run_tfkd("config", spec, "--set", "data.train_limit=40", env_extra={"TFKD_DATA_DIR": data_dir})
     assert "#   vocab                    done" in out.stdout
@@ -490,22 +559,43 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
 def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):
     spec = _spec_without_imports(tmp_path, "")
     cases = [
-        (["validate", spec, "--set", "trian.steps=3"], 2,
-         '--set trian.steps=3: trian: unknown key "trian"; did you mean "train"?'),
-        (["validate", spec, "--set", "evaluate.splits=[]"], 2,
-         "--set evaluate.splits=[]: evaluate.splits: expected at least 1 item, got []"),
-        (["validate", spec, "--set", "teacher.checkpoint=/nonexistent/dir"], 2,
-         "--set teacher.checkpoint=/nonexistent/dir: teacher.checkpoint: folder /nonexistent/dir does not exist"),
-        (["validate", spec, "--set", "teacher.checkpoint=package:no_such_package/model"], 2,
-         "--set teacher.checkpoint=package:no_such_package/model: teacher.checkpoint: package 'no_such_package' "
-         "is not installed"),
-        (["translate", str(tmp_path / "runs" / "quickstrat"), "-i", spec], 1,
-         f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"),
-        (["export", str(tmp_path / "runs" / "quickstrat")], 1,
-         f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"),
+        (
+            ["validate", spec, "--set", "trian.steps=3"],
+            2,
+            '--set trian.steps=3: trian: unknown key "trian"; did you mean "train"?',
+        ),
+        (
+            ["validate", spec, "--set", "evaluate.splits=[]"],
+            2,
+            "--set evaluate.splits=[]: evaluate.splits: expected at least 1 item, got []",
+        ),
+        (
+            ["validate", spec, "--set", "teacher.checkpoint=/nonexistent/dir"],
+            2,
+            "--set teacher.checkpoint=/nonexistent/dir: teacher.checkpoint: folder /nonexistent/dir does not exist",
+        ),
+        (
+            ["validate", spec, "--set", "teacher.checkpoint=package:no_such_package/model"],
+            2,
+            "--set teacher.checkpoint=package:no_such_package/model: teacher.checkpoint: package 'no_such_package' "
+            "is not installed",
+        ),
+        (
+            ["translate", str(tmp_path / "runs" / "quickstrat"), "-i", spec],
+            1,
+            f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory",
+        ),
+        (
+            ["export", str(tmp_path / "runs" / "quickstrat")],
+            1,
+            f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory",
+        ),
         (["export", str(tmp_path), "--version", "0"], 2, "argument --version: expected a positive integer or auto"),
-        (["validate", spec, "--set", "train.keep_best={metric: bleu}", "--set", "train.early_stop={patience: 2}"], 2,
-         "train: give keep_best or early_stop, not both (early_stop keeps the best by its metric)"),
+        (
+            ["validate", spec, "--set", "train.keep_best={metric: bleu}", "--set", "train.early_stop={patience: 2}"],
+            2,
+            "train: give keep_best or early_stop, not both (early_stop keeps the best by its metric)",
+        ),
     ]
     for args, code, start in cases:
         out = run_tfkd(*args)
@@ -518,10 +608,25 @@ def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):
 @pytest.mark.slow
 def test_accumulate_and_early_stop_in_a_real_run(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny")
-    out = run_tfkd("run", spec, "--stages", "vocab,train", "--set", "train.steps=6", "--set", "train.checkpoint_every=2",
-                   "--set", "train.log_every=1", "--set", "train.accumulate=2",
-                   "--set", "train.early_stop={metric: loss, patience: 1}", "--set", "data.train_limit=120",
-                   env_extra={"TFKD_DATA_DIR": data_dir})
+    out = run_tfkd(
+        "run",
+        spec,
+        "--stages",
+        "vocab,train",
+        "--set",
+        "train.steps=6",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.accumulate=2",
+        "--set",
+        "train.early_stop={metric: loss, patience: 1}",
+        "--set",
+        "data.train_limit=120",
+        env_extra={"TFKD_DATA_DIR": data_dir},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.load(open(tmp_path / "runs" / "tiny" / "train" / "stage.json"))["results"]
     stop = results["early_stop"]
@@ -542,10 +647,16 @@ def test_weights_that_do_not_fit_and_other_students_are_one_line(finished_run, t
     (tmp_path / "in.de").write_text("Ein Hund läuft.\n", encoding="utf-8")
     run_dir = str(finished_run.run_dir)
     for args, code, start in [
-        (["translate", run_dir, "-i", "in.de", "--weights", "other.weights.h5"], 1, "tfkd: error: other.weights.h5: "
-         "these weights do not fit the student of"),
-        (["translate", run_dir, "-i", "in.de", "--weights", "missing.weights.h5"], 1,
-         "tfkd: error: --weights missing.weights.h5: no such file"),
+        (
+            ["translate", run_dir, "-i", "in.de", "--weights", "other.weights.h5"],
+            1,
+            "tfkd: error: other.weights.h5: these weights do not fit the student of",
+        ),
+        (
+            ["translate", run_dir, "-i", "in.de", "--weights", "missing.weights.h5"],
+            1,
+            "tfkd: error: --weights missing.weights.h5: no such file",
+        ),
         (["export", run_dir, "--stage", "baseline"], 2, f"--student baseline: not a student of {run_dir}; choices: "),
     ]:
         out = run_tfkd(*args, cwd=tmp_path)

@@ -19,8 +19,17 @@ def tiny_model():
     import keras
 
     keras.utils.set_random_seed(4)
-    model = TransformerSeq2Seq(8, VOCAB, encoder_layers=1, decoder_layers=1, hidden_dim=8,
-                               intermediate_dim=16, num_heads=2, dropout=0.0, tie_embeddings=False)
+    model = TransformerSeq2Seq(
+        8,
+        VOCAB,
+        encoder_layers=1,
+        decoder_layers=1,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_heads=2,
+        dropout=0.0,
+        tie_embeddings=False,
+    )
     source = np.array([[4, 5, 6], [7, 3, 0]], np.int32)
     model({"source_ids": source, "decoder_ids": np.ones((2, 1), np.int32)})
     # spread the output distribution so different lengths genuinely compete
@@ -33,7 +42,11 @@ def sequence_log_prob(model, source, prefix_tokens):
     hidden, mask = model.encode(source[None])
     decoder = np.array([[SPECIAL.bos] + list(prefix_tokens)], np.int32)
     logits = model.decode(decoder[:, :-1], hidden, mask).numpy()[0].astype("float64")
-    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    log_probs = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - logits.max(-1, keepdims=True)
+    )
     # the decoders never emit pad or bos
     log_probs[:, [SPECIAL.pad, SPECIAL.bos]] = -np.inf
     log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
@@ -69,8 +82,7 @@ def test_beam_search_equals_exhaustive_search(tiny_model, alpha):
     model, sources = tiny_model
     max_length = 4
     # a beam wide enough to hold every hypothesis is exact
-    tokens, scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27,
-                                 length_penalty=alpha)
+    tokens, scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27, length_penalty=alpha)
     for row, source in enumerate(sources):
         score, expected = exhaustive_best(model, source, max_length, alpha)
         got = [t for t in tokens[row].numpy().tolist() if t != SPECIAL.pad]
@@ -81,11 +93,13 @@ def test_beam_search_equals_exhaustive_search(tiny_model, alpha):
 def test_beam_search_nbest_equals_the_exhaustive_ranking(tiny_model):
     model, sources = tiny_model
     max_length, alpha = 4, 0.6
-    tokens, scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27,
-                                 length_penalty=alpha, nbest=5)
+    tokens, scores = beam_search(
+        model, tf.constant(sources), SPECIAL, max_length, beam_size=27, length_penalty=alpha, nbest=5
+    )
     assert tokens.shape[:2] == (2, 5) and scores.shape == (2, 5)
-    best_tokens, best_scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam_size=27,
-                                           length_penalty=alpha)
+    best_tokens, best_scores = beam_search(
+        model, tf.constant(sources), SPECIAL, max_length, beam_size=27, length_penalty=alpha
+    )
     np.testing.assert_array_equal(tokens[:, 0].numpy(), best_tokens.numpy())
     np.testing.assert_array_equal(scores[:, 0].numpy(), best_scores.numpy())
     for row, source in enumerate(sources):
@@ -97,7 +111,9 @@ def test_beam_search_nbest_equals_the_exhaustive_ranking(tiny_model):
 
 def test_nbest_beyond_the_beam_is_refused(tiny_model):
     model, sources = tiny_model
-    with pytest.raises(ValueError, match="beam search with beam_size 4 keeps 4 hypotheses per sentence; nbest 5 is not"):
+    with pytest.raises(
+        ValueError, match="beam search with beam_size 4 keeps 4 hypotheses per sentence; nbest 5 is not"
+    ):
         beam_search(model, tf.constant(sources), SPECIAL, 4, beam_size=4, nbest=5)
 
 

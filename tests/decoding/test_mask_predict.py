@@ -206,8 +206,9 @@ def test_kept_candidate_has_the_best_average_log_prob_not_the_likeliest_length()
     trace = mask_predict_trace(model, sources(0), SPECIAL, 4, length_candidates=3, iterations=1)
     assert trace["lengths"].numpy().tolist() == [[3, 1, 2]]
     first = [log_p(3.0), log_p(1.0), log_p(2.0)]
-    np.testing.assert_allclose(trace["candidate_scores"].numpy()[0],
-                               [np.mean(first), first[0], np.mean(first[:2])], rtol=1e-5)
+    np.testing.assert_allclose(
+        trace["candidate_scores"].numpy()[0], [np.mean(first), first[0], np.mean(first[:2])], rtol=1e-5
+    )
     assert int(trace["best"][0]) == 1
     token_ids, scores = mask_predict(model, sources(0), SPECIAL, 4, length_candidates=3, iterations=1)
     assert token_ids.numpy().tolist() == [[5]]
@@ -222,7 +223,9 @@ def test_nbest_ranks_the_length_candidates_by_average_log_prob():
     np.testing.assert_allclose(scores.numpy(), [[first[0], np.mean(first), np.mean(first[:2])]], rtol=1e-5)
     assert token_ids.numpy().tolist() == [[[5, 0, 0], [5, 6, 7], [5, 6, 0]]]
     # more than the candidates kept is refused; invalid candidates (max_length 1) rank last
-    with pytest.raises(ValueError, match="mask_predict with length_candidates 3 keeps 3 hypotheses per sentence; nbest 4 is not"):
+    with pytest.raises(
+        ValueError, match="mask_predict with length_candidates 3 keeps 3 hypotheses per sentence; nbest 4 is not"
+    ):
         mask_predict(model, sources(0), SPECIAL, 4, length_candidates=3, iterations=1, nbest=4)
     _, scores = mask_predict(model, sources(0), SPECIAL, 1, length_candidates=3, iterations=1, nbest=3)
     assert scores.numpy()[0, 0] > -1e8 and (scores.numpy()[0, 1:] <= -1e8).all()
@@ -315,7 +318,7 @@ def test_equals_a_numpy_reference_iteration_by_iteration(seed, model_class):
         best = int(np.argmax([r["score"] for r in runs]))
         expected = runs[best]["history"][-1].tolist()
         assert token_ids.numpy()[s, : len(expected)].tolist() == expected
-        assert (token_ids.numpy()[s, len(expected):] == SPECIAL.pad).all()
+        assert (token_ids.numpy()[s, len(expected) :] == SPECIAL.pad).all()
         np.testing.assert_allclose(scores.numpy()[s], runs[best]["score"], rtol=1e-4)
     assert passes == longest
     # the seeds give runs that re-mask and change tokens at least once
@@ -367,7 +370,8 @@ def test_exports_in_a_saved_model(random_model, tmp_path):
     module = tf.Module()
     module.decode = tf.function(
         lambda source_ids: mask_predict(random_model, source_ids, SPECIAL, 6, length_candidates=2, iterations=4),
-        input_signature=[tf.TensorSpec([None, None], tf.int32)], autograph=False,
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        autograph=False,
     )
     tf.saved_model.save(module, str(tmp_path / "model"))
     loaded = tf.saved_model.load(str(tmp_path / "model"))

@@ -5,8 +5,8 @@ import types
 
 import numpy as np
 import tensorflow as tf
-
 import tiny_mask_task as tiny
+
 from tfkd.distillation.settings import TeacherMLMSpec
 from tfkd.distillation.teacher_mlm import TeacherMLMStage, freeze_below, mlm_batches
 
@@ -30,8 +30,14 @@ def test_mlm_batches_wrap_sentences_in_cls_sep_and_mask_only_their_words():
 
 def test_freeze_below_trains_the_head_and_the_top_layers_only():
     masked_lm = tiny.teacher_masked_lm()
-    masked_lm({"token_ids": np.ones((1, 3), "int32"), "segment_ids": np.zeros((1, 3), "int32"),
-               "padding_mask": np.ones((1, 3), bool), "mask_positions": np.ones((1, 1), "int32")})
+    masked_lm(
+        {
+            "token_ids": np.ones((1, 3), "int32"),
+            "segment_ids": np.zeros((1, 3), "int32"),
+            "padding_mask": np.ones((1, 3), bool),
+            "mask_positions": np.ones((1, 1), "int32"),
+        }
+    )
     total = len(masked_lm.trainable_variables)
     freeze_below(masked_lm, 1)
     trainable = {v.path for v in masked_lm.trainable_variables}
@@ -39,16 +45,25 @@ def test_freeze_below_trains_the_head_and_the_top_layers_only():
     assert all("transformer_layer_0" not in p and "embedding" not in p for p in trainable)
     assert any("transformer_layer_1" in p for p in trainable) and any("mlm_head" in p for p in trainable)
     freeze_below(head_only := tiny.teacher_masked_lm(), 0)
-    head_only({"token_ids": np.ones((1, 3), "int32"), "segment_ids": np.zeros((1, 3), "int32"),
-               "padding_mask": np.ones((1, 3), bool), "mask_positions": np.ones((1, 1), "int32")})
+    head_only(
+        {
+            "token_ids": np.ones((1, 3), "int32"),
+            "segment_ids": np.zeros((1, 3), "int32"),
+            "padding_mask": np.ones((1, 3), bool),
+            "mask_positions": np.ones((1, 1), "int32"),
+        }
+    )
     assert all("mlm_head" in v.path for v in head_only.trainable_variables)
 
 
 def test_a_checkpoint_with_an_mlm_head_skips_the_training(tmp_path):
     preset = tmp_path / "with_head"
     tiny.teacher_masked_lm().save_to_preset(str(preset))
-    context = types.SimpleNamespace(spec=types.SimpleNamespace(
-        teacher=types.SimpleNamespace(checkpoint=str(preset)),
-        distill=types.SimpleNamespace(teacher_mlm=TeacherMLMSpec())))
+    context = types.SimpleNamespace(
+        spec=types.SimpleNamespace(
+            teacher=types.SimpleNamespace(checkpoint=str(preset)),
+            distill=types.SimpleNamespace(teacher_mlm=TeacherMLMSpec()),
+        )
+    )
     # the stage returns before reading any corpus (the context has none)
     assert TeacherMLMStage().run(context, str(tmp_path / "work")) == {"head": "checkpoint"}

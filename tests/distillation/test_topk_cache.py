@@ -57,8 +57,9 @@ def test_stream_cache_yields_every_example_once_per_pass(tmp_path, shuffle_buffe
     assert seen == collections.Counter(INDICES)
 
 
-@pytest.mark.parametrize("expected", [INDICES[:-1], INDICES + [42], INDICES[:-1] + [42]],
-                         ids=["one missing", "one extra", "one different"])
+@pytest.mark.parametrize(
+    "expected", [INDICES[:-1], INDICES + [42], INDICES[:-1] + [42]], ids=["one missing", "one extra", "one different"]
+)
 def test_stream_cache_rejects_other_ids(tmp_path, expected):
     write_cache(tmp_path, INDICES)
     with pytest.raises(CacheMismatch) as error:
@@ -90,8 +91,9 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, damage):
         stream_cache(str(tmp_path / "a"), expected_ids=np.array(INDICES))
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{shard}: ")
-    assert message.endswith(f"delete {tmp_path / 'a'} to rebuild it)" if damage == "missing"
-                            else f"delete {tmp_path / 'a'} to rebuild it")
+    assert message.endswith(
+        f"delete {tmp_path / 'a'} to rebuild it)" if damage == "missing" else f"delete {tmp_path / 'a'} to rebuild it"
+    )
 
 
 @pytest.mark.parametrize("shard_size", [40, 10], ids=["one shard", "four shards"])
@@ -126,8 +128,9 @@ def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path
 
     batches = [{"masked": tf.constant(masked), "chosen": tf.constant(chosen)}]
     writer = CacheWriter(str(tmp_path), 10, 2, {})
-    written = write_masked_top_k(writer, batches, np.array([0, 1, 2]), lengths, np.array([5, 6, 7]), forward, 3,
-                                 offset=1)
+    written = write_masked_top_k(
+        writer, batches, np.array([0, 1, 2]), lengths, np.array([5, 6, 7]), forward, 3, offset=1
+    )
     writer.close()
     assert written == 6
     entries, _ = read_cache(str(tmp_path))

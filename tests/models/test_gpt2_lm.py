@@ -11,8 +11,16 @@ from tfkd.models.gpt2_lm import GPT2LM
 
 def build(seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
-    model = GPT2LM(vocabulary_size=50, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
-                   max_sequence_length=32, **kwargs)
+    model = GPT2LM(
+        vocabulary_size=50,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=32,
+        **kwargs,
+    )
     model({"token_ids": tf.ones([1, 3], tf.int32), "padding_mask": tf.ones([1, 3], tf.bool)})
     return model
 

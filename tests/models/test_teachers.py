@@ -6,8 +6,8 @@ import pytest
 
 def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
     from tfkd.data import make_tokenizer
-    from tfkd.runner import StageError
     from tfkd.models.teachers import vocabulary_maps
+    from tfkd.runner import StageError
 
     teacher_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d", "e"]
     teacher = make_tokenizer(teacher_vocab)
@@ -15,16 +15,26 @@ def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
     to_teacher, to_student = vocabulary_maps(student, teacher, "teacher_cache", "data.target_tokenizer.kind")
     assert to_teacher.numpy().tolist() == [0, 1, 2, 3, 4, 6, 8, 9]
     assert to_student[:10].tolist() == [0, 1, 2, 3, 4, -1, 5, -1, 6, 7]
-    with pytest.raises(StageError, match=r"teacher_cache: the student.s vocabulary has 1 tokens the teacher does not know \(first: 'zz'\)"):
-        vocabulary_maps(make_tokenizer(["[PAD]", "[UNK]", "zz"]), teacher, "teacher_cache",
-                        "data.target_tokenizer.kind")
+    with pytest.raises(
+        StageError,
+        match=r"teacher_cache: the student.s vocabulary has 1 tokens the teacher does not know \(first: 'zz'\)",
+    ):
+        vocabulary_maps(
+            make_tokenizer(["[PAD]", "[UNK]", "zz"]), teacher, "teacher_cache", "data.target_tokenizer.kind"
+        )
 
 
 def tiny_bert(vocabulary_size=30):
     import keras_hub
 
-    return keras_hub.models.BertBackbone(vocabulary_size=vocabulary_size, num_layers=2, num_heads=2, hidden_dim=8,
-                                         intermediate_dim=16, max_sequence_length=16)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
 
 
 def test_a_keras_hub_masked_lm_preset_brings_its_head_and_a_backbone_folder_does_not(tmp_path):
@@ -36,8 +46,12 @@ def test_a_keras_hub_masked_lm_preset_brings_its_head_and_a_backbone_folder_does
 
     keras.utils.set_random_seed(0)
     masked_lm = keras_hub.models.BertMaskedLM(backbone=tiny_bert(), preprocessor=None)
-    inputs = {"token_ids": np.array([[2, 5, 4, 3]]), "segment_ids": np.zeros((1, 4), "int32"),
-              "padding_mask": np.ones((1, 4), bool), "mask_positions": np.array([[2]])}
+    inputs = {
+        "token_ids": np.array([[2, 5, 4, 3]]),
+        "segment_ids": np.zeros((1, 4), "int32"),
+        "padding_mask": np.ones((1, 4), bool),
+        "mask_positions": np.array([[2]]),
+    }
     expected = masked_lm(inputs)
     masked_lm.save_to_preset(str(tmp_path / "with_head"))
     masked_lm.backbone.save_to_preset(str(tmp_path / "backbone_only"))
@@ -55,8 +69,11 @@ def test_bert_layer_outputs_end_with_the_backbones_own_output():
     from tfkd.models.teachers import bert_layer_outputs
 
     backbone = tiny_bert()
-    inputs = {"token_ids": np.array([[2, 5, 6, 3, 0]]), "segment_ids": np.zeros((1, 5), "int32"),
-              "padding_mask": np.array([[1, 1, 1, 1, 0]], bool)}
+    inputs = {
+        "token_ids": np.array([[2, 5, 6, 3, 0]]),
+        "segment_ids": np.zeros((1, 5), "int32"),
+        "padding_mask": np.array([[1, 1, 1, 1, 0]], bool),
+    }
     outputs = bert_layer_outputs(backbone, inputs)
     assert len(outputs) == 2
     np.testing.assert_allclose(outputs[-1], backbone(inputs)["sequence_output"], atol=1e-6)
@@ -82,7 +99,9 @@ def test_a_damaged_checkpoint_folder_is_one_line_naming_it(tmp_path, damage):
         (folder / "config.json").write_text(json.dumps(dict(config, hidden_size=256)))
         with pytest.raises(SpecError) as error:
             load_backbone(str(folder))
-        assert str(error.value) == (f"teacher.checkpoint: {folder}: the weights do not fit its config (variable "
-                                    "token_embedding/embeddings: the config gives shape (30522, 256), the weights "
-                                    "(30522, 384))")
+        assert str(error.value) == (
+            f"teacher.checkpoint: {folder}: the weights do not fit its config (variable "
+            "token_embedding/embeddings: the config gives shape (30522, 256), the weights "
+            "(30522, 384))"
+        )
     assert "\n" not in str(error.value)

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 import yaml
+from helpers import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import REPO
 from tfkd.spec import SpecError, dump_spec, load_spec
 
 SPECS = sorted(glob.glob(os.path.join(REPO, "specs", "*.yaml")))
@@ -24,7 +24,7 @@ SPEC_DIR = os.path.join(REPO, "specs")
 
 REGISTRY_KEYS = ("kind", "method", "algorithm", "task", "sampler", "strategy", "schedule", "precision")
 PATH_KEYS = ("dir", "checkpoint", "run_dir", "text", "valid_text", "unlabeled", "extra_text")
-BAD_VALUES = ["six", [1, 2], {"a": 1}, True, None, -1, 0, 10 ** 12, float("nan"), float("inf"), -0.5, ""]
+BAD_VALUES = ["six", [1, 2], {"a": 1}, True, None, -1, 0, 10**12, float("nan"), float("inf"), -0.5, ""]
 # one line: the file, a line number, then what was wrong (a key path, or what the YAML parser said)
 ONE_LINE = re.compile(r"^(?P<file>[^\n:]+):(?P<line>\d+): (?P<rest>[^\n]+)$")
 
@@ -117,8 +117,13 @@ def check(path):
     return "accepted"
 
 
-SETTINGS = settings(max_examples=int(os.environ.get("TFKD_MUTATIONS", 150)), deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("TFKD_MUTATIONS", 150)),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @SETTINGS
@@ -136,8 +141,11 @@ def test_structural_mutations_are_one_line_or_valid(data, tmp_path_factory):
         operations.append("path")
     operations.append("interpolation")
     operation = data.draw(st.sampled_from(operations), label="operation")
-    value = (data.draw(st.sampled_from(["${UNSET_TFKD_VARIABLE}", "${BROKEN", "$${ESCAPED}", "${TFKD_DATA_DIR:-}"]))
-             if operation == "interpolation" else data.draw(st.sampled_from(BAD_VALUES), label="value"))
+    value = (
+        data.draw(st.sampled_from(["${UNSET_TFKD_VARIABLE}", "${BROKEN", "$${ESCAPED}", "${TFKD_DATA_DIR:-}"]))
+        if operation == "interpolation"
+        else data.draw(st.sampled_from(BAD_VALUES), label="value")
+    )
     name = data.draw(st.sampled_from(["zz_unknown", "trian", "student2", "_private"]), label="unknown key")
     mutated = structural(tree, path, operation, value, name)
     target = tmp_path_factory.mktemp("mutated") / os.path.basename(source)
@@ -177,8 +185,13 @@ def test_the_cli_answers_a_mutated_spec_with_exit_code_2_and_no_traceback(tmp_pa
     for name, mutated in cases.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(mutated, encoding="utf-8")
-        out = subprocess.run([sys.executable, "-m", "tfkd.cli", "validate", str(path)], capture_output=True, text=True,
-                             cwd=REPO, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "tfkd.cli", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
         assert out.returncode == 2, (name, out.stderr)
         assert len(out.stderr.splitlines()) == 1 and ONE_LINE.match(out.stderr.strip()), (name, out.stderr)
         assert "Traceback" not in out.stderr

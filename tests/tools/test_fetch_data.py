@@ -15,7 +15,6 @@ import urllib.parse
 import zipfile
 
 import pytest
-
 from helpers import REPO
 from test_prepare_iwslt14 import build_archive
 
@@ -91,7 +90,8 @@ def test_the_recorded_sums_are_those_of_the_shared_corpora(data_dir):
         with open(os.path.join(data_dir, name, "MANIFEST.json")) as f:
             manifest = json.load(f)
         assert {file: sum_ for file, (_, sum_) in fetch_data.CORPORA[name].items()} == {
-            file: entry["sha256"] for file, entry in manifest["files"].items()}, name
+            file: entry["sha256"] for file, entry in manifest["files"].items()
+        }, name
 
 
 def test_fetches_every_corpus_checks_its_sums_and_fetches_nothing_twice(server, tmp_path, data_dir):
@@ -135,11 +135,13 @@ def test_without_network_says_what_to_download_and_where(tmp_path):
     assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
     how, _ = fetch_data.CORPORA["sst2"]["train.tsv"]
     assert out.stderr.startswith("fetch_data: http://127.0.0.1:9/raw.githubusercontent.com/tacchinotacchi/")
-    assert out.stderr.strip().endswith(f"download {how['url']} by hand and put it at "
-                                       f"{tmp_path / 'data' / 'sst2' / 'train.tsv'}")
+    assert out.stderr.strip().endswith(
+        f"download {how['url']} by hand and put it at {tmp_path / 'data' / 'sst2' / 'train.tsv'}"
+    )
     out = fetch("iwslt14_deen", str(tmp_path / "data"), "--mirror", "http://127.0.0.1:9")
     assert out.returncode == 1 and out.stderr.strip().endswith(
-        f"run: python tools/fetch_data.py iwslt14_deen {tmp_path / 'data'} --archive de-en.tgz")
+        f"run: python tools/fetch_data.py iwslt14_deen {tmp_path / 'data'} --archive de-en.tgz"
+    )
     out = fetch("wikitext3", str(tmp_path / "data"))
     assert out.returncode == 2 and "unknown corpus 'wikitext3'" in out.stderr
 
@@ -150,8 +152,16 @@ def test_a_tiny_iwslt14_archive_is_prepared(server, tmp_path):
     out = fetch("iwslt14_deen", str(tmp_path / "data"), "--mirror", url)
     assert out.returncode == 0, out.stderr
     expected = tmp_path / "direct"
-    subprocess.run([sys.executable, os.path.join(REPO, "tools", "prepare_iwslt14.py"),
-                    mirror_path(root, fetch_data.IWSLT14), str(expected)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "prepare_iwslt14.py"),
+            mirror_path(root, fetch_data.IWSLT14),
+            str(expected),
+        ],
+        check=True,
+        capture_output=True,
+    )
     for file in fetch_data.IWSLT14_FILES:
         assert (tmp_path / "data" / "iwslt14_deen" / file).read_bytes() == (expected / file).read_bytes(), file
     assert not (tmp_path / "data" / "iwslt14_deen" / "de-en.tgz").exists()

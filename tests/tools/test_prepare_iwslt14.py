@@ -9,12 +9,22 @@ import tarfile
 from helpers import REPO
 
 HEADER = {
-    "de": ["<url>http://www.ted.com/talks/x.html</url>", "<keywords>talks</keywords>",
-           "<speaker>Jemand</speaker>", "<talkid>1</talkid>", "<title>Ein Titel</title>",
-           "<description>TED Talk Beschreibung</description>"],
-    "en": ["<url>http://www.ted.com/talks/x.html</url>", "<keywords>talks</keywords>",
-           "<speaker>Someone</speaker>", "<talkid>1</talkid>", "<title>A title</title>",
-           "<description>TED Talk description</description>"],
+    "de": [
+        "<url>http://www.ted.com/talks/x.html</url>",
+        "<keywords>talks</keywords>",
+        "<speaker>Jemand</speaker>",
+        "<talkid>1</talkid>",
+        "<title>Ein Titel</title>",
+        "<description>TED Talk Beschreibung</description>",
+    ],
+    "en": [
+        "<url>http://www.ted.com/talks/x.html</url>",
+        "<keywords>talks</keywords>",
+        "<speaker>Someone</speaker>",
+        "<talkid>1</talkid>",
+        "<title>A title</title>",
+        "<description>TED Talk description</description>",
+    ],
 }
 
 
@@ -30,8 +40,13 @@ def build_archive(path, n_train=50):
     de[10], en[10] = "Ja", "Yes , this is far too long for that short German side of the pair"  # ratio > 1.5
     files["de-en/train.tags.de-en.de"] = "\n".join(HEADER["de"] + de) + "\n"
     files["de-en/train.tags.de-en.en"] = "\n".join(HEADER["en"] + en) + "\n"
-    for name in ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
-                 "IWSLT14.TED.tst2012"):
+    for name in (
+        "IWSLT14.TED.dev2010",
+        "IWSLT14.TEDX.dev2012",
+        "IWSLT14.TED.tst2010",
+        "IWSLT14.TED.tst2011",
+        "IWSLT14.TED.tst2012",
+    ):
         files[f"de-en/{name}.de-en.de.xml"] = xml("de", [f"{name} Test Eins.", "Zwei\u2019s Test."])
         files[f"de-en/{name}.de-en.en.xml"] = xml("en", [f"{name} test one.", "Two\u2019s test."])
     with tarfile.open(path, "w:gz") as archive:
@@ -44,8 +59,16 @@ def build_archive(path, n_train=50):
 
 def test_prepare_iwslt14_builds_the_fairseq_split(tmp_path):
     build_archive(tmp_path / "de-en.tgz")
-    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "prepare_iwslt14.py"),
-                          str(tmp_path / "de-en.tgz"), str(tmp_path / "out")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "prepare_iwslt14.py"),
+            str(tmp_path / "de-en.tgz"),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     read = lambda name: (tmp_path / "out" / name).read_text().splitlines()  # noqa: E731
     # 49 pairs survive cleaning; every 23rd goes to valid
@@ -59,7 +82,15 @@ def test_prepare_iwslt14_builds_the_fairseq_split(tmp_path):
 
 
 def test_prepare_iwslt14_missing_archive_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "prepare_iwslt14.py"),
-                          str(tmp_path / "nope.tgz"), str(tmp_path / "out")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "prepare_iwslt14.py"),
+            str(tmp_path / "nope.tgz"),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == f"prepare_iwslt14: {tmp_path}/nope.tgz: no such file"

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import tfkd, write_spec
+
 from tfkd.training.averaging import KeepLastCheckpoints, average_weights, kept_checkpoints
 
 
@@ -37,7 +37,8 @@ def test_the_last_n_checkpoints_are_kept_and_their_mean_is_the_average(tmp_path)
     kept = kept_checkpoints(str(tmp_path / "checkpoints"))
     assert [step for step, _ in kept] == [6, 8, 10]
     assert sorted(os.listdir(tmp_path / "checkpoints")) == [f"step-0000000{s}.weights.h5" for s in (6, 8)] + [
-        "step-00000010.weights.h5"]
+        "step-00000010.weights.h5"
+    ]
     averaged = average_weights(model(), [path for _, path in kept[-2:]])
     for got, *parts in zip(averaged.get_weights(), snapshots[8], snapshots[10]):
         np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-6)
@@ -48,9 +49,21 @@ def test_the_last_n_checkpoints_are_kept_and_their_mean_is_the_average(tmp_path)
 @pytest.mark.slow
 def test_a_run_keeps_averages_and_translates_with_averaged_weights(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny", steps=6, every=2)
-    out = tfkd("run", spec, "--stages", "vocab,train", "--set", "train.keep_last=3", "--set", "train.average_last=2",
-               "--set", "train.keep_best={metric: loss}", "--set", "data.train_limit=120",
-               env_extra={"TFKD_DATA_DIR": data_dir})
+    out = tfkd(
+        "run",
+        spec,
+        "--stages",
+        "vocab,train",
+        "--set",
+        "train.keep_last=3",
+        "--set",
+        "train.average_last=2",
+        "--set",
+        "train.keep_best={metric: loss}",
+        "--set",
+        "data.train_limit=120",
+        env_extra={"TFKD_DATA_DIR": data_dir},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
     results = json.load(open(run / "train" / "stage.json"))["results"]
@@ -89,5 +102,6 @@ def test_a_run_keeps_averages_and_translates_with_averaged_weights(tmp_path, dat
     assert len(translated.stdout.splitlines()) == 2
     too_many = tfkd("average", str(run), "--last", "4")
     assert too_many.returncode == 1
-    assert too_many.stderr.strip().splitlines()[-1] == ("tfkd: error: --last 4: the train stage kept 3 checkpoints "
-                                                        "(steps 2, 4, 6)")
+    assert too_many.stderr.strip().splitlines()[-1] == (
+        "tfkd: error: --last 4: the train stage kept 3 checkpoints (steps 2, 4, 6)"
+    )

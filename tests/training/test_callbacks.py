@@ -63,8 +63,9 @@ def test_a_restored_checkpoint_continues_dropout_s_random_stream(tmp_path):
 
     def build():
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8), keras.layers.Dropout(0.5),
-                                keras.layers.Dense(1)])
+        net = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(8), keras.layers.Dropout(0.5), keras.layers.Dense(1)]
+        )
         net.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
         return net
 
@@ -88,8 +89,7 @@ def test_training_stops_after_exactly_total_steps_mid_epoch(tmp_path):
     model, x, y = model_and_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
     checkpoint = StageCheckpoint(str(tmp_path), total_steps=10)
-    history = model.fit(data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint], verbose=0,
-                        shuffle=False)
+    history = model.fit(data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint], verbose=0, shuffle=False)
     assert int(model.optimizer.iterations.numpy()) == 10  # not 12: the last epoch is cut short
     assert len(history.history["loss"]) == 3
     # ... and still checkpointed, at the step it stopped
@@ -105,8 +105,9 @@ def test_the_nan_message_names_the_stage_and_ends_with_the_hint(tmp_path):
     checkpoint.on_train_batch_end(0, {"loss": math.inf})
     assert model.stop_training
     assert checkpoint.failure.startswith("teacher_finetune: the loss became inf at step 0; training stopped.")
-    assert checkpoint.failure.endswith(f"training stopped. No checkpoint was written yet (the stage starts over). "
-                                       f"{hint}")
+    assert checkpoint.failure.endswith(
+        f"training stopped. No checkpoint was written yet (the stage starts over). {hint}"
+    )
 
 
 def test_training_monitor_writes_parameter_counts_and_losses_to_tensorboard(tmp_path):
@@ -154,8 +155,9 @@ def _fit_with_progress(monkeypatch, stream, steps=10):
     model, x, y = model_and_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
     checkpoint = StageCheckpoint(os.path.join(str(stream.tmp), "work"), total_steps=steps)
-    model.fit(data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint, *training_callbacks(steps)], verbose=0,
-              shuffle=False)
+    model.fit(
+        data, steps_per_epoch=4, epochs=3, callbacks=[checkpoint, *training_callbacks(steps)], verbose=0, shuffle=False
+    )
 
 
 def test_on_a_terminal_progress_is_a_bar_over_the_stage_steps(monkeypatch, tmp_path):
@@ -200,8 +202,9 @@ def fit_validated_on_minus_y(model, callback, epochs):
         def on_epoch_end(self, epoch, logs=None):
             snapshots.append((logs["val_loss"], [w.copy() for w in self.model.get_weights()]))
 
-    history = model.fit(data, validation_data=valid, steps_per_epoch=2, epochs=epochs, verbose=0,
-                        callbacks=[Snapshot(), callback])
+    history = model.fit(
+        data, validation_data=valid, steps_per_epoch=2, epochs=epochs, verbose=0, callbacks=[Snapshot(), callback]
+    )
     return history, snapshots
 
 
@@ -216,8 +219,9 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
     losses = history.history["val_loss"]
     assert len(losses) == 3 and losses[0] < losses[1] < losses[2]  # stopped after 2 epochs without a new best
     stopper.restore_best()
-    assert stopper.summary() == {"early_stop": {"metric": "loss", "best": pytest.approx(losses[0]), "best_step": 2,
-                                                "stopped_at": 6}}
+    assert stopper.summary() == {
+        "early_stop": {"metric": "loss", "best": pytest.approx(losses[0]), "best_step": 2, "stopped_at": 6}
+    }
     for restored, best in zip(model.get_weights(), snapshots[0][1]):
         np.testing.assert_array_equal(restored, best)
     # a resumed stage sees that it already stopped
@@ -262,8 +266,9 @@ def test_early_stop_on_a_metric_validation_does_not_report_is_one_line(tmp_path)
     stopper = KeepBest(model, str(tmp_path), "baseline", "blue", patience=2)
     stopper.set_model(model)
     stopper.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0, "val_bleu": 3.0, "val_tokens": 9})
-    assert stopper.failure == ("baseline: train.early_stop.metric: 'blue' is not reported by validation here; "
-                               "choices: bleu, loss")
+    assert stopper.failure == (
+        "baseline: train.early_stop.metric: 'blue' is not reported by validation here; choices: bleu, loss"
+    )
     assert model.stop_training
     keeper = KeepBest(model, str(tmp_path), "baseline", "blue")
     keeper.set_model(model)

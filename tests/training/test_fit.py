@@ -27,29 +27,57 @@ def reversal_batches():
 
 def compiled_trainer():
     keras.utils.set_random_seed(1)
-    student = TransformerSeq2Seq(30, 30, encoder_layers=1, decoder_layers=1, hidden_dim=16, intermediate_dim=32,
-                                 num_heads=2, dropout=0.0, pad_id=0)
+    student = TransformerSeq2Seq(
+        30,
+        30,
+        encoder_layers=1,
+        decoder_layers=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=2,
+        dropout=0.0,
+        pad_id=0,
+    )
     trainer = SupervisedTrainer(student, registry.lookup("task", "translation"), label_smoothing=0.0)
     compile_and_build(trainer, keras.optimizers.Adam(1e-3), reversal_batches(), jit_compile=False)
     return student, trainer
 
 
 def test_settings_of_the_train_section():
-    train = TrainSpec(steps=6, checkpoint_every=2, log_every=1, accumulate=2, keep_last=3, average_last=2,
-                      keep_best=KeepBestSpec(metric="nll"))
+    train = TrainSpec(
+        steps=6,
+        checkpoint_every=2,
+        log_every=1,
+        accumulate=2,
+        keep_last=3,
+        average_last=2,
+        keep_best=KeepBestSpec(metric="nll"),
+    )
     student = object()
     settings = FitSettings.of_train(train, student, hint="h")
     assert (settings.steps, settings.checkpoint_every, settings.log_every, settings.accumulate) == (6, 2, 1, 2)
     assert (settings.keep_last, settings.average_last, settings.keep_best, settings.early_stop) == (
-        3, 2, train.keep_best, None)
+        3,
+        2,
+        train.keep_best,
+        None,
+    )
     assert settings.student is student and settings.hint == "h"
 
 
 def test_fit_trains_keeps_averages_and_finishes(tmp_path):
     student, trainer = compiled_trainer()
     finished = []
-    settings = FitSettings(steps=4, checkpoint_every=2, log_every=1, student=student, keep_last=1, average_last=2,
-                           parameter_counts={"trainable": 1}, finish=lambda: finished.append(True))
+    settings = FitSettings(
+        steps=4,
+        checkpoint_every=2,
+        log_every=1,
+        student=student,
+        keep_last=1,
+        average_last=2,
+        parameter_counts={"trainable": 1},
+        finish=lambda: finished.append(True),
+    )
     summary = fit_trainer(trainer, reversal_batches(), None, str(tmp_path), "train", settings)
     assert int(trainer.optimizer.iterations.numpy()) == 4 and finished == [True]
     assert summary["averaged_steps"] == [2, 4]  # kept as average_last needs, more than keep_last

@@ -44,15 +44,21 @@ def test_kl_divergence_matches_numpy_and_ignores_zero_teacher_entries():
     q = rng.dirichlet(np.ones(9), size=(4, 6))
     q[0, 0] = 0.0
     q[0, 0, 3] = 1.0  # a one-hot teacher: KL is then the student's NLL of that class
-    np.testing.assert_allclose(np.asarray(kl_divergence(q.astype("float32"), logits)),
-                               numpy_kl(q, logits.astype("float64")), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(kl_divergence(q.astype("float32"), logits)),
+        numpy_kl(q, logits.astype("float64")),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     _, nll = label_smoothed_cross_entropy(np.array([[3]]), logits[:1, :1])
-    np.testing.assert_allclose(np.asarray(kl_divergence(q[:1, :1].astype("float32"), logits[:1, :1])),
-                               np.asarray(nll), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(kl_divergence(q[:1, :1].astype("float32"), logits[:1, :1])), np.asarray(nll), rtol=1e-5
+    )
     # zero exactly when the student says what the teacher says
     same = np.log(q[1:2])
-    np.testing.assert_allclose(np.asarray(kl_divergence(q[1:2].astype("float32"), same.astype("float32"))), 0.0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(kl_divergence(q[1:2].astype("float32"), same.astype("float32"))), 0.0, atol=1e-5
+    )
 
 
 def test_top_k_kl_divergence_reads_the_cached_ids_and_equals_the_full_kl_with_every_id():
@@ -88,8 +94,7 @@ def test_top_k_soft_cross_entropy_matches_numpy():
     shifted = logits.astype("float64") - logits.max(-1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     expected = -(probs / probs.sum(-1, keepdims=True) * np.take_along_axis(log_p, ids, -1)).sum(-1)
-    np.testing.assert_allclose(np.asarray(top_k_soft_cross_entropy(ids, probs, logits)), expected, rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(top_k_soft_cross_entropy(ids, probs, logits)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_all_zero_soft_targets_give_zero_loss():
@@ -110,10 +115,14 @@ def test_take_last_axis_matches_numpy_with_shapes_known_only_when_run():
     x = rng.normal(size=(2, 3, 7)).astype("float32")
     ids = rng.integers(0, 7, size=(2, 3, 4))
     np.testing.assert_array_equal(np.asarray(take_last_axis(x, ids)), np.take_along_axis(x, ids, -1))
-    dynamic = tf.function(take_last_axis, input_signature=[tf.TensorSpec([None, None, None], tf.float32),
-                                                           tf.TensorSpec([None, None, None], tf.int32)])
+    dynamic = tf.function(
+        take_last_axis,
+        input_signature=[tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None, None, None], tf.int32)],
+    )
     np.testing.assert_array_equal(dynamic(x, ids.astype("int32")).numpy(), np.take_along_axis(x, ids, -1))
-    np.testing.assert_array_equal(np.asarray(take_last_axis(x[0], ids[0, :, :1])), np.take_along_axis(x[0], ids[0, :, :1], -1))
+    np.testing.assert_array_equal(
+        np.asarray(take_last_axis(x[0], ids[0, :, :1])), np.take_along_axis(x[0], ids[0, :, :1], -1)
+    )
 
 
 def test_take_last_axis_in_an_xla_compiled_graph_gathers_without_a_runtime_branch():

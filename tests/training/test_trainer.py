@@ -49,14 +49,23 @@ def reversal_corpus(n=32, seed=0):
         tokens = rng.integers(3, VOCAB, length)
         source[i, :length] = tokens
         target[i, 0] = 1
-        target[i, 1:length + 1] = tokens[::-1]
+        target[i, 1 : length + 1] = tokens[::-1]
         target[i, length + 1] = 2
     return {"source_ids": source, "decoder_ids": target[:, :-1]}, target[:, 1:]
 
 
 def make_student():
-    return TransformerSeq2Seq(VOCAB, VOCAB, encoder_layers=1, decoder_layers=1, hidden_dim=32,
-                              intermediate_dim=64, num_heads=2, dropout=0.0, pad_id=0)
+    return TransformerSeq2Seq(
+        VOCAB,
+        VOCAB,
+        encoder_layers=1,
+        decoder_layers=1,
+        hidden_dim=32,
+        intermediate_dim=64,
+        num_heads=2,
+        dropout=0.0,
+        pad_id=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +155,9 @@ def test_mixed_float16_step_scales_the_loss_so_clip_norm_clips(batch, initial_we
     with tf.GradientTape() as tape:
         loss = xe_loss(student, batch, training=True)
     gradients = tape.gradient(loss, student.trainable_variables)
-    clip_seen_norm = np.sqrt(sum(np.sum(np.square(g.values if isinstance(g, tf.IndexedSlices) else g))
-                                 for g in gradients))
+    clip_seen_norm = np.sqrt(
+        sum(np.sum(np.square(g.values if isinstance(g, tf.IndexedSlices) else g)) for g in gradients)
+    )
     dense_gradient = flat([ops.convert_to_numpy(tf.convert_to_tensor(g)) for g in gradients])
     expected_delta = -dense_gradient * min(1.0, CLIP / clip_seen_norm)
     assert clip_seen_norm > 5 * CLIP
@@ -167,8 +177,10 @@ def test_mixed_float16_step_scales_the_loss_so_clip_norm_clips(batch, initial_we
     assert int(trainer.optimizer.iterations.numpy()) == 1
     assert float(trainer.optimizer.dynamic_scale.numpy()) == LOSS_SCALE
     update = np.linalg.norm(delta)
-    msg = (f"mixed_float16 update norm {update:.6g}, float32 {np.linalg.norm(ref_delta):.6g}, clip {CLIP}; "
-           f"grad_norm {logs['grad_norm']:.6g} vs float32 {ref_logs['grad_norm']:.6g}")
+    msg = (
+        f"mixed_float16 update norm {update:.6g}, float32 {np.linalg.norm(ref_delta):.6g}, clip {CLIP}; "
+        f"grad_norm {logs['grad_norm']:.6g} vs float32 {ref_logs['grad_norm']:.6g}"
+    )
     np.testing.assert_allclose(update, CLIP, rtol=0.03, err_msg=msg)
     # measured: update norms 0.1002666 (float32) and 0.1002665 (mixed_float16), grad_norm 1.53251
     # and 1.53238, |delta_fp16 - delta_fp32| / |delta_fp32| = 1.3e-3
@@ -209,9 +221,12 @@ def trained(corpus, initial_weights):
             initial = float(xe_loss(trainer.student, corpus))
             dataset = tf.data.Dataset.from_tensor_slices(corpus).batch(BATCH).repeat()
             history = trainer.fit(dataset, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
-            runs[policy] = {"initial": initial, "final": float(xe_loss(trainer.student, corpus)),
-                            "epoch_loss": history.history["loss"][-1],
-                            "steps": int(trainer.optimizer.iterations.numpy())}
+            runs[policy] = {
+                "initial": initial,
+                "final": float(xe_loss(trainer.student, corpus)),
+                "epoch_loss": history.history["loss"][-1],
+                "steps": int(trainer.optimizer.iterations.numpy()),
+            }
         return runs[policy]
 
     return run
@@ -250,9 +265,12 @@ def test_precision_policy_restores_the_global_policy():
 
 
 def dense(units, name, input_dim=3, seed=0):
-    layer = keras.layers.Dense(units, name=name,
-                               kernel_initializer=keras.initializers.RandomNormal(seed=seed),
-                               bias_initializer=keras.initializers.RandomNormal(seed=seed + 1))
+    layer = keras.layers.Dense(
+        units,
+        name=name,
+        kernel_initializer=keras.initializers.RandomNormal(seed=seed),
+        bias_initializer=keras.initializers.RandomNormal(seed=seed + 1),
+    )
     layer.build((None, input_dim))
     return layer
 
@@ -285,11 +303,15 @@ class TwoTermTrainer(Trainer):
     def combine_gradients(self, term_gradients, variables):
         combined = super().combine_gradients(term_gradients, variables)
         if tf.executing_eagerly():
-            self.received.append({
-                "paths": [v.path for v in variables],
-                "gradients": {name: [None if g is None else ops.convert_to_numpy(g) for g in grads]
-                              for name, grads in term_gradients.items()},
-            })
+            self.received.append(
+                {
+                    "paths": [v.path for v in variables],
+                    "gradients": {
+                        name: [None if g is None else ops.convert_to_numpy(g) for g in grads]
+                        for name, grads in term_gradients.items()
+                    },
+                }
+            )
             self.combined.append([None if g is None else ops.convert_to_numpy(g) for g in combined])
         return combined
 
@@ -338,10 +360,11 @@ def test_term_gradients_are_weighted_per_term_and_summed_by_default():
                 if e is None:
                     assert g is None, f"{name}: {v.path}"
                 else:
-                    np.testing.assert_allclose(g, ops.convert_to_numpy(e), rtol=1e-5, atol=1e-7,
-                                               err_msg=f"{name}: {v.path}")
+                    np.testing.assert_allclose(
+                        g, ops.convert_to_numpy(e), rtol=1e-5, atol=1e-7, err_msg=f"{name}: {v.path}"
+                    )
         # "fit" does not touch the head: its head gradients are None, and the sum skips them
-        assert all(g is None for g in received["gradients"]["fit"][len(student_vars):])
+        assert all(g is None for g in received["gradients"]["fit"][len(student_vars) :])
         for g, e in zip(trainer.combined[0], expected_total):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
     # the traced step computes the same update as the eager one
@@ -401,9 +424,12 @@ def test_terms_are_normalised_by_their_own_counts_and_frozen_layers_do_not_train
     }
     # "loss" is the mean over steps of each step's weighted loss (each term normalised per batch)
     batches = [slice(i, i + 4) for i in range(0, 12, 4)]
-    expected["loss"] = np.mean([np.sum(residual[b] ** 2) / 4
-                                + 0.5 * np.sum(mask[b] * masked[b] ** 2) / max(np.sum(mask[b]), 1.0)
-                                for b in batches])
+    expected["loss"] = np.mean(
+        [
+            np.sum(residual[b] ** 2) / 4 + 0.5 * np.sum(mask[b] * masked[b] ** 2) / max(np.sum(mask[b]), 1.0)
+            for b in batches
+        ]
+    )
     expected["tokens"] = 12.0
 
     trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), run_eagerly=True)
@@ -426,8 +452,13 @@ def test_terms_are_normalised_by_their_own_counts_and_frozen_layers_do_not_train
 
 
 def _fit_batches(trainer, batches, steps_per_epoch=None):
-    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=(
-        {k: tf.TensorSpec([None, None], tf.int32) for k in batches[0][0]}, tf.TensorSpec([None, None], tf.int32)))
+    data = tf.data.Dataset.from_generator(
+        lambda: iter(batches),
+        output_signature=(
+            {k: tf.TensorSpec([None, None], tf.int32) for k in batches[0][0]},
+            tf.TensorSpec([None, None], tf.int32),
+        ),
+    )
     trainer.fit(data, epochs=1, steps_per_epoch=steps_per_epoch or len(batches), verbose=0, shuffle=False)
 
 
@@ -435,7 +466,7 @@ def _split(batch, sizes):
     inputs, target = batch
     out, start = [], 0
     for size in sizes:
-        out.append(({k: v[start:start + size] for k, v in inputs.items()}, target[start:start + size]))
+        out.append(({k: v[start : start + size] for k, v in inputs.items()}, target[start : start + size]))
         start += size
     return out
 
@@ -461,8 +492,11 @@ def test_accumulating_two_batches_equals_one_batch_of_both(batch, initial_weight
     _fit_batches(accumulated, parts[2:])
     assert int(accumulated.optimizer.iterations.numpy()) == 1
     tolerance = 1e-6 if policy == "float32" else 2e-3
-    np.testing.assert_allclose(flat([v.numpy() for v in accumulated.trainable_variables]),
-                               flat([v.numpy() for v in whole.trainable_variables]), atol=tolerance)
+    np.testing.assert_allclose(
+        flat([v.numpy() for v in accumulated.trainable_variables]),
+        flat([v.numpy() for v in whole.trainable_variables]),
+        atol=tolerance,
+    )
     # the mean of the three per-batch gradients is a different update
     means = build_trainer("float32", initial_weights, inputs, optimizer())
     gradients = []
@@ -473,8 +507,12 @@ def test_accumulating_two_batches_equals_one_batch_of_both(batch, initial_weight
         gradients.append(tape.gradient(loss, means.trainable_variables))
     mean = [tf.add_n([tf.convert_to_tensor(g[i]) for g in gradients]) / 3 for i in range(len(gradients[0]))]
     means.optimizer.apply_gradients(zip(mean, means.trainable_variables))
-    assert np.abs(flat([v.numpy() for v in means.trainable_variables])
-                  - flat([v.numpy() for v in whole.trainable_variables])).max() > 20 * tolerance
+    assert (
+        np.abs(
+            flat([v.numpy() for v in means.trainable_variables]) - flat([v.numpy() for v in whole.trainable_variables])
+        ).max()
+        > 20 * tolerance
+    )
 
 
 def test_accumulated_term_gradients_reach_the_hook_normalised_over_all_batches():

@@ -36,24 +36,38 @@ def _version_line():
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    return (f"tfkd {__version__} (TensorFlow {installed('tensorflow')}, Keras {installed('keras')}, "
-            f"keras-hub {installed('keras-hub')}, Python {sys.version.split()[0]})")
+    return (
+        f"tfkd {__version__} (TensorFlow {installed('tensorflow')}, Keras {installed('keras')}, "
+        f"keras-hub {installed('keras-hub')}, Python {sys.version.split()[0]})"
+    )
 
 
 def build_parser():
     # -v/-q are read before and after the command: "tfkd -v run ..." and "tfkd run ... -v"
     common = Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="debug logging and library warnings")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="warnings and errors only; no progress bars")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and library warnings"
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="warnings and errors only; no progress bars",
+    )
     parser = Parser(prog="tfkd", description=__doc__, parents=[common])
     parser.add_argument("--version", action="version", version=_version_line())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, help_text, description=None, **kwargs):
-        return commands.add_parser(name, help=help_text, description=description or help_text, parents=[common],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kwargs,
+        )
 
     for command in COMMANDS:
         command.register(add)
@@ -74,6 +88,24 @@ def main(argv=None):
 
 
 # the handlers and the names tfkd.cli had before it became a package stay importable from here
-__all__ = ["DECODE_FLAGS", "EXIT_RUN_ERROR", "EXIT_SPEC_ERROR", "SAVED_MODEL_BATCH_SIZE", "STAGES_HELP", "build_parser",
-           "cmd_average", "cmd_config", "cmd_export", "cmd_generate", "cmd_list", "cmd_run", "cmd_translate",
-           "cmd_validate", "compared_students", "comparison_table", "import_tensorflow", "load_spec", "main"]
+__all__ = [
+    "DECODE_FLAGS",
+    "EXIT_RUN_ERROR",
+    "EXIT_SPEC_ERROR",
+    "SAVED_MODEL_BATCH_SIZE",
+    "STAGES_HELP",
+    "build_parser",
+    "cmd_average",
+    "cmd_config",
+    "cmd_export",
+    "cmd_generate",
+    "cmd_list",
+    "cmd_run",
+    "cmd_translate",
+    "cmd_validate",
+    "compared_students",
+    "comparison_table",
+    "import_tensorflow",
+    "load_spec",
+    "main",
+]

@@ -10,16 +10,21 @@ from tfkd.cli.startup import import_tensorflow
 
 
 def register(add):
-    average = add("average", "average the last checkpoints a train stage kept (train.keep_last) into a weights file",
-                  "Average the student weights of the last N checkpoints a train stage kept (train.keep_last: N) "
-                  "element-wise, as fairseq's average_checkpoints.py does, into a weights file that tfkd "
-                  "translate --weights and tfkd export --weights read. The stage itself is left as it is.")
+    average = add(
+        "average",
+        "average the last checkpoints a train stage kept (train.keep_last) into a weights file",
+        "Average the student weights of the last N checkpoints a train stage kept (train.keep_last: N) "
+        "element-wise, as fairseq's average_checkpoints.py does, into a weights file that tfkd "
+        "translate --weights and tfkd export --weights read. The stage itself is left as it is.",
+    )
     average.add_argument("run_dir")
     average.add_argument("--stage", default="train", help="the train stage (default: train; baseline, a variant)")
-    average.add_argument("--last", type=positive_int, metavar="N",
-                         help="how many of the last checkpoints (default: all kept)")
-    average.add_argument("-o", "--output", metavar="FILE",
-                         help="default: RUN_DIR/STAGE/checkpoints/average-last-N.weights.h5")
+    average.add_argument(
+        "--last", type=positive_int, metavar="N", help="how many of the last checkpoints (default: all kept)"
+    )
+    average.add_argument(
+        "-o", "--output", metavar="FILE", help="default: RUN_DIR/STAGE/checkpoints/average-last-N.weights.h5"
+    )
     average.set_defaults(func=cmd_average)
 
 
@@ -33,17 +38,22 @@ def cmd_average(args):
     _, runner, context = open_finished_run(args.run_dir, args.stage)
     kept = kept_checkpoints(os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR))
     if not kept:
-        raise StageError(f"{args.run_dir}: the {args.stage} stage kept no checkpoints (train it with "
-                         "train.keep_last: N)")
+        raise StageError(
+            f"{args.run_dir}: the {args.stage} stage kept no checkpoints (train it with train.keep_last: N)"
+        )
     last = args.last or len(kept)
     if last > len(kept):
-        raise StageError(f"--last {last}: the {args.stage} stage kept {len(kept)} checkpoints (steps "
-                         f"{', '.join(str(step) for step, _ in kept)})")
+        raise StageError(
+            f"--last {last}: the {args.stage} stage kept {len(kept)} checkpoints (steps "
+            f"{', '.join(str(step) for step, _ in kept)})"
+        )
     chosen = kept[-last:]
     out = args.output or os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR, f"average-last-{last}.weights.h5")
     student = average_weights(load_student(context, args.stage), [path for _, path in chosen])
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_weights_atomic(student, out)
-    print(f"averaged steps {', '.join(str(step) for step, _ in chosen)} of {args.stage} into {out} "
-          f"(use it with --weights)")
+    print(
+        f"averaged steps {', '.join(str(step) for step, _ in chosen)} of {args.stage} into {out} "
+        f"(use it with --weights)"
+    )
     return 0

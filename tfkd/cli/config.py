@@ -10,13 +10,18 @@ from tfkd.cli.startup import import_tensorflow
 
 
 def register(add):
-    config = add("config", "print a spec resolved (defaults, --set and interpolation applied) and its stage plan",
-                 "Print the spec as tfkd runs it (every default filled in, ${VAR} and --set applied) and the "
-                 "stages tfkd run would run, with what each needs and whether its run directory already "
-                 "holds it. Runs nothing.", epilog=STAGES_HELP)
+    config = add(
+        "config",
+        "print a spec resolved (defaults, --set and interpolation applied) and its stage plan",
+        "Print the spec as tfkd runs it (every default filled in, ${VAR} and --set applied) and the "
+        "stages tfkd run would run, with what each needs and whether its run directory already "
+        "holds it. Runs nothing.",
+        epilog=STAGES_HELP,
+    )
     config.add_argument("spec")
-    config.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a spec value (repeatable)")
+    config.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a spec value (repeatable)"
+    )
     config.add_argument("--stages", help="the plan of these stages instead of the default ones")
     config.set_defaults(func=cmd_config)
 

@@ -17,20 +17,41 @@ def register(add):
     export.add_argument("run_dir")
     export.add_argument("--out", help="base directory (default: RUN_DIR/export)")
     export.add_argument("--model-name", help="default: the spec's export.model_name or run name")
-    export.add_argument("--version", type=export_version, metavar="N|auto",
-                        help="the version folder to write: a new number, or auto (one more than the newest there; "
-                             "default: the spec's export.version). An existing version is never overwritten")
-    export.add_argument("--format", metavar="NAME", help="the exporter (tfkd list exporter; default: the spec's "
-                        "export.format, saved_model): saved_model writes a SavedModel that takes raw text; adapters "
-                        "writes VERSION.adapters.safetensors, only the trained weights and config (a student on "
-                        "frozen pretrained models, such as AB-Net)")
-    export.add_argument("--adapters-only", dest="format", action="store_const", const=ADAPTERS_EXPORTER,
-                        help=f"the same as --format {ADAPTERS_EXPORTER}")
-    export.add_argument("--student", "--stage", dest="student", default="train",
-                        help="the run's train stage to export (default: train; baseline, a variant's name); its "
-                             "default model name is RUN_NAME_STAGE")
-    export.add_argument("--weights", metavar="FILE", help="the student's weights from this file (tfkd average's "
-                                                          "output) instead of the train stage's")
+    export.add_argument(
+        "--version",
+        type=export_version,
+        metavar="N|auto",
+        help="the version folder to write: a new number, or auto (one more than the newest there; "
+        "default: the spec's export.version). An existing version is never overwritten",
+    )
+    export.add_argument(
+        "--format",
+        metavar="NAME",
+        help="the exporter (tfkd list exporter; default: the spec's "
+        "export.format, saved_model): saved_model writes a SavedModel that takes raw text; adapters "
+        "writes VERSION.adapters.safetensors, only the trained weights and config (a student on "
+        "frozen pretrained models, such as AB-Net)",
+    )
+    export.add_argument(
+        "--adapters-only",
+        dest="format",
+        action="store_const",
+        const=ADAPTERS_EXPORTER,
+        help=f"the same as --format {ADAPTERS_EXPORTER}",
+    )
+    export.add_argument(
+        "--student",
+        "--stage",
+        dest="student",
+        default="train",
+        help="the run's train stage to export (default: train; baseline, a variant's name); its "
+        "default model name is RUN_NAME_STAGE",
+    )
+    export.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="the student's weights from this file (tfkd average's output) instead of the train stage's",
+    )
     export.set_defaults(func=cmd_export)
 
 
@@ -48,8 +69,11 @@ def cmd_export(args):
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     out = args.out or os.path.join(args.run_dir, "export")
-    name = args.model_name or spec.export.model_name or (
-        spec.name if args.student == "train" else f"{spec.name}_{args.student}")
+    name = (
+        args.model_name
+        or spec.export.model_name
+        or (spec.name if args.student == "train" else f"{spec.name}_{args.student}")
+    )
     version = choose_version(out, name, args.version, spec.export.version)
     student = load_student(context, args.student, weights=weights_file(args.weights))
     path = exporter().export(context, student, os.path.join(out, name), version)

@@ -7,10 +7,13 @@ from tfkd.cli.startup import load_spec
 
 
 def register(add):
-    listing = add("list", "list the registered tasks, methods, students, layers, decoders and exporters",
-                  "List what specs can name: tasks, methods, students, encoder and decoder layers, adapters, "
-                  "decoders, exporters, with the class each name stands for. With --spec, the spec's imports are "
-                  "loaded first, so user-registered names show too.")
+    listing = add(
+        "list",
+        "list the registered tasks, methods, students, layers, decoders and exporters",
+        "List what specs can name: tasks, methods, students, encoder and decoder layers, adapters, "
+        "decoders, exporters, with the class each name stands for. With --spec, the spec's imports are "
+        "loaded first, so user-registered names show too.",
+    )
     listing.add_argument("--spec", help="load this spec's imports first")
     listing.add_argument("kinds", nargs="*", metavar="KIND", help="only these kinds (task, method, student, ...)")
     listing.set_defaults(func=cmd_list)
@@ -25,8 +28,11 @@ def cmd_list(args):
     kinds = args.kinds or list(registry.KINDS)
     unknown = [k for k in kinds if k not in registry.KINDS]
     if unknown:
-        return fail(f"unknown kind {unknown[0]!r};{registry.did_you_mean(unknown[0], list(registry.KINDS))} "
-                    f"Choices: {', '.join(registry.KINDS)}", EXIT_SPEC_ERROR)
+        return fail(
+            f"unknown kind {unknown[0]!r};{registry.did_you_mean(unknown[0], list(registry.KINDS))} "
+            f"Choices: {', '.join(registry.KINDS)}",
+            EXIT_SPEC_ERROR,
+        )
     for kind in kinds:
         print(f"{kind}: {registry.KINDS[kind][1]}")
         defaults = {registry.default(kind)} if kind in ("task", "method") else set()

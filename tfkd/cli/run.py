@@ -14,10 +14,17 @@ from tfkd.cli.startup import import_tensorflow
 def register(add):
     run = add("run", "run a spec's stages (skipping those already done)", epilog=STAGES_HELP)
     run.add_argument("spec", help="a YAML spec (see the README's spec reference)")
-    run.add_argument("--stages", help="comma-separated stages to run, in any order (default: the spec's stages, "
-                                      "else its default plan)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                     help="override a spec value, e.g. --set train.steps=100 (repeatable)")
+    run.add_argument(
+        "--stages",
+        help="comma-separated stages to run, in any order (default: the spec's stages, else its default plan)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a spec value, e.g. --set train.steps=100 (repeatable)",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -32,8 +39,8 @@ def cmd_run(args):
     if multi_worker:
         logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
     import_tensorflow(multi_worker)
-    from tfkd.runner import Runner
     from tfkd.context import RunContext
+    from tfkd.runner import Runner
 
     runner = Runner(spec, plan_run(spec))
     # Keras' progress output goes to stderr with the logs: stdout keeps the results

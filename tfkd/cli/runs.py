@@ -18,9 +18,8 @@ def spec_and_stages(args):
 def open_finished_run(run_dir, stage):
     """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
     from tfkd.comparison import compared_students
+    from tfkd.errors import SpecError, StageError
     from tfkd.pipeline import open_run
-    from tfkd.errors import StageError
-    from tfkd.errors import SpecError
 
     spec, runner, context = open_run(run_dir, stage)
     trained = [t for t, _ in compared_students(spec) if t in runner.stages]

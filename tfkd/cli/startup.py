@@ -11,8 +11,9 @@ import tempfile
 
 def setup_logging(verbose, quiet=False):
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s tfkd %(levelname).1s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s tfkd %(levelname).1s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     for handler in logging.getLogger().handlers:  # the terminal's level (a run's log.txt has its own)
         handler.setLevel(level)
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -25,9 +26,11 @@ def setup_logging(verbose, quiet=False):
 # TensorFlow's C++ start-up lines: absl's pre-init warning, glog-style lines such as
 # "I0000 00:00:1795.123 8158 port.cc:153] oneDNN custom operations are on..." and the
 # continuation of cpu_feature_guard's message
-START_UP_LINE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
-                           r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "
-                           r"|To enable the following instructions: .*rebuild TensorFlow")
+START_UP_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\] "
+    r"|To enable the following instructions: .*rebuild TensorFlow"
+)
 
 
 @contextlib.contextmanager
@@ -85,5 +88,4 @@ def load_spec(path, overrides=()):
         with native_stderr_captured(captured):
             return load(path, overrides, check_models=True)
     finally:
-        sys.stderr.write("".join(line for line in "".join(captured).splitlines(True)
-                                 if not START_UP_LINE.match(line)))
+        sys.stderr.write("".join(line for line in "".join(captured).splitlines(True) if not START_UP_LINE.match(line)))

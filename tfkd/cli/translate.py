@@ -17,30 +17,53 @@ CONTINUES_TEXT = "a model that continues text (a language model)"
 
 
 def register(add):
-    translate = add("translate", "translate (or classify: any task's predictions) lines with an export or a run "
-                                 "directory", aliases=["predict"])
+    translate = add(
+        "translate",
+        "translate (or classify: any task's predictions) lines with an export or a run directory",
+        aliases=["predict"],
+    )
     translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     translate.add_argument("-i", "--input", help="input file (default: stdin)")
     translate.add_argument("-o", "--output", help="output file (default: stdout)")
-    translate.add_argument("--batch-size", type=positive_int,
-                           help="default: the spec's decode.batch_size (kept in the export)")
-    translate.add_argument("--student", "--stage", dest="student",
-                           help="a run's train stage to translate with (default: train; baseline; a variant's name "
-                                "uses the variant's student and decode settings)")
-    translate.add_argument("--weights", metavar="FILE",
-                           help="a run's student with these weights (tfkd average's output) instead of the stage's")
+    translate.add_argument(
+        "--batch-size", type=positive_int, help="default: the spec's decode.batch_size (kept in the export)"
+    )
+    translate.add_argument(
+        "--student",
+        "--stage",
+        dest="student",
+        help="a run's train stage to translate with (default: train; baseline; a variant's name "
+        "uses the variant's student and decode settings)",
+    )
+    translate.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="a run's student with these weights (tfkd average's output) instead of the stage's",
+    )
     translate.add_argument("--algorithm", help="a run's decoder: greedy, beam, mask_predict (decode.algorithm)")
     translate.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
-    translate.add_argument("--length-penalty", type=float, metavar="ALPHA",
-                           help="a run's beam length penalty (decode.length_penalty)")
-    translate.add_argument("--nbest", type=positive_int, metavar="N",
-                           help="a run's N best hypotheses per input (beam: N <= beam size; mask_predict: N <= "
-                                "length candidates), printed as INDEX<tab>SCORE<tab>TEXT lines, best first")
-    translate.add_argument("--reference", metavar="FILE",
-                           help="reference lines, one per input line: print the task's metric (sacreBLEU for "
-                                "translation, with its signature) on stderr")
-    translate.add_argument("--set", action="append", metavar="decode.KEY=VALUE",
-                           help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)")
+    translate.add_argument(
+        "--length-penalty", type=float, metavar="ALPHA", help="a run's beam length penalty (decode.length_penalty)"
+    )
+    translate.add_argument(
+        "--nbest",
+        type=positive_int,
+        metavar="N",
+        help="a run's N best hypotheses per input (beam: N <= beam size; mask_predict: N <= "
+        "length candidates), printed as INDEX<tab>SCORE<tab>TEXT lines, best first",
+    )
+    translate.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="reference lines, one per input line: print the task's metric (sacreBLEU for "
+        "translation, with its signature) on stderr",
+    )
+    translate.add_argument(
+        "--set",
+        action="append",
+        metavar="decode.KEY=VALUE",
+        help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)",
+    )
     translate.set_defaults(func=cmd_translate)
 
 
@@ -62,14 +85,17 @@ def predict_lines(args, lines=None, continues_text=False):
     if getattr(args, "reference", None):
         references = read_input(args.reference)
         if len(references) != len(lines):
-            raise SpecError(f"{args.reference}: {len(references)} reference lines for {len(lines)} input lines "
-                            f"({args.input or 'stdin'}); give one reference per input line")
+            raise SpecError(
+                f"{args.reference}: {len(references)} reference lines for {len(lines)} input lines "
+                f"({args.input or 'stdin'}); give one reference per input line"
+            )
     args.set = list(args.set or []) + _decode_flags(args)
     if not os.path.exists(args.model):
         from tfkd.errors import StageError
 
-        raise StageError(f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path "
-                         "or a run directory)")
+        raise StageError(
+            f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path or a run directory)"
+        )
     import_tensorflow()
     from tfkd.serving import find_saved_model
 
@@ -100,16 +126,20 @@ def predict_lines(args, lines=None, continues_text=False):
 
 def _export_predictor(args, saved_model, continues_text):
     """``(predict, task name, None)`` of an export."""
-    from tfkd.serving import read_export_info, saved_model_predictor
     from tfkd.errors import SpecError
+    from tfkd.serving import read_export_info, saved_model_predictor
 
     if args.student or args.set or getattr(args, "weights", None) or getattr(args, "nbest", None):
-        raise SpecError(f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
-                        "directory; an export decodes as it was exported")
+        raise SpecError(
+            f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
+            "directory; an export decodes as it was exported"
+        )
     info = read_export_info(saved_model)
     if continues_text and info and info.get("output") != "continuation":
-        raise SpecError(f"{args.model}: a {info.get('task')} model; tfkd generate needs {CONTINUES_TEXT} "
-                        "(tfkd predict gives any model's predictions)")
+        raise SpecError(
+            f"{args.model}: a {info.get('task')} model; tfkd generate needs {CONTINUES_TEXT} "
+            "(tfkd predict gives any model's predictions)"
+        )
     return saved_model_predictor(saved_model, args.batch_size), info.get("task"), None
 
 
@@ -122,8 +152,10 @@ def _run_predictor(args, continues_text):
     from tfkd.tasks.base import ContinuesText
 
     if continues_text and not isinstance(context.task, ContinuesText):
-        raise SpecError(f"{args.model}: a {spec.task} run; tfkd generate needs {CONTINUES_TEXT} "
-                        "(tfkd predict gives any run's predictions)")
+        raise SpecError(
+            f"{args.model}: a {spec.task} run; tfkd generate needs {CONTINUES_TEXT} "
+            "(tfkd predict gives any run's predictions)"
+        )
     own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
     own = own.model_copy(update={"decode": decode_overrides(own.decode, args.set)})
     context = context.with_spec(own)
@@ -154,8 +186,11 @@ def _scorer(task_name, evaluate, references):
 
 
 def _decode_flags(args):
-    return [f"decode.{key}={getattr(args, flag)}" for flag, key in DECODE_FLAGS.items()
-            if getattr(args, flag, None) is not None]
+    return [
+        f"decode.{key}={getattr(args, flag)}"
+        for flag, key in DECODE_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    ]
 
 
 def decode_overrides(decode, assignments):
@@ -168,10 +203,10 @@ def decode_overrides(decode, assignments):
     settings = decode.model_dump()
     for assignment in assignments or []:
         key, sep, raw = assignment.partition("=")
-        if not sep or not key.startswith("decode.") or "." in key[len("decode."):]:
+        if not sep or not key.startswith("decode.") or "." in key[len("decode.") :]:
             raise SpecError(f"--set {assignment}: expected decode.KEY=VALUE (translate changes decoding only)")
         try:
-            settings[key[len("decode."):]] = yaml.safe_load(raw)
+            settings[key[len("decode.") :]] = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise SpecError(f"--set {assignment}: the value is not valid YAML") from None
         try:

@@ -7,8 +7,9 @@ from tfkd.cli.startup import load_spec
 def register(add):
     validate = add("validate", "check specs without running anything (no TensorFlow import)")
     validate.add_argument("specs", nargs="+", metavar="SPEC")
-    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                          help="override a spec value (repeatable)")
+    validate.add_argument(
+        "--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a spec value (repeatable)"
+    )
     validate.set_defaults(func=cmd_validate)
 
 

@@ -100,9 +100,7 @@ def greedy_search(model, source_ids, special_ids, max_length, **unused):
     hidden, padding_mask = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
     steps = _steps(model, hidden, padding_mask, max_length, special_ids)
-    sequences = tf.concat(
-        [tf.fill([batch, 1], special_ids.bos), tf.fill([batch, max_length], special_ids.pad)], 1
-    )
+    sequences = tf.concat([tf.fill([batch, 1], special_ids.bos), tf.fill([batch, max_length], special_ids.pad)], 1)
 
     def advance(step, log_probs, sequences, finished, score):
         token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
@@ -141,8 +139,7 @@ def check_nbest(nbest, width, what):
 
 
 @registry.register("decoder", "beam")
-def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_penalty=0.6,
-                nbest=None, **unused):
+def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_penalty=0.6, nbest=None, **unused):
     """Beam search with the GNMT length penalty.
 
     A hypothesis' score is ``log P(y) / ((5 + |y|) / 6) ** alpha``, ``|y|`` counting the EOS
@@ -195,9 +192,7 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
         origin = _gather_beams(top_beam, alive_index)
 
         # finished: merge those that ended with the ones kept so far
-        ended_score = tf.where(
-            ends & valid, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF
-        )
+        ended_score = tf.where(ends & valid, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF)
         merged_score = tf.concat([finished_score, ended_score], axis=1)
         new_finished_score, finished_index = tf.math.top_k(merged_score, k=beam)
         new_finished_seq = _gather_beams(tf.concat([finished_seq, top_seq], axis=1), finished_index)
@@ -214,17 +209,14 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
 
     def body(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any, state):
         log_probs, state = steps.next(tf.reshape(alive_seq, [batch * beam, width]), step, state)
-        search, origin = advance(step, log_probs, alive_seq, alive_log_prob, finished_seq, finished_score,
-                                 finished_any)
+        search, origin = advance(step, log_probs, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any)
         return (step + 1, *search, reorder(state, origin))
 
     def cond(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any, state):
         # stop when no alive hypothesis can still beat the worst finished one: with
         # alpha >= 0 the best an alive beam can reach is its log-prob over lp(max_length)
         best_alive = alive_log_prob[:, 0] / gnmt_length_penalty(max_length, length_penalty)
-        worst_finished = tf.where(
-            tf.reduce_all(finished_any, axis=1), tf.reduce_min(finished_score, axis=1), NEG_INF
-        )
+        worst_finished = tf.where(tf.reduce_all(finished_any, axis=1), tf.reduce_min(finished_score, axis=1), NEG_INF)
         return (step < max_length) & ~tf.reduce_all(worst_finished >= best_alive)
 
     result = tf.while_loop(cond, body, (1, *search, state))

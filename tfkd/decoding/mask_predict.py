@@ -132,9 +132,15 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
 
     history = ()
     if record:
-        history = tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=shape)
-                        for dtype, shape in ((tf.int32, tokens.shape), (tf.float32, log_probs.shape),
-                                             (tf.bool, masked.shape), (tf.bool, active.shape)))
+        history = tuple(
+            tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=shape)
+            for dtype, shape in (
+                (tf.int32, tokens.shape),
+                (tf.float32, log_probs.shape),
+                (tf.bool, masked.shape),
+                (tf.bool, active.shape),
+            )
+        )
         history = _write(history, 0, tokens, log_probs, masked, active)
 
     def runnable(iteration, active):
@@ -154,13 +160,18 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
         order = tf.argsort(tf.cast(tf.logical_not(row_masked), tf.int32), axis=1, stable=True)
         positions = order[:, : tf.reduce_max(tf.reduce_sum(tf.cast(row_masked, tf.int32), axis=1))]
         picked_tokens, picked_log_probs = _predict(
-            model, tf.gather(tf.where(masked, mask_id, tokens), rows), tf.gather(hidden, rows),
-            tf.gather(padding_mask, rows), special_ids, positions,
+            model,
+            tf.gather(tf.where(masked, mask_id, tokens), rows),
+            tf.gather(hidden, rows),
+            tf.gather(padding_mask, rows),
+            special_ids,
+            positions,
         )
         # back to [row of the batch, position], where the position was masked
         picked = tf.gather(row_masked, positions, batch_dims=1)
-        where = tf.stack([tf.broadcast_to(rows[:, tf.newaxis], tf.shape(positions)),
-                          tf.cast(positions, tf.int64)], axis=-1)
+        where = tf.stack(
+            [tf.broadcast_to(rows[:, tf.newaxis], tf.shape(positions)), tf.cast(positions, tf.int64)], axis=-1
+        )
         where = tf.boolean_mask(where, picked)
         new_tokens = tf.tensor_scatter_nd_update(tokens, where, tf.boolean_mask(picked_tokens, picked))
         new_log_probs = tf.tensor_scatter_nd_update(log_probs, where, tf.boolean_mask(picked_log_probs, picked))
@@ -214,8 +225,7 @@ def _write(history, index, *values):
 
 
 @registry.register("decoder", "mask_predict")
-def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, nbest=None,
-                 **unused):
+def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, nbest=None, **unused):
     """Mask-Predict decoding. Returns ``(token_ids [B, T], scores [B])``, or with ``nbest=N``
     (at most ``length_candidates``) the N best length candidates, ``([B, N, T], [B, N])``.
 
@@ -234,8 +244,9 @@ def mask_predict(model, source_ids, special_ids, max_length, length_candidates=4
     """
     if nbest is not None:
         check_nbest(nbest, length_candidates, f"mask_predict with length_candidates {length_candidates}")
-    return _mask_predict(model, source_ids, special_ids, max_length, length_candidates, iterations, record=False,
-                         nbest=nbest)
+    return _mask_predict(
+        model, source_ids, special_ids, max_length, length_candidates, iterations, record=False, nbest=nbest
+    )
 
 
 def mask_predict_trace(model, source_ids, special_ids, max_length, length_candidates=4, iterations=10, **unused):

@@ -1,7 +1,7 @@
 """Spec sections of the distillation stages several methods share (pydantic only: specs
 validate without TensorFlow)."""
 
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
@@ -20,7 +20,7 @@ class TeacherMLMSpec(Strict):
     log_every: PositiveInt = 100
     seed: int = 1
     # the top transformer layers trained with the head (0: the head alone; "all": every layer)
-    train_layers: Union[Literal["all"], NonNegativeInt] = 2
+    train_layers: Literal["all"] | NonNegativeInt = 2
 
 
 class TopKCacheSpec(Strict):
@@ -36,7 +36,6 @@ class TopKCacheSpec(Strict):
     shuffle_buffer: PositiveInt = 10000
     # seeds each example's fixed masking (with its example id)
     seed: int = 1
-
 
 
 def check_cache_use(section):

@@ -34,8 +34,9 @@ def mlm_batches(sentences_ids, tokenizer, settings, masking, mask_rate, seed, tr
     special = data_lib.SpecialIds.of(tokenizer)
     mask_id = tokenizer.token_to_id(data_lib.MASK)
     vocab_size = tokenizer.vocabulary_size()
-    packer = keras_hub.layers.StartEndPacker(sequence_length=settings.max_length, start_value=special.bos,
-                                             end_value=special.eos, pad_value=special.pad)
+    packer = keras_hub.layers.StartEndPacker(
+        sequence_length=settings.max_length, start_value=special.bos, end_value=special.eos, pad_value=special.pad
+    )
     ds = tf.data.Dataset.from_tensor_slices(sentences_ids)
     if training:
         ds = ds.shuffle(min(int(sentences_ids.nrows()), 100000), seed=seed).repeat()
@@ -50,10 +51,15 @@ def mlm_batches(sentences_ids, tokenizer, settings, masking, mask_rate, seed, tr
         token_ids = token_ids[:, :longest]
         padding = tf.not_equal(token_ids, special.pad)
         candidates = special_free(token_ids, [special.pad, special.bos, special.eos])
-        masked, positions, labels, weights = MASKERS[masking](token_ids, candidates, mask_rate, mask_id,
-                                                              vocab_size, seed=batch_seed)
-        inputs = {"token_ids": masked, "segment_ids": tf.zeros_like(masked), "padding_mask": padding,
-                  "mask_positions": positions}
+        masked, positions, labels, weights = MASKERS[masking](
+            token_ids, candidates, mask_rate, mask_id, vocab_size, seed=batch_seed
+        )
+        inputs = {
+            "token_ids": masked,
+            "segment_ids": tf.zeros_like(masked),
+            "padding_mask": padding,
+            "mask_positions": positions,
+        }
         return inputs, labels, weights
 
     return ds.map(to_mlm_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -66,8 +72,13 @@ def freeze_below(masked_lm, train_layers):
         return
     backbone = masked_lm.backbone
     layers = backbone.transformer_layers
-    frozen = [backbone.token_embedding, backbone.position_embedding, backbone.segment_embedding,
-              backbone.embeddings_layer_norm, *layers[: len(layers) - train_layers]]
+    frozen = [
+        backbone.token_embedding,
+        backbone.position_embedding,
+        backbone.segment_embedding,
+        backbone.embeddings_layer_norm,
+        *layers[: len(layers) - train_layers],
+    ]
     if getattr(backbone, "pooled_dense", None) is not None:  # unused by masked LM
         frozen.append(backbone.pooled_dense)
     for layer in frozen:
@@ -100,8 +111,13 @@ class TeacherMLMStage(Stage):
 
     def config(self, spec):
         masking, mask_rate = self.masking(spec)
-        return {"checkpoint": spec.teacher.checkpoint, "teacher_mlm": spec.distill.teacher_mlm.model_dump(mode="json"),
-                "masking": masking, "mask_rate": mask_rate, "data": self.text_key(spec)}
+        return {
+            "checkpoint": spec.teacher.checkpoint,
+            "teacher_mlm": spec.distill.teacher_mlm.model_dump(mode="json"),
+            "masking": masking,
+            "mask_rate": mask_rate,
+            "data": self.text_key(spec),
+        }
 
     def run(self, context, workdir):
         spec = context.spec
@@ -125,15 +141,26 @@ class TeacherMLMStage(Stage):
             raise StageError(f"{self.name}: no {self.text_description} in {origin}")
         train_ds = mlm_batches(train_ids, tokenizer, settings, masking, mask_rate, settings.seed, training=True)
         valid_ids, _ = sentences("valid")
-        valid_ds = mlm_batches(valid_ids, tokenizer, settings, masking, mask_rate, settings.seed,
-                               training=False) if int(valid_ids.nrows()) else None
+        valid_ds = (
+            mlm_batches(valid_ids, tokenizer, settings, masking, mask_rate, settings.seed, training=False)
+            if int(valid_ids.nrows())
+            else None
+        )
         teacher = load_masked_lm_teacher(spec.teacher.checkpoint)
         freeze_below(teacher, settings.train_layers)
-        results = fit_masked_lm(teacher, train_ds, valid_ds, settings, workdir, self.name,
-                                f"MLM head on {int(train_ids.nrows()):,} {self.text_description} ({masking} "
-                                f"masking, {settings.train_layers} top layers trained), batches of "
-                                f"{settings.batch_size}", hint="Lower distill.teacher_mlm.learning_rate.",
-                                jit_compile=spec.train.jit_compile)
+        results = fit_masked_lm(
+            teacher,
+            train_ds,
+            valid_ds,
+            settings,
+            workdir,
+            self.name,
+            f"MLM head on {int(train_ids.nrows()):,} {self.text_description} ({masking} "
+            f"masking, {settings.train_layers} top layers trained), batches of "
+            f"{settings.batch_size}",
+            hint="Lower distill.teacher_mlm.learning_rate.",
+            jit_compile=spec.train.jit_compile,
+        )
         return {"head": "trained", **results}
 
 
@@ -144,8 +171,14 @@ def load_trained_teacher(context):
     teacher = load_masked_lm_teacher(spec.teacher.checkpoint)
     weights = os.path.join(context.runner.stage_dir("teacher_mlm"), TEACHER_WEIGHTS)
     if os.path.exists(weights):
-        teacher({"token_ids": tf.ones([1, 3], tf.int32), "segment_ids": tf.zeros([1, 3], tf.int32),
-                 "padding_mask": tf.ones([1, 3], tf.bool), "mask_positions": tf.ones([1, 1], tf.int32)})
+        teacher(
+            {
+                "token_ids": tf.ones([1, 3], tf.int32),
+                "segment_ids": tf.zeros([1, 3], tf.int32),
+                "padding_mask": tf.ones([1, 3], tf.bool),
+                "mask_positions": tf.ones([1, 1], tf.int32),
+            }
+        )
         teacher.load_weights(weights)
     teacher.trainable = False
     return teacher

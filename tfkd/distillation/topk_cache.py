@@ -69,9 +69,16 @@ class CacheWriter:
         if self._writer:
             self._writer.close()
         sizes = {s: os.path.getsize(os.path.join(self.directory, s)) for s in self.shards}
-        manifest = dict(self.metadata, examples=self.count, top_k=self.top_k, shards=self.shards,
-                        ids_sha256=ids_digest(self._ids), bytes=sum(sizes.values()), shard_bytes=sizes,
-                        shard_sha256={s: sha256_file(os.path.join(self.directory, s)) for s in self.shards})
+        manifest = dict(
+            self.metadata,
+            examples=self.count,
+            top_k=self.top_k,
+            shards=self.shards,
+            ids_sha256=ids_digest(self._ids),
+            bytes=sum(sizes.values()),
+            shard_bytes=sizes,
+            shard_sha256={s: sha256_file(os.path.join(self.directory, s)) for s in self.shards},
+        )
         with open(os.path.join(self.directory, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         return manifest
@@ -119,8 +126,12 @@ def ids_digest(ids):
     return hashlib.sha256(np.sort(np.asarray(ids, np.int64)).astype("<i8").tobytes()).hexdigest()
 
 
-_FEATURES = {"index": tf.io.FixedLenFeature([], tf.int64), "length": tf.io.FixedLenFeature([], tf.int64),
-             "ids": tf.io.FixedLenFeature([], tf.string), "probs": tf.io.FixedLenFeature([], tf.string)}
+_FEATURES = {
+    "index": tf.io.FixedLenFeature([], tf.int64),
+    "length": tf.io.FixedLenFeature([], tf.int64),
+    "ids": tf.io.FixedLenFeature([], tf.string),
+    "probs": tf.io.FixedLenFeature([], tf.string),
+}
 
 
 def check_shards(directory, manifest):
@@ -133,16 +144,22 @@ def check_shards(directory, manifest):
         if not os.path.exists(path):
             raise CacheMismatch(f"{path}: missing; the teacher cache is damaged (delete {directory} to rebuild it)")
         if recorded is not None and os.path.getsize(path) != recorded[name]:
-            raise CacheMismatch(f"{path}: {os.path.getsize(path)} bytes, but the cache's manifest.json records "
-                                f"{recorded[name]} (truncated or from another cache); delete {directory} to rebuild it")
+            raise CacheMismatch(
+                f"{path}: {os.path.getsize(path)} bytes, but the cache's manifest.json records "
+                f"{recorded[name]} (truncated or from another cache); delete {directory} to rebuild it"
+            )
         if name in sums and sha256_file(path) != sums[name]:
-            raise CacheMismatch(f"{path}: its SHA-256 is not the one the cache's manifest.json records (changed or "
-                                f"from another cache); delete {directory} to rebuild it")
+            raise CacheMismatch(
+                f"{path}: its SHA-256 is not the one the cache's manifest.json records (changed or "
+                f"from another cache); delete {directory} to rebuild it"
+            )
     if recorded is None and "bytes" in manifest:  # written before per-shard sizes were recorded
         total = sum(os.path.getsize(os.path.join(directory, name)) for name in manifest["shards"])
         if total != manifest["bytes"]:
-            raise CacheMismatch(f"{directory}: the shards hold {total} bytes, but manifest.json records "
-                                f"{manifest['bytes']} (truncated or from another cache); delete it to rebuild it")
+            raise CacheMismatch(
+                f"{directory}: the shards hold {total} bytes, but manifest.json records "
+                f"{manifest['bytes']} (truncated or from another cache); delete it to rebuild it"
+            )
 
 
 def read_manifest(directory):
@@ -172,8 +189,13 @@ def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, c
     files = tf.data.Dataset.from_tensor_slices([os.path.join(directory, s) for s in manifest["shards"]])
     if shuffle_buffer and len(manifest["shards"]) > 1:
         files = files.shuffle(len(manifest["shards"]), seed=seed, reshuffle_each_iteration=True)
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(manifest["shards"]) or 1),
-                               block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(cycle_length, len(manifest["shards"]) or 1),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
     def parse(record):
         example = tf.io.parse_single_example(record, _FEATURES)

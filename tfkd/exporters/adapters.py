@@ -20,6 +20,8 @@ class AdaptersExporter(Exporter):
 
     def write(self, context, student, path):
         if not isinstance(student, AdapterStudent):
-            raise StageError(f"export.format {self.name}: a {type(student).__name__} student has no adapters to "
-                             "write alone (its weights are all trained); export it with format saved_model")
+            raise StageError(
+                f"export.format {self.name}: a {type(student).__name__} student has no adapters to "
+                "write alone (its weights are all trained); export it with format saved_model"
+            )
         student.save_adapters(path)

@@ -82,8 +82,10 @@ def choose_version(out_dir, model_name, requested, default):
         return versions[-1] + 1 if versions else default
     version = default if requested is None else int(requested)
     if version in versions:
-        raise StageError(f"{os.path.join(out_dir, model_name, str(version))}: version {version} exists; "
-                         f"export a new one with --version auto (next: {versions[-1] + 1}) or --version N")
+        raise StageError(
+            f"{os.path.join(out_dir, model_name, str(version))}: version {version} exists; "
+            f"export a new one with --version auto (next: {versions[-1] + 1}) or --version N"
+        )
     return version
 
 

@@ -70,4 +70,5 @@ def _named_sentencepiece_resource(resource):
     model = resource._model
     model = model if isinstance(model, bytes) else model.numpy()
     return gen_sentencepiece_tokenizer.sentencepiece_op(
-        model=model, shared_name=f"tfkd_sentencepiece_{hashlib.sha256(model).hexdigest()[:16]}")
+        model=model, shared_name=f"tfkd_sentencepiece_{hashlib.sha256(model).hexdigest()[:16]}"
+    )

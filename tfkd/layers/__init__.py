@@ -26,17 +26,34 @@ def build_layer(kind, ref, defaults, name):
     return layer_cls(name=name, **kwargs)
 
 
-_BLOCK_ARGUMENTS = ("intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon",
-                    "kernel_initializer", "bias_initializer", "normalize_first")
-registry.register("encoder_layer", "transformer_encoder", arguments=_BLOCK_ARGUMENTS,
-                  required=("intermediate_dim", "num_heads"))
-registry.register("decoder_layer", "transformer_decoder", arguments=_BLOCK_ARGUMENTS,
-                  required=("intermediate_dim", "num_heads"))
-registry.register("adapter", "bottleneck", arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"),
-                  required=("adapter_dim",))
-registry.register("adapter", "cross_attention",
-                  arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
-                  required=("num_heads",))
+_BLOCK_ARGUMENTS = (
+    "intermediate_dim",
+    "num_heads",
+    "dropout",
+    "activation",
+    "layer_norm_epsilon",
+    "kernel_initializer",
+    "bias_initializer",
+    "normalize_first",
+)
+registry.register(
+    "encoder_layer", "transformer_encoder", arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads")
+)
+registry.register(
+    "decoder_layer", "transformer_decoder", arguments=_BLOCK_ARGUMENTS, required=("intermediate_dim", "num_heads")
+)
+registry.register(
+    "adapter",
+    "bottleneck",
+    arguments=("adapter_dim", "layer_norm_epsilon", "kernel_initializer"),
+    required=("adapter_dim",),
+)
+registry.register(
+    "adapter",
+    "cross_attention",
+    arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
+    required=("num_heads",),
+)
 
 _LAZY = {
     "BottleneckAdapter": "tfkd.layers.adapters",

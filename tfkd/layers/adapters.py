@@ -63,12 +63,16 @@ class BottleneckAdapter(keras.layers.Layer):
         )
         self.layer_norm.build(inputs_shape)
         self.down_projection = keras.layers.Dense(
-            self.adapter_dim, kernel_initializer=_clone(self.kernel_initializer), dtype=self.dtype_policy,
+            self.adapter_dim,
+            kernel_initializer=_clone(self.kernel_initializer),
+            dtype=self.dtype_policy,
             name="down_projection",
         )
         self.down_projection.build(inputs_shape)
         self.up_projection = keras.layers.Dense(
-            hidden_dim, kernel_initializer=_clone(self.kernel_initializer), dtype=self.dtype_policy,
+            hidden_dim,
+            kernel_initializer=_clone(self.kernel_initializer),
+            dtype=self.dtype_policy,
             name="up_projection",
         )
         self.up_projection.build(tuple(inputs_shape[:-1]) + (self.adapter_dim,))
@@ -118,8 +122,9 @@ class CrossAttentionAdapter(keras.layers.Layer):
     Returns ``[B, Tq, H]``.
     """
 
-    def __init__(self, num_heads, key_dim=None, dropout=0.1, layer_norm_epsilon=1e-12, kernel_initializer=None,
-                 **kwargs):
+    def __init__(
+        self, num_heads, key_dim=None, dropout=0.1, layer_norm_epsilon=1e-12, kernel_initializer=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.key_dim = key_dim
@@ -133,11 +138,17 @@ class CrossAttentionAdapter(keras.layers.Layer):
             encoder_sequence_shape = inputs_shape
         key_dim = self.key_dim or hidden_dim // self.num_heads
         if not self.key_dim and hidden_dim % self.num_heads:
-            raise ValueError(f"CrossAttentionAdapter: hidden size {hidden_dim} is not divisible by "
-                             f"num_heads={self.num_heads}; set key_dim")
+            raise ValueError(
+                f"CrossAttentionAdapter: hidden size {hidden_dim} is not divisible by "
+                f"num_heads={self.num_heads}; set key_dim"
+            )
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=key_dim, dropout=self.dropout,
-            kernel_initializer=_clone(self.kernel_initializer), dtype=self.dtype_policy, name="attention",
+            num_heads=self.num_heads,
+            key_dim=key_dim,
+            dropout=self.dropout,
+            kernel_initializer=_clone(self.kernel_initializer),
+            dtype=self.dtype_policy,
+            name="attention",
         )
         self.attention.build(inputs_shape, encoder_sequence_shape, encoder_sequence_shape)
         self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="output_dropout")
@@ -157,8 +168,9 @@ class CrossAttentionAdapter(keras.layers.Layer):
             if decoder_padding_mask is not None:
                 queries = ops.cast(decoder_padding_mask, "bool")[:, :, None]
             attention_mask = ops.logical_and(queries, keys)  # [B, Tq, Tk]
-        attended = self.attention(inputs, encoder_sequence, encoder_sequence, attention_mask=attention_mask,
-                                  training=training)
+        attended = self.attention(
+            inputs, encoder_sequence, encoder_sequence, attention_mask=attention_mask, training=training
+        )
         return self.layer_norm(inputs + self.output_dropout(attended, training=training))
 
     def compute_output_shape(self, inputs_shape, encoder_sequence_shape=None):

@@ -1,6 +1,6 @@
 """What a distillation method is. Importing this module does not import TensorFlow."""
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 
@@ -13,14 +13,14 @@ class MethodSpec(Strict):
 
     method: str
     # {term: weight} of the method's loss terms; unset gives the paper's formula
-    loss_weights: Optional[dict[str, float]] = None
+    loss_weights: dict[str, float] | None = None
     # what the train stage's targets are (sequence-level KD, Kim & Rush 2016): the training
     # split's references, or the beam-search translations of its sources by ``targets_from``
     # (a train stage of the run, such as baseline or a variant, or the path of an exported model
     # version folder), written by the task's teacher_translations stage. A variant trains on the
     # references unless it sets targets itself (its targets_from defaults to the run's)
     targets: Literal["reference", "teacher_beam"] = "reference"
-    targets_from: Optional[str] = None
+    targets_from: str | None = None
 
     @pydantic.model_serializer(mode="wrap")
     def _omit_reference_targets(self, handler):
@@ -87,13 +87,21 @@ class Method:
         section = context.spec.distill
         for ability in self.requires:
             if not isinstance(context.task, ability):
-                problems.append((("distill", "method"), f"method {self.name} needs a task {ability.needed_for}; "
-                                                        f"task {context.spec.task} is not one"))
+                problems.append(
+                    (
+                        ("distill", "method"),
+                        f"method {self.name} needs a task {ability.needed_for}; task {context.spec.task} is not one",
+                    )
+                )
         for name, weight in (section.loss_weights or {}).items():
             if name not in self.loss_terms:
-                problems.append((("distill", "loss_weights", name),
-                                 f'unknown loss term "{name}" of method {self.name};{did_you_mean(name, self.loss_terms)}'
-                                 f" Terms: {', '.join(self.loss_terms)}"))
+                problems.append(
+                    (
+                        ("distill", "loss_weights", name),
+                        f'unknown loss term "{name}" of method {self.name};{did_you_mean(name, self.loss_terms)}'
+                        f" Terms: {', '.join(self.loss_terms)}",
+                    )
+                )
             elif weight < 0:
                 problems.append((("distill", "loss_weights", name), f"expected a weight >= 0, got {weight}"))
         if section.loss_weights is not None and not any(section.loss_weights.values()):

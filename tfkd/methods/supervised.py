@@ -18,8 +18,12 @@ class SupervisedMethod(Method):
         from tfkd.training.trainer import SupervisedTrainer
 
         spec = context.spec
-        return SupervisedTrainer(student, context.task, label_smoothing=spec.train.label_smoothing,
-                                 loss_weights=self.loss_weights(spec.distill))
+        return SupervisedTrainer(
+            student,
+            context.task,
+            label_smoothing=spec.train.label_smoothing,
+            loss_weights=self.loss_weights(spec.distill),
+        )
 
 
 registry.register("method", "supervised")(SupervisedMethod())

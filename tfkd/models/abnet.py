@@ -50,16 +50,20 @@ def _load_bert(checkpoint, key, with_head=False):
     handle = resolve_checkpoint(checkpoint, key)
     head = None
     if with_head and has_masked_lm_head(handle):
-        masked_lm = from_checkpoint(lambda h: keras_hub.models.BertMaskedLM.from_preset(h, preprocessor=None),
-                                    checkpoint, key)
+        masked_lm = from_checkpoint(
+            lambda h: keras_hub.models.BertMaskedLM.from_preset(h, preprocessor=None), checkpoint, key
+        )
         backbone, head = masked_lm.backbone, masked_lm.masked_lm_head
     else:
         backbone = from_checkpoint(keras_hub.models.BertBackbone.from_preset, checkpoint, key)
         if with_head:
             head = keras_hub.layers.MaskedLMHead(
-                vocabulary_size=backbone.vocabulary_size, token_embedding=backbone.token_embedding,
-                intermediate_activation="gelu", kernel_initializer=_bert_initializer(),
-                dtype=backbone.dtype_policy, name="mlm_head",
+                vocabulary_size=backbone.vocabulary_size,
+                token_embedding=backbone.token_embedding,
+                intermediate_activation="gelu",
+                kernel_initializer=_bert_initializer(),
+                dtype=backbone.dtype_policy,
+                name="mlm_head",
             )
     backbone.pooled_dense.trainable = False
     return backbone, head, from_checkpoint(_load_tokenizer, checkpoint, key)
@@ -130,8 +134,11 @@ class _SourceBert(AdapterStudent):
         self.source_sep_id = int(tokenizer.sep_token_id)
         num_layers = len(self.source_backbone.transformer_layers)
         count = _adapter_count(settings.encoder_layers, num_layers, "student.adapters.encoder_layers")
-        defaults = {"hidden_dim": self.source_backbone.hidden_dim, "adapter_dim": settings.encoder_dim,
-                    "dropout": settings.dropout}
+        defaults = {
+            "hidden_dim": self.source_backbone.hidden_dim,
+            "adapter_dim": settings.encoder_dim,
+            "dropout": settings.dropout,
+        }
         self.encoder_adapter_indices = list(range(num_layers - count, num_layers))
         self.encoder_adapters = [
             build_layer("adapter", settings.encoder_adapter.model_dump(), defaults, f"encoder_adapter_{i}")
@@ -196,8 +203,17 @@ class ABNet(_SourceBert, ParallelDecoding, keras.Model):
 
     config_schema = ABNetConfig
 
-    def __init__(self, source_vocab_size, target_vocab_size, source_bert, target_bert, adapters=None,
-                 max_target_length=128, pad_id=0, **kwargs):
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        source_bert,
+        target_bert,
+        adapters=None,
+        max_target_length=128,
+        pad_id=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         settings = _settings(adapters)
         self.source_vocab_size = source_vocab_size
@@ -220,8 +236,11 @@ class ABNet(_SourceBert, ParallelDecoding, keras.Model):
 
         num_layers = len(self.target_backbone.transformer_layers)
         count = _adapter_count(settings.decoder_layers, num_layers, "student.adapters.decoder_layers")
-        defaults = {"hidden_dim": self.hidden_dim, "num_heads": settings.decoder_heads or self.target_backbone.num_heads,
-                    "dropout": settings.dropout}
+        defaults = {
+            "hidden_dim": self.hidden_dim,
+            "num_heads": settings.decoder_heads or self.target_backbone.num_heads,
+            "dropout": settings.dropout,
+        }
         self.decoder_adapter_indices = list(range(num_layers - count, num_layers))
         self.decoder_adapters = [
             build_layer("adapter", settings.decoder_adapter.model_dump(), defaults, f"decoder_adapter_{i}")
@@ -255,9 +274,16 @@ class ABNet(_SourceBert, ParallelDecoding, keras.Model):
         at ``positions`` ``[B, P]`` (indices into ``decoder_ids``) only."""
         framed, padding_mask = _frame(decoder_ids, self.cls_id, self.sep_id, self.pad_id)
         x = bert_embeddings(self.target_backbone, framed, training=training)
-        x = _bert_layers(self.target_backbone, x, padding_mask, self.decoder_adapters, training,
-                         encoder_sequence=encoder_hidden, encoder_padding_mask=encoder_padding_mask,
-                         decoder_padding_mask=padding_mask)
+        x = _bert_layers(
+            self.target_backbone,
+            x,
+            padding_mask,
+            self.decoder_adapters,
+            training,
+            encoder_sequence=encoder_hidden,
+            encoder_padding_mask=encoder_padding_mask,
+            decoder_padding_mask=padding_mask,
+        )
         if positions is None:
             length = ops.shape(decoder_ids)[1]
             positions = ops.zeros_like(ops.cast(decoder_ids, "int32")) + ops.arange(length, dtype="int32")
@@ -265,8 +291,10 @@ class ABNet(_SourceBert, ParallelDecoding, keras.Model):
 
     def call(self, inputs, training=False):
         hidden, padding_mask = self.encode(inputs["source_ids"], training=training)
-        return {"logits": self.decode(inputs["decoder_ids"], hidden, padding_mask, training=training),
-                "length_logits": self.length_logits(hidden, padding_mask)}
+        return {
+            "logits": self.decode(inputs["decoder_ids"], hidden, padding_mask, training=training),
+            "length_logits": self.length_logits(hidden, padding_mask),
+        }
 
     def get_config(self):
         config = super().get_config()
@@ -312,9 +340,23 @@ class ABNetEnc(_SourceBert, TransformerSeq2Seq):
     config_schema = ABNetEncConfig
     decoding = "autoregressive"
 
-    def __init__(self, source_vocab_size, target_vocab_size, source_bert, adapters=None, decoder_layers=3,
-                 hidden_dim=256, intermediate_dim=1024, num_heads=4, dropout=0.1, max_length=256,
-                 tie_embeddings=True, decoder_layer=None, pad_id=0, **kwargs):
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        source_bert,
+        adapters=None,
+        decoder_layers=3,
+        hidden_dim=256,
+        intermediate_dim=1024,
+        num_heads=4,
+        dropout=0.1,
+        max_length=256,
+        tie_embeddings=True,
+        decoder_layer=None,
+        pad_id=0,
+        **kwargs,
+    ):
         # TransformerSeq2Seq.__init__ would build a Transformer encoder: build only its decoder
         keras.Model.__init__(self, **kwargs)
         settings = _settings(adapters)
@@ -337,13 +379,21 @@ class ABNetEnc(_SourceBert, TransformerSeq2Seq):
         # the decoder of TransformerSeq2Seq (same attribute names: its decode methods use them)
         init = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
         self.target_embedding = keras_hub.layers.ReversibleEmbedding(
-            target_vocab_size, hidden_dim, tie_weights=tie_embeddings, embeddings_initializer=init,
+            target_vocab_size,
+            hidden_dim,
+            tie_weights=tie_embeddings,
+            embeddings_initializer=init,
             name="target_embedding",
         )
         self.position_encoding = keras_hub.layers.SinePositionEncoding(name="position_encoding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
-        block_defaults = {"hidden_dim": hidden_dim, "intermediate_dim": intermediate_dim, "num_heads": num_heads,
-                          "dropout": dropout, "normalize_first": True}
+        block_defaults = {
+            "hidden_dim": hidden_dim,
+            "intermediate_dim": intermediate_dim,
+            "num_heads": num_heads,
+            "dropout": dropout,
+            "normalize_first": True,
+        }
         self.decoder_blocks = [
             build_layer("decoder_layer", self.decoder_layer, block_defaults, f"decoder_{i}")
             for i in range(decoder_layers)
@@ -392,7 +442,7 @@ def _weight_key(model, variable):
     called the model, such as a trainer)."""
     parts = variable.path.split("/")
     if model.name in parts:
-        parts = parts[parts.index(model.name) + 1:]
+        parts = parts[parts.index(model.name) + 1 :]
     return "/".join(parts)
 
 
@@ -401,9 +451,11 @@ def _trained_weights(model):
     if settings is None:
         raise ValueError(f"adapter files hold an AB-Net student's adapters; {type(model).__name__} has none")
     if not settings.frozen:
-        raise ValueError("adapter files need frozen BERTs (student.adapters.train: adapters); this student was "
-                         f"trained with adapters.train: {settings.train}, so its BERT weights changed too: "
-                         "export the full model")
+        raise ValueError(
+            "adapter files need frozen BERTs (student.adapters.train: adapters); this student was "
+            f"trained with adapters.train: {settings.train}, so its BERT weights changed too: "
+            "export the full model"
+        )
     weights = {}
     for variable in model.trainable_variables:
         key = _weight_key(model, variable)
@@ -437,8 +489,9 @@ def load_adapters(path, model=None):
     with safe_open(str(path), framework="np") as f:
         metadata = f.metadata() or {}
         if metadata.get("format") != ADAPTERS_FORMAT:
-            raise ValueError(f"{path}: not a tfkd adapter file (format {metadata.get('format')!r}, "
-                             f"expected {ADAPTERS_FORMAT})")
+            raise ValueError(
+                f"{path}: not a tfkd adapter file (format {metadata.get('format')!r}, expected {ADAPTERS_FORMAT})"
+            )
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     if model is None:
         model = keras.saving.deserialize_keras_object(json.loads(metadata["model"]))
@@ -447,11 +500,13 @@ def load_adapters(path, model=None):
     weights = _trained_weights(model)
     missing, unexpected = sorted(set(weights) - set(tensors)), sorted(set(tensors) - set(weights))
     if missing or unexpected:
-        raise ValueError(f"{path}: the adapter file does not match the model: missing {missing}, "
-                         f"unexpected {unexpected}")
+        raise ValueError(
+            f"{path}: the adapter file does not match the model: missing {missing}, unexpected {unexpected}"
+        )
     for key, variable in weights.items():
         if tuple(variable.shape) != tensors[key].shape:
-            raise ValueError(f"{path}: {key} has shape {tensors[key].shape} in the file, "
-                             f"{tuple(variable.shape)} in the model")
+            raise ValueError(
+                f"{path}: {key} has shape {tensors[key].shape} in the file, {tuple(variable.shape)} in the model"
+            )
         variable.assign(tensors[key])
     return model

@@ -74,8 +74,10 @@ class BertClassifier(WrapsBackbone, keras.Model):
         elif isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
         if vocabulary_size is not None and vocabulary_size != backbone.vocabulary_size:
-            raise ValueError(f"BertClassifier: vocabulary_size={vocabulary_size} but the backbone has "
-                             f"{backbone.vocabulary_size} tokens")
+            raise ValueError(
+                f"BertClassifier: vocabulary_size={vocabulary_size} but the backbone has "
+                f"{backbone.vocabulary_size} tokens"
+            )
         self.backbone = backbone
         self.vocabulary_size = backbone.vocabulary_size
         self.num_layers = backbone.num_layers
@@ -108,12 +110,14 @@ class BertClassifier(WrapsBackbone, keras.Model):
         if self.wraps_backbone:
             config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
         else:
-            config.update({
-                "vocabulary_size": self.vocabulary_size,
-                "num_layers": self.num_layers,
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "intermediate_dim": self.intermediate_dim,
-                "max_sequence_length": self.max_sequence_length,
-            })
+            config.update(
+                {
+                    "vocabulary_size": self.vocabulary_size,
+                    "num_layers": self.num_layers,
+                    "hidden_dim": self.hidden_dim,
+                    "num_heads": self.num_heads,
+                    "intermediate_dim": self.intermediate_dim,
+                    "max_sequence_length": self.max_sequence_length,
+                }
+            )
         return config

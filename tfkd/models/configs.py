@@ -2,7 +2,7 @@
 registered here by student name (each student's class registers itself in its own module, which
 is imported when a run first looks it up: :mod:`tfkd.builtins`)."""
 
-from typing import ClassVar, Literal, Optional, Union
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
@@ -23,8 +23,7 @@ class TransformerDecoderConfig(Strict):
     decoder_layer: LayerRef = LayerRef(kind="transformer_decoder")
 
     # what the builder passes to every encoder/decoder layer that declares the argument
-    layer_arguments: ClassVar[tuple] = ("hidden_dim", "intermediate_dim", "num_heads", "dropout",
-                                        "normalize_first")
+    layer_arguments: ClassVar[tuple] = ("hidden_dim", "intermediate_dim", "num_heads", "dropout", "normalize_first")
 
 
 class TransformerConfig(TransformerDecoderConfig):
@@ -55,10 +54,10 @@ class AdapterSettings(Strict):
     # adapters: frozen BERTs, only adapters (+ [LENGTH], length classifier, output head) train;
     # all: the paper's full fine-tuning ablation (AB-Net FB)
     train: Literal["adapters", "all"] = "adapters"
-    encoder_layers: Union[Literal["all"], PositiveInt] = "all"  # adapters after the top N source-BERT layers
-    decoder_layers: Union[Literal["all"], PositiveInt] = "all"  # cross-attention after the top N target-BERT layers
+    encoder_layers: Literal["all"] | PositiveInt = "all"  # adapters after the top N source-BERT layers
+    decoder_layers: Literal["all"] | PositiveInt = "all"  # cross-attention after the top N target-BERT layers
     encoder_dim: PositiveInt = 512  # d_Aenc, the bottleneck width
-    decoder_heads: Optional[PositiveInt] = None  # default: the target BERT's num_heads
+    decoder_heads: PositiveInt | None = None  # default: the target BERT's num_heads
     dropout: float = Field(0.1, ge=0, lt=1)
     encoder_adapter: LayerRef = LayerRef(kind="bottleneck")
     decoder_adapter: LayerRef = LayerRef(kind="cross_attention")
@@ -97,11 +96,16 @@ class ABNetEncConfig(TransformerDecoderConfig):
     @classmethod
     def _no_decoder_adapters(cls, adapters):
         defaults = AdapterSettings()  # (not model_fields_set: a dumped config validates again)
-        unused = [key for key in ("decoder_layers", "decoder_heads", "decoder_adapter")
-                  if getattr(adapters, key) != getattr(defaults, key)]
+        unused = [
+            key
+            for key in ("decoder_layers", "decoder_heads", "decoder_adapter")
+            if getattr(adapters, key) != getattr(defaults, key)
+        ]
         if unused:
-            raise ValueError(f"{', '.join(unused)} do not apply to abnet_enc (its decoder is a Transformer "
-                             f"decoder: set student.decoder_layers, num_heads, decoder_layer)")
+            raise ValueError(
+                f"{', '.join(unused)} do not apply to abnet_enc (its decoder is a Transformer "
+                f"decoder: set student.decoder_layers, num_heads, decoder_layer)"
+            )
         return adapters
 
 
@@ -132,7 +136,12 @@ class GPT2LMConfig(Strict):
     max_sequence_length: PositiveInt = 1024  # longest input (position embeddings)
 
 
-for _name, _schema in (("transformer", TransformerConfig), ("lstm", LSTMConfig), ("abnet", ABNetConfig),
-                       ("abnet_enc", ABNetEncConfig), ("bert_classifier", BertClassifierConfig),
-                       ("gpt2_lm", GPT2LMConfig)):
+for _name, _schema in (
+    ("transformer", TransformerConfig),
+    ("lstm", LSTMConfig),
+    ("abnet", ABNetConfig),
+    ("abnet_enc", ABNetEncConfig),
+    ("bert_classifier", BertClassifierConfig),
+    ("gpt2_lm", GPT2LMConfig),
+):
     registry.register("student", _name, schema=_schema)

@@ -36,22 +36,40 @@ class GPT2LM(WrapsBackbone, keras.Model):
 
     config_schema = GPT2LMConfig
 
-    def __init__(self, vocabulary_size=None, num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024,
-                 dropout=0.1, max_sequence_length=1024, backbone=None, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size=None,
+        num_layers=4,
+        hidden_dim=256,
+        num_heads=4,
+        intermediate_dim=1024,
+        dropout=0.1,
+        max_sequence_length=1024,
+        backbone=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.wraps_backbone = backbone is not None
         if backbone is None:
             if vocabulary_size is None:
                 raise ValueError("GPT2LM needs vocabulary_size (or an existing backbone)")
             backbone = keras_hub.models.GPT2Backbone(
-                vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim,
-                intermediate_dim=intermediate_dim, dropout=dropout, max_sequence_length=max_sequence_length,
-                dtype=self.dtype_policy, name="backbone")
+                vocabulary_size=vocabulary_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                hidden_dim=hidden_dim,
+                intermediate_dim=intermediate_dim,
+                dropout=dropout,
+                max_sequence_length=max_sequence_length,
+                dtype=self.dtype_policy,
+                name="backbone",
+            )
         elif isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
         if vocabulary_size is not None and vocabulary_size != backbone.vocabulary_size:
-            raise ValueError(f"GPT2LM: vocabulary_size={vocabulary_size} but the backbone has "
-                             f"{backbone.vocabulary_size} tokens")
+            raise ValueError(
+                f"GPT2LM: vocabulary_size={vocabulary_size} but the backbone has {backbone.vocabulary_size} tokens"
+            )
         if not isinstance(backbone, keras_hub.models.GPT2Backbone):
             raise ValueError(f"GPT2LM wraps a keras-hub GPT2Backbone, got {type(backbone).__name__}")
         self.causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None, name="causal_lm")
@@ -69,8 +87,9 @@ class GPT2LM(WrapsBackbone, keras.Model):
         return self.causal_lm.backbone
 
     def call(self, inputs, training=False):
-        return self.causal_lm({"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]},
-                              training=training)
+        return self.causal_lm(
+            {"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}, training=training
+        )
 
     def generate_step(self, token_ids, padding_mask, sampler, stop_token_ids=None):
         """Fill the positions of ``token_ids`` ``[B, T]`` after each row's prompt (where
@@ -78,16 +97,24 @@ class GPT2LM(WrapsBackbone, keras.Model):
         key/value cache; ``{"token_ids", "padding_mask"}`` (the mask covers the generated
         tokens, up to and including a stop token)."""
         self.causal_lm.sampler = sampler
-        return self.causal_lm.generate_step({"token_ids": token_ids, "padding_mask": padding_mask},
-                                            stop_token_ids=stop_token_ids)
+        return self.causal_lm.generate_step(
+            {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=stop_token_ids
+        )
 
     def get_config(self):
         config = super().get_config()
         if self.wraps_backbone:
             config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
         else:
-            config.update({"vocabulary_size": self.vocabulary_size, "num_layers": self.num_layers,
-                           "hidden_dim": self.hidden_dim, "num_heads": self.num_heads,
-                           "intermediate_dim": self.intermediate_dim, "dropout": self.dropout,
-                           "max_sequence_length": self.max_sequence_length})
+            config.update(
+                {
+                    "vocabulary_size": self.vocabulary_size,
+                    "num_layers": self.num_layers,
+                    "hidden_dim": self.hidden_dim,
+                    "num_heads": self.num_heads,
+                    "intermediate_dim": self.intermediate_dim,
+                    "dropout": self.dropout,
+                    "max_sequence_length": self.max_sequence_length,
+                }
+            )
         return config

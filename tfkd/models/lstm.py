@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+
 from tfkd import registry
 from tfkd.models.abilities import SourceEmbedding
 from tfkd.models.configs import LSTMConfig
@@ -31,8 +32,18 @@ class LSTMSeq2Seq(SourceEmbedding, keras.Model):
 
     config_schema = LSTMConfig
 
-    def __init__(self, source_vocab_size, target_vocab_size, encoder_layers=2, decoder_layers=2,
-                 hidden_dim=256, embedding_dim=256, dropout=0.2, pad_id=0, **kwargs):
+    def __init__(
+        self,
+        source_vocab_size,
+        target_vocab_size,
+        encoder_layers=2,
+        decoder_layers=2,
+        hidden_dim=256,
+        embedding_dim=256,
+        dropout=0.2,
+        pad_id=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
@@ -45,13 +56,11 @@ class LSTMSeq2Seq(SourceEmbedding, keras.Model):
         self.source_embedding = keras.layers.Embedding(source_vocab_size, embedding_dim, name="source_embedding")
         self.target_embedding = keras.layers.Embedding(target_vocab_size, embedding_dim, name="target_embedding")
         self.encoder_rnns = [
-            keras.layers.Bidirectional(keras.layers.LSTM(hidden_dim // 2, return_sequences=True),
-                                       name=f"encoder_{i}")
+            keras.layers.Bidirectional(keras.layers.LSTM(hidden_dim // 2, return_sequences=True), name=f"encoder_{i}")
             for i in range(encoder_layers)
         ]
         self.decoder_rnns = [
-            keras.layers.LSTM(hidden_dim, return_sequences=True, name=f"decoder_{i}")
-            for i in range(decoder_layers)
+            keras.layers.LSTM(hidden_dim, return_sequences=True, name=f"decoder_{i}") for i in range(decoder_layers)
         ]
         self.encoder_projection = keras.layers.Dense(hidden_dim, name="encoder_projection")
         self.attention = keras.layers.Attention(name="attention")
@@ -80,10 +89,16 @@ class LSTMSeq2Seq(SourceEmbedding, keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "source_vocab_size": self.source_vocab_size, "target_vocab_size": self.target_vocab_size,
-            "encoder_layers": self.encoder_layers, "decoder_layers": self.decoder_layers,
-            "hidden_dim": self.hidden_dim, "embedding_dim": self.embedding_dim, "dropout": self.dropout,
-            "pad_id": self.pad_id,
-        })
+        config.update(
+            {
+                "source_vocab_size": self.source_vocab_size,
+                "target_vocab_size": self.target_vocab_size,
+                "encoder_layers": self.encoder_layers,
+                "decoder_layers": self.decoder_layers,
+                "hidden_dim": self.hidden_dim,
+                "embedding_dim": self.embedding_dim,
+                "dropout": self.dropout,
+                "pad_id": self.pad_id,
+            }
+        )
         return config

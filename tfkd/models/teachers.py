@@ -28,9 +28,11 @@ def resolve_checkpoint(checkpoint, key="teacher.checkpoint"):
             raise SpecError(f"{key}: folder {checkpoint} does not exist")
         return checkpoint
     if not _preset_cached(checkpoint) and not _reachable(PRESET_HOST):
-        raise SpecError(f"{key}: {checkpoint!r} is a keras-hub preset, downloaded from {PRESET_HOST} on first use, "
-                        f"which cannot be reached from here; give a local folder holding the checkpoint instead "
-                        f"(or download it once where there is network: presets are kept in {_preset_cache()})")
+        raise SpecError(
+            f"{key}: {checkpoint!r} is a keras-hub preset, downloaded from {PRESET_HOST} on first use, "
+            f"which cannot be reached from here; give a local folder holding the checkpoint instead "
+            f"(or download it once where there is network: presets are kept in {_preset_cache()})"
+        )
     return checkpoint
 
 
@@ -48,7 +50,7 @@ def _preset_cached(name):
     for root, dirs, _ in os.walk(models):
         if name in dirs and any(d.isdigit() for d in os.listdir(os.path.join(root, name))):
             return True
-        if root[len(models):].count(os.sep) >= 3:
+        if root[len(models) :].count(os.sep) >= 3:
             dirs[:] = []  # no deeper than <owner>/<model>/<framework>
     return False
 
@@ -80,8 +82,10 @@ def from_checkpoint(load, checkpoint, key="teacher.checkpoint"):
     except ValueError as e:
         shapes = _SHAPES.search(str(e))
         if shapes:
-            raise SpecError(f"{key}: {checkpoint}: the weights do not fit its config (variable {shapes[3]}: the config "
-                            f"gives shape {shapes[1]}, the weights {shapes[2]})") from None
+            raise SpecError(
+                f"{key}: {checkpoint}: the weights do not fit its config (variable {shapes[3]}: the config "
+                f"gives shape {shapes[1]}, the weights {shapes[2]})"
+            ) from None
         raise SpecError(f"{key}: {checkpoint}: cannot load it: {str(e).splitlines()[0][:300]}") from None
 
 
@@ -135,8 +139,9 @@ def load_masked_lm_teacher(checkpoint):
     import keras_hub
 
     if has_masked_lm_head(checkpoint):
-        model = from_checkpoint(lambda handle: keras_hub.models.BertMaskedLM.from_preset(handle, preprocessor=None),
-                                checkpoint)
+        model = from_checkpoint(
+            lambda handle: keras_hub.models.BertMaskedLM.from_preset(handle, preprocessor=None), checkpoint
+        )
         backbone = model.backbone
     else:
         backbone = load_backbone(checkpoint)
@@ -158,8 +163,10 @@ def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_
     student_vocabulary = student_tokenizer.get_vocabulary()
     missing = [t for t in student_vocabulary if t not in teacher_ids]
     if missing:
-        raise StageError(f"{stage_name}: the student's vocabulary has {len(missing)} tokens the teacher "
-                         f"does not know (first: {missing[0]!r}); set {tokenizer_key}: teacher")
+        raise StageError(
+            f"{stage_name}: the student's vocabulary has {len(missing)} tokens the teacher "
+            f"does not know (first: {missing[0]!r}); set {tokenizer_key}: teacher"
+        )
     to_teacher = np.array([teacher_ids[t] for t in student_vocabulary], np.int32)
     to_student = np.full(len(teacher_ids), -1, np.int32)
     to_student[to_teacher] = np.arange(len(to_teacher), dtype=np.int32)

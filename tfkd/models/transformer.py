@@ -3,6 +3,7 @@
 import keras
 import keras_hub
 from keras import ops
+
 from tfkd import registry
 from tfkd.layers import build_layer
 from tfkd.models.abilities import SourceEmbedding
@@ -82,8 +83,11 @@ class TransformerSeq2Seq(SourceEmbedding, keras.Model):
 
         init = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
         self.target_embedding = keras_hub.layers.ReversibleEmbedding(
-            target_vocab_size, hidden_dim, tie_weights=tie_embeddings,
-            embeddings_initializer=init, name="target_embedding",
+            target_vocab_size,
+            hidden_dim,
+            tie_weights=tie_embeddings,
+            embeddings_initializer=init,
+            name="target_embedding",
         )
         if share_embeddings:
             self.source_embedding = self.target_embedding
@@ -168,7 +172,10 @@ class TransformerSeq2Seq(SourceEmbedding, keras.Model):
             cross_caches.append(cross_cache)
         x = self.decoder_norm(x)[:, 0]
         logits = self.target_embedding(x, reverse=True) if self.tie_embeddings else self.output_projection(x)
-        return logits, {"self": self_caches, "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]}}
+        return logits, {
+            "self": self_caches,
+            "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]},
+        }
 
     def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length):
         """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
@@ -181,11 +188,13 @@ class TransformerSeq2Seq(SourceEmbedding, keras.Model):
         head_dim = self.hidden_dim // self.num_heads
         dtype = self.target_embedding.compute_dtype
         state = {
-            "self": [ops.zeros((batch, 2, max_length + 1, self.num_heads, head_dim), dtype)
-                     for _ in self.decoder_blocks],
+            "self": [
+                ops.zeros((batch, 2, max_length + 1, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
+            ],
             "shared": {
-                "cross": [ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype)
-                          for _ in self.decoder_blocks],
+                "cross": [
+                    ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
+                ],
                 "positions": self.position_encoding(ops.zeros((1, max_length + 1, self.hidden_dim), dtype))[0],
             },
         }

@@ -16,14 +16,47 @@ sections, the student, the stage list), :mod:`~tfkd.spec.targets` (sequence-leve
 
 from tfkd.spec.loading import dump_spec, load_spec
 from tfkd.spec.messages import SpecError, _pydantic_message  # noqa: F401 (tfkd.cli says --set errors with it)
-from tfkd.spec.schema import (ADAPTERS_EXPORTER, SPEC_VERSION, EarlyStopSpec, ExportSpec, KeepBestSpec, LayerRef, LocalPath,
-                              ModelReference, Spec, Strict, TeacherSpec, TokenizerSpec, TrainSpec, package_folder,
-                              validate_layer_ref)
+from tfkd.spec.schema import (
+    ADAPTERS_EXPORTER,
+    SPEC_VERSION,
+    EarlyStopSpec,
+    ExportSpec,
+    KeepBestSpec,
+    LayerRef,
+    LocalPath,
+    ModelReference,
+    Spec,
+    Strict,
+    TeacherSpec,
+    TokenizerSpec,
+    TrainSpec,
+    package_folder,
+    validate_layer_ref,
+)
 from tfkd.spec.targets import TARGET_KEYS, TEACHER_TARGETS, targets_error
 from tfkd.spec.variants import VARIANT_ROOTS
 
 __all__ = [
-    "ADAPTERS_EXPORTER", "SPEC_VERSION", "TARGET_KEYS", "TEACHER_TARGETS", "VARIANT_ROOTS", "EarlyStopSpec", "ExportSpec", "KeepBestSpec", "LayerRef",
-    "LocalPath", "ModelReference", "Spec", "SpecError", "Strict", "TeacherSpec", "TokenizerSpec", "TrainSpec",
-    "dump_spec", "load_spec", "package_folder", "targets_error", "validate_layer_ref",
+    "ADAPTERS_EXPORTER",
+    "SPEC_VERSION",
+    "TARGET_KEYS",
+    "TEACHER_TARGETS",
+    "VARIANT_ROOTS",
+    "EarlyStopSpec",
+    "ExportSpec",
+    "KeepBestSpec",
+    "LayerRef",
+    "LocalPath",
+    "ModelReference",
+    "Spec",
+    "SpecError",
+    "Strict",
+    "TeacherSpec",
+    "TokenizerSpec",
+    "TrainSpec",
+    "dump_spec",
+    "load_spec",
+    "package_folder",
+    "targets_error",
+    "validate_layer_ref",
 ]

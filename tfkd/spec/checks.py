@@ -6,10 +6,10 @@ import json
 import pydantic
 
 from tfkd import registry
-from tfkd.spec.messages import _raise_validation
-from tfkd.spec.schema import validate_layer_ref
 from tfkd.context import RunContext
 from tfkd.plan import plan_run
+from tfkd.spec.messages import _raise_validation
+from tfkd.spec.schema import validate_layer_ref
 
 
 def _section(schema, value, key, located):
@@ -40,13 +40,15 @@ def _validate_sections(spec, located):
     if not isinstance(method_name, str):
         raise located.error(("distill", "method"), f"expected a method name, got {json.dumps(method_name)}")
     method = _lookup("method", method_name, ("distill", "method"), located)
-    spec = spec.model_copy(update={
-        "task": task_name,
-        "data": _section(task.data_schema, spec.data, "data", located),
-        "decode": _section(task.decode_schema, spec.decode, "decode", located),
-        "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
-        "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
-    })
+    spec = spec.model_copy(
+        update={
+            "task": task_name,
+            "data": _section(task.data_schema, spec.data, "data", located),
+            "decode": _section(task.decode_schema, spec.decode, "decode", located),
+            "evaluate": _section(task.evaluate_schema, spec.evaluate, "evaluate", located),
+            "distill": _section(method.spec_schema, dict(distill, method=method_name), "distill", located),
+        }
+    )
     for key_path, message in [*task.check(spec), *method.check(RunContext(spec))]:
         raise located.error(key_path, message)
 
@@ -74,8 +76,9 @@ def _validate_sections(spec, located):
 
     available = plan_run(spec).names
     if spec.train.init_from is not None and spec.train.init_from not in available:
-        raise located.error(("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; "
-                                                    f"Choices: {', '.join(available)}")
+        raise located.error(
+            ("train", "init_from"), f"unknown stage {json.dumps(spec.train.init_from)}; Choices: {', '.join(available)}"
+        )
     return spec
 
 
@@ -83,6 +86,9 @@ def _validate_stage_list(spec, located):
     available = plan_run(spec).names
     for i, name in enumerate(spec.stages or []):
         if name not in available:
-            raise located.error(("stages", i), f"unknown stage {json.dumps(name)} for task {spec.task} and "
-                                               f"method {spec.method};{registry.did_you_mean(name, available)} "
-                                               f"Choices: {', '.join(available)}")
+            raise located.error(
+                ("stages", i),
+                f"unknown stage {json.dumps(name)} for task {spec.task} and "
+                f"method {spec.method};{registry.did_you_mean(name, available)} "
+                f"Choices: {', '.join(available)}",
+            )

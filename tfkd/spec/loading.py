@@ -87,7 +87,7 @@ def _apply_override(data, assignment, located):
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
             if not isinstance(key, int) or key >= len(node):
-                raise SpecError(f"--set {assignment}: {'.'.join(map(str, keys[:i + 1]))} is not a list index")
+                raise SpecError(f"--set {assignment}: {'.'.join(map(str, keys[: i + 1]))} is not a list index")
             node = node[key]
             continue
         if not isinstance(node, dict):
@@ -169,8 +169,9 @@ def _load_spec(path, overrides, import_dir):
         located = _Located(path, _collect_lines(node))
     except _DuplicateKey as e:
         dotted = ".".join(str(k) for k in e.path)
-        raise SpecError(f"{path}:{e.line}: {dotted}: duplicate key (first given at line {e.first}; "
-                        "YAML would keep only the last)") from None
+        raise SpecError(
+            f"{path}:{e.line}: {dotted}: duplicate key (first given at line {e.first}; YAML would keep only the last)"
+        ) from None
     data = copy.deepcopy(data)
     for assignment in overrides:
         _apply_override(data, assignment, located)
@@ -180,8 +181,9 @@ def _load_spec(path, overrides, import_dir):
         raise located.error(("imports",), f"expected a list of modules, got {json.dumps(data['imports'])}")
     _import_user_modules(data.get("imports"), located, import_dir or os.path.dirname(os.path.abspath(path)))
     if "distill" in data and not data["distill"]:
-        raise located.error(("distill",), "empty section: give method: NAME, or remove distill for "
-                                          "training on the references alone")
+        raise located.error(
+            ("distill",), "empty section: give method: NAME, or remove distill for training on the references alone"
+        )
 
     try:
         spec = Spec.model_validate(data)

@@ -7,10 +7,8 @@ import re
 from pydantic import BaseModel
 
 from tfkd import registry
-from tfkd.spec.schema import Spec
-
-
 from tfkd.errors import SpecError  # noqa: E402  (re-exported: tfkd.spec.SpecError)
+from tfkd.spec.schema import Spec
 
 
 class _Located:
@@ -25,7 +23,7 @@ class _Located:
         key_path = tuple(key_path)
         # a key that only --set wrote (--set trian.steps=3: "trian" is unknown) is the flag's
         for keys, assignment in self.overrides.items():
-            if keys[:len(key_path)] == key_path and key_path not in self.lines:
+            if keys[: len(key_path)] == key_path and key_path not in self.lines:
                 return f"--set {assignment}"
         for n in range(len(key_path), -1, -1):
             prefix = key_path[:n]
@@ -53,8 +51,9 @@ def _pydantic_message(err):
         # pydantic writes "'auto', True or False": quoted strings, and other literals bare
         # (a bool as YAML writes it)
         choices = re.findall(r"'([^']*)'|\b(True|False|None|-?\d+(?:\.\d+)?)\b", err["ctx"]["expected"])
-        expected = [text or {"True": "true", "False": "false", "None": "null"}.get(bare, bare)
-                    for text, bare in choices] or re.split(r", | or ", err["ctx"]["expected"])
+        expected = [
+            text or {"True": "true", "False": "false", "None": "null"}.get(bare, bare) for text, bare in choices
+        ] or re.split(r", | or ", err["ctx"]["expected"])
         hint = registry.did_you_mean(received, expected)
         return f"expected one of {', '.join(expected)}{got};{hint}".rstrip(";")
     if kind in ("int_parsing", "int_type", "int_from_float"):

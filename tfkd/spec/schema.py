@@ -11,7 +11,7 @@ import contextvars
 import importlib.util
 import json
 import os
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
@@ -54,15 +54,16 @@ def _model_reference(value):
         return value  # a preset name
     path = os.path.abspath(os.path.expanduser(value))
     if _CHECK_MODELS.get() and not os.path.isdir(path):
-        raise ValueError(f"folder {path} does not exist (expected a keras-hub preset name, a local folder or "
-                         "package:MODULE/DIR)")
+        raise ValueError(
+            f"folder {path} does not exist (expected a keras-hub preset name, a local folder or package:MODULE/DIR)"
+        )
     return path
 
 
 def package_folder(reference):
     """The folder ``package:<module>/<subdir>`` names inside an installed Python package (found
     without importing it); ValueError saying what is missing."""
-    module, _, subdir = reference[len("package:"):].partition("/")
+    module, _, subdir = reference[len("package:") :].partition("/")
     found = importlib.util.find_spec(module) if module else None
     if found is None or not found.submodule_search_locations:
         raise ValueError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
@@ -92,9 +93,9 @@ class TokenizerSpec(_Strict):
     strip_accents: bool = False
     # kind "teacher" only: keep the teacher's tokens seen at least this often in the training
     # side (fairseq's --thresholdtgt), plus the special tokens; unset keeps them all
-    min_count: Optional[PositiveInt] = None
+    min_count: PositiveInt | None = None
     # kind "pretrained" only: a keras-hub preset, local folder or "package:module/subdir"
-    checkpoint: Optional[ModelReference] = None
+    checkpoint: ModelReference | None = None
 
     def key(self):
         """What the vocabulary depends on (a stage key's part): the settings, ``model_type``
@@ -107,11 +108,15 @@ class TokenizerSpec(_Strict):
     @pydantic.model_validator(mode="after")
     def _min_count_needs_teacher(self):
         if self.min_count is not None and self.kind != "teacher":
-            raise ValueError('min_count applies to kind "teacher" only (a learned vocabulary has vocab_size; '
-                             'a pretrained one keeps its ids)')
+            raise ValueError(
+                'min_count applies to kind "teacher" only (a learned vocabulary has vocab_size; '
+                "a pretrained one keeps its ids)"
+            )
         if self.kind == "sentencepiece" and self.strip_accents:
-            raise ValueError("strip_accents applies to WordPiece vocabularies (SentencePiece normalises with NFKC, "
-                             "and lowercase folds case)")
+            raise ValueError(
+                "strip_accents applies to WordPiece vocabularies (SentencePiece normalises with NFKC, "
+                "and lowercase folds case)"
+            )
         if self.model_type != "unigram" and self.kind != "sentencepiece":
             raise ValueError('model_type applies to kind "sentencepiece"')
         if self.kind == "pretrained" and not self.checkpoint:
@@ -161,7 +166,7 @@ class TrainSpec(_Strict):
     adam_beta_1: float = Field(0.9, ge=0, lt=1)
     adam_beta_2: float = Field(0.98, ge=0, lt=1)
     adam_epsilon: float = Field(1e-9, gt=0)
-    clip_norm: Optional[float] = Field(None, gt=0)
+    clip_norm: float | None = Field(None, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     seed: int = 1
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
@@ -171,10 +176,10 @@ class TrainSpec(_Strict):
     accumulate: PositiveInt = 1
     # stop when the validation metric has not improved for ``patience`` checkpoints; the
     # student kept is the best one seen (unset: train all ``steps``)
-    early_stop: Optional[EarlyStopSpec] = None
+    early_stop: EarlyStopSpec | None = None
     # the student's weights at its best validation stay in <stage>/checkpoints/best.weights.h5
     # (tfkd translate/export --weights); the stage's student is still the last (or average_last)
-    keep_best: Optional[KeepBestSpec] = None
+    keep_best: KeepBestSpec | None = None
     # TensorFlow op determinism while the run's stages run (the teacher's fine-tuning too:
     # deterministic kernels and tf.data order; an op without a deterministic implementation is
     # an error): with the same seed, bit-identical runs
@@ -186,7 +191,7 @@ class TrainSpec(_Strict):
     # the student's weights at each of the last N checkpoints stay in <stage>/checkpoints/
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
-    average_last: Optional[PositiveInt] = None
+    average_last: PositiveInt | None = None
 
     @pydantic.model_validator(mode="after")
     def _average_what_is_kept(self):
@@ -195,9 +200,10 @@ class TrainSpec(_Strict):
         if self.keep_best is not None and self.early_stop is not None:
             raise ValueError("give keep_best or early_stop, not both (early_stop keeps the best by its metric)")
         return self
+
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     # start from the student weights another train stage saved (e.g. a pre-distilled student)
-    init_from: Optional[str] = None
+    init_from: str | None = None
     # the learning rate: inverse_sqrt (Vaswani et al.: learning_rate * hidden_dim^-0.5 *
     # min(step^-0.5, step * warmup_steps^-1.5)) or linear (BERT fine-tuning: warm-up to
     # learning_rate over warmup_steps, then linear decay to 0 at steps)
@@ -210,7 +216,7 @@ ADAPTERS_EXPORTER: Literal["adapters"] = "adapters"
 
 
 class ExportSpec(_Strict):
-    model_name: Optional[str] = None
+    model_name: str | None = None
     version: PositiveInt = 1
     # the registered exporter that writes it (tfkd list exporter): saved_model, a SavedModel that
     # takes raw text; adapters, the student's trained weights and config alone (a student built on
@@ -247,10 +253,10 @@ class Spec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     imports: list[str] = []
     run_dir: str = "runs"
-    task: Optional[str] = None  # default: the registry's default task
-    stages: Optional[list[str]] = None
+    task: str | None = None  # default: the registry's default task
+    stages: list[str] | None = None
     data: Any
-    teacher: Optional[TeacherSpec] = None
+    teacher: TeacherSpec | None = None
     distill: Any = None
     student: LayerRef
     train: TrainSpec = TrainSpec()
@@ -260,7 +266,7 @@ class Spec(_Strict):
     # students trained beside the main one, each with a few settings changed:
     # {name: {"distill.gate": "none", ...}} (keys under distill, student, train and decode; a
     # key naming a whole section, such as student, replaces it)
-    variants: Optional[dict[str, dict[str, Any]]] = None
+    variants: dict[str, dict[str, Any]] | None = None
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
     _variants: Any = pydantic.PrivateAttr(default=None)

@@ -16,8 +16,11 @@ def targets_error(located, variant, key, message):
     """A one-line error at ``distill.<key>`` of the main spec or of variant ``variant``."""
     if variant is None:
         return located.error(("distill", key), message)
-    for path in (("variants", variant, f"distill.{key}"), ("variants", variant, "distill", key),
-                 ("variants", variant, "distill")):
+    for path in (
+        ("variants", variant, f"distill.{key}"),
+        ("variants", variant, "distill", key),
+        ("variants", variant, "distill"),
+    ):
         if path in located.lines:
             where = located.where(path)
             break

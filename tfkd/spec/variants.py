@@ -7,11 +7,11 @@ import re
 import pydantic
 
 from tfkd import registry
+from tfkd.context import RunContext
+from tfkd.plan import plan_run
 from tfkd.spec.checks import _validate_sections
 from tfkd.spec.messages import SpecError, _Located, _raise_validation
 from tfkd.spec.schema import Spec
-from tfkd.context import RunContext
-from tfkd.plan import plan_run
 from tfkd.spec.targets import TARGET_KEYS, TEACHER_TARGETS
 
 VARIANT_ROOTS = ("distill", "student", "train", "decode")
@@ -44,10 +44,17 @@ def _validate_variants(spec, data, located):
     main_stages = plan_run(spec.model_copy(update={"variants": None})).names
     task_stages = registry.lookup("task", spec.task).stage_names
     for name, settings in (spec.variants or {}).items():
-        if (not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in main_stages or name.endswith("_evaluate")
-                or name in task_stages):
-            raise located.error(("variants", name), "expected a new stage name (letters, digits, '_', '.', '-'; "
-                                                    f"not ending in _evaluate; not one of {', '.join(main_stages)})")
+        if (
+            not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
+            or name in main_stages
+            or name.endswith("_evaluate")
+            or name in task_stages
+        ):
+            raise located.error(
+                ("variants", name),
+                "expected a new stage name (letters, digits, '_', '.', '-'; "
+                f"not ending in _evaluate; not one of {', '.join(main_stages)})",
+            )
         if not settings:
             raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
         variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
@@ -58,8 +65,10 @@ def _validate_variants(spec, data, located):
         for dotted, value in settings.items():
             keys = tuple(dotted.split("."))
             if keys[0] not in VARIANT_ROOTS or not all(keys):
-                raise located.error(("variants", name, dotted), f"expected a key under {', '.join(VARIANT_ROOTS)} "
-                                                               "(data, teacher and evaluation are the run's)")
+                raise located.error(
+                    ("variants", name, dotted),
+                    f"expected a key under {', '.join(VARIANT_ROOTS)} (data, teacher and evaluation are the run's)",
+                )
             node = variant
             for key in keys[:-1]:
                 if not isinstance(node.get(key), dict):
@@ -68,8 +77,12 @@ def _validate_variants(spec, data, located):
             node[keys[-1]] = value
             set_keys[keys] = dotted
         distill = variant.get("distill")
-        if isinstance(distill, dict) and distill.get("targets") == TEACHER_TARGETS and "targets_from" not in distill \
-                and spec.distill.targets_from is not None:
+        if (
+            isinstance(distill, dict)
+            and distill.get("targets") == TEACHER_TARGETS
+            and "targets_from" not in distill
+            and spec.distill.targets_from is not None
+        ):
             distill["targets_from"] = spec.distill.targets_from  # the run's teacher
         variant_located = _VariantLocated(located, name, set_keys)
         try:
@@ -86,8 +99,11 @@ def _validate_variants(spec, data, located):
         own = {s.name for s in variant_method.plan_stages(RunContext(resolved))}
         missing = own - set(main_stages)
         if missing:
-            raise located.error(("variants", name), f"method {resolved.method} needs stage(s) "
-                                                    f"{', '.join(sorted(missing))}, which method {spec.method} does "
-                                                    "not run; make it the run's method instead")
+            raise located.error(
+                ("variants", name),
+                f"method {resolved.method} needs stage(s) "
+                f"{', '.join(sorted(missing))}, which method {spec.method} does "
+                "not run; make it the run's method instead",
+            )
         variants[name] = resolved
     return variants

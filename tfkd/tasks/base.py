@@ -71,8 +71,12 @@ class Task:
 
         for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
             if own.distill.targets == TEACHER_TARGETS or own.distill.targets_from is not None:
-                raise targets_error(located, variant, "targets", f"task {spec.task} cannot train on a teacher's "
-                                    "decoded outputs; use targets: reference")
+                raise targets_error(
+                    located,
+                    variant,
+                    "targets",
+                    f"task {spec.task} cannot train on a teacher's decoded outputs; use targets: reference",
+                )
 
     # ------------------------------------------------------------------ stages
 

@@ -47,16 +47,23 @@ def _check_room(model, folder):
     needed = int(needed * 1.1) + (1 << 20)  # HDF5's metadata and alignment
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise OSError(errno.ENOSPC, f"No space left on device ({free:,} bytes free, a weights file needs about "
-                                    f"{needed:,})", folder)
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device ({free:,} bytes free, a weights file needs about {needed:,})",
+            folder,
+        )
 
 
 def kept_checkpoints(directory):
     """``[(step, path)]`` of the student weights kept in ``directory``, oldest first."""
     if not os.path.isdir(directory):
         return []
-    found = [(int(m.group(1)), os.path.join(directory, name))
-             for name in os.listdir(directory) for m in [_STEP_FILE.match(name)] if m]
+    found = [
+        (int(m.group(1)), os.path.join(directory, name))
+        for name in os.listdir(directory)
+        for m in [_STEP_FILE.match(name)]
+        if m
+    ]
     return sorted(found)
 
 
@@ -73,7 +80,7 @@ class KeepLastCheckpoints(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         os.makedirs(self.directory, exist_ok=True)
         save_weights_atomic(self.student, os.path.join(self.directory, f"step-{step:08d}.weights.h5"))
-        for _, old in kept_checkpoints(self.directory)[:-self.keep]:
+        for _, old in kept_checkpoints(self.directory)[: -self.keep]:
             os.remove(old)
 
 

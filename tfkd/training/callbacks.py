@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from tfkd.training.averaging import save_weights_atomic
 
-
 log = logging.getLogger("tfkd")
 
 
@@ -36,8 +35,10 @@ def _seed_states(model):
 
 
 # what a train stage's divergence message suggests (TrainStage.resumable lets these resume)
-TRAIN_HINT = ("Lower train.learning_rate or set train.clip_norm and run the same command with --set "
-              "train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint.")
+TRAIN_HINT = (
+    "Lower train.learning_rate or set train.clip_norm and run the same command with --set "
+    "train.learning_rate=... (or train.clip_norm=...): the stage goes on from that checkpoint."
+)
 
 
 class StageCheckpoint(keras.callbacks.Callback):
@@ -50,8 +51,7 @@ class StageCheckpoint(keras.callbacks.Callback):
     epoch is cut short and still checkpointed).
     """
 
-    def __init__(self, workdir, stage="train", total_steps=None,
-                 hint=TRAIN_HINT, batches_per_step=1, restore_dir=None):
+    def __init__(self, workdir, stage="train", total_steps=None, hint=TRAIN_HINT, batches_per_step=1, restore_dir=None):
         super().__init__()
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
@@ -107,8 +107,11 @@ class StageCheckpoint(keras.callbacks.Callback):
             if os.path.exists(self.state_path):
                 with open(self.state_path) as f:
                     kept = f"The last good checkpoint (step {json.load(f)['step']}) is kept in {self.directory}."
-            terms = [f"{name} {float(value)}" for name, value in logs.items()
-                     if name not in ("loss", "tokens", "grad_norm") and not math.isfinite(float(value))]
+            terms = [
+                f"{name} {float(value)}"
+                for name, value in logs.items()
+                if name not in ("loss", "tokens", "grad_norm") and not math.isfinite(float(value))
+            ]
             self.failure = (
                 f"{self.stage}: the loss became {loss} at step {self._step()}"
                 f"{' (' + ', '.join(terms) + ')' if terms else ''}; training stopped. "
@@ -138,8 +141,9 @@ class TrainingMonitor(keras.callbacks.Callback):
     from the task: greedy BLEU on the first validation sentences for translation), its values.
     """
 
-    def __init__(self, log_dir, log_every, valid_metric=None, parameter_counts=None, total_steps=None,
-                 batches_per_step=1):
+    def __init__(
+        self, log_dir, log_every, valid_metric=None, parameter_counts=None, total_steps=None, batches_per_step=1
+    ):
         super().__init__()
         self.total_steps = total_steps
         self.batches_per_step = batches_per_step
@@ -184,14 +188,20 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._tick, self._tick_tokens, self._tick_step = now, tokens, step
         learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         values = {k: float(v) for k, v in logs.items() if k != "tokens"}
-        values.update(learning_rate=learning_rate, steps_per_second=steps_per_second,
-                      tokens_per_second=tokens_per_second)
+        values.update(
+            learning_rate=learning_rate, steps_per_second=steps_per_second, tokens_per_second=tokens_per_second
+        )
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(f"train/{name}", value)
         speed = f"{steps_per_second:.2f} steps/s" + (f" | {tokens_per_second:.0f} tokens/s" if "tokens" in logs else "")
-        log.info("step %s | %s | lr %.2e | %s", f"{step}/{self.total_steps}" if self.total_steps else step,
-                 " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k != "tokens"), learning_rate, speed)
+        log.info(
+            "step %s | %s | lr %.2e | %s",
+            f"{step}/{self.total_steps}" if self.total_steps else step,
+            " | ".join(f"{k} {float(v):.3f}" for k, v in logs.items() if k != "tokens"),
+            learning_rate,
+            speed,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -255,8 +265,10 @@ class KeepBest(keras.callbacks.Callback):
         key = f"val_{self.metric}"
         if key not in logs:
             shown = sorted(k[4:] for k in logs if k.startswith("val_") and k != "val_tokens")
-            self.failure = (f"{self.stage}: {self.key}.metric: {self.metric!r} is not reported by validation "
-                            f"here; choices: {', '.join(shown) or 'none (no validation split)'}")
+            self.failure = (
+                f"{self.stage}: {self.key}.metric: {self.metric!r} is not reported by validation "
+                f"here; choices: {', '.join(shown) or 'none (no validation split)'}"
+            )
             self.model.stop_training = True
             return
         value, step = float(logs[key]), int(self.model.optimizer.iterations.numpy())
@@ -269,8 +281,15 @@ class KeepBest(keras.callbacks.Callback):
             if self.state["waited"] >= self.patience:
                 self.state["stopped_at"] = step
                 self.model.stop_training = True
-                log.info("%s: early stop at step %d: val %s %.4f at step %d, no better in %d validations",
-                         self.stage, step, self.metric, self.state["best"], self.state["best_step"], self.patience)
+                log.info(
+                    "%s: early stop at step %d: val %s %.4f at step %d, no better in %d validations",
+                    self.stage,
+                    step,
+                    self.metric,
+                    self.state["best"],
+                    self.state["best_step"],
+                    self.patience,
+                )
         _write_json_atomic(self.state_path, self.state)
 
     def stopped(self):
@@ -280,12 +299,27 @@ class KeepBest(keras.callbacks.Callback):
     def summary(self):
         """What the stage records: ``{"keep_best" | "early_stop": {metric, best, best_step, ...}}``."""
         if self.patience:
-            return {"early_stop": {"metric": self.metric, "best": self.state["best"],
-                                   "best_step": self.state["best_step"], "stopped_at": self.state["stopped_at"]}}
-        return {"keep_best": {"metric": self.metric, "best": self.state["best"], "best_step": self.state["best_step"],
-                              # relative to the stage folder (the stage writes to a temporary one)
-                              "weights": (os.path.join(os.path.basename(self.directory), self.WEIGHTS)
-                                          if self.state["best"] is not None else None)}}
+            return {
+                "early_stop": {
+                    "metric": self.metric,
+                    "best": self.state["best"],
+                    "best_step": self.state["best_step"],
+                    "stopped_at": self.state["stopped_at"],
+                }
+            }
+        return {
+            "keep_best": {
+                "metric": self.metric,
+                "best": self.state["best"],
+                "best_step": self.state["best_step"],
+                # relative to the stage folder (the stage writes to a temporary one)
+                "weights": (
+                    os.path.join(os.path.basename(self.directory), self.WEIGHTS)
+                    if self.state["best"] is not None
+                    else None
+                ),
+            }
+        }
 
     def restore_best(self):
         """Load the best weights seen (if any validation ran) into the student."""

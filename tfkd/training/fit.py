@@ -4,7 +4,8 @@ import dataclasses
 import logging
 import math
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from tfkd.errors import StageError
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
@@ -40,14 +41,14 @@ class FitSettings:
     checkpoint_every: int
     log_every: int
     accumulate: int = 1
-    valid_metric: Optional[Callable[[], dict]] = None
-    parameter_counts: Optional[dict] = None
-    finish: Optional[Callable[[], None]] = None
-    hint: Optional[str] = None
-    restore_dir: Optional[str] = None
+    valid_metric: Callable[[], dict] | None = None
+    parameter_counts: dict | None = None
+    finish: Callable[[], None] | None = None
+    hint: str | None = None
+    restore_dir: str | None = None
     student: Any = None
     keep_last: int = 0
-    average_last: Optional[int] = None
+    average_last: int | None = None
     keep_best: Any = None
     early_stop: Any = None
 
@@ -55,10 +56,18 @@ class FitSettings:
     def of_train(cls, train, student, **settings):
         """The settings of the spec's ``train`` section (steps, checkpoints, logging, gradient
         accumulation, which weights of ``student`` are kept), and ``settings``."""
-        return cls(steps=train.steps, checkpoint_every=train.checkpoint_every, log_every=train.log_every,
-                   accumulate=train.accumulate, student=student, keep_last=train.keep_last,
-                   average_last=train.average_last, keep_best=train.keep_best, early_stop=train.early_stop,
-                   **settings)
+        return cls(
+            steps=train.steps,
+            checkpoint_every=train.checkpoint_every,
+            log_every=train.log_every,
+            accumulate=train.accumulate,
+            student=student,
+            keep_last=train.keep_last,
+            average_last=train.average_last,
+            keep_best=train.keep_best,
+            early_stop=train.early_stop,
+            **settings,
+        )
 
 
 def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
@@ -77,8 +86,14 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     if every_worker:
         train_ds = shard_by_batch(train_ds)
         valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
-    checkpoint = StageCheckpoint(workdir, stage_name, total_steps=steps, batches_per_step=accumulate,
-                                 restore_dir=restore_dir, **({"hint": settings.hint} if settings.hint else {}))
+    checkpoint = StageCheckpoint(
+        workdir,
+        stage_name,
+        total_steps=steps,
+        batches_per_step=accumulate,
+        restore_dir=restore_dir,
+        **({"hint": settings.hint} if settings.hint else {}),
+    )
     initial_epoch = checkpoint.restore(trainer)
     if initial_epoch:
         done = int(trainer.optimizer.iterations.numpy())
@@ -86,9 +101,14 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         # the batches an uninterrupted run would read next: the training data is a seeded,
         # repeated stream, so skipping what the checkpointed steps consumed replays its order
         train_ds = train_ds.skip(done * accumulate)
-    monitor = TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every,
-                              valid_metric=settings.valid_metric, parameter_counts=settings.parameter_counts,
-                              total_steps=steps, batches_per_step=accumulate)
+    monitor = TrainingMonitor(
+        os.path.join(workdir, "tensorboard"),
+        settings.log_every,
+        valid_metric=settings.valid_metric,
+        parameter_counts=settings.parameter_counts,
+        total_steps=steps,
+        batches_per_step=accumulate,
+    )
     student = settings.student
     kept_dir = os.path.join(workdir, CHECKPOINTS_DIR)
     extra, best = [], None
@@ -97,18 +117,31 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         key = "train.early_stop" if settings.early_stop else "train.keep_best"
         if valid_ds is None:
             raise StageError(f"{stage_name}: {key} needs a validation split to watch")
-        best = KeepBest(student, kept_dir, stage_name, watch.metric, watch.mode, getattr(watch, "patience", None),
-                        restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR))
+        best = KeepBest(
+            student,
+            kept_dir,
+            stage_name,
+            watch.metric,
+            watch.mode,
+            getattr(watch, "patience", None),
+            restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR),
+        )
         extra.append(best)
     average_last = settings.average_last
     keep_last = max(settings.keep_last, average_last or 0)
     if keep_last:
         extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
-    if (initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps
-            and not (best and best.stopped())):
-        trainer.fit(train_ds, steps_per_epoch=settings.checkpoint_every * accumulate, epochs=epochs,
-                    initial_epoch=initial_epoch, validation_data=valid_ds, shuffle=False,
-                    callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)], verbose=0)
+    if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps and not (best and best.stopped()):
+        trainer.fit(
+            train_ds,
+            steps_per_epoch=settings.checkpoint_every * accumulate,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation_data=valid_ds,
+            shuffle=False,
+            callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)],
+            verbose=0,
+        )
     for failure in (checkpoint.failure, best and best.failure):
         if failure:
             raise StageError(failure)
@@ -123,8 +156,11 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         kept = kept_checkpoints(kept_dir)[-average_last:]
         average_weights(student, [path for _, path in kept])
         summary["averaged_steps"] = [step for step, _ in kept]
-        log.info("%s: the student is the average of the checkpoints at steps %s", stage_name,
-                 ", ".join(str(step) for step, _ in kept))
+        log.info(
+            "%s: the student is the average of the checkpoints at steps %s",
+            stage_name,
+            ", ".join(str(step) for step, _ in kept),
+        )
     if settings.finish is not None:
         settings.finish()
     checkpoint.cleanup()

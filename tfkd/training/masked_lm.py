@@ -44,8 +44,7 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
     Returns:
         ``{"steps", "trainable_parameters", "accuracy", "loss", "val_accuracy", "val_loss"}``.
     """
-    optimizer = keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps,
-                                                         settings.steps))
+    optimizer = keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps))
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -62,22 +61,38 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
         log.info("%s: resumed from checkpoint at step %d", stage_name, done)
         train_ds = train_ds.skip(done)  # the batches an uninterrupted run reads next
     trainable = sum(int(math.prod(v.shape)) for v in model.trainable_variables)
-    log.info("%s: %s, %d steps; %s parameters, %s of them trained", stage_name, description, settings.steps,
-             f"{model.count_params():,}", f"{trainable:,}")
+    log.info(
+        "%s: %s, %d steps; %s parameters, %s of them trained",
+        stage_name,
+        description,
+        settings.steps,
+        f"{model.count_params():,}",
+        f"{trainable:,}",
+    )
     start = time.time()
     history = model.fit(
-        train_ds, steps_per_epoch=settings.log_every, epochs=math.ceil(settings.steps / settings.log_every),
-        initial_epoch=initial_epoch, validation_data=valid_ds,
-        callbacks=[TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every,
-                                   total_steps=settings.steps), checkpoint,
-                   *training_callbacks(settings.steps)],
-        shuffle=False, verbose=0,
+        train_ds,
+        steps_per_epoch=settings.log_every,
+        epochs=math.ceil(settings.steps / settings.log_every),
+        initial_epoch=initial_epoch,
+        validation_data=valid_ds,
+        callbacks=[
+            TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every, total_steps=settings.steps),
+            checkpoint,
+            *training_callbacks(settings.steps),
+        ],
+        shuffle=False,
+        verbose=0,
     )
     if checkpoint.failure:
         raise StageError(checkpoint.failure)
     model.save_weights(os.path.join(workdir, TEACHER_WEIGHTS))
     checkpoint.cleanup()
     last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
-    log.info("%s: valid MLM accuracy %.3f after %.0fs", stage_name, last.get("val_accuracy", float("nan")),
-             time.time() - start)
+    log.info(
+        "%s: valid MLM accuracy %.3f after %.0fs",
+        stage_name,
+        last.get("val_accuracy", float("nan")),
+        time.time() - start,
+    )
     return {"steps": int(optimizer.iterations.numpy()), "trainable_parameters": trainable, **last}

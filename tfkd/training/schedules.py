@@ -28,11 +28,7 @@ class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = ops.cast(step, "float32") + 1.0
         warmup = float(self.warmup_steps)
-        return (
-            self.scale
-            * float(self.hidden_dim) ** -0.5
-            * ops.minimum(ops.rsqrt(step), step * warmup**-1.5)
-        )
+        return self.scale * float(self.hidden_dim) ** -0.5 * ops.minimum(ops.rsqrt(step), step * warmup**-1.5)
 
     def get_config(self):
         return {"scale": self.scale, "hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps}

@@ -111,11 +111,14 @@ class Trainer(keras.Model):
         if self.accumulate == 1:
             return
         if getattr(self, "distribute_strategy", tf.distribute.get_strategy()).num_replicas_in_sync > 1:
-            raise ValueError("gradient accumulation runs on one device (the replicas of a strategy already "
-                             "multiply the batch)")
+            raise ValueError(
+                "gradient accumulation runs on one device (the replicas of a strategy already multiply the batch)"
+            )
         variables = self.trainable_variables
-        self._sums.gradients = {name: [tf.Variable(tf.zeros(v.shape, "float32"), trainable=False) for v in variables]
-                                for name in self.loss_weights}
+        self._sums.gradients = {
+            name: [tf.Variable(tf.zeros(v.shape, "float32"), trainable=False) for v in variables]
+            for name in self.loss_weights
+        }
         self._sums.counts = {name: tf.Variable(0.0, trainable=False) for name in self.loss_weights}
         self._sums.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
 
@@ -172,15 +175,16 @@ class Trainer(keras.Model):
         with tf.GradientTape(persistent=self.needs_term_gradients) as tape:
             terms, tokens = self.compute_terms(data, training=True)
             values = self._values(terms)
-            weighted = {name: weight * values[name] for name, weight in self.loss_weights.items()
-                        if name in values}
+            weighted = {name: weight * values[name] for name, weight in self.loss_weights.items() if name in values}
             loss = tf.add_n(list(weighted.values()))
             if self.needs_term_gradients:
                 scaled_terms = {name: self.optimizer.scale_loss(value) for name, value in weighted.items()}
             else:
                 scaled = self.optimizer.scale_loss(loss)
         if self.needs_term_gradients:
-            term_gradients = {name: all_reduced(tape.gradient(value, variables)) for name, value in scaled_terms.items()}
+            term_gradients = {
+                name: all_reduced(tape.gradient(value, variables)) for name, value in scaled_terms.items()
+            }
             del tape
             gradients = self.combine_gradients(term_gradients, variables)
         else:
@@ -206,8 +210,11 @@ class Trainer(keras.Model):
             # without accumulation), then multiplied back by it in float32: the sum of unnormalised
             # gradients, without its overflow
             counts = {name: ops.maximum(ops.cast(terms[name].count, "float32"), 1.0) for name in terms}
-            scaled = {name: self.optimizer.scale_loss(weight * ops.cast(terms[name].total, "float32") / counts[name])
-                      for name, weight in self.loss_weights.items() if name in terms}
+            scaled = {
+                name: self.optimizer.scale_loss(weight * ops.cast(terms[name].total, "float32") / counts[name])
+                for name, weight in self.loss_weights.items()
+                if name in terms
+            }
         touched = [False] * len(variables)  # which variables any term reaches (known when tracing)
         for name, value in scaled.items():
             for i, (total, gradient) in enumerate(zip(sums.gradients[name], tape.gradient(value, variables))):
@@ -215,8 +222,11 @@ class Trainer(keras.Model):
                     continue
                 touched[i] = True
                 if isinstance(gradient, tf.IndexedSlices):
-                    total.scatter_add(tf.IndexedSlices(tf.cast(gradient.values, "float32") * counts[name],
-                                                       gradient.indices, gradient.dense_shape))
+                    total.scatter_add(
+                        tf.IndexedSlices(
+                            tf.cast(gradient.values, "float32") * counts[name], gradient.indices, gradient.dense_shape
+                        )
+                    )
                 else:
                     total.assign_add(tf.cast(gradient, "float32") * counts[name])
             sums.counts[name].assign_add(ops.cast(terms[name].count, "float32"))
@@ -224,9 +234,13 @@ class Trainer(keras.Model):
         sums.batches.assign_add(1)
 
         def update():
-            per_term = {name: [total / tf.maximum(sums.counts[name], 1.0) if used else None
-                               for total, used in zip(sums.gradients[name], touched)]
-                        for name in scaled}
+            per_term = {
+                name: [
+                    total / tf.maximum(sums.counts[name], 1.0) if used else None
+                    for total, used in zip(sums.gradients[name], touched)
+                ]
+                for name in scaled
+            }
             gradients = self.combine_gradients(per_term, variables)  # the default sums them
             self._track_grad_norm(gradients)
             self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
@@ -244,8 +258,13 @@ class Trainer(keras.Model):
         # the norm clip_norm sees: after the loss scale is divided out
         # IndexedSlices (embedding lookups) count by their values, as the optimizer's clip does;
         # densifying them would cost a scatter of the whole table every step
-        norm = tf.linalg.global_norm([tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32)
-                                      for g in gradients if g is not None])
+        norm = tf.linalg.global_norm(
+            [
+                tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32)
+                for g in gradients
+                if g is not None
+            ]
+        )
         scale = getattr(self.optimizer, "dynamic_scale", None)
         if scale is not None:
             norm = norm / tf.cast(scale, tf.float32)

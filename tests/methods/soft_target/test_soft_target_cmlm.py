@@ -20,8 +20,9 @@ def batch(n=64, seed=0):
 
 
 def test_pack_pairs_layout_and_truncation_keeps_the_target():
-    token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant([[5, 6, 7, 8]]), tf.ragged.constant([[9, 10]]),
-                                                 8, SPECIAL)
+    token_ids, segment_ids, padding = pack_pairs(
+        tf.ragged.constant([[5, 6, 7, 8]]), tf.ragged.constant([[9, 10]]), 8, SPECIAL
+    )
     assert token_ids.numpy().tolist() == [[101, 5, 6, 7, 102, 9, 10, 102]]
     assert segment_ids.numpy().tolist() == [[0, 0, 0, 0, 0, 1, 1, 1]]
     assert padding.numpy().all()
@@ -30,8 +31,9 @@ def test_pack_pairs_layout_and_truncation_keeps_the_target():
 def test_cmlm_mask_never_touches_the_source_and_masks_about_15_percent_of_the_target():
     source, target = batch(400)
     token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
-    masked, positions, mask_ids, weights = cmlm_mask(token_ids, segment_ids, padding, 0.15, MASK, 3000, 20,
-                                                     seed=tf.constant([1, 2]))
+    masked, positions, mask_ids, weights = cmlm_mask(
+        token_ids, segment_ids, padding, 0.15, MASK, 3000, 20, seed=tf.constant([1, 2])
+    )
     token_ids, segment_ids, masked = token_ids.numpy(), segment_ids.numpy(), masked.numpy()
     positions, mask_ids, weights = positions.numpy(), mask_ids.numpy(), weights.numpy()
     changed = masked != token_ids
@@ -55,8 +57,9 @@ def test_cmlm_mask_never_touches_the_source_and_masks_about_15_percent_of_the_ta
 def test_cmlm_mask_sizes_predictions_to_the_busiest_row():
     source, target = batch(64)
     token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
-    masked, positions, mask_ids, weights = cmlm_mask(token_ids, segment_ids, padding, 0.3, MASK, 3000,
-                                                     seed=tf.constant([3, 4]))
+    masked, positions, mask_ids, weights = cmlm_mask(
+        token_ids, segment_ids, padding, 0.3, MASK, 3000, seed=tf.constant([3, 4])
+    )
     weights = weights.numpy()
     # every chosen position is predicted, and the widest row has no padding slot
     assert weights.sum(1).max() == weights.shape[1]
@@ -86,8 +89,9 @@ def test_prefix_lm_attention_mask_matches_a_numpy_reference():
 def test_left_to_right_targets_predict_each_target_token_from_the_position_before():
     from tfkd.methods.soft_target.cmlm import left_to_right_targets
 
-    token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant([[5, 6], [7]]),
-                                                 tf.ragged.constant([[20, 21, 22], [23]]), 16, SPECIAL)
+    token_ids, segment_ids, padding = pack_pairs(
+        tf.ragged.constant([[5, 6], [7]]), tf.ragged.constant([[20, 21, 22], [23]]), 16, SPECIAL
+    )
     positions, labels, weights = left_to_right_targets(token_ids, segment_ids, padding)
     # [CLS] 5 6 [SEP] 20 21 22 [SEP] / [CLS] 7 [SEP] 23 [SEP]
     assert weights.numpy().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
@@ -102,8 +106,9 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     from tfkd.methods.soft_target.cmlm import LeftToRightBertLM, left_to_right_soft_targets
 
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=120, num_layers=2, num_heads=2, hidden_dim=16,
-                                             intermediate_dim=32, max_sequence_length=32)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=120, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=32
+    )
     teacher = LeftToRightBertLM(keras_hub.models.BertMaskedLM(backbone, preprocessor=None))
     special = SpecialIds(pad=0, bos=1, eos=2, unk=3)
     source = tf.ragged.constant([[10, 11, 12], [13, 14]])
@@ -118,8 +123,9 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     assert not np.allclose(probs[0, 3:5], probs2[0, 3:5])
     assert np.allclose(probs.numpy().sum(-1)[0], 1.0) and (probs.numpy()[1, 3:] == 0).all()
     # the source is read both ways: changing its last token changes the first prediction
-    ids3, probs3 = left_to_right_soft_targets(teacher, tf.ragged.constant([[10, 11, 60], [13, 14]]),
-                                              tf.ragged.constant(target), special, 5, 1.0, 32)
+    ids3, probs3 = left_to_right_soft_targets(
+        teacher, tf.ragged.constant([[10, 11, 60], [13, 14]]), tf.ragged.constant(target), special, 5, 1.0, 32
+    )
     assert not np.allclose(probs[0, 0], probs3[0, 0])
 
 

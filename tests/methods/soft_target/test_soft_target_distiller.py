@@ -39,13 +39,21 @@ def distiller_case(alpha, seed=1):
     _, ids, probs, targets = random_case(seed)
     targets[1, 3:] = 0  # padding
     rng = np.random.default_rng(seed)
-    inputs = {"source_ids": rng.integers(1, 10, size=(2, 4)).astype("int32"),
-              "decoder_ids": np.concatenate([np.full((2, 1), 2), targets[:, :-1]], 1).astype("int32"),
-              "teacher_ids": ids.astype("int32"), "teacher_probs": probs}
-    student = TransformerSeq2Seq(10, 13, encoder_layers=1, decoder_layers=1, hidden_dim=8,
-                                 intermediate_dim=8, num_heads=2, dropout=0.0)
-    distiller = SoftTargetDistiller(student, registry.lookup("task", "translation"),
-                                    loss_weights={"soft": alpha, "xe": 1 - alpha}, label_smoothing=0.1)
+    inputs = {
+        "source_ids": rng.integers(1, 10, size=(2, 4)).astype("int32"),
+        "decoder_ids": np.concatenate([np.full((2, 1), 2), targets[:, :-1]], 1).astype("int32"),
+        "teacher_ids": ids.astype("int32"),
+        "teacher_probs": probs,
+    }
+    student = TransformerSeq2Seq(
+        10, 13, encoder_layers=1, decoder_layers=1, hidden_dim=8, intermediate_dim=8, num_heads=2, dropout=0.0
+    )
+    distiller = SoftTargetDistiller(
+        student,
+        registry.lookup("task", "translation"),
+        loss_weights={"soft": alpha, "xe": 1 - alpha},
+        label_smoothing=0.1,
+    )
     logits = np.asarray(student(inputs), "float64")
     return distiller, inputs, targets, logits, ids, probs
 

@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-
 from helpers import tfkd
 
 SPEC = """\
@@ -64,8 +63,10 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
     assert 100 < kept <= 300
     assert cache["examples"] == kept and len(cache["shards"]) == math.ceil(kept / 100) and cache["top_k"] == 4
     assert train["steps"] == 4 and json.load(open(run / "baseline" / "stage.json"))["results"]["steps"] == 4
-    assert f"soft targets for {kept} examples streamed from the cache (K=4, T=2, {math.ceil(kept / 100)} shards" \
+    assert (
+        f"soft targets for {kept} examples streamed from the cache (K=4, T=2, {math.ceil(kept / 100)} shards"
         in out.stderr
+    )
     assert "sentences/s" in out.stderr and "MB on disk" in out.stderr
     # the student predicts the teacher's tokens that the training targets use
     vocab = json.load(open(run / "vocab" / "stage.json"))["results"]
@@ -86,10 +87,14 @@ def test_soft_target_pipeline_with_the_real_teacher(tmp_path, data_dir):
 @pytest.mark.slow
 def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, data_dir):
     path = tmp_path / "kd_l2r.yaml"
-    path.write_text(SPEC.format(run_dir=tmp_path / "runs").replace("name: kd_tiny", "name: kd_l2r")
-                    .replace("log_every: 3, max_length: 96}", "log_every: 3, max_length: 96, direction: left_to_right}"))
-    out = tfkd("run", str(path), "--stages", "vocab,teacher_finetune,teacher_cache",
-               env_extra={"TFKD_DATA_DIR": data_dir})
+    path.write_text(
+        SPEC.format(run_dir=tmp_path / "runs")
+        .replace("name: kd_tiny", "name: kd_l2r")
+        .replace("log_every: 3, max_length: 96}", "log_every: 3, max_length: 96, direction: left_to_right}")
+    )
+    out = tfkd(
+        "run", str(path), "--stages", "vocab,teacher_finetune,teacher_cache", env_extra={"TFKD_DATA_DIR": data_dir}
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "kd_l2r"
     finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]

@@ -7,14 +7,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import REPO, check_lambda_zero_is_mle, check_per_position_kd
+
 from tfkd import registry
+from tfkd.context import RunContext
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.models.gpt2_lm import GPT2LM
-from tfkd.spec import SpecError, load_spec
-from tfkd.context import RunContext
 from tfkd.plan import plan_run
+from tfkd.spec import SpecError, load_spec
 from tfkd.tasks.language_model import LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL
 
@@ -24,8 +24,15 @@ PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2.yaml")
 
 def model(seed, layers=1):
     keras.utils.set_random_seed(seed)
-    lm = GPT2LM(vocabulary_size=40, num_layers=layers, hidden_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
-                max_sequence_length=16)
+    lm = GPT2LM(
+        vocabulary_size=40,
+        num_layers=layers,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=16,
+    )
     lm({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
     return lm
 
@@ -40,8 +47,7 @@ def batch():
 def test_causal_kd_loss_is_one_minus_lambda_mle_plus_lambda_kl_over_every_position(lam):
     student, teacher = model(0), model(1, layers=2)
     inputs, labels = batch()
-    trainer = FinetuneDistiller(student, LanguageModelTask(), loss_weights={"xe": 1 - lam, "kd": lam},
-                                teacher=teacher)
+    trainer = FinetuneDistiller(student, LanguageModelTask(), loss_weights={"xe": 1 - lam, "kd": lam}, teacher=teacher)
     kept = labels != NO_LABEL
     assert kept.sum() == 8
     check_per_position_kd(trainer, student, teacher, inputs, labels, kept, lam)
@@ -59,8 +65,18 @@ def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_3_rows_by_default
     spec = load_spec(CPU_SPEC)
     assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
     assert plan_run(spec).defaults() == [
-        "vocab", "teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle", "baseline",
-        "baseline_evaluate", "gpt2_small", "gpt2_small_evaluate", "train", "evaluate"]
+        "vocab",
+        "teacher_pretrain",
+        "teacher_finetune",
+        "pretrain_kd",
+        "pretrain_mle",
+        "baseline",
+        "baseline_evaluate",
+        "gpt2_small",
+        "gpt2_small_evaluate",
+        "train",
+        "evaluate",
+    ]
     method = registry.lookup("method", "two_stage")
     # the fine-tuned teacher runs online: no teacher_predictions stage, no batch columns
     assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_finetune")
@@ -78,14 +94,20 @@ def test_the_paper_spec_names_a_released_gpt2_instead_of_pretraining_one():
     assert spec.data.tokenizer.kind == "teacher"
 
 
-@pytest.mark.parametrize("override,message", [
-    ("distill.teacher=cache", "distill.teacher: causal-LM distillation runs the teacher online"),
-    ("teacher={checkpoint: gpt2_medium_en, kind: gpt2}", "distill.teacher_pretrain: the spec names teacher.checkpoint"),
-    ("distill.teacher_pretrain=null", "distill.method: two_stage needs a teacher section"),
-    ("distill.teacher_pretrain.num_heads=5", "hidden_dim (384) must be a multiple of num_heads (5)"),
-    ("distill.finetune.unlabeled=x.txt", "distill.finetune.unlabeled: applies to classification only"),
-    ("student.max_sequence_length=64", "student.max_sequence_length: is 64 but data.block_size is 128"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("distill.teacher=cache", "distill.teacher: causal-LM distillation runs the teacher online"),
+        (
+            "teacher={checkpoint: gpt2_medium_en, kind: gpt2}",
+            "distill.teacher_pretrain: the spec names teacher.checkpoint",
+        ),
+        ("distill.teacher_pretrain=null", "distill.method: two_stage needs a teacher section"),
+        ("distill.teacher_pretrain.num_heads=5", "hidden_dim (384) must be a multiple of num_heads (5)"),
+        ("distill.finetune.unlabeled=x.txt", "distill.finetune.unlabeled: applies to classification only"),
+        ("student.max_sequence_length=64", "student.max_sequence_length: is 64 but data.block_size is 128"),
+    ],
+)
 def test_bad_causal_settings_are_one_line_errors(override, message):
     with pytest.raises(SpecError) as e:
         load_spec(CPU_SPEC, [override])
@@ -95,8 +117,14 @@ def test_bad_causal_settings_are_one_line_errors(override, message):
 def test_a_gpt2_checkpoint_teacher_needs_its_own_vocabulary():
     with pytest.raises(SpecError, match="data.tokenizer.kind: a pretrained teacher's distributions are over its own"):
         load_spec(CPU_SPEC, ["teacher={checkpoint: gpt2_medium_en, kind: gpt2}", "distill.teacher_pretrain=null"])
-    spec = load_spec(CPU_SPEC, ["teacher={checkpoint: gpt2_medium_en, kind: gpt2}", "distill.teacher_pretrain=null",
-                                "data.tokenizer.kind=teacher"])
+    spec = load_spec(
+        CPU_SPEC,
+        [
+            "teacher={checkpoint: gpt2_medium_en, kind: gpt2}",
+            "distill.teacher_pretrain=null",
+            "data.tokenizer.kind=teacher",
+        ],
+    )
     assert "teacher_pretrain" not in plan_run(spec).with_role("method")
 
 

@@ -8,22 +8,43 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import REPO, serve_only, tfkd
 
 SHRINK = [
-    "run_dir={run_dir}", "data.train_limit=300", "data.valid_limit=60", "data.test_limit=60", "data.block_size=32",
-    "data.batch_size=8", "data.tokenizer.vocab_size=600",
-    "distill.teacher_pretrain.text_limit=300", "distill.teacher_pretrain.valid_limit=40",
-    "distill.teacher_pretrain.num_layers=1", "distill.teacher_pretrain.hidden_dim=32",
-    "distill.teacher_pretrain.num_heads=2", "distill.teacher_pretrain.intermediate_dim=64",
-    "distill.teacher_pretrain.max_sequence_length=64", "distill.teacher_pretrain.max_length=32",
-    "distill.teacher_pretrain.batch_size=8", "distill.teacher_pretrain.steps=4", "distill.teacher_pretrain.log_every=2",
-    "distill.teacher_finetune.steps=4", "distill.teacher_finetune.log_every=2",
-    "distill.pretrain.text_limit=300", "distill.pretrain.valid_limit=40", "distill.pretrain.max_length=32",
-    "distill.pretrain.batch_size=8", "distill.pretrain.steps=4", "distill.pretrain.log_every=2",
-    "train.steps=4", "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=1",
-    "student.num_layers=1", "student.hidden_dim=16", "student.intermediate_dim=32", "student.max_sequence_length=64",
+    "run_dir={run_dir}",
+    "data.train_limit=300",
+    "data.valid_limit=60",
+    "data.test_limit=60",
+    "data.block_size=32",
+    "data.batch_size=8",
+    "data.tokenizer.vocab_size=600",
+    "distill.teacher_pretrain.text_limit=300",
+    "distill.teacher_pretrain.valid_limit=40",
+    "distill.teacher_pretrain.num_layers=1",
+    "distill.teacher_pretrain.hidden_dim=32",
+    "distill.teacher_pretrain.num_heads=2",
+    "distill.teacher_pretrain.intermediate_dim=64",
+    "distill.teacher_pretrain.max_sequence_length=64",
+    "distill.teacher_pretrain.max_length=32",
+    "distill.teacher_pretrain.batch_size=8",
+    "distill.teacher_pretrain.steps=4",
+    "distill.teacher_pretrain.log_every=2",
+    "distill.teacher_finetune.steps=4",
+    "distill.teacher_finetune.log_every=2",
+    "distill.pretrain.text_limit=300",
+    "distill.pretrain.valid_limit=40",
+    "distill.pretrain.max_length=32",
+    "distill.pretrain.batch_size=8",
+    "distill.pretrain.steps=4",
+    "distill.pretrain.log_every=2",
+    "train.steps=4",
+    "train.checkpoint_every=2",
+    "train.log_every=2",
+    "train.warmup_steps=1",
+    "student.num_layers=1",
+    "student.hidden_dim=16",
+    "student.intermediate_dim=32",
+    "student.max_sequence_length=64",
     "decode.max_new_tokens=8",
 ]
 PROMPTS = ["The game was released in", "", "Robert Boulter is an English"]
@@ -33,13 +54,19 @@ PROMPTS = ["The game was released in", "", "Robert Boulter is an English"]
 def test_the_gpt2_lightpaff_spec_runs_every_stage_exports_and_generates(tmp_path):
     spec = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2_cpu.yaml")
     flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
-    out = tfkd("run", spec, *flags, "--stages",
-               "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
-               "gpt2_small,gpt2_small_evaluate,train,evaluate,export")
+    out = tfkd(
+        "run",
+        spec,
+        *flags,
+        "--stages",
+        "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
+        "gpt2_small,gpt2_small_evaluate,train,evaluate,export",
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "lightpaff_gpt2_wikitext2_cpu"
-    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir()
-               if (d / "stage.json").exists()}
+    results = {
+        d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
+    }
     assert results["vocab"]["vocabulary_size"] == 600
     # the teacher: pre-trained by tfkd, fine-tuned, scored on both splits
     assert results["teacher_pretrain"]["parameters"] == results["teacher_finetune"]["parameters"]
@@ -64,25 +91,36 @@ def test_the_gpt2_lightpaff_spec_runs_every_stage_exports_and_generates(tmp_path
     assert served["loaded"] == [] and len(served["continuation"]) == len(PROMPTS)
     assert served["lengths"][1] == 0 and served["total_log_prob"][1] == 0
     # ... the run's log-probabilities
+    import tensorflow as tf
+
     from tfkd.pipeline import open_run
     from tfkd.stages import load_student
-
-    import tensorflow as tf
 
     _, _, context = open_run(str(run))
     in_process = context.task.text_lm(context, load_student(context)).score(tf.constant(PROMPTS))
     np.testing.assert_allclose(served["log_probs"], in_process["log_probs"].numpy(), atol=1e-5)
     # tfkd generate: with the export and with the run directory, the same greedy continuations
-    from_export = tfkd("generate", str(run / "export" / "lightpaff_gpt2_wikitext2_cpu"),
-                       *[a for p in PROMPTS for a in ("--prompt", p)])
+    from_export = tfkd(
+        "generate", str(run / "export" / "lightpaff_gpt2_wikitext2_cpu"), *[a for p in PROMPTS for a in ("--prompt", p)]
+    )
     assert from_export.returncode == 0, from_export.stderr[-2000:]
     assert from_export.stdout.split("\n")[: len(PROMPTS)] == served["continuation"]
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     from_run = tfkd("generate", str(run), "-i", str(tmp_path / "prompts.txt"))
     assert from_run.returncode == 0 and from_run.stdout == from_export.stdout
     # sampling settings change a run's continuations; generate refuses a model of another task
-    sampled = tfkd("generate", str(run), "--prompt", PROMPTS[0], "--set", "decode.sampler=top_k",
-                   "--set", "decode.seed=7", "--set", "decode.temperature=5.0")
+    sampled = tfkd(
+        "generate",
+        str(run),
+        "--prompt",
+        PROMPTS[0],
+        "--set",
+        "decode.sampler=top_k",
+        "--set",
+        "decode.seed=7",
+        "--set",
+        "decode.temperature=5.0",
+    )
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     bad = tfkd("generate", str(run), "--prompt", "x", "--set", "decode.sampler=beam")
     assert bad.returncode == 2 and "decode.sampler=beam" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -8,17 +8,33 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import REPO, serve_only, tfkd
 
 SHRINK = [
-    "run_dir={run_dir}", "data.train_limit=240", "data.valid_limit=32", "data.max_tokens=32",
-    "data.batch_tokens=512", "distill.teacher_finetune.steps=4", "distill.teacher_finetune.log_every=2",
-    "distill.teacher_mlm.steps=2", "distill.teacher_mlm.log_every=2", "distill.teacher_mlm.max_length=32",
-    "distill.pretrain.steps=4", "distill.pretrain.log_every=2", "distill.pretrain.text_limit=120",
-    "distill.pretrain.valid_limit=40", "distill.pretrain.max_length=32", "distill.pretrain.batch_size=8",
-    "distill.finetune.unlabeled_limit=30", "train.steps=4", "train.checkpoint_every=2", "train.log_every=2",
-    "train.warmup_steps=1", "student.num_layers=1", "student.hidden_dim=32", "student.intermediate_dim=64",
+    "run_dir={run_dir}",
+    "data.train_limit=240",
+    "data.valid_limit=32",
+    "data.max_tokens=32",
+    "data.batch_tokens=512",
+    "distill.teacher_finetune.steps=4",
+    "distill.teacher_finetune.log_every=2",
+    "distill.teacher_mlm.steps=2",
+    "distill.teacher_mlm.log_every=2",
+    "distill.teacher_mlm.max_length=32",
+    "distill.pretrain.steps=4",
+    "distill.pretrain.log_every=2",
+    "distill.pretrain.text_limit=120",
+    "distill.pretrain.valid_limit=40",
+    "distill.pretrain.max_length=32",
+    "distill.pretrain.batch_size=8",
+    "distill.finetune.unlabeled_limit=30",
+    "train.steps=4",
+    "train.checkpoint_every=2",
+    "train.log_every=2",
+    "train.warmup_steps=1",
+    "student.num_layers=1",
+    "student.hidden_dim=32",
+    "student.intermediate_dim=64",
     "student.max_sequence_length=32",
 ]
 TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés", "", "ok"]
@@ -28,14 +44,20 @@ TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boil
 def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path):
     spec = os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml")
     flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
-    out = tfkd("run", spec, *flags, "--stages",
-               "vocab,teacher_finetune,teacher_predictions,teacher_mlm,pretrain_kd,pretrain_mle,baseline,"
-               "baseline_evaluate,ft_kd_only,ft_kd_only_evaluate,bert_small,bert_small_evaluate,pt_kd_only,"
-               "pt_kd_only_evaluate,pt_mle_ft_kd,pt_mle_ft_kd_evaluate,train,evaluate,export")
+    out = tfkd(
+        "run",
+        spec,
+        *flags,
+        "--stages",
+        "vocab,teacher_finetune,teacher_predictions,teacher_mlm,pretrain_kd,pretrain_mle,baseline,"
+        "baseline_evaluate,ft_kd_only,ft_kd_only_evaluate,bert_small,bert_small_evaluate,pt_kd_only,"
+        "pt_kd_only_evaluate,pt_mle_ft_kd,pt_mle_ft_kd_evaluate,train,evaluate,export",
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "lightpaff_sst2_cpu"
-    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir()
-               if (d / "stage.json").exists()}
+    results = {
+        d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
+    }
     # the teacher: MiniLM with a head, fine-tuned and scored; its outputs for every training
     # phrase and the unlabeled WikiText-2 lines
     assert results["teacher_finetune"]["parameters"] > 22_000_000 and "score" in results["teacher_finetune"]["valid"]
@@ -49,11 +71,18 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
     assert results["pretrain_kd"]["lambda"] == 1.0 and results["pretrain_mle"]["lambda"] == 0.0
     assert results["pretrain_kd"]["val_kd"] > 0 and results["pretrain_mle"]["val_perplexity"] > 1
     # every Table 7 student starts where its row says
-    start = {name: results[name]["initialised_from"] for name in
-             ("baseline", "ft_kd_only", "bert_small", "pt_kd_only", "pt_mle_ft_kd", "train")}
-    assert start == {"baseline": None, "ft_kd_only": None, "bert_small": "stage pretrain_mle",
-                     "pt_kd_only": "stage pretrain_kd", "pt_mle_ft_kd": "stage pretrain_mle",
-                     "train": "stage pretrain_kd"}
+    start = {
+        name: results[name]["initialised_from"]
+        for name in ("baseline", "ft_kd_only", "bert_small", "pt_kd_only", "pt_mle_ft_kd", "train")
+    }
+    assert start == {
+        "baseline": None,
+        "ft_kd_only": None,
+        "bert_small": "stage pretrain_mle",
+        "pt_kd_only": "stage pretrain_kd",
+        "pt_mle_ft_kd": "stage pretrain_mle",
+        "train": "stage pretrain_kd",
+    }
     assert results["train"]["loss_weights"] == {"xe": 0.5, "kd": 0.5}
     assert results["bert_small"]["loss_weights"] == {"xe": 1.0}
     assert results["baseline"]["trainable_parameters"] == results["train"]["trainable_parameters"]
@@ -101,8 +130,14 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
     special = SpecialIds.of(tokenizer)
     framed = np.concatenate([[special.bos], masked.numpy(), [special.eos]])[None].astype("int32")  # [CLS] x' [SEP]
     positions = np.flatnonzero(chosen.numpy())[None] + 1
-    logits = load_trained_teacher(context)({"token_ids": framed, "segment_ids": np.zeros_like(framed),
-                                            "padding_mask": np.ones_like(framed, bool), "mask_positions": positions})
+    logits = load_trained_teacher(context)(
+        {
+            "token_ids": framed,
+            "segment_ids": np.zeros_like(framed),
+            "padding_mask": np.ones_like(framed, bool),
+            "mask_positions": positions,
+        }
+    )
     ids, probs = (t.numpy()[0] for t in top_k_distribution(logits, 8, 1.0))
     np.testing.assert_array_equal(entries[3][0][positions[0] - 1], ids)
     np.testing.assert_allclose(entries[3][1][positions[0] - 1], probs, atol=2e-3)

@@ -18,8 +18,16 @@ def registered_task():
 
 def student():
     keras.utils.set_random_seed(4)
-    return BertClassifier(vocabulary_size=30, num_classes=3, num_layers=1, hidden_dim=8, num_heads=2,
-                          intermediate_dim=16, max_sequence_length=16, dropout=0.0)
+    return BertClassifier(
+        vocabulary_size=30,
+        num_classes=3,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
+        max_sequence_length=16,
+        dropout=0.0,
+    )
 
 
 def batch():
@@ -60,14 +68,17 @@ def test_finetuning_loss_is_one_minus_lambda_ce_plus_lambda_kl(lam):
     np.testing.assert_allclose(float(values["kd"]), kl, rtol=1e-5)  # every example
     np.testing.assert_allclose(loss, (1 - lam) * xe + lam * kl, rtol=1e-5)
     if lam == 0:  # the supervised trainer's loss on the same batch
-        plain, _ = loss_of(SupervisedTrainer(model, registered_task(), label_smoothing=0.0),
-                           ({k: v for k, v in inputs.items() if k != "teacher_probs"}, labels))
+        plain, _ = loss_of(
+            SupervisedTrainer(model, registered_task(), label_smoothing=0.0),
+            ({k: v for k, v in inputs.items() if k != "teacher_probs"}, labels),
+        )
         np.testing.assert_allclose(loss, plain, rtol=1e-6)
 
 
 def test_validation_batches_without_the_teacher_column_report_the_task_terms():
     model, (inputs, labels) = student(), batch()
     trainer = FinetuneDistiller(model, registered_task(), loss_weights={"xe": 0.5, "kd": 0.5})
-    terms, tokens = trainer.compute_terms(({k: v for k, v in inputs.items() if k != "teacher_probs"}, labels),
-                                          training=False)
+    terms, tokens = trainer.compute_terms(
+        ({k: v for k, v in inputs.items() if k != "teacher_probs"}, labels), training=False
+    )
     assert set(terms) == {"xe", "nll"} and float(tokens) == inputs["padding_mask"].sum()

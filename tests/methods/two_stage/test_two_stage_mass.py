@@ -9,16 +9,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import REPO, check_lambda_zero_is_mle, check_per_position_kd
+
 from tfkd import registry
+from tfkd.context import RunContext
 from tfkd.data import MASK, RESERVED_TOKENS, SpecialIds, make_tokenizer
 from tfkd.methods.two_stage.finetune import FinetuneDistiller
 from tfkd.methods.two_stage.mass import MaskedSeq2Seq, masked_seq2seq_dataset, tokenize_sentences
 from tfkd.models.transformer import TransformerSeq2Seq
-from tfkd.spec import SpecError, load_spec
-from tfkd.context import RunContext
 from tfkd.plan import plan_run
+from tfkd.spec import SpecError, load_spec
 from tfkd.tasks.translation import TranslationTask
 
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen_cpu.yaml")
@@ -28,8 +28,18 @@ PAD = 0
 
 def transformer(seed, layers=1, vocab=40):
     keras.utils.set_random_seed(seed)
-    model = TransformerSeq2Seq(vocab, vocab, encoder_layers=layers, decoder_layers=layers, hidden_dim=16,
-                               intermediate_dim=32, num_heads=2, dropout=0.0, share_embeddings=True, pad_id=PAD)
+    model = TransformerSeq2Seq(
+        vocab,
+        vocab,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=2,
+        dropout=0.0,
+        share_embeddings=True,
+        pad_id=PAD,
+    )
     model({"source_ids": tf.ones([1, 2], tf.int32), "decoder_ids": tf.ones([1, 2], tf.int32)})
     return model
 
@@ -54,8 +64,7 @@ def tokenizer(tmp_path_factory):
 def test_masked_seq2seq_kd_is_one_minus_lambda_mle_plus_lambda_kl_over_the_segment(lam):
     student, teacher = transformer(0), transformer(1, layers=2)
     inputs, target = mass_batch()
-    trainer = FinetuneDistiller(student, TranslationTask(), loss_weights={"xe": 1 - lam, "kd": lam},
-                                teacher=teacher)
+    trainer = FinetuneDistiller(student, TranslationTask(), loss_weights={"xe": 1 - lam, "kd": lam}, teacher=teacher)
     # appendix eq. 4: the predicted segment only (padding and the unmasked positions add nothing)
     kept = target != PAD
     assert kept.sum() == 4
@@ -64,13 +73,11 @@ def test_masked_seq2seq_kd_is_one_minus_lambda_mle_plus_lambda_kl_over_the_segme
 
 def test_lambda_zero_is_mle_on_translation_batches_and_never_runs_the_teacher():
     inputs, target = mass_batch()
-    check_lambda_zero_is_mle(lambda: transformer(0), TranslationTask(), inputs, target, [2, 6, 40],
-                             label_smoothing=0.1)
+    check_lambda_zero_is_mle(lambda: transformer(0), TranslationTask(), inputs, target, [2, 6, 40], label_smoothing=0.1)
 
 
 def test_mass_batches_mask_half_of_each_monolingual_sentence_and_remask_every_pass(tokenizer):
-    lines = ["ein mann fährt fahrrad auf der straße", "a man rides a bike on the road", "zwei hunde", "",
-             "two dogs"]
+    lines = ["ein mann fährt fahrrad auf der straße", "a man rides a bike on the road", "zwei hunde", "", "two dogs"]
     ids = tokenize_sentences(tokenizer, lines, max_length=6, name="test")
     assert ids.nrows() == 4 and ids.row_lengths().numpy().max() == 6  # the empty line dropped, one cut
     special = SpecialIds.of(tokenizer)
@@ -80,10 +87,9 @@ def test_mass_batches_mask_half_of_each_monolingual_sentence_and_remask_every_pa
     def one_pass(ds):
         return [(x["source_ids"].numpy(), x["decoder_ids"].numpy(), y.numpy()) for x, y in ds.take(4)]
 
-    train = masked_seq2seq_dataset(ids, tokenizer, batch_size=1, max_length=6, segment_rate=0.5, training=True,
-                                   seed=3)
+    train = masked_seq2seq_dataset(ids, tokenizer, batch_size=1, max_length=6, segment_rate=0.5, training=True, seed=3)
     seen = one_pass(train) + one_pass(train.skip(4))
-    for source, decoder, target in seen:
+    for _source, decoder, target in seen:
         segment = np.flatnonzero(target[0] != special.pad)
         n = int((decoder[0] != special.pad).sum())
         assert len(segment) == max(1, round(n / 2)) and (np.diff(segment) == 1).all()
@@ -127,8 +133,18 @@ def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default
     spec = load_spec(CPU_SPEC)
     assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
     assert plan_run(spec).defaults() == [
-        "vocab", "teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle", "baseline",
-        "baseline_evaluate", "mass_small", "mass_small_evaluate", "train", "evaluate"]
+        "vocab",
+        "teacher_pretrain",
+        "teacher_finetune",
+        "pretrain_kd",
+        "pretrain_mle",
+        "baseline",
+        "baseline_evaluate",
+        "mass_small",
+        "mass_small_evaluate",
+        "train",
+        "evaluate",
+    ]
     method = registry.lookup("method", "two_stage")
     assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_finetune")
     assert method.train_inputs(RunContext(spec.variant("mass_small"))) == ("pretrain_mle",)
@@ -145,14 +161,17 @@ def test_the_paper_spec_keeps_the_papers_sizes():
     assert spec.distill.pretrain.kd_lambda == 0.7 and spec.data.train_limit == 100000
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.shared_vocab=false", "data.shared_vocab: masked seq2seq pre-training reads both languages"),
-    ("distill.teacher=cache", "distill.teacher: masked seq2seq distillation runs the teacher online"),
-    ("teacher={checkpoint: bert_base_en, kind: bert}", "teacher: no MASS checkpoint can be read"),
-    ("distill.teacher_pretrain=null", "distill.teacher_pretrain: a seq2seq teacher is pre-trained by tfkd"),
-    ("distill.finetune.unlabeled=x.txt", "distill.finetune.unlabeled: applies to classification only"),
-    ("distill.pretrain.segment_rate=0", "distill.pretrain.segment_rate"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.shared_vocab=false", "data.shared_vocab: masked seq2seq pre-training reads both languages"),
+        ("distill.teacher=cache", "distill.teacher: masked seq2seq distillation runs the teacher online"),
+        ("teacher={checkpoint: bert_base_en, kind: bert}", "teacher: no MASS checkpoint can be read"),
+        ("distill.teacher_pretrain=null", "distill.teacher_pretrain: a seq2seq teacher is pre-trained by tfkd"),
+        ("distill.finetune.unlabeled=x.txt", "distill.finetune.unlabeled: applies to classification only"),
+        ("distill.pretrain.segment_rate=0", "distill.pretrain.segment_rate"),
+    ],
+)
 def test_bad_mass_settings_are_one_line_errors(override, message):
     with pytest.raises(SpecError) as e:
         load_spec(CPU_SPEC, [override])

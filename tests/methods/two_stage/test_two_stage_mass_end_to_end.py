@@ -7,23 +7,42 @@ import json
 import os
 
 import pytest
-
 from helpers import REPO, serve_only, tfkd
 
 SHRINK = [
-    "run_dir={run_dir}", "data.train_limit=300", "data.valid_limit=30", "data.test_limit=30",
-    "data.source_tokenizer.vocab_size=500", "data.target_tokenizer.vocab_size=500",
-    "distill.teacher_pretrain.text_limit=300", "distill.teacher_pretrain.valid_limit=30",
-    "distill.teacher_pretrain.num_layers=1", "distill.teacher_pretrain.decoder_layers=2",
-    "distill.teacher_pretrain.hidden_dim=32", "distill.teacher_pretrain.num_heads=2",
-    "distill.teacher_pretrain.intermediate_dim=64", "distill.teacher_pretrain.batch_size=16",
-    "distill.teacher_pretrain.steps=4", "distill.teacher_pretrain.log_every=2",
-    "distill.teacher_finetune.steps=4", "distill.teacher_finetune.log_every=2",
-    "distill.pretrain.text_limit=300", "distill.pretrain.valid_limit=30", "distill.pretrain.batch_size=16",
-    "distill.pretrain.steps=4", "distill.pretrain.log_every=2",
-    "train.steps=4", "train.checkpoint_every=2", "train.log_every=2", "train.warmup_steps=1",
-    "student.encoder_layers=1", "student.decoder_layers=1", "student.hidden_dim=16", "student.intermediate_dim=32",
-    "student.num_heads=2", "decode.beam_size=2",
+    "run_dir={run_dir}",
+    "data.train_limit=300",
+    "data.valid_limit=30",
+    "data.test_limit=30",
+    "data.source_tokenizer.vocab_size=500",
+    "data.target_tokenizer.vocab_size=500",
+    "distill.teacher_pretrain.text_limit=300",
+    "distill.teacher_pretrain.valid_limit=30",
+    "distill.teacher_pretrain.num_layers=1",
+    "distill.teacher_pretrain.decoder_layers=2",
+    "distill.teacher_pretrain.hidden_dim=32",
+    "distill.teacher_pretrain.num_heads=2",
+    "distill.teacher_pretrain.intermediate_dim=64",
+    "distill.teacher_pretrain.batch_size=16",
+    "distill.teacher_pretrain.steps=4",
+    "distill.teacher_pretrain.log_every=2",
+    "distill.teacher_finetune.steps=4",
+    "distill.teacher_finetune.log_every=2",
+    "distill.pretrain.text_limit=300",
+    "distill.pretrain.valid_limit=30",
+    "distill.pretrain.batch_size=16",
+    "distill.pretrain.steps=4",
+    "distill.pretrain.log_every=2",
+    "train.steps=4",
+    "train.checkpoint_every=2",
+    "train.log_every=2",
+    "train.warmup_steps=1",
+    "student.encoder_layers=1",
+    "student.decoder_layers=1",
+    "student.hidden_dim=16",
+    "student.intermediate_dim=32",
+    "student.num_heads=2",
+    "decode.beam_size=2",
 ]
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
 
@@ -32,13 +51,19 @@ SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
 def test_the_mass_lightpaff_spec_runs_every_stage_and_exports(tmp_path):
     spec = os.path.join(REPO, "specs", "lightpaff_mass_deen_cpu.yaml")
     flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
-    out = tfkd("run", spec, *flags, "--stages",
-               "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
-               "mass_small,mass_small_evaluate,train,evaluate,export")
+    out = tfkd(
+        "run",
+        spec,
+        *flags,
+        "--stages",
+        "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
+        "mass_small,mass_small_evaluate,train,evaluate,export",
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     run = tmp_path / "runs" / "lightpaff_mass_deen_cpu"
-    results = {d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir()
-               if (d / "stage.json").exists()}
+    results = {
+        d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
+    }
     # one vocabulary for both languages
     assert (run / "vocab" / "source.vocab").read_text() == (run / "vocab" / "target.vocab").read_text()
     # the teacher: pre-trained by MASS on both monolingual sides, fine-tuned, scored on the test split

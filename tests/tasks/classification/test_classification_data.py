@@ -8,8 +8,8 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import FakeContext
+
 from tfkd import data as data_lib
 from tfkd.spec import SpecError, TrainSpec, load_spec
 from tfkd.tasks.classification import ClassificationData, ClassificationTask
@@ -70,18 +70,33 @@ def test_read_rows_follows_the_spec(sst2):
 BAD_FILES = {
     # name: (file bytes, how it is read, the error after "path")
     "missing_column": (b"text\tlabel\nfine\t1\n", None, ":1: no column 'sentence' in the header; columns: text, label"),
-    "wrong_field_count": (b"sentence\tlabel\ngood\t1\nbad\tplot\t0\n", None,
-                          ":3: expected 2 tab-separated fields (sentence, label), found 3"),
-    "missing_field": (b"sentence\tlabel\ngood\t1\n\n", None,
-                      ":3: expected 2 tab-separated fields (sentence, label), found 1"),
+    "wrong_field_count": (
+        b"sentence\tlabel\ngood\t1\nbad\tplot\t0\n",
+        None,
+        ":3: expected 2 tab-separated fields (sentence, label), found 3",
+    ),
+    "missing_field": (
+        b"sentence\tlabel\ngood\t1\n\n",
+        None,
+        ":3: expected 2 tab-separated fields (sentence, label), found 1",
+    ),
     "empty_text": (b"sentence\tlabel\ngood\t1\n  \t0\n", None, ":3: empty 'sentence'"),
     "empty_label": (b"sentence\tlabel\ngood\t1\nbad\t \n", None, ":3: empty 'label'"),
-    "unknown_label": (b"sentence\tlabel\ngood\tpos\nbad\tneg\nso so\tmeh\n", ["neg", "pos"],
-                      ":4: label 'meh' is not one of data.labels (neg, pos)"),
-    "invalid_utf8": (b"sentence\tlabel\ngood\t1\nbad \xff\xfe\t0\n", None,
-                     ":3: not valid UTF-8 (invalid start byte at byte 4)"),
-    "empty_file": (b"", None, ":1: empty file; expected a header line naming the columns (sentence<TAB>label) "
-                              "and a row per example"),
+    "unknown_label": (
+        b"sentence\tlabel\ngood\tpos\nbad\tneg\nso so\tmeh\n",
+        ["neg", "pos"],
+        ":4: label 'meh' is not one of data.labels (neg, pos)",
+    ),
+    "invalid_utf8": (
+        b"sentence\tlabel\ngood\t1\nbad \xff\xfe\t0\n",
+        None,
+        ":3: not valid UTF-8 (invalid start byte at byte 4)",
+    ),
+    "empty_file": (
+        b"",
+        None,
+        ":1: empty file; expected a header line naming the columns (sentence<TAB>label) and a row per example",
+    ),
     "header_only": (b"sentence\tlabel\n", None, ":1: a header but no examples"),
 }
 
@@ -130,17 +145,27 @@ student: {{kind: bert_classifier, num_layers: 1, hidden_dim: 16, num_heads: 2, i
 """
 
 
-@pytest.mark.parametrize("data, line, message", [
-    ("  source: text", 4, 'data: source "text" needs "dir" (a folder with the TSV files train_file, valid_file, '
-                          'test_file)'),
-    ("  source: tfds", 4, 'data: source "tfds" needs "tfds" (a TFDS name such as "glue/sst2")'),
-    ("  dir: x\n  labels: [pos, pos]", 6, 'data.labels: expected distinct label names, got ["pos", "pos"]'),
-    ("  dir: x\n  labels: [pos]", 6, 'data.labels: expected at least 2 label names, got ["pos"]'),
-    ("  dir: x\n  max_tokens: 2", 6, "data.max_tokens: expected a number >= 3, got 2"),
-    ("  dir: x\n  tokenizer: {kind: teacher}", 6, 'data.tokenizer.kind: is "teacher" but the spec has no teacher'),
-    ("  dir: x\n  max_tokens: 600", 7, "student.max_sequence_length: is 512 but data.max_tokens is 600; the student "
-                                       "must read inputs of data.max_tokens tokens"),
-])
+@pytest.mark.parametrize(
+    "data, line, message",
+    [
+        (
+            "  source: text",
+            4,
+            'data: source "text" needs "dir" (a folder with the TSV files train_file, valid_file, test_file)',
+        ),
+        ("  source: tfds", 4, 'data: source "tfds" needs "tfds" (a TFDS name such as "glue/sst2")'),
+        ("  dir: x\n  labels: [pos, pos]", 6, 'data.labels: expected distinct label names, got ["pos", "pos"]'),
+        ("  dir: x\n  labels: [pos]", 6, 'data.labels: expected at least 2 label names, got ["pos"]'),
+        ("  dir: x\n  max_tokens: 2", 6, "data.max_tokens: expected a number >= 3, got 2"),
+        ("  dir: x\n  tokenizer: {kind: teacher}", 6, 'data.tokenizer.kind: is "teacher" but the spec has no teacher'),
+        (
+            "  dir: x\n  max_tokens: 600",
+            7,
+            "student.max_sequence_length: is 512 but data.max_tokens is 600; the student "
+            "must read inputs of data.max_tokens tokens",
+        ),
+    ],
+)
 def test_spec_errors_are_one_line_with_file_and_line(tmp_path, data, line, message):
     path = tmp_path / "clf.yaml"
     path.write_text(SPEC.format(data=data))
@@ -174,8 +199,9 @@ def test_tfds_negative_labels_are_no_labels(tmp_path):
     import tensorflow_datasets as tfds
 
     def as_dataset(self, *args, **kwargs):  # GLUE's test split: label -1
-        return tf.data.Dataset.from_tensor_slices({"sentence": [b"a fine film ", b"dull"], "label": [-1, -1],
-                                                   "idx": [0, 1]})
+        return tf.data.Dataset.from_tensor_slices(
+            {"sentence": [b"a fine film ", b"dull"], "label": [-1, -1], "idx": [0, 1]}
+        )
 
     spec = ClassificationData(source="tfds", tfds="glue/sst2", data_dir=str(tmp_path))
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
@@ -203,8 +229,9 @@ def test_texts_are_framed_and_truncated(tokenizer, caplog):
     special = data_lib.SpecialIds.of(tokenizer)
     texts = ["the cat sat on the mat .", "a dog", "zzz qqq"]
     with caplog.at_level("INFO", logger="tfkd"):
-        tokenized = classification_data.tokenize_texts(texts, [1, 0, -1], tokenizer, special, max_tokens=5,
-                                                       name="train", origin="here", first_id=10)
+        tokenized = classification_data.tokenize_texts(
+            texts, [1, 0, -1], tokenizer, special, max_tokens=5, name="train", origin="here", first_id=10
+        )
     plain = data_lib.tokenize_to_ragged(tokenizer, texts).to_list()
     rows = tokenized.token_ids.to_list()
     assert rows[0] == [special.bos, *plain[0][:3], special.eos]  # truncated to 5 tokens
@@ -220,16 +247,18 @@ def test_texts_are_framed_and_truncated(tokenizer, caplog):
 def random_examples(n, max_tokens, seed=0):
     rng = np.random.default_rng(seed)
     rows = [[2, *rng.integers(5, 50, size=rng.integers(0, max_tokens - 1)).tolist(), 3] for _ in range(n)]
-    return classification_data.TokenizedTexts(tf.ragged.constant(rows, tf.int32),
-                                              rng.integers(0, 2, size=n).astype(np.int32), np.arange(n))
+    return classification_data.TokenizedTexts(
+        tf.ragged.constant(rows, tf.int32), rng.integers(0, 2, size=n).astype(np.int32), np.arange(n)
+    )
 
 
 def test_bucketed_batches_respect_the_token_budget():
     special = data_lib.SpecialIds(pad=0, bos=2, eos=3, unk=1)
     tokenized = random_examples(500, 40)
     budget = 256
-    ds = classification_data.classification_dataset(tokenized, special, batch_tokens=budget, max_tokens=40,
-                                                    bucket_width=8)
+    ds = classification_data.classification_dataset(
+        tokenized, special, batch_tokens=budget, max_tokens=40, bucket_width=8
+    )
     seen = []
     for inputs, labels in ds:
         token_ids, mask = inputs["token_ids"].numpy(), inputs["padding_mask"].numpy()
@@ -248,8 +277,9 @@ def test_bucketed_batches_respect_the_token_budget():
 def context(tmp_path, tokenizer):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nthe cat sat \tpos\na dog\tneg\nthe mat\tpos\n")
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\nthe dog\tneg\n")
-    spec = types.SimpleNamespace(data=ClassificationData(dir=str(tmp_path), batch_tokens=64, max_tokens=8),
-                                 train=TrainSpec(seed=3))
+    spec = types.SimpleNamespace(
+        data=ClassificationData(dir=str(tmp_path), batch_tokens=64, max_tokens=8), train=TrainSpec(seed=3)
+    )
     return FakeContext(spec, ClassificationTokenizers(tokenizer, ["neg", "pos"]))
 
 
@@ -259,9 +289,12 @@ def test_unlabeled_texts_follow_the_training_split_with_label_minus_one(context,
     assert task.example_ids(context, "train", "train").tolist() == [0, 1, 2]
     unlabeled = ["a cat", "the dog sat on the mat on the mat"]
     # the teacher's view of each example id, as a method's columns would carry it
-    columns = tf.data.Dataset.from_tensor_slices({"id": tf.constant([4, 0, 3, 2, 1], tf.int64),
-                                                  "teacher_probs": tf.constant([[0.4, 0.6], [0.0, 1.0], [0.3, 0.7],
-                                                                                [0.1, 0.9], [0.8, 0.2]])})
+    columns = tf.data.Dataset.from_tensor_slices(
+        {
+            "id": tf.constant([4, 0, 3, 2, 1], tf.int64),
+            "teacher_probs": tf.constant([[0.4, 0.6], [0.0, 1.0], [0.3, 0.7], [0.1, 0.9], [0.8, 0.2]]),
+        }
+    )
     ds = task.train_dataset(context, "train", columns=columns, unlabeled=unlabeled)
     texts = ["the cat sat", "a dog", "the mat", *unlabeled]
     expected_ids = data_lib.tokenize_to_ragged(tokenizer, texts).to_list()
@@ -270,8 +303,9 @@ def test_unlabeled_texts_follow_the_training_split_with_label_minus_one(context,
     seen = 0
     for inputs, labels in ds.take(20):  # repeated: the columns' order, round and round
         assert set(inputs) == {"token_ids", "padding_mask", "teacher_probs"}
-        for row, mask, p, label in zip(inputs["token_ids"].numpy(), inputs["padding_mask"].numpy(),
-                                       inputs["teacher_probs"].numpy(), labels.numpy()):
+        for row, mask, p, label in zip(
+            inputs["token_ids"].numpy(), inputs["padding_mask"].numpy(), inputs["teacher_probs"].numpy(), labels.numpy()
+        ):
             example = next(i for i, q in probs.items() if np.allclose(q, p))
             assert row[mask].tolist() == [special.bos, *expected_ids[example][:6], special.eos]
             assert label == labels_of[example]
@@ -285,7 +319,7 @@ def test_without_columns_unlabeled_texts_are_shuffled_in(context):
     labels = np.concatenate([labels.numpy() for _, labels in ds.take(30)])
     assert set(labels.tolist()) == {-1, 0, 1}
     valid = task.valid_dataset(context, "train")
-    (inputs, labels), = list(valid)  # one pass, one batch
+    ((inputs, labels),) = list(valid)  # one pass, one batch
     assert labels.numpy().tolist() == [0] and inputs["token_ids"].shape[0] == 1
 
 

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import REPO, FakeContext, serve_only
+
 from tfkd.data import tokenize_to_ragged
 from tfkd.models.gpt2_lm import GPT2LM
 from tfkd.spec import TrainSpec
@@ -93,8 +93,15 @@ def test_supervised_terms_match_numpy_over_the_positions_with_a_label():
 
 def tiny_model(vocabulary_size, seed=0):
     keras.utils.set_random_seed(seed)
-    model = GPT2LM(vocabulary_size=vocabulary_size, num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
-                   dropout=0.0, max_sequence_length=48)
+    model = GPT2LM(
+        vocabulary_size=vocabulary_size,
+        num_layers=1,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=48,
+    )
     model({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
     return model
 
@@ -102,10 +109,14 @@ def tiny_model(vocabulary_size, seed=0):
 @pytest.fixture
 def context(tmp_path, bpe_dir):
     (tmp_path / "train.txt").write_text(" = Valkyria = \n\n The game began in 2010 .\n")
-    (tmp_path / "valid.txt").write_text(" = Robert Boulter = \n\n Robert Boulter is an English actor .\n"
-                                        " He had a guest role in 2000 , then another .\n")
-    spec = types.SimpleNamespace(data=LanguageModelData(dir=str(tmp_path), block_size=8, batch_size=2),
-                                 decode=LanguageModelDecode(max_new_tokens=6), train=TrainSpec(seed=3))
+    (tmp_path / "valid.txt").write_text(
+        " = Robert Boulter = \n\n Robert Boulter is an English actor .\n He had a guest role in 2000 , then another .\n"
+    )
+    spec = types.SimpleNamespace(
+        data=LanguageModelData(dir=str(tmp_path), block_size=8, batch_size=2),
+        decode=LanguageModelDecode(max_new_tokens=6),
+        train=TrainSpec(seed=3),
+    )
     return FakeContext(spec, load_tokenizers(str(bpe_dir)))
 
 
@@ -115,7 +126,12 @@ def test_perplexity_per_word_and_per_token_by_hand(context, tmp_path):
     model = tiny_model(tokenizer.vocabulary_size())
     result = task.evaluate(context, model, "valid", str(tmp_path))
     # by hand: <eot> line <eot> line <eot> ..., windows of 8 inputs, each token predicted once
-    lines = ["= Robert Boulter =", "", "Robert Boulter is an English actor .", "He had a guest role in 2000 , then another ."]
+    lines = [
+        "= Robert Boulter =",
+        "",
+        "Robert Boulter is an English actor .",
+        "He had a guest role in 2000 , then another .",
+    ]
     end = tokenizer.token_to_id(END_OF_TEXT)
     stream = [end]
     for line in lines:
@@ -146,10 +162,12 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
         assert in_process["lengths"][row] == len(ids)
         if ids:
             inputs = np.array([[end] + ids[:-1]])
-            log_probs = log_softmax(np.asarray(model({"token_ids": inputs, "padding_mask": inputs >= 0}),
-                                               np.float64)[0])
-            np.testing.assert_allclose(in_process["log_probs"][row, : len(ids)],
-                                       log_probs[np.arange(len(ids)), ids], atol=1e-5)
+            log_probs = log_softmax(
+                np.asarray(model({"token_ids": inputs, "padding_mask": inputs >= 0}), np.float64)[0]
+            )
+            np.testing.assert_allclose(
+                in_process["log_probs"][row, : len(ids)], log_probs[np.arange(len(ids)), ids], atol=1e-5
+            )
     # greedy continuation by hand: argmax of the full forward pass, token after token
     ids = [end] + tokenize_to_ragged(tokenizer, [texts[0]]).to_list()[0]
     generated = []
@@ -166,8 +184,13 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
     path = tmp_path / "export"
     LanguageModelTask().export(context, model, str(path))  # a TextLM like text_lm
     info = json.loads((path / "assets.extra" / "tfkd.json").read_text())
-    assert info == {"task": "language_model", "input": "text", "output": "continuation", "batch_size": 16,
-                    "decode": context.spec.decode.model_dump(mode="json")}
+    assert info == {
+        "task": "language_model",
+        "input": "text",
+        "output": "continuation",
+        "batch_size": 16,
+        "decode": context.spec.decode.model_dump(mode="json"),
+    }
     served = serve_only(path, texts, tmp_path, input_name="text")
     assert served["loaded"] == []
     np.testing.assert_allclose(served["log_probs"], in_process["log_probs"], atol=1e-5)
@@ -176,8 +199,22 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
     # TF Serving's session-based loader restores every variable and table
     # (saved_model_cli run through the tools/ wrapper that registers TF Text's ops)
     wrapper = os.path.join(REPO, "tools", "saved_model_cli_text.py")
-    run = subprocess.run([sys.executable, wrapper, "run", "--dir", str(path), "--tag_set", "serve",
-                          "--signature_def", "score", "--input_exprs", 'text=["The game began in"]'],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            wrapper,
+            "run",
+            "--dir",
+            str(path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "score",
+            "--input_exprs",
+            'text=["The game began in"]',
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Result for output key log_probs:" in run.stdout

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import write_corpus
+
 from tfkd import data as data_lib
 from tfkd.tasks.translation import TranslationData
 from tfkd.tasks.translation import data as translation_data
@@ -16,9 +16,7 @@ def test_misaligned_files_name_both_paths_and_counts(tmp_path):
         f.write("extra\n")
     with pytest.raises(data_lib.DataError) as e:
         translation_data.read_text_split(str(tmp_path), "train", "de", "en")
-    assert str(e.value) == (
-        f"misaligned corpus: {tmp_path}/train.de has 2 lines but {tmp_path}/train.en has 3 lines"
-    )
+    assert str(e.value) == (f"misaligned corpus: {tmp_path}/train.de has 2 lines but {tmp_path}/train.en has 3 lines")
 
 
 def test_missing_file_and_bad_utf8_are_named(tmp_path):
@@ -47,8 +45,9 @@ def test_an_empty_split_and_one_with_nothing_left_are_one_line(tokenizer, tmp_pa
     data = TranslationData(dir=str(tmp_path), src_lang="de", tgt_lang="en")
     with pytest.raises(data_lib.DataError) as e:
         translation_data.read_split(data, "train")
-    assert str(e.value) == (f"{tmp_path}/train.de + {tmp_path}/train.en: no sentence pairs in the train split "
-                            "(data.train_split: train)")
+    assert str(e.value) == (
+        f"{tmp_path}/train.de + {tmp_path}/train.en: no sentence pairs in the train split (data.train_split: train)"
+    )
     corpus = translation_data.ParallelCorpus(["the cat sat on the mat", ""], ["a dog sat on the mat", "a"], "x")
     with pytest.raises(data_lib.DataError, match=r"^x: all 2 pairs are empty or longer than data.max_tokens \(3 "):
         translation_data.tokenize_corpus(corpus, tokenizer, tokenizer, max_tokens=3)
@@ -91,8 +90,9 @@ def test_bucketed_batches_respect_the_token_budget():
 def test_tfds_translation_source(tmp_path):
     import tensorflow_datasets as tfds
 
-    spec = TranslationData(source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en",
-                    data_dir=str(tmp_path), valid_limit=7)
+    spec = TranslationData(
+        source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en", data_dir=str(tmp_path), valid_limit=7
+    )
     with tfds.testing.mock_data(num_examples=7):
         corpus = translation_data.read_split(spec, "valid")
     assert len(corpus) == 7 and corpus.origin == "tfds:wmt14_translate/de-en/validation[:7]"
@@ -100,8 +100,9 @@ def test_tfds_translation_source(tmp_path):
 
 
 def test_tfds_missing_dataset_is_one_line(tmp_path):
-    spec = TranslationData(source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en",
-                    data_dir=str(tmp_path))
+    spec = TranslationData(
+        source="tfds", tfds="wmt14_translate/de-en", src_lang="de", tgt_lang="en", data_dir=str(tmp_path)
+    )
     with pytest.raises(data_lib.DataError) as e:
         translation_data.read_split(spec, "train")
     assert str(e.value).startswith(f"tfds wmt14_translate/de-en split train (data_dir={tmp_path}): cannot load:")
@@ -112,13 +113,19 @@ def test_streamed_columns_join_their_pairs_by_example_id():
     # ids are corpus lines; pair 1 was dropped, so rows and ids differ
     src = [[5, 6], [7], [8, 9, 10]]
     tgt = [[11], [12, 13], [14, 15]]
-    tokenized = translation_data.TokenizedCorpus(tf.ragged.constant(src), tf.ragged.constant(tgt),
-                                                 np.array([0, 2, 5]))
-    columns = tf.data.Dataset.from_tensor_slices({"id": tf.constant([5, 0, 2], tf.int64),
-                                                  "extra": tf.constant([50, 0, 20])})
+    tokenized = translation_data.TokenizedCorpus(tf.ragged.constant(src), tf.ragged.constant(tgt), np.array([0, 2, 5]))
+    columns = tf.data.Dataset.from_tensor_slices(
+        {"id": tf.constant([5, 0, 2], tf.int64), "extra": tf.constant([50, 0, 20])}
+    )
     special = data_lib.SpecialIds(pad=0, bos=2, eos=3, unk=1)
-    ds = translation_data.seq2seq_dataset(tokenized, special, batch_tokens=1, max_tokens=8, bucket_width=8,
-                                          columns=columns.map(lambda x: {"id": x["id"], "extra": x["extra"][None]}))
+    ds = translation_data.seq2seq_dataset(
+        tokenized,
+        special,
+        batch_tokens=1,
+        max_tokens=8,
+        bucket_width=8,
+        columns=columns.map(lambda x: {"id": x["id"], "extra": x["extra"][None]}),
+    )
     seen = {}
     for inputs, target in ds:
         seen[int(inputs["extra"][0, 0])] = (inputs["source_ids"][0].numpy().tolist(), target[0].numpy().tolist())
@@ -129,7 +136,8 @@ def test_a_column_for_an_unknown_example_id_fails():
     tokenized = translation_data.TokenizedCorpus(tf.ragged.constant([[5]]), tf.ragged.constant([[6]]), np.array([0]))
     columns = tf.data.Dataset.from_tensor_slices({"id": tf.constant([3], tf.int64)})
     special = data_lib.SpecialIds(pad=0, bos=2, eos=3, unk=1)
-    ds = translation_data.seq2seq_dataset(tokenized, special, batch_tokens=8, max_tokens=8, bucket_width=8,
-                                          columns=columns)
+    ds = translation_data.seq2seq_dataset(
+        tokenized, special, batch_tokens=8, max_tokens=8, bucket_width=8, columns=columns
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="has no kept training pair"):
         next(iter(ds))

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from helpers import serve_only, tfkd, write_spec
+
 from tfkd import data as data_lib
 
 
@@ -46,10 +46,20 @@ def test_a_sentencepiece_run_trains_scores_and_exports_raw_text(tmp_path, data_d
     the evaluate stage's translations (SentencePiece tokenization and exact detokenization
     in-graph)."""
     spec = write_spec(tmp_path, "spm", steps=6, every=6)
-    out = tfkd("run", spec, "--set", "stages=[vocab,train,evaluate,export]", "--set", "evaluate.splits=[valid]",
-               "--set", "data.source_tokenizer={kind: sentencepiece, vocab_size: 700}",
-               "--set", "data.target_tokenizer={kind: sentencepiece, vocab_size: 600, model_type: bpe}",
-               env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp_path)
+    out = tfkd(
+        "run",
+        spec,
+        "--set",
+        "stages=[vocab,train,evaluate,export]",
+        "--set",
+        "evaluate.splits=[valid]",
+        "--set",
+        "data.source_tokenizer={kind: sentencepiece, vocab_size: 700}",
+        "--set",
+        "data.target_tokenizer={kind: sentencepiece, vocab_size: 600, model_type: bpe}",
+        env_extra={"TFKD_DATA_DIR": data_dir},
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "spm"
     assert "learned a SentencePiece unigram vocabulary of 700 tokens for the source side (asked for 700)" in out.stderr

@@ -48,8 +48,13 @@ class AdaptersMethod(Method):
         if not isinstance(context.task, AlignedPairs):
             return problems
         if spec.train.precision != "float32":
-            problems.append((("train", "precision"), f"adapters trains in float32 only (the pretrained models load in "
-                                                     f"their checkpoints' precision), got {spec.train.precision}"))
+            problems.append(
+                (
+                    ("train", "precision"),
+                    f"adapters trains in float32 only (the pretrained models load in "
+                    f"their checkpoints' precision), got {spec.train.precision}",
+                )
+            )
         # the student reads the pretrained models' own token ids
         for side, key in (("source", "source_bert"), ("target", "target_bert")):
             checkpoint = spec.student.kwargs.get(key)
@@ -57,9 +62,13 @@ class AdaptersMethod(Method):
             if checkpoint is None or tokenizer is None:
                 continue
             if tokenizer.kind != "pretrained" or tokenizer.checkpoint != checkpoint:
-                problems.append(((("data", f"{side}_tokenizer")),
-                                 f"expected {{kind: pretrained, checkpoint: {checkpoint}}}: the student's "
-                                 f"{key} reads its own vocabulary"))
+                problems.append(
+                    (
+                        (("data", f"{side}_tokenizer")),
+                        f"expected {{kind: pretrained, checkpoint: {checkpoint}}}: the student's "
+                        f"{key} reads its own vocabulary",
+                    )
+                )
         return problems
 
     @staticmethod
@@ -84,18 +93,25 @@ class AdaptersMethod(Method):
 
         spec, task = context.spec, context.task
         if not isinstance(student, AdapterStudent):
-            raise MethodError(f"train: method adapters trains a student built with adapters (student.kind abnet "
-                              f"or abnet_enc, or one of yours that is a tfkd.models.AdapterStudent); {spec.student.kind} is not")
+            raise MethodError(
+                f"train: method adapters trains a student built with adapters (student.kind abnet "
+                f"or abnet_enc, or one of yours that is a tfkd.models.AdapterStudent); {spec.student.kind} is not"
+            )
         from tfkd import data as data_lib
 
         weights = self.loss_weights(spec.distill)
         if self._parallel(spec):
             target = context.tokenizers().target
-            return AdapterCMLMTrainer(student, {k: weights[k] for k in ("cmlm", "length") if k in weights},
-                                      data_lib.SpecialIds.of(target), target.token_to_id(data_lib.MASK),
-                                      label_smoothing=spec.train.label_smoothing)
-        return SupervisedTrainer(student, task, label_smoothing=spec.train.label_smoothing,
-                                 loss_weights={"xe": weights.get("xe", 1.0)})
+            return AdapterCMLMTrainer(
+                student,
+                {k: weights[k] for k in ("cmlm", "length") if k in weights},
+                data_lib.SpecialIds.of(target),
+                target.token_to_id(data_lib.MASK),
+                label_smoothing=spec.train.label_smoothing,
+            )
+        return SupervisedTrainer(
+            student, task, label_smoothing=spec.train.label_smoothing, loss_weights={"xe": weights.get("xe", 1.0)}
+        )
 
 
 registry.register("method", "adapters")(AdaptersMethod())

@@ -18,8 +18,12 @@ def cmlm_columns(target_ids, seed, pad_id, eos_id, mask_id):
     tokens = tf.where(tf.equal(target_ids, eos_id), tf.cast(pad_id, target_ids.dtype), target_ids)
     real = tf.not_equal(tokens, pad_id)
     masked_ids, masked = uniform_count_mask(tokens, real, mask_id, seed=seed)
-    return {"target_tokens": tokens, "masked_target_ids": masked_ids, "target_mask": tf.cast(masked, tf.float32),
-            "target_length": tf.reduce_sum(tf.cast(real, tf.int32), axis=1)}
+    return {
+        "target_tokens": tokens,
+        "masked_target_ids": masked_ids,
+        "target_mask": tf.cast(masked, tf.float32),
+        "target_length": tf.reduce_sum(tf.cast(real, tf.int32), axis=1),
+    }
 
 
 def with_cmlm_targets(dataset, seed, target_tokenizer):
@@ -32,5 +36,6 @@ def with_cmlm_targets(dataset, seed, target_tokenizer):
         inputs, targets = batch
         return {**inputs, **cmlm_columns(targets, batch_seed, special.pad, special.eos, mask_id)}, targets
 
-    return tf.data.Dataset.zip((dataset, seeds)).map(add, num_parallel_calls=tf.data.AUTOTUNE) \
-        .prefetch(tf.data.AUTOTUNE)
+    return (
+        tf.data.Dataset.zip((dataset, seeds)).map(add, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    )

@@ -33,24 +33,37 @@ class AdapterCMLMTrainer(Trainer):
         self.label_smoothing = label_smoothing
 
     def call(self, inputs, training=False):
-        return self.student({"source_ids": inputs["source_ids"],
-                             "decoder_ids": inputs.get("masked_target_ids", inputs["decoder_ids"])}, training=training)
+        return self.student(
+            {"source_ids": inputs["source_ids"], "decoder_ids": inputs.get("masked_target_ids", inputs["decoder_ids"])},
+            training=training,
+        )
 
     def compute_terms(self, data, training):
         inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         if "masked_target_ids" not in inputs:
-            inputs = {**inputs, **cmlm_columns(targets, tf.constant(VALIDATION_SEED, tf.int64), self.special_ids.pad,
-                                               self.special_ids.eos, self.mask_id)}
-        outputs = self.student({"source_ids": inputs["source_ids"], "decoder_ids": inputs["masked_target_ids"]},
-                               training=training)
+            inputs = {
+                **inputs,
+                **cmlm_columns(
+                    targets,
+                    tf.constant(VALIDATION_SEED, tf.int64),
+                    self.special_ids.pad,
+                    self.special_ids.eos,
+                    self.mask_id,
+                ),
+            }
+        outputs = self.student(
+            {"source_ids": inputs["source_ids"], "decoder_ids": inputs["masked_target_ids"]}, training=training
+        )
         mask = inputs["target_mask"]
         xe, nll = label_smoothed_cross_entropy(inputs["target_tokens"], outputs["logits"], self.label_smoothing)
         masked_tokens = ops.sum(mask)
         lengths = ops.minimum(inputs["target_length"], self.student.max_target_length)
         length_xe, _ = label_smoothed_cross_entropy(lengths[:, None], outputs["length_logits"][:, None, :], 0.0)
         sentences = ops.cast(ops.shape(lengths)[0], "float32")
-        terms = {"cmlm": LossTerm(ops.sum(xe * mask), masked_tokens),
-                 "length": LossTerm(ops.sum(length_xe), sentences),
-                 "nll": LossTerm(ops.sum(nll * mask), masked_tokens)}
+        terms = {
+            "cmlm": LossTerm(ops.sum(xe * mask), masked_tokens),
+            "length": LossTerm(ops.sum(length_xe), sentences),
+            "nll": LossTerm(ops.sum(nll * mask), masked_tokens),
+        }
         target_tokens = ops.sum(ops.cast(ops.not_equal(inputs["target_tokens"], self.special_ids.pad), "float32"))
         return terms, target_tokens

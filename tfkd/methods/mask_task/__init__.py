@@ -93,18 +93,29 @@ class EncoderKDMethod(Method):
             return problems
         tokenizer = getattr(spec.data, "source_tokenizer", None)
         if tokenizer is not None and tokenizer.kind != "teacher":
-            problems.append((("data", "source_tokenizer", "kind"),
-                             f'{self.name} needs "teacher" (the student encoder reads the teacher\'s tokens)'))
+            problems.append(
+                (
+                    ("data", "source_tokenizer", "kind"),
+                    f'{self.name} needs "teacher" (the student encoder reads the teacher\'s tokens)',
+                )
+            )
         if spec.data.shared_vocab:
-            problems.append((("data", "shared_vocab"), f"{self.name} needs the teacher's source vocabulary, "
-                                                       "not one shared with the target"))
+            problems.append(
+                (
+                    ("data", "shared_vocab"),
+                    f"{self.name} needs the teacher's source vocabulary, not one shared with the target",
+                )
+            )
         return problems
 
     def train_config(self, context):
         # the teacher_mlm stage's own key covers its settings
         spec = context.spec
-        return {"distill": spec.distill.model_dump(mode="json", exclude={"teacher_mlm"}),
-                "loss_weights": self.loss_weights(spec.distill), "teacher": spec.teacher.checkpoint}
+        return {
+            "distill": spec.distill.model_dump(mode="json", exclude={"teacher_mlm"}),
+            "loss_weights": self.loss_weights(spec.distill),
+            "teacher": spec.teacher.checkpoint,
+        }
 
     def map_train_batches(self, context, dataset):
         from tfkd.methods.mask_task.batches import with_masked_source
@@ -119,14 +130,19 @@ class MaskTaskMethod(EncoderKDMethod):
     def plan_stages(self, context):
         stages = [PlannedStage("teacher_mlm", (), "tfkd.methods.mask_task.teacher_mlm:MaskTaskTeacherMLMStage")]
         if any(spec.distill.teacher == "cache" for spec in context.method_specs()):
-            stages.append(PlannedStage("teacher_cache", ("vocab", "teacher_mlm"),
-                                       "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"))
+            stages.append(
+                PlannedStage(
+                    "teacher_cache", ("vocab", "teacher_mlm"), "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"
+                )
+            )
         return stages
 
     def decoded_targets_problem(self, context):
         if context.spec.distill.teacher == "cache":
-            return ("the teacher cache holds the examples kept with their references, written before any "
-                    "teacher translation; use distill.teacher: online with targets: teacher_beam")
+            return (
+                "the teacher cache holds the examples kept with their references, written before any "
+                "teacher translation; use distill.teacher: online with targets: teacher_beam"
+            )
         return None
 
     def train_inputs(self, context):
@@ -136,8 +152,11 @@ class MaskTaskMethod(EncoderKDMethod):
         spec = context.spec
         config = super().train_config(context)
         if spec.distill.teacher == "cache":  # the cache's own key covers the teacher and the masks
-            config = {"loss_weights": config["loss_weights"], "gate": spec.distill.gate,
-                      "shuffle_buffer": spec.distill.cache.shuffle_buffer}
+            config = {
+                "loss_weights": config["loss_weights"],
+                "gate": spec.distill.gate,
+                "shuffle_buffer": spec.distill.cache.shuffle_buffer,
+            }
         return config
 
     def train_columns(self, context, stage_name):
@@ -151,15 +170,21 @@ class MaskTaskMethod(EncoderKDMethod):
         return dataset if context.spec.distill.teacher == "cache" else super().map_train_batches(context, dataset)
 
     def make_trainer(self, context, student):
-        from tfkd.methods.mask_task.distiller import MaskTaskDistiller
         from tfkd.distillation.teacher_mlm import load_trained_teacher
+        from tfkd.methods.mask_task.distiller import MaskTaskDistiller
 
         spec, task = context.spec, context.task
         online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K
-        return MaskTaskDistiller(student, task, load_trained_teacher(context) if online else None,
-                                 context.tokenizers().source,
-                                 teacher_tokenizer(spec), loss_weights=self.loss_weights(spec.distill),
-                                 label_smoothing=spec.train.label_smoothing, gate=spec.distill.gate)
+        return MaskTaskDistiller(
+            student,
+            task,
+            load_trained_teacher(context) if online else None,
+            context.tokenizers().source,
+            teacher_tokenizer(spec),
+            loss_weights=self.loss_weights(spec.distill),
+            label_smoothing=spec.train.label_smoothing,
+            gate=spec.distill.gate,
+        )
 
 
 class HiddenStateMethod(EncoderKDMethod):
@@ -176,11 +201,18 @@ class HiddenStateMethod(EncoderKDMethod):
 
         spec, task = context.spec, context.task
 
-        return HiddenStateDistiller(student, task, load_backbone(spec.teacher.checkpoint),
-                                    context.tokenizers().source, teacher_tokenizer(spec),
-                                    teacher_layer=spec.distill.teacher_layer, hidden_input=spec.distill.hidden_input,
-                                    loss_weights=self.loss_weights(spec.distill),
-                                    label_smoothing=spec.train.label_smoothing, gate=spec.distill.gate)
+        return HiddenStateDistiller(
+            student,
+            task,
+            load_backbone(spec.teacher.checkpoint),
+            context.tokenizers().source,
+            teacher_tokenizer(spec),
+            teacher_layer=spec.distill.teacher_layer,
+            hidden_input=spec.distill.hidden_input,
+            loss_weights=self.loss_weights(spec.distill),
+            label_smoothing=spec.train.label_smoothing,
+            gate=spec.distill.gate,
+        )
 
 
 def teacher_tokenizer(spec):
@@ -192,5 +224,11 @@ def teacher_tokenizer(spec):
 register("method", "mask_task")(MaskTaskMethod())
 register("method", "hidden_state")(HiddenStateMethod())
 
-__all__ = ["HiddenStateMethod", "HiddenStateSpec", "MaskTaskCacheSpec", "MaskTaskMethod", "MaskTaskSpec",
-           "TeacherMLMSpec"]
+__all__ = [
+    "HiddenStateMethod",
+    "HiddenStateSpec",
+    "MaskTaskCacheSpec",
+    "MaskTaskMethod",
+    "MaskTaskSpec",
+    "TeacherMLMSpec",
+]

@@ -12,7 +12,8 @@ def mask_source(source_ids, seed, pad_id, mask_id, vocab_size, masking, rate):
     """``{"masked_source_ids", "mask_positions", "mask_ids", "mask_weights"}`` for a padded
     ``[B, L]`` batch of source ids (no ``[CLS]``/``[SEP]`` here; padding is never masked)."""
     masked, positions, labels, weights = MASKERS[masking](
-        source_ids, tf.not_equal(source_ids, pad_id), rate, mask_id, vocab_size, seed=seed)
+        source_ids, tf.not_equal(source_ids, pad_id), rate, mask_id, vocab_size, seed=seed
+    )
     return {"masked_source_ids": masked, "mask_positions": positions, "mask_ids": labels, "mask_weights": weights}
 
 
@@ -26,9 +27,11 @@ def with_masked_source(dataset, spec, source_tokenizer):
 
     def add(batch, seed):
         inputs, targets = batch
-        columns = mask_source(inputs["source_ids"], seed, pad_id, mask_id, vocab_size, section.masking,
-                              section.mask_rate)
+        columns = mask_source(
+            inputs["source_ids"], seed, pad_id, mask_id, vocab_size, section.masking, section.mask_rate
+        )
         return {**inputs, **columns}, targets
 
-    return tf.data.Dataset.zip((dataset, seeds)).map(add, num_parallel_calls=tf.data.AUTOTUNE) \
-        .prefetch(tf.data.AUTOTUNE)
+    return (
+        tf.data.Dataset.zip((dataset, seeds)).map(add, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    )

@@ -49,18 +49,25 @@ def gated_sum(nmt, kd, groups):
         both = [i for i in group if nmt[i] is not None and kd[i] is not None]
         if not both:
             continue
-        inner = tf.add_n([tf.reduce_sum(tf.cast(dense(nmt[i]), tf.float32) * tf.cast(dense(kd[i]), tf.float32))
-                          for i in both])
+        inner = tf.add_n(
+            [tf.reduce_sum(tf.cast(dense(nmt[i]), tf.float32) * tf.cast(dense(kd[i]), tf.float32)) for i in both]
+        )
         keep = inner > 0
         for i in both:
             if isinstance(nmt[i], tf.IndexedSlices):
                 # an embedding's NMT gradient stays the rows it touched (the optimizer applies
                 # it exactly as without the gate); the KD gradient joins as rows times 0 or 1
-                rows = tf.shape(kd[i], out_type=nmt[i].indices.dtype)[0] if not isinstance(kd[i], tf.IndexedSlices) \
+                rows = (
+                    tf.shape(kd[i], out_type=nmt[i].indices.dtype)[0]
+                    if not isinstance(kd[i], tf.IndexedSlices)
                     else nmt[i].dense_shape[0]
+                )
                 extra = dense(kd[i]) * tf.cast(keep, kd[i].dtype)
-                combined[i] = tf.IndexedSlices(tf.concat([nmt[i].values, extra], 0),
-                                               tf.concat([nmt[i].indices, tf.range(rows)], 0), nmt[i].dense_shape)
+                combined[i] = tf.IndexedSlices(
+                    tf.concat([nmt[i].values, extra], 0),
+                    tf.concat([nmt[i].indices, tf.range(rows)], 0),
+                    nmt[i].dense_shape,
+                )
             else:
                 combined[i] = tf.where(keep, nmt[i] + dense(kd[i]), nmt[i])
         kept.append(tf.cast(keep, tf.float32))
@@ -134,8 +141,18 @@ class EncoderDistiller(SupervisedTrainer):
         gate: ``"none"``, ``"layer"`` or ``"variable"`` (GOM granularity).
     """
 
-    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights,
-                 label_smoothing=0.1, gate="none", **kwargs):
+    def __init__(
+        self,
+        student,
+        task,
+        teacher,
+        source_tokenizer,
+        teacher_tokenizer,
+        loss_weights,
+        label_smoothing=0.1,
+        gate="none",
+        **kwargs,
+    ):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
         self.teacher = teacher  # None when its outputs come from a cache
         if teacher is not None:
@@ -190,8 +207,11 @@ class MaskTaskDistiller(EncoderDistiller):
         embedding = student.source_embedding if isinstance(student, SourceEmbedding) else None
         tied = isinstance(embedding, keras_hub.layers.ReversibleEmbedding)
         self.mlm_head = keras_hub.layers.MaskedLMHead(
-            vocabulary_size=source_tokenizer.vocabulary_size(), token_embedding=embedding if tied else None,
-            intermediate_activation="gelu", name="student_mlm_head")
+            vocabulary_size=source_tokenizer.vocabulary_size(),
+            token_embedding=embedding if tied else None,
+            intermediate_activation="gelu",
+            name="student_mlm_head",
+        )
         # built now, so the optimizer is built with its variables
         self.mlm_head.build((None, None, student.hidden_dim), (None, None))
 
@@ -209,7 +229,6 @@ class MaskTaskDistiller(EncoderDistiller):
             weights = ops.cast(inputs["mask_weights"], "float32")
             terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
         return terms, tokens
-
 
     def cached_kd_term(self, inputs, training):
         """``L_kd`` against the cached top-K of ``q(.|X')`` (renormalised over K): the batch's
@@ -240,8 +259,18 @@ class HiddenStateDistiller(EncoderDistiller):
         teacher_layer: 0-based index into its transformer layers (negative: from the top).
     """
 
-    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights,
-                 teacher_layer=-1, hidden_input="clean", **kwargs):
+    def __init__(
+        self,
+        student,
+        task,
+        teacher,
+        source_tokenizer,
+        teacher_tokenizer,
+        loss_weights,
+        teacher_layer=-1,
+        hidden_input="clean",
+        **kwargs,
+    ):
         super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
         layers = len(teacher.transformer_layers)
         if not -layers <= teacher_layer < layers:
@@ -258,8 +287,9 @@ class HiddenStateDistiller(EncoderDistiller):
         if self.hidden_input == "masked" and "masked_source_ids" not in inputs:
             return terms, tokens  # validation batches carry no masked copy
         hidden, padding = self.student.encode(source, training=training)
-        teacher_hidden = bert_layer_outputs(self.teacher, self.teacher_inputs(source),
-                                            num_layers=self.num_teacher_layers)[-1]
+        teacher_hidden = bert_layer_outputs(
+            self.teacher, self.teacher_inputs(source), num_layers=self.num_teacher_layers
+        )[-1]
         # the teacher's position i + 1 is the student's i ([CLS] first)
         error = hidden_state_loss(self.projection(hidden), teacher_hidden[:, 1 : ops.shape(source)[1] + 1])
         mask = ops.cast(padding, "float32")

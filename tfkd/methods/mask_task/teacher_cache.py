@@ -20,10 +20,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.masking import example_masking
 from tfkd.distillation.teacher_mlm import load_trained_teacher
-from tfkd.distillation.topk_cache import (CacheWriter, read_manifest, stream_cache, top_k_distribution,
-                                          write_masked_top_k)
+from tfkd.distillation.topk_cache import (
+    CacheWriter,
+    read_manifest,
+    stream_cache,
+    top_k_distribution,
+    write_masked_top_k,
+)
+from tfkd.masking import example_masking
 from tfkd.methods.mask_task.distiller import teacher_view
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.runner import Stage
@@ -32,9 +37,13 @@ log = logging.getLogger("tfkd")
 
 
 def _masking_settings(spec, source_tokenizer):
-    return {"seed": spec.distill.cache.seed, "mask_id": source_tokenizer.token_to_id(data_lib.MASK),
-            "vocab_size": source_tokenizer.vocabulary_size(), "masking": spec.distill.masking,
-            "rate": spec.distill.mask_rate}
+    return {
+        "seed": spec.distill.cache.seed,
+        "mask_id": source_tokenizer.token_to_id(data_lib.MASK),
+        "vocab_size": source_tokenizer.vocabulary_size(),
+        "masking": spec.distill.masking,
+        "rate": spec.distill.mask_rate,
+    }
 
 
 class MaskTaskCacheStage(Stage):
@@ -42,8 +51,12 @@ class MaskTaskCacheStage(Stage):
 
     def config(self, spec):
         distill = spec.distill
-        return {"cache": distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
-                "masking": distill.masking, "mask_rate": distill.mask_rate, "max_tokens": spec.data.max_tokens}
+        return {
+            "cache": distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+            "masking": distill.masking,
+            "mask_rate": distill.mask_rate,
+            "max_tokens": spec.data.max_tokens,
+        }
 
     def run(self, context, workdir):
         spec = context.spec
@@ -72,25 +85,50 @@ class MaskTaskCacheStage(Stage):
         chunks = np.random.default_rng(cache.seed).permutation(steps - 1).tolist() + [steps - 1]
         rows = np.concatenate([order[c * size : (c + 1) * size] for c in chunks])
         examples = tf.data.Dataset.from_tensor_slices(
-            {"source": tf.gather(tokenized.source_ids, rows), "id": tokenized.kept[rows]})
-        examples = examples.map(lambda x: dict(zip(("masked", "chosen"), example_masking(x["source"], x["id"],
-                                                                                          **settings))),
-                                num_parallel_calls=tf.data.AUTOTUNE)
-        batches = examples.padded_batch(size, padding_values={"masked": pad, "chosen": False}) \
-            .prefetch(tf.data.AUTOTUNE)
-        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
-                             {"temperature": cache.temperature, "masking": spec.distill.masking,
-                              "mask_rate": spec.distill.mask_rate, "seed": cache.seed,
-                              "ids": "student source vocabulary", "positions": "source"})
+            {"source": tf.gather(tokenized.source_ids, rows), "id": tokenized.kept[rows]}
+        )
+        examples = examples.map(
+            lambda x: dict(zip(("masked", "chosen"), example_masking(x["source"], x["id"], **settings))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        batches = examples.padded_batch(size, padding_values={"masked": pad, "chosen": False}).prefetch(
+            tf.data.AUTOTUNE
+        )
+        writer = CacheWriter(
+            workdir,
+            cache.shard_size,
+            cache.top_k,
+            {
+                "temperature": cache.temperature,
+                "masking": spec.distill.masking,
+                "mask_rate": spec.distill.mask_rate,
+                "seed": cache.seed,
+                "ids": "student source vocabulary",
+                "positions": "source",
+            },
+        )
         start = time.time()
         masked_positions = write_masked_top_k(writer, batches, rows, lengths, tokenized.kept, forward, size)
         seconds = max(time.time() - start, 1e-9)
         manifest = writer.close()
-        log.info("%s: top-%d of q(.|X') at %d masked positions of %d sentences in %.0fs (%.1f sentences/s), "
-                 "%.1f MB in %d shards", self.name, cache.top_k, masked_positions, manifest["examples"], seconds,
-                 manifest["examples"] / seconds, manifest["bytes"] / 1e6, len(manifest["shards"]))
-        return {"examples": manifest["examples"], "masked_positions": masked_positions,
-                "sentences_per_second": round(manifest["examples"] / seconds, 1), "bytes": manifest["bytes"]}
+        log.info(
+            "%s: top-%d of q(.|X') at %d masked positions of %d sentences in %.0fs (%.1f sentences/s), "
+            "%.1f MB in %d shards",
+            self.name,
+            cache.top_k,
+            masked_positions,
+            manifest["examples"],
+            seconds,
+            manifest["examples"] / seconds,
+            manifest["bytes"] / 1e6,
+            len(manifest["shards"]),
+        )
+        return {
+            "examples": manifest["examples"],
+            "masked_positions": masked_positions,
+            "sentences_per_second": round(manifest["examples"] / seconds, 1),
+            "bytes": manifest["bytes"],
+        }
 
 
 def cached_columns(context, spec, stage_name):
@@ -101,9 +139,15 @@ def cached_columns(context, spec, stage_name):
     tokenized = context.task.tokenized(context, "train", stage_name)
     manifest = read_manifest(directory)
     cache = spec.distill.cache
-    log.info("%s: q(.|X') for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
-             stage_name, len(tokenized), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
-             cache.shuffle_buffer)
+    log.info(
+        "%s: q(.|X') for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
+        stage_name,
+        len(tokenized),
+        manifest["top_k"],
+        manifest["temperature"],
+        len(manifest["shards"]),
+        cache.shuffle_buffer,
+    )
     table = pair_table(tokenized)
     settings = _masking_settings(spec, context.tokenizers().source)
 
@@ -112,6 +156,7 @@ def cached_columns(context, spec, stage_name):
         masked, _ = example_masking(source, item["id"], **settings)
         return {**item, "masked_source_ids": masked}
 
-    stream = stream_cache(directory, expected_ids=tokenized.kept, seed=spec.train.seed,
-                          shuffle_buffer=cache.shuffle_buffer)
+    stream = stream_cache(
+        directory, expected_ids=tokenized.kept, seed=spec.train.seed, shuffle_buffer=cache.shuffle_buffer
+    )
     return stream.map(with_masked_source, num_parallel_calls=tf.data.AUTOTUNE)

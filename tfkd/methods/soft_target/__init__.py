@@ -76,18 +76,26 @@ class SoftTargetMethod(Method):
             problems.append((("distill", "method"), "soft_target needs a teacher section (teacher.checkpoint)"))
         tokenizer = getattr(spec.data, "target_tokenizer", None)
         if tokenizer is not None and tokenizer.kind != "teacher":
-            problems.append((("data", "target_tokenizer", "kind"),
-                             'soft_target needs "teacher" (the student predicts the teacher\'s vocabulary)'))
+            problems.append(
+                (
+                    ("data", "target_tokenizer", "kind"),
+                    'soft_target needs "teacher" (the student predicts the teacher\'s vocabulary)',
+                )
+            )
         return problems
 
     def decoded_targets_problem(self, context):
-        return ("soft_target's teacher cache holds distributions for the reference targets' positions, "
-                "computed before any teacher translation; train on targets: reference")
+        return (
+            "soft_target's teacher cache holds distributions for the reference targets' positions, "
+            "computed before any teacher translation; train on targets: reference"
+        )
 
     def plan_stages(self, context):
         stages = "tfkd.methods.soft_target.stages"
-        return [PlannedStage("teacher_finetune", (), f"{stages}:CMLMFinetuneStage"),
-                PlannedStage("teacher_cache", ("vocab", "teacher_finetune"), f"{stages}:TeacherCacheStage")]
+        return [
+            PlannedStage("teacher_finetune", (), f"{stages}:CMLMFinetuneStage"),
+            PlannedStage("teacher_cache", ("vocab", "teacher_finetune"), f"{stages}:TeacherCacheStage"),
+        ]
 
     def train_inputs(self, context):
         return ("teacher_cache",)
@@ -108,17 +116,27 @@ class SoftTargetMethod(Method):
         manifest = read_manifest(directory)
         logging.getLogger("tfkd").info(
             "%s: soft targets for %d examples streamed from the cache (K=%d, T=%g, %d shards, shuffle buffer %d)",
-            stage_name, len(ids), manifest["top_k"], manifest["temperature"], len(manifest["shards"]),
-            spec.distill.cache.shuffle_buffer)
-        return stream_cache(directory, expected_ids=ids, seed=spec.train.seed,
-                            shuffle_buffer=spec.distill.cache.shuffle_buffer)
+            stage_name,
+            len(ids),
+            manifest["top_k"],
+            manifest["temperature"],
+            len(manifest["shards"]),
+            spec.distill.cache.shuffle_buffer,
+        )
+        return stream_cache(
+            directory, expected_ids=ids, seed=spec.train.seed, shuffle_buffer=spec.distill.cache.shuffle_buffer
+        )
 
     def make_trainer(self, context, student):
         from tfkd.methods.soft_target.distiller import SoftTargetDistiller
 
         spec = context.spec
-        return SoftTargetDistiller(student, context.task, loss_weights=self.loss_weights(spec.distill),
-                                   label_smoothing=spec.train.label_smoothing)
+        return SoftTargetDistiller(
+            student,
+            context.task,
+            loss_weights=self.loss_weights(spec.distill),
+            label_smoothing=spec.train.label_smoothing,
+        )
 
 
 register("method", "soft_target")(SoftTargetMethod())

@@ -50,8 +50,18 @@ def target_positions(segment_ids, padding_mask):
     return tf.equal(segment_ids, 1) & tf.cast(padding_mask, tf.bool)
 
 
-def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, max_predictions=None,
-              seed=None, replace_random=0.1, keep=0.1):
+def cmlm_mask(
+    token_ids,
+    segment_ids,
+    padding_mask,
+    rate,
+    mask_id,
+    vocab_size,
+    max_predictions=None,
+    seed=None,
+    replace_random=0.1,
+    keep=0.1,
+):
     """Mask about ``rate`` of the target-side positions (at least one per sequence), as BERT
     does (:func:`tfkd.masking.token_mask`); source positions are never chosen.
 
@@ -62,8 +72,17 @@ def cmlm_mask(token_ids, segment_ids, padding_mask, rate, mask_id, vocab_size, m
     """
     from tfkd.masking import token_mask
 
-    return token_mask(token_ids, target_positions(segment_ids, padding_mask), rate, mask_id, vocab_size,
-                      seed=seed, max_predictions=max_predictions, replace_random=replace_random, keep=keep)
+    return token_mask(
+        token_ids,
+        target_positions(segment_ids, padding_mask),
+        rate,
+        mask_id,
+        vocab_size,
+        seed=seed,
+        max_predictions=max_predictions,
+        replace_random=replace_random,
+        keep=keep,
+    )
 
 
 def prefix_lm_attention_mask(segment_ids, padding_mask):
@@ -124,8 +143,7 @@ class LeftToRightBertLM(keras.Model):
         return self.masked_lm.masked_lm_head(x, inputs["mask_positions"])
 
 
-def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate,
-                 max_length):
+def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, temperature, mask_rate, max_length):
     """Top-K teacher distributions for every target position, each predicted while masked.
 
     Args:
@@ -156,13 +174,18 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
         positions = tf.where(valid, positions, 0)
         masked = tf.where(chosen, mask_id, token_ids)
         logits = teacher(
-            {"token_ids": masked, "segment_ids": segment_ids, "padding_mask": padding_mask,
-             "mask_positions": positions},
+            {
+                "token_ids": masked,
+                "segment_ids": segment_ids,
+                "padding_mask": padding_mask,
+                "mask_positions": positions,
+            },
             training=False,
         )
         top_ids, top_probs = top_k_distribution(logits, top_k, temperature)
-        where = tf.stack([tf.repeat(tf.range(batch)[:, None], per_row, axis=1),
-                          tf.gather(offset, positions, batch_dims=1)], axis=-1)
+        where = tf.stack(
+            [tf.repeat(tf.range(batch)[:, None], per_row, axis=1), tf.gather(offset, positions, batch_dims=1)], axis=-1
+        )
         where = tf.boolean_mask(where, valid)
         ids = tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(top_ids, valid))
         probs = tf.tensor_scatter_nd_update(probs, where, tf.boolean_mask(top_probs, valid))
@@ -174,8 +197,10 @@ def left_to_right_soft_targets(teacher, source_ids, target_ids, special_ids, top
     target position predicted from the source and the target before it."""
     token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
     positions, _, weights = left_to_right_targets(token_ids, segment_ids, padding_mask)
-    logits = teacher({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
-                      "mask_positions": positions}, training=False)
+    logits = teacher(
+        {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask, "mask_positions": positions},
+        training=False,
+    )
     ids, probs = top_k_distribution(logits, top_k, temperature)
     keep = weights[:, :, None] > 0
     return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0)

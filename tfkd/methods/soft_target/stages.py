@@ -11,8 +11,14 @@ import tensorflow as tf
 
 from tfkd import data as data_lib
 from tfkd.distillation.topk_cache import CacheWriter
-from tfkd.methods.soft_target.cmlm import (cmlm_mask, left_to_right_soft_targets, left_to_right_targets,
-                                           load_cmlm_teacher, pack_pairs, soft_targets)
+from tfkd.methods.soft_target.cmlm import (
+    cmlm_mask,
+    left_to_right_soft_targets,
+    left_to_right_targets,
+    load_cmlm_teacher,
+    pack_pairs,
+    soft_targets,
+)
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.progress import progress_bar
 from tfkd.runner import Stage
@@ -36,16 +42,19 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
     ds = ds.ragged_batch(finetune.batch_size)
 
     def to_mlm_batch(batch):
-        token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length,
-                                                     special_ids)
+        token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length, special_ids)
         if finetune.direction == "left_to_right":
             positions, labels, weights = left_to_right_targets(token_ids, segment_ids, padding)
         else:
             token_ids, positions, labels, weights = cmlm_mask(
                 token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, seed=seed
             )
-        inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding,
-                  "mask_positions": positions}
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": padding,
+            "mask_positions": positions,
+        }
         return inputs, labels, weights
 
     return ds.map(to_mlm_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -69,9 +78,12 @@ class CMLMFinetuneStage(Stage):
     name = "teacher_finetune"
 
     def config(self, spec):
-        return {"checkpoint": spec.teacher.checkpoint, "finetune": spec.distill.finetune.model_dump(mode="json"),
-                "data": spec_task(spec).data_key(spec, ["train", "valid"]),
-                "shuffle_buffer": spec.data.shuffle_buffer}
+        return {
+            "checkpoint": spec.teacher.checkpoint,
+            "finetune": spec.distill.finetune.model_dump(mode="json"),
+            "data": spec_task(spec).data_key(spec, ["train", "valid"]),
+            "shuffle_buffer": spec.data.shuffle_buffer,
+        }
 
     def input_files(self, spec):
         return spec_task(spec).data_files(spec, ["train", "valid"])
@@ -84,16 +96,31 @@ class CMLMFinetuneStage(Stage):
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
         vocab_size = tokenizer.vocabulary_size()
-        train_ds = _cmlm_dataset(train_tok, special, mask_id, vocab_size, finetune,
-                                 shuffle_buffer=context.spec.data.shuffle_buffer)
+        train_ds = _cmlm_dataset(
+            train_tok, special, mask_id, vocab_size, finetune, shuffle_buffer=context.spec.data.shuffle_buffer
+        )
         # a fixed masking of the validation pairs, so accuracies compare across runs
-        valid_ds = _cmlm_dataset(valid_tok, special, mask_id, vocab_size, finetune,
-                                 seed=tf.constant([finetune.seed, VALIDATION_MASKING_STREAM]))
+        valid_ds = _cmlm_dataset(
+            valid_tok,
+            special,
+            mask_id,
+            vocab_size,
+            finetune,
+            seed=tf.constant([finetune.seed, VALIDATION_MASKING_STREAM]),
+        )
 
         teacher = load_cmlm_teacher(context.spec.teacher.checkpoint, finetune.direction)
-        return fit_masked_lm(teacher, train_ds, valid_ds, finetune, workdir, self.name,
-                             f"C-MLM on {len(train_tok):,} pairs of {finetune.batch_size}",
-                             hint="Lower distill.finetune.learning_rate.", jit_compile=context.spec.train.jit_compile)
+        return fit_masked_lm(
+            teacher,
+            train_ds,
+            valid_ds,
+            finetune,
+            workdir,
+            self.name,
+            f"C-MLM on {len(train_tok):,} pairs of {finetune.batch_size}",
+            hint="Lower distill.finetune.learning_rate.",
+            jit_compile=context.spec.train.jit_compile,
+        )
 
 
 class TeacherCacheStage(Stage):
@@ -105,17 +132,20 @@ class TeacherCacheStage(Stage):
 
     def config(self, spec):
         # the shuffle buffer is how training reads the cache, not what is in it
-        return {"cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
-                "max_tokens": spec.data.max_tokens,
-                "max_length": spec.distill.finetune.max_length}
+        return {
+            "cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+            "max_tokens": spec.data.max_tokens,
+            "max_length": spec.distill.finetune.max_length,
+        }
 
     def run(self, context, workdir):
         spec = context.spec
         cache = spec.distill.cache
         train_tok = context.task.tokenized(context, "train", self.name)
         tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
-        to_teacher, to_student = vocabulary_maps(context.tokenizers().target, tokenizer, self.name,
-                                                 "data.target_tokenizer.kind")
+        to_teacher, to_student = vocabulary_maps(
+            context.tokenizers().target, tokenizer, self.name, "data.target_tokenizer.kind"
+        )
         corpus = context.task.corpus(context, "train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
         teacher_target = tf.ragged.map_flat_values(tf.gather, to_teacher, train_tok.target_ids)
@@ -126,21 +156,34 @@ class TeacherCacheStage(Stage):
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
         if direction == "left_to_right":
+
             def teacher_targets(src, tgt):
-                return left_to_right_soft_targets(teacher, src, tgt, special, cache.top_k, cache.temperature,
-                                                  max_length)
+                return left_to_right_soft_targets(
+                    teacher, src, tgt, special, cache.top_k, cache.temperature, max_length
+                )
         else:
+
             def teacher_targets(src, tgt):
-                return soft_targets(teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature,
-                                    cache.mask_rate, max_length)
+                return soft_targets(
+                    teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature, cache.mask_rate, max_length
+                )
+
         forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
         forward(teacher_source[:1], teacher_target[:1])  # builds the teacher
         teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), TEACHER_WEIGHTS))
 
-        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
-                             {"temperature": cache.temperature, "mask_rate": cache.mask_rate,
-                              "direction": direction, "ids": "student target vocabulary",
-                              "groups": 1 if direction == "left_to_right" else math.ceil(1 / cache.mask_rate)})
+        writer = CacheWriter(
+            workdir,
+            cache.shard_size,
+            cache.top_k,
+            {
+                "temperature": cache.temperature,
+                "mask_rate": cache.mask_rate,
+                "direction": direction,
+                "ids": "student target vocabulary",
+                "groups": 1 if direction == "left_to_right" else math.ceil(1 / cache.mask_rate),
+            },
+        )
         lengths = train_tok.target_ids.row_lengths().numpy()
         # batches of similar lengths (little padding), written in a random order, so that a shard
         # read through a bounded shuffle buffer is not sorted by length
@@ -164,9 +207,20 @@ class TeacherCacheStage(Stage):
                 bar.update(writer.count)
         seconds = time.time() - start
         manifest = writer.close()
-        log.info("%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards; %.2f%% of the "
-                 "top-K mass is outside the student's vocabulary", self.name, manifest["examples"], seconds,
-                 manifest["examples"] / max(seconds, 1e-9), manifest["bytes"] / 1e6, len(manifest["shards"]),
-                 100 * outside / max(positions, 1))
-        return {"examples": manifest["examples"], "sentences_per_second": round(manifest["examples"] / seconds, 1),
-                "bytes": manifest["bytes"], "mass_outside_vocabulary": round(outside / max(positions, 1), 5)}
+        log.info(
+            "%s: %d pairs in %.0fs (%.1f sentences/s), %.1f MB on disk in %d shards; %.2f%% of the "
+            "top-K mass is outside the student's vocabulary",
+            self.name,
+            manifest["examples"],
+            seconds,
+            manifest["examples"] / max(seconds, 1e-9),
+            manifest["bytes"] / 1e6,
+            len(manifest["shards"]),
+            100 * outside / max(positions, 1),
+        )
+        return {
+            "examples": manifest["examples"],
+            "sentences_per_second": round(manifest["examples"] / seconds, 1),
+            "bytes": manifest["bytes"],
+            "mass_outside_vocabulary": round(outside / max(positions, 1), 5),
+        }

@@ -48,7 +48,7 @@ What pre-training means is the task's ``pretraining_objective``:
   MLE + lambda * KL`` at every target position, the fine-tuned teacher online).
 """
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
@@ -56,16 +56,31 @@ from pydantic import ConfigDict, Field, PositiveInt
 from tfkd import registry
 from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec
-from tfkd.methods.two_stage.settings import (CAUSAL_LM, GENERATIVE, MASKED_LM, MASKED_SEQ2SEQ, PRETRAIN_KD,
-                                             PRETRAIN_MLE, objective, pretrain_stage, teacher_label,
-                                             uses_teacher_outputs)
+from tfkd.methods.two_stage.settings import (
+    CAUSAL_LM,
+    GENERATIVE,
+    MASKED_LM,
+    MASKED_SEQ2SEQ,
+    PRETRAIN_KD,
+    PRETRAIN_MLE,
+    objective,
+    pretrain_stage,
+    teacher_label,
+    uses_teacher_outputs,
+)
 from tfkd.plan import PlannedStage
 from tfkd.spec import LocalPath, Strict
 from tfkd.tasks.base import ClassDistributions, Pretrainable, TextBatches
 
 # keys "lambda" (a Python keyword) read and dump by that name
-_LAMBDA = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True,
-                     validate_by_alias=True, serialize_by_alias=True)
+_LAMBDA = ConfigDict(
+    extra="forbid",
+    frozen=True,
+    protected_namespaces=(),
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+)
 
 
 class PretrainSpec(Strict):
@@ -78,10 +93,10 @@ class PretrainSpec(Strict):
     # max_length are cut into pieces) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
     text: list[LocalPath] = []
     # held-out text for the validation MLM loss (a file or "tfds:NAME:SPLIT"), or none
-    valid_text: Optional[LocalPath] = None
+    valid_text: LocalPath | None = None
     # the first this many lines of the text, of the validation text
-    text_limit: Optional[PositiveInt] = None
-    valid_limit: Optional[PositiveInt] = 2000
+    text_limit: PositiveInt | None = None
+    valid_limit: PositiveInt | None = 2000
     kd_lambda: float = Field(1.0, ge=0, le=1, alias="lambda")
     mask_rate: float = Field(0.15, gt=0, lt=1)  # masked LM
     segment_rate: float = Field(0.5, gt=0, le=1)  # masked seq2seq: the masked segment's share of a sentence
@@ -95,8 +110,10 @@ class PretrainSpec(Strict):
     @pydantic.model_validator(mode="after")
     def _text(self):
         if self.enabled and not self.text:
-            raise ValueError("text: expected at least one text file or tfds:NAME to pre-train on "
-                             "(or enabled: false for no pre-training)")
+            raise ValueError(
+                "text: expected at least one text file or tfds:NAME to pre-train on "
+                "(or enabled: false for no pre-training)"
+            )
         return self
 
 
@@ -117,11 +134,11 @@ class TeacherPretrainSpec(Strict):
 
     # text files (one paragraph a line) and TFDS corpora ("tfds:NAME" or "tfds:NAME:SPLIT")
     text: list[LocalPath] = Field(min_length=1)
-    text_limit: Optional[PositiveInt] = None
-    valid_text: Optional[LocalPath] = None
-    valid_limit: Optional[PositiveInt] = 2000
+    text_limit: PositiveInt | None = None
+    valid_text: LocalPath | None = None
+    valid_limit: PositiveInt | None = 2000
     num_layers: PositiveInt = 6  # a seq2seq teacher's encoder blocks
-    decoder_layers: Optional[PositiveInt] = None  # seq2seq only (default: num_layers)
+    decoder_layers: PositiveInt | None = None  # seq2seq only (default: num_layers)
     hidden_dim: PositiveInt = 512
     num_heads: PositiveInt = 8
     intermediate_dim: PositiveInt = 2048
@@ -141,8 +158,7 @@ class TeacherPretrainSpec(Strict):
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads})")
         if self.max_length > self.max_sequence_length:
-            raise ValueError(f"max_length ({self.max_length}) exceeds max_sequence_length "
-                             f"({self.max_sequence_length})")
+            raise ValueError(f"max_length ({self.max_length}) exceeds max_sequence_length ({self.max_sequence_length})")
         return self
 
 
@@ -151,8 +167,8 @@ class FinetuneSpec(Strict):
     kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
     # extra sentences labelled by the teacher alone (appendix section 4): a text file (one a
     # line) or "tfds:NAME[:SPLIT]"; they add the KL term only (so lambda 0 leaves them out)
-    unlabeled: Optional[LocalPath] = None
-    unlabeled_limit: Optional[PositiveInt] = None
+    unlabeled: LocalPath | None = None
+    unlabeled_limit: PositiveInt | None = None
 
 
 class TwoStageSpec(MethodSpec):
@@ -162,7 +178,7 @@ class TwoStageSpec(MethodSpec):
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     teacher_finetune: TeacherTaskFinetuneSpec = TeacherTaskFinetuneSpec()
     # causal_lm and masked_seq2seq: pre-train the teacher from scratch (instead of teacher.checkpoint)
-    teacher_pretrain: Optional[TeacherPretrainSpec] = None
+    teacher_pretrain: TeacherPretrainSpec | None = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
     # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
     teacher: Literal["online", "cache"] = "online"
@@ -185,8 +201,15 @@ class TwoStageMethod(Method):
     baseline_by_default = True
     requires = (Pretrainable,)
     # every stage the method may plan, in the order they run
-    stage_order = ("teacher_pretrain", "teacher_finetune", "teacher_predictions", "teacher_mlm", "teacher_cache",
-                   PRETRAIN_KD, PRETRAIN_MLE)
+    stage_order = (
+        "teacher_pretrain",
+        "teacher_finetune",
+        "teacher_predictions",
+        "teacher_mlm",
+        "teacher_cache",
+        PRETRAIN_KD,
+        PRETRAIN_MLE,
+    )
 
     def default_loss_weights(self, section):
         weight = section.finetune.kd_lambda
@@ -199,60 +222,115 @@ class TwoStageMethod(Method):
         kind = objective(task)
         needs_teacher = uses_teacher_outputs(section) or pretrain_stage(section) == PRETRAIN_KD
         if spec.teacher is None and section.teacher_pretrain is None and needs_teacher and kind != MASKED_SEQ2SEQ:
-            problems.append((("distill", "method"), "two_stage needs a teacher section (teacher.checkpoint) to "
-                                                    "distil from; set distill.pretrain.lambda and "
-                                                    "distill.finetune.lambda to 0 for no teacher"))
+            problems.append(
+                (
+                    ("distill", "method"),
+                    "two_stage needs a teacher section (teacher.checkpoint) to "
+                    "distil from; set distill.pretrain.lambda and "
+                    "distill.finetune.lambda to 0 for no teacher",
+                )
+            )
         needed = {MASKED_LM: ClassDistributions, CAUSAL_LM: TextBatches}.get(kind)
         if kind not in (MASKED_LM, *GENERATIVE) or (needed is not None and not isinstance(task, needed)):
             if kind is not None:
-                problems.append((("task",), f"two_stage needs a task whose students wrap a pretrained backbone "
-                                            f"and a pre-training objective (masked_lm, causal_lm, masked_seq2seq) "
-                                            f"with its abilities; task {spec.task} has none"))
+                problems.append(
+                    (
+                        ("task",),
+                        f"two_stage needs a task whose students wrap a pretrained backbone "
+                        f"and a pre-training objective (masked_lm, causal_lm, masked_seq2seq) "
+                        f"with its abilities; task {spec.task} has none",
+                    )
+                )
             return problems
         if section.teacher_pretrain is not None:
             if kind not in GENERATIVE:
-                problems.append((("distill", "teacher_pretrain"), f"pre-training a teacher from scratch is for "
-                                                                  f"causal LM and seq2seq tasks; task {spec.task} "
-                                                                  "fine-tunes teacher.checkpoint"))
+                problems.append(
+                    (
+                        ("distill", "teacher_pretrain"),
+                        f"pre-training a teacher from scratch is for "
+                        f"causal LM and seq2seq tasks; task {spec.task} "
+                        "fine-tunes teacher.checkpoint",
+                    )
+                )
             elif kind == CAUSAL_LM and section.teacher_pretrain.decoder_layers is not None:
-                problems.append((("distill", "teacher_pretrain", "decoder_layers"), "applies to seq2seq teachers; "
-                                                                                    "a GPT-2 has num_layers only"))
+                problems.append(
+                    (
+                        ("distill", "teacher_pretrain", "decoder_layers"),
+                        "applies to seq2seq teachers; a GPT-2 has num_layers only",
+                    )
+                )
             elif spec.teacher is not None and kind == CAUSAL_LM:
-                problems.append((("distill", "teacher_pretrain"), "the spec names teacher.checkpoint as well: "
-                                                                  "keep one (the checkpoint replaces this stage)"))
+                problems.append(
+                    (
+                        ("distill", "teacher_pretrain"),
+                        "the spec names teacher.checkpoint as well: keep one (the checkpoint replaces this stage)",
+                    )
+                )
         if kind in GENERATIVE:
             if section.teacher == "cache":
                 label = {CAUSAL_LM: "causal-LM", MASKED_SEQ2SEQ: "masked seq2seq"}[kind]
-                problems.append((("distill", "teacher"), f"{label} distillation runs the teacher online (a cache "
-                                                         f"of every position's distribution is too large)"))
+                problems.append(
+                    (
+                        ("distill", "teacher"),
+                        f"{label} distillation runs the teacher online (a cache "
+                        f"of every position's distribution is too large)",
+                    )
+                )
             if section.finetune.unlabeled:
                 problems.append((("distill", "finetune", "unlabeled"), "applies to classification only"))
         if kind == MASKED_SEQ2SEQ:
             if spec.teacher is not None:
-                problems.append((("teacher",), "no MASS checkpoint can be read: the seq2seq teacher is pre-trained "
-                                               "by tfkd (distill.teacher_pretrain); remove the teacher section"))
+                problems.append(
+                    (
+                        ("teacher",),
+                        "no MASS checkpoint can be read: the seq2seq teacher is pre-trained "
+                        "by tfkd (distill.teacher_pretrain); remove the teacher section",
+                    )
+                )
             elif needs_teacher and section.teacher_pretrain is None:
-                problems.append((("distill", "teacher_pretrain"), "a seq2seq teacher is pre-trained by tfkd: "
-                                                                  "expected this section (or lambda 0 in both "
-                                                                  "stages for no teacher)"))
+                problems.append(
+                    (
+                        ("distill", "teacher_pretrain"),
+                        "a seq2seq teacher is pre-trained by tfkd: "
+                        "expected this section (or lambda 0 in both "
+                        "stages for no teacher)",
+                    )
+                )
             if (section.pretrain.enabled or section.teacher_pretrain is not None) and not spec.data.shared_vocab:
-                problems.append((("data", "shared_vocab"), "masked seq2seq pre-training reads both languages "
-                                                           "with one vocabulary: expected true"))
+                problems.append(
+                    (
+                        ("data", "shared_vocab"),
+                        "masked seq2seq pre-training reads both languages with one vocabulary: expected true",
+                    )
+                )
             return problems
         if kind == CAUSAL_LM:
             if spec.teacher is not None and spec.teacher.kind != "gpt2":
                 problems.append((("teacher", "kind"), f"task {spec.task} distils a causal LM: expected gpt2"))
             tokenizer = spec.data.tokenizer
             if section.teacher_pretrain is None and needs_teacher and tokenizer.kind != "teacher":
-                problems.append((("data", "tokenizer", "kind"), "a pretrained teacher's distributions are over its "
-                                                                "own vocabulary: expected kind: teacher"))
+                problems.append(
+                    (
+                        ("data", "tokenizer", "kind"),
+                        "a pretrained teacher's distributions are over its own vocabulary: expected kind: teacher",
+                    )
+                )
             return problems
         tokenizer = getattr(spec.data, "tokenizer", None)
-        if section.pretrain.enabled and section.pretrain.kd_lambda > 0 and tokenizer is not None and (
-                tokenizer.kind != "teacher" or tokenizer.min_count is not None):
-            problems.append((("data", "tokenizer"), 'two_stage pre-training distils the teacher\'s masked-LM '
-                                                    'distributions over its whole vocabulary: expected kind: teacher '
-                                                    'without min_count'))
+        if (
+            section.pretrain.enabled
+            and section.pretrain.kd_lambda > 0
+            and tokenizer is not None
+            and (tokenizer.kind != "teacher" or tokenizer.min_count is not None)
+        ):
+            problems.append(
+                (
+                    ("data", "tokenizer"),
+                    "two_stage pre-training distils the teacher's masked-LM "
+                    "distributions over its whole vocabulary: expected kind: teacher "
+                    "without min_count",
+                )
+            )
         return problems
 
     def check_variant(self, context, variant):
@@ -261,24 +339,40 @@ class TwoStageMethod(Method):
         main, own = spec.distill.model_dump(by_alias=True), variant.distill.model_dump(by_alias=True)
         for key in ("teacher_mlm", "teacher_finetune", "teacher_pretrain", "teacher", "cache"):
             if main[key] != own[key]:
-                problems.append((("distill", key), "a variant shares the run's teacher stages; change it for the "
-                                                   "run instead"))
+                problems.append(
+                    (("distill", key), "a variant shares the run's teacher stages; change it for the run instead")
+                )
         for key in sorted(set(main["pretrain"]) - {"enabled", "lambda"}):
             if main["pretrain"][key] != own["pretrain"][key] and spec.distill.pretrain.enabled:
-                problems.append((("distill", "pretrain", key), "a variant shares the run's pre-training settings "
-                                                               "(it may change enabled and lambda)"))
+                problems.append(
+                    (
+                        ("distill", "pretrain", key),
+                        "a variant shares the run's pre-training settings (it may change enabled and lambda)",
+                    )
+                )
         if uses_teacher_outputs(variant.distill) and (
-                main["finetune"]["unlabeled"] != own["finetune"]["unlabeled"]
-                or main["finetune"]["unlabeled_limit"] != own["finetune"]["unlabeled_limit"]):
-            problems.append((("distill", "finetune", "unlabeled"), "a variant shares the run's teacher-labelled "
-                                                                   "sentences"))
+            main["finetune"]["unlabeled"] != own["finetune"]["unlabeled"]
+            or main["finetune"]["unlabeled_limit"] != own["finetune"]["unlabeled_limit"]
+        ):
+            problems.append(
+                (("distill", "finetune", "unlabeled"), "a variant shares the run's teacher-labelled sentences")
+            )
         if pretrain_stage(variant.distill) is not None and variant.student != spec.student:
-            problems.append((("student",), "a pre-trained variant's student is the run's (the pre-training "
-                                           "stages build it); set distill.pretrain.enabled: false to change it"))
+            problems.append(
+                (
+                    ("student",),
+                    "a pre-trained variant's student is the run's (the pre-training "
+                    "stages build it); set distill.pretrain.enabled: false to change it",
+                )
+            )
         kd = [s.pretrain.kd_lambda for s in (spec.distill, variant.distill) if pretrain_stage(s) == PRETRAIN_KD]
         if len(set(kd)) > 1:
-            problems.append((("distill", "pretrain", "lambda"), f"a run pre-trains with distillation once (lambda "
-                                                               f"{kd[0]:g}); a variant may use it or 0"))
+            problems.append(
+                (
+                    ("distill", "pretrain", "lambda"),
+                    f"a run pre-trains with distillation once (lambda {kd[0]:g}); a variant may use it or 0",
+                )
+            )
         return problems
 
     def stage_names_for(self, section, task):
@@ -316,8 +410,11 @@ class TwoStageMethod(Method):
             pretraining = f"{pretrain}:PretrainStage"
         planned = {
             "teacher_pretrain": (("vocab",), f"{generative}:TeacherPretrainStage", {}),
-            "teacher_finetune": (("vocab", *(("teacher_pretrain",) if section.teacher_pretrain is not None else ())),
-                                 f"{teacher}:TeacherTaskFinetuneStage", {}),
+            "teacher_finetune": (
+                ("vocab", *(("teacher_pretrain",) if section.teacher_pretrain is not None else ())),
+                f"{teacher}:TeacherTaskFinetuneStage",
+                {},
+            ),
             "teacher_predictions": (("vocab", "teacher_finetune"), f"{teacher}:TeacherPredictionsStage", {}),
             "teacher_mlm": ((), f"{teacher}:PretrainTeacherMLMStage", {}),
             "teacher_cache": (("vocab", "teacher_mlm"), f"{pretrain}:PretrainCacheStage", {}),
@@ -343,8 +440,11 @@ class TwoStageMethod(Method):
     def train_config(self, context):
         # the pre-training and teacher stages' own keys cover their settings
         section = context.spec.distill
-        return {"finetune": section.finetune.model_dump(mode="json", by_alias=True),
-                "pretrain": pretrain_stage(section), "loss_weights": self.loss_weights(section)}
+        return {
+            "finetune": section.finetune.model_dump(mode="json", by_alias=True),
+            "pretrain": pretrain_stage(section),
+            "loss_weights": self.loss_weights(section),
+        }
 
     def train_columns(self, context, stage_name):
         if not uses_teacher_outputs(context.spec.distill) or self.online_teacher(context):
@@ -358,8 +458,9 @@ class TwoStageMethod(Method):
         if spec.distill.finetune.unlabeled and uses_teacher_outputs(spec.distill):
             from tfkd.methods.two_stage.teacher import unlabeled_sentences
 
-            return context.task.train_dataset(context, stage_name, columns=columns,
-                                              unlabeled=unlabeled_sentences(context, spec))
+            return context.task.train_dataset(
+                context, stage_name, columns=columns, unlabeled=unlabeled_sentences(context, spec)
+            )
         return context.task.train_dataset(context, stage_name, columns=columns)
 
     def initialize_student(self, context, student, stage_name):
@@ -375,9 +476,13 @@ class TwoStageMethod(Method):
         if "valid" not in finetuned:
             return None
         scores = {split: finetuned[split] for split in ("valid", "test") if split in finetuned}
-        return {"label": f"teacher ({teacher_label(context.spec)}, fine-tuned)", "scores": scores,
-                "parameters": finetuned.get("parameters", 0), "steps": finetuned.get("steps"),
-                "seconds": finetuned.get("seconds", 0)}
+        return {
+            "label": f"teacher ({teacher_label(context.spec)}, fine-tuned)",
+            "scores": scores,
+            "parameters": finetuned.get("parameters", 0),
+            "steps": finetuned.get("steps"),
+            "seconds": finetuned.get("seconds", 0),
+        }
 
     def make_trainer(self, context, student):
         from tfkd.methods.two_stage.finetune import FinetuneDistiller
@@ -388,11 +493,22 @@ class TwoStageMethod(Method):
             from tfkd.methods.two_stage.teacher import load_finetuned_teacher
 
             teacher = load_finetuned_teacher(context)
-        return FinetuneDistiller(student, task, label_smoothing=spec.train.label_smoothing,
-                                 loss_weights=self.loss_weights(spec.distill), teacher=teacher)
+        return FinetuneDistiller(
+            student,
+            task,
+            label_smoothing=spec.train.label_smoothing,
+            loss_weights=self.loss_weights(spec.distill),
+            teacher=teacher,
+        )
 
 
 registry.register("method", "two_stage")(TwoStageMethod())
 
-__all__ = ["FinetuneSpec", "PretrainSpec", "TeacherPretrainSpec", "TeacherTaskFinetuneSpec", "TwoStageMethod",
-           "TwoStageSpec"]
+__all__ = [
+    "FinetuneSpec",
+    "PretrainSpec",
+    "TeacherPretrainSpec",
+    "TeacherTaskFinetuneSpec",
+    "TwoStageMethod",
+    "TwoStageSpec",
+]

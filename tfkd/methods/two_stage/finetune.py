@@ -22,14 +22,20 @@ TEACHER_COLUMN = "teacher_probs"
 
 class FinetuneDistiller(SupervisedTrainer):
     """Args:
-        student, task, label_smoothing, loss_weights: as :class:`SupervisedTrainer`'s.
-        teacher: a frozen model with the student's inputs and outputs, run on every training
-            batch; ``None`` reads the batch's ``teacher_probs`` column when it has one.
+    student, task, label_smoothing, loss_weights: as :class:`SupervisedTrainer`'s.
+    teacher: a frozen model with the student's inputs and outputs, run on every training
+        batch; ``None`` reads the batch's ``teacher_probs`` column when it has one.
     """
 
     def __init__(self, student, task, label_smoothing=0.0, loss_weights=None, teacher=None, **kwargs):
-        super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights,
-                         reported_terms=("xe", "nll", "kd"), **kwargs)
+        super().__init__(
+            student,
+            task,
+            label_smoothing=label_smoothing,
+            loss_weights=loss_weights,
+            reported_terms=("xe", "nll", "kd"),
+            **kwargs,
+        )
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
@@ -38,11 +44,13 @@ class FinetuneDistiller(SupervisedTrainer):
         inputs, labels = data[0], data[1]
         teacher_probs = inputs.get(TEACHER_COLUMN)
         model_inputs = {k: v for k, v in inputs.items() if k != TEACHER_COLUMN}
-        logits, terms, tokens = self.task.supervised_terms(self.student, (model_inputs, labels), training,
-                                                           self.label_smoothing)
+        logits, terms, tokens = self.task.supervised_terms(
+            self.student, (model_inputs, labels), training, self.label_smoothing
+        )
         if teacher_probs is None and self.teacher is not None and training and "kd" in self.loss_weights:
-            teacher_probs = ops.stop_gradient(ops.softmax(ops.cast(self.teacher(model_inputs, training=False),
-                                                                   "float32"), axis=-1))
+            teacher_probs = ops.stop_gradient(
+                ops.softmax(ops.cast(self.teacher(model_inputs, training=False), "float32"), axis=-1)
+            )
         if teacher_probs is not None:
             kl = kl_divergence(teacher_probs, logits)
             if len(kl.shape) == 2:  # per position: the positions with a label

@@ -52,15 +52,28 @@ class CausalLM:
         import keras_hub
 
         return keras_hub.models.GPT2Backbone(
-            vocabulary_size=context.tokenizers().text.vocabulary_size(), num_layers=settings.num_layers,
-            num_heads=settings.num_heads, hidden_dim=settings.hidden_dim, intermediate_dim=settings.intermediate_dim,
-            dropout=settings.dropout, max_sequence_length=settings.max_sequence_length, name="backbone")
+            vocabulary_size=context.tokenizers().text.vocabulary_size(),
+            num_layers=settings.num_layers,
+            num_heads=settings.num_heads,
+            hidden_dim=settings.hidden_dim,
+            intermediate_dim=settings.intermediate_dim,
+            dropout=settings.dropout,
+            max_sequence_length=settings.max_sequence_length,
+            name="backbone",
+        )
 
     def batches(self, context, lines, memo_key, training, seed, settings):
         """``(dataset, examples, tokens)``: batches of the task's kind from ``lines``, as
         ``settings`` (``distill.pretrain`` or ``distill.teacher_pretrain``) size them."""
-        return context.task.text_batches(context, lines, memo_key, training, seed=seed,
-                                         batch_size=settings.batch_size, block_size=settings.max_length)
+        return context.task.text_batches(
+            context,
+            lines,
+            memo_key,
+            training,
+            seed=seed,
+            batch_size=settings.batch_size,
+            block_size=settings.max_length,
+        )
 
 
 def objective_of(task):
@@ -74,8 +87,7 @@ def _text_batches(context, entries, limit, key, memo_key, settings, training, se
     from tfkd.methods.two_stage.teacher import read_texts
 
     lines, origin = context.memo(("two_stage", "text", memo_key), lambda: read_texts(entries, limit, key))
-    dataset, examples, tokens = objective_of(context.task).batches(context, lines, memo_key, training, seed,
-                                                                   settings)
+    dataset, examples, tokens = objective_of(context.task).batches(context, lines, memo_key, training, seed, settings)
     return dataset, examples, tokens, origin
 
 
@@ -88,22 +100,48 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
 
     objective = objective_of(context.task)
     train_ds, examples, tokens, origin = _text_batches(
-        context, settings.text, settings.text_limit, f"{text_key}.text", f"{stage_name}.train", settings, True, seed)
+        context, settings.text, settings.text_limit, f"{text_key}.text", f"{stage_name}.train", settings, True, seed
+    )
     valid_ds = None
     if settings.valid_text:
-        valid_ds, *_ = _text_batches(context, [settings.valid_text], settings.valid_limit, f"{text_key}.valid_text",
-                                     f"{stage_name}.valid", settings, False, None)
+        valid_ds, *_ = _text_batches(
+            context,
+            [settings.valid_text],
+            settings.valid_limit,
+            f"{text_key}.valid_text",
+            f"{stage_name}.valid",
+            settings,
+            False,
+            None,
+        )
     loss_weights = {name: w for name, w in (("xe", 1.0 - weight), ("kd", weight)) if w > 0}
-    trainer = FinetuneDistiller(model, context.task, label_smoothing=0.0, loss_weights=loss_weights,
-                                teacher=teacher if weight > 0 else None)
-    compile_and_build(trainer, keras.optimizers.Adam(
-        TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
-        train_ds, jit_compile=context.spec.train.jit_compile)
+    trainer = FinetuneDistiller(
+        model, context.task, label_smoothing=0.0, loss_weights=loss_weights, teacher=teacher if weight > 0 else None
+    )
+    compile_and_build(
+        trainer,
+        keras.optimizers.Adam(
+            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0
+        ),
+        train_ds,
+        jit_compile=context.spec.train.jit_compile,
+    )
     trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
-    log.info("%s: %s on %s tokens (%s %s of at most %d) of %s, lambda %g, %d steps of %d %s; %s trainable "
-             "parameters", stage_name, objective.name, f"{tokens:,}", f"{examples:,}", objective.unit,
-             settings.max_length, origin, weight, settings.steps, settings.batch_size, objective.unit,
-             f"{trainable:,}")
+    log.info(
+        "%s: %s on %s tokens (%s %s of at most %d) of %s, lambda %g, %d steps of %d %s; %s trainable parameters",
+        stage_name,
+        objective.name,
+        f"{tokens:,}",
+        f"{examples:,}",
+        objective.unit,
+        settings.max_length,
+        origin,
+        weight,
+        settings.steps,
+        settings.batch_size,
+        objective.unit,
+        f"{trainable:,}",
+    )
     backbone = backbone_of(model)
 
     def finish():
@@ -111,14 +149,34 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
             json.dump(keras.saving.serialize_keras_object(backbone), f)
         backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS))
 
-    summary = fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, FitSettings(
-        settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
-        parameter_counts={"trainable": trainable}, finish=finish, hint=hint))
+    summary = fit_trainer(
+        trainer,
+        train_ds,
+        valid_ds,
+        workdir,
+        stage_name,
+        FitSettings(
+            settings.steps,
+            checkpoint_every=settings.log_every,
+            log_every=settings.log_every,
+            parameter_counts={"trainable": trainable},
+            finish=finish,
+            hint=hint,
+        ),
+    )
     valid = {}
     if "val_nll" in summary:  # per token of the validation text
         valid["val_token_perplexity"] = round(math.exp(summary["val_nll"]), 3)
-    return {"steps": int(trainer.optimizer.iterations.numpy()), "lambda": weight, objective.unit: examples, "tokens": tokens,
-            "trainable_parameters": trainable, "parameters": model.count_params(), **summary, **valid}
+    return {
+        "steps": int(trainer.optimizer.iterations.numpy()),
+        "lambda": weight,
+        objective.unit: examples,
+        "tokens": tokens,
+        "trainable_parameters": trainable,
+        "parameters": model.count_params(),
+        **summary,
+        **valid,
+    }
 
 
 def _text_config(settings, spec):
@@ -127,8 +185,10 @@ def _text_config(settings, spec):
 
     unused = set(objective_of(registry.lookup("task", spec.task)).unused_settings)
     dump = settings.model_dump(mode="json", by_alias=True, exclude={"enabled", "text", "valid_text", *unused})
-    dump.update(text=text_key(settings.text, settings.text_limit),
-                valid_text=text_key([settings.valid_text], settings.valid_limit))
+    dump.update(
+        text=text_key(settings.text, settings.text_limit),
+        valid_text=text_key([settings.valid_text], settings.valid_limit),
+    )
     return dump
 
 
@@ -154,8 +214,18 @@ class TeacherPretrainStage(Stage):
         keras.utils.set_random_seed(settings.seed)
         backbone = objective_of(context.task).new_teacher(context, settings)
         teacher = context.task.build_teacher(context.spec, context.tokenizers(), backbone)
-        return _pretrain(context, workdir, self.name, teacher, None, 0.0, settings, "distill.teacher_pretrain",
-                         settings.seed, "Lower distill.teacher_pretrain.learning_rate.")
+        return _pretrain(
+            context,
+            workdir,
+            self.name,
+            teacher,
+            None,
+            0.0,
+            settings,
+            "distill.teacher_pretrain",
+            settings.seed,
+            "Lower distill.teacher_pretrain.learning_rate.",
+        )
 
 
 def load_pretrained_teacher(context):
@@ -176,8 +246,13 @@ class GenerativePretrainStage(StudentPretrainStage):
         teacher = None
         if self.distils:
             teacher = spec.teacher.checkpoint if spec.teacher is not None else "teacher_pretrain"
-        return {"pretrain": settings, "student": spec.student.model_dump(mode="json"), "seed": spec.train.seed,
-                "teacher": teacher, "imports": spec.imports}
+        return {
+            "pretrain": settings,
+            "student": spec.student.model_dump(mode="json"),
+            "seed": spec.train.seed,
+            "teacher": teacher,
+            "imports": spec.imports,
+        }
 
     def input_files(self, spec):
         return _text_files(pretrain_settings(spec))
@@ -188,9 +263,18 @@ class GenerativePretrainStage(StudentPretrainStage):
         keras.utils.set_random_seed(spec.train.seed)
         student = context.task.build_student(spec, context.tokenizers())
         teacher = load_pretrained_teacher(context) if self.distils else None
-        return _pretrain(context, workdir, self.name, student, teacher, self.kd_lambda(spec), settings,
-                         "distill.pretrain", spec.train.seed, "Lower distill.pretrain.learning_rate.")
+        return _pretrain(
+            context,
+            workdir,
+            self.name,
+            student,
+            teacher,
+            self.kd_lambda(spec),
+            settings,
+            "distill.pretrain",
+            spec.train.seed,
+            "Lower distill.pretrain.learning_rate.",
+        )
 
 
-__all__ = ["CausalLM", "GenerativePretrainStage", "TeacherPretrainStage", "load_pretrained_teacher",
-           "objective_of"]
+__all__ = ["CausalLM", "GenerativePretrainStage", "TeacherPretrainStage", "load_pretrained_teacher", "objective_of"]

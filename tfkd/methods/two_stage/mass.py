@@ -37,11 +37,20 @@ class MaskedSeq2Seq:
         vocabulary = context.tokenizers().source
         size = vocabulary.vocabulary_size()
         return TransformerSeq2Seq(
-            source_vocab_size=size, target_vocab_size=size, encoder_layers=settings.num_layers,
-            decoder_layers=settings.decoder_layers or settings.num_layers, hidden_dim=settings.hidden_dim,
-            intermediate_dim=settings.intermediate_dim, num_heads=settings.num_heads, dropout=settings.dropout,
-            max_length=settings.max_sequence_length, tie_embeddings=True, share_embeddings=True,
-            pad_id=SpecialIds.of(vocabulary).pad, name="teacher")
+            source_vocab_size=size,
+            target_vocab_size=size,
+            encoder_layers=settings.num_layers,
+            decoder_layers=settings.decoder_layers or settings.num_layers,
+            hidden_dim=settings.hidden_dim,
+            intermediate_dim=settings.intermediate_dim,
+            num_heads=settings.num_heads,
+            dropout=settings.dropout,
+            max_length=settings.max_sequence_length,
+            tie_embeddings=True,
+            share_embeddings=True,
+            pad_id=SpecialIds.of(vocabulary).pad,
+            name="teacher",
+        )
 
     def batches(self, context, lines, memo_key, training, seed, settings):
         """``(dataset, sentences, tokens)``: MASS batches ``({"source_ids", "decoder_ids"},
@@ -51,10 +60,12 @@ class MaskedSeq2Seq:
         repeat, reshuffle and draw a new masking every pass (replayed from ``seed``), validation
         batches are masked the same way every time."""
         tokenizer = context.tokenizers().source
-        tokens = context.memo(("two_stage", "mass", memo_key), lambda: tokenize_sentences(
-            tokenizer, lines, settings.max_length, memo_key))
-        dataset = masked_seq2seq_dataset(tokens, tokenizer, settings.batch_size, settings.max_length,
-                                         settings.segment_rate, training, seed)
+        tokens = context.memo(
+            ("two_stage", "mass", memo_key), lambda: tokenize_sentences(tokenizer, lines, settings.max_length, memo_key)
+        )
+        dataset = masked_seq2seq_dataset(
+            tokens, tokenizer, settings.batch_size, settings.max_length, settings.segment_rate, training, seed
+        )
         return dataset, int(tokens.nrows()), int(tokens.row_lengths().numpy().sum())
 
 
@@ -67,13 +78,20 @@ def tokenize_sentences(tokenizer, lines, max_length, name):
     kept = np.flatnonzero(lengths > 0)
     cut = int((lengths > max_length).sum())
     if cut or len(kept) < len(lengths):
-        log.info("%s: %d empty sentences dropped, %d cut to %d tokens, of %d", name, len(lengths) - len(kept), cut,
-                 max_length, len(lengths))
+        log.info(
+            "%s: %d empty sentences dropped, %d cut to %d tokens, of %d",
+            name,
+            len(lengths) - len(kept),
+            cut,
+            max_length,
+            len(lengths),
+        )
     return tf.gather(ids, kept)[:, :max_length]
 
 
-def masked_seq2seq_dataset(token_ids, tokenizer, batch_size, max_length, segment_rate, training, seed=None,
-                           shuffle_buffer=100000):
+def masked_seq2seq_dataset(
+    token_ids, tokenizer, batch_size, max_length, segment_rate, training, seed=None, shuffle_buffer=100000
+):
     """Batches of MASS examples from ``token_ids`` (ragged, one sentence a row)."""
     from tfkd.data import MASK, SpecialIds, bucket_boundaries
     from tfkd.masking import segment_mask
@@ -86,8 +104,12 @@ def masked_seq2seq_dataset(token_ids, tokenizer, batch_size, max_length, segment
     if training:
         ds = ds.shuffle(min(shuffle_buffer, int(token_ids.nrows())), seed=seed, reshuffle_each_iteration=True).repeat()
     boundaries = bucket_boundaries(max_length, 8)
-    ds = ds.bucket_by_sequence_length(lambda x: tf.shape(x)[0], boundaries, [batch_size] * (len(boundaries) + 1),
-                                      padding_values=tf.constant(special.pad, tf.int32))
+    ds = ds.bucket_by_sequence_length(
+        lambda x: tf.shape(x)[0],
+        boundaries,
+        [batch_size] * (len(boundaries) + 1),
+        padding_values=tf.constant(special.pad, tf.int32),
+    )
     # one stateless seed per batch: a new masking every pass, the same sequence every run
     seeds = tf.data.Dataset.random(seed=0 if seed is None else seed).batch(2)
     if not training:  # the same masking at every validation
@@ -95,8 +117,9 @@ def masked_seq2seq_dataset(token_ids, tokenizer, batch_size, max_length, segment
 
     def to_batch(ids, batch_seed):
         lengths = tf.reduce_sum(tf.cast(tf.not_equal(ids, special.pad), tf.int32), axis=1)
-        encoder_ids, decoder_ids, target_ids = segment_mask(ids, lengths, segment_rate, mask_id, vocab_size,
-                                                            special.bos, special.pad, seed=batch_seed)
+        encoder_ids, decoder_ids, target_ids = segment_mask(
+            ids, lengths, segment_rate, mask_id, vocab_size, special.bos, special.pad, seed=batch_seed
+        )
         return {"source_ids": encoder_ids, "decoder_ids": decoder_ids}, target_ids
 
     ds = tf.data.Dataset.zip((ds, seeds)).map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)

@@ -33,16 +33,15 @@ from keras import ops
 from tfkd import data as data_lib
 from tfkd.distillation.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.errors import StageError
-from tfkd.runner import Stage
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
+from tfkd.runner import Stage
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.trainer import LossTerm, Trainer
 
 log = logging.getLogger("tfkd")
-
 
 
 class PretrainDistiller(Trainer):
@@ -55,8 +54,9 @@ class PretrainDistiller(Trainer):
     """
 
     def __init__(self, masked_lm, teacher, loss_weights, **kwargs):
-        super().__init__(masked_lm, loss_weights, reported_terms=("mle", *(("kd",) if teacher is not None else ())),
-                         **kwargs)
+        super().__init__(
+            masked_lm, loss_weights, reported_terms=("mle", *(("kd",) if teacher is not None else ())), **kwargs
+        )
         self.teacher = teacher
 
     def call(self, inputs, training=False):
@@ -119,10 +119,20 @@ class PretrainStage(StudentPretrainStage):
 
         settings = _settings(spec)
         dump = settings.model_dump(mode="json", by_alias=True, exclude={"enabled", "text", "valid_text"})
-        dump.update({"lambda": self.kd_lambda(spec), "text": text_key(settings.text, settings.text_limit),
-                     "valid_text": text_key([settings.valid_text], settings.valid_limit)})
-        config = {"pretrain": dump, "student": spec.student.model_dump(mode="json"), "seed": spec.train.seed,
-                  "teacher": spec.teacher.checkpoint if self.distils else None, "imports": spec.imports}
+        dump.update(
+            {
+                "lambda": self.kd_lambda(spec),
+                "text": text_key(settings.text, settings.text_limit),
+                "valid_text": text_key([settings.valid_text], settings.valid_limit),
+            }
+        )
+        config = {
+            "pretrain": dump,
+            "student": spec.student.model_dump(mode="json"),
+            "seed": spec.train.seed,
+            "teacher": spec.teacher.checkpoint if self.distils else None,
+            "imports": spec.imports,
+        }
         if self.cached(spec):  # the cache's own key covers the teacher and the masks
             config.update(teacher="cache", shuffle_buffer=spec.distill.cache.shuffle_buffer)
         return config
@@ -148,41 +158,76 @@ class PretrainStage(StudentPretrainStage):
         if self.cached(spec):
             train_ds = cached_batches(context, spec, train_ids, tokenizer)
         else:
-            train_ds = mlm_batches(train_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed,
-                                   training=True)
+            train_ds = mlm_batches(
+                train_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed, training=True
+            )
         valid_ds = None
         if settings.valid_text:
             valid_ids, _ = pretraining_pieces(context, "valid", self.name)
             if int(valid_ids.nrows()):
-                valid_ds = mlm_batches(valid_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed,
-                                       training=False)
+                valid_ds = mlm_batches(
+                    valid_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed, training=False
+                )
         student = context.task.build_student(spec, tokenizers)
         backbone = getattr(student, "backbone", None)
         if not isinstance(backbone, keras_hub.models.BertBackbone):
-            raise StageError(f"{self.name}: MLM pre-training needs a student whose backbone attribute is a keras-hub "
-                             f"BertBackbone; student {spec.student.kind} ({type(student).__name__}) has none")
+            raise StageError(
+                f"{self.name}: MLM pre-training needs a student whose backbone attribute is a keras-hub "
+                f"BertBackbone; student {spec.student.kind} ({type(student).__name__}) has none"
+            )
         masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
         teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
         loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
-        compile_and_build(trainer, keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0),
-            train_ds, jit_compile=spec.train.jit_compile)
+        compile_and_build(
+            trainer,
+            keras.optimizers.Adam(
+                TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0
+            ),
+            train_ds,
+            jit_compile=spec.train.jit_compile,
+        )
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
-        log.info("%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "
-                 "trainable parameters", self.name, f"{int(train_ids.nrows()):,}", f"{tokens:,}", origin, weight,
-                 "none" if not self.distils else spec.distill.teacher, settings.steps, settings.batch_size,
-                 f"{trainable:,}")
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings(
-            settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
-            parameter_counts={"trainable": trainable},
-            finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
-            hint="Lower distill.pretrain.learning_rate."))
+        log.info(
+            "%s: masked LM on %s pieces (%s tokens) of %s, lambda %g (teacher %s), %d steps of %d pieces; %s "
+            "trainable parameters",
+            self.name,
+            f"{int(train_ids.nrows()):,}",
+            f"{tokens:,}",
+            origin,
+            weight,
+            "none" if not self.distils else spec.distill.teacher,
+            settings.steps,
+            settings.batch_size,
+            f"{trainable:,}",
+        )
+        summary = fit_trainer(
+            trainer,
+            train_ds,
+            valid_ds,
+            workdir,
+            self.name,
+            FitSettings(
+                settings.steps,
+                checkpoint_every=settings.log_every,
+                log_every=settings.log_every,
+                parameter_counts={"trainable": trainable},
+                finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
+                hint="Lower distill.pretrain.learning_rate.",
+            ),
+        )
         # the masked-LM perplexity of the validation text
         valid = {"val_perplexity": perplexity(summary["val_mle"])} if "val_mle" in summary else {}
-        return {"steps": int(trainer.optimizer.iterations.numpy()), "lambda": weight, "pieces": int(train_ids.nrows()),
-                "tokens": tokens, "trainable_parameters": trainable, **summary, **valid}
+        return {
+            "steps": int(trainer.optimizer.iterations.numpy()),
+            "lambda": weight,
+            "pieces": int(train_ids.nrows()),
+            "tokens": tokens,
+            "trainable_parameters": trainable,
+            **summary,
+            **valid,
+        }
 
 
 def pretraining_pieces(context, split, stage_name):
@@ -192,8 +237,11 @@ def pretraining_pieces(context, split, stage_name):
     from tfkd.methods.two_stage.teacher import read_texts
 
     settings = _settings(context.spec)
-    entries, limit, key = ((settings.text, settings.text_limit, "distill.pretrain.text") if split == "train" else
-                           ([settings.valid_text], settings.valid_limit, "distill.pretrain.valid_text"))
+    entries, limit, key = (
+        (settings.text, settings.text_limit, "distill.pretrain.text")
+        if split == "train"
+        else ([settings.valid_text], settings.valid_limit, "distill.pretrain.valid_text")
+    )
 
     def make():
         lines, origin = read_texts(entries, limit, key)
@@ -205,16 +253,24 @@ def pretraining_pieces(context, split, stage_name):
 
 
 def _masking(spec, tokenizer):
-    return {"seed": spec.distill.cache.seed, "mask_id": tokenizer.token_to_id(data_lib.MASK),
-            "vocab_size": tokenizer.vocabulary_size(), "masking": "token", "rate": _settings(spec).mask_rate}
+    return {
+        "seed": spec.distill.cache.seed,
+        "mask_id": tokenizer.token_to_id(data_lib.MASK),
+        "vocab_size": tokenizer.vocabulary_size(),
+        "masking": "token",
+        "rate": _settings(spec).mask_rate,
+    }
 
 
 def _framed(piece, masked, chosen, special):
     """``[CLS] x [SEP]`` of a piece: (original, masked, chosen), the frame never chosen."""
     bos, eos = tf.constant([special.bos], tf.int32), tf.constant([special.eos], tf.int32)
     no = tf.constant([False])
-    return (tf.concat([bos, tf.cast(piece, tf.int32), eos], 0), tf.concat([bos, tf.cast(masked, tf.int32), eos], 0),
-            tf.concat([no, chosen, no], 0))
+    return (
+        tf.concat([bos, tf.cast(piece, tf.int32), eos], 0),
+        tf.concat([bos, tf.cast(masked, tf.int32), eos], 0),
+        tf.concat([no, chosen, no], 0),
+    )
 
 
 class PretrainCacheStage(Stage):
@@ -226,9 +282,13 @@ class PretrainCacheStage(Stage):
         from tfkd.methods.two_stage.teacher import text_key
 
         settings = _settings(spec)
-        return {"cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
-                "mask_rate": settings.mask_rate, "max_length": settings.max_length,
-                "text": text_key(settings.text, settings.text_limit), "checkpoint": spec.teacher.checkpoint}
+        return {
+            "cache": spec.distill.cache.model_dump(mode="json", exclude={"shuffle_buffer"}),
+            "mask_rate": settings.mask_rate,
+            "max_length": settings.max_length,
+            "text": text_key(settings.text, settings.text_limit),
+            "checkpoint": spec.teacher.checkpoint,
+        }
 
     def input_files(self, spec):
         from tfkd.methods.two_stage.teacher import text_files
@@ -248,8 +308,12 @@ class PretrainCacheStage(Stage):
 
         @tf.function(reduce_retracing=True)
         def forward(token_ids, positions):
-            inputs = {"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
-                      "padding_mask": tf.not_equal(token_ids, special.pad), "mask_positions": positions}
+            inputs = {
+                "token_ids": token_ids,
+                "segment_ids": tf.zeros_like(token_ids),
+                "padding_mask": tf.not_equal(token_ids, special.pad),
+                "mask_positions": positions,
+            }
             return top_k_distribution(teacher(inputs, training=False), cache.top_k, cache.temperature)
 
         lengths = pieces.row_lengths().numpy()
@@ -257,27 +321,54 @@ class PretrainCacheStage(Stage):
         size = cache.batch_size
 
         def framed(item):
-            _, masked, chosen = _framed(item["piece"], *example_masking(item["piece"], item["id"], **masking),
-                                        special)
+            _, masked, chosen = _framed(item["piece"], *example_masking(item["piece"], item["id"], **masking), special)
             return {"masked": masked, "chosen": chosen}
 
-        batches = tf.data.Dataset.from_tensor_slices({"piece": tf.gather(pieces, order), "id": order}) \
-            .map(framed, num_parallel_calls=tf.data.AUTOTUNE) \
-            .padded_batch(size, padding_values={"masked": special.pad, "chosen": False}).prefetch(tf.data.AUTOTUNE)
-        writer = CacheWriter(workdir, cache.shard_size, cache.top_k,
-                             {"temperature": cache.temperature, "masking": "token", "mask_rate": masking["rate"],
-                              "seed": cache.seed, "ids": "student vocabulary", "positions": "piece"})
+        batches = (
+            tf.data.Dataset.from_tensor_slices({"piece": tf.gather(pieces, order), "id": order})
+            .map(framed, num_parallel_calls=tf.data.AUTOTUNE)
+            .padded_batch(size, padding_values={"masked": special.pad, "chosen": False})
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        writer = CacheWriter(
+            workdir,
+            cache.shard_size,
+            cache.top_k,
+            {
+                "temperature": cache.temperature,
+                "masking": "token",
+                "mask_rate": masking["rate"],
+                "seed": cache.seed,
+                "ids": "student vocabulary",
+                "positions": "piece",
+            },
+        )
         start = time.time()
         # a piece's id is its row; positions count from after [CLS]
-        masked_positions = write_masked_top_k(writer, batches, order, lengths, np.arange(len(lengths)), forward,
-                                              size, offset=1)
+        masked_positions = write_masked_top_k(
+            writer, batches, order, lengths, np.arange(len(lengths)), forward, size, offset=1
+        )
         seconds = max(time.time() - start, 1e-9)
         manifest = writer.close()
-        log.info("%s: top-%d of the teacher at %d masked positions of %d pieces of %s in %.0fs (%.1f pieces/s), "
-                 "%.1f MB in %d shards", self.name, cache.top_k, masked_positions, manifest["examples"], origin,
-                 seconds, manifest["examples"] / seconds, manifest["bytes"] / 1e6, len(manifest["shards"]))
-        return {"examples": manifest["examples"], "masked_positions": masked_positions,
-                "pieces_per_second": round(manifest["examples"] / seconds, 1), "bytes": manifest["bytes"]}
+        log.info(
+            "%s: top-%d of the teacher at %d masked positions of %d pieces of %s in %.0fs (%.1f pieces/s), "
+            "%.1f MB in %d shards",
+            self.name,
+            cache.top_k,
+            masked_positions,
+            manifest["examples"],
+            origin,
+            seconds,
+            manifest["examples"] / seconds,
+            manifest["bytes"] / 1e6,
+            len(manifest["shards"]),
+        )
+        return {
+            "examples": manifest["examples"],
+            "masked_positions": masked_positions,
+            "pieces_per_second": round(manifest["examples"] / seconds, 1),
+            "bytes": manifest["bytes"],
+        }
 
 
 def cached_batches(context, spec, pieces, tokenizer):
@@ -290,29 +381,52 @@ def cached_batches(context, spec, pieces, tokenizer):
     special = data_lib.SpecialIds.of(tokenizer)
     masking = _masking(spec, tokenizer)
     n = int(pieces.nrows())
-    stream = stream_cache(context.runner.stage_dir("teacher_cache"), expected_ids=np.arange(n), seed=spec.train.seed,
-                          shuffle_buffer=spec.distill.cache.shuffle_buffer).repeat()
+    stream = stream_cache(
+        context.runner.stage_dir("teacher_cache"),
+        expected_ids=np.arange(n),
+        seed=spec.train.seed,
+        shuffle_buffer=spec.distill.cache.shuffle_buffer,
+    ).repeat()
 
     def example(item):
         piece = pieces[item["id"]]
         original, masked, chosen = _framed(piece, *example_masking(piece, item["id"], **masking), special)
         zero = tf.zeros([1, tf.shape(item["teacher_ids"])[1]])
-        return {"original": original, "masked": masked, "chosen": chosen,
-                "teacher_ids": tf.concat([tf.cast(zero, tf.int32), item["teacher_ids"], tf.cast(zero, tf.int32)], 0),
-                "teacher_probs": tf.concat([zero, tf.cast(item["teacher_probs"], tf.float32), zero], 0)}
+        return {
+            "original": original,
+            "masked": masked,
+            "chosen": chosen,
+            "teacher_ids": tf.concat([tf.cast(zero, tf.int32), item["teacher_ids"], tf.cast(zero, tf.int32)], 0),
+            "teacher_probs": tf.concat([zero, tf.cast(item["teacher_probs"], tf.float32), zero], 0),
+        }
 
     def to_batch(batch):
         positions, labels, weights = chosen_predictions(batch["original"], batch["chosen"])
-        inputs = {"token_ids": batch["masked"], "segment_ids": tf.zeros_like(batch["masked"]),
-                  "padding_mask": tf.not_equal(batch["masked"], special.pad), "mask_positions": positions,
-                  "teacher_ids": tf.gather(batch["teacher_ids"], positions, batch_dims=1),
-                  "teacher_probs": tf.gather(batch["teacher_probs"], positions, batch_dims=1)}
+        inputs = {
+            "token_ids": batch["masked"],
+            "segment_ids": tf.zeros_like(batch["masked"]),
+            "padding_mask": tf.not_equal(batch["masked"], special.pad),
+            "mask_positions": positions,
+            "teacher_ids": tf.gather(batch["teacher_ids"], positions, batch_dims=1),
+            "teacher_probs": tf.gather(batch["teacher_probs"], positions, batch_dims=1),
+        }
         return inputs, labels, weights
 
-    return stream.map(example, num_parallel_calls=tf.data.AUTOTUNE) \
-        .padded_batch(settings.batch_size, padding_values={"original": special.pad, "masked": special.pad,
-                                                           "chosen": False, "teacher_ids": 0, "teacher_probs": 0.0}) \
-        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return (
+        stream.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        .padded_batch(
+            settings.batch_size,
+            padding_values={
+                "original": special.pad,
+                "masked": special.pad,
+                "chosen": False,
+                "teacher_ids": 0,
+                "teacher_probs": 0.0,
+            },
+        )
+        .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def backbone_of(model):
@@ -328,5 +442,13 @@ def load_pretrained_backbone(context, student, stage):
     return f"stage {stage}"
 
 
-__all__ = ["PretrainCacheStage", "PretrainDistiller", "PretrainStage", "StudentPretrainStage", "backbone_of",
-           "cached_batches", "load_pretrained_backbone", "pretraining_pieces"]
+__all__ = [
+    "PretrainCacheStage",
+    "PretrainDistiller",
+    "PretrainStage",
+    "StudentPretrainStage",
+    "backbone_of",
+    "cached_batches",
+    "load_pretrained_backbone",
+    "pretraining_pieces",
+]

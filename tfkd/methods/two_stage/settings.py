@@ -59,6 +59,18 @@ def pretrain_settings(spec):
     return next(s.pretrain for s in run_sections(spec) if s.pretrain.enabled)
 
 
-__all__ = ["CAUSAL_LM", "GENERATIVE", "MASKED_LM", "MASKED_SEQ2SEQ", "PRETRAIN_KD", "PRETRAIN_MLE",
-           "kd_pretrain_lambda", "objective", "pretrain_settings", "pretrain_stage", "run_sections", "teacher_label",
-           "uses_teacher_outputs"]
+__all__ = [
+    "CAUSAL_LM",
+    "GENERATIVE",
+    "MASKED_LM",
+    "MASKED_SEQ2SEQ",
+    "PRETRAIN_KD",
+    "PRETRAIN_MLE",
+    "kd_pretrain_lambda",
+    "objective",
+    "pretrain_settings",
+    "pretrain_stage",
+    "run_sections",
+    "teacher_label",
+    "uses_teacher_outputs",
+]

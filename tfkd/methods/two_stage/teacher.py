@@ -47,8 +47,11 @@ def text_files(entries):
 
 def text_key(entries, limit):
     # local files are keyed by their content; TFDS corpora by name
-    return {"tfds": [e for e in entries if e and e.startswith("tfds:")], "files": len(text_files(entries)),
-            "limit": limit}
+    return {
+        "tfds": [e for e in entries if e and e.startswith("tfds:")],
+        "files": len(text_files(entries)),
+        "limit": limit,
+    }
 
 
 def read_texts(entries, limit, key):
@@ -111,10 +114,12 @@ class TeacherTaskFinetuneStage(Stage):
 
     def config(self, spec):
         task = _task(spec)
-        return {"checkpoint": spec.teacher.checkpoint if spec.teacher is not None else None,
-                "teacher_finetune": spec.distill.teacher_finetune.model_dump(mode="json"),
-                "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
-                "imports": spec.imports}
+        return {
+            "checkpoint": spec.teacher.checkpoint if spec.teacher is not None else None,
+            "teacher_finetune": spec.distill.teacher_finetune.model_dump(mode="json"),
+            "data": task.data_key(spec, ["train", "valid"]) | {"batching": task.batching_key(spec)},
+            "imports": spec.imports,
+        }
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train", "valid"])
@@ -131,20 +136,39 @@ class TeacherTaskFinetuneStage(Stage):
         train_ds = view.task.train_dataset(view, self.name)
         valid_ds = view.task.valid_dataset(view, self.name)
         teacher = build_teacher(view)
-        trainer = SupervisedTrainer(teacher, view.task, label_smoothing=settings.label_smoothing,
-                                    reported_terms=("nll",))
-        compile_and_build(trainer, keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)), train_ds,
-            jit_compile=view.spec.train.jit_compile)
+        trainer = SupervisedTrainer(
+            teacher, view.task, label_smoothing=settings.label_smoothing, reported_terms=("nll",)
+        )
+        compile_and_build(
+            trainer,
+            keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)),
+            train_ds,
+            jit_compile=view.spec.train.jit_compile,
+        )
         parameters = teacher.count_params()
-        log.info("%s: fine-tuning %s (%s parameters) for %d steps", self.name, teacher_label(context.spec),
-                 f"{parameters:,}", settings.steps)
-        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, FitSettings(
-            settings.steps, checkpoint_every=settings.log_every, log_every=settings.log_every,
-            valid_metric=view.task.valid_metric(view, teacher) if valid_ds is not None else None,
-            parameter_counts={"trainable": parameters},
-            finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
-            hint="Lower distill.teacher_finetune.learning_rate."))
+        log.info(
+            "%s: fine-tuning %s (%s parameters) for %d steps",
+            self.name,
+            teacher_label(context.spec),
+            f"{parameters:,}",
+            settings.steps,
+        )
+        summary = fit_trainer(
+            trainer,
+            train_ds,
+            valid_ds,
+            workdir,
+            self.name,
+            FitSettings(
+                settings.steps,
+                checkpoint_every=settings.log_every,
+                log_every=settings.log_every,
+                valid_metric=view.task.valid_metric(view, teacher) if valid_ds is not None else None,
+                parameter_counts={"trainable": parameters},
+                finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
+                hint="Lower distill.teacher_finetune.learning_rate.",
+            ),
+        )
         results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
         if valid_ds is not None:
             teacher.trainable = False
@@ -157,8 +181,10 @@ class TeacherTaskFinetuneStage(Stage):
 def unlabeled_sentences(context, spec):
     """The extra sentences of ``distill.finetune.unlabeled`` (read once per run)."""
     finetune = spec.distill.finetune
-    return context.memo(("two_stage", "unlabeled"), lambda: read_texts(
-        [finetune.unlabeled], finetune.unlabeled_limit, "distill.finetune.unlabeled")[0])
+    return context.memo(
+        ("two_stage", "unlabeled"),
+        lambda: read_texts([finetune.unlabeled], finetune.unlabeled_limit, "distill.finetune.unlabeled")[0],
+    )
 
 
 class TeacherPredictionsStage(Stage):
@@ -166,8 +192,10 @@ class TeacherPredictionsStage(Stage):
 
     def config(self, spec):
         finetune = spec.distill.finetune
-        return {"data": _task(spec).data_key(spec, ["train"]),
-                "unlabeled": text_key([finetune.unlabeled], finetune.unlabeled_limit)}
+        return {
+            "data": _task(spec).data_key(spec, ["train"]),
+            "unlabeled": text_key([finetune.unlabeled], finetune.unlabeled_limit),
+        }
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train"]) + text_files([spec.distill.finetune.unlabeled])
@@ -180,8 +208,12 @@ class TeacherPredictionsStage(Stage):
         extra = unlabeled_sentences(context, context.spec) if context.spec.distill.finetune.unlabeled else []
         first_extra = len(texts)
         teacher = load_finetuned_teacher(context)
-        log.info("%s: the teacher's outputs for %d training examples and %d unlabeled sentences", self.name,
-                 len(sentences), len(extra))
+        log.info(
+            "%s: the teacher's outputs for %d training examples and %d unlabeled sentences",
+            self.name,
+            len(sentences),
+            len(extra),
+        )
         probs = task.predict_probabilities(context, teacher, sentences + extra)
         all_ids = np.concatenate([ids, first_extra + np.arange(len(extra), dtype=np.int64)])
         tmp = os.path.join(workdir, "tmp-" + PREDICTIONS)
@@ -216,8 +248,10 @@ class PretrainTeacherMLMStage(TeacherMLMStage):
 
     def text_key(self, spec):
         settings = pretrain_settings(spec)
-        return {"train": text_key(settings.text, settings.text_limit),
-                "valid": text_key([settings.valid_text], settings.valid_limit)}
+        return {
+            "train": text_key(settings.text, settings.text_limit),
+            "valid": text_key([settings.valid_text], settings.valid_limit),
+        }
 
     def input_files(self, spec):
         settings = pretrain_settings(spec)

@@ -5,7 +5,7 @@ returns the label and the label probabilities."""
 import json
 import logging
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 from pydantic import Field, PositiveInt
@@ -20,22 +20,22 @@ log = logging.getLogger("tfkd")
 
 class ClassificationData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[LocalPath] = None  # a folder with the TSV files
+    dir: LocalPath | None = None  # a folder with the TSV files
     train_file: str = "train.tsv"
     valid_file: str = "dev.tsv"
     test_file: str = "test.tsv"
-    tfds: Optional[str] = None
-    data_dir: Optional[LocalPath] = None
+    tfds: str | None = None
+    data_dir: LocalPath | None = None
     train_split: str = "train"
     valid_split: str = "validation"
     test_split: str = "test"
     text_column: str = "sentence"  # a column of the header (TSV) or a feature (TFDS)
     label_column: str = "label"
     # label names in label id order; default: the sorted distinct labels of the training split
-    labels: Optional[list[str]] = None
-    train_limit: Optional[PositiveInt] = None
-    valid_limit: Optional[PositiveInt] = None
-    test_limit: Optional[PositiveInt] = None
+    labels: list[str] | None = None
+    train_limit: PositiveInt | None = None
+    valid_limit: PositiveInt | None = None
+    test_limit: PositiveInt | None = None
     max_tokens: int = Field(128, ge=3)  # [CLS] and [SEP] included; longer texts are truncated
     batch_tokens: PositiveInt = 4096
     bucket_width: PositiveInt = 8
@@ -61,15 +61,17 @@ class ClassificationData(Strict):
             raise ValueError(f"expected distinct label names, got {json.dumps(labels)}")
         for name in labels:
             if not name.strip() or name != name.strip() or "\t" in name or "\n" in name:
-                raise ValueError(f"expected label names without surrounding spaces, tabs or newlines, "
-                                 f"got {json.dumps(name)}")
+                raise ValueError(
+                    f"expected label names without surrounding spaces, tabs or newlines, got {json.dumps(name)}"
+                )
         return labels
 
     @pydantic.model_validator(mode="after")
     def _source_fields(self):
         if self.source == "text" and not self.dir:
-            raise ValueError('source "text" needs "dir" (a folder with the TSV files train_file, valid_file, '
-                             'test_file)')
+            raise ValueError(
+                'source "text" needs "dir" (a folder with the TSV files train_file, valid_file, test_file)'
+            )
         if self.source == "tfds" and not self.tfds:
             raise ValueError('source "tfds" needs "tfds" (a TFDS name such as "glue/sst2")')
         return self
@@ -108,9 +110,13 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
             config = None
         longest = getattr(config, "max_sequence_length", None)
         if isinstance(longest, int) and longest < spec.data.max_tokens:
-            problems.append((("student", "max_sequence_length"),
-                             f"is {longest} but data.max_tokens is {spec.data.max_tokens}; the student must read "
-                             "inputs of data.max_tokens tokens"))
+            problems.append(
+                (
+                    ("student", "max_sequence_length"),
+                    f"is {longest} but data.max_tokens is {spec.data.max_tokens}; the student must read "
+                    "inputs of data.max_tokens tokens",
+                )
+            )
         return problems
 
     # ------------------------------------------------------------------ keys
@@ -123,13 +129,20 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
     def data_key(self, spec, splits):
         data = spec.data
-        key = {"source": data.source, "columns": [data.text_column, data.label_column], "labels": data.labels,
-               "max_tokens": data.max_tokens}
+        key = {
+            "source": data.source,
+            "columns": [data.text_column, data.label_column],
+            "labels": data.labels,
+            "max_tokens": data.max_tokens,
+        }
         for split in splits:
             entry = {"limit": getattr(data, f"{split}_limit")}
             if data.source == "tfds":  # local files are keyed by their content instead
-                entry.update(tfds=data.tfds, data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
-                             split=getattr(data, f"{split}_split"))
+                entry.update(
+                    tfds=data.tfds,
+                    data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
+                    split=getattr(data, f"{split}_split"),
+                )
             key[split] = entry
         return key
 
@@ -166,8 +179,10 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         from tfkd.tasks.classification.data import to_corpus
 
         where = "data.labels" if context.spec.data.labels else "the training split's labels"
-        return context.memo(("classification", "corpus", split),
-                            lambda: to_corpus(self.rows(context, split), self.label_names(context), where))
+        return context.memo(
+            ("classification", "corpus", split),
+            lambda: to_corpus(self.rows(context, split), self.label_names(context), where),
+        )
 
     def tokenized(self, context, split, stage_name):
         """The split tokenized with the run's vocabulary and framed ``[CLS] x [SEP]`` (longer
@@ -177,8 +192,13 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
         def make():
             tokenizer = context.tokenizers().text
-            return tokenize_corpus(self.corpus(context, split), tokenizer, SpecialIds.of(tokenizer),
-                                   context.spec.data.max_tokens, f"{stage_name} ({split})")
+            return tokenize_corpus(
+                self.corpus(context, split),
+                tokenizer,
+                SpecialIds.of(tokenizer),
+                context.spec.data.max_tokens,
+                f"{stage_name} ({split})",
+            )
 
         return context.memo(("classification", "tokenized", split), make)
 
@@ -204,10 +224,17 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
         data = context.spec.data
         return classification_dataset(
-            tokenized, SpecialIds.of(context.tokenizers().text), batch_tokens=data.batch_tokens,
-            max_tokens=data.max_tokens, bucket_width=data.bucket_width, shuffle=training,
-            seed=context.spec.train.seed if training else None, shuffle_buffer=data.shuffle_buffer,
-            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(context.spec.train.jit_compile),
+            tokenized,
+            SpecialIds.of(context.tokenizers().text),
+            batch_tokens=data.batch_tokens,
+            max_tokens=data.max_tokens,
+            bucket_width=data.bucket_width,
+            shuffle=training,
+            seed=context.spec.train.seed if training else None,
+            shuffle_buffer=data.shuffle_buffer,
+            repeat=training,
+            columns=columns,
+            pad_to_bucket=resolve_jit_compile(context.spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None, unlabeled=None):
@@ -227,9 +254,15 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         tokenized = self.tokenized(context, "train", stage_name)
         if unlabeled:
             tokenizer = context.tokenizers().text
-            extra = tokenize_texts([text.strip() for text in unlabeled], np.full(len(unlabeled), NO_LABEL),
-                                   tokenizer, SpecialIds.of(tokenizer), context.spec.data.max_tokens,
-                                   f"{stage_name} (unlabeled)", first_id=len(self.rows(context, "train")))
+            extra = tokenize_texts(
+                [text.strip() for text in unlabeled],
+                np.full(len(unlabeled), NO_LABEL),
+                tokenizer,
+                SpecialIds.of(tokenizer),
+                context.spec.data.max_tokens,
+                f"{stage_name} (unlabeled)",
+                first_id=len(self.rows(context, "train")),
+            )
             tokenized = tokenized.concatenate(extra)
         return self._dataset(tokenized, context, training=True, columns=columns)
 
@@ -245,7 +278,8 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         def described(split):
             corpus = self.corpus(context, split)
             return f"{len(corpus)} {'training' if split == 'train' else 'validation'} examples" + (
-                "" if corpus.labeled else " (no labels)")
+                "" if corpus.labeled else " (no labels)"
+            )
 
         return f"{described('train')}, {described('valid')}; labels: {', '.join(self.label_names(context))}"
 
@@ -255,8 +289,9 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         student_cls = registry.lookup("student", spec.student.kind)
         config = spec.student_config()
         kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
-        return student_cls(vocabulary_size=tokenizers.text.vocabulary_size(), num_classes=len(tokenizers.labels),
-                           **kwargs)
+        return student_cls(
+            vocabulary_size=tokenizers.text.vocabulary_size(), num_classes=len(tokenizers.labels), **kwargs
+        )
 
     def build_teacher(self, spec, tokenizers, backbone):
         """A :class:`~tfkd.models.bert_classifier.BertClassifier` around a pretrained BERT
@@ -264,9 +299,11 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         from tfkd.models.bert_classifier import BertClassifier
 
         if backbone.vocabulary_size != tokenizers.text.vocabulary_size():
-            raise StageError(f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "
-                             f"has {tokenizers.text.vocabulary_size()}; use data.tokenizer.kind: teacher (without "
-                             "min_count)")
+            raise StageError(
+                f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "
+                f"has {tokenizers.text.vocabulary_size()}; use data.tokenizer.kind: teacher (without "
+                "min_count)"
+            )
         return BertClassifier(backbone=backbone, num_classes=len(tokenizers.labels), dropout=0.1)
 
     def student_inputs(self, tokenizers):
@@ -286,8 +323,7 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
         inputs, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         # the student's own inputs (a method's extra columns are for its trainer)
-        logits = student({"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]},
-                         training=training)
+        logits = student({"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}, training=training)
         labels = ops.cast(labels, "int32")
         labeled = ops.cast(ops.greater_equal(labels, 0), "float32")
         count = ops.sum(labeled)
@@ -303,8 +339,13 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         texts in, labels and probabilities out, in one graph (the export's)."""
         from tfkd.tasks.classification.export import TextClassifier
 
-        return TextClassifier(model, context.tokenizers().text, self.label_names(context),
-                              context.spec.data.max_tokens, batch_size or context.spec.decode.batch_size)
+        return TextClassifier(
+            model,
+            context.tokenizers().text,
+            self.label_names(context),
+            context.spec.data.max_tokens,
+            batch_size or context.spec.decode.batch_size,
+        )
 
     def predict_probabilities(self, context, model, texts, batch_size=None):
         """``float32 [N, num_classes]``: softmax of ``model``'s logits for ``texts``, in input
@@ -338,7 +379,8 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         log.info("classifying %d %s texts", len(corpus), split)
         start = time.time()
         probabilities = self.classifier(context, student).probabilities(
-            corpus.texts, progress=not os.environ.get("TFKD_QUIET_PROGRESS"))
+            corpus.texts, progress=not os.environ.get("TFKD_QUIET_PROGRESS")
+        )
         seconds = max(time.time() - start, 1e-9)
         predicted = probabilities.argmax(-1)
         with open(os.path.join(workdir, f"{split}.pred"), "w", encoding="utf-8") as f:
@@ -346,10 +388,15 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         speed = round(len(corpus) / seconds, 1)
         correct = accuracy(predicted, corpus.labels)
         if correct is None:
-            log.info("%s: no labels in %s; predictions only (%s.pred) [%.1f examples/s]", split, corpus.origin,
-                     split, speed)
-            return {"metric": "accuracy", "note": f"no labels: predictions only ({split}.pred)",
-                    "examples": len(corpus), "examples_per_second": speed}
+            log.info(
+                "%s: no labels in %s; predictions only (%s.pred) [%.1f examples/s]", split, corpus.origin, split, speed
+            )
+            return {
+                "metric": "accuracy",
+                "note": f"no labels: predictions only ({split}.pred)",
+                "examples": len(corpus),
+                "examples_per_second": speed,
+            }
         result = {"metric": "accuracy", "score": round(100 * correct, 2), "accuracy": round(100 * correct, 2)}
         if len(names) == 2:
             result["f1"] = round(100 * f1(predicted, corpus.labels), 2)
@@ -357,8 +404,14 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         result.update({"examples": len(corpus) - unlabeled, "examples_per_second": speed})
         if unlabeled:
             result["unlabeled"] = unlabeled
-        log.info("%s accuracy = %.2f%s on %d examples [%.1f examples/s]", split, result["accuracy"],
-                 f", F1 = {result['f1']:.2f}" if "f1" in result else "", result["examples"], speed)
+        log.info(
+            "%s accuracy = %.2f%s on %d examples [%.1f examples/s]",
+            split,
+            result["accuracy"],
+            f", F1 = {result['f1']:.2f}" if "f1" in result else "",
+            result["examples"],
+            speed,
+        )
         return result
 
     def export(self, context, student, path):
@@ -367,10 +420,18 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         from tfkd.exporters.text_saved_model import write_text_saved_model
 
         classifier = self.classifier(context, student)
-        write_text_saved_model(path, {"serving_default": classifier._classify},
-                               {"task": self.name, "input": "text", "output": "label",
-                                "batch_size": context.spec.decode.batch_size, "labels": self.label_names(context)},
-                               tokenizers=(classifier.tokenizer,))
+        write_text_saved_model(
+            path,
+            {"serving_default": classifier._classify},
+            {
+                "task": self.name,
+                "input": "text",
+                "output": "label",
+                "batch_size": context.spec.decode.batch_size,
+                "labels": self.label_names(context),
+            },
+            tokenizers=(classifier.tokenizer,),
+        )
 
     def predictor(self, context, student):
         """Lines -> ``"label<TAB>probability"`` lines."""

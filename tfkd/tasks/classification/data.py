@@ -11,13 +11,11 @@ teacher's probabilities) are keyed by it. Label names are strings (TFDS class id
 import dataclasses
 import logging
 import os
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tfkd.data import (ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines,
-                       tokenize_to_ragged)
+from tfkd.data import ExampleTable, bucketed_batches, decode_line, example_stream, read_raw_lines, tokenize_to_ragged
 from tfkd.errors import DataError
 
 log = logging.getLogger("tfkd")
@@ -37,7 +35,7 @@ class LabeledTexts:
     labels: list
     origin: str
     # the file line of row 0 (rows are consecutive lines); None for TFDS
-    first_line: Optional[int] = None
+    first_line: int | None = None
 
     def __len__(self):
         return len(self.texts)
@@ -79,8 +77,10 @@ def read_tsv(path, text_column="sentence", label_column="label", limit=None, lab
     """
     raw = read_raw_lines(path)
     if not raw:
-        raise DataError(f"{path}:1: empty file; expected a header line naming the columns "
-                        f"({text_column}<TAB>{label_column}) and a row per example")
+        raise DataError(
+            f"{path}:1: empty file; expected a header line naming the columns "
+            f"({text_column}<TAB>{label_column}) and a row per example"
+        )
     header = [name.strip() for name in _decode(raw[0], path, 1).split("\t")]
     if text_column not in header:
         raise DataError(f"{path}:1: no column {text_column!r} in the header; columns: {', '.join(header)}")
@@ -97,8 +97,10 @@ def read_tsv(path, text_column="sentence", label_column="label", limit=None, lab
     for number, row in enumerate(rows, start=2):
         fields = _decode(row, path, number).split("\t")
         if len(fields) != len(header):
-            raise DataError(f"{path}:{number}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
-                            f"found {len(fields)}")
+            raise DataError(
+                f"{path}:{number}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
+                f"found {len(fields)}"
+            )
         text = fields[text_index].strip()
         if not text:
             raise DataError(f"{path}:{number}: empty {text_column!r}")
@@ -112,8 +114,9 @@ def read_tsv(path, text_column="sentence", label_column="label", limit=None, lab
     return LabeledTexts(texts, labels, path, first_line=2)
 
 
-def read_tfds(name, split, text_column="sentence", label_column="label", data_dir=None, limit=None,
-              labels_required=True):
+def read_tfds(
+    name, split, text_column="sentence", label_column="label", data_dir=None, limit=None, labels_required=True
+):
     """A TFDS text classification split (``glue/sst2``): :class:`LabeledTexts`. Integer labels
     become their decimal names; a negative label (GLUE's test split) is no label."""
     import tensorflow_datasets as tfds
@@ -158,8 +161,15 @@ def read_rows(data_spec, split_key):
     if data_spec.source == "text":
         path = os.path.join(data_spec.dir, getattr(data_spec, f"{split_key}_file"))
         return read_tsv(path, data_spec.text_column, data_spec.label_column, limit, required)
-    return read_tfds(data_spec.tfds, getattr(data_spec, f"{split_key}_split"), data_spec.text_column,
-                     data_spec.label_column, data_spec.data_dir, limit, required)
+    return read_tfds(
+        data_spec.tfds,
+        getattr(data_spec, f"{split_key}_split"),
+        data_spec.text_column,
+        data_spec.label_column,
+        data_spec.data_dir,
+        limit,
+        required,
+    )
 
 
 def distinct_labels(rows):
@@ -187,8 +197,9 @@ def label_ids(rows, label_names, where_names="data.labels"):
         if label is None:
             continue
         if label not in index:
-            raise DataError(f"{rows.where(row)}: label {label!r} is not one of {where_names} "
-                            f"({', '.join(label_names)})")
+            raise DataError(
+                f"{rows.where(row)}: label {label!r} is not one of {where_names} ({', '.join(label_names)})"
+            )
         ids[row] = index[label]
     return ids
 
@@ -232,8 +243,11 @@ class TokenizedTexts:
         return len(self.ids)
 
     def concatenate(self, other):
-        return TokenizedTexts(tf.concat([self.token_ids, other.token_ids], axis=0),
-                              np.concatenate([self.labels, other.labels]), np.concatenate([self.ids, other.ids]))
+        return TokenizedTexts(
+            tf.concat([self.token_ids, other.token_ids], axis=0),
+            np.concatenate([self.labels, other.labels]),
+            np.concatenate([self.ids, other.ids]),
+        )
 
 
 def tokenize_texts(texts, labels, tokenizer, special_ids, max_tokens, name="corpus", origin="", first_id=0):
@@ -243,10 +257,19 @@ def tokenize_texts(texts, labels, tokenizer, special_ids, max_tokens, name="corp
     lengths = ragged.row_lengths().numpy()
     too_long = int((lengths + 2 > max_tokens).sum())
     if too_long:
-        log.info("%s: truncated %d of %d texts longer than %d tokens ([CLS] and [SEP] included)%s",
-                 name, too_long, len(texts), max_tokens, f" ({origin})" if origin else "")
-    return TokenizedTexts(frame(ragged, special_ids, max_tokens), np.asarray(labels, np.int32),
-                          np.arange(first_id, first_id + len(texts), dtype=np.int64))
+        log.info(
+            "%s: truncated %d of %d texts longer than %d tokens ([CLS] and [SEP] included)%s",
+            name,
+            too_long,
+            len(texts),
+            max_tokens,
+            f" ({origin})" if origin else "",
+        )
+    return TokenizedTexts(
+        frame(ragged, special_ids, max_tokens),
+        np.asarray(labels, np.int32),
+        np.arange(first_id, first_id + len(texts), dtype=np.int64),
+    )
 
 
 def tokenize_corpus(corpus, tokenizer, special_ids, max_tokens, name="corpus"):
@@ -257,8 +280,19 @@ def tokenize_corpus(corpus, tokenizer, special_ids, max_tokens, name="corpus"):
 # ----------------------------------------------------------------------------- batches
 
 
-def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width, shuffle=False,
-                           seed=None, shuffle_buffer=100000, repeat=False, columns=None, pad_to_bucket=False):
+def classification_dataset(
+    tokenized,
+    special_ids,
+    batch_tokens,
+    max_tokens,
+    bucket_width,
+    shuffle=False,
+    seed=None,
+    shuffle_buffer=100000,
+    repeat=False,
+    columns=None,
+    pad_to_bucket=False,
+):
     """Bucketed batches ``({"token_ids", "padding_mask", **extra}, labels)``.
 
     ``token_ids`` are int32 ``[B, L]`` (``[CLS] x [SEP]`` padded with ``[PAD]``),
@@ -271,8 +305,16 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
     """
     examples = {"token_ids": tokenized.token_ids, "label": tf.constant(tokenized.labels, tf.int32)}
     join = ExampleTable(tokenized.ids, examples).join if columns is not None else None
-    ds, extra_names = example_stream(examples, len(tokenized), columns, join, shuffle=shuffle, seed=seed,
-                                     shuffle_buffer=shuffle_buffer, repeat=repeat)
+    ds, extra_names = example_stream(
+        examples,
+        len(tokenized),
+        columns,
+        join,
+        shuffle=shuffle,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        repeat=repeat,
+    )
 
     def to_example(item):
         out = dict(item)
@@ -281,11 +323,20 @@ def classification_dataset(tokenized, special_ids, batch_tokens, max_tokens, buc
         return out
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
-    padding = {"token_ids": tf.constant(special_ids.pad, tf.int32), "padding_mask": tf.constant(False),
-               "label": tf.constant(NO_LABEL, tf.int32)}
-    ds = bucketed_batches(ds, lambda x: tf.shape(x["token_ids"])[0], max_tokens, bucket_width, batch_tokens,
-                          {k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()},
-                          pad_to_bucket=pad_to_bucket)
+    padding = {
+        "token_ids": tf.constant(special_ids.pad, tf.int32),
+        "padding_mask": tf.constant(False),
+        "label": tf.constant(NO_LABEL, tf.int32),
+    }
+    ds = bucketed_batches(
+        ds,
+        lambda x: tf.shape(x["token_ids"])[0],
+        max_tokens,
+        bucket_width,
+        batch_tokens,
+        {k: padding.get(k, tf.zeros([], v.dtype)) for k, v in ds.element_spec.items()},
+        pad_to_bucket=pad_to_bucket,
+    )
 
     def to_model_inputs(batch):
         inputs = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}

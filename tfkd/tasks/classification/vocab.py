@@ -27,8 +27,10 @@ def training_label_names(spec, rows):
     names = list(spec.data.labels) if spec.data.labels else distinct_labels(rows)
     label_ids(rows, names)  # every training label must be one of data.labels
     if len(names) < 2:
-        raise StageError(f"vocab: {rows.origin} has {len(names)} distinct label(s) ({', '.join(names)}); "
-                         "a classifier needs at least 2 (list them in data.labels)")
+        raise StageError(
+            f"vocab: {rows.origin} has {len(names)} distinct label(s) ({', '.join(names)}); "
+            "a classifier needs at least 2 (list them in data.labels)"
+        )
     return names
 
 
@@ -51,14 +53,22 @@ def build_vocabulary(task, context, workdir):
         vocabulary = tokenizer.get_vocabulary()
         if tokenizer_spec.min_count:
             vocabulary = data_lib.prune_vocabulary(tokenizer, rows.texts, tokenizer_spec.min_count)
-            log.info("vocab: %d of the teacher's %d tokens occur at least %d times in the training texts",
-                     len(vocabulary), tokenizer.vocabulary_size(), tokenizer_spec.min_count)
+            log.info(
+                "vocab: %d of the teacher's %d tokens occur at least %d times in the training texts",
+                len(vocabulary),
+                tokenizer.vocabulary_size(),
+                tokenizer_spec.min_count,
+            )
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.write("\n".join(vocabulary) + "\n")
         os.replace(path + ".tmp", path)
     else:
-        log.info("vocab: learning a %d-token vocabulary (%s) from %d training texts",
-                 tokenizer_spec.vocab_size, tokenizer_spec.kind, len(rows))
+        log.info(
+            "vocab: learning a %d-token vocabulary (%s) from %d training texts",
+            tokenizer_spec.vocab_size,
+            tokenizer_spec.kind,
+            len(rows),
+        )
         settings.update(data_lib.learn_vocabulary(rows.texts, tokenizer_spec, path))
     with open(path, encoding="utf-8") as f:
         size = sum(1 for _ in f)
@@ -76,5 +86,6 @@ def load_tokenizers(vocab_dir):
         settings = json.load(f)
     with open(os.path.join(vocab_dir, LABELS_FILE)) as f:
         labels = json.load(f)
-    return ClassificationTokenizers(data_lib.make_tokenizer(os.path.join(vocab_dir, VOCAB_FILE), **settings["text"]),
-                                    labels)
+    return ClassificationTokenizers(
+        data_lib.make_tokenizer(os.path.join(vocab_dir, VOCAB_FILE), **settings["text"]), labels
+    )

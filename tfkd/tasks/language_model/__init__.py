@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 from pydantic import Field, PositiveInt
@@ -31,20 +31,20 @@ class LanguageModelTokenizerSpec(Strict):
 
 class LanguageModelData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[LocalPath] = None  # a folder with the text files
+    dir: LocalPath | None = None  # a folder with the text files
     train_file: str = "train.txt"
     valid_file: str = "valid.txt"
     test_file: str = "test.txt"
-    tfds: Optional[str] = None
-    data_dir: Optional[LocalPath] = None
+    tfds: str | None = None
+    data_dir: LocalPath | None = None
     train_split: str = "train"
     valid_split: str = "validation"
     test_split: str = "test"
     text_feature: str = "text"
     # the first this many lines of a split
-    train_limit: Optional[PositiveInt] = None
-    valid_limit: Optional[PositiveInt] = None
-    test_limit: Optional[PositiveInt] = None
+    train_limit: PositiveInt | None = None
+    valid_limit: PositiveInt | None = None
+    test_limit: PositiveInt | None = None
     block_size: int = Field(128, ge=2)  # tokens per example (a training block and an evaluation window)
     batch_size: PositiveInt = 16  # blocks per batch
     shuffle_buffer: PositiveInt = 100000
@@ -53,8 +53,9 @@ class LanguageModelData(Strict):
     @pydantic.model_validator(mode="after")
     def _source_fields(self):
         if self.source == "text" and not self.dir:
-            raise ValueError('source "text" needs "dir" (a folder with the text files train_file, valid_file, '
-                             'test_file)')
+            raise ValueError(
+                'source "text" needs "dir" (a folder with the text files train_file, valid_file, test_file)'
+            )
         if self.source == "tfds" and not self.tfds:
             raise ValueError('source "tfds" needs "tfds" (a TFDS name such as "wikitext/wikitext-2-v1")')
         return self
@@ -67,7 +68,7 @@ class LanguageModelDecode(Strict):
     top_k: PositiveInt = 50
     top_p: float = Field(0.9, gt=0, le=1)
     temperature: float = Field(1.0, gt=0)
-    seed: Optional[int] = None
+    seed: int | None = None
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 16
 
@@ -100,12 +101,20 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
             config = None
         longest = getattr(config, "max_sequence_length", None)
         if isinstance(longest, int) and longest < spec.data.block_size:
-            problems.append((("student", "max_sequence_length"),
-                             f"is {longest} but data.block_size is {spec.data.block_size}; the student must read "
-                             "blocks of data.block_size tokens"))
+            problems.append(
+                (
+                    ("student", "max_sequence_length"),
+                    f"is {longest} but data.block_size is {spec.data.block_size}; the student must read "
+                    "blocks of data.block_size tokens",
+                )
+            )
         if isinstance(longest, int) and longest <= spec.decode.max_new_tokens + 1:
-            problems.append((("decode", "max_new_tokens"), f"is {spec.decode.max_new_tokens} but the student reads "
-                                                           f"at most {longest} tokens (prompt included)"))
+            problems.append(
+                (
+                    ("decode", "max_new_tokens"),
+                    f"is {spec.decode.max_new_tokens} but the student reads at most {longest} tokens (prompt included)",
+                )
+            )
         return problems
 
     # ------------------------------------------------------------------ keys
@@ -123,8 +132,12 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         for split in splits:
             entry = {"limit": getattr(data, f"{split}_limit")}
             if data.source == "tfds":
-                entry.update(tfds=data.tfds, data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
-                             split=getattr(data, f"{split}_split"), feature=data.text_feature)
+                entry.update(
+                    tfds=data.tfds,
+                    data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
+                    split=getattr(data, f"{split}_split"),
+                    feature=data.text_feature,
+                )
             key[split] = entry
         return key
 
@@ -133,9 +146,11 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
 
     def vocab_config(self, spec):
         tokenizer = spec.data.tokenizer
-        return {"tokenizer": tokenizer.model_dump(mode="json"),
-                "train": {k: v for k, v in self.data_key(spec, ["train"]).items() if k != "block_size"},
-                "teacher": spec.teacher.checkpoint if tokenizer.kind == "teacher" else None}
+        return {
+            "tokenizer": tokenizer.model_dump(mode="json"),
+            "train": {k: v for k, v in self.data_key(spec, ["train"]).items() if k != "block_size"},
+            "teacher": spec.teacher.checkpoint if tokenizer.kind == "teacher" else None,
+        }
 
     # ------------------------------------------------------------------ data
 
@@ -154,14 +169,18 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         """The token stream of ``lines`` (memoised under ``key``)."""
         from tfkd.tasks.language_model.data import token_stream
 
-        return context.memo(("language_model", "stream", key),
-                            lambda: token_stream(context.tokenizers().text, lines, self.end_id(context)))
+        return context.memo(
+            ("language_model", "stream", key),
+            lambda: token_stream(context.tokenizers().text, lines, self.end_id(context)),
+        )
 
     def blocks(self, context, split):
         from tfkd.tasks.language_model.data import blocks
 
-        return context.memo(("language_model", "blocks", split), lambda: blocks(
-            self.stream(context, self.text(context, split).lines, split), context.spec.data.block_size))
+        return context.memo(
+            ("language_model", "blocks", split),
+            lambda: blocks(self.stream(context, self.text(context, split).lines, split), context.spec.data.block_size),
+        )
 
     def text_batches(self, context, lines, key, training, seed=None, batch_size=None, block_size=None):
         """Batches of the task's kind from any text (``lines``: a list of strings, one stream
@@ -173,8 +192,13 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         data = context.spec.data
         stream = self.stream(context, lines, key)
         inputs, labels = blocks(stream, block_size or data.block_size)
-        return (block_dataset(inputs, labels, batch_size or data.batch_size, training, seed=seed,
-                              shuffle_buffer=data.shuffle_buffer), len(inputs), len(stream) - 1)
+        return (
+            block_dataset(
+                inputs, labels, batch_size or data.batch_size, training, seed=seed, shuffle_buffer=data.shuffle_buffer
+            ),
+            len(inputs),
+            len(stream) - 1,
+        )
 
     def example_ids(self, context, split, stage_name):
         import numpy as np
@@ -199,8 +223,15 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
 
         spec = context.spec
         inputs, labels = self.blocks(context, "train")
-        return block_dataset(inputs, labels, spec.data.batch_size, training=True, seed=spec.train.seed,
-                             shuffle_buffer=spec.data.shuffle_buffer, columns=columns)
+        return block_dataset(
+            inputs,
+            labels,
+            spec.data.batch_size,
+            training=True,
+            seed=spec.train.seed,
+            shuffle_buffer=spec.data.shuffle_buffer,
+            columns=columns,
+        )
 
     def valid_dataset(self, context, stage_name):
         from tfkd.tasks.language_model.data import block_dataset
@@ -212,8 +243,10 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         def described(split):
             text = self.text(context, split)
             inputs, labels = self.blocks(context, split)
-            return (f"{split}: {len(text.lines):,} lines, {text.words:,} words, {int((labels >= 0).sum()):,} tokens "
-                    f"in {len(inputs):,} blocks")
+            return (
+                f"{split}: {len(text.lines):,} lines, {text.words:,} words, {int((labels >= 0).sum()):,} tokens "
+                f"in {len(inputs):,} blocks"
+            )
 
         return "; ".join(described(s) for s in ("train", "valid"))
 
@@ -230,8 +263,10 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         from tfkd.models.gpt2_lm import GPT2LM
 
         if backbone.vocabulary_size != tokenizers.text.vocabulary_size():
-            raise StageError(f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "
-                             f"has {tokenizers.text.vocabulary_size()}; use data.tokenizer.kind: teacher")
+            raise StageError(
+                f"the teacher's backbone has {backbone.vocabulary_size} tokens but the run's vocabulary "
+                f"has {tokenizers.text.vocabulary_size()}; use data.tokenizer.kind: teacher"
+            )
         return GPT2LM(backbone=backbone)
 
     def student_inputs(self, tokenizers):
@@ -255,8 +290,11 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         weights = ops.cast(ops.greater_equal(labels, 0), "float32")
         count = ops.sum(weights)
         xe, nll = label_smoothed_cross_entropy(ops.maximum(labels, 0), logits, label_smoothing)
-        return logits, {"xe": LossTerm(ops.sum(xe * weights), count),
-                        "nll": LossTerm(ops.sum(nll * weights), count)}, count
+        return (
+            logits,
+            {"xe": LossTerm(ops.sum(xe * weights), count), "nll": LossTerm(ops.sum(nll * weights), count)},
+            count,
+        )
 
     # ------------------------------------------------------------------ metric and prediction
 
@@ -296,15 +334,27 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         total, tokens = self.negative_log_likelihood(context, student, split)
         seconds = max(time.time() - start, 1e-9)
         words = text.words
-        result = {"metric": "perplexity", "score": round(math.exp(total / words), 2),
-                  "word_perplexity": round(math.exp(total / words), 2),
-                  "token_perplexity": round(math.exp(total / max(tokens, 1)), 2),
-                  "nll": round(total, 3), "tokens": tokens, "words": words,
-                  "tokens_per_second": round(tokens / seconds, 1)}
+        result = {
+            "metric": "perplexity",
+            "score": round(math.exp(total / words), 2),
+            "word_perplexity": round(math.exp(total / words), 2),
+            "token_perplexity": round(math.exp(total / max(tokens, 1)), 2),
+            "nll": round(total, 3),
+            "tokens": tokens,
+            "words": words,
+            "tokens_per_second": round(tokens / seconds, 1),
+        }
         with open(os.path.join(workdir, f"{split}.json"), "w") as f:
             json.dump(result, f, indent=1)
-        log.info("%s perplexity = %.2f per word (%d words), %.2f per token (%d tokens) [%.0f tokens/s]", split,
-                 result["word_perplexity"], words, result["token_perplexity"], tokens, result["tokens_per_second"])
+        log.info(
+            "%s perplexity = %.2f per word (%d words), %.2f per token (%d tokens) [%.0f tokens/s]",
+            split,
+            result["word_perplexity"],
+            words,
+            result["token_perplexity"],
+            tokens,
+            result["tokens_per_second"],
+        )
         return result
 
     def export(self, context, student, path):
@@ -313,11 +363,18 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         from tfkd.exporters.text_saved_model import write_text_saved_model
 
         text_lm = self.text_lm(context, student)
-        write_text_saved_model(path, {"serving_default": text_lm._score_and_generate, "score": text_lm._score},
-                               {"task": self.name, "input": "text", "output": "continuation",
-                                "batch_size": context.spec.decode.batch_size,
-                                "decode": context.spec.decode.model_dump(mode="json")},
-                               resources=text_lm.resources())
+        write_text_saved_model(
+            path,
+            {"serving_default": text_lm._score_and_generate, "score": text_lm._score},
+            {
+                "task": self.name,
+                "input": "text",
+                "output": "continuation",
+                "batch_size": context.spec.decode.batch_size,
+                "decode": context.spec.decode.model_dump(mode="json"),
+            },
+            resources=text_lm.resources(),
+        )
 
     def predictor(self, context, student):
         """Lines (prompts) -> their continuations."""

@@ -53,11 +53,12 @@ def read_split(data, split):
         try:
             dataset = tfds.load(name, split=tfds_split, data_dir=data.data_dir, download=False)
         except Exception as e:  # TFDS raises many types; the message is what matters
-            raise DataError(f"data.tfds: {name} split {tfds_split}: cannot load: "
-                            f"{str(e).splitlines()[0]}") from None
+            raise DataError(f"data.tfds: {name} split {tfds_split}: cannot load: {str(e).splitlines()[0]}") from None
         if data.text_feature not in dataset.element_spec:
-            raise DataError(f"data.text_feature: tfds {name} has no feature {data.text_feature!r} "
-                            f"(features: {', '.join(dataset.element_spec)})")
+            raise DataError(
+                f"data.text_feature: tfds {name} has no feature {data.text_feature!r} "
+                f"(features: {', '.join(dataset.element_spec)})"
+            )
         lines = []
         for example in tfds.as_numpy(dataset):
             lines += [line.strip() for line in example[data.text_feature].decode("utf-8").split("\n")]
@@ -120,5 +121,8 @@ def block_dataset(inputs, labels, batch_size, training, seed=None, shuffle_buffe
         extra = {k: v for k, v in batch.items() if k not in ("id", "token_ids", "labels")}
         return {**model_inputs(batch["token_ids"], batch["labels"]), **extra}, batch["labels"]
 
-    return ds.batch(batch_size, drop_remainder=False).map(split, num_parallel_calls=tf.data.AUTOTUNE) \
+    return (
+        ds.batch(batch_size, drop_remainder=False)
+        .map(split, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
+    )

@@ -16,7 +16,6 @@ The in-process scores and continuations (evaluation, ``tfkd predict``, ``tfkd ge
 run directory) come from the same :class:`TextLM` graph, so they equal the export's.
 """
 
-
 import keras
 import keras_hub
 import tensorflow as tf
@@ -58,8 +57,9 @@ class TextLM(tf.Module):
         self.max_length = model.max_sequence_length
         self.score = tf.function(self._score, input_signature=[tf.TensorSpec([None], tf.string)])
         self.generate = tf.function(self._generate, input_signature=[tf.TensorSpec([None], tf.string)])
-        self.score_and_generate = tf.function(self._score_and_generate,
-                                              input_signature=[tf.TensorSpec([None], tf.string)])
+        self.score_and_generate = tf.function(
+            self._score_and_generate, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
 
     def _tokens(self, texts):
         return tf.cast(self.tokenizer(texts), tf.int32)
@@ -76,8 +76,12 @@ class TextLM(tf.Module):
         logits = tf.cast(self.model({"token_ids": inputs, "padding_mask": mask}, training=False), tf.float32)
         log_probs = tf.gather(tf.nn.log_softmax(logits, axis=-1), targets, batch_dims=2)
         log_probs = tf.where(mask, log_probs, 0.0)
-        return {"token_ids": targets * tf.cast(mask, tf.int32), "log_probs": log_probs, "lengths": lengths,
-                "total_log_prob": tf.reduce_sum(log_probs, axis=1)}
+        return {
+            "token_ids": targets * tf.cast(mask, tf.int32),
+            "log_probs": log_probs,
+            "lengths": lengths,
+            "total_log_prob": tf.reduce_sum(log_probs, axis=1),
+        }
 
     def _generate(self, texts):
         room = self.max_length - self.max_new_tokens - 1
@@ -85,8 +89,11 @@ class TextLM(tf.Module):
         # the prompt's last tokens that fit before the continuation
         starts = tf.maximum(tokens.row_lengths() - room, 0)
         tokens = tf.RaggedTensor.from_row_lengths(
-            tf.gather(tokens.flat_values, tf.ragged.range(tokens.row_starts() + starts, tokens.row_limits()).flat_values),
-            tokens.row_lengths() - starts)
+            tf.gather(
+                tokens.flat_values, tf.ragged.range(tokens.row_starts() + starts, tokens.row_limits()).flat_values
+            ),
+            tokens.row_lengths() - starts,
+        )
         rows = tokens.nrows()
         prompt = tf.concat([tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.end_id)), tokens], axis=1)
         prompt_lengths = tf.cast(prompt.row_lengths(), tf.int32)
@@ -96,8 +103,9 @@ class TextLM(tf.Module):
         fill = 1 if self.end_id == 0 else 0
         token_ids = prompt.to_tensor(fill, shape=tf.stack([tf.cast(rows, tf.int32), width]))
         prompt_mask = tf.sequence_mask(prompt_lengths, width)
-        out = self.model.generate_step(token_ids, prompt_mask, self.sampler,
-                                       stop_token_ids=(self.end_id,) if self.stop_at_end else None)
+        out = self.model.generate_step(
+            token_ids, prompt_mask, self.sampler, stop_token_ids=(self.end_id,) if self.stop_at_end else None
+        )
         new = tf.logical_and(out["padding_mask"], tf.logical_not(prompt_mask))
         new = tf.logical_and(new, tf.not_equal(out["token_ids"], self.end_id))
         # a row with a shorter prompt than the longest: its first max_new_tokens only
@@ -123,6 +131,10 @@ class TextLM(tf.Module):
 def tokenizer_resources(tokenizer):
     """The TensorFlow resources keras-hub's BPE tokenizer keeps as plain attributes (its lookup
     tables and the cache of words already split), which an export must track itself."""
-    return [value for value in vars(tokenizer).values()
-            if isinstance(value, tf.__internal__.tracking.Trackable) and not isinstance(value, keras.layers.Layer)
-            and not isinstance(value, (tf.Tensor, tf.Variable))]
+    return [
+        value
+        for value in vars(tokenizer).values()
+        if isinstance(value, tf.__internal__.tracking.Trackable)
+        and not isinstance(value, keras.layers.Layer)
+        and not isinstance(value, (tf.Tensor, tf.Variable))
+    ]

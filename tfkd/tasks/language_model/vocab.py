@@ -34,8 +34,13 @@ def learn_byte_level_bpe(lines, vocab_size, min_frequency, workdir):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[END_OF_TEXT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(lines, trainer)
     tmp = os.path.join(workdir, "tmp-bpe")
     os.makedirs(tmp, exist_ok=True)
@@ -70,8 +75,12 @@ def build_vocabulary(task, context, workdir):
     size = learn_byte_level_bpe(lines, settings.vocab_size, settings.min_frequency, workdir)
     seconds = time.time() - start
     if size < settings.vocab_size:
-        log.warning("vocab: asked for %d tokens, the text supports %d (no pair left to merge at min_frequency %d)",
-                    settings.vocab_size, size, settings.min_frequency)
+        log.warning(
+            "vocab: asked for %d tokens, the text supports %d (no pair left to merge at min_frequency %d)",
+            settings.vocab_size,
+            size,
+            settings.min_frequency,
+        )
     log.info("vocab: learned a %d-token byte-level BPE from %d lines in %.1fs", size, len(lines), seconds)
     return {"vocabulary_size": size, "kind": "bpe", "seconds": round(seconds, 2)}
 

@@ -3,7 +3,7 @@ that takes raw source text and returns translations and scores."""
 
 import logging
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 from pydantic import Field, PositiveInt
@@ -19,17 +19,17 @@ log = logging.getLogger("tfkd")
 
 class TranslationData(Strict):
     source: Literal["text", "tfds"] = "text"
-    dir: Optional[LocalPath] = None
-    tfds: Optional[str] = None
-    data_dir: Optional[LocalPath] = None
+    dir: LocalPath | None = None
+    tfds: str | None = None
+    data_dir: LocalPath | None = None
     src_lang: str
     tgt_lang: str
     train_split: str = "train"
     valid_split: str = "valid"
     test_split: str = "test"
-    train_limit: Optional[PositiveInt] = None
-    valid_limit: Optional[PositiveInt] = None
-    test_limit: Optional[PositiveInt] = None
+    train_limit: PositiveInt | None = None
+    valid_limit: PositiveInt | None = None
+    test_limit: PositiveInt | None = None
     max_tokens: PositiveInt = 128
     batch_tokens: PositiveInt = 4096
     bucket_width: PositiveInt = 8
@@ -38,7 +38,7 @@ class TranslationData(Strict):
     target_tokenizer: TokenizerSpec = TokenizerSpec()
     shared_vocab: bool = False
     # shown when a data file is missing: how to prepare the corpus
-    prepare: Optional[str] = None
+    prepare: str | None = None
 
     @pydantic.model_validator(mode="after")
     def _source_fields(self):
@@ -105,8 +105,11 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         data = spec.data
         if data.source != "text":
             return []
-        return [os.path.join(data.dir, f"{getattr(data, split + '_split')}.{lang}")
-                for split in splits for lang in (data.src_lang, data.tgt_lang)]
+        return [
+            os.path.join(data.dir, f"{getattr(data, split + '_split')}.{lang}")
+            for split in splits
+            for lang in (data.src_lang, data.tgt_lang)
+        ]
 
     def data_key(self, spec, splits):
         data = spec.data
@@ -114,8 +117,11 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         for split in splits:
             entry = {"limit": getattr(data, f"{split}_limit")}
             if data.source == "tfds":  # local text files are keyed by their content instead
-                entry.update(tfds=data.tfds, data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
-                             split=getattr(data, f"{split}_split"))
+                entry.update(
+                    tfds=data.tfds,
+                    data_dir=os.path.abspath(data.data_dir) if data.data_dir else None,
+                    split=getattr(data, f"{split}_split"),
+                )
             key[split] = entry
         return key
 
@@ -154,8 +160,9 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         def make():
             tokenizers = context.tokenizers()
             corpus = sequence_kd.teacher_corpus(self, context) if teacher else self.corpus(context, split)
-            return tokenize_corpus(corpus, tokenizers.source, tokenizers.target,
-                                   context.spec.data.max_tokens, f"{stage_name} ({split})")
+            return tokenize_corpus(
+                corpus, tokenizers.source, tokenizers.target, context.spec.data.max_tokens, f"{stage_name} ({split})"
+            )
 
         key = ("translation", "tokenized", split)
         return context.memo(key + sequence_kd.targets_identity(context) if teacher else key, make)
@@ -195,10 +202,17 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 raise StageError(f"{stage_name}: no usable sentence pairs in {self.corpus(context, split).origin}")
             return None
         return seq2seq_dataset(
-            tokenized, SpecialIds.of(context.tokenizers().target), batch_tokens=spec.data.batch_tokens,
-            max_tokens=spec.data.max_tokens, bucket_width=spec.data.bucket_width, shuffle=training,
-            seed=spec.train.seed if training else None, shuffle_buffer=spec.data.shuffle_buffer,
-            repeat=training, columns=columns, pad_to_bucket=resolve_jit_compile(spec.train.jit_compile),
+            tokenized,
+            SpecialIds.of(context.tokenizers().target),
+            batch_tokens=spec.data.batch_tokens,
+            max_tokens=spec.data.max_tokens,
+            bucket_width=spec.data.bucket_width,
+            shuffle=training,
+            seed=spec.train.seed if training else None,
+            shuffle_buffer=spec.data.shuffle_buffer,
+            repeat=training,
+            columns=columns,
+            pad_to_bucket=resolve_jit_compile(spec.train.jit_compile),
         )
 
     def train_dataset(self, context, stage_name, columns=None):
@@ -211,8 +225,10 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         from tfkd.tasks.translation.sequence_kd import uses_teacher_targets
 
         targets = " (targets: the teacher's translations)" if uses_teacher_targets(context.spec) else ""
-        return (f"{len(self.tokenized(context, 'train', stage_name))} training pairs{targets}, "
-                f"{len(self.tokenized(context, 'valid', stage_name))} validation pairs")
+        return (
+            f"{len(self.tokenized(context, 'train', stage_name))} training pairs{targets}, "
+            f"{len(self.tokenized(context, 'valid', stage_name))} validation pairs"
+        )
 
     # ------------------------------------------------------------------ student
 
@@ -223,9 +239,12 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         config = spec.student_config()
         # layer references dump as {"kind": ..., **their kwargs}, the form the student takes
         kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
-        return student_cls(source_vocab_size=tokenizers.source.vocabulary_size(),
-                           target_vocab_size=tokenizers.target.vocabulary_size(),
-                           pad_id=SpecialIds.of(tokenizers.target).pad, **kwargs)
+        return student_cls(
+            source_vocab_size=tokenizers.source.vocabulary_size(),
+            target_vocab_size=tokenizers.target.vocabulary_size(),
+            pad_id=SpecialIds.of(tokenizers.target).pad,
+            **kwargs,
+        )
 
     def build_teacher(self, spec, tokenizers, backbone):
         """The teacher around a pretrained seq2seq ``backbone``: the model itself (MASS
@@ -233,8 +252,10 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         sizes = (backbone.source_vocab_size, backbone.target_vocab_size)
         wanted = (tokenizers.source.vocabulary_size(), tokenizers.target.vocabulary_size())
         if sizes != wanted:
-            raise StageError(f"the teacher has vocabularies of {sizes[0]} and {sizes[1]} tokens but the run's have "
-                             f"{wanted[0]} and {wanted[1]}")
+            raise StageError(
+                f"the teacher has vocabularies of {sizes[0]} and {sizes[1]} tokens but the run's have "
+                f"{wanted[0]} and {wanted[1]}"
+            )
         return backbone
 
     def label_weights(self, student, labels):
@@ -268,8 +289,14 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         from tfkd.tasks.translation.inference import Translator
 
         tokenizers = context.tokenizers()
-        return Translator(student, tokenizers.source, tokenizers.target, decode or context.spec.decode,
-                          context.spec.data.max_tokens, context.spec.data.bucket_width)
+        return Translator(
+            student,
+            tokenizers.source,
+            tokenizers.target,
+            decode or context.spec.decode,
+            context.spec.data.max_tokens,
+            context.spec.data.bucket_width,
+        )
 
     def valid_metric(self, context, student):
         spec = context.spec
@@ -286,7 +313,9 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
 
         def greedy_bleu():
             hypotheses, _ = translator.translate_all(sources)
-            return {"bleu": corpus_bleu(hypotheses, references, spec.evaluate.lowercase, spec.evaluate.tokenize)[0].score}
+            return {
+                "bleu": corpus_bleu(hypotheses, references, spec.evaluate.lowercase, spec.evaluate.tokenize)[0].score
+            }
 
         return greedy_bleu
 
@@ -299,10 +328,16 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         corpus = self.corpus(context, split)
         translator = self.translator(context, student)
         decode = spec.decode
-        settings = {"beam": f"beam {decode.beam_size}",
-                    "mask_predict": f"{decode.length_candidates} lengths, {decode.iterations} iterations"}
-        log.info("translating %d %s sentences (%s)", len(corpus), split,
-                 f"{decode.algorithm}, {settings[decode.algorithm]}" if decode.algorithm in settings else decode.algorithm)
+        settings = {
+            "beam": f"beam {decode.beam_size}",
+            "mask_predict": f"{decode.length_candidates} lengths, {decode.iterations} iterations",
+        }
+        log.info(
+            "translating %d %s sentences (%s)",
+            len(corpus),
+            split,
+            f"{decode.algorithm}, {settings[decode.algorithm]}" if decode.algorithm in settings else decode.algorithm,
+        )
         start = time.time()
         # a progress bar, unless logs are wanted without (TFKD_QUIET_PROGRESS, as for fit)
         hypotheses, _ = translator.translate_all(corpus.source, progress=not os.environ.get("TFKD_QUIET_PROGRESS"))
@@ -311,9 +346,14 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
             f.write("\n".join(hypotheses) + "\n")
         bleu, signature = corpus_bleu(hypotheses, corpus.target, spec.evaluate.lowercase, spec.evaluate.tokenize)
         log.info("%s BLEU = %.2f (%s) [%.1f sentences/s]", split, bleu.score, signature, len(corpus) / seconds)
-        return {"metric": "BLEU", "score": round(bleu.score, 2), "bleu": round(bleu.score, 2),
-                "signature": signature, "sentences": len(corpus),
-                "sentences_per_second": round(len(corpus) / seconds, 1)}
+        return {
+            "metric": "BLEU",
+            "score": round(bleu.score, 2),
+            "bleu": round(bleu.score, 2),
+            "signature": signature,
+            "sentences": len(corpus),
+            "sentences_per_second": round(len(corpus) / seconds, 1),
+        }
 
     def export(self, context, student, path):
         """``serving_default``: ``source`` (``tf.string [None]``) -> ``translations``
@@ -321,10 +361,17 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         from tfkd.exporters.text_saved_model import write_text_saved_model
 
         translator = self.translator(context, student)
-        write_text_saved_model(path, {"serving_default": translator._translate},
-                               {"task": self.name, "input": "source", "output": "translations",
-                                "batch_size": context.spec.decode.batch_size},
-                               tokenizers=(translator.source_tokenizer, translator.target_tokenizer))
+        write_text_saved_model(
+            path,
+            {"serving_default": translator._translate},
+            {
+                "task": self.name,
+                "input": "source",
+                "output": "translations",
+                "batch_size": context.spec.decode.batch_size,
+            },
+            tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
+        )
 
     def score_lines(self, evaluate, predictions, references):
         from tfkd.tasks.translation.metrics import corpus_bleu

@@ -36,10 +36,7 @@ def read_text_split(directory, split, src_lang, tgt_lang, limit=None):
     tgt_path = os.path.join(directory, f"{split}.{tgt_lang}")
     source, target = read_lines(src_path), read_lines(tgt_path)
     if len(source) != len(target):
-        raise DataError(
-            f"misaligned corpus: {src_path} has {len(source)} lines but {tgt_path} has "
-            f"{len(target)} lines"
-        )
+        raise DataError(f"misaligned corpus: {src_path} has {len(source)} lines but {tgt_path} has {len(target)} lines")
     if limit:
         source, target = source[:limit], target[:limit]
     return ParallelCorpus(source, target, f"{src_path} + {tgt_path}")
@@ -56,8 +53,7 @@ def read_tfds_split(name, split, src_lang, tgt_lang, data_dir=None, limit=None):
         dataset = tfds.load(name, split=tfds_split, data_dir=data_dir, download=False)
     except Exception as e:  # TFDS raises many types; the message is what matters
         raise DataError(
-            f"tfds {name} split {tfds_split} (data_dir={data_dir}): cannot load: "
-            f"{str(e).splitlines()[0]}"
+            f"tfds {name} split {tfds_split} (data_dir={data_dir}): cannot load: {str(e).splitlines()[0]}"
         ) from None
     source, target = [], []
     for example in tfds.as_numpy(dataset):
@@ -76,10 +72,13 @@ def read_split(data_spec, split_key):
     if data_spec.source == "text":
         corpus = read_text_split(data_spec.dir, split, data_spec.src_lang, data_spec.tgt_lang, limit)
     else:
-        corpus = read_tfds_split(data_spec.tfds, split, data_spec.src_lang, data_spec.tgt_lang, data_spec.data_dir,
-                                 limit)
+        corpus = read_tfds_split(
+            data_spec.tfds, split, data_spec.src_lang, data_spec.tgt_lang, data_spec.data_dir, limit
+        )
     if not len(corpus):
-        raise DataError(f"{corpus.origin}: no sentence pairs in the {split_key} split (data.{split_key}_split: {split})")
+        raise DataError(
+            f"{corpus.origin}: no sentence pairs in the {split_key} split (data.{split_key}_split: {split})"
+        )
     return corpus
 
 
@@ -106,12 +105,19 @@ def tokenize_corpus(corpus, source_tokenizer, target_tokenizer, max_tokens, name
     too_long = ~empty & ((src_len > max_tokens) | (tgt_len + 1 > max_tokens))
     kept = np.flatnonzero(~(empty | too_long))
     if len(corpus) and not len(kept):
-        raise DataError(f"{corpus.origin}: all {len(corpus)} pairs are empty or longer than data.max_tokens "
-                        f"({max_tokens} tokens): nothing left to use")
+        raise DataError(
+            f"{corpus.origin}: all {len(corpus)} pairs are empty or longer than data.max_tokens "
+            f"({max_tokens} tokens): nothing left to use"
+        )
     if empty.any() or too_long.any():
         log.info(
             "%s: dropped %d empty and %d over-long (> %d tokens) pairs of %d (%s)",
-            name, int(empty.sum()), int(too_long.sum()), max_tokens, len(corpus), corpus.origin,
+            name,
+            int(empty.sum()),
+            int(too_long.sum()),
+            max_tokens,
+            len(corpus),
+            corpus.origin,
         )
     return TokenizedCorpus(tf.gather(src, kept), tf.gather(tgt, kept), kept)
 
@@ -119,13 +125,24 @@ def tokenize_corpus(corpus, source_tokenizer, target_tokenizer, max_tokens, name
 def pair_table(tokenized):
     """The split's kept pairs (``source``, ``target``) by example id: a
     :class:`tfkd.data.ExampleTable`."""
-    return ExampleTable(tokenized.kept, {"source": tokenized.source_ids, "target": tokenized.target_ids},
-                        what="training pair")
+    return ExampleTable(
+        tokenized.kept, {"source": tokenized.source_ids, "target": tokenized.target_ids}, what="training pair"
+    )
 
 
-def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_width,
-                    shuffle=False, seed=None, shuffle_buffer=100000, repeat=False,
-                    columns=None, pad_to_bucket=False):
+def seq2seq_dataset(
+    tokenized,
+    special_ids,
+    batch_tokens,
+    max_tokens,
+    bucket_width,
+    shuffle=False,
+    seed=None,
+    shuffle_buffer=100000,
+    repeat=False,
+    columns=None,
+    pad_to_bucket=False,
+):
     """Bucketed batches ``({"source_ids", "decoder_ids", **extra}, target_ids)``.
 
     ``decoder_ids`` is ``[BOS] + y`` and ``target_ids`` is ``y + [EOS]``. ``columns`` is a
@@ -135,9 +152,16 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
     ``pad_to_bucket``: batches padded to their bucket's boundary, for XLA-compiled steps
     (:func:`tfkd.data.bucketed_batches`).
     """
-    ds, extra_names = example_stream({"source": tokenized.source_ids, "target": tokenized.target_ids},
-                                     len(tokenized), columns, pair_table(tokenized).join if columns else None,
-                                     shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat)
+    ds, extra_names = example_stream(
+        {"source": tokenized.source_ids, "target": tokenized.target_ids},
+        len(tokenized),
+        columns,
+        pair_table(tokenized).join if columns else None,
+        shuffle=shuffle,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        repeat=repeat,
+    )
 
     bos = tf.constant([special_ids.bos], tf.int32)
     eos = tf.constant([special_ids.eos], tf.int32)
@@ -151,10 +175,18 @@ def seq2seq_dataset(tokenized, special_ids, batch_tokens, max_tokens, bucket_wid
         return out
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = bucketed_batches(ds, lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]), max_tokens,
-                          bucket_width, batch_tokens,
-                          {k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer else tf.constant(0, v.dtype)
-                           for k, v in ds.element_spec.items()}, pad_to_bucket=pad_to_bucket)
+    ds = bucketed_batches(
+        ds,
+        lambda x: tf.maximum(tf.shape(x["source"])[0], tf.shape(x["target"])[0]),
+        max_tokens,
+        bucket_width,
+        batch_tokens,
+        {
+            k: tf.constant(special_ids.pad, v.dtype) if v.dtype.is_integer else tf.constant(0, v.dtype)
+            for k, v in ds.element_spec.items()
+        },
+        pad_to_bucket=pad_to_bucket,
+    )
 
     def to_model_inputs(batch):
         inputs = {"source_ids": batch["source"], "decoder_ids": batch["decoder"]}

@@ -111,8 +111,10 @@ class Translator(tf.Module):
         """
         decoder = registry.lookup("decoder", self.algorithm)
         if "nbest" not in inspect.signature(decoder).parameters:
-            raise ValueError(f"the {self.algorithm} decoder gives one hypothesis per sentence "
-                             "(beam and mask_predict keep several)")
+            raise ValueError(
+                f"the {self.algorithm} decoder gives one hypothesis per sentence (beam and mask_predict keep several)"
+            )
+
         def translate(sentences):
             token_ids, scores = self._decode(sentences, nbest=nbest)
             shape = tf.shape(token_ids)

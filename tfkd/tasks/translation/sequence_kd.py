@@ -50,8 +50,10 @@ def targets_identity(context):
     """What tells one version of the teacher translations from another (for memo keys)."""
     path = targets_path(context)
     if not os.path.exists(path):
-        raise StageError(f"{path}: no teacher translations; run the {TARGETS_STAGE} stage first "
-                         f"(tfkd run SPEC --stages {TARGETS_STAGE},...)")
+        raise StageError(
+            f"{path}: no teacher translations; run the {TARGETS_STAGE} stage first "
+            f"(tfkd run SPEC --stages {TARGETS_STAGE},...)"
+        )
     stat = os.stat(path)
     return (TARGETS_STAGE, os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
@@ -66,17 +68,21 @@ def teacher_corpus(task, context):
     references = task.corpus(context, "train")
     translations = read_lines(path)
     if len(translations) != len(references):
-        raise StageError(f"{path}: {len(translations)} teacher translations for {len(references)} training "
-                         f"pairs ({references.origin}); rerun the {TARGETS_STAGE} stage")
+        raise StageError(
+            f"{path}: {len(translations)} teacher translations for {len(references)} training "
+            f"pairs ({references.origin}); rerun the {TARGETS_STAGE} stage"
+        )
     return ParallelCorpus(references.source, translations, f"{references.origin} sources + {path}")
 
 
 def export_files(path):
     """The files of an exported SavedModel (their content keys the stage), in a fixed order."""
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise StageError(f"distill.targets_from: {path}: no SavedModel there (expected an exported model version "
-                         "folder with saved_model.pb, such as <run>/export/<model>/<version>, as tfkd export "
-                         "writes it)")
+        raise StageError(
+            f"distill.targets_from: {path}: no SavedModel there (expected an exported model version "
+            "folder with saved_model.pb, such as <run>/export/<model>/<version>, as tfkd export "
+            "writes it)"
+        )
     found = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -127,8 +133,11 @@ class TeacherTranslationsStage(Stage):
     def _translate_function(self, context):
         """``(translate, batch_size, description)``: strings -> {"translations", "scores"}."""
         if self.from_export:
-            return (load_exported_translator(self.source), context.spec.decode.batch_size,
-                    f"exported model {self.source}")
+            return (
+                load_exported_translator(self.source),
+                context.spec.decode.batch_size,
+                f"exported model {self.source}",
+            )
         from tfkd.stages import load_student
 
         own = context.with_spec(self.source_spec(context.spec))
@@ -136,14 +145,19 @@ class TeacherTranslationsStage(Stage):
         from tfkd.models.abilities import ParallelDecoding
 
         if isinstance(student, ParallelDecoding):
-            raise StageError(f"{self.name}: stage {self.source}'s student ({own.spec.student.kind}) does not decode "
-                             "left to right; sequence-level KD translates by beam search, so distill.targets_from "
-                             "must name a train stage with an autoregressive student (or an exported model)")
+            raise StageError(
+                f"{self.name}: stage {self.source}'s student ({own.spec.student.kind}) does not decode "
+                "left to right; sequence-level KD translates by beam search, so distill.targets_from "
+                "must name a train stage with an autoregressive student (or an exported model)"
+            )
         decode = self.decode(context.spec)
         translator = context.task.translator(own, student, decode)
-        return (translator.translate, decode.batch_size,
-                f"stage {self.source} ({own.spec.student.kind}, beam {decode.beam_size}, "
-                f"length penalty {decode.length_penalty:g})")
+        return (
+            translator.translate,
+            decode.batch_size,
+            f"stage {self.source} ({own.spec.student.kind}, beam {decode.beam_size}, "
+            f"length penalty {decode.length_penalty:g})",
+        )
 
     def run(self, context, workdir):
         import numpy as np
@@ -169,13 +183,21 @@ class TeacherTranslationsStage(Stage):
             chunk = _read_chunk(path)
             if chunk is None or chunk["ids"] != index:
                 outputs, chunk_scores = translate_in_batches(translate, [sources[i] for i in index], batch_size)
-                chunk = {"ids": index, "translations": [" ".join(t.splitlines()).strip() for t in outputs],
-                         "scores": [float(s) for s in chunk_scores]}
+                chunk = {
+                    "ids": index,
+                    "translations": [" ".join(t.splitlines()).strip() for t in outputs],
+                    "scores": [float(s) for s in chunk_scores],
+                }
                 _write_atomically(path, json.dumps(chunk, ensure_ascii=False))
                 translated += len(index)
                 seconds = max(time.time() - start, 1e-9)
-                log.info("%s: %d/%d sentences (%.1f sentences/s)", self.name, first + len(index), len(sources),
-                         translated / seconds)
+                log.info(
+                    "%s: %d/%d sentences (%.1f sentences/s)",
+                    self.name,
+                    first + len(index),
+                    len(sources),
+                    translated / seconds,
+                )
             else:
                 resumed += len(index)
             for i, text, score in zip(chunk["ids"], chunk["translations"], chunk["scores"]):
@@ -183,17 +205,30 @@ class TeacherTranslationsStage(Stage):
         seconds = max(time.time() - start, 1e-9)
         if resumed:
             log.info("%s: %d sentences from chunks finished before a restart", self.name, resumed)
-        _write_atomically(os.path.join(workdir, f"train.{spec.data.tgt_lang}"),
-                          "".join(t + "\n" for t in translations))
+        _write_atomically(os.path.join(workdir, f"train.{spec.data.tgt_lang}"), "".join(t + "\n" for t in translations))
         shutil.rmtree(chunk_dir)
         bleu, signature = corpus_bleu(translations, corpus.target, spec.evaluate.lowercase, spec.evaluate.tokenize)
-        log.info("%s: %d sentences in %.0fs (%.1f sentences/s); BLEU against the references %.2f (%s)", self.name,
-                 len(sources), seconds, translated / seconds, bleu.score, signature)
-        return {"source": self.source, "sentences": len(sources), "translated": translated, "resumed": resumed,
-                "seconds": round(seconds, 1), "sentences_per_second": round(translated / seconds, 1),
-                "bleu_vs_references": round(bleu.score, 2), "signature": signature,
-                "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
-                "empty": sum(1 for t in translations if not t)}
+        log.info(
+            "%s: %d sentences in %.0fs (%.1f sentences/s); BLEU against the references %.2f (%s)",
+            self.name,
+            len(sources),
+            seconds,
+            translated / seconds,
+            bleu.score,
+            signature,
+        )
+        return {
+            "source": self.source,
+            "sentences": len(sources),
+            "translated": translated,
+            "resumed": resumed,
+            "seconds": round(seconds, 1),
+            "sentences_per_second": round(translated / seconds, 1),
+            "bleu_vs_references": round(bleu.score, 2),
+            "signature": signature,
+            "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
+            "empty": sum(1 for t in translations if not t),
+        }
 
 
 def _read_chunk(path):
@@ -226,8 +261,10 @@ def load_exported_translator(path):
     inputs = list(signature.structured_input_signature[1])
     name = info.get("input") if info.get("input") in inputs else inputs[0]
     if "translations" not in signature.structured_outputs:
-        raise StageError(f"distill.targets_from: {path}: the SavedModel's signature has no translations output "
-                         f"(outputs: {', '.join(signature.structured_outputs)}); expected a tfkd translation export")
+        raise StageError(
+            f"distill.targets_from: {path}: the SavedModel's signature has no translations output "
+            f"(outputs: {', '.join(signature.structured_outputs)}); expected a tfkd translation export"
+        )
 
     def translate(sentences):
         result = signature(**{name: sentences})

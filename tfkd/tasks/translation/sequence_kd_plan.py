@@ -62,9 +62,16 @@ def extend_plan(context, plan):
         depends, source_spec = ("vocab", source), functools.partial(_stage_view, plan[source])
         for name in (source, f"{source}_evaluate"):
             plan[name].default = True
-    plan.insert(position, PlannedStage(TARGETS_STAGE, depends, "tfkd.tasks.translation.sequence_kd:"
-                                       "TeacherTranslationsStage", {"source": source, "source_spec": source_spec},
-                                       role="task"))
+    plan.insert(
+        position,
+        PlannedStage(
+            TARGETS_STAGE,
+            depends,
+            "tfkd.tasks.translation.sequence_kd:TeacherTranslationsStage",
+            {"source": source, "source_spec": source_spec},
+            role="task",
+        ),
+    )
     for variant, _ in teacher_targets_users(spec):
         plan.add_dependency(variant or "train", TARGETS_STAGE)
 
@@ -81,9 +88,14 @@ def check_decoded_targets(spec, located):
     for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
         section = own.distill
         if section.targets == TEACHER_TARGETS and section.targets_from is None:
-            raise _targets_error(located, variant, "targets", "teacher_beam needs distill.targets_from: the train "
-                                 "stage (baseline or a variant) or the exported model version folder whose "
-                                 "beam-search translations of the training sources replace the references")
+            raise _targets_error(
+                located,
+                variant,
+                "targets",
+                "teacher_beam needs distill.targets_from: the train "
+                "stage (baseline or a variant) or the exported model version folder whose "
+                "beam-search translations of the training sources replace the references",
+            )
         if section.targets != TEACHER_TARGETS and section.targets_from is not None:
             raise _targets_error(located, variant, "targets_from", "applies with targets: teacher_beam only")
     users = teacher_targets_users(spec)
@@ -97,9 +109,13 @@ def check_decoded_targets(spec, located):
     for variant, own in users[1:]:
         if own.distill.targets_from != source:
             named = "distill.targets_from" if first is None else f"variants.{first}"
-            raise _targets_error(located, variant, "targets_from",
-                                 f"a run translates its training split with one model: {named} says "
-                                 f"{json.dumps(source)}, this says {json.dumps(own.distill.targets_from)}")
+            raise _targets_error(
+                located,
+                variant,
+                "targets_from",
+                f"a run translates its training split with one model: {named} says "
+                f"{json.dumps(source)}, this says {json.dumps(own.distill.targets_from)}",
+            )
     if is_model_path(source):
         return
     plan = plan_run(spec)
@@ -114,20 +130,34 @@ def check_decoded_targets(spec, located):
             hint = registry.did_you_mean(source, candidates).strip()
             message = f"unknown stage {json.dumps(source)}" + (f" ({hint})" if hint else "")
         choices = ", ".join(candidates) if candidates else "none in this run"
-        raise _targets_error(located, first, "targets_from",
-                             f"{message}; expected a train stage whose student translates (train stages "
-                             f"before train: {choices}) or the path of an exported model version folder "
-                             "(<run>/export/<model>/<version>)")
+        raise _targets_error(
+            located,
+            first,
+            "targets_from",
+            f"{message}; expected a train stage whose student translates (train stages "
+            f"before train: {choices}) or the path of an exported model version folder "
+            "(<run>/export/<model>/<version>)",
+        )
     names = plan.names
     at = names.index(TARGETS_STAGE)
     for variant, _ in users:
         if variant is not None and names.index(variant) < at:
-            raise _targets_error(located, variant, "targets",
-                                 f"variant {variant} would run before {TARGETS_STAGE} (which follows stage "
-                                 f"{source}); declare it after {source} in variants, or train it on the "
-                                 "references (targets: reference)")
+            raise _targets_error(
+                located,
+                variant,
+                "targets",
+                f"variant {variant} would run before {TARGETS_STAGE} (which follows stage "
+                f"{source}); declare it after {source} in variants, or train it on the "
+                "references (targets: reference)",
+            )
 
 
-
-__all__ = ["check_decoded_targets", "TARGETS_STAGE", "TEACHER_TARGETS", "extend_plan", "is_model_path", "teacher_targets_source",
-           "teacher_targets_users"]
+__all__ = [
+    "check_decoded_targets",
+    "TARGETS_STAGE",
+    "TEACHER_TARGETS",
+    "extend_plan",
+    "is_model_path",
+    "teacher_targets_source",
+    "teacher_targets_users",
+]

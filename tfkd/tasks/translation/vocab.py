@@ -19,8 +19,10 @@ Tokenizers = collections.namedtuple("Tokenizers", ["source", "target"])
 def build_vocabulary(task, context, workdir):
     spec = context.spec
     corpus = task.corpus(context, "train")
-    sides = {"source": (spec.data.source_tokenizer, corpus.source),
-             "target": (spec.data.target_tokenizer, corpus.target)}
+    sides = {
+        "source": (spec.data.source_tokenizer, corpus.source),
+        "target": (spec.data.target_tokenizer, corpus.target),
+    }
     if spec.data.shared_vocab:
         sentences = corpus.source + corpus.target
         sides = {side: (tok, sentences) for side, (tok, _) in sides.items()}
@@ -34,15 +36,22 @@ def build_vocabulary(task, context, workdir):
             if tokenizer_spec.kind == "teacher" and spec.teacher is None:
                 raise StageError(f'vocab: data.{side}_tokenizer.kind is "teacher" but the spec has no teacher')
             checkpoint = spec.teacher.checkpoint if tokenizer_spec.kind == "teacher" else tokenizer_spec.checkpoint
-            tokenizer = teacher_tokenizer(checkpoint, "teacher.checkpoint" if tokenizer_spec.kind == "teacher"
-                                          else f"data.{side}_tokenizer.checkpoint")
+            tokenizer = teacher_tokenizer(
+                checkpoint,
+                "teacher.checkpoint" if tokenizer_spec.kind == "teacher" else f"data.{side}_tokenizer.checkpoint",
+            )
             # the teacher's own normalisation, whatever the spec says
             settings[side] = {"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents}
             vocabulary = tokenizer.get_vocabulary()
             if tokenizer_spec.min_count:
                 vocabulary = data_lib.prune_vocabulary(tokenizer, sentences, tokenizer_spec.min_count)
-                log.info("vocab: %d of the teacher's %d tokens occur at least %d times on the %s side",
-                         len(vocabulary), tokenizer.vocabulary_size(), tokenizer_spec.min_count, side)
+                log.info(
+                    "vocab: %d of the teacher's %d tokens occur at least %d times on the %s side",
+                    len(vocabulary),
+                    tokenizer.vocabulary_size(),
+                    tokenizer_spec.min_count,
+                    side,
+                )
             with open(path + ".tmp", "w", encoding="utf-8") as f:
                 f.write("\n".join(vocabulary) + "\n")
             os.replace(path + ".tmp", path)
@@ -55,8 +64,14 @@ def build_vocabulary(task, context, workdir):
         else:
             start = time.time()
             settings[side].update(data_lib.learn_vocabulary(sentences, tokenizer_spec, path))
-            log.info("vocab: learned a %s vocabulary of %d tokens for the %s side (asked for %d) in %.1fs",
-                     _learner(tokenizer_spec), _lines(path), side, tokenizer_spec.vocab_size, time.time() - start)
+            log.info(
+                "vocab: learned a %s vocabulary of %d tokens for the %s side (asked for %d) in %.1fs",
+                _learner(tokenizer_spec),
+                _lines(path),
+                side,
+                tokenizer_spec.vocab_size,
+                time.time() - start,
+            )
         sizes[side] = _lines(path)
     with open(os.path.join(workdir, "tokenizers.json"), "w") as f:
         json.dump(settings, f)
@@ -77,5 +92,9 @@ def load_tokenizers(vocab_dir):
     """``Tokenizers(source, target)`` from a vocab stage's files."""
     with open(os.path.join(vocab_dir, "tokenizers.json")) as f:
         settings = json.load(f)
-    return Tokenizers(*(data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), **settings[side])
-                        for side in ("source", "target")))
+    return Tokenizers(
+        *(
+            data_lib.make_tokenizer(os.path.join(vocab_dir, f"{side}.vocab"), **settings[side])
+            for side in ("source", "target")
+        )
+    )
