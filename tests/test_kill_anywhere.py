@@ -309,12 +309,17 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
     plan = list(case.planned)
     for position in sorted(rng.sample(range(len(plan)), case.random_kills), reverse=True):
         plan.insert(position, ("random", None))
-    for kill_at, expected_stage in plan:
+    position = 0
+    while position < len(plan):
+        kill_at, expected_stage = plan[position]
+        position += 1
         blocks_before = len(commands_logged(run))
-        env = environment(data_dir, None if kill_at == "random" else kill_at)
+        # a random kill also arms the planned one after it, so a fast machine that gets past
+        # that moment before the random kill comes dies there instead of running on past it
+        armed = plan[position][0] if kill_at == "random" and position < len(plan) else kill_at
         process = subprocess.Popen(
             command(spec_file, case, "killed", runs),
-            env=env,
+            env=environment(data_dir, None if armed == "random" else armed),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -324,6 +329,10 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
                 process.wait(timeout=rng.uniform(3.0, 9.0))
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
+            else:
+                if process.returncode == -signal.SIGKILL and armed != "random":  # it died at the planned moment
+                    kill_at, expected_stage = plan[position]
+                    position += 1
         _, stderr = process.communicate(timeout=900)
         if process.returncode == 0:
             pytest.fail(f"the run finished before the kill at {kill_at}")
@@ -337,7 +346,7 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
         command(spec_file, case, "killed", runs), env=environment(data_dir), capture_output=True, text=True, timeout=900
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert sum(kills.values()) == len(plan) and {s for _, s in case.planned} <= set(kills), kills
+    assert sum(kills.values()) <= len(plan) and {s for _, s in case.planned} <= set(kills), kills
 
     # an uninterrupted run of the same spec
     straight = subprocess.run(
