@@ -178,42 +178,71 @@ def test_generic_modules_never_name_a_method_or_a_task():
         assert not named, f"{path.relative_to(REPO)} names {named}"
 
 
-def test_tfkd_has_no_import_cycles():
+def import_graph(root=PACKAGE):
+    """``{module: modules it imports}`` over the ``tfkd`` modules under ``root``: every import,
+    also those inside functions (a late import still ties the two modules) and those of a
+    submodule from its own package."""
+    trees = {}
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root.parent).with_suffix("")
+        trees[".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)] = ast.parse(
+            path.read_text()
+        )
     graph = {}
-    for path in PACKAGE.rglob("*.py"):
-        relative = path.relative_to(REPO).with_suffix("")
-        name = ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
-        tree = ast.parse(path.read_text())
-        # every import, also those inside functions: a late import still ties the two modules
+    for name, tree in trees.items():
         edges = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfkd"):
-                edges.add(node.module)
-                edges.update(f"{node.module}.{a.name}" for a in node.names)
+                # ``from P import m`` imports the module P.m when there is one, else a name of P
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    edges.add(submodule if submodule in trees else node.module)
             elif isinstance(node, ast.Import):
                 edges.update(a.name for a in node.names if a.name.startswith("tfkd"))
-        graph[name] = edges
-    graph = {name: {e for e in edges if e in graph and e != name} for name, edges in graph.items()}
-    # a package's __init__ importing its own submodules is how registration works, not a cycle
-    state, cycle = {}, []
+        graph[name] = {e for e in edges if e in trees and e != name}
+    return graph
+
+
+def import_cycle(graph):
+    """One circle of ``graph`` as a list of modules (first and last the same), or ``[]``."""
+    state = {}
 
     def visit(node, stack):
         state[node] = "open"
         for nxt in sorted(graph[node]):
-            if node.startswith(nxt + "."):
-                continue  # a submodule importing its package's __init__
             if state.get(nxt) == "open":
-                cycle.extend(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
-                return True
-            if nxt not in state and visit(nxt, stack + [nxt]):
-                return True
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, stack + [nxt])
+                if found:
+                    return found
         state[node] = "done"
-        return False
+        return []
 
     for name in sorted(graph):
-        if name not in state and visit(name, [name]):
-            break
-    assert not cycle, " -> ".join(cycle)
+        if name not in state:
+            found = visit(name, [name])
+            if found:
+                return found
+    return []
+
+
+def test_tfkd_has_no_import_cycles():
+    assert not import_cycle(import_graph()), " -> ".join(import_cycle(import_graph()))
+
+
+def test_the_cycle_check_sees_a_submodule_importing_its_package_inside_a_function(tmp_path):
+    package = tmp_path / "tfkd" / "methods" / "mine"
+    package.mkdir(parents=True)
+    (tmp_path / "tfkd" / "__init__.py").write_text("")
+    (tmp_path / "tfkd" / "methods" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from tfkd.methods.mine.parts import helper\n")
+    (package / "parts.py").write_text("def helper():\n    from tfkd.methods.mine import Method\n")
+    assert import_cycle(import_graph(tmp_path / "tfkd")) == [
+        "tfkd.methods.mine",
+        "tfkd.methods.mine.parts",
+        "tfkd.methods.mine",
+    ]
 
 
 def test_validate_imports_no_tensorflow():

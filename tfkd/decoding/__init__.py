@@ -23,6 +23,7 @@ sentence also takes ``nbest=N`` and then returns the N best, best first: ``(toke
 import tensorflow as tf
 
 from tfkd import registry
+from tfkd.models.abilities import IncrementalDecoding
 
 NEG_INF = -1e9
 
@@ -89,7 +90,7 @@ class _RecomputedSteps(_Steps):
 
 
 def _steps(model, hidden, padding_mask, max_length, special_ids):
-    incremental = getattr(model, "supports_incremental_decoding", lambda: False)()
+    incremental = isinstance(model, IncrementalDecoding) and model.supports_incremental_decoding()
     steps_class = _CachedSteps if incremental else _RecomputedSteps
     return steps_class(model, hidden, padding_mask, max_length, special_ids)
 

@@ -11,7 +11,7 @@ from tfkd.spec import ADAPTERS_EXPORTER
 class AdaptersExporter(Exporter):
     """``<model_name>/<version>.adapters.safetensors``: what trained of a student built on
     frozen pretrained models, and its Keras config (``student.save_adapters(path)``; AB-Net:
-    :func:`tfkd.models.abnet.save_adapters`, without the BERT weights). TF Serving ignores the
+    :func:`tfkd.models.adapter_weights.save_adapters`, without the BERT weights). TF Serving ignores the
     file (its versions are numeric folders)."""
 
     name = ADAPTERS_EXPORTER

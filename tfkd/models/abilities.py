@@ -6,7 +6,10 @@ Importing this does not import TensorFlow."""
 class AdapterStudent:
     """Pretrained weights joined by adapters (AB-Net): :meth:`adapter_layers` are what trains
     with ``distill.method: adapters``, and :meth:`save_adapters` writes what trained alone
-    (``export.format: adapters``)."""
+    (``export.format: adapters``). ``adapter_settings`` is the student's
+    :class:`~tfkd.models.configs.AdapterSettings` (``None`` when it keeps none)."""
+
+    adapter_settings = None
 
     def adapter_layers(self):
         """The adapter layers, in the order they run."""
@@ -15,6 +18,25 @@ class AdapterStudent:
     def save_adapters(self, path):
         """Write the trained weights and the config to one file at ``path``."""
         raise NotImplementedError
+
+
+class BackboneStudent:
+    """Wraps a keras-hub backbone, ``backbone``: the part MLM/CLM pre-training trains and
+    hands on to fine-tuning (``distill.method: two_stage``). A student without this ability
+    is pre-trained whole (a MASS seq2seq model)."""
+
+    backbone = None
+
+
+class IncrementalDecoding:
+    """Decodes one target token at a time from key/value caches: ``decode_first(bos, hidden,
+    padding_mask, max_length)`` and ``decode_next(token_ids, index, hidden, padding_mask,
+    state)`` return ``(logits, state)``. :meth:`supports_incremental_decoding` says whether
+    this instance can (its decoder blocks may be a user's, without caches); greedy and beam
+    search recompute the prefix at every step otherwise."""
+
+    def supports_incremental_decoding(self):
+        return True
 
 
 class ParallelDecoding:
@@ -31,4 +53,4 @@ class SourceEmbedding:
     source_embedding = None
 
 
-__all__ = ["AdapterStudent", "ParallelDecoding", "SourceEmbedding"]
+__all__ = ["AdapterStudent", "BackboneStudent", "IncrementalDecoding", "ParallelDecoding", "SourceEmbedding"]

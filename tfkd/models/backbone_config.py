@@ -2,8 +2,10 @@
 
 import keras
 
+from tfkd.models.abilities import BackboneStudent
 
-class WrapsBackbone:
+
+class WrapsBackbone(BackboneStudent):
     """``from_config`` for a model whose config holds either its sizes or, when it wraps an
     existing keras-hub backbone (a pretrained teacher), that backbone serialized."""
 

@@ -112,7 +112,7 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     assert path.exists() and str(path) in exported.stdout
     full = sum(f.stat().st_size for f in (run / "train").glob("student.weights.h5"))
     assert path.stat().st_size < 0.1 * full
-    from tfkd.models.abnet import load_adapters
+    from tfkd.models.adapter_weights import load_adapters
 
     rebuilt = load_adapters(path)
     source = np.array([[2000, 2158, 3899, 1012], [2000, 1012, 0, 0]], np.int32)

@@ -36,6 +36,7 @@ from tfkd.errors import StageError
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
+from tfkd.models.abilities import BackboneStudent
 from tfkd.runner import Stage
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
@@ -169,11 +170,11 @@ class PretrainStage(StudentPretrainStage):
                     valid_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed, training=False
                 )
         student = context.task.build_student(spec, tokenizers)
-        backbone = getattr(student, "backbone", None)
+        backbone = student.backbone if isinstance(student, BackboneStudent) else None
         if not isinstance(backbone, keras_hub.models.BertBackbone):
             raise StageError(
-                f"{self.name}: MLM pre-training needs a student whose backbone attribute is a keras-hub "
-                f"BertBackbone; student {spec.student.kind} ({type(student).__name__}) has none"
+                f"{self.name}: MLM pre-training needs a student that is a tfkd.models.abilities.BackboneStudent "
+                f"wrapping a keras-hub BertBackbone; student {spec.student.kind} ({type(student).__name__}) is not"
             )
         masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
         teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
@@ -432,7 +433,7 @@ def cached_batches(context, spec, pieces, tokenizer):
 def backbone_of(model):
     """What pre-training hands to fine-tuning: a model's pretrained backbone (a seq2seq model
     pre-trained by MASS is whole: it is its own backbone)."""
-    return getattr(model, "backbone", model)
+    return model.backbone if isinstance(model, BackboneStudent) else model
 
 
 def load_pretrained_backbone(context, student, stage):
