@@ -124,6 +124,7 @@ GENERIC = [
     "models",
     "training",
     "comparison.py",
+    "report",
     "serving.py",
     "errors.py",
     "distillation",

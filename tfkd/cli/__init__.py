@@ -1,10 +1,10 @@
-"""The ``tfkd`` command: ``run``, ``validate``, ``export``, ``translate``."""
+"""The ``tfkd`` command: ``run``, ``validate``, ``export``, ``translate``, ``report``, ..."""
 
 import argparse
 import os
 import sys
 
-from tfkd.cli import average, config, export, generate, listing, run, translate, validate
+from tfkd.cli import average, config, export, generate, listing, report, run, translate, validate
 from tfkd.cli.arguments import STAGES_HELP, Parser
 from tfkd.cli.average import cmd_average
 from tfkd.cli.config import cmd_config
@@ -12,6 +12,7 @@ from tfkd.cli.errors import EXIT_RUN_ERROR, EXIT_SPEC_ERROR, fail
 from tfkd.cli.export import cmd_export
 from tfkd.cli.generate import cmd_generate
 from tfkd.cli.listing import cmd_list
+from tfkd.cli.report import cmd_report
 from tfkd.cli.run import cmd_run
 from tfkd.cli.startup import import_tensorflow, load_spec, setup_logging
 from tfkd.cli.translate import DECODE_FLAGS, cmd_translate
@@ -20,7 +21,7 @@ from tfkd.comparison import compared_students, comparison_table
 from tfkd.serving import SAVED_MODEL_BATCH_SIZE
 
 # the commands in the order --help lists them; each module registers its subparser and handler
-COMMANDS = (run, validate, config, listing, export, average, translate, generate)
+COMMANDS = (run, validate, config, listing, export, average, translate, generate, report)
 
 
 def _version_line():
@@ -100,6 +101,7 @@ __all__ = [
     "cmd_export",
     "cmd_generate",
     "cmd_list",
+    "cmd_report",
     "cmd_run",
     "cmd_translate",
     "cmd_validate",

@@ -7,6 +7,8 @@ declare what it offers beyond the base contract; a method lists those it needs
 one-line error naming both.
 """
 
+import dataclasses
+
 from tfkd.spec import Strict
 
 
@@ -153,6 +155,44 @@ class Task:
         line of text; ``None`` when the task's outputs have no reference to compare with."""
         return None
 
+    # ------------------------------------------------------------------ run report
+
+    def report(self, context, students, out_dir):
+        """The task's part of a run's report (``tfkd report``, :func:`tfkd.report.build_report`):
+        a :class:`TaskReport` of sections of its own (a translation's BLEU by source length, a
+        classifier's confusion matrices, ...) and a few inputs of the test split that the
+        report times each student's :meth:`predictor` on (batch 1).
+
+        ``students``: the run's :class:`tfkd.report.ReportStudent` objects, finished or not (their
+        ``evaluate_dir`` is ``None`` until their evaluate stage finished). Figures are files
+        the task writes into ``out_dir`` (:mod:`tfkd.report.figures` draws and saves them);
+        fragments are HTML (:mod:`tfkd.report.html` escapes and builds tables). What a section
+        cannot show (a missing file, a corpus that cannot be read) it says in its fragment
+        instead of raising. Default: no sections and no inputs."""
+        return TaskReport()
+
+
+@dataclasses.dataclass
+class ReportSection:
+    """A section of a run's report: a title, an HTML fragment, and the figure files it shows
+    (names relative to the report's folder; a name or ``(name, caption)``), placed after the
+    fragment."""
+
+    title: str
+    html: str
+    figures: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TaskReport:
+    """What :meth:`Task.report` gives a run's report: its ``sections`` and ``sample_inputs``, a
+    few raw inputs of the test split (lines the task's :meth:`Task.predictor` takes) to time the
+    students on; ``None``, with ``inputs_note`` saying why, when it has none."""
+
+    sections: list = dataclasses.field(default_factory=list)
+    sample_inputs: list | None = None
+    inputs_note: str | None = None
+
 
 # ---------------------------------------------------------------------------- abilities
 
@@ -216,4 +256,13 @@ class ContinuesText:
     needed_for = "whose predictions continue the input text"
 
 
-__all__ = ["AlignedPairs", "ClassDistributions", "ContinuesText", "Pretrainable", "Task", "TextBatches"]
+__all__ = [
+    "AlignedPairs",
+    "ClassDistributions",
+    "ContinuesText",
+    "Pretrainable",
+    "ReportSection",
+    "Task",
+    "TaskReport",
+    "TextBatches",
+]

@@ -444,5 +444,11 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
         return predict
 
+    def report(self, context, students, out_dir):
+        """A confusion matrix per student (:mod:`.report`)."""
+        from tfkd.tasks.classification.report import classification_report
+
+        return classification_report(self, context, students, out_dir)
+
 
 registry.register("task", "classification")(ClassificationTask())

@@ -305,8 +305,12 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         decode = context.spec.decode
         return TextLM(model, context.tokenizers().text, make_sampler(decode), decode.max_new_tokens)
 
-    def negative_log_likelihood(self, context, model, split):
-        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks."""
+    def negative_log_likelihood(self, context, model, split, by_position=None):
+        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks. ``by_position``:
+        a dict that receives the NLL and token count summed at each position of a block
+        (``"nll"``, ``"tokens"``: lists of ``data.block_size``; position ``k`` is predicted
+        from ``k + 1`` tokens of its block)."""
+        import numpy as np
         import tensorflow as tf
 
         from tfkd.tasks.language_model.data import block_dataset
@@ -317,13 +321,21 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         def batch_nll(model_inputs, targets):
             logits = tf.cast(model(model_inputs, training=False), tf.float32)
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(targets, 0), logits)
-            return tf.reduce_sum(tf.where(targets >= 0, nll, 0.0)), tf.reduce_sum(tf.cast(targets >= 0, tf.float32))
+            nll = tf.where(targets >= 0, nll, 0.0)
+            counted = tf.cast(targets >= 0, tf.float32)
+            return tf.reduce_sum(nll), tf.reduce_sum(counted), tf.reduce_sum(nll, 0), tf.reduce_sum(counted, 0)
 
         total, count = 0.0, 0.0
+        position_nll = position_count = 0.0
         for model_inputs, targets in block_dataset(inputs, labels, context.spec.data.batch_size, training=False):
-            nll, n = batch_nll(model_inputs, targets)
+            nll, n, nll_at, n_at = batch_nll(model_inputs, targets)
             total += float(nll)
             count += float(n)
+            position_nll = position_nll + np.asarray(nll_at, np.float64)
+            position_count = position_count + np.asarray(n_at, np.float64)
+        if by_position is not None:
+            by_position["nll"] = np.round(np.atleast_1d(position_nll), 4).tolist()
+            by_position["tokens"] = np.atleast_1d(position_count).astype(int).tolist()
         return total, int(count)
 
     def evaluate(self, context, student, split, workdir):
@@ -331,7 +343,10 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
 
         text = self.text(context, split)
         start = time.time()
-        total, tokens = self.negative_log_likelihood(context, student, split)
+        from tfkd.tasks.language_model.report import POSITIONS
+
+        by_position = {}
+        total, tokens = self.negative_log_likelihood(context, student, split, by_position)
         seconds = max(time.time() - start, 1e-9)
         words = text.words
         result = {
@@ -346,6 +361,9 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         }
         with open(os.path.join(workdir, f"{split}.json"), "w") as f:
             json.dump(result, f, indent=1)
+        # for the run's report: perplexity by position in a block (by how much context a token had)
+        with open(os.path.join(workdir, f"{split}.{POSITIONS}"), "w") as f:
+            json.dump({"block_size": context.spec.data.block_size, **by_position}, f)
         log.info(
             "%s perplexity = %.2f per word (%d words), %.2f per token (%d tokens) [%.0f tokens/s]",
             split,
@@ -391,6 +409,12 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
             return outputs
 
         return predict
+
+    def report(self, context, students, out_dir):
+        """Perplexity by position in a block per student (:mod:`.report`)."""
+        from tfkd.tasks.language_model.report import language_model_report
+
+        return language_model_report(self, context, students, out_dir)
 
 
 registry.register("task", "language_model")(LanguageModelTask())

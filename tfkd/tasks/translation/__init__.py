@@ -399,6 +399,13 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
 
         return predict
 
+    def report(self, context, students, out_dir):
+        """BLEU by source length per student and the sentences where the student and the
+        baseline differ most (:mod:`.report`)."""
+        from tfkd.tasks.translation.report import translation_report
+
+        return translation_report(self, context, students, out_dir)
+
 
 registry.register("task", "translation")(TranslationTask())
 registry.set_default("task", "translation")  # what a spec without task runs
