@@ -11,15 +11,15 @@ DPI = 130
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 
 
-def new_figure(width=6.4, height=4.0, rows=1, columns=1):
+def new_figure(width=6.4, height=4.0, rows=1, columns=1, grid=False):
     """``(figure, axes)``: a figure on an Agg canvas and its ``rows`` x ``columns`` axes (one
-    axes object for 1 x 1, else an array)."""
+    axes object for 1 x 1, else an array of rows; with ``grid``, an array of rows always)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, columns, squeeze=rows * columns == 1)
+    return figure, figure.subplots(rows, columns, squeeze=rows * columns == 1 and not grid)
 
 
 def save(figure, out_dir, name):

@@ -211,8 +211,8 @@ def size_speed_section(contents, out_dir, latency_html=""):
             "Size and speed against quality", html + note("No student is both trained and evaluated yet: no plot.")
         )
     panels = [p for p in (by_size, by_latency) if p]
-    figure, axes = figures.new_figure(4.5 * len(panels), 3.6, 1, len(panels))
-    axes = [axes] if len(panels) == 1 else list(axes[0])
+    figure, axes = figures.new_figure(4.5 * len(panels), 3.6, 1, len(panels), grid=True)
+    axes = list(axes[0])
     if by_size:
         figures.labelled_scatter(axes.pop(0), by_size, "trainable parameters", metric_name, "size", log_x=True)
     if by_latency:

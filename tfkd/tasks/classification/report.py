@@ -84,7 +84,7 @@ def classification_report(task, context, students, out_dir):
     columns = min(PER_ROW, len(matrices))
     rows = -(-len(matrices) // columns)
     size = 1.2 + 0.45 * len(names)
-    figure, axes = figures.new_figure(max(3.2, size) * columns, max(3.0, size) * rows, rows, columns)
+    figure, axes = figures.new_figure(max(3.2, size) * columns, max(3.0, size) * rows, rows, columns, grid=True)
     cells = [a for row in axes for a in row]
     for panel, (label, matrix) in zip(cells, matrices):
         figures.matrix_panel(panel, matrix, names, label)
