@@ -200,7 +200,7 @@ def test_a_real_run_s_report_with_latency(real_run, tmp_path):
     assert "student (train): from train/tensorboard" in text
     assert "teacher_finetune: from teacher_finetune/tensorboard" in text
     # both students timed at batch 1, a number of milliseconds each
-    latencies = re.findall(r"(baseline|student) 55,328 0 (\d+\.\d) BLEU test", text)
+    latencies = re.findall(r"(baseline|student) 55,328 0 (\d+\.\d) test BLEU", text)
     assert [who for who, _ in latencies] == ["baseline", "student"], text[:3000]
     assert all(float(ms) > 0 for _, ms in latencies)
     assert "Latency: the median over 8 test inputs" in text
@@ -224,6 +224,6 @@ def test_a_real_run_stopped_in_training_says_what_is_missing(real_run, tmp_path)
     text, images = check_page(build_report(str(run), latency=True))
     assert "This run is not finished" in text and "train: partial" in text and "evaluate: not started" in text
     assert "not measured: its train stage (train) has not finished" in text
-    assert re.search(r"baseline 55,328 0 \d+\.\d BLEU test", text)  # the finished one is timed
+    assert re.search(r"baseline 55,328 0 \d+\.\d test BLEU", text)  # the finished one is timed
     assert "student (train), unfinished: the steps so far: from train.partial/tensorboard" in text
     assert "curves-train.png" in images and "No test hypotheses of student yet." in text

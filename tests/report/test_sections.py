@@ -49,3 +49,19 @@ def test_a_partial_teacher_stage_says_its_results_are_missing(tmp_path):
     section = sections.teacher_section(read_run(str(run)), str(tmp_path))
     assert "stage teacher_cache: partial; its results are missing" in section.html
     assert "top_k_mass" in section.html  # the manifest is there already
+
+
+def test_the_method_s_teacher_row_heads_the_teacher_section(tmp_path, monkeypatch):
+    contents = read_run(str(synthetic_run(tmp_path)))
+    row = {
+        "label": "teacher (MiniLM, fine-tuned)",
+        "scores": {"valid": {"metric": "BLEU", "score": 31.5}, "test": {"metric": "BLEU", "score": 30.25}},
+        "parameters": 22_700_000,
+        "steps": 6,
+        "seconds": 30.0,
+    }
+    monkeypatch.setattr(type(contents.context.method), "teacher_row", lambda self, context, results: row)
+    html = sections.teacher_section(contents, str(tmp_path)).html
+    assert "<th>valid BLEU</th><th>test BLEU</th>" in html
+    assert '<td>teacher (MiniLM, fine-tuned)</td><td class="num">31.50</td><td class="num">30.25</td>' in html
+    assert "22,700,000" in html

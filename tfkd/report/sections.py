@@ -193,7 +193,7 @@ def size_speed_section(contents, out_dir, latency_html=""):
                 number(trainable),
                 number(frozen),
                 latency,
-                f"{score[1]} {score[0]}: {score[2]:.2f}" if score else "not evaluated",
+                f"{score[0]} {score[1]} {score[2]:.2f}" if score else "not evaluated",
             ]
         )
         if not score:

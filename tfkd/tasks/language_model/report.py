@@ -83,7 +83,7 @@ def language_model_report(task, context, students, out_dir):
     file_name = figures.save(figure, out_dir, f"perplexity-by-position-{split}")
     spans = curves[0][1]
     picked = sorted({0, len(spans) // 4, len(spans) // 2, len(spans) - 1})
-    header = ["student", *[f"positions {spans[i][0] + 1}-{spans[i][1] + 1}" for i in picked]]
+    header = ["student", *[_positions(spans[i][0] + 1, spans[i][1] + 1) for i in picked]]
     rows = [[label, *[f"{s[i][2]:.2f}" if i < len(s) else "-" for i in picked]] for label, s in curves]
     html = paragraph(
         f"Token perplexity of the {split} blocks by position: a token at position k is predicted from k tokens "
@@ -95,6 +95,10 @@ def language_model_report(task, context, students, out_dir):
         sample_inputs=inputs,
         inputs_note=inputs_note,
     )
+
+
+def _positions(first, last):
+    return f"position {first}" if first == last else f"positions {first}-{last}"
 
 
 __all__ = ["POSITIONS", "language_model_report", "perplexity_by_position", "read_positions"]
