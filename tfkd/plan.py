@@ -34,7 +34,9 @@ class PlannedStage:
     needs the stage. ``role``: ``vocab``, ``method`` (a stage the method plans), ``train``,
     ``evaluate``, ``export`` or ``task`` (a stage the task adds). ``default``: whether ``tfkd
     run`` runs it when neither the spec nor ``--stages`` lists stages. ``variant``: the variant
-    whose view of the spec a train or evaluate stage uses; ``method``: a train stage's method.
+    whose view of the spec a train or evaluate stage uses; ``method``: a train stage's method;
+    ``seed``: the seed of a train or evaluate stage copied for one of ``train.seeds`` (see
+    :func:`seed_stage_name`).
     """
 
     name: str
@@ -45,6 +47,7 @@ class PlannedStage:
     default: bool = True
     variant: str | None = None
     method: str | None = None
+    seed: int | None = None  # a train or evaluate stage of one of train.seeds after the first
 
     def make(self):
         """The stage object (built once)."""
@@ -95,7 +98,8 @@ class RunPlan:
         return [s.name for s in self._stages if s.default]
 
     def requested(self, names=None, spec=None):
-        """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order."""
+        """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order; a
+        train or evaluate stage brings its copies for the other ``train.seeds``."""
         names = list(names if names is not None else ((spec.stages if spec else None) or self.defaults()))
         available = self.names
         unknown = [n for n in names if n not in available]
@@ -105,6 +109,7 @@ class RunPlan:
                 f"--stages: unknown stage {unknown[0]!r}{where};"
                 f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}"
             )
+        names += [s.name for s in self._stages if s.seed is not None and seed_of_stage(s.name)[0] in names]
         return sorted(dict.fromkeys(names), key=available.index)
 
     # ------------------------------------------------------------------ extending (tasks)
@@ -172,6 +177,42 @@ def train_stages(name, spec, method_name, variant=None, default=True):
     ]
 
 
+def seed_stage_name(name, seed):
+    """The name of stage ``name``'s copy for ``seed``, one of ``train.seeds`` after the first
+    (the first seed's stages keep their names)."""
+    return f"{name}-s{seed}"
+
+
+def seed_of_stage(name):
+    """``(stage name for the first seed, seed or None)`` of a stage name."""
+    base, _, seed = name.rpartition("-s")
+    return (base, int(seed)) if base and seed.isdigit() else (name, None)
+
+
+def _add_seed_copies(plan, seeds):
+    """Each student's train and evaluate stages once more per seed of ``seeds``, right after
+    its own, depending on what the first seed's depend on (the teacher's stages run once)."""
+    for train in [s for s in plan if s.role == "train"]:
+        evaluate = next(s for s in plan if s.role == "evaluate" and s.kwargs.get("train_stage") == train.name)
+        position = plan.names.index(evaluate.name) + 1
+        for seed in seeds:
+            name, evaluate_name = seed_stage_name(train.name, seed), seed_stage_name(evaluate.name, seed)
+            copies = [
+                dataclasses.replace(train, name=name, kwargs=dict(train.kwargs, name=name, seed=seed), seed=seed),
+                dataclasses.replace(
+                    evaluate,
+                    name=evaluate_name,
+                    depends=tuple(name if d == train.name else d for d in evaluate.depends),
+                    kwargs=dict(evaluate.kwargs, name=evaluate_name, train_stage=name, seed=seed),
+                    seed=seed,
+                ),
+            ]
+            for stage in copies:
+                stage.__dict__.pop("_stage", None)
+                plan.insert(position, stage)
+                position += 1
+
+
 def plan_run(spec):
     """The run's :class:`RunPlan` (computed once per loaded spec)."""
     cached = spec._plan
@@ -191,9 +232,10 @@ def plan_run(spec):
     stages.append(_generic("export", "export", "ExportStage", ("train",), False, train_stage="train"))
     plan = RunPlan(stages)
     context.task.extend_plan(context, plan)
+    _add_seed_copies(plan, (spec.train.seeds or [])[1:])
     if spec.variants is None or spec._variants is not None:  # a spec still being validated is planned again
         spec._plan = (id(spec), plan)
     return plan
 
 
-__all__ = ["PlannedStage", "RunPlan", "has_baseline", "plan_run", "train_stages"]
+__all__ = ["PlannedStage", "RunPlan", "has_baseline", "plan_run", "seed_of_stage", "seed_stage_name", "train_stages"]

@@ -169,6 +169,11 @@ class TrainSpec(_Strict):
     clip_norm: float | None = Field(None, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     seed: int = 1
+    # train every student once per seed (tfkd run --seeds 1,2,3): the first seed's stages keep
+    # their names (train, evaluate, baseline, ...), the others are NAME-sSEED; the stages that
+    # do not depend on the seed (the teacher's) run once. The comparison table gives each
+    # student's mean and standard deviation over the seeds. Unset: train.seed alone
+    seeds: list[int] | None = Field(None, min_length=1)
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     valid_metric_examples: int = Field(200, ge=0)
     # gradient accumulation (fairseq --update-freq): each of the ``steps`` updates sums the
@@ -192,6 +197,19 @@ class TrainSpec(_Strict):
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
     average_last: PositiveInt | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _first_seed_is_the_runs(self):
+        if self.seeds is None:
+            return self
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: expected different seeds, got {self.seeds}")
+        if "seed" in self.model_fields_set and self.seed != self.seeds[0]:
+            raise ValueError(
+                f"seed ({self.seed}) and seeds ({self.seeds}): the run's seed is the first of seeds; give one of them"
+            )
+        object.__setattr__(self, "seed", self.seeds[0])
+        return self
 
     @pydantic.model_validator(mode="after")
     def _average_what_is_kept(self):
