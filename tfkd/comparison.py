@@ -46,6 +46,8 @@ def _finished(spec, results, train, evaluate):
 
 
 def _score_cell(values):
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -100,12 +102,13 @@ def comparison_rows(spec, results, run_dir=None):
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
         return None
-    splits = [s for s in spec.evaluate.splits if all("score" in (results[e].get(s) or {}) for _, e in students)]
+    results, folders = _with_selection(spec, results, run_dir)
+    splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
     seeds = spec.train.seeds or [spec.train.seed]
     differences = {}
     if run_dir is not None and students[0][0] == "baseline" and splits:
-        differences = _paired_tests(spec, results, run_dir, students, tested_split(splits))
+        differences = _paired_tests(spec, results, folders, students, tested_split(splits))
     header = [
         "student",
         *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
@@ -144,23 +147,61 @@ def comparison_rows(spec, results, run_dir=None):
     return header, rows
 
 
-def _paired_tests(spec, results, run_dir, students, split):
+def _with_selection(spec, results, run_dir):
+    """``(results, folders)``: with a sweep's ``select`` stage, the chosen student's test
+    scores joined to its evaluate stages' (the others have none: test is read once) and
+    ``{evaluate stage: the folder of its outputs}`` (the chosen student's test outputs are in
+    ``select/s<SEED>/``)."""
+    folders = _Folders(run_dir) if run_dir is not None else {}
+    selection = (results.get("select") or {}) if spec.sweep is not None else {}
+    if not selection.get("chosen"):
+        return results, folders
+    from tfkd.selection import seed_folder
+
+    results = dict(results)
+    chosen = selection["chosen"]
+    evaluate = "evaluate" if chosen == "train" else f"{chosen}_evaluate"
+    for seed, _, stage in seed_stages(spec, chosen, evaluate):
+        scores = selection["scores"].get(str(seed))
+        if scores and stage in results:
+            results[stage] = {**results[stage], **scores}
+            if run_dir is not None:
+                folders.chosen[stage] = os.path.join(run_dir, "select", seed_folder(seed))
+    return results, folders
+
+
+class _Folders(dict):
+    """``{evaluate stage: its folder}``: ``run_dir/<stage>`` unless a selection says otherwise."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir, self.chosen = run_dir, {}
+
+    def __missing__(self, stage):
+        return self.chosen.get(stage, os.path.join(self.run_dir, stage))
+
+
+def _paired_tests(spec, results, folders, students, split):
     """``{train stage: difference cell}`` of every student against the baseline on ``split``
     (the seeds both finished, paired by seed)."""
     from tfkd.context import RunContext
 
     context = RunContext(spec)
-    baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0])}
+    baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
     cells = {}
     for train, evaluate in students[1:]:
-        pairs = [(baseline[seed], e) for seed, _, e in _finished(spec, results, train, evaluate) if seed in baseline]
+        pairs = [
+            (baseline[seed], e)
+            for seed, _, e in _finished(spec, results, train, evaluate)
+            if seed in baseline and split in results[e]
+        ]
         if not pairs:
             continue
         test = context.task.paired_test(
             context.with_spec(_view(spec, train)),
             split,
-            [os.path.join(run_dir, b) for b, _ in pairs],
-            [os.path.join(run_dir, c) for _, c in pairs],
+            [folders[b] for b, _ in pairs],
+            [folders[c] for _, c in pairs],
         )
         if test:
             cells[train] = _difference_cell(test)
@@ -185,6 +226,10 @@ def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
         label += " on teacher translations"  # sequence-level KD
     if results[train].get("initialised_from"):
         label += f", from {results[train]['initialised_from']}"
+    selection = results.get("select") if spec.sweep is not None else None
+    if selection and selection.get("chosen") == train:
+        on = selection["selected_on"]
+        label += f" [chosen on {on['split']} {on['metric']}]"
     trainable = results[train].get("trainable_parameters")
     finished = _finished(spec, results, train, evaluate)
     seeds = spec.train.seeds or [spec.train.seed]

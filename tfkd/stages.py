@@ -281,11 +281,15 @@ class EvaluateStage(Stage):
     """Predicts the evaluation splits with a trained student and scores them (the task's
     metric); a variant's student is decoded with the variant's ``decode`` settings."""
 
-    def __init__(self, name, train_stage, variant_name=None, seed=None):
+    def __init__(self, name, train_stage, variant_name=None, seed=None, splits=None):
         self.name = name
         self.train_stage = train_stage
         self.variant = variant_name
         self.seed = seed
+        self.splits = splits  # default: evaluate.splits (a sweep's students: its selection split alone)
+
+    def scored_splits(self, spec):
+        return self.splits or spec.evaluate.splits
 
     def view(self, spec):
         return with_seed(spec.variant(self.variant) if self.variant is not None else spec, self.seed)
@@ -295,17 +299,17 @@ class EvaluateStage(Stage):
         return {
             "decode": own.decode.model_dump(mode="json"),
             "evaluate": spec.evaluate.model_dump(mode="json"),
-            "data": _task(spec).data_key(spec, spec.evaluate.splits),
+            "data": _task(spec).data_key(spec, self.scored_splits(spec)),
         }
 
     def input_files(self, spec):
-        return _task(spec).data_files(spec, spec.evaluate.splits)
+        return _task(spec).data_files(spec, self.scored_splits(spec))
 
     def run(self, context, workdir):
         context = context.with_spec(self.view(context.spec))
         student = load_student(context, self.train_stage)
         results = {}
-        for split in context.spec.evaluate.splits:
+        for split in self.scored_splits(context.spec):
             log.info("%s: %s", self.name, split)
             results[split] = context.task.evaluate(context, student, split, workdir)
         with open(os.path.join(workdir, "scores.json"), "w") as f:

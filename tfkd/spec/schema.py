@@ -263,6 +263,18 @@ class ExportSpec(_Strict):
         return registry.check_name("exporter", name)
 
 
+class SweepSpec(_Strict):
+    """Several values of a few settings, each combination a student of the run, the best one
+    chosen on a validation split and only it scored on the test splits (stage ``select``)."""
+
+    # {"distill.alpha": [0.25, 0.5, 0.75], ...}: keys under distill, student, train and decode,
+    # as variants take them; every combination other than the spec's own settings becomes a
+    # variant named after its values (alpha0.25, alpha0.25-mask_rate0.3, ...)
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    # where the student is chosen, by the task's metric (the mean over train.seeds); never test
+    split: Literal["valid"] = "valid"
+
+
 class Spec(_Strict):
     """A run. ``data``, ``decode`` and ``evaluate`` are validated by the task's schemas and
     ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
@@ -285,6 +297,9 @@ class Spec(_Strict):
     # {name: {"distill.gate": "none", ...}} (keys under distill, student, train and decode; a
     # key naming a whole section, such as student, replaces it)
     variants: dict[str, dict[str, Any]] | None = None
+    # a grid of settings whose best student is chosen on validation (see SweepSpec)
+    sweep: SweepSpec | None = None
+    _swept: Any = pydantic.PrivateAttr(default=None)  # the variant names the sweep expanded into
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
     _variants: Any = pydantic.PrivateAttr(default=None)
