@@ -25,6 +25,7 @@ from tfkd.scores import lower_is_better
 
 log = logging.getLogger("tfkd")
 
+
 def choose(candidates, metric):
     """The name in ``candidates`` (``{name: [scores, one per seed]}``) with the best mean;
     ties go to the first."""

@@ -3,6 +3,7 @@ and, with more than one student, the comparison table."""
 
 import contextlib
 import logging
+import os
 import sys
 
 from tfkd.cli.arguments import STAGES_HELP, seed_list
@@ -59,4 +60,21 @@ def cmd_run(args):
     table = comparison_table(spec, results, runner.run_dir)
     if table:
         print(table)
+    if spec.report.enabled and runner.writes and os.path.isdir(runner.run_dir):
+        write_report(runner.run_dir, spec.report.latency)
     return 0
+
+
+def write_report(run_dir, latency):
+    """The run's report (``report.enabled``); a report that cannot be made is one warning
+    line, never the run's failure: the stages are done and kept."""
+    from tfkd.report import build_report
+
+    log = logging.getLogger("tfkd")
+    try:
+        path = build_report(run_dir, latency=latency)
+    except Exception as e:  # the run's work is done: say what the report lacks
+        log.warning("report: not written (%s: %s); tfkd report %s tries again", type(e).__name__, e, run_dir)
+        return None
+    log.info("report: %s", path)
+    return path

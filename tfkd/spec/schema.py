@@ -275,6 +275,16 @@ class SweepSpec(_Strict):
     split: Literal["valid"] = "valid"
 
 
+class ReportSpec(_Strict):
+    """``tfkd run`` writes ``<run>/report/index.html`` (what ``tfkd report RUN`` writes) when it
+    ends: the comparison table, training curves, the task's figures, size and speed against
+    quality."""
+
+    enabled: bool = True
+    # time each student's batch-1 predictions for the size/speed figure (seconds a student)
+    latency: bool = True
+
+
 class Spec(_Strict):
     """A run. ``data``, ``decode`` and ``evaluate`` are validated by the task's schemas and
     ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
@@ -299,6 +309,7 @@ class Spec(_Strict):
     variants: dict[str, dict[str, Any]] | None = None
     # a grid of settings whose best student is chosen on validation (see SweepSpec)
     sweep: SweepSpec | None = None
+    report: ReportSpec = ReportSpec()
     _swept: Any = pydantic.PrivateAttr(default=None)  # the variant names the sweep expanded into
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
