@@ -8,6 +8,7 @@ import math
 import os
 from typing import Literal
 
+import numpy as np
 import pydantic
 from pydantic import Field, PositiveInt
 
@@ -305,8 +306,9 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         decode = context.spec.decode
         return TextLM(model, context.tokenizers().text, make_sampler(decode), decode.max_new_tokens)
 
-    def negative_log_likelihood(self, context, model, split):
-        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks."""
+    def negative_log_likelihood(self, context, model, split, per_block=False):
+        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks (with
+        ``per_block``, also ``float64 [blocks, 2]``: each block's summed NLL and tokens)."""
         import tensorflow as tf
 
         from tfkd.tasks.language_model.data import block_dataset
@@ -317,22 +319,26 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         def batch_nll(model_inputs, targets):
             logits = tf.cast(model(model_inputs, training=False), tf.float32)
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(targets, 0), logits)
-            return tf.reduce_sum(tf.where(targets >= 0, nll, 0.0)), tf.reduce_sum(tf.cast(targets >= 0, tf.float32))
+            return tf.reduce_sum(tf.where(targets >= 0, nll, 0.0), 1), tf.reduce_sum(
+                tf.cast(targets >= 0, tf.float32), 1
+            )
 
-        total, count = 0.0, 0.0
+        blocks = []
         for model_inputs, targets in block_dataset(inputs, labels, context.spec.data.batch_size, training=False):
             nll, n = batch_nll(model_inputs, targets)
-            total += float(nll)
-            count += float(n)
-        return total, int(count)
+            blocks.append(np.stack([nll.numpy(), n.numpy()], 1).astype("float64"))
+        blocks = np.concatenate(blocks) if blocks else np.zeros((0, 2))
+        total, count = float(blocks[:, 0].sum()), int(blocks[:, 1].sum())
+        return (total, count, blocks) if per_block else (total, count)
 
     def evaluate(self, context, student, split, workdir):
         import time
 
         text = self.text(context, split)
         start = time.time()
-        total, tokens = self.negative_log_likelihood(context, student, split)
+        total, tokens, blocks = self.negative_log_likelihood(context, student, split, per_block=True)
         seconds = max(time.time() - start, 1e-9)
+        np.save(os.path.join(workdir, f"{split}.blocks.npy"), blocks)  # for paired tests
         words = text.words
         result = {
             "metric": "perplexity",
@@ -356,6 +362,16 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
             result["tokens_per_second"],
         )
         return result
+
+    def paired_test(self, context, split, baseline_dirs, candidate_dirs):
+        """Perplexity per token, paired bootstrap over the split's blocks (every seed's pooled)."""
+        from tfkd.significance import paired_bootstrap, perplexity
+
+        def pooled(folders):
+            return np.concatenate([np.load(os.path.join(f, f"{split}.blocks.npy")) for f in folders])
+
+        result = paired_bootstrap(perplexity, pooled(baseline_dirs), pooled(candidate_dirs), metric="token perplexity")
+        return {"token perplexity": dict(result, seeds=len(baseline_dirs))}
 
     def export(self, context, student, path):
         """``serving_default`` (scores and a continuation) and ``score`` (scores alone), both of
