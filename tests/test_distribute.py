@@ -275,6 +275,7 @@ distill:
   cache: {top_k: 4, batch_size: 32}
 student: {kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}
 train: {steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 4}
+report: {enabled: false}
 """
 
 

@@ -79,6 +79,34 @@ def test_a_user_task_and_method_from_imports_run_end_to_end(tmp_path):
     assert "stage vocab: already done" in again.stderr and "stage toy_prior_fit: running" in again.stderr
 
 
+@pytest.mark.slow
+def test_seeds_train_every_student_per_seed_beside_a_finished_run_and_the_table_gives_mean_and_std(tmp_path):
+    spec = write_toy(tmp_path)
+    stages = "vocab,toy_prior_fit,baseline,baseline_evaluate,train,evaluate"
+    assert tfkd("run", spec, "--stages", stages, "--set", "train.steps=10").returncode == 0
+    out = tfkd("run", spec, "--stages", stages, "--set", "train.steps=10", "--seeds", "1,2,3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    ran = [line.split("stage ")[1].split(":")[0] for line in out.stderr.splitlines() if ": running into" in line]
+    # the first seed's stages and the method's own stage are the finished run's; each student
+    # trains and is scored once more per other seed
+    assert ran == ["baseline-s2", "baseline_evaluate-s2", "baseline-s3", "baseline_evaluate-s3"] + [
+        "train-s2",
+        "evaluate-s2",
+        "train-s3",
+        "evaluate-s3",
+    ]
+    run = tmp_path / "runs" / "toy"
+    scores = [
+        json.load(open(run / s / "scores.json"))["valid"]["score"] for s in ("evaluate", "evaluate-s2", "evaluate-s3")
+    ]
+    assert len(set(scores)) > 1  # each seed its own student
+    mean = sum(scores) / 3
+    std = (sum((x - mean) ** 2 for x in scores) / 2) ** 0.5
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| toy_prior"))
+    assert f"{mean:.2f} ± {std:.2f}" in row and "| 1, 2, 3 " in row
+    assert "toy: student seed 3 valid accuracy" in out.stdout
+
+
 def test_stage_names_come_from_the_task_and_the_method(tmp_path):
     from tfkd.pipeline import requested_stages
     from tfkd.plan import plan_run

@@ -1,10 +1,13 @@
 """The students one run trained (a baseline, the spec's variants, the main one), side by side:
-their scores, then a table of metric per split, decoder, trainable parameters, steps and wall
-time. ``tfkd run`` prints both after a run.
+their scores, then a table of metric per split (mean and standard deviation over
+``train.seeds``), the difference to the baseline on the test split with its 95% confidence
+interval and p-value (paired bootstrap over test sentences, the task's
+:meth:`~tfkd.tasks.Task.paired_test`; ``*``: significant at 0.05), decoder, trainable
+parameters, steps and wall time. ``tfkd run`` prints both after a run.
 
 Compute, then render::
 
-    table = comparison_rows(spec, results)       # None with fewer than two students
+    table = comparison_rows(spec, results, run_dir)   # None with fewer than two students
     if table:
         print(render_table(*table))
 
@@ -12,10 +15,13 @@ Compute, then render::
 this module imports neither TensorFlow nor a method or a task.
 """
 
+import os
+import statistics
+
 
 def compared_students(spec):
     """``(train stage, evaluate stage)`` of every student a run trains: the baseline, the
-    variants, the main one."""
+    variants, the main one (the stages of the first of ``train.seeds``)."""
     return [
         ("baseline", "baseline_evaluate"),
         *[(name, f"{name}_evaluate") for name in spec.variants or {}],
@@ -23,26 +29,72 @@ def compared_students(spec):
     ]
 
 
+def seed_stages(spec, train, evaluate):
+    """``[(seed, train stage, evaluate stage)]`` of one student, one per seed of
+    ``train.seeds`` (the first seed's stages keep their names)."""
+    from tfkd.plan import seed_stage_name
+
+    seeds = spec.train.seeds or [spec.train.seed]
+    return [(seeds[0], train, evaluate)] + [
+        (seed, seed_stage_name(train, seed), seed_stage_name(evaluate, seed)) for seed in seeds[1:]
+    ]
+
+
+def _finished(spec, results, train, evaluate):
+    """The ``(seed, train, evaluate)`` of a student whose stages are in ``results``."""
+    return [s for s in seed_stages(spec, train, evaluate) if s[1] in results and s[2] in results]
+
+
+def _score_cell(values):
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def tested_split(splits):
+    """The split differences are tested on: ``test`` when scored, else the last one."""
+    return "test" if "test" in splits else splits[-1]
+
+
+def _difference_cell(test):
+    """``+0.41 [-0.12, 0.95] p=0.08`` per metric of a paired test's result, ``*`` when
+    significant at 0.05."""
+    cells = []
+    for name, t in test.items():
+        mark = "*" if t["significant"] else ""
+        cells.append(
+            f"{name} {t['difference']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}] p={t['p_value']:.3f}{mark}"
+        )
+    return "; ".join(cells)
+
+
 def score_lines(spec, results):
     """``NAME: STUDENT SPLIT METRIC SCORE (SIGNATURE)`` of every split a student was scored on
     (the main student is ``student``, the others go by their train stage's name)."""
     lines = []
-    for train_stage, evaluate_stage in compared_students(spec):
-        who = "student" if train_stage == "train" else train_stage
-        for split, scores in (results.get(evaluate_stage) or {}).items():
-            if isinstance(scores, dict) and "score" in scores:
-                lines.append(
-                    f"{spec.name}: {who} {split} {scores['metric']} {scores['score']:.2f}"
-                    + (f" ({scores['signature']})" if scores.get("signature") else "")
-                )
+    several = len(spec.train.seeds or []) > 1
+    for train, evaluate in compared_students(spec):
+        who = "student" if train == "train" else train
+        for seed, _, evaluate_stage in seed_stages(spec, train, evaluate):
+            for split, scores in (results.get(evaluate_stage) or {}).items():
+                if isinstance(scores, dict) and "score" in scores:
+                    lines.append(
+                        f"{spec.name}: {who}{f' seed {seed}' if several else ''} {split} "
+                        f"{scores['metric']} {scores['score']:.2f}"
+                        + (f" ({scores['signature']})" if scores.get("signature") else "")
+                    )
     return lines
 
 
-def comparison_rows(spec, results):
+def comparison_rows(spec, results, run_dir=None):
     """``(header, rows)``, every row a list of cells (strings, one per header column): the
     method's teacher if it reports one, then each student this run evaluated; ``None`` with
     fewer than two students. Only the splits every student has a score on are columns (a split
-    without labels is predicted but has no score)."""
+    without labels is predicted but has no score). With ``run_dir`` (where the evaluate stages
+    wrote their outputs) and a baseline, each student's difference to it on the test split is
+    tested (paired bootstrap, every seed's outputs pooled)."""
     from tfkd import registry
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
@@ -50,11 +102,18 @@ def comparison_rows(spec, results):
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
         return None
-    splits = [s for s in spec.evaluate.splits if all("score" in (results[e].get(s) or {}) for _, e in students)]
+    results, folders = _with_selection(spec, results, run_dir)
+    splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
+    seeds = spec.train.seeds or [spec.train.seed]
+    differences = {}
+    if run_dir is not None and students[0][0] == "baseline" and splits:
+        differences = _paired_tests(spec, results, folders, students, tested_split(splits))
     header = [
         "student",
-        *[f"{s} {metric}" for s in splits],
+        *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
+        *[f"{s} {metric}" + (" (mean ± std)" if len(seeds) > 1 else "") for s in splits],
+        *([f"vs baseline, {tested_split(splits)} (95% CI, paired bootstrap)"] if differences else []),
         "decode",
         "trainable params",
         "steps",
@@ -70,7 +129,9 @@ def comparison_rows(spec, results):
         rows.append(
             [
                 teacher["label"],
+                *(["-"] if len(seeds) > 1 else []),
                 *[f"{teacher['scores'][s]['score']:.2f}" for s in splits],
+                *(["-"] if differences else []),
                 "-",
                 f"{teacher['parameters']:,}",
                 str(teacher.get("steps", "?")),
@@ -78,11 +139,77 @@ def comparison_rows(spec, results):
                 "-",
             ]
         )
-    rows.extend(
-        _student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
-        for train, evaluate in students
-    )
+    for train, evaluate in students:
+        row = _student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
+        if differences:
+            row.insert(1 + len(splits) + (len(seeds) > 1), differences.get(train, "-"))
+        rows.append(row)
     return header, rows
+
+
+def _with_selection(spec, results, run_dir):
+    """``(results, folders)``: with a sweep's ``select`` stage, the chosen student's test
+    scores joined to its evaluate stages' (the others have none: test is read once) and
+    ``{evaluate stage: the folder of its outputs}`` (the chosen student's test outputs are in
+    ``select/s<SEED>/``)."""
+    folders = _Folders(run_dir) if run_dir is not None else {}
+    selection = (results.get("select") or {}) if spec.sweep is not None else {}
+    if not selection.get("chosen"):
+        return results, folders
+    from tfkd.selection import seed_folder
+
+    results = dict(results)
+    chosen = selection["chosen"]
+    evaluate = "evaluate" if chosen == "train" else f"{chosen}_evaluate"
+    for seed, _, stage in seed_stages(spec, chosen, evaluate):
+        scores = selection["scores"].get(str(seed))
+        if scores and stage in results:
+            results[stage] = {**results[stage], **scores}
+            if run_dir is not None:
+                folders.chosen[stage] = os.path.join(run_dir, "select", seed_folder(seed))
+    return results, folders
+
+
+class _Folders(dict):
+    """``{evaluate stage: its folder}``: ``run_dir/<stage>`` unless a selection says otherwise."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir, self.chosen = run_dir, {}
+
+    def __missing__(self, stage):
+        return self.chosen.get(stage, os.path.join(self.run_dir, stage))
+
+
+def _paired_tests(spec, results, folders, students, split):
+    """``{train stage: difference cell}`` of every student against the baseline on ``split``
+    (the seeds both finished, paired by seed)."""
+    from tfkd.context import RunContext
+
+    context = RunContext(spec)
+    baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
+    cells = {}
+    for train, evaluate in students[1:]:
+        pairs = [
+            (baseline[seed], e)
+            for seed, _, e in _finished(spec, results, train, evaluate)
+            if seed in baseline and split in results[e]
+        ]
+        if not pairs:
+            continue
+        test = context.task.paired_test(
+            context.with_spec(_view(spec, train)),
+            split,
+            [folders[b] for b, _ in pairs],
+            [folders[c] for _, c in pairs],
+        )
+        if test:
+            cells[train] = _difference_cell(test)
+    return cells
+
+
+def _view(spec, train):
+    return spec.variant(train) if train in (spec.variants or {}) else spec
 
 
 def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
@@ -99,10 +226,20 @@ def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
         label += " on teacher translations"  # sequence-level KD
     if results[train].get("initialised_from"):
         label += f", from {results[train]['initialised_from']}"
+    selection = results.get("select") if spec.sweep is not None else None
+    if selection and selection.get("chosen") == train:
+        on = selection["selected_on"]
+        label += f" [chosen on {on['split']} {on['metric']}]"
     trainable = results[train].get("trainable_parameters")
+    finished = _finished(spec, results, train, evaluate)
+    seeds = spec.train.seeds or [spec.train.seed]
     return [
         label,
-        *[f"{results[evaluate][s]['score']:.2f}" for s in splits],
+        *([", ".join(str(seed) for seed, _, _ in finished)] if len(seeds) > 1 else []),
+        *[
+            _score_cell([results[e][s]["score"] for _, _, e in finished if "score" in (results[e].get(s) or {})])
+            for s in splits
+        ],
         own_spec.decode.algorithm if hasattr(own_spec.decode, "algorithm") else "-",
         f"{trainable:,}" if trainable else "?",
         str(results[train].get("steps", "?")),
@@ -121,11 +258,19 @@ def render_table(header, rows):
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def comparison_table(spec, results):
+def comparison_table(spec, results, run_dir=None):
     """:func:`comparison_rows` rendered by :func:`render_table`; ``None`` with fewer than two
     students."""
-    table = comparison_rows(spec, results)
+    table = comparison_rows(spec, results, run_dir)
     return render_table(*table) if table else None
 
 
-__all__ = ["compared_students", "comparison_rows", "comparison_table", "render_table", "score_lines"]
+__all__ = [
+    "compared_students",
+    "comparison_rows",
+    "comparison_table",
+    "render_table",
+    "score_lines",
+    "seed_stages",
+    "tested_split",
+]

@@ -34,7 +34,11 @@ class PlannedStage:
     needs the stage. ``role``: ``vocab``, ``method`` (a stage the method plans), ``train``,
     ``evaluate``, ``export`` or ``task`` (a stage the task adds). ``default``: whether ``tfkd
     run`` runs it when neither the spec nor ``--stages`` lists stages. ``variant``: the variant
-    whose view of the spec a train or evaluate stage uses; ``method``: a train stage's method.
+    whose view of the spec a train or evaluate stage uses; ``method``: a train stage's method;
+    ``seed``: the seed of a train or evaluate stage copied for one of ``train.seeds`` (see
+    :func:`seed_stage_name`); ``comes_with``: the stage whose request brings this one (a
+    seed's copy comes with its stage; a sweep's students and ``select`` with ``train`` and
+    ``evaluate``).
     """
 
     name: str
@@ -45,6 +49,8 @@ class PlannedStage:
     default: bool = True
     variant: str | None = None
     method: str | None = None
+    seed: int | None = None  # a train or evaluate stage of one of train.seeds after the first
+    comes_with: str | None = None  # a stage whose request (spec stages, --stages) brings this one
 
     def make(self):
         """The stage object (built once)."""
@@ -95,7 +101,8 @@ class RunPlan:
         return [s.name for s in self._stages if s.default]
 
     def requested(self, names=None, spec=None):
-        """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order."""
+        """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order, with
+        the stages that come with them (``PlannedStage.comes_with``)."""
         names = list(names if names is not None else ((spec.stages if spec else None) or self.defaults()))
         available = self.names
         unknown = [n for n in names if n not in available]
@@ -105,7 +112,11 @@ class RunPlan:
                 f"--stages: unknown stage {unknown[0]!r}{where};"
                 f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}"
             )
-        return sorted(dict.fromkeys(names), key=available.index)
+        while True:
+            brought = [s.name for s in self._stages if s.comes_with in names and s.name not in names]
+            if not brought:
+                return sorted(dict.fromkeys(names), key=available.index)
+            names += brought
 
     # ------------------------------------------------------------------ extending (tasks)
 
@@ -172,6 +183,74 @@ def train_stages(name, spec, method_name, variant=None, default=True):
     ]
 
 
+def seed_stage_name(name, seed):
+    """The name of stage ``name``'s copy for ``seed``, one of ``train.seeds`` after the first
+    (the first seed's stages keep their names)."""
+    return f"{name}-s{seed}"
+
+
+def seed_of_stage(name):
+    """``(stage name for the first seed, seed or None)`` of a stage name."""
+    base, _, seed = name.rpartition("-s")
+    return (base, int(seed)) if base and seed.isdigit() else (name, None)
+
+
+def _add_seed_copies(plan, seeds):
+    """Each student's train and evaluate stages once more per seed of ``seeds``, right after
+    its own, depending on what the first seed's depend on (the teacher's stages run once)."""
+    for train in [s for s in plan if s.role == "train"]:
+        evaluate = next(s for s in plan if s.role == "evaluate" and s.kwargs.get("train_stage") == train.name)
+        position = plan.names.index(evaluate.name) + 1
+        for seed in seeds:
+            name, evaluate_name = seed_stage_name(train.name, seed), seed_stage_name(evaluate.name, seed)
+            copies = [
+                dataclasses.replace(
+                    train, name=name, kwargs=dict(train.kwargs, name=name, seed=seed), seed=seed, comes_with=train.name
+                ),
+                dataclasses.replace(
+                    evaluate,
+                    name=evaluate_name,
+                    depends=tuple(name if d == train.name else d for d in evaluate.depends),
+                    kwargs=dict(evaluate.kwargs, name=evaluate_name, train_stage=name, seed=seed),
+                    seed=seed,
+                    comes_with=evaluate.name,
+                ),
+            ]
+            for stage in copies:
+                stage.__dict__.pop("_stage", None)
+                plan.insert(position, stage)
+                position += 1
+
+
+def swept_variants(spec):
+    """The variants the spec's ``sweep`` expanded into (see :mod:`tfkd.spec.sweep`)."""
+    return list(spec._swept or []) if spec.sweep is not None else []
+
+
+SELECT_STAGE = "select"
+
+
+def _add_selection(plan, candidates):
+    """``select`` after the last candidate's evaluate stages: it reads their scores on the
+    sweep's split (every seed's), chooses one and scores it, alone, on the test splits."""
+    evaluates = [
+        s.name for s in plan if s.role == "evaluate" and seed_of_stage(s.kwargs["train_stage"])[0] in candidates
+    ]
+    position = max(plan.names.index(name) for name in evaluates) + 1
+    trains = {c: [s.name for s in plan if s.role == "train" and seed_of_stage(s.name)[0] == c] for c in candidates}
+    plan.insert(
+        position,
+        PlannedStage(
+            SELECT_STAGE,
+            tuple(evaluates),
+            "tfkd.selection:SelectStage",
+            {"name": SELECT_STAGE, "candidates": trains},
+            role="evaluate",
+            comes_with="evaluate",
+        ),
+    )
+
+
 def plan_run(spec):
     """The run's :class:`RunPlan` (computed once per loaded spec)."""
     cached = spec._plan
@@ -184,16 +263,36 @@ def plan_run(spec):
     if has_baseline(spec):
         stages += train_stages("baseline", spec, registry.default("method"), default=method.baseline_by_default)
     resolved = spec._variants or {}
+    swept = swept_variants(spec)
     for name in spec.variants or {}:
         own = resolved.get(name)
-        stages += train_stages(name, own if own is not None else spec, (own or spec).method, variant=name)
+        pair = train_stages(name, own if own is not None else spec, (own or spec).method, variant=name)
+        if name in swept:  # scored on the selection split alone, run with the spec's student
+            pair[1].kwargs["splits"] = [spec.sweep.split]
+            pair[0].comes_with, pair[1].comes_with = "train", "evaluate"
+        stages += pair
     stages += train_stages("train", spec, spec.method)
+    if spec.sweep is not None:
+        stages[-1].kwargs["splits"] = [spec.sweep.split]
     stages.append(_generic("export", "export", "ExportStage", ("train",), False, train_stage="train"))
     plan = RunPlan(stages)
     context.task.extend_plan(context, plan)
+    _add_seed_copies(plan, (spec.train.seeds or [])[1:])
+    if spec.sweep is not None:
+        _add_selection(plan, ["train", *swept])
     if spec.variants is None or spec._variants is not None:  # a spec still being validated is planned again
         spec._plan = (id(spec), plan)
     return plan
 
 
-__all__ = ["PlannedStage", "RunPlan", "has_baseline", "plan_run", "train_stages"]
+__all__ = [
+    "SELECT_STAGE",
+    "PlannedStage",
+    "RunPlan",
+    "has_baseline",
+    "plan_run",
+    "seed_of_stage",
+    "seed_stage_name",
+    "swept_variants",
+    "train_stages",
+]

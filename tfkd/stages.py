@@ -17,6 +17,7 @@ from tfkd import registry
 from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
 from tfkd.errors import StageError
+from tfkd.plan import seed_of_stage
 from tfkd.runner import Stage
 from tfkd.spec import ADAPTERS_EXPORTER
 from tfkd.training.fit import FitSettings, fit_trainer
@@ -62,6 +63,13 @@ class VocabStage(Stage):
 
 
 # ----------------------------------------------------------------------------- train
+
+
+def with_seed(spec, seed):
+    """``spec`` with ``train.seed`` set to ``seed`` (``None``: unchanged)."""
+    if seed is None or seed == spec.train.seed:
+        return spec
+    return spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})})
 
 
 def save_student(student, workdir):
@@ -146,22 +154,23 @@ class TrainStage(Stage):
 
     runs_on_every_worker = True  # its steps run under train.strategy
 
-    def __init__(self, name, method_name, variant_name=None):
+    def __init__(self, name, method_name, variant_name=None, seed=None):
         self.name = name
         self.method = registry.lookup("method", method_name)
         self.variant = variant_name
+        self.seed = seed  # one of train.seeds after the first (the stage is NAME-sSEED)
 
     def view(self, spec):
         """The spec as this stage sees it."""
         if self.variant is not None:
-            return spec.variant(self.variant)
-        if self.method.name == spec.method:
-            return spec
-        return spec.model_copy(update={"distill": self.method.spec_schema(method=self.method.name)})
+            spec = spec.variant(self.variant)
+        elif self.method.name != spec.method:
+            spec = spec.model_copy(update={"distill": self.method.spec_schema(method=self.method.name)})
+        return with_seed(spec, self.seed)
 
     def _init_from(self, own_spec):
         """The stage whose student this one starts from (``own_spec``: :meth:`view`'s)."""
-        return None if self.name == "baseline" else own_spec.train.init_from
+        return None if seed_of_stage(self.name)[0] == "baseline" else own_spec.train.init_from
 
     def config(self, spec):
         task = _task(spec)
@@ -173,7 +182,7 @@ class TrainStage(Stage):
             "train": {
                 k: v
                 for k, v in own.train.model_dump(mode="json").items()
-                if k not in ("log_every", "valid_metric_examples")
+                if k not in ("log_every", "valid_metric_examples", "seeds")
                 and not (k == "schedule" and v == "inverse_sqrt")
                 and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])
             },
@@ -272,30 +281,35 @@ class EvaluateStage(Stage):
     """Predicts the evaluation splits with a trained student and scores them (the task's
     metric); a variant's student is decoded with the variant's ``decode`` settings."""
 
-    def __init__(self, name, train_stage, variant_name=None):
+    def __init__(self, name, train_stage, variant_name=None, seed=None, splits=None):
         self.name = name
         self.train_stage = train_stage
         self.variant = variant_name
+        self.seed = seed
+        self.splits = splits  # default: evaluate.splits (a sweep's students: its selection split alone)
+
+    def scored_splits(self, spec):
+        return self.splits or spec.evaluate.splits
 
     def view(self, spec):
-        return spec.variant(self.variant) if self.variant is not None else spec
+        return with_seed(spec.variant(self.variant) if self.variant is not None else spec, self.seed)
 
     def config(self, spec):
         own = self.view(spec)
         return {
             "decode": own.decode.model_dump(mode="json"),
             "evaluate": spec.evaluate.model_dump(mode="json"),
-            "data": _task(spec).data_key(spec, spec.evaluate.splits),
+            "data": _task(spec).data_key(spec, self.scored_splits(spec)),
         }
 
     def input_files(self, spec):
-        return _task(spec).data_files(spec, spec.evaluate.splits)
+        return _task(spec).data_files(spec, self.scored_splits(spec))
 
     def run(self, context, workdir):
         context = context.with_spec(self.view(context.spec))
         student = load_student(context, self.train_stage)
         results = {}
-        for split in context.spec.evaluate.splits:
+        for split in self.scored_splits(context.spec):
             log.info("%s: %s", self.name, split)
             results[split] = context.task.evaluate(context, student, split, workdir)
         with open(os.path.join(workdir, "scores.json"), "w") as f:

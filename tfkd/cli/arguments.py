@@ -29,6 +29,17 @@ def positive_int(text):
     return int(text)
 
 
+def seed_list(text):
+    """``--seeds 1,2,3``: different integers, comma-separated."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,3, got {text!r}")
+    seeds = [int(p) for p in parts]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected different seeds, got {text!r}")
+    return seeds
+
+
 def export_version(text):
     if text != "auto" and not (text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")

@@ -3,9 +3,10 @@ and, with more than one student, the comparison table."""
 
 import contextlib
 import logging
+import os
 import sys
 
-from tfkd.cli.arguments import STAGES_HELP
+from tfkd.cli.arguments import STAGES_HELP, seed_list
 from tfkd.cli.errors import reports_errors
 from tfkd.cli.runs import spec_and_stages
 from tfkd.cli.startup import import_tensorflow
@@ -25,6 +26,11 @@ def register(add):
         metavar="KEY.PATH=VALUE",
         help="override a spec value, e.g. --set train.steps=100 (repeatable)",
     )
+    run.add_argument(
+        "--seeds",
+        type=seed_list,
+        help="train every student once per seed, e.g. --seeds 1,2,3 (train.seeds); the teacher's stages run once",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -34,6 +40,9 @@ def cmd_run(args):
     from tfkd.distribute import wants_multi_worker
     from tfkd.plan import plan_run
 
+    if args.seeds:
+        # the command line's seeds are the run's: the first is its train.seed
+        args.set = [*args.set, f"train.seeds=[{','.join(map(str, args.seeds))}]", f"train.seed={args.seeds[0]}"]
     spec, stages = spec_and_stages(args)
     multi_worker = wants_multi_worker(getattr(getattr(spec, "train", None), "strategy", "auto"))
     if multi_worker:
@@ -48,7 +57,24 @@ def cmd_run(args):
         results = runner.run(stages, RunContext(spec, runner))
     for line in score_lines(spec, results):
         print(line)
-    table = comparison_table(spec, results)
+    table = comparison_table(spec, results, runner.run_dir)
     if table:
         print(table)
+    if spec.report.enabled and runner.writes and os.path.isdir(runner.run_dir):
+        write_report(runner.run_dir, spec.report.latency)
     return 0
+
+
+def write_report(run_dir, latency):
+    """The run's report (``report.enabled``); a report that cannot be made is one warning
+    line, never the run's failure: the stages are done and kept."""
+    from tfkd.report import build_report
+
+    log = logging.getLogger("tfkd")
+    try:
+        path = build_report(run_dir, latency=latency)
+    except Exception as e:  # the run's work is done: say what the report lacks
+        log.warning("report: not written (%s: %s); tfkd report %s tries again", type(e).__name__, e, run_dir)
+        return None
+    log.info("report: %s", path)
+    return path

@@ -16,6 +16,7 @@ import yaml
 from tfkd.spec.checks import _validate_sections, _validate_stage_list
 from tfkd.spec.messages import SpecError, _Located, _raise_validation
 from tfkd.spec.schema import _CHECK_MODELS, Spec
+from tfkd.spec.sweep import drop_the_specs_own_point, expand_sweep
 from tfkd.spec.targets import _validate_targets
 from tfkd.spec.variants import _validate_variants
 
@@ -185,12 +186,15 @@ def _load_spec(path, overrides, import_dir):
             ("distill",), "empty section: give method: NAME, or remove distill for training on the references alone"
         )
 
+    swept = expand_sweep(data, located)
     try:
         spec = Spec.model_validate(data)
     except pydantic.ValidationError as e:
         _raise_validation(e, located)
     spec = _validate_sections(spec, located)
     spec._variants = _validate_variants(spec, data, located)
+    if spec.sweep is not None:
+        spec = drop_the_specs_own_point(spec, swept)
     _validate_targets(spec, located)
     _validate_stage_list(spec, located)
     spec._located = located

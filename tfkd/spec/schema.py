@@ -169,6 +169,11 @@ class TrainSpec(_Strict):
     clip_norm: float | None = Field(None, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     seed: int = 1
+    # train every student once per seed (tfkd run --seeds 1,2,3): the first seed's stages keep
+    # their names (train, evaluate, baseline, ...), the others are NAME-sSEED; the stages that
+    # do not depend on the seed (the teacher's) run once. The comparison table gives each
+    # student's mean and standard deviation over the seeds. Unset: train.seed alone
+    seeds: list[int] | None = Field(None, min_length=1)
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     valid_metric_examples: int = Field(200, ge=0)
     # gradient accumulation (fairseq --update-freq): each of the ``steps`` updates sums the
@@ -192,6 +197,19 @@ class TrainSpec(_Strict):
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
     average_last: PositiveInt | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _first_seed_is_the_runs(self):
+        if self.seeds is None:
+            return self
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: expected different seeds, got {self.seeds}")
+        if "seed" in self.model_fields_set and self.seed != self.seeds[0]:
+            raise ValueError(
+                f"seed ({self.seed}) and seeds ({self.seeds}): the run's seed is the first of seeds; give one of them"
+            )
+        object.__setattr__(self, "seed", self.seeds[0])
+        return self
 
     @pydantic.model_validator(mode="after")
     def _average_what_is_kept(self):
@@ -245,6 +263,28 @@ class ExportSpec(_Strict):
         return registry.check_name("exporter", name)
 
 
+class SweepSpec(_Strict):
+    """Several values of a few settings, each combination a student of the run, the best one
+    chosen on a validation split and only it scored on the test splits (stage ``select``)."""
+
+    # {"distill.alpha": [0.25, 0.5, 0.75], ...}: keys under distill, student, train and decode,
+    # as variants take them; every combination other than the spec's own settings becomes a
+    # variant named after its values (alpha0.25, alpha0.25-mask_rate0.3, ...)
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    # where the student is chosen, by the task's metric (the mean over train.seeds); never test
+    split: Literal["valid"] = "valid"
+
+
+class ReportSpec(_Strict):
+    """``tfkd run`` writes ``<run>/report/index.html`` (what ``tfkd report RUN`` writes) when it
+    ends: the comparison table, training curves, the task's figures, size and speed against
+    quality."""
+
+    enabled: bool = True
+    # time each student's batch-1 predictions for the size/speed figure (seconds a student)
+    latency: bool = True
+
+
 class Spec(_Strict):
     """A run. ``data``, ``decode`` and ``evaluate`` are validated by the task's schemas and
     ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
@@ -267,6 +307,10 @@ class Spec(_Strict):
     # {name: {"distill.gate": "none", ...}} (keys under distill, student, train and decode; a
     # key naming a whole section, such as student, replaces it)
     variants: dict[str, dict[str, Any]] | None = None
+    # a grid of settings whose best student is chosen on validation (see SweepSpec)
+    sweep: SweepSpec | None = None
+    report: ReportSpec = ReportSpec()
+    _swept: Any = pydantic.PrivateAttr(default=None)  # the variant names the sweep expanded into
     _located: Any = pydantic.PrivateAttr(default=None)
     _spec_dir: Any = pydantic.PrivateAttr(default=None)
     _variants: Any = pydantic.PrivateAttr(default=None)

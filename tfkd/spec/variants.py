@@ -48,12 +48,14 @@ def _validate_variants(spec, data, located):
             not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
             or name in main_stages
             or name.endswith("_evaluate")
+            or re.search(r"-s\d+$", name)
             or name in task_stages
         ):
             raise located.error(
                 ("variants", name),
                 "expected a new stage name (letters, digits, '_', '.', '-'; "
-                f"not ending in _evaluate; not one of {', '.join(main_stages)})",
+                "not ending in _evaluate or -sN, the names of train.seeds' stages; "
+                f"not one of {', '.join(main_stages)})",
             )
         if not settings:
             raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")

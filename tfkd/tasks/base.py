@@ -149,6 +149,14 @@ class Task:
         output per input. Raises ``ValueError`` when the spec's decoder cannot give N."""
         return None
 
+    def paired_test(self, context, split, baseline_dirs, candidate_dirs):
+        """The difference between two students on ``split`` with its 95% confidence interval
+        and p-value by paired bootstrap resampling (``{metric: result}``, see
+        :mod:`tfkd.significance`), from what their evaluate stages wrote into
+        ``baseline_dirs`` and ``candidate_dirs`` (one folder per seed, paired by position);
+        ``None`` when the task has no such test."""
+        return None
+
     def score_lines(self, evaluate, predictions, references):
         """``tfkd translate --reference``: the task's metric of output lines against reference
         lines (``evaluate``: the spec's ``evaluate`` section, ``None`` for its defaults), as one

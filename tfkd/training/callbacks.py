@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd.scores import LOWER_IS_BETTER
 from tfkd.training.averaging import save_weights_atomic
 
 log = logging.getLogger("tfkd")
@@ -226,9 +227,6 @@ class TrainingMonitor(keras.callbacks.Callback):
             last = self.history[max(self.history)]
             result.update({k: round(v, 4) for k, v in last.items() if k != "tokens"})
         return result
-
-
-LOWER_IS_BETTER = ("loss", "nll", "xe", "perplexity")
 
 
 class KeepBest(keras.callbacks.Callback):

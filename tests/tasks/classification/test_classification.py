@@ -251,3 +251,27 @@ def test_the_student_schema_survives_importing_the_class():
 
     registry.lookup("student", "bert_classifier")  # imports the class in place of its declaration
     assert registry.schema("student", "bert_classifier") is BertClassifierConfig
+
+
+def test_the_paired_test_reads_each_seeds_predictions_and_tests_accuracy_and_f1(tmp_path):
+    task = ClassificationTask()
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1, -1, 1])  # -1: an unlabelled example, left out
+    task.corpus = lambda context, split: types.SimpleNamespace(labels=labels)
+    task.label_names = lambda context: ["neg", "pos"]
+    folders = {}
+    for name, predicted in {
+        "b1": [0, 0, 1, 1, 0, 0, 1, 1, 1, 0],
+        "b2": [0, 1, 0, 1, 0, 0, 1, 1, 0, 0],
+        "c1": [0, 1, 1, 0, 1, 0, 0, 1, 0, 1],
+        "c2": [0, 1, 1, 0, 1, 0, 1, 1, 1, 1],
+    }.items():
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "test.pred").write_text("".join(["neg\n", "pos\n"][p] for p in predicted))
+    tests = task.paired_test(None, "test", [folders["b1"], folders["b2"]], [folders["c1"], folders["c2"]])
+    assert sorted(tests) == ["F1", "accuracy"]
+    # 9 labelled examples a seed, pooled: baseline 4 + 4 of 9 right, candidate 9 + 8
+    assert tests["accuracy"]["baseline"] == pytest.approx(100 * 8 / 18, abs=1e-3)
+    assert tests["accuracy"]["candidate"] == pytest.approx(100 * 17 / 18, abs=1e-3)
+    assert tests["accuracy"]["examples"] == 18 and tests["accuracy"]["seeds"] == 2
+    assert tests["accuracy"]["significant"] and tests["accuracy"]["ci_low"] > 0

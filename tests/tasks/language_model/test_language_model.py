@@ -218,3 +218,20 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Result for output key log_probs:" in run.stdout
+
+
+def test_the_paired_test_bootstraps_token_perplexity_over_every_seeds_blocks(tmp_path):
+    from tfkd.tasks.language_model import LanguageModelTask
+
+    rng = np.random.default_rng(0)
+    folders = []
+    for name, scale in (("b", 3.0), ("c", 2.5)):
+        folder = tmp_path / name
+        folder.mkdir()
+        tokens = rng.integers(20, 40, size=30).astype("float64")
+        np.save(folder / "valid.blocks.npy", np.stack([tokens * scale + rng.normal(0, 1, 30), tokens], 1))
+        folders.append(folder)
+    result = LanguageModelTask().paired_test(None, "valid", [folders[0]], [folders[1]])["token perplexity"]
+    blocks = [np.load(f / "valid.blocks.npy") for f in folders]
+    assert result["baseline"] == pytest.approx(np.exp(blocks[0][:, 0].sum() / blocks[0][:, 1].sum()), rel=1e-4)
+    assert result["difference"] < 0 and result["significant"] and result["ci_high"] < 0  # lower is better

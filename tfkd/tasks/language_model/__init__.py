@@ -8,6 +8,7 @@ import math
 import os
 from typing import Literal
 
+import numpy as np
 import pydantic
 from pydantic import Field, PositiveInt
 
@@ -305,12 +306,12 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         decode = context.spec.decode
         return TextLM(model, context.tokenizers().text, make_sampler(decode), decode.max_new_tokens)
 
-    def negative_log_likelihood(self, context, model, split, by_position=None):
-        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks. ``by_position``:
-        a dict that receives the NLL and token count summed at each position of a block
-        (``"nll"``, ``"tokens"``: lists of ``data.block_size``; position ``k`` is predicted
-        from ``k + 1`` tokens of its block)."""
-        import numpy as np
+    def negative_log_likelihood(self, context, model, split, per_block=False, by_position=None):
+        """``(total NLL in nats, tokens)`` of ``model`` over ``split``'s blocks (with
+        ``per_block``, also ``float64 [blocks, 2]``: each block's summed NLL and tokens).
+        ``by_position``: a dict that receives the NLL and token count summed at each position
+        of a block (``"nll"``, ``"tokens"``: lists of ``data.block_size``; position ``k`` is
+        predicted from ``k + 1`` tokens of its block)."""
         import tensorflow as tf
 
         from tfkd.tasks.language_model.data import block_dataset
@@ -323,20 +324,21 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(targets, 0), logits)
             nll = tf.where(targets >= 0, nll, 0.0)
             counted = tf.cast(targets >= 0, tf.float32)
-            return tf.reduce_sum(nll), tf.reduce_sum(counted), tf.reduce_sum(nll, 0), tf.reduce_sum(counted, 0)
+            return tf.reduce_sum(nll, 1), tf.reduce_sum(counted, 1), tf.reduce_sum(nll, 0), tf.reduce_sum(counted, 0)
 
-        total, count = 0.0, 0.0
+        blocks = []
         position_nll = position_count = 0.0
         for model_inputs, targets in block_dataset(inputs, labels, context.spec.data.batch_size, training=False):
             nll, n, nll_at, n_at = batch_nll(model_inputs, targets)
-            total += float(nll)
-            count += float(n)
+            blocks.append(np.stack([nll.numpy(), n.numpy()], 1).astype("float64"))
             position_nll = position_nll + np.asarray(nll_at, np.float64)
             position_count = position_count + np.asarray(n_at, np.float64)
+        blocks = np.concatenate(blocks) if blocks else np.zeros((0, 2))
+        total, count = float(blocks[:, 0].sum()), int(blocks[:, 1].sum())
         if by_position is not None:
             by_position["nll"] = np.round(np.atleast_1d(position_nll), 4).tolist()
             by_position["tokens"] = np.atleast_1d(position_count).astype(int).tolist()
-        return total, int(count)
+        return (total, count, blocks) if per_block else (total, count)
 
     def evaluate(self, context, student, split, workdir):
         import time
@@ -346,8 +348,11 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         from tfkd.tasks.language_model.report import POSITIONS
 
         by_position = {}
-        total, tokens = self.negative_log_likelihood(context, student, split, by_position)
+        total, tokens, blocks = self.negative_log_likelihood(
+            context, student, split, per_block=True, by_position=by_position
+        )
         seconds = max(time.time() - start, 1e-9)
+        np.save(os.path.join(workdir, f"{split}.blocks.npy"), blocks)  # for paired tests
         words = text.words
         result = {
             "metric": "perplexity",
@@ -374,6 +379,16 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
             result["tokens_per_second"],
         )
         return result
+
+    def paired_test(self, context, split, baseline_dirs, candidate_dirs):
+        """Perplexity per token, paired bootstrap over the split's blocks (every seed's pooled)."""
+        from tfkd.significance import paired_bootstrap, perplexity
+
+        def pooled(folders):
+            return np.concatenate([np.load(os.path.join(f, f"{split}.blocks.npy")) for f in folders])
+
+        result = paired_bootstrap(perplexity, pooled(baseline_dirs), pooled(candidate_dirs), metric="token perplexity")
+        return {"token perplexity": dict(result, seeds=len(baseline_dirs))}
 
     def export(self, context, student, path):
         """``serving_default`` (scores and a continuation) and ``score`` (scores alone), both of

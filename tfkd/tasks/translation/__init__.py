@@ -322,7 +322,7 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     def evaluate(self, context, student, split, workdir):
         import time
 
-        from tfkd.tasks.translation.metrics import corpus_bleu
+        from tfkd.tasks.translation.metrics import corpus_bleu, corpus_chrf
 
         spec = context.spec
         corpus = self.corpus(context, split)
@@ -345,12 +345,21 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         with open(os.path.join(workdir, f"{split}.hyp"), "w", encoding="utf-8") as f:
             f.write("\n".join(hypotheses) + "\n")
         bleu, signature = corpus_bleu(hypotheses, corpus.target, spec.evaluate.lowercase, spec.evaluate.tokenize)
-        log.info("%s BLEU = %.2f (%s) [%.1f sentences/s]", split, bleu.score, signature, len(corpus) / seconds)
+        chrf, chrf_signature = corpus_chrf(hypotheses, corpus.target, spec.evaluate.lowercase)
+        log.info(
+            "%s BLEU = %.2f (%s), chrF = %.2f [%.1f sentences/s]",
+            split,
+            bleu.score,
+            signature,
+            chrf.score,
+            len(corpus) / seconds,
+        )
         return {
             "metric": "BLEU",
             "score": round(bleu.score, 2),
             "bleu": round(bleu.score, 2),
             "signature": signature,
+            "chrf": {"score": round(chrf.score, 2), "signature": chrf_signature},
             "sentences": len(corpus),
             "sentences_per_second": round(len(corpus) / seconds, 1),
         }
@@ -372,6 +381,14 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
             },
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
         )
+
+    def paired_test(self, context, split, baseline_dirs, candidate_dirs):
+        """BLEU and chrF, paired bootstrap over the split's sentences (every seed's pooled)."""
+        from tfkd.tasks.translation.metrics import paired_bleu_chrf
+
+        evaluate = context.spec.evaluate
+        references = self.corpus(context, split).target
+        return paired_bleu_chrf(references, baseline_dirs, candidate_dirs, split, evaluate.lowercase, evaluate.tokenize)
 
     def score_lines(self, evaluate, predictions, references):
         from tfkd.tasks.translation.metrics import corpus_bleu

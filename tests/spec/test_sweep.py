@@ -1,0 +1,58 @@
+"""``sweep``: a grid expanded into variants named after their values, the spec's own
+combination left to its ``train`` stage, mistakes reported at their line."""
+
+import os
+
+import pytest
+from helpers import REPO
+
+from tfkd.errors import SpecError
+from tfkd.plan import plan_run, swept_variants
+from tfkd.spec import load_spec
+from tfkd.spec.sweep import point_name
+
+QUICKSTART = os.path.join(REPO, "specs", "quickstart.yaml")
+
+
+def test_point_names_say_the_values():
+    assert point_name(["distill.alpha"], [0.25]) == "alpha0.25"
+    assert point_name(["distill.alpha", "distill.gate"], [0.5, "none"]) == "alpha0.5-gatenone"
+    assert point_name(["train.deterministic"], [True]) == "deterministictrue"
+
+
+def test_the_grid_becomes_variants_and_the_specs_own_point_is_its_train_stage(data_dir):
+    # the quickstart's alpha is 0.1: that point is its train stage
+    spec = load_spec(QUICKSTART, ["sweep={grid: {distill.alpha: [0.1, 0.5], train.label_smoothing: [0.1, 0.0]}}"])
+    assert swept_variants(spec) == [
+        "alpha0.1-label_smoothing0.0",
+        "alpha0.5-label_smoothing0.1",
+        "alpha0.5-label_smoothing0.0",
+    ]
+    assert spec.variant("alpha0.5-label_smoothing0.0").distill.alpha == 0.5
+    assert spec.variant("alpha0.5-label_smoothing0.0").train.label_smoothing == 0.0
+    plan = plan_run(spec)
+    select = plan["select"]
+    assert set(select.depends) == {"evaluate", *(f"{n}_evaluate" for n in swept_variants(spec))}
+    # candidates are scored on valid alone, whatever evaluate.splits says; the baseline on every split
+    for name in ("evaluate", "alpha0.5-label_smoothing0.1_evaluate"):
+        assert plan[name].kwargs["splits"] == ["valid"]
+    assert "splits" not in plan["baseline_evaluate"].kwargs
+    # the spec lists its stages: train brings the sweep's students, evaluate brings select
+    assert {"alpha0.5-label_smoothing0.1", "select"} <= set(plan.requested(spec=spec))
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("{grid: {data.train_limit: [1, 2]}}", r"sweep.grid.data.train_limit: expected a key under distill"),
+        ("{grid: {distill.alpha: 0.5}}", r"expected a list of values to try"),
+        ("{grid: {distill.alpha: [0.5, 0.5]}}", r"expected different values"),
+        ("{grid: {distill.alpha: [0.5]}}", r"sweep.grid: expected at least two settings"),
+        ("{grid: {distill.alpha: [0.5, 2.0]}}", r"variants.alpha2.0: distill.alpha"),
+        ("{grid: {distill.alpha: [0.5, 0.7]}, split: test}", r"sweep.split"),
+    ],
+)
+def test_a_mistake_in_the_grid_is_one_line(data_dir, sweep, message):
+    with pytest.raises(SpecError, match=message) as error:
+        load_spec(QUICKSTART, [f"sweep={sweep}"])
+    assert "\n" not in str(error.value)

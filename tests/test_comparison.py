@@ -1,0 +1,67 @@
+"""The comparison table: mean ± std over seeds, and each student's difference to the baseline
+with its confidence interval and p-value from the task's paired test over every seed's test
+outputs."""
+
+import os
+
+from helpers import REPO
+
+from tfkd.comparison import comparison_rows, render_table, score_lines
+from tfkd.spec import load_spec
+
+
+def degrade(lines, every):
+    return [" ".join("xx" if i % every == 0 else w for i, w in enumerate(line.split())) for line in lines]
+
+
+def test_seeds_are_summarised_and_the_difference_is_tested_on_every_seeds_test_outputs(tmp_path, data_dir):
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["train.seeds=[1,2]"])
+    with open(os.path.join(data_dir, "multi30k_deen", "test.en"), encoding="utf-8") as f:
+        references = [line.rstrip("\n") for line in f]
+    train = {"method": "soft_target", "loss_weights": {"soft": 0.1, "xe": 0.9}, "steps": 10, "seconds": 1}
+    results = {
+        "baseline": dict(train, method="supervised", loss_weights={"xe": 1.0}),
+        "baseline-s2": dict(train, method="supervised", loss_weights={"xe": 1.0}),
+        "train": train,
+        "train-s2": train,
+    }
+    outputs = {
+        "baseline_evaluate": (degrade(references, 3), 30.0),
+        "baseline_evaluate-s2": (degrade(references, 4), 31.0),
+        "evaluate": (degrade(references, 6), 33.0),
+        "evaluate-s2": (degrade(references, 7), 34.0),
+    }
+    for stage, (hypotheses, score) in outputs.items():
+        os.makedirs(tmp_path / stage)
+        (tmp_path / stage / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+        results[stage] = {"test": {"metric": "BLEU", "score": score}}
+    header, rows = comparison_rows(spec, results, str(tmp_path))
+    table = render_table(header, rows)
+    assert header[:4] == [
+        "student",
+        "seeds (2)",
+        "test BLEU (mean ± std)",
+        "vs baseline, test (95% CI, paired bootstrap)",
+    ]
+    baseline, student = rows[-2], rows[-1]
+    assert baseline[0] == "baseline" and baseline[2] == "30.50 ± 0.71" and baseline[3] == "-"
+    assert student[1] == "1, 2" and student[2] == "33.50 ± 0.71"
+    # the hypotheses of the student are closer to the references on both seeds: significant
+    assert student[3].startswith("BLEU +") and "p=0.001*" in student[3] and "; chrF +" in student[3]
+    low, high = (float(x) for x in student[3].split("[")[1].split("]")[0].split(", "))
+    assert 0 < low < high
+    assert table.count("\n") == len(rows) + 1
+    assert "quickstart: student seed 2 test BLEU 34.00" in score_lines(spec, results)
+
+
+def test_without_a_run_folder_there_is_no_test_column(data_dir):
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"))
+    train = {"method": "supervised", "steps": 1, "seconds": 1}
+    results = {
+        "baseline": train,
+        "train": dict(train, method="soft_target"),
+        "baseline_evaluate": {"test": {"metric": "BLEU", "score": 1.0}},
+        "evaluate": {"test": {"metric": "BLEU", "score": 2.0}},
+    }
+    header, rows = comparison_rows(spec, results)
+    assert header[1] == "test BLEU" and [r[1] for r in rows[-2:]] == ["1.00", "2.00"]
