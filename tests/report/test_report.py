@@ -37,8 +37,9 @@ def test_a_finished_run_gives_a_valid_page_showing_every_figure(tmp_path):
         assert f"{title} " in text, title
     assert "could not be built" not in text and "not written" not in text
     # the comparison table is tfkd.comparison's rows, as they come
-    assert re.search(r"baseline 20\.00 beam 123,456 40 12 -", text)
-    assert re.search(r"soft_target \(soft=0\.1 xe=0\.9\) 40\.00 beam 123,456", text)
+    assert re.search(r"Comparison student test BLEU .*baseline 20\.00 .*beam 123,456 40 12 -", text)
+    assert re.search(r"soft_target \(soft=0\.1 xe=0\.9\) 40\.00 .*beam 123,456", text)
+    assert "vs baseline, test (95% CI, paired bootstrap)" in text  # the run directory was passed: outputs tested
     # the teacher's stages: their results and the cache's kept mass
     assert "val_accuracy 0.4213" in text and "top_k_mass 0.9312" in text
     assert "Latency not measured (--no-latency)." in text
@@ -52,6 +53,14 @@ def test_a_finished_run_gives_a_valid_page_showing_every_figure(tmp_path):
     # written again: the same page, the same files
     assert build_report(str(run), latency=False) == path
     assert check_page(path)[1] == images
+    # again once a student is gone: its figures go too, and nothing the page did not show
+    (run / "report" / "notes.txt").write_text("mine")
+    shutil.rmtree(run / "train")
+    shutil.rmtree(run / "evaluate")
+    (run / "log.txt").write_text("")  # (the log's lines would still draw its curves)
+    text, fewer = check_page(build_report(str(run), latency=False))  # every PNG there is shown
+    assert set(fewer) == {"size-speed-quality.png", "bleu-by-source-length-test.png"}
+    assert (run / "report" / "notes.txt").read_text() == "mine"
 
 
 def test_the_report_goes_where_it_is_told(tmp_path):
@@ -217,6 +226,8 @@ def test_a_real_run_stopped_in_training_says_what_is_missing(real_run, tmp_path)
     """The student's training killed half-way: no student files, no evaluation."""
     run = tmp_path / "tiny_translation"
     shutil.copytree(real_run, run)
+    # the report tfkd run wrote at the end of the run (report.enabled) is there
+    assert "Every stage the spec asks for has finished." in check_page(str(run / "report" / "index.html"))[0]
     shutil.rmtree(run / "evaluate")
     (run / "train").rename(run / "train.partial")
     for name in ("stage.json", "student.json", "student.weights.h5"):

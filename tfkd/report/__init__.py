@@ -14,9 +14,12 @@ a run. Nothing here names a method or a task; importing this package imports no 
 (reading TensorBoard events and timing students do, when they happen).
 """
 
+import contextlib
 import datetime
+import html as html_lib
 import logging
 import os
+import re
 
 from tfkd.report import html
 from tfkd.report.contents import ReportStudent, RunContents, read_run
@@ -39,6 +42,7 @@ def build_report(run_dir, out_dir=None, latency=True):
     contents = read_run(run_dir)
     out_dir = os.path.abspath(out_dir or default_out_dir(run_dir))
     os.makedirs(out_dir, exist_ok=True)
+    _remove_previous_figures(out_dir)
     log.info("report: %s -> %s", contents.run_dir, out_dir)
 
     task_part = _guarded("task sections", lambda: _task_report(contents, out_dir))
@@ -69,6 +73,19 @@ def build_report(run_dir, out_dir=None, latency=True):
     os.replace(path + ".tmp", path)
     log.info("report: %s", path)
     return path
+
+
+def _remove_previous_figures(out_dir):
+    """Delete the figures a previous page in ``out_dir`` showed (and only those), so that a
+    report written again holds no figure of a student or section that is gone."""
+    path = os.path.join(out_dir, PAGE)
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        shown = re.findall(r'<img src="([^"/\\]+)"', f.read())
+    for name in set(shown):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(out_dir, html_lib.unescape(name)))
 
 
 def _task_report(contents, out_dir):
