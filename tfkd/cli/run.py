@@ -68,10 +68,10 @@ def cmd_run(args):
 def write_report(run_dir, latency):
     """The run's report (``report.enabled``); a report that cannot be made is one warning
     line, never the run's failure: the stages are done and kept."""
-    from tfkd.report import build_report
-
     log = logging.getLogger("tfkd")
     try:
+        from tfkd.report import build_report
+
         path = build_report(run_dir, latency=latency)
     except Exception as e:  # the run's work is done: say what the report lacks
         log.warning("report: not written (%s: %s); tfkd report %s tries again", type(e).__name__, e, run_dir)
