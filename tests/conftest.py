@@ -7,7 +7,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+# absolute, against the folder pytest was started in (the README's TFKD_DATA_DIR=../shared/data
+# is relative to the checkout), before any test runs tfkd in a temporary folder
+DATA_DIR = os.path.abspath(os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
 os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests start
 # the tests mirror the package tree (tests/methods/soft_target/, tests/tasks/translation/, ...);
 # the modules they share (helpers, toy_plugins, user_layers, tiny_mask_task, this conftest's

@@ -59,7 +59,7 @@ def write_spec(tmp_path, name, steps=6, every=3):
 
 def tfkd(*args, env_extra=None, **kwargs):
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
-    env.setdefault("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data"))
+    env["TFKD_DATA_DIR"] = os.path.abspath(env.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
     return subprocess.run(
         [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, **kwargs
     )

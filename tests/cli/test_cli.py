@@ -374,10 +374,44 @@ def test_unknown_stage_is_one_line(tmp_path, data_dir):
 
 def test_translate_a_missing_input_is_one_line(tmp_path):
     out = run_tfkd("translate", str(tmp_path), "-i", "/no/such/file")
-    assert out.returncode != 0
+    assert out.returncode == 1  # a data error, as every unreadable data file
     assert "Traceback" not in out.stderr
     assert len(out.stderr.splitlines()) == 1 and "/no/such/file" in out.stderr, out.stderr
     assert out.stdout == ""
+
+
+def test_translate_checks_the_output_path_before_any_work(finished_run, tmp_path):
+    run = finished_run.run_dir
+    source = tmp_path / "in.de"
+    source.write_text("ein hund läuft .\n")
+    for output, says in [
+        (tmp_path / "missing" / "out.en", f"folder {tmp_path / 'missing'} does not exist"),
+        (tmp_path, "is a directory; give a file name"),
+    ]:
+        start = time.time()
+        out = run_tfkd("translate", str(run), "-i", str(source), "-o", str(output))
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.splitlines() == [f"tfkd: error: -o {output}: {says}"]
+        assert time.time() - start < 20  # refused before TensorFlow loads and the model translates
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_translate_of_no_input_lines_says_so(tmp_path, with_reference):
+    empty = tmp_path / "empty.de"
+    empty.write_text("")
+    extra = ["--reference", str(empty)] if with_reference else []
+    out = run_tfkd("translate", str(tmp_path), "-i", str(empty), *extra)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [f"tfkd: error: {empty}: no input lines (nothing to do)"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tfkd.cli", "translate", str(tmp_path), *extra],
+        input="",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        timeout=120,
+    )
+    assert out.returncode == 1 and out.stderr.splitlines() == ["tfkd: error: stdin: no input lines (nothing to do)"]
 
 
 def test_translate_an_unfinished_run_is_one_line(tmp_path, data_dir):
@@ -554,6 +588,32 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
     assert "#   vocab                    done" in out.stdout
     out = run_tfkd("config", spec, "--set", "data.train_limit=41", env_extra={"TFKD_DATA_DIR": data_dir})
     assert "#   vocab                    changed" in out.stdout
+
+
+def test_a_relative_data_dir_is_taken_against_the_folder_the_command_was_typed_in(tmp_path, data_dir):
+    # the README's "export TFKD_DATA_DIR=../shared/data", typed in a folder beside the corpora
+    typed_in = tmp_path / "checkout"
+    typed_in.mkdir()
+    relative = os.path.relpath(data_dir, typed_in)
+    assert not os.path.isabs(relative)
+    spec = write_spec(tmp_path, "tiny")
+    out = run_tfkd("config", spec, cwd=str(typed_in), env_extra={"TFKD_DATA_DIR": relative})
+    assert out.returncode == 0, out.stderr[-2000:]
+    import yaml
+
+    # interpolated into the resolved spec (and so the run directory's spec.yaml) as an absolute path
+    assert yaml.safe_load(out.stdout)["data"]["dir"] == os.path.join(data_dir, "multi30k_deen")
+
+
+def test_path_variables_become_absolute_once():
+    from tfkd.cli import absolute_path_variables
+
+    environ = {"TFKD_DATA_DIR": "../shared/data", "OTHER": "x"}
+    absolute_path_variables(environ)
+    assert environ == {"TFKD_DATA_DIR": os.path.abspath("../shared/data"), "OTHER": "x"}
+    environ = {"TFKD_DATA_DIR": "/abs/data"}
+    absolute_path_variables(environ)
+    assert environ == {"TFKD_DATA_DIR": "/abs/data"}
 
 
 def test_mistakes_get_one_line_naming_what_was_wrong(tmp_path):

@@ -127,6 +127,28 @@ def test_tfkd_translate_reads_an_export_and_a_run_dir(exported, tmp_path):
     assert len(from_run.stdout.splitlines()) == 4
 
 
+def test_reference_on_an_export_scores_as_the_run_did(exported, tmp_path, data_dir):
+    run_dir, saved_model = exported
+    info = json.load(open(saved_model / "assets.extra" / "tfkd.json"))
+    assert info["evaluate"] == {"lowercase": False, "tokenize": "13a"}  # the tiny spec's
+    # the export of a run scored lowercased: its export says so, and --reference follows
+    info["evaluate"] = {"lowercase": True, "tokenize": "13a"}
+    (saved_model / "assets.extra" / "tfkd.json").write_text(json.dumps(info))
+    try:
+        with open(os.path.join(data_dir, "multi30k_deen", "valid.de")) as f:
+            (tmp_path / "in.de").write_text("".join(next(f) for _ in range(5)))
+        with open(os.path.join(data_dir, "multi30k_deen", "valid.en")) as f:
+            (tmp_path / "ref.en").write_text("".join(next(f) for _ in range(5)))
+        export = tfkd(
+            "translate", str(saved_model), "-i", str(tmp_path / "in.de"), "--reference", str(tmp_path / "ref.en")
+        )
+        assert export.returncode == 0, export.stderr[-3000:]
+        assert "case:lc" in export.stderr.splitlines()[-1]
+    finally:
+        info["evaluate"] = {"lowercase": False, "tokenize": "13a"}
+        (saved_model / "assets.extra" / "tfkd.json").write_text(json.dumps(info))
+
+
 @pytest.mark.slow
 def test_saved_model_cli_show_and_run(exported):
     _, saved_model = exported

@@ -75,7 +75,19 @@ def build_parser():
     return parser
 
 
+# environment variables that name folders: a relative one is taken against the folder the
+# command was typed in, once, so that it means the same in every process the run starts
+PATH_VARIABLES = ("TFKD_DATA_DIR",)
+
+
+def absolute_path_variables(environ=os.environ):
+    for name in PATH_VARIABLES:
+        if environ.get(name) and not os.path.isabs(environ[name]):
+            environ[name] = os.path.abspath(environ[name])
+
+
 def main(argv=None):
+    absolute_path_variables()
     args = build_parser().parse_args(argv)
     verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     if verbose and quiet:

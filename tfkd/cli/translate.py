@@ -77,10 +77,13 @@ def predict_lines(args, lines=None, continues_text=False):
     ``--input`` or stdin) and, with ``continues_text``, ``tfkd generate`` (a model whose
     predictions continue the input). Raises SpecError and run errors for
     :func:`~tfkd.cli.errors.reports_errors`."""
-    from tfkd.errors import SpecError
+    from tfkd.errors import DataError, SpecError
 
+    check_output_path(args.output)  # before any work: a bad -o must not cost a translation
     if lines is None:
         lines = read_input(args.input)
+    if not lines:
+        raise DataError(f"{args.input or 'stdin'}: no input lines (nothing to do)")
     references = None
     if getattr(args, "reference", None):
         references = read_input(args.reference)
@@ -140,7 +143,8 @@ def _export_predictor(args, saved_model, continues_text):
             f"{args.model}: a {info.get('task')} model; tfkd generate needs {CONTINUES_TEXT} "
             "(tfkd predict gives any model's predictions)"
         )
-    return saved_model_predictor(saved_model, args.batch_size), info.get("task"), None
+    # the evaluation settings the run scored with (BLEU's casing and tokenizer), if recorded
+    return saved_model_predictor(saved_model, args.batch_size), info.get("task"), info.get("evaluate")
 
 
 def _run_predictor(args, continues_text):
@@ -224,8 +228,9 @@ def decode_overrides(decode, assignments):
 
 
 def read_input(path):
-    """The lines of ``path`` (stdin when ``None``)."""
-    from tfkd.errors import SpecError
+    """The lines of ``path`` (stdin when ``None``); a :class:`~tfkd.errors.DataError` (exit
+    status 1, as every data error) for a file that cannot be read."""
+    from tfkd.errors import DataError
 
     if not path:
         return [line.rstrip("\n") for line in sys.stdin]
@@ -233,6 +238,22 @@ def read_input(path):
         with open(path, encoding="utf-8") as source:
             return [line.rstrip("\n") for line in source]
     except OSError as e:
-        raise SpecError(f"{path}: cannot read input ({e.strerror})") from None
+        raise DataError(f"{path}: cannot read input ({e.strerror})") from None
     except UnicodeDecodeError as e:
-        raise SpecError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def check_output_path(path):
+    """A :class:`~tfkd.errors.DataError` unless ``path`` (``-o``) can be written: its folder
+    exists and it is not itself a folder. ``None`` (stdout) passes."""
+    from tfkd.errors import DataError
+
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise DataError(f"-o {path}: is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise DataError(f"-o {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise DataError(f"-o {path}: not writable")

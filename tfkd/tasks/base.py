@@ -159,7 +159,8 @@ class Task:
 
     def score_lines(self, evaluate, predictions, references):
         """``tfkd translate --reference``: the task's metric of output lines against reference
-        lines (``evaluate``: the spec's ``evaluate`` section, ``None`` for its defaults), as one
+        lines (``evaluate``: the spec's ``evaluate`` section, the settings an export recorded
+        under ``evaluate`` in its ``tfkd.json`` as a dict, or ``None`` for the defaults), as one
         line of text; ``None`` when the task's outputs have no reference to compare with."""
         return None
 

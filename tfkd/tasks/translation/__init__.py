@@ -378,6 +378,8 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 "input": "source",
                 "output": "translations",
                 "batch_size": context.spec.decode.batch_size,
+                # how the run scored BLEU: tfkd translate --reference scores the export alike
+                "evaluate": context.spec.evaluate.model_dump(include={"lowercase", "tokenize"}),
             },
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
         )
@@ -393,7 +395,9 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     def score_lines(self, evaluate, predictions, references):
         from tfkd.tasks.translation.metrics import corpus_bleu
 
-        evaluate = evaluate or TranslationEvaluate()
+        # the spec's section, or its settings as an export records them (a dict)
+        if evaluate is None or isinstance(evaluate, dict):
+            evaluate = TranslationEvaluate.model_validate(evaluate or {})
         bleu, signature = corpus_bleu(predictions, references, evaluate.lowercase, evaluate.tokenize)
         return f"{bleu.format()} {signature}"  # sacreBLEU's own line
 

@@ -60,14 +60,18 @@ class Translator(tf.Module):
         )
 
     def _source(self, sentences):
-        """Source ids ``[B, S]`` of raw sentences and the longest target to decode."""
+        """Source ids ``[B, S]`` of raw sentences, the longest target to decode, and which
+        sentences are empty (nothing but white space: no source token)."""
         ragged = self.source_tokenizer(sentences)[:, : self.max_tokens]
         source_ids = ragged.to_tensor(default_value=self.source_ids.pad)
         # an empty input still needs one position to attend to: give it a single [UNK]
         source_ids = tf.pad(source_ids, [[0, 0], [0, 1]], constant_values=self.source_ids.pad)
-        empty = tf.equal(ragged.row_lengths(), 0)[:, tf.newaxis]
+        no_tokens = tf.equal(ragged.row_lengths(), 0)
         first = tf.equal(tf.range(tf.shape(source_ids)[1]), 0)[tf.newaxis]
-        source_ids = tf.where(empty & first, self.source_ids.unk, source_ids)
+        source_ids = tf.where(no_tokens[:, tf.newaxis] & first, self.source_ids.unk, source_ids)
+        # empty: no token, or nothing but white space and Unicode separators (a no-break or an
+        # ideographic space is [UNK] to a WordPiece vocabulary, not nothing)
+        empty = no_tokens | tf.strings.regex_full_match(sentences, r"[\s\p{Z}]*")
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
         if self.jit_compile:  # a bounded set of shapes: the width rounded up to the bucket's
             width = tf.shape(source_ids)[1]
@@ -75,7 +79,7 @@ class Translator(tf.Module):
             source_ids = tf.pad(source_ids, [[0, 0], [0, padded - width]], constant_values=self.source_ids.pad)
             longest = tf.cast(padded, tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
-        return source_ids, tf.minimum(max_length, self.max_target_length)
+        return source_ids, tf.minimum(max_length, self.max_target_length), empty
 
     def _decoder(self, **extra):
         """The decoder as ``(source_ids, max_length) -> (token_ids, scores)``; with
@@ -93,14 +97,19 @@ class Translator(tf.Module):
         return self._compiled[key]
 
     def _decode(self, sentences, **extra):
-        source_ids, max_length = self._source(sentences)
-        return self._decoder(**extra)(source_ids, max_length)
+        """``(token_ids, scores, empty)``: the decoder's output and which sources are empty."""
+        source_ids, max_length, empty = self._source(sentences)
+        token_ids, scores = self._decoder(**extra)(source_ids, max_length)
+        return token_ids, scores, empty
 
     def _translate(self, sentences):
-        token_ids, scores = self._decode(sentences)
+        token_ids, scores, empty = self._decode(sentences)
+        # an empty source (or white space only) translates to the empty string, scored 0,
+        # whatever the decoder made of the [UNK] it was given
+        text = detokenize(self.target_tokenizer, token_ids, self.target_ids)
         return {
-            "translations": detokenize(self.target_tokenizer, token_ids, self.target_ids),
-            "scores": scores,
+            "translations": tf.where(empty, tf.constant(""), text),
+            "scores": tf.where(empty, tf.zeros_like(scores), scores),
         }
 
     def nbest_function(self, nbest):
@@ -116,11 +125,17 @@ class Translator(tf.Module):
             )
 
         def translate(sentences):
-            token_ids, scores = self._decode(sentences, nbest=nbest)
+            token_ids, scores, empty = self._decode(sentences, nbest=nbest)
             shape = tf.shape(token_ids)
             flat = tf.reshape(token_ids, [shape[0] * shape[1], shape[2]])
-            text = detokenize(self.target_tokenizer, flat, self.target_ids)
-            return {"translations": tf.reshape(text, shape[:2]), "scores": scores}
+            text = tf.reshape(detokenize(self.target_tokenizer, flat, self.target_ids), shape[:2])
+            # an empty source: one empty hypothesis scored 0, the others unfilled (NEG_INF)
+            best = tf.equal(tf.range(shape[1]), 0)[tf.newaxis]
+            empty = empty[:, tf.newaxis]
+            return {
+                "translations": tf.where(empty, tf.constant(""), text),
+                "scores": tf.where(empty, tf.where(best, 0.0, tf.cast(NEG_INF, scores.dtype)), scores),
+            }
 
         function = tf.function(translate, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
         function.get_concrete_function()  # trace now: a decoder refusing N raises here
