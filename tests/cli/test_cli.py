@@ -414,6 +414,30 @@ def test_translate_of_no_input_lines_says_so(tmp_path, with_reference):
     assert out.returncode == 1 and out.stderr.splitlines() == ["tfkd: error: stdin: no input lines (nothing to do)"]
 
 
+@pytest.mark.parametrize("delay", [1.0, 2.5])
+@pytest.mark.parametrize("command", ["run", "translate"])
+def test_ctrl_c_while_tensorflow_loads_is_one_line_and_exit_130(tmp_path, data_dir, command, delay):
+    spec = write_spec(tmp_path, "interrupted")
+    (tmp_path / "in.de").write_text("ein hund .\n")
+    args = {"run": ["run", spec], "translate": ["translate", str(tmp_path), "-i", str(tmp_path / "in.de")]}[command]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=REPO, TFKD_DATA_DIR=data_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfkd.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    time.sleep(delay)  # the spec is read by then; TensorFlow is loading (it takes seconds)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert len(err.splitlines()) == 1 and err.startswith("tfkd: error: interrupted"), err[-3000:]
+    assert not list((tmp_path / "runs").glob("*/*.partial")) if (tmp_path / "runs").exists() else True
+
+
 def test_translate_an_unfinished_run_is_one_line(tmp_path, data_dir):
     spec = write_spec(tmp_path, "tiny")
     vocab = run_tfkd(

@@ -8,7 +8,7 @@ from tfkd.cli import average, config, export, generate, listing, report, run, tr
 from tfkd.cli.arguments import STAGES_HELP, Parser
 from tfkd.cli.average import cmd_average
 from tfkd.cli.config import cmd_config
-from tfkd.cli.errors import EXIT_RUN_ERROR, EXIT_SPEC_ERROR, fail
+from tfkd.cli.errors import EXIT_INTERRUPTED, EXIT_RUN_ERROR, EXIT_SPEC_ERROR, fail
 from tfkd.cli.export import cmd_export
 from tfkd.cli.generate import cmd_generate
 from tfkd.cli.listing import cmd_list
@@ -97,7 +97,10 @@ def main(argv=None):
 
         os.environ[QUIET_ENV] = "1"
     setup_logging(verbose, quiet)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # a command without its own message (tfkd run has one)
+        return fail("interrupted", EXIT_INTERRUPTED)
 
 
 # the handlers and the names tfkd.cli had before it became a package stay importable from here

@@ -71,6 +71,8 @@ def import_tensorflow(multi_worker=False):
 
                 start_multi_worker()
             tf.config.list_logical_devices("CPU")
+    except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: its start-up lines are no error
+        raise
     except BaseException:
         sys.stderr.write("".join(captured))
         raise
