@@ -301,6 +301,20 @@ def test_help_is_fast():
         assert best < 1.5, f"{command or 'python -m tfkd.cli'} --help took {best:.2f}s at best"
 
 
+def test_help_lists_every_command_in_plain_text_and_each_usage_names_its_command():
+    from tfkd.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) >= {"run", "validate", "config", "list", "export", "average", "translate", "predict"}
+    out = run_tfkd("--help")
+    listed = re.findall(r"^    (\w+) ", out.stdout, re.M)
+    assert listed == list(commands)
+    assert "``" not in out.stdout
+    for name in commands:
+        usage = run_tfkd(name, "--help").stdout.splitlines()[0]
+        assert usage.startswith(f"usage: tfkd {name} "), usage
+
+
 def _spec_without_imports(tmp_path, extra):
     """The tiny spec, built-in layers only (loading it imports no TensorFlow), plus ``extra``."""
     text = TINY.format(name="plain", run_dir=tmp_path / "runs", steps=6, every=3)

@@ -293,6 +293,21 @@ def test_tfkd_export_command_writes_a_serving_layout(exported, tmp_path):
     assert typo.stderr.strip().splitlines() == [f"tfkd: error: {tmp_path}/runs/quickstrat: no such file or directory"]
 
 
+def test_the_default_model_name_is_the_spec_s_name_not_the_run_folder_s(exported, tmp_path):
+    import shutil
+
+    run_dir, _ = exported
+    renamed = tmp_path / "renamed_run"
+    shutil.copytree(run_dir, renamed, ignore=shutil.ignore_patterns("export"))
+    out = tfkd("export", str(renamed), "--out", str(tmp_path / "models"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert os.listdir(tmp_path / "models") == ["exported"]  # the spec's name: exported
+    baseline = tfkd(
+        "export", str(renamed), "--out", str(tmp_path / "models"), "--student", "train", "--version", "auto"
+    )
+    assert baseline.returncode == 0 and baseline.stdout.startswith(f"exported {tmp_path}/models/exported/2 (")
+
+
 class WithAdapters(AdapterStudent):
     def save_adapters(self, path):
         with open(path, "w") as f:

@@ -20,6 +20,11 @@ from tfkd.cli.validate import cmd_validate
 from tfkd.comparison import compared_students, comparison_table
 from tfkd.serving import SAVED_MODEL_BATCH_SIZE
 
+DESCRIPTION = (
+    "Distil pretrained language models (BERT, GPT-2, MASS/BART-style) into fast translation, "
+    "classification and language-model students. A run is one YAML spec: tfkd run SPEC trains, "
+    "scores and exports it."
+)
 # the commands in the order --help lists them; each module registers its subparser and handler
 COMMANDS = (run, validate, config, listing, export, average, translate, generate, report)
 
@@ -56,7 +61,12 @@ def build_parser():
         default=argparse.SUPPRESS,
         help="warnings and errors only; no progress bars",
     )
-    parser = Parser(prog="tfkd", description=__doc__, parents=[common])
+    parser = Parser(
+        prog="tfkd",
+        description=DESCRIPTION,
+        epilog="'tfkd COMMAND --help' gives a command's options; the README and docs/ have the rest.",
+        parents=[common],
+    )
     parser.add_argument("--version", action="version", version=_version_line())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -69,13 +69,25 @@ def cmd_export(args):
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     out = args.out or os.path.join(args.run_dir, "export")
+    run_name = spec_name(args.run_dir)  # the spec's name, not the run folder's (it may be renamed)
     name = (
         args.model_name
         or spec.export.model_name
-        or (spec.name if args.student == "train" else f"{spec.name}_{args.student}")
+        or (run_name if args.student == "train" else f"{run_name}_{args.student}")
     )
     version = choose_version(out, name, args.version, spec.export.version)
     student = load_student(context, args.student, weights=weights_file(args.weights))
     path = exporter().export(context, student, os.path.join(out, name), version)
     print(f"exported {path} ({directory_size(path) / 1e6:.1f} MB)")
     return 0
+
+
+def spec_name(run_dir):
+    """The ``name`` of the spec a run directory was made with (its folder may have moved or
+    been renamed since)."""
+    import yaml
+
+    from tfkd.runner import SPEC_FILE
+
+    with open(os.path.join(run_dir, SPEC_FILE), encoding="utf-8") as f:
+        return yaml.safe_load(f)["name"]

@@ -17,54 +17,59 @@ CONTINUES_TEXT = "a model that continues text (a language model)"
 
 
 def register(add):
-    translate = add(
-        "translate",
-        "translate (or classify: any task's predictions) lines with an export or a run directory",
-        aliases=["predict"],
-    )
-    translate.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
-    translate.add_argument("-i", "--input", help="input file (default: stdin)")
-    translate.add_argument("-o", "--output", help="output file (default: stdout)")
-    translate.add_argument(
+    # predict is translate under the name other tasks' users look for; a parser of its own, so
+    # that its --help says "usage: tfkd predict"
+    for name, help_text in (
+        ("translate", "translate lines (or any task's predictions) with an export or a run directory"),
+        ("predict", "any task's predictions of lines (labels, translations) with an export or a run directory"),
+    ):
+        _add_arguments(add(name, help_text))
+
+
+def _add_arguments(parser):
+    parser.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
+    parser.add_argument("-i", "--input", help="input file (default: stdin)")
+    parser.add_argument("-o", "--output", help="output file (default: stdout)")
+    parser.add_argument(
         "--batch-size", type=positive_int, help="default: the spec's decode.batch_size (kept in the export)"
     )
-    translate.add_argument(
+    parser.add_argument(
         "--student",
         "--stage",
         dest="student",
         help="a run's train stage to translate with (default: train; baseline; a variant's name "
         "uses the variant's student and decode settings)",
     )
-    translate.add_argument(
+    parser.add_argument(
         "--weights",
         metavar="FILE",
         help="a run's student with these weights (tfkd average's output) instead of the stage's",
     )
-    translate.add_argument("--algorithm", help="a run's decoder: greedy, beam, mask_predict (decode.algorithm)")
-    translate.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
-    translate.add_argument(
+    parser.add_argument("--algorithm", help="a run's decoder: greedy, beam, mask_predict (decode.algorithm)")
+    parser.add_argument("--beam", type=int, metavar="N", help="a run's beam size (decode.beam_size)")
+    parser.add_argument(
         "--length-penalty", type=float, metavar="ALPHA", help="a run's beam length penalty (decode.length_penalty)"
     )
-    translate.add_argument(
+    parser.add_argument(
         "--nbest",
         type=positive_int,
         metavar="N",
         help="a run's N best hypotheses per input (beam: N <= beam size; mask_predict: N <= "
         "length candidates), printed as INDEX<tab>SCORE<tab>TEXT lines, best first",
     )
-    translate.add_argument(
+    parser.add_argument(
         "--reference",
         metavar="FILE",
         help="reference lines, one per input line: print the task's metric (sacreBLEU for "
         "translation, with its signature) on stderr",
     )
-    translate.add_argument(
+    parser.add_argument(
         "--set",
         action="append",
         metavar="decode.KEY=VALUE",
         help="change a decoding setting of a run (e.g. decode.iterations=4, decode.beam_size=5)",
     )
-    translate.set_defaults(func=cmd_translate)
+    parser.set_defaults(func=cmd_translate)
 
 
 @reports_errors
