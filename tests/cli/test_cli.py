@@ -614,6 +614,12 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
     assert resolved["train"]["steps"] == 7 and resolved["train"]["checkpoint_every"] == 3
     assert resolved["train"]["adam_beta_2"] == 0.98  # a default the spec does not write
     assert resolved["data"]["dir"] == os.path.join(data_dir, "multi30k_deen")  # interpolated, absolute
+    relative = run_tfkd(
+        "config", spec, "--set", "run_dir=relative_runs", cwd=str(tmp_path), env_extra={"TFKD_DATA_DIR": data_dir}
+    )
+    assert yaml.safe_load(relative.stdout)["run_dir"] == str(tmp_path / "relative_runs")  # absolute
+    # the student's defaults too, from its registered schema (the tiny spec gives neither)
+    assert resolved["student"]["max_length"] == 256 and resolved["student"]["share_embeddings"] is False
     plan = [line.split()[1:3] for line in out.stdout.splitlines() if re.match(r"^#   \w", line)]
     assert plan == [["vocab", "to"], ["train", "to"], ["evaluate", "to"]]
     assert "# also available with --stages: export" in out.stdout

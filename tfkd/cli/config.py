@@ -34,7 +34,7 @@ def cmd_config(args):
 
     spec, planned = spec_and_stages(args)
     print(f"# {args.spec}, resolved" + (f" with {' '.join('--set ' + a for a in args.set)}" if args.set else ""))
-    print(yaml.safe_dump(spec.to_dict(), sort_keys=False).rstrip())
+    print(yaml.safe_dump(resolved_dict(spec), sort_keys=False).rstrip())
     print(f"# stage plan: tfkd run runs these in this order into {os.path.join(spec.run_dir, spec.name)}")
     for name, (needs, state) in stage_plan(spec, planned).items():
         print(f"#   {name:<24} {state:<10} needs: {', '.join(needs) or '-'}")
@@ -42,6 +42,30 @@ def cmd_config(args):
     if others:
         print(f"# also available with --stages: {', '.join(others)}")
     return 0
+
+
+def resolved_dict(spec):
+    """The spec as a dict with what it leaves to defaults written out: ``run_dir`` absolute,
+    and the student's (and each variant's student's) settings filled from its registered
+    schema."""
+    from tfkd import registry
+
+    def filled(ref):
+        if not isinstance(ref, dict) or "kind" not in ref:
+            return ref
+        schema = registry.schema("student", ref["kind"]) if ref["kind"] in registry.names("student") else None
+        if schema is None:  # a user's student without a schema: its arguments as given
+            return ref
+        settings = {k: v for k, v in ref.items() if k != "kind"}
+        return {"kind": ref["kind"], **schema.model_validate(settings).model_dump(mode="json")}
+
+    resolved = spec.to_dict()
+    resolved["run_dir"] = os.path.abspath(resolved["run_dir"])
+    resolved["student"] = filled(resolved.get("student"))
+    for variant in (resolved.get("variants") or {}).values():
+        if isinstance(variant, dict) and isinstance(variant.get("student"), dict):
+            variant["student"] = filled(variant["student"])
+    return resolved
 
 
 def stage_plan(spec, planned):
