@@ -94,6 +94,8 @@ def test_tiny_spec_runs_every_stage_then_skips(finished_run, tmp_path):
     assert any(f.startswith("events") for f in os.listdir(run_dir / "train" / "tensorboard"))
     assert "tokens/s" in first.stderr and "steps/s" in first.stderr
     assert re.search(r"^tiny: student test BLEU \d+\.\d\d \(nrefs:1\|.*\)$", first.stdout, re.M), first.stdout
+    # what the run printed, its log keeps too
+    assert (run_dir / "log.txt").read_text().endswith(first.stdout)
 
     # rerun a copy of the run (the other tests use the original as it is)
     shutil.copytree(run_dir, tmp_path / "copy" / "tiny")

@@ -49,17 +49,18 @@ def cmd_run(args):
         logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
     import_tensorflow(multi_worker)
     from tfkd.context import RunContext
-    from tfkd.runner import Runner
+    from tfkd.runner import LOG_FILE, Runner
 
     runner = Runner(spec, plan_run(spec))
     # Keras' progress output goes to stderr with the logs: stdout keeps the results
     with contextlib.redirect_stdout(sys.stderr):
         results = runner.run(stages, RunContext(spec, runner))
-    for line in score_lines(spec, results):
-        print(line)
     table = comparison_table(spec, results, runner.run_dir)
-    if table:
-        print(table)
+    printed = "".join(line + "\n" for line in [*score_lines(spec, results), *([table] if table else [])])
+    sys.stdout.write(printed)
+    if printed and runner.writes and os.path.isdir(runner.run_dir):  # and the run's log keeps them
+        with open(os.path.join(runner.run_dir, LOG_FILE), "a", encoding="utf-8") as f:
+            f.write(printed)
     if spec.report.enabled and runner.writes and os.path.isdir(runner.run_dir):
         write_report(runner.run_dir, spec.report.latency)
     return 0
