@@ -9,10 +9,25 @@ from tfkd.registry import register
 from tfkd.spec import load_spec
 
 __version__ = "0.1.0"
-__all__ = ["SpecError", "layers", "load_spec", "methods", "models", "register", "registry", "tasks"]
+__all__ = [
+    "Predictor",
+    "SpecError",
+    "layers",
+    "load",
+    "load_spec",
+    "methods",
+    "models",
+    "register",
+    "registry",
+    "tasks",
+]
 
 
 def __getattr__(name):
+    if name in ("load", "Predictor"):  # tfkd.load(path): an export or a run directory, on text
+        from tfkd import predictor
+
+        return getattr(predictor, name)
     if name in ("layers", "models", "methods", "tasks", "training", "testing", "decoding"):
         import importlib
 

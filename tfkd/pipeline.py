@@ -42,3 +42,17 @@ def open_run(run_dir, stage=None):
     )
     runner = Runner(spec, plan_run(spec))
     return spec, runner, RunContext(spec, runner)
+
+
+def open_finished_run(run_dir, stage):
+    """``(spec, runner, context)`` of a run whose ``stage`` finished; reads no corpus."""
+    from tfkd.comparison import compared_students
+    from tfkd.errors import SpecError
+
+    spec, runner, context = open_run(run_dir, stage)
+    trained = [t for t, _ in compared_students(spec) if t in runner.stages]
+    if stage not in runner.stages or (stage != "train" and stage not in trained):
+        raise SpecError(f"--student {stage}: not a student of {run_dir}; choices: {', '.join(trained)}")
+    if not runner.is_finished(stage):
+        raise StageError(f"{run_dir}: the {stage} stage is not finished (run: tfkd run SPEC --stages {stage})")
+    return spec, runner, context

@@ -1,0 +1,50 @@
+"""tfkd.load: an export and a run directory, called on text from Python, give what tfkd
+translate prints."""
+
+import pytest
+from helpers import tfkd, write_spec
+
+import tfkd as tfkd_package
+from tfkd.errors import SpecError, StageError
+
+SENTENCES = ["Ein Mann fährt Fahrrad.", "", "Zwei Hunde spielen im Schnee."]
+
+
+@pytest.fixture(scope="module")
+def run_and_export(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("predictor")
+    spec = write_spec(tmp, "loaded", steps=4, every=2)
+    out = tfkd("run", spec, "--set", "stages=[vocab,train,export]", env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp / "runs" / "loaded"
+    return run_dir, run_dir / "export" / "loaded"
+
+
+def test_an_export_and_its_run_translate_alike_from_python(run_and_export, tmp_path):
+    run_dir, export = run_and_export
+    from_export = tfkd_package.load(str(export))  # a TF Serving base path: its newest version
+    from_run = tfkd_package.load(str(run_dir))
+    assert from_export.task == from_run.task == "translation"
+    assert from_export.path == str(export / "1")
+    translations = from_export(SENTENCES)
+    assert translations == from_run(SENTENCES)
+    assert len(translations) == 3 and translations[1] == ""  # an empty line translates to nothing
+    # what tfkd translate prints for the same lines
+    (tmp_path / "in.de").write_text("".join(s + "\n" for s in SENTENCES))
+    printed = tfkd("translate", str(export), "-i", str(tmp_path / "in.de"))
+    assert printed.returncode == 0 and printed.stdout.splitlines() == translations
+    assert from_export([]) == []
+
+
+def test_load_refuses_what_it_cannot_use(run_and_export, tmp_path):
+    run_dir, export = run_and_export
+    with pytest.raises(StageError, match="no such file or directory"):
+        tfkd_package.load(str(tmp_path / "nowhere"))
+    with pytest.raises(StageError, match="not a tfkd run directory"):
+        tfkd_package.load(str(tmp_path))
+    with pytest.raises(SpecError, match="--student baseline: not a student"):
+        tfkd_package.load(str(run_dir), student="baseline")
+    with pytest.raises(SpecError, match="an export holds one student"):
+        tfkd_package.load(str(export), student="baseline")
+    with pytest.raises(TypeError, match="list of strings"):
+        tfkd_package.load(str(export))("Ein Satz.")
