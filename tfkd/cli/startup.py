@@ -10,10 +10,16 @@ import tempfile
 
 
 def setup_logging(verbose, quiet=False):
+    from tfkd.progress import LineStartHandler, LineTracking
+
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s tfkd %(levelname).1s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
-    )
+    # stderr carries the log lines and (tfkd run sends stdout there) the progress bars: a log
+    # line after a bar's open line starts a line of its own
+    if not isinstance(sys.stderr, LineTracking):
+        sys.stderr = LineTracking(sys.stderr)
+    handler = LineStartHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s tfkd %(levelname).1s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler])
     for handler in logging.getLogger().handlers:  # the terminal's level (a run's log.txt has its own)
         handler.setLevel(level)
     logging.getLogger("absl").setLevel(logging.ERROR)

@@ -359,7 +359,9 @@ class StepProgress(keras.callbacks.Callback):
         self._epoch_tokens = tokens
         values = [(k, float(v)) for k, v in logs.items() if k != "tokens"]
         if self._tokens:
-            values.append(("tokens/s", self._tokens / max(time.time() - self._start, 1e-9)))
+            # since the bar started (compilation included); the log lines' tokens/s is over
+            # their last train.log_every steps
+            values.append(("mean tokens/s", self._tokens / max(time.time() - self._start, 1e-9)))
         self.bar.stateful_metrics.update(name for name, _ in values)
         self.bar.update(min(self._batches // self.batches_per_step, self.total_steps), values=values)
 
