@@ -108,7 +108,7 @@ def comparison_rows(spec, results, run_dir=None):
     seeds = spec.train.seeds or [spec.train.seed]
     differences = {}
     if run_dir is not None and students[0][0] == "baseline" and splits:
-        differences = _paired_tests(spec, results, folders, students, tested_split(splits))
+        differences = _paired_tests(spec, results, folders, students, tested_split(splits), run_dir)
     header = [
         "student",
         *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
@@ -181,12 +181,22 @@ class _Folders(dict):
         return self.chosen.get(stage, os.path.join(self.run_dir, stage))
 
 
-def _paired_tests(spec, results, folders, students, split):
+def _paired_tests(spec, results, folders, students, split, run_dir):
     """``{train stage: difference cell}`` of every student against the baseline on ``split``
     (the seeds both finished, paired by seed)."""
     from tfkd.context import RunContext
+    from tfkd.plan import plan_run
+    from tfkd.runner import Runner
 
-    context = RunContext(spec)
+    # a runner of the run in run_dir: a task's paired test may read its stages (a classifier's
+    # label names come from the vocab stage's tokenizer)
+    where = spec.model_copy(
+        update={
+            "run_dir": os.path.dirname(os.path.abspath(run_dir)),
+            "name": os.path.basename(os.path.abspath(run_dir)),
+        }
+    )
+    context = RunContext(where, Runner(where, plan_run(where)))
     baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
     cells = {}
     for train, evaluate in students[1:]:

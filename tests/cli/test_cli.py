@@ -396,6 +396,40 @@ def test_translate_a_missing_input_is_one_line(tmp_path):
     assert out.stdout == ""
 
 
+def test_interactive_translates_each_line_as_it_arrives(finished_run, data_dir):
+    import selectors
+
+    source = open(os.path.join(data_dir, "multi30k_deen", "test.de"), encoding="utf-8").read().splitlines()[:3]
+    batch = run_tfkd("translate", str(finished_run.run_dir), "-i", os.path.join(data_dir, "multi30k_deen", "test.de"))
+    expected = batch.stdout.splitlines()[:3]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfkd.cli", "translate", str(finished_run.run_dir), "--interactive"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    answers = []
+    try:
+        for line in [*source, ""]:  # an empty line too: an empty translation
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+            # the answer comes before any further input is written
+            assert selector.select(timeout=120), "no answer to a line while stdin stays open"
+            answers.append(process.stdout.readline().rstrip("\n"))
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0, process.stderr.read()[-3000:]
+    finally:
+        process.kill()
+    assert answers == [*expected, ""]
+    refused = run_tfkd("translate", str(finished_run.run_dir), "--interactive", "-i", "x.de")
+    assert refused.returncode == 2 and "--interactive reads stdin" in refused.stderr
+
+
 def test_translate_checks_the_output_path_before_any_work(finished_run, tmp_path):
     run = finished_run.run_dir
     source = tmp_path / "in.de"

@@ -27,6 +27,11 @@ def register(add):
 
 
 def _add_arguments(parser):
+    parser.add_argument(
+        "--interactive",
+        action="store_true",
+        help="predict each stdin line as it arrives (as fairseq-interactive): one line in, one line out, flushed",
+    )
     parser.add_argument("model", help="a SavedModel, a TF Serving base path, or a run directory")
     parser.add_argument("-i", "--input", help="input file (default: stdin)")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
@@ -85,6 +90,11 @@ def predict_lines(args, lines=None, continues_text=False):
     from tfkd.errors import DataError, SpecError
 
     check_output_path(args.output)  # before any work: a bad -o must not cost a translation
+    if getattr(args, "interactive", False):
+        if args.input or getattr(args, "reference", None):
+            raise SpecError("--interactive reads stdin line by line; -i and --reference apply to a whole file")
+        predict, _, _ = _predictor(args, continues_text)
+        return _interactive(args, predict)
     if lines is None:
         lines = read_input(args.input)
     if not lines:
@@ -97,6 +107,25 @@ def predict_lines(args, lines=None, continues_text=False):
                 f"{args.reference}: {len(references)} reference lines for {len(lines)} input lines "
                 f"({args.input or 'stdin'}); give one reference per input line"
             )
+    predict, task_name, evaluate = _predictor(args, continues_text)
+    scorer = _scorer(task_name, evaluate, references) if references is not None else None
+    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for the output
+    with contextlib.redirect_stdout(sys.stderr):
+        outputs = predict(lines)
+    text, outputs = _formatted(args, outputs)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as sink:
+            sink.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if scorer is not None:  # on stderr: stdout stays the outputs
+        print(scorer(outputs), file=sys.stderr)
+    return 0
+
+
+def _predictor(args, continues_text):
+    """``(predict, task name, evaluate settings)`` of ``args.model``: an export or a run."""
     args.set = list(args.set or []) + _decode_flags(args)
     if not os.path.exists(args.model):
         from tfkd.errors import StageError
@@ -109,26 +138,40 @@ def predict_lines(args, lines=None, continues_text=False):
 
     saved_model = find_saved_model(args.model)
     if saved_model:
-        predict, task_name, evaluate = _export_predictor(args, saved_model, continues_text)
-    else:
-        predict, task_name, evaluate = _run_predictor(args, continues_text)
-    scorer = _scorer(task_name, evaluate, references) if references is not None else None
-    # Keras' progress bar writes to stdout: send it to stderr, keep stdout for the output
-    with contextlib.redirect_stdout(sys.stderr):
-        outputs = predict(lines)
-    if getattr(args, "nbest", None):  # INDEX <tab> SCORE <tab> OUTPUT, N lines per input, best first
+        return _export_predictor(args, saved_model, continues_text)
+    return _run_predictor(args, continues_text)
+
+
+def _formatted(args, outputs):
+    """``(text to write, one output per input)``: with ``--nbest``, ``INDEX<tab>SCORE<tab>OUTPUT``
+    lines, N per input, best first (the best is what ``--reference`` scores)."""
+    if getattr(args, "nbest", None):
         text = "".join(f"{i}\t{score:.4f}\t{output}\n" for i, ranked in enumerate(outputs) for output, score in ranked)
-        outputs = [ranked[0][0] if ranked else "" for ranked in outputs]  # --reference scores the best
-    else:
-        text = "".join(o + "\n" for o in outputs)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as sink:
-            sink.write(text)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    if scorer is not None:  # on stderr: stdout stays the outputs
-        print(scorer(outputs), file=sys.stderr)
+        return text, [ranked[0][0] if ranked else "" for ranked in outputs]
+    return "".join(o + "\n" for o in outputs), outputs
+
+
+def _interactive(args, predict):
+    """``--interactive``: each stdin line predicted as it arrives (as fairseq-interactive),
+    its output written and flushed before the next line is read; until end of input."""
+    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    quiet = {"TFKD_QUIET_PROGRESS": "1"}  # no progress bar for one line at a time
+    saved = {k: os.environ.get(k) for k in quiet}
+    os.environ.update(quiet)
+    try:
+        for line in iter(sys.stdin.readline, ""):
+            with contextlib.redirect_stdout(sys.stderr):
+                outputs = predict([line.rstrip("\n")])
+            sink.write(_formatted(args, outputs)[0])
+            sink.flush()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if sink is not sys.stdout:
+            sink.close()
     return 0
 
 

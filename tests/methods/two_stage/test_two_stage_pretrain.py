@@ -75,7 +75,9 @@ def test_pretraining_loss_is_one_minus_lambda_mle_plus_lambda_kl_over_the_masked
     trainer = PretrainDistiller(student, teacher, weights)
     loss, values = weighted_loss(trainer, data)
     np.testing.assert_allclose(float(values["mle"]), mle, rtol=1e-5)
-    np.testing.assert_allclose(float(values["kd"]), kl, rtol=1e-5)
+    # float32 sums over the vocabulary in another order than NumPy's float64: 1e-5 relative
+    # is at the edge (1.09e-5 measured on one machine)
+    np.testing.assert_allclose(float(values["kd"]), kl, rtol=1e-4)
     np.testing.assert_allclose(loss, (1 - lam) * mle + lam * kl, rtol=1e-5)
     if lam == 0:  # plain masked LM: the weighted mean NLL of the masked tokens, as Keras computes it
         logits = student(data[0])
