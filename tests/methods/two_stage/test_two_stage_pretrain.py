@@ -78,7 +78,7 @@ def test_pretraining_loss_is_one_minus_lambda_mle_plus_lambda_kl_over_the_masked
     # float32 sums over the vocabulary in another order than NumPy's float64: 1e-5 relative
     # is at the edge (1.09e-5 measured on one machine)
     np.testing.assert_allclose(float(values["kd"]), kl, rtol=1e-4)
-    np.testing.assert_allclose(loss, (1 - lam) * mle + lam * kl, rtol=1e-5)
+    np.testing.assert_allclose(loss, (1 - lam) * mle + lam * kl, rtol=1e-4)  # the KL term, as above
     if lam == 0:  # plain masked LM: the weighted mean NLL of the masked tokens, as Keras computes it
         logits = student(data[0])
         plain = (
