@@ -397,16 +397,19 @@ def test_tfkd_export_format_picks_the_exporter(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export_command, "import_tensorflow", lambda: None)
     monkeypatch.setattr(export_command, "open_finished_run", lambda run_dir, stage: (spec, None, context))
     monkeypatch.setattr(stages, "load_student", lambda context, stage, weights=None: WithAdapters())
+    run = tmp_path / "RUN"  # the default model name is the name of the spec the run was made with
+    run.mkdir()
+    (run / "spec.yaml").write_text("name: m\n")
     for flags, written in (
         (["--format", "adapters"], "1.adapters.safetensors"),
         (["--format", "saved_model", "--version", "2"], "2"),
         (["--adapters-only", "--version", "3"], "3.adapters.safetensors"),
         (["--version", "4"], "4"),
     ):  # the spec's export.format
-        assert cli.main(["export", "RUN", "--out", str(tmp_path), *flags]) == 0
+        assert cli.main(["export", str(run), "--out", str(tmp_path), *flags]) == 0
         assert capsys.readouterr().out.startswith(f"exported {tmp_path / 'm' / written} (")
     assert sorted(os.listdir(tmp_path / "m")) == ["1.adapters.safetensors", "2", "3.adapters.safetensors", "4"]
-    assert cli.main(["export", "RUN", "--out", str(tmp_path), "--format", "ctranslate"]) == 2
+    assert cli.main(["export", str(run), "--out", str(tmp_path), "--format", "ctranslate"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         '--format: unknown exporter "ctranslate"; Choices: adapters, saved_model'
     ]

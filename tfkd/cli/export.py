@@ -69,12 +69,10 @@ def cmd_export(args):
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     out = args.out or os.path.join(args.run_dir, "export")
-    run_name = spec_name(args.run_dir)  # the spec's name, not the run folder's (it may be renamed)
-    name = (
-        args.model_name
-        or spec.export.model_name
-        or (run_name if args.student == "train" else f"{run_name}_{args.student}")
-    )
+    name = args.model_name or spec.export.model_name
+    if not name:  # the spec's name, not the run folder's (it may have been renamed)
+        run_name = spec_name(args.run_dir)
+        name = run_name if args.student == "train" else f"{run_name}_{args.student}"
     version = choose_version(out, name, args.version, spec.export.version)
     student = load_student(context, args.student, weights=weights_file(args.weights))
     path = exporter().export(context, student, os.path.join(out, name), version)
