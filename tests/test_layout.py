@@ -132,6 +132,7 @@ TOOLS = pathlib.Path(REPO) / "tools"
 TOP_LEVEL_TESTS = {
     "test_layout.py": "where code lives, and these tests",
     "test_kill_anywhere.py": "the runner end to end, killed in every kind of stage of every method",
+    "test_readme.py": "the README and docs/: their commands, specs, extras and links",
 }
 
 
