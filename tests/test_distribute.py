@@ -130,7 +130,7 @@ def test_two_workers_train_as_one_process_on_the_same_global_batch_and_resume_fr
     results = finish(start_workers(str(spec), tmp_path / "two"))
     for code, log in results:
         assert code == 0, log[-3000:]
-        assert "train: resumed from checkpoint at step 2" in log, log[-3000:]
+        assert "train: continuing from step 2 of" in log, log[-3000:]
     fingerprints = [AGREE.search(log).group(1) for _, log in results]
     assert fingerprints[0] == fingerprints[1]
     assert "running as task worker:1 (worker 2 of 2)" in results[1][1]

@@ -7,8 +7,9 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
 import pytest
-from helpers import REPO, tfkd
+from helpers import REPO, tfkd, weights_file_arrays
 
 TOY_SPEC = """\
 version: 1
@@ -355,11 +356,57 @@ def test_a_diverged_train_stage_stops_in_one_line_and_resumes_with_a_lower_learn
     # a change the stage cannot go on with (another student) starts it over: it diverges again
     smaller = [*stages, "--set", "student.hidden_dim=8"]
     again = tfkd("run", spec, *smaller)
-    assert again.returncode == 1 and "stage train: discarding partial work of another configuration" in again.stderr
+    assert (
+        again.returncode == 1
+        and "stage train: discarding partial work of other inputs (student.hidden_dim 16 -> 8)" in again.stderr
+    )
     assert "at step 21 (prior nan)" in again.stderr.splitlines()[-1]
     lower = tfkd("run", spec, *smaller, "--set", "train.learning_rate=0.5")
     assert lower.returncode == 0, lower.stderr[-3000:]
     assert f"stage train: resuming partial work in {partial} with train.learning_rate changed" in lower.stderr
-    assert "train: resumed from checkpoint at step 20" in lower.stderr
+    assert "train: continuing from step 20 of 30" in lower.stderr
     results = json.load(open(tmp_path / "runs" / "toy" / "train" / "stage.json"))["results"]
     assert results["steps"] == 30 and results["loss"] == results["loss"]  # finite, not NaN
+
+
+@pytest.mark.slow
+def test_a_larger_train_steps_goes_on_from_the_finished_stage_and_equals_a_straight_run(tmp_path):
+    """A finished train stage keeps its last checkpoint: raising ``train.steps`` continues from
+    it (as fairseq and OpenNMT-tf continue a longer schedule), logs what changed, and ends bit
+    for bit where a run straight to the larger number of steps ends (the data stream is skipped
+    and the random streams restored); a smaller number than it reached starts over, as does a
+    linear schedule (its learning rate at every step depends on train.steps)."""
+    spec = write_toy(tmp_path)
+    flags = ["--stages", "vocab,toy_prior_fit,train", "--set", "train.deterministic=true"]
+    run = tmp_path / "runs" / "toy"
+    first = tfkd("run", spec, *flags, "--set", "train.steps=20")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.load(open(run / "train" / "checkpoint" / "state.json"))["step"] == 20
+    longer = tfkd("run", spec, *flags, "--set", "train.steps=30")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "stage vocab: already done" in longer.stderr
+    assert "stage train: running again, its inputs changed: train.steps 20 -> 30" in longer.stderr
+    assert "stage train: going on from its finished work (train.steps changed)" in longer.stderr
+    assert "train: continuing from step 20 of 30" in longer.stderr
+    assert json.load(open(run / "train" / "stage.json"))["results"]["steps"] == 30
+
+    straight = tfkd("run", spec, *flags, "--set", "train.steps=30", "--set", "name=straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    ours = weights_file_arrays(run / "train" / "student.weights.h5")
+    theirs = weights_file_arrays(tmp_path / "runs" / "straight" / "train" / "student.weights.h5")
+    assert sorted(ours) == sorted(theirs) and ours
+    for name, array in ours.items():
+        np.testing.assert_array_equal(array, theirs[name], err_msg=name)
+
+    shorter = tfkd("run", spec, *flags, "--set", "train.steps=10")
+    assert shorter.returncode == 0, shorter.stderr[-3000:]
+    assert "stage train: running again, its inputs changed: train.steps 30 -> 10" in shorter.stderr
+    assert "going on from" not in shorter.stderr and "continuing from" not in shorter.stderr
+    assert json.load(open(run / "train" / "stage.json"))["results"]["steps"] == 10
+
+    linear = [*flags, "--set", "train.schedule=linear"]
+    assert tfkd("run", spec, *linear, "--set", "train.steps=10").returncode == 0
+    again = tfkd("run", spec, *linear, "--set", "train.steps=20")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stage train: running again, its inputs changed: train.steps 10 -> 20" in again.stderr
+    assert "continuing from" not in again.stderr

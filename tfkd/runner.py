@@ -18,6 +18,7 @@ import sys
 import time
 
 from tfkd import spec as spec_lib
+from tfkd import stage_changes
 from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
 
@@ -27,7 +28,7 @@ MARKER = "stage.json"
 SPEC_FILE = "spec.yaml"  # the resolved spec: of each finished stage, and of the run (the last finished)
 ORIGIN_FILE = "origin.json"
 LOG_FILE = "log.txt"
-INPUTS_FILE = "INPUTS.json"  # in <stage>.partial/: what the key hashed, to tell which settings changed
+INPUTS_FILE = stage_changes.INPUTS_FILE
 
 
 def sha256_file(path, cache={}):  # noqa: B006 (the process-wide memo)
@@ -103,9 +104,15 @@ class Stage:
         return []
 
     def resumable(self, spec):
-        """Keys of :meth:`config` (dotted, ``train.learning_rate``) that a killed or failed
-        run of this stage may change and still go on from its partial work."""
+        """Keys of :meth:`config` (dotted, ``train.learning_rate``) that may change while the
+        stage still goes on from its earlier work: a killed or failed run's partial work, or
+        (when the stage keeps what it resumes from) a finished run's."""
         return ()
+
+    def can_continue(self, spec, workdir):
+        """Whether the work in ``workdir`` (the stage's ``.partial`` folder or its finished
+        folder) can go on under ``spec`` with :meth:`resumable` keys changed."""
+        return True
 
     def run(self, context, workdir):
         """Do the work into ``workdir``; return a dict of results for the marker."""
@@ -260,14 +267,22 @@ class Runner:
             return done["results"]
         if os.path.isdir(partial):
             previous = open(key_file).read().strip() if os.path.exists(key_file) else None
-            changed = self._resumable_changes(name, inputs_file) if previous != key else []
+            changed = self._resumable_changes(name, partial) if previous != key else []
             if previous == key:
                 log.info("stage %s: resuming partial work in %s", name, partial)
             elif changed:
                 log.info("stage %s: resuming partial work in %s with %s changed", name, partial, ", ".join(changed))
             else:
-                log.info("stage %s: discarding partial work of another configuration", name)
+                what = stage_changes.describe(stage_changes.read_inputs(partial), self.key_inputs(name))
+                log.info("stage %s: discarding partial work of other inputs (%s)", name, what)
                 shutil.rmtree(partial)
+        elif os.path.exists(os.path.join(final, MARKER)):  # finished before, from other inputs
+            what = stage_changes.describe(stage_changes.read_inputs(final), self.key_inputs(name))
+            log.info("stage %s: running again, its inputs changed: %s", name, what)
+            changed = self._resumable_changes(name, final)
+            if changed:  # a longer schedule: go on from the finished work, which stays until this ends
+                shutil.copytree(final, partial, ignore=shutil.ignore_patterns(MARKER, SPEC_FILE))
+                log.info("stage %s: going on from its finished work (%s changed)", name, ", ".join(changed))
         made_run_dir = not os.path.isdir(self.run_dir)
         os.makedirs(partial, exist_ok=True)
         with open(key_file, "w") as f:
@@ -290,7 +305,6 @@ class Runner:
         with open(tmp_marker, "w") as f:
             json.dump(marker, f, indent=2)
         os.replace(tmp_marker, os.path.join(partial, MARKER))
-        os.remove(inputs_file)  # only needed to resume
         failpoint(f"stage-finishing:{name}")
         move_into_place(partial, final)
         self._write_run_spec()
@@ -356,20 +370,16 @@ class Runner:
             raise StageError(f"the chief stopped: {end}")
         return results
 
-    def _resumable_changes(self, name, inputs_file):
-        """The spec keys (``train.learning_rate``) in which the partial work's inputs differ
+    def _resumable_changes(self, name, folder):
+        """The spec keys (``train.steps``) in which the inputs of the work in ``folder`` differ
         from the stage's now, when the stage can go on from that work with them changed (its
-        :meth:`Stage.resumable` lists them, and nothing else changed); else ``[]``."""
-        if not os.path.exists(inputs_file):
-            return []
-        with open(inputs_file) as f:
-            previous = json.load(f)
-        current = json.loads(json.dumps(self.key_inputs(name), default=str))
-        if {k: v for k, v in previous.items() if k != "config"} != {k: v for k, v in current.items() if k != "config"}:
-            return []
-        changed = _changed_keys(previous.get("config"), current["config"])
-        allowed = set(self.stages[name].resumable(self.spec))
-        return changed if changed and all(k in allowed for k in changed) else []
+        :meth:`Stage.resumable` lists them, nothing else changed, and
+        :meth:`Stage.can_continue` agrees); else ``[]``."""
+        stage = self.stages[name]
+        changed = stage_changes.resumable_changes(
+            stage_changes.read_inputs(folder), self.key_inputs(name), stage.resumable(self.spec)
+        )
+        return changed if changed and stage.can_continue(self.spec, folder) else []
 
     def _write_run_spec(self):
         """``spec.yaml`` (the spec of the stage that finished last) and ``origin.json`` (where
@@ -403,16 +413,6 @@ def _write_json(path, value):
     with open(path + ".tmp", "w") as f:
         json.dump(value, f, default=str)
     os.replace(path + ".tmp", path)
-
-
-def _changed_keys(old, new, prefix=""):
-    """Dotted paths of the leaves in which two configs differ."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        changed = []
-        for k in sorted(set(old) | set(new)):
-            changed += _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")
-        return changed
-    return [] if old == new else [prefix.rstrip(".")]
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from tfkd.errors import StageError
 from tfkd.plan import seed_of_stage
 from tfkd.runner import Stage
 from tfkd.spec import ADAPTERS_EXPORTER
+from tfkd.training.callbacks import checkpoint_step
 from tfkd.training.fit import FitSettings, fit_trainer
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 from tfkd.xla import resolve_jit_compile
@@ -195,8 +196,17 @@ class TrainStage(Stage):
         return _task(spec).data_files(spec, ["train", "valid"])
 
     def resumable(self, spec):
-        # what a user changes to get past a diverged (non-finite) run, or to train longer
+        # what a user changes to get past a diverged (non-finite) run, or to train longer; a
+        # linear schedule's learning rate at every step depends on train.steps
+        if self.view(spec).train.schedule == "linear":
+            return tuple(k for k in RESUMABLE_TRAIN_KEYS if k != "train.steps")
         return RESUMABLE_TRAIN_KEYS
+
+    def can_continue(self, spec, workdir):
+        # a finished stage keeps its last checkpoint (FitSettings.keep_checkpoint): a larger
+        # train.steps goes on from it; a smaller one than it reached starts over
+        step = checkpoint_step(workdir)
+        return step is not None and step <= self.view(spec).train.steps
 
     def run(self, context, workdir):
         context = context.with_spec(self.view(context.spec))
@@ -261,6 +271,7 @@ class TrainStage(Stage):
                 parameter_counts={"trainable": trainable, "frozen": frozen},
                 finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
                 restore_dir=context.runner.resume_dir(self.name),
+                keep_checkpoint=True,
             ),
         )
         return {

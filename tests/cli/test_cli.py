@@ -554,7 +554,7 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir)
     assert not (tmp_path / "runs" / "killed" / "train").exists()
     resumed = tfkd(*args, env_extra={"TFKD_DATA_DIR": data_dir})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from checkpoint at step {saved_step}" in resumed.stderr
+    assert f"continuing from step {saved_step} of" in resumed.stderr
     assert "stage vocab: already done" in resumed.stderr
     marker = json.load(open(tmp_path / "runs" / "killed" / "train" / "stage.json"))
     assert marker["results"]["steps"] == 20

@@ -134,6 +134,16 @@ class StageCheckpoint(keras.callbacks.Callback):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def checkpoint_step(workdir):
+    """The optimizer step of the :class:`StageCheckpoint` in ``workdir``, or ``None`` when it
+    holds none."""
+    try:
+        with open(os.path.join(workdir, "checkpoint", "state.json")) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class TrainingMonitor(keras.callbacks.Callback):
     """Logs steps/s and tokens/s and writes TensorBoard summaries.
 

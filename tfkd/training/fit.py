@@ -28,7 +28,9 @@ class FitSettings:
     keeps before the checkpoints are removed; ``hint``: what to tell a user whose training
     diverged (:class:`~tfkd.training.callbacks.StageCheckpoint`); ``restore_dir``: the work
     folder whose checkpoint to resume from, when not the stage's (a multi-worker run's other
-    workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`).
+    workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`);
+    ``keep_checkpoint``: the last checkpoint (trainer, optimizer and random streams) stays in
+    ``workdir/checkpoint`` after training, so that a longer schedule goes on from it.
 
     Which weights of ``student`` (the model the stage keeps) stay in ``workdir/checkpoints``,
     as the spec's ``train`` section says (:meth:`of_train`): ``keep_last`` (the last N
@@ -46,6 +48,7 @@ class FitSettings:
     finish: Callable[[], None] | None = None
     hint: str | None = None
     restore_dir: str | None = None
+    keep_checkpoint: bool = False
     student: Any = None
     keep_last: int = 0
     average_last: int | None = None
@@ -97,7 +100,7 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     initial_epoch = checkpoint.restore(trainer)
     if initial_epoch:
         done = int(trainer.optimizer.iterations.numpy())
-        log.info("%s: resumed from checkpoint at step %d", stage_name, done)
+        log.info("%s: continuing from step %d of %d", stage_name, done, steps)
         # the batches an uninterrupted run would read next: the training data is a seeded,
         # repeated stream, so skipping what the checkpointed steps consumed replays its order
         train_ds = train_ds.skip(done * accumulate)
@@ -163,7 +166,8 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         )
     if settings.finish is not None:
         settings.finish()
-    checkpoint.cleanup()
+    if not settings.keep_checkpoint:
+        checkpoint.cleanup()
     return summary
 
 
