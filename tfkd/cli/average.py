@@ -31,11 +31,20 @@ def register(add):
 @reports_errors
 def cmd_average(args):
     import_tensorflow()
+    from tfkd.run_lock import hold_if_inside
+    from tfkd.training.averaging import CHECKPOINTS_DIR
+
+    _, runner, context = open_finished_run(args.run_dir, args.stage)
+    out = args.output or os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR, "average.weights.h5")
+    with hold_if_inside(args.run_dir, out):  # one writer per run directory
+        return _average(args, runner, context)
+
+
+def _average(args, runner, context):
     from tfkd.errors import StageError
     from tfkd.stages import load_student
     from tfkd.training.averaging import CHECKPOINTS_DIR, average_weights, kept_checkpoints, save_weights_atomic
 
-    _, runner, context = open_finished_run(args.run_dir, args.stage)
     kept = kept_checkpoints(os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR))
     if not kept:
         raise StageError(

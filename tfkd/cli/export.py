@@ -58,8 +58,7 @@ def register(add):
 @reports_errors
 def cmd_export(args):
     import_tensorflow()
-    from tfkd.exporters.base import choose_version, directory_size
-    from tfkd.stages import load_student
+    from tfkd.run_lock import hold_if_inside
 
     spec, _, context = open_finished_run(args.run_dir, args.student)
     try:  # after the spec's imports, which may register exporters
@@ -69,6 +68,14 @@ def cmd_export(args):
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     out = args.out or os.path.join(args.run_dir, "export")
+    with hold_if_inside(args.run_dir, out):  # one writer per run directory
+        return _export(args, spec, context, exporter, out)
+
+
+def _export(args, spec, context, exporter, out):
+    from tfkd.exporters.base import choose_version, directory_size
+    from tfkd.stages import load_student
+
     name = args.model_name or spec.export.model_name
     if not name:  # the spec's name, not the run folder's (it may have been renamed)
         run_name = spec_name(args.run_dir)

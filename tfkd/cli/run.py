@@ -36,7 +36,6 @@ def register(add):
 
 @reports_errors(interrupted="interrupted; finished stages and the last checkpoint are kept")
 def cmd_run(args):
-    from tfkd.comparison import comparison_table, score_lines
     from tfkd.distribute import wants_multi_worker
     from tfkd.plan import plan_run
 
@@ -49,12 +48,22 @@ def cmd_run(args):
         logging.getLogger("tfkd").info("multi-worker: joining the cluster of TF_CONFIG (waiting for every worker)")
     import_tensorflow(multi_worker)
     from tfkd.context import RunContext
-    from tfkd.runner import LOG_FILE, Runner
+    from tfkd.run_lock import hold_run_dir
+    from tfkd.runner import Runner
 
     runner = Runner(spec, plan_run(spec))
+    # one writer per run directory (a multi-worker run's chief); the report is written under it too
+    with hold_run_dir(runner.run_dir) if runner.writes else contextlib.nullcontext():
+        return _run(spec, stages, runner, RunContext(spec, runner))
+
+
+def _run(spec, stages, runner, context):
+    from tfkd.comparison import comparison_table, score_lines
+    from tfkd.runner import LOG_FILE
+
     # Keras' progress output goes to stderr with the logs: stdout keeps the results
     with contextlib.redirect_stdout(sys.stderr):
-        results = runner.run(stages, RunContext(spec, runner))
+        results = runner.run(stages, context)
     table = comparison_table(spec, results, runner.run_dir)
     printed = "".join(line + "\n" for line in [*score_lines(spec, results), *([table] if table else [])])
     sys.stdout.write(printed)

@@ -338,6 +338,7 @@ def test_the_stage_writes_the_source_models_beam_translations(run):
     assert 0 <= done["bleu_vs_references"] <= 100 and done["source"] == "teacher"
     # the chunks are gone once the file is written
     assert sorted(os.listdir(runner.stage_dir("teacher_translations"))) == [
+        "INPUTS.json",
         "KEY",
         "spec.yaml",
         "stage.json",
