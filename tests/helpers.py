@@ -46,6 +46,8 @@ train:
   warmup_steps: 20
   valid_metric_examples: 10
 decode: {{beam_size: 2, max_length_b: 5}}
+# the run report (tests/report/ check it on runs of their own) would add seconds to every run
+report: {{enabled: false}}
 """
 
 

@@ -293,6 +293,7 @@ def test_two_workers_distil_with_the_teacher_stages_on_the_chief_alone(tmp_path)
     assert AGREE.search(chief_log).group(1) == AGREE.search(other_log).group(1)
     run = tmp_path / "runs" / "distilled"
     assert sorted(os.listdir(run)) == [
+        "LOCK",  # the chief's: it alone writes the run directory
         "log.txt",
         "origin.json",
         "spec.yaml",

@@ -12,6 +12,7 @@ removed, on release (removing it would let two processes lock two different file
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import logging
@@ -77,9 +78,20 @@ def hold_run_dir(run_dir, command=None):
     :class:`RunInUse` when another live process holds it. A run directory this made and in
     which nothing but the lock and the log was written is removed again."""
     made = not os.path.isdir(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, LOCK_FILE)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until the block ends)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        # held until the block ends
+        handle = open(os.path.join(run_dir, LOCK_FILE), "a+", encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+            raise
+        # a folder nobody may write (or a full disk) needs no lock: the command reads what is finished there, and
+        # the first stage that has to write says why it cannot
+        log.debug("%s: not locked (%s)", run_dir, e.strerror)
+        handle = None
+    if handle is None:
+        yield
+        return
     host = socket.gethostname()
     try:
         try:
@@ -105,7 +117,8 @@ def hold_run_dir(run_dir, command=None):
             "since": _now(),
             "heartbeat": time.time(),
         }
-        _write(handle, holder)
+        with contextlib.suppress(OSError):  # a full disk: the flock alone keeps others out
+            _write(handle, holder)
         stop = threading.Event()
 
         def beat():

@@ -57,27 +57,17 @@ class BertClassifier(WrapsBackbone, keras.Model):
     ):
         super().__init__(**kwargs)
         self.wraps_backbone = backbone is not None
-        if backbone is None:
-            if vocabulary_size is None:
-                raise ValueError("BertClassifier needs vocabulary_size (or an existing backbone)")
-            backbone = keras_hub.models.BertBackbone(
-                vocabulary_size=vocabulary_size,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                hidden_dim=hidden_dim,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                max_sequence_length=max_sequence_length,
-                dtype=self.dtype_policy,
-                name="backbone",
-            )
-        elif isinstance(backbone, dict):
-            backbone = keras.saving.deserialize_keras_object(backbone)
-        if vocabulary_size is not None and vocabulary_size != backbone.vocabulary_size:
-            raise ValueError(
-                f"BertClassifier: vocabulary_size={vocabulary_size} but the backbone has "
-                f"{backbone.vocabulary_size} tokens"
-            )
+        backbone = self._backbone(
+            keras_hub.models.BertBackbone,
+            backbone,
+            vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+        )
         self.backbone = backbone
         self.vocabulary_size = backbone.vocabulary_size
         self.num_layers = backbone.num_layers

@@ -50,28 +50,17 @@ class GPT2LM(WrapsBackbone, keras.Model):
     ):
         super().__init__(**kwargs)
         self.wraps_backbone = backbone is not None
-        if backbone is None:
-            if vocabulary_size is None:
-                raise ValueError("GPT2LM needs vocabulary_size (or an existing backbone)")
-            backbone = keras_hub.models.GPT2Backbone(
-                vocabulary_size=vocabulary_size,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                hidden_dim=hidden_dim,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                max_sequence_length=max_sequence_length,
-                dtype=self.dtype_policy,
-                name="backbone",
-            )
-        elif isinstance(backbone, dict):
-            backbone = keras.saving.deserialize_keras_object(backbone)
-        if vocabulary_size is not None and vocabulary_size != backbone.vocabulary_size:
-            raise ValueError(
-                f"GPT2LM: vocabulary_size={vocabulary_size} but the backbone has {backbone.vocabulary_size} tokens"
-            )
-        if not isinstance(backbone, keras_hub.models.GPT2Backbone):
-            raise ValueError(f"GPT2LM wraps a keras-hub GPT2Backbone, got {type(backbone).__name__}")
+        backbone = self._backbone(
+            keras_hub.models.GPT2Backbone,
+            backbone,
+            vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+        )
         self.causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None, name="causal_lm")
         self.vocabulary_size = backbone.vocabulary_size
         self.num_layers = backbone.num_layers

@@ -42,6 +42,7 @@ student:
 train: {{steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 5}}
 decode: {{beam_size: 2, max_length_b: 4}}
 evaluate: {{lowercase: true}}
+report: {{latency: false}}
 """
 
 
