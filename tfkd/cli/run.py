@@ -86,5 +86,4 @@ def write_report(run_dir, latency):
     except Exception as e:  # the run's work is done: say what the report lacks
         log.warning("report: not written (%s: %s); tfkd report %s tries again", type(e).__name__, e, run_dir)
         return None
-    log.info("report: %s", path)
     return path

@@ -43,7 +43,6 @@ def build_report(run_dir, out_dir=None, latency=True):
     out_dir = os.path.abspath(out_dir or default_out_dir(run_dir))
     os.makedirs(out_dir, exist_ok=True)
     _remove_previous_figures(out_dir)
-    log.info("report: %s -> %s", contents.run_dir, out_dir)
 
     task_part = _guarded("task sections", lambda: _task_report(contents, out_dir))
     latency_html = _measure_latency(contents, task_part, latency)

@@ -163,6 +163,12 @@ def test_export_serves_without_tfkd_and_equals_in_process_predictions(tmp_path, 
         )
     )
     np.testing.assert_allclose(in_process[:1], direct, atol=1e-5)
+    # an empty text is labeled from [CLS] [SEP] alone
+    empty = keras.ops.softmax(
+        student({"token_ids": np.array([[special.bos, special.eos]], np.int32), "padding_mask": np.ones([1, 2], bool)})
+    )
+    assert TEXTS[1] == ""
+    np.testing.assert_allclose(in_process[1:2], empty, atol=1e-5)
 
     path = tmp_path / "export"
     task.export(context, student, str(path))

@@ -102,3 +102,22 @@ student: {{kind: transformer}}
     assert source.get_vocabulary() == target.get_vocabulary()
     text = "Ein Mann fährt Fahrrad. A man rides a bike."
     assert list(target.tokenize(text)) == list(source.tokenize(text))
+
+
+def test_the_quickstart_learns_the_source_vocabulary_size_it_asks_for(tmp_path, caplog):
+    """The WordPiece learner keeps pieces seen at least 10 times, so on 10,000 pairs it finds
+    fewer than a round 8,000; the spec asks for what the text supports (no warning every run)."""
+    import os
+
+    from conftest import REPO
+
+    from tfkd.spec import load_spec
+    from tfkd.tasks.translation.data import read_split
+
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"))
+    asked = spec.data.source_tokenizer.vocab_size
+    path = str(tmp_path / "source.vocab")
+    with caplog.at_level("WARNING", logger="tfkd"):
+        data_lib.learn_vocabulary(read_split(spec.data, "train").source, spec.data.source_tokenizer, path)
+    assert sum(1 for _ in open(path, encoding="utf-8")) == asked
+    assert not [r for r in caplog.records if "asked for" in r.getMessage()]
