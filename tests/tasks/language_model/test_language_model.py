@@ -168,32 +168,25 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
             np.testing.assert_allclose(
                 in_process["log_probs"][row, : len(ids)], log_probs[np.arange(len(ids)), ids], atol=1e-5
             )
+
     # greedy continuation by hand: argmax of the full forward pass, token after token
-    ids = [end] + tokenize_to_ragged(tokenizer, [texts[0]]).to_list()[0]
-    generated = []
-    for _ in range(6):
-        logits = model({"token_ids": np.array([ids]), "padding_mask": np.ones([1, len(ids)], bool)})
-        next_id = int(np.argmax(np.asarray(logits)[0, -1]))
-        if next_id == end:
-            break
-        ids.append(next_id)
-        generated.append(next_id)
-    expected = tf.function(tokenizer.detokenize)(tf.constant([generated], tf.int32)).numpy()[0] if generated else b""
-    expected = expected.decode("utf-8", errors="replace").encode("utf-8")
-    assert in_process["continuation"][0] == expected
+    def continued(text):
+        ids, generated = [end] + tokenize_to_ragged(tokenizer, [text]).to_list()[0], []
+        for _ in range(6):
+            logits = model({"token_ids": np.array([ids]), "padding_mask": np.ones([1, len(ids)], bool)})
+            next_id = int(np.argmax(np.asarray(logits)[0, -1]))
+            if next_id == end:
+                break
+            ids.append(next_id)
+            generated.append(next_id)
+        text = tf.function(tokenizer.detokenize)(tf.constant([generated], tf.int32)).numpy()[0] if generated else b""
+        return text.decode("utf-8", errors="replace").encode("utf-8")
+
+    assert in_process["continuation"][0] == continued(texts[0])
     # an empty text scores nothing (no token, log-probability 0) and is continued from
     # <|endoftext|> alone, as a text's first token is predicted
     assert texts[2] == "" and in_process["lengths"][2] == 0 and in_process["total_log_prob"][2] == 0
-    ids, generated = [end], []
-    for _ in range(6):
-        logits = model({"token_ids": np.array([ids]), "padding_mask": np.ones([1, len(ids)], bool)})
-        next_id = int(np.argmax(np.asarray(logits)[0, -1]))
-        if next_id == end:
-            break
-        ids.append(next_id)
-        generated.append(next_id)
-    expected = tf.function(tokenizer.detokenize)(tf.constant([generated], tf.int32)).numpy()[0] if generated else b""
-    assert in_process["continuation"][2] == expected.decode("utf-8", errors="replace").encode("utf-8")
+    assert in_process["continuation"][2] == continued("")
     path = tmp_path / "export"
     LanguageModelTask().export(context, model, str(path))  # a TextLM like text_lm
     info = json.loads((path / "assets.extra" / "tfkd.json").read_text())
