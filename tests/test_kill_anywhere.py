@@ -2,10 +2,12 @@
 vocabulary, teacher fine-tuning and MLM heads, cache writing, predictions, pre-training, student
 training, evaluation, export) is SIGKILLed again and again, at planned moments (inside a
 checkpoint write, inside a cache shard write, between a stage's marker and its rename:
-:mod:`tfkd.failpoints`) and at random ones, each time followed by the same command, until a run
-finishes. The finished run must equal an uninterrupted one of the same spec: every weights file
-bit for bit, every teacher cache (every training example exactly once, the same shard bytes),
-every saved array, every score and every hypothesis.
+:mod:`tfkd.failpoints`) and at random ones, and stopped by SIGTERM and SIGINT (a preemption
+notice, Ctrl-C: :mod:`tfkd.stopping`) inside a training stage's checkpoint write and elsewhere,
+each time followed by the same command, until a run finishes. The finished run must equal an
+uninterrupted one of the same spec: every weights file bit for bit, every teacher cache (every
+training example exactly once, the same shard bytes), every saved array, every score and every
+hypothesis.
 
 A stage joins by being listed in its method's ``planned`` (a failpoint and the stage it lands
 in); a method joins by one more ``Case``. The comparison walks whatever the stages wrote."""
@@ -84,6 +86,9 @@ CASES = {
             ("cache-example:100", "teacher_cache"),  # inside the second shard
             ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
             ("weights-written:2", "baseline"),
+            # SIGTERM inside the next checkpoint write: the step after it ends the command
+            ("weights-written:1@SIGTERM", "baseline"),
+            ("stage-start:baseline_evaluate@SIGINT", "baseline_evaluate"),  # not training: at once
             ("stage-start:baseline_evaluate", "baseline_evaluate"),
             ("weights-written:2", "train"),
             ("stage-finishing:train", "train"),
@@ -123,6 +128,7 @@ CASES = {
             ("weights-written:2", "teacher_mlm"),
             ("cache-example:70", "teacher_cache"),  # inside the second shard
             ("weights-written:1", "train"),
+            ("weights-written:1@SIGINT", "train"),
             ("stage-finishing:train", "train"),
             ("stage-start:evaluate", "evaluate"),
         ],
@@ -145,7 +151,8 @@ CASES = {
         ],
         planned=[
             ("stage-finishing:vocab", "vocab"),
-            ("weights-written:2", "train"),
+            ("weights-written:1@SIGTERM", "train"),  # stops at step 3, inside the second interval
+            ("weights-written:1", "train"),  # then killed inside the step-4 checkpoint write
             ("stage-start:evaluate", "evaluate"),
             ("stage-finishing:export", "export"),
         ],
@@ -188,6 +195,7 @@ CASES = {
             ("stage-finishing:teacher_predictions", "teacher_predictions"),
             ("weights-written:2", "teacher_mlm"),
             ("weights-written:2", "pretrain_kd"),
+            ("weights-written:1@SIGINT", "pretrain_kd"),
             ("stage-finishing:pretrain_kd", "pretrain_kd"),
             ("weights-written:1", "train"),
             ("stage-start:evaluate", "evaluate"),
@@ -337,7 +345,13 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
         _, stderr = process.communicate(timeout=900)
         if process.returncode == 0:
             pytest.fail(f"the run finished before the kill at {kill_at}")
-        assert process.returncode == -signal.SIGKILL, stderr[-3000:]
+        sent = signal.Signals[kill_at.partition("@")[2] or "SIGKILL"]
+        if sent == signal.SIGKILL:
+            assert process.returncode == -signal.SIGKILL, stderr[-3000:]
+        else:  # a graceful stop: 128 + the signal, and one line saying so
+            assert process.returncode == 128 + sent, stderr[-3000:]
+            assert stderr.splitlines()[-1].startswith("tfkd: error: ") and sent.name in stderr.splitlines()[-1]
+            assert "Traceback" not in stderr, stderr[-3000:]
         stage = stage_at_kill(run, blocks_before)
         if expected_stage is not None:
             assert stage == expected_stage, (kill_at, stage)

@@ -1,7 +1,8 @@
 """Named moments at which a test can kill tfkd, to check that a run killed there resumes.
 
-``TFKD_KILL_AT=NAME[:N]`` makes the process SIGKILL itself the N-th time (default the first)
-it passes the point ``NAME``. Without the variable a point costs one dictionary lookup. The
+``TFKD_KILL_AT=NAME[:N][@SIGNAL]`` makes the process send itself SIGKILL (or ``SIGTERM`` /
+``SIGINT``: a graceful stop, :mod:`tfkd.stopping`) the N-th time (default the first) it passes
+the point ``NAME``. Without the variable a point costs one dictionary lookup. The
 points: ``stage-start:<stage>`` (its partial folder and key written, nothing else),
 ``stage-finishing:<stage>`` (its marker written, the folder not yet renamed),
 ``weights-written`` (a weights file written beside its target, not yet renamed into place:
@@ -20,6 +21,7 @@ def failpoint(name):
     wanted = os.environ.get("TFKD_KILL_AT")
     if not wanted:
         return
+    wanted, at, signal_name = wanted.partition("@")
     target, colon, count = wanted.rpartition(":")
     if not (colon and count.isdigit()):  # no count: the first pass
         target, count = wanted, "1"
@@ -27,4 +29,4 @@ def failpoint(name):
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] == int(count):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[signal_name] if at else signal.SIGKILL)

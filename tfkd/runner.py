@@ -18,7 +18,7 @@ import sys
 import time
 
 from tfkd import spec as spec_lib
-from tfkd import stage_changes
+from tfkd import stage_changes, stopping
 from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
 
@@ -244,6 +244,7 @@ class Runner:
                 log.info("stage %s: already done (%s), skipping", name, self.stage_dir(name))
                 results[name] = self.marker(name)["results"]
                 continue
+            stopping.raise_if_requested()  # a signal during the stage before: stop between stages
             try:
                 results[name] = self._run_stage(name, context)
             except Exception as e:  # a full disk or a read-only folder: one line, not a traceback

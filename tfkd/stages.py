@@ -183,7 +183,7 @@ class TrainStage(Stage):
             "train": {
                 k: v
                 for k, v in own.train.model_dump(mode="json").items()
-                if k not in ("log_every", "valid_metric_examples", "seeds")
+                if k not in ("log_every", "valid_metric_examples", "seeds", "preemption_grace_s")
                 and not (k == "schedule" and v == "inverse_sqrt")
                 and not (k in NEW_TRAIN_DEFAULTS and v == NEW_TRAIN_DEFAULTS[k])
             },
@@ -214,8 +214,12 @@ class TrainStage(Stage):
         train = spec.train
         keras.utils.set_random_seed(train.seed)
         tokenizers = context.tokenizers()
-        columns = method.train_columns(context, self.name)
-        train_ds = method.map_train_batches(context, method.train_dataset(context, self.name, columns))
+
+        def make_train_ds():  # the pipeline, its extra columns (a teacher cache's stream) included
+            columns = method.train_columns(context, self.name)
+            return method.map_train_batches(context, method.train_dataset(context, self.name, columns))
+
+        train_ds = make_train_ds()
         valid_ds = task.valid_dataset(context, self.name)
         log.info("%s: %s", self.name, task.describe_data(context, self.name))
 
@@ -272,6 +276,7 @@ class TrainStage(Stage):
                 finish=lambda: save_student(method.student_to_save(context, trainer), workdir),
                 restore_dir=context.runner.resume_dir(self.name),
                 keep_checkpoint=True,
+                remake_train_ds=make_train_ds,
             ),
         )
         return {

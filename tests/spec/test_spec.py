@@ -135,7 +135,7 @@ BAD_SPECS = [
         '{path}:14: train.sead: unknown key "sead"; did you mean "seed"? Valid keys: accumulate, adam_beta_1, '
         "adam_beta_2, adam_epsilon, average_last, checkpoint_every, clip_norm, deterministic, early_stop, "
         "init_from, jit_compile, keep_best, keep_last, label_smoothing, learning_rate, log_every, precision, "
-        "schedule, seed, seeds, steps, strategy, valid_metric_examples, warmup_steps",
+        "preemption_grace_s, schedule, seed, seeds, steps, strategy, valid_metric_examples, warmup_steps",
     ),
     # 3 type error on a student field (the student's own schema)
     (

@@ -2,6 +2,7 @@
 reverse ids, a few steps)."""
 
 import os
+import signal
 
 import keras
 import numpy as np
@@ -90,3 +91,122 @@ def test_keep_best_needs_a_validation_split(tmp_path):
     settings = FitSettings(steps=2, checkpoint_every=2, log_every=1, student=student, keep_best=KeepBestSpec())
     with pytest.raises(StageError, match="^train: train.keep_best needs a validation split to watch$"):
         fit_trainer(trainer, reversal_batches(), None, str(tmp_path), "train", settings)
+
+
+class SignalAt(keras.callbacks.Callback):
+    """Sends this process ``signum`` at the end of batch ``batch`` (counted over every fit),
+    and records the steps at which epochs (validations, checkpoints) end."""
+
+    def __init__(self, batch=None, signum=None):
+        super().__init__()
+        self.batch, self.signum, self.seen, self.epoch_ends = batch, signum, 0, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append(int(self.model.optimizer.iterations.numpy()))
+
+
+def _dropout_model():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8), keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+    net.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    net.optimizer.build(net.trainable_variables)
+    return net
+
+
+def _stream():
+    """A pipeline that reshuffles: every iterator opened on it reads another order."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True)))
+    return data.shuffle(64, seed=5, reshuffle_each_iteration=True).repeat().batch(4)
+
+
+def _built_stream():
+    """As a stage's: the model is built from one batch (compile_and_build) before fit."""
+    stream = _stream()
+    next(iter(stream))
+    return stream
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_straight_one(tmp_path, signum):
+    """SIGTERM or SIGINT at step 5 of 12 (epochs of 4 steps): the step ends, the checkpoint
+    holds step 5 and StopSignal names it; going on, the cut epoch is finished alone (on a fresh
+    copy of the reshuffling pipeline after it), so validations fall at steps 8 and 12 as in a
+    straight run, and the weights are bit for bit a straight run's (the data stream skipped,
+    the dropout streams restored)."""
+    from tfkd.stopping import StopSignal, handling_stop_signals
+    from tfkd.training.callbacks import StageCheckpoint, checkpoint_step
+    from tfkd.training.fit import fit_resumed
+
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
+    valid = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True))).batch(4)  # a fixed order
+    straight, seen = _dropout_model(), SignalAt()
+    whole = fit_resumed(
+        straight, _built_stream(), 12, 4, remake_train_ds=_stream, validation_data=valid, callbacks=[seen]
+    )
+    assert seen.epoch_ends == [4, 8, 12] and fit_resumed(straight, _stream(), 12, 4) is None
+
+    stopped = _dropout_model()
+    # the signal comes during step 5 (before the checkpoint callback sees that step end)
+    callbacks = [SignalAt(5, signum), StageCheckpoint(str(tmp_path), "train", 12)]
+    with handling_stop_signals(30), pytest.raises(StopSignal) as caught:
+        fit_resumed(stopped, _built_stream(), 12, 4, remake_train_ds=_stream, callbacks=callbacks)
+    assert caught.value.signum == signum and caught.value.exit_code == 128 + signum
+    assert f"train: stopped at step 5 of 12 by {signal.Signals(signum).name}" in caught.value.message
+    assert checkpoint_step(str(tmp_path)) == 5
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+    resumed, seen = _dropout_model(), SignalAt()
+    checkpoint = StageCheckpoint(str(tmp_path), "train", 12)
+    checkpoint.restore(resumed)
+    # the cut epoch's logs are running means over all its steps, as if never stopped
+    first_epoch = SignalAt()
+    first_epoch.on_epoch_end = lambda epoch, logs=None: first_epoch.epoch_ends.append(dict(logs))
+    last = fit_resumed(
+        resumed,
+        _built_stream(),
+        12,
+        4,
+        remake_train_ds=_stream,
+        validation_data=valid,
+        callbacks=[checkpoint, seen, first_epoch],
+    )
+    assert seen.epoch_ends == [8, 12]
+    assert first_epoch.epoch_ends[0]["loss"] == whole.history["loss"][1]
+    assert last.history == {k: v[2:] for k, v in whole.history.items()}
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_fit_on_the_same_reshuffling_pipeline_would_read_another_order():
+    """Why fit_resumed finishes a cut epoch and goes on on a fresh copy of the pipeline."""
+    stream = _built_stream()
+    first = [b[0].numpy() for b in stream.take(3)]
+    again = [b[0].numpy() for b in stream.take(3)]
+    copy = [b[0].numpy() for b in _built_stream().take(3)]
+    assert not np.array_equal(first, again) and np.array_equal(first, copy)
+
+
+def test_a_longer_schedule_from_a_step_inside_an_epoch_ends_as_the_straight_run(tmp_path):
+    from tfkd.training.callbacks import StageCheckpoint
+    from tfkd.training.fit import fit_resumed
+
+    short = _dropout_model()
+    fit_resumed(
+        short, _built_stream(), 6, 4, remake_train_ds=_stream, callbacks=[StageCheckpoint(str(tmp_path), "train", 6)]
+    )
+    longer, seen = _dropout_model(), SignalAt()
+    checkpoint = StageCheckpoint(str(tmp_path), "train", 12)
+    checkpoint.restore(longer)
+    fit_resumed(longer, _built_stream(), 12, 4, remake_train_ds=_stream, callbacks=[checkpoint, seen])
+    assert seen.epoch_ends == [8, 12]  # an uninterrupted run's
+    straight = _dropout_model()
+    fit_resumed(straight, _built_stream(), 12, 4, remake_train_ds=_stream)
+    for a, b in zip(straight.get_weights(), longer.get_weights()):
+        np.testing.assert_array_equal(a, b)

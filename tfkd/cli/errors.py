@@ -2,13 +2,15 @@
 traceback. :func:`reports_errors` wraps every command's handler."""
 
 import functools
+import signal
 import sys
 
 from tfkd.errors import DataError, DistributeError, SpecError, StageError
+from tfkd.stopping import StopSignal
 
 EXIT_RUN_ERROR = 1
 EXIT_SPEC_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM during tfkd run gives 143 (tfkd.stopping)
 
 
 def fail(message, code):
@@ -40,9 +42,12 @@ def reports_errors(handler=None, *, interrupted=None):
         except SpecError as e:
             print(str(e), file=sys.stderr)
             return EXIT_SPEC_ERROR
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if interrupted is None:
                 raise
+            if isinstance(e, StopSignal):  # SIGTERM or SIGINT under tfkd.stopping: 128 + the signal
+                name = signal.Signals(e.signum).name
+                return fail(e.message or f"{interrupted} ({name})", e.exit_code)
             return fail(interrupted, EXIT_INTERRUPTED)
         except Exception as e:
             if isinstance(e, run_errors()):

@@ -50,16 +50,22 @@ def cmd_run(args):
     from tfkd.context import RunContext
     from tfkd.run_lock import hold_run_dir
     from tfkd.runner import Runner
+    from tfkd.stopping import handling_stop_signals
 
     runner = Runner(spec, plan_run(spec))
-    # one writer per run directory (a multi-worker run's chief); the report is written under it too
-    with hold_run_dir(runner.run_dir) if runner.writes else contextlib.nullcontext():
+    # one writer per run directory (a multi-worker run's chief); the report is written under it
+    # too. SIGTERM and Ctrl-C stop a training stage after its step and checkpoint (one process)
+    with (
+        hold_run_dir(runner.run_dir) if runner.writes else contextlib.nullcontext(),
+        contextlib.nullcontext() if multi_worker else handling_stop_signals(spec.train.preemption_grace_s),
+    ):
         return _run(spec, stages, runner, RunContext(spec, runner))
 
 
 def _run(spec, stages, runner, context):
     from tfkd.comparison import comparison_table, score_lines
     from tfkd.runner import LOG_FILE
+    from tfkd.stopping import raise_if_requested
 
     # Keras' progress output goes to stderr with the logs: stdout keeps the results
     with contextlib.redirect_stdout(sys.stderr):
@@ -71,6 +77,7 @@ def _run(spec, stages, runner, context):
         with open(os.path.join(runner.run_dir, LOG_FILE), "a", encoding="utf-8") as f:
             f.write(printed)
     if spec.report.enabled and runner.writes and os.path.isdir(runner.run_dir):
+        raise_if_requested()  # a signal while the last stage finished: no report, stop now
         write_report(runner.run_dir, spec.report.latency)
     return 0
 

@@ -139,7 +139,11 @@ class TeacherMLMStage(Stage):
         train_ids, origin = sentences("train")
         if int(train_ids.nrows()) == 0:
             raise StageError(f"{self.name}: no {self.text_description} in {origin}")
-        train_ds = mlm_batches(train_ids, tokenizer, settings, masking, mask_rate, settings.seed, training=True)
+
+        def make_train_ds():
+            return mlm_batches(train_ids, tokenizer, settings, masking, mask_rate, settings.seed, training=True)
+
+        train_ds = make_train_ds()
         valid_ids, _ = sentences("valid")
         valid_ds = (
             mlm_batches(valid_ids, tokenizer, settings, masking, mask_rate, settings.seed, training=False)
@@ -160,6 +164,7 @@ class TeacherMLMStage(Stage):
             f"{settings.batch_size}",
             hint="Lower distill.teacher_mlm.learning_rate.",
             jit_compile=spec.train.jit_compile,
+            remake_train_ds=make_train_ds,
         )
         return {"head": "trained", **results}
 

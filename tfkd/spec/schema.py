@@ -197,6 +197,10 @@ class TrainSpec(_Strict):
     keep_last: int = Field(0, ge=0)
     # the saved student is the mean of the last N checkpoints (kept as keep_last: N at least)
     average_last: PositiveInt | None = None
+    # SIGTERM (a preemption notice) or Ctrl-C while a stage trains: the step ends, the checkpoint
+    # is written and tfkd run exits 143 / 130; if that takes longer than this, it exits at once
+    # (the last good checkpoint is kept either way). 25 s fits Kubernetes' and GCE's 30 s notice
+    preemption_grace_s: float = Field(25.0, gt=0)
 
     @pydantic.model_validator(mode="after")
     def _first_seed_is_the_runs(self):

@@ -5,12 +5,14 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd import stopping
 from tfkd.scores import LOWER_IS_BETTER
 from tfkd.training.averaging import save_weights_atomic
 
@@ -34,6 +36,9 @@ def _seed_states(model):
                 states.append(generator.state)
     return states
 
+
+# a checkpoint written inside an epoch (a graceful stop) keeps the epoch's running metrics here
+METRICS_FILE = "metrics.npz"
 
 # what a train stage's divergence message suggests (TrainStage.resumable lets these resume)
 TRAIN_HINT = (
@@ -64,14 +69,23 @@ class StageCheckpoint(keras.callbacks.Callback):
         self.hint = hint
         self.failure = None
         self._batches_done = None
+        self._pending_metrics = None
 
     @staticmethod
     def _files(directory):
         """``(weights, random streams, state)`` paths of a checkpoint in ``directory``."""
         return tuple(os.path.join(directory, name) for name in ("trainer.weights.h5", "random.npz", "state.json"))
 
+    @staticmethod
+    def _metric_variables(model):
+        # the running sums of the trainer's loss terms and metrics, which Keras resets as each
+        # epoch begins: a checkpoint inside an epoch keeps them
+        return [v for metric in model.metrics for v in metric.variables]
+
     def restore(self, trainer):
-        """Load the last checkpoint into ``trainer``; returns the epoch to start from."""
+        """Load the last checkpoint into ``trainer``; returns the number of whole epochs it
+        holds (``trainer.optimizer.iterations`` is its step: :func:`tfkd.training.fit.fit_resumed`
+        goes on from there, also from a step inside an epoch)."""
         weights_path, random_path, state_path = self._files(self.restore_from)
         if not os.path.exists(state_path):
             return 0
@@ -84,22 +98,32 @@ class StageCheckpoint(keras.callbacks.Callback):
                 if len(saved.files) == len(seeds):
                     for i, state_variable in enumerate(seeds):
                         state_variable.assign(saved[f"s{i}"])
+        metrics_path = os.path.join(os.path.dirname(state_path), METRICS_FILE)
+        if state.get("inside_epoch") and os.path.exists(metrics_path):
+            with np.load(metrics_path) as saved:  # put back once the epoch it was inside begins
+                self._pending_metrics = [saved[f"m{i}"] for i in range(len(saved.files))]
         return state["epoch"]
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        pending, self._pending_metrics = self._pending_metrics, None
+        if pending is not None:  # Keras has just reset them: the sums of the stopped epoch's steps
+            variables = self._metric_variables(self.model)
+            if len(variables) == len(pending):
+                for variable, value in zip(variables, pending):
+                    variable.assign(value)
         self._batches_done = self._step() * self.batches_per_step
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.total_steps is not None:
-            # counted here, not read from the optimizer: no device sync per step
-            if getattr(self, "_batches_done", None) is None:
-                self._batches_done = self._step() * self.batches_per_step
-            self._batches_done += 1
-            if self._batches_done >= self.total_steps * self.batches_per_step:
-                self.model.stop_training = True
+        # counted here, not read from the optimizer: no device sync per step
+        if getattr(self, "_batches_done", None) is None:
+            self._batches_done = self._step() * self.batches_per_step
+        self._batches_done += 1
+        if self.total_steps is not None and self._batches_done >= self.total_steps * self.batches_per_step:
+            self.model.stop_training = True
         logs = logs or {}
         loss = float(logs.get("loss", 0.0))
         if not math.isfinite(loss):
@@ -118,17 +142,48 @@ class StageCheckpoint(keras.callbacks.Callback):
                 f"{' (' + ', '.join(terms) + ')' if terms else ''}; training stopped. "
                 f"{kept} {self.hint}"
             )
+        elif (
+            stopping.stop_requested()
+            and not self.model.stop_training
+            and not self._batches_done % self.batches_per_step
+        ):
+            self._stop_here()
+
+    def _stop_here(self):
+        """A signal asked the run to stop (:mod:`tfkd.stopping`): checkpoint this step (the
+        epoch it cuts short is finished first when the stage goes on) and stop the command."""
+        signum = stopping.stop_requested()
+        self._save(self._epoch, inside_epoch=True)
+        step = self._batches_done // self.batches_per_step
+        of = f" of {self.total_steps}" if self.total_steps is not None else ""
+        raise stopping.StopSignal(
+            signum,
+            f"{self.stage}: stopped at step {step}{of} by {signal.Signals(signum).name} "
+            f"({stopping.seconds_since_request():.1f}s after it), checkpoint written; "
+            f"`{stopping.resume_command()}` goes on from it",
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if self.failure:
             return
+        self._save(epoch + 1)
+
+    def _save(self, epochs_done, inside_epoch=False):
+        """Write the checkpoint (weights, random streams, then the state that names them);
+        ``inside_epoch``: also the epoch's running metric sums."""
         os.makedirs(self.directory, exist_ok=True)
         save_weights_atomic(self.model, self.weights_path)
         # the random streams of dropout and other seeded layers, which Keras' weights leave out
         tmp = os.path.join(self.directory, f"tmp-{os.getpid()}-random.npz")
         np.savez(tmp, **{f"s{i}": v.numpy() for i, v in enumerate(_seed_states(self.model))})
         os.replace(tmp, self.random_path)
-        _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": self._step()})
+        state = {"epoch": epochs_done, "step": self._step()}
+        if inside_epoch:
+            tmp = os.path.join(self.directory, f"tmp-{os.getpid()}-{METRICS_FILE}")
+            np.savez(tmp, **{f"m{i}": v.numpy() for i, v in enumerate(self._metric_variables(self.model))})
+            os.replace(tmp, os.path.join(self.directory, METRICS_FILE))
+            state["inside_epoch"] = True
+        _write_json_atomic(self.state_path, state)
 
     def cleanup(self):
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -349,8 +404,10 @@ class StepProgress(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from tfkd.progress import progress_bar
 
-        self.bar = progress_bar(self.total_steps, "step")
         self._batches = int(self.model.optimizer.iterations.numpy()) * self.batches_per_step
+        if self.bar is not None:  # the stage's second fit (fit_resumed): the same bar goes on
+            return
+        self.bar = progress_bar(self.total_steps, "step")
         self._start, self._tokens = time.time(), 0.0
         if self.bar is not None and self._batches:
             self.bar.update(self._batches // self.batches_per_step)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from tfkd import stopping
 from tfkd.errors import StageError
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
@@ -49,6 +50,9 @@ class FitSettings:
     hint: str | None = None
     restore_dir: str | None = None
     keep_checkpoint: bool = False
+    # a fresh copy of the training pipeline, for going on from a step inside a checkpoint
+    # interval with the validations of an uninterrupted run (fit_resumed)
+    remake_train_ds: Callable[[], Any] | None = None
     student: Any = None
     keep_last: int = 0
     average_last: int | None = None
@@ -83,11 +87,12 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     from tfkd.distribute import check_workers_agree, shard_by_batch, trains_on_every_worker
 
     steps, accumulate, restore_dir = settings.steps, settings.accumulate, settings.restore_dir
-    epochs = math.ceil(steps / settings.checkpoint_every)
     trainer.accumulate_gradients(accumulate)
     every_worker = trains_on_every_worker(trainer)
+    remake = settings.remake_train_ds
     if every_worker:
         train_ds = shard_by_batch(train_ds)
+        remake = remake and (lambda: shard_by_batch(settings.remake_train_ds()))
         valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
     checkpoint = StageCheckpoint(
         workdir,
@@ -97,13 +102,10 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         restore_dir=restore_dir,
         **({"hint": settings.hint} if settings.hint else {}),
     )
-    initial_epoch = checkpoint.restore(trainer)
-    if initial_epoch:
-        done = int(trainer.optimizer.iterations.numpy())
+    checkpoint.restore(trainer)
+    done = int(trainer.optimizer.iterations.numpy())
+    if done:
         log.info("%s: continuing from step %d of %d", stage_name, done, steps)
-        # the batches an uninterrupted run would read next: the training data is a seeded,
-        # repeated stream, so skipping what the checkpointed steps consumed replays its order
-        train_ds = train_ds.skip(done * accumulate)
     monitor = TrainingMonitor(
         os.path.join(workdir, "tensorboard"),
         settings.log_every,
@@ -134,16 +136,16 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     keep_last = max(settings.keep_last, average_last or 0)
     if keep_last:
         extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
-    if initial_epoch < epochs and int(trainer.optimizer.iterations.numpy()) < steps and not (best and best.stopped()):
-        trainer.fit(
+    if not (best and best.stopped()):
+        fit_resumed(
+            trainer,
             train_ds,
-            steps_per_epoch=settings.checkpoint_every * accumulate,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
+            steps,
+            settings.checkpoint_every,
+            accumulate,
+            remake,
             validation_data=valid_ds,
-            shuffle=False,
             callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)],
-            verbose=0,
         )
     for failure in (checkpoint.failure, best and best.failure):
         if failure:
@@ -171,4 +173,65 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     return summary
 
 
-__all__ = ["FitSettings", "fit_trainer"]
+def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, remake_train_ds=None, **fit_kwargs):
+    """``model.fit`` on ``train_ds`` up to ``steps`` optimizer steps, in Keras epochs of
+    ``steps_per_epoch`` steps (each ends with a validation and a checkpoint), from the step the
+    model's optimizer is at (a restored checkpoint's); the callbacks stop it at ``steps`` (a
+    :class:`~tfkd.training.callbacks.StageCheckpoint` does). Returns the last ``fit``'s history,
+    or ``None`` when no step is left.
+
+    The batches the earlier steps read are skipped: the training data is a seeded, repeated
+    stream, so the resumed run reads what an uninterrupted one reads next and ends with its
+    weights, bit for bit. From a step inside an epoch (a graceful stop, :mod:`tfkd.stopping`,
+    or the end of a shorter schedule that a larger ``train.steps`` goes on from), the cut epoch
+    is finished in a ``fit`` of its own, so that validations and checkpoints (and what
+    ``average_last``, ``keep_best``, ``early_stop`` and the logged running means see) fall on an
+    uninterrupted run's steps. That needs ``remake_train_ds()``, a fresh copy of the pipeline:
+    a second ``fit`` over ``train_ds`` itself would open another iterator on it, and every
+    iterator of a dataset that reshuffles reads another order. The stage built its model from
+    one batch of ``train_ds`` (:func:`tfkd.stages.compile_and_build`) before ``fit`` opened the
+    second iterator, so one iterator is opened on the copy first. Without ``remake_train_ds``,
+    the epochs count from the step it goes on from."""
+    done = int(model.optimizer.iterations.numpy())
+    if done >= steps:
+        return None
+    epoch, into = divmod(done, steps_per_epoch)
+    epochs = math.ceil(steps / steps_per_epoch)
+    with stopping.checkpointing():
+        if into and remake_train_ds is None:
+            return model.fit(
+                train_ds.skip(done * batches_per_step),
+                steps_per_epoch=steps_per_epoch * batches_per_step,
+                epochs=epoch + math.ceil((steps - done) / steps_per_epoch),
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+                **fit_kwargs,
+            )
+        if into:  # the cut epoch alone, on train_ds's stream
+            history = model.fit(
+                train_ds.skip(done * batches_per_step),
+                steps_per_epoch=(steps_per_epoch - into) * batches_per_step,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+                **fit_kwargs,
+            )
+            done, epoch = int(model.optimizer.iterations.numpy()), epoch + 1
+            if done != epoch * steps_per_epoch or done >= steps or model.stop_training:
+                return history  # stopped inside it: a failure, an early stop or the last step
+            train_ds = remake_train_ds()
+            iter(train_ds)  # the copy's first iterator, as the stage's was compile_and_build's
+        return model.fit(
+            train_ds.skip(done * batches_per_step),
+            steps_per_epoch=steps_per_epoch * batches_per_step,
+            epochs=epochs,
+            initial_epoch=epoch,
+            shuffle=False,
+            verbose=0,
+            **fit_kwargs,
+        )
+
+
+__all__ = ["FitSettings", "fit_resumed", "fit_trainer"]

@@ -15,6 +15,7 @@ import keras
 
 from tfkd.errors import StageError
 from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.fit import fit_resumed
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.xla import resolve_jit_compile
 
@@ -26,7 +27,9 @@ TEACHER_WEIGHTS = "teacher.weights.h5"
 VALIDATION_MASKING_STREAM = 7
 
 
-def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, description, hint, *, jit_compile):
+def fit_masked_lm(
+    model, train_ds, valid_ds, settings, workdir, stage_name, description, hint, *, jit_compile, remake_train_ds=None
+):
     """Train ``model`` (``inputs -> logits`` at ``inputs["mask_positions"]``) on ``train_ds``.
 
     Args:
@@ -55,11 +58,10 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
     model(inputs)
     optimizer.build(model.trainable_variables)
     checkpoint = StageCheckpoint(workdir, stage_name, total_steps=settings.steps, hint=hint)
-    initial_epoch = checkpoint.restore(model)
-    if initial_epoch:
-        done = int(optimizer.iterations.numpy())
+    checkpoint.restore(model)
+    done = int(optimizer.iterations.numpy())
+    if done:
         log.info("%s: resumed from checkpoint at step %d", stage_name, done)
-        train_ds = train_ds.skip(done)  # the batches an uninterrupted run reads next
     trainable = sum(int(math.prod(v.shape)) for v in model.trainable_variables)
     log.info(
         "%s: %s, %d steps; %s parameters, %s of them trained",
@@ -70,25 +72,24 @@ def fit_masked_lm(model, train_ds, valid_ds, settings, workdir, stage_name, desc
         f"{trainable:,}",
     )
     start = time.time()
-    history = model.fit(
+    history = fit_resumed(
+        model,
         train_ds,
-        steps_per_epoch=settings.log_every,
-        epochs=math.ceil(settings.steps / settings.log_every),
-        initial_epoch=initial_epoch,
+        settings.steps,
+        settings.log_every,
+        remake_train_ds=remake_train_ds,
         validation_data=valid_ds,
         callbacks=[
             TrainingMonitor(os.path.join(workdir, "tensorboard"), settings.log_every, total_steps=settings.steps),
             checkpoint,
             *training_callbacks(settings.steps),
         ],
-        shuffle=False,
-        verbose=0,
     )
     if checkpoint.failure:
         raise StageError(checkpoint.failure)
     model.save_weights(os.path.join(workdir, TEACHER_WEIGHTS))
     checkpoint.cleanup()
-    last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history.history else {}
+    last = {k: round(float(v[-1]), 4) for k, v in history.history.items()} if history and history.history else {}
     log.info(
         "%s: valid MLM accuracy %.3f after %.0fs",
         stage_name,

@@ -96,9 +96,13 @@ class CMLMFinetuneStage(Stage):
         special = data_lib.SpecialIds.of(tokenizer)
         mask_id = tokenizer.token_to_id(data_lib.MASK)
         vocab_size = tokenizer.vocabulary_size()
-        train_ds = _cmlm_dataset(
-            train_tok, special, mask_id, vocab_size, finetune, shuffle_buffer=context.spec.data.shuffle_buffer
-        )
+
+        def make_train_ds():
+            return _cmlm_dataset(
+                train_tok, special, mask_id, vocab_size, finetune, shuffle_buffer=context.spec.data.shuffle_buffer
+            )
+
+        train_ds = make_train_ds()
         # a fixed masking of the validation pairs, so accuracies compare across runs
         valid_ds = _cmlm_dataset(
             valid_tok,
@@ -120,6 +124,7 @@ class CMLMFinetuneStage(Stage):
             f"C-MLM on {len(train_tok):,} pairs of {finetune.batch_size}",
             hint="Lower distill.finetune.learning_rate.",
             jit_compile=context.spec.train.jit_compile,
+            remake_train_ds=make_train_ds,
         )
 
 

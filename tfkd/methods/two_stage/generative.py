@@ -99,9 +99,13 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
     from tfkd.training.fit import FitSettings, fit_trainer
 
     objective = objective_of(context.task)
-    train_ds, examples, tokens, origin = _text_batches(
-        context, settings.text, settings.text_limit, f"{text_key}.text", f"{stage_name}.train", settings, True, seed
-    )
+
+    def text_batches():
+        return _text_batches(
+            context, settings.text, settings.text_limit, f"{text_key}.text", f"{stage_name}.train", settings, True, seed
+        )
+
+    train_ds, examples, tokens, origin = text_batches()
     valid_ds = None
     if settings.valid_text:
         valid_ds, *_ = _text_batches(
@@ -162,6 +166,7 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
             parameter_counts={"trainable": trainable},
             finish=finish,
             hint=hint,
+            remake_train_ds=lambda: text_batches()[0],
         ),
     )
     valid = {}

@@ -156,12 +156,15 @@ class PretrainStage(StudentPretrainStage):
         tokenizer = input_tokenizer(tokenizers)
 
         train_ids, origin = pretraining_pieces(context, "train", self.name)
-        if self.cached(spec):
-            train_ds = cached_batches(context, spec, train_ids, tokenizer)
-        else:
-            train_ds = mlm_batches(
+
+        def make_train_ds():
+            if self.cached(spec):
+                return cached_batches(context, spec, train_ids, tokenizer)
+            return mlm_batches(
                 train_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed, training=True
             )
+
+        train_ds = make_train_ds()
         valid_ds = None
         if settings.valid_text:
             valid_ids, _ = pretraining_pieces(context, "valid", self.name)
@@ -216,6 +219,7 @@ class PretrainStage(StudentPretrainStage):
                 parameter_counts={"trainable": trainable},
                 finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
                 hint="Lower distill.pretrain.learning_rate.",
+                remake_train_ds=make_train_ds,
             ),
         )
         # the masked-LM perplexity of the validation text

@@ -167,6 +167,7 @@ class TeacherTaskFinetuneStage(Stage):
                 parameter_counts={"trainable": parameters},
                 finish=lambda: teacher.save_weights(os.path.join(workdir, TEACHER_WEIGHTS)),
                 hint="Lower distill.teacher_finetune.learning_rate.",
+                remake_train_ds=lambda: view.task.train_dataset(view, self.name),
             ),
         )
         results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
