@@ -107,10 +107,15 @@ def main(argv=None):
 
         os.environ[QUIET_ENV] = "1"
     setup_logging(verbose, quiet)
+    from tfkd import stopping
+
     try:
-        return args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:  # a command without its own message (tfkd run has one)
         return fail("interrupted", EXIT_INTERRUPTED)
+    if stopping.stopped_by() is not None and argv is None:  # the process's own command line
+        stopping.exit_after_stop(code)
+    return code
 
 
 # the handlers and the names tfkd.cli had before it became a package stay importable from here

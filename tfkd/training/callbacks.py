@@ -47,6 +47,13 @@ TRAIN_HINT = (
 )
 
 
+def _epoch_tokens(model):
+    """The epoch's running token count so far: 0 as an epoch begins, the stopped steps' after a
+    checkpoint from inside an epoch is restored (a trainer's ``tokens`` metric)."""
+    counters = [metric for metric in model.metrics if metric.name == "tokens"]
+    return float(counters[0].result()) if counters else 0.0
+
+
 class StageCheckpoint(keras.callbacks.Callback):
     """Saves model and optimizer state at every epoch end, atomically, and restores it.
 
@@ -233,9 +240,13 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._tick = time.time()
-        self._tick_tokens = 0.0
+        self._tick_tokens = None  # read as the first batch begins (after a restore of the epoch's sums)
         self._tick_step = self._step()
         self._batches = self._tick_step * self.batches_per_step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._tick_tokens is None:
+            self._tick_tokens = _epoch_tokens(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         # counted here rather than read from the optimizer: no device sync on most steps
@@ -413,7 +424,11 @@ class StepProgress(keras.callbacks.Callback):
             self.bar.update(self._batches // self.batches_per_step)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_tokens = 0.0
+        self._epoch_tokens = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.bar is not None and self._epoch_tokens is None:
+            self._epoch_tokens = _epoch_tokens(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is None:
