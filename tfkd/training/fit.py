@@ -196,42 +196,29 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
     if done >= steps:
         return None
     epoch, into = divmod(done, steps_per_epoch)
-    epochs = math.ceil(steps / steps_per_epoch)
-    with stopping.checkpointing():
-        if into and remake_train_ds is None:
-            return model.fit(
-                train_ds.skip(done * batches_per_step),
-                steps_per_epoch=steps_per_epoch * batches_per_step,
-                epochs=epoch + math.ceil((steps - done) / steps_per_epoch),
-                initial_epoch=epoch,
-                shuffle=False,
-                verbose=0,
-                **fit_kwargs,
-            )
-        if into:  # the cut epoch alone, on train_ds's stream
-            history = model.fit(
-                train_ds.skip(done * batches_per_step),
-                steps_per_epoch=(steps_per_epoch - into) * batches_per_step,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,
-                verbose=0,
-                **fit_kwargs,
-            )
-            done, epoch = int(model.optimizer.iterations.numpy()), epoch + 1
-            if done != epoch * steps_per_epoch or done >= steps or model.stop_training:
-                return history  # stopped inside it: a failure, an early stop or the last step
-            train_ds = remake_train_ds()
-            iter(train_ds)  # the copy's first iterator, as the stage's was compile_and_build's
+
+    def fit(dataset, start, epoch, length, last_epoch):
         return model.fit(
-            train_ds.skip(done * batches_per_step),
-            steps_per_epoch=steps_per_epoch * batches_per_step,
-            epochs=epochs,
+            dataset.skip(start * batches_per_step),
+            steps_per_epoch=length * batches_per_step,
+            epochs=last_epoch,
             initial_epoch=epoch,
             shuffle=False,
             verbose=0,
             **fit_kwargs,
         )
+
+    with stopping.checkpointing():
+        if into and remake_train_ds is None:  # epochs counted from this step
+            return fit(train_ds, done, epoch, steps_per_epoch, epoch + math.ceil((steps - done) / steps_per_epoch))
+        if into:  # the cut epoch alone, on train_ds's stream
+            history = fit(train_ds, done, epoch, steps_per_epoch - into, epoch + 1)
+            done, epoch = int(model.optimizer.iterations.numpy()), epoch + 1
+            if done != epoch * steps_per_epoch or done >= steps or model.stop_training:
+                return history  # stopped inside it: a failure, an early stop or the last step
+            train_ds = remake_train_ds()
+            iter(train_ds)  # the copy's first iterator, as the stage's was compile_and_build's
+        return fit(train_ds, done, epoch, steps_per_epoch, math.ceil(steps / steps_per_epoch))
 
 
 __all__ = ["FitSettings", "fit_resumed", "fit_trainer"]
