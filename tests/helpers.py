@@ -67,6 +67,27 @@ def tfkd(*args, env_extra=None, **kwargs):
     )
 
 
+def tiny_transformer(source_vocabulary, target_vocabulary, seed, **options):
+    """A built one-layer Transformer student of width 8 (``options`` override its settings)."""
+    import keras
+
+    from tfkd.models import TransformerSeq2Seq
+
+    keras.utils.set_random_seed(seed)
+    settings = dict(
+        encoder_layers=1,
+        decoder_layers=1,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_heads=2,
+        dropout=0.0,
+        tie_embeddings=False,
+    )
+    model = TransformerSeq2Seq(source_vocabulary, target_vocabulary, **{**settings, **options})
+    model({"source_ids": np.array([[3, 4]], np.int32), "decoder_ids": np.array([[2]], np.int32)})
+    return model
+
+
 def weights_file_arrays(path):
     """``{dataset path: array}`` of a Keras ``.weights.h5`` file (to compare two bit for bit)."""
     import h5py

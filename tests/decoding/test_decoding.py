@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import tiny_transformer
 
 from tfkd.data import SpecialIds
 from tfkd.decoding import beam_search, gnmt_length_penalty, greedy_search
-from tfkd.models import TransformerSeq2Seq
 
 SPECIAL = SpecialIds(pad=0, bos=1, eos=2, unk=3)
 VOCAB = 6  # pad, bos, eos, and three real tokens
@@ -16,22 +16,8 @@ VOCAB = 6  # pad, bos, eos, and three real tokens
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    import keras
-
-    keras.utils.set_random_seed(4)
-    model = TransformerSeq2Seq(
-        8,
-        VOCAB,
-        encoder_layers=1,
-        decoder_layers=1,
-        hidden_dim=8,
-        intermediate_dim=16,
-        num_heads=2,
-        dropout=0.0,
-        tie_embeddings=False,
-    )
+    model = tiny_transformer(8, VOCAB, seed=4)
     source = np.array([[4, 5, 6], [7, 3, 0]], np.int32)
-    model({"source_ids": source, "decoder_ids": np.ones((2, 1), np.int32)})
     # spread the output distribution so different lengths genuinely compete
     kernel, bias = model.output_projection.get_weights()
     model.output_projection.set_weights([kernel * 8, bias + np.array([0, 0, 1.5, 0, 0, 0])])

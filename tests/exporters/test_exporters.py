@@ -93,6 +93,81 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     assert b"_XlaMustCompile" in graph  # the decoder stays XLA-compiled where the export is served
 
 
+@pytest.mark.slow
+def test_hostile_requests_get_bounded_answers_or_the_signature_s_error(exported, data_dir, tmp_path):
+    """tools/bench_serving.py's hostile requests, in a process with only tensorflow and
+    tensorflow_text as a server holds the export: each answered in bounded time and memory, or
+    refused by the signature."""
+    _, saved_model = exported
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "bench_serving.py"),
+            str(saved_model),
+            "-i",
+            os.path.join(data_dir, "multi30k_deen", "test.de"),
+            "--pool",
+            "4",
+            "--no-load",
+            "--hostile",
+            "--json",
+            str(tmp_path / "hostile.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "hostile.json").read_text())
+    rows = {row["request"]: row for row in result["hostile"]}
+    one = translation_alone(saved_model, data_dir, tmp_path)
+    # 10,000 lines in one request: 10,000 answers, each the line's alone, through calls of
+    # decode.batch_size lines: the model's memory stays a call's (without them, this tiny model's
+    # request took 680 MB more)
+    assert rows["10,000 lines"]["outcome"] == f"10000 answers, first {one[:40]!r}"
+    assert rows["10,000 lines"]["peak_mb_added"] < 150, rows["10,000 lines"]
+    for name in ("1 MB line", "1 MB word", "NUL and controls", "RTL and combining"):
+        assert rows[name]["outcome"].startswith("1 answers") and rows[name]["seconds"] < 30, rows[name]
+    assert rows["not UTF-8"]["outcome"].startswith("2 answers")
+    assert rows["empty request"]["outcome"] == "0 answers"
+    assert not rows["int32 tensor"]["answered"]
+    assert "expected to be a string tensor but is a int32 tensor" in rows["int32 tensor"]["outcome"]
+
+
+def translation_alone(saved_model, data_dir, tmp_path):
+    """The export's translation of the test set's first line, sent alone."""
+    with open(os.path.join(data_dir, "multi30k_deen", "test.de")) as f:
+        first = next(f).rstrip("\n")
+    return serve_only(saved_model, [first], tmp_path)["translations"][0]
+
+
+@pytest.mark.slow
+def test_export_max_input_chars_cuts_every_line_in_the_graph(exported, tmp_path):
+    """``export.max_input_chars: 12``: a line translates as its first 12 characters do."""
+    from tfkd.exporters.saved_model import SavedModelExporter
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+
+    run_dir, _ = exported
+    _, _, context = open_run(str(run_dir))
+    spec = context.spec.model_copy(update={"export": context.spec.export.model_copy(update={"max_input_chars": 12})})
+    path = SavedModelExporter().export(
+        context.with_spec(spec), load_student(context), str(tmp_path / "models" / "cut"), 1
+    )
+    assert json.load(open(os.path.join(path, "assets.extra", "tfkd.json")))["max_input_chars"] == 12
+    lines = ["Zwei Hunde spielen im Schnee.", "Ein Mann fährt Fahrrad.", "Ein Hund."]
+    cut_lines = [line[:12] for line in lines]  # "Zwei Hunde s", "Ein Mann fäh", "Ein Hund."
+    full_export = run_dir / "export" / "exported" / "1"
+    # one request each (the longest line of a request sets its longest translation)
+    assert (
+        serve_only(path, lines, tmp_path)["translations"]
+        == serve_only(full_export, cut_lines, tmp_path)["translations"]
+    )
+    assert serve_only(full_export, lines, tmp_path)["scores"] != serve_only(full_export, cut_lines, tmp_path)["scores"]
+
+
 # what tools/benchmark_export.py does, in a process that has not imported the student's class
 LOAD_STUDENT = r"""
 import sys

@@ -244,6 +244,10 @@ class ExportSpec(_Strict):
     # takes raw text; adapters, the student's trained weights and config alone (a student built on
     # frozen pretrained models, such as AB-Net's adapters)
     format: str = "saved_model"
+    # the longest text a SavedModel's signature reads, in characters: longer inputs are cut to
+    # their first max_input_chars (in the graph, before tokenization), so one huge line costs
+    # bounded time and memory; the default is far beyond every task's token window
+    max_input_chars: PositiveInt = 65536
 
     @pydantic.model_validator(mode="before")
     @classmethod

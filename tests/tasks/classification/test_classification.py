@@ -13,6 +13,7 @@ from helpers import FakeContext, serve_only, tfkd
 
 from tfkd.data import SpecialIds
 from tfkd.models.bert_classifier import BertClassifier
+from tfkd.spec import ExportSpec
 from tfkd.tasks.classification import ClassificationData, ClassificationDecode, ClassificationTask
 from tfkd.tasks.classification.metrics import accuracy, f1
 from tfkd.tasks.classification.vocab import ClassificationTokenizers
@@ -129,7 +130,9 @@ def test_export_serves_without_tfkd_and_equals_in_process_predictions(tmp_path, 
     keras.utils.set_random_seed(1)
     labels = ["negative", "neutral", "positive"]
     spec = types.SimpleNamespace(
-        data=ClassificationData(dir=str(tmp_path), max_tokens=16), decode=ClassificationDecode(batch_size=4)
+        data=ClassificationData(dir=str(tmp_path), max_tokens=16),
+        decode=ClassificationDecode(batch_size=4),
+        export=ExportSpec(),
     )
     context = FakeContext(spec, ClassificationTokenizers(tokenizer, labels))
     task = ClassificationTask()
@@ -178,7 +181,14 @@ def test_export_serves_without_tfkd_and_equals_in_process_predictions(tmp_path, 
     assert served["label_id"] == in_process.argmax(-1).tolist()
     assert served["label"] == [labels[i] for i in in_process.argmax(-1)]
     info = json.loads((path / "assets.extra" / "tfkd.json").read_text())
-    assert info == {"task": "classification", "input": "text", "output": "label", "batch_size": 4, "labels": labels}
+    assert info == {
+        "task": "classification",
+        "input": "text",
+        "output": "label",
+        "batch_size": 4,
+        "labels": labels,
+        "max_input_chars": 65536,
+    }
     lines = task.predictor(context, student)(TEXTS[:2])
     assert [line.split("\t")[0] for line in lines] == served["label"][:2]
     assert [float(line.split("\t")[1]) for line in lines] == pytest.approx(in_process[:2].max(-1), abs=1e-4)

@@ -16,7 +16,7 @@ from helpers import REPO, FakeContext, serve_only
 
 from tfkd.data import tokenize_to_ragged
 from tfkd.models.gpt2_lm import GPT2LM
-from tfkd.spec import TrainSpec
+from tfkd.spec import ExportSpec, TrainSpec
 from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
 from tfkd.tasks.language_model.export import TextLM, make_sampler
@@ -116,6 +116,7 @@ def context(tmp_path, bpe_dir):
         data=LanguageModelData(dir=str(tmp_path), block_size=8, batch_size=2),
         decode=LanguageModelDecode(max_new_tokens=6),
         train=TrainSpec(seed=3),
+        export=ExportSpec(),
     )
     return FakeContext(spec, load_tokenizers(str(bpe_dir)))
 
@@ -196,12 +197,21 @@ def test_export_served_without_tfkd_returns_the_run_log_probs_and_continuation(c
         "output": "continuation",
         "batch_size": 16,
         "decode": context.spec.decode.model_dump(mode="json"),
+        "max_input_chars": context.spec.export.max_input_chars,
     }
     served = serve_only(path, texts, tmp_path, input_name="text")
     assert served["loaded"] == []
     np.testing.assert_allclose(served["log_probs"], in_process["log_probs"], atol=1e-5)
     np.testing.assert_allclose(served["total_log_prob"], in_process["total_log_prob"], atol=1e-4)
     assert served["continuation"] == [c.decode("utf-8") for c in in_process["continuation"]]
+    # more lines than decode.batch_size (16): two calls, the first's narrower per-token outputs
+    # padded with zeros to the second's width, as one call pads a short text to the longest
+    many = serve_only(path, [texts[3]] * 16 + texts, tmp_path, input_name="text")
+    log_probs = np.array(many["log_probs"])
+    assert log_probs.shape == (20, in_process["log_probs"].shape[1])
+    np.testing.assert_allclose(log_probs[16:], in_process["log_probs"], atol=1e-5)
+    np.testing.assert_allclose(log_probs[:16], np.repeat(in_process["log_probs"][3:4], 16, 0), atol=1e-5)
+    assert many["continuation"][16:] == served["continuation"]
     # TF Serving's session-based loader restores every variable and table
     # (saved_model_cli run through the tools/ wrapper that registers TF Text's ops)
     wrapper = os.path.join(REPO, "tools", "saved_model_cli_text.py")

@@ -2,13 +2,12 @@
 translates to the empty string, scored 0, with every decoder, one-best and n-best, in process
 and through a SavedModel; the other sentences of the batch translate as they do alone."""
 
-import keras
 import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import tiny_transformer
 
-from tfkd.models import TransformerSeq2Seq
 from tfkd.tasks.translation import TranslationDecode
 from tfkd.tasks.translation.inference import Translator, nbest_in_batches, translate_in_batches
 
@@ -23,20 +22,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(3)
-    student = TransformerSeq2Seq(
-        len(VOCABULARY),
-        len(VOCABULARY),
-        encoder_layers=1,
-        decoder_layers=1,
-        hidden_dim=8,
-        intermediate_dim=16,
-        num_heads=2,
-        dropout=0.0,
-        max_length=16,
-        tie_embeddings=False,
-    )
-    student({"source_ids": np.array([[5, 6]], np.int32), "decoder_ids": np.array([[2]], np.int32)})
+    student = tiny_transformer(len(VOCABULARY), len(VOCABULARY), seed=3, max_length=16)
     # favour word tokens over [SEP] so that a non-empty source gets a non-empty translation
     kernel, bias = student.output_projection.get_weights()
     bias[5:] += 3.0

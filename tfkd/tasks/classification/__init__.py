@@ -464,6 +464,7 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
                 "labels": self.label_names(context),
             },
             tokenizers=(classifier.tokenizer,),
+            max_input_chars=context.spec.export.max_input_chars,
         )
 
     def predictor(self, context, student):

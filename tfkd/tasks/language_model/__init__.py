@@ -407,6 +407,7 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
                 "decode": context.spec.decode.model_dump(mode="json"),
             },
             resources=text_lm.resources(),
+            max_input_chars=context.spec.export.max_input_chars,
         )
 
     def predictor(self, context, student):

@@ -382,6 +382,7 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 "evaluate": context.spec.evaluate.model_dump(include={"lowercase", "tokenize"}),
             },
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
+            max_input_chars=context.spec.export.max_input_chars,
         )
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):
