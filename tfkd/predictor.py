@@ -41,25 +41,26 @@ class Predictor:
 
 def load(path, student=None, batch_size=None):
     """A :class:`Predictor` of ``path``: a SavedModel tfkd exported (a version folder, or a TF
-    Serving base path: its newest version) or a run directory (its ``train`` stage's student,
-    or ``student``: ``baseline``, a variant's name, with that student's decoding settings).
+    Serving base path: its newest version), a CTranslate2 export folder, or a run directory
+    (its ``train`` stage's student, or ``student``: ``baseline``, a variant's name, with that
+    student's decoding settings).
 
     ``batch_size`` (an export) is the lines per call (default: the spec's
     ``decode.batch_size``, recorded in the export). Raises :class:`~tfkd.errors.StageError`
     for a path that is neither, or a run whose student did not finish."""
-    from tfkd.serving import find_saved_model, read_export_info, saved_model_predictor
+    from tfkd.serving import find_export
 
     if not os.path.exists(path):
         raise StageError(
             f"{path}: no such file or directory (give a SavedModel, a TF Serving base path or a run directory)"
         )
-    saved_model = find_saved_model(path)
-    if saved_model:
+    export = find_export(path)
+    if export:
         if student is not None:
             raise SpecError(f"{path}: an export holds one student; student= applies to a run directory")
-        return Predictor(
-            saved_model_predictor(saved_model, batch_size), read_export_info(saved_model).get("task"), saved_model
-        )
+        exporter, folder = export
+        predict, info = exporter.predictor(folder, batch_size)
+        return Predictor(predict, info.get("task"), folder)
     from tfkd.pipeline import open_finished_run
     from tfkd.stages import load_student
 

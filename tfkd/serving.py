@@ -25,6 +25,19 @@ def find_saved_model(path):
     return None
 
 
+def find_export(path):
+    """``(exporter class, folder)`` of the export at ``path`` that tfkd can serve (a SavedModel
+    or its TF Serving base path, a CTranslate2 folder, a registered exporter's own), else None."""
+    from tfkd import registry
+
+    for name in registry.names("exporter"):
+        exporter = registry.lookup("exporter", name)
+        found = exporter.find(path)
+        if found:
+            return exporter, found
+    return None
+
+
 def read_export_info(saved_model):
     """The ``assets.extra/tfkd.json`` of the SavedModel folder ``saved_model`` as a dict
     (``task``, ``input``, ``output``, ``batch_size``, ...); ``{}`` for a SavedModel tfkd did
@@ -73,4 +86,11 @@ def saved_model_predictor(saved_model, batch_size=None):
     return predict
 
 
-__all__ = ["EXPORT_INFO", "SAVED_MODEL_BATCH_SIZE", "find_saved_model", "read_export_info", "saved_model_predictor"]
+__all__ = [
+    "EXPORT_INFO",
+    "SAVED_MODEL_BATCH_SIZE",
+    "find_export",
+    "find_saved_model",
+    "read_export_info",
+    "saved_model_predictor",
+]

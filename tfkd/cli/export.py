@@ -33,6 +33,12 @@ def register(add):
         "frozen pretrained models, such as AB-Net)",
     )
     export.add_argument(
+        "--quantization",
+        metavar="TYPE",
+        help="--format ctranslate2: the weights' type (int8, int8_float32, int16, float16, bfloat16, "
+        "float32; default: the spec's export.quantization, else float32)",
+    )
+    export.add_argument(
         "--adapters-only",
         dest="format",
         action="store_const",
@@ -67,9 +73,29 @@ def cmd_export(args):
         raise SpecError(f"--format: {e}") from None
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
+    context = context.with_spec(_with_export_flags(context.spec, exporter.name, args.quantization))
     out = args.out or os.path.join(args.run_dir, "export")
     with hold_if_inside(args.run_dir, out):  # one writer per run directory
         return _export(args, spec, context, exporter, out)
+
+
+def _with_export_flags(spec, format_name, quantization):
+    """``spec`` whose ``export`` section has the format (and quantization) the flags chose."""
+    import pydantic
+
+    from tfkd.spec import ExportSpec
+
+    settings = spec.export.model_dump() | {"format": format_name}
+    if quantization is not None:
+        settings["quantization"] = quantization
+    elif format_name != spec.export.format:
+        settings["quantization"] = None  # the spec's applies to its own format
+    try:
+        export = ExportSpec.model_validate(settings)
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        raise SpecError(f"--{error['loc'][0]}: {error['msg'].removeprefix('Value error, ')}") from None
+    return spec.model_copy(update={"export": export})
 
 
 def _export(args, spec, context, exporter, out):

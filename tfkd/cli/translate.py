@@ -134,11 +134,11 @@ def _predictor(args, continues_text):
             f"{args.model}: no such file or directory (give a SavedModel, a TF Serving base path or a run directory)"
         )
     import_tensorflow()
-    from tfkd.serving import find_saved_model
+    from tfkd.serving import find_export
 
-    saved_model = find_saved_model(args.model)
-    if saved_model:
-        return _export_predictor(args, saved_model, continues_text)
+    export = find_export(args.model)
+    if export:
+        return _export_predictor(args, *export, continues_text)
     return _run_predictor(args, continues_text)
 
 
@@ -175,24 +175,24 @@ def _interactive(args, predict):
     return 0
 
 
-def _export_predictor(args, saved_model, continues_text):
-    """``(predict, task name, None)`` of an export."""
+def _export_predictor(args, exporter, path, continues_text):
+    """``(predict, task name, evaluate settings)`` of an export (a SavedModel, a CTranslate2
+    folder, ...: what ``exporter`` wrote)."""
     from tfkd.errors import SpecError
-    from tfkd.serving import read_export_info, saved_model_predictor
 
     if args.student or args.set or getattr(args, "weights", None) or getattr(args, "nbest", None):
         raise SpecError(
             f"{args.model}: --student, --set, --nbest and the decoding flags apply to a run "
             "directory; an export decodes as it was exported"
         )
-    info = read_export_info(saved_model)
+    predict, info = exporter.predictor(path, args.batch_size)
     if continues_text and info and info.get("output") != "continuation":
         raise SpecError(
             f"{args.model}: a {info.get('task')} model; tfkd generate needs {CONTINUES_TEXT} "
             "(tfkd predict gives any model's predictions)"
         )
     # the evaluation settings the run scored with (BLEU's casing and tokenizer), if recorded
-    return saved_model_predictor(saved_model, args.batch_size), info.get("task"), info.get("evaluate")
+    return predict, info.get("task"), info.get("evaluate")
 
 
 def _run_predictor(args, continues_text):

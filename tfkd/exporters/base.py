@@ -38,6 +38,19 @@ class Exporter:
         student this format cannot hold."""
         raise NotImplementedError
 
+    @classmethod
+    def find(cls, path):
+        """The export of this format at ``path`` that ``tfkd translate`` / :func:`tfkd.load` can
+        serve (``path`` itself, or for a TF Serving base path its newest version), else None."""
+        return None
+
+    @classmethod
+    def predictor(cls, path, batch_size=None):
+        """``(predict, info)`` of the export :meth:`find` gave: ``predict(lines) -> outputs``
+        (one string per line, in input order, ``batch_size`` lines a call; default the
+        export's) and what the export records (``task``, ``evaluate``, ``output``, ...)."""
+        raise NotImplementedError(f"{cls.name} exports are not served by tfkd")
+
     def export(self, context, student, directory, version):
         """Write version ``version`` into the model folder ``directory`` atomically; its path."""
         path = os.path.join(directory, f"{version}{self.suffix}")

@@ -15,3 +15,15 @@ class SavedModelExporter(Exporter):
 
     def write(self, context, student, path):
         context.task.export(context, student, path)
+
+    @classmethod
+    def find(cls, path):
+        from tfkd.serving import find_saved_model
+
+        return find_saved_model(path)
+
+    @classmethod
+    def predictor(cls, path, batch_size=None):
+        from tfkd.serving import read_export_info, saved_model_predictor
+
+        return saved_model_predictor(path, batch_size), read_export_info(path)

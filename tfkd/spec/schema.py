@@ -248,6 +248,12 @@ class ExportSpec(_Strict):
     # their first max_input_chars (in the graph, before tokenization), so one huge line costs
     # bounded time and memory; the default is far beyond every task's token window
     max_input_chars: PositiveInt = 65536
+    # format ctranslate2: the weights' type in the CTranslate2 model (tfkd export --quantization);
+    # default float32
+    quantization: (
+        Literal["float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16"]
+        | None
+    ) = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -269,6 +275,14 @@ class ExportSpec(_Strict):
     @classmethod
     def _registered(cls, name):
         return registry.check_name("exporter", name)
+
+    @pydantic.field_validator("quantization")
+    @classmethod
+    def _quantization_of_ctranslate2(cls, quantization, info):
+        export_format = info.data.get("format")
+        if quantization is not None and export_format != "ctranslate2":
+            raise ValueError(f"applies to format ctranslate2 (format is {export_format})")
+        return quantization
 
 
 class SweepSpec(_Strict):

@@ -1,0 +1,98 @@
+"""Serving a CTranslate2 export: the run's tokenizers around CTranslate2's decoder.
+
+A line goes through what the SavedModel does in its graph, here in Python: the run's source
+tokenizer (cut to the run's longest source), CTranslate2's beam search or greedy decoding with
+the run's beam size and length penalty and the longest target ``a * longest source + b`` of the
+batch, and the run's detokenization. An empty line (or white space only) translates to the empty
+string, scored 0, as in the SavedModel.
+
+Where CTranslate2 and tfkd's beam search differ (see docs/serving.md, "CTranslate2"): the
+length penalty is CTranslate2's ``score / length ** length_penalty`` where tfkd's is GNMT's
+``score / ((5 + length) / 6) ** length_penalty``; scores are CTranslate2's.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+from tfkd import registry
+from tfkd.exporters.ctranslate2 import INFO_FILE, VOCAB_DIR, import_ctranslate2
+
+
+class CTranslate2Translator:
+    """Translate raw strings with a CTranslate2 export folder ``path``.
+
+    Args:
+        path: the folder ``tfkd export --format ctranslate2`` wrote.
+        device: ``cpu`` or ``cuda``.
+        compute_type: CTranslate2's (``default``: as the export was quantized).
+        intra_threads: threads per translation (0: CTranslate2's default).
+    """
+
+    def __init__(self, path, device="cpu", compute_type="default", intra_threads=0):
+        import tensorflow as tf
+
+        from tfkd.data import UNK, SpecialIds
+
+        ctranslate2 = import_ctranslate2()
+        with open(os.path.join(path, INFO_FILE)) as f:
+            self.info = json.load(f)
+        tokenizers = registry.lookup("task", self.info["task"]).load_tokenizers(os.path.join(path, VOCAB_DIR))
+        self.source_tokenizer, self.target_tokenizer = tokenizers.source, tokenizers.target
+        self.source_vocabulary = list(self.source_tokenizer.get_vocabulary())
+        self.target_index = {token: i for i, token in enumerate(self.target_tokenizer.get_vocabulary())}
+        self.target_ids = SpecialIds.of(self.target_tokenizer)
+        self.unk = UNK
+        decode = self.info["decode"]
+        self.beam_size = decode["beam_size"] if decode["algorithm"] == "beam" else 1
+        self.length_penalty = decode["length_penalty"] if decode["algorithm"] == "beam" else 0.0
+        self.max_length_a, self.max_length_b = decode["max_length_a"], decode["max_length_b"]
+        self.batch_size = decode["batch_size"]
+        self.max_tokens = self.info["max_tokens"]
+        self.max_target_length = self.info["max_target_length"]
+        self.translator = ctranslate2.Translator(
+            path, device=device, compute_type=compute_type, intra_threads=intra_threads
+        )
+        self._tokenize = tf.function(self.source_tokenizer.tokenize)
+        self.tf = tf
+
+    def _translate(self, sentences):
+        """``{"translations": tf.string [B], "scores": float32 [B]}`` of a batch (a list or a
+        ``tf.string`` tensor), as the SavedModel's signature answers."""
+        from tfkd.data import detokenize
+
+        tf = self.tf
+        sentences = tf.convert_to_tensor(sentences, tf.string)
+        ids = [row[: self.max_tokens] for row in self._tokenize(sentences).to_list()]
+        empty = [not row for row in ids]
+        empty = np.logical_or(empty, tf.strings.regex_full_match(sentences, r"[\s\p{Z}]*").numpy())
+        tokens = [[self.source_vocabulary[i] for i in row] or [self.unk] for row in ids]
+        longest = max((len(row) for row in ids), default=0)
+        max_length = min(math.ceil(self.max_length_a * longest) + self.max_length_b, self.max_target_length)
+        results = self.translator.translate_batch(
+            tokens,
+            beam_size=self.beam_size,
+            length_penalty=self.length_penalty,
+            max_decoding_length=max_length,
+            max_input_length=0,
+            return_scores=True,
+        )
+        hypotheses = [[self.target_index[t] for t in r.hypotheses[0]] for r in results]
+        width = max((len(h) for h in hypotheses), default=0) + 1
+        padded = np.full([len(hypotheses), width], self.target_ids.pad, np.int32)
+        for row, hypothesis in enumerate(hypotheses):
+            padded[row, : len(hypothesis)] = hypothesis
+        text = detokenize(self.target_tokenizer, padded, self.target_ids)
+        scores = np.array([r.scores[0] for r in results], np.float32)
+        return {
+            "translations": tf.where(empty, tf.constant(""), text),
+            "scores": tf.constant(np.where(empty, 0.0, scores), tf.float32),
+        }
+
+    def translate_all(self, sentences, progress=False):
+        """``(translations, scores)`` of a Python list, in length-sorted batches, input order."""
+        from tfkd.tasks.translation.inference import translate_in_batches
+
+        return translate_in_batches(self._translate, sentences, self.batch_size, progress)
