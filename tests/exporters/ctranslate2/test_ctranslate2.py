@@ -31,7 +31,7 @@ def tokenizer(vocabulary):
 @pytest.mark.parametrize("tie_embeddings", [True, False])
 def test_ctranslate2_scores_every_target_token_as_the_keras_student(tmp_path, tie_embeddings):
     student = tiny_transformer(len(SOURCE), len(TARGET), seed=5, max_length=16, tie_embeddings=tie_embeddings)
-    convert(student, tokenizer(SOURCE), tokenizer(TARGET), str(tmp_path / "ct2"), "float32")
+    convert(transformer_spec(student, tokenizer(SOURCE), tokenizer(TARGET)), str(tmp_path / "ct2"), "float32")
     translator = ctranslate2.Translator(str(tmp_path / "ct2"), device="cpu")
     pairs = [([5, 6, 9], [5, 6, 10, 9]), ([7, 8], [7, 8]), ([5, 7, 8, 6, 9, 5], [5, 7, 10])]
     results = translator.score_batch(
@@ -45,17 +45,23 @@ def test_ctranslate2_scores_every_target_token_as_the_keras_student(tmp_path, ti
         np.testing.assert_allclose(result.log_probs, expected, atol=2e-4)
 
 
-def test_a_student_other_than_the_keras_hub_transformer_is_refused_in_one_line():
+def test_a_student_ctranslate2_does_not_hold_is_refused_in_one_line(tmp_path):
+    import user_layers  # noqa: F401  (registers gated_residual_encoder)
+
     from tfkd.models.lstm import LSTMSeq2Seq
 
-    with pytest.raises(StageError, match=r"a LSTMSeq2Seq student; CTranslate2 holds the Transformer student"):
-        transformer_spec(LSTMSeq2Seq(10, 11), tokenizer(SOURCE), tokenizer(TARGET))
+    with pytest.raises(StageError, match=r"a LSTMSeq2Seq student; CTranslate2 holds the Transformer translation"):
+        CTranslate2Exporter().write(types.SimpleNamespace(spec=None), LSTMSeq2Seq(10, 11), str(tmp_path / "x"))
+    blocks = tiny_transformer(len(SOURCE), len(TARGET), seed=1, encoder_layer={"kind": "gated_residual_encoder"})
+    with pytest.raises(StageError, match=r"GatedResidualEncoder blocks are not keras-hub's TransformerEncoder"):
+        transformer_spec(blocks, tokenizer(SOURCE), tokenizer(TARGET))
 
 
 def test_mask_predict_decoding_is_refused_in_one_line(tmp_path):
     context = types.SimpleNamespace(spec=types.SimpleNamespace(decode=types.SimpleNamespace(algorithm="mask_predict")))
+    student = tiny_transformer(len(SOURCE), len(TARGET), seed=1)
     with pytest.raises(StageError, match="decode.algorithm 'mask_predict': CTranslate2 decodes autoregressively"):
-        CTranslate2Exporter().write(context, None, str(tmp_path / "x"))
+        CTranslate2Exporter().write(context, student, str(tmp_path / "x"))
 
 
 def test_without_ctranslate2_the_export_says_how_to_install_it(tmp_path, monkeypatch):

@@ -1,15 +1,18 @@
 """``export.format: ctranslate2``: a CTranslate2 model folder of a Transformer translation
-student, for fast CPU (and GPU) decoding, optionally quantized (``export.quantization``,
-``tfkd export --format ctranslate2 --quantization int8``), as OpenNMT-tf's ``export --format
-ctranslate2`` writes one.
+student or a GPT-2 language model, for fast CPU (and GPU) decoding, optionally quantized
+(``export.quantization``, ``tfkd export --format ctranslate2 --quantization int8``), as
+OpenNMT-tf's ``export --format ctranslate2`` writes one.
 
 ``<model_name>/<version>.ctranslate2/`` holds CTranslate2's ``model.bin``, ``config.json`` and
 vocabularies, written by CTranslate2's own converter from a spec of its Python API
-(:mod:`.transformer` maps the Keras weights), and what ``tfkd translate`` needs to serve it like
-a SavedModel: the run's tokenizer files (``vocab/``) and ``tfkd.json`` (the decoding settings,
-the longest source, how the run scored BLEU). TF Serving ignores the folder (not a number).
-Tokenization stays tfkd's: :mod:`.translator` tokenizes with the run's WordPiece or SentencePiece
-model, decodes with CTranslate2 and detokenizes as the SavedModel does.
+(:mod:`.transformer` maps the Transformer's Keras weights, :mod:`.language_model` GPT-2's), and
+what ``tfkd translate`` / ``tfkd generate`` need to serve it like a SavedModel: the run's
+tokenizer files (``vocab/``) and ``tfkd.json`` (the decoding settings, the longest source, how
+the run scored BLEU). TF Serving ignores the folder (not a number). Tokenization stays tfkd's:
+:mod:`.translator` tokenizes with the run's WordPiece or SentencePiece model, decodes with
+CTranslate2 and detokenizes as the SavedModel does (:mod:`.language_model` likewise with the
+run's byte-level BPE). A BERT classifier is not exported: CTranslate2's encoder spec holds
+BERT's layers and pooler but not a classification head.
 
 ``ctranslate2`` is an optional extra (``pip install -e ".[ctranslate2]"``).
 """
@@ -26,6 +29,8 @@ from tfkd.exporters.base import Exporter
 INFO_FILE = "tfkd.json"
 VOCAB_DIR = "vocab"
 FORMAT = "ctranslate2"
+# what a CTranslate2 folder holds (tfkd.json's "model"): a Translator's or a Generator's model
+SEQ2SEQ, LANGUAGE_MODEL = "seq2seq", "language_model"
 
 
 def import_ctranslate2():
@@ -50,7 +55,7 @@ def is_ctranslate2_export(path):
 
 @registry.register("exporter", FORMAT)
 class CTranslate2Exporter(Exporter):
-    """``<model_name>/<version>.ctranslate2/``: a CTranslate2 Transformer model, quantized as
+    """``<model_name>/<version>.ctranslate2/``: a CTranslate2 model of the student, quantized as
     ``export.quantization`` says, with the run's tokenizers and decoding settings."""
 
     name = FORMAT
@@ -63,11 +68,18 @@ class CTranslate2Exporter(Exporter):
 
     @classmethod
     def predictor(cls, path, batch_size=None):
+        with open(os.path.join(path, INFO_FILE)) as f:
+            model = json.load(f)["model"]
+        if model == LANGUAGE_MODEL:
+            from tfkd.exporters.ctranslate2.language_model import CTranslate2LanguageModel
+
+            runtime = CTranslate2LanguageModel(path)
+            runtime.batch_size = batch_size or runtime.batch_size
+            return runtime.predict, {**runtime.info, "output": "continuation"}
         from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
 
         translator = CTranslate2Translator(path)
-        if batch_size:
-            translator.batch_size = batch_size
+        translator.batch_size = batch_size or translator.batch_size
 
         def predict(lines):
             return translator.translate_all(lines, progress=True)[0]
@@ -76,18 +88,19 @@ class CTranslate2Exporter(Exporter):
 
     def write(self, context, student, path):
         import_ctranslate2()
-        from tfkd.exporters.ctranslate2.transformer import convert
+        from tfkd.models import GPT2LM, TransformerSeq2Seq
 
         spec = context.spec
-        decode = spec.decode
-        if getattr(decode, "algorithm", None) not in ("beam", "greedy"):
+        if isinstance(student, GPT2LM):
+            info = self._write_language_model(context, student, path)
+        elif isinstance(student, TransformerSeq2Seq):
+            info = self._write_seq2seq(context, student, path)
+        else:
             raise StageError(
-                f"export.format ctranslate2: decode.algorithm {getattr(decode, 'algorithm', None)!r}: "
-                "CTranslate2 decodes autoregressively (beam or greedy)"
+                f"export.format ctranslate2: a {type(student).__name__} student; CTranslate2 holds the "
+                "Transformer translation student and the GPT-2 language model (a BERT classifier's "
+                "head is not a CTranslate2 model); export this one with format saved_model"
             )
-        tokenizers = context.tokenizers()
-        quantization = spec.export.quantization or "float32"
-        convert(student, tokenizers.source, tokenizers.target, path, quantization)
         shutil.copytree(
             context.runner.stage_dir("vocab"),
             os.path.join(path, VOCAB_DIR),
@@ -96,11 +109,37 @@ class CTranslate2Exporter(Exporter):
         info = {
             "format": FORMAT,
             "task": spec.task,
-            "quantization": quantization,
-            "decode": decode.model_dump(mode="json"),
+            "quantization": spec.export.quantization or "float32",
+            "decode": spec.decode.model_dump(mode="json"),
+            **info,
+        }
+        with open(os.path.join(path, INFO_FILE), "w") as f:
+            json.dump(info, f, indent=1)
+
+    @staticmethod
+    def _write_seq2seq(context, student, path):
+        from tfkd.exporters.ctranslate2.transformer import convert, transformer_spec
+
+        spec = context.spec
+        if spec.decode.algorithm not in ("beam", "greedy"):
+            raise StageError(
+                f"export.format ctranslate2: decode.algorithm {spec.decode.algorithm!r}: "
+                "CTranslate2 decodes autoregressively (beam or greedy)"
+            )
+        tokenizers = context.tokenizers()
+        convert(transformer_spec(student, tokenizers.source, tokenizers.target), path, spec.export.quantization)
+        return {
+            "model": SEQ2SEQ,
             "max_tokens": spec.data.max_tokens,
             "max_target_length": min(spec.data.max_tokens, student.max_length),
             "evaluate": spec.evaluate.model_dump(include={"lowercase", "tokenize"}),
         }
-        with open(os.path.join(path, INFO_FILE), "w") as f:
-            json.dump(info, f, indent=1)
+
+    @staticmethod
+    def _write_language_model(context, student, path):
+        from tfkd.exporters.ctranslate2.language_model import check_sampler, gpt2_spec
+        from tfkd.exporters.ctranslate2.transformer import convert
+
+        check_sampler(context.spec.decode)
+        convert(gpt2_spec(student, context.tokenizers().text), path, context.spec.export.quantization)
+        return {"model": LANGUAGE_MODEL, "max_length": student.max_sequence_length}

@@ -18,18 +18,16 @@ from tfkd.errors import StageError
 LAYER_NORM_EPSILON = 1e-5  # keras-hub's blocks and the student's final norms
 
 
-def convert(student, source_tokenizer, target_tokenizer, path, quantization):
-    """Write ``student`` as a CTranslate2 model folder ``path`` (``quantization``: one of
-    CTranslate2's: float32, int8, int8_float32, int16, float16, ...)."""
+def convert(spec, path, quantization):
+    """Write a filled CTranslate2 model ``spec`` as the model folder ``path`` with CTranslate2's
+    converter (``quantization``: one of CTranslate2's weight types; None: float32)."""
     from ctranslate2.converters.converter import Converter
-
-    spec = transformer_spec(student, source_tokenizer, target_tokenizer)
 
     class SpecConverter(Converter):
         def _load(self):
             return spec
 
-    SpecConverter().convert(path, quantization=quantization, force=True)
+    SpecConverter().convert(path, quantization=quantization or "float32", force=True)
 
 
 def transformer_spec(student, source_tokenizer, target_tokenizer):
@@ -40,10 +38,7 @@ def transformer_spec(student, source_tokenizer, target_tokenizer):
     from tfkd.models import TransformerSeq2Seq
 
     if not isinstance(student, TransformerSeq2Seq):
-        raise StageError(
-            f"export.format ctranslate2: a {type(student).__name__} student; CTranslate2 holds the "
-            "Transformer student (student.kind: transformer); export this one with format saved_model"
-        )
+        raise StageError(f"export.format ctranslate2: a {type(student).__name__} student is not a TransformerSeq2Seq")
     blocks = [*student.encoder_blocks, *student.decoder_blocks]
     kinds = (keras_hub.layers.TransformerEncoder, keras_hub.layers.TransformerDecoder)
     custom = [type(b).__name__ for b in blocks if type(b) not in kinds]
@@ -88,8 +83,9 @@ def transformer_spec(student, source_tokenizer, target_tokenizer):
 
 
 def vocabulary(tokenizer):
-    """The tokenizer's tokens in id order (CTranslate2 maps tokens to ids by this list)."""
-    tokens = list(tokenizer.get_vocabulary())
+    """The tokenizer's tokens in id order (CTranslate2 maps tokens to ids by this list; a BPE
+    tokenizer's ``get_vocabulary()`` is in its file's order, not its ids')."""
+    tokens = [tokenizer.id_to_token(i) for i in range(tokenizer.vocabulary_size())]
     if len(set(tokens)) != len(tokens):
         raise StageError("export.format ctranslate2: a vocabulary with repeated tokens cannot be a CTranslate2 one")
     return tokens

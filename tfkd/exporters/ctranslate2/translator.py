@@ -19,6 +19,7 @@ import numpy as np
 
 from tfkd import registry
 from tfkd.exporters.ctranslate2 import INFO_FILE, VOCAB_DIR, import_ctranslate2
+from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 
 class CTranslate2Translator:
@@ -41,8 +42,8 @@ class CTranslate2Translator:
             self.info = json.load(f)
         tokenizers = registry.lookup("task", self.info["task"]).load_tokenizers(os.path.join(path, VOCAB_DIR))
         self.source_tokenizer, self.target_tokenizer = tokenizers.source, tokenizers.target
-        self.source_vocabulary = list(self.source_tokenizer.get_vocabulary())
-        self.target_index = {token: i for i, token in enumerate(self.target_tokenizer.get_vocabulary())}
+        self.source_vocabulary = vocabulary(self.source_tokenizer)
+        self.target_index = {token: i for i, token in enumerate(vocabulary(self.target_tokenizer))}
         self.target_ids = SpecialIds.of(self.target_tokenizer)
         self.unk = UNK
         decode = self.info["decode"]
