@@ -32,6 +32,8 @@ thread counts, as JSON:
   in-process Translator against its exported SavedModel loaded in the same process, with
   ``decode.jit_compile`` off (and on, with ``--xla``); the first pass (tracing and XLA
   compilation) apart from the timed rounds.
+- ``deploy`` (a trained run): the SavedModel, in-process, CTranslate2 float32 and int8 and the
+  peer on the run's test sentences, beam 4 and greedy, batch 64 and 1 (``tools/bench_deploy.py``).
 
 The peer needs ``pip install -e .[bench]`` (torch, transformers).
 """
@@ -511,14 +513,16 @@ def main():
 
     # PyTorch and the peer's model first: loaded after TensorFlow, triton (which
     # transformers' generation code imports through torch._dynamo) crashes the process
-    import tensorflow as tf
     import torch
+    import torch._dynamo  # noqa: F401  (generate() imports it, and with it triton, on first use)
     import transformers
     from transformers import MarianMTModel  # noqa: F401
 
+    torch.set_num_threads(os.cpu_count())  # (a statement: the import sorter keeps TensorFlow below)
+    import tensorflow as tf
+
     from tfkd.pipeline import open_run
 
-    torch.set_num_threads(os.cpu_count())
     spec, _, context = open_run(args.run_dir)
     report = {
         "run": args.run_dir,
@@ -553,6 +557,10 @@ def main():
         report["export"] = bench_export(spec, context, args)
     if "mask_predict" in sections:
         report["mask_predict"] = bench_mask_predict(spec, context, args)
+    if "deploy" in sections:  # a trained run: tools/bench_deploy.py
+        from bench_deploy import bench_deploy
+
+        report["deploy"] = bench_deploy(spec, context, args, _peer)
     print(json.dumps(report, indent=1))
 
 

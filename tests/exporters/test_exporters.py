@@ -124,10 +124,10 @@ def test_hostile_requests_get_bounded_answers_or_the_signature_s_error(exported,
     rows = {row["request"]: row for row in result["hostile"]}
     one = translation_alone(saved_model, data_dir, tmp_path)
     # 10,000 lines in one request: 10,000 answers, each the line's alone, through calls of
-    # decode.batch_size lines: the model's memory stays a call's (without them, this tiny model's
-    # request took 680 MB more)
+    # decode.batch_size lines: the model's memory stays a call's (8 MB more here; in one call,
+    # this tiny model's request added 190 MB at its peak)
     assert rows["10,000 lines"]["outcome"] == f"10000 answers, first {one[:40]!r}"
-    assert rows["10,000 lines"]["peak_mb_added"] < 150, rows["10,000 lines"]
+    assert rows["10,000 lines"]["peak_mb_added"] < 50, rows["10,000 lines"]
     for name in ("1 MB line", "1 MB word", "NUL and controls", "RTL and combining"):
         assert rows[name]["outcome"].startswith("1 answers") and rows[name]["seconds"] < 30, rows[name]
     assert rows["not UTF-8"]["outcome"].startswith("2 answers")

@@ -1,0 +1,194 @@
+"""``python tools/bench.py RUN --sections deploy``: the run's trained translation student as it
+would be deployed, side by side in one process on the run's real test sentences, run to the end
+token, beam 4 and greedy, batch 64 and batch 1:
+
+- tfkd in-process (the ``Translator`` graph evaluation uses),
+- tfkd's SavedModel (exported here with the same decoding, loaded in this process),
+- tfkd's CTranslate2 export, float32 and int8 (``--format ctranslate2 --quantization int8``),
+- the Hugging Face peer (``MarianMTModel`` of the same dimensions and vocabularies, random
+  weights: it cannot know when to stop, so each batch generates as many tokens as the longest
+  of the SavedModel's translations in that batch, its end token included: the same decoder
+  steps as tfkd's batch ran).
+
+Each system's translations are scored (sacreBLEU, as the run scores) and compared with the
+SavedModel's line by line; every CTranslate2 export is also scored on the whole test set against
+the run's own evaluation (``evaluate/test.hyp``). Sizes on disk, and resident memory of a fresh
+process that loaded the export and translated one line.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+# resident memory of a process that loads an export and translates one line (kept out of the
+# benchmark's own process, whose memory holds everything else)
+# (VmHWM: ru_maxrss would start from the benchmark's own peak, which a child inherits)
+LOADED_MEMORY = r"""
+import json, sys
+import tfkd
+model = tfkd.load(sys.argv[1])
+model(["Ein Mann fährt Fahrrad."])
+print(json.dumps(next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))))
+"""
+
+
+def bench_deploy(spec, context, args, make_peer):
+    """The ``deploy`` section's dict (see the module docstring)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tfkd.exporters.base import directory_size
+    from tfkd.exporters.ctranslate2 import CTranslate2Exporter
+    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
+    from tfkd.exporters.saved_model import SavedModelExporter
+    from tfkd.stages import load_student
+    from tfkd.tasks.translation.inference import translate_in_batches
+
+    student = load_student(context)
+    corpus = context.task.corpus(context, "test")
+    sentences = corpus.source[: args.sentences]
+    references = corpus.target[: args.sentences]
+    tokenizers = context.tokenizers()
+    result = {"sentences": len(sentences), "batch_1_sentences": min(32, len(sentences)), "algorithms": {}}
+    with tempfile.TemporaryDirectory() as out:
+        exports, systems = {}, {}
+        for version, quantization in enumerate(("float32", "int8"), 1):
+            view = _with(context, spec, export={"format": "ctranslate2", "quantization": quantization})
+            exports[f"ctranslate2 {quantization}"] = CTranslate2Exporter().export(view, student, f"{out}/ct2", version)
+        for algorithm in ("beam", "greedy"):
+            view = _with(context, spec, decode={"algorithm": algorithm, "jit_compile": False})
+            path = SavedModelExporter().export(view, student, f"{out}/sm_{algorithm}", 1)
+            exports.setdefault("saved_model", path)
+            serve = tf.saved_model.load(path).signatures["serving_default"]
+            systems[algorithm] = {
+                "in-process": context.task.translator(view, student).translate,
+                "saved_model": lambda batch, s=serve: s(source=batch),
+            }
+            for name in ("ctranslate2 float32", "ctranslate2 int8"):
+                translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
+                translator.beam_size = spec.decode.beam_size if algorithm == "beam" else 1
+                translator.length_penalty = spec.decode.length_penalty if algorithm == "beam" else 0.0
+                systems[algorithm][name] = translator._translate
+        whole_test = _whole_test_set(context, spec, corpus, exports, translate_in_batches)
+        # the peer's sizes from the trained student (a spec may leave them to the defaults)
+        sizes = ("encoder_layers", "decoder_layers", "hidden_dim", "intermediate_dim", "num_heads", "dropout")
+        shape = types.SimpleNamespace(**{k: getattr(student, k) for k in sizes}, tie_embeddings=student.tie_embeddings)
+        peer = make_peer(types.SimpleNamespace(student=shape), tokenizers, _special(tokenizers.target)).eval()
+        for algorithm, functions in systems.items():
+            result["algorithms"][algorithm] = _time_algorithm(
+                spec, tokenizers, functions, peer, algorithm, sentences, references, args, translate_in_batches
+            )
+        result["whole_test_set"] = whole_test
+        result["size_mb"] = {k: round(directory_size(v) / 1e6, 1) for k, v in exports.items()}
+        result["loaded_memory_mb"] = {k: round(_loaded_memory(v), 1) for k, v in exports.items()}
+    return result
+
+
+def _with(context, spec, **sections):
+    update = {name: getattr(spec, name).model_copy(update=values) for name, values in sections.items()}
+    return context.with_spec(spec.model_copy(update=update))
+
+
+def _special(tokenizer):
+    from tfkd.data import SpecialIds
+
+    return SpecialIds.of(tokenizer)
+
+
+def _bleu(spec, hypotheses, references):
+    from tfkd.tasks.translation.metrics import corpus_bleu
+
+    return round(corpus_bleu(hypotheses, references, spec.evaluate.lowercase, spec.evaluate.tokenize)[0].score, 2)
+
+
+def _whole_test_set(context, spec, corpus, exports, translate_in_batches):
+    """Each CTranslate2 export on the whole test set: BLEU, and lines equal to the run's own
+    evaluation (the Translator's, which the SavedModel gives too)."""
+    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
+
+    evaluated = os.path.join(context.runner.stage_dir("evaluate"), "test.hyp")
+    with open(evaluated, encoding="utf-8") as f:
+        run_lines = f.read().splitlines()
+    scores = {"run (evaluate stage)": {"bleu": _bleu(spec, run_lines, corpus.target)}}
+    for name in ("ctranslate2 float32", "ctranslate2 int8"):
+        translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
+        lines, _ = translate_in_batches(translator._translate, corpus.source, spec.decode.batch_size)
+        scores[name] = {
+            "bleu": _bleu(spec, lines, corpus.target),
+            "lines_equal_to_the_run": sum(a == b for a, b in zip(lines, run_lines)),
+            "lines": len(lines),
+        }
+    return scores
+
+
+def _time_algorithm(spec, tokenizers, functions, peer, algorithm, sentences, references, args, translate_in_batches):
+    import numpy as np
+
+    from tfkd.data import tokenize_to_ragged
+
+    rows = {}
+    for batch_size in (64, 1):
+        inputs = sentences if batch_size > 1 else sentences[:32]
+        outputs = {name: translate_in_batches(f, inputs, batch_size)[0] for name, f in functions.items()}  # warm-up
+        # the peer's work per batch: the SavedModel's longest translation of the batch, + end token
+        order = np.argsort([len(s.split()) for s in inputs], kind="stable")
+        lengths = [len(ids) for ids in tokenize_to_ragged(tokenizers.target, outputs["saved_model"]).to_list()]
+        source_ids = tokenize_to_ragged(tokenizers.source, inputs).to_list()
+        peer_batches = [
+            (
+                [source_ids[j][: spec.data.max_tokens] or [1] for j in order[i : i + batch_size]],
+                max(lengths[j] for j in order[i : i + batch_size]) + 1,
+            )
+            for i in range(0, len(inputs), batch_size)
+        ]
+        beams = spec.decode.beam_size if algorithm == "beam" else 1
+        timed = {**functions, "hugging face peer": None}
+        seconds = dict.fromkeys(timed, 0.0)
+        _peer_run(peer, peer_batches, beams)  # warm-up
+        for _ in range(args.rounds):
+            for name, function in timed.items():
+                start = time.perf_counter()
+                if function is None:
+                    _peer_run(peer, peer_batches, beams)
+                else:
+                    translate_in_batches(function, inputs, batch_size)
+                seconds[name] += time.perf_counter() - start
+        rate = {k: args.rounds * len(inputs) / v for k, v in seconds.items()}
+        rows[f"batch {batch_size}"] = {
+            "sentences_per_second": {k: round(v, 1) for k, v in rate.items()},
+            "over_saved_model": {k: round(v / rate["saved_model"], 2) for k, v in rate.items()},
+            "lines_equal_to_saved_model": {
+                k: sum(a == b for a, b in zip(v, outputs["saved_model"])) for k, v in outputs.items()
+            },
+            "bleu": {k: _bleu(spec, v, references[: len(inputs)]) for k, v in outputs.items()},
+        }
+    return rows
+
+
+def _peer_run(peer, batches, beams):
+    import torch
+
+    pad = peer.config.pad_token_id
+    with torch.inference_mode():
+        for rows, new_tokens in batches:
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.int64)
+            peer.generate(
+                input_ids=ids,
+                attention_mask=ids != pad,
+                num_beams=beams,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                length_penalty=0.6 if beams > 1 else 1.0,
+            )
+
+
+def _loaded_memory(path):
+    out = subprocess.run([sys.executable, "-c", LOADED_MEMORY, path], capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        return float("nan")
+    return float(out.stdout.strip().splitlines()[-1])
