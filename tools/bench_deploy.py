@@ -4,6 +4,8 @@ token, beam 4 and greedy, batch 64 and batch 1:
 
 - tfkd in-process (the ``Translator`` graph evaluation uses),
 - tfkd's SavedModel (exported here with the same decoding, loaded in this process),
+- the same SavedModel of the student quantized by Keras (``model.quantize("int8")``: int8
+  Dense/EinsumDense kernels, activations quantized on the fly),
 - tfkd's CTranslate2 export, float32 and int8 (``--format ctranslate2 --quantization int8``),
 - the Hugging Face peer (``MarianMTModel`` of the same dimensions and vocabularies, random
   weights: it cannot know when to stop, so each batch generates as many tokens as the longest
@@ -58,15 +60,18 @@ def bench_deploy(spec, context, args, make_peer):
         for version, quantization in enumerate(("float32", "int8"), 1):
             view = _with(context, spec, export={"format": "ctranslate2", "quantization": quantization})
             exports[f"ctranslate2 {quantization}"] = CTranslate2Exporter().export(view, student, f"{out}/ct2", version)
+        # Keras' dynamic-range int8 (int8 Dense/EinsumDense kernels with per-channel scales,
+        # activations quantized on the fly), exported as a SavedModel like the float one
+        quantized = load_student(context)
+        quantized.quantize("int8")
         for algorithm in ("beam", "greedy"):
             view = _with(context, spec, decode={"algorithm": algorithm, "jit_compile": False})
-            path = SavedModelExporter().export(view, student, f"{out}/sm_{algorithm}", 1)
-            exports.setdefault("saved_model", path)
-            serve = tf.saved_model.load(path).signatures["serving_default"]
-            systems[algorithm] = {
-                "in-process": context.task.translator(view, student).translate,
-                "saved_model": lambda batch, s=serve: s(source=batch),
-            }
+            systems[algorithm] = {"in-process": context.task.translator(view, student).translate}
+            for name, model in (("saved_model", student), ("saved_model int8", quantized)):
+                path = SavedModelExporter().export(view, model, f"{out}/{name.replace(' ', '_')}_{algorithm}", 1)
+                exports.setdefault(name, path)
+                serve = tf.saved_model.load(path).signatures["serving_default"]
+                systems[algorithm][name] = lambda batch, s=serve: s(source=batch)
             for name in ("ctranslate2 float32", "ctranslate2 int8"):
                 translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
                 translator.beam_size = spec.decode.beam_size if algorithm == "beam" else 1
@@ -105,17 +110,23 @@ def _bleu(spec, hypotheses, references):
 
 
 def _whole_test_set(context, spec, corpus, exports, translate_in_batches):
-    """Each CTranslate2 export on the whole test set: BLEU, and lines equal to the run's own
-    evaluation (the Translator's, which the SavedModel gives too)."""
+    """The int8 SavedModel and each CTranslate2 export on the whole test set: BLEU, and lines
+    equal to the run's own evaluation (the Translator's, which the float SavedModel gives too)."""
     from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
 
     evaluated = os.path.join(context.runner.stage_dir("evaluate"), "test.hyp")
     with open(evaluated, encoding="utf-8") as f:
         run_lines = f.read().splitlines()
     scores = {"run (evaluate stage)": {"bleu": _bleu(spec, run_lines, corpus.target)}}
-    for name in ("ctranslate2 float32", "ctranslate2 int8"):
-        translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
-        lines, _ = translate_in_batches(translator._translate, corpus.source, spec.decode.batch_size)
+    import tensorflow as tf
+
+    for name in ("saved_model int8", "ctranslate2 float32", "ctranslate2 int8"):
+        if name.startswith("saved_model"):
+            serve = tf.saved_model.load(exports[name]).signatures["serving_default"]
+            translate = lambda batch, s=serve: s(source=batch)  # noqa: E731
+        else:
+            translate = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())._translate
+        lines, _ = translate_in_batches(translate, corpus.source, spec.decode.batch_size)
         scores[name] = {
             "bleu": _bleu(spec, lines, corpus.target),
             "lines_equal_to_the_run": sum(a == b for a, b in zip(lines, run_lines)),
