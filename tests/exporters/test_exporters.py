@@ -404,8 +404,16 @@ def fake_run(**export):
 
     from tfkd.spec import ExportSpec
 
-    spec = types.SimpleNamespace(name="m", export=ExportSpec.model_validate(export), variants=None)
-    return spec, types.SimpleNamespace(spec=spec, task=TextTask())
+    class Spec(types.SimpleNamespace):
+        def model_copy(self, update):
+            return Spec(**{**vars(self), **update})
+
+    class Context(types.SimpleNamespace):
+        def with_spec(self, spec):
+            return Context(spec=spec, task=self.task)
+
+    spec = Spec(name="m", export=ExportSpec.model_validate(export), variants=None)
+    return spec, Context(spec=spec, task=TextTask())
 
 
 def test_only_a_student_with_adapters_exports_them_alone(tmp_path):
@@ -455,7 +463,7 @@ def test_export_format_is_a_registered_exporter(tmp_path):
         load_spec(spec)
     assert str(error.value) == (
         f'{spec}:{line}: export.format: unknown exporter "savedmodel"; did you mean '
-        '"saved_model"? Choices: adapters, saved_model'
+        '"saved_model"? Choices: adapters, ctranslate2, saved_model'
     )
     with pytest.raises(SpecError, match=r"export: adapters_only: true is format: adapters; give one of them$"):
         load_spec(spec, ["export.format=saved_model", "export.adapters_only=true"])
@@ -484,7 +492,13 @@ def test_tfkd_export_format_picks_the_exporter(tmp_path, monkeypatch, capsys):
         assert cli.main(["export", str(run), "--out", str(tmp_path), *flags]) == 0
         assert capsys.readouterr().out.startswith(f"exported {tmp_path / 'm' / written} (")
     assert sorted(os.listdir(tmp_path / "m")) == ["1.adapters.safetensors", "2", "3.adapters.safetensors", "4"]
-    assert cli.main(["export", str(run), "--out", str(tmp_path), "--format", "ctranslate"]) == 2
+    assert cli.main(["export", str(run), "--out", str(tmp_path), "--format", "savedmodel"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        '--format: unknown exporter "ctranslate"; Choices: adapters, saved_model'
+        '--format: unknown exporter "savedmodel"; did you mean "saved_model"? Choices: adapters, ctranslate2, '
+        "saved_model"
+    ]
+    # a quantization is CTranslate2's
+    assert cli.main(["export", str(run), "--out", str(tmp_path), "--quantization", "int8"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "--quantization: applies to format ctranslate2 (format is saved_model)"
     ]
