@@ -41,6 +41,21 @@ def test_the_grid_becomes_variants_and_the_specs_own_point_is_its_train_stage(da
     assert {"alpha0.5-label_smoothing0.1", "select"} <= set(plan.requested(spec=spec))
 
 
+def test_a_swept_spec_written_back_loads_as_it_was(data_dir, tmp_path):
+    """A run's spec.yaml (and tfkd config's output) keeps the grid in ``sweep``: loading it
+    expands the grid again, next to the spec's own variants (written expanded, a sweep run's
+    spec.yaml failed to load: "the sweep names a student alpha0.25 too")."""
+    from tfkd.spec import dump_spec
+
+    overrides = ["sweep={grid: {distill.alpha: [0.1, 0.3, 0.5]}}", "variants={ls0: {train.label_smoothing: 0.0}}"]
+    spec = load_spec(QUICKSTART, overrides)
+    dump_spec(spec, tmp_path / "spec.yaml")
+    again = load_spec(str(tmp_path / "spec.yaml"))
+    assert swept_variants(again) == swept_variants(spec) == ["alpha0.3", "alpha0.5"]
+    assert sorted(again.variants) == sorted(spec.variants) == ["alpha0.3", "alpha0.5", "ls0"]
+    assert again.variant("alpha0.3").distill.alpha == 0.3 and again.variant("ls0").train.label_smoothing == 0.0
+
+
 @pytest.mark.parametrize(
     ("sweep", "message"),
     [

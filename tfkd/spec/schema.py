@@ -355,7 +355,13 @@ class Spec(_Strict):
         return schema.model_validate(self.student.kwargs)
 
     def to_dict(self):
-        return self.model_dump(mode="json")
+        """The spec as YAML writes it back (``spec.yaml`` of a run, ``tfkd config``): a sweep's
+        students stay in its ``sweep`` section (loading expands them into variants again)."""
+        data = self.model_dump(mode="json")
+        if self._swept:
+            variants = {k: v for k, v in (data.get("variants") or {}).items() if k not in self._swept}
+            data["variants"] = variants or None
+        return data
 
 
 def validate_layer_ref(kind, ref: LayerRef, supplied=()):
