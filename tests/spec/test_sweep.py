@@ -54,6 +54,15 @@ def test_a_swept_spec_written_back_loads_as_it_was(data_dir, tmp_path):
     assert swept_variants(again) == swept_variants(spec) == ["alpha0.3", "alpha0.5"]
     assert sorted(again.variants) == sorted(spec.variants) == ["alpha0.3", "alpha0.5", "ls0"]
     assert again.variant("alpha0.3").distill.alpha == 0.3 and again.variant("ls0").train.label_smoothing == 0.0
+    # a spec.yaml that lists the grid's points among its variants too (written so before) is
+    # the same spec; a variant of the grid's name with other settings is a mistake
+    grid = overrides[0]
+    expanded = load_spec(
+        QUICKSTART, [grid, "variants={ls0: {train.label_smoothing: 0.0}, alpha0.3: {distill.alpha: 0.3}}"]
+    )
+    assert swept_variants(expanded) == ["alpha0.3", "alpha0.5"]
+    with pytest.raises(SpecError, match=r"variants.alpha0.3: the sweep names a student alpha0.3 too"):
+        load_spec(QUICKSTART, [grid, "variants={alpha0.3: {distill.alpha: 0.7}}"])
 
 
 @pytest.mark.parametrize(
