@@ -61,7 +61,7 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     assert results["train"]["kd"] > 0 and 0 <= results["train"]["kd_kept"] <= 1  # GOM's kept fraction
     assert results["train"]["frozen_parameters"] > 22e6  # the teacher runs online, frozen
     assert results["baseline"]["loss_weights"] == {"xe": 1.0}
-    assert results["train"]["loss_weights"] == {"xe": 1.0, "kd": 0.5}
+    assert results["train"]["loss_weights"] == {"xe": 1.0, "kd": 0.25}  # the spec's alpha
     # each student's BLEU, and the table
     for name in ("baseline", "hidden_state", "mask_task", "student"):
         assert re.search(rf"masktask_multi30k: {name} test BLEU [\d.]+ \(nrefs:1\|case:mixed", out.stdout), name
@@ -69,8 +69,8 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     assert rows == [
         "baseline",
         "hidden_state: hidden_state (xe=1 kd=0.5)",
-        "mask_task: mask_task (xe=1 kd=0.5)",
-        "mask_task (xe=1 kd=0.5)",
+        "mask_task: mask_task (xe=1 kd=0.25)",
+        "mask_task (xe=1 kd=0.25)",
     ]
     assert (run / "export" / "masktask_multi30k" / "1" / "saved_model.pb").exists()
     # the gate's kept fraction reaches TensorBoard
