@@ -196,6 +196,9 @@ def test_export_keys_of_runs_from_before_export_format_stay(tmp_path, corpus):
     assert stage.config(load_spec(path))["export"] == before | {"adapters_only": False}
     for spelling in (["export.adapters_only=true"], ["export.format=adapters"]):
         assert stage.config(load_spec(path, spelling))["export"] == before | {"adapters_only": True}
+    # a setting added since counts once it is set
+    cut = stage.config(load_spec(path, ["export.max_input_chars=100"]))["export"]
+    assert cut == before | {"adapters_only": False, "max_input_chars": 100}
 
 
 def test_changing_a_data_file_reruns_what_reads_it(tmp_path, corpus):

@@ -340,10 +340,18 @@ class EvaluateStage(Stage):
 _EXPORT_KEYS_BEFORE_FORMAT = {"saved_model": {"adapters_only": False}, ADAPTERS_EXPORTER: {"adapters_only": True}}
 
 
+# settings added later: at their defaults they are not in the key (the runs made before stay done)
+_EXPORT_SETTINGS_KEYED_WHEN_SET = ("max_input_chars", "quantization")
+
+
 def export_key(export):
     """The ``export`` section as the export stage's key: with a format runs made before
-    ``export.format`` could write, the key they got (``adapters_only``), so they stay done."""
+    ``export.format`` could write, the key they got (``adapters_only``), so they stay done; the
+    settings added since count when they differ from their defaults."""
     key = export.model_dump(mode="json", exclude={"format"})
+    for name in _EXPORT_SETTINGS_KEYED_WHEN_SET:
+        if key.get(name) == type(export).model_fields[name].default:
+            del key[name]
     return key | _EXPORT_KEYS_BEFORE_FORMAT.get(export.format, {"format": export.format})
 
 

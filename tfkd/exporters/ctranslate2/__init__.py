@@ -5,12 +5,12 @@ OpenNMT-tf's ``export --format ctranslate2`` writes one.
 
 ``<model_name>/<version>.ctranslate2/`` holds CTranslate2's ``model.bin``, ``config.json`` and
 vocabularies, written by CTranslate2's own converter from a spec of its Python API
-(:mod:`.transformer` maps the Transformer's Keras weights, :mod:`.language_model` GPT-2's), and
+(:mod:`.transformer` maps the Transformer's Keras weights, :mod:`.gpt2` GPT-2's), and
 what ``tfkd translate`` / ``tfkd generate`` need to serve it like a SavedModel: the run's
 tokenizer files (``vocab/``) and ``tfkd.json`` (the decoding settings, the longest source, how
 the run scored BLEU). TF Serving ignores the folder (not a number). Tokenization stays tfkd's:
 :mod:`.translator` tokenizes with the run's WordPiece or SentencePiece model, decodes with
-CTranslate2 and detokenizes as the SavedModel does (:mod:`.language_model` likewise with the
+CTranslate2 and detokenizes as the SavedModel does (:mod:`.gpt2` likewise with the
 run's byte-level BPE). A BERT classifier is not exported: CTranslate2's encoder spec holds
 BERT's layers and pooler but not a classification head.
 
@@ -24,33 +24,15 @@ import shutil
 from tfkd import registry
 from tfkd.errors import StageError
 from tfkd.exporters.base import Exporter
-
-# what tfkd keeps in a CTranslate2 folder beside CTranslate2's own files
-INFO_FILE = "tfkd.json"
-VOCAB_DIR = "vocab"
-FORMAT = "ctranslate2"
-# what a CTranslate2 folder holds (tfkd.json's "model"): a Translator's or a Generator's model
-SEQ2SEQ, LANGUAGE_MODEL = "seq2seq", "language_model"
-
-
-def import_ctranslate2():
-    """The ``ctranslate2`` module, or one line saying how to install it."""
-    try:
-        import ctranslate2
-    except ImportError:
-        raise StageError(
-            'export.format ctranslate2 needs the ctranslate2 package: pip install -e ".[ctranslate2]"'
-        ) from None
-    return ctranslate2
-
-
-def is_ctranslate2_export(path):
-    """True for a folder this exporter wrote."""
-    info = os.path.join(path, INFO_FILE)
-    if not os.path.isfile(os.path.join(path, "model.bin")) or not os.path.isfile(info):
-        return False
-    with open(info) as f:
-        return json.load(f).get("format") == FORMAT
+from tfkd.exporters.ctranslate2.folder import (
+    DECODER_ONLY,
+    FORMAT,
+    INFO_FILE,
+    SEQ2SEQ,
+    VOCAB_DIR,
+    import_ctranslate2,
+    is_ctranslate2_export,
+)
 
 
 @registry.register("exporter", FORMAT)
@@ -70,10 +52,10 @@ class CTranslate2Exporter(Exporter):
     def predictor(cls, path, batch_size=None):
         with open(os.path.join(path, INFO_FILE)) as f:
             model = json.load(f)["model"]
-        if model == LANGUAGE_MODEL:
-            from tfkd.exporters.ctranslate2.language_model import CTranslate2LanguageModel
+        if model == DECODER_ONLY:
+            from tfkd.exporters.ctranslate2.gpt2 import CTranslate2Generator
 
-            runtime = CTranslate2LanguageModel(path)
+            runtime = CTranslate2Generator(path)
             runtime.batch_size = batch_size or runtime.batch_size
             return runtime.predict, {**runtime.info, "output": "continuation"}
         from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
@@ -92,7 +74,7 @@ class CTranslate2Exporter(Exporter):
 
         spec = context.spec
         if isinstance(student, GPT2LM):
-            info = self._write_language_model(context, student, path)
+            info = self._write_decoder_only(context, student, path)
         elif isinstance(student, TransformerSeq2Seq):
             info = self._write_seq2seq(context, student, path)
         else:
@@ -136,10 +118,10 @@ class CTranslate2Exporter(Exporter):
         }
 
     @staticmethod
-    def _write_language_model(context, student, path):
-        from tfkd.exporters.ctranslate2.language_model import check_sampler, gpt2_spec
+    def _write_decoder_only(context, student, path):
+        from tfkd.exporters.ctranslate2.gpt2 import check_sampler, gpt2_spec
         from tfkd.exporters.ctranslate2.transformer import convert
 
         check_sampler(context.spec.decode)
         convert(gpt2_spec(student, context.tokenizers().text), path, context.spec.export.quantization)
-        return {"model": LANGUAGE_MODEL, "max_length": student.max_sequence_length}
+        return {"model": DECODER_ONLY, "max_length": student.max_sequence_length}

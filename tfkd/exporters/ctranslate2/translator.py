@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from tfkd import registry
-from tfkd.exporters.ctranslate2 import INFO_FILE, VOCAB_DIR, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 
@@ -93,7 +93,18 @@ class CTranslate2Translator:
         }
 
     def translate_all(self, sentences, progress=False):
-        """``(translations, scores)`` of a Python list, in length-sorted batches, input order."""
-        from tfkd.tasks.translation.inference import translate_in_batches
+        """``(translations, scores)`` of a Python list, in length-sorted batches (as the
+        SavedModel's predictor sends them), in input order."""
+        from tfkd.progress import progress_bar
 
-        return translate_in_batches(self._translate, sentences, self.batch_size, progress)
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].split()))
+        translations, scores = [None] * len(sentences), np.zeros(len(sentences), np.float32)
+        bar = progress_bar(math.ceil(len(sentences) / self.batch_size), "batch") if progress else None
+        for start in range(0, len(sentences), self.batch_size):
+            index = order[start : start + self.batch_size]
+            result = self._translate([sentences[i] for i in index])
+            for i, text, score in zip(index, result["translations"].numpy(), result["scores"].numpy()):
+                translations[i], scores[i] = text.decode("utf-8"), score
+            if bar:
+                bar.update(start // self.batch_size + 1)
+        return translations, scores

@@ -1,5 +1,5 @@
 """``export.format: ctranslate2`` of a GPT-2 language model
-(tfkd/exporters/ctranslate2/language_model.py): CTranslate2's token log-probabilities against
+(tfkd/exporters/ctranslate2/gpt2.py): CTranslate2's token log-probabilities against
 the Keras student's, and greedy continuations through ``tfkd.load`` equal to the SavedModel
 graph's (TextLM), empty and non-Latin prompts among them."""
 

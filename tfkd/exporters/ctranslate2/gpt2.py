@@ -18,7 +18,7 @@ import numpy as np
 
 from tfkd import registry
 from tfkd.errors import StageError
-from tfkd.exporters.ctranslate2 import INFO_FILE, VOCAB_DIR, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 LAYER_NORM_EPSILON = 1e-5  # keras-hub's GPT-2
@@ -29,7 +29,6 @@ def gpt2_spec(student, tokenizer):
     from ctranslate2.specs import TransformerDecoderModelSpec, TransformerDecoderSpec, common_spec
 
     from tfkd.exporters.ctranslate2.transformer import _attention, _embedding, _feed_forward, _layer_norm
-    from tfkd.tasks.language_model.vocab import END_OF_TEXT
 
     backbone = student.backbone
     decoder = TransformerDecoderSpec(
@@ -52,7 +51,7 @@ def gpt2_spec(student, tokenizer):
     decoder.projection.weight = np.asarray(backbone.get_layer("token_embedding").embeddings, np.float32)
     spec = TransformerDecoderModelSpec(decoder)
     spec.config.layer_norm_epsilon = LAYER_NORM_EPSILON
-    spec.config.bos_token = spec.config.eos_token = spec.config.unk_token = END_OF_TEXT
+    spec.config.bos_token = spec.config.eos_token = spec.config.unk_token = tokenizer.end_token
     spec.register_vocabulary(vocabulary(tokenizer))
     return spec
 
@@ -62,13 +61,11 @@ def check_sampler(decode):
         raise StageError(f"export.format ctranslate2: decode.sampler {decode.sampler!r} has no CTranslate2 equivalent")
 
 
-class CTranslate2LanguageModel:
+class CTranslate2Generator:
     """Continue raw strings with a CTranslate2 export of a language model (``path``)."""
 
     def __init__(self, path, device="cpu", compute_type="default", intra_threads=0):
         import tensorflow as tf
-
-        from tfkd.tasks.language_model.vocab import END_OF_TEXT
 
         ctranslate2 = import_ctranslate2()
         with open(os.path.join(path, INFO_FILE)) as f:
@@ -76,7 +73,7 @@ class CTranslate2LanguageModel:
         self.tokenizer = registry.lookup("task", self.info["task"]).load_tokenizers(os.path.join(path, VOCAB_DIR)).text
         self.vocabulary = vocabulary(self.tokenizer)
         self.index = {token: i for i, token in enumerate(self.vocabulary)}
-        self.end = END_OF_TEXT
+        self.end = self.tokenizer.end_token  # <|endoftext|>
         decode = self.info["decode"]
         self.max_new_tokens = decode["max_new_tokens"]
         self.batch_size = decode["batch_size"]

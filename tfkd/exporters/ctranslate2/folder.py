@@ -1,0 +1,35 @@
+"""What a CTranslate2 export folder holds besides CTranslate2's own files (``tfkd.json``, the
+run's tokenizer files in ``vocab/``), and importing ``ctranslate2`` with one line when it is
+missing. Imports nothing of TensorFlow or CTranslate2 itself."""
+
+import json
+import os
+
+from tfkd.errors import StageError
+
+# what tfkd keeps in a CTranslate2 folder beside CTranslate2's own files
+INFO_FILE = "tfkd.json"
+VOCAB_DIR = "vocab"
+FORMAT = "ctranslate2"
+# what a CTranslate2 folder holds (tfkd.json's "model"): a Translator's or a Generator's model
+SEQ2SEQ, DECODER_ONLY = "seq2seq", "decoder_only"
+
+
+def import_ctranslate2():
+    """The ``ctranslate2`` module, or one line saying how to install it."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise StageError(
+            'export.format ctranslate2 needs the ctranslate2 package: pip install -e ".[ctranslate2]"'
+        ) from None
+    return ctranslate2
+
+
+def is_ctranslate2_export(path):
+    """True for a folder this exporter wrote."""
+    info = os.path.join(path, INFO_FILE)
+    if not os.path.isfile(os.path.join(path, "model.bin")) or not os.path.isfile(info):
+        return False
+    with open(info) as f:
+        return json.load(f).get("format") == FORMAT
