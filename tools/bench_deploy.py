@@ -18,6 +18,7 @@ the run's own evaluation (``evaluate/test.hyp``). Sizes on disk, and resident me
 process that loaded the export and translated one line.
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -37,8 +38,9 @@ print(json.dumps(next(int(l.split()[1]) / 1024 for l in open("/proc/self/status"
 """
 
 
-def bench_deploy(spec, context, args, make_peer):
-    """The ``deploy`` section's dict (see the module docstring)."""
+def bench_deploy(spec, context, args, make_peer, peer_generate):
+    """The ``deploy`` section's dict (see the module docstring); ``make_peer`` and
+    ``peer_generate`` are tools/bench.py's."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
@@ -83,8 +85,9 @@ def bench_deploy(spec, context, args, make_peer):
         shape = types.SimpleNamespace(**{k: getattr(student, k) for k in sizes}, tie_embeddings=student.tie_embeddings)
         peer = make_peer(types.SimpleNamespace(student=shape), tokenizers, _special(tokenizers.target)).eval()
         for algorithm, functions in systems.items():
+            peer_run = functools.partial(_peer_run, peer_generate, peer)
             result["algorithms"][algorithm] = _time_algorithm(
-                spec, tokenizers, functions, peer, algorithm, sentences, references, args, translate_in_batches
+                spec, tokenizers, functions, peer_run, algorithm, sentences, references, args, translate_in_batches
             )
         result["whole_test_set"] = whole_test
         result["size_mb"] = {k: round(directory_size(v) / 1e6, 1) for k, v in exports.items()}
@@ -135,7 +138,9 @@ def _whole_test_set(context, spec, corpus, exports, translate_in_batches):
     return scores
 
 
-def _time_algorithm(spec, tokenizers, functions, peer, algorithm, sentences, references, args, translate_in_batches):
+def _time_algorithm(
+    spec, tokenizers, functions, peer_run, algorithm, sentences, references, args, translate_in_batches
+):
     import numpy as np
 
     from tfkd.data import tokenize_to_ragged
@@ -158,12 +163,12 @@ def _time_algorithm(spec, tokenizers, functions, peer, algorithm, sentences, ref
         beams = spec.decode.beam_size if algorithm == "beam" else 1
         timed = {**functions, "hugging face peer": None}
         seconds = dict.fromkeys(timed, 0.0)
-        _peer_run(peer, peer_batches, beams)  # warm-up
+        peer_run(peer_batches, beams)  # warm-up
         for _ in range(args.rounds):
             for name, function in timed.items():
                 start = time.perf_counter()
                 if function is None:
-                    _peer_run(peer, peer_batches, beams)
+                    peer_run(peer_batches, beams)
                 else:
                     translate_in_batches(function, inputs, batch_size)
                 seconds[name] += time.perf_counter() - start
@@ -179,23 +184,10 @@ def _time_algorithm(spec, tokenizers, functions, peer, algorithm, sentences, ref
     return rows
 
 
-def _peer_run(peer, batches, beams):
-    import torch
-
-    pad = peer.config.pad_token_id
-    with torch.inference_mode():
-        for rows, new_tokens in batches:
-            width = max(len(r) for r in rows)
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.int64)
-            peer.generate(
-                input_ids=ids,
-                attention_mask=ids != pad,
-                num_beams=beams,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                do_sample=False,
-                length_penalty=0.6 if beams > 1 else 1.0,
-            )
+def _peer_run(peer_generate, peer, batches, beams):
+    """The peer over ``(source rows, new tokens)`` batches, each one ``generate()`` call."""
+    for rows, new_tokens in batches:
+        peer_generate(peer, rows, peer.config.pad_token_id, beams, len(rows), new_tokens)
 
 
 def _loaded_memory(path):
