@@ -88,6 +88,27 @@ def tiny_transformer(source_vocabulary, target_vocabulary, seed, **options):
     return model
 
 
+def tiny_gpt2(vocabulary_size, seed, num_layers=1, max_sequence_length=48):
+    """A built GPT-2 language model of width 16 (2 heads, feed-forward 32, no dropout)."""
+    import keras
+    import tensorflow as tf
+
+    from tfkd.models.gpt2_lm import GPT2LM
+
+    keras.utils.set_random_seed(seed)
+    model = GPT2LM(
+        vocabulary_size=vocabulary_size,
+        num_layers=num_layers,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=max_sequence_length,
+    )
+    model({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
+    return model
+
+
 def weights_file_arrays(path):
     """``{dataset path: array}`` of a Keras ``.weights.h5`` file (to compare two bit for bit)."""
     import h5py

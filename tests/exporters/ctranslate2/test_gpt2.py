@@ -6,17 +6,15 @@ graph's (TextLM), empty and non-Latin prompts among them."""
 import os
 import types
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import FakeContext, log_softmax
+from helpers import FakeContext, log_softmax, tiny_gpt2
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tfkd.data import tokenize_to_ragged  # noqa: E402
 from tfkd.exporters.ctranslate2 import CTranslate2Exporter  # noqa: E402
-from tfkd.models.gpt2_lm import GPT2LM  # noqa: E402
 from tfkd.spec import ExportSpec  # noqa: E402
 from tfkd.tasks.language_model import LanguageModelDecode  # noqa: E402
 from tfkd.tasks.language_model.export import TextLM, make_sampler  # noqa: E402
@@ -34,17 +32,7 @@ def exported(tmp_path_factory, data_dir):
     with open(os.path.join(data_dir, "wikitext2", "train.txt"), encoding="utf-8") as f:
         lines = [next(f).strip() for _ in range(2000)]
     learn_byte_level_bpe(lines, 600, 2, str(vocab_dir))
-    keras.utils.set_random_seed(2)
-    student = GPT2LM(
-        vocabulary_size=600,
-        num_layers=2,
-        hidden_dim=16,
-        num_heads=2,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=40,
-    )
-    student({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
+    student = tiny_gpt2(600, seed=2, num_layers=2, max_sequence_length=40)
     spec = types.SimpleNamespace(
         task="language_model",
         decode=LanguageModelDecode(max_new_tokens=6),

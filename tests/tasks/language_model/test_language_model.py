@@ -8,14 +8,12 @@ import subprocess
 import sys
 import types
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REPO, FakeContext, serve_only
+from helpers import REPO, FakeContext, serve_only, tiny_gpt2
 
 from tfkd.data import tokenize_to_ragged
-from tfkd.models.gpt2_lm import GPT2LM
 from tfkd.spec import ExportSpec, TrainSpec
 from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, LanguageModelTask
 from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
@@ -92,18 +90,7 @@ def test_supervised_terms_match_numpy_over_the_positions_with_a_label():
 
 
 def tiny_model(vocabulary_size, seed=0):
-    keras.utils.set_random_seed(seed)
-    model = GPT2LM(
-        vocabulary_size=vocabulary_size,
-        num_layers=1,
-        hidden_dim=16,
-        num_heads=2,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=48,
-    )
-    model({"token_ids": tf.ones([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.bool)})
-    return model
+    return tiny_gpt2(vocabulary_size, seed)
 
 
 @pytest.fixture
