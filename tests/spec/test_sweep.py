@@ -72,7 +72,7 @@ def test_a_swept_spec_written_back_loads_as_it_was(data_dir, tmp_path):
         ("{grid: {distill.alpha: 0.5}}", r"expected a list of values to try"),
         ("{grid: {distill.alpha: [0.5, 0.5]}}", r"expected different values"),
         ("{grid: {distill.alpha: [0.5]}}", r"sweep.grid: expected at least two settings"),
-        ("{grid: {distill.alpha: [0.5, 2.0]}}", r"variants.alpha2.0: distill.alpha"),
+        ("{grid: {distill.alpha: [0.5, 2.0]}}", r"sweep: student alpha2.0: distill.alpha"),
         ("{grid: {distill.alpha: [0.5, 0.7]}, split: test}", r"sweep.split"),
     ],
 )
@@ -80,3 +80,28 @@ def test_a_mistake_in_the_grid_is_one_line(data_dir, sweep, message):
     with pytest.raises(SpecError, match=message) as error:
         load_spec(QUICKSTART, [f"sweep={sweep}"])
     assert "\n" not in str(error.value)
+
+
+def test_a_grid_over_a_shared_teacher_stage_is_refused_at_its_line(data_dir, tmp_path):
+    """Every student of a run reads the run's one teacher cache: a grid over a setting of it
+    (the soft targets' temperature) would train every point on the run's cache, so it is
+    refused at the grid key's line, naming the stage."""
+    text = (
+        open(QUICKSTART)
+        .read()
+        .replace(
+            "\ntrain:\n",
+            "\nsweep:\n  grid:\n    distill.alpha: [0.1, 0.5]\n    distill.cache.temperature: [1.0, 5.0]\n\ntrain:\n",
+            1,
+        )
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("    distill.cache.temperature: [1.0, 5.0]") + 1
+    with pytest.raises(SpecError) as error:
+        load_spec(str(path))
+    assert str(error.value) == (
+        f"{path}:{line}: sweep: student alpha0.1-temperature5.0: distill.cache.temperature: every student "
+        "of the run shares its teacher_cache stage, which this setting keys; set it for the run instead "
+        "(one run per value)"
+    )

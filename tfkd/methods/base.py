@@ -112,7 +112,7 @@ class Method:
         """Problems of a variant trained by this same method (``variant``: its resolved spec)
         beside the run (``context.spec``): ``[(key path, message)]``. The method plans the
         stages its variants need (:meth:`plan_stages`); a method whose stages read settings a
-        variant could change says here which it may not."""
+        variant could change says here which it may not (:func:`shared_stage_problems`)."""
         return []
 
     def decoded_targets_problem(self, context):
@@ -177,4 +177,31 @@ class Method:
         return None
 
 
-__all__ = ["TEACHER_TARGETS", "Method", "MethodError", "MethodSpec"]
+def shared_stage_problems(spec, variant, keys_by_stage):
+    """:meth:`Method.check_variant`'s problems of a method whose stages every student of the run
+    shares: ``keys_by_stage`` maps each such stage to the ``distill`` settings that key it
+    (key paths under ``distill``, such as ``("cache", "temperature")`` or a whole
+    ``("finetune",)``); a variant that sets any of them otherwise than the run would silently
+    train on the run's stage, so it may not."""
+    main, own = spec.distill.model_dump(mode="json"), variant.distill.model_dump(mode="json")
+
+    def value(section, path):
+        for key in path:
+            section = section.get(key) if isinstance(section, dict) else None
+        return section
+
+    problems = []
+    for stage, paths in keys_by_stage.items():
+        for path in paths:
+            if value(main, path) != value(own, path):
+                problems.append(
+                    (
+                        ("distill", *path),
+                        f"every student of the run shares its {stage} stage, which this setting keys; "
+                        "set it for the run instead (one run per value)",
+                    )
+                )
+    return problems
+
+
+__all__ = ["TEACHER_TARGETS", "Method", "MethodError", "MethodSpec", "shared_stage_problems"]

@@ -192,7 +192,7 @@ def _load_spec(path, overrides, import_dir):
     except pydantic.ValidationError as e:
         _raise_validation(e, located)
     spec = _validate_sections(spec, located)
-    spec._variants = _validate_variants(spec, data, located)
+    spec._variants = _validate_variants(spec, data, located, swept)
     if spec.sweep is not None:
         spec = drop_the_specs_own_point(spec, swept)
     _validate_targets(spec, located)

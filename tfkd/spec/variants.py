@@ -20,26 +20,30 @@ VARIANT_ROOTS = ("distill", "student", "train", "decode")
 class _VariantLocated(_Located):
     """Errors in a variant's spec point at the variant's line (or the line of the setting)."""
 
-    def __init__(self, base, name, set_keys):
+    def __init__(self, base, name, set_keys, swept=False):
         super().__init__(base.path, base.lines)
         self.overrides = dict(base.overrides)
         self.name = name
         self.set_keys = set_keys  # key path tuple -> the dotted key as the spec writes it
+        self.swept = swept  # a point of the spec's sweep: errors point at its grid
 
     def error(self, key_path, message):
         key_path = tuple(key_path)
+        root = ("sweep", "grid") if self.swept else ("variants", self.name)
         for n in range(len(key_path), 0, -1):
             if key_path[:n] in self.set_keys:
-                where = self.where(("variants", self.name, self.set_keys[key_path[:n]]))
+                where = self.where((*root, self.set_keys[key_path[:n]]))
                 break
         else:
-            where = self.where(("variants", self.name))
+            where = self.where(root)
         dotted = ".".join(str(k) for k in key_path)
-        return SpecError(f"{where}: variants.{self.name}: " + (f"{dotted}: " if dotted else "") + message)
+        student = f"sweep: student {self.name}" if self.swept else f"variants.{self.name}"
+        return SpecError(f"{where}: {student}: " + (f"{dotted}: " if dotted else "") + message)
 
 
-def _validate_variants(spec, data, located):
-    """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec."""
+def _validate_variants(spec, data, located, swept=()):
+    """``{name: Spec}`` of the spec's ``variants``, each validated as a whole spec (``swept``:
+    the names of those the spec's ``sweep`` expanded into)."""
     variants = {}
     main_stages = plan_run(spec.model_copy(update={"variants": None})).names
     task_stages = registry.lookup("task", spec.task).stage_names
@@ -86,7 +90,7 @@ def _validate_variants(spec, data, located):
             and spec.distill.targets_from is not None
         ):
             distill["targets_from"] = spec.distill.targets_from  # the run's teacher
-        variant_located = _VariantLocated(located, name, set_keys)
+        variant_located = _VariantLocated(located, name, set_keys, swept=name in swept)
         try:
             resolved = Spec.model_validate(variant)
         except pydantic.ValidationError as e:

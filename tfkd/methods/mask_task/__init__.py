@@ -27,7 +27,7 @@ import pydantic
 from pydantic import Field
 
 from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
-from tfkd.methods.base import Method, MethodSpec
+from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
@@ -136,6 +136,15 @@ class MaskTaskMethod(EncoderKDMethod):
                 )
             )
         return stages
+
+    def check_variant(self, context, variant):
+        # the teacher's MLM head is trained on X' masked as the run masks it, and the cache
+        # holds X' and the teacher's distributions (its shuffle buffer is how training reads it)
+        head = [("teacher_mlm", k) for k in TeacherMLMSpec.model_fields]
+        stages = {"teacher_mlm": [*head, ("masking",), ("mask_rate",)]}
+        if "cache" in (context.spec.distill.teacher, variant.distill.teacher):
+            stages["teacher_cache"] = [("cache", k) for k in MaskTaskCacheSpec.model_fields if k != "shuffle_buffer"]
+        return shared_stage_problems(context.spec, variant, stages)
 
     def decoded_targets_problem(self, context):
         if context.spec.distill.teacher == "cache":

@@ -11,7 +11,7 @@ from typing import Literal
 import pydantic
 from pydantic import Field, PositiveInt
 
-from tfkd.methods.base import Method, MethodSpec
+from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
 from tfkd.spec import Strict
@@ -83,6 +83,13 @@ class SoftTargetMethod(Method):
                 )
             )
         return problems
+
+    def check_variant(self, context, variant):
+        # every student of the run reads the same fine-tuned teacher and cache (the cache's
+        # shuffle buffer is how training reads it, not what it holds)
+        finetune = [("finetune", k) for k in CMLMFinetuneSpec.model_fields]
+        cache = [("cache", k) for k in SoftTargetCacheSpec.model_fields if k != "shuffle_buffer"]
+        return shared_stage_problems(context.spec, variant, {"teacher_finetune": finetune, "teacher_cache": cache})
 
     def decoded_targets_problem(self, context):
         return (

@@ -1,0 +1,34 @@
+"""mask_task's variants share the run's teacher MLM head (trained on X' masked as the run
+masks it) and, with ``teacher: cache``, its cache of X' and distributions."""
+
+import os
+
+import pytest
+from helpers import REPO
+
+from tfkd.errors import SpecError
+from tfkd.spec import load_spec
+
+MASKTASK = os.path.join(REPO, "specs", "masktask_multi30k.yaml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "stage"),
+    [
+        ([], "distill.mask_rate: 0.3", "teacher_mlm"),
+        ([], "distill.masking: span", "teacher_mlm"),
+        ([], "distill.teacher_mlm.steps: 5", "teacher_mlm"),
+        (["distill.teacher=cache"], "distill.cache.top_k: 4", "teacher_cache"),
+    ],
+)
+def test_a_variant_changing_the_teachers_stages_is_refused(data_dir, overrides, setting, stage):
+    with pytest.raises(
+        SpecError, match=rf"variants.other: {setting.split(':')[0]}: every student of the run shares its {stage} stage"
+    ) as error:
+        load_spec(MASKTASK, [*overrides, f"variants.other={{{setting}}}"])
+    assert "\n" not in str(error.value)
+
+
+def test_a_variant_may_change_the_weights_and_the_gate(data_dir):
+    spec = load_spec(MASKTASK, ["variants.other={distill.alpha: 0.25, distill.gate: none}"])
+    assert spec.variant("other").distill.alpha == 0.25
