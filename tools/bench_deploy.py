@@ -16,6 +16,13 @@ Each system's translations are scored (sacreBLEU, as the run scores) and compare
 SavedModel's line by line; every CTranslate2 export is also scored on the whole test set against
 the run's own evaluation (``evaluate/test.hyp``). Sizes on disk, and resident memory of a fresh
 process that loaded the export and translated one line.
+
+The anchor (``anchor``): tfkd's CTranslate2 export against the model CTranslate2's own converter
+makes of a Hugging Face Marian model of the student's dimensions (random weights, one shared
+vocabulary of the target's size), both float32 and int8, timed in a child process that loads
+CTranslate2 alone: the same random source rows (14 tokens), exactly ``--new-tokens`` target
+tokens each (``min_decoding_length`` = ``max_decoding_length``), beam 4 and greedy, batch 64
+and batch 1 (``max_batch_size``: one call over all rows), alternating rounds.
 """
 
 import functools
@@ -35,6 +42,33 @@ import tfkd
 model = tfkd.load(sys.argv[1])
 model(["Ein Mann fährt Fahrrad."])
 print(json.dumps(next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))))
+"""
+
+
+# the anchor's timing, in a process with CTranslate2 alone (no TensorFlow, no PyTorch threads)
+ANCHOR_TIMING = r"""
+import json, sys, time
+import ctranslate2
+job = json.loads(sys.argv[1])
+models = {name: ctranslate2.Translator(path, device="cpu", intra_threads=job["threads"], inter_threads=1)
+          for name, path in job["models"].items()}
+rows, tokens, result = job["rows"], job["tokens"], {}
+for batch, beam in ((64, 4), (64, 1), (1, 4), (1, 1)):
+    count = len(rows[next(iter(rows))]) if batch > 1 else 16
+    def run(name):
+        models[name].translate_batch(rows[name.split()[0]][:count], max_batch_size=batch, beam_size=beam,
+                                     min_decoding_length=tokens, max_decoding_length=tokens)
+    seconds = dict.fromkeys(models, 0.0)
+    for name in models:
+        run(name)  # warm-up
+    for _ in range(job["rounds"]):
+        for name in models:
+            start = time.perf_counter()
+            run(name)
+            seconds[name] += time.perf_counter() - start
+    result[f"{'beam 4' if beam > 1 else 'greedy'}, batch {batch}"] = {
+        name: round(job["rounds"] * count / t, 1) for name, t in seconds.items()}
+print(json.dumps(result))
 """
 
 
@@ -90,9 +124,88 @@ def bench_deploy(spec, context, args, make_peer, peer_generate):
                 spec, tokenizers, functions, peer_run, algorithm, sentences, references, args, translate_in_batches
             )
         result["whole_test_set"] = whole_test
+        result["anchor"] = _anchor(shape, tokenizers, exports, args)
         result["size_mb"] = {k: round(directory_size(v) / 1e6, 1) for k, v in exports.items()}
         result["loaded_memory_mb"] = {k: round(_loaded_memory(v), 1) for k, v in exports.items()}
     return result
+
+
+def _anchor(shape, tokenizers, exports, args):
+    """tfkd's CTranslate2 exports against CTranslate2's own conversion of a Marian model of the
+    same dimensions (see the module docstring): sentences/s and tfkd over the anchor."""
+    import json
+
+    import numpy as np
+    import torch
+    from ctranslate2.converters.converter import Converter
+    from ctranslate2.converters.transformers import MarianMTLoader
+    from transformers import MarianConfig, MarianMTModel
+
+    from tfkd.exporters.ctranslate2.transformer import vocabulary
+
+    size = tokenizers.target.vocabulary_size() + 1  # + <pad>, which CTranslate2's loader removes
+    torch.manual_seed(0)
+    marian = MarianMTModel(
+        MarianConfig(
+            vocab_size=size,
+            decoder_vocab_size=size,
+            d_model=shape.hidden_dim,
+            encoder_layers=shape.encoder_layers,
+            decoder_layers=shape.decoder_layers,
+            encoder_attention_heads=shape.num_heads,
+            decoder_attention_heads=shape.num_heads,
+            encoder_ffn_dim=shape.intermediate_dim,
+            decoder_ffn_dim=shape.intermediate_dim,
+            activation_function="relu",
+            max_position_embeddings=512,
+            pad_token_id=size - 1,
+            eos_token_id=0,
+            decoder_start_token_id=size - 1,
+            share_encoder_decoder_embeddings=True,
+            tie_word_embeddings=True,
+        )
+    ).eval()
+    marian_tokens = ["</s>", "<unk>", *(f"t{i}" for i in range(2, size - 1)), "<pad>"]
+
+    class Loader(MarianMTLoader):  # its vocabulary and special tokens without a tokenizer
+        def get_vocabulary(self, model, tokenizer):
+            return marian_tokens[:-1]
+
+        def set_config(self, config, model, tokenizer):
+            config.eos_token, config.unk_token, config.decoder_start_token = "</s>", "<unk>", "</s>"
+
+    class MarianConverter(Converter):
+        def _load(self):
+            return Loader()(marian, None)
+
+    rng = np.random.default_rng(0)
+    source = vocabulary(tokenizers.source)
+    plain = [t for t in source if not (t.startswith("[") and t.endswith("]"))]
+    rows = {
+        "tfkd": [list(rng.choice(plain, 15)) for _ in range(args.sentences)],  # as long as the anchor's with its </s>
+        "anchor": [[*(marian_tokens[i] for i in rng.integers(2, size - 1, 14)), "</s>"] for _ in range(args.sentences)],
+    }
+    with tempfile.TemporaryDirectory() as out:
+        models = {}
+        for quantization in ("float32", "int8"):
+            MarianConverter().convert(f"{out}/{quantization}", quantization=quantization)
+            models[f"anchor {quantization}"] = f"{out}/{quantization}"
+            models[f"tfkd {quantization}"] = exports[f"ctranslate2 {quantization}"]
+        job = {"models": models, "rows": rows, "tokens": args.new_tokens, "rounds": args.rounds}
+        job["threads"] = os.cpu_count()
+        done = subprocess.run(
+            [sys.executable, "-c", ANCHOR_TIMING, json.dumps(job)], capture_output=True, text=True, timeout=3600
+        )
+        if done.returncode:
+            raise RuntimeError(f"the anchor's timing failed: {done.stderr.strip().splitlines()[-1:]}")
+        rates = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        setting: {
+            "sentences_per_second": rate,
+            "tfkd_over_anchor": {q: round(rate[f"tfkd {q}"] / rate[f"anchor {q}"], 2) for q in ("float32", "int8")},
+        }
+        for setting, rate in rates.items()
+    }
 
 
 def _with(context, spec, **sections):

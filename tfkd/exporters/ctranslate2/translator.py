@@ -56,19 +56,33 @@ class CTranslate2Translator:
         self.translator = ctranslate2.Translator(
             path, device=device, compute_type=compute_type, intra_threads=intra_threads
         )
-        self._tokenize = tf.function(self.source_tokenizer.tokenize)
+        # tfkd's tokenization and detokenization around each call, each one traced graph (as
+        # eager ops, they cost a batch of one sentence about as much as a decoder step)
+        self._prepare = tf.function(self._prepare_graph, input_signature=[tf.TensorSpec([None], tf.string)])
+        self._finish = tf.function(
+            self._finish_graph,
+            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.bool)],
+        )
         self.tf = tf
+
+    def _prepare_graph(self, sentences):
+        """Source ids of ``sentences``, and which are empty (or white space only)."""
+        ids = self.source_tokenizer.tokenize(sentences)
+        return ids, self.tf.strings.regex_full_match(sentences, r"[\s\p{Z}]*")
+
+    def _finish_graph(self, hypotheses, empty):
+        from tfkd.data import detokenize
+
+        tf = self.tf
+        return tf.where(empty, tf.constant(""), detokenize(self.target_tokenizer, hypotheses, self.target_ids))
 
     def _translate(self, sentences):
         """``{"translations": tf.string [B], "scores": float32 [B]}`` of a batch (a list or a
         ``tf.string`` tensor), as the SavedModel's signature answers."""
-        from tfkd.data import detokenize
-
         tf = self.tf
-        sentences = tf.convert_to_tensor(sentences, tf.string)
-        ids = [row[: self.max_tokens] for row in self._tokenize(sentences).to_list()]
-        empty = [not row for row in ids]
-        empty = np.logical_or(empty, tf.strings.regex_full_match(sentences, r"[\s\p{Z}]*").numpy())
+        ids, blank = self._prepare(tf.convert_to_tensor(sentences, tf.string))
+        ids = [row[: self.max_tokens] for row in ids.to_list()]
+        empty = np.logical_or([not row for row in ids], blank.numpy())
         tokens = [[self.source_vocabulary[i] for i in row] or [self.unk] for row in ids]
         longest = max((len(row) for row in ids), default=0)
         max_length = min(math.ceil(self.max_length_a * longest) + self.max_length_b, self.max_target_length)
@@ -85,10 +99,9 @@ class CTranslate2Translator:
         padded = np.full([len(hypotheses), width], self.target_ids.pad, np.int32)
         for row, hypothesis in enumerate(hypotheses):
             padded[row, : len(hypothesis)] = hypothesis
-        text = detokenize(self.target_tokenizer, padded, self.target_ids)
         scores = np.array([r.scores[0] for r in results], np.float32)
         return {
-            "translations": tf.where(empty, tf.constant(""), text),
+            "translations": self._finish(padded, empty),
             "scores": tf.constant(np.where(empty, 0.0, scores), tf.float32),
         }
 
