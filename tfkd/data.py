@@ -10,6 +10,7 @@ batches are bucketed by length under a token budget (``batch_tokens`` padded tok
 import dataclasses
 import logging
 import os
+import weakref
 
 import keras_hub
 import numpy as np
@@ -259,10 +260,17 @@ def detokenize(tokenizer, token_ids, special_ids):
 # ----------------------------------------------------------------------------- pipelines
 
 
+_TOKENIZE_GRAPHS = weakref.WeakKeyDictionary()  # tokenizer -> its tokenize, traced once
+
+
 def tokenize_to_ragged(tokenizer, sentences):
     """Token ids of ``sentences`` as a ``tf.RaggedTensor`` (keras-hub returns lists in eager)."""
     strings = tf.constant(sentences, dtype=tf.string) if len(sentences) else tf.zeros([0], tf.string)
-    return tf.function(tokenizer.tokenize)(strings)
+    if tokenizer not in _TOKENIZE_GRAPHS:
+        _TOKENIZE_GRAPHS[tokenizer] = tf.function(
+            tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+    return _TOKENIZE_GRAPHS[tokenizer](tf.reshape(strings, [-1]))
 
 
 class ExampleTable:

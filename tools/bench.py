@@ -560,7 +560,7 @@ def main():
     if "deploy" in sections:  # a trained run: tools/bench_deploy.py
         from bench_deploy import bench_deploy
 
-        report["deploy"] = bench_deploy(spec, context, args, _peer, _peer_generate)
+        report["deploy"] = bench_deploy(spec, context, args, _peer)
     print(json.dumps(report, indent=1))
 
 

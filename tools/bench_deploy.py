@@ -12,6 +12,10 @@ token, beam 4 and greedy, batch 64 and batch 1:
   of the SavedModel's translations in that batch, its end token included: the same decoder
   steps as tfkd's batch ran).
 
+Each system is timed in a process of its own that loads it, warms it up and runs the rounds:
+in one process, the OpenMP threads of CTranslate2 and PyTorch and TensorFlow's thread pools
+slow each other (CTranslate2 at batch 1 measured 63 ms a sentence there against 6 ms alone).
+
 Each system's translations are scored (sacreBLEU, as the run scores) and compared with the
 SavedModel's line by line; every CTranslate2 export is also scored on the whole test set against
 the run's own evaluation (``evaluate/test.hyp``). Sizes on disk, and resident memory of a fresh
@@ -25,12 +29,10 @@ tokens each (``min_decoding_length`` = ``max_decoding_length``), beam 4 and gree
 and batch 1 (``max_batch_size``: one call over all rows), alternating rounds.
 """
 
-import functools
 import os
 import subprocess
 import sys
 import tempfile
-import time
 import types
 
 # resident memory of a process that loads an export and translates one line (kept out of the
@@ -72,9 +74,52 @@ print(json.dumps(result))
 """
 
 
-def bench_deploy(spec, context, args, make_peer, peer_generate):
-    """The ``deploy`` section's dict (see the module docstring); ``make_peer`` and
-    ``peer_generate`` are tools/bench.py's."""
+# one system's timing, in a process of its own (see the module docstring)
+SYSTEM_TIMING = r"""
+import json, sys, time
+job = json.load(open(sys.argv[1]))
+if job["kind"] == "peer":  # PyTorch before TensorFlow (see tools/bench.py)
+    import torch
+    import torch._dynamo
+    from transformers import MarianConfig, MarianMTModel
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(0)
+    sys.path.insert(0, job["tools"])
+    from bench import _peer_generate
+    peer = MarianMTModel(MarianConfig(**job["config"])).eval()
+    def run():
+        for rows, new_tokens in job["batches"]:
+            _peer_generate(peer, rows, peer.config.pad_token_id, job["beam_size"], len(rows), new_tokens)
+else:
+    import tensorflow as tf
+    import tensorflow_text
+    from tfkd.tasks.translation.inference import translate_in_batches
+    if job["kind"] == "saved_model":
+        serve = tf.saved_model.load(job["path"]).signatures["serving_default"]
+        translate = lambda batch: serve(source=batch)
+    elif job["kind"] == "ctranslate2":
+        from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
+        translator = CTranslate2Translator(job["path"], intra_threads=job["threads"])
+        translator.beam_size, translator.length_penalty = job["beam_size"], job["length_penalty"]
+        translate = translator._translate
+    else:  # the run's student in-process, the Translator evaluation uses
+        from tfkd.pipeline import open_run
+        from tfkd.stages import load_student
+        spec, _, context = open_run(job["path"])
+        view = context.with_spec(spec.model_copy(update={"decode": spec.decode.model_copy(update=job["decode"])}))
+        translate = view.task.translator(view, load_student(view)).translate
+    run = lambda: translate_in_batches(translate, job["inputs"], job["batch_size"])
+run()  # warm-up: tracing, first calls
+start = time.perf_counter()
+for _ in range(job["rounds"]):
+    run()
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def bench_deploy(spec, context, args, make_peer):
+    """The ``deploy`` section's dict (see the module docstring); ``make_peer`` is
+    tools/bench.py's (its ``_peer_generate`` drives the peer in the timing process)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
@@ -101,27 +146,39 @@ def bench_deploy(spec, context, args, make_peer, peer_generate):
         quantized = load_student(context)
         quantized.quantize("int8")
         for algorithm in ("beam", "greedy"):
-            view = _with(context, spec, decode={"algorithm": algorithm, "jit_compile": False})
-            systems[algorithm] = {"in-process": context.task.translator(view, student).translate}
+            decode = {"algorithm": algorithm, "jit_compile": False}
+            view = _with(context, spec, decode=decode)
+            beams = spec.decode.beam_size if algorithm == "beam" else 1
+            settings = {"beam_size": beams, "length_penalty": spec.decode.length_penalty if beams > 1 else 0.0}
+            # (what each system answers, in this process; the timed job, in its own)
+            in_process = {"kind": "in_process", "decode": decode, "path": args.run_dir}
+            systems[algorithm] = {"in-process": (context.task.translator(view, student).translate, in_process)}
             for name, model in (("saved_model", student), ("saved_model int8", quantized)):
                 path = SavedModelExporter().export(view, model, f"{out}/{name.replace(' ', '_')}_{algorithm}", 1)
                 exports.setdefault(name, path)
                 serve = tf.saved_model.load(path).signatures["serving_default"]
-                systems[algorithm][name] = lambda batch, s=serve: s(source=batch)
+                systems[algorithm][name] = (
+                    lambda batch, s=serve: s(source=batch),
+                    {"kind": "saved_model", "path": path},
+                )
             for name in ("ctranslate2 float32", "ctranslate2 int8"):
                 translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
-                translator.beam_size = spec.decode.beam_size if algorithm == "beam" else 1
-                translator.length_penalty = spec.decode.length_penalty if algorithm == "beam" else 0.0
-                systems[algorithm][name] = translator._translate
+                translator.beam_size, translator.length_penalty = settings["beam_size"], settings["length_penalty"]
+                job = {"kind": "ctranslate2", "path": exports[name], **settings}
+                systems[algorithm][name] = (translator._translate, job)
         whole_test = _whole_test_set(context, spec, corpus, exports, translate_in_batches)
         # the peer's sizes from the trained student (a spec may leave them to the defaults)
         sizes = ("encoder_layers", "decoder_layers", "hidden_dim", "intermediate_dim", "num_heads", "dropout")
         shape = types.SimpleNamespace(**{k: getattr(student, k) for k in sizes}, tie_embeddings=student.tie_embeddings)
-        peer = make_peer(types.SimpleNamespace(student=shape), tokenizers, _special(tokenizers.target)).eval()
+        peer = make_peer(types.SimpleNamespace(student=shape), tokenizers, _special(tokenizers.target))
+        peer_job = {
+            "kind": "peer",
+            "config": peer.config.to_dict(),
+            "tools": os.path.dirname(os.path.abspath(__file__)),
+        }
         for algorithm, functions in systems.items():
-            peer_run = functools.partial(_peer_run, peer_generate, peer)
             result["algorithms"][algorithm] = _time_algorithm(
-                spec, tokenizers, functions, peer_run, algorithm, sentences, references, args, translate_in_batches
+                spec, tokenizers, functions, peer_job, algorithm, sentences, references, args, translate_in_batches
             )
         result["whole_test_set"] = whole_test
         result["anchor"] = _anchor(shape, tokenizers, exports, args)
@@ -252,7 +309,7 @@ def _whole_test_set(context, spec, corpus, exports, translate_in_batches):
 
 
 def _time_algorithm(
-    spec, tokenizers, functions, peer_run, algorithm, sentences, references, args, translate_in_batches
+    spec, tokenizers, functions, peer_job, algorithm, sentences, references, args, translate_in_batches
 ):
     import numpy as np
 
@@ -261,7 +318,7 @@ def _time_algorithm(
     rows = {}
     for batch_size in (64, 1):
         inputs = sentences if batch_size > 1 else sentences[:32]
-        outputs = {name: translate_in_batches(f, inputs, batch_size)[0] for name, f in functions.items()}  # warm-up
+        outputs = {name: translate_in_batches(f, inputs, batch_size)[0] for name, (f, _) in functions.items()}
         # the peer's work per batch: the SavedModel's longest translation of the batch, + end token
         order = np.argsort([len(s.split()) for s in inputs], kind="stable")
         lengths = [len(ids) for ids in tokenize_to_ragged(tokenizers.target, outputs["saved_model"]).to_list()]
@@ -274,17 +331,10 @@ def _time_algorithm(
             for i in range(0, len(inputs), batch_size)
         ]
         beams = spec.decode.beam_size if algorithm == "beam" else 1
-        timed = {**functions, "hugging face peer": None}
-        seconds = dict.fromkeys(timed, 0.0)
-        peer_run(peer_batches, beams)  # warm-up
-        for _ in range(args.rounds):
-            for name, function in timed.items():
-                start = time.perf_counter()
-                if function is None:
-                    peer_run(peer_batches, beams)
-                else:
-                    translate_in_batches(function, inputs, batch_size)
-                seconds[name] += time.perf_counter() - start
+        jobs = {name: job for name, (_, job) in functions.items()}
+        jobs["hugging face peer"] = dict(peer_job, batches=peer_batches, beam_size=beams)
+        common = {"inputs": inputs, "batch_size": batch_size, "rounds": args.rounds, "threads": os.cpu_count()}
+        seconds = {name: _timed_in_a_process(dict(common, **job)) for name, job in jobs.items()}
         rate = {k: args.rounds * len(inputs) / v for k, v in seconds.items()}
         rows[f"batch {batch_size}"] = {
             "sentences_per_second": {k: round(v, 1) for k, v in rate.items()},
@@ -297,10 +347,20 @@ def _time_algorithm(
     return rows
 
 
-def _peer_run(peer_generate, peer, batches, beams):
-    """The peer over ``(source rows, new tokens)`` batches, each one ``generate()`` call."""
-    for rows, new_tokens in batches:
-        peer_generate(peer, rows, peer.config.pad_token_id, beams, len(rows), new_tokens)
+def _timed_in_a_process(job):
+    """Seconds of ``job["rounds"]`` rounds of one system, timed by ``SYSTEM_TIMING`` in a
+    process of its own (after its warm-up)."""
+    import json
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(job, f)
+        f.flush()
+        done = subprocess.run(
+            [sys.executable, "-c", SYSTEM_TIMING, f.name], capture_output=True, text=True, timeout=7200
+        )
+    if done.returncode:
+        raise RuntimeError(f"timing {job['kind']} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def _loaded_memory(path):
