@@ -70,6 +70,15 @@ def test_without_ctranslate2_the_export_says_how_to_install_it(tmp_path, monkeyp
         CTranslate2Exporter().write(None, None, str(tmp_path / "x"))
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (4, 4), (64, 4)])
+def test_ctranslate2_threads_default_to_its_4_but_no_more_than_the_cpus(monkeypatch, cpus, threads):
+    # CTranslate2's own default is 4 threads; 4 on 2 CPUs spin against each other
+    from tfkd.exporters.ctranslate2.folder import default_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    assert default_threads() == threads
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
     """A tiny real run (the test spec's, with keras-hub blocks) trained and exported both ways."""

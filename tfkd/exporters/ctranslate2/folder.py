@@ -26,6 +26,12 @@ def import_ctranslate2():
     return ctranslate2
 
 
+def default_threads():
+    """OpenMP threads per CTranslate2 call: CTranslate2's own default (4), but no more than the
+    CPUs this process may run on (4 threads on 2 CPUs spin against each other)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def is_ctranslate2_export(path):
     """True for a folder this exporter wrote."""
     info = os.path.join(path, INFO_FILE)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfkd import registry
 from tfkd.errors import StageError
-from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, default_threads, import_ctranslate2
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 LAYER_NORM_EPSILON = 1e-5  # keras-hub's GPT-2
@@ -64,7 +64,7 @@ def check_sampler(decode):
 class CTranslate2Generator:
     """Continue raw strings with a CTranslate2 export of a language model (``path``)."""
 
-    def __init__(self, path, device="cpu", compute_type="default", intra_threads=0):
+    def __init__(self, path, device="cpu", compute_type="default", intra_threads=None):
         import tensorflow as tf
 
         ctranslate2 = import_ctranslate2()
@@ -86,7 +86,7 @@ class CTranslate2Generator:
             ctranslate2.set_random_seed(decode["seed"])
         self.room = self.info["max_length"] - self.max_new_tokens - 1
         self.generator = ctranslate2.Generator(
-            path, device=device, compute_type=compute_type, intra_threads=intra_threads
+            path, device=device, compute_type=compute_type, intra_threads=intra_threads or default_threads()
         )
         self._tokenize = tf.function(self.tokenizer.tokenize)
         self._detokenize = tf.function(self.tokenizer.detokenize)

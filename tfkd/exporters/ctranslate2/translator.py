@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from tfkd import registry
-from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, default_threads, import_ctranslate2
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 
@@ -29,10 +29,11 @@ class CTranslate2Translator:
         path: the folder ``tfkd export --format ctranslate2`` wrote.
         device: ``cpu`` or ``cuda``.
         compute_type: CTranslate2's (``default``: as the export was quantized).
-        intra_threads: threads per translation (0: CTranslate2's default).
+        intra_threads: OpenMP threads per call (default: CTranslate2's 4, at most this
+            process's CPUs).
     """
 
-    def __init__(self, path, device="cpu", compute_type="default", intra_threads=0):
+    def __init__(self, path, device="cpu", compute_type="default", intra_threads=None):
         import tensorflow as tf
 
         from tfkd.data import UNK, SpecialIds
@@ -54,7 +55,7 @@ class CTranslate2Translator:
         self.max_tokens = self.info["max_tokens"]
         self.max_target_length = self.info["max_target_length"]
         self.translator = ctranslate2.Translator(
-            path, device=device, compute_type=compute_type, intra_threads=intra_threads
+            path, device=device, compute_type=compute_type, intra_threads=intra_threads or default_threads()
         )
         # tfkd's tokenization and detokenization around each call, each one traced graph (as
         # eager ops, they cost a batch of one sentence about as much as a decoder step)
