@@ -101,7 +101,7 @@ def test_a_grid_over_a_shared_teacher_stage_is_refused_at_its_line(data_dir, tmp
     with pytest.raises(SpecError) as error:
         load_spec(str(path))
     assert str(error.value) == (
-        f"{path}:{line}: sweep: student alpha0.1-temperature5.0: distill.cache.temperature: every student "
+        f"{path}:{line}: sweep: student alpha0.1-temperature1.0: distill.cache.temperature: every student "
         "of the run shares its teacher_cache stage, which this setting keys; set it for the run instead "
         "(one run per value)"
     )

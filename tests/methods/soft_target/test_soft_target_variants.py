@@ -15,7 +15,7 @@ QUICKSTART = os.path.join(REPO, "specs", "quickstart.yaml")
 @pytest.mark.parametrize(
     ("setting", "stage"),
     [
-        ("distill.cache.temperature: 5.0", "teacher_cache"),
+        ("distill.cache.temperature: 2.0", "teacher_cache"),
         ("distill.cache.top_k: 4", "teacher_cache"),
         ("distill.cache.mask_rate: 0.15", "teacher_cache"),
         ("distill.finetune.steps: 100", "teacher_finetune"),
