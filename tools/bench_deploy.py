@@ -14,7 +14,7 @@ token, beam 4 and greedy, batch 64 and batch 1:
 
 Each system is timed in a process of its own that loads it, warms it up and runs the rounds:
 in one process, the OpenMP threads of CTranslate2 and PyTorch and TensorFlow's thread pools
-slow each other (CTranslate2 at batch 1 measured 63 ms a sentence there against 6 ms alone).
+slow each other (CTranslate2 at batch 1 measured 63 ms a sentence there against 6-10 ms alone).
 
 Each system's translations are scored (sacreBLEU, as the run scores) and compared with the
 SavedModel's line by line; every CTranslate2 export is also scored on the whole test set against
@@ -23,10 +23,11 @@ process that loaded the export and translated one line.
 
 The anchor (``anchor``): tfkd's CTranslate2 export against the model CTranslate2's own converter
 makes of a Hugging Face Marian model of the student's dimensions (random weights, one shared
-vocabulary of the target's size), both float32 and int8, timed in a child process that loads
-CTranslate2 alone: the same random source rows (14 tokens), exactly ``--new-tokens`` target
-tokens each (``min_decoding_length`` = ``max_decoding_length``), beam 4 and greedy, batch 64
-and batch 1 (``max_batch_size``: one call over all rows), alternating rounds.
+vocabulary of the target's size), float32 and int8, each timed in a process of its own that
+loads CTranslate2 alone, with the threads tfkd's translator takes for such weights: the same
+random source rows (15 tokens), exactly ``--new-tokens`` target tokens each
+(``min_decoding_length`` = ``max_decoding_length``), beam 4 and greedy, batch 64 and batch 1
+(``max_batch_size``: one call over all rows).
 """
 
 import os
@@ -47,29 +48,25 @@ print(json.dumps(next(int(l.split()[1]) / 1024 for l in open("/proc/self/status"
 """
 
 
-# the anchor's timing, in a process with CTranslate2 alone (no TensorFlow, no PyTorch threads)
+# the anchor's timing of one CTranslate2 model, in a process with CTranslate2 alone (no
+# TensorFlow, no PyTorch, no other model's OpenMP threads)
 ANCHOR_TIMING = r"""
 import json, sys, time
 import ctranslate2
 job = json.loads(sys.argv[1])
-models = {name: ctranslate2.Translator(path, device="cpu", intra_threads=job["threads"], inter_threads=1)
-          for name, path in job["models"].items()}
+model = ctranslate2.Translator(job["path"], device="cpu", intra_threads=job["threads"], inter_threads=1)
 rows, tokens, result = job["rows"], job["tokens"], {}
 for batch, beam in ((64, 4), (64, 1), (1, 4), (1, 1)):
-    count = len(rows[next(iter(rows))]) if batch > 1 else 16
-    def run(name):
-        models[name].translate_batch(rows[name.split()[0]][:count], max_batch_size=batch, beam_size=beam,
-                                     min_decoding_length=tokens, max_decoding_length=tokens)
-    seconds = dict.fromkeys(models, 0.0)
-    for name in models:
-        run(name)  # warm-up
+    count = len(rows) if batch > 1 else 16
+    def run():
+        model.translate_batch(rows[:count], max_batch_size=batch, beam_size=beam,
+                              min_decoding_length=tokens, max_decoding_length=tokens)
+    run()  # warm-up
+    start = time.perf_counter()
     for _ in range(job["rounds"]):
-        for name in models:
-            start = time.perf_counter()
-            run(name)
-            seconds[name] += time.perf_counter() - start
-    result[f"{'beam 4' if beam > 1 else 'greedy'}, batch {batch}"] = {
-        name: round(job["rounds"] * count / t, 1) for name, t in seconds.items()}
+        run()
+    result[f"{'beam 4' if beam > 1 else 'greedy'}, batch {batch}"] = round(
+        job["rounds"] * count / (time.perf_counter() - start), 1)
 print(json.dumps(result))
 """
 
@@ -99,7 +96,7 @@ else:
         translate = lambda batch: serve(source=batch)
     elif job["kind"] == "ctranslate2":
         from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
-        translator = CTranslate2Translator(job["path"], intra_threads=job["threads"])
+        translator = CTranslate2Translator(job["path"])  # the threads tfkd picks
         translator.beam_size, translator.length_penalty = job["beam_size"], job["length_penalty"]
         translate = translator._translate
     else:  # the run's student in-process, the Translator evaluation uses
@@ -162,7 +159,7 @@ def bench_deploy(spec, context, args, make_peer):
                     {"kind": "saved_model", "path": path},
                 )
             for name in ("ctranslate2 float32", "ctranslate2 int8"):
-                translator = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())
+                translator = CTranslate2Translator(exports[name])
                 translator.beam_size, translator.length_penalty = settings["beam_size"], settings["length_penalty"]
                 job = {"kind": "ctranslate2", "path": exports[name], **settings}
                 systems[algorithm][name] = (translator._translate, job)
@@ -198,6 +195,7 @@ def _anchor(shape, tokenizers, exports, args):
     from ctranslate2.converters.transformers import MarianMTLoader
     from transformers import MarianConfig, MarianMTModel
 
+    from tfkd.exporters.ctranslate2.folder import default_threads
     from tfkd.exporters.ctranslate2.transformer import vocabulary
 
     size = tokenizers.target.vocabulary_size() + 1  # + <pad>, which CTranslate2's loader removes
@@ -248,14 +246,18 @@ def _anchor(shape, tokenizers, exports, args):
             MarianConverter().convert(f"{out}/{quantization}", quantization=quantization)
             models[f"anchor {quantization}"] = f"{out}/{quantization}"
             models[f"tfkd {quantization}"] = exports[f"ctranslate2 {quantization}"]
-        job = {"models": models, "rows": rows, "tokens": args.new_tokens, "rounds": args.rounds}
-        job["threads"] = os.cpu_count()
-        done = subprocess.run(
-            [sys.executable, "-c", ANCHOR_TIMING, json.dumps(job)], capture_output=True, text=True, timeout=3600
-        )
-        if done.returncode:
-            raise RuntimeError(f"the anchor's timing failed: {done.stderr.strip().splitlines()[-1:]}")
-        rates = json.loads(done.stdout.strip().splitlines()[-1])
+        rates = {}
+        for name, path in models.items():
+            weights = name.split()[1]
+            job = {"path": path, "rows": rows[name.split()[0]], "tokens": args.new_tokens, "rounds": args.rounds}
+            job["threads"] = default_threads(weights)  # as tfkd's translator runs either
+            done = subprocess.run(
+                [sys.executable, "-c", ANCHOR_TIMING, json.dumps(job)], capture_output=True, text=True, timeout=3600
+            )
+            if done.returncode:
+                raise RuntimeError(f"the anchor's timing failed: {done.stderr.strip().splitlines()[-1:]}")
+            for setting, rate in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                rates.setdefault(setting, {})[name] = rate
     return {
         setting: {
             "sentences_per_second": rate,
@@ -298,7 +300,7 @@ def _whole_test_set(context, spec, corpus, exports, translate_in_batches):
             serve = tf.saved_model.load(exports[name]).signatures["serving_default"]
             translate = lambda batch, s=serve: s(source=batch)  # noqa: E731
         else:
-            translate = CTranslate2Translator(exports[name], intra_threads=os.cpu_count())._translate
+            translate = CTranslate2Translator(exports[name])._translate
         lines, _ = translate_in_batches(translate, corpus.source, spec.decode.batch_size)
         scores[name] = {
             "bleu": _bleu(spec, lines, corpus.target),

@@ -71,12 +71,14 @@ def test_without_ctranslate2_the_export_says_how_to_install_it(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (4, 4), (64, 4)])
-def test_ctranslate2_threads_default_to_its_4_but_no_more_than_the_cpus(monkeypatch, cpus, threads):
+def test_ctranslate2_threads_default_to_its_4_but_no_more_than_the_cpus_and_1_for_int8(monkeypatch, cpus, threads):
     # CTranslate2's own default is 4 threads; 4 on 2 CPUs spin against each other
     from tfkd.exporters.ctranslate2.folder import default_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
-    assert default_threads() == threads
+    assert default_threads() == default_threads("float32") == threads
+    # int8 weights: one thread (two waited on each other at batch 1)
+    assert default_threads("int8") == default_threads("int8_float32") == 1
 
 
 @pytest.fixture(scope="module")

@@ -85,8 +85,12 @@ class CTranslate2Generator:
         if decode["seed"] is not None and decode["sampler"] != "greedy":
             ctranslate2.set_random_seed(decode["seed"])
         self.room = self.info["max_length"] - self.max_new_tokens - 1
+        weights = compute_type if compute_type != "default" else self.info.get("quantization")
         self.generator = ctranslate2.Generator(
-            path, device=device, compute_type=compute_type, intra_threads=intra_threads or default_threads()
+            path,
+            device=device,
+            compute_type=compute_type,
+            intra_threads=intra_threads or default_threads(weights),
         )
         self._tokenize = tf.function(self.tokenizer.tokenize)
         self._detokenize = tf.function(self.tokenizer.detokenize)

@@ -29,8 +29,8 @@ class CTranslate2Translator:
         path: the folder ``tfkd export --format ctranslate2`` wrote.
         device: ``cpu`` or ``cuda``.
         compute_type: CTranslate2's (``default``: as the export was quantized).
-        intra_threads: OpenMP threads per call (default: CTranslate2's 4, at most this
-            process's CPUs).
+        intra_threads: OpenMP threads per call (default:
+            :func:`~tfkd.exporters.ctranslate2.folder.default_threads` of the weights' type).
     """
 
     def __init__(self, path, device="cpu", compute_type="default", intra_threads=None):
@@ -54,8 +54,12 @@ class CTranslate2Translator:
         self.batch_size = decode["batch_size"]
         self.max_tokens = self.info["max_tokens"]
         self.max_target_length = self.info["max_target_length"]
+        weights = compute_type if compute_type != "default" else self.info.get("quantization")
         self.translator = ctranslate2.Translator(
-            path, device=device, compute_type=compute_type, intra_threads=intra_threads or default_threads()
+            path,
+            device=device,
+            compute_type=compute_type,
+            intra_threads=intra_threads or default_threads(weights),
         )
         # tfkd's tokenization and detokenization around each call, each one traced graph (as
         # eager ops, they cost a batch of one sentence about as much as a decoder step)
