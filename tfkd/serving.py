@@ -25,16 +25,32 @@ def find_saved_model(path):
     return None
 
 
+def version_folders(path):
+    """The version folders of the model folder ``path`` in any format (``3/``,
+    ``4.ctranslate2/``: versions are numbered across formats), newest first; ``[]`` when
+    ``path`` is not a model folder."""
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, "saved_model.pb")):
+        return []
+    versions = []
+    for name in os.listdir(path):
+        number, _, _ = name.partition(".")
+        if number.isdigit() and os.path.isdir(os.path.join(path, name)):
+            versions.append((int(number), name))
+    return [os.path.join(path, name) for _, name in sorted(versions, reverse=True)]
+
+
 def find_export(path):
-    """``(exporter class, folder)`` of the export at ``path`` that tfkd can serve (a SavedModel
-    or its TF Serving base path, a CTranslate2 folder, a registered exporter's own), else None."""
+    """``(exporter class, folder)`` of the export at ``path`` that tfkd can serve (a SavedModel,
+    a CTranslate2 folder, a registered exporter's own), or for a model folder its newest version
+    that tfkd can serve, whatever its format; else None."""
     from tfkd import registry
 
-    for name in registry.names("exporter"):
-        exporter = registry.lookup("exporter", name)
-        found = exporter.find(path)
-        if found:
-            return exporter, found
+    for candidate in version_folders(path) or [path]:
+        for name in registry.names("exporter"):
+            exporter = registry.lookup("exporter", name)
+            found = exporter.find(candidate)
+            if found:
+                return exporter, found
     return None
 
 
@@ -90,6 +106,7 @@ __all__ = [
     "EXPORT_INFO",
     "SAVED_MODEL_BATCH_SIZE",
     "find_export",
+    "version_folders",
     "find_saved_model",
     "read_export_info",
     "saved_model_predictor",

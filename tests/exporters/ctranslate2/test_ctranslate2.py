@@ -124,6 +124,19 @@ def test_tfkd_translate_serves_the_ctranslate2_export_as_the_saved_model(run_dir
     assert info["format"] == "ctranslate2" and info["quantization"] == "float32"
 
 
+def test_a_model_folder_serves_its_newest_version_in_any_format(run_dir):
+    # the run's model folder holds the SavedModel 1/ and the CTranslate2 2.ctranslate2/ and
+    # 3.ctranslate2/ (int8): as TF Serving takes a base path's newest version, tfkd does
+    from tfkd.exporters.ctranslate2 import CTranslate2Exporter
+    from tfkd.exporters.saved_model import SavedModelExporter
+    from tfkd.serving import find_export
+
+    model = run_dir / "export" / "tiny"
+    assert find_export(str(model)) == (CTranslate2Exporter, str(model / "3.ctranslate2"))
+    assert find_export(str(model / "1")) == (SavedModelExporter, str(model / "1"))
+    assert find_export(str(model / "2.ctranslate2")) == (CTranslate2Exporter, str(model / "2.ctranslate2"))
+
+
 @pytest.mark.slow
 def test_int8_export_is_smaller_and_serves_through_tfkd_load(run_dir, data_dir):
     import tfkd
