@@ -37,6 +37,17 @@ def default_threads(quantization=None):
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def open_runtime(kind, path, info, device, compute_type, intra_threads):
+    """``ctranslate2.<kind>`` (``Translator`` or ``Generator``) of the export folder ``path``
+    whose ``tfkd.json`` is ``info``, with ``intra_threads`` or :func:`default_threads` of the
+    weights it runs (``compute_type``, or ``default``: as the export was quantized)."""
+    weights = compute_type if compute_type != "default" else info.get("quantization")
+    runtime = getattr(import_ctranslate2(), kind)
+    return runtime(
+        path, device=device, compute_type=compute_type, intra_threads=intra_threads or default_threads(weights)
+    )
+
+
 def is_ctranslate2_export(path):
     """True for a folder this exporter wrote."""
     info = os.path.join(path, INFO_FILE)

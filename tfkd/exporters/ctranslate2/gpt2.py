@@ -18,7 +18,7 @@ import numpy as np
 
 from tfkd import registry
 from tfkd.errors import StageError
-from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, default_threads, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2, open_runtime
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 LAYER_NORM_EPSILON = 1e-5  # keras-hub's GPT-2
@@ -85,13 +85,7 @@ class CTranslate2Generator:
         if decode["seed"] is not None and decode["sampler"] != "greedy":
             ctranslate2.set_random_seed(decode["seed"])
         self.room = self.info["max_length"] - self.max_new_tokens - 1
-        weights = compute_type if compute_type != "default" else self.info.get("quantization")
-        self.generator = ctranslate2.Generator(
-            path,
-            device=device,
-            compute_type=compute_type,
-            intra_threads=intra_threads or default_threads(weights),
-        )
+        self.generator = open_runtime("Generator", path, self.info, device, compute_type, intra_threads)
         self._tokenize = tf.function(self.tokenizer.tokenize)
         self._detokenize = tf.function(self.tokenizer.detokenize)
         self.tf = tf

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from tfkd import registry
-from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, default_threads, import_ctranslate2
+from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2, open_runtime
 from tfkd.exporters.ctranslate2.transformer import vocabulary
 
 
@@ -38,7 +38,7 @@ class CTranslate2Translator:
 
         from tfkd.data import UNK, SpecialIds
 
-        ctranslate2 = import_ctranslate2()
+        import_ctranslate2()  # one line if it is missing, before the tokenizers load
         with open(os.path.join(path, INFO_FILE)) as f:
             self.info = json.load(f)
         tokenizers = registry.lookup("task", self.info["task"]).load_tokenizers(os.path.join(path, VOCAB_DIR))
@@ -54,13 +54,7 @@ class CTranslate2Translator:
         self.batch_size = decode["batch_size"]
         self.max_tokens = self.info["max_tokens"]
         self.max_target_length = self.info["max_target_length"]
-        weights = compute_type if compute_type != "default" else self.info.get("quantization")
-        self.translator = ctranslate2.Translator(
-            path,
-            device=device,
-            compute_type=compute_type,
-            intra_threads=intra_threads or default_threads(weights),
-        )
+        self.translator = open_runtime("Translator", path, self.info, device, compute_type, intra_threads)
         # tfkd's tokenization and detokenization around each call, each one traced graph (as
         # eager ops, they cost a batch of one sentence about as much as a decoder step)
         self._prepare = tf.function(self._prepare_graph, input_signature=[tf.TensorSpec([None], tf.string)])
