@@ -373,6 +373,15 @@ def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path
     )
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = runs / "straight"
-    stages = [d for d in os.listdir(reference) if os.path.isdir(reference / d)]
-    compared = assert_same_run(run, reference, stages)
+    # in the order they finished, so that a difference is reported at the first stage it shows in
+    stages = sorted(
+        (d for d in os.listdir(reference) if os.path.isdir(reference / d)),
+        key=lambda d: os.path.getmtime(reference / d / "stage.json"),
+    )
+    try:
+        compared = assert_same_run(run, reference, stages)
+    except AssertionError as error:  # say how the killed run went: its commands' stage lines
+        logged = [line for block in commands_logged(run) for line in block.splitlines()]
+        lines = [line for line in logged if " stage " in line or "step" in line]
+        raise AssertionError(f"{error}\nkills {dict(kills)}; the killed run's log:\n" + "\n".join(lines)) from None
     print(f"{method}: kills per stage {dict(kills)}; {compared} files compared")

@@ -274,3 +274,74 @@ def test_early_stop_on_a_metric_validation_does_not_report_is_one_line(tmp_path)
     keeper.set_model(model)
     keeper.on_epoch_end(0, {"val_loss": 1.0})
     assert keeper.failure.startswith("baseline: train.keep_best.metric: 'blue' is not reported")
+
+
+class Cut(Exception):
+    """A kill, for a write cut before one of its renames."""
+
+
+def _dropout_net():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8), keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+    net.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    return net
+
+
+def _state(net):
+    from tfkd.training.callbacks import _seed_states
+
+    return [*net.get_weights(), *(s.numpy() for s in _seed_states(net))], int(net.optimizer.iterations.numpy())
+
+
+def test_a_checkpoint_write_cut_before_any_rename_leaves_one_whole_checkpoint(tmp_path, monkeypatch):
+    """Killed anywhere inside a checkpoint write (here: before each of the renames that put its
+    files in place), the folder restores to the last whole checkpoint or the new one, never to
+    new weights beside the older random streams or step (which a resumed run reads on from)."""
+    import shutil
+
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+
+    def cut_before(rename_number):
+        folder = tmp_path / f"cut{rename_number}"
+        net = _dropout_net()
+        checkpoint = StageCheckpoint(str(folder))
+        net.fit(x, y, epochs=1, steps_per_epoch=1, verbose=0, callbacks=[checkpoint])
+        before = _state(net)
+        net.fit(x, y, epochs=1, steps_per_epoch=1, verbose=0)  # one more step, not saved yet
+        after = _state(net)
+        renames = []
+
+        def counted(real):
+            def rename(*args, **kwargs):
+                renames.append(args)
+                if len(renames) == rename_number:
+                    raise Cut()
+                return real(*args, **kwargs)
+
+            return rename
+
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "replace", counted(os.replace))
+            patch.setattr(os, "rename", counted(os.rename))
+            patch.setattr(shutil, "move", counted(shutil.move))
+            try:
+                checkpoint.on_epoch_end(1)
+            except Cut:
+                pass
+        restored = _dropout_net()
+        restored.optimizer.build(restored.trainable_variables)
+        checkpoint.restore(restored)
+        return before, after, _state(restored), len(renames)
+
+    _, after, restored, renames = cut_before(0)  # not cut: the new checkpoint, and how many renames
+    assert restored[1] == after[1] == 2 and renames >= 3
+    for a, b in zip(restored[0], after[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(tmp_path / "cut0")) == ["checkpoint"]  # nothing left beside it
+    for number in range(1, renames + 1):
+        before, after, restored, _ = cut_before(number)
+        expected = after if restored[1] == after[1] else before
+        assert restored[1] == expected[1], number
+        for a, b in zip(restored[0], expected[0], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"cut before rename {number}")

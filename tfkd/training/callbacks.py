@@ -1,5 +1,6 @@
 """Training callbacks: atomic resumable checkpoints, logs and TensorBoard summaries."""
 
+import glob
 import json
 import logging
 import math
@@ -68,7 +69,6 @@ class StageCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.batches_per_step = batches_per_step  # train.accumulate: an optimizer step is this many batches
         self.directory = os.path.join(workdir, "checkpoint")
-        self.weights_path, self.random_path, self.state_path = self._files(self.directory)
         # restore_dir: another work folder whose checkpoint this one resumes from (the chief's)
         self.restore_from = os.path.join(restore_dir, "checkpoint") if restore_dir else self.directory
         self.stage = stage
@@ -93,7 +93,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         """Load the last checkpoint into ``trainer``; returns the number of whole epochs it
         holds (``trainer.optimizer.iterations`` is its step: :func:`tfkd.training.fit.fit_resumed`
         goes on from there, also from a step inside an epoch)."""
-        weights_path, random_path, state_path = self._files(self.restore_from)
+        weights_path, random_path, state_path = self._files(whole_checkpoint(self.restore_from))
         if not os.path.exists(state_path):
             return 0
         with open(state_path) as f:
@@ -136,9 +136,9 @@ class StageCheckpoint(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.model.stop_training = True
             kept = "No checkpoint was written yet (the stage starts over)."
-            if os.path.exists(self.state_path):
-                with open(self.state_path) as f:
-                    kept = f"The last good checkpoint (step {json.load(f)['step']}) is kept in {self.directory}."
+            step = checkpoint_step(os.path.dirname(self.directory))
+            if step is not None:
+                kept = f"The last good checkpoint (step {step}) is kept in {self.directory}."
             terms = [
                 f"{name} {float(value)}"
                 for name, value in logs.items()
@@ -176,31 +176,63 @@ class StageCheckpoint(keras.callbacks.Callback):
         self._save(epoch + 1)
 
     def _save(self, epochs_done, inside_epoch=False):
-        """Write the checkpoint (weights, random streams, then the state that names them);
-        ``inside_epoch``: also the epoch's running metric sums."""
-        os.makedirs(self.directory, exist_ok=True)
-        save_weights_atomic(self.model, self.weights_path)
+        """Write the checkpoint (weights, random streams, ``inside_epoch``: the epoch's running
+        metric sums, then the state that names them) into a folder of its own, and put the
+        folder in place of the last one (:func:`replace_checkpoint`): a kill anywhere in here
+        leaves one whole checkpoint, never the new weights beside the old random streams."""
+        new = f"{self.directory}.new-{os.getpid()}"
+        shutil.rmtree(new, ignore_errors=True)
+        os.makedirs(new)
+        weights_path, random_path, state_path = self._files(new)
+        save_weights_atomic(self.model, weights_path)
         # the random streams of dropout and other seeded layers, which Keras' weights leave out
-        tmp = os.path.join(self.directory, f"tmp-{os.getpid()}-random.npz")
-        np.savez(tmp, **{f"s{i}": v.numpy() for i, v in enumerate(_seed_states(self.model))})
-        os.replace(tmp, self.random_path)
+        np.savez(random_path, **{f"s{i}": v.numpy() for i, v in enumerate(_seed_states(self.model))})
         state = {"epoch": epochs_done, "step": self._step()}
         if inside_epoch:
-            tmp = os.path.join(self.directory, f"tmp-{os.getpid()}-{METRICS_FILE}")
-            np.savez(tmp, **{f"m{i}": v.numpy() for i, v in enumerate(self._metric_variables(self.model))})
-            os.replace(tmp, os.path.join(self.directory, METRICS_FILE))
+            metrics = {f"m{i}": v.numpy() for i, v in enumerate(self._metric_variables(self.model))}
+            np.savez(os.path.join(new, METRICS_FILE), **metrics)
             state["inside_epoch"] = True
-        _write_json_atomic(self.state_path, state)
+        _write_json_atomic(state_path, state)
+        replace_checkpoint(new, self.directory)
 
     def cleanup(self):
-        shutil.rmtree(self.directory, ignore_errors=True)
+        for path in [self.directory, self.directory + OLD_SUFFIX, *glob.glob(glob.escape(self.directory) + ".new-*")]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# a checkpoint folder being replaced by a newer one is kept under this suffix until the new one
+# is in place
+OLD_SUFFIX = ".old"
+
+
+def replace_checkpoint(new, directory):
+    """Put the whole checkpoint folder ``new`` in place of ``directory``: the last whole
+    checkpoint moves to ``directory.old``, ``new`` is renamed to ``directory``, then the old
+    one is removed. Cut between the two renames, :func:`whole_checkpoint` finds the old one."""
+    old = directory + OLD_SUFFIX
+    if os.path.exists(os.path.join(directory, "state.json")):
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(directory, old)
+    else:  # nothing whole in it (or no folder at all); a cut write may have left the old one
+        shutil.rmtree(directory, ignore_errors=True)
+    os.rename(new, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def whole_checkpoint(directory):
+    """The folder holding the last whole checkpoint written to ``directory``: itself, or
+    ``directory.old`` when a write was cut between :func:`replace_checkpoint`'s renames."""
+    for candidate in (directory, directory + OLD_SUFFIX):
+        if os.path.exists(os.path.join(candidate, "state.json")):
+            return candidate
+    return directory
 
 
 def checkpoint_step(workdir):
     """The optimizer step of the :class:`StageCheckpoint` in ``workdir``, or ``None`` when it
     holds none."""
     try:
-        with open(os.path.join(workdir, "checkpoint", "state.json")) as f:
+        with open(os.path.join(whole_checkpoint(os.path.join(workdir, "checkpoint")), "state.json")) as f:
             return int(json.load(f)["step"])
     except (OSError, ValueError, KeyError):
         return None
