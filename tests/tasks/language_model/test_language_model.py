@@ -16,7 +16,7 @@ from helpers import REPO, FakeContext, serve_only, tiny_gpt2
 from tfkd.data import tokenize_to_ragged
 from tfkd.spec import ExportSpec, TrainSpec
 from tfkd.tasks.language_model import LanguageModelData, LanguageModelDecode, LanguageModelTask
-from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split
+from tfkd.tasks.language_model.data import NO_LABEL, blocks, read_split, wikitext_detokenize
 from tfkd.tasks.language_model.export import TextLM, make_sampler
 from tfkd.tasks.language_model.vocab import END_OF_TEXT, learn_byte_level_bpe, load_tokenizers
 
@@ -45,6 +45,36 @@ def test_word_counts_are_the_published_wikitext2_sizes():
     # words + one end of line per line (pytorch word_language_model's <eos>): 217,646 / 245,569
     assert read_split(data, "valid").words == 217646
     assert read_split(data, "test").words == 245569
+
+
+@pytest.mark.parametrize(
+    ("published", "text"),
+    [
+        ("= = Gameplay = =", "== Gameplay =="),
+        ("a guest @-@ starring role in 1 @,@ 000 and 3 @.@ 5 films .", "a guest-starring role in 1,000 and 3.5 films."),
+        (
+            'as " Craig " in " Teddy \'s Story " ( 2004 ) ; then : more , less !',
+            'as "Craig" in "Teddy\'s Story" (2004); then: more, less!',
+        ),
+        ("the players ' guild [ sic ] ?", "the players' guild [sic]?"),
+    ],
+)
+def test_wikitext_lines_detokenize_as_gpt2_evaluated_them(published, text):
+    assert wikitext_detokenize(published) == text
+
+
+def test_detokenize_wikitext_feeds_plain_text_and_keeps_the_published_word_count():
+    data = LanguageModelData(dir=WIKITEXT, valid_limit=200)
+    published = read_split(data, "valid")
+    plain = read_split(LanguageModelData(dir=WIKITEXT, valid_limit=200, detokenize="wikitext"), "valid")
+    assert plain.lines == [wikitext_detokenize(line) for line in published.lines] != published.lines
+    assert plain.words == published.words
+    assert not any(" @-@ " in line or " , " in line for line in plain.lines)
+    # and the setting keys the data (a run made before it stays done without it)
+    task = LanguageModelTask()
+    assert "detokenize" not in task.data_key(types.SimpleNamespace(data=data), ["valid"])
+    detokenizing = types.SimpleNamespace(data=LanguageModelData(dir=WIKITEXT, detokenize="wikitext"))
+    assert task.data_key(detokenizing, ["valid"])["detokenize"] == "wikitext"
 
 
 @pytest.fixture(scope="module")

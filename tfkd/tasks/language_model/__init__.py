@@ -49,6 +49,9 @@ class LanguageModelData(Strict):
     block_size: int = Field(128, ge=2)  # tokens per example (a training block and an evaluation window)
     batch_size: PositiveInt = 16  # blocks per batch
     shuffle_buffer: PositiveInt = 100000
+    # "wikitext": the lines are detokenized before the tokenizer reads them, as GPT-2's paper
+    # evaluated WikiText (perplexity per word still counts the published, tokenized words)
+    detokenize: Literal["none", "wikitext"] = "none"
     tokenizer: LanguageModelTokenizerSpec = LanguageModelTokenizerSpec()
 
     @pydantic.model_validator(mode="after")
@@ -140,6 +143,8 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
                     feature=data.text_feature,
                 )
             key[split] = entry
+        if data.detokenize != "none":  # keyed only when set: runs made before stay done
+            key["detokenize"] = data.detokenize
         return key
 
     def batching_key(self, spec):

@@ -34,11 +34,68 @@ class LanguageModelText:
 
     lines: list
     origin: str
+    # the lines' word count when they were detokenized from the published ones (which count)
+    published_words: int | None = None
 
     @property
     def words(self):
-        """Whitespace-separated words plus one end of line per line (the published count)."""
+        """Whitespace-separated words plus one end of line per line (the published count: of
+        the lines before ``data.detokenize``)."""
+        if self.published_words is not None:
+            return self.published_words
         return sum(len(line.split()) for line in self.lines) + len(self.lines)
+
+
+# (pattern, replacement) in order: WikiText's tokenization undone as GPT-2's evaluation did
+# (Radford et al. 2019, section 3.1, "invertible de-tokenizers"; the rules of Megatron-LM's
+# tasks/zeroshot_gpt/detokenizer.py, which reproduce it)
+WIKITEXT_RULES = (
+    (r"s '", "s'"),
+    (r" @-@ ", "-"),
+    (r" @,@ ", ","),
+    (r" @\.@ ", "."),
+    (r" : ", ": "),
+    (r" ; ", "; "),
+    (r" \. ", ". "),
+    (r" ! ", "! "),
+    (r" \? ", "? "),
+    (r" , ", ", "),
+    (r"\(\s*([^\)]*?)\s*\)", r"(\1)"),
+    (r"\[\s*([^\]]*?)\s*\]", r"[\1]"),
+    (r"{\s*([^}]*?)\s*}", r"{\1}"),
+    (r"\"\s*([^\"]*?)\s*\"", r'"\1"'),
+    (r"'\s*([^']*?)\s*'", r"'\1'"),
+    (r"= = = =", "===="),
+    (r"= = =", "==="),
+    (r"= =", "=="),
+    (" \u00b0 ", "\u00b0"),
+    (r" N ", " 1 "),
+    (r" 's", "'s"),
+)
+
+
+def wikitext_detokenize(line):
+    """One WikiText line as plain text (``data.detokenize: wikitext``): `` @-@ `` back to
+    ``-``, no space before punctuation or inside brackets and quotes, ``'s`` attached."""
+    import re
+
+    line = f" {line} "  # as the published lines are: a space before and after
+    for pattern, replacement in WIKITEXT_RULES:
+        line = re.sub(pattern, replacement, line)
+    return line.strip()
+
+
+DETOKENIZERS = {"wikitext": wikitext_detokenize}
+
+
+def detokenized(text, name):
+    """``text`` with each line detokenized by ``DETOKENIZERS[name]`` (``"none"``: as it is);
+    its word count stays the published lines'."""
+    if name == "none":
+        return text
+    return dataclasses.replace(
+        text, lines=[DETOKENIZERS[name](line) for line in text.lines], published_words=text.words
+    )
 
 
 def read_split(data, split):
@@ -62,7 +119,7 @@ def read_split(data, split):
         lines = []
         for example in tfds.as_numpy(dataset):
             lines += [line.strip() for line in example[data.text_feature].decode("utf-8").split("\n")]
-        return LanguageModelText(lines, f"tfds:{name}/{tfds_split}")
+        return detokenized(LanguageModelText(lines, f"tfds:{name}/{tfds_split}"), data.detokenize)
     path = os.path.join(data.dir, getattr(data, f"{split}_file"))
     raw = data_lib.read_raw_lines(path)
     if limit:
@@ -70,7 +127,7 @@ def read_split(data, split):
     lines = [data_lib.decode_line(line, path, number).strip() for number, line in enumerate(raw, start=1)]
     if not any(lines):
         raise DataError(f"{path}: no text (every line is empty)")
-    return LanguageModelText(lines, path)
+    return detokenized(LanguageModelText(lines, path), data.detokenize)
 
 
 def token_stream(tokenizer, lines, end_id, chunk=20000):
