@@ -1,6 +1,7 @@
 """fit_trainer: a stage's training loop, as its FitSettings say (a tiny Transformer learning to
 reverse ids, a few steps)."""
 
+import json
 import os
 import signal
 
@@ -209,4 +210,51 @@ def test_a_longer_schedule_from_a_step_inside_an_epoch_ends_as_the_straight_run(
     straight = _dropout_model()
     fit_resumed(straight, _built_stream(), 12, 4, remake_train_ds=_stream)
     for a, b in zip(straight.get_weights(), longer.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+class Killed(Exception):
+    """A kill, in the middle of an epoch end's writes."""
+
+
+@pytest.mark.parametrize("kill_in", ["checkpoint", "keep_best"])
+def test_a_run_killed_at_a_validations_writes_keeps_the_straight_runs_best_and_patience(tmp_path, monkeypatch, kill_in):
+    """Killed at the step-6 validation, in the checkpoint's write (after KeepBest wrote its
+    state) or as KeepBest begins: the resumed run sees that validation exactly once, so the
+    patience count (validations without a new best: the loss watched as higher-is-better, so
+    every one after the first) and the best are the uninterrupted run's."""
+    from tfkd.spec import EarlyStopSpec
+    from tfkd.training import callbacks
+
+    target = (callbacks.StageCheckpoint, "_save") if kill_in == "checkpoint" else (callbacks.KeepBest, "on_epoch_end")
+
+    def run(folder, kill_at=None):
+        student, trainer = compiled_trainer()
+        watch = EarlyStopSpec(metric="loss", mode="max", patience=9)
+        settings = FitSettings(steps=8, checkpoint_every=2, log_every=2, student=student, early_stop=watch)
+        calls = []
+        real = getattr(*target)
+
+        def killing(self, *args, **kwargs):
+            calls.append(args)
+            if len(calls) == kill_at:
+                raise Killed()
+            return real(self, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(*target, killing)
+            try:
+                summary = fit_trainer(
+                    trainer, reversal_batches(), reversal_batches().take(2), str(folder), "t", settings
+                )
+            except Killed:
+                return None
+        return summary, json.load(open(folder / "checkpoints" / "best.json")), student.get_weights()
+
+    straight = run(tmp_path / "straight")
+    assert straight[1]["waited"] == 3 and straight[1]["best_step"] == 2
+    assert run(tmp_path / "killed", kill_at=3) is None  # at the step-6 validation
+    resumed = run(tmp_path / "killed")
+    assert resumed[0]["early_stop"] == straight[0]["early_stop"] and resumed[1] == straight[1]
+    for a, b in zip(resumed[2], straight[2], strict=True):
         np.testing.assert_array_equal(a, b)

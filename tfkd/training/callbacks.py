@@ -345,7 +345,10 @@ class KeepBest(keras.callbacks.Callback):
     counting; :meth:`restore_best` puts the best weights back into the student.
 
     Place it after the :class:`TrainingMonitor` (which adds the task's metric to the logs) and
-    the :class:`StageCheckpoint`."""
+    before the :class:`StageCheckpoint`: a run killed between the two goes on from the
+    checkpoint before and validates that step again, which this callback then skips (its state
+    records the last step it saw), so the best and the patience count are an uninterrupted
+    run's."""
 
     WEIGHTS = "best.weights.h5"
 
@@ -378,6 +381,9 @@ class KeepBest(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         value, step = float(logs[key]), int(self.model.optimizer.iterations.numpy())
+        if step <= self.state.get("seen_step", -1):  # seen before the run was killed
+            return
+        self.state["seen_step"] = step
         os.makedirs(self.directory, exist_ok=True)
         if self.state["best"] is None or self.better(value, self.state["best"]):
             save_weights_atomic(self.student, self.weights_path)

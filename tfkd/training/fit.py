@@ -145,7 +145,10 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
             accumulate,
             remake,
             validation_data=valid_ds,
-            callbacks=[monitor, checkpoint, *extra, *training_callbacks(steps, accumulate)],
+            # what keeps weights (best, last N) writes before the checkpoint that moves the
+            # resume point past the validation it saw: killed in between, the resumed run
+            # sees that validation again (KeepBest skips what it has seen)
+            callbacks=[monitor, *extra, checkpoint, *training_callbacks(steps, accumulate)],
         )
     for failure in (checkpoint.failure, best and best.failure):
         if failure:
