@@ -22,7 +22,7 @@ from tfkd.spec import SpecError, load_spec
 from tfkd.tasks.translation import TranslationTask
 
 CPU_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen_cpu.yaml")
-PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_deen.yaml")
+PAPER_SPEC = os.path.join(REPO, "specs", "lightpaff_mass_ende.yaml")
 PAD = 0
 
 
@@ -182,3 +182,36 @@ def test_a_gpt2_teacher_has_no_decoder_layers():
     spec = os.path.join(REPO, "specs", "lightpaff_gpt2_wikitext2_cpu.yaml")
     with pytest.raises(SpecError, match="distill.teacher_pretrain.decoder_layers: applies to seq2seq teachers"):
         load_spec(spec, ["distill.teacher_pretrain.decoder_layers=2"])
+
+
+def test_a_command_that_skips_teacher_pretrain_loads_its_transformer(tmp_path):
+    """A later command (teacher_pretrain done before, so tfkd.models.transformer not imported
+    when teacher_finetune loads the backbone) rebuilds the pre-trained Transformer; it said
+    "Could not locate class 'TransformerSeq2Seq'" with a traceback."""
+    import json
+    import subprocess
+    import sys
+
+    from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
+
+    teacher = transformer(3)
+    teacher({"source_ids": np.ones((1, 2), "int32"), "decoder_ids": np.ones((1, 2), "int32")})
+    with open(tmp_path / BACKBONE_CONFIG, "w") as f:
+        json.dump(keras.saving.serialize_keras_object(teacher), f)
+    teacher.save_weights(str(tmp_path / BACKBONE_WEIGHTS))
+    script = f"""
+import sys, types
+import numpy as np
+from tfkd.methods.two_stage.teacher import load_teacher_pretrain_backbone
+assert "tfkd.models.transformer" not in sys.modules
+inputs = {{"source_ids": np.ones((1, 2), "int32"), "decoder_ids": np.ones((1, 2), "int32")}}
+context = types.SimpleNamespace(
+    runner=types.SimpleNamespace(stage_dir=lambda name: {str(tmp_path)!r}),
+    task=types.SimpleNamespace(student_inputs=lambda tokenizers: inputs),
+    tokenizers=lambda: None,
+)
+print(load_teacher_pretrain_backbone(context).count_params())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) == teacher.count_params()

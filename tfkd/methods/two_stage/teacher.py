@@ -87,9 +87,16 @@ def load_teacher_pretrain_backbone(context):
     ``TransformerSeq2Seq``)."""
     import json
 
+    import importlib
+
     directory = context.runner.stage_dir("teacher_pretrain")
     with open(os.path.join(directory, BACKBONE_CONFIG)) as f:
-        backbone = keras.saving.deserialize_keras_object(json.load(f))
+        config = json.load(f)
+    # tfkd's models register with Keras when their module is imported, which a command that
+    # skips teacher_pretrain (done before) has not done yet
+    if str(config.get("module", "")).startswith("tfkd."):
+        importlib.import_module(config["module"])
+    backbone = keras.saving.deserialize_keras_object(config)
     if not backbone.built:  # a subclassed model (a seq2seq teacher) builds on its first call
         backbone(context.task.student_inputs(context.tokenizers()))
     backbone.load_weights(os.path.join(directory, BACKBONE_WEIGHTS))
