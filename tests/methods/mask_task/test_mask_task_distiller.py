@@ -219,3 +219,35 @@ def test_the_gated_step_on_two_replicas_equals_one_device(gate):
         assert abs(mirrored["kd_kept"] - one["kd_kept"]) < 0.05
     for a, b in zip(one["weights"], mirrored["weights"]):
         np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5)
+
+
+def test_kd_input_clean_distils_at_the_same_positions_on_the_original_source():
+    """Table 2's "KD on Mask Task, orign" row: the teacher and the student read X, not X', at
+    the chosen positions: the term equals the masked one's on a batch whose X' is X."""
+    from tfkd.methods.mask_task.distiller import MaskTaskDistiller
+
+    model = tiny.student()
+    masked = tiny.mask_task_trainer(model)
+    source_tok, teacher_tok = tiny.tokenizers()
+    clean = MaskTaskDistiller(
+        model,
+        masked.task,
+        masked.teacher,
+        source_tok,
+        teacher_tok,
+        loss_weights={"xe": 1.0, "kd": 0.5},
+        kd_input="clean",
+    )
+    clean.mlm_head.set_weights(masked.mlm_head.get_weights())
+    inputs, target = tiny.batch()
+    unmasked = {**inputs, "masked_source_ids": inputs["source_ids"]}
+
+    def kd(trainer, batch):
+        term = trainer.compute_terms((batch, target), training=False)[0]["kd"]
+        return float(term.total) / float(term.count), float(term.count)
+
+    assert kd(clean, inputs) == pytest.approx(kd(masked, unmasked), rel=1e-6)
+    assert kd(clean, inputs)[1] == inputs["mask_weights"].sum()
+    assert abs(kd(clean, inputs)[0] - kd(masked, inputs)[0]) > 1e-3  # X' is not what it read
+    with pytest.raises(ValueError, match='kd_input must be "masked" or "clean"'):
+        MaskTaskDistiller(model, masked.task, None, source_tok, teacher_tok, {"xe": 1.0}, kd_input="orig")

@@ -32,3 +32,10 @@ def test_a_variant_changing_the_teachers_stages_is_refused(data_dir, overrides, 
 def test_a_variant_may_change_the_weights_and_the_gate(data_dir):
     spec = load_spec(MASKTASK, ["variants.other={distill.alpha: 0.25, distill.gate: none}"])
     assert spec.variant("other").distill.alpha == 0.25
+
+
+def test_kd_input_clean_is_a_variant_and_needs_the_online_teacher(data_dir):
+    spec = load_spec(MASKTASK, ["variants.orig={distill.gate: none, distill.kd_input: clean}"])
+    assert spec.variant("orig").distill.kd_input == "clean" and spec.distill.kd_input == "masked"
+    with pytest.raises(SpecError, match=r"masktask_multi30k.yaml:\d+: distill: kd_input: clean needs teacher: online"):
+        load_spec(MASKTASK, ["distill.kd_input=clean", "distill.teacher=cache"])

@@ -9,9 +9,10 @@ are the teacher's.
   X' (BERT 80/10/10 token masking or SpanBERT spans, ``masking``; :mod:`tfkd.masking`); an MLM
   head on the student encoder (tied to its source embedding) predicts the masked positions of
   X', and ``L_kd`` is the cross-entropy against the teacher's MLM distribution on the same X'
-  (eq. 3), over the student's source vocabulary. The teacher runs online, frozen, on the same
-  batch. The offline MiniLM has no MLM head, so the ``teacher_mlm`` stage trains one first
-  (skipped when the checkpoint brings one).
+  (eq. 3), over the student's source vocabulary (``kd_input: clean``: both read X at the same
+  positions, Table 2's ablation). The teacher runs online, frozen, on the same batch. The
+  offline MiniLM has no MLM head, so the ``teacher_mlm`` stage trains one first (skipped when
+  the checkpoint brings one).
 - ``hidden_state`` (the paper's comparison, Yang et al. 2020): ``L_kd`` is the MSE between a
   teacher layer's hidden states and the student encoder's output through a learned
   projection, on X (``hidden_input: clean``) or on X' (``masked``, Table 2's ablation).
@@ -56,10 +57,19 @@ class MaskTaskSpec(EncoderKDSpec):
     # a top-K cache of it for one fixed X' per example (the teacher_cache stage)
     teacher: Literal["online", "cache"] = "online"
     cache: MaskTaskCacheSpec = MaskTaskCacheSpec()
+    # what both models read for L_kd at the chosen positions: X' (the method) or the original X
+    # (Table 2's "KD on Mask Task, orign" row)
+    kd_input: Literal["masked", "clean"] = "masked"
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
         return check_cache_use(self)
+
+    @pydantic.model_validator(mode="after")
+    def _clean_input_reads_the_teacher_online(self):
+        if self.kd_input == "clean" and self.teacher == "cache":
+            raise ValueError("kd_input: clean needs teacher: online (the teacher cache holds q(.|X') on X')")
+        return self
 
 
 class HiddenStateSpec(EncoderKDSpec):
@@ -193,6 +203,7 @@ class MaskTaskMethod(EncoderKDMethod):
             loss_weights=self.loss_weights(spec.distill),
             label_smoothing=spec.train.label_smoothing,
             gate=spec.distill.gate,
+            kd_input=spec.distill.kd_input,
         )
 
 

@@ -196,10 +196,18 @@ class MaskTaskDistiller(EncoderDistiller):
     vocabulary (the teacher's tokens the training sources use) and renormalised there. The
     batch carries ``masked_source_ids``, ``mask_positions``, ``mask_ids`` and ``mask_weights``
     (:mod:`.batches`); ``L_kd`` is normalised by masked positions.
+
+    ``kd_input="clean"`` (Table 2's "KD on Mask Task, orign" row): both models read the
+    original source X instead of X' for ``L_kd``, at the same chosen positions.
     """
 
-    def __init__(self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs):
+    def __init__(
+        self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, kd_input="masked", **kwargs
+    ):
         super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
+        if kd_input not in ("masked", "clean"):
+            raise ValueError(f'kd_input must be "masked" or "clean". Received: {kd_input!r}')
+        self.kd_input = kd_input
         import keras_hub
 
         from tfkd.models.abilities import SourceEmbedding
@@ -221,9 +229,10 @@ class MaskTaskDistiller(EncoderDistiller):
         if "teacher_probs" in inputs:  # distill.teacher: cache
             terms["kd"] = self.cached_kd_term(inputs, training)
         elif "masked_source_ids" in inputs:  # validation batches carry no masked copy
-            hidden, _ = self.student.encode(inputs["masked_source_ids"], training=training)
+            source = inputs["masked_source_ids" if self.kd_input == "masked" else "source_ids"]
+            hidden, _ = self.student.encode(source, training=training)
             student_logits = self.mlm_head(hidden, mask_positions=inputs["mask_positions"])
-            teacher_inputs = self.teacher_inputs(inputs["masked_source_ids"])
+            teacher_inputs = self.teacher_inputs(source)
             teacher_inputs["mask_positions"] = ops.convert_to_tensor(inputs["mask_positions"]) + 1
             kd = mlm_distillation_loss(self.teacher(teacher_inputs, training=False), student_logits, self.to_teacher)
             weights = ops.cast(inputs["mask_weights"], "float32")
