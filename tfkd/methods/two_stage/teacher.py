@@ -85,9 +85,8 @@ def pretrained_backbone(context):
 def load_teacher_pretrain_backbone(context):
     """The backbone the ``teacher_pretrain`` stage trained (a ``GPT2Backbone``, a
     ``TransformerSeq2Seq``)."""
-    import json
-
     import importlib
+    import json
 
     directory = context.runner.stage_dir("teacher_pretrain")
     with open(os.path.join(directory, BACKBONE_CONFIG)) as f:
