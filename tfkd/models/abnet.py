@@ -59,9 +59,15 @@ def _load_bert(checkpoint, key, with_head=False):
                 token_embedding=backbone.token_embedding,
                 intermediate_activation="gelu",
                 kernel_initializer=_bert_initializer(),
-                dtype=backbone.dtype_policy,
                 name="mlm_head",
             )
+    if head is not None:
+        # the logits in float32 under a mixed policy, as Keras' mixed-precision guide keeps a
+        # model's last layer; keras-hub's head adds its float32 bias to bfloat16 logits and
+        # fails ("AddV2 ... expected to be a bfloat16 tensor but is a float tensor")
+        for layer in head._flatten_layers(include_self=True, recursive=True):
+            if layer is not head.token_embedding:
+                layer.dtype_policy = "float32"
     backbone.pooled_dense.trainable = False
     return backbone, head, from_checkpoint(_load_tokenizer, checkpoint, key)
 

