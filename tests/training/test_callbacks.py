@@ -231,8 +231,10 @@ def test_early_stop_keeps_the_best_weights_and_resumes_its_count(tmp_path):
     model.stop_training = False
     bleu.set_model(model)
     bleu.on_epoch_end(0, {"val_bleu": 10.0})
+    model.optimizer.iterations.assign_add(1)  # each validation is at a later step
     bleu.on_epoch_end(1, {"val_bleu": 12.0})
     assert bleu.state["best"] == 12.0 and not model.stop_training
+    model.optimizer.iterations.assign_add(1)
     bleu.on_epoch_end(2, {"val_bleu": 11.0})
     assert model.stop_training
 
@@ -334,7 +336,12 @@ def test_a_checkpoint_write_cut_before_any_rename_leaves_one_whole_checkpoint(tm
         checkpoint.restore(restored)
         return before, after, _state(restored), len(renames)
 
+    # a killed write's folder is gone when the stage goes on (a checkpoint kept after training
+    # would otherwise carry it into the finished stage)
+    stale = tmp_path / "cut0" / "checkpoint.new-1"
+    stale.mkdir(parents=True)
     _, after, restored, renames = cut_before(0)  # not cut: the new checkpoint, and how many renames
+    assert not stale.exists()
     assert restored[1] == after[1] == 2 and renames >= 3
     for a, b in zip(restored[0], after[0], strict=True):
         np.testing.assert_array_equal(a, b)

@@ -93,6 +93,9 @@ class StageCheckpoint(keras.callbacks.Callback):
         """Load the last checkpoint into ``trainer``; returns the number of whole epochs it
         holds (``trainer.optimizer.iterations`` is its step: :func:`tfkd.training.fit.fit_resumed`
         goes on from there, also from a step inside an epoch)."""
+        # a write cut by a kill left its folder: no process goes on with it
+        for stale in glob.glob(glob.escape(self.directory) + ".new-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         weights_path, random_path, state_path = self._files(whole_checkpoint(self.restore_from))
         if not os.path.exists(state_path):
             return 0
