@@ -93,8 +93,7 @@ class StageCheckpoint(keras.callbacks.Callback):
         """Load the last checkpoint into ``trainer``; returns the number of whole epochs it
         holds (``trainer.optimizer.iterations`` is its step: :func:`tfkd.training.fit.fit_resumed`
         goes on from there, also from a step inside an epoch)."""
-        # a write cut by a kill left its folder: no process goes on with it
-        for stale in glob.glob(glob.escape(self.directory) + ".new-*"):
+        for stale in self._cut_writes():  # left by a kill: no process goes on with them
             shutil.rmtree(stale, ignore_errors=True)
         weights_path, random_path, state_path = self._files(whole_checkpoint(self.restore_from))
         if not os.path.exists(state_path):
@@ -195,11 +194,16 @@ class StageCheckpoint(keras.callbacks.Callback):
             metrics = {f"m{i}": v.numpy() for i, v in enumerate(self._metric_variables(self.model))}
             np.savez(os.path.join(new, METRICS_FILE), **metrics)
             state["inside_epoch"] = True
-        _write_json_atomic(state_path, state)
+        with open(state_path, "w") as f:  # the folder is not in place yet: no need to rename
+            json.dump(state, f)
         replace_checkpoint(new, self.directory)
 
+    def _cut_writes(self):
+        """The folders of checkpoint writes a kill cut short (``checkpoint.new-PID``)."""
+        return glob.glob(glob.escape(self.directory) + ".new-*")
+
     def cleanup(self):
-        for path in [self.directory, self.directory + OLD_SUFFIX, *glob.glob(glob.escape(self.directory) + ".new-*")]:
+        for path in [self.directory, self.directory + OLD_SUFFIX, *self._cut_writes()]:
             shutil.rmtree(path, ignore_errors=True)
 
 
