@@ -8,7 +8,9 @@ import pytest
 from helpers import REPO
 
 from tfkd.errors import SpecError
-from tfkd.plan import plan_run, seed_of_stage, seed_stage_name
+from tfkd.methods import Method, MethodSpec
+from tfkd.plan import PlannedStage, plan_run, seed_of_stage, seed_stage_name
+from tfkd.registry import register
 from tfkd.spec import load_spec
 
 QUICKSTART = os.path.join(REPO, "specs", "quickstart.yaml")
@@ -61,3 +63,91 @@ def test_the_first_seed_is_the_runs_seed(data_dir):
         load_spec(QUICKSTART, ["train.seeds=[1,1]"])
     with pytest.raises(SpecError, match="-sN"):
         load_spec(QUICKSTART, ["variants={alpha-s2: {distill.alpha: 0.2}}"])
+
+
+# ---------------------------------------------------------------------------- method plan hooks
+
+
+class _ReadsStudentSpec(MethodSpec):
+    method: str = "test_reads_student"
+    reads: str = "baseline"  # a train stage of the run whose student a stage reads
+
+
+class _ReadsStudentMethod(Method):
+    """A method with a stage that reads another student of the run (``reads``): placed by
+    :meth:`extend_plan` after that student, checked by :meth:`check_plan`."""
+
+    name = "test_reads_student"
+    spec_schema = _ReadsStudentSpec
+
+    def extend_plan(self, context, plan):
+        reads = context.spec.distill.reads
+        if reads not in plan:
+            return
+        position = plan.names.index(reads) + 1
+        plan.insert(position, PlannedStage("read_student", ("vocab", reads), "unused:Stage"))
+        for own in plan.with_role("train"):
+            if plan[own].method == self.name:
+                plan.add_dependency(own, "read_student")
+
+    def check_plan(self, context, plan):
+        reads = context.spec.distill.reads
+        if reads not in plan:
+            return [(None, ("distill", "reads"), f"no train stage {reads}")]
+        if plan.names.index(reads) > plan.names.index("read_student") or any(
+            plan.names.index(s) < plan.names.index(reads)
+            for s in plan.with_role("train")
+            if plan[s].method == self.name and s != reads
+        ):
+            variant = next(s for s in plan.with_role("train") if plan[s].method == self.name)
+            return [(variant, ("distill", "reads"), f"runs before stage {reads}, which it reads")]
+        return []
+
+    def make_trainer(self, context, student):
+        raise NotImplementedError
+
+
+register("method", "test_reads_student")(_ReadsStudentMethod())
+
+READS_SPEC = """\
+version: 1
+name: reads
+data:
+  {{dir: {data}/multi30k_deen, src_lang: de, tgt_lang: en,
+   source_tokenizer: {{kind: learned}}, target_tokenizer: {{kind: learned}}}}
+distill:
+  method: test_reads_student
+  reads: {reads}
+variants:
+  early: {{distill.reads: {reads}}}
+  big: {{student.hidden_dim: 64, distill: {{method: supervised}}}}
+student: {{kind: transformer, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}}
+train: {{seeds: [1, 2]}}
+"""
+
+
+def _reads_spec(tmp_path, data_dir, reads):
+    path = tmp_path / "reads.yaml"
+    path.write_text(READS_SPEC.format(data=data_dir, reads=reads))
+    return str(path)
+
+
+def test_a_methods_stage_goes_after_the_student_it_reads_and_seeds_copy_the_dependency(tmp_path, data_dir):
+    spec = load_spec(_reads_spec(tmp_path, data_dir, "baseline"))
+    plan = plan_run(spec)
+    names = plan.names
+    assert names.index("baseline") < names.index("read_student") < names.index("early") < names.index("train")
+    for stage in ("early", "train", "early-s2", "train-s2"):
+        assert "read_student" in plan[stage].depends, stage
+    assert "read_student" not in plan["big"].depends and names.count("read_student") == 1
+
+
+def test_a_methods_plan_check_is_the_one_line_error_at_the_variants_setting(tmp_path, data_dir):
+    # the variant early runs before big, whose student it would read
+    with pytest.raises(SpecError) as error:
+        load_spec(_reads_spec(tmp_path, data_dir, "big"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / 'reads.yaml'}:10: variants.early: distill.reads: runs before stage big")
+    with pytest.raises(SpecError, match=r"reads.yaml:8: distill.reads: no train stage nowhere"):
+        load_spec(_reads_spec(tmp_path, data_dir, "nowhere"))

@@ -7,7 +7,9 @@ offered when the method is not already that and says the comparison means someth
 :attr:`tfkd.methods.Method.compares_with_baseline`); each variant's train and evaluate stages
 (the spec's ``variants``); ``train``, ``evaluate`` and ``export``. The task may then add
 stages of its own (:meth:`tfkd.tasks.Task.extend_plan`: the translation task's
-``teacher_translations`` for sequence-level KD).
+``teacher_translations`` for sequence-level KD), and the method stages that go among the train
+stages (:meth:`tfkd.methods.Method.extend_plan`: a cache of a teacher trained as a student of the
+run).
 
 Each :class:`PlannedStage` knows its name, the stages it reads and how to build the stage
 object (imported when the runner first needs it), so spec validation, ``tfkd config``,
@@ -277,6 +279,7 @@ def plan_run(spec):
     stages.append(_generic("export", "export", "ExportStage", ("train",), False, train_stage="train"))
     plan = RunPlan(stages)
     context.task.extend_plan(context, plan)
+    method.extend_plan(context, plan)
     _add_seed_copies(plan, (spec.train.seeds or [])[1:])
     if spec.sweep is not None:
         _add_selection(plan, ["train", *swept])

@@ -44,9 +44,11 @@ class Method:
       :class:`MethodSpec`), :attr:`loss_terms`, :meth:`default_loss_weights`, :attr:`requires`
       (the task abilities it needs, :mod:`tfkd.tasks.base`), :meth:`check`,
       :meth:`check_variant`, :meth:`decoded_targets_problem`.
-    - Stage plan: :meth:`plan_stages` (the stages it adds before training), :meth:`train_inputs`
-      (those a train stage reads), :meth:`train_config` (what of the spec keys a train stage),
-      :attr:`compares_with_baseline`, :attr:`baseline_by_default`.
+    - Stage plan: :meth:`plan_stages` (the stages it adds before training), :meth:`extend_plan`
+      (stages placed among the run's train stages: one that reads another student of the run),
+      :meth:`check_plan`, :meth:`train_inputs` (the stages a train stage reads),
+      :meth:`train_config` (what of the spec keys a train stage), :attr:`compares_with_baseline`,
+      :attr:`baseline_by_default`.
     - Data and trainer: :meth:`train_dataset`, :meth:`train_columns`, :meth:`map_train_batches`,
       :meth:`initialize_student`, :meth:`make_trainer`.
     - What is saved and reported: :meth:`student_to_save`, :meth:`teacher_row`.
@@ -126,6 +128,22 @@ class Method:
         """The :class:`tfkd.plan.PlannedStage` entries this method adds before the train
         stages, in the order they run, for every train stage of the run it trains
         (``context.method_specs()``: the run's and its variants')."""
+        return []
+
+    def extend_plan(self, context, plan):
+        """Add stages that go among the run's train stages to the :class:`tfkd.plan.RunPlan`
+        (built by :func:`tfkd.plan.plan_run`, after the task's own :meth:`Task.extend_plan`,
+        before ``train.seeds``' copies, which then depend on what the stage they copy depends
+        on): a stage that reads a student of the run (a teacher trained as ``baseline`` or a
+        variant) goes after that student's stages, and the train stages reading it depend on it
+        (:meth:`tfkd.plan.RunPlan.insert`, :meth:`~tfkd.plan.RunPlan.add_dependency`). The
+        stages :meth:`plan_stages` adds run before every train stage. Default: none."""
+
+    def check_plan(self, context, plan):
+        """Problems of the whole run's plan (every variant resolved): ``[(variant or None, key
+        path in that spec, message)]``, each raised as the spec's one-line error at the
+        variant's (or the run's) setting. For settings that name other stages, say: one that
+        does not exist, or runs after the stage that reads it. Default: none."""
         return []
 
     def train_inputs(self, context):

@@ -18,7 +18,7 @@ from tfkd.spec.messages import SpecError, _Located, _raise_validation
 from tfkd.spec.schema import _CHECK_MODELS, Spec
 from tfkd.spec.sweep import drop_the_specs_own_point, expand_sweep
 from tfkd.spec.targets import _validate_targets
-from tfkd.spec.variants import _validate_variants
+from tfkd.spec.variants import _validate_plan, _validate_variants
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -196,6 +196,7 @@ def _load_spec(path, overrides, import_dir):
     if spec.sweep is not None:
         spec = drop_the_specs_own_point(spec, swept)
     _validate_targets(spec, located)
+    _validate_plan(spec, located)
     _validate_stage_list(spec, located)
     spec._located = located
     spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))

@@ -96,6 +96,7 @@ def _validate_variants(spec, data, located, swept=()):
         except pydantic.ValidationError as e:
             _raise_validation(e, variant_located)
         resolved = _validate_sections(resolved, variant_located)
+        resolved._located = variant_located  # where the plan's checks point (_validate_plan)
         variant_method = registry.lookup("method", resolved.method)
         if resolved.method == spec.method:  # the run adds the method stages its variants need
             for key_path, message in variant_method.check_variant(RunContext(spec), resolved):
@@ -113,3 +114,12 @@ def _validate_variants(spec, data, located, swept=()):
             )
         variants[name] = resolved
     return variants
+
+
+def _validate_plan(spec, located):
+    """The run's method checks the whole plan (:meth:`tfkd.methods.Method.check_plan`); each
+    problem is the one-line error at its variant's setting (or the run's)."""
+    context = RunContext(spec)
+    for variant, key_path, message in context.method.check_plan(context, plan_run(spec)):
+        where = located if variant is None else (spec.variant(variant)._located or located)
+        raise where.error(key_path, message)
