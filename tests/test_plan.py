@@ -120,7 +120,7 @@ distill:
   reads: {reads}
 variants:
   early: {{distill.reads: {reads}}}
-  big: {{student.hidden_dim: 64, distill: {{method: supervised}}}}
+  big: {{student.hidden_dim: 64, distill: {{method: supervised}}, train.seeds: [1]}}
 student: {{kind: transformer, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}}
 train: {{seeds: [1, 2]}}
 """
@@ -140,6 +140,8 @@ def test_a_methods_stage_goes_after_the_student_it_reads_and_seeds_copy_the_depe
     for stage in ("early", "train", "early-s2", "train-s2"):
         assert "read_student" in plan[stage].depends, stage
     assert "read_student" not in plan["big"].depends and names.count("read_student") == 1
+    # a variant with its own train.seeds ([1]: a teacher trained once) is not copied per seed
+    assert "big-s2" not in plan and "big_evaluate-s2" not in plan and "baseline-s2" in plan
 
 
 def test_a_methods_plan_check_is_the_one_line_error_at_the_variants_setting(tmp_path, data_dir):

@@ -197,10 +197,14 @@ def seed_of_stage(name):
     return (base, int(seed)) if base and seed.isdigit() else (name, None)
 
 
-def _add_seed_copies(plan, seeds):
-    """Each student's train and evaluate stages once more per seed of ``seeds``, right after
-    its own, depending on what the first seed's depend on (the teacher's stages run once)."""
+def _add_seed_copies(plan, spec):
+    """Each student's train and evaluate stages once more per seed of its ``train.seeds`` after
+    the first (a variant's own, such as ``[1]`` for a teacher trained once), right after its
+    own, depending on what the first seed's depend on (the teacher's stages run once)."""
+    resolved = spec._variants or {}
     for train in [s for s in plan if s.role == "train"]:
+        own = resolved.get(train.variant, spec) if train.variant is not None else spec
+        seeds = (own.train.seeds or [])[1:]
         evaluate = next(s for s in plan if s.role == "evaluate" and s.kwargs.get("train_stage") == train.name)
         position = plan.names.index(evaluate.name) + 1
         for seed in seeds:
@@ -280,7 +284,7 @@ def plan_run(spec):
     plan = RunPlan(stages)
     context.task.extend_plan(context, plan)
     method.extend_plan(context, plan)
-    _add_seed_copies(plan, (spec.train.seeds or [])[1:])
+    _add_seed_copies(plan, spec)
     if spec.sweep is not None:
         _add_selection(plan, ["train", *swept])
     if spec.variants is None or spec._variants is not None:  # a spec still being validated is planned again
