@@ -1,0 +1,194 @@
+"""``distill.method: ensemble``: token-level distillation from several teachers at once
+(Freitag et al. 2017, "Ensemble Distillation for Neural Machine Translation"; the multi-teacher
+distiller of TextBrewer).
+
+Each entry of ``distill.teachers`` is a source of token-level soft targets over the student's
+target vocabulary, cached once as a top-K teacher cache (:mod:`tfkd.distillation.topk_cache`):
+
+- ``cmlm``: the C-MLM fine-tuned BERT of ``soft_target`` (``cmlm_kd.txt``), its stages
+  ``teacher_finetune`` and ``teacher_cache`` read ``distill.finetune`` and ``distill.cache``
+  (its temperature and K are ``distill.cache``'s);
+- the name of a train stage of the run that runs before the student (``baseline``, or a
+  variant such as a wider Transformer): its student, teacher-forced on the training pairs
+  (stage ``teacher_cache_<stage>``, :mod:`.stages`), at the entry's ``temperature`` and
+  ``top_k``.
+
+Each cache stage is keyed by its own teacher alone, so adding a teacher reuses the others'
+caches. A student with several teachers reads ``<student>_soft_targets``, their combination
+written in the same cache format (:mod:`.combine`): by default the weighted **mixture** of the
+teachers' distributions, ``sum_i w_i q_i`` (what fairseq's ensemble decoding averages, and what
+Freitag et al. distil: every teacher's alternatives keep their mass); ``combine: product``
+takes the normalised weighted product ``prod_i q_i^w_i`` (a product of experts: only what every
+teacher finds likely keeps mass). The student's trainer is the soft-target one:
+``alpha * L_soft + (1 - alpha) * L_xe``.
+"""
+
+from typing import Literal
+
+import pydantic
+from pydantic import Field, PositiveInt
+
+from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
+from tfkd.methods.soft_target import CMLMFinetuneSpec, SoftTargetCacheSpec
+from tfkd.registry import register
+from tfkd.spec import Strict
+from tfkd.tasks.base import AlignedPairs
+
+# the source naming the run's C-MLM fine-tuned BERT teacher
+CMLM = "cmlm"
+
+
+class EnsembleTeacherSpec(Strict):
+    """One teacher of the ensemble."""
+
+    # cmlm, or a train stage of the run (default: the entry's name)
+    source: str | None = None
+    # its share of the combination (the weights are normalised over the teachers)
+    weight: float = Field(1.0, gt=0)
+    # a student teacher's soft targets: softmax(logits / temperature), its top K renormalised
+    # (the cmlm teacher's are distill.cache.temperature and top_k)
+    temperature: float | None = Field(None, gt=0)
+    top_k: PositiveInt | None = None
+    batch_size: PositiveInt = 64  # pairs per teacher forward pass when caching
+
+
+class EnsembleSpec(MethodSpec):
+    method: str = "ensemble"
+    # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
+    alpha: float = Field(0.5, ge=0, le=1)
+    teachers: dict[str, EnsembleTeacherSpec] = Field(..., min_length=1)
+    combine: Literal["mixture", "product"] = "mixture"
+    # the cmlm teacher's fine-tuning and cache (soft_target's settings)
+    finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
+    cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
+    # a combined cache's examples a shard
+    shard_size: PositiveInt = 10000
+
+    @pydantic.model_validator(mode="after")
+    def _alpha_or_weights(self):
+        if self.loss_weights is not None and "alpha" in self.model_fields_set:
+            raise ValueError("give alpha or loss_weights, not both (alpha sets {soft: alpha, xe: 1 - alpha})")
+        return self
+
+    def sources(self):
+        """``{teacher name: its source}``."""
+        return {name: teacher.source or name for name, teacher in self.teachers.items()}
+
+    def uses_cmlm(self):
+        return CMLM in self.sources().values()
+
+    def normalised_weights(self):
+        total = sum(t.weight for t in self.teachers.values())
+        return {name: t.weight / total for name, t in self.teachers.items()}
+
+
+class EnsembleMethod(Method):
+    name = "ensemble"
+    spec_schema = EnsembleSpec
+    loss_terms = ("soft", "xe")
+    requires = (AlignedPairs,)
+
+    def default_loss_weights(self, section):
+        return {"soft": section.alpha, "xe": 1.0 - section.alpha}
+
+    def check(self, context):
+        spec = context.spec
+        problems = super().check(context)
+        for name, teacher in spec.distill.teachers.items():
+            where = ("distill", "teachers", name)
+            source = teacher.source or name
+            if source == CMLM:
+                for key in ("temperature", "top_k"):
+                    if getattr(teacher, key) is not None:
+                        problems.append(
+                            ((*where, key), f"the cmlm teacher's {key} is distill.cache.{key} (its cache's)")
+                        )
+                if spec.teacher is None:
+                    problems.append((where, "the cmlm teacher needs a teacher section (teacher.checkpoint)"))
+                tokenizer = getattr(spec.data, "target_tokenizer", None)
+                if tokenizer is not None and tokenizer.kind != "teacher":
+                    problems.append(
+                        (
+                            ("data", "target_tokenizer", "kind"),
+                            "the cmlm teacher's vocabulary is not the student's: its soft targets are over the "
+                            'teacher\'s WordPiece, so the student must predict it (kind: "teacher")',
+                        )
+                    )
+        return problems
+
+    def check_variant(self, context, variant):
+        # every student of the run reads the one C-MLM teacher and its cache
+        if not variant.distill.uses_cmlm():
+            return []
+        finetune = [("finetune", k) for k in CMLMFinetuneSpec.model_fields]
+        cache = [("cache", k) for k in SoftTargetCacheSpec.model_fields if k != "shuffle_buffer"]
+        return shared_stage_problems(context.spec, variant, {"teacher_finetune": finetune, "teacher_cache": cache})
+
+    def decoded_targets_problem(self, context):
+        return (
+            "the teachers' caches hold distributions for the reference targets' positions; train on targets: reference"
+        )
+
+    def plan_stages(self, context):
+        if not any(own.distill.uses_cmlm() for own in context.method_specs()):
+            return []
+        from tfkd.methods.soft_target import SoftTargetMethod
+
+        return SoftTargetMethod().plan_stages(context)
+
+    def extend_plan(self, context, plan):
+        from tfkd.methods.ensemble.plan import extend_plan
+
+        extend_plan(self, context, plan)
+
+    def check_plan(self, context, plan):
+        from tfkd.methods.ensemble.plan import check_plan
+
+        return check_plan(self, context, plan)
+
+    def train_config(self, context):
+        # the teachers key the stages the student reads (their keys are upstream of its own)
+        section = context.spec.distill
+        return {
+            "loss_weights": self.loss_weights(section),
+            "cache_shuffle_buffer": section.cache.shuffle_buffer,
+        }
+
+    def train_columns(self, context, stage_name):
+        import logging
+
+        from tfkd.distillation.topk_cache import read_manifest, stream_cache
+        from tfkd.methods.ensemble.plan import soft_targets_stage
+        from tfkd.plan import seed_of_stage
+
+        spec = context.spec
+        directory = context.runner.stage_dir(soft_targets_stage(seed_of_stage(stage_name)[0], spec.distill))
+        ids = context.task.example_ids(context, "train", stage_name)
+        manifest = read_manifest(directory)
+        logging.getLogger("tfkd").info(
+            "%s: soft targets of %d teacher(s) for %d examples streamed from %s (%d entries a position)",
+            stage_name,
+            len(spec.distill.teachers),
+            len(ids),
+            directory,
+            manifest["top_k"],
+        )
+        return stream_cache(
+            directory, expected_ids=ids, seed=spec.train.seed, shuffle_buffer=spec.distill.cache.shuffle_buffer
+        )
+
+    def make_trainer(self, context, student):
+        from tfkd.methods.soft_target.distiller import SoftTargetDistiller
+
+        spec = context.spec
+        return SoftTargetDistiller(
+            student,
+            context.task,
+            loss_weights=self.loss_weights(spec.distill),
+            label_smoothing=spec.train.label_smoothing,
+        )
+
+
+register("method", "ensemble")(EnsembleMethod())
+
+__all__ = ["CMLM", "EnsembleMethod", "EnsembleSpec", "EnsembleTeacherSpec"]

@@ -1,0 +1,170 @@
+"""Where the ensemble's stages go in a run's plan, and the checks of the teachers it names.
+Importing this does not import TensorFlow (spec validation reads the plan).
+
+- A teacher that is a train stage ``X`` of the run gets ``teacher_cache_X`` right after ``X``'s
+  evaluate stage (one per teacher, whichever students read it: a third teacher added later
+  leaves the first two caches' keys as they were).
+- A student with several teachers reads ``<student>_soft_targets``, their combined cache,
+  planned right before it; a student with one teacher reads that teacher's cache.
+"""
+
+import functools
+import json
+
+from tfkd.plan import PlannedStage, seed_of_stage
+
+SOFT_TARGETS_SUFFIX = "_soft_targets"
+CMLM_CACHE = "teacher_cache"  # soft_target's stage
+
+
+def teacher_cache_stage(source):
+    """The cache stage of the teacher ``source`` (``cmlm`` or a train stage of the run)."""
+    from tfkd.methods.ensemble import CMLM
+
+    return CMLM_CACHE if source == CMLM else f"teacher_cache_{source}"
+
+
+def soft_targets_stage(student, section):
+    """The stage whose cache the train stage ``student`` (first seed's name) reads."""
+    sources = list(section.sources().values())
+    if len(sources) == 1:
+        return teacher_cache_stage(sources[0])
+    return f"{student}{SOFT_TARGETS_SUFFIX}"
+
+
+def _students(method, context, plan):
+    """``[(train stage, variant or None, its spec)]`` of the run's first-seed students trained
+    by the ensemble method (variants once resolved)."""
+    spec, resolved = context.spec, context.spec._variants or {}
+    found = []
+    for name in plan.with_role("train"):
+        stage = plan[name]
+        if stage.method != method.name or stage.seed is not None:
+            continue
+        own = spec if stage.variant is None else resolved.get(stage.variant)
+        if own is not None:
+            found.append((name, stage.variant, own))
+    return found
+
+
+def _evaluate_of(plan, name):
+    evaluate = "evaluate" if name == "train" else f"{name}_evaluate"
+    return evaluate if evaluate in plan else name
+
+
+def _stage_view(planned, spec):
+    """The view of ``spec`` the planned train stage trains with."""
+    return planned.make().view(spec)
+
+
+def _student_teacher_settings(teacher):
+    return {
+        "top_k": teacher.top_k or 8,
+        "temperature": teacher.temperature or 1.0,
+        "batch_size": teacher.batch_size,
+    }
+
+
+def extend_plan(method, context, plan):
+    """Insert the student teachers' caches and the combined caches (see the module)."""
+    from tfkd.methods.ensemble import CMLM
+
+    trains = plan.with_role("train")
+    for student, _, own in _students(method, context, plan):
+        section = own.distill
+        weights = section.normalised_weights()
+        caches = []
+        for name, source in section.sources().items():
+            cache = teacher_cache_stage(source)
+            if source != CMLM:
+                if source not in trains or source == student or trains.index(source) > trains.index(student):
+                    continue  # check_plan says why
+                if cache not in plan:
+                    plan.insert(
+                        plan.names.index(_evaluate_of(plan, source)) + 1,
+                        PlannedStage(
+                            cache,
+                            ("vocab", source),
+                            "tfkd.methods.ensemble.stages:StudentTeacherCacheStage",
+                            {
+                                "name": cache,
+                                "source": source,
+                                "source_spec": functools.partial(_stage_view, plan[source]),
+                                **_student_teacher_settings(section.teachers[name]),
+                            },
+                        ),
+                    )
+                    plan[source].default = True
+            caches.append((cache, weights[name]))
+        if len(caches) != len(weights):
+            continue
+        if len(caches) == 1:
+            plan.add_dependency(student, caches[0][0])
+            continue
+        combined = soft_targets_stage(student, section)
+        plan.insert(
+            plan.names.index(student),
+            PlannedStage(
+                combined,
+                tuple(cache for cache, _ in caches),
+                "tfkd.methods.ensemble.stages:SoftTargetsStage",
+                {
+                    "name": combined,
+                    "caches": [cache for cache, _ in caches],
+                    "weights": [weight for _, weight in caches],
+                    "combine": section.combine,
+                    "shard_size": section.shard_size,
+                },
+            ),
+        )
+        plan.add_dependency(student, combined)
+
+
+def check_plan(method, context, plan):
+    """Each teacher is ``cmlm`` or a train stage that runs before its student; a teacher named
+    by several students has the same settings in each (it has one cache)."""
+    from tfkd import registry
+    from tfkd.methods.ensemble import CMLM
+
+    problems = []
+    names = plan.names
+    trains = [name for name in plan.with_role("train") if seed_of_stage(name)[1] is None]
+    settings = {}
+    for student, variant, own in _students(method, context, plan):
+        for name, source in own.distill.sources().items():
+            key = ("distill", "teachers", name)
+            if source == CMLM:
+                continue
+            before = [t for t in trains if t != "train" and names.index(t) < names.index(student)]
+            choices = f"cmlm, or a train stage before {student}: {', '.join(before) or 'none in this run'}"
+            if source == student:
+                problems.append((variant, key, f"stage {student} cannot teach itself; expected {choices}"))
+            elif source not in trains:
+                hint = registry.did_you_mean(source, [CMLM, *before]).strip()
+                message = f"unknown teacher {json.dumps(source)}" + (f" ({hint})" if hint else "")
+                problems.append((variant, key, f"{message}; expected {choices}"))
+            elif names.index(source) > names.index(student):
+                problems.append(
+                    (
+                        variant,
+                        key,
+                        f"stage {source} runs after {student}, which reads its soft targets; declare "
+                        f"{source} before {student} in variants, or expected {choices}",
+                    )
+                )
+            else:
+                wanted = _student_teacher_settings(own.distill.teachers[name])
+                first = settings.setdefault(source, (student, wanted))
+                if first[1] != wanted:
+                    problems.append(
+                        (
+                            variant,
+                            key,
+                            f"teacher {source} has one cache ({teacher_cache_stage(source)}), which "
+                            f"{first[0]} reads with {json.dumps(first[1])}; give it the same settings",
+                        )
+                    )
+    return problems
+
+
+__all__ = ["SOFT_TARGETS_SUFFIX", "check_plan", "extend_plan", "soft_targets_stage", "teacher_cache_stage"]

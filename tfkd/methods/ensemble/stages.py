@@ -1,0 +1,214 @@
+"""The ensemble's stages: a student of the run cached as a teacher, and the teachers' caches
+combined (:mod:`tfkd.methods.ensemble`)."""
+
+import logging
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfkd import data as data_lib
+from tfkd.distillation.topk_cache import CacheWriter, read_manifest, stream_cache, top_k_distribution
+from tfkd.errors import CacheMismatch
+from tfkd.methods.ensemble.combine import COMBINATIONS
+from tfkd.progress import progress_bar
+from tfkd.runner import Stage
+
+log = logging.getLogger("tfkd")
+
+
+def _task(spec):
+    from tfkd import registry
+
+    return registry.lookup("task", spec.task)
+
+
+def _padded(rows, pad, prefix=None):
+    """Ragged rows ``[B, None]`` (``prefix`` prepended to each) as a ``[B, L]`` int32 batch."""
+    if prefix is not None:
+        rows = tf.concat([tf.fill([rows.nrows(), 1], tf.cast(prefix, rows.dtype)), rows], axis=1)
+    return tf.cast(rows.to_tensor(default_value=pad), tf.int32)
+
+
+class StudentTeacherCacheStage(Stage):
+    """The trained student of train stage ``source``, teacher-forced on every kept training
+    pair (``[BOS] y`` in, a distribution at each of the ``len(y) + 1`` target positions out):
+    the top K of ``softmax(logits / temperature)``, renormalised, in the teacher-cache format,
+    over the run's target vocabulary (the source student's own). Batches of similar lengths,
+    written in a random order (as the C-MLM cache is)."""
+
+    def __init__(self, name, source, source_spec, top_k, temperature, batch_size):
+        self.name = name
+        self.source = source
+        self.source_spec = source_spec
+        self.top_k, self.temperature, self.batch_size = top_k, temperature, batch_size
+
+    def config(self, spec):
+        # the source student is upstream (its stage key is part of this one's)
+        return {
+            "top_k": self.top_k,
+            "temperature": self.temperature,
+            "batch_size": self.batch_size,
+            "data": _task(spec).data_key(spec, ["train"]),
+            "max_tokens": spec.data.max_tokens,
+        }
+
+    def input_files(self, spec):
+        return _task(spec).data_files(spec, ["train"])
+
+    def run(self, context, workdir):
+        from tfkd.stages import load_student
+
+        teacher_context = context.with_spec(self.source_spec(context.spec))
+        teacher = load_student(teacher_context, self.source)
+        tokenized = context.task.tokenized(context, "train", self.name)
+        special = data_lib.SpecialIds.of(context.tokenizers().target)
+        top_k, temperature = self.top_k, self.temperature
+
+        @tf.function(reduce_retracing=True)
+        def forward(source, decoder):
+            logits = teacher({"source_ids": source, "decoder_ids": decoder}, training=False)
+            return top_k_distribution(logits, top_k, temperature)
+
+        lengths = tokenized.target_ids.row_lengths().numpy()
+        order = np.argsort(lengths + tokenized.source_ids.row_lengths().numpy(), kind="stable")
+        steps = math.ceil(len(order) / self.batch_size)
+        batch_order = np.random.default_rng(context.spec.train.seed).permutation(steps)
+        writer = CacheWriter(
+            workdir,
+            10000,
+            top_k,
+            {"temperature": temperature, "teacher": f"stage {self.source}", "ids": "student target vocabulary"},
+        )
+        bar = progress_bar(len(order), "pair")
+        start = time.time()
+        for step in range(steps):
+            rows = order[batch_order[step] * self.batch_size : (batch_order[step] + 1) * self.batch_size]
+            source = _padded(tf.gather(tokenized.source_ids, rows), special.pad)
+            decoder = _padded(tf.gather(tokenized.target_ids, rows), special.pad, prefix=special.bos)
+            ids, probs = (t.numpy() for t in forward(source, decoder))
+            for j, row in enumerate(rows):
+                length = lengths[row] + 1
+                writer.add(tokenized.kept[row], ids[j, :length], probs[j, :length])
+            if bar:
+                bar.update(writer.count)
+        seconds = time.time() - start
+        manifest = writer.close()
+        log.info(
+            "%s: the student of %s on %d pairs in %.0fs (%.1f sentences/s), top %d at T=%g, %.1f MB",
+            self.name,
+            self.source,
+            manifest["examples"],
+            seconds,
+            manifest["examples"] / max(seconds, 1e-9),
+            top_k,
+            temperature,
+            manifest["bytes"] / 1e6,
+        )
+        return {
+            "examples": manifest["examples"],
+            "sentences_per_second": round(manifest["examples"] / max(seconds, 1e-9), 1),
+            "bytes": manifest["bytes"],
+        }
+
+
+class SoftTargetsStage(Stage):
+    """The caches of a student's teachers combined into one (``combine``: :mod:`.combine`),
+    joined by example id. Bounded memory: the ids are taken in ranges of ``shard_size``
+    examples, each range read from every cache in turn, combined and written in a random
+    order (so a shard read through a shuffle buffer is not sorted by length or id)."""
+
+    def __init__(self, name, caches, weights, combine, shard_size):
+        self.name = name
+        self.caches, self.weights, self.combine, self.shard_size = list(caches), list(weights), combine, shard_size
+
+    def config(self, spec):
+        # each cache's own key is upstream
+        return {
+            "caches": self.caches,
+            "weights": [round(w, 12) for w in self.weights],
+            "combine": self.combine,
+            "shard_size": self.shard_size,
+        }
+
+    def run(self, context, workdir):
+        directories = [context.runner.stage_dir(cache) for cache in self.caches]
+        manifests = [read_manifest(d) for d in directories]
+        first = manifests[0]
+        for cache, manifest in zip(self.caches[1:], manifests[1:], strict=True):
+            if (manifest["examples"], manifest.get("ids_sha256")) != (first["examples"], first.get("ids_sha256")):
+                raise CacheMismatch(
+                    f"{self.name}: the cache of {cache} holds {manifest['examples']} examples that are not the "
+                    f"{first['examples']} of {self.caches[0]} (the teachers cached other training examples); "
+                    "rerun their cache stages"
+                )
+        combine = COMBINATIONS[self.combine]
+        writer = CacheWriter(
+            workdir,
+            self.shard_size,
+            sum(m["top_k"] for m in manifests),
+            {
+                "combine": self.combine,
+                "teachers": [
+                    {"cache": c, "weight": w, "top_k": m["top_k"], "temperature": m["temperature"]}
+                    for c, w, m in zip(self.caches, self.weights, manifests, strict=True)
+                ],
+                "ids": "student target vocabulary",
+            },
+        )
+        rng = np.random.default_rng(0)
+        bar = progress_bar(first["examples"], "example")
+        start = time.time()
+        low, high = 0, None
+        while True:
+            entries = [self._read_range(d, low) for d in directories]
+            if not entries[0]:
+                break
+            ids = sorted(entries[0])
+            for other, cache in zip(entries[1:], self.caches[1:], strict=True):
+                if sorted(other) != ids:
+                    raise CacheMismatch(
+                        f"{self.name}: the cache of {cache} has other example ids than {self.caches[0]}"
+                    )
+            for example in rng.permutation(ids):
+                rows = [e[example] for e in entries]
+                lengths = {r[0].shape[0] for r in rows}
+                if len(lengths) != 1:
+                    raise CacheMismatch(
+                        f"{self.name}: example {example} has {sorted(lengths)} target positions in the "
+                        f"caches of {', '.join(self.caches)}; rerun their cache stages"
+                    )
+                writer.add(example, *combine(rows, self.weights))
+            if bar:
+                bar.update(writer.count)
+            high = ids[-1]
+            low = high + 1
+        manifest = writer.close()
+        seconds = time.time() - start
+        log.info(
+            "%s: %s of %d teachers (weights %s) for %d examples in %.0fs, %d entries a position, %.1f MB",
+            self.name,
+            self.combine,
+            len(self.caches),
+            ", ".join(f"{w:.3g}" for w in self.weights),
+            manifest["examples"],
+            seconds,
+            manifest["top_k"],
+            manifest["bytes"] / 1e6,
+        )
+        return {"examples": manifest["examples"], "entries": manifest["top_k"], "bytes": manifest["bytes"]}
+
+    def _read_range(self, directory, low):
+        """``{id: (ids, probs)}`` of the ``shard_size`` smallest ids ``>= low`` in the cache
+        (one pass over its shards, holding at most ``2 * shard_size`` entries)."""
+        found = {}
+        for item in stream_cache(directory).as_numpy_iterator():
+            example = int(item["id"])
+            if example < low:
+                continue
+            found[example] = (item["teacher_ids"], item["teacher_probs"].astype(np.float32))
+            if len(found) > 2 * self.shard_size:
+                for drop in sorted(found)[self.shard_size :]:
+                    del found[drop]
+        return {k: found[k] for k in sorted(found)[: self.shard_size]}
