@@ -41,7 +41,8 @@ def product(teachers, weights):
     """``prod_i q_i(v)^w_i``, normalised over the union of the teachers' kept tokens (a product
     of experts). A token outside teacher i's top K gets the smallest probability that teacher
     kept at the position (an upper bound of what it gives that token), so the product does not
-    vanish where one teacher's top K missed a token the others keep.
+    vanish where one teacher's top K missed a token the others keep. At a position some
+    teachers do not predict, the weights are renormalised over those that do.
 
     Returns:
         ``(ids [T, sum K_i] int32, probs [T, sum K_i] float32)``: a token kept by several
@@ -50,6 +51,7 @@ def product(teachers, weights):
     weights = np.asarray(weights, np.float64) / np.sum(weights)
     ids = np.concatenate([np.asarray(i, np.int32) for i, _ in teachers], axis=-1)
     score = np.zeros(ids.shape, np.float64)
+    present = np.zeros(ids.shape[:-1] + (1,), np.float64)  # the weight of the teachers predicting a position
     for w, (own_ids, own_probs) in zip(weights, teachers, strict=True):
         q = _normalised(own_probs)
         predicts = q.sum(-1, keepdims=True) > 0  # [T, 1]
@@ -59,6 +61,8 @@ def product(teachers, weights):
         floor = np.where(q > 0, q, np.inf).min(-1, keepdims=True)
         log_q = np.log(np.where(kept.any(-2), at, np.where(np.isfinite(floor), floor, 1.0)))
         score += np.where(predicts, w * log_q, 0.0)
+        present += np.where(predicts, w, 0.0)
+    score /= np.maximum(present, 1e-300)  # the weights renormalised over the teachers present
     # each token once (its first entry in the union), and only tokens some teacher kept
     entry_probs = np.concatenate([_normalised(p) for _, p in teachers], axis=-1)
     kept = entry_probs > 0

@@ -130,7 +130,8 @@ def check_plan(method, context, plan):
     names = plan.names
     trains = [name for name in plan.with_role("train") if seed_of_stage(name)[1] is None]
     settings = {}
-    for student, variant, own in _students(method, context, plan):
+    # the run's own student first: a variant that differs from it is the one named
+    for student, variant, own in sorted(_students(method, context, plan), key=lambda s: s[1] is not None):
         for name, source in own.distill.sources().items():
             key = ("distill", "teachers", name)
             if source == CMLM:
