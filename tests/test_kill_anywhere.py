@@ -96,6 +96,47 @@ CASES = {
             ("stage-finishing:export", "export"),
         ],
     ),
+    "ensemble": Case(
+        "ensemble_multi30k.yaml",
+        MINILM_FLAGS
+        + [
+            # two teachers trained in the run (the C-MLM teacher's stages are soft_target's case)
+            "stages=[vocab, baseline, baseline_evaluate, teacher_cache_baseline, big, big_evaluate, "
+            "teacher_cache_big, train_soft_targets, train, evaluate]",
+            "distill.teachers={baseline: {weight: 1.0}, big: {weight: 2.0, temperature: 2.0, top_k: 4}}",
+            "distill.shard_size=60",
+            "variants={big: {distill: {method: supervised}, student.hidden_dim: 48, student.intermediate_dim: 96, "
+            "train.seeds: [1]}}",
+            "data.train_limit=240",
+            "data.valid_limit=16",
+            "data.test_limit=16",
+            "data.max_tokens=40",
+            "data.batch_tokens=1024",
+            "data.source_tokenizer.vocab_size=400",
+            "student.encoder_layers=1",
+            "student.decoder_layers=1",
+            "student.hidden_dim=32",
+            "student.intermediate_dim=64",
+            "student.num_heads=2",
+            "train.steps=6",
+            "train.warmup_steps=10",
+            "train.valid_metric_examples=4",
+            "decode.beam_size=2",
+            "decode.max_length_b=4",
+        ],
+        random_kills=1,
+        planned=[
+            ("weights-written:2", "baseline"),
+            ("cache-example:100", "teacher_cache_baseline"),  # inside the second shard
+            ("stage-finishing:teacher_cache_baseline", "teacher_cache_baseline"),
+            ("weights-written:2@SIGTERM", "big"),
+            ("stage-finishing:teacher_cache_big", "teacher_cache_big"),
+            ("stage-start:train_soft_targets", "train_soft_targets"),
+            ("cache-example:70", "train_soft_targets"),  # inside its second shard (60 a shard)
+            ("weights-written:2", "train"),
+            ("stage-start:evaluate", "evaluate"),
+        ],
+    ),
     "mask_task": Case(
         "masktask_multi30k.yaml",
         MINILM_FLAGS
