@@ -25,14 +25,12 @@ teacher finds likely keeps mass). The student's trainer is the soft-target one:
 
 from typing import Literal
 
-import pydantic
 from pydantic import Field, PositiveInt
 
-from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
-from tfkd.methods.soft_target import CMLMFinetuneSpec, SoftTargetCacheSpec
+from tfkd.methods.base import Method, shared_stage_problems
+from tfkd.methods.soft_target import CMLMFinetuneSpec, SoftTargetCacheSpec, SoftTargetMethod, SoftTargetSpec
 from tfkd.registry import register
 from tfkd.spec import Strict
-from tfkd.tasks.base import AlignedPairs
 
 # the source naming the run's C-MLM fine-tuned BERT teacher
 CMLM = "cmlm"
@@ -52,23 +50,15 @@ class EnsembleTeacherSpec(Strict):
     batch_size: PositiveInt = 64  # pairs per teacher forward pass when caching
 
 
-class EnsembleSpec(MethodSpec):
+class EnsembleSpec(SoftTargetSpec):
+    """``soft_target``'s section (``alpha``; ``finetune`` and ``cache``: the cmlm teacher's)
+    with the teachers and how they combine."""
+
     method: str = "ensemble"
-    # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
-    alpha: float = Field(0.5, ge=0, le=1)
     teachers: dict[str, EnsembleTeacherSpec] = Field(..., min_length=1)
     combine: Literal["mixture", "product"] = "mixture"
-    # the cmlm teacher's fine-tuning and cache (soft_target's settings)
-    finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
-    cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
     # a combined cache's examples a shard
     shard_size: PositiveInt = 10000
-
-    @pydantic.model_validator(mode="after")
-    def _alpha_or_weights(self):
-        if self.loss_weights is not None and "alpha" in self.model_fields_set:
-            raise ValueError("give alpha or loss_weights, not both (alpha sets {soft: alpha, xe: 1 - alpha})")
-        return self
 
     def sources(self):
         """``{teacher name: its source}``."""
@@ -82,18 +72,16 @@ class EnsembleSpec(MethodSpec):
         return {name: t.weight / total for name, t in self.teachers.items()}
 
 
-class EnsembleMethod(Method):
+class EnsembleMethod(SoftTargetMethod):
+    """``soft_target`` with several teachers: its loss terms, trainer and what keys a train
+    stage; its teacher stages only when a student names ``cmlm``."""
+
     name = "ensemble"
     spec_schema = EnsembleSpec
-    loss_terms = ("soft", "xe")
-    requires = (AlignedPairs,)
-
-    def default_loss_weights(self, section):
-        return {"soft": section.alpha, "xe": 1.0 - section.alpha}
 
     def check(self, context):
         spec = context.spec
-        problems = super().check(context)
+        problems = Method.check(self, context)  # soft_target's own needs its teacher always
         for name, teacher in spec.distill.teachers.items():
             where = ("distill", "teachers", name)
             source = teacher.source or name
@@ -132,9 +120,7 @@ class EnsembleMethod(Method):
     def plan_stages(self, context):
         if not any(own.distill.uses_cmlm() for own in context.method_specs()):
             return []
-        from tfkd.methods.soft_target import SoftTargetMethod
-
-        return SoftTargetMethod().plan_stages(context)
+        return super().plan_stages(context)
 
     def extend_plan(self, context, plan):
         from tfkd.methods.ensemble.plan import extend_plan
@@ -146,13 +132,8 @@ class EnsembleMethod(Method):
 
         return check_plan(self, context, plan)
 
-    def train_config(self, context):
-        # the teachers key the stages the student reads (their keys are upstream of its own)
-        section = context.spec.distill
-        return {
-            "loss_weights": self.loss_weights(section),
-            "cache_shuffle_buffer": section.cache.shuffle_buffer,
-        }
+    def train_inputs(self, context):
+        return ()  # the caches a student reads depend on its stage's name: extend_plan adds them
 
     def train_columns(self, context, stage_name):
         import logging
@@ -175,17 +156,6 @@ class EnsembleMethod(Method):
         )
         return stream_cache(
             directory, expected_ids=ids, seed=spec.train.seed, shuffle_buffer=spec.distill.cache.shuffle_buffer
-        )
-
-    def make_trainer(self, context, student):
-        from tfkd.methods.soft_target.distiller import SoftTargetDistiller
-
-        spec = context.spec
-        return SoftTargetDistiller(
-            student,
-            context.task,
-            loss_weights=self.loss_weights(spec.distill),
-            label_smoothing=spec.train.label_smoothing,
         )
 
 
