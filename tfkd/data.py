@@ -8,6 +8,7 @@ batches are bucketed by length under a token budget (``batch_tokens`` padded tok
 """
 
 import dataclasses
+import hashlib
 import logging
 import os
 import weakref
@@ -228,6 +229,12 @@ class SpecialIds:
     @classmethod
     def of(cls, tokenizer):
         return cls(*(tokenizer.token_to_id(t) for t in (PAD, BOS, EOS, UNK)))
+
+
+def vocabulary_sha256(tokenizer):
+    """A digest of a tokenizer's words in id order: two tokenizers with the same one give the
+    same ids the same meaning (an export records its target side's)."""
+    return hashlib.sha256("\n".join(tokenizer.get_vocabulary()).encode("utf-8")).hexdigest()
 
 
 # In-graph detokenisation: WordPiece splits punctuation off words; glue it back the way

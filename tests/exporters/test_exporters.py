@@ -59,6 +59,45 @@ def test_export_serves_without_tfkd_and_matches_tfkd_decoding(exported, data_dir
 
 
 @pytest.mark.slow
+def test_the_score_signature_gives_the_students_teacher_forced_distributions(exported, data_dir):
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
+    from tfkd.data import vocabulary_sha256
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+
+    run_dir, saved_model = exported
+    info = json.load(open(saved_model / "assets.extra" / "tfkd.json"))
+    _, _, context = open_run(str(run_dir))
+    target_tokenizer = context.tokenizers().target
+    assert info["signatures"] == {"score": ["source", "target"]}
+    assert info["target_vocabulary_sha256"] == vocabulary_sha256(target_tokenizer)
+    sources = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau singt."]
+    targets = ["A man rides a bike.", "Two dogs play in the snow.", "A woman is singing loudly today."]
+    score = tf.saved_model.load(str(saved_model)).signatures["score"]
+    out = {k: v.numpy() for k, v in score(source=tf.constant(sources), target=tf.constant(targets)).items()}
+    student = load_student(context)
+    special = context.tokenizers()
+    pad, bos, eos = (target_tokenizer.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]"))
+    for i, (source, target) in enumerate(zip(sources, targets)):
+        y = list(np.asarray(target_tokenizer(target)))
+        assert list(out["target_ids"][i][: len(y) + 1]) == y + [eos]
+        assert set(out["target_ids"][i][len(y) + 1 :]) <= {pad}
+        source_ids = np.asarray(special.source(source), np.int32)[None]
+        logits = student({"source_ids": source_ids, "decoder_ids": np.asarray([[bos, *y]], np.int32)}, training=False)
+        np.testing.assert_allclose(out["logits"][i][: len(y) + 1], np.asarray(logits)[0], atol=1e-4)
+        log_probs = tf.nn.log_softmax(logits[0]).numpy()
+        expected = sum(log_probs[t, token] for t, token in enumerate(y + [eos]))
+        np.testing.assert_allclose(out["log_likelihood"][i], expected, rtol=1e-4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="as many lines each"):
+        score(source=tf.constant(sources), target=tf.constant(targets[:2]))
+
+
+@pytest.mark.slow
 def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(exported, data_dir, tmp_path):
     """``decode.jit_compile: true``: the same translations (scores within float rounding) from an
     XLA-compiled decoder, sources padded to a multiple of data.bucket_width, one program per

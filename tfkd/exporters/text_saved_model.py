@@ -30,7 +30,9 @@ INFO_FILE = os.path.join("assets.extra", "tfkd.json")
 MAX_INPUT_CHARS = 65536
 
 
-def write_text_saved_model(path, endpoints, info, tokenizers=(), resources=(), max_input_chars=MAX_INPUT_CHARS):
+def write_text_saved_model(
+    path, endpoints, info, tokenizers=(), resources=(), max_input_chars=MAX_INPUT_CHARS, endpoint_inputs=None
+):
     """Write a SavedModel to the new folder ``path`` (the exporter renames it into place).
 
     Args:
@@ -46,18 +48,21 @@ def write_text_saved_model(path, endpoints, info, tokenizers=(), resources=(), m
         max_input_chars: the longest line a signature reads (the spec's
             ``export.max_input_chars``); ``info["batch_size"]`` lines go through the graph at a
             time (:func:`bounded_endpoint`).
+        endpoint_inputs: ``{signature name: (input name, ...)}`` for a signature that reads
+            several aligned ``tf.string [None]`` batches (a source and a target to score, say);
+            the others read one, ``info["input"]``.
     """
     info = {**info, "max_input_chars": max_input_chars}
     archive = keras.export.ExportArchive()
     track_tokenizers(archive, *tokenizers)
     for resource in resources:
         archive.track(resource)
-    text = tf.TensorSpec([None], tf.string, name=info["input"])
     # the endpoints' variables are tracked from the traced graph; archive.track(model) would
     # also store the model's Keras variables, a second copy of every weight
     for name, function in endpoints.items():
-        bounded = bounded_endpoint(function, info["batch_size"], max_input_chars)
-        archive.add_endpoint(name, bounded, input_signature=[text])
+        inputs = (endpoint_inputs or {}).get(name, (info["input"],))
+        bounded = bounded_endpoint(function, info["batch_size"], max_input_chars, len(inputs))
+        archive.add_endpoint(name, bounded, input_signature=[tf.TensorSpec([None], tf.string, name=n) for n in inputs])
     archive.write_out(path, verbose=False)
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
     with open(os.path.join(path, INFO_FILE), "w") as f:
@@ -83,8 +88,9 @@ num_batch_threads {{ value: 2 }}
 """
 
 
-def bounded_endpoint(function, lines_per_call, max_input_chars):
-    """``function`` (strings ``[B]`` -> a dict of tensors with ``B`` rows) as a server can be
+def bounded_endpoint(function, lines_per_call, max_input_chars, inputs=1):
+    """``function`` (strings ``[B]``, ``inputs`` aligned batches of them, -> a dict of tensors
+    with ``B`` rows) as a server can be
     allowed to call it with anything: each line is made valid UTF-8 (U+FFFD for bytes that are
     not) and cut to its first ``max_input_chars`` characters, and the request is cut into
     consecutive calls of ``lines_per_call`` lines whose outputs are concatenated (outputs with
@@ -95,16 +101,27 @@ def bounded_endpoint(function, lines_per_call, max_input_chars):
     # the outputs' dtypes and shapes, from a trace in a graph of its own (not saved)
     structure = (
         tf.function(function, autograph=False)
-        .get_concrete_function(tf.TensorSpec([None], tf.string))
+        .get_concrete_function(*[tf.TensorSpec([None], tf.string)] * inputs)
         .structured_outputs
     )
 
-    def serve(texts):
+    def valid(lines):
+        lines = tf.strings.unicode_transcode(lines, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        return tf.strings.substr(lines, 0, max_input_chars, unit="UTF8_CHAR")
+
+    def serve(*batches):
+        texts = batches[0]
+        if inputs > 1:  # aligned batches: one line of each per row
+            rows = tf.shape(texts)[0]
+            checks = [
+                tf.debugging.assert_equal(tf.shape(b)[0], rows, message="the inputs must have as many lines each")
+                for b in batches[1:]
+            ]
+            with tf.control_dependencies(checks):
+                texts = tf.identity(texts)
+
         def call(start, outputs):
-            lines = texts[start : start + lines_per_call]
-            lines = tf.strings.unicode_transcode(lines, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-            lines = tf.strings.substr(lines, 0, max_input_chars, unit="UTF8_CHAR")
-            more = function(lines)
+            more = function(*(valid(b[start : start + lines_per_call]) for b in batches))
             return start + lines_per_call, {k: _concatenate_rows(outputs[k], more[k]) for k in outputs}
 
         empty = {k: tf.zeros([0] + [d or 0 for d in v.shape[1:]], v.dtype) for k, v in structure.items()}

@@ -16,6 +16,9 @@ from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE
 
 log = logging.getLogger("tfkd")
 
+# the export's signature of teacher-forced scores (Translator._score)
+SCORE_SIGNATURE = "score"
+
 
 class TranslationData(Strict):
     source: Literal["text", "tfds"] = "text"
@@ -366,13 +369,23 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
 
     def export(self, context, student, path):
         """``serving_default``: ``source`` (``tf.string [None]``) -> ``translations``
-        (``tf.string [None]``) and ``scores`` (``float32 [None]``)."""
+        (``tf.string [None]``) and ``scores`` (``float32 [None]``). An autoregressive student
+        also gets ``score``: ``source`` and ``target`` -> ``target_ids``, ``logits`` and
+        ``log_likelihood``, its teacher-forced distributions over the target vocabulary
+        (:meth:`~tfkd.tasks.translation.inference.Translator._score`), whose words
+        ``target_vocabulary_sha256`` in ``tfkd.json`` identifies."""
+        from tfkd.data import vocabulary_sha256
         from tfkd.exporters.text_saved_model import write_text_saved_model
+        from tfkd.models.abilities import ParallelDecoding
 
         translator = self.translator(context, student)
+        endpoints = {"serving_default": translator._translate}
+        scored = not isinstance(student, ParallelDecoding)
+        if scored:
+            endpoints[SCORE_SIGNATURE] = translator._score
         write_text_saved_model(
             path,
-            {"serving_default": translator._translate},
+            endpoints,
             {
                 "task": self.name,
                 "input": "source",
@@ -380,9 +393,12 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 "batch_size": context.spec.decode.batch_size,
                 # how the run scored BLEU: tfkd translate --reference scores the export alike
                 "evaluate": context.spec.evaluate.model_dump(include={"lowercase", "tokenize"}),
+                "target_vocabulary_sha256": vocabulary_sha256(translator.target_tokenizer),
+                "signatures": {"score": ["source", "target"]} if scored else {},
             },
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
             max_input_chars=context.spec.export.max_input_chars,
+            endpoint_inputs={SCORE_SIGNATURE: ("source", "target")},
         )
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):

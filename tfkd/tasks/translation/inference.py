@@ -112,6 +112,33 @@ class Translator(tf.Module):
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
         }
 
+    def _score(self, sentences, targets):
+        """Teacher-forced scores of given translations (fairseq's ``--score-reference``): the
+        target tokenized as training tokenizes it, ``[BOS] y`` in, a distribution at each of
+        the ``len(y) + 1`` positions of ``y [EOS]`` out.
+
+        Returns ``{"target_ids" [B, T] int32 (y [EOS], padded), "logits" [B, T, V] float32,
+        "log_likelihood" [B] float32}``: the token-level distributions a teacher gives
+        (ensemble distillation reads them from an export) and the sentence's log-probability.
+        """
+        source_ids, _, _ = self._source(sentences)
+        ragged = self.target_tokenizer(targets)[:, : self.max_target_length - 1]
+        ragged = tf.cast(ragged, tf.int32)
+        rows = ragged.nrows()
+        eos = tf.fill([rows, 1], self.target_ids.eos)
+        bos = tf.fill([rows, 1], self.target_ids.bos)
+        target_ids = tf.concat([ragged, eos], axis=1).to_tensor(default_value=self.target_ids.pad)
+        decoder_ids = tf.concat([bos, ragged], axis=1).to_tensor(default_value=self.target_ids.pad)
+        logits = tf.cast(self.model({"source_ids": source_ids, "decoder_ids": decoder_ids}, training=False), tf.float32)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        at = tf.gather(log_probs, target_ids, batch_dims=2)
+        real = tf.not_equal(target_ids, self.target_ids.pad)
+        return {
+            "target_ids": target_ids,
+            "logits": logits,
+            "log_likelihood": tf.reduce_sum(tf.where(real, at, 0.0), axis=1),
+        }
+
     def nbest_function(self, nbest):
         """A ``tf.function``: strings ``[B]`` -> ``{"translations": [B, N], "scores": [B, N]}``,
         the decoder's N best hypotheses per sentence, best first.
