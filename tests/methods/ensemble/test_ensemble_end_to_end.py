@@ -1,8 +1,11 @@
 """The ensemble spec, shrunk by --set, through every stage with the real MiniLM teacher: the
 C-MLM teacher and a wider Transformer trained in the run, each cached once, their mixture, and
-the student; then a third teacher added: the first two caches are reused, not rebuilt."""
+the student; then a third teacher added: the first two caches are reused, not rebuilt; then
+the wide teacher read from its export, which caches what its stage cached, and an export over
+another vocabulary refused in one line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,3 +105,30 @@ def test_the_ensemble_spec_end_to_end_and_a_third_teacher_reuses_the_first_two_c
     combined = json.load(open(run_dir / "train_soft_targets" / "manifest.json"))
     assert combined["top_k"] == 4 + 8 + 8
     assert [t["weight"] for t in combined["teachers"]] == pytest.approx([1 / 6, 1 / 6, 2 / 3])  # 0.5, 0.5, 2
+
+    # the wide teacher exported and read back as a teacher: the same distributions
+    export = tfkd("export", str(run_dir), "--stage", "big", "--out", str(tmp_path / "exports"))
+    assert export.returncode == 0, export.stderr[-3000:]
+    (version,) = list((tmp_path / "exports").glob("*/1"))
+    stages = STAGES.replace("teacher_cache,", "teacher_cache,teacher_cache_ext,")
+    third = run(tmp_path, data_dir, stages, f"distill.teachers.ext={{source: {version}, temperature: 1.0}}")
+    assert third.returncode == 0, third.stderr[-4000:]
+    assert "teacher_cache_ext" in ran(third.stderr) and "stage teacher_cache_big: already done" in third.stderr
+    from_export, manifest = read_cache(str(run_dir / "teacher_cache_ext"))
+    from_stage, _ = read_cache(str(run_dir / "teacher_cache_big"))
+    assert sorted(from_export) == sorted(from_stage) and manifest["teacher"] == f"export {version}"
+    for example in list(from_stage)[:20]:
+        np.testing.assert_array_equal(from_export[example][0][:, :2], from_stage[example][0][:, :2])
+        np.testing.assert_allclose(from_export[example][1], from_stage[example][1], atol=2e-3)
+
+    # an export over another target vocabulary is refused, in one line
+    other = tmp_path / "other" / "1"
+    shutil.copytree(version, other)
+    info = json.load(open(other / "assets.extra" / "tfkd.json"))
+    json.dump(dict(info, target_vocabulary_sha256="0" * 64), open(other / "assets.extra" / "tfkd.json", "w"))
+    refused = run(tmp_path, data_dir, "vocab,teacher_cache_other", f"distill.teachers.other={{source: {other}}}")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"tfkd: error: teacher_cache_other: {other}: the export's target vocabulary is not the student's (another "
+        "vocab stage or tokenizer); a teacher's distributions must be over the student's target tokens"
+    )

@@ -57,12 +57,12 @@ def test_adding_a_teacher_keeps_the_other_teachers_caches(data_dir):
         (
             ["distill.teachers.bigg={weight: 1.0}"],
             r'--set distill.teachers.bigg=\{weight: 1.0\}: distill.teachers.bigg: unknown teacher "bigg" '
-            r'\(did you mean "big"\?\); expected cmlm, or a train stage before train: baseline, big, bert_only, '
-            r"big_only$",
+            r'\(did you mean "big"\?\); expected cmlm, a train stage before train \(baseline, big, bert_only, '
+            r"big_only\), or the path of an exported model version folder \(<run>/export/<model>/<version>\)$",
         ),
         (
             ["distill.teachers.train={weight: 1.0}"],
-            r"distill.teachers.train: stage train cannot teach itself; expected cmlm, or a train stage before train",
+            r"distill.teachers.train: stage train cannot teach itself; expected cmlm, a train stage before train ",
         ),
         (
             ["variants.big_only={distill.teachers: {big: {temperature: 2.0}}}"],
@@ -104,6 +104,25 @@ def test_a_teacher_declared_after_its_student_is_named_at_the_students_line(tmp_
     line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("  bert_only:"))
     assert str(error.value) == (
         f"{path}:{line}: variants.bert_only: distill.teachers.late: stage late runs after bert_only, which reads "
-        "its soft targets; declare late before bert_only in variants, or expected cmlm, or a train stage before "
-        "bert_only: baseline, big"
+        "its soft targets; declare late before bert_only in variants, or expected cmlm, a train stage before "
+        "bert_only (baseline, big), or the path of an exported model version folder (<run>/export/<model>/<version>)"
     )
+
+
+def test_an_exported_teacher_is_cached_after_the_methods_stages_keyed_by_its_files(data_dir):
+    spec = load_spec(SPEC, ["distill.teachers.ext={source: /models/big/3, temperature: 2.0}"])
+    plan = plan_run(spec)
+    names = plan.names
+    assert names.index("teacher_cache") + 1 == names.index("teacher_cache_ext")
+    assert plan["teacher_cache_ext"].depends == ("vocab",)
+    assert plan["teacher_cache_ext"].kwargs["path"] == "/models/big/3"
+    assert "teacher_cache_ext" in plan["train_soft_targets"].depends
+    # a student reading the same export with other settings: one cache, one error
+    with pytest.raises(SpecError, match="teacher ext has one cache \\(teacher_cache_ext\\), which train reads"):
+        load_spec(
+            SPEC,
+            [
+                "distill.teachers.ext={source: /models/big/3}",
+                "variants.big_only={distill.teachers: {ext: {source: /models/big/3, top_k: 4}}}",
+            ],
+        )

@@ -39,7 +39,8 @@ CMLM = "cmlm"
 class EnsembleTeacherSpec(Strict):
     """One teacher of the ensemble."""
 
-    # cmlm, or a train stage of the run (default: the entry's name)
+    # cmlm, a train stage of the run, or an exported model version folder's path (default: the
+    # entry's name)
     source: str | None = None
     # its share of the combination (the weights are normalised over the teachers)
     weight: float = Field(1.0, gt=0)

@@ -3,7 +3,8 @@ Importing this does not import TensorFlow (spec validation reads the plan).
 
 - A teacher that is a train stage ``X`` of the run gets ``teacher_cache_X`` right after ``X``'s
   evaluate stage (one per teacher, whichever students read it: a third teacher added later
-  leaves the first two caches' keys as they were).
+  leaves the first two caches' keys as they were). A teacher ``T`` read from an exported model
+  gets ``teacher_cache_T`` right before the first train stage.
 - A student with several teachers reads ``<student>_soft_targets``, their combined cache,
   planned right before it; a student with one teacher reads that teacher's cache.
 """
@@ -17,18 +18,27 @@ SOFT_TARGETS_SUFFIX = "_soft_targets"
 CMLM_CACHE = "teacher_cache"  # soft_target's stage
 
 
-def teacher_cache_stage(source):
-    """The cache stage of the teacher ``source`` (``cmlm`` or a train stage of the run)."""
+def is_export(source):
+    """Whether a teacher's source is the path of an exported model (stage names have no path
+    separator)."""
+    return "/" in source or "\\" in source
+
+
+def teacher_cache_stage(name, source):
+    """The cache stage of teacher ``name`` with ``source`` (``cmlm``, a train stage of the run,
+    or an exported model's path)."""
     from tfkd.methods.ensemble import CMLM
 
-    return CMLM_CACHE if source == CMLM else f"teacher_cache_{source}"
+    if source == CMLM:
+        return CMLM_CACHE
+    return f"teacher_cache_{name if is_export(source) else source}"
 
 
 def soft_targets_stage(student, section):
     """The stage whose cache the train stage ``student`` (first seed's name) reads."""
-    sources = list(section.sources().values())
+    sources = section.sources()
     if len(sources) == 1:
-        return teacher_cache_stage(sources[0])
+        return teacher_cache_stage(*next(iter(sources.items())))
     return f"{student}{SOFT_TARGETS_SUFFIX}"
 
 
@@ -75,8 +85,19 @@ def extend_plan(method, context, plan):
         weights = section.normalised_weights()
         caches = []
         for name, source in section.sources().items():
-            cache = teacher_cache_stage(source)
-            if source != CMLM:
+            cache = teacher_cache_stage(name, source)
+            if is_export(source):
+                if cache not in plan:
+                    plan.insert(
+                        plan.names.index(trains[0]),  # before every student
+                        PlannedStage(
+                            cache,
+                            ("vocab",),
+                            "tfkd.methods.ensemble.stages:ExportTeacherCacheStage",
+                            {"name": cache, "path": source, **_student_teacher_settings(section.teachers[name])},
+                        ),
+                    )
+            elif source != CMLM:
                 if source not in trains or source == student or trains.index(source) > trains.index(student):
                     continue  # check_plan says why
                 if cache not in plan:
@@ -134,10 +155,27 @@ def check_plan(method, context, plan):
     for student, variant, own in sorted(_students(method, context, plan), key=lambda s: s[1] is not None):
         for name, source in own.distill.sources().items():
             key = ("distill", "teachers", name)
+            cache = teacher_cache_stage(name, source)
             if source == CMLM:
                 continue
+            if is_export(source):
+                wanted = {"path": source, **_student_teacher_settings(own.distill.teachers[name])}
+                first = settings.setdefault(cache, (student, wanted))
+                if first[1] != wanted:
+                    problems.append(
+                        (
+                            variant,
+                            key,
+                            f"teacher {name} has one cache ({cache}), which {first[0]} reads with "
+                            f"{json.dumps(first[1])}; give it the same settings",
+                        )
+                    )
+                continue
             before = [t for t in trains if t != "train" and names.index(t) < names.index(student)]
-            choices = f"cmlm, or a train stage before {student}: {', '.join(before) or 'none in this run'}"
+            choices = (
+                f"cmlm, a train stage before {student} ({', '.join(before) or 'none in this run'}), or the path "
+                "of an exported model version folder (<run>/export/<model>/<version>)"
+            )
             if source == student:
                 problems.append((variant, key, f"stage {student} cannot teach itself; expected {choices}"))
             elif source not in trains:
@@ -155,17 +193,17 @@ def check_plan(method, context, plan):
                 )
             else:
                 wanted = _student_teacher_settings(own.distill.teachers[name])
-                first = settings.setdefault(source, (student, wanted))
+                first = settings.setdefault(cache, (student, wanted))
                 if first[1] != wanted:
                     problems.append(
                         (
                             variant,
                             key,
-                            f"teacher {source} has one cache ({teacher_cache_stage(source)}), which "
+                            f"teacher {source} has one cache ({cache}), which "
                             f"{first[0]} reads with {json.dumps(first[1])}; give it the same settings",
                         )
                     )
     return problems
 
 
-__all__ = ["SOFT_TARGETS_SUFFIX", "check_plan", "extend_plan", "soft_targets_stage", "teacher_cache_stage"]
+__all__ = ["SOFT_TARGETS_SUFFIX", "check_plan", "extend_plan", "is_export", "soft_targets_stage", "teacher_cache_stage"]

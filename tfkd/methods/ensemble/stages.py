@@ -3,6 +3,7 @@ combined (:mod:`tfkd.methods.ensemble`)."""
 
 import logging
 import math
+import os
 import time
 
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from tfkd import data as data_lib
 from tfkd.distillation.topk_cache import CacheWriter, read_manifest, stream_cache, top_k_distribution
-from tfkd.errors import CacheMismatch
+from tfkd.errors import CacheMismatch, StageError
 from tfkd.methods.ensemble.combine import COMBINATIONS
 from tfkd.progress import progress_bar
 from tfkd.runner import Stage
@@ -31,12 +32,53 @@ def _padded(rows, pad, prefix=None):
     return tf.cast(rows.to_tensor(default_value=pad), tf.int32)
 
 
+def write_teacher_cache(workdir, tokenized, teacher_top_k, top_k, batch_size, seed, metadata):
+    """Write a teacher's top K at every target position of the kept training pairs:
+    ``teacher_top_k(rows)`` gives ``(ids, probs)`` ``[len(rows), >= len(y) + 1, K]`` for those
+    rows of ``tokenized``. Batches of similar lengths, written in a random order (``seed``), as
+    the C-MLM cache is. Returns ``(manifest, seconds)``."""
+    lengths = tokenized.target_ids.row_lengths().numpy()
+    order = np.argsort(lengths + tokenized.source_ids.row_lengths().numpy(), kind="stable")
+    steps = math.ceil(len(order) / batch_size)
+    batch_order = np.random.default_rng(seed).permutation(steps)
+    writer = CacheWriter(workdir, 10000, top_k, metadata)
+    bar = progress_bar(len(order), "pair")
+    start = time.time()
+    for step in range(steps):
+        rows = order[batch_order[step] * batch_size : (batch_order[step] + 1) * batch_size]
+        ids, probs = teacher_top_k(rows)
+        for j, row in enumerate(rows):
+            length = lengths[row] + 1
+            writer.add(tokenized.kept[row], ids[j, :length], probs[j, :length])
+        if bar:
+            bar.update(writer.count)
+    return writer.close(), time.time() - start
+
+
+def _cache_results(name, teacher, manifest, seconds, top_k, temperature):
+    log.info(
+        "%s: %s on %d pairs in %.0fs (%.1f sentences/s), top %d at T=%g, %.1f MB",
+        name,
+        teacher,
+        manifest["examples"],
+        seconds,
+        manifest["examples"] / max(seconds, 1e-9),
+        top_k,
+        temperature,
+        manifest["bytes"] / 1e6,
+    )
+    return {
+        "examples": manifest["examples"],
+        "sentences_per_second": round(manifest["examples"] / max(seconds, 1e-9), 1),
+        "bytes": manifest["bytes"],
+    }
+
+
 class StudentTeacherCacheStage(Stage):
     """The trained student of train stage ``source``, teacher-forced on every kept training
     pair (``[BOS] y`` in, a distribution at each of the ``len(y) + 1`` target positions out):
     the top K of ``softmax(logits / temperature)``, renormalised, in the teacher-cache format,
-    over the run's target vocabulary (the source student's own). Batches of similar lengths,
-    written in a random order (as the C-MLM cache is)."""
+    over the run's target vocabulary (the source student's own)."""
 
     def __init__(self, name, source, source_spec, top_k, temperature, batch_size):
         self.name = name
@@ -60,8 +102,7 @@ class StudentTeacherCacheStage(Stage):
     def run(self, context, workdir):
         from tfkd.stages import load_student
 
-        teacher_context = context.with_spec(self.source_spec(context.spec))
-        teacher = load_student(teacher_context, self.source)
+        teacher = load_student(context.with_spec(self.source_spec(context.spec)), self.source)
         tokenized = context.task.tokenized(context, "train", self.name)
         special = data_lib.SpecialIds.of(context.tokenizers().target)
         top_k, temperature = self.top_k, self.temperature
@@ -71,46 +112,112 @@ class StudentTeacherCacheStage(Stage):
             logits = teacher({"source_ids": source, "decoder_ids": decoder}, training=False)
             return top_k_distribution(logits, top_k, temperature)
 
-        lengths = tokenized.target_ids.row_lengths().numpy()
-        order = np.argsort(lengths + tokenized.source_ids.row_lengths().numpy(), kind="stable")
-        steps = math.ceil(len(order) / self.batch_size)
-        batch_order = np.random.default_rng(context.spec.train.seed).permutation(steps)
-        writer = CacheWriter(
-            workdir,
-            10000,
-            top_k,
-            {"temperature": temperature, "teacher": f"stage {self.source}", "ids": "student target vocabulary"},
-        )
-        bar = progress_bar(len(order), "pair")
-        start = time.time()
-        for step in range(steps):
-            rows = order[batch_order[step] * self.batch_size : (batch_order[step] + 1) * self.batch_size]
+        def teacher_top_k(rows):
             source = _padded(tf.gather(tokenized.source_ids, rows), special.pad)
             decoder = _padded(tf.gather(tokenized.target_ids, rows), special.pad, prefix=special.bos)
-            ids, probs = (t.numpy() for t in forward(source, decoder))
-            for j, row in enumerate(rows):
-                length = lengths[row] + 1
-                writer.add(tokenized.kept[row], ids[j, :length], probs[j, :length])
-            if bar:
-                bar.update(writer.count)
-        seconds = time.time() - start
-        manifest = writer.close()
-        log.info(
-            "%s: the student of %s on %d pairs in %.0fs (%.1f sentences/s), top %d at T=%g, %.1f MB",
-            self.name,
-            self.source,
-            manifest["examples"],
-            seconds,
-            manifest["examples"] / max(seconds, 1e-9),
+            return tuple(t.numpy() for t in forward(source, decoder))
+
+        manifest, seconds = write_teacher_cache(
+            workdir,
+            tokenized,
+            teacher_top_k,
             top_k,
-            temperature,
-            manifest["bytes"] / 1e6,
+            self.batch_size,
+            context.spec.train.seed,
+            {"temperature": temperature, "teacher": f"stage {self.source}", "ids": "student target vocabulary"},
         )
+        return _cache_results(self.name, f"the student of {self.source}", manifest, seconds, top_k, temperature)
+
+
+class ExportTeacherCacheStage(Stage):
+    """A translation model exported by tfkd (a SavedModel version folder with the ``score``
+    signature), teacher-forced on every kept training pair's raw text, cached as
+    :class:`StudentTeacherCacheStage` caches a student of the run. Its target vocabulary must be
+    the run's (``target_vocabulary_sha256`` in its ``tfkd.json``), and it must tokenize each
+    training target as the run does; the export's files key the stage."""
+
+    def __init__(self, name, path, top_k, temperature, batch_size):
+        self.name = name
+        self.path = path
+        self.top_k, self.temperature, self.batch_size = top_k, temperature, batch_size
+
+    def _saved_model(self):
+        from tfkd.serving import find_saved_model
+
+        found = find_saved_model(self.path) if os.path.isdir(self.path) else None
+        if found is None:
+            raise StageError(
+                f"{self.name}: {self.path}: no SavedModel there (expected an exported model version folder "
+                "with saved_model.pb, such as <run>/export/<model>/<version>)"
+            )
+        return found
+
+    def config(self, spec):
+        # the export's files (input_files) key it, not its path
         return {
-            "examples": manifest["examples"],
-            "sentences_per_second": round(manifest["examples"] / max(seconds, 1e-9), 1),
-            "bytes": manifest["bytes"],
+            "top_k": self.top_k,
+            "temperature": self.temperature,
+            "batch_size": self.batch_size,
+            "data": _task(spec).data_key(spec, ["train"]),
+            "max_tokens": spec.data.max_tokens,
         }
+
+    def input_files(self, spec):
+        found = []
+        for root, dirs, files in os.walk(self._saved_model()):
+            dirs.sort()
+            found += [os.path.join(root, name) for name in sorted(files)]
+        return _task(spec).data_files(spec, ["train"]) + found
+
+    def run(self, context, workdir):
+        from tfkd.serving import read_export_info
+
+        path = self._saved_model()
+        info = read_export_info(path)
+        if "score" not in info.get("signatures", {}):
+            raise StageError(
+                f"{self.name}: {path}: the export has no score signature (teacher-forced distributions): "
+                "export the model again with this tfkd; a Mask-Predict student has none"
+            )
+        own = data_lib.vocabulary_sha256(context.tokenizers().target)
+        if info.get("target_vocabulary_sha256") != own:
+            raise StageError(
+                f"{self.name}: {path}: the export's target vocabulary is not the student's (another vocab "
+                "stage or tokenizer); a teacher's distributions must be over the student's target tokens"
+            )
+        score = tf.saved_model.load(path).signatures["score"]
+        tokenized = context.task.tokenized(context, "train", self.name)
+        corpus = context.task.corpus(context, "train")
+        eos = data_lib.SpecialIds.of(context.tokenizers().target).eos
+        top_k, temperature = self.top_k, self.temperature
+
+        def teacher_top_k(rows):
+            examples = [int(tokenized.kept[r]) for r in rows]
+            out = score(
+                source=tf.constant([corpus.source[e] for e in examples]),
+                target=tf.constant([corpus.target[e] for e in examples]),
+            )
+            target_ids = out["target_ids"].numpy()
+            for j, row in enumerate(rows):
+                wanted = np.append(tokenized.target_ids[row].numpy(), eos)
+                if not np.array_equal(target_ids[j, : len(wanted)], wanted):
+                    raise StageError(
+                        f"{self.name}: {path}: the export tokenizes training target {examples[j]} "
+                        f"({corpus.origin}) otherwise than the run ({len(wanted)} tokens expected); "
+                        "its target tokenizer or max_tokens differ"
+                    )
+            return tuple(t.numpy() for t in top_k_distribution(out["logits"], top_k, temperature))
+
+        manifest, seconds = write_teacher_cache(
+            workdir,
+            tokenized,
+            teacher_top_k,
+            top_k,
+            self.batch_size,
+            context.spec.train.seed,
+            {"temperature": temperature, "teacher": f"export {path}", "ids": "student target vocabulary"},
+        )
+        return _cache_results(self.name, f"the export {path}", manifest, seconds, top_k, temperature)
 
 
 class SoftTargetsStage(Stage):
