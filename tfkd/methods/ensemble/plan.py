@@ -141,6 +141,16 @@ def extend_plan(method, context, plan):
         plan.add_dependency(student, combined)
 
 
+def _one_cache(settings, cache, student, wanted, variant, key, teacher):
+    """The problem of ``student`` reading ``cache`` with other settings than the first student
+    that read it (``settings``: cache -> (that student, its settings))."""
+    first = settings.setdefault(cache, (student, wanted))
+    if first[1] == wanted:
+        return []
+    message = f"teacher {teacher} has one cache ({cache}), which {first[0]} reads with {json.dumps(first[1])}"
+    return [(variant, key, f"{message}; give it the same settings")]
+
+
 def check_plan(method, context, plan):
     """Each teacher is ``cmlm`` or a train stage that runs before its student; a teacher named
     by several students has the same settings in each (it has one cache)."""
@@ -160,16 +170,7 @@ def check_plan(method, context, plan):
                 continue
             if is_export(source):
                 wanted = {"path": source, **_student_teacher_settings(own.distill.teachers[name])}
-                first = settings.setdefault(cache, (student, wanted))
-                if first[1] != wanted:
-                    problems.append(
-                        (
-                            variant,
-                            key,
-                            f"teacher {name} has one cache ({cache}), which {first[0]} reads with "
-                            f"{json.dumps(first[1])}; give it the same settings",
-                        )
-                    )
+                problems += _one_cache(settings, cache, student, wanted, variant, key, name)
                 continue
             before = [t for t in trains if t != "train" and names.index(t) < names.index(student)]
             choices = (
@@ -193,16 +194,7 @@ def check_plan(method, context, plan):
                 )
             else:
                 wanted = _student_teacher_settings(own.distill.teachers[name])
-                first = settings.setdefault(cache, (student, wanted))
-                if first[1] != wanted:
-                    problems.append(
-                        (
-                            variant,
-                            key,
-                            f"teacher {source} has one cache ({cache}), which "
-                            f"{first[0]} reads with {json.dumps(first[1])}; give it the same settings",
-                        )
-                    )
+                problems += _one_cache(settings, cache, student, wanted, variant, key, source)
     return problems
 
 

@@ -74,20 +74,15 @@ def _cache_results(name, teacher, manifest, seconds, top_k, temperature):
     }
 
 
-class StudentTeacherCacheStage(Stage):
-    """The trained student of train stage ``source``, teacher-forced on every kept training
-    pair (``[BOS] y`` in, a distribution at each of the ``len(y) + 1`` target positions out):
-    the top K of ``softmax(logits / temperature)``, renormalised, in the teacher-cache format,
-    over the run's target vocabulary (the source student's own)."""
+class _TeacherCacheStage(Stage):
+    """A teacher's top ``top_k`` of ``softmax(logits / temperature)`` at every target position
+    of the kept training pairs, ``batch_size`` pairs a forward pass."""
 
-    def __init__(self, name, source, source_spec, top_k, temperature, batch_size):
+    def __init__(self, name, top_k, temperature, batch_size):
         self.name = name
-        self.source = source
-        self.source_spec = source_spec
         self.top_k, self.temperature, self.batch_size = top_k, temperature, batch_size
 
     def config(self, spec):
-        # the source student is upstream (its stage key is part of this one's)
         return {
             "top_k": self.top_k,
             "temperature": self.temperature,
@@ -98,6 +93,32 @@ class StudentTeacherCacheStage(Stage):
 
     def input_files(self, spec):
         return _task(spec).data_files(spec, ["train"])
+
+    def write(self, context, workdir, tokenized, teacher_top_k, teacher):
+        """Cache ``teacher_top_k`` (:func:`write_teacher_cache`) for ``teacher`` (what it is, for
+        the manifest and the log); the stage's results."""
+        manifest, seconds = write_teacher_cache(
+            workdir,
+            tokenized,
+            teacher_top_k,
+            self.top_k,
+            self.batch_size,
+            context.spec.train.seed,
+            {"temperature": self.temperature, "teacher": teacher, "ids": "student target vocabulary"},
+        )
+        return _cache_results(self.name, teacher, manifest, seconds, self.top_k, self.temperature)
+
+
+class StudentTeacherCacheStage(_TeacherCacheStage):
+    """The trained student of train stage ``source``, teacher-forced on every kept training
+    pair (``[BOS] y`` in, a distribution at each of the ``len(y) + 1`` target positions out):
+    the top K of ``softmax(logits / temperature)``, renormalised, in the teacher-cache format,
+    over the run's target vocabulary (the source student's own)."""
+
+    def __init__(self, name, source, source_spec, top_k, temperature, batch_size):
+        super().__init__(name, top_k, temperature, batch_size)
+        self.source = source  # upstream: its stage key is part of this one's
+        self.source_spec = source_spec
 
     def run(self, context, workdir):
         from tfkd.stages import load_student
@@ -117,19 +138,10 @@ class StudentTeacherCacheStage(Stage):
             decoder = _padded(tf.gather(tokenized.target_ids, rows), special.pad, prefix=special.bos)
             return tuple(t.numpy() for t in forward(source, decoder))
 
-        manifest, seconds = write_teacher_cache(
-            workdir,
-            tokenized,
-            teacher_top_k,
-            top_k,
-            self.batch_size,
-            context.spec.train.seed,
-            {"temperature": temperature, "teacher": f"stage {self.source}", "ids": "student target vocabulary"},
-        )
-        return _cache_results(self.name, f"the student of {self.source}", manifest, seconds, top_k, temperature)
+        return self.write(context, workdir, tokenized, teacher_top_k, f"stage {self.source}")
 
 
-class ExportTeacherCacheStage(Stage):
+class ExportTeacherCacheStage(_TeacherCacheStage):
     """A translation model exported by tfkd (a SavedModel version folder with the ``score``
     signature), teacher-forced on every kept training pair's raw text, cached as
     :class:`StudentTeacherCacheStage` caches a student of the run. Its target vocabulary must be
@@ -137,9 +149,8 @@ class ExportTeacherCacheStage(Stage):
     training target as the run does; the export's files key the stage."""
 
     def __init__(self, name, path, top_k, temperature, batch_size):
-        self.name = name
-        self.path = path
-        self.top_k, self.temperature, self.batch_size = top_k, temperature, batch_size
+        super().__init__(name, top_k, temperature, batch_size)
+        self.path = path  # its files key the stage (input_files), not its path
 
     def _saved_model(self):
         from tfkd.serving import find_saved_model
@@ -152,22 +163,12 @@ class ExportTeacherCacheStage(Stage):
             )
         return found
 
-    def config(self, spec):
-        # the export's files (input_files) key it, not its path
-        return {
-            "top_k": self.top_k,
-            "temperature": self.temperature,
-            "batch_size": self.batch_size,
-            "data": _task(spec).data_key(spec, ["train"]),
-            "max_tokens": spec.data.max_tokens,
-        }
-
     def input_files(self, spec):
         found = []
         for root, dirs, files in os.walk(self._saved_model()):
             dirs.sort()
             found += [os.path.join(root, name) for name in sorted(files)]
-        return _task(spec).data_files(spec, ["train"]) + found
+        return super().input_files(spec) + found
 
     def run(self, context, workdir):
         from tfkd.serving import read_export_info
@@ -208,16 +209,7 @@ class ExportTeacherCacheStage(Stage):
                     )
             return tuple(t.numpy() for t in top_k_distribution(out["logits"], top_k, temperature))
 
-        manifest, seconds = write_teacher_cache(
-            workdir,
-            tokenized,
-            teacher_top_k,
-            top_k,
-            self.batch_size,
-            context.spec.train.seed,
-            {"temperature": temperature, "teacher": f"export {path}", "ids": "student target vocabulary"},
-        )
-        return _cache_results(self.name, f"the export {path}", manifest, seconds, top_k, temperature)
+        return self.write(context, workdir, tokenized, teacher_top_k, f"export {path}")
 
 
 class SoftTargetsStage(Stage):
