@@ -75,8 +75,8 @@ def run_child(args):
 
     from tfkd import registry
     from tfkd.data import SpecialIds
+    from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
     from tfkd.distillation.topk_cache import CacheWriter, stream_cache
-    from tfkd.methods.soft_target.distiller import SoftTargetDistiller
     from tfkd.models.transformer import TransformerSeq2Seq
     from tfkd.tasks.translation.data import TokenizedCorpus, seq2seq_dataset
 

@@ -1,5 +1,6 @@
 """Spec sections of the distillation stages several methods share (pydantic only: specs
-validate without TensorFlow)."""
+validate without TensorFlow): the C-MLM teacher's (``soft_target`` and ``ensemble``), a
+teacher's MLM head and its top-K cache (``mask_task`` and ``two_stage``)."""
 
 from typing import Literal
 
@@ -46,4 +47,47 @@ def check_cache_use(section):
     return section
 
 
-__all__ = ["TeacherMLMSpec", "TopKCacheSpec", "check_cache_use"]
+class CMLMFinetuneSpec(Strict):
+    """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    max_length: PositiveInt = 128
+    log_every: PositiveInt = 100
+    seed: int = 1
+    # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
+    # the target before it, no masking); the cache then needs one pass per pair
+    direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
+
+
+class SoftTargetCacheSpec(Strict):
+    """Top-K soft targets for every target position, each predicted while masked."""
+
+    top_k: PositiveInt = 8
+    temperature: float = Field(1.0, gt=0)
+    mask_rate: float = Field(0.15, gt=0, le=1)
+    batch_size: PositiveInt = 64
+    shard_size: PositiveInt = 10000
+    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
+    shuffle_buffer: PositiveInt = 10000
+
+
+def alpha_or_weights(section):
+    """A section's validator (``pydantic.model_validator(mode="after")``): ``alpha`` (which sets
+    ``{soft: alpha, xe: 1 - alpha}``) or ``loss_weights``, not both."""
+    if section.loss_weights is not None and "alpha" in section.model_fields_set:
+        raise ValueError("give alpha or loss_weights, not both (alpha sets {soft: alpha, xe: 1 - alpha})")
+    return section
+
+
+__all__ = [
+    "CMLMFinetuneSpec",
+    "SoftTargetCacheSpec",
+    "TeacherMLMSpec",
+    "TopKCacheSpec",
+    "alpha_or_weights",
+    "check_cache_use",
+]

@@ -220,6 +220,11 @@ class AlignedPairs:
         """The split's pairs as token ids (``.sources``, ``.targets``, ``.ids``), memoised."""
         raise NotImplementedError
 
+    def tokenized_with(self, context, split, source_tokenizer, target_tokenizer, max_tokens, stage_name):
+        """The split's pairs as token ids of other tokenizers (a teacher's), empty pairs and
+        pairs over ``max_tokens`` dropped as :meth:`tokenized` drops them."""
+        raise NotImplementedError
+
 
 class Pretrainable:
     """Its students wrap a pretrained backbone, which LightPAFF pre-trains by the task's

@@ -5,8 +5,9 @@ distiller of TextBrewer).
 Each entry of ``distill.teachers`` is a source of token-level soft targets over the student's
 target vocabulary, cached once as a top-K teacher cache (:mod:`tfkd.distillation.topk_cache`):
 
-- ``cmlm``: the C-MLM fine-tuned BERT of ``soft_target`` (``cmlm_kd.txt``), its stages
-  ``teacher_finetune`` and ``teacher_cache`` read ``distill.finetune`` and ``distill.cache``
+- ``cmlm``: the C-MLM fine-tuned BERT that ``soft_target`` distils (``cmlm_kd.txt``), its
+  stages (:mod:`tfkd.distillation.cmlm_stages`) ``teacher_finetune`` and ``teacher_cache``
+  read ``distill.finetune`` and ``distill.cache``
   (its temperature and K are ``distill.cache``'s);
 - the name of a train stage of the run that runs before the student (``baseline``, or a
   variant such as a wider Transformer): its student, teacher-forced on the training pairs
@@ -19,21 +20,22 @@ written in the same cache format (:mod:`.combine`): by default the weighted **mi
 teachers' distributions, ``sum_i w_i q_i`` (what fairseq's ensemble decoding averages, and what
 Freitag et al. distil: every teacher's alternatives keep their mass); ``combine: product``
 takes the normalised weighted product ``prod_i q_i^w_i`` (a product of experts: only what every
-teacher finds likely keeps mass). The student's trainer is the soft-target one:
-``alpha * L_soft + (1 - alpha) * L_xe``.
+teacher finds likely keeps mass). The student's trainer is the soft-target one
+(:mod:`tfkd.distillation.soft_target_distiller`): ``alpha * L_soft + (1 - alpha) * L_xe``.
 """
 
 from typing import Literal
 
+import pydantic
 from pydantic import Field, PositiveInt
 
-from tfkd.methods.base import Method, shared_stage_problems
-from tfkd.methods.soft_target import CMLMFinetuneSpec, SoftTargetCacheSpec, SoftTargetMethod, SoftTargetSpec
+from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
+from tfkd.distillation.settings import CMLMFinetuneSpec, SoftTargetCacheSpec, alpha_or_weights
+from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
+from tfkd.methods.ensemble.plan import CMLM
 from tfkd.registry import register
 from tfkd.spec import Strict
-
-# the source naming the run's C-MLM fine-tuned BERT teacher
-CMLM = "cmlm"
+from tfkd.tasks.base import AlignedPairs
 
 
 class EnsembleTeacherSpec(Strict):
@@ -51,15 +53,21 @@ class EnsembleTeacherSpec(Strict):
     batch_size: PositiveInt = 64  # pairs per teacher forward pass when caching
 
 
-class EnsembleSpec(SoftTargetSpec):
-    """``soft_target``'s section (``alpha``; ``finetune`` and ``cache``: the cmlm teacher's)
-    with the teachers and how they combine."""
+class EnsembleSpec(MethodSpec):
+    """The teachers, how they combine, the soft term's weight, and the cmlm teacher's
+    fine-tuning and cache (``soft_target``'s settings)."""
 
     method: str = "ensemble"
     teachers: dict[str, EnsembleTeacherSpec] = Field(..., min_length=1)
     combine: Literal["mixture", "product"] = "mixture"
+    # weight of the soft term; the default loss weights are {soft: alpha, xe: 1 - alpha}
+    alpha: float = Field(0.5, ge=0, le=1)
+    finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
+    cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
     # a combined cache's examples a shard
     shard_size: PositiveInt = 10000
+
+    _alpha_or_weights = pydantic.model_validator(mode="after")(alpha_or_weights)
 
     def sources(self):
         """``{teacher name: its source}``."""
@@ -73,16 +81,21 @@ class EnsembleSpec(SoftTargetSpec):
         return {name: t.weight / total for name, t in self.teachers.items()}
 
 
-class EnsembleMethod(SoftTargetMethod):
-    """``soft_target`` with several teachers: its loss terms, trainer and what keys a train
-    stage; its teacher stages only when a student names ``cmlm``."""
+class EnsembleMethod(Method):
+    """Token-level KD from several teachers (see the module); the C-MLM teacher's stages only
+    when a student names ``cmlm``."""
 
     name = "ensemble"
     spec_schema = EnsembleSpec
+    loss_terms = ("soft", "xe")
+    requires = (AlignedPairs,)
+
+    def default_loss_weights(self, section):
+        return {"soft": section.alpha, "xe": 1.0 - section.alpha}
 
     def check(self, context):
         spec = context.spec
-        problems = Method.check(self, context)  # soft_target's own needs its teacher always
+        problems = super().check(context)
         for name, teacher in spec.distill.teachers.items():
             where = ("distill", "teachers", name)
             source = teacher.source or name
@@ -109,9 +122,7 @@ class EnsembleMethod(SoftTargetMethod):
         # every student of the run reads the one C-MLM teacher and its cache
         if not variant.distill.uses_cmlm():
             return []
-        finetune = [("finetune", k) for k in CMLMFinetuneSpec.model_fields]
-        cache = [("cache", k) for k in SoftTargetCacheSpec.model_fields if k != "shuffle_buffer"]
-        return shared_stage_problems(context.spec, variant, {"teacher_finetune": finetune, "teacher_cache": cache})
+        return shared_stage_problems(context.spec, variant, cmlm_stage_keys())
 
     def decoded_targets_problem(self, context):
         return (
@@ -121,7 +132,7 @@ class EnsembleMethod(SoftTargetMethod):
     def plan_stages(self, context):
         if not any(own.distill.uses_cmlm() for own in context.method_specs()):
             return []
-        return super().plan_stages(context)
+        return cmlm_teacher_stages()
 
     def extend_plan(self, context, plan):
         from tfkd.methods.ensemble.plan import extend_plan
@@ -133,8 +144,10 @@ class EnsembleMethod(SoftTargetMethod):
 
         return check_plan(self, context, plan)
 
-    def train_inputs(self, context):
-        return ()  # the caches a student reads depend on its stage's name: extend_plan adds them
+    def train_config(self, context):
+        # the teachers key the caches the student reads (their keys are upstream of its own)
+        section = context.spec.distill
+        return {"loss_weights": self.loss_weights(section), "cache_shuffle_buffer": section.cache.shuffle_buffer}
 
     def train_columns(self, context, stage_name):
         import logging
@@ -158,6 +171,11 @@ class EnsembleMethod(SoftTargetMethod):
         return stream_cache(
             directory, expected_ids=ids, seed=spec.train.seed, shuffle_buffer=spec.distill.cache.shuffle_buffer
         )
+
+    def make_trainer(self, context, student):
+        from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
+
+        return SoftTargetDistiller.for_run(context, student, self.loss_weights(context.spec.distill))
 
 
 register("method", "ensemble")(EnsembleMethod())

@@ -12,10 +12,12 @@ Importing this does not import TensorFlow (spec validation reads the plan).
 import functools
 import json
 
+from tfkd.distillation.cmlm_plan import CACHE_STAGE as CMLM_CACHE
 from tfkd.plan import PlannedStage, seed_of_stage
 
 SOFT_TARGETS_SUFFIX = "_soft_targets"
-CMLM_CACHE = "teacher_cache"  # soft_target's stage
+# the source naming the run's C-MLM fine-tuned BERT teacher
+CMLM = "cmlm"
 
 
 def is_export(source):
@@ -27,8 +29,6 @@ def is_export(source):
 def teacher_cache_stage(name, source):
     """The cache stage of teacher ``name`` with ``source`` (``cmlm``, a train stage of the run,
     or an exported model's path)."""
-    from tfkd.methods.ensemble import CMLM
-
     if source == CMLM:
         return CMLM_CACHE
     return f"teacher_cache_{name if is_export(source) else source}"
@@ -77,8 +77,6 @@ def _student_teacher_settings(teacher):
 
 def extend_plan(method, context, plan):
     """Insert the student teachers' caches and the combined caches (see the module)."""
-    from tfkd.methods.ensemble import CMLM
-
     trains = plan.with_role("train")
     for student, _, own in _students(method, context, plan):
         section = own.distill
@@ -155,7 +153,6 @@ def check_plan(method, context, plan):
     """Each teacher is ``cmlm`` or a train stage that runs before its student; a teacher named
     by several students has the same settings in each (it has one cache)."""
     from tfkd import registry
-    from tfkd.methods.ensemble import CMLM
 
     problems = []
     names = plan.names
@@ -198,4 +195,12 @@ def check_plan(method, context, plan):
     return problems
 
 
-__all__ = ["SOFT_TARGETS_SUFFIX", "check_plan", "extend_plan", "is_export", "soft_targets_stage", "teacher_cache_stage"]
+__all__ = [
+    "CMLM",
+    "SOFT_TARGETS_SUFFIX",
+    "check_plan",
+    "extend_plan",
+    "is_export",
+    "soft_targets_stage",
+    "teacher_cache_stage",
+]

@@ -1,49 +1,20 @@
 """``distill.method: soft_target``: soft targets from a C-MLM fine-tuned BERT (``cmlm_kd.txt``).
 
-Stages: ``teacher_finetune`` (conditional MLM on the training pairs, :mod:`.stages`) and
-``teacher_cache`` (top-K distributions for every target position, sharded on disk,
-:mod:`.cache`); the student's trainer (:mod:`.distiller`) optimises
-``soft * L_bidi + xe * L_xe`` with the soft targets streamed from the cache by example id.
+Stages: ``teacher_finetune`` (conditional MLM on the training pairs) and ``teacher_cache``
+(top-K distributions for every target position, sharded on disk), both
+:mod:`tfkd.distillation.cmlm_stages`, shared with the ensemble method; the student's trainer
+(:mod:`tfkd.distillation.soft_target_distiller`) optimises ``soft * L_bidi + xe * L_xe`` with
+the soft targets streamed from the cache by example id.
 """
 
-from typing import Literal
-
 import pydantic
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
+from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
+from tfkd.distillation.settings import CMLMFinetuneSpec, SoftTargetCacheSpec, alpha_or_weights
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
-from tfkd.plan import PlannedStage
 from tfkd.registry import register
-from tfkd.spec import Strict
 from tfkd.tasks.base import AlignedPairs
-
-
-class CMLMFinetuneSpec(Strict):
-    """C-MLM fine-tuning of the teacher (cmlm_kd 3.2)."""
-
-    steps: PositiveInt = 1000
-    batch_size: PositiveInt = 32
-    learning_rate: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(100, ge=0)
-    mask_rate: float = Field(0.15, gt=0, le=1)
-    max_length: PositiveInt = 128
-    log_every: PositiveInt = 100
-    seed: int = 1
-    # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
-    # the target before it, no masking); the cache then needs one pass per pair
-    direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
-
-
-class SoftTargetCacheSpec(Strict):
-    """Top-K soft targets for every target position, each predicted while masked."""
-
-    top_k: PositiveInt = 8
-    temperature: float = Field(1.0, gt=0)
-    mask_rate: float = Field(0.15, gt=0, le=1)
-    batch_size: PositiveInt = 64
-    shard_size: PositiveInt = 10000
-    # training reads the cache through a shuffle buffer of this many examples (its memory bound)
-    shuffle_buffer: PositiveInt = 10000
 
 
 class SoftTargetSpec(MethodSpec):
@@ -53,11 +24,7 @@ class SoftTargetSpec(MethodSpec):
     finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
     cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
 
-    @pydantic.model_validator(mode="after")
-    def _alpha_or_weights(self):
-        if self.loss_weights is not None and "alpha" in self.model_fields_set:
-            raise ValueError("give alpha or loss_weights, not both (alpha sets {soft: alpha, xe: 1 - alpha})")
-        return self
+    _alpha_or_weights = pydantic.model_validator(mode="after")(alpha_or_weights)
 
 
 class SoftTargetMethod(Method):
@@ -85,11 +52,8 @@ class SoftTargetMethod(Method):
         return problems
 
     def check_variant(self, context, variant):
-        # every student of the run reads the same fine-tuned teacher and cache (the cache's
-        # shuffle buffer is how training reads it, not what it holds)
-        finetune = [("finetune", k) for k in CMLMFinetuneSpec.model_fields]
-        cache = [("cache", k) for k in SoftTargetCacheSpec.model_fields if k != "shuffle_buffer"]
-        return shared_stage_problems(context.spec, variant, {"teacher_finetune": finetune, "teacher_cache": cache})
+        # every student of the run reads the same fine-tuned teacher and cache
+        return shared_stage_problems(context.spec, variant, cmlm_stage_keys())
 
     def decoded_targets_problem(self, context):
         return (
@@ -98,11 +62,7 @@ class SoftTargetMethod(Method):
         )
 
     def plan_stages(self, context):
-        stages = "tfkd.methods.soft_target.stages"
-        return [
-            PlannedStage("teacher_finetune", (), f"{stages}:CMLMFinetuneStage"),
-            PlannedStage("teacher_cache", ("vocab", "teacher_finetune"), f"{stages}:TeacherCacheStage"),
-        ]
+        return cmlm_teacher_stages()
 
     def train_inputs(self, context):
         return ("teacher_cache",)
@@ -135,17 +95,11 @@ class SoftTargetMethod(Method):
         )
 
     def make_trainer(self, context, student):
-        from tfkd.methods.soft_target.distiller import SoftTargetDistiller
+        from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
 
-        spec = context.spec
-        return SoftTargetDistiller(
-            student,
-            context.task,
-            loss_weights=self.loss_weights(spec.distill),
-            label_smoothing=spec.train.label_smoothing,
-        )
+        return SoftTargetDistiller.for_run(context, student, self.loss_weights(context.spec.distill))
 
 
 register("method", "soft_target")(SoftTargetMethod())
 
-__all__ = ["CMLMFinetuneSpec", "SoftTargetCacheSpec", "SoftTargetMethod", "SoftTargetSpec"]
+__all__ = ["SoftTargetMethod", "SoftTargetSpec"]

@@ -170,6 +170,11 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         key = ("translation", "tokenized", split)
         return context.memo(key + sequence_kd.targets_identity(context) if teacher else key, make)
 
+    def tokenized_with(self, context, split, source_tokenizer, target_tokenizer, max_tokens, stage_name):
+        from tfkd.tasks.translation.data import tokenize_corpus
+
+        return tokenize_corpus(self.corpus(context, split), source_tokenizer, target_tokenizer, max_tokens, stage_name)
+
     def extend_plan(self, context, plan):
         from tfkd.tasks.translation.sequence_kd_plan import extend_plan
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfkd.methods.soft_target.distiller import SoftTargetDistiller
+from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
 
 
 def log_softmax(x):

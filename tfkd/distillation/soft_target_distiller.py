@@ -35,3 +35,8 @@ class SoftTargetDistiller(SupervisedTrainer):
             soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
             terms["soft"] = LossTerm(ops.sum(soft * mask), tokens)
         return terms, tokens
+
+    @classmethod
+    def for_run(cls, context, student, loss_weights):
+        """The trainer of a run's ``student``: the task's terms, the spec's label smoothing."""
+        return cls(student, context.task, loss_weights=loss_weights, label_smoothing=context.spec.train.label_smoothing)

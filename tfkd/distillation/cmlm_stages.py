@@ -1,4 +1,6 @@
-"""Teacher stages of the soft-target method (cmlm_kd.txt): C-MLM fine-tuning, then the cache."""
+"""The C-MLM teacher's stages (cmlm_kd.txt): fine-tuning, then its top-K cache over every
+target position (:mod:`tfkd.distillation.cmlm`); the ``soft_target`` and ``ensemble`` methods
+plan them (:func:`cmlm_teacher_stages`)."""
 
 import logging
 import math
@@ -10,8 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.distillation.topk_cache import CacheWriter
-from tfkd.methods.soft_target.cmlm import (
+from tfkd.distillation.cmlm import (
     cmlm_mask,
     left_to_right_soft_targets,
     left_to_right_targets,
@@ -19,6 +20,7 @@ from tfkd.methods.soft_target.cmlm import (
     pack_pairs,
     soft_targets,
 )
+from tfkd.distillation.topk_cache import CacheWriter
 from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
 from tfkd.progress import progress_bar
 from tfkd.runner import Stage
@@ -61,12 +63,10 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
 
 
 def _teacher_tokenized(context, name, split):
-    from tfkd.tasks.translation.data import tokenize_corpus
-
     spec = context.spec
     tokenizer = teacher_tokenizer(spec.teacher.checkpoint)
     limit = spec.distill.finetune.max_length - 3
-    return tokenizer, tokenize_corpus(context.task.corpus(context, split), tokenizer, tokenizer, limit, name)
+    return tokenizer, context.task.tokenized_with(context, split, tokenizer, tokenizer, limit, name)
 
 
 class CMLMFinetuneStage(Stage):
@@ -130,7 +130,7 @@ class CMLMFinetuneStage(Stage):
 
 class TeacherCacheStage(Stage):
     """Top-K soft targets of the fine-tuned teacher for every target position of every kept
-    training pair (:func:`tfkd.methods.soft_target.cmlm.soft_targets`, written as a
+    training pair (:func:`tfkd.distillation.cmlm.soft_targets`, written as a
     :mod:`tfkd.distillation.topk_cache`)."""
 
     name = "teacher_cache"
