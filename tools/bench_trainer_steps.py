@@ -15,6 +15,10 @@ Trainers are built in the order given, and the order shows: three identical MLE 
 (``--students baseline,baseline,baseline``) measured 0.54, 0.52 and 0.42 s a step, the last
 built the fastest. Read a ratio against that spread, or list the stages in both orders.
 
+``STAGE@POLICY`` builds that trainer under a Keras dtype policy other than the spec's
+``train.precision`` (``--students baseline,baseline@mixed_bfloat16``: the float32 step against
+the bfloat16 one, side by side in one process).
+
 ``--all-trainable STAGE`` adds ``STAGE_all_trainable``: the same trainer with every weight of
 its student trained (an adapter-only AB-Net against the full fine-tuning of the same model and
 loss, the adapter method's "plain" step). Only the train stages' vocabularies and the teacher
@@ -84,6 +88,7 @@ def main():
 
     from tfkd.pipeline import open_run
     from tfkd.plan import plan_run
+    from tfkd.stages import precision_policy
 
     spec, _, context = open_run(args.run_dir)
     stages = {s.name: s.make() for s in plan_run(spec) if s.role == "train"}
@@ -99,7 +104,9 @@ def main():
     for name in [*names, names[0]]:  # the first again, last: built and never timed (see above)
         all_trainable = name.endswith("_all_trainable") and name[: -len("_all_trainable")] in unfrozen
         stage_name = name[: -len("_all_trainable")] if all_trainable else name.split("#")[0]
-        trainer, data = stage_trainer(stages[stage_name], spec, context, all_trainable)
+        stage_name, _, precision = stage_name.partition("@")
+        with precision_policy(precision or spec.train.precision):
+            trainer, data = stage_trainer(stages[stage_name], spec, context, all_trainable)
         if name not in trainers:
             trainers[name] = (trainer, data)
 

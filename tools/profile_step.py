@@ -4,6 +4,7 @@ student, its op times summed by what they compute.
     tfkd run specs/quickstart.yaml --stages vocab
     python tools/profile_step.py runs/quickstart --steps 20 [--xla] [--trace-dir DIR]
     python tools/profile_step.py runs/bench_masktask_cache --stage train    # a method's own step
+    python tools/profile_step.py runs/quickstart --precision mixed_bfloat16  # the student built in bfloat16
 
 The student and trainer are built as the run's ``baseline`` stage builds them (the plain MLE
 step, label smoothing as the spec's), or with ``--stage`` as that train stage builds them (its
@@ -89,6 +90,11 @@ def main():
         help="profile this train stage's own step (its trainer, batches and extra "
         "columns, as tools/bench_trainer_steps.py builds it) instead of the plain MLE step",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        help="the Keras dtype policy the student is built under (default: the spec's train.precision)",
+    )
     parser.add_argument("--trace-dir", help="where the profile goes (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -97,7 +103,7 @@ def main():
 
     from tfkd.data import SpecialIds
     from tfkd.pipeline import open_run
-    from tfkd.stages import compile_and_build
+    from tfkd.stages import compile_and_build, precision_policy
     from tfkd.training.trainer import SupervisedTrainer
 
     spec, _, context = open_run(args.run_dir)
@@ -105,25 +111,26 @@ def main():
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"jit_compile": args.xla})})
     context = context.with_spec(spec)
     keras.utils.set_random_seed(spec.train.seed)
-    if args.stage:
-        from bench_trainer_steps import stage_trainer
+    with precision_policy(args.precision or spec.train.precision):
+        if args.stage:
+            from bench_trainer_steps import stage_trainer
 
-        from tfkd.plan import plan_run
+            from tfkd.plan import plan_run
 
-        stages = {s.name: s.make() for s in plan_run(spec)}
-        if args.stage not in stages:
-            raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
-        trainer, data = stage_trainer(stages[args.stage], spec, context)
-    else:
-        data = iter(context.task.train_dataset(context, "profile"))
-        trainer = SupervisedTrainer(
-            context.task.build_student(spec, context.tokenizers()),
-            context.task,
-            label_smoothing=spec.train.label_smoothing,
-        )
-    batches = [next(data) for _ in range(args.steps + 40)]
-    if not args.stage:
-        compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]], jit_compile=args.xla)
+            stages = {s.name: s.make() for s in plan_run(spec)}
+            if args.stage not in stages:
+                raise SystemExit(f"profile_step: no stage {args.stage} in {args.run_dir} (stages: {', '.join(stages)})")
+            trainer, data = stage_trainer(stages[args.stage], spec, context)
+        else:
+            data = iter(context.task.train_dataset(context, "profile"))
+            trainer = SupervisedTrainer(
+                context.task.build_student(spec, context.tokenizers()),
+                context.task,
+                label_smoothing=spec.train.label_smoothing,
+            )
+        batches = [next(data) for _ in range(args.steps + 40)]
+        if not args.stage:
+            compile_and_build(trainer, keras.optimizers.Adam(1e-4), [batches[0]], jit_compile=args.xla)
     signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), t.dtype), batches[0])
 
     def fit(part):
@@ -159,6 +166,7 @@ def main():
                 "trainer": type(trainer).__name__,
                 "steps": steps,
                 "xla": args.xla,
+                "precision": args.precision or spec.train.precision,
                 "trace": trace_dir,
                 "wall_ms_per_step": round(1000 * wall / steps, 2),
                 "target_tokens_per_second": round(tokens / wall, 1),
