@@ -147,6 +147,9 @@ CASES = {
     "distill.cache.shuffle_buffer": (overrides("distill.cache.shuffle_buffer=10"), AFTER_TRAIN),
     "distill.alpha": (overrides("distill.alpha=0.3"), AFTER_TRAIN),
     "decode.beam_size": (overrides("decode.beam_size=2"), {"evaluate", "baseline_evaluate", "export"}),
+    "decode.precision": (overrides("decode.precision=bfloat16"), {"evaluate", "baseline_evaluate", "export"}),
+    # the default: keyed as before decode.precision was a setting (those runs stay done)
+    "decode.precision: float32": (overrides("decode.precision=float32"), set()),
     "export.format": (overrides("export.format=adapters"), {"export"}),
     # the default, and the old spelling of format: adapters keyed as before export.format was a setting
     "export.format: saved_model": (overrides("export.format=saved_model"), set()),
@@ -208,6 +211,27 @@ def test_changing_a_data_file_reruns_what_reads_it(tmp_path, corpus):
         f.write("One more line.\n")
     after = keys(path)
     assert {name for name in before if before[name] != after[name]} == {"evaluate", "baseline_evaluate"}
+
+
+def test_with_dtype_policy_replaces_every_policy_of_a_serialized_model():
+    """The model's own policy and a wrapped backbone's (a string or a serialized policy)."""
+    from tfkd.stages import with_dtype_policy
+
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+    config = {
+        "class_name": "GPT2LM",
+        "config": {
+            "dtype": policy,
+            "num_layers": 2,
+            "backbone": {"class_name": "GPT2Backbone", "config": {"dtype": "float32", "hidden_dim": 8}},
+            "blocks": [{"dtype": "mixed_float16"}, {"dtype": "int32"}],  # not a float policy: kept
+        },
+    }
+    out = with_dtype_policy(config, "mixed_bfloat16")
+    assert out["config"]["dtype"]["config"]["name"] == "mixed_bfloat16"
+    assert out["config"]["backbone"]["config"]["dtype"] == "mixed_bfloat16"
+    assert out["config"]["blocks"] == [{"dtype": "mixed_bfloat16"}, {"dtype": "int32"}]
+    assert out["config"]["num_layers"] == 2 and config["config"]["dtype"] is policy  # input untouched
 
 
 def test_precision_policy_is_restored():

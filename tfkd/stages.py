@@ -79,14 +79,41 @@ def save_student(student, workdir):
     student.save_weights(os.path.join(workdir, STUDENT_WEIGHTS))
 
 
+# decode.precision: the Keras dtype policy a trained student is rebuilt under to predict
+INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def with_dtype_policy(config, policy):
+    """A serialized Keras object ``config`` with every dtype policy in it (the model's own, and
+    that of a backbone it wraps) replaced by ``policy``: the policy a model was saved under
+    (its training precision) does not decide the one it predicts in."""
+    if isinstance(config, list):
+        return [with_dtype_policy(c, policy) for c in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy":
+        return keras.dtype_policies.serialize(keras.dtype_policies.get(policy))
+    return {
+        k: policy if k == "dtype" and isinstance(v, str) and v in _POLICY_NAMES else with_dtype_policy(v, policy)
+        for k, v in config.items()
+    }
+
+
+_POLICY_NAMES = ("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16")
+
+
 def load_student(context, train_stage="train", weights=None):
     """Rebuild the trained student from a train stage's config and weights (or the weights
-    file ``weights``: an average of its checkpoints, say)."""
+    file ``weights``: an average of its checkpoints, say), in the precision of the spec's
+    ``decode.precision``."""
     train_dir = context.runner.stage_dir(train_stage)
     registry.lookup("student", context.spec.student.kind)  # Keras rebuilds it by registered name
+    policy = INFERENCE_POLICIES[context.spec.decode.precision]
     with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
-        student = keras.saving.deserialize_keras_object(json.load(f))
-    student(context.task.student_inputs(context.tokenizers()))
+        config = with_dtype_policy(json.load(f), policy)
+    with precision_policy(policy):
+        student = keras.saving.deserialize_keras_object(config)
+        student(context.task.student_inputs(context.tokenizers()))
     path = weights or os.path.join(train_dir, STUDENT_WEIGHTS)
     try:
         student.load_weights(path)
@@ -313,7 +340,7 @@ class EvaluateStage(Stage):
     def config(self, spec):
         own = self.view(spec)
         return {
-            "decode": own.decode.model_dump(mode="json"),
+            "decode": own.decode.key(),
             "evaluate": spec.evaluate.model_dump(mode="json"),
             "data": _task(spec).data_key(spec, self.scored_splits(spec)),
         }
@@ -366,7 +393,7 @@ class ExportStage(Stage):
 
     def config(self, spec):
         return {
-            "decode": spec.decode.model_dump(mode="json"),
+            "decode": spec.decode.key(),
             "export": export_key(spec.export),
             "data": _task(spec).data_key(spec, []),
         }

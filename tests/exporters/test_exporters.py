@@ -132,6 +132,67 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     assert b"_XlaMustCompile" in graph  # the decoder stays XLA-compiled where the export is served
 
 
+def test_decode_precision_bfloat16_runs_the_student_and_its_export_in_bfloat16(exported, data_dir, tmp_path):
+    """``decode.precision: bfloat16``: the student rebuilt under mixed_bfloat16 (float32 weights,
+    bfloat16 matmuls), its teacher-forced log-likelihoods close to float32's and its
+    translations mostly the same; the export's graph multiplies in bfloat16 and serves."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfkd.exporters.saved_model import SavedModelExporter
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+
+    run_dir, _ = exported
+    with open(os.path.join(data_dir, "multi30k_deen", "valid.de")) as f:
+        valid = [next(f).strip() for _ in range(40)]
+    with open(os.path.join(data_dir, "multi30k_deen", "valid.en")) as f:
+        references = [next(f).strip() for _ in range(40)]
+    _, _, context = open_run(str(run_dir))
+    bf16_spec = context.spec.model_copy(
+        update={"decode": context.spec.decode.model_copy(update={"precision": "bfloat16"})}
+    )
+    bf16_context = context.with_spec(bf16_spec)
+    plain, bf16 = load_student(context), load_student(bf16_context)
+    assert plain.target_embedding.compute_dtype == "float32"
+    assert bf16.target_embedding.compute_dtype == "bfloat16"
+    assert {v.dtype for v in bf16.weights} == {"float32"}  # the weights stay as trained
+    for a, b in zip(plain.weights, bf16.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    scored = {
+        name: tf.function(context.task.translator(c, student)._score)(tf.constant(valid), tf.constant(references))[
+            "log_likelihood"
+        ].numpy()
+        for name, c, student in (("float32", context, plain), ("bfloat16", bf16_context, bf16))
+    }
+    np.testing.assert_allclose(scored["bfloat16"], scored["float32"], rtol=0.02)
+    assert not np.array_equal(scored["bfloat16"], scored["float32"])  # it did compute in bfloat16
+    translations, _ = context.task.translator(context, plain).translate_all(valid)
+    bf16_translations, _ = bf16_context.task.translator(bf16_context, bf16).translate_all(valid)
+    assert sum(a == b for a, b in zip(translations, bf16_translations)) >= 0.8 * len(valid)
+
+    path = SavedModelExporter().export(bf16_context, bf16, str(tmp_path / "models" / "bf16"), 1)
+    served = serve_only(path, valid, tmp_path)
+    assert served["loaded"] == [] and served["translations"] == list(bf16_translations)
+    assert "bfloat16" in matmul_types(path) and "bfloat16" not in matmul_types(saved_model_of(exported))
+
+
+def saved_model_of(exported):
+    return str(exported[1])
+
+
+def matmul_types(path):
+    """The element types the matrix products of a SavedModel's graph (its functions) run in."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import dtypes
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    nodes = [n for g in saved.meta_graphs for fn in g.graph_def.library.function for n in fn.node_def]
+    return {dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op in ("MatMul", "BatchMatMulV2", "Einsum")}
+
+
 @pytest.mark.slow
 def test_hostile_requests_get_bounded_answers_or_the_signature_s_error(exported, data_dir, tmp_path):
     """tools/bench_serving.py's hostile requests, in a process with only tensorflow and

@@ -8,8 +8,27 @@ one-line error naming both.
 """
 
 import dataclasses
+from typing import Literal
 
 from tfkd.spec import Strict
+
+
+class DecodeSettings(Strict):
+    """What every task's ``decode`` section holds: how a trained student runs wherever it
+    predicts (evaluation, selection, a teacher's forward passes, ``tfkd translate`` /
+    ``predict``, the report's latency and the export)."""
+
+    # float32, or bfloat16: the student rebuilt under Keras' mixed_bfloat16 policy (float32
+    # weights cast to bfloat16 for the matmuls; layer norms, softmaxes and scores in float32)
+    precision: Literal["float32", "bfloat16"] = "float32"
+
+    def key(self):
+        """This section as a stage key: ``precision`` counts only when it is not float32, so
+        the stages of runs made before it was a setting stay done."""
+        key = self.model_dump(mode="json")
+        if key.get("precision") == "float32":
+            del key["precision"]
+        return key
 
 
 class Task:
@@ -28,7 +47,7 @@ class Task:
 
     name = None
     data_schema = Strict
-    decode_schema = Strict
+    decode_schema = DecodeSettings
     evaluate_schema = Strict
     # what the builder passes a student constructor itself (a user student must accept them)
     student_arguments = ()

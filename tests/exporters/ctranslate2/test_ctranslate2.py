@@ -64,6 +64,17 @@ def test_mask_predict_decoding_is_refused_in_one_line(tmp_path):
         CTranslate2Exporter().write(context, student, str(tmp_path / "x"))
 
 
+def test_decode_precision_is_refused_for_ctranslate2_which_has_export_quantization(tmp_path):
+    decode = types.SimpleNamespace(algorithm="beam", precision="bfloat16")
+    context = types.SimpleNamespace(spec=types.SimpleNamespace(decode=decode))
+    student = tiny_transformer(len(SOURCE), len(TARGET), seed=1)
+    with pytest.raises(
+        StageError,
+        match="decode.precision bfloat16 applies to TensorFlow's graph; .* set export.quantization: bfloat16",
+    ):
+        CTranslate2Exporter().write(context, student, str(tmp_path / "x"))
+
+
 def test_without_ctranslate2_the_export_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 raises ImportError
     with pytest.raises(StageError, match=r'needs the ctranslate2 package: pip install -e "\.\[ctranslate2\]"'):

@@ -126,3 +126,18 @@ def test_an_exported_teacher_is_cached_after_the_methods_stages_keyed_by_its_fil
                 "variants.big_only={distill.teachers: {ext: {source: /models/big/3, top_k: 4}}}",
             ],
         )
+
+
+def test_a_trained_teachers_cache_is_keyed_by_the_precision_it_runs_in_not_by_its_decoding(data_dir):
+    """``decode.precision`` of the teacher's variant decides the forward passes its cache holds;
+    the rest of its ``decode`` section (beam search) does not enter them."""
+    big = "variants.big={distill: {method: supervised}, student.hidden_dim: 512, train.seeds: [1], %s}"
+    keys = {}
+    for name, setting in (
+        ("plain", "decode.beam_size: 4"),
+        ("beam", "decode.beam_size: 2"),
+        ("bf16", "decode.precision: bfloat16"),
+    ):
+        spec = load_spec(SPEC, [big % setting])
+        keys[name] = Runner(spec, plan_run(spec)).key("teacher_cache_big")
+    assert keys["plain"] == keys["beam"] != keys["bf16"]

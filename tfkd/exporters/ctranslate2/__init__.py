@@ -108,6 +108,7 @@ class CTranslate2Exporter(Exporter):
                 f"export.format ctranslate2: decode.algorithm {spec.decode.algorithm!r}: "
                 "CTranslate2 decodes autoregressively (beam or greedy)"
             )
+        _check_precision(spec)
         tokenizers = context.tokenizers()
         convert(transformer_spec(student, tokenizers.source, tokenizers.target), path, spec.export.quantization)
         return {
@@ -123,5 +124,17 @@ class CTranslate2Exporter(Exporter):
         from tfkd.exporters.ctranslate2.transformer import convert
 
         check_sampler(context.spec.decode)
+        _check_precision(context.spec)
         convert(gpt2_spec(student, context.tokenizers().text), path, context.spec.export.quantization)
         return {"model": DECODER_ONLY, "max_length": student.max_sequence_length}
+
+
+def _check_precision(spec):
+    """``decode.precision`` is the precision of TensorFlow's graph; CTranslate2 computes in the
+    type of the weights it is given (``export.quantization``)."""
+    if spec.decode.precision != "float32":
+        raise StageError(
+            f"export.format ctranslate2: decode.precision {spec.decode.precision} applies to TensorFlow's graph; "
+            f"CTranslate2 computes in the type of its weights: set export.quantization: {spec.decode.precision} "
+            "(or int8_bfloat16) and leave decode.precision float32"
+        )

@@ -120,6 +120,10 @@ class StudentTeacherCacheStage(_TeacherCacheStage):
         self.source = source  # upstream: its stage key is part of this one's
         self.source_spec = source_spec
 
+    def config(self, spec):
+        # the precision the trained teacher runs in (decode.precision), keyed once it is not float32
+        return super().config(spec) | {k: v for k, v in self.source_spec(spec).decode.key().items() if k == "precision"}
+
     def run(self, context, workdir):
         from tfkd.stages import load_student
 

@@ -13,7 +13,7 @@ from pydantic import Field, PositiveInt
 from tfkd import registry
 from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
-from tfkd.tasks.base import ClassDistributions, Pretrainable, Task
+from tfkd.tasks.base import ClassDistributions, DecodeSettings, Pretrainable, Task
 
 log = logging.getLogger("tfkd")
 
@@ -77,7 +77,7 @@ class ClassificationData(Strict):
         return self
 
 
-class ClassificationDecode(Strict):
+class ClassificationDecode(DecodeSettings):
     batch_size: PositiveInt = 64
 
 

@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt
 from tfkd import registry
 from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict
-from tfkd.tasks.base import ContinuesText, Pretrainable, Task, TextBatches
+from tfkd.tasks.base import ContinuesText, DecodeSettings, Pretrainable, Task, TextBatches
 
 log = logging.getLogger("tfkd")
 
@@ -65,7 +65,7 @@ class LanguageModelData(Strict):
         return self
 
 
-class LanguageModelDecode(Strict):
+class LanguageModelDecode(DecodeSettings):
     """How continuations are generated (exports, ``tfkd generate``, ``tfkd predict``)."""
 
     sampler: Literal["greedy", "top_k", "top_p"] = "greedy"

@@ -11,7 +11,7 @@ from pydantic import Field, PositiveInt
 from tfkd import registry
 from tfkd.errors import StageError
 from tfkd.spec import LocalPath, Strict, TokenizerSpec
-from tfkd.tasks.base import AlignedPairs, Pretrainable, Task
+from tfkd.tasks.base import AlignedPairs, DecodeSettings, Pretrainable, Task
 from tfkd.tasks.translation.sequence_kd_plan import TARGETS_STAGE
 
 log = logging.getLogger("tfkd")
@@ -54,7 +54,7 @@ class TranslationData(Strict):
         return self
 
 
-class TranslationDecode(Strict):
+class TranslationDecode(DecodeSettings):
     algorithm: str = "beam"  # a registered decoder: greedy, beam, mask_predict
     beam_size: PositiveInt = 4  # beam
     length_penalty: float = Field(0.6, ge=0)  # beam

@@ -121,7 +121,7 @@ class TeacherTranslationsStage(Stage):
             config["source"] = "export"
         else:
             config["source"] = self.source
-            config["decode"] = self.decode(spec).model_dump(mode="json")
+            config["decode"] = self.decode(spec).key()
         return config
 
     def input_files(self, spec):
