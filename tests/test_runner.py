@@ -311,3 +311,33 @@ def test_a_stage_that_cannot_write_is_one_line_and_keeps_the_finished_ones(
     assert {name: (run / "vocab" / name).read_bytes() for name in os.listdir(run / "vocab")} == vocab
     again = tfkd("run", *args, "--stages", "vocab", env_extra={"TFKD_DATA_DIR": data_dir})
     assert again.returncode == 0 and "stage vocab: already done" in again.stderr
+
+
+def test_stages_run_under_train_precision_and_teacher_stages_are_keyed_by_it(tmp_path):
+    """``train.precision``: every stage runs under its Keras dtype policy (restored after);
+    a stage that builds models in it (``runs_in_train_precision``: a teacher's fine-tuning, a
+    cache) is keyed by it once it is not float32, and a stage that builds none is not."""
+    import keras
+
+    class PolicyStage(CountingStage):
+        def run(self, context, workdir):
+            self.policy = keras.mixed_precision.global_policy().name
+            return super().run(context, workdir)
+
+    class TeacherStage(PolicyStage):
+        runs_in_train_precision = True
+
+    def plan():
+        return [PolicyStage("vocab"), TeacherStage("teacher", ("vocab",)), PolicyStage("train", ("teacher",))]
+
+    plain, bf16 = make(tmp_path), make(tmp_path, ["train.precision=mixed_bfloat16"])
+    plain_runner, bf16_runner = Runner(plain, plan_of(plan())), Runner(bf16, plan_of(plan()))
+    assert plain_runner.key("vocab") == bf16_runner.key("vocab")
+    assert plain_runner.key("teacher") != bf16_runner.key("teacher")
+    assert Runner(make(tmp_path, ["train.precision=float32"]), plan_of(plan())).key("teacher") == plain_runner.key(
+        "teacher"
+    )
+    stages = plan()
+    Runner(bf16, plan_of(stages)).run(["vocab", "teacher", "train"], None)
+    assert [s.policy for s in stages] == ["mixed_bfloat16"] * 3
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -95,6 +95,10 @@ class Stage:
     # under the strategy, whose steps need them all) or the chief alone does while the others
     # wait for its marker
     runs_on_every_worker = False
+    # whether the stage builds and runs models under the run's train.precision (a teacher's
+    # fine-tuning and caches, pre-training): its key then holds train.precision when that is
+    # not float32 (a train stage's own train section holds it already)
+    runs_in_train_precision = False
 
     def config(self, spec):
         """The slice of the spec that determines this stage's output."""
@@ -183,9 +187,13 @@ class Runner:
                     raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
                 # by content, in the order the stage lists them: moved or renamed files keep the key
                 files.append(sha256_file(path))
+            config = stage.config(self.spec)
+            precision = getattr(getattr(self.spec, "train", None), "precision", "float32")
+            if stage.runs_in_train_precision and precision != "float32":
+                config = {**config, "train.precision": precision}
             self._keys[name] = {
                 "stage": name,
-                "config": _by_content(stage.config(self.spec)),
+                "config": _by_content(config),
                 "upstream": {dep: self.key(dep) for dep in self.plan.dependencies(name)},
                 "files": files,
             }
@@ -315,8 +323,17 @@ class Runner:
     @contextlib.contextmanager
     def _stage_settings(self):
         """What the run's ``train`` section sets while any stage runs: op determinism (a
-        TensorFlow global; ``train.jit_compile`` goes with the spec each stage reads)."""
-        with op_determinism(getattr(getattr(self.spec, "train", None), "deterministic", False)):
+        TensorFlow global) and the dtype policy of ``train.precision``, under which the
+        stages that build teachers and pre-train build them (a train stage sets its own
+        variant's; a trained student predicts in ``decode.precision``).
+        ``train.jit_compile`` goes with the spec each stage reads."""
+        from tfkd.precision import precision_policy
+
+        train = getattr(self.spec, "train", None)
+        with (
+            op_determinism(getattr(train, "deterministic", False)),
+            precision_policy(getattr(train, "precision", "float32")),
+        ):
             yield
 
     def _run_on_worker(self, names, context, poll_seconds=1.0):

@@ -4,7 +4,6 @@ Each asks the run's task (data, student, metric, export) and method (extra colum
 for what it needs; none of them knows which task or method that is.
 """
 
-import contextlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
 from tfkd.errors import StageError
 from tfkd.plan import seed_of_stage
+from tfkd.precision import INFERENCE_POLICIES, precision_policy
 from tfkd.runner import Stage
 from tfkd.spec import ADAPTERS_EXPORTER
 from tfkd.training.callbacks import checkpoint_step
@@ -29,17 +29,6 @@ log = logging.getLogger("tfkd")
 
 STUDENT_CONFIG = "student.json"
 STUDENT_WEIGHTS = "student.weights.h5"
-
-
-@contextlib.contextmanager
-def precision_policy(name):
-    """Keras' global dtype policy ``name`` while building models, restored afterwards."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def _task(spec):
@@ -77,10 +66,6 @@ def save_student(student, workdir):
     with open(os.path.join(workdir, STUDENT_CONFIG), "w") as f:
         json.dump(keras.saving.serialize_keras_object(student), f, indent=1)
     student.save_weights(os.path.join(workdir, STUDENT_WEIGHTS))
-
-
-# decode.precision: the Keras dtype policy a trained student is rebuilt under to predict
-INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def with_dtype_policy(config, policy):

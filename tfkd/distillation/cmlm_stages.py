@@ -76,6 +76,7 @@ class CMLMFinetuneStage(Stage):
     source and the target tokens before it."""
 
     name = "teacher_finetune"
+    runs_in_train_precision = True
 
     def config(self, spec):
         return {
@@ -134,6 +135,7 @@ class TeacherCacheStage(Stage):
     :mod:`tfkd.distillation.topk_cache`)."""
 
     name = "teacher_cache"
+    runs_in_train_precision = True
 
     def config(self, spec):
         # the shuffle buffer is how training reads the cache, not what is in it

@@ -92,6 +92,7 @@ class TeacherMLMStage(Stage):
     (:class:`tfkd.distillation.settings.TeacherMLMSpec`)."""
 
     name = "teacher_mlm"
+    runs_in_train_precision = True
     text_description = "sentences"
 
     def masking(self, spec):

@@ -25,6 +25,7 @@ from keras import ops
 
 from tfkd import registry
 from tfkd.layers import build_layer
+from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.models.abilities import AdapterStudent, ParallelDecoding
 from tfkd.models.configs import ABNetConfig, ABNetEncConfig, AdapterSettings
 from tfkd.models.teachers import bert_embeddings
@@ -62,12 +63,7 @@ def _load_bert(checkpoint, key, with_head=False):
                 name="mlm_head",
             )
     if head is not None:
-        # the logits in float32 under a mixed policy, as Keras' mixed-precision guide keeps a
-        # model's last layer; keras-hub's head adds its float32 bias to bfloat16 logits and
-        # fails ("AddV2 ... expected to be a bfloat16 tensor but is a float tensor")
-        for layer in head._flatten_layers(include_self=True, recursive=True):
-            if layer is not head.token_embedding:
-                layer.dtype_policy = "float32"
+        masked_lm_head_in_float32(head)
     backbone.pooled_dense.trainable = False
     return backbone, head, from_checkpoint(_load_tokenizer, checkpoint, key)
 

@@ -138,6 +138,8 @@ def load_masked_lm_teacher(checkpoint):
     """
     import keras_hub
 
+    from tfkd.layers.precision import masked_lm_head_in_float32
+
     if has_masked_lm_head(checkpoint):
         model = from_checkpoint(
             lambda handle: keras_hub.models.BertMaskedLM.from_preset(handle, preprocessor=None), checkpoint
@@ -149,7 +151,9 @@ def load_masked_lm_teacher(checkpoint):
     pooler = getattr(backbone, "pooled_dense", None)
     if pooler is not None:
         pooler.trainable = False
-    return model or keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+    model = model or keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+    masked_lm_head_in_float32(model.masked_lm_head)
+    return model
 
 
 def vocabulary_maps(student_tokenizer, teacher_tokenizer, stage_name, tokenizer_key):

@@ -22,6 +22,7 @@ from keras import ops
 
 from tfkd import data as data_lib
 from tfkd.errors import StageError
+from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
@@ -220,6 +221,7 @@ class MaskTaskDistiller(EncoderDistiller):
             intermediate_activation="gelu",
             name="student_mlm_head",
         )
+        masked_lm_head_in_float32(self.mlm_head)
         # built now, so the optimizer is built with its variables
         self.mlm_head.build((None, None, student.hidden_dim), (None, None))
 

@@ -48,6 +48,7 @@ def _masking_settings(spec, source_tokenizer):
 
 class MaskTaskCacheStage(Stage):
     name = "teacher_cache"
+    runs_in_train_precision = True
 
     def config(self, spec):
         distill = spec.distill

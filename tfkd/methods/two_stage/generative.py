@@ -207,6 +207,7 @@ class TeacherPretrainStage(Stage):
     """``teacher_pretrain``: a teacher learned from scratch (no checkpoint to start from)."""
 
     name = "teacher_pretrain"
+    runs_in_train_precision = True
 
     def config(self, spec):
         return {"teacher_pretrain": _text_config(spec.distill.teacher_pretrain, spec), "imports": spec.imports}

@@ -33,6 +33,7 @@ from keras import ops
 from tfkd import data as data_lib
 from tfkd.distillation.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.errors import StageError
+from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.masking import chosen_predictions, example_masking
 from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
@@ -100,6 +101,8 @@ def input_tokenizer(tokenizers):
 class StudentPretrainStage(Stage):
     """A stage pre-training the student: ``pretrain_kd`` (distilling with the run's lambda) or
     ``pretrain_mle`` (lambda 0, no teacher)."""
+
+    runs_in_train_precision = True
 
     def __init__(self, name):
         self.name = name
@@ -180,6 +183,7 @@ class PretrainStage(StudentPretrainStage):
                 f"wrapping a keras-hub BertBackbone; student {spec.student.kind} ({type(student).__name__}) is not"
             )
         masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+        masked_lm_head_in_float32(masked_lm.masked_lm_head)
         teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
         loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
@@ -282,6 +286,7 @@ class PretrainCacheStage(Stage):
     """``teacher_cache``: the teacher's top K at one fixed masking of every pre-training piece."""
 
     name = "teacher_cache"
+    runs_in_train_precision = True
 
     def config(self, spec):
         from tfkd.methods.two_stage.teacher import text_key

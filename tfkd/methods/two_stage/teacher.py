@@ -117,6 +117,7 @@ def load_finetuned_teacher(context):
 
 class TeacherTaskFinetuneStage(Stage):
     name = "teacher_finetune"
+    runs_in_train_precision = True
 
     def config(self, spec):
         task = _task(spec)
@@ -196,6 +197,7 @@ def unlabeled_sentences(context, spec):
 
 class TeacherPredictionsStage(Stage):
     name = "teacher_predictions"
+    runs_in_train_precision = True
 
     def config(self, spec):
         finetune = spec.distill.finetune
