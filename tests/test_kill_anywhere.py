@@ -96,6 +96,19 @@ CASES = {
             ("stage-finishing:export", "export"),
         ],
     ),
+    # the same run in bfloat16 (train.precision: every stage, the teacher's included): killed
+    # and resumed, it ends bit for bit as the uninterrupted bfloat16 run
+    "soft_target_bfloat16": Case(
+        SOFT_TARGET_SPEC,
+        ["train.precision=mixed_bfloat16"],
+        planned=[
+            ("weights-written:2", "teacher_finetune"),
+            ("cache-example:100", "teacher_cache"),
+            ("weights-written:2", "baseline"),
+            ("stage-finishing:baseline", "baseline"),
+            ("weights-written:2", "train"),
+        ],
+    ),
     "ensemble": Case(
         "ensemble_multi30k.yaml",
         MINILM_FLAGS
