@@ -7,7 +7,7 @@ the Marian peer's greedy and beam-4 ``generate()`` of as many tokens (see that f
 
 import time
 
-from bench import _padded, _peer_generate, _tfkd_student
+from bench_peer import _padded, _peer_generate, _tfkd_student
 
 
 class _FixedLengths:
