@@ -11,7 +11,8 @@ import keras
 import pytest
 
 from tfkd.plan import plan_run
-from tfkd.runner import Runner, StageError, op_determinism
+from tfkd.precision import op_determinism
+from tfkd.runner import Runner, StageError
 from tfkd.spec import load_spec
 from tfkd.stages import model_width
 

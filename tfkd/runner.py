@@ -327,7 +327,7 @@ class Runner:
         stages that build teachers and pre-train build them (a train stage sets its own
         variant's; a trained student predicts in ``decode.precision``).
         ``train.jit_compile`` goes with the spec each stage reads."""
-        from tfkd.precision import precision_policy
+        from tfkd.precision import op_determinism, precision_policy
 
         train = getattr(self.spec, "train", None)
         with (
@@ -431,28 +431,6 @@ def _write_json(path, value):
     with open(path + ".tmp", "w") as f:
         json.dump(value, f, default=str)
     os.replace(path + ".tmp", path)
-
-
-@contextlib.contextmanager
-def op_determinism(enabled):
-    """``train.deterministic``: TensorFlow's op determinism
-    (``tf.config.experimental.enable_op_determinism``: deterministic kernels, ordered tf.data,
-    an error from an op that has no deterministic implementation) while a stage runs (every
-    stage that trains: the teacher's fine-tuning as well as the students), restored afterwards.
-    ``False`` leaves the setting as it is (and TensorFlow unimported)."""
-    if not enabled:
-        yield
-        return
-    from tensorflow.python.framework import config as tf_config
-
-    previous = tf_config.is_op_determinism_enabled()
-    if not previous:
-        tf_config.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not previous:
-            tf_config.disable_op_determinism()
 
 
 def _io_problem(error):
