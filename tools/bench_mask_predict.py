@@ -7,7 +7,7 @@ the Marian peer's greedy and beam-4 ``generate()`` of as many tokens (see that f
 
 import time
 
-from bench_peer import _padded, _peer_generate, _tfkd_student
+from bench_peer import _marian, _padded, _peer_generate, _tfkd_student
 
 
 class _FixedLengths:
@@ -37,33 +37,19 @@ class _FixedLengths:
 def _backbone_peer(backbone, tokenizers, special):
     """A ``MarianMTModel`` with a BERT backbone's dimensions on both sides (layers, width,
     heads, feed-forward size, GELU), the run's two vocabularies."""
-    from transformers import MarianConfig, MarianMTModel
-
     layers = len(backbone.transformer_layers)
-    config = MarianConfig(
-        vocab_size=tokenizers.source.vocabulary_size(),
-        decoder_vocab_size=tokenizers.target.vocabulary_size(),
-        share_encoder_decoder_embeddings=False,
-        tie_word_embeddings=True,
-        d_model=backbone.hidden_dim,
+    return _marian(
+        tokenizers,
+        special,
+        width=backbone.hidden_dim,
         encoder_layers=layers,
         decoder_layers=layers,
-        encoder_attention_heads=backbone.num_heads,
-        decoder_attention_heads=backbone.num_heads,
-        encoder_ffn_dim=backbone.intermediate_dim,
-        decoder_ffn_dim=backbone.intermediate_dim,
-        activation_function="gelu",
+        heads=backbone.num_heads,
+        ffn=backbone.intermediate_dim,
+        activation="gelu",
         dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        max_position_embeddings=512,
-        pad_token_id=special.pad,
-        eos_token_id=special.eos,
-        decoder_start_token_id=special.bos,
-        forced_eos_token_id=None,
-        scale_embedding=True,
+        tie_embeddings=True,
     )
-    return MarianMTModel(config)
 
 
 def bench_mask_predict(spec, context, args):

@@ -8,25 +8,44 @@ def _tfkd_student(spec, context):
 
 def _peer(spec, tokenizers, special):
     """A ``MarianMTModel`` with the run's student's dimensions and vocabularies."""
+    s = spec.student
+    return _marian(
+        tokenizers,
+        special,
+        width=s.hidden_dim,
+        encoder_layers=s.encoder_layers,
+        decoder_layers=s.decoder_layers,
+        heads=s.num_heads,
+        ffn=s.intermediate_dim,
+        activation="relu",
+        # keras-hub's blocks apply ``dropout`` to the attention probabilities too
+        dropout=s.dropout,
+        tie_embeddings=bool(s.tie_embeddings),
+    )
+
+
+def _marian(
+    tokenizers, special, *, width, encoder_layers, decoder_layers, heads, ffn, activation, dropout, tie_embeddings
+):
+    """A ``MarianMTModel`` of these dimensions over the run's two vocabularies (its own source
+    and target embeddings), with the run's special ids."""
     from transformers import MarianConfig, MarianMTModel
 
-    s = spec.student
     config = MarianConfig(
         vocab_size=tokenizers.source.vocabulary_size(),
         decoder_vocab_size=tokenizers.target.vocabulary_size(),
         share_encoder_decoder_embeddings=False,
-        tie_word_embeddings=bool(s.tie_embeddings),
-        d_model=s.hidden_dim,
-        encoder_layers=s.encoder_layers,
-        decoder_layers=s.decoder_layers,
-        encoder_attention_heads=s.num_heads,
-        decoder_attention_heads=s.num_heads,
-        encoder_ffn_dim=s.intermediate_dim,
-        decoder_ffn_dim=s.intermediate_dim,
-        activation_function="relu",
-        # keras-hub's blocks apply ``dropout`` to the attention probabilities too
-        dropout=s.dropout,
-        attention_dropout=s.dropout,
+        tie_word_embeddings=tie_embeddings,
+        d_model=width,
+        encoder_layers=encoder_layers,
+        decoder_layers=decoder_layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        activation_function=activation,
+        dropout=dropout,
+        attention_dropout=dropout,
         activation_dropout=0.0,
         max_position_embeddings=512,
         pad_token_id=special.pad,
