@@ -25,7 +25,7 @@ from keras import ops
 
 from tfkd import registry
 from tfkd.layers import build_layer
-from tfkd.layers.precision import masked_lm_head_in_float32
+from tfkd.layers.precision import masked_lm_head_in_float32, reverse_projection_in_compute_dtype
 from tfkd.models.abilities import AdapterStudent, ParallelDecoding
 from tfkd.models.configs import ABNetConfig, ABNetEncConfig, AdapterSettings
 from tfkd.models.teachers import bert_embeddings
@@ -387,6 +387,7 @@ class ABNetEnc(_SourceBert, TransformerSeq2Seq):
             embeddings_initializer=init,
             name="target_embedding",
         )
+        reverse_projection_in_compute_dtype(self.target_embedding)
         self.position_encoding = keras_hub.layers.SinePositionEncoding(name="position_encoding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         block_defaults = {

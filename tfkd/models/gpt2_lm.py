@@ -4,6 +4,7 @@ import keras
 import keras_hub
 
 from tfkd import registry
+from tfkd.layers.precision import reverse_projection_in_compute_dtype
 from tfkd.models.backbone_config import WrapsBackbone
 from tfkd.models.configs import GPT2LMConfig
 
@@ -61,6 +62,7 @@ class GPT2LM(WrapsBackbone, keras.Model):
             dropout=dropout,
             max_sequence_length=max_sequence_length,
         )
+        reverse_projection_in_compute_dtype(backbone.token_embedding)  # keras-hub ties the output layer to it
         self.causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None, name="causal_lm")
         self.vocabulary_size = backbone.vocabulary_size
         self.num_layers = backbone.num_layers

@@ -6,6 +6,7 @@ from keras import ops
 
 from tfkd import registry
 from tfkd.layers import build_layer
+from tfkd.layers.precision import reverse_projection_in_compute_dtype
 from tfkd.models.abilities import IncrementalDecoding, SourceEmbedding
 from tfkd.models.configs import TransformerConfig
 
@@ -89,6 +90,7 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, keras.Model):
             embeddings_initializer=init,
             name="target_embedding",
         )
+        reverse_projection_in_compute_dtype(self.target_embedding)
         if share_embeddings:
             self.source_embedding = self.target_embedding
         else:
