@@ -108,7 +108,8 @@ def comparison_rows(spec, results, run_dir=None):
     seeds = spec.train.seeds or [spec.train.seed]
     differences = {}
     if run_dir is not None and students[0][0] == "baseline" and splits:
-        differences = _paired_tests(spec, results, folders, students, tested_split(splits), run_dir)
+        tests = _paired_tests(spec, results, folders, students, tested_split(splits), run_dir)
+        differences = {train: _difference_cell(test) for train, test in tests.items()}
     header = [
         "student",
         *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
@@ -181,9 +182,26 @@ class _Folders(dict):
         return self.chosen.get(stage, os.path.join(self.run_dir, stage))
 
 
+def paired_differences(spec, results, run_dir):
+    """``(split, {train stage: {metric: paired test result}})``: every student of the run in
+    ``run_dir`` against its baseline on the tested split (test when scored), every seed both
+    finished pooled, as the comparison table shows them; ``(None, {})`` without a baseline or
+    a scored split. A result is :func:`tfkd.significance.paired_result`'s dict (difference,
+    95% interval, p-value)."""
+    students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
+    if len(students) < 2 or students[0][0] != "baseline":
+        return None, {}
+    results, folders = _with_selection(spec, results, run_dir)
+    splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
+    if not splits:
+        return None, {}
+    split = tested_split(splits)
+    return split, _paired_tests(spec, results, folders, students, split, run_dir)
+
+
 def _paired_tests(spec, results, folders, students, split, run_dir):
-    """``{train stage: difference cell}`` of every student against the baseline on ``split``
-    (the seeds both finished, paired by seed)."""
+    """``{train stage: {metric: paired test result}}`` of every student against the baseline
+    on ``split`` (the seeds both finished, paired by seed)."""
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
     from tfkd.runner import Runner
@@ -198,7 +216,7 @@ def _paired_tests(spec, results, folders, students, split, run_dir):
     )
     context = RunContext(where, Runner(where, plan_run(where)))
     baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
-    cells = {}
+    tests = {}
     for train, evaluate in students[1:]:
         pairs = [
             (baseline[seed], e)
@@ -214,8 +232,8 @@ def _paired_tests(spec, results, folders, students, split, run_dir):
             [folders[c] for _, c in pairs],
         )
         if test:
-            cells[train] = _difference_cell(test)
-    return cells
+            tests[train] = test
+    return tests
 
 
 def _view(spec, train):
@@ -279,6 +297,7 @@ __all__ = [
     "compared_students",
     "comparison_rows",
     "comparison_table",
+    "paired_differences",
     "render_table",
     "score_lines",
     "seed_stages",

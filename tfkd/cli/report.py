@@ -1,5 +1,7 @@
 """``tfkd report RUN [-o DIR]``: a run's report, one HTML page and its figures
-(:func:`tfkd.report.build_report`)."""
+(:func:`tfkd.report.build_report`); ``tfkd report RUN RUN [RUN ...] -o DIR [--by KEY]``: the
+runs side by side along the one setting they differ in, a learning curve
+(:func:`tfkd.report.across_runs.build_curve_report`)."""
 
 from tfkd.cli.errors import reports_errors
 from tfkd.cli.startup import import_tensorflow
@@ -12,10 +14,19 @@ def register(add):
         "Write the report of a run directory: the stages' state (and what an unfinished run lacks), "
         "the comparison table, training curves, the teacher's stages, size and batch-1 latency "
         "against quality, and the task's own sections (BLEU by source length, confusion "
-        "matrices, ...). One HTML page and the PNG files it shows, in one folder.",
+        "matrices, ...). One HTML page and the PNG files it shows, in one folder. Given several "
+        "runs that differ in one setting (data.train_limit, say), one page across them: each "
+        "student's test metric and its gain over the baseline against that setting.",
     )
-    report.add_argument("run_dir", metavar="RUN", help="a run directory (runs/<name>)")
-    report.add_argument("-o", "--output", metavar="DIR", help="the report's folder (default: RUN/report)")
+    report.add_argument("run_dir", metavar="RUN", nargs="+", help="a run directory (runs/<name>), or several")
+    report.add_argument(
+        "-o", "--output", metavar="DIR", help="the report's folder (default: RUN/report; required for several runs)"
+    )
+    report.add_argument(
+        "--by",
+        metavar="KEY",
+        help="several runs: the spec key to place them along (default: the one setting they differ in)",
+    )
     report.add_argument(
         "--no-latency",
         dest="latency",
@@ -31,11 +42,21 @@ def cmd_report(args):
 
     from tfkd.errors import StageError
 
-    if not os.path.isdir(args.run_dir):
-        raise StageError(f"{args.run_dir}: no such run directory")
+    for run_dir in args.run_dir:
+        if not os.path.isdir(run_dir):
+            raise StageError(f"{run_dir}: no such run directory")
+    if len(args.run_dir) > 1 and not args.output:
+        raise StageError(f"{len(args.run_dir)} runs: give the folder of the report across them with -o DIR")
+    if len(args.run_dir) == 1 and args.by:
+        raise StageError("--by places several runs along a setting: give two runs or more")
     # reading TensorBoard events imports TensorFlow: with its start-up lines kept off the terminal
     import_tensorflow()
+    if len(args.run_dir) > 1:
+        from tfkd.report.across_runs import build_curve_report
+
+        print(build_curve_report(args.run_dir, args.output, by=args.by))
+        return 0
     from tfkd.report import build_report
 
-    print(build_report(args.run_dir, args.output, latency=args.latency))
+    print(build_report(args.run_dir[0], args.output, latency=args.latency))
     return 0
