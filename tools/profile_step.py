@@ -12,8 +12,9 @@ method's trainer and batches). Every batch shape is traced before profiling, the
 ``--steps`` steps of ``fit`` run under ``tf.profiler``. Printed as JSON: wall milliseconds
 per step; op time per step by group (attention, feed-forward, layer norms, embeddings and the
 output softmax, the loss, the optimizer update, the input pipeline, other ops), forward and
-backward apart; the threads' idle time; the ops that took longest. The trace stays in
-``--trace-dir`` for TensorBoard's profile plugin.
+backward apart; the same time by the kind of op (matrix products, casts, random numbers,
+gathers, reductions, layout, element-wise); the threads' idle time; the ops that took
+longest. The trace stays in ``--trace-dir`` for TensorBoard's profile plugin.
 """
 
 import argparse
@@ -58,9 +59,47 @@ def group_of(name):
     return "other"
 
 
-def op_times(xplane):
+# (kind, op types): what an op computes, whatever layer it belongs to; the rest are "other
+# element-wise" (adds, multiplies, activations, selects, comparisons)
+KINDS = [
+    ("matrix products", ("MatMul", "BatchMatMul", "Einsum", "Conv")),
+    ("casts", ("Cast",)),
+    ("random numbers", ("Random",)),
+    ("gathers and scatters", ("Gather", "Scatter", "SegmentSum", "SegmentMax")),
+    ("reductions and softmax", ("Sum", "Mean", "Max", "Min", "Prod", "Softmax", "LogSumExp", "ArgMax", "L2Loss")),
+    (
+        "layout (transpose, reshape, slice, concat)",
+        (
+            "Transpose",
+            "Reshape",
+            "Slice",
+            "Concat",
+            "Pad",
+            "Tile",
+            "Broadcast",
+            "Pack",
+            "Unpack",
+            "Split",
+            "Squeeze",
+            "ExpandDims",
+            "Identity",
+        ),
+    ),
+    ("variables and optimizer state", ("VariableOp", "Assign")),
+]
+
+
+def kind_of(op_type):
+    for kind, needles in KINDS:
+        if any(n in op_type for n in needles):
+            return kind
+    return "other element-wise"
+
+
+def op_times(xplane, types=None):
     """``{op full name: total self microseconds}`` from a profiler ``.xplane.pb``, by
-    TensorFlow's own ``framework_op_stats`` tool."""
+    TensorFlow's own ``framework_op_stats`` tool; ``types``, a dict, is filled with each op's
+    type (``MatMul``, ``Cast``, ...)."""
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
     data, ok = _pywrap_profiler_plugin.xspace_to_tools_data([xplane], "framework_op_stats")
@@ -69,7 +108,7 @@ def op_times(xplane):
     tables = json.loads(data)
     table = tables[0] if isinstance(tables, list) else tables
     columns = [c["id"] for c in table["cols"]]
-    name_col, self_col = columns.index("operation"), columns.index("total_self_time")
+    name_col, self_col, type_col = columns.index("operation"), columns.index("total_self_time"), columns.index("type")
     host_col = columns.index("host_or_device") if "host_or_device" in columns else None
     times = collections.Counter()
     for row in table["rows"]:
@@ -77,6 +116,8 @@ def op_times(xplane):
         if host_col is not None and values[host_col] not in ("Host", "Device", None):
             continue
         times[values[name_col]] += float(values[self_col])
+        if types is not None:
+            types[values[name_col]] = values[type_col]
     return times
 
 
@@ -146,8 +187,12 @@ def main():
     wall = time.perf_counter() - start
     tf.profiler.experimental.stop()
     (xplane,) = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "*.xplane.pb"))[-1:]
-    times = op_times(xplane)
+    types = {}
+    times = op_times(xplane, types)
     idle = times.pop("IDLE", 0.0)  # the threads' time without an op
+    kinds = collections.Counter()
+    for name, micros in times.items():
+        kinds[kind_of(types.get(name, ""))] += micros
     groups = collections.Counter()
     for name, micros in times.items():
         direction = "backward" if "gradient_tape/" in name else "forward"
@@ -173,6 +218,9 @@ def main():
                 "op_ms_per_step": round(op_total / 1000 / steps, 2),
                 "op_ms_per_step_by_group": {k: round(v / 1000 / steps, 2) for k, v in groups.most_common()},
                 "op_share_by_group": {k: round(v / op_total, 3) for k, v in groups.most_common()},
+                # the same time by what the ops compute: how much of the step the matrix
+                # products are (what a faster precision speeds up) and how much is the rest
+                "op_ms_per_step_by_kind": {k: round(v / 1000 / steps, 2) for k, v in kinds.most_common()},
                 "idle_thread_ms_per_step": round(idle / 1000 / steps, 2),
                 "note": "op and idle times are summed over the threads that ran ops (the intra-op pool and the "
                 "executor's), so together they exceed the wall time",
