@@ -47,3 +47,25 @@ def test_help_names_the_command():
     assert out.returncode == 0 and "report" in out.stdout
     out = run_tfkd("report", "--help")
     assert "--no-latency" in out.stdout and "-o DIR" in out.stdout
+
+
+def test_several_runs_make_one_page_across_them_and_mistakes_are_one_line(tmp_path):
+    runs = []
+    for name, limit in (("small", 2000), ("large", 5000)):
+        run = synthetic_run(tmp_path, name=name)
+        spec = (run / "spec.yaml").read_text().replace("  tgt_lang: en\n", f"  tgt_lang: en\n  train_limit: {limit}\n")
+        (run / "spec.yaml").write_text(spec)
+        runs.append(str(run))
+    out = run_tfkd("report", *runs)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == "tfkd: error: 2 runs: give the folder of the report across them with -o DIR\n"
+    out = run_tfkd("report", *runs, "-o", str(tmp_path / "curve"), "--by", "train.steps")
+    assert out.returncode == 1 and out.stderr.splitlines() == [
+        "tfkd: error: --by train.steps: two runs have the same value (40, 40)"
+    ]
+    out = run_tfkd("report", *runs, "-o", str(tmp_path / "curve"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout == f"{tmp_path / 'curve' / 'index.html'}\n"
+    assert not any(noise in out.stderr for noise in NOISE), out.stderr
+    text, images = check_page(out.stdout.strip())
+    assert "2 runs placed along data.train_limit" in text and images == ["curve-data-train_limit.png"]
