@@ -17,6 +17,7 @@ import datetime
 import os
 import statistics
 
+from tfkd.comparison import difference_cell, score_cell
 from tfkd.errors import StageError
 from tfkd.report import html
 
@@ -123,8 +124,8 @@ def build_curve_report(run_dirs, out_dir, by=None):
                     run.spec.name,
                     student,
                     str(len(point["scores"])),
-                    _mean_std(point["scores"]),
-                    _gain_cell(gain) if gain else "-",
+                    score_cell(point["scores"]),
+                    difference_cell({gain["metric"]: gain}) if gain else "-",
                 ]
             )
     figure = _draw(out_dir, key, values, students, measured, metric)
@@ -158,20 +159,6 @@ def build_curve_report(run_dirs, out_dir, by=None):
         f.write(html.page(f"Across runs: {key}", intro, sections))
     os.replace(path + ".tmp", path)
     return path
-
-
-def _mean_std(scores):
-    if len(scores) == 1:
-        return f"{scores[0]:.2f}"
-    return f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f}"
-
-
-def _gain_cell(test):
-    mark = "*" if test["significant"] else ""
-    return (
-        f"{test['metric']} {test['difference']:+.2f} [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}] "
-        f"p={test['p_value']:.3f}{mark}"
-    )
 
 
 def _draw(out_dir, key, values, students, measured, metric):
