@@ -161,3 +161,23 @@ def test_a_sentencepiece_size_the_text_cannot_fill_is_one_line(tmp_path):
         "vocab: SentencePiece (unigram) could not learn 5000 pieces from 2 sentences: "
     ), message
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_without_autotuning_keeps_the_elements_and_the_other_options():
+    """tf.data's autotuning is off (its model thread delays every iterator's deletion by up to a
+    minute); what the pipeline yields, in order, and the options set before stay."""
+    from tfkd.data import without_autotuning
+    from tfkd.distribute import shard_by_batch
+
+    pipeline = shard_by_batch(
+        tf.data.Dataset.range(40)
+        .shuffle(40, seed=3, reshuffle_each_iteration=False)
+        .map(lambda x: x * 2, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(8)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    quiet = without_autotuning(pipeline)
+    assert pipeline.options().autotune.enabled is not False
+    assert quiet.options().autotune.enabled is False
+    assert quiet.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert [b.tolist() for b in quiet.as_numpy_iterator()] == [b.tolist() for b in pipeline.as_numpy_iterator()]

@@ -336,6 +336,20 @@ def example_stream(
     return ds, extra_names
 
 
+def without_autotuning(dataset):
+    """``dataset`` with tf.data's autotuning off: its ``AUTOTUNE`` parallel calls and prefetch
+    buffers take tf.data's fixed defaults (the machine's cores; a buffer that grows by itself).
+
+    An autotuned iterator runs a model thread that sleeps longer and longer (up to a minute)
+    between optimisations, and deleting the iterator waits for that thread to wake. Keras'
+    ``fit`` deletes the last validation pass's iterator when the next validation begins: that
+    cost 20-50 s at most validations of a training stage on two cores, against 2 s for the pass
+    itself. What a pipeline yields, and in which order, does not depend on autotuning."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def bucketed_batches(ds, length, max_tokens, bucket_width, batch_tokens, padding_values, pad_to_bucket=False):
     """``ds`` batched by length (``length(example)``) under a token budget: buckets of
     ``bucket_width`` up to ``max_tokens``, each batch padded to its longest element with

@@ -185,6 +185,26 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_s
         np.testing.assert_array_equal(a, b)
 
 
+def test_fit_reads_its_training_and_validation_pipelines_without_autotuning(monkeypatch):
+    """Keras deletes each validation pass's iterator when the next begins, and an autotuned
+    iterator's deletion waits for tf.data's model thread (20-50 s at most validations of a
+    stage): fit_resumed hands Keras both pipelines with autotuning off."""
+    from tfkd.training.fit import fit_resumed
+
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
+    valid = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True))).batch(4).prefetch(tf.data.AUTOTUNE)
+    net, seen = _dropout_model(), {}
+    keras_fit = type(net).fit
+
+    def fit(self, x=None, validation_data=None, **kwargs):
+        seen["train"], seen["valid"] = x.options().autotune.enabled, validation_data.options().autotune.enabled
+        return keras_fit(self, x, validation_data=validation_data, **kwargs)
+
+    monkeypatch.setattr(type(net), "fit", fit)
+    fit_resumed(net, _built_stream(), 4, 2, remake_train_ds=_stream, validation_data=valid)
+    assert seen == {"train": False, "valid": False} and int(net.optimizer.iterations.numpy()) == 4
+
+
 def test_a_second_fit_on_the_same_reshuffling_pipeline_would_read_another_order():
     """Why fit_resumed finishes a cut epoch and goes on on a fresh copy of the pipeline."""
     stream = _built_stream()

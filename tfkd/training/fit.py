@@ -7,7 +7,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import tensorflow as tf
+
 from tfkd import stopping
+from tfkd.data import without_autotuning
 from tfkd.errors import StageError
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
 from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
@@ -199,10 +202,12 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
     if done >= steps:
         return None
     epoch, into = divmod(done, steps_per_epoch)
+    if isinstance(fit_kwargs.get("validation_data"), tf.data.Dataset):
+        fit_kwargs["validation_data"] = without_autotuning(fit_kwargs["validation_data"])
 
     def fit(dataset, start, epoch, length, last_epoch):
         return model.fit(
-            dataset.skip(start * batches_per_step),
+            without_autotuning(dataset.skip(start * batches_per_step)),
             steps_per_epoch=length * batches_per_step,
             epochs=last_epoch,
             initial_epoch=epoch,
