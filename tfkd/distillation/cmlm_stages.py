@@ -36,20 +36,25 @@ def spec_task(spec):
 
 
 def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle_buffer=None, seed=None):
-    """C-MLM batches; shuffled and repeated with a ``shuffle_buffer`` (training), else one
-    pass with a fixed masking drawn from ``seed`` (validation)."""
+    """C-MLM batches; shuffled and repeated with a ``shuffle_buffer`` (training: each batch
+    masked from its own seed, drawn from ``finetune.seed``, so the masks differ every epoch
+    and replay exactly, whatever runs in parallel), else one pass with a fixed masking drawn
+    from ``seed`` (validation)."""
     ds = tf.data.Dataset.from_tensor_slices({"source": tokenized.source_ids, "target": tokenized.target_ids})
     if shuffle_buffer:
         ds = ds.shuffle(min(len(tokenized), shuffle_buffer), seed=finetune.seed).repeat()
-    ds = ds.ragged_batch(finetune.batch_size)
+        seeds = tf.data.Dataset.random(seed=finetune.seed).batch(2)
+    else:
+        seeds = tf.data.Dataset.from_tensors(tf.cast(seed, tf.int64)).repeat()
+    ds = tf.data.Dataset.zip((ds.ragged_batch(finetune.batch_size), seeds))
 
-    def to_mlm_batch(batch):
+    def to_mlm_batch(batch, batch_seed):
         token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length, special_ids)
         if finetune.direction == "left_to_right":
             positions, labels, weights = left_to_right_targets(token_ids, segment_ids, padding)
         else:
             token_ids, positions, labels, weights = cmlm_mask(
-                token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, seed=seed
+                token_ids, segment_ids, padding, finetune.mask_rate, mask_id, vocab_size, seed=batch_seed
             )
         inputs = {
             "token_ids": token_ids,
