@@ -197,7 +197,8 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
     iterator of a dataset that reshuffles reads another order. The stage built its model from
     one batch of ``train_ds`` (:func:`tfkd.stages.compile_and_build`) before ``fit`` opened the
     second iterator, so one iterator is opened on the copy first. Without ``remake_train_ds``,
-    the epochs count from the step it goes on from."""
+    the epochs count from the step it goes on from. The training and validation pipelines are
+    read with tf.data's autotuning off (:func:`tfkd.data.without_autotuning`)."""
     done = int(model.optimizer.iterations.numpy())
     if done >= steps:
         return None
