@@ -119,6 +119,21 @@ def test_imports_register_a_user_layer(tmp_path):
         load_spec(write(tmp_path, bad, "bad.yaml"))
 
 
+def test_ctrl_c_inside_an_imported_extension_is_an_interrupt_not_a_spec_error(tmp_path):
+    """A C extension (TensorFlow's) whose initialisation Ctrl-C cuts short raises
+    ``ImportError("initialization failed")`` from the ``KeyboardInterrupt``: the command must
+    stop as interrupted, not blame the spec's ``imports``. A plain import error still does."""
+    (tmp_path / "cut_short.py").write_text(
+        "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt as e:\n"
+        "    raise ImportError('initialization failed') from e\n"
+    )
+    (tmp_path / "broken.py").write_text("raise ImportError('initialization failed')\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_spec(write(tmp_path, GOOD.replace("student:\n", "imports: [cut_short]\nstudent:\n")))
+    with pytest.raises(SpecError, match="imports.0: cannot import 'broken': initialization failed"):
+        load_spec(write(tmp_path, GOOD.replace("student:\n", "imports: [broken]\nstudent:\n"), "b.yaml"))
+
+
 TEACHER = "teacher: {checkpoint: x}\n"
 
 # (spec text, expected exact message with {path} for the file)

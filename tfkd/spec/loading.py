@@ -106,6 +106,18 @@ def _apply_override(data, assignment, located):
     located.overrides[tuple(keys)] = assignment.strip()
 
 
+def _interrupted(error):
+    """Whether ``error`` came of a Ctrl-C: a C extension whose initialisation a
+    ``KeyboardInterrupt`` cut short raises ``ImportError("initialization failed")`` from it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _import_user_modules(modules, located, spec_dir):
     for i, module in enumerate(modules or []):
         if not isinstance(module, str):
@@ -127,6 +139,8 @@ def _import_user_modules(modules, located, spec_dir):
             else:
                 importlib.import_module(module)
         except (ImportError, SyntaxError) as e:
+            if _interrupted(e):  # Ctrl-C inside an extension's initialisation (TensorFlow's)
+                raise KeyboardInterrupt from None
             raise located.error(("imports", i), f"cannot import {module!r}: {e}") from None
         except (TypeError, ValueError) as e:  # e.g. a registration error
             raise located.error(("imports", i), f"importing {module!r} failed: {e}") from None
