@@ -63,11 +63,18 @@ def test_lambda_zero_is_mle_and_never_runs_the_teacher():
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_3_rows_by_default():
     spec = load_spec(CPU_SPEC)
-    assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
+    assert plan_run(spec).with_role("method") == [
+        "teacher_pretrain",
+        "teacher_finetune",
+        "teacher_evaluate",
+        "pretrain_kd",
+        "pretrain_mle",
+    ]
     assert plan_run(spec).defaults() == [
         "vocab",
         "teacher_pretrain",
         "teacher_finetune",
+        "teacher_evaluate",
         "pretrain_kd",
         "pretrain_mle",
         "baseline",

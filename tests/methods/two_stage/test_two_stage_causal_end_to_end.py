@@ -60,7 +60,7 @@ def test_the_gpt2_lightpaff_spec_runs_every_stage_exports_and_generates(tmp_path
         spec,
         *flags,
         "--stages",
-        "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
+        "vocab,teacher_pretrain,teacher_finetune,teacher_evaluate,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
         "gpt2_small,gpt2_small_evaluate,train,evaluate,export",
     )
     assert out.returncode == 0, out.stderr[-4000:]
@@ -69,11 +69,12 @@ def test_the_gpt2_lightpaff_spec_runs_every_stage_exports_and_generates(tmp_path
         d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
     }
     assert results["vocab"]["vocabulary_size"] == 600
-    # the teacher: pre-trained by tfkd, fine-tuned, scored on both splits
+    # the teacher: pre-trained by tfkd, fine-tuned and scored on valid, then on test by teacher_evaluate
     assert results["teacher_pretrain"]["parameters"] == results["teacher_finetune"]["parameters"]
-    for split in ("valid", "test"):
-        scored = results["teacher_finetune"][split]
+    for stage, split in (("teacher_finetune", "valid"), ("teacher_evaluate", "test")):
+        scored = results[stage][split]
         assert scored["metric"] == "perplexity" and scored["score"] == scored["word_perplexity"] > 1
+    assert "test" not in results["teacher_finetune"]
     # pre-training: with the teacher online (lambda 0.4: both terms) and without
     assert results["pretrain_kd"]["lambda"] == 0.4 and results["pretrain_kd"]["kd"] > 0
     assert results["pretrain_mle"]["lambda"] == 0.0 and results["pretrain_mle"]["val_token_perplexity"] > 1

@@ -131,11 +131,18 @@ def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default():
     spec = load_spec(CPU_SPEC)
-    assert plan_run(spec).with_role("method") == ["teacher_pretrain", "teacher_finetune", "pretrain_kd", "pretrain_mle"]
+    assert plan_run(spec).with_role("method") == [
+        "teacher_pretrain",
+        "teacher_finetune",
+        "teacher_evaluate",
+        "pretrain_kd",
+        "pretrain_mle",
+    ]
     assert plan_run(spec).defaults() == [
         "vocab",
         "teacher_pretrain",
         "teacher_finetune",
+        "teacher_evaluate",
         "pretrain_kd",
         "pretrain_mle",
         "baseline",
@@ -150,6 +157,24 @@ def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default
     assert method.train_inputs(RunContext(spec.variant("mass_small"))) == ("pretrain_mle",)
     assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
     assert spec.distill.pretrain.kd_lambda == 0.7 and spec.distill.pretrain.segment_rate == 0.5
+
+
+def test_a_teacher_chosen_on_valid_is_scored_on_test_without_training_it_again(data_dir):
+    """``teacher_finetune`` scores the validation split only, so its key does not read
+    ``evaluate.splits``: a run that searched the teacher's settings on valid hands its teacher
+    to the run that reads test, where ``teacher_evaluate`` (keyed by the splits) scores it."""
+    from tfkd.runner import Runner
+
+    final = load_spec(CPU_SPEC)
+    search = load_spec(CPU_SPEC, ["evaluate.splits=[valid]"])
+    assert "teacher_evaluate" not in plan_run(search).names
+    final_runner, search_runner = Runner(final, plan_run(final)), Runner(search, plan_run(search))
+    for name in ("teacher_pretrain", "teacher_finetune"):
+        assert final_runner.key(name) == search_runner.key(name), name
+    assert final_runner.stages["teacher_evaluate"].config(final)["data"] != {}
+    both = load_spec(CPU_SPEC, ["evaluate.splits=[valid, test]"])
+    assert Runner(both, plan_run(both)).key("teacher_evaluate") != final_runner.key("teacher_evaluate")
+    assert Runner(both, plan_run(both)).key("teacher_finetune") == final_runner.key("teacher_finetune")
 
 
 def test_the_paper_spec_keeps_the_papers_sizes():

@@ -57,7 +57,7 @@ def test_the_mass_lightpaff_spec_runs_every_stage_and_exports(tmp_path):
         spec,
         *flags,
         "--stages",
-        "vocab,teacher_pretrain,teacher_finetune,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
+        "vocab,teacher_pretrain,teacher_finetune,teacher_evaluate,pretrain_kd,pretrain_mle,baseline,baseline_evaluate,"
         "mass_small,mass_small_evaluate,train,evaluate,export",
     )
     assert out.returncode == 0, out.stderr[-4000:]
@@ -67,11 +67,14 @@ def test_the_mass_lightpaff_spec_runs_every_stage_and_exports(tmp_path):
     }
     # one vocabulary for both languages
     assert (run / "vocab" / "source.vocab").read_text() == (run / "vocab" / "target.vocab").read_text()
-    # the teacher: pre-trained by MASS on both monolingual sides, fine-tuned, scored on the test split
+    # the teacher: pre-trained by MASS on both monolingual sides, fine-tuned and scored on the
+    # validation split, then scored on the test split by its own stage
     pretrained = results["teacher_pretrain"]
     assert pretrained["sentences"] == 600 and pretrained["val_token_perplexity"] > 1
     assert pretrained["parameters"] == results["teacher_finetune"]["parameters"]
-    assert results["teacher_finetune"]["test"]["metric"] == "BLEU"
+    assert results["teacher_finetune"]["valid"]["metric"] == "BLEU" and "test" not in results["teacher_finetune"]
+    assert results["teacher_evaluate"]["test"]["metric"] == "BLEU"
+    assert results["teacher_evaluate"]["parameters"] == pretrained["parameters"]
     # the student's pre-training: with the teacher online (lambda 0.7: both terms) and without
     assert results["pretrain_kd"]["lambda"] == 0.7 and results["pretrain_kd"]["kd"] > 0
     assert results["pretrain_mle"]["lambda"] == 0.0 and results["pretrain_mle"].get("kd", 0) == 0
@@ -83,6 +86,10 @@ def test_the_mass_lightpaff_spec_runs_every_stage_and_exports(tmp_path):
     assert results["baseline"]["trainable_parameters"] == results["train"]["trainable_parameters"]
     table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 1 + 3 and table[1].startswith("| teacher (Transformer pre-trained by tfkd with MASS")
+    # the teacher row's test score is teacher_evaluate's
+    cells = [[cell.strip() for cell in line.split("|")] for line in (table[0], table[1])]
+    test_bleu = cells[1][cells[0].index("test BLEU")]
+    assert test_bleu == f"{results['teacher_evaluate']['test']['score']:.2f}"
     # the export: raw German in, English out, served by tensorflow alone, as the run translates
     served = serve_only(run / "export" / "lightpaff_mass_deen_cpu" / "1", SENTENCES, tmp_path)
     assert served["loaded"] == [] and len(served["translations"]) == len(SENTENCES)

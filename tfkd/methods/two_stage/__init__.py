@@ -2,7 +2,8 @@
 and again in fine-tuning.
 
 1. The teacher: a pretrained checkpoint (``teacher.checkpoint``) fine-tuned on the task
-   (``teacher_finetune``; its validation score is the run's teacher row), whose outputs on
+   (``teacher_finetune``; its validation score, and ``teacher_evaluate``'s test score, are
+   the run's teacher row), whose outputs on
    the training examples, and on the extra unlabeled sentences of ``finetune.unlabeled``, are
    written once (``teacher_predictions``).
 2. Pre-training distillation (``pretrain_kd``): the student's encoder (a keras-hub
@@ -65,6 +66,7 @@ from tfkd.methods.two_stage.settings import (
     objective,
     pretrain_stage,
     teacher_label,
+    teacher_test_splits,
     uses_teacher_outputs,
 )
 from tfkd.plan import PlannedStage
@@ -82,6 +84,7 @@ class TwoStageMethod(Method):
     stage_order = (
         "teacher_pretrain",
         "teacher_finetune",
+        "teacher_evaluate",
         "teacher_predictions",
         "teacher_mlm",
         "teacher_cache",
@@ -145,6 +148,9 @@ class TwoStageMethod(Method):
             PRETRAIN_KD: (("vocab", *kd_teacher), pretraining, {"name": PRETRAIN_KD}),
             PRETRAIN_MLE: (("vocab",), pretraining, {"name": PRETRAIN_MLE}),
         }
+        if "teacher_finetune" in wanted and teacher_test_splits(spec):
+            wanted.add("teacher_evaluate")
+        planned["teacher_evaluate"] = (("vocab", "teacher_finetune"), f"{teacher}:TeacherEvaluateStage", {})
         return [PlannedStage(name, *planned[name]) for name in self.stage_order if name in wanted]
 
     def decoded_targets_problem(self, context):
@@ -199,7 +205,8 @@ class TwoStageMethod(Method):
         finetuned = results.get("teacher_finetune") or {}
         if "valid" not in finetuned:
             return None
-        scores = {split: finetuned[split] for split in ("valid", "test") if split in finetuned}
+        scored = {**finetuned, **(results.get("teacher_evaluate") or {})}
+        scores = {split: scored[split] for split in ("valid", "test") if split in scored}
         return {
             "label": f"teacher ({teacher_label(context.spec)}, fine-tuned)",
             "scores": scores,

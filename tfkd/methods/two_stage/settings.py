@@ -59,6 +59,12 @@ def pretrain_settings(spec):
     return next(s.pretrain for s in run_sections(spec) if s.pretrain.enabled)
 
 
+def teacher_test_splits(spec):
+    """The splits ``teacher_evaluate`` scores: ``evaluate.splits`` but the validation split,
+    which ``teacher_finetune`` scores."""
+    return [split for split in spec.evaluate.splits if split != "valid"]
+
+
 __all__ = [
     "CAUSAL_LM",
     "GENERATIVE",
@@ -72,5 +78,6 @@ __all__ = [
     "pretrain_stage",
     "run_sections",
     "teacher_label",
+    "teacher_test_splits",
     "uses_teacher_outputs",
 ]

@@ -3,7 +3,12 @@
 - ``teacher_finetune``: the teacher checkpoint's backbone with the task's head
   (:meth:`tfkd.tasks.Task.build_teacher`), fine-tuned on the task's training split with the
   task's loss (linear warm-up and decay, ``distill.teacher_finetune``); its score on the
-  validation split is reported (the teacher row of the run's comparison).
+  validation split is reported (the teacher row of the run's comparison, and what a search
+  of the teacher's settings reads).
+- ``teacher_evaluate``: the fine-tuned teacher scored on the other splits of
+  ``evaluate.splits`` (the test set), as the students' ``*_evaluate`` stages score them and
+  keyed as they are, so a teacher chosen in a run scored on valid only is reused, not trained
+  again, by the run that reads test.
 - ``teacher_predictions``: the fine-tuned teacher's output distribution for every training
   example, and for the extra unlabeled sentences of ``distill.finetune.unlabeled`` (ids after
   the split's), written once to ``teacher_predictions.npz``; fine-tuning distillation reads it
@@ -25,7 +30,7 @@ from tfkd import data as data_lib
 from tfkd import registry
 from tfkd.distillation.teacher_mlm import TeacherMLMStage
 from tfkd.errors import StageError
-from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label
+from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label, teacher_test_splits
 from tfkd.runner import Stage
 
 log = logging.getLogger("tfkd")
@@ -179,10 +184,32 @@ class TeacherTaskFinetuneStage(Stage):
         )
         results = {"steps": int(trainer.optimizer.iterations.numpy()), "parameters": parameters, **summary}
         if valid_ds is not None:
+            # the validation split only: teacher_evaluate scores the others, under its own key
             teacher.trainable = False
-            # the teacher row of the run's comparison: the splits the students are scored on
-            for split in dict.fromkeys(["valid", *context.spec.evaluate.splits]):
-                results[split] = view.task.evaluate(view, teacher, split, workdir)
+            results["valid"] = view.task.evaluate(view, teacher, "valid", workdir)
+        return results
+
+
+class TeacherEvaluateStage(Stage):
+    name = "teacher_evaluate"
+
+    def config(self, spec):
+        splits = teacher_test_splits(spec)
+        return {
+            "decode": spec.decode.key(),
+            "evaluate": spec.evaluate.model_dump(mode="json"),
+            "data": _task(spec).data_key(spec, splits),
+        }
+
+    def input_files(self, spec):
+        return _task(spec).data_files(spec, teacher_test_splits(spec))
+
+    def run(self, context, workdir):
+        teacher = load_finetuned_teacher(context)
+        results = {"parameters": teacher.count_params()}
+        for split in teacher_test_splits(context.spec):
+            log.info("%s: %s", self.name, split)
+            results[split] = context.task.evaluate(context, teacher, split, workdir)
         return results
 
 
