@@ -12,6 +12,9 @@ import numpy as np
 # the tests mirror the package tree (tests/methods/soft_target/...); these helpers stay here
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
+# two_stage's own stages, in order, for a generative objective (GPT-2, MASS) whose run
+# pre-trains its teacher and scores it on test
+GENERATIVE_METHOD_STAGES = ["teacher_pretrain", "teacher_finetune", "teacher_evaluate", "pretrain_kd", "pretrain_mle"]
 
 
 TINY = """\

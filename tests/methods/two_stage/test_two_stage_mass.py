@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REPO, check_lambda_zero_is_mle, check_per_position_kd
+from helpers import GENERATIVE_METHOD_STAGES, REPO, check_lambda_zero_is_mle, check_per_position_kd
 
 from tfkd import registry
 from tfkd.context import RunContext
@@ -131,20 +131,10 @@ def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain
 
 def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default():
     spec = load_spec(CPU_SPEC)
-    assert plan_run(spec).with_role("method") == [
-        "teacher_pretrain",
-        "teacher_finetune",
-        "teacher_evaluate",
-        "pretrain_kd",
-        "pretrain_mle",
-    ]
+    assert plan_run(spec).with_role("method") == GENERATIVE_METHOD_STAGES
     assert plan_run(spec).defaults() == [
         "vocab",
-        "teacher_pretrain",
-        "teacher_finetune",
-        "teacher_evaluate",
-        "pretrain_kd",
-        "pretrain_mle",
+        *GENERATIVE_METHOD_STAGES,
         "baseline",
         "baseline_evaluate",
         "mass_small",
