@@ -103,13 +103,14 @@ def comparison_rows(spec, results, run_dir=None):
     students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
     if len(students) < 2:
         return None
-    stage_results, (results, _) = results, _with_selection(spec, results, run_dir)
+    stage_results = results  # paired_differences joins a sweep's selection itself
+    results, _ = _with_selection(spec, results, run_dir)
     splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
     metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
     seeds = spec.train.seeds or [spec.train.seed]
     differences = {}
     if run_dir is not None and students[0][0] == "baseline" and splits:
-        _, tests = paired_differences(spec, stage_results, run_dir)  # joins the selection itself
+        _, tests = paired_differences(spec, stage_results, run_dir)
         differences = {train: difference_cell(test) for train, test in tests.items()}
     header = [
         "student",

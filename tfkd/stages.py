@@ -333,9 +333,13 @@ class EvaluateStage(Stage):
     def input_files(self, spec):
         return _task(spec).data_files(spec, self.scored_splits(spec))
 
+    def load_model(self, context):
+        """The model scored: the student ``train_stage`` trained."""
+        return load_student(context, self.train_stage)
+
     def run(self, context, workdir):
         context = context.with_spec(self.view(context.spec))
-        student = load_student(context, self.train_stage)
+        student = self.load_model(context)
         results = {}
         for split in self.scored_splits(context.spec):
             log.info("%s: %s", self.name, split)

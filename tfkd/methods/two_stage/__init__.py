@@ -147,10 +147,10 @@ class TwoStageMethod(Method):
             "teacher_cache": (("vocab", "teacher_mlm"), f"{pretrain}:PretrainCacheStage", {}),
             PRETRAIN_KD: (("vocab", *kd_teacher), pretraining, {"name": PRETRAIN_KD}),
             PRETRAIN_MLE: (("vocab",), pretraining, {"name": PRETRAIN_MLE}),
+            "teacher_evaluate": (("vocab", "teacher_finetune"), f"{teacher}:TeacherEvaluateStage", {}),
         }
         if "teacher_finetune" in wanted and teacher_test_splits(spec):
             wanted.add("teacher_evaluate")
-        planned["teacher_evaluate"] = (("vocab", "teacher_finetune"), f"{teacher}:TeacherEvaluateStage", {})
         return [PlannedStage(name, *planned[name]) for name in self.stage_order if name in wanted]
 
     def decoded_targets_problem(self, context):

@@ -32,6 +32,7 @@ from tfkd.distillation.teacher_mlm import TeacherMLMStage
 from tfkd.errors import StageError
 from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label, teacher_test_splits
 from tfkd.runner import Stage
+from tfkd.stages import EvaluateStage
 
 log = logging.getLogger("tfkd")
 
@@ -190,27 +191,19 @@ class TeacherTaskFinetuneStage(Stage):
         return results
 
 
-class TeacherEvaluateStage(Stage):
-    name = "teacher_evaluate"
+class TeacherEvaluateStage(EvaluateStage):
+    """The fine-tuned teacher scored as the students' evaluate stages score them (and keyed as
+    they are), on ``evaluate.splits`` but the validation split, which ``teacher_finetune``
+    scores."""
 
-    def config(self, spec):
-        splits = teacher_test_splits(spec)
-        return {
-            "decode": spec.decode.key(),
-            "evaluate": spec.evaluate.model_dump(mode="json"),
-            "data": _task(spec).data_key(spec, splits),
-        }
+    def __init__(self):
+        super().__init__("teacher_evaluate", "teacher_finetune")
 
-    def input_files(self, spec):
-        return _task(spec).data_files(spec, teacher_test_splits(spec))
+    def scored_splits(self, spec):
+        return teacher_test_splits(spec)
 
-    def run(self, context, workdir):
-        teacher = load_finetuned_teacher(context)
-        results = {"parameters": teacher.count_params()}
-        for split in teacher_test_splits(context.spec):
-            log.info("%s: %s", self.name, split)
-            results[split] = context.task.evaluate(context, teacher, split, workdir)
-        return results
+    def load_model(self, context):
+        return load_finetuned_teacher(context)
 
 
 def unlabeled_sentences(context, spec):
