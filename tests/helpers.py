@@ -1,6 +1,7 @@
 """Helpers several test files share: the tiny real-data spec, running the CLI in a fresh
-process, serving an export in a process that can import only tensorflow + tensorflow_text, a
-NumPy greedy-decoding reference, LightPAFF's loss checks and the tasks' fake run context."""
+process, a method's spec trained in bfloat16, serving an export in a process that can import
+only tensorflow + tensorflow_text, a NumPy greedy-decoding reference, LightPAFF's loss checks
+and the tasks' fake run context."""
 
 import json
 import os
@@ -68,6 +69,25 @@ def tfkd(*args, env_extra=None, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, **kwargs
     )
+
+
+def train_in_bfloat16(spec_file, sets, stages, run, students, env_extra=None):
+    """A method's shrunk spec (``sets``: its ``--set`` flags) through ``stages`` with the one
+    switch ``train.precision=mixed_bfloat16``, which applies to every stage that builds a model,
+    the teachers' included. Checks that each stage finished with finite numbers and that each
+    of ``students`` was built under Keras' ``mixed_bfloat16`` (its saved config's policy);
+    returns each stage's results."""
+    flags = [a for s in [*sets, "train.precision=mixed_bfloat16"] for a in ("--set", s)]
+    out = tfkd("run", spec_file, *flags, "--stages", ",".join(stages), env_extra=env_extra)
+    assert out.returncode == 0, out.stderr[-4000:]
+    results = {stage: json.load(open(os.path.join(run, stage, "stage.json")))["results"] for stage in stages}
+    for stage, values in results.items():
+        numbers = [v for v in values.values() if isinstance(v, float)]
+        assert np.all(np.isfinite(numbers)), (stage, values)
+    for student in students:
+        config = json.load(open(os.path.join(run, student, "student.json")))
+        assert config["config"]["dtype"]["config"]["name"] == "mixed_bfloat16", student
+    return results
 
 
 def tiny_transformer(source_vocabulary, target_vocabulary, seed, **options):

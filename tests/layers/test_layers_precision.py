@@ -8,6 +8,7 @@ from keras import ops
 
 from tfkd.layers.precision import reverse_projection_in_compute_dtype
 from tfkd.models.gpt2_lm import GPT2LM
+from tfkd.models.lstm import LSTMSeq2Seq
 from tfkd.models.transformer import TransformerSeq2Seq
 from tfkd.precision import precision_policy
 
@@ -33,7 +34,16 @@ def _gpt2():
     return model, {"token_ids": np.ones((2, 5), "int32"), "padding_mask": np.ones((2, 5), bool)}
 
 
-STUDENTS = {"transformer": (_transformer, "target_embedding"), "gpt2": (_gpt2, "token_embedding")}
+def _lstm():
+    model = LSTMSeq2Seq(11, 17, encoder_layers=1, decoder_layers=1, hidden_dim=8, embedding_dim=8, dropout=0.0)
+    return model, {"source_ids": np.ones((2, 5), "int32"), "decoder_ids": np.ones((2, 4), "int32")}
+
+
+STUDENTS = {
+    "transformer": (_transformer, "target_embedding"),
+    "gpt2": (_gpt2, "token_embedding"),
+    "lstm": (_lstm, "output_projection"),
+}
 
 
 def _products_of_a_training_step(student, policy):

@@ -7,7 +7,7 @@ import os
 import re
 
 import pytest
-from helpers import REPO, tfkd
+from helpers import REPO, tfkd, train_in_bfloat16
 
 SHRINK = [
     "run_dir={run_dir}",
@@ -107,3 +107,19 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     assert f"q(.|X') for {kept} examples streamed from the cache (K=4" in cached.stderr
     train = json.load(open(run / "train" / "stage.json"))["results"]
     assert train["kd"] > 0 and train["frozen_parameters"] == 0  # no teacher in memory
+
+
+@pytest.mark.slow
+def test_the_mask_task_spec_trains_in_mixed_bfloat16(tmp_path, data_dir):
+    """The teacher's MLM head, hidden-state KD and the GOM-gated step (its per-term gradients,
+    one module's inner product) under ``train.precision: mixed_bfloat16``."""
+    runs = tmp_path / "runs"
+    results = train_in_bfloat16(
+        os.path.join(REPO, "specs", "masktask_multi30k.yaml"),
+        [s.format(run_dir=runs) for s in SHRINK],
+        ["vocab", "teacher_mlm", "hidden_state", "train"],
+        runs / "masktask_multi30k",
+        students=["hidden_state", "train"],
+        env_extra={"TFKD_DATA_DIR": data_dir},
+    )
+    assert results["train"]["kd"] > 0 and 0 <= results["train"]["kd_kept"] <= 1

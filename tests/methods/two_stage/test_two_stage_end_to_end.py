@@ -8,7 +8,9 @@ import os
 
 import numpy as np
 import pytest
-from helpers import REPO, serve_only, tfkd
+from helpers import REPO, serve_only, tfkd, train_in_bfloat16
+from test_two_stage_causal_end_to_end import SHRINK as GPT2_SHRINK
+from test_two_stage_mass_end_to_end import SHRINK as MASS_SHRINK
 
 SHRINK = [
     "run_dir={run_dir}",
@@ -143,3 +145,27 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
     np.testing.assert_array_equal(entries[3][0][positions[0] - 1], ids)
     np.testing.assert_allclose(entries[3][1][positions[0] - 1], probs, atol=2e-3)
     assert not entries[3][1][~chosen.numpy()].any()  # nothing where the piece was not masked
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "spec, shrink, stages",
+    [
+        ("lightpaff_sst2_cpu", SHRINK, ["teacher_finetune", "teacher_predictions", "teacher_mlm", "pretrain_kd"]),
+        ("lightpaff_gpt2_wikitext2_cpu", GPT2_SHRINK, ["teacher_pretrain", "teacher_finetune", "pretrain_kd"]),
+        ("lightpaff_mass_deen_cpu", MASS_SHRINK, ["teacher_pretrain", "teacher_finetune", "pretrain_kd"]),
+    ],
+    ids=["bert", "gpt2", "mass"],
+)
+def test_each_lightpaff_spec_trains_in_mixed_bfloat16(tmp_path, spec, shrink, stages):
+    """The BERT classifier's, GPT-2's and MASS's two stages under ``train.precision:
+    mixed_bfloat16``: the teacher's training, distillation in pre-training and again in
+    fine-tuning."""
+    runs = tmp_path / "runs"
+    train_in_bfloat16(
+        os.path.join(REPO, "specs", f"{spec}.yaml"),
+        [s.format(run_dir=runs) for s in shrink],
+        ["vocab", *stages, "train"],
+        runs / spec,
+        students=["train"],
+    )
