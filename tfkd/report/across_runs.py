@@ -78,8 +78,8 @@ def _sort_key(value):
 
 def run_points(contents):
     """``{student: {"scores": [test score per seed], "metric": name, "gain": paired test
-    result or None}}`` of one run's students (by their first seed's train stage), and the
-    tested split."""
+    result or None, "label": its train stage, and its method unless it is the baseline}}`` of
+    one run's students (by their first seed's train stage), and the tested split."""
     from tfkd.comparison import paired_differences
 
     split, tests = paired_differences(contents.spec, contents.results, contents.run_dir)
@@ -88,7 +88,8 @@ def run_points(contents):
         scored = student.score(split) if split else student.score()
         if scored is None:
             continue
-        point = points.setdefault(student.family, {"scores": [], "metric": scored[1], "gain": None})
+        label = student.family if student.role == "baseline" else f"{student.family} ({student.spec.method})"
+        point = points.setdefault(student.family, {"scores": [], "metric": scored[1], "gain": None, "label": label})
         point["scores"].append(scored[2])
     for family, test in tests.items():
         if family in points:
@@ -107,6 +108,7 @@ def build_curve_report(run_dirs, out_dir, by=None):
     runs, values = [runs[i] for i in order], [values[i] for i in order]
     measured = [run_points(r) for r in runs]
     students = list(dict.fromkeys(s for _, points in measured for s in points))
+    labels = {s: p["label"] for _, points in measured for s, p in points.items()}
     metric = next((p["metric"] for _, points in measured for p in points.values()), "score")
     os.makedirs(out_dir, exist_ok=True)
 
@@ -115,20 +117,20 @@ def build_curve_report(run_dirs, out_dir, by=None):
         for student in students:
             point = points.get(student)
             if point is None:
-                rows.append([str(value), run.spec.name, student, "-", "not evaluated", "-"])
+                rows.append([str(value), run.spec.name, labels[student], "-", "not evaluated", "-"])
                 continue
             gain = point["gain"]
             rows.append(
                 [
                     str(value),
                     run.spec.name,
-                    student,
+                    labels[student],
                     str(len(point["scores"])),
                     score_cell(point["scores"]),
                     difference_cell({gain["metric"]: gain}) if gain else "-",
                 ]
             )
-    figure = _draw(out_dir, key, values, students, measured, metric)
+    figure = _draw(out_dir, key, values, students, labels, measured, metric)
     table = html.table(
         ["value of " + key, "run", "student", "seeds", f"{metric} (mean ± std)", "gain over baseline"], rows
     )
@@ -161,7 +163,7 @@ def build_curve_report(run_dirs, out_dir, by=None):
     return path
 
 
-def _draw(out_dir, key, values, students, measured, metric):
+def _draw(out_dir, key, values, students, labels, measured, metric):
     """Two panels: each student's metric (mean, std bars) and each distilled student's gain
     over the baseline (95% interval bars) against the setting; the file's name."""
     from tfkd.report import figures
@@ -178,7 +180,7 @@ def _draw(out_dir, key, values, students, measured, metric):
                 [x for x, _ in points],
                 means,
                 yerr=stds,
-                label=student,
+                label=labels[student],
                 color=figures.colour(index),
                 marker="o",
                 capsize=3,
@@ -188,7 +190,7 @@ def _draw(out_dir, key, values, students, measured, metric):
             diffs = [g["difference"] for _, g in gains]
             below = [g["difference"] - g["ci_low"] for _, g in gains]
             above = [g["ci_high"] - g["difference"] for _, g in gains]
-            style = {"label": student, "color": figures.colour(index), "marker": "o", "capsize": 3}
+            style = {"label": labels[student], "color": figures.colour(index), "marker": "o", "capsize": 3}
             right.errorbar([x for x, _ in gains], diffs, yerr=[below, above], **style)
     right.axhline(0.0, color="#777", linewidth=0.8)
     for axes, title, ylabel in (
