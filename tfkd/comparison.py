@@ -242,7 +242,9 @@ def _view(spec, train):
     return spec.variant(train) if train in (spec.variants or {}) else spec
 
 
-def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
+def student_label(spec, results, train):
+    """How tables and reports name the student of train stage ``train`` (its first seed's
+    ``results``): ``baseline``, or its method and loss weights, a variant's name before them."""
     from tfkd.spec import TEACHER_TARGETS
 
     method = results[train].get("method", "?")
@@ -250,12 +252,18 @@ def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
     label = "baseline" if train == "baseline" else f"{method} ({weights})" if weights else method
     if train not in ("baseline", "train"):
         label = f"{train}: {label}"
-    own_stages = teacher_seconds is not None and method == spec.method  # its method planned stages
-    own_spec = spec.variant(train) if train in (spec.variants or {}) else spec
-    if train != "baseline" and own_spec.distill.targets == TEACHER_TARGETS:
+    if train != "baseline" and _view(spec, train).distill.targets == TEACHER_TARGETS:
         label += " on teacher translations"  # sequence-level KD
     if results[train].get("initialised_from"):
         label += f", from {results[train]['initialised_from']}"
+    return label
+
+
+def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
+    label = student_label(spec, results, train)
+    # its method planned stages
+    own_stages = teacher_seconds is not None and results[train].get("method", "?") == spec.method
+    own_spec = _view(spec, train)
     selection = results.get("select") if spec.sweep is not None else None
     if selection and selection.get("chosen") == train:
         on = selection["selected_on"]

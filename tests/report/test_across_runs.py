@@ -66,7 +66,8 @@ def test_scores_and_gains_are_each_run_s_own(tmp_path):
     assert split == "test"
     # the scores are the stage markers' (the hand-made run's 20 and 40), one per seed
     assert points["baseline"] == {"scores": [20.0, 20.0, 20.0], "metric": "BLEU", "gain": None, "label": "baseline"}
-    assert points["train"]["label"] == "train (soft_target)"  # the page names each student's method
+    # the page names each student as the run's table does: its method and loss weights
+    assert points["train"]["label"] == "soft_target (soft=0.1 xe=0.9)"
     assert points["train"]["scores"] == [40.0, 40.0, 40.0]
     gain = points["train"]["gain"]
     assert gain["metric"] == "BLEU" and gain["examples"] == 3 * len(REFERENCES)  # every seed pooled
@@ -86,5 +87,6 @@ def test_the_page_holds_the_table_and_the_curve(tmp_path):
     # ordered by the setting's value, not by the order given
     assert text.index("qs_2k:") < text.index("qs_5k:") < text.index("qs_10k:")
     gain = _bleu(STUDENT * 2) - _bleu(BASELINE * 2)
-    assert f"2000 qs_2k train (soft_target) 2 {statistics.mean([40.0, 40.0]):.2f} ± 0.00 BLEU {gain:+.2f}" in text
+    student = "soft_target (soft=0.1 xe=0.9)"
+    assert f"2000 qs_2k {student} 2 {statistics.mean([40.0, 40.0]):.2f} ± 0.00 BLEU {gain:+.2f}" in text
     assert "2000 qs_2k baseline 2 20.00 ± 0.00 -" in text

@@ -78,9 +78,9 @@ def _sort_key(value):
 
 def run_points(contents):
     """``{student: {"scores": [test score per seed], "metric": name, "gain": paired test
-    result or None, "label": its train stage, and its method unless it is the baseline}}`` of
-    one run's students (by their first seed's train stage), and the tested split."""
-    from tfkd.comparison import paired_differences
+    result or None, "label": its name in the run's table}}`` of one run's students (by their
+    first seed's train stage), and the tested split."""
+    from tfkd.comparison import paired_differences, student_label
 
     split, tests = paired_differences(contents.spec, contents.results, contents.run_dir)
     points = {}
@@ -88,8 +88,9 @@ def run_points(contents):
         scored = student.score(split) if split else student.score()
         if scored is None:
             continue
-        label = student.family if student.role == "baseline" else f"{student.family} ({student.spec.method})"
-        point = points.setdefault(student.family, {"scores": [], "metric": scored[1], "gain": None, "label": label})
+        family = student.family
+        label = student_label(contents.spec, contents.results, family) if family in contents.results else family
+        point = points.setdefault(family, {"scores": [], "metric": scored[1], "gain": None, "label": label})
         point["scores"].append(scored[2])
     for family, test in tests.items():
         if family in points:
@@ -107,14 +108,13 @@ def build_curve_report(run_dirs, out_dir, by=None):
     order = sorted(range(len(runs)), key=lambda i: _sort_key(values[i]))
     runs, values = [runs[i] for i in order], [values[i] for i in order]
     measured = [run_points(r) for r in runs]
-    students = list(dict.fromkeys(s for _, points in measured for s in points))
-    labels = {s: p["label"] for _, points in measured for s, p in points.items()}
+    labels = {s: p["label"] for _, points in measured for s, p in points.items()}  # every run's students, in order
     metric = next((p["metric"] for _, points in measured for p in points.values()), "score")
     os.makedirs(out_dir, exist_ok=True)
 
     rows = []
     for value, run, (_, points) in zip(values, runs, measured):
-        for student in students:
+        for student in labels:
             point = points.get(student)
             if point is None:
                 rows.append([str(value), run.spec.name, labels[student], "-", "not evaluated", "-"])
@@ -130,7 +130,7 @@ def build_curve_report(run_dirs, out_dir, by=None):
                     difference_cell({gain["metric"]: gain}) if gain else "-",
                 ]
             )
-    figure = _draw(out_dir, key, values, students, labels, measured, metric)
+    figure = _draw(out_dir, key, values, labels, measured, metric)
     table = html.table(
         ["value of " + key, "run", "student", "seeds", f"{metric} (mean ± std)", "gain over baseline"], rows
     )
@@ -163,15 +163,16 @@ def build_curve_report(run_dirs, out_dir, by=None):
     return path
 
 
-def _draw(out_dir, key, values, students, labels, measured, metric):
+def _draw(out_dir, key, values, labels, measured, metric):
     """Two panels: each student's metric (mean, std bars) and each distilled student's gain
-    over the baseline (95% interval bars) against the setting; the file's name."""
+    over the baseline (95% interval bars) against the setting, ``labels`` naming them; the
+    file's name."""
     from tfkd.report import figures
 
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     xs = list(values) if numeric else list(range(len(values)))
     figure, ((left, right),) = figures.new_figure(width=10.0, height=4.0, columns=2)
-    for index, student in enumerate(students):
+    for index, student in enumerate(labels):
         points = [(x, p[student]) for x, (_, p) in zip(xs, measured) if student in p]
         if points:
             means = [statistics.mean(p["scores"]) for _, p in points]
