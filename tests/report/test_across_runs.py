@@ -3,6 +3,7 @@ curve): the setting found or refused in one line, each student's scores and its 
 over its own run's baseline against a NumPy/sacreBLEU reference, and a valid page with its
 figure. The runs are written by hand (:mod:`report_runs`)."""
 
+import json
 import statistics
 
 import pytest
@@ -90,3 +91,17 @@ def test_the_page_holds_the_table_and_the_curve(tmp_path):
     student = "soft_target (soft=0.1 xe=0.9)"
     assert f"2000 qs_2k {student} 2 {statistics.mean([40.0, 40.0]):.2f} ± 0.00 BLEU {gain:+.2f}" in text
     assert "2000 qs_2k baseline 2 20.00 ± 0.00 -" in text
+
+
+def test_a_student_whose_weights_the_runs_vary_goes_by_its_stage_name(tmp_path):
+    """Runs placed along the soft term's weight: each run's table names its student with its
+    own weights, so the line across them is named by the train stage, not by one run's weights."""
+    a, b = _run(tmp_path, "alpha_a", 2000), _run(tmp_path, "alpha_b", 5000)
+    marker = tmp_path / "runs" / "alpha_b" / "train" / "stage.json"
+    stage = json.loads(marker.read_text())
+    stage["results"]["loss_weights"] = {"soft": 0.5, "xe": 0.5}
+    marker.write_text(json.dumps(stage))
+    text, _ = check_page(build_curve_report([a, b], str(tmp_path / "curve")))
+    assert "2000 alpha_a train 1" in text and "5000 alpha_b train 1" in text
+    assert "soft=0.1" not in text and "soft=0.5" not in text
+    assert "2000 alpha_a baseline 1 20.00" in text  # a name every run agrees on is kept

@@ -108,7 +108,13 @@ def build_curve_report(run_dirs, out_dir, by=None):
     order = sorted(range(len(runs)), key=lambda i: _sort_key(values[i]))
     runs, values = [runs[i] for i in order], [values[i] for i in order]
     measured = [run_points(r) for r in runs]
-    labels = {s: p["label"] for _, points in measured for s, p in points.items()}  # every run's students, in order
+    named = {}  # every run's students, in order, and their names in each run's table
+    for _, points in measured:
+        for student, point in points.items():
+            named.setdefault(student, set()).add(point["label"])
+    # one line per student across the runs: a student named differently by two runs (its loss
+    # weights are the setting the runs vary) goes by its stage's name
+    labels = {s: next(iter(names)) if len(names) == 1 else s for s, names in named.items()}
     metric = next((p["metric"] for _, points in measured for p in points.values()), "score")
     os.makedirs(out_dir, exist_ok=True)
 
