@@ -13,10 +13,11 @@ def setup_logging(verbose, quiet=False):
     from tfkd.progress import LineStartHandler, LineTracking
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    # TensorFlow's C++ log lines at run time ("E0000 ... oneDNN supports DT_INT64 only on
-    # platforms with AVX-512", printed on CPUs that have it) stay off the terminal unless
-    # --verbose: TensorFlow's errors reach tfkd as exceptions, which say what went wrong
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
+    # TensorFlow's C++ warning and error lines at run time ("E0000 ... oneDNN supports DT_INT64
+    # only on platforms with AVX-512" on some CPUs, "W0000 ... Local rendezvous is aborting"
+    # at each epoch's end) stay off the terminal unless --verbose: TensorFlow's errors reach
+    # tfkd as exceptions, which say what went wrong
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     # stderr carries the log lines and (tfkd run sends stdout there) the progress bars: a log
     # line after a bar's open line starts a line of its own
     if not isinstance(sys.stderr, LineTracking):
