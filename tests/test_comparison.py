@@ -54,6 +54,36 @@ def test_seeds_are_summarised_and_the_difference_is_tested_on_every_seeds_test_o
     assert "quickstart: student seed 2 test BLEU 34.00" in score_lines(spec, results)
 
 
+def test_a_run_without_its_first_seeds_students_compares_the_others(tmp_path, data_dir):
+    """Seeds 2 and 3 trained (``tfkd run --stages baseline-s2,...``), seed 1 not: the table has
+    both students over the seeds they finished, named from seed 2's stages, and their test."""
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["train.seeds=[1,2,3]"])
+    with open(os.path.join(data_dir, "multi30k_deen", "test.en"), encoding="utf-8") as f:
+        references = [line.rstrip("\n") for line in f]
+    train = {"method": "soft_target", "loss_weights": {"soft": 0.1, "xe": 0.9}, "steps": 10, "seconds": 7}
+    results = {}
+    for seed, (base, student) in {2: (30.0, 33.0), 3: (31.0, 35.0)}.items():
+        results[f"baseline-s{seed}"] = dict(train, method="supervised", loss_weights={"xe": 1.0})
+        results[f"train-s{seed}"] = train
+        for stage, every, score in (("baseline_evaluate", 3, base), ("evaluate", 7, student)):
+            os.makedirs(tmp_path / f"{stage}-s{seed}")
+            hypotheses = degrade(references, every + seed)
+            (tmp_path / f"{stage}-s{seed}" / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+            results[f"{stage}-s{seed}"] = {"test": {"metric": "BLEU", "score": score}}
+    header, rows = comparison_rows(spec, results, str(tmp_path))
+    assert header[:4] == [
+        "student",
+        "seeds (3)",
+        "test BLEU (mean ± std)",
+        "vs baseline, test (95% CI, paired bootstrap)",
+    ]
+    baseline, student = rows[-2], rows[-1]
+    assert baseline[:4] == ["baseline", "2, 3", "30.50 ± 0.71", "-"]
+    assert student[:3] == ["soft_target (soft=0.1 xe=0.9)", "2, 3", "34.00 ± 1.41"]
+    assert student[3].startswith("BLEU +") and "p=0.001*" in student[3]
+    assert student[header.index("train s")] == "7"
+
+
 def test_without_a_run_folder_there_is_no_test_column(data_dir):
     spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"))
     train = {"method": "supervised", "steps": 1, "seconds": 1}

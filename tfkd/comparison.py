@@ -45,6 +45,23 @@ def _finished(spec, results, train, evaluate):
     return [s for s in seed_stages(spec, train, evaluate) if s[1] in results and s[2] in results]
 
 
+def _evaluated(spec, results):
+    """``(train stage, evaluate stage)`` of every compared student that some seed trained and
+    evaluated (a run told to train only seeds 2 and 3 still compares them)."""
+    return [(t, e) for t, e in compared_students(spec) if _finished(spec, results, t, e)]
+
+
+def _trained(spec, results, train):
+    """The results of the first seed's ``train`` stage that finished (``None`` if none did)."""
+    return next((results[t] for _, t, _ in seed_stages(spec, train, train) if t in results), None)
+
+
+def _scored_splits(spec, results, students):
+    """The splits of ``spec.evaluate.splits`` that some seed of some student has a score on."""
+    evaluated = [e for t, e0 in students for _, _, e in _finished(spec, results, t, e0)]
+    return [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for e in evaluated)]
+
+
 def score_cell(values):
     """``30.46 ± 0.45`` over seeds, ``30.46`` for one, ``-`` for none."""
     if not values:
@@ -100,13 +117,14 @@ def comparison_rows(spec, results, run_dir=None):
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
 
-    students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
+    students = _evaluated(spec, results)
     if len(students) < 2:
         return None
     stage_results = results  # paired_differences joins a sweep's selection itself
     results, _ = _with_selection(spec, results, run_dir)
-    splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
-    metric = next(iter(results[students[-1][1]].values()), {}).get("metric", "score")
+    splits = _scored_splits(spec, results, students)
+    last = _finished(spec, results, *students[-1])[0][2]
+    metric = next(iter(results[last].values()), {}).get("metric", "score")
     seeds = spec.train.seeds or [spec.train.seed]
     differences = {}
     if run_dir is not None and students[0][0] == "baseline" and splits:
@@ -190,11 +208,11 @@ def paired_differences(spec, results, run_dir):
     finished pooled, as the comparison table shows them; ``(None, {})`` without a baseline or
     a scored split. A result is :func:`tfkd.significance.paired_result`'s dict (difference,
     95% interval, p-value)."""
-    students = [(t, e) for t, e in compared_students(spec) if t in results and e in results]
+    students = _evaluated(spec, results)
     if len(students) < 2 or students[0][0] != "baseline":
         return None, {}
     results, folders = _with_selection(spec, results, run_dir)
-    splits = [s for s in spec.evaluate.splits if any("score" in (results[e].get(s) or {}) for _, e in students)]
+    splits = _scored_splits(spec, results, students)
     if not splits:
         return None, {}
     split = tested_split(splits)
@@ -243,32 +261,35 @@ def _view(spec, train):
 
 
 def student_label(spec, results, train):
-    """How tables and reports name the student of train stage ``train`` (its first seed's
-    ``results``): ``baseline``, or its method and loss weights, a variant's name before them."""
+    """How tables and reports name the student of train stage ``train`` (the results of the
+    first seed that trained it): ``baseline``, or its method and loss weights, a variant's name
+    before them."""
     from tfkd.spec import TEACHER_TARGETS
 
-    method = results[train].get("method", "?")
-    weights = " ".join(f"{k}={v:g}" for k, v in (results[train].get("loss_weights") or {}).items())
+    trained = _trained(spec, results, train) or {}
+    method = trained.get("method", "?")
+    weights = " ".join(f"{k}={v:g}" for k, v in (trained.get("loss_weights") or {}).items())
     label = "baseline" if train == "baseline" else f"{method} ({weights})" if weights else method
     if train not in ("baseline", "train"):
         label = f"{train}: {label}"
     if train != "baseline" and _view(spec, train).distill.targets == TEACHER_TARGETS:
         label += " on teacher translations"  # sequence-level KD
-    if results[train].get("initialised_from"):
-        label += f", from {results[train]['initialised_from']}"
+    if trained.get("initialised_from"):
+        label += f", from {trained['initialised_from']}"
     return label
 
 
 def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
     label = student_label(spec, results, train)
+    trained = _trained(spec, results, train)
     # its method planned stages
-    own_stages = teacher_seconds is not None and results[train].get("method", "?") == spec.method
+    own_stages = teacher_seconds is not None and trained.get("method", "?") == spec.method
     own_spec = _view(spec, train)
     selection = results.get("select") if spec.sweep is not None else None
     if selection and selection.get("chosen") == train:
         on = selection["selected_on"]
         label += f" [chosen on {on['split']} {on['metric']}]"
-    trainable = results[train].get("trainable_parameters")
+    trainable = trained.get("trainable_parameters")
     finished = _finished(spec, results, train, evaluate)
     seeds = spec.train.seeds or [spec.train.seed]
     return [
@@ -280,8 +301,8 @@ def _student_row(spec, results, train, evaluate, splits, teacher_seconds):
         ],
         own_spec.decode.algorithm if hasattr(own_spec.decode, "algorithm") else "-",
         f"{trainable:,}" if trainable else "?",
-        str(results[train].get("steps", "?")),
-        f"{results[train].get('seconds', 0):.0f}",
+        str(trained.get("steps", "?")),
+        f"{trained.get('seconds', 0):.0f}",
         f"{teacher_seconds:.0f}" if own_stages else "-",
     ]
 

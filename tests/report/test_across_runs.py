@@ -4,6 +4,8 @@ over its own run's baseline against a NumPy/sacreBLEU reference, and a valid pag
 figure. The runs are written by hand (:mod:`report_runs`)."""
 
 import json
+import os
+import shutil
 import statistics
 
 import pytest
@@ -77,6 +79,20 @@ def test_scores_and_gains_are_each_run_s_own(tmp_path):
     level = read_run(_run(tmp_path, "level", 5000, student=BASELINE))
     _, points = run_points(level)
     assert points["train"]["gain"]["difference"] == 0.0 and points["train"]["gain"]["p_value"] == 1.0
+
+
+def test_a_run_that_trained_only_later_seeds_has_its_gain(tmp_path):
+    """``tfkd run --stages baseline-s2,...,evaluate-s3``: no seed-1 students, the others compared."""
+    run = _run(tmp_path, "later", 2000, seeds=(2, 3))
+    for stage in ("baseline", "baseline_evaluate", "train", "evaluate"):
+        shutil.rmtree(os.path.join(run, stage))
+    split, points = run_points(read_run(run))
+    assert split == "test"
+    assert points["baseline"]["scores"] == [20.0, 20.0]
+    assert points["train"]["label"] == "soft_target (soft=0.1 xe=0.9)"  # named from seed 2's stage
+    gain = points["train"]["gain"]
+    assert gain["examples"] == 2 * len(REFERENCES)  # seeds 2 and 3 pooled
+    assert gain["difference"] == pytest.approx(_bleu(STUDENT * 2) - _bleu(BASELINE * 2), abs=1e-3)
 
 
 def test_the_page_holds_the_table_and_the_curve(tmp_path):

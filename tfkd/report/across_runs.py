@@ -89,7 +89,7 @@ def run_points(contents):
         if scored is None:
             continue
         family = student.family
-        label = student_label(contents.spec, contents.results, family) if family in contents.results else family
+        label = student_label(contents.spec, contents.results, family)
         point = points.setdefault(family, {"scores": [], "metric": scored[1], "gain": None, "label": label})
         point["scores"].append(scored[2])
     for family, test in tests.items():

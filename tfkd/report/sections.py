@@ -3,7 +3,6 @@ curves, the teacher, and size and speed against quality. Each is a
 :class:`tfkd.tasks.base.ReportSection` built from a :class:`tfkd.report.contents.RunContents`;
 none names a method or a task (it asks them: :meth:`tfkd.methods.Method.teacher_row`)."""
 
-import inspect
 import json
 import os
 
@@ -46,10 +45,7 @@ def comparison_section(contents):
     """The run's comparison table (:func:`tfkd.comparison.comparison_rows`), as it gives it."""
     from tfkd.comparison import comparison_rows, score_lines
 
-    arguments = [contents.spec, contents.results]
-    if "run_dir" in inspect.signature(comparison_rows).parameters:  # paired tests read the outputs
-        arguments.append(contents.run_dir)
-    found = comparison_rows(*arguments)
+    found = comparison_rows(contents.spec, contents.results, contents.run_dir)  # paired tests read the outputs
     if found:
         header, rows = found
         return ReportSection("Comparison", table(header, rows))
