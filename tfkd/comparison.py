@@ -53,7 +53,8 @@ def _evaluated(spec, results):
 
 def _trained(spec, results, train):
     """The results of the first seed's ``train`` stage that finished (``None`` if none did)."""
-    return next((results[t] for _, t, _ in seed_stages(spec, train, train) if t in results), None)
+    copies = seed_stages(spec, train, evaluate=train)  # only the train stages' names are read
+    return next((results[t] for _, t, _ in copies if t in results), None)
 
 
 def _scored_splits(spec, results, students):
