@@ -66,3 +66,14 @@ def test_reading_a_run_imports_no_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "False"]
+
+
+def test_a_variant_the_stages_leave_out_is_no_student_on_any_seed(tmp_path):
+    run = synthetic_run(tmp_path, seeds=(2,))
+    spec = (run / "spec.yaml").read_text()
+    spec = spec.replace("train: {steps: 40, log_every: 10}", "train: {steps: 40, log_every: 10, seeds: [1, 2]}")
+    (run / "spec.yaml").write_text(spec + "variants:\n  wide: {student.hidden_dim: 64}\n")
+    contents = read_run(str(run))
+    assert "wide-s2" in {s.name for s in contents.stages}  # in the plan, only not asked for
+    names = [s.name for s in contents.students]
+    assert names == ["baseline", "baseline-s2", "train", "train-s2"]

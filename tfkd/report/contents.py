@@ -197,8 +197,8 @@ def _students(contents, folders):
         copies = [(None, train, evaluate)] + [(s, f"{train}-s{s}", f"{evaluate}-s{s}") for s in seeds]
         for seed, train_stage, evaluate_stage in copies:
             state = contents.stage(train_stage)
-            if seed is None and state is not None and not state.requested and state.state == NOT_STARTED:
-                continue  # a student the spec does not train
+            if state is not None and not state.requested and state.state == NOT_STARTED:
+                continue  # a student the spec does not train (on this seed or any)
             student = ReportStudent(
                 name=train_stage,
                 label=label if seed is None else f"{label} (seed {seed})",
