@@ -10,13 +10,12 @@ and the extra seeds' copies of them, ``<train stage>-s<SEED>`` and ``<evaluate s
 import dataclasses
 import json
 import os
-import re
 
 from tfkd.comparison import compared_students
 from tfkd.errors import StageError
+from tfkd.plan import seed_of_stage, seed_stage_name
 
 PARTIAL = ".partial"
-SEED_STAGE = re.compile(r"^(?P<stage>.+)-s(?P<seed>\d+)$")
 REPORT_DIR = "report"  # the report's default folder inside the run: not a stage
 
 FINISHED, PARTIAL_STATE, NOT_STARTED = "finished", "partial", "not started"
@@ -132,10 +131,8 @@ def stage_folders(run_dir):
 def _role(plan, name):
     if name in plan:
         return plan[name].role
-    seeded = SEED_STAGE.match(name)
-    if seeded and seeded["stage"] in plan:
-        return plan[seeded["stage"]].role
-    return None
+    base, seed = seed_of_stage(name)
+    return plan[base].role if seed is not None and base in plan else None
 
 
 def read_run(run_dir):
@@ -157,9 +154,8 @@ def read_run(run_dir):
     names = list(plan.names)
 
     def place(name):
-        seeded = SEED_STAGE.match(name)
-        base = seeded["stage"] if seeded and seeded["stage"] in plan else None
-        return (0, int(seeded["seed"]), names.index(base)) if base else (1, 0, name)
+        base, seed = seed_of_stage(name)
+        return (0, seed, names.index(base)) if seed is not None and base in plan else (1, 0, name)
 
     names += sorted((n for n in folders if n not in plan), key=place)
     stages = []
@@ -192,9 +188,11 @@ def _students(contents, folders):
         role = "baseline" if train == "baseline" else "student" if train == "train" else "variant"
         label = "student" if role == "student" else train
         seeds = sorted(
-            {int(m["seed"]) for n in [*folders, *plan.names] if (m := SEED_STAGE.match(n)) and m["stage"] == train}
+            {s for base, s in map(seed_of_stage, [*folders, *plan.names]) if s is not None and base == train}
         )
-        copies = [(None, train, evaluate)] + [(s, f"{train}-s{s}", f"{evaluate}-s{s}") for s in seeds]
+        copies = [(None, train, evaluate)] + [
+            (s, seed_stage_name(train, s), seed_stage_name(evaluate, s)) for s in seeds
+        ]
         for seed, train_stage, evaluate_stage in copies:
             state = contents.stage(train_stage)
             if state is not None and not state.requested and state.state == NOT_STARTED:
