@@ -1,12 +1,14 @@
 """The comparison table: mean ± std over seeds, and each student's difference to the baseline
-with its confidence interval and p-value from the task's paired test over every seed's test
-outputs."""
+(and, told, to a second student) with its confidence interval and p-value from the task's
+paired test over every seed's test outputs."""
 
 import os
 
+import pytest
 from helpers import REPO
 
-from tfkd.comparison import comparison_rows, render_table, score_lines
+from tfkd.comparison import comparison_rows, paired_differences, render_table, score_lines, student_stage
+from tfkd.errors import StageError
 from tfkd.spec import load_spec
 
 
@@ -95,3 +97,59 @@ def test_without_a_run_folder_there_is_no_test_column(data_dir):
     }
     header, rows = comparison_rows(spec, results)
     assert header[1] == "test BLEU" and [r[1] for r in rows[-2:]] == ["1.00", "2.00"]
+
+
+def test_against_a_variant_adds_a_column_testing_every_other_student_against_it(tmp_path, data_dir):
+    """``tfkd report --against plain``: beside the baseline column, each student minus the
+    ``plain`` variant (the papers' second comparison: LightPAFF against the pre-trained student
+    without KD), the same paired test the baseline column uses with that student as reference."""
+    spec = load_spec(
+        os.path.join(REPO, "specs", "quickstart.yaml"),
+        ["train.seeds=[1,2]", "variants={plain: {distill.alpha: 0.0}}"],
+    )
+    with open(os.path.join(data_dir, "multi30k_deen", "test.en"), encoding="utf-8") as f:
+        references = [line.rstrip("\n") for line in f]
+    train = {"method": "soft_target", "loss_weights": {"soft": 0.1, "xe": 0.9}, "steps": 10, "seconds": 1}
+    results = {}
+    # the baseline worst, the variant between, the student closest to the references
+    for student, evaluate, every in (("baseline", "baseline_evaluate", 3), ("plain", "plain_evaluate", 5)) + (
+        ("train", "evaluate", 9),
+    ):
+        for seed, suffix in ((1, ""), (2, "-s2")):
+            results[student + suffix] = train
+            os.makedirs(tmp_path / (evaluate + suffix))
+            hypotheses = degrade(references, every + seed - 1)
+            (tmp_path / (evaluate + suffix) / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+            results[evaluate + suffix] = {"test": {"metric": "BLEU", "score": 30.0 + every}}
+    header, rows = comparison_rows(spec, results, str(tmp_path), against="plain")
+    assert header[3:5] == [
+        "vs baseline, test (95% CI, paired bootstrap)",
+        "vs plain, test (95% CI, paired bootstrap)",
+    ]
+    baseline, plain, student = rows[-3:]
+    assert plain[0].startswith("plain: ") and plain[4] == "-"
+    assert baseline[3] == "-" and baseline[4].startswith("BLEU -")  # the baseline is below plain
+    assert plain[3].startswith("BLEU +") and student[3].startswith("BLEU +")
+    assert student[4].startswith("BLEU +") and "p=0.001*" in student[4]
+    # the column is paired_differences with plain as the reference; baseline's is its mirror
+    _, tests = paired_differences(spec, results, str(tmp_path), reference="plain")
+    assert set(tests) == {"baseline", "train"}
+    assert tests["baseline"]["BLEU"]["difference"] == pytest.approx(-float(plain[3].split()[1]), abs=0.006)
+    # without it, the table is as before: one difference column
+    header, rows = comparison_rows(spec, results, str(tmp_path))
+    assert [h for h in header if h.startswith("vs ")] == ["vs baseline, test (95% CI, paired bootstrap)"]
+
+
+def test_students_are_named_as_commands_name_them():
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["variants={plain: {distill.alpha: 0.0}}"])
+    assert [student_stage(spec, n) for n in ("student", "train", "plain", "baseline")] == [
+        "train",
+        "train",
+        "plain",
+        "baseline",
+    ]
+    with pytest.raises(StageError) as raised:
+        student_stage(spec, "plian")
+    assert (
+        str(raised.value) == "'plian' is not a student of run 'quickstart'; its students are baseline, plain, student"
+    )

@@ -45,6 +45,28 @@ def _finished(spec, results, train, evaluate):
     return [s for s in seed_stages(spec, train, evaluate) if s[1] in results and s[2] in results]
 
 
+MAIN_STUDENT = "student"  # how a user names the main student (its train stage is ``train``)
+
+
+def student_stage(spec, name):
+    """The train stage of the student a user names: ``baseline``, a variant's name, or
+    ``student`` (the main one; its stage name ``train`` also works). A
+    :class:`~tfkd.errors.StageError` listing the run's students otherwise."""
+    from tfkd.errors import StageError
+
+    stages = [train for train, _ in compared_students(spec)]
+    stage = "train" if name == MAIN_STUDENT else name
+    if stage not in stages:
+        named = ", ".join(MAIN_STUDENT if t == "train" else t for t in stages)
+        raise StageError(f"{name!r} is not a student of run {spec.name!r}; its students are {named}")
+    return stage
+
+
+def student_name(train):
+    """How commands name the student of train stage ``train`` (the inverse of :func:`student_stage`)."""
+    return MAIN_STUDENT if train == "train" else train
+
+
 def _evaluated(spec, results):
     """``(train stage, evaluate stage)`` of every compared student that some seed trained and
     evaluated (a run told to train only seeds 2 and 3 still compares them)."""
@@ -107,13 +129,15 @@ def score_lines(spec, results):
     return lines
 
 
-def comparison_rows(spec, results, run_dir=None):
+def comparison_rows(spec, results, run_dir=None, against=None):
     """``(header, rows)``, every row a list of cells (strings, one per header column): the
     method's teacher if it reports one, then each student this run evaluated; ``None`` with
     fewer than two students. Only the splits every student has a score on are columns (a split
     without labels is predicted but has no score). With ``run_dir`` (where the evaluate stages
     wrote their outputs) and a baseline, each student's difference to it on the test split is
-    tested (paired bootstrap, every seed's outputs pooled)."""
+    tested (paired bootstrap, every seed's outputs pooled). ``against`` (a student's train
+    stage, :func:`student_stage`) adds a second such column: each other student against that
+    one (LightPAFF against the pre-trained student without KD, say)."""
     from tfkd import registry
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
@@ -127,15 +151,17 @@ def comparison_rows(spec, results, run_dir=None):
     last = _finished(spec, results, *students[-1])[0][2]
     metric = next(iter(results[last].values()), {}).get("metric", "score")
     seeds = spec.train.seeds or [spec.train.seed]
-    differences = {}
-    if run_dir is not None and students[0][0] == "baseline" and splits:
-        _, tests = paired_differences(spec, stage_results, run_dir)
-        differences = {train: difference_cell(test) for train, test in tests.items()}
+    columns = {}  # {reference student: {train stage: its difference cell}}
+    for reference in dict.fromkeys(["baseline", *([against] if against else [])]):
+        if run_dir is not None and splits:
+            _, tests = paired_differences(spec, stage_results, run_dir, reference=reference)
+            if tests:
+                columns[reference] = {train: difference_cell(test) for train, test in tests.items()}
     header = [
         "student",
         *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
         *[f"{s} {metric}" + (" (mean ± std)" if len(seeds) > 1 else "") for s in splits],
-        *([f"vs baseline, {tested_split(splits)} (95% CI, paired bootstrap)"] if differences else []),
+        *[f"vs {student_name(reference)}, {tested_split(splits)} (95% CI, paired bootstrap)" for reference in columns],
         "decode",
         "trainable params",
         "steps",
@@ -153,7 +179,7 @@ def comparison_rows(spec, results, run_dir=None):
                 teacher["label"],
                 *(["-"] if len(seeds) > 1 else []),
                 *[f"{teacher['scores'][s]['score']:.2f}" for s in splits],
-                *(["-"] if differences else []),
+                *["-" for _ in columns],
                 "-",
                 f"{teacher['parameters']:,}",
                 str(teacher.get("steps", "?")),
@@ -163,8 +189,8 @@ def comparison_rows(spec, results, run_dir=None):
         )
     for train, evaluate in students:
         row = _student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
-        if differences:
-            row.insert(1 + len(splits) + (len(seeds) > 1), differences.get(train, "-"))
+        at = 1 + len(splits) + (len(seeds) > 1)
+        row[at:at] = [cells.get(train, "-") for cells in columns.values()]
         rows.append(row)
     return header, rows
 
@@ -203,26 +229,29 @@ class _Folders(dict):
         return self.chosen.get(stage, os.path.join(self.run_dir, stage))
 
 
-def paired_differences(spec, results, run_dir):
-    """``(split, {train stage: {metric: paired test result}})``: every student of the run in
-    ``run_dir`` against its baseline on the tested split (test when scored), every seed both
-    finished pooled, as the comparison table shows them; ``(None, {})`` without a baseline or
-    a scored split. A result is :func:`tfkd.significance.paired_result`'s dict (difference,
-    95% interval, p-value)."""
+def paired_differences(spec, results, run_dir, reference="baseline"):
+    """``(split, {train stage: {metric: paired test result}})``: every other student of the run
+    in ``run_dir`` against the ``reference`` student (a train stage: the baseline unless told)
+    on the tested split (test when scored), every seed both finished pooled, as the comparison
+    table shows them; ``(None, {})`` when the reference is not evaluated or no split is scored.
+    A result is :func:`tfkd.significance.paired_result`'s dict (difference, 95% interval,
+    p-value); a difference is the student's score minus the reference's."""
     students = _evaluated(spec, results)
-    if len(students) < 2 or students[0][0] != "baseline":
+    if len(students) < 2 or reference not in [train for train, _ in students]:
         return None, {}
     results, folders = _with_selection(spec, results, run_dir)
     splits = _scored_splits(spec, results, students)
     if not splits:
         return None, {}
     split = tested_split(splits)
+    # the reference first: the tests pair every other student with it
+    students = sorted(students, key=lambda s: s[0] != reference)
     return split, _paired_tests(spec, results, folders, students, split, run_dir)
 
 
 def _paired_tests(spec, results, folders, students, split, run_dir):
-    """``{train stage: {metric: paired test result}}`` of every student against the baseline
-    on ``split`` (the seeds both finished, paired by seed)."""
+    """``{train stage: {metric: paired test result}}`` of every student after the first (the
+    reference) against it on ``split`` (the seeds both finished, paired by seed)."""
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
     from tfkd.runner import Runner
@@ -236,13 +265,13 @@ def _paired_tests(spec, results, folders, students, split, run_dir):
         }
     )
     context = RunContext(where, Runner(where, plan_run(where)))
-    baseline = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
+    reference = {seed: e for seed, _, e in _finished(spec, results, *students[0]) if split in results[e]}
     tests = {}
     for train, evaluate in students[1:]:
         pairs = [
-            (baseline[seed], e)
+            (reference[seed], e)
             for seed, _, e in _finished(spec, results, train, evaluate)
-            if seed in baseline and split in results[e]
+            if seed in reference and split in results[e]
         ]
         if not pairs:
             continue
@@ -335,5 +364,7 @@ __all__ = [
     "score_cell",
     "score_lines",
     "seed_stages",
+    "student_name",
+    "student_stage",
     "tested_split",
 ]

@@ -1,4 +1,4 @@
-"""``tfkd report RUN [-o DIR] [--no-latency]`` in a fresh process, as a user's shell runs it:
+"""``tfkd report RUN [-o DIR] [--no-latency] [--against STUDENT]`` in a fresh process, as a user's shell runs it:
 the page's path on stdout, a mistake in one line, no TensorFlow start-up noise."""
 
 import os
@@ -40,6 +40,14 @@ def test_writes_the_page_into_the_run_or_where_told(tmp_path):
     assert out.returncode == 0 and out.stdout == f"{elsewhere / 'index.html'}\n" and out.stderr == ""
     text, _ = check_page(str(elsewhere / "index.html"))
     assert "Latency not measured (--no-latency)." in text
+    out = run_tfkd("report", str(run), "--no-latency", "--against", "student")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "vs student, test (95% CI, paired bootstrap)" in check_page(out.stdout.strip())[0]
+    out = run_tfkd("report", str(run), "--no-latency", "--against", "techer")
+    assert out.returncode == 1 and out.stdout == ""
+    assert (
+        out.stderr == "tfkd: error: 'techer' is not a student of run 'handmade'; its students are baseline, student\n"
+    )
 
 
 def test_help_names_the_command():
@@ -63,6 +71,11 @@ def test_several_runs_make_one_page_across_them_and_mistakes_are_one_line(tmp_pa
     assert out.returncode == 1 and out.stderr.splitlines() == [
         "tfkd: error: --by train.steps: two runs have the same value (40, 40)"
     ]
+    out = run_tfkd("report", *runs, "-o", str(tmp_path / "curve"), "--against", "student")
+    assert (
+        out.returncode == 1
+        and out.stderr == "tfkd: error: --against adds a column to one run's comparison: give one run\n"
+    )
     out = run_tfkd("report", *runs, "-o", str(tmp_path / "curve"))
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout == f"{tmp_path / 'curve' / 'index.html'}\n"

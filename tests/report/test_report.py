@@ -238,3 +238,16 @@ def test_a_real_run_stopped_in_training_says_what_is_missing(real_run, tmp_path)
     assert re.search(r"baseline 55,328 0 \d+\.\d test BLEU", text)  # the finished one is timed
     assert "student (train), unfinished: the steps so far: from train.partial/tensorboard" in text
     assert "curves-train.png" in images and "No test hypotheses of student yet." in text
+
+
+def test_against_a_student_adds_its_column_and_a_student_it_cannot_test_against_is_one_error(tmp_path):
+    run = synthetic_run(tmp_path)
+    text, _ = check_page(build_report(str(run), latency=False, against="student"))
+    assert "vs baseline, test (95% CI, paired bootstrap)" in text
+    assert "vs student, test (95% CI, paired bootstrap)" in text
+    assert re.search(r"baseline 20\.00 - BLEU -\d", text)  # the baseline against the student: below it
+    with pytest.raises(StageError, match="^'teacher' is not a student of run 'handmade'; its students are baseline"):
+        build_report(str(run), latency=False, against="teacher")
+    stopped = synthetic_run(tmp_path / "stopped", finished=False)
+    with pytest.raises(StageError, match="^--against student: no seed of that student is evaluated in "):
+        build_report(str(stopped), latency=False, against="student")

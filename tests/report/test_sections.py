@@ -13,8 +13,8 @@ def test_the_comparison_is_what_comparison_rows_returns(tmp_path, monkeypatch):
     contents = read_run(str(synthetic_run(tmp_path)))
     seen = {}
 
-    def rows(spec, results, run_dir=None):  # a later comparison_rows: more columns, the outputs read
-        seen["run_dir"] = run_dir
+    def rows(spec, results, run_dir=None, against=None):  # a later comparison_rows: more columns, the outputs read
+        seen["run_dir"], seen["against"] = run_dir, against
         return ["student", "test BLEU (mean ± std)", "vs baseline"], [
             ["baseline", "20.00 ± 0.10", "-"],
             ["x<y", "1", "+2 *"],
@@ -22,7 +22,9 @@ def test_the_comparison_is_what_comparison_rows_returns(tmp_path, monkeypatch):
 
     monkeypatch.setattr(comparison, "comparison_rows", rows)
     html = sections.comparison_section(contents).html
-    assert seen["run_dir"] == contents.run_dir
+    assert seen == {"run_dir": contents.run_dir, "against": None}
+    sections.comparison_section(contents, against="train")
+    assert seen["against"] == "train"  # the reference student is passed on as it is
     assert "<th>test BLEU (mean ± std)</th>" in html and "<td>x&lt;y</td>" in html and "+2 *" in html
 
 

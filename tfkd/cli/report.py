@@ -1,5 +1,5 @@
-"""``tfkd report RUN [-o DIR]``: a run's report, one HTML page and its figures
-(:func:`tfkd.report.build_report`); ``tfkd report RUN RUN [RUN ...] -o DIR [--by KEY]``: the
+"""``tfkd report RUN [-o DIR] [--against STUDENT]``: a run's report, one HTML page and its
+figures (:func:`tfkd.report.build_report`); ``tfkd report RUN RUN [RUN ...] -o DIR [--by KEY]``: the
 runs side by side along the one setting they differ in, a learning curve
 (:func:`tfkd.report.across_runs.build_curve_report`)."""
 
@@ -28,6 +28,12 @@ def register(add):
         help="several runs: the spec key to place them along (default: the one setting they differ in)",
     )
     report.add_argument(
+        "--against",
+        metavar="STUDENT",
+        help="one run: also test every student against this one (student, a variant's name, baseline), "
+        "beside the baseline: LightPAFF against the pre-trained student without KD, say",
+    )
+    report.add_argument(
         "--no-latency",
         dest="latency",
         action="store_false",
@@ -49,6 +55,8 @@ def cmd_report(args):
         raise StageError(f"{len(args.run_dir)} runs: give the folder of the report across them with -o DIR")
     if len(args.run_dir) == 1 and args.by:
         raise StageError("--by places several runs along a setting: give two runs or more")
+    if len(args.run_dir) > 1 and args.against:
+        raise StageError("--against adds a column to one run's comparison: give one run")
     # reading TensorBoard events imports TensorFlow: with its start-up lines kept off the terminal
     import_tensorflow()
     if len(args.run_dir) > 1:
@@ -58,5 +66,5 @@ def cmd_report(args):
         return 0
     from tfkd.report import build_report
 
-    print(build_report(args.run_dir[0], args.output, latency=args.latency))
+    print(build_report(args.run_dir[0], args.output, latency=args.latency, against=args.against))
     return 0

@@ -34,12 +34,15 @@ def default_out_dir(run_dir):
     return os.path.join(run_dir, "report")
 
 
-def build_report(run_dir, out_dir=None, latency=True):
+def build_report(run_dir, out_dir=None, latency=True, against=None):
     """Write the report of the run directory ``run_dir`` into ``out_dir`` (default
     ``run_dir/report``); returns the page's path. ``latency``: time each finished student's
-    predictor at batch 1 (loads the students: TensorFlow work). Raises
-    :class:`~tfkd.errors.StageError` when ``run_dir`` is not a run directory."""
+    predictor at batch 1 (loads the students: TensorFlow work). ``against``: a student's name
+    (``student``, a variant's, ``baseline``) the comparison also tests every other student
+    against, beside the baseline. Raises :class:`~tfkd.errors.StageError` when ``run_dir`` is
+    not a run directory or ``against`` names no evaluated student of it."""
     contents = read_run(run_dir)
+    reference = _reference(contents, against) if against else None
     out_dir = os.path.abspath(out_dir or default_out_dir(run_dir))
     os.makedirs(out_dir, exist_ok=True)
     _remove_previous_figures(out_dir)
@@ -51,7 +54,7 @@ def build_report(run_dir, out_dir=None, latency=True):
 
     built = [
         _guarded("Stages", lambda: sections.status_section(contents)),
-        _guarded("Comparison", lambda: sections.comparison_section(contents)),
+        _guarded("Comparison", lambda: sections.comparison_section(contents, against=reference)),
         _guarded(
             "Size and speed against quality", lambda: sections.size_speed_section(contents, out_dir, latency_html)
         ),
@@ -72,6 +75,18 @@ def build_report(run_dir, out_dir=None, latency=True):
     os.replace(path + ".tmp", path)
     log.info("report: %s", path)
     return path
+
+
+def _reference(contents, against):
+    """The train stage of the student ``against`` names; a one-line error when it names none of
+    the run's students, or one no seed has evaluated."""
+    from tfkd.comparison import student_stage
+    from tfkd.errors import StageError
+
+    stage = student_stage(contents.spec, against)
+    if not any(s.family == stage and s.evaluate_results for s in contents.students):
+        raise StageError(f"--against {against}: no seed of that student is evaluated in {contents.run_dir}")
+    return stage
 
 
 def _remove_previous_figures(out_dir):

@@ -41,11 +41,13 @@ def status_section(contents):
     return ReportSection("Stages", html)
 
 
-def comparison_section(contents):
-    """The run's comparison table (:func:`tfkd.comparison.comparison_rows`), as it gives it."""
+def comparison_section(contents, against=None):
+    """The run's comparison table (:func:`tfkd.comparison.comparison_rows`), as it gives it;
+    ``against``: a second student (train stage) every other one is tested against."""
     from tfkd.comparison import comparison_rows, score_lines
 
-    found = comparison_rows(contents.spec, contents.results, contents.run_dir)  # paired tests read the outputs
+    # paired tests read the outputs
+    found = comparison_rows(contents.spec, contents.results, contents.run_dir, against=against)
     if found:
         header, rows = found
         return ReportSection("Comparison", table(header, rows))
