@@ -117,7 +117,7 @@ def score_lines(spec, results):
     lines = []
     several = len(spec.train.seeds or []) > 1
     for train, evaluate in compared_students(spec):
-        who = "student" if train == "train" else train
+        who = student_name(train)
         for seed, _, evaluate_stage in seed_stages(spec, train, evaluate):
             for split, scores in (results.get(evaluate_stage) or {}).items():
                 if isinstance(scores, dict) and "score" in scores:
