@@ -1,13 +1,21 @@
 """The comparison table: mean ± std over seeds, and each student's difference to the baseline
-(and, told, to a second student) with its confidence interval and p-value from the task's
-paired test over every seed's test outputs."""
+(and, told, to a second student) with its confidence interval and two-sided p from the task's
+sentence-cluster test over every seed's test outputs, the per-seed differences and the
+seed-level p, Holm-adjusted; established only from three seeds on."""
 
 import os
 
 import pytest
 from helpers import REPO
 
-from tfkd.comparison import comparison_rows, paired_differences, render_table, score_lines, student_stage
+from tfkd.comparison import (
+    comparison_rows,
+    difference_header,
+    paired_differences,
+    render_table,
+    score_lines,
+    student_stage,
+)
 from tfkd.errors import StageError
 from tfkd.spec import load_spec
 
@@ -17,21 +25,25 @@ def degrade(lines, every):
 
 
 def test_seeds_are_summarised_and_the_difference_is_tested_on_every_seeds_test_outputs(tmp_path, data_dir):
-    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["train.seeds=[1,2]"])
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["train.seeds=[1,2,3]"])
     with open(os.path.join(data_dir, "multi30k_deen", "test.en"), encoding="utf-8") as f:
         references = [line.rstrip("\n") for line in f]
     train = {"method": "soft_target", "loss_weights": {"soft": 0.1, "xe": 0.9}, "steps": 10, "seconds": 1}
     results = {
         "baseline": dict(train, method="supervised", loss_weights={"xe": 1.0}),
         "baseline-s2": dict(train, method="supervised", loss_weights={"xe": 1.0}),
+        "baseline-s3": dict(train, method="supervised", loss_weights={"xe": 1.0}),
         "train": train,
         "train-s2": train,
+        "train-s3": train,
     }
     outputs = {
         "baseline_evaluate": (degrade(references, 3), 30.0),
-        "baseline_evaluate-s2": (degrade(references, 4), 31.0),
+        "baseline_evaluate-s2": (degrade(references, 3), 31.0),
+        "baseline_evaluate-s3": (degrade(references, 4), 32.0),
         "evaluate": (degrade(references, 6), 33.0),
         "evaluate-s2": (degrade(references, 7), 34.0),
+        "evaluate-s3": (degrade(references, 8), 35.0),
     }
     for stage, (hypotheses, score) in outputs.items():
         os.makedirs(tmp_path / stage)
@@ -41,15 +53,19 @@ def test_seeds_are_summarised_and_the_difference_is_tested_on_every_seeds_test_o
     table = render_table(header, rows)
     assert header[:4] == [
         "student",
-        "seeds (2)",
+        "seeds (3; one teacher)",  # the teacher's stages ran once for all seeds
         "test BLEU (mean ± std)",
-        "vs baseline, test (95% CI, paired bootstrap)",
+        difference_header("baseline", "test"),
     ]
     baseline, student = rows[-2], rows[-1]
-    assert baseline[0] == "baseline" and baseline[2] == "30.50 ± 0.71" and baseline[3] == "-"
-    assert student[1] == "1, 2" and student[2] == "33.50 ± 0.71"
-    # the hypotheses of the student are closer to the references on both seeds: significant
-    assert student[3].startswith("BLEU +") and "p=0.001*" in student[3] and "; chrF +" in student[3]
+    assert baseline[0] == "baseline" and baseline[2] == "31.00 ± 1.00" and baseline[3] == "-"
+    assert student[1] == "1, 2, 3" and student[2] == "34.00 ± 1.00"
+    # the hypotheses of the student are closer to the references on every seed: established,
+    # each seed's difference shown
+    bleu, chrf = student[3].split("; chrF ")
+    assert bleu.startswith("BLEU +") and "p=0.002 (0.002)" in bleu and chrf.endswith("*")
+    seed_differences = bleu.split("; seeds ")[1].split(" p=")[0].split()
+    assert len(seed_differences) == 3 and all(d.startswith("+") for d in seed_differences)
     low, high = (float(x) for x in student[3].split("[")[1].split("]")[0].split(", "))
     assert 0 < low < high
     assert table.count("\n") == len(rows) + 1
@@ -75,14 +91,16 @@ def test_a_run_without_its_first_seeds_students_compares_the_others(tmp_path, da
     header, rows = comparison_rows(spec, results, str(tmp_path))
     assert header[:4] == [
         "student",
-        "seeds (3)",
+        "seeds (3; one teacher)",
         "test BLEU (mean ± std)",
-        "vs baseline, test (95% CI, paired bootstrap)",
+        difference_header("baseline", "test"),
     ]
     baseline, student = rows[-2], rows[-1]
     assert baseline[:4] == ["baseline", "2, 3", "30.50 ± 0.71", "-"]
     assert student[:3] == ["soft_target (soft=0.1 xe=0.9)", "2, 3", "34.00 ± 1.41"]
-    assert student[3].startswith("BLEU +") and "p=0.001*" in student[3]
+    # two seeds: the sentences say so, the seeds cannot judge, so nothing is established
+    assert student[3].startswith("BLEU +") and "p=0.002" in student[3] and ": cannot judge" in student[3]
+    assert not student[3].endswith("*")
     assert student[header.index("train s")] == "7"
 
 
@@ -122,22 +140,20 @@ def test_against_a_variant_adds_a_column_testing_every_other_student_against_it(
             (tmp_path / (evaluate + suffix) / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
             results[evaluate + suffix] = {"test": {"metric": "BLEU", "score": 30.0 + every}}
     header, rows = comparison_rows(spec, results, str(tmp_path), against="plain")
-    assert header[3:5] == [
-        "vs baseline, test (95% CI, paired bootstrap)",
-        "vs plain, test (95% CI, paired bootstrap)",
-    ]
+    assert header[3:5] == [difference_header("baseline", "test"), difference_header("plain", "test")]
     baseline, plain, student = rows[-3:]
     assert plain[0].startswith("plain: ") and plain[4] == "-"
     assert baseline[3] == "-" and baseline[4].startswith("BLEU -")  # the baseline is below plain
     assert plain[3].startswith("BLEU +") and student[3].startswith("BLEU +")
-    assert student[4].startswith("BLEU +") and "p=0.001*" in student[4]
+    # Holm over the column's two rows doubles the smallest p
+    assert student[4].startswith("BLEU +") and "p=0.002 (0.004)" in student[4] and "2 seeds " in student[4]
     # the column is paired_differences with plain as the reference; baseline's is its mirror
     _, tests = paired_differences(spec, results, str(tmp_path), reference="plain")
     assert set(tests) == {"baseline", "train"}
     assert tests["baseline"]["BLEU"]["difference"] == pytest.approx(-float(plain[3].split()[1]), abs=0.006)
     # without it, the table is as before: one difference column
     header, rows = comparison_rows(spec, results, str(tmp_path))
-    assert [h for h in header if h.startswith("vs ")] == ["vs baseline, test (95% CI, paired bootstrap)"]
+    assert [h for h in header if h.startswith("vs ")] == [difference_header("baseline", "test")]
 
 
 def test_students_are_named_as_commands_name_them():

@@ -1,9 +1,10 @@
 """The students one run trained (a baseline, the spec's variants, the main one), side by side:
 their scores, then a table of metric per split (mean and standard deviation over
 ``train.seeds``), the difference to the baseline on the test split with its 95% confidence
-interval and p-value (paired bootstrap over test sentences, the task's
-:meth:`~tfkd.tasks.Task.paired_test`; ``*``: significant at 0.05), decoder, trainable
-parameters, steps and wall time. ``tfkd run`` prints both after a run.
+interval and two-sided p (test sentences resampled as clusters of their seeds), the per-seed
+differences and the seed-level p (the task's :meth:`~tfkd.tasks.Task.paired_test`, see
+:mod:`tfkd.significance`), Holm-adjusted over the table's students (``*``: established, both
+adjusted p under 0.05), decoder, trainable parameters, steps and wall time. ``tfkd run`` prints both after a run.
 
 Compute, then render::
 
@@ -99,16 +100,43 @@ def tested_split(splits):
     return "test" if "test" in splits else splits[-1]
 
 
+def difference_header(reference, split):
+    """The header of a column of :func:`difference_cell`s against student ``reference``."""
+    return f"vs {reference}, {split} (95% CI, p; per-seed differences, seed p; Holm-adjusted p in brackets)"
+
+
 def difference_cell(test):
-    """``+0.41 [-0.12, 0.95] p=0.08`` per metric of a paired test's result, ``*`` when
-    significant at 0.05."""
+    """``BLEU +0.41 [-0.12, +0.95] p=0.080 (0.160); seeds +0.30 +0.50 +0.43 p=0.021 (0.042)``
+    per metric of a test's result (:mod:`tfkd.significance`): the difference, its 95% interval
+    and two-sided p of the sentence-cluster bootstrap, the per-seed differences and the
+    seed-level p, Holm-adjusted p-values in brackets when the table has them; ``*`` when the
+    difference is established (both tests under 0.05, after Holm's adjustment when given)."""
     cells = []
     for name, t in test.items():
-        mark = "*" if t["significant"] else ""
-        cells.append(
-            f"{name} {t['difference']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}] p={t['p_value']:.3f}{mark}"
-        )
+        holm = "p_holm" in t
+        cell = f"{name} {t['difference']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}] p={t['p_value']:.3f}"
+        cell += f" ({t['p_holm']:.3f})" if holm else ""
+        differences = " ".join(f"{d:+.2f}" for d in t.get("seed_differences", []))
+        if t.get("seed_p_value") is None:
+            cell += f"; {t.get('seeds', 1)} seed{'s' if t.get('seeds', 1) != 1 else ''} {differences}: cannot judge"
+        else:
+            cell += f"; seeds {differences} p={t['seed_p_value']:.3f}"
+            cell += f" ({t['seed_p_holm']:.3f})" if holm else ""
+        cells.append(cell + ("*" if t.get("established_holm" if holm else "established") else ""))
     return "; ".join(cells)
+
+
+def with_holm_columns(tests):
+    """``{train stage: {metric: result}}`` with Holm's adjustment over the students, metric by
+    metric (:func:`tfkd.significance.with_holm`)."""
+    from tfkd.significance import with_holm
+
+    adjusted = {train: {} for train in tests}
+    for metric in dict.fromkeys(m for test in tests.values() for m in test):
+        trains = [train for train, test in tests.items() if metric in test]
+        for train, result in zip(trains, with_holm([tests[t][metric] for t in trains])):
+            adjusted[train][metric] = result
+    return adjusted
 
 
 def score_lines(spec, results):
@@ -135,9 +163,9 @@ def comparison_rows(spec, results, run_dir=None, against=None):
     fewer than two students. Only the splits every student has a score on are columns (a split
     without labels is predicted but has no score). With ``run_dir`` (where the evaluate stages
     wrote their outputs) and a baseline, each student's difference to it on the test split is
-    tested (paired bootstrap, every seed's outputs pooled). ``against`` (a student's train
-    stage, :func:`student_stage`) adds a second such column: each other student against that
-    one (LightPAFF against the pre-trained student without KD, say)."""
+    tested (sentence-cluster bootstrap and seed-level test, Holm-adjusted over the students).
+    ``against`` (a student's train stage, :func:`student_stage`) adds a second such column:
+    each other student against that one (LightPAFF against the pre-trained student without KD, say)."""
     from tfkd import registry
     from tfkd.context import RunContext
     from tfkd.plan import plan_run
@@ -156,20 +184,21 @@ def comparison_rows(spec, results, run_dir=None, against=None):
         if run_dir is not None and splits:
             _, tests = paired_differences(spec, stage_results, run_dir, reference=reference)
             if tests:
+                tests = with_holm_columns(tests)
                 columns[reference] = {train: difference_cell(test) for train, test in tests.items()}
+    # the stages the method adds (a teacher's fine-tuning and cache, say) run once for all seeds
+    method_stages = plan_run(spec).with_role("method")
     header = [
         "student",
-        *([f"seeds ({len(seeds)})"] if len(seeds) > 1 else []),
+        *([f"seeds ({len(seeds)}{'; one teacher' if method_stages else ''})"] if len(seeds) > 1 else []),
         *[f"{s} {metric}" + (" (mean ± std)" if len(seeds) > 1 else "") for s in splits],
-        *[f"vs {student_name(reference)}, {tested_split(splits)} (95% CI, paired bootstrap)" for reference in columns],
+        *[difference_header(student_name(reference), tested_split(splits)) for reference in columns],
         "decode",
         "trainable params",
         "steps",
         "train s",
         "method stages s",
     ]
-    # the stages the method adds (a teacher's fine-tuning and cache, say)
-    method_stages = plan_run(spec).with_role("method")
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     rows = []
     teacher = registry.lookup("method", spec.method).teacher_row(RunContext(spec), results)
@@ -232,7 +261,7 @@ class _Folders(dict):
 def paired_differences(spec, results, run_dir, reference="baseline"):
     """``(split, {train stage: {metric: paired test result}})``: every other student of the run
     in ``run_dir`` against the ``reference`` student (a train stage: the baseline unless told)
-    on the tested split (test when scored), every seed both finished pooled, as the comparison
+    on the tested split (test when scored), over every seed both finished, as the comparison
     table shows them; ``(None, {})`` when the reference is not evaluated or no split is scored.
     A result is :func:`tfkd.significance.paired_result`'s dict (difference, 95% interval,
     p-value); a difference is the student's score minus the reference's."""
@@ -359,6 +388,8 @@ __all__ = [
     "comparison_rows",
     "comparison_table",
     "difference_cell",
+    "difference_header",
+    "with_holm_columns",
     "paired_differences",
     "render_table",
     "score_cell",

@@ -1,33 +1,46 @@
-"""Is one student better than another, or is it noise? Paired bootstrap resampling over test
-examples (Koehn 2004), as sacreBLEU's ``--paired-bs`` does it, and seed summaries.
+"""Is one student better than another, or is it noise? Two tests, both two-sided, and a
+difference is *established* only when both reject at 0.05:
 
-Every test draws the same resampled index sets for both students (``resamples`` sets of ``n``
-indices drawn with replacement, NumPy's ``default_rng(seed)`` as sacreBLEU draws them), scores
-both on each set, and reports::
+- **Sentence-cluster paired bootstrap** (Koehn 2004; Efron and Tibshirani 1993, ch. 16). Test
+  examples (sentences, labelled texts, LM blocks) are resampled with replacement; a resampled
+  example brings every seed's output of it, for both students, so an example's noise counts
+  once however many seeds there are. On each resample the statistic is the mean over seeds of
+  ``score(candidate seed s) - score(baseline seed s)``. The 95% interval is the 2.5th and
+  97.5th percentile of those differences and the p-value is the two-sided percentile p,
+  ``min(1, 2 * min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (resamples + 1))``: p < 0.05 exactly when
+  the interval (up to one resample) excludes zero, and on equal systems it rejects in about 5%
+  of cases. (sacreBLEU's ``--paired-bs`` p, the share of centred absolute differences above the
+  observed one, rejected equal systems in about 9% of cases; ``tools/significance_calibration.py``
+  measures both.) Scores come from each metric's additive sufficient statistics, BLEU's and
+  chrF's from sacreBLEU's own metric objects.
+- **Seed-level test**: a paired t-test over the per-seed differences (``n - 1`` degrees of
+  freedom). It counts the variation between training runs that the bootstrap, which holds the
+  trained students fixed, cannot see. With fewer than 3 seeds it does not judge
+  (``seed_p_value`` is ``None``). A sign-flip permutation over 3 seeds can never go below
+  p = 0.25; the t-test can establish a consistent gain with 3 seeds (its power is printed by
+  ``tools/significance_calibration.py``).
 
-    {"metric": "BLEU", "baseline": 30.09, "candidate": 30.15, "difference": 0.06,
-     "ci_low": -0.71, "ci_high": 0.80,    # the 2.5th and 97.5th percentiles of the resampled
-                                           # differences (candidate - baseline)
-     "p_value": 0.44, "significant": False, "resamples": 1000, "seed": 12345, "examples": 1000}
+Every test returns one dict::
 
-The p-value is sacreBLEU's (``sacrebleu.significance._compute_p_value``): the share of
-resamples whose absolute difference, centred on the mean absolute difference, exceeds the
-observed absolute difference, ``(c + 1) / (resamples + 1)`` (1 when the two agree on every
-resample); ``significant`` is ``p < 0.05``.
-BLEU and chrF are computed by sacreBLEU's own metric objects from their sufficient statistics
-(no second BLEU here). With several seeds, seed ``i`` of one student is paired with seed ``i``
-of the other and the examples of every pair are pooled: the test asks whether the difference
-holds over the seeds' outputs together. Importing this does not import TensorFlow.
+    {"metric": "BLEU", "baseline": 30.09, "candidate": 30.65, "difference": 0.56,
+     "ci_low": 0.12, "ci_high": 1.01, "p_value": 0.012, "significant": True,
+     "seed_differences": [0.61, 0.40, 0.67], "seed_p_value": 0.021, "established": True,
+     "seeds": 3, "examples": 1000, "resamples": 1000, "seed": 12345, "test": "..."}
+
+``baseline`` and ``candidate`` are means over seeds; ``significant`` is the bootstrap's
+verdict alone, ``established`` both tests'. :func:`holm` adjusts a table's p-values for the
+number of its comparisons. Importing this module does not import TensorFlow.
 """
 
 import statistics
 
 import numpy as np
-import sacrebleu
-from sacrebleu.significance import _compute_p_value
 
 SEED = 12345  # sacreBLEU's default SACREBLEU_SEED
 RESAMPLES = 1000
+ALPHA = 0.05
+MIN_SEEDS = 3  # the seed-level test judges from this many seeds on
+TEST_NAME = "two-sided sentence-cluster paired bootstrap + paired t over seeds"
 
 
 def seed_summary(values):
@@ -41,58 +54,107 @@ def seed_summary(values):
     }
 
 
-def resample_indices(n, resamples=RESAMPLES, seed=SEED):
-    """``[resamples, n]`` indices drawn with replacement, as sacreBLEU's paired bootstrap draws them."""
-    return np.random.default_rng(seed).choice(n, size=(resamples, n), replace=True)
+def resample_counts(n, resamples=RESAMPLES, seed=SEED):
+    """``[resamples, n]``: how often each of ``n`` examples is drawn in each resample (``n``
+    draws with replacement, NumPy's ``default_rng(seed)``)."""
+    indices = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    flat = (indices + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n * resamples).reshape(resamples, n)
 
 
-def paired_result(metric, baseline, candidate, baseline_samples, candidate_samples, seed):
-    """The result dict of a paired bootstrap from the two real scores and the two students'
-    scores on every resampled index set."""
-    baseline_samples, candidate_samples = np.asarray(baseline_samples), np.asarray(candidate_samples)
-    differences = candidate_samples - baseline_samples
-    absolute = np.abs(differences)
-    # two students that agree on every resample differ by nothing: p = 1 (sacreBLEU's count
-    # would give its smallest p, 1 / (resamples + 1))
-    p = 1.0 if not absolute.any() else _compute_p_value(absolute - absolute.mean(), abs(candidate - baseline))
+def two_sided_p(differences):
+    """The two-sided percentile bootstrap p of resampled differences against 0."""
+    differences = np.asarray(differences)
+    below, above = np.sum(differences <= 0), np.sum(differences >= 0)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (len(differences) + 1)))
+
+
+def seed_level_p(seed_differences):
+    """Two-sided paired t-test p over per-seed differences; ``None`` under :data:`MIN_SEEDS`
+    seeds. Differences that are all equal give 0 (all 0: 1)."""
+    from scipy import stats
+
+    d = np.asarray(seed_differences, dtype="float64")
+    if len(d) < MIN_SEEDS:
+        return None
+    if np.allclose(d, d[0]):
+        return 1.0 if d[0] == 0 else 0.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def cluster_test(score, baseline, candidate, metric="score", resamples=RESAMPLES, seed=SEED):
+    """Both tests of two students from per-example sufficient statistics.
+
+    ``baseline`` and ``candidate`` are ``[seeds, examples, d]`` arrays (seed ``s`` of one is
+    paired with seed ``s`` of the other, example ``i`` is the same test example in every seed);
+    ``score`` maps summed statistics ``[m, d]`` to ``m`` scores (accuracy from ``(correct,
+    1)``, BLEU from sacreBLEU's n-gram counts, ...). A difference is candidate minus baseline."""
+    baseline, candidate = (np.asarray(x, dtype="float64") for x in (baseline, candidate))
+    if baseline.ndim == 2:
+        baseline, candidate = baseline[..., None], candidate[..., None]
+    if baseline.shape != candidate.shape or not baseline.shape[1]:
+        raise ValueError(f"paired test: baseline statistics {baseline.shape} against candidate {candidate.shape}")
+    seeds, n, _ = baseline.shape
+    observed = [score(x.sum(1)) for x in (baseline, candidate)]  # [seeds] each
+    seed_differences = observed[1] - observed[0]
+    counts = resample_counts(n, resamples, seed).astype("float64")
+    resampled = [counts @ x for x in (baseline, candidate)]  # [seeds, resamples, d]
+    scores = [score(r.reshape(seeds * resamples, -1)).reshape(seeds, resamples) for r in resampled]
+    # rounded: a resample where the students tie is a tie, not a float's last bit either way
+    differences = np.round((scores[1] - scores[0]).mean(0), 9)
     low, high = np.percentile(differences, [2.5, 97.5])
+    p = two_sided_p(differences)  # 1 when the two agree on every resample
+    seed_p = seed_level_p(seed_differences)
     return {
         "metric": metric,
-        "baseline": round(float(baseline), 4),
-        "candidate": round(float(candidate), 4),
-        "difference": round(float(candidate - baseline), 4),
+        "baseline": round(float(np.mean(observed[0])), 4),
+        "candidate": round(float(np.mean(observed[1])), 4),
+        "difference": round(float(np.mean(seed_differences)), 4),
         "ci_low": round(float(low), 4),
         "ci_high": round(float(high), 4),
-        "p_value": round(float(p), 4),
-        "significant": bool(p < 0.05),
-        "resamples": int(len(differences)),
+        "p_value": round(p, 4),
+        "significant": p < ALPHA,
+        "seed_differences": [round(float(d), 4) for d in seed_differences],
+        "seed_p_value": None if seed_p is None else round(seed_p, 4),
+        "established": bool(p < ALPHA and seed_p is not None and seed_p < ALPHA),
+        "seeds": int(seeds),
+        "examples": int(n),
+        "resamples": int(resamples),
         "seed": seed,
+        "test": TEST_NAME,
     }
 
 
-def paired_bootstrap(statistic, baseline, candidate, resamples=RESAMPLES, seed=SEED, metric="score"):
-    """Paired bootstrap of a per-example quantity: ``baseline`` and ``candidate`` are arrays
-    with one row per example (correct 0/1, ``(prediction, label)`` pairs, ``(nll, tokens)``
-    per block, ...), ``statistic(rows)`` the score of a set of rows (mean accuracy, F1,
-    perplexity)."""
-    baseline, candidate = np.asarray(baseline), np.asarray(candidate)
-    if len(baseline) != len(candidate) or not len(baseline):
-        raise ValueError(f"paired test: {len(baseline)} baseline and {len(candidate)} candidate examples")
-    indices = resample_indices(len(baseline), resamples, seed)
-    result = paired_result(
-        metric,
-        statistic(baseline),
-        statistic(candidate),
-        [statistic(baseline[i]) for i in indices],
-        [statistic(candidate[i]) for i in indices],
-        seed,
-    )
-    result["examples"] = int(len(baseline))
-    return result
+def holm(p_values):
+    """Holm's step-down adjustment of a family of p-values (``None`` stays ``None``): the
+    ``k``-th smallest of ``m`` is multiplied by ``m - k + 1``, made non-decreasing, capped at 1.
+    (statsmodels' ``multipletests(method="holm")`` computes the same; it is not a dependency.)"""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    adjusted, running = [None] * len(p_values), 0.0
+    for k, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (len(present) - k) * p))
+        adjusted[i] = round(running, 4)
+    return adjusted
+
+
+def with_holm(tests):
+    """``tests`` (a list of result dicts of one family) with ``p_holm``, ``seed_p_holm`` and
+    ``established_holm`` (both adjusted p-values under 0.05) added to each."""
+    p = holm([t["p_value"] for t in tests])
+    seed_p = holm([t.get("seed_p_value") for t in tests])
+    return [
+        dict(t, p_holm=a, seed_p_holm=b, established_holm=bool(a < ALPHA and b is not None and b < ALPHA))
+        for t, a, b in zip(tests, p, seed_p)
+    ]
+
+
+# --- metrics as additive sufficient statistics ---
 
 
 def corpus_metric(name, lowercase=False, tokenize="13a"):
     """sacreBLEU's metric object: ``bleu`` (with the evaluation's case and tokenizer) or ``chrf``."""
+    import sacrebleu
+
     if name == "bleu":
         return sacrebleu.metrics.BLEU(lowercase=lowercase, tokenize=tokenize)
     if name == "chrf":
@@ -100,38 +162,80 @@ def corpus_metric(name, lowercase=False, tokenize="13a"):
     raise ValueError(f"no corpus metric {name!r}: bleu or chrf")
 
 
-def paired_bootstrap_corpus(metric, baseline, candidate, references, resamples=RESAMPLES, seed=SEED):
-    """Paired bootstrap of a corpus metric (a sacreBLEU metric object: BLEU, chrF) over
-    sentences: ``baseline`` and ``candidate`` are the two students' hypotheses of the same
-    ``references``. Scores come from sacreBLEU's sufficient statistics, as its ``--paired-bs``
-    computes them (its p-value for the same seed and resamples)."""
-    if not len(baseline) == len(candidate) == len(references) or not len(references):
-        raise ValueError(
-            f"paired test: {len(baseline)} baseline, {len(candidate)} candidate and {len(references)} references"
-        )
-    stats = [
-        np.array(metric._extract_corpus_statistics(h, [references]), dtype="float32") for h in (baseline, candidate)
-    ]
-    real = [metric._compute_score_from_stats(s.sum(0)).score for s in stats]
-    indices = resample_indices(len(references), resamples, seed)
-    samples = [[metric._compute_score_from_stats(s[i].sum(0)).score for i in indices] for s in stats]
-    result = paired_result(type(metric).__name__.replace("CHRF", "chrF"), *real, *samples, seed)
-    result["examples"] = len(references)
-    result["signature"] = str(metric.get_signature())
+def corpus_statistics(metric, hypotheses, references):
+    """``[sentences, d]``: sacreBLEU's sufficient statistics of each hypothesis."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    return np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype="float64")
+
+
+def corpus_score(metric):
+    """Summed statistics ``[m, d]`` -> ``m`` scores, by sacreBLEU's own arithmetic."""
+    return lambda sums: np.array([metric._compute_score_from_stats(list(row)).score for row in sums])
+
+
+def compare(a, b, references, metric="bleu", lowercase=False, tokenize="13a", resamples=RESAMPLES, seed=SEED):
+    """Both tests of corpus BLEU or chrF between hypotheses no matter who made them: ``a`` (the
+    baseline) and ``b`` are lists, one per seed, of hypothesis lists of ``references``; seed
+    ``i`` of ``a`` is paired with seed ``i`` of ``b``. Returns the dict the module docstring
+    shows (``difference`` is ``b`` minus ``a``) plus the metric's ``signature``."""
+    if not a or len(a) != len(b):
+        raise ValueError(f"compare: {len(a)} seeds of a against {len(b)} of b; give the same number, one or more")
+    scorer = corpus_metric(metric, lowercase, tokenize)
+    stats = [np.stack([corpus_statistics(scorer, h, references) for h in side]) for side in (a, b)]
+    name = "BLEU" if metric == "bleu" else "chrF"
+    result = cluster_test(corpus_score(scorer), *stats, metric=name, resamples=resamples, seed=seed)
+    result["signature"] = str(scorer.get_signature())
     return result
+
+
+def accuracy_statistics(predicted, labels):
+    """``[examples, 2]``: (correct, 1) per example; its score is :func:`accuracy_score`."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    return np.stack([(predicted == labels).astype("float64"), np.ones(len(labels))], 1)
+
+
+def accuracy_score(sums):
+    return 100 * sums[:, 0] / np.maximum(sums[:, 1], 1)
+
+
+def f1_statistics(predicted, labels, positive=1):
+    """``[examples, 3]``: (true positive, false positive, false negative) per example."""
+    predicted, labels = np.asarray(predicted) == positive, np.asarray(labels) == positive
+    return np.stack([predicted & labels, predicted & ~labels, ~predicted & labels], 1).astype("float64")
+
+
+def f1_score(sums):
+    tp, fp, fn = sums[:, 0], sums[:, 1], sums[:, 2]
+    return 100 * 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
+def perplexity_score(sums):
+    """``exp(sum nll / sum tokens)`` of summed ``(nll, tokens)`` rows."""
+    return np.exp(sums[:, 0] / np.maximum(sums[:, 1], 1))
 
 
 def perplexity(rows):
     """``exp(sum nll / sum tokens)`` over ``(summed nll, tokens)`` rows (blocks or documents)."""
-    return float(np.exp(rows[:, 0].sum() / max(rows[:, 1].sum(), 1)))
+    return float(perplexity_score(np.asarray(rows, dtype="float64").sum(0, keepdims=True))[0])
 
 
 __all__ = [
+    "accuracy_score",
+    "accuracy_statistics",
+    "cluster_test",
+    "compare",
     "corpus_metric",
-    "paired_bootstrap",
-    "paired_bootstrap_corpus",
-    "paired_result",
+    "corpus_score",
+    "corpus_statistics",
+    "f1_score",
+    "f1_statistics",
+    "holm",
     "perplexity",
-    "resample_indices",
+    "perplexity_score",
+    "resample_counts",
+    "seed_level_p",
     "seed_summary",
+    "two_sided_p",
+    "with_holm",
 ]

@@ -73,8 +73,10 @@ def test_scores_and_gains_are_each_run_s_own(tmp_path):
     assert points["train"]["label"] == "soft_target (soft=0.1 xe=0.9)"
     assert points["train"]["scores"] == [40.0, 40.0, 40.0]
     gain = points["train"]["gain"]
-    assert gain["metric"] == "BLEU" and gain["examples"] == 3 * len(REFERENCES)  # every seed pooled
-    assert gain["difference"] == pytest.approx(_bleu(STUDENT * 3) - _bleu(BASELINE * 3), abs=1e-3)
+    # sentences resampled as clusters of their three seeds; the gain is the mean per-seed difference
+    assert gain["metric"] == "BLEU" and (gain["examples"], gain["seeds"]) == (len(REFERENCES), 3)
+    assert gain["difference"] == pytest.approx(_bleu(STUDENT) - _bleu(BASELINE), abs=1e-3)
+    assert gain["seed_differences"] == pytest.approx([gain["difference"]] * 3, abs=1e-3)
     assert gain["ci_low"] <= gain["difference"] <= gain["ci_high"]
     level = read_run(_run(tmp_path, "level", 5000, student=BASELINE))
     _, points = run_points(level)
@@ -91,8 +93,8 @@ def test_a_run_that_trained_only_later_seeds_has_its_gain(tmp_path):
     assert points["baseline"]["scores"] == [20.0, 20.0]
     assert points["train"]["label"] == "soft_target (soft=0.1 xe=0.9)"  # named from seed 2's stage
     gain = points["train"]["gain"]
-    assert gain["examples"] == 2 * len(REFERENCES)  # seeds 2 and 3 pooled
-    assert gain["difference"] == pytest.approx(_bleu(STUDENT * 2) - _bleu(BASELINE * 2), abs=1e-3)
+    assert (gain["examples"], gain["seeds"]) == (len(REFERENCES), 2)  # seeds 2 and 3
+    assert gain["difference"] == pytest.approx(_bleu(STUDENT) - _bleu(BASELINE), abs=1e-3)
 
 
 def test_the_page_holds_the_table_and_the_curve(tmp_path):

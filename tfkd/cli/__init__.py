@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from tfkd.cli import average, config, export, generate, listing, report, run, translate, validate
+from tfkd.cli import average, compare, config, export, generate, listing, report, run, translate, validate
 from tfkd.cli.arguments import STAGES_HELP, Parser
 from tfkd.cli.average import cmd_average
 from tfkd.cli.config import cmd_config
@@ -26,7 +26,7 @@ DESCRIPTION = (
     "scores and exports it."
 )
 # the commands in the order --help lists them; each module registers its subparser and handler
-COMMANDS = (run, validate, config, listing, export, average, translate, generate, report)
+COMMANDS = (run, validate, config, listing, export, average, translate, generate, report, compare)
 
 
 def _version_line():

@@ -2,8 +2,9 @@
 same students (a baseline and the distilled ones) with one setting changed, typically the
 number of training pairs (``--set data.train_limit=2000 --set name=quickstart_2k``); the page
 plots each student's test metric (mean and standard deviation over the run's seeds) and its
-gain over the baseline (the paired bootstrap over every seed's test outputs, with its 95%
-interval) against that setting.
+gain over the baseline (the sentence-cluster bootstrap over every seed's test outputs, with
+its 95% interval, and the seed-level test; Holm-adjusted over the table's rows) against that
+setting.
 
     from tfkd.report.across_runs import build_curve_report
     path = build_curve_report(["runs/qs_2k", "runs/qs_5k", "runs/qs_10k"], "reports/size")
@@ -20,6 +21,7 @@ import statistics
 from tfkd.comparison import difference_cell, score_cell
 from tfkd.errors import StageError
 from tfkd.report import html
+from tfkd.significance import with_holm
 
 PAGE = "index.html"
 # keys that say nothing about what was trained (where a run is, its report) or that a run
@@ -119,13 +121,15 @@ def build_curve_report(run_dirs, out_dir, by=None):
     os.makedirs(out_dir, exist_ok=True)
 
     rows = []
+    gains = [point["gain"] for _, points in measured for point in points.values() if point and point["gain"]]
+    adjusted = {id(gain): holm for gain, holm in zip(gains, with_holm(gains))}
     for value, run, (_, points) in zip(values, runs, measured):
         for student in labels:
             point = points.get(student)
             if point is None:
                 rows.append([str(value), run.spec.name, labels[student], "-", "not evaluated", "-"])
                 continue
-            gain = point["gain"]
+            gain = adjusted.get(id(point["gain"]))
             rows.append(
                 [
                     str(value),
@@ -145,8 +149,10 @@ def build_curve_report(run_dirs, out_dir, by=None):
             "Learning curve",
             html.paragraph(
                 f"{len(runs)} runs placed along {key}. Gains: each student against the baseline of "
-                "its own run, a paired bootstrap over the test outputs of every seed both finished "
-                "(95% interval, p-value; * significant at 0.05)."
+                "its own run over every seed both finished: the difference, its 95% interval and "
+                "two-sided p (test sentences resampled as clusters of their seeds), the per-seed "
+                "differences and the seed-level p (paired t), Holm-adjusted p-values over the "
+                "table's rows in brackets; * established (both adjusted p under 0.05)."
             )
             + table
             + (html.figure(figure, f"{metric} and the gain over the baseline against {key}") if figure else ""),

@@ -415,37 +415,34 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
         return result
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):
-        """Accuracy (and F1 of label 1 with two labels), paired bootstrap over the split's
-        labelled examples (every seed's pooled), from the ``<split>.pred`` files."""
+        """Accuracy (and F1 of label 1 with two labels) from the ``<split>.pred`` files: the
+        split's labelled examples resampled as clusters of their seeds, and the seed-level test
+        (:mod:`tfkd.significance`)."""
         import numpy as np
 
-        from tfkd.significance import paired_bootstrap
-        from tfkd.tasks.classification.metrics import accuracy, f1
+        from tfkd import significance
 
         labels = np.asarray(self.corpus(context, split).labels)
         ids = {name: i for i, name in enumerate(self.label_names(context))}
+        labelled = labels >= 0
 
-        def pooled(folders):
-            rows = []
-            for folder in folders:
-                with open(os.path.join(folder, f"{split}.pred"), encoding="utf-8") as f:
-                    predicted = np.array([ids[line.rstrip("\n")] for line in f])
-                if len(predicted) != len(labels):
-                    raise ValueError(f"{folder}: {len(predicted)} {split} predictions for {len(labels)} examples")
-                rows.append(np.stack([predicted, labels], 1)[labels >= 0])
-            return np.concatenate(rows)
+        def predictions(folder):
+            with open(os.path.join(folder, f"{split}.pred"), encoding="utf-8") as f:
+                predicted = np.array([ids[line.rstrip("\n")] for line in f])
+            if len(predicted) != len(labels):
+                raise ValueError(f"{folder}: {len(predicted)} {split} predictions for {len(labels)} examples")
+            return predicted[labelled]
 
-        baseline, candidate = pooled(baseline_dirs), pooled(candidate_dirs)
-        tests = {
-            "accuracy": paired_bootstrap(
-                lambda rows: 100 * accuracy(rows[:, 0], rows[:, 1]), baseline, candidate, metric="accuracy"
-            )
-        }
+        sides = [[predictions(f) for f in folders] for folders in (baseline_dirs, candidate_dirs)]
+        metrics = {"accuracy": (significance.accuracy_statistics, significance.accuracy_score)}
         if len(ids) == 2:
-            tests["F1"] = paired_bootstrap(
-                lambda rows: 100 * f1(rows[:, 0], rows[:, 1]), baseline, candidate, metric="F1"
+            metrics["F1"] = (significance.f1_statistics, significance.f1_score)
+        return {
+            name: significance.cluster_test(
+                score, *[np.stack([statistics(p, labels[labelled]) for p in side]) for side in sides], metric=name
             )
-        return {name: dict(t, seeds=len(baseline_dirs)) for name, t in tests.items()}
+            for name, (statistics, score) in metrics.items()
+        }
 
     def export(self, context, student, path):
         """``serving_default``: ``text`` -> ``label``, ``label_id``, ``probabilities`` (see

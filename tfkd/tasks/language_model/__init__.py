@@ -386,14 +386,17 @@ class LanguageModelTask(Task, Pretrainable, TextBatches, ContinuesText):
         return result
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):
-        """Perplexity per token, paired bootstrap over the split's blocks (every seed's pooled)."""
-        from tfkd.significance import paired_bootstrap, perplexity
+        """Perplexity per token: the split's blocks resampled as clusters of their seeds, and
+        the seed-level test (:mod:`tfkd.significance`)."""
+        from tfkd.significance import cluster_test, perplexity_score
 
-        def pooled(folders):
-            return np.concatenate([np.load(os.path.join(f, f"{split}.blocks.npy")) for f in folders])
+        def per_seed(folders):
+            return np.stack([np.load(os.path.join(f, f"{split}.blocks.npy")) for f in folders])
 
-        result = paired_bootstrap(perplexity, pooled(baseline_dirs), pooled(candidate_dirs), metric="token perplexity")
-        return {"token perplexity": dict(result, seeds=len(baseline_dirs))}
+        result = cluster_test(
+            perplexity_score, per_seed(baseline_dirs), per_seed(candidate_dirs), metric="token perplexity"
+        )
+        return {"token perplexity": result}
 
     def export(self, context, student, path):
         """``serving_default`` (scores and a continuation) and ``score`` (scores alone), both of

@@ -407,7 +407,7 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         )
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):
-        """BLEU and chrF, paired bootstrap over the split's sentences (every seed's pooled)."""
+        """BLEU and chrF: sentence-cluster bootstrap and seed-level test (:mod:`tfkd.significance`)."""
         from tfkd.tasks.translation.metrics import paired_bleu_chrf
 
         evaluate = context.spec.evaluate

@@ -24,26 +24,19 @@ def read_hypotheses(folder, split="test"):
 
 
 def paired_bleu_chrf(references, baseline_folders, candidate_folders, split, lowercase=False, tokenize="13a"):
-    """``{"BLEU": result, "chrF": result}``: paired bootstrap tests of BLEU and chrF (see
-    :mod:`tfkd.significance`) between the hypotheses two students' evaluate stages wrote,
-    seed ``i``'s folder of one paired with seed ``i``'s of the other, every pair's sentences
-    pooled."""
-    from tfkd.significance import corpus_metric, paired_bootstrap_corpus
+    """``{"BLEU": result, "chrF": result}``: both tests of :func:`tfkd.significance.compare`
+    between the hypotheses two students' evaluate stages wrote, seed ``i``'s folder of one
+    paired with seed ``i``'s of the other, sentences resampled as clusters of their seeds."""
+    from tfkd.significance import compare
 
-    baseline, candidate, pooled_references = [], [], []
+    sides = [], []
     for b, c in zip(baseline_folders, candidate_folders, strict=True):
-        hypotheses = read_hypotheses(b, split), read_hypotheses(c, split)
-        if not len(hypotheses[0]) == len(hypotheses[1]) == len(references):
-            raise ValueError(
-                f"{b} and {c}: {len(hypotheses[0])} and {len(hypotheses[1])} {split} hypotheses for "
-                f"{len(references)} references"
-            )
-        baseline += hypotheses[0]
-        candidate += hypotheses[1]
-        pooled_references += references
-    results = {}
-    for name, label in (("bleu", "BLEU"), ("chrf", "chrF")):
-        metric = corpus_metric(name, lowercase, tokenize)
-        results[label] = paired_bootstrap_corpus(metric, baseline, candidate, pooled_references)
-        results[label]["seeds"] = len(baseline_folders)
-    return results
+        for side, folder in zip(sides, (b, c)):
+            hypotheses = read_hypotheses(folder, split)
+            if len(hypotheses) != len(references):
+                raise ValueError(f"{folder}: {len(hypotheses)} {split} hypotheses for {len(references)} references")
+            side.append(hypotheses)
+    return {
+        label: compare(*sides, references, metric=name, lowercase=lowercase, tokenize=tokenize)
+        for name, label in (("bleu", "BLEU"), ("chrf", "chrF"))
+    }
