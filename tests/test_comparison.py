@@ -8,6 +8,7 @@ import os
 import pytest
 from helpers import REPO
 
+from tfkd import registry
 from tfkd.comparison import (
     comparison_rows,
     difference_header,
@@ -169,3 +170,22 @@ def test_students_are_named_as_commands_name_them():
     assert (
         str(raised.value) == "'plian' is not a student of run 'quickstart'; its students are baseline, plain, student"
     )
+
+
+def test_a_teacher_scored_on_the_same_split_gives_the_gap_each_student_closes(monkeypatch, data_dir):
+    """Teacher 40, baseline 30 (mean of 29 and 31), student 36: it closes 60% of the gap."""
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), ["train.seeds=[1,2]"])
+    teacher = {"label": "teacher", "scores": {"test": {"score": 40.0}}, "parameters": 1000, "steps": 5}
+    monkeypatch.setattr(type(registry.lookup("method", spec.method)), "teacher_row", lambda *_: teacher)
+    train = {"method": "soft_target", "steps": 1, "seconds": 1}
+    results = {"baseline": train, "baseline-s2": train, "train": train, "train-s2": train}
+    for stage, score in (("baseline_evaluate", 29.0), ("baseline_evaluate-s2", 31.0), ("evaluate", 35.0)):
+        results[stage] = {"test": {"metric": "BLEU", "score": score}}
+    results["evaluate-s2"] = {"test": {"metric": "BLEU", "score": 37.0}}
+    header, rows = comparison_rows(spec, results)
+    column = header.index("teacher-baseline gap closed, test")
+    assert [r[0] for r in rows] == ["teacher", "baseline", "soft_target"]
+    assert [r[column] for r in rows] == ["-", "-", "60%"]
+    teacher["scores"]["test"]["score"] = 30.0  # level with the baseline: no gap to close
+    header, _ = comparison_rows(spec, results)
+    assert "teacher-baseline gap closed, test" not in header

@@ -179,20 +179,23 @@ def comparison_rows(spec, results, run_dir=None, against=None):
     last = _finished(spec, results, *students[-1])[0][2]
     metric = next(iter(results[last].values()), {}).get("metric", "score")
     seeds = spec.train.seeds or [spec.train.seed]
-    columns = {}  # {reference student: {train stage: its difference cell}}
-    for reference in dict.fromkeys(["baseline", *([against] if against else [])]):
-        if run_dir is not None and splits:
-            _, tests = paired_differences(spec, stage_results, run_dir, reference=reference)
-            if tests:
-                tests = with_holm_columns(tests)
-                columns[reference] = {train: difference_cell(test) for train, test in tests.items()}
+    # {header: {train stage: its cell}}: the differences, then the gap closed
+    columns = _difference_columns(spec, stage_results, run_dir, splits, against) if run_dir and splits else {}
+    teacher = registry.lookup("method", spec.method).teacher_row(RunContext(spec), results)
+    if teacher and not all("score" in (teacher["scores"].get(s) or {}) for s in splits):
+        teacher = None
+    if teacher and splits:
+        split = tested_split(splits)
+        closed = gap_closed(spec, results, students, teacher, split)
+        if closed:
+            columns[f"teacher-baseline gap closed, {split}"] = closed
     # the stages the method adds (a teacher's fine-tuning and cache, say) run once for all seeds
     method_stages = plan_run(spec).with_role("method")
     header = [
         "student",
         *([f"seeds ({len(seeds)}{'; one teacher' if method_stages else ''})"] if len(seeds) > 1 else []),
         *[f"{s} {metric}" + (" (mean ± std)" if len(seeds) > 1 else "") for s in splits],
-        *[difference_header(student_name(reference), tested_split(splits)) for reference in columns],
+        *columns,
         "decode",
         "trainable params",
         "steps",
@@ -201,8 +204,7 @@ def comparison_rows(spec, results, run_dir=None, against=None):
     ]
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     rows = []
-    teacher = registry.lookup("method", spec.method).teacher_row(RunContext(spec), results)
-    if teacher and all("score" in (teacher["scores"].get(s) or {}) for s in splits):
+    if teacher:
         rows.append(
             [
                 teacher["label"],
@@ -222,6 +224,37 @@ def comparison_rows(spec, results, run_dir=None, against=None):
         row[at:at] = [cells.get(train, "-") for cells in columns.values()]
         rows.append(row)
     return header, rows
+
+
+def _difference_columns(spec, results, run_dir, splits, against):
+    """``{column header: {train stage: difference cell}}`` against the baseline and ``against``."""
+    columns = {}
+    for reference in dict.fromkeys(["baseline", *([against] if against else [])]):
+        _, tests = paired_differences(spec, results, run_dir, reference=reference)
+        if tests:
+            tests = with_holm_columns(tests)
+            header = difference_header(student_name(reference), tested_split(splits))
+            columns[header] = {train: difference_cell(test) for train, test in tests.items()}
+    return columns
+
+
+def _mean_score(spec, results, train, evaluate, split):
+    finished = _finished(spec, results, train, evaluate)
+    scores = [results[e][split]["score"] for _, _, e in finished if "score" in (results[e].get(split) or {})]
+    return statistics.mean(scores) if scores else None
+
+
+def gap_closed(spec, results, students, teacher, split):
+    """``{train stage: "62%"}``: how much of the gap between the baseline and the teacher (on
+    ``split``, means over seeds) each other student closes, as distillation pipelines track it;
+    ``{}`` without a baseline or when the teacher is level with it."""
+    means = {train: _mean_score(spec, results, train, evaluate, split) for train, evaluate in students}
+    baseline, gap = means.get("baseline"), None
+    if baseline is not None:
+        gap = teacher["scores"][split]["score"] - baseline
+    if not gap:
+        return {}
+    return {t: f"{100 * (m - baseline) / gap:.0f}%" for t, m in means.items() if t != "baseline" and m is not None}
 
 
 def _with_selection(spec, results, run_dir):

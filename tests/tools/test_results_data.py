@@ -1,0 +1,71 @@
+"""tools/results_data.py: a run kept in results/ gives back the table the run itself gives; a
+page's results block is regenerated from the data and a changed number is caught; and every
+results block of README.md and docs/ agrees with results/ (the check CI runs)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO
+from report_runs import synthetic_run
+
+from tfkd.comparison import comparison_rows, render_table
+from tfkd.report.contents import read_run
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import results_data  # noqa: E402
+
+
+@pytest.fixture()
+def kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFKD_DATA_DIR", str(tmp_path / "data"))
+    run = synthetic_run(tmp_path, name="three", seeds=(2, 3))
+    spec = (run / "spec.yaml").read_text()
+    (run / "spec.yaml").write_text(spec.replace("train: {steps: 40,", "train: {seeds: [1, 2, 3], steps: 40,"))
+    out = results_data.keep(str(run), "three", "tfkd run specs/x.yaml --seeds 1,2,3", str(tmp_path / "results"))
+    return run, out
+
+
+def test_a_kept_run_gives_the_runs_own_table(kept):
+    run, out = kept
+    spec_text = open(os.path.join(out, "spec.yaml"), encoding="utf-8").read()
+    assert "${TFKD_DATA_DIR}" in spec_text and str(os.path.dirname(run)) not in spec_text.split("run_dir")[0]
+    assert os.path.exists(os.path.join(out, "stages", "evaluate-s3", "test.hyp.gz"))
+    assert not os.path.exists(os.path.join(out, "stages", "evaluate-s3", "test.hyp"))
+    assert (
+        results_data.versions()["python"]
+        == open(os.path.join(out, "versions.json")).read().split('"python": "')[1].split('"')[0]
+    )
+    contents = read_run(str(run))
+    expected = render_table(*comparison_rows(contents.spec, contents.results, str(run)))
+    table = results_data.experiment_table(out)
+    assert table.startswith(expected + "\n")
+    assert "seeds +" in table and "`tfkd run specs/x.yaml --seeds 1,2,3` (kept in `results/three/`)" in table
+
+
+def test_pages_are_regenerated_and_a_changed_number_is_caught(kept, tmp_path):
+    _, out = kept
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text("# Results\n\n<!-- results: three -->\nold table\n<!-- /results -->\n\nthe end\n")
+    pages = results_data.render_pages(os.path.dirname(out), ("docs/*.md",), str(tmp_path))
+    text, regenerated = pages[str(page)]
+    assert text != regenerated and regenerated.endswith("<!-- /results -->\n\nthe end\n")
+    assert results_data.experiment_table(out) in regenerated
+    page.write_text(regenerated)
+    assert len({*results_data.render_pages(os.path.dirname(out), ("docs/*.md",), str(tmp_path))[str(page)]}) == 1
+    page.write_text(regenerated.replace("20.00", "21.00"))  # a number typed by hand
+    text, regenerated = results_data.render_pages(os.path.dirname(out), ("docs/*.md",), str(tmp_path))[str(page)]
+    assert text != regenerated
+
+
+def test_every_page_agrees_with_results(data_dir):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "results_data.py"), "pages", "--check"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TFKD_DATA_DIR=data_dir),
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,211 @@
+"""Results kept as data, and the pages' tables made from them.
+
+``keep`` copies what a finished run needs to be re-tested into ``results/<experiment>/``: the
+spec as it ran (the data root written as ``${TFKD_DATA_DIR}``), the exact command, the
+versions, every stage's marker (its results: scores, steps, seconds) and each evaluate stage's
+outputs of the scored splits (hypotheses, predictions, per-block NLL), gzip-compressed. No
+corpus, no checkpoint::
+
+    python tools/results_data.py keep runs/quickstart quickstart \\
+        --command "tfkd run specs/quickstart.yaml --seeds 1,2,3"
+
+``pages`` rebuilds every experiment's run folder (without its models) in a temporary folder,
+computes its comparison table with ``tfkd``'s own code (the table ``tfkd run`` prints: means
+over seeds, each student against the baseline with the sentence-cluster and seed-level tests,
+Holm-adjusted) and writes it between the markers a page holds::
+
+    <!-- results: quickstart -->
+    ...the generated table...
+    <!-- /results -->
+
+``pages --check`` writes nothing and exits 1 naming each page whose table differs from its data
+(the suite runs it). The references are read from ``TFKD_DATA_DIR``.
+"""
+
+import argparse
+import datetime
+import glob
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+RESULTS = os.path.join(REPO, "results")
+PAGES = ("README.md", "docs/*.md")
+DATA_ROOT = "${TFKD_DATA_DIR}"
+# what an evaluate stage writes that a paired test reads, per split (a translation's
+# hypotheses, a classifier's predictions, a language model's per-block NLL)
+OUTPUTS = ("{split}.hyp", "{split}.pred", "{split}.blocks.npy")
+PACKAGES = ("tensorflow", "keras", "keras-hub", "sacrebleu", "numpy", "scipy")
+BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def versions():
+    from importlib import metadata
+
+    def installed(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
+    return {
+        "tfkd_commit": commit or None,
+        "python": platform.python_version(),
+        **{name: installed(name) for name in PACKAGES},
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kept": datetime.date.today().isoformat(),
+    }
+
+
+def _cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.readlines()
+    except OSError:
+        return []
+
+
+def keep(run_dir, name, command, results_dir=RESULTS):
+    """Copy run ``run_dir``'s markers and scored outputs into ``results_dir/name``."""
+    from tfkd.report.contents import read_run
+
+    contents = read_run(run_dir)
+    out = os.path.join(results_dir, name)
+    if os.path.exists(out):
+        raise SystemExit(f"{out} exists: give another experiment name or remove it first")
+    os.makedirs(os.path.join(out, "stages"))
+    with open(os.path.join(run_dir, "spec.yaml"), encoding="utf-8") as f:
+        spec_text = f.read()
+    data_root = os.environ.get("TFKD_DATA_DIR")
+    if data_root:
+        spec_text = spec_text.replace(os.path.abspath(data_root), DATA_ROOT)
+    _write(os.path.join(out, "spec.yaml"), spec_text)
+    _write(os.path.join(out, "command.txt"), command.strip() + "\n")
+    _write(os.path.join(out, "versions.json"), json.dumps(versions(), indent=1) + "\n")
+    splits = contents.spec.evaluate.splits
+    for stage in contents.stages:
+        if stage.state != "finished":
+            continue
+        folder = os.path.join(out, "stages", stage.name)
+        os.makedirs(folder)
+        shutil.copy(os.path.join(stage.directory, "stage.json"), folder)
+        for pattern in OUTPUTS:
+            for split in splits:
+                source = os.path.join(stage.directory, pattern.format(split=split))
+                if os.path.exists(source):
+                    with (
+                        open(source, "rb") as f,
+                        gzip.open(os.path.join(folder, os.path.basename(source) + ".gz"), "wb") as g,
+                    ):
+                        shutil.copyfileobj(f, g)
+    return out
+
+
+def _write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def rebuild_run(experiment, where):
+    """A run folder of ``experiment`` (a ``results/<name>`` folder) in ``where``: its spec,
+    markers and outputs, as the comparison reads them; the run folder's path."""
+    run = os.path.join(where, "runs", os.path.basename(experiment.rstrip("/")))
+    os.makedirs(run)
+    with open(os.path.join(experiment, "spec.yaml"), encoding="utf-8") as f:
+        spec_text = f.read()
+    data_root = os.environ.get("TFKD_DATA_DIR") or os.path.join(REPO, "..", "shared", "data")
+    _write(os.path.join(run, "spec.yaml"), spec_text.replace(DATA_ROOT, os.path.abspath(data_root)))
+    for stage in sorted(os.listdir(os.path.join(experiment, "stages"))):
+        source, target = os.path.join(experiment, "stages", stage), os.path.join(run, stage)
+        os.makedirs(target)
+        for file_name in os.listdir(source):
+            if file_name.endswith(".gz"):
+                with (
+                    gzip.open(os.path.join(source, file_name), "rb") as f,
+                    open(os.path.join(target, file_name[:-3]), "wb") as g,
+                ):
+                    shutil.copyfileobj(f, g)
+            else:
+                shutil.copy(os.path.join(source, file_name), target)
+    return run
+
+
+def experiment_table(experiment):
+    """The Markdown comparison table of a kept experiment, by tfkd's own comparison code."""
+    from tfkd.comparison import comparison_rows, render_table
+    from tfkd.report.contents import read_run
+
+    with tempfile.TemporaryDirectory() as where:
+        run = rebuild_run(experiment, where)
+        contents = read_run(run)
+        table = comparison_rows(contents.spec, contents.results, run)
+    if table is None:
+        raise SystemExit(f"{experiment}: fewer than two evaluated students; nothing to compare")
+    header, rows = table
+    # what a reader needs beside the numbers, from the data too
+    command = open(os.path.join(experiment, "command.txt"), encoding="utf-8").read().strip()
+    return render_table(header, rows) + f"\n\n`{command}` (kept in `results/{os.path.basename(experiment)}/`)\n"
+
+
+def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
+    """``{page path: (its text, the text with every results block regenerated)}`` of the pages
+    that hold a results block."""
+    tables, out = {}, {}
+    for page in sorted({p for pattern in pages for p in glob.glob(os.path.join(root, pattern))}):
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+
+        def fill(match, page=page):
+            name = match.group("name")
+            experiment = os.path.join(results_dir, name)
+            if not os.path.isdir(experiment):
+                raise SystemExit(f"{page}: a results block names {name!r}, which is not in {results_dir}")
+            if name not in tables:
+                tables[name] = experiment_table(experiment)
+            return match.group(1) + tables[name] + match.group(4)
+
+        if BLOCK.search(text):
+            out[page] = (text, BLOCK.sub(fill, text))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    keeping = commands.add_parser("keep", help="keep a finished run's results in results/NAME")
+    keeping.add_argument("run_dir")
+    keeping.add_argument("name")
+    keeping.add_argument("--command", required=True, help="the exact command that made the run")
+    paging = commands.add_parser("pages", help="regenerate the results tables of README.md and docs/")
+    paging.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page differs from its data")
+    args = parser.parse_args(argv)
+    if args.command == "keep":
+        print(keep(args.run_dir, args.name, args.command))
+        return 0
+    stale = []
+    for page, (text, regenerated) in render_pages().items():
+        if text != regenerated:
+            stale.append(os.path.relpath(page, REPO))
+            if not args.check:
+                _write(page, regenerated)
+    if args.check and stale:
+        print(f"tables differ from results/: {', '.join(stale)} (python tools/results_data.py pages)", file=sys.stderr)
+        return 1
+    print(("regenerated: " + ", ".join(stale)) if stale else "every results table matches results/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
