@@ -10,7 +10,9 @@ from helpers import REPO
 
 from tfkd import registry
 from tfkd.comparison import (
+    FEW_SEEDS,
     comparison_rows,
+    comparison_table,
     difference_header,
     paired_differences,
     render_table,
@@ -70,6 +72,7 @@ def test_seeds_are_summarised_and_the_difference_is_tested_on_every_seeds_test_o
     low, high = (float(x) for x in student[3].split("[")[1].split("]")[0].split(", "))
     assert 0 < low < high
     assert table.count("\n") == len(rows) + 1
+    assert comparison_table(spec, results, str(tmp_path)) == table  # three seeds: no warning below it
     assert "quickstart: student seed 2 test BLEU 34.00" in score_lines(spec, results)
 
 
@@ -155,6 +158,8 @@ def test_against_a_variant_adds_a_column_testing_every_other_student_against_it(
     # without it, the table is as before: one difference column
     header, rows = comparison_rows(spec, results, str(tmp_path))
     assert [h for h in header if h.startswith("vs ")] == [difference_header("baseline", "test")]
+    # a run of two seeds says under its table that it cannot establish a difference
+    assert comparison_table(spec, results, str(tmp_path)).endswith("\n" + FEW_SEEDS)
 
 
 def test_students_are_named_as_commands_name_them():

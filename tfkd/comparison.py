@@ -409,11 +409,21 @@ def render_table(header, rows):
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+FEW_SEEDS = (
+    "Fewer than 3 seeds: the seed-level test cannot judge, so no difference above is established. "
+    "tfkd run SPEC --seeds 1,2,3 trains each student three times (the teacher's stages once)."
+)
+
+
 def comparison_table(spec, results, run_dir=None):
     """:func:`comparison_rows` rendered by :func:`render_table`; ``None`` with fewer than two
     students."""
     table = comparison_rows(spec, results, run_dir)
-    return render_table(*table) if table else None
+    from tfkd.significance import MIN_SEEDS
+
+    if not table:
+        return None
+    return render_table(*table) + (f"\n{FEW_SEEDS}" if len(spec.train.seeds or [spec.train.seed]) < MIN_SEEDS else "")
 
 
 __all__ = [

@@ -128,9 +128,11 @@ def _measure_latency(contents, task_part, wanted):
     if failed is not None:
         return failed.html
     return html.paragraph(
-        f"Latency: the median over {len(inputs)} test inputs, each predicted alone (batch 1) "
-        f"{latency.REPEATS} times after a first untimed pass, on the machine that wrote this report "
-        f"({os.cpu_count()} CPUs visible), with the students' decoding settings."
+        f"Latency: the median over {len(inputs)} test inputs (and the interquartile range), each "
+        f"predicted alone (batch 1) {latency.REPEATS} times after every student's untimed first "
+        "pass, the students taking turns round by round so that a change in the machine's load "
+        f"weighs on all alike; on the machine that wrote this report ({os.cpu_count()} CPUs "
+        "visible), with the students' decoding settings."
     )
 
 

@@ -57,6 +57,7 @@ class ReportStudent:
     train_results: dict | None = None
     evaluate_results: dict | None = None
     latency_ms: float | None = None
+    latency_iqr_ms: tuple | None = None  # the interquartile range of its timings
     latency_note: str | None = None
 
     @property

@@ -184,7 +184,11 @@ def size_speed_section(contents, out_dir, latency_html=""):
         score = student.score()
         trainable = (student.train_results or {}).get("trainable_parameters")
         frozen = (student.train_results or {}).get("frozen_parameters")
-        latency = f"{student.latency_ms:.1f}" if student.latency_ms is not None else (student.latency_note or "-")
+        latency = student.latency_note or "-"
+        if student.latency_ms is not None:
+            latency = f"{student.latency_ms:.1f}"
+            if student.latency_iqr_ms:
+                latency += " ({:.1f}-{:.1f})".format(*student.latency_iqr_ms)
         rows.append(
             [
                 student.label,
@@ -202,7 +206,8 @@ def size_speed_section(contents, out_dir, latency_html=""):
             by_size.append((student.label, trainable, score[2], index))
         if student.latency_ms is not None:
             by_latency.append((student.label, student.latency_ms, score[2], index))
-    html = table(["student", "trainable params", "frozen params", "latency ms (batch 1)", "quality"], rows)
+    header = ["student", "trainable params", "frozen params", "latency ms (batch 1; interquartile range)", "quality"]
+    html = table(header, rows)
     html += latency_html
     if not by_size and not by_latency:
         return ReportSection(
