@@ -9,7 +9,7 @@ from helpers import REPO
 
 from tfkd.errors import SpecError
 from tfkd.methods import Method, MethodSpec
-from tfkd.plan import PlannedStage, plan_run, seed_of_stage, seed_stage_name
+from tfkd.plan import PlannedStage, PlannedStudent, plan_run, seed_of_stage, seed_stage_name
 from tfkd.registry import register
 from tfkd.spec import load_spec
 
@@ -153,3 +153,26 @@ def test_a_methods_plan_check_is_the_one_line_error_at_the_variants_setting(tmp_
     assert message.startswith(f"{tmp_path / 'reads.yaml'}:10: variants.early: distill.reads: runs before stage big")
     with pytest.raises(SpecError, match=r"reads.yaml:8: distill.reads: no train stage nowhere"):
         load_spec(_reads_spec(tmp_path, data_dir, "nowhere"))
+
+
+def test_the_plan_knows_its_students_their_roles_and_seeds(data_dir):
+    """One view of the students for every reader (comparison, report, CLI): the baseline, each
+    variant with the seeds of its own spec (the ensemble's wide teacher trains once), the
+    spec's student; a sweep's candidates are students of their own, not seeds of ``train``."""
+    spec = load_spec(os.path.join(REPO, "specs", "ensemble_multi30k.yaml"), ["train.seeds=[1,2]"])
+    students = {s.name: s for s in plan_run(spec).students(spec)}
+    assert list(students)[0] == "baseline" and list(students)[-1] == "train"
+    assert students["baseline"] == PlannedStudent(
+        "baseline",
+        "baseline_evaluate",
+        "baseline",
+        None,
+        ((1, "baseline", "baseline_evaluate"), (2, "baseline-s2", "baseline_evaluate-s2")),
+    )
+    assert students["big"].role == "variant" and students["big"].seeds == ((1, "big", "big_evaluate"),)
+    assert students["train"].role == "student" and [s for s, _, _ in students["train"].seeds] == [1, 2]
+    swept = load_spec(QUICKSTART, ["train.seeds=[1,2]", "sweep={grid: {distill.alpha: [0.3, 0.5]}}"])
+    students = {s.name: s for s in plan_run(swept).students(swept)}
+    assert students["train"].seeds == ((1, "train", "evaluate"), (2, "train-s2", "evaluate-s2"))
+    candidates = [s for s in students.values() if s.role == "variant"]
+    assert len(candidates) == 2 and all([t for _, t, _ in c.seeds] == [c.name, f"{c.name}-s2"] for c in candidates)

@@ -19,26 +19,24 @@ this module imports neither TensorFlow nor a method or a task.
 import os
 import statistics
 
+from tfkd.plan import BASELINE, MAIN
+
 
 def compared_students(spec):
-    """``(train stage, evaluate stage)`` of every student a run trains: the baseline, the
-    variants, the main one (the stages of the first of ``train.seeds``)."""
-    return [
-        ("baseline", "baseline_evaluate"),
-        *[(name, f"{name}_evaluate") for name in spec.variants or {}],
-        ("train", "evaluate"),
-    ]
+    """``(train stage, evaluate stage)`` of every student the run's plan trains: the baseline,
+    the variants, the main one (the stages of its first seed; :meth:`tfkd.plan.RunPlan.students`)."""
+    from tfkd.plan import plan_run
+
+    return [(student.name, student.evaluate) for student in plan_run(spec).students(spec)]
 
 
-def seed_stages(spec, train, evaluate):
-    """``[(seed, train stage, evaluate stage)]`` of one student, one per seed of
-    ``train.seeds`` (the first seed's stages keep their names)."""
-    from tfkd.plan import seed_stage_name
+def seed_stages(spec, train, evaluate=None):
+    """``[(seed, train stage, evaluate stage)]`` of the student of train stage ``train``, one
+    per seed the plan trains it with (the first seed's stages keep their names)."""
+    from tfkd.plan import plan_run
 
-    seeds = spec.train.seeds or [spec.train.seed]
-    return [(seeds[0], train, evaluate)] + [
-        (seed, seed_stage_name(train, seed), seed_stage_name(evaluate, seed)) for seed in seeds[1:]
-    ]
+    student = next((s for s in plan_run(spec).students(spec) if s.name == train), None)
+    return list(student.seeds) if student is not None else []
 
 
 def _finished(spec, results, train, evaluate):
@@ -56,16 +54,16 @@ def student_stage(spec, name):
     from tfkd.errors import StageError
 
     stages = [train for train, _ in compared_students(spec)]
-    stage = "train" if name == MAIN_STUDENT else name
+    stage = MAIN if name == MAIN_STUDENT else name
     if stage not in stages:
-        named = ", ".join(MAIN_STUDENT if t == "train" else t for t in stages)
+        named = ", ".join(MAIN_STUDENT if t == MAIN else t for t in stages)
         raise StageError(f"{name!r} is not a student of run {spec.name!r}; its students are {named}")
     return stage
 
 
 def student_name(train):
     """How commands name the student of train stage ``train`` (the inverse of :func:`student_stage`)."""
-    return MAIN_STUDENT if train == "train" else train
+    return MAIN_STUDENT if train == MAIN else train
 
 
 def _evaluated(spec, results):
@@ -76,8 +74,7 @@ def _evaluated(spec, results):
 
 def _trained(spec, results, train):
     """The results of the first seed's ``train`` stage that finished (``None`` if none did)."""
-    copies = seed_stages(spec, train, evaluate=train)  # only the train stages' names are read
-    return next((results[t] for _, t, _ in copies if t in results), None)
+    return next((results[t] for _, t, _ in seed_stages(spec, train) if t in results), None)
 
 
 def _scored_splits(spec, results, students):
@@ -205,19 +202,7 @@ def comparison_rows(spec, results, run_dir=None, against=None):
     teacher_seconds = sum((results.get(s) or {}).get("seconds", 0) for s in method_stages)
     rows = []
     if teacher:
-        rows.append(
-            [
-                teacher["label"],
-                *(["-"] if len(seeds) > 1 else []),
-                *[f"{teacher['scores'][s]['score']:.2f}" for s in splits],
-                *["-" for _ in columns],
-                "-",
-                f"{teacher['parameters']:,}",
-                str(teacher.get("steps", "?")),
-                f"{teacher.get('seconds', 0):.0f}",
-                "-",
-            ]
-        )
+        rows.append(_teacher_row(teacher, splits, len(seeds), len(columns)))
     for train, evaluate in students:
         row = _student_row(spec, results, train, evaluate, splits, teacher_seconds if method_stages else None)
         at = 1 + len(splits) + (len(seeds) > 1)
@@ -226,10 +211,25 @@ def comparison_rows(spec, results, run_dir=None, against=None):
     return header, rows
 
 
+def _teacher_row(teacher, splits, seeds, columns):
+    """The teacher's row: its scores on ``splits``, its size, steps and time."""
+    return [
+        teacher["label"],
+        *(["-"] if seeds > 1 else []),
+        *[f"{teacher['scores'][s]['score']:.2f}" for s in splits],
+        *["-"] * columns,
+        "-",
+        f"{teacher['parameters']:,}",
+        str(teacher.get("steps", "?")),
+        f"{teacher.get('seconds', 0):.0f}",
+        "-",
+    ]
+
+
 def _difference_columns(spec, results, run_dir, splits, against):
     """``{column header: {train stage: difference cell}}`` against the baseline and ``against``."""
     columns = {}
-    for reference in dict.fromkeys(["baseline", *([against] if against else [])]):
+    for reference in dict.fromkeys([BASELINE, *([against] if against else [])]):
         _, tests = paired_differences(spec, results, run_dir, reference=reference)
         if tests:
             tests = with_holm_columns(tests)
@@ -249,12 +249,12 @@ def gap_closed(spec, results, students, teacher, split):
     ``split``, means over seeds) each other student closes, as distillation pipelines track it;
     ``{}`` without a baseline or when the teacher is level with it."""
     means = {train: _mean_score(spec, results, train, evaluate, split) for train, evaluate in students}
-    baseline, gap = means.get("baseline"), None
+    baseline, gap = means.get(BASELINE), None
     if baseline is not None:
         gap = teacher["scores"][split]["score"] - baseline
     if not gap:
         return {}
-    return {t: f"{100 * (m - baseline) / gap:.0f}%" for t, m in means.items() if t != "baseline" and m is not None}
+    return {t: f"{100 * (m - baseline) / gap:.0f}%" for t, m in means.items() if t != BASELINE and m is not None}
 
 
 def _with_selection(spec, results, run_dir):
@@ -270,8 +270,7 @@ def _with_selection(spec, results, run_dir):
 
     results = dict(results)
     chosen = selection["chosen"]
-    evaluate = "evaluate" if chosen == "train" else f"{chosen}_evaluate"
-    for seed, _, stage in seed_stages(spec, chosen, evaluate):
+    for seed, _, stage in seed_stages(spec, chosen):
         scores = selection["scores"].get(str(seed))
         if scores and stage in results:
             results[stage] = {**results[stage], **scores}
@@ -291,7 +290,7 @@ class _Folders(dict):
         return self.chosen.get(stage, os.path.join(self.run_dir, stage))
 
 
-def paired_differences(spec, results, run_dir, reference="baseline"):
+def paired_differences(spec, results, run_dir, reference=BASELINE):
     """``(split, {train stage: {metric: paired test result}})``: every other student of the run
     in ``run_dir`` against the ``reference`` student (a train stage: the baseline unless told)
     on the tested split (test when scored), over every seed both finished, as the comparison
@@ -361,10 +360,10 @@ def student_label(spec, results, train):
     trained = _trained(spec, results, train) or {}
     method = trained.get("method", "?")
     weights = " ".join(f"{k}={v:g}" for k, v in (trained.get("loss_weights") or {}).items())
-    label = "baseline" if train == "baseline" else f"{method} ({weights})" if weights else method
-    if train not in ("baseline", "train"):
+    label = "baseline" if train == BASELINE else f"{method} ({weights})" if weights else method
+    if train not in (BASELINE, MAIN):
         label = f"{train}: {label}"
-    if train != "baseline" and _view(spec, train).distill.targets == TEACHER_TARGETS:
+    if train != BASELINE and _view(spec, train).distill.targets == TEACHER_TARGETS:
         label += " on teacher translations"  # sequence-level KD
     if trained.get("initialised_from"):
         label += f", from {trained['initialised_from']}"

@@ -68,6 +68,31 @@ class PlannedStage:
         return self.__dict__["_stage"]
 
 
+BASELINE = "baseline"  # the train stage of the student the default method trains, for comparison
+MAIN = "train"  # the train stage of the spec's own student
+
+
+def evaluate_stage_name(train):
+    """The name of the evaluate stage of train stage ``train`` (``evaluate`` for ``train``,
+    ``NAME_evaluate`` for the others)."""
+    return "evaluate" if train == MAIN else f"{train}_evaluate"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStudent:
+    """A student the plan trains: ``name`` (its train stage for its first seed), ``evaluate``
+    (that seed's evaluate stage), ``role`` (``baseline``, ``variant`` or ``student``: the
+    spec's own), ``variant`` (the variant whose view of the spec it uses, if any) and
+    ``seeds``: ``(seed, train stage, evaluate stage)`` for each of its seeds, the first seed's
+    stages (which keep their names) first."""
+
+    name: str
+    evaluate: str
+    role: str
+    variant: str | None
+    seeds: tuple
+
+
 class RunPlan:
     """The ordered stages of a run (see the module's docstring)."""
 
@@ -97,6 +122,32 @@ class RunPlan:
 
     def with_role(self, *roles):
         return [s.name for s in self._stages if s.role in roles]
+
+    def students(self, spec):
+        """Every :class:`PlannedStudent` of the plan (the baseline, the variants, the spec's own,
+        in plan order), with its seeds' stages; ``spec`` is the run's."""
+        evaluates = {s.kwargs.get("train_stage"): s.name for s in self._stages if s.role == "evaluate"}
+        students = []
+        for train in self._stages:
+            if train.role != "train" or train.seed is not None:
+                continue
+            own = (spec._variants or {}).get(train.variant, spec) if train.variant is not None else spec
+            first = (own.train.seeds or [own.train.seed])[0]
+            copies = [s for s in self._stages if s.role == "train" and s.comes_with == train.name and s.seed]
+            role = "baseline" if train.name == BASELINE else "student" if train.name == MAIN else "variant"
+            students.append(
+                PlannedStudent(
+                    name=train.name,
+                    evaluate=evaluates[train.name],
+                    role=role,
+                    variant=train.variant,
+                    seeds=(
+                        (first, train.name, evaluates[train.name]),
+                        *[(c.seed, c.name, evaluates[c.name]) for c in copies],
+                    ),
+                )
+            )
+        return students
 
     def defaults(self):
         """What ``tfkd run`` runs when neither the spec nor ``--stages`` lists stages."""
@@ -158,7 +209,7 @@ def train_stages(name, spec, method_name, variant=None, default=True):
     own = RunContext(spec)
     if method_name != spec.method:  # the baseline: the run's student trained by the default method
         own = RunContext(spec.model_copy(update={"distill": method.spec_schema(method=method.name)}))
-    init = None if name == "baseline" else own.spec.train.init_from
+    init = None if name == BASELINE else own.spec.train.init_from
     depends = ("vocab", *method.train_inputs(own), *((init,) if init else ()))
     return [
         _generic(
@@ -174,7 +225,7 @@ def train_stages(name, spec, method_name, variant=None, default=True):
         ),
         _generic(
             "evaluate",
-            "evaluate" if name == "train" else f"{name}_evaluate",
+            evaluate_stage_name(name),
             "EvaluateStage",
             (name,),
             default,
@@ -267,7 +318,7 @@ def plan_run(spec):
     stages = [_generic("vocab", "vocab", "VocabStage", ())]
     stages += [dataclasses.replace(s, role="method") for s in method.plan_stages(context)]
     if has_baseline(spec):
-        stages += train_stages("baseline", spec, registry.default("method"), default=method.baseline_by_default)
+        stages += train_stages(BASELINE, spec, registry.default("method"), default=method.baseline_by_default)
     resolved = spec._variants or {}
     swept = swept_variants(spec)
     for name in spec.variants or {}:
@@ -277,25 +328,29 @@ def plan_run(spec):
             pair[1].kwargs["splits"] = [spec.sweep.split]
             pair[0].comes_with, pair[1].comes_with = "train", "evaluate"
         stages += pair
-    stages += train_stages("train", spec, spec.method)
+    stages += train_stages(MAIN, spec, spec.method)
     if spec.sweep is not None:
         stages[-1].kwargs["splits"] = [spec.sweep.split]
-    stages.append(_generic("export", "export", "ExportStage", ("train",), False, train_stage="train"))
+    stages.append(_generic("export", "export", "ExportStage", (MAIN,), False, train_stage=MAIN))
     plan = RunPlan(stages)
     context.task.extend_plan(context, plan)
     method.extend_plan(context, plan)
     _add_seed_copies(plan, spec)
     if spec.sweep is not None:
-        _add_selection(plan, ["train", *swept])
+        _add_selection(plan, [MAIN, *swept])
     if spec.variants is None or spec._variants is not None:  # a spec still being validated is planned again
         spec._plan = (id(spec), plan)
     return plan
 
 
 __all__ = [
+    "BASELINE",
+    "MAIN",
     "SELECT_STAGE",
     "PlannedStage",
+    "PlannedStudent",
     "RunPlan",
+    "evaluate_stage_name",
     "has_baseline",
     "plan_run",
     "seed_of_stage",

@@ -19,7 +19,7 @@ import os
 import statistics
 
 from tfkd.errors import StageError
-from tfkd.plan import seed_of_stage
+from tfkd.plan import evaluate_stage_name, seed_of_stage, seed_stage_name
 from tfkd.runner import Stage
 from tfkd.scores import lower_is_better
 
@@ -73,8 +73,8 @@ class SelectStage(Stage):
             values = []
             for train in trains:
                 base, seed = seed_of_stage(train)
-                evaluate = "evaluate" if base == "train" else f"{base}_evaluate"
-                evaluate = evaluate if seed is None else f"{evaluate}-s{seed}"
+                evaluate = evaluate_stage_name(base)
+                evaluate = evaluate if seed is None else seed_stage_name(evaluate, seed)
                 result = (runner.marker(evaluate) or {}).get("results", {}).get(split)
                 if not result or "score" not in result:
                     raise StageError(f"select: stage {evaluate} has no {split} score to choose by")

@@ -120,26 +120,7 @@ def build_curve_report(run_dirs, out_dir, by=None):
     metric = next((p["metric"] for _, points in measured for p in points.values()), "score")
     os.makedirs(out_dir, exist_ok=True)
 
-    rows = []
-    gains = [point["gain"] for _, points in measured for point in points.values() if point and point["gain"]]
-    adjusted = {id(gain): holm for gain, holm in zip(gains, with_holm(gains))}
-    for value, run, (_, points) in zip(values, runs, measured):
-        for student in labels:
-            point = points.get(student)
-            if point is None:
-                rows.append([str(value), run.spec.name, labels[student], "-", "not evaluated", "-"])
-                continue
-            gain = adjusted.get(id(point["gain"]))
-            rows.append(
-                [
-                    str(value),
-                    run.spec.name,
-                    labels[student],
-                    str(len(point["scores"])),
-                    score_cell(point["scores"]),
-                    difference_cell({gain["metric"]: gain}) if gain else "-",
-                ]
-            )
+    rows = _curve_rows(values, runs, measured, labels)
     figure = _draw(out_dir, key, values, labels, measured, metric)
     table = html.table(
         ["value of " + key, "run", "student", "seeds", f"{metric} (mean ± std)", "gain over baseline"], rows
@@ -173,6 +154,31 @@ def build_curve_report(run_dirs, out_dir, by=None):
         f.write(html.page(f"Across runs: {key}", intro, sections))
     os.replace(path + ".tmp", path)
     return path
+
+
+def _curve_rows(values, runs, measured, labels):
+    """The table's rows: each run's students, their scores and gains (Holm-adjusted over all)."""
+    rows = []
+    gains = [point["gain"] for _, points in measured for point in points.values() if point and point["gain"]]
+    adjusted = {id(gain): holm for gain, holm in zip(gains, with_holm(gains))}
+    for value, run, (_, points) in zip(values, runs, measured):
+        for student in labels:
+            point = points.get(student)
+            if point is None:
+                rows.append([str(value), run.spec.name, labels[student], "-", "not evaluated", "-"])
+                continue
+            gain = adjusted.get(id(point["gain"]))
+            rows.append(
+                [
+                    str(value),
+                    run.spec.name,
+                    labels[student],
+                    str(len(point["scores"])),
+                    score_cell(point["scores"]),
+                    difference_cell({gain["metric"]: gain}) if gain else "-",
+                ]
+            )
+    return rows
 
 
 def _draw(out_dir, key, values, labels, measured, metric):

@@ -3,7 +3,7 @@
 only: no corpus, no TensorFlow.
 
 A finished stage is ``<stage>/`` with its ``stage.json``; unfinished work is in
-``<stage>.partial/``. Students are the comparison's (:func:`tfkd.comparison.compared_students`),
+``<stage>.partial/``. Students are the plan's (:meth:`tfkd.plan.RunPlan.students`),
 and the extra seeds' copies of them, ``<train stage>-s<SEED>`` and ``<evaluate stage>-s<SEED>``.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 
-from tfkd.comparison import compared_students
 from tfkd.errors import StageError
 from tfkd.plan import seed_of_stage, seed_stage_name
 
@@ -182,12 +181,10 @@ def read_run(run_dir):
 def _students(contents, folders):
     spec, plan = contents.spec, contents.runner.plan
     students = []
-    for train, evaluate in compared_students(spec):
-        if train not in plan:
-            continue
-        view = spec.variant(train) if train in (spec.variants or {}) else spec
-        role = "baseline" if train == "baseline" else "student" if train == "train" else "variant"
-        label = "student" if role == "student" else train
+    for planned in plan.students(spec):
+        train, evaluate = planned.name, planned.evaluate
+        view = spec.variant(train) if planned.variant is not None else spec
+        label = "student" if planned.role == "student" else train
         seeds = sorted(
             {s for base, s in map(seed_of_stage, [*folders, *plan.names]) if s is not None and base == train}
         )
@@ -201,7 +198,7 @@ def _students(contents, folders):
             student = ReportStudent(
                 name=train_stage,
                 label=label if seed is None else f"{label} (seed {seed})",
-                role=role,
+                role=planned.role,
                 seed=seed,
                 train_stage=train_stage,
                 evaluate_stage=evaluate_stage,
