@@ -15,6 +15,8 @@ os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests st
 # the modules they share (helpers, toy_plugins, user_layers, tiny_mask_task, this conftest's
 # write_corpus) stay in tests/, importable from every folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the kill-anywhere checks live in a shared module its tests call: its asserts say what differed
+pytest.register_assert_rewrite("kill_anywhere")
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +59,18 @@ def pytest_xdist_auto_num_workers(config):
 # the longest files first: the suite runs one file per worker (pytest-xdist --dist loadfile), and
 # a long file started last would leave the other workers idle at the end
 LONGEST_FIRST = (
-    "test_kill_anywhere.py",
+    "test_soft_target_kill_anywhere.py",
+    "test_adapters_kill_anywhere.py",
+    "test_precision_kill_anywhere.py",
+    "test_mask_task_kill_anywhere.py",
+    "test_ensemble_kill_anywhere.py",
     "test_adapters_end_to_end.py",
     "test_two_stage_end_to_end.py",
     "test_soft_target_end_to_end.py",
     "test_mask_task_end_to_end.py",
     "test_two_stage_causal_end_to_end.py",
     "test_two_stage_mass_end_to_end.py",
+    "test_two_stage_kill_anywhere.py",
 )
 
 

@@ -131,7 +131,6 @@ TOOLS = pathlib.Path(REPO) / "tools"
 # top-level test files whose subject is no single module: {file: why it is here}
 TOP_LEVEL_TESTS = {
     "test_layout.py": "where code lives, and these tests",
-    "test_kill_anywhere.py": "the runner end to end, killed in every kind of stage of every method",
     "test_readme.py": "the README and docs/: their commands, specs, extras and links",
     "test_paper_specs.py": "the specs that name a paper's settings, against the papers",
 }

@@ -236,7 +236,7 @@ def test_a_real_run_stopped_in_training_says_what_is_missing(real_run, tmp_path)
     text, images = check_page(build_report(str(run), latency=True))
     assert "This run is not finished" in text and "train: partial" in text and "evaluate: not started" in text
     assert "not measured: its train stage (train) has not finished" in text
-    assert re.search(r"baseline 55,328 0 \d+\.\d test BLEU", text)  # the finished one is timed
+    assert re.search(r"baseline 55,328 0 \d+\.\d \(\d+\.\d-\d+\.\d\) test BLEU", text)  # the finished one is timed
     assert "student (train), unfinished: the steps so far: from train.partial/tensorboard" in text
     assert "curves-train.png" in images and "No test hypotheses of student yet." in text
 

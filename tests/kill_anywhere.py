@@ -10,7 +10,10 @@ training example exactly once, the same shard bytes), every saved array, every s
 hypothesis.
 
 A stage joins by being listed in its method's ``planned`` (a failpoint and the stage it lands
-in); a method joins by one more ``Case``. The comparison walks whatever the stages wrote."""
+in); a method joins by one more ``Case`` and a test in its own folder
+(``tests/methods/<method>/test_<method>_kill_anywhere.py``) that calls
+:func:`check_killed_anywhere`: one file a method, so that the methods' cases run on different
+workers. The comparison walks whatever the stages wrote."""
 
 import collections
 import dataclasses
@@ -361,9 +364,9 @@ def assert_same_run(run, reference, stages):
     return compared
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(CASES))
-def test_a_run_killed_anywhere_finishes_as_an_uninterrupted_one(method, tmp_path, data_dir):
+def check_killed_anywhere(method, tmp_path, data_dir):
+    """Kill ``method``'s case again and again, finish it, and compare it with an uninterrupted
+    run of the same spec (see the module's docstring)."""
     case = CASES[method]
     spec_file = case.spec_file(tmp_path)
     runs = tmp_path / "runs"
