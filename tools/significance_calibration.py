@@ -84,9 +84,9 @@ def t_power(seeds, standardized_effect):
 
     df, ncp = seeds - 1, standardized_effect * np.sqrt(seeds)
     critical = stats.t.ppf(1 - ALPHA / 2, df)
-    upper = stats.nct.sf(critical, df, ncp)
-    upper = 1.0 if np.isnan(upper) else upper  # scipy's nct gives nan far in its tail
-    return float(upper + stats.nct.cdf(-critical, df, ncp))
+    # scipy's noncentral t gives nan far in its tails: there the upper tail is 1, the lower 0
+    upper, lower = stats.nct.sf(critical, df, ncp), stats.nct.cdf(-critical, df, ncp)
+    return float((1.0 if np.isnan(upper) else upper) + (0.0 if np.isnan(lower) else lower))
 
 
 def main(argv=None):
