@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd.errors import DataError, StageError
+from tfkd.text_files import decode_line, read_raw_lines
 
 log = logging.getLogger("tfkd")
 
@@ -26,26 +27,6 @@ RESERVED_TOKENS = [PAD, UNK, BOS, EOS, MASK]
 
 
 # ----------------------------------------------------------------------------- corpora
-
-
-def read_raw_lines(path):
-    """The lines of ``path`` as bytes (no trailing empty line); a missing file is a
-    :class:`DataError`."""
-    if not os.path.exists(path):
-        raise DataError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        raw = f.read().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    return raw
-
-
-def decode_line(line, path, number):
-    """``line`` (bytes, line ``number`` of ``path``) as text; invalid UTF-8 is a :class:`DataError`."""
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 def read_lines(path):

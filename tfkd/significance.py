@@ -90,8 +90,6 @@ def cluster_test(score, baseline, candidate, metric="score", resamples=RESAMPLES
     ``score`` maps summed statistics ``[m, d]`` to ``m`` scores (accuracy from ``(correct,
     1)``, BLEU from sacreBLEU's n-gram counts, ...). A difference is candidate minus baseline."""
     baseline, candidate = (np.asarray(x, dtype="float64") for x in (baseline, candidate))
-    if baseline.ndim == 2:
-        baseline, candidate = baseline[..., None], candidate[..., None]
     if baseline.shape != candidate.shape or not baseline.shape[1]:
         raise ValueError(f"paired test: baseline statistics {baseline.shape} against candidate {candidate.shape}")
     seeds, n, _ = baseline.shape

@@ -73,8 +73,8 @@ def test_mistakes_are_one_line_naming_the_file(files, tmp_path, capsys):
     ref = str(files["ref"])
     cases = [
         (["--a", str(files["a"][0]), "--b", str(short)], f"{short}: 2 lines for the 150 of {ref}"),
-        (["--a", str(broken), "--b", str(files["b"][0])], f"{broken}: not UTF-8 text (byte 3)"),
-        (["--a", str(tmp_path / "none.hyp"), "--b", str(files["b"][0])], "none.hyp: no such file"),
+        (["--a", str(broken), "--b", str(files["b"][0])], f"{broken}:1: not valid UTF-8"),
+        (["--a", str(tmp_path / "none.hyp"), "--b", str(files["b"][0])], "none.hyp: file not found"),
         (["--a", *map(str, files["a"][:2]), "--b", str(files["b"][0])], "--a gives 2 files and --b 1"),
     ]
     for arguments, message in cases:

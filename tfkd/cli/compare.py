@@ -6,6 +6,7 @@ import json
 
 from tfkd.cli.errors import reports_errors
 from tfkd.errors import DataError
+from tfkd.text_files import decode_line, read_raw_lines
 
 
 def register(add):
@@ -29,17 +30,9 @@ def register(add):
 
 
 def read_lines(path):
-    """A file's lines; a one-line :class:`DataError` naming the file when it cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
-    return lines[:-1] if lines[-1] == "" else lines  # the last line's newline is optional
+    """A file's lines, as the data pipeline reads them (a one-line :class:`DataError` naming
+    the file, and the line when it is not UTF-8)."""
+    return [decode_line(line, path, number) for number, line in enumerate(read_raw_lines(path), start=1)]
 
 
 @reports_errors
