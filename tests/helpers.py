@@ -80,6 +80,12 @@ def train_in_bfloat16(spec_file, sets, stages, run, students, env_extra=None):
     flags = [a for s in [*sets, "train.precision=mixed_bfloat16"] for a in ("--set", s)]
     out = tfkd("run", spec_file, *flags, "--stages", ",".join(stages), env_extra=env_extra)
     assert out.returncode == 0, out.stderr[-4000:]
+    return check_bfloat16_run(run, stages, students)
+
+
+def check_bfloat16_run(run, stages, students):
+    """The checks of :func:`train_in_bfloat16` on a finished run: ``stages`` finished with
+    finite numbers, ``students`` were built under ``mixed_bfloat16``; returns each stage's results."""
     results = {stage: json.load(open(os.path.join(run, stage, "stage.json")))["results"] for stage in stages}
     for stage, values in results.items():
         numbers = [v for v in values.values() if isinstance(v, float)]

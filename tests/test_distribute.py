@@ -272,7 +272,7 @@ teacher:
 distill:
   method: soft_target
   finetune: {steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}
-  cache: {top_k: 4, batch_size: 32}
+  cache: {top_k: 4, mask_rate: 0.5, batch_size: 32}
 student: {kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}
 train: {steps: 4, checkpoint_every: 2, log_every: 2, warmup_steps: 10, valid_metric_examples: 4}
 report: {enabled: false}

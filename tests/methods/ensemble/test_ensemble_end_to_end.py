@@ -20,7 +20,7 @@ SHRINK = [
     "data.batch_tokens=1024",
     "data.source_tokenizer.vocab_size=400",
     "distill.finetune={steps: 4, batch_size: 8, warmup_steps: 1, log_every: 2, max_length: 80}",
-    "distill.cache={top_k: 4, temperature: 2.0, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
+    "distill.cache={top_k: 4, temperature: 2.0, mask_rate: 0.5, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
     "distill.shard_size=70",
     "variants={big: {distill: {method: supervised}, student.hidden_dim: 64, student.intermediate_dim: 128, "
     "train.seeds: [1]}}",

@@ -151,16 +151,15 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
 @pytest.mark.parametrize(
     "spec, shrink, stages",
     [
-        ("lightpaff_sst2_cpu", SHRINK, ["teacher_finetune", "teacher_predictions", "teacher_mlm", "pretrain_kd"]),
         ("lightpaff_gpt2_wikitext2_cpu", GPT2_SHRINK, ["teacher_pretrain", "teacher_finetune", "pretrain_kd"]),
         ("lightpaff_mass_deen_cpu", MASS_SHRINK, ["teacher_pretrain", "teacher_finetune", "pretrain_kd"]),
     ],
-    ids=["bert", "gpt2", "mass"],
+    ids=["gpt2", "mass"],
 )
 def test_each_lightpaff_spec_trains_in_mixed_bfloat16(tmp_path, spec, shrink, stages):
-    """The BERT classifier's, GPT-2's and MASS's two stages under ``train.precision:
-    mixed_bfloat16``: the teacher's training, distillation in pre-training and again in
-    fine-tuning."""
+    """GPT-2's and MASS's two stages under ``train.precision: mixed_bfloat16``: the teacher's
+    training, distillation in pre-training and again in fine-tuning (the BERT classifier's:
+    its kill-anywhere case, which runs in bfloat16)."""
     runs = tmp_path / "runs"
     train_in_bfloat16(
         os.path.join(REPO, "specs", f"{spec}.yaml"),
