@@ -80,6 +80,14 @@ LONGEST_FIRST = (  # by their durations in one -n 3 run of the suite on 2 cores
 )
 
 
+def pytest_configure(config):
+    """pytest-xdist hands out whole files (--dist loadfile) ordered by how many tests each holds
+    unless told not to (its --loadscope-reorder default), which sent the one-test kill-anywhere
+    files last, onto the end of the run; LONGEST_FIRST's order is the one to keep."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
     def rank(item):
         name = os.path.basename(str(item.fspath))

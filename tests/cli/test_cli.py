@@ -243,7 +243,8 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
     expected = sacrebleu.metrics.BLEU().corpus_score(outputs, [target])
     assert greedy.stderr.splitlines()[-1].startswith(f"BLEU = {expected.score:.2f} ")
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in greedy.stderr.splitlines()[-1]
-    # the flags are --set decode.* by another name, and they change what is decoded
+    # the flags are --set decode.* by another name (errors name them as typed), and they
+    # change what is decoded
     default = run_tfkd("translate", run_dir, "-i", "in.de", cwd=tmp_path)
     assert default.returncode == 0, default.stderr[-3000:]
     assert default.stdout != greedy.stdout  # the spec decodes with beam 2
@@ -282,8 +283,8 @@ def test_translate_takes_decoding_flags_and_scores_against_a_reference(finished_
         ),
         (["--nbest", "2", "--algorithm", "greedy"], "--nbest 2: the greedy decoder gives one hypothesis per sentence"),
         (["--nbest", "0"], "tfkd translate: error: argument --nbest: expected a positive integer"),
-        (["--algorithm", "beem"], '--set decode.algorithm=beem: unknown decoder "beem"'),
-        (["--beam", "0"], "--set decode.beam_size=0: expected a number > 0"),
+        (["--algorithm", "beem"], '--algorithm beem: unknown decoder "beem"; did you mean "beam"?'),
+        (["--beam", "0"], "--beam 0: expected a number > 0"),  # the flag as typed
     ]:
         out = run_tfkd("translate", run_dir, "-i", "in.de", *args, cwd=tmp_path)
         assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
@@ -399,6 +400,25 @@ def test_translate_a_missing_input_is_one_line(tmp_path):
     assert out.stdout == ""
 
 
+@pytest.mark.parametrize("from_stdin", [True, False], ids=["stdin", "file"])
+def test_input_that_is_not_utf8_is_one_line_naming_the_line(tmp_path, from_stdin):
+    data = b"Ein Mann.\r\n" + b"Ein \xff Mann.\n"
+    (tmp_path / "in.de").write_bytes(data)
+    args = [] if from_stdin else ["-i", str(tmp_path / "in.de")]
+    out = subprocess.run(
+        [sys.executable, "-m", "tfkd.cli", "translate", str(tmp_path), *args],
+        input=data if from_stdin else b"",
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        timeout=300,
+    )
+    name = "stdin" if from_stdin else tmp_path / "in.de"
+    assert out.returncode == 1 and out.stdout == b""
+    assert out.stderr.decode().splitlines() == [
+        f"tfkd: error: {name}:2: not valid UTF-8 (invalid start byte at byte 4)"
+    ]
+
+
 def test_interactive_translates_each_line_as_it_arrives(finished_run, data_dir):
     import selectors
 
@@ -424,8 +444,14 @@ def test_interactive_translates_each_line_as_it_arrives(finished_run, data_dir):
             # the answer comes before any further input is written
             assert selector.select(timeout=120), "no answer to a line while stdin stays open"
             answers.append(process.stdout.readline().rstrip("\n"))
+        # a line that is not UTF-8: one line naming it, after the answers to the lines before it
+        process.stdin.buffer.write(b"Ein \xff Mann\n")
         process.stdin.close()
-        assert process.wait(timeout=60) == 0, process.stderr.read()[-3000:]
+        assert process.wait(timeout=60) == 1
+        errors = process.stderr.read()
+        assert "Traceback" not in errors and errors.splitlines()[-1] == (
+            "tfkd: error: stdin:5: not valid UTF-8 (invalid start byte at byte 4)"
+        ), errors[-3000:]
     finally:
         process.kill()
     assert answers == [*expected, ""]

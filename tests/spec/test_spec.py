@@ -223,6 +223,24 @@ BAD_SPECS = [
         GOOD.replace("name: tiny", "name: my run"),
         "{path}:2: name: expected letters, digits, '_', '.' or '-', got \"my run\"",
     ),
+    # 18b a name that is run_dir itself or the folder above it
+    (
+        GOOD.replace("name: tiny", "name: .."),
+        "{path}:2: name: '..' is not a folder of its own inside run_dir; name the run",
+    ),
+    (
+        GOOD.replace("name: tiny", "name: ."),
+        "{path}:2: name: '.' is not a folder of its own inside run_dir; name the run",
+    ),
+    # 18c seeds outside NumPy's range (0 to 2**32 - 1)
+    (
+        GOOD.replace("  seed: 3", "  seed: -1"),
+        "{path}:14: train.seed: expected a number >= 0, got -1",
+    ),
+    (
+        GOOD.replace("  seed: 3", "  seeds: [3, 4294967296]"),
+        "{path}:14: train.seeds.1: expected a number < 4294967296, got 4294967296",
+    ),
     # 19 an import that does not exist
     (
         GOOD + "imports: [no_such_module_xyz]\n",
@@ -312,6 +330,18 @@ def test_validate_cli_exit_code_and_one_line(tmp_path, capsys):
     assert main(["validate", good, bad]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'{bad}:13: train.steps: expected an integer, got "ten"']
+
+
+def test_a_spec_that_is_not_utf8_is_one_line_naming_its_line(tmp_path, capsys):
+    from tfkd.cli import main
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.replace("name: tiny", "name: tiny\n# caf\u00e9").encode("latin-1"))
+    at = len("version: 1\nname: tiny\n# caf")  # the byte offset of the Latin-1 e-acute
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{path}:3: not valid UTF-8 (invalid continuation byte at byte {at}); save the spec as UTF-8"
+    ]
 
 
 def test_repo_specs_validate():

@@ -30,10 +30,12 @@ def positive_int(text):
 
 
 def seed_list(text):
-    """``--seeds 1,2,3``: different integers, comma-separated."""
+    """``--seeds 1,2,3``: different integers from 0 to 2**32 - 1 (NumPy's seeds), comma-separated."""
     parts = [p.strip() for p in text.split(",")]
-    if not all(p.lstrip("-").isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,3, got {text!r}")
+    if not all(p.isdigit() and int(p) < 2**32 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers from 0 to {2**32 - 1} such as 1,2,3, got {text!r}"
+        )
     seeds = [int(p) for p in parts]
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected different seeds, got {text!r}")

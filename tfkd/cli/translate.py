@@ -126,7 +126,8 @@ def predict_lines(args, lines=None, continues_text=False):
 
 def _predictor(args, continues_text):
     """``(predict, task name, evaluate settings)`` of ``args.model``: an export or a run."""
-    args.set = list(args.set or []) + _decode_flags(args)
+    flags = _decode_flags(args)
+    args.set, args.typed = list(args.set or []) + list(flags), flags
     if not os.path.exists(args.model):
         from tfkd.errors import StageError
 
@@ -159,9 +160,10 @@ def _interactive(args, predict):
     saved = {k: os.environ.get(k) for k in quiet}
     os.environ.update(quiet)
     try:
-        for line in iter(sys.stdin.readline, ""):
+        for number, line in enumerate(iter(sys.stdin.buffer.readline, b""), 1):
+            text = _decoded(line.removesuffix(b"\n"), "stdin", number)
             with contextlib.redirect_stdout(sys.stderr):
-                outputs = predict([line.rstrip("\n")])
+                outputs = predict([text])
             sink.write(_formatted(args, outputs)[0])
             sink.flush()
     finally:
@@ -209,7 +211,7 @@ def _run_predictor(args, continues_text):
             "(tfkd predict gives any run's predictions)"
         )
     own = spec.variant(args.student) if args.student in (spec.variants or {}) else spec
-    own = own.model_copy(update={"decode": decode_overrides(own.decode, args.set)})
+    own = own.model_copy(update={"decode": decode_overrides(own.decode, args.set, args.typed)})
     context = context.with_spec(own)
     student = load_student(context, args.student or "train", weights_file(getattr(args, "weights", None)))
     if getattr(args, "nbest", None):
@@ -238,15 +240,17 @@ def _scorer(task_name, evaluate, references):
 
 
 def _decode_flags(args):
-    return [
-        f"decode.{key}={getattr(args, flag)}"
+    """``{"decode.KEY=VALUE": the flag as typed}`` of the decoding flags given (``--beam 4``)."""
+    return {
+        f"decode.{key}={getattr(args, flag)}": f"--{flag.replace('_', '-')} {getattr(args, flag)}"
         for flag, key in DECODE_FLAGS.items()
         if getattr(args, flag, None) is not None
-    ]
+    }
 
 
-def decode_overrides(decode, assignments):
-    """``decode`` with ``--set decode.KEY=VALUE`` settings applied and validated."""
+def decode_overrides(decode, assignments, typed=None):
+    """``decode`` with ``--set decode.KEY=VALUE`` settings applied and validated; an error
+    names the flag as ``typed`` gave it (``--beam 0``), else as ``--set ASSIGNMENT``."""
     import pydantic
     import yaml
 
@@ -254,41 +258,59 @@ def decode_overrides(decode, assignments):
 
     settings = decode.model_dump()
     for assignment in assignments or []:
+        shown = (typed or {}).get(assignment, f"--set {assignment}")
         key, sep, raw = assignment.partition("=")
         if not sep or not key.startswith("decode.") or "." in key[len("decode.") :]:
-            raise SpecError(f"--set {assignment}: expected decode.KEY=VALUE (translate changes decoding only)")
+            raise SpecError(f"{shown}: expected decode.KEY=VALUE (translate changes decoding only)")
         try:
             settings[key[len("decode.") :]] = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise SpecError(f"--set {assignment}: the value is not valid YAML") from None
+            raise SpecError(f"{shown}: the value is not valid YAML") from None
         try:
             decode = type(decode).model_validate(settings)
         except pydantic.ValidationError as e:
-            from tfkd.spec import _pydantic_message
-
-            error = e.errors()[0]
-            if error["type"] == "extra_forbidden":
-                message = f"unknown key; valid keys: {', '.join(type(decode).model_fields)}"
-            else:
-                message = _pydantic_message(error)
-            raise SpecError(f"--set {assignment}: {message}") from None
+            raise SpecError(f"{shown}: {_decode_message(e.errors()[0], type(decode), key)}") from None
     return decode
+
+
+def _decode_message(error, settings_class, key):
+    """What a pydantic ``error`` of the decode section says, an unknown key with the closest
+    valid one."""
+    from tfkd.registry import did_you_mean
+    from tfkd.spec import _pydantic_message
+
+    if error["type"] != "extra_forbidden":
+        return _pydantic_message(error)
+    valid = list(settings_class.model_fields)
+    return f"unknown key;{did_you_mean(key[len('decode.') :], valid)} valid keys: {', '.join(valid)}"
 
 
 def read_input(path):
     """The lines of ``path`` (stdin when ``None``); a :class:`~tfkd.errors.DataError` (exit
-    status 1, as every data error) for a file that cannot be read."""
+    status 1, as every data error) for a file that cannot be read or a line that is not UTF-8
+    (naming the file, or stdin, and the line)."""
     from tfkd.errors import DataError
 
-    if not path:
-        return [line.rstrip("\n") for line in sys.stdin]
     try:
-        with open(path, encoding="utf-8") as source:
-            return [line.rstrip("\n") for line in source]
+        if path:
+            with open(path, "rb") as source:
+                raw = source.read()
+        else:
+            raw = sys.stdin.buffer.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read input ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [_decoded(line, path or "stdin", number) for number, line in enumerate(lines, 1)]
+
+
+def _decoded(line, name, number):
+    """One input line (bytes, without its newline) as text: a Windows line end dropped,
+    invalid UTF-8 a DataError naming ``name`` and the line ``number``."""
+    from tfkd.text_files import decode_line
+
+    return decode_line(line.removesuffix(b"\r"), name, number)
 
 
 def check_output_path(path):

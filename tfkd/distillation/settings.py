@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from tfkd.spec import Strict
+from tfkd.spec import Seed, Strict
 
 
 class TeacherMLMSpec(Strict):
@@ -19,7 +19,7 @@ class TeacherMLMSpec(Strict):
     warmup_steps: int = Field(40, ge=0)
     max_length: PositiveInt = 128
     log_every: PositiveInt = 100
-    seed: int = 1
+    seed: Seed = 1
     # the top transformer layers trained with the head (0: the head alone; "all": every layer)
     train_layers: Literal["all"] | NonNegativeInt = 2
 
@@ -36,7 +36,7 @@ class TopKCacheSpec(Strict):
     # training reads the cache through a shuffle buffer of this many examples (its memory bound)
     shuffle_buffer: PositiveInt = 10000
     # seeds each example's fixed masking (with its example id)
-    seed: int = 1
+    seed: Seed = 1
 
 
 def check_cache_use(section):
@@ -57,7 +57,7 @@ class CMLMFinetuneSpec(Strict):
     mask_rate: float = Field(0.15, gt=0, le=1)
     max_length: PositiveInt = 128
     log_every: PositiveInt = 100
-    seed: int = 1
+    seed: Seed = 1
     # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
     # the target before it, no masking); the cache then needs one pass per pair
     direction: Literal["bidirectional", "left_to_right"] = "bidirectional"

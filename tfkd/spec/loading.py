@@ -166,10 +166,17 @@ def load_spec(path, overrides=(), import_dir=None, check_models=False):
 
 def _load_spec(path, overrides, import_dir):
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as e:
         raise SpecError(f"{path}: cannot read spec ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}:{line}: not valid UTF-8 ({e.reason} at byte {e.start}); save the spec as UTF-8"
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

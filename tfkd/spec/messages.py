@@ -68,14 +68,12 @@ def _pydantic_message(err):
         return f"expected a list{got}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"expected a mapping{got}"
-    if kind == "greater_than":
-        return f"expected a number > {err['ctx']['gt']:g}{got}"
-    if kind == "greater_than_equal":
-        return f"expected a number >= {err['ctx']['ge']:g}{got}"
-    if kind == "less_than":
-        return f"expected a number < {err['ctx']['lt']:g}{got}"
-    if kind == "less_than_equal":
-        return f"expected a number <= {err['ctx']['le']:g}{got}"
+    bounds = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<")}
+    bounds["less_than_equal"] = ("le", "<=")
+    if kind in bounds:
+        key, sign = bounds[kind]
+        bound = err["ctx"][key]  # an integer bound in full (2**32, not 4.29497e+09)
+        return f"expected a number {sign} {bound if isinstance(bound, int) else format(bound, 'g')}{got}"
     if kind == "string_pattern_mismatch":
         return f"expected letters, digits, '_', '.' or '-'{got}"
     if kind == "value_error":

@@ -78,6 +78,18 @@ def package_folder(reference):
 LocalPath = Annotated[str, AfterValidator(_absolute)]
 # a preset name, "package:module/subdir" or a local folder (made absolute)
 ModelReference = Annotated[str, AfterValidator(_model_reference)]
+# a random seed: NumPy's (and so keras.utils.set_random_seed's) range
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+def _one_folder(name):
+    if set(name) == {"."}:
+        raise ValueError(f"{name!r} is not a folder of its own inside run_dir; name the run")
+    return name
+
+
+# a run's folder inside run_dir: letters, digits, _ . - (not . or .., which are run_dir or above it)
+RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$"), AfterValidator(_one_folder)]
 
 
 class TokenizerSpec(_Strict):
@@ -168,12 +180,12 @@ class TrainSpec(_Strict):
     adam_epsilon: float = Field(1e-9, gt=0)
     clip_norm: float | None = Field(None, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    seed: int = 1
+    seed: Seed = 1
     # train every student once per seed (tfkd run --seeds 1,2,3): the first seed's stages keep
     # their names (train, evaluate, baseline, ...), the others are NAME-sSEED; the stages that
     # do not depend on the seed (the teacher's) run once. The comparison table gives each
     # student's mean and standard deviation over the seeds. Unset: train.seed alone
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Seed] | None = Field(None, min_length=1)
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     valid_metric_examples: int = Field(200, ge=0)
     # gradient accumulation (fairseq --update-freq): each of the ``steps`` updates sums the
@@ -312,7 +324,7 @@ class Spec(_Strict):
     ``distill`` by the method's (:func:`load_spec` replaces them with those models)."""
 
     version: Literal[1]
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: RunName
     imports: list[str] = []
     run_dir: str = "runs"
     task: str | None = None  # default: the registry's default task

@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import MethodSpec
-from tfkd.spec import LocalPath, Strict
+from tfkd.spec import LocalPath, Seed, Strict
 
 # keys "lambda" (a Python keyword) read and dump by that name
 _LAMBDA = ConfigDict(
@@ -63,7 +63,7 @@ class TeacherTaskFinetuneSpec(Strict):
     warmup_steps: int = Field(200, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     log_every: PositiveInt = 100
-    seed: int = 1
+    seed: Seed = 1
 
 
 class TeacherPretrainSpec(Strict):
@@ -89,7 +89,7 @@ class TeacherPretrainSpec(Strict):
     learning_rate: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(1000, ge=0)
     log_every: PositiveInt = 100
-    seed: int = 1
+    seed: Seed = 1
 
     @pydantic.model_validator(mode="after")
     def _sizes(self):

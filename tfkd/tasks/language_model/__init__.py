@@ -14,7 +14,7 @@ from pydantic import Field, PositiveInt
 
 from tfkd import registry
 from tfkd.errors import StageError
-from tfkd.spec import LocalPath, Strict
+from tfkd.spec import LocalPath, Seed, Strict
 from tfkd.tasks.base import ContinuesText, DecodeSettings, Pretrainable, Task, TextBatches
 
 log = logging.getLogger("tfkd")
@@ -72,7 +72,7 @@ class LanguageModelDecode(DecodeSettings):
     top_k: PositiveInt = 50
     top_p: float = Field(0.9, gt=0, le=1)
     temperature: float = Field(1.0, gt=0)
-    seed: int | None = None
+    seed: Seed | None = None
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 16
 
