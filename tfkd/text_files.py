@@ -13,10 +13,15 @@ def read_raw_lines(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as f:
-        raw = f.read().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    return raw
+        return split_lines(f.read())
+
+
+def split_lines(data):
+    """``data`` (bytes) as its lines, without their newlines or a trailing empty line."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
 
 
 def decode_line(line, path, number):

@@ -299,10 +299,9 @@ def read_input(path):
             raw = sys.stdin.buffer.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read input ({e.strerror})") from None
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [_decoded(line, path or "stdin", number) for number, line in enumerate(lines, 1)]
+    from tfkd.text_files import split_lines
+
+    return [_decoded(line, path or "stdin", number) for number, line in enumerate(split_lines(raw), 1)]
 
 
 def _decoded(line, name, number):
