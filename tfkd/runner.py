@@ -21,6 +21,8 @@ from tfkd import spec as spec_lib
 from tfkd import stage_changes, stopping
 from tfkd.errors import StageError
 from tfkd.failpoints import failpoint
+from tfkd.run_log import RunLog
+from tfkd.stage_store import StageStore
 
 log = logging.getLogger("tfkd")
 
@@ -155,6 +157,9 @@ class Runner:
         from tfkd.distribute import current_worker
 
         self.worker = worker if worker is not None else current_worker()
+        # finished stages shared with other runs (TFKD_STAGE_STORE); a multi-worker run's
+        # workers must all run its training stages, so it computes every stage itself
+        self.store = StageStore.from_environment() if self.worker is None else None
 
     @property
     def writes(self):
@@ -263,6 +268,33 @@ class Runner:
         return results
 
     def _run_stage(self, name, context):
+        if self.store is None:
+            return self._compute_stage(name, context)
+        key = self.key(name)
+        with self.store.claim(name, key):
+            results = self._take_from_store(name, key)
+            if results is None:
+                results = self._compute_stage(name, context)
+                self.store.copy_in(key, self.stage_dir(name))
+        return results
+
+    def _take_from_store(self, name, key):
+        """Stage ``name`` copied from the store into place with this run's spec, or ``None``."""
+        marker = self.store.marker(key, MARKER)
+        if marker is None:
+            return None
+        partial = self.stage_dir(name) + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.store.copy_out(key, partial, ignore=(SPEC_FILE,))
+        spec_lib.dump_spec(self.spec, os.path.join(partial, SPEC_FILE))
+        move_into_place(partial, self.stage_dir(name))
+        self._write_run_spec()
+        where, seconds = self.store.folder(key), marker["results"].get("seconds")
+        log.info("stage %s: taken from the stage store (%s; it ran in %ss there)", name, where, seconds)
+        return marker["results"]
+
+    def _compute_stage(self, name, context):
         key = self.key(name)
         final = self.stage_dir(name)
         partial = final + ".partial"
@@ -456,39 +488,3 @@ def _remove_if_unused(partial, run_dir):
         shutil.rmtree(partial, ignore_errors=True)
     if run_dir and os.path.isdir(run_dir) and os.listdir(run_dir) in ([], [LOG_FILE]):
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-class RunLog(logging.Handler):
-    """``RUN/log.txt``: the log lines of every command that ran stages there, appended, with
-    dates. Lines logged before the run folder exists are kept until it does (and dropped if it
-    never does)."""
-
-    def __init__(self, path):
-        super().__init__(logging.DEBUG)
-        self.path = path
-        self.pending = [f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(_command_line())}"]
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
-
-    def emit(self, record):
-        self.write_line(self.format(record))
-
-    def write_line(self, line):
-        """Append ``line``; a log file that cannot be written (a full disk, a read-only run
-        folder) is given up silently: the terminal has the same lines, and a log line must
-        never stop a run nor hide its error."""
-        if self.path is None:
-            return
-        self.pending.append(line)
-        if os.path.isdir(os.path.dirname(self.path)):
-            try:
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.write("".join(p + "\n" for p in self.pending))
-            except OSError:
-                self.path = None
-            self.pending = []
-
-
-def _command_line():
-    # the console script, or python -m tfkd.cli (whose argv[0] is tfkd/cli/__main__.py)
-    command = sys.argv and sys.argv[0].endswith(("tfkd", os.path.join("cli", "__main__.py")))
-    return ["tfkd", *sys.argv[1:]] if command else sys.argv
