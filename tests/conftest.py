@@ -1,7 +1,5 @@
 import os
-import shutil
 import sys
-import tempfile
 
 import pytest
 
@@ -13,15 +11,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # is relative to the checkout), before any test runs tfkd in a temporary folder
 DATA_DIR = os.path.abspath(os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
 os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests start
-# a stage store of the user's would hand tests stages made by other code; the suite makes its
-# own (pytest_configure), which only the tfkd commands started by helpers.tfkd use
+# a stage store of the user's would hand the tests' runs stages made by other code
 os.environ.pop("TFKD_STAGE_STORE", None)
 # the tests mirror the package tree (tests/methods/soft_target/, tests/tasks/translation/, ...);
 # the modules they share (helpers, toy_plugins, user_layers, tiny_mask_task, this conftest's
 # write_corpus) stay in tests/, importable from every folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers  # noqa: E402 (found through the sys.path entry above)
-
 # the kill-anywhere checks live in a shared module its tests call: its asserts say what differed
 pytest.register_assert_rewrite("kill_anywhere")
 
@@ -90,21 +85,9 @@ LONGEST_FIRST = (  # by their durations in one -n 3 run of the suite on 2 cores
 def pytest_configure(config):
     """pytest-xdist hands out whole files (--dist loadfile) ordered by how many tests each holds
     unless told not to (its --loadscope-reorder default), which sent the one-test kill-anywhere
-    files last, onto the end of the run; LONGEST_FIRST's order is the one to keep.
-
-    The first process (xdist's controller, or pytest alone) makes the suite's stage store, a
-    folder the workers it starts inherit through the environment: the tfkd runs of all the
-    tests share finished stages with equal keys (helpers.tfkd), as TFKD_STAGE_STORE does."""
+    files last, onto the end of the run; LONGEST_FIRST's order is the one to keep."""
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
-    if helpers.SUITE_STAGE_STORE not in os.environ:
-        os.environ[helpers.SUITE_STAGE_STORE] = tempfile.mkdtemp(prefix="tfkd-suite-stage-store-")
-        config._tfkd_made_stage_store = True
-
-
-def pytest_unconfigure(config):
-    if getattr(config, "_tfkd_made_stage_store", False):
-        shutil.rmtree(os.environ.pop(helpers.SUITE_STAGE_STORE), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

@@ -63,17 +63,8 @@ def write_spec(tmp_path, name, steps=6, every=3):
     return str(path)
 
 
-# the environment variable naming the suite's stage store (tests/conftest.py makes it)
-SUITE_STAGE_STORE = "TFKD_TEST_SUITE_STAGE_STORE"
-
-
-def tfkd(*args, env_extra=None, stage_store=True, **kwargs):
-    """``tfkd ARGS`` in a fresh process. Its runs take the stages whose keys another test's run
-    has finished from the suite's stage store (and leave theirs there), unless
-    ``stage_store=False``: a test of how stages run, stop or resume needs them computed."""
+def tfkd(*args, env_extra=None, **kwargs):
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
-    if stage_store and os.environ.get(SUITE_STAGE_STORE):
-        env.setdefault("TFKD_STAGE_STORE", os.environ[SUITE_STAGE_STORE])
     env["TFKD_DATA_DIR"] = os.path.abspath(env.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
     return subprocess.run(
         [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, **kwargs

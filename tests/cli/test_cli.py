@@ -60,12 +60,13 @@ def finished_run(tmp_path_factory, data_dir):
     shutil.copytree(os.path.join(data_dir, "multi30k_deen"), corpus / "multi30k_deen")
     spec = write_spec(root, "tiny")
     set_args = ["--set", f"train.steps={STEPS}", "--set", f"train.checkpoint_every={EVERY}"]
-    result = run_tfkd(
-        "run", spec, "--stages", "evaluate,train,vocab", *set_args, env_extra={"TFKD_DATA_DIR": str(corpus)}
-    )
+    # its finished stages are also kept in a stage store (test_a_second_run_folder_takes...)
+    store = root / "stage_store"
+    env = {"TFKD_DATA_DIR": str(corpus), "TFKD_STAGE_STORE": str(store)}
+    result = run_tfkd("run", spec, "--stages", "evaluate,train,vocab", *set_args, env_extra=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return types.SimpleNamespace(
-        spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny", data_dir=str(corpus)
+        spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny", data_dir=str(corpus), store=store
     )
 
 
@@ -119,6 +120,30 @@ def test_tiny_spec_runs_every_stage_then_skips(finished_run, tmp_path):
     assert third.stderr.count("already done") == 2
     assert "stage evaluate: running" in third.stderr
     assert "tiny: student test BLEU" in third.stdout
+
+
+def test_a_second_run_folder_takes_every_stage_from_the_stage_store(finished_run, tmp_path):
+    env = {"TFKD_DATA_DIR": finished_run.data_dir, "TFKD_STAGE_STORE": str(finished_run.store)}
+    flags = [*finished_run.set_args, "--set", f"run_dir={tmp_path / 'runs'}", "--set", "name=sweep_point"]
+    out = run_tfkd("run", finished_run.spec, *flags, env_extra=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    taken = re.findall(r"stage (\w+): taken from the stage store \((\S+); it ran in [\d.]+s there\)", out.stderr)
+    assert [stage for stage, _ in taken] == ["vocab", "train", "evaluate"], out.stderr[-3000:]
+    assert all(folder.startswith(str(finished_run.store)) for _, folder in taken)
+    assert "running into" not in out.stderr
+    run = tmp_path / "runs" / "sweep_point"
+    for stage in ("train", "evaluate"):  # the same files, this run's own spec beside them
+        assert (run / stage / "stage.json").read_text() == (finished_run.run_dir / stage / "stage.json").read_text()
+        assert "name: sweep_point" in (run / stage / "spec.yaml").read_text()
+    assert (run / "evaluate" / "test.hyp").read_bytes() == (finished_run.run_dir / "evaluate" / "test.hyp").read_bytes()
+    assert out.stdout.replace("sweep_point", "tiny") == finished_run.result.stdout
+    # tfkd config says which stages a new run folder would copy; without the variable, it runs them
+    fresh = [*flags[:-1], "name=fresh"]
+    for environment, state in ((env, "stored"), ({"TFKD_DATA_DIR": finished_run.data_dir}, "to run")):
+        config = run_tfkd("config", finished_run.spec, *fresh, env_extra=environment)
+        assert config.returncode == 0, config.stderr[-2000:]
+        states = re.findall(r"^#\s+(vocab|train|evaluate)\s+(stored|to run|done)\s+needs:", config.stdout, re.M)
+        assert sorted(states) == sorted((stage, state) for stage in ("vocab", "train", "evaluate")), config.stdout
 
 
 @pytest.mark.slow

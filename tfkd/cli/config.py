@@ -70,11 +70,12 @@ def resolved_dict(spec):
 
 def stage_plan(spec, planned):
     """``{stage: (dependencies, state)}``: state ``done`` (its run directory holds it with these
-    inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``to run``, or
-    why its inputs cannot be read yet."""
+    inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``stored`` (the
+    stage store, ``TFKD_STAGE_STORE``, holds it: it is copied), ``to run``, or why its inputs
+    cannot be read yet."""
     import_tensorflow()
     from tfkd.plan import plan_run
-    from tfkd.runner import Runner
+    from tfkd.runner import MARKER, Runner
 
     runner = Runner(spec, plan_run(spec))
     plan = {}
@@ -82,6 +83,8 @@ def stage_plan(spec, planned):
         needs = list(runner.plan.dependencies(name))
         try:
             state = "done" if runner.is_done(name) else "changed" if runner.is_finished(name) else "to run"
+            if state != "done" and runner.store is not None and runner.store.marker(runner.key(name), MARKER):
+                state = "stored"
         except run_errors() as e:
             state = f"inputs missing ({e})"
         plan[name] = (needs, state)

@@ -148,6 +148,24 @@ def test_a_model_folder_serves_its_newest_version_in_any_format(run_dir):
     assert find_export(str(model / "2.ctranslate2")) == (CTranslate2Exporter, str(model / "2.ctranslate2"))
 
 
+def test_a_student_that_ends_at_once_gives_empty_translations_in_the_run_and_its_export(run_dir, data_dir, tmp_path):
+    """A student whose first token is always [SEP]: tfkd's decoders end every translation empty;
+    the CTranslate2 export must too (CTranslate2's own minimum is one token)."""
+    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
+    from tfkd.pipeline import open_run
+
+    _, _, context = open_run(run_dir)
+    tokenizers = context.tokenizers()
+    sizes = [t.vocabulary_size() for t in (tokenizers.source, tokenizers.target)]
+    student = tiny_transformer(*sizes, seed=3, max_length=context.spec.data.max_tokens)
+    bias = student.output_projection.bias
+    bias.assign(bias.numpy() + 1e4 * (np.arange(sizes[1]) == tokenizers.target.token_to_id("[SEP]")))
+    lines = lines_to_translate(data_dir)[:6]
+    assert context.task.predictor(context, student)(lines) == [""] * 6
+    CTranslate2Exporter().write(context, student, str(tmp_path / "ct2"))
+    assert CTranslate2Translator(str(tmp_path / "ct2")).translate_all(lines)[0] == [""] * 6
+
+
 @pytest.mark.slow
 def test_int8_export_is_smaller_and_serves_through_tfkd_load(run_dir, data_dir):
     import tfkd

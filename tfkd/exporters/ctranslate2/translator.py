@@ -90,6 +90,7 @@ class CTranslate2Translator:
             beam_size=self.beam_size,
             length_penalty=self.length_penalty,
             max_decoding_length=max_length,
+            min_decoding_length=0,  # CTranslate2's default 1 would never end a translation at once
             max_input_length=0,
             return_scores=True,
         )
