@@ -4,8 +4,11 @@ Every module imports them from here; the modules that first defined them
 (:mod:`tfkd.spec`, :mod:`tfkd.runner`, :mod:`tfkd.data`, :mod:`tfkd.distribute`,
 :mod:`tfkd.methods.base`, :mod:`tfkd.methods.soft_target.cache`) re-export them.
 
-This module imports nothing: no other tfkd module, no TensorFlow.
+This module imports no other tfkd module and no TensorFlow (io_problem reads TensorFlow's error
+classes only when TensorFlow is already imported).
 """
+
+import sys
 
 
 class SpecError(ValueError):
@@ -40,3 +43,19 @@ def first_line(error):
 
 
 __all__ = ["CacheMismatch", "DataError", "DistributeError", "MethodError", "SpecError", "StageError", "first_line"]
+
+
+def io_problem(error):
+    """What went wrong, in one line, when ``error`` is a file-system failure (no space left, a
+    read-only or vanished folder, no permission): ``path: reason``; else ``None``. Python,
+    h5py (Keras weights) and TensorFlow's file writers each report it their own way."""
+    if isinstance(error, OSError):
+        if error.strerror:
+            return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+        return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    if tf_errors is not None and isinstance(error, (tf_errors.PermissionDeniedError, tf_errors.ResourceExhaustedError)):
+        text = str(error).splitlines()[0] if str(error) else ""
+        if isinstance(error, tf_errors.PermissionDeniedError) or "space" in text.lower():
+            return text[:300]
+    return None

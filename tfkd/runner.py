@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 
 from tfkd import spec as spec_lib
 from tfkd import stage_changes, stopping
-from tfkd.errors import StageError
+from tfkd.errors import StageError, io_problem
 from tfkd.failpoints import failpoint
 from tfkd.run_log import RunLog
 from tfkd.stage_store import StageStore
@@ -187,9 +186,9 @@ class Runner:
             files = []
             for path in stage.input_files(self.spec):
                 if not os.path.exists(path):
-                    prepare = getattr(self.spec.data, "prepare", None)
-                    hint = f"; prepare it with: {prepare}" if prepare else ""
-                    raise StageError(f"{path}: file not found (needed by stage {name}){hint}")
+                    raise StageError(
+                        f"{path}: file not found (needed by stage {name}){_missing_file_hint(self.spec, path)}"
+                    )
                 # by content, in the order the stage lists them: moved or renamed files keep the key
                 files.append(sha256_file(path))
             config = stage.config(self.spec)
@@ -261,7 +260,7 @@ class Runner:
             try:
                 results[name] = self._run_stage(name, context)
             except Exception as e:  # a full disk or a read-only folder: one line, not a traceback
-                problem = _io_problem(e)
+                problem = io_problem(e)
                 if problem:
                     raise StageError(f"stage {name}: {problem}; the stages finished before it are kept") from None
                 raise
@@ -443,6 +442,21 @@ class Runner:
             os.replace(path + ".tmp", path)
 
 
+def _missing_file_hint(spec, path):
+    """How to get a missing input file: the spec's ``data.prepare`` command, else, for a file
+    under ``TFKD_DATA_DIR`` (a corpus), where the corpora come from."""
+    prepare = getattr(spec.data, "prepare", None)
+    if prepare:
+        return f"; prepare it with: {prepare}"
+    root = os.environ.get("TFKD_DATA_DIR", "").strip()
+    if root and os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+        return (
+            f"; TFKD_DATA_DIR is {root}: point it at the corpora, or fetch them there with "
+            f"python tools/fetch_data.py all {root}"
+        )
+    return ""
+
+
 def _not_done(name, dep):
     return StageError(
         f'stage "{name}" needs stage "{dep}", which is not done for this spec; '
@@ -463,22 +477,6 @@ def _write_json(path, value):
     with open(path + ".tmp", "w") as f:
         json.dump(value, f, default=str)
     os.replace(path + ".tmp", path)
-
-
-def _io_problem(error):
-    """What went wrong, in one line, when ``error`` is a file-system failure (no space left, a
-    read-only or vanished folder, no permission): ``path: reason``; else ``None``. Python,
-    h5py (Keras weights) and TensorFlow's file writers each report it their own way."""
-    if isinstance(error, OSError):
-        if error.strerror:
-            return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
-        return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
-    if tf_errors is not None and isinstance(error, (tf_errors.PermissionDeniedError, tf_errors.ResourceExhaustedError)):
-        text = str(error).splitlines()[0] if str(error) else ""
-        if isinstance(error, tf_errors.PermissionDeniedError) or "space" in text.lower():
-            return text[:300]
-    return None
 
 
 def _remove_if_unused(partial, run_dir):

@@ -632,8 +632,10 @@ def test_missing_data_file_is_one_line(tmp_path, data_dir):
     out = run_tfkd("run", spec, "--set", "data.train_split=nosuch", env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found (needed by stage vocab)"
+        f"tfkd: error: {data_dir}/multi30k_deen/nosuch.de: file not found (needed by stage vocab); TFKD_DATA_DIR "
+        f"is {data_dir}: point it at the corpora, or fetch them there with python tools/fetch_data.py all {data_dir}"
     ]
+    assert not (tmp_path / "runs" / "nodata").exists()
 
 
 def test_iwslt_spec_without_its_train_split_stops_at_once(tmp_path, data_dir):

@@ -30,7 +30,8 @@ def register(add):
         help="the exporter (tfkd list exporter; default: the spec's "
         "export.format, saved_model): saved_model writes a SavedModel that takes raw text; adapters "
         "writes VERSION.adapters.safetensors, only the trained weights and config (a student on "
-        "frozen pretrained models, such as AB-Net)",
+        "frozen pretrained models, such as AB-Net); ctranslate2 writes VERSION.ctranslate2/, a CTranslate2 "
+        "model of a Transformer translation or GPT-2 student (pip install tfkd[ctranslate2])",
     )
     export.add_argument(
         "--quantization",
