@@ -105,3 +105,12 @@ def test_a_run_keeps_averages_and_translates_with_averaged_weights(tmp_path, dat
     assert too_many.stderr.strip().splitlines()[-1] == (
         "tfkd: error: --last 4: the train stage kept 3 checkpoints (steps 2, 4, 6)"
     )
+    # an -o Keras cannot write is one line before any work, and leaves nothing behind
+    for output, says in [
+        ("avg.h5", "Keras weights files end in .weights.h5; give, say, avg.weights.h5"),
+        (f"{tmp_path / 'missing'}/", "is a directory; give a file name ending in .weights.h5"),
+        (str(tmp_path / "missing" / "avg.weights.h5"), f"folder {tmp_path / 'missing'} does not exist"),
+    ]:
+        refused = tfkd("average", str(run), "-o", output, cwd=tmp_path)
+        assert refused.returncode == 1 and refused.stderr.splitlines() == [f"tfkd: error: -o {output}: {says}"]
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "avg.h5").exists()

@@ -28,8 +28,26 @@ def register(add):
     average.set_defaults(func=cmd_average)
 
 
+def check_weights_path(path):
+    """A :class:`~tfkd.errors.DataError` unless ``-o`` names a Keras weights file that can be
+    written (its folder exists; the name ends in ``.weights.h5``, as Keras requires), before
+    any work; ``None`` (the default file) passes."""
+    from tfkd.cli.translate import check_output_path
+    from tfkd.errors import DataError
+
+    if not path:
+        return
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise DataError(f"-o {path}: is a directory; give a file name ending in .weights.h5")
+    check_output_path(path)
+    if not path.endswith(".weights.h5"):
+        stem = os.path.basename(path).split(".")[0] or "average"
+        raise DataError(f"-o {path}: Keras weights files end in .weights.h5; give, say, {stem}.weights.h5")
+
+
 @reports_errors
 def cmd_average(args):
+    check_weights_path(args.output)
     import_tensorflow()
     from tfkd.run_lock import hold_if_inside
     from tfkd.training.averaging import CHECKPOINTS_DIR
@@ -59,8 +77,7 @@ def _average(args, runner, context):
     chosen = kept[-last:]
     out = args.output or os.path.join(runner.stage_dir(args.stage), CHECKPOINTS_DIR, f"average-last-{last}.weights.h5")
     student = average_weights(load_student(context, args.stage), [path for _, path in chosen])
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_weights_atomic(student, out)
+    save_weights_atomic(student, out)  # -o's folder exists (check_weights_path); the default's, the stage's
     print(
         f"averaged steps {', '.join(str(step) for step, _ in chosen)} of {args.stage} into {out} "
         f"(use it with --weights)"
