@@ -19,11 +19,17 @@ def open_run(run_dir, stage=None):
     """``(spec, runner, context)`` of a run directory, from the resolved spec it holds: the one
     ``stage`` was produced with, when it finished (a later ``tfkd run`` with other settings
     that did not finish leaves it as it was), else the run's."""
-    from tfkd.runner import SPEC_FILE, Runner
+    from tfkd.runner import MARKER, SPEC_FILE, Runner
 
     spec_path = os.path.join(run_dir, SPEC_FILE)
     if not os.path.exists(run_dir):
         raise StageError(f"{run_dir}: no such file or directory")
+    if os.path.exists(os.path.join(run_dir, MARKER)):  # a finished stage's folder holds a spec.yaml too
+        folder = os.path.normpath(run_dir)
+        raise StageError(
+            f"{run_dir}: the folder of the {os.path.basename(folder)} stage, not a run directory; "
+            f"give the run directory, {os.path.dirname(folder) or '.'}"
+        )
     if not os.path.exists(spec_path):
         raise StageError(f"{run_dir}: not a tfkd run directory (no spec.yaml)")
     if stage is not None and os.path.exists(os.path.join(run_dir, stage, SPEC_FILE)):

@@ -486,6 +486,21 @@ def test_interactive_translates_each_line_as_it_arrives(finished_run, data_dir):
     assert refused.returncode == 2 and "--interactive reads stdin" in refused.stderr
 
 
+def test_a_stage_folder_given_for_a_run_is_one_line_naming_the_run(finished_run, tmp_path):
+    run = finished_run.run_dir
+    (tmp_path / "in.de").write_text("Ein Hund läuft.\n")
+    for command in (
+        ["translate", str(run / "train"), "-i", str(tmp_path / "in.de")],
+        ["export", str(run / "evaluate/")],
+    ):
+        out = run_tfkd(*command)
+        stage = os.path.basename(os.path.normpath(command[1]))
+        assert out.returncode == 1 and out.stderr.splitlines() == [
+            f"tfkd: error: {command[1]}: the folder of the {stage} stage, not a run directory; give the run "
+            f"directory, {run}"
+        ], out.stderr[-2000:]
+
+
 def test_interactive_nbest_numbers_the_inputs_as_a_file_does(finished_run, data_dir, tmp_path):
     lines = open(os.path.join(data_dir, "multi30k_deen", "test.de"), encoding="utf-8").read().splitlines()[:3]
     (tmp_path / "in.de").write_text("\n".join(lines) + "\n")
