@@ -398,7 +398,9 @@ class ExportStage(Stage):
             context, student, os.path.join(workdir, spec.export.model_name or spec.name), spec.export.version
         )
         size = directory_size(path)
-        log.info("export: %s, %s (%.1f MB) in %.1fs", path, exporter.writes, size / 1e6, time.time() - start)
+        # where it is once the stage is done (its work folder is renamed into place)
+        final = os.path.join(context.runner.stage_dir(self.name), os.path.relpath(path, workdir))
+        log.info("export: %s, %s (%.1f MB) in %.1fs", final, exporter.writes, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,11 @@ def exported(tmp_path_factory, data_dir):
     run_dir = tmp / "runs" / "exported"
     saved_model = run_dir / "export" / "exported" / "1"
     assert (saved_model / "saved_model.pb").exists()
+    # the log names where the export is once the stage is done, not its work folder
+    assert re.search(rf"tfkd I export: {re.escape(str(saved_model))}, a TF Serving SavedModel", out.stderr), out.stderr[
+        -3000:
+    ]
+    assert "export.partial" not in "".join(line for line in out.stderr.splitlines() if "tfkd I export: " in line)
     return run_dir, saved_model
 
 
