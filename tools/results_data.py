@@ -77,7 +77,7 @@ def _cpuinfo():
         return []
 
 
-def keep(run_dir, name, command, results_dir=RESULTS):
+def keep(run_dir, name, command, results_dir=RESULTS, note=None):
     """Copy run ``run_dir``'s markers and scored outputs into ``results_dir/name``."""
     from tfkd.report.contents import read_run
 
@@ -93,7 +93,10 @@ def keep(run_dir, name, command, results_dir=RESULTS):
         spec_text = spec_text.replace(os.path.abspath(data_root), DATA_ROOT)
     _write(os.path.join(out, "spec.yaml"), spec_text)
     _write(os.path.join(out, "command.txt"), command.strip() + "\n")
-    _write(os.path.join(out, "versions.json"), json.dumps(versions(), indent=1) + "\n")
+    # tfkd_commit is the checkout's when the run is kept; a run made (or resumed) under other
+    # commits says which in its note
+    kept_versions = versions() | ({"note": note} if note else {})
+    _write(os.path.join(out, "versions.json"), json.dumps(kept_versions, indent=1) + "\n")
     splits = contents.spec.evaluate.splits
     for stage in contents.stages:
         if stage.state != "finished":
@@ -183,16 +186,17 @@ def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="action", required=True)
     keeping = commands.add_parser("keep", help="keep a finished run's results in results/NAME")
     keeping.add_argument("run_dir")
     keeping.add_argument("name")
     keeping.add_argument("--command", required=True, help="the exact command that made the run")
+    keeping.add_argument("--note", help="kept in versions.json: how the run was made, when not by one command at HEAD")
     paging = commands.add_parser("pages", help="regenerate the results tables of README.md and docs/")
     paging.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page differs from its data")
     args = parser.parse_args(argv)
-    if args.command == "keep":
-        print(keep(args.run_dir, args.name, args.command))
+    if args.action == "keep":
+        print(keep(args.run_dir, args.name, args.command, results_dir=RESULTS, note=args.note))
         return 0
     stale = []
     for page, (text, regenerated) in render_pages().items():

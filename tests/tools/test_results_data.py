@@ -2,6 +2,7 @@
 page's results block is regenerated from the data and a changed number is caught; and every
 results block of README.md and docs/ agrees with results/ (the check CI runs)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,20 @@ def test_a_kept_run_gives_the_runs_own_table(kept):
     table = results_data.experiment_table(out)
     assert table.startswith(expected + "\n")
     assert "seeds +" in table and "`tfkd run specs/x.yaml --seeds 1,2,3` (kept in `results/three/`)" in table
+
+
+def test_the_keep_command_writes_the_command_and_a_note(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFKD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(results_data, "RESULTS", str(tmp_path / "results"))
+    run = synthetic_run(tmp_path, name="three", seeds=(2, 3))
+    note = "stopped once and gone on from its checkpoint"
+    assert (
+        results_data.main(["keep", str(run), "three", "--command", "tfkd run x.yaml --seeds 1,2,3", "--note", note])
+        == 0
+    )
+    out = tmp_path / "results" / "three"
+    assert (out / "command.txt").read_text() == "tfkd run x.yaml --seeds 1,2,3\n"
+    assert json.loads((out / "versions.json").read_text())["note"] == note
 
 
 def test_pages_are_regenerated_and_a_changed_number_is_caught(kept, tmp_path):
