@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 
-from tfkd import __version__
 from tfkd.errors import StageError
 
 log = logging.getLogger("tfkd")
@@ -44,7 +43,13 @@ class StageStore:
         return cls(root) if root else None
 
     def folder(self, key):
-        return os.path.join(self.root, __version__, key[:2], key)
+        from importlib import metadata  # tfkd's version, without importing tfkd (whose __init__ imports this)
+
+        try:
+            version = metadata.version("tfkd")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return os.path.join(self.root, version, key[:2], key)
 
     @contextlib.contextmanager
     def claim(self, name, key):

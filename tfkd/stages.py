@@ -399,7 +399,7 @@ class ExportStage(Stage):
         )
         size = directory_size(path)
         # where it is once the stage is done (its work folder is renamed into place)
-        final = os.path.join(context.runner.stage_dir(self.name), os.path.relpath(path, workdir))
+        final = os.path.join(os.path.dirname(workdir), self.name, os.path.relpath(path, workdir))
         log.info("export: %s, %s (%.1f MB) in %.1fs", final, exporter.writes, size / 1e6, time.time() - start)
         return {"path": os.path.relpath(path, workdir), "bytes": size}
 
