@@ -99,6 +99,18 @@ def test_lookup_of_a_misspelt_method_lists_the_methods():
 
 
 @pytest.mark.parametrize(
+    "typed, expected",
+    [("beem", "beam_size"), ("lenght_penalty", "length_penalty"), ("trian", "train"), ("zzz", None)],
+)
+def test_did_you_mean_finds_a_key_by_its_closest_word(typed, expected):
+    """difflib's ratio over the whole key misses "beem" for "beam_size" (0.46); one of the
+    key's words is as close as the key."""
+    choices = ["algorithm", "beam_size", "length_penalty", "max_length_a", "train", "student"]
+    hint = registry.did_you_mean(typed, choices)
+    assert hint == (f' did you mean "{expected}"?' if expected else "")
+
+
+@pytest.mark.parametrize(
     "kind, name, cls",
     [
         ("encoder_layer", "transformer_encoder", "TransformerEncoder"),

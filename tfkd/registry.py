@@ -91,9 +91,16 @@ def _load_builtins():
 
 
 def did_you_mean(name, choices):
-    """Return ' did you mean "x"?' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f' did you mean "{close[0]}"?' if close else ""
+    """Return ' did you mean "x"?' for the closest choice, or ''. A choice is as close as its
+    closest ``_``-separated word, so ``beem`` finds ``beam_size``."""
+
+    def closeness(choice):
+        words = [choice, *choice.split("_")]
+        return max(difflib.SequenceMatcher(None, str(name), word).ratio() for word in words)
+
+    scored = [(closeness(str(c)), str(c)) for c in choices]
+    best = max(scored, key=lambda item: item[0], default=(0.0, ""))
+    return f' did you mean "{best[1]}"?' if best[0] >= 0.6 else ""
 
 
 def _check_kind(kind):

@@ -321,6 +321,25 @@ def test_bad_spec_errors_are_one_exact_line(tmp_path, text, expected, monkeypatc
     assert message == expected.format(path=path, encoders=names["encoder_layers"], **names)
 
 
+def test_every_mistake_is_a_line_in_the_order_of_the_file_then_the_flags(tmp_path):
+    """Mistakes at the top level, in the task's and method's sections and in the student's
+    settings all come at once, one line each: the file's by line, then the flags' as given."""
+    text = GOOD.replace("steps: 10", "steps: -5").replace("hidden_dim: 32", "hidden_dim: x")
+    path = write(tmp_path, text.replace("  batch_tokens: 1024", "  batch_tokens: 1024\n  max_tokns: 3"))
+    flags = ["decode.beam_size=0", "student.num_heads=y", "train.seed=-2"]
+    with pytest.raises(SpecError) as e:
+        load_spec(path, flags)
+    assert str(e.value).splitlines() == [
+        f'{path}:8: data.max_tokns: unknown key "max_tokns"; did you mean "max_tokens"? Valid keys: '
+        + str(e.value).split("Valid keys: ")[1].split("\n")[0],
+        f'{path}:12: student.hidden_dim: expected an integer, got "x"',
+        f"{path}:14: train.steps: expected a number > 0, got -5",
+        "--set decode.beam_size=0: decode.beam_size: expected a number > 0, got 0",
+        '--set student.num_heads=y: student.num_heads: expected an integer, got "y"',
+        "--set train.seed=-2: train.seed: expected a number >= 0, got -2",
+    ]
+
+
 def test_validate_cli_exit_code_and_one_line(tmp_path, capsys):
     from tfkd.cli import main
 

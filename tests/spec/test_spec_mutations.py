@@ -1,8 +1,9 @@
 """Every spec in specs/, mutated by hypothesis (wrong types, missing and unknown keys, wrong
 nesting, bad interpolation, unknown registry names, bad paths, out-of-range numbers, YAML
-syntax errors, duplicate keys, anchors and aliases): each failure is one line
-``file:line: key.path: message`` (a :class:`tfkd.spec.SpecError`, never another exception),
-and each spec that is accepted loads again, unchanged, from its resolved dump."""
+syntax errors, duplicate keys, anchors and aliases): each mistake is one line
+``file:line: key.path: message``, in the file's order (a :class:`tfkd.spec.SpecError`, never
+another exception), and each spec that is accepted loads again, unchanged, from its resolved
+dump."""
 
 import copy
 import glob
@@ -102,13 +103,16 @@ def check(path):
     try:
         spec = load_spec(path, import_dir=SPEC_DIR, check_models=True)
     except SpecError as e:
-        message = str(e)
-        match = ONE_LINE.match(message)
-        assert match, f"not one line file:line: ...: {message!r}"
-        assert match["file"] == str(path), message
         with open(path, encoding="utf-8") as f:
             lines = f.read().count("\n") + 1
-        assert 1 <= int(match["line"]) <= lines + 1, message
+        found = []
+        for message in str(e).split("\n"):  # one line a mistake, in the file's order
+            match = ONE_LINE.match(message)
+            assert match, f"not one line file:line: ...: {message!r}"
+            assert match["file"] == str(path), message
+            assert 1 <= int(match["line"]) <= lines + 1, message
+            found.append(int(match["line"]))
+        assert found == sorted(found), str(e)
         return "refused"
     dumped = str(path) + ".resolved.yaml"
     dump_spec(spec, dumped)

@@ -14,7 +14,7 @@ import pydantic
 import yaml
 
 from tfkd.spec.checks import _validate_sections, _validate_stage_list
-from tfkd.spec.messages import SpecError, _Located, _raise_validation
+from tfkd.spec.messages import SpecError, _Located, raise_mistakes, validation_mistakes
 from tfkd.spec.schema import _CHECK_MODELS, Spec
 from tfkd.spec.sweep import drop_the_specs_own_point, expand_sweep
 from tfkd.spec.targets import _validate_targets
@@ -208,11 +208,8 @@ def _load_spec(path, overrides, import_dir):
         )
 
     swept = expand_sweep(data, located)
-    try:
-        spec = Spec.model_validate(data)
-    except pydantic.ValidationError as e:
-        _raise_validation(e, located)
-    spec = _validate_sections(spec, located)
+    spec, mistakes = _validate_top_level(data, located)
+    spec = _validate_sections(spec, located, mistakes)
     spec._variants = _validate_variants(spec, data, located, swept)
     if spec.sweep is not None:
         spec = drop_the_specs_own_point(spec, swept)
@@ -222,6 +219,27 @@ def _load_spec(path, overrides, import_dir):
     spec._located = located
     spec._spec_dir = import_dir or os.path.dirname(os.path.abspath(path))
     return spec
+
+
+def _validate_top_level(data, located):
+    """``(spec, mistakes)``: the top level validated; with mistakes, the spec is that of
+    ``data`` without the keys at fault, so that the sections' own mistakes are found too
+    (raises at once when that is not a spec either: a required key is missing)."""
+    try:
+        return Spec.model_validate(data), {}
+    except pydantic.ValidationError as e:
+        mistakes = validation_mistakes(e, located)
+    remaining = copy.deepcopy(data)
+    for loc in mistakes:
+        parent = remaining
+        for key in loc[:-1]:
+            parent = parent[key] if isinstance(parent, (dict, list)) else None
+        if isinstance(parent, dict):
+            parent.pop(loc[-1], None)
+    try:
+        return Spec.model_validate(remaining), mistakes
+    except (pydantic.ValidationError, LookupError, TypeError):
+        raise_mistakes(mistakes, located)
 
 
 def dump_spec(spec, path):

@@ -19,19 +19,31 @@ class _Located:
         self.lines = lines
         self.overrides = {}
 
-    def where(self, key_path):
+    def source(self, key_path):
+        """``("file", line)`` or ``("flag", assignment)``: where ``key_path`` was written."""
         key_path = tuple(key_path)
         # a key that only --set wrote (--set trian.steps=3: "trian" is unknown) is the flag's
         for keys, assignment in self.overrides.items():
             if keys[: len(key_path)] == key_path and key_path not in self.lines:
-                return f"--set {assignment}"
+                return "flag", assignment
         for n in range(len(key_path), -1, -1):
             prefix = key_path[:n]
             if prefix in self.overrides:
-                return f"--set {self.overrides[prefix]}"
+                return "flag", self.overrides[prefix]
             if prefix in self.lines:
-                return f"{self.path}:{self.lines[prefix]}"
-        return str(self.path)
+                return "file", self.lines[prefix]
+        return "file", 0
+
+    def where(self, key_path):
+        kind, value = self.source(key_path)
+        if kind == "flag":
+            return f"--set {value}"
+        return f"{self.path}:{value}" if value else str(self.path)
+
+    def order(self, key_path):
+        """A sort key: the file's lines in order, then the flags in the order given."""
+        kind, value = self.source(key_path)
+        return (0, value) if kind == "file" else (1, list(self.overrides.values()).index(value))
 
     def error(self, key_path, message):
         dotted = ".".join(str(k) for k in key_path)
@@ -103,16 +115,35 @@ def _model_at(model_cls, loc):
     return current
 
 
+def validation_mistakes(error, located, schema_root=Spec, loc_prefix=()):
+    """``{key path: one-line message}`` for every mistake pydantic found."""
+    mistakes = {}
+    for err in error.errors():
+        loc = loc_prefix + tuple(err["loc"])
+        if loc not in mistakes:  # a union's alternatives each report the same key
+            mistakes[loc] = _validation_line(err, loc, located, schema_root)
+    return mistakes
+
+
+def raise_mistakes(mistakes, located):
+    """One :class:`SpecError` of every mistake, one line each, in the order the spec file and
+    its ``--set`` flags give them."""
+    if mistakes:
+        raise SpecError("\n".join(mistakes[loc] for loc in sorted(mistakes, key=located.order)))
+
+
 def _raise_validation(error, located, schema_root=Spec, loc_prefix=()):
-    first = error.errors()[0]
-    loc = loc_prefix + tuple(first["loc"])
-    if first["type"] == "extra_forbidden":
-        owner = _model_at(schema_root, tuple(first["loc"]))
+    raise_mistakes(validation_mistakes(error, located, schema_root, loc_prefix), located)
+
+
+def _validation_line(err, loc, located, schema_root):
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(schema_root, tuple(err["loc"]))
         # keys as a spec writes them (a field may be read by an alias, such as "lambda")
         valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner is not None else []
         key = loc[-1]
         message = f'unknown key "{key}";{registry.did_you_mean(key, valid)}'
         if valid:
             message += f" Valid keys: {', '.join(valid)}"
-        raise located.error(loc, message.replace(";", "", 1) if message.endswith(";") else message)
-    raise located.error(loc, _pydantic_message(first))
+        return str(located.error(loc, message.replace(";", "", 1) if message.endswith(";") else message))
+    return str(located.error(loc, _pydantic_message(err)))
