@@ -62,7 +62,6 @@ def pytest_xdist_auto_num_workers(config):
 # a long file started last would leave the other workers idle at the end
 LONGEST_FIRST = (  # by their durations in one -n 3 run of the suite on 2 cores
     "test_soft_target_kill_anywhere.py",
-    "test_precision_kill_anywhere.py",
     "test_cli.py",
     "test_exporters.py",
     "test_two_stage_end_to_end.py",

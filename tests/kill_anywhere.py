@@ -94,17 +94,6 @@ CASES = {
             ("stage-finishing:export", "export"),
         ],
     ),
-    # the same run in bfloat16 (train.precision: every stage, the teacher's included): killed
-    # and resumed in the teacher's and the distilled student's training, it ends bit for bit
-    # as the uninterrupted bfloat16 run (float32 runs check the other stages and signals)
-    "soft_target_bfloat16": Case(
-        SOFT_TARGET_SPEC,
-        ["train.precision=mixed_bfloat16", "stages=[vocab, teacher_finetune, teacher_cache, train]"],
-        planned=[
-            ("weights-written:2", "teacher_finetune"),
-            ("weights-written:2/train", "train"),  # its second write in train (not the teacher's)
-        ],
-    ),
     "ensemble": Case(
         "ensemble_multi30k.yaml",
         MINILM_FLAGS

@@ -113,9 +113,11 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     special = SpecialIds(pad=0, bos=1, eos=2, unk=3)
     source = tf.ragged.constant([[10, 11, 12], [13, 14]])
     target = [[40, 41, 42, 43], [44, 45]]
-    ids, probs = left_to_right_soft_targets(teacher, source, tf.ragged.constant(target), special, 5, 1.0, 32)
+    ids, probs, tail = left_to_right_soft_targets(teacher, source, tf.ragged.constant(target), special, 5, 1.0, 32)
+    # the mass outside the K at the predicted positions (a vocabulary of 120 leaves some), 0 after
+    assert (tail.numpy()[0, :5] > 0).all() and (tail.numpy()[1, 3:] == 0).all()
     changed = [[40, 41, 99, 98], [44, 97]]  # change the tail of each target
-    ids2, probs2 = left_to_right_soft_targets(teacher, source, tf.ragged.constant(changed), special, 5, 1.0, 32)
+    ids2, probs2, _ = left_to_right_soft_targets(teacher, source, tf.ragged.constant(changed), special, 5, 1.0, 32)
     # predictions of the tokens up to the first change are the same; later ones differ
     np.testing.assert_array_equal(ids[0, :3], ids2[0, :3])
     np.testing.assert_allclose(probs[0, :3], probs2[0, :3], atol=1e-6)
@@ -123,7 +125,7 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     assert not np.allclose(probs[0, 3:5], probs2[0, 3:5])
     assert np.allclose(probs.numpy().sum(-1)[0], 1.0) and (probs.numpy()[1, 3:] == 0).all()
     # the source is read both ways: changing its last token changes the first prediction
-    ids3, probs3 = left_to_right_soft_targets(
+    ids3, probs3, _ = left_to_right_soft_targets(
         teacher, tf.ragged.constant([[10, 11, 60], [13, 14]]), tf.ragged.constant(target), special, 5, 1.0, 32
     )
     assert not np.allclose(probs[0, 0], probs3[0, 0])
@@ -152,8 +154,8 @@ def test_every_target_position_is_predicted_once_while_masked():
     target = tf.ragged.constant([[20, 21, 22, 23, 24, 25, 26, 27, 28], [30, 31], [32, 33, 34, 35]])
     teacher = RecordingTeacher()
     k, temperature = 5, 2.0
-    ids, probs = soft_targets(teacher, source, target, SPECIAL, MASK, k, temperature, 0.34, 64)
-    ids, probs = ids.numpy(), probs.numpy()
+    ids, probs, tail = soft_targets(teacher, source, target, SPECIAL, MASK, k, temperature, 0.34, 64)
+    ids, probs, tail = ids.numpy(), probs.numpy(), tail.numpy()
     assert len(teacher.calls) == 3  # ceil(1 / 0.34) groups
     seen = {}
     for tokens, positions, logits in teacher.calls:
@@ -172,13 +174,14 @@ def test_every_target_position_is_predicted_once_while_masked():
                 expected = np.exp(logits[b, j] / temperature)
                 expected /= expected.sum()
                 top = np.argsort(-expected)[:k]
-                seen[(b, t)] = (top, expected[top] / expected[top].sum())
+                seen[(b, t)] = (top, expected[top] / expected[top].sum(), 1.0 - expected[top].sum())
     for b in range(3):
         tgt_len = target[b].shape[0] + 1
         for t in range(tgt_len):
-            top, p = seen[(b, t)]
+            top, p, rest = seen[(b, t)]
             np.testing.assert_array_equal(ids[b, t], top)
             np.testing.assert_allclose(probs[b, t], p, rtol=1e-5)
             assert probs[b, t].sum() == pytest.approx(1.0, abs=1e-5)
-        assert (probs[b, tgt_len:] == 0).all()
+            assert tail[b, t] == pytest.approx(rest, abs=1e-6) and rest > 0.01
+        assert (probs[b, tgt_len:] == 0).all() and (tail[b, tgt_len:] == 0).all()
     assert len(seen) == sum(target[b].shape[0] + 1 for b in range(3))

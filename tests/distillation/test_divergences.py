@@ -145,3 +145,30 @@ def test_jsd_at_one_half_is_symmetric_and_tvd_is_at_most_one():
     assert np.all(forward <= np.log(2) + 1e-6)
     one_hot = np.eye(12, dtype=np.float32)[[0, 1, 2]]
     assert np.all(dense_divergence("tvd", one_hot, np.log(np.roll(one_hot, 1, -1) + 1e-9)).numpy() <= 1.0 + 1e-6)
+
+
+@pytest.mark.parametrize(("name", "options"), SETTINGS, ids=IDS)
+def test_the_divergence_setting_scales_a_renormalised_cache_by_its_tail(name, options):
+    """A cache keeps its K renormalised and the tail beside them; ``Divergence(tail=True)``
+    gives the K + 1-outcome reference on the teacher's own probabilities, and ignores the tail
+    without ``tail`` (the K renormalised)."""
+    from tfkd.distillation.divergences import Divergence
+
+    p, logits = teacher_and_student(7)
+    ids = np.argsort(-p, axis=-1)[:, :4]
+    p_k = np.take_along_axis(p, ids, -1)
+    stored, tail = p_k / p_k.sum(-1, keepdims=True), 1.0 - p_k.sum(-1)
+    for with_tail in (True, False):
+        setting = Divergence(name, tail=with_tail, **options)
+        values = setting.top_k(tf.constant(ids), tf.constant(stored, tf.float32), tf.constant(logits, tf.float32), tail)
+        expected = [top_k_reference(name, p[r], logits[r], ids[r], with_tail, options) for r in range(len(p))]
+        np.testing.assert_allclose(np.asarray(values), expected, rtol=2e-4, atol=1e-6)
+
+
+def test_the_divergence_setting_over_a_whole_distribution_is_the_dense_divergence():
+    from tfkd.distillation.divergences import Divergence
+
+    p, logits = teacher_and_student(8)
+    values = Divergence("jsd", beta=0.3).dense(tf.constant(p, tf.float32), tf.constant(logits, tf.float32))
+    expected = [reference("jsd", p[r], softmax(logits[r]), beta=0.3) for r in range(len(p))]
+    np.testing.assert_allclose(np.asarray(values), expected, rtol=2e-4, atol=1e-6)

@@ -1,5 +1,7 @@
 """The soft-target distiller's compound loss against NumPy (its top-K term: ``tests/training/test_losses.py``)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,43 @@ def test_validation_batches_without_soft_targets_report_xe_only():
     logs = distiller.test_step((plain, targets))
     # the loss of a batch without the soft term is xe alone (weights renormalised)
     np.testing.assert_allclose(float(logs["loss"]), float(logs["xe"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("setting", ["reverse_kl", "jsd", "forward_kl_with_tail"])
+def test_a_spec_divergence_is_the_soft_term_the_distiller_minimises(setting):
+    """``distill.divergence`` / ``distill.tail`` of a soft_target spec reach the run's trainer
+    (``SoftTargetDistiller.for_run``): its soft term is that divergence, against NumPy, over
+    the K renormalised or, with the tail, over K + 1 outcomes."""
+    from types import SimpleNamespace
+
+    from helpers import REPO
+
+    from tfkd import registry
+    from tfkd.spec import load_spec
+
+    name = "forward_kl" if setting == "forward_kl_with_tail" else setting
+    flags = [f"distill.divergence={name}", f"distill.tail={'true' if setting.endswith('tail') else 'false'}"]
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), flags)
+    assert spec.method == "soft_target"
+    distiller, inputs, targets, logits, ids, probs = distiller_case(0.5)
+    context = SimpleNamespace(spec=spec, task=registry.lookup("task", "translation"))
+    run_distiller = SoftTargetDistiller.for_run(context, distiller.student, distiller.loss_weights)
+    stored, tail = probs / probs.sum(-1, keepdims=True), 1.0 - probs.sum(-1)
+    inputs = dict(inputs, teacher_probs=stored.astype("float32"), teacher_tail=tail.astype("float32"))
+    terms, _ = run_distiller.compute_terms((inputs, targets), training=False)
+    q = np.exp(log_softmax(logits))
+    mask = targets != 0
+    expected = 0.0
+    for b, t in zip(*np.nonzero(mask)):
+        p_k, q_k = probs[b, t], np.take_along_axis(q[b, t], ids[b, t], -1)
+        if setting == "forward_kl_with_tail":
+            p_all, q_all = np.append(p_k, 1 - p_k.sum()), np.append(q_k, 1 - q_k.sum())
+            expected += (p_all * np.log(p_all / q_all)).sum()
+        else:
+            p_n, q_n = p_k / p_k.sum(), q_k / q_k.sum()
+            if name == "reverse_kl":
+                expected += (q_n * np.log(q_n / p_n)).sum()
+            else:
+                m = 0.5 * (p_n + q_n)
+                expected += 0.5 * (p_n * np.log(p_n / m)).sum() + 0.5 * (q_n * np.log(q_n / m)).sum()
+    np.testing.assert_allclose(float(terms["soft"].total), expected, rtol=1e-4)

@@ -35,6 +35,33 @@ def test_cache_shards_round_trip(tmp_path):
         np.testing.assert_allclose(entries[index][1], probs, atol=1e-3)  # stored as float16
 
 
+def test_a_cache_that_keeps_the_tail_streams_it_beside_its_k(tmp_path):
+    """``tail=True``: each position's mass outside the K is stored (float16) and streamed as
+    ``teacher_tail``; a cache written without it streams no such column (its manifest has no
+    ``tail``), and an example given without the tail it must keep is refused."""
+    rng = np.random.default_rng(3)
+    (tmp_path / "tail").mkdir()
+    writer = CacheWriter(str(tmp_path / "tail"), shard_size=2, top_k=3, metadata={}, tail=True)
+    written = {}
+    for index in (4, 1, 6):
+        length = int(rng.integers(1, 5))
+        ids = rng.integers(0, 50, size=(length, 3)).astype(np.int32)
+        probs = rng.dirichlet(np.ones(3), size=length).astype(np.float32)
+        tail = rng.uniform(0, 0.5, size=length).astype(np.float32)
+        writer.add(index, ids, probs, tail)
+        written[index] = tail
+    with pytest.raises(ValueError, match="example 9: a tail is needed"):
+        writer.add(9, ids, probs)
+    assert writer.close()["tail"] is True
+    for item in stream_cache(str(tmp_path / "tail")).as_numpy_iterator():
+        assert item["teacher_tail"].dtype == np.float16
+        np.testing.assert_allclose(item["teacher_tail"], written[int(item["id"])], atol=1e-3)
+    (tmp_path / "plain").mkdir()
+    write_cache(tmp_path / "plain", [3, 5])
+    manifest, items = read_cache(str(tmp_path / "plain"))[1], list(stream_cache(str(tmp_path / "plain")))
+    assert "tail" not in manifest and all("teacher_tail" not in item for item in items)
+
+
 INDICES = [7, 2, 9, 4, 11, 0, 5, 13, 3, 8]
 
 

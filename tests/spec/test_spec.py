@@ -295,8 +295,8 @@ BAD_SPECS = [
     # 29 a method key the method does not have
     (
         GOOD + TEACHER + "distill:\n  method: soft_target\n  alhpa: 0.3\n",
-        '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, cache, finetune, '
-        "loss_weights, method, targets, targets_from",
+        '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, beta, cache, '
+        "divergence, finetune, loss_weights, method, skew, tail, targets, targets_from",
     ),
     # 30 init_from a stage that does not exist
     (

@@ -151,8 +151,9 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
         source_ids, target_ids: ragged ``[B, None]`` teacher-vocabulary ids.
 
     Returns:
-        ``(ids [B, T, K] int32, probs [B, T, K] float32)`` with ``T`` the longest target + 1
-        (the closing ``[SEP]``); rows beyond a target's length are zero.
+        ``(ids [B, T, K] int32, probs [B, T, K] float32, tail [B, T] float32)`` with ``T`` the
+        longest target + 1 (the closing ``[SEP]``), ``tail`` the mass outside the K; rows
+        beyond a target's length are zero.
     """
     token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
     is_target = target_positions(segment_ids, padding_mask)
@@ -164,6 +165,7 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
     groups = math.ceil(1.0 / mask_rate)
     ids = tf.zeros([batch, width, top_k], tf.int32)
     probs = tf.zeros([batch, width, top_k], tf.float32)
+    tail = tf.zeros([batch, width], tf.float32)
     for group in range(groups):
         chosen = is_target & tf.equal(tf.math.floormod(offset, groups), group)
         per_row = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1)), 1)
@@ -182,25 +184,27 @@ def soft_targets(teacher, source_ids, target_ids, special_ids, mask_id, top_k, t
             },
             training=False,
         )
-        top_ids, top_probs = top_k_distribution(logits, top_k, temperature)
+        top_ids, top_probs, top_tail = top_k_distribution(logits, top_k, temperature, with_tail=True)
         where = tf.stack(
             [tf.repeat(tf.range(batch)[:, None], per_row, axis=1), tf.gather(offset, positions, batch_dims=1)], axis=-1
         )
         where = tf.boolean_mask(where, valid)
         ids = tf.tensor_scatter_nd_update(ids, where, tf.boolean_mask(top_ids, valid))
         probs = tf.tensor_scatter_nd_update(probs, where, tf.boolean_mask(top_probs, valid))
-    return ids, probs
+        tail = tf.tensor_scatter_nd_update(tail, where, tf.boolean_mask(top_tail, valid))
+    return ids, probs, tail
 
 
 def left_to_right_soft_targets(teacher, source_ids, target_ids, special_ids, top_k, temperature, max_length):
     """:func:`soft_targets` of a left-to-right teacher (BERT_l2r): one pass per batch, each
-    target position predicted from the source and the target before it."""
+    target position predicted from the source and the target before it; ``(ids, probs,
+    tail)`` as there."""
     token_ids, segment_ids, padding_mask = pack_pairs(source_ids, target_ids, max_length, special_ids)
     positions, _, weights = left_to_right_targets(token_ids, segment_ids, padding_mask)
     logits = teacher(
         {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask, "mask_positions": positions},
         training=False,
     )
-    ids, probs = top_k_distribution(logits, top_k, temperature)
+    ids, probs, tail = top_k_distribution(logits, top_k, temperature, with_tail=True)
     keep = weights[:, :, None] > 0
-    return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0)
+    return tf.where(keep, ids, 0), tf.where(keep, probs, 0.0), tf.where(keep[..., 0], tail, 0.0)

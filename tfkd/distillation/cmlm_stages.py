@@ -195,6 +195,7 @@ class TeacherCacheStage(Stage):
                 "ids": "student target vocabulary",
                 "groups": 1 if direction == "left_to_right" else math.ceil(1 / cache.mask_rate),
             },
+            tail=True,
         )
         lengths = train_tok.target_ids.row_lengths().numpy()
         # batches of similar lengths (little padding), written in a random order, so that a shard
@@ -208,13 +209,15 @@ class TeacherCacheStage(Stage):
         for step in range(steps):
             batch = batch_order[step]
             rows = order[batch * cache.batch_size : (batch + 1) * cache.batch_size]
-            ids, probs = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
+            ids, probs, tail = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
             ids, probs = to_student[ids.numpy()], probs.numpy()
             outside += float(probs[ids < 0].sum())
             probs[ids < 0], ids[ids < 0] = 0.0, 0
+            # the tail: the teacher's mass outside the K it keeps in the student's vocabulary
+            tail = 1.0 - (1.0 - tail.numpy()) * probs.sum(-1)
             for j, row in enumerate(rows):
                 length = lengths[row] + 1
-                writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length])
+                writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length], tail[j, :length])
             if bar:
                 bar.update(writer.count)
         seconds = time.time() - start

@@ -25,6 +25,8 @@ renormalised over the K ids. Teacher probabilities are floored at :data:`FLOOR` 
 divergence takes their log against the student's mass.
 """
 
+import dataclasses
+
 from keras import ops
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl")
@@ -102,3 +104,42 @@ def top_k_divergence(name, teacher_ids, teacher_probs, student_logits, tail=None
         log_q_all = ops.concatenate([log_q_at, log_rest], axis=-1)
         values = divergence(name, p_all, log_q_all, beta=beta, skew=skew)
     return ops.where(real, values, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """A method's ``distill.divergence`` settings (:class:`tfkd.distillation.settings.DivergenceSettings`)
+    applied to a teacher's distribution, per position."""
+
+    name: str = "forward_kl"
+    beta: float = 0.5
+    skew: float = 0.1
+    tail: bool = False  # a cache's tail mass as the K + 1-th outcome
+
+    @classmethod
+    def of(cls, section):
+        return cls(section.divergence, section.beta, section.skew, section.tail)
+
+    @property
+    def is_soft_cross_entropy(self):
+        """Forward KL over the renormalised top K: the classic soft target, whose loss a
+        trainer may report as the cross-entropy (the same gradient)."""
+        return self.name == "forward_kl" and not self.tail
+
+    def top_k(self, teacher_ids, teacher_probs, student_logits, teacher_tail=None):
+        """Per position, against a top-K teacher: ``teacher_probs`` over its K (renormalised
+        here), ``teacher_tail`` the mass outside them (used with ``tail``; ``None`` for a cache
+        without it, whose K are then taken as the whole distribution)."""
+        if not self.tail or teacher_tail is None:
+            return top_k_divergence(
+                self.name, teacher_ids, teacher_probs, student_logits, beta=self.beta, skew=self.skew
+            )
+        p = ops.cast(teacher_probs, "float32")
+        total = ops.sum(p, axis=-1, keepdims=True)
+        tail = ops.clip(ops.cast(teacher_tail, "float32"), 0.0, 1.0)
+        p = ops.where(total > 0, p / ops.maximum(total, 1e-12), 0.0) * (1.0 - tail[..., None])
+        return top_k_divergence(self.name, teacher_ids, p, student_logits, tail=tail, beta=self.beta, skew=self.skew)
+
+    def dense(self, teacher_probs, student_logits):
+        """Per position, against a teacher's whole distribution."""
+        return dense_divergence(self.name, teacher_probs, student_logits, beta=self.beta, skew=self.skew)

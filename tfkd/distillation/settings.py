@@ -2,11 +2,46 @@
 validate without TensorFlow): the C-MLM teacher's (``soft_target`` and ``ensemble``), a
 teacher's MLM head and its top-K cache (``mask_task`` and ``two_stage``)."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
+import pydantic
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from tfkd.spec import Seed, Strict
+
+
+class DivergenceSettings(Strict):
+    """What a student's distribution is compared with its teacher's by
+    (:mod:`tfkd.distillation.divergences`): mixed into the section of a method that distils
+    distributions, before ``MethodSpec`` (``class S(DivergenceSettings, MethodSpec)``), whose
+    dumps then leave these settings out at their defaults (stage keys stay)."""
+
+    divergence: Literal["forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl"] = "forward_kl"
+    # jsd's mixture weight of the teacher (TRL's beta: 0 is forward KL, 1 reverse KL)
+    beta: float = Field(0.5, ge=0, le=1)
+    # skew_kl's / skew_reverse_kl's share of the other distribution in the mixture
+    skew: float = Field(0.1, ge=0, lt=1)
+    # a top-K teacher cache's mass outside its K as one more outcome (TRL's loss_add_tail);
+    # false compares over the K renormalised
+    tail: bool = False
+
+    omitted_when_default: ClassVar[tuple] = ("divergence", "beta", "skew", "tail")
+
+    def divergence_key(self):
+        """``{"divergence": settings}`` of the settings that are not their defaults, for a
+        train stage's key (``{}`` at the defaults: the keys of earlier runs stay)."""
+        changed = self.model_dump(include=set(self.omitted_when_default), exclude_defaults=True)
+        return {"divergence": changed} if changed else {}
+
+    @pydantic.model_validator(mode="after")
+    def _settings_of_the_divergence(self):
+        if "beta" in self.model_fields_set and self.divergence != "jsd":
+            raise ValueError(f"beta applies to divergence: jsd only (divergence is {self.divergence})")
+        if "skew" in self.model_fields_set and not self.divergence.startswith("skew"):
+            raise ValueError(
+                f"skew applies to divergence: skew_kl or skew_reverse_kl only (divergence is {self.divergence})"
+            )
+        return self
 
 
 class TeacherMLMSpec(Strict):
@@ -85,6 +120,7 @@ def alpha_or_weights(section):
 
 __all__ = [
     "CMLMFinetuneSpec",
+    "DivergenceSettings",
     "SoftTargetCacheSpec",
     "TeacherMLMSpec",
     "TopKCacheSpec",

@@ -4,6 +4,7 @@ teacher distributions as well as from the reference."""
 import keras
 from keras import ops
 
+from tfkd.distillation.divergences import Divergence
 from tfkd.training.losses import top_k_soft_cross_entropy
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
@@ -16,27 +17,44 @@ class SoftTargetDistiller(SupervisedTrainer):
     the target positions); the teacher itself is never run here. The temperature was applied
     to the teacher when the cache was written, never to the student (the paper's footnote 6).
     Label smoothing applies to ``L_xe`` only. Both terms are normalised by target tokens.
+    ``L_bidi`` is the soft cross-entropy (forward KL over the renormalised top K, up to the
+    teacher's entropy) unless ``divergence`` names another one or the cache's tail mass
+    (``teacher_tail``, ``[B, T]``, a batch column when the cache keeps it).
 
     Args:
         student: the seq2seq student.
         task: the run's task (token-level targets).
         loss_weights: ``{"soft": ..., "xe": ...}``.
         label_smoothing: epsilon of ``L_xe``.
+        divergence: a :class:`tfkd.distillation.divergences.Divergence`.
     """
 
-    def __init__(self, student, task, loss_weights, label_smoothing=0.1, **kwargs):
+    def __init__(self, student, task, loss_weights, label_smoothing=0.1, divergence=None, **kwargs):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
+        self.divergence = divergence or Divergence()
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
         inputs, target_ids, _ = keras.utils.unpack_x_y_sample_weight(data)
         if "teacher_ids" in inputs:  # validation batches carry no soft targets
             mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
-            soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
+            if self.divergence.is_soft_cross_entropy:  # the paper's L_bidi, as tfkd has always reported it
+                soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
+            else:
+                soft = self.divergence.top_k(
+                    inputs["teacher_ids"], inputs["teacher_probs"], logits, inputs.get("teacher_tail")
+                )
             terms["soft"] = LossTerm(ops.sum(soft * mask), tokens)
         return terms, tokens
 
     @classmethod
     def for_run(cls, context, student, loss_weights):
-        """The trainer of a run's ``student``: the task's terms, the spec's label smoothing."""
-        return cls(student, context.task, loss_weights=loss_weights, label_smoothing=context.spec.train.label_smoothing)
+        """The trainer of a run's ``student``: the task's terms, the spec's label smoothing and
+        divergence."""
+        return cls(
+            student,
+            context.task,
+            loss_weights=loss_weights,
+            label_smoothing=context.spec.train.label_smoothing,
+            divergence=Divergence.of(context.spec.distill),
+        )

@@ -6,7 +6,9 @@ masking per example, :func:`write_masked_top_k`) keeps the top K of ``softmax(lo
 (:func:`top_k_distribution`), renormalised, and writes them with a :class:`CacheWriter`.
 
 On disk: sharded TFRecords (``shard-00000.tfrecord``) of examples with the example id (int64),
-the top-K ids (int32) and probabilities (float16), ``[length, K]`` each, plus ``manifest.json``
+the top-K ids (int32) and probabilities (float16), ``[length, K]`` each, and in a cache that
+keeps it (``"tail": true`` in its manifest) the mass outside the K (float16, ``[length]``: 2
+bytes a position against the K's 6 K), plus ``manifest.json``
 (counts, settings, each shard's size and SHA-256, and a hash of the ids). Training streams the
 shards (:func:`stream_cache`), checked against the ids it trains on; nothing holds the whole
 cache in memory.
@@ -25,42 +27,53 @@ from tfkd.progress import progress_bar
 from tfkd.runner import sha256_file
 
 
-def top_k_distribution(logits, top_k, temperature):
-    """``(ids, probs)``: the top K of ``softmax(logits / T)``, renormalised over K."""
+def top_k_distribution(logits, top_k, temperature, with_tail=False):
+    """``(ids, probs)``: the top K of ``softmax(logits / T)``, renormalised over K; with
+    ``with_tail``, ``(ids, probs, tail)``, ``tail`` the mass outside the K (``[...]``)."""
     distribution = tf.nn.softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
     top_probs, top_ids = tf.math.top_k(distribution, k=top_k)
-    return top_ids, top_probs / tf.reduce_sum(top_probs, axis=-1, keepdims=True)
+    inside = tf.reduce_sum(top_probs, axis=-1, keepdims=True)
+    if not with_tail:
+        return top_ids, top_probs / inside
+    return top_ids, top_probs / inside, tf.maximum(1.0 - inside[..., 0], 0.0)
 
 
-def _example(index, ids, probs):
+def _example(index, ids, probs, tail=None):
     feature = {
         "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
         "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[ids.shape[0]])),
         "ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ids.astype("<i4").tobytes()])),
         "probs": tf.train.Feature(bytes_list=tf.train.BytesList(value=[probs.astype("<f2").tobytes()])),
     }
+    if tail is not None:
+        feature["tail"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[tail.astype("<f2").tobytes()]))
     # deterministic: the feature map in key order, so the same cache is the same bytes in every
     # process (the shards' SHA-256 in the manifest then identify their content)
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 class CacheWriter:
-    """Writes examples into shards of ``shard_size``; :meth:`close` writes the manifest."""
+    """Writes examples into shards of ``shard_size``; :meth:`close` writes the manifest. With
+    ``tail``, every example keeps its positions' mass outside the K (the manifest says
+    ``"tail": true``)."""
 
-    def __init__(self, directory, shard_size, top_k, metadata):
+    def __init__(self, directory, shard_size, top_k, metadata, tail=False):
         self.directory, self.shard_size, self.top_k = directory, shard_size, top_k
-        self.metadata = metadata
+        self.metadata = dict(metadata, tail=True) if tail else metadata
+        self.tail = tail
         self.shards, self.count, self._writer = [], 0, None
         self._ids = []
 
-    def add(self, index, ids, probs):
+    def add(self, index, ids, probs, tail=None):
+        if (tail is not None) != self.tail:
+            raise ValueError(f"example {index}: a tail is {'needed' if self.tail else 'not kept'} in this cache")
         if self.count % self.shard_size == 0:
             if self._writer:
                 self._writer.close()
             name = f"shard-{len(self.shards):05d}.tfrecord"
             self.shards.append(name)
             self._writer = tf.io.TFRecordWriter(os.path.join(self.directory, name))
-        self._writer.write(_example(index, ids, probs))
+        self._writer.write(_example(index, ids, probs, tail))
         self._ids.append(int(index))
         self.count += 1
         failpoint("cache-example")
@@ -169,7 +182,8 @@ def read_manifest(directory):
 
 def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, cycle_length=16):
     """A ``tf.data.Dataset`` of ``{"id", "teacher_ids" [T, K] int32, "teacher_probs" [T, K]
-    float16}`` read from the shards as it is consumed.
+    float16}`` (and ``"teacher_tail" [T]`` float16 when the cache keeps it) read from the shards
+    as it is consumed.
 
     With ``shuffle_buffer``, the shard order is shuffled on every pass (``seed``), up to
     ``cycle_length`` shards are interleaved and the records shuffled in a buffer of that many
@@ -197,11 +211,16 @@ def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, c
         deterministic=True,
     )
 
+    features = dict(_FEATURES, tail=tf.io.FixedLenFeature([], tf.string)) if manifest.get("tail") else _FEATURES
+
     def parse(record):
-        example = tf.io.parse_single_example(record, _FEATURES)
+        example = tf.io.parse_single_example(record, features)
         ids = tf.reshape(tf.io.decode_raw(example["ids"], tf.int32, little_endian=True), [-1, top_k])
         probs = tf.reshape(tf.io.decode_raw(example["probs"], tf.float16, little_endian=True), [-1, top_k])
-        return {"id": example["index"], "teacher_ids": ids, "teacher_probs": probs}
+        columns = {"id": example["index"], "teacher_ids": ids, "teacher_probs": probs}
+        if "tail" in features:
+            columns["teacher_tail"] = tf.io.decode_raw(example["tail"], tf.float16, little_endian=True)
+        return columns
 
     records = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle_buffer:

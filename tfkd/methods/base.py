@@ -1,6 +1,6 @@
 """What a distillation method is. Importing this module does not import TensorFlow."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pydantic
 
@@ -22,6 +22,10 @@ class MethodSpec(Strict):
     targets: Literal["reference", "teacher_beam"] = "reference"
     targets_from: str | None = None
 
+    # settings left out of the section's dumps at their defaults, so that the keys of stages
+    # that hash the section stay what they were before the settings existed
+    omitted_when_default: ClassVar[tuple] = ()
+
     @pydantic.model_serializer(mode="wrap")
     def _omit_reference_targets(self, handler):
         # the default (references) is left out of dumps, so the keys of stages that hash the
@@ -30,6 +34,10 @@ class MethodSpec(Strict):
         if self.targets == "reference" and self.targets_from is None and isinstance(data, dict):
             data.pop("targets", None)
             data.pop("targets_from", None)
+        # settings a section class names as left out at their defaults (a divergence's)
+        for name in self.omitted_when_default:
+            if isinstance(data, dict) and getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
         return data
 
 

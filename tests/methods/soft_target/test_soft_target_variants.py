@@ -38,3 +38,39 @@ def test_a_variant_may_change_the_student_side(data_dir):
     )
     assert spec.variant("other").distill.alpha == 0.5
     assert spec.variant("other").distill.cache.shuffle_buffer == 100
+
+
+def test_variants_compare_divergences_on_one_teacher_and_key_their_students_by_them(data_dir):
+    """``distill.divergence`` (and its beta, skew, tail) is the student's: variants may set it
+    (a sweep of divergences shares the teacher's stages); a student at the defaults keeps the
+    train-stage key it had before the setting existed, the others get keys of their own."""
+    from tfkd import registry
+    from tfkd.context import RunContext
+
+    variants = "{rkl: {distill.divergence: reverse_kl}, jsd: {distill.divergence: jsd, distill.beta: 0.3}, " + (
+        "tail: {distill.tail: true}}"
+    )
+    spec = load_spec(QUICKSTART, [f"variants={variants}"])
+    assert spec.variant("jsd").distill.beta == 0.3 and spec.variant("tail").distill.tail
+    soft_target = registry.lookup("method", "soft_target")
+    configs = {name: soft_target.train_config(RunContext(spec.variant(name))) for name in ("rkl", "jsd", "tail")}
+    plain = soft_target.train_config(RunContext(spec))
+    assert sorted(plain) == ["cache_shuffle_buffer", "loss_weights"]  # as before the setting
+    assert configs["rkl"]["divergence"] == {"divergence": "reverse_kl"}
+    assert configs["jsd"]["divergence"] == {"divergence": "jsd", "beta": 0.3}
+    assert configs["tail"]["divergence"] == {"tail": True}
+    assert "divergence" not in spec.distill.model_dump() and "tail" not in spec.distill.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("distill.beta=0.3", "beta applies to divergence: jsd only (divergence is forward_kl)"),
+        ("distill.skew=0.2", "skew applies to divergence: skew_kl or skew_reverse_kl only (divergence is forward_kl)"),
+        ("distill.divergence=kl", "distill.divergence: expected one of forward_kl, reverse_kl, jsd, tvd"),
+    ],
+)
+def test_a_divergence_setting_without_its_divergence_is_one_line(data_dir, flag, message):
+    with pytest.raises(SpecError) as error:
+        load_spec(QUICKSTART, [flag])
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -30,7 +30,7 @@ import pydantic
 from pydantic import Field, PositiveInt
 
 from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
-from tfkd.distillation.settings import CMLMFinetuneSpec, SoftTargetCacheSpec, alpha_or_weights
+from tfkd.distillation.settings import CMLMFinetuneSpec, DivergenceSettings, SoftTargetCacheSpec, alpha_or_weights
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.methods.ensemble.plan import CMLM
 from tfkd.registry import register
@@ -53,7 +53,7 @@ class EnsembleTeacherSpec(Strict):
     batch_size: PositiveInt = 64  # pairs per teacher forward pass when caching
 
 
-class EnsembleSpec(MethodSpec):
+class EnsembleSpec(DivergenceSettings, MethodSpec):
     """The teachers, how they combine, the soft term's weight, and the cmlm teacher's
     fine-tuning and cache (``soft_target``'s settings)."""
 
@@ -96,6 +96,10 @@ class EnsembleMethod(Method):
     def check(self, context):
         spec = context.spec
         problems = super().check(context)
+        if spec.distill.tail:
+            problems.append(
+                (("distill", "tail"), "the teachers' combined cache keeps no tail mass (soft_target's does)")
+            )
         for name, teacher in spec.distill.teachers.items():
             where = ("distill", "teachers", name)
             source = teacher.source or name
@@ -147,7 +151,11 @@ class EnsembleMethod(Method):
     def train_config(self, context):
         # the teachers key the caches the student reads (their keys are upstream of its own)
         section = context.spec.distill
-        return {"loss_weights": self.loss_weights(section), "cache_shuffle_buffer": section.cache.shuffle_buffer}
+        return {
+            "loss_weights": self.loss_weights(section),
+            "cache_shuffle_buffer": section.cache.shuffle_buffer,
+            **section.divergence_key(),
+        }
 
     def train_columns(self, context, stage_name):
         import logging

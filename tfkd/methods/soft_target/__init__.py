@@ -11,13 +11,13 @@ import pydantic
 from pydantic import Field
 
 from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
-from tfkd.distillation.settings import CMLMFinetuneSpec, SoftTargetCacheSpec, alpha_or_weights
+from tfkd.distillation.settings import CMLMFinetuneSpec, DivergenceSettings, SoftTargetCacheSpec, alpha_or_weights
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
 
 
-class SoftTargetSpec(MethodSpec):
+class SoftTargetSpec(DivergenceSettings, MethodSpec):
     method: str = "soft_target"
     # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
     alpha: float = Field(0.5, ge=0, le=1)
@@ -70,7 +70,11 @@ class SoftTargetMethod(Method):
     def train_config(self, context):
         # the cache's own key covers the teacher; training needs the weights and the buffer
         section = context.spec.distill
-        return {"loss_weights": self.loss_weights(section), "cache_shuffle_buffer": section.cache.shuffle_buffer}
+        return {
+            "loss_weights": self.loss_weights(section),
+            "cache_shuffle_buffer": section.cache.shuffle_buffer,
+            **section.divergence_key(),
+        }
 
     def train_columns(self, context, stage_name):
         import logging
@@ -90,6 +94,13 @@ class SoftTargetMethod(Method):
             len(manifest["shards"]),
             spec.distill.cache.shuffle_buffer,
         )
+        if spec.distill.tail and not manifest.get("tail"):
+            logging.getLogger("tfkd").warning(
+                "%s: distill.tail: the teacher cache %s keeps no tail mass (an older tfkd wrote it): its K "
+                "probabilities are renormalised instead; delete that folder and run again to rewrite it with the tail",
+                stage_name,
+                directory,
+            )
         return stream_cache(
             directory, expected_ids=ids, seed=spec.train.seed, shuffle_buffer=spec.distill.cache.shuffle_buffer
         )
