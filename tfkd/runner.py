@@ -286,7 +286,7 @@ class Runner:
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(self.run_dir, exist_ok=True)
         self.store.copy_out(key, partial, ignore=(SPEC_FILE,))
-        spec_lib.dump_spec(self.spec, os.path.join(partial, SPEC_FILE))
+        self._dump_spec(os.path.join(partial, SPEC_FILE))
         move_into_place(partial, self.stage_dir(name))
         self._write_run_spec()
         where, seconds = self.store.folder(key), marker["results"].get("seconds")
@@ -339,7 +339,7 @@ class Runner:
             raise
         results.setdefault("seconds", round(time.time() - start, 1))
         # the resolved spec that produced this stage stays with it
-        spec_lib.dump_spec(self.spec, os.path.join(partial, SPEC_FILE))
+        self._dump_spec(os.path.join(partial, SPEC_FILE))
         marker = {"key": key, "stage": name, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
         tmp_marker = os.path.join(partial, MARKER + ".tmp")
         with open(tmp_marker, "w") as f:
@@ -430,11 +430,16 @@ class Runner:
         )
         return changed if changed and stage.can_continue(self.spec, folder) else []
 
+    def _dump_spec(self, path):
+        """The resolved spec with ``run_dir`` absolute: a run's spec.yaml names its run from
+        any folder (``tfkd config RUN/spec.yaml``)."""
+        spec_lib.dump_spec(self.spec.model_copy(update={"run_dir": os.path.abspath(self.spec.run_dir)}), path)
+
     def _write_run_spec(self):
         """``spec.yaml`` (the spec of the stage that finished last) and ``origin.json`` (where
         the spec's ``imports`` are found), each replaced in one step."""
         for file_name, write in (
-            (SPEC_FILE, lambda path: spec_lib.dump_spec(self.spec, path)),
+            (SPEC_FILE, self._dump_spec),
             (ORIGIN_FILE, lambda path: _write_json(path, {"spec_dir": self.spec._spec_dir})),
         ):
             path = os.path.join(self.run_dir, file_name)

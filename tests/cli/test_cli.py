@@ -744,6 +744,30 @@ def test_config_prints_the_resolved_spec_and_the_stage_plan(tmp_path, data_dir):
         "config", spec, "--set", "run_dir=relative_runs", cwd=str(tmp_path), env_extra={"TFKD_DATA_DIR": data_dir}
     )
     assert yaml.safe_load(relative.stdout)["run_dir"] == str(tmp_path / "relative_runs")  # absolute
+    # a run made with a relative run_dir stores it absolute: its spec.yaml names the run from any folder
+    made = run_tfkd(
+        "run",
+        spec,
+        "--stages",
+        "vocab",
+        "--set",
+        "run_dir=relative_runs",
+        "--set",
+        "data.train_limit=40",
+        cwd=str(tmp_path),
+        env_extra={"TFKD_DATA_DIR": data_dir},
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stored = run_tfkd(  # the spec's imports (user_layers, beside the spec it was made from) on the path
+        "config",
+        str(tmp_path / "relative_runs" / "tiny" / "spec.yaml"),
+        cwd=str(elsewhere),
+        env_extra={"PYTHONPATH": str(tmp_path)},
+    )
+    assert stored.returncode == 0, stored.stderr[-2000:]
+    assert "#   vocab                    done" in stored.stdout and not (elsewhere / "relative_runs").exists()
     # the student's defaults too, from its registered schema (the tiny spec gives neither)
     assert resolved["student"]["max_length"] == 256 and resolved["student"]["share_embeddings"] is False
     plan = [line.split()[1:3] for line in out.stdout.splitlines() if re.match(r"^#   \w", line)]
