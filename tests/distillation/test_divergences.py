@@ -172,3 +172,13 @@ def test_the_divergence_setting_over_a_whole_distribution_is_the_dense_divergenc
     values = Divergence("jsd", beta=0.3).dense(tf.constant(p, tf.float32), tf.constant(logits, tf.float32))
     expected = [reference("jsd", p[r], softmax(logits[r]), beta=0.3) for r in range(len(p))]
     np.testing.assert_allclose(np.asarray(values), expected, rtol=2e-4, atol=1e-6)
+
+
+def test_the_spec_offers_exactly_the_divergences_the_module_computes():
+    """``distill.divergence``'s choices are written out in the TensorFlow-free settings module;
+    they must stay the module's family."""
+    import typing
+
+    from tfkd.distillation.settings import DivergenceSettings
+
+    assert typing.get_args(DivergenceSettings.model_fields["divergence"].annotation) == DIVERGENCES

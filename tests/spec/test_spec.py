@@ -92,6 +92,10 @@ def test_override_error_names_the_flag(tmp_path):
     with pytest.raises(SpecError) as e:
         load_spec(write(tmp_path, GOOD), ["train.steps=many"])
     assert str(e.value) == '--set train.steps=many: train.steps: expected an integer, got "many"'
+    # a flag that replaces a list the file gives: its items' mistakes are the flag's, not the file's lines
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, GOOD + "stages: [vocab, train]\n", "listed.yaml"), ["stages=[{a: 1}]"])
+    assert str(e.value) == '--set stages=[{a: 1}]: stages.0: expected a string, got {"a": 1}'
 
 
 def test_imports_register_a_user_layer(tmp_path):

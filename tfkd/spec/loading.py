@@ -232,8 +232,11 @@ def _validate_top_level(data, located):
     remaining = copy.deepcopy(data)
     for loc in mistakes:
         parent = remaining
-        for key in loc[:-1]:
-            parent = parent[key] if isinstance(parent, (dict, list)) else None
+        try:  # a union's member names in a loc ('stages', 'list[str]', 0) are not keys: skip those
+            for key in loc[:-1]:
+                parent = parent[key]
+        except (LookupError, TypeError):
+            continue
         if isinstance(parent, dict):
             parent.pop(loc[-1], None)
     try:

@@ -26,10 +26,12 @@ class _Located:
         for keys, assignment in self.overrides.items():
             if keys[: len(key_path)] == key_path and key_path not in self.lines:
                 return "flag", assignment
-        for n in range(len(key_path), -1, -1):
-            prefix = key_path[:n]
+        # a flag replaces everything under its key, the file's lines there included
+        prefixes = [key_path[:n] for n in range(len(key_path), -1, -1)]
+        for prefix in prefixes:
             if prefix in self.overrides:
                 return "flag", self.overrides[prefix]
+        for prefix in prefixes:
             if prefix in self.lines:
                 return "file", self.lines[prefix]
         return "file", 0
