@@ -66,7 +66,8 @@ def test_adding_a_teacher_keeps_the_other_teachers_caches(data_dir):
         ),
         (
             ["variants.big_only={distill.teachers: {big: {temperature: 2.0}}}"],
-            r"ensemble_multi30k.yaml:\d+: variants.big_only: distill.teachers.big: teacher big has one cache "
+            r"--set variants.big_only=\{distill.teachers: \{big: \{temperature: 2.0\}\}\}: variants.big_only: "
+            r"distill.teachers.big: teacher big has one cache "
             r'\(teacher_cache_big\), which .* reads with \{"top_k": 8, "temperature": 1.0, "batch_size": 64\}; '
             "give it the same settings",
         ),
