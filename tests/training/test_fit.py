@@ -127,20 +127,36 @@ def _stream():
     return data.shuffle(64, seed=5, reshuffle_each_iteration=True).repeat().batch(4)
 
 
-def _built_stream():
+def _cache_stream():
+    """As a teacher cache's (tfkd.distillation.topk_cache.stream_cache): its shards in a
+    reshuffled order, interleaved, the records reshuffled in a buffer, repeated."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    records = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True)))
+
+    def shard(number):
+        return records.skip(number * 16).take(16)
+
+    shards = tf.data.Dataset.range(4).shuffle(4, seed=5, reshuffle_each_iteration=True)
+    rows = shards.interleave(shard, cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return rows.shuffle(16, seed=5, reshuffle_each_iteration=True).repeat().batch(4)
+
+
+def _built_stream(stream=_stream):
     """As a stage's: the model is built from one batch (compile_and_build) before fit."""
-    stream = _stream()
+    stream = stream()
     next(iter(stream))
     return stream
 
 
+@pytest.mark.parametrize("stream", [_stream, _cache_stream], ids=["examples", "teacher_cache"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_straight_one(tmp_path, signum):
+def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_straight_one(tmp_path, signum, stream):
     """SIGTERM or SIGINT at step 5 of 12 (epochs of 4 steps): the step ends, the checkpoint
     holds step 5 and StopSignal names it; going on, the cut epoch is finished alone (on a fresh
     copy of the reshuffling pipeline after it), so validations fall at steps 8 and 12 as in a
     straight run, and the weights are bit for bit a straight run's (the data stream skipped,
-    the dropout streams restored)."""
+    the dropout streams restored), also on a stream read as a teacher cache's."""
     from tfkd.stopping import StopSignal, handling_stop_signals
     from tfkd.training.callbacks import StageCheckpoint, checkpoint_step
     from tfkd.training.fit import fit_resumed
@@ -149,15 +165,15 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_s
     valid = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True))).batch(4)  # a fixed order
     straight, seen = _dropout_model(), SignalAt()
     whole = fit_resumed(
-        straight, _built_stream(), 12, 4, remake_train_ds=_stream, validation_data=valid, callbacks=[seen]
+        straight, _built_stream(stream), 12, 4, remake_train_ds=stream, validation_data=valid, callbacks=[seen]
     )
-    assert seen.epoch_ends == [4, 8, 12] and fit_resumed(straight, _stream(), 12, 4) is None
+    assert seen.epoch_ends == [4, 8, 12] and fit_resumed(straight, stream(), 12, 4) is None
 
     stopped = _dropout_model()
     # the signal comes during step 5 (before the checkpoint callback sees that step end)
     callbacks = [SignalAt(5, signum), StageCheckpoint(str(tmp_path), "train", 12)]
     with handling_stop_signals(30), pytest.raises(StopSignal) as caught:
-        fit_resumed(stopped, _built_stream(), 12, 4, remake_train_ds=_stream, callbacks=callbacks)
+        fit_resumed(stopped, _built_stream(stream), 12, 4, remake_train_ds=stream, callbacks=callbacks)
     assert caught.value.signum == signum and caught.value.exit_code == 128 + signum
     assert f"train: stopped at step 5 of 12 by {signal.Signals(signum).name}" in caught.value.message
     assert checkpoint_step(str(tmp_path)) == 5
@@ -171,10 +187,10 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_s
     first_epoch.on_epoch_end = lambda epoch, logs=None: first_epoch.epoch_ends.append(dict(logs))
     last = fit_resumed(
         resumed,
-        _built_stream(),
+        _built_stream(stream),
         12,
         4,
-        remake_train_ds=_stream,
+        remake_train_ds=stream,
         validation_data=valid,
         callbacks=[checkpoint, seen, first_epoch],
     )

@@ -196,7 +196,7 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
     a second ``fit`` over ``train_ds`` itself would open another iterator on it, and every
     iterator of a dataset that reshuffles reads another order. The stage built its model from
     one batch of ``train_ds`` (:func:`tfkd.stages.compile_and_build`) before ``fit`` opened the
-    second iterator, so one iterator is opened on the copy first. Without ``remake_train_ds``,
+    second iterator, so one batch is read from the copy first. Without ``remake_train_ds``,
     the epochs count from the step it goes on from. The training and validation pipelines are
     read with tf.data's autotuning off (:func:`tfkd.data.without_autotuning`)."""
     done = int(model.optimizer.iterations.numpy())
@@ -226,7 +226,10 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
             if done != epoch * steps_per_epoch or done >= steps or model.stop_training:
                 return history  # stopped inside it: a failure, an early stop or the last step
             train_ds = remake_train_ds()
-            iter(train_ds)  # the copy's first iterator, as the stage's was compile_and_build's
+            # the copy's first batch read, as the stage's was by compile_and_build: opening an
+            # iterator is not enough, a repeated stream draws its shuffles' seeds at its first
+            # batch (a teacher cache's stream then read another order from here on)
+            next(iter(train_ds))
         return fit(train_ds, done, epoch, steps_per_epoch, math.ceil(steps / steps_per_epoch))
 
 
