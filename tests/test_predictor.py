@@ -1,6 +1,10 @@
 """tfkd.load: an export and a run directory, called on text from Python, give what tfkd
 translate prints."""
 
+import os
+import signal
+import time
+
 import pytest
 from helpers import tfkd, write_spec
 
@@ -48,3 +52,21 @@ def test_load_refuses_what_it_cannot_use(run_and_export, tmp_path):
         tfkd_package.load(str(export), student="baseline")
     with pytest.raises(TypeError, match="list of strings"):
         tfkd_package.load(str(export))("Ein Satz.")
+
+
+def test_ctrl_c_while_keras_loads_the_student_stops_and_never_reads_as_weights_that_do_not_fit(
+    run_and_export, monkeypatch
+):
+    import keras
+
+    def load_weights_as_keras_does(self, path, *args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the weights file is read
+            time.sleep(5)
+        except BaseException:  # keras/src/saving/saving_lib.py: each layer's failure collected
+            raise ValueError("A total of 3 objects could not be loaded") from None
+
+    monkeypatch.setattr(keras.Model, "load_weights", load_weights_as_keras_does)
+    run_dir, _ = run_and_export
+    with pytest.raises(KeyboardInterrupt):
+        tfkd_package.load(str(run_dir))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import REPO, tfkd, weights_file_arrays, write_spec
 
-from tfkd.stopping import StopSignal, checkpointing, handling_stop_signals, stop_requested
+from tfkd.stopping import StopSignal, checkpointing, handling_stop_signals, interrupts_kept, stop_requested
 
 
 def test_outside_a_training_loop_a_signal_stops_at_once_and_the_handlers_are_put_back():
@@ -28,6 +28,47 @@ def test_outside_a_training_loop_a_signal_stops_at_once_and_the_handlers_are_put
 
 def test_inside_a_training_loop_a_signal_only_asks_to_stop():
     with handling_stop_signals(30), checkpointing():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert stop_requested() == signal.SIGINT
+
+
+def swallowing(signum, then):
+    """What Keras' loading code does with an exception of a layer (``except:`` in
+    keras/src/saving/saving_lib.py, ``except Exception`` around each layer's variables): catch
+    it, then raise a ValueError of its own (``then`` "raise") or go on ("return")."""
+    try:
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises before this ends
+    except BaseException:
+        if then == "raise":
+            raise ValueError("A total of 3 objects could not be loaded") from None
+    return "loaded"
+
+
+@pytest.mark.parametrize("then", ["raise", "return"])
+def test_a_signal_a_block_swallowed_still_stops_the_command(then):
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as caught:  # Ctrl-C without tfkd's handlers: Python's own
+        with interrupts_kept():
+            swallowing(signal.SIGINT, then)
+    assert type(caught.value) is KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is before
+    with handling_stop_signals(30):  # tfkd run's handlers, outside a training loop: a StopSignal
+        with pytest.raises(StopSignal) as caught:
+            with interrupts_kept():
+                swallowing(signal.SIGTERM, then)
+        assert caught.value.exit_code == 143
+
+
+def test_without_a_signal_the_block_raises_and_returns_as_it_does():
+    with pytest.raises(ValueError, match="could not be loaded"):
+        with interrupts_kept():
+            raise ValueError("A total of 3 objects could not be loaded")
+    with interrupts_kept():
+        value = "loaded"
+    assert value == "loaded"
+    with handling_stop_signals(30), checkpointing(), interrupts_kept():  # a stop only asked for
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
         assert stop_requested() == signal.SIGINT

@@ -20,6 +20,7 @@ from tfkd.plan import seed_of_stage
 from tfkd.precision import INFERENCE_POLICIES, precision_policy
 from tfkd.runner import Stage
 from tfkd.spec import ADAPTERS_EXPORTER
+from tfkd.stopping import interrupts_kept
 from tfkd.training.callbacks import checkpoint_step
 from tfkd.training.fit import FitSettings, fit_trainer
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
@@ -96,12 +97,15 @@ def load_student(context, train_stage="train", weights=None):
     policy = INFERENCE_POLICIES[context.spec.decode.precision]
     with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
         config = with_dtype_policy(json.load(f), policy)
-    with precision_policy(policy):
+    # Ctrl-C while Keras builds or loads stops the command: never a build error, never weights
+    # that "do not fit"
+    with interrupts_kept(), precision_policy(policy):
         student = keras.saving.deserialize_keras_object(config)
         student(context.task.student_inputs(context.tokenizers()))
     path = weights or os.path.join(train_dir, STUDENT_WEIGHTS)
     try:
-        student.load_weights(path)
+        with interrupts_kept():
+            student.load_weights(path)
     except ValueError as e:  # Keras lists every layer that did not fit: the first says what
         first = next((line for line in str(e).splitlines() if line.strip()), str(e))
         raise StageError(

@@ -165,11 +165,49 @@ def raise_if_requested():
         raise StopSignal(_state.requested)
 
 
+@contextlib.contextmanager
+def interrupts_kept():
+    """Run a block that may swallow ``KeyboardInterrupt``: Keras' and keras-hub's loading code
+    catches every exception of a layer (bare ``except:`` and ``except Exception`` around file
+    reads, tracing and variable assignment) and reports the lot as one ``ValueError``, or goes
+    on. A SIGINT or SIGTERM whose handler raised inside the block still stops the command: the
+    exception it raised leaves the block, in place of whatever the block raised or returned
+    (main thread only; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+
+    def relay(signum, frame):
+        try:
+            previous[signum](signum, frame)
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    relayed = [s for s, handler in previous.items() if callable(handler)]
+    for s in relayed:
+        signal.signal(s, relay)
+    try:
+        yield
+    except BaseException as e:
+        if raised and e is not raised[0]:
+            raise raised[0] from None
+        raise
+    finally:
+        for s in relayed:
+            signal.signal(s, previous[s])
+    if raised:
+        raise raised[0]
+
+
 __all__ = [
     "StopSignal",
     "checkpointing",
     "exit_after_stop",
     "handling_stop_signals",
+    "interrupts_kept",
     "raise_if_requested",
     "resume_command",
     "seconds_since_request",
