@@ -6,7 +6,7 @@ import signal
 import sys
 
 from tfkd.errors import DataError, DistributeError, SpecError, StageError
-from tfkd.stopping import StopSignal
+from tfkd.stopping import StopSignal, interrupts_kept
 
 EXIT_RUN_ERROR = 1
 EXIT_SPEC_ERROR = 2
@@ -29,7 +29,8 @@ def reports_errors(handler=None, *, interrupted=None):
     a :class:`~tfkd.spec.SpecError` prints its own message (``FILE:LINE: key: ...``) and gives
     ``EXIT_SPEC_ERROR``; an error of a run (:func:`run_errors`) prints ``tfkd: error: ...`` and
     gives ``EXIT_RUN_ERROR``. Any other exception is a bug and keeps its traceback. With
-    ``interrupted``, Ctrl-C prints that message and gives ``EXIT_INTERRUPTED``.
+    ``interrupted``, Ctrl-C prints that message and gives ``EXIT_INTERRUPTED``, also when code
+    inside swallowed it (:func:`~tfkd.stopping.interrupts_kept`).
 
     Use as ``@reports_errors`` or ``@reports_errors(interrupted="...")``."""
     if handler is None:
@@ -38,7 +39,10 @@ def reports_errors(handler=None, *, interrupted=None):
     @functools.wraps(handler)
     def reporting(*args, **kwargs):
         try:
-            return handler(*args, **kwargs)
+            # Ctrl-C that Keras swallows (tracing a layer, loading weights) and turns into an
+            # error of its own, or into nothing, still interrupts the command
+            with interrupts_kept():
+                return handler(*args, **kwargs)
         except SpecError as e:
             print(str(e), file=sys.stderr)
             return EXIT_SPEC_ERROR
