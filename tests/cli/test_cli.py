@@ -1,7 +1,8 @@
 """The ``tfkd`` command end to end, each call in a fresh process as a user's shell would start
 it: one-line errors, no TensorFlow start-up noise, a cheap ``validate`` and ``--help``; a real
 spec on real data (a few hundred Multi30k pairs) trained once for the module and then rerun,
-exported and used for translation; SIGKILL during training followed by a resume."""
+exported and used for translation. (SIGKILL during training followed by a resume is
+``tests/kill_anywhere.py``'s, in every method's run.)"""
 
 import contextlib
 import json
@@ -14,9 +15,8 @@ import sys
 import time
 import types
 
-import numpy as np
 import pytest
-from helpers import REPO, TINY, tfkd, weights_file_arrays, write_spec
+from helpers import REPO, TINY, write_spec
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d tfkd [DIWE] ")
 # what TensorFlow's C++ start-up prints (absl, oneDNN, CUDA, CPU features)
@@ -612,49 +612,6 @@ def test_set_fills_a_section_the_spec_leaves_null(tmp_path):
 
 
 # ----------------------------------------------------------------------------- resume, missing data
-
-
-@pytest.mark.slow
-def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path, data_dir):
-    """Killed after a checkpoint, the same command goes on from it and ends with the weights an
-    uninterrupted run ends with, bit for bit: the data order and dropout's random stream go on
-    where they were (with op determinism on)."""
-    spec = write_spec(tmp_path, "killed", steps=20, every=2)
-    args = ["run", spec, "--stages", "vocab,train", "--set", "train.deterministic=true"]
-    env = dict(os.environ, TFKD_QUIET_PROGRESS="1", TFKD_DATA_DIR=data_dir)
-    state = tmp_path / "runs" / "killed" / "train.partial" / "checkpoint" / "state.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tfkd.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            if state.exists() and json.load(open(state))["step"] >= 4:
-                break
-            assert process.poll() is None, "training ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no checkpoint appeared")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    saved_step = json.load(open(state))["step"]
-    assert not (tmp_path / "runs" / "killed" / "train").exists()
-    resumed = tfkd(*args, env_extra={"TFKD_DATA_DIR": data_dir})
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"continuing from step {saved_step} of" in resumed.stderr
-    assert "stage vocab: already done" in resumed.stderr
-    marker = json.load(open(tmp_path / "runs" / "killed" / "train" / "stage.json"))
-    assert marker["results"]["steps"] == 20
-    straight = tfkd(*args, "--set", "name=straight", env_extra={"TFKD_DATA_DIR": data_dir})
-    assert straight.returncode == 0, straight.stderr[-3000:]
-
-    killed, uninterrupted = (
-        weights_file_arrays(tmp_path / "runs" / run / "train" / "student.weights.h5") for run in ("killed", "straight")
-    )
-    assert sorted(killed) == sorted(uninterrupted) and len(killed) > 10
-    for name, array in killed.items():
-        np.testing.assert_array_equal(array, uninterrupted[name], err_msg=name)
 
 
 def test_missing_data_file_is_one_line(tmp_path, data_dir):
