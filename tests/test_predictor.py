@@ -70,3 +70,46 @@ def test_ctrl_c_while_keras_loads_the_student_stops_and_never_reads_as_weights_t
     run_dir, _ = run_and_export
     with pytest.raises(KeyboardInterrupt):
         tfkd_package.load(str(run_dir))
+
+
+@pytest.mark.parametrize(
+    "name, damage, expected",
+    [
+        ("train/student.weights.h5", lambda data: data[:2000], "cannot be read (Unable to synchronously open"),
+        ("train/student.json", lambda data: b'{"class_name": ', "cannot be read (Expecting value"),
+        ("vocab/target.vocab", lambda data: b"", "not a vocabulary tfkd can read ("),
+    ],
+)
+def test_a_damaged_file_of_a_finished_run_is_one_line_naming_it(run_and_export, tmp_path, name, damage, expected):
+    import shutil
+
+    from tfkd.errors import DataError
+
+    run_dir, _ = run_and_export
+    copy = tmp_path / "loaded"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export"))
+    path = copy / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises((StageError, DataError)) as error:
+        tfkd_package.load(str(copy))
+    message = str(error.value)
+    assert message.startswith(f"{path}: {expected}") and "\n" not in message
+    again = "learn it anew" if "vocab" in name else "train it anew"
+    assert message.endswith(f"delete {path.parent} and run the spec again to {again}")
+
+
+def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and_export, caplog):
+    run_dir, _ = run_and_export
+    long = " ".join(["Ein Mann fährt Fahrrad und"] * 200)  # 1,000 words: far beyond data.max_tokens 40
+    with caplog.at_level("WARNING", logger="tfkd"):
+        translations = tfkd_package.load(str(run_dir))([long, SENTENCES[0], long[:60]])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(translations) == 3 and len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        "1 of 3 inputs are longer than the 40 source tokens the student reads (data.max_tokens) and are "
+        "translated from their first 40: inputs 1 (the longest has "
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tfkd"):
+        tfkd_package.load(str(run_dir))(SENTENCES)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -101,6 +101,34 @@ def test_a_killed_stage_is_not_taken_as_finished_and_resumes(tmp_path):
     assert open(os.path.join(runner.stage_dir("train"), "out.txt")).read() == "train"
 
 
+class SwallowingStage(CountingStage):
+    """Stopped by SIGTERM while Keras traces or loads, which catches the StopSignal and raises
+    a ValueError of its own."""
+
+    def run(self, context, workdir):
+        import signal
+        import time
+
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:
+            raise ValueError("Exception encountered when calling SinePositionEncoding.call()") from None
+
+
+def test_a_stop_a_stage_s_code_swallowed_still_stops_the_run_and_the_stage_resumes(tmp_path):
+    from tfkd.stopping import StopSignal, handling_stop_signals
+
+    spec = make(tmp_path)
+    runner = Runner(spec, plan_of([CountingStage("vocab"), SwallowingStage("train", ("vocab",))]))
+    with handling_stop_signals(30), pytest.raises(StopSignal) as stopped:
+        runner.run(["vocab", "train"], None)
+    assert stopped.value.exit_code == 143 and runner.is_done("vocab") and not runner.is_done("train")
+    again = stages()
+    Runner(spec, plan_of(again)).run(["vocab", "train"], None)
+    assert [s.calls for s in again[:2]] == [0, 1]  # the stopped stage runs again
+
+
 def test_partial_work_of_another_config_is_discarded(tmp_path):
     spec = make(tmp_path)
     failing = [CountingStage("vocab"), CountingStage("train", ("vocab",), ("steps",), fail_once=True)]

@@ -17,7 +17,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from tfkd.errors import DataError, StageError
+from tfkd.errors import DataError, StageError, first_line
 from tfkd.text_files import decode_line, read_raw_lines
 
 log = logging.getLogger("tfkd")
@@ -189,15 +189,22 @@ def prune_vocabulary(tokenizer, sentences, min_count):
 def make_tokenizer(vocabulary_path, lowercase=False, strip_accents=False, kind="wordpiece"):
     """The keras-hub tokenizer of a vocab stage's file: WordPiece, or with ``kind``
     ``"sentencepiece"`` the SentencePiece model beside it (its normalisation is in the model)."""
-    if kind == "sentencepiece":
-        with open(sentencepiece_model_path(vocabulary_path), "rb") as f:
-            return keras_hub.tokenizers.SentencePieceTokenizer(proto=f.read())
-    return keras_hub.tokenizers.WordPieceTokenizer(
-        vocabulary=vocabulary_path,
-        lowercase=lowercase,
-        strip_accents=strip_accents,
-        oov_token=UNK,
-    )
+    path = sentencepiece_model_path(vocabulary_path) if kind == "sentencepiece" else vocabulary_path
+    try:
+        if kind == "sentencepiece":
+            with open(path, "rb") as f:
+                return keras_hub.tokenizers.SentencePieceTokenizer(proto=f.read())
+        return keras_hub.tokenizers.WordPieceTokenizer(
+            vocabulary=vocabulary_path,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            oov_token=UNK,
+        )
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:  # empty, cut, not a vocabulary
+        raise DataError(
+            f"{path}: not a vocabulary tfkd can read ({first_line(e)}); the vocab stage writes it: delete "
+            f"{os.path.dirname(path) or '.'} and run the spec again to learn it anew"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -258,7 +258,8 @@ class Runner:
                 continue
             stopping.raise_if_requested()  # a signal during the stage before: stop between stages
             try:
-                results[name] = self._run_stage(name, context)
+                with stopping.interrupts_kept():  # a stop that Keras swallowed still stops the stage
+                    results[name] = self._run_stage(name, context)
             except Exception as e:  # a full disk or a read-only folder: one line, not a traceback
                 problem = io_problem(e)
                 if problem:

@@ -15,7 +15,7 @@ import numpy as np
 from tfkd import registry
 from tfkd.context import RunContext
 from tfkd.distribute import make_strategy
-from tfkd.errors import StageError
+from tfkd.errors import StageError, first_line
 from tfkd.plan import seed_of_stage
 from tfkd.precision import INFERENCE_POLICIES, precision_policy
 from tfkd.runner import Stage
@@ -95,8 +95,12 @@ def load_student(context, train_stage="train", weights=None):
     train_dir = context.runner.stage_dir(train_stage)
     registry.lookup("student", context.spec.student.kind)  # Keras rebuilds it by registered name
     policy = INFERENCE_POLICIES[context.spec.decode.precision]
-    with open(os.path.join(train_dir, STUDENT_CONFIG)) as f:
-        config = with_dtype_policy(json.load(f), policy)
+    config_path = os.path.join(train_dir, STUDENT_CONFIG)
+    try:
+        with open(config_path) as f:
+            config = with_dtype_policy(json.load(f), policy)
+    except (OSError, ValueError) as e:
+        raise _unreadable(config_path, e, train_dir) from None
     # Ctrl-C while Keras builds or loads stops the command: never a build error, never weights
     # that "do not fit"
     with interrupts_kept(), precision_policy(policy):
@@ -112,7 +116,15 @@ def load_student(context, train_stage="train", weights=None):
             f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
             "they were saved from another student configuration or tfkd version"
         ) from None
+    except OSError as e:  # truncated, not HDF5
+        raise _unreadable(path, e, train_dir if weights is None else None) from None
     return student
+
+
+def _unreadable(path, error, stage_dir=None):
+    """A file of a finished stage that cannot be read, and the way back: the stage again."""
+    again = f"; delete {stage_dir} and run the spec again to train it anew" if stage_dir else ""
+    return StageError(f"{path}: cannot be read ({first_line(error)}){again}")
 
 
 def model_width(student, spec):

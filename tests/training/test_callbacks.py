@@ -35,6 +35,31 @@ def test_checkpoint_restores_weights_optimizer_and_epoch(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("trainer.weights.h5", lambda data: data[:3000]),  # cut short
+        ("state.json", lambda data: b'{"epoch": 2, "st'),
+        ("state.json", lambda data: b'{"step": 2}'),  # no epoch
+        ("random.npz", lambda data: b"garbage"),
+    ],
+)
+def test_a_damaged_checkpoint_file_is_one_line_naming_it_and_the_way_back(tmp_path, name, damage):
+    from tfkd.errors import StageError
+
+    model, x, y = model_and_data()
+    model.fit(x, y, epochs=2, steps_per_epoch=1, callbacks=[StageCheckpoint(str(tmp_path), "train")], verbose=0)
+    path = tmp_path / "checkpoint" / name
+    path.write_bytes(damage(path.read_bytes()))
+    fresh, _, _ = model_and_data()
+    fresh.optimizer.build(fresh.trainable_variables)
+    with pytest.raises(StageError) as error:
+        StageCheckpoint(str(tmp_path), "train").restore(fresh)
+    message = str(error.value)
+    assert message.startswith(f"train: {path}: the checkpoint cannot be read (") and "\n" not in message
+    assert message.endswith(f"delete {tmp_path} to train this stage from its start (the finished stages are kept)")
+
+
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model, x, y = model_and_data()
     checkpoint = StageCheckpoint(str(tmp_path))

@@ -1,5 +1,6 @@
 """Training callbacks: atomic resumable checkpoints, logs and TensorBoard summaries."""
 
+import contextlib
 import glob
 import json
 import logging
@@ -8,12 +9,14 @@ import os
 import shutil
 import signal
 import time
+import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfkd import stopping
+from tfkd.errors import StageError, first_line
 from tfkd.scores import LOWER_IS_BETTER
 from tfkd.training.averaging import save_weights_atomic
 
@@ -98,20 +101,37 @@ class StageCheckpoint(keras.callbacks.Callback):
         weights_path, random_path, state_path = self._files(whole_checkpoint(self.restore_from))
         if not os.path.exists(state_path):
             return 0
-        with open(state_path) as f:
-            state = json.load(f)
-        trainer.load_weights(weights_path)
+        with self._reading(state_path):
+            with open(state_path) as f:
+                state = json.load(f)
+            epoch = int(state["epoch"])
+        with self._reading(weights_path), stopping.interrupts_kept():
+            trainer.load_weights(weights_path)
         if os.path.exists(random_path):
             seeds = _seed_states(trainer)
-            with np.load(random_path) as saved:
+            with self._reading(random_path), np.load(random_path) as saved:
                 if len(saved.files) == len(seeds):
                     for i, state_variable in enumerate(seeds):
                         state_variable.assign(saved[f"s{i}"])
         metrics_path = os.path.join(os.path.dirname(state_path), METRICS_FILE)
         if state.get("inside_epoch") and os.path.exists(metrics_path):
-            with np.load(metrics_path) as saved:  # put back once the epoch it was inside begins
+            # put back once the epoch it was inside begins
+            with self._reading(metrics_path), np.load(metrics_path) as saved:
                 self._pending_metrics = [saved[f"m{i}"] for i in range(len(saved.files))]
-        return state["epoch"]
+        return epoch
+
+    @contextlib.contextmanager
+    def _reading(self, path):
+        """A checkpoint file that cannot be read (truncated, not its format, changed by hand) is
+        one line naming it and the way back: the stage from its start."""
+        try:
+            yield
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            workdir = os.path.dirname(self.restore_from)
+            raise StageError(
+                f"{self.stage}: {path}: the checkpoint cannot be read ({first_line(e)}); delete {workdir} "
+                "to train this stage from its start (the finished stages are kept)"
+            ) from None
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())

@@ -438,6 +438,7 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         translate = translator.nbest_function(nbest)
 
         def predict(lines):
+            translator.warn_of_cut_inputs(lines)
             return nbest_in_batches(translate, lines, translator.batch_size, progress=True)
 
         return predict

@@ -5,19 +5,22 @@ SavedModel, so all three produce identical output for the same sentences.
 """
 
 import inspect
+import logging
 import math
 
 import numpy as np
 import tensorflow as tf
 
 from tfkd import registry
-from tfkd.data import SpecialIds, detokenize
+from tfkd.data import SpecialIds, detokenize, tokenize_to_ragged
 from tfkd.decoding import NEG_INF
 from tfkd.progress import progress_bar
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
 # mask_predict: length_candidates, iterations)
 DECODE_OPTIONS = ("beam_size", "length_penalty", "length_candidates", "iterations")
+
+log = logging.getLogger("tfkd")
 
 
 class Translator(tf.Module):
@@ -170,7 +173,31 @@ class Translator(tf.Module):
 
     def translate_all(self, sentences, progress=False):
         """Translate a Python list in length-sorted batches; results in input order."""
+        self.warn_of_cut_inputs(sentences)
         return translate_in_batches(self.translate, sentences, self.batch_size, progress)
+
+    def warn_of_cut_inputs(self, sentences):
+        """One warning for the inputs longer than ``max_tokens`` source tokens, which the graph
+        translates from their first ``max_tokens``: how many, which (by input number), the
+        longest; returns their input numbers (1-based)."""
+        if not sentences:
+            return []
+        lengths = tokenize_to_ragged(self.source_tokenizer, sentences).row_lengths().numpy()
+        cut = [i + 1 for i in np.flatnonzero(lengths > self.max_tokens)]
+        if cut:
+            shown = ", ".join(str(i) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
+            log.warning(
+                "%d of %d inputs are longer than the %d source tokens the student reads (data.max_tokens) "
+                "and are translated from their first %d: inputs %s (the longest has %d); split them into "
+                "sentences to translate them whole",
+                len(cut),
+                len(sentences),
+                self.max_tokens,
+                self.max_tokens,
+                shown,
+                int(lengths.max()),
+            )
+        return cut
 
 
 def _length_sorted(translate, sentences, batch_size, progress):
