@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from helpers import REPO, tfkd, weights_file_arrays, write_spec
 
-from tfkd.stopping import StopSignal, checkpointing, handling_stop_signals, interrupts_kept, stop_requested
+from tfkd.stopping import (
+    StopSignal,
+    checkpointing,
+    handling_stop_signals,
+    interrupts_kept,
+    raise_if_interrupted,
+    stop_requested,
+)
 
 
 def test_outside_a_training_loop_a_signal_stops_at_once_and_the_handlers_are_put_back():
@@ -59,6 +66,19 @@ def test_a_signal_a_block_swallowed_still_stops_the_command(then):
             with interrupts_kept():
                 swallowing(signal.SIGTERM, then)
         assert caught.value.exit_code == 143
+
+
+def test_between_batches_a_swallowed_signal_stops_the_work_at_once():
+    batches = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_kept():
+            for batch in range(5):
+                raise_if_interrupted()  # as tfkd.tasks.translation.inference does between batches
+                if batch == 1:
+                    swallowing(signal.SIGINT, "return")  # the first batch's tracing, say
+                batches.append(batch)
+    assert batches == [0, 1]  # not the three batches after it
+    raise_if_interrupted()  # the block is over: nothing is pending
 
 
 def test_without_a_signal_the_block_raises_and_returns_as_it_does():

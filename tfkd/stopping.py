@@ -184,6 +184,7 @@ def interrupts_kept():
             previous[signum](signum, frame)
         except BaseException as e:
             raised.append(e)
+            _swallowable.append(e)
             raise
 
     relayed = [s for s, handler in previous.items() if callable(handler)]
@@ -198,8 +199,21 @@ def interrupts_kept():
     finally:
         for s in relayed:
             signal.signal(s, previous[s])
+        _swallowable[:] = [e for e in _swallowable if all(e is not r for r in raised)]
     if raised:
         raise raised[0]
+
+
+# what the signal handlers of the interrupts_kept blocks running now raised
+_swallowable = []
+
+
+def raise_if_interrupted():
+    """Between two pieces of long work (batches of translations): raise the interrupt a signal
+    handler raised inside an :func:`interrupts_kept` block if the code that got it swallowed it
+    and went on, instead of at the block's end."""
+    if _swallowable:
+        raise _swallowable[0]
 
 
 __all__ = [
@@ -208,6 +222,7 @@ __all__ = [
     "exit_after_stop",
     "handling_stop_signals",
     "interrupts_kept",
+    "raise_if_interrupted",
     "raise_if_requested",
     "resume_command",
     "seconds_since_request",

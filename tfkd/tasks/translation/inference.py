@@ -11,7 +11,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfkd import registry
+from tfkd import registry, stopping
 from tfkd.data import SpecialIds, detokenize, tokenize_to_ragged
 from tfkd.decoding import NEG_INF
 from tfkd.progress import progress_bar
@@ -207,6 +207,7 @@ def _length_sorted(translate, sentences, batch_size, progress):
     steps = math.ceil(len(sentences) / batch_size)
     bar = progress_bar(steps, "batch") if progress else None
     for i in range(steps):
+        stopping.raise_if_interrupted()  # Ctrl-C that tracing the first batch swallowed stops here
         index = order[i * batch_size : (i + 1) * batch_size]
         result = translate(tf.constant([sentences[j] for j in index]))
         yield from zip(index, result["translations"].numpy(), result["scores"].numpy())
