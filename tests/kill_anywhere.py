@@ -160,7 +160,7 @@ CASES = {
         planned=[
             ("weights-written:2", "teacher_mlm"),
             ("cache-example:70", "teacher_cache"),  # inside the second shard
-            ("weights-written:1", "train"),
+            ("weights-written:2/train", "train"),  # its second: it goes on from the first
         ],
     ),
     "adapters": Case(
@@ -180,7 +180,7 @@ CASES = {
             "decode.length_candidates=2",
         ],
         # the adapter-only step (the frozen MiniLM encoder and decoder, the length predictor)
-        planned=[("weights-written:1", "train")],
+        planned=[("weights-written:2/train", "train")],  # its second: it goes on from the first
     ),
     # in bfloat16 (train.precision: the teachers' stages too): the same run also checks that
     # LightPAFF's BERT stages train in it (tests/methods/two_stage/test_two_stage_kill_anywhere.py)
