@@ -103,7 +103,7 @@ def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and
     long = " ".join(["Ein Mann fährt Fahrrad und"] * 200)  # 1,000 words: far beyond data.max_tokens 40
     with caplog.at_level("WARNING", logger="tfkd"):
         translations = tfkd_package.load(str(run_dir))([long, SENTENCES[0], long[:60]])
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
     assert len(translations) == 3 and len(warnings) == 1, warnings
     assert warnings[0].startswith(
         "1 of 3 inputs are longer than the 40 source tokens the student reads (data.max_tokens) and are "
@@ -112,4 +112,4 @@ def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and
     caplog.clear()
     with caplog.at_level("WARNING", logger="tfkd"):
         tfkd_package.load(str(run_dir))(SENTENCES)
-    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert not [r for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
