@@ -21,7 +21,7 @@ from tfkd.precision import INFERENCE_POLICIES, precision_policy
 from tfkd.runner import Stage
 from tfkd.spec import ADAPTERS_EXPORTER
 from tfkd.stopping import interrupts_kept
-from tfkd.training.callbacks import checkpoint_step
+from tfkd.training.checkpoint import checkpoint_step
 from tfkd.training.fit import FitSettings, fit_trainer
 from tfkd.training.schedules import InverseSqrtSchedule, TriangularSchedule
 from tfkd.xla import resolve_jit_compile

@@ -189,7 +189,7 @@ def test_training_stops_after_exactly_train_steps(finished_run):
     marker = json.load(open(finished_run.run_dir / "train" / "stage.json"))
     assert marker["results"]["steps"] == STEPS
     # the last checkpoint stays, at exactly that step, so that a larger train.steps goes on from it
-    from tfkd.training.callbacks import checkpoint_step
+    from tfkd.training.checkpoint import checkpoint_step
 
     assert checkpoint_step(str(finished_run.run_dir / "train")) == STEPS
 

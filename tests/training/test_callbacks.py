@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfkd.training.callbacks import StageCheckpoint
+from tfkd.training.checkpoint import StageCheckpoint
 
 
 def model_and_data():
@@ -315,7 +315,7 @@ def _dropout_net():
 
 
 def _state(net):
-    from tfkd.training.callbacks import _seed_states
+    from tfkd.training.checkpoint import _seed_states
 
     return [*net.get_weights(), *(s.numpy() for s in _seed_states(net))], int(net.optimizer.iterations.numpy())
 

@@ -158,7 +158,7 @@ def test_a_signal_mid_epoch_checkpoints_that_step_and_the_resumed_run_equals_a_s
     straight run, and the weights are bit for bit a straight run's (the data stream skipped,
     the dropout streams restored), also on a stream read as a teacher cache's."""
     from tfkd.stopping import StopSignal, handling_stop_signals
-    from tfkd.training.callbacks import StageCheckpoint, checkpoint_step
+    from tfkd.training.checkpoint import StageCheckpoint, checkpoint_step
     from tfkd.training.fit import fit_resumed
 
     x = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
@@ -231,7 +231,7 @@ def test_a_second_fit_on_the_same_reshuffling_pipeline_would_read_another_order(
 
 
 def test_a_longer_schedule_from_a_step_inside_an_epoch_ends_as_the_straight_run(tmp_path):
-    from tfkd.training.callbacks import StageCheckpoint
+    from tfkd.training.checkpoint import StageCheckpoint
     from tfkd.training.fit import fit_resumed
 
     short = _dropout_model()
@@ -260,9 +260,9 @@ def test_a_run_killed_at_a_validations_writes_keeps_the_straight_runs_best_and_p
     patience count (validations without a new best: the loss watched as higher-is-better, so
     every one after the first) and the best are the uninterrupted run's."""
     from tfkd.spec import EarlyStopSpec
-    from tfkd.training import callbacks
+    from tfkd.training import callbacks, checkpoint
 
-    target = (callbacks.StageCheckpoint, "_save") if kill_in == "checkpoint" else (callbacks.KeepBest, "on_epoch_end")
+    target = (checkpoint.StageCheckpoint, "_save") if kill_in == "checkpoint" else (callbacks.KeepBest, "on_epoch_end")
 
     def run(folder, kill_at=None):
         student, trainer = compiled_trainer()

@@ -13,7 +13,8 @@ from tfkd import stopping
 from tfkd.data import without_autotuning
 from tfkd.errors import StageError
 from tfkd.training.averaging import CHECKPOINTS_DIR, KeepLastCheckpoints, average_weights, kept_checkpoints
-from tfkd.training.callbacks import KeepBest, StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.callbacks import KeepBest, TrainingMonitor, training_callbacks
+from tfkd.training.checkpoint import StageCheckpoint
 
 log = logging.getLogger("tfkd")
 
@@ -30,7 +31,7 @@ class FitSettings:
     ``valid_metric``: ``None`` or a callable giving ``{name: value}``, shown at validation;
     ``parameter_counts``: ``{name: count}`` for the log; ``finish()`` saves what the stage
     keeps before the checkpoints are removed; ``hint``: what to tell a user whose training
-    diverged (:class:`~tfkd.training.callbacks.StageCheckpoint`); ``restore_dir``: the work
+    diverged (:class:`~tfkd.training.checkpoint.StageCheckpoint`); ``restore_dir``: the work
     folder whose checkpoint to resume from, when not the stage's (a multi-worker run's other
     workers resume from the chief's: :meth:`tfkd.runner.Runner.resume_dir`);
     ``keep_checkpoint``: the last checkpoint (trainer, optimizer and random streams) stays in
@@ -183,7 +184,7 @@ def fit_resumed(model, train_ds, steps, steps_per_epoch, batches_per_step=1, rem
     """``model.fit`` on ``train_ds`` up to ``steps`` optimizer steps, in Keras epochs of
     ``steps_per_epoch`` steps (each ends with a validation and a checkpoint), from the step the
     model's optimizer is at (a restored checkpoint's); the callbacks stop it at ``steps`` (a
-    :class:`~tfkd.training.callbacks.StageCheckpoint` does). Returns the last ``fit``'s history,
+    :class:`~tfkd.training.checkpoint.StageCheckpoint` does). Returns the last ``fit``'s history,
     or ``None`` when no step is left.
 
     The batches the earlier steps read are skipped: the training data is a seeded, repeated

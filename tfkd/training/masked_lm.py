@@ -14,7 +14,8 @@ import time
 import keras
 
 from tfkd.errors import StageError
-from tfkd.training.callbacks import StageCheckpoint, TrainingMonitor, training_callbacks
+from tfkd.training.callbacks import TrainingMonitor, training_callbacks
+from tfkd.training.checkpoint import StageCheckpoint
 from tfkd.training.fit import fit_resumed
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.xla import resolve_jit_compile
