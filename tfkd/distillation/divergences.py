@@ -29,7 +29,8 @@ import dataclasses
 
 from keras import ops
 
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl")
+from tfkd.distillation.settings import DIVERGENCES
+
 FLOOR = 1e-8  # a teacher probability under it counts as it, where its log is taken
 
 

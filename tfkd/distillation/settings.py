@@ -9,6 +9,10 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from tfkd.spec import Seed, Strict
 
+# the family :mod:`tfkd.distillation.divergences` computes (named here: this module imports no
+# TensorFlow)
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl")
+
 
 class DivergenceSettings(Strict):
     """What a student's distribution is compared with its teacher's by
@@ -16,7 +20,7 @@ class DivergenceSettings(Strict):
     distributions, before ``MethodSpec`` (``class S(DivergenceSettings, MethodSpec)``), whose
     dumps then leave these settings out at their defaults (stage keys stay)."""
 
-    divergence: Literal["forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl"] = "forward_kl"
+    divergence: Literal[DIVERGENCES] = "forward_kl"
     # jsd's mixture weight of the teacher (TRL's beta: 0 is forward KL, 1 reverse KL)
     beta: float = Field(0.5, ge=0, le=1)
     # skew_kl's / skew_reverse_kl's share of the other distribution in the mixture
@@ -120,6 +124,7 @@ def alpha_or_weights(section):
 
 __all__ = [
     "CMLMFinetuneSpec",
+    "DIVERGENCES",
     "DivergenceSettings",
     "SoftTargetCacheSpec",
     "TeacherMLMSpec",
