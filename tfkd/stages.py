@@ -101,23 +101,23 @@ def load_student(context, train_stage="train", weights=None):
             config = with_dtype_policy(json.load(f), policy)
     except (OSError, ValueError) as e:
         raise _unreadable(config_path, e, train_dir) from None
-    # Ctrl-C while Keras builds or loads stops the command: never a build error, never weights
-    # that "do not fit"
-    with interrupts_kept(), precision_policy(policy):
-        student = keras.saving.deserialize_keras_object(config)
-        student(context.task.student_inputs(context.tokenizers()))
     path = weights or os.path.join(train_dir, STUDENT_WEIGHTS)
-    try:
-        with interrupts_kept():
+    # Ctrl-C while Keras builds or loads (it catches it) stops the caller (tfkd.load's too):
+    # never a build error, never weights that "do not fit"
+    with interrupts_kept():
+        with precision_policy(policy):
+            student = keras.saving.deserialize_keras_object(config)
+            student(context.task.student_inputs(context.tokenizers()))
+        try:
             student.load_weights(path)
-    except ValueError as e:  # Keras lists every layer that did not fit: the first says what
-        first = next((line for line in str(e).splitlines() if line.strip()), str(e))
-        raise StageError(
-            f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
-            "they were saved from another student configuration or tfkd version"
-        ) from None
-    except OSError as e:  # truncated, not HDF5
-        raise _unreadable(path, e, train_dir if weights is None else None) from None
+        except ValueError as e:  # Keras lists every layer that did not fit: the first says what
+            first = next((line for line in str(e).splitlines() if line.strip()), str(e))
+            raise StageError(
+                f"{path}: these weights do not fit the student of {train_dir} ({first.strip()}); "
+                "they were saved from another student configuration or tfkd version"
+            ) from None
+        except OSError as e:  # truncated, not HDF5
+            raise _unreadable(path, e, train_dir if weights is None else None) from None
     return student
 
 

@@ -74,12 +74,9 @@ def from_checkpoint(load, checkpoint, key="teacher.checkpoint"):
     """``load(handle)`` (a keras-hub ``from_preset``) on the resolved ``checkpoint``, with what
     a checkpoint folder can get wrong as one line naming ``key`` and the folder: a file it
     lacks (``vocab.txt``), or weights that do not fit its ``config.json``."""
-    from tfkd.stopping import interrupts_kept
-
     handle = resolve_checkpoint(checkpoint, key)
     try:
-        with interrupts_kept():  # Ctrl-C while keras-hub loads stops the command, never a load error
-            return load(handle)
+        return load(handle)
     except FileNotFoundError as e:
         raise SpecError(f"{key}: {checkpoint}: {str(e).splitlines()[0]}") from None
     except ValueError as e:

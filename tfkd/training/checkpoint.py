@@ -91,7 +91,7 @@ class StageCheckpoint(keras.callbacks.Callback):
             with open(state_path) as f:
                 state = json.load(f)
             epoch = int(state["epoch"])
-        with self._reading(weights_path), stopping.interrupts_kept():
+        with self._reading(weights_path):
             trainer.load_weights(weights_path)
         if os.path.exists(random_path):
             seeds = _seed_states(trainer)
