@@ -398,15 +398,16 @@ def test_validate_of_a_bad_spec_prints_one_line(tmp_path, where, lines, key, mes
         assert message in match.group(3)
 
 
-def test_validate_does_not_import_tensorflow():
-    code = (
-        "import sys; from tfkd.cli import main; rc = main(['validate', 'specs/quickstart.yaml']); "
-        "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
-    )
-    out = run_tfkd("-c", code, command=[sys.executable])
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["specs/quickstart.yaml: ok", "0 False False"]
-    assert out.stderr == ""
+def test_validate_and_config_of_a_spec_not_yet_run_do_not_import_tensorflow(tmp_path):
+    for command, printed in [("validate", "specs/quickstart.yaml: ok"), ("config", "#   train   ")]:
+        code = (
+            f"import sys; from tfkd.cli import main; rc = main(['{command}', 'specs/quickstart.yaml', "
+            f"'--set', 'run_dir={tmp_path}']); print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+        )
+        out = run_tfkd("-c", code, command=[sys.executable])
+        assert out.returncode == 0, out.stderr
+        assert printed in out.stdout and out.stdout.splitlines()[-1] == "0 False False", out.stdout
+        assert out.stderr == ""
 
 
 def test_unknown_stage_is_one_line(tmp_path, data_dir):

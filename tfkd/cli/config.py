@@ -73,11 +73,12 @@ def stage_plan(spec, planned):
     inputs), ``changed`` (it holds it, made from other inputs: it runs again), ``stored`` (the
     stage store, ``TFKD_STAGE_STORE``, holds it: it is copied), ``to run``, or why its inputs
     cannot be read yet."""
-    import_tensorflow()
     from tfkd.plan import plan_run
     from tfkd.runner import MARKER, Runner
 
     runner = Runner(spec, plan_run(spec))
+    if os.path.isdir(runner.run_dir) or runner.store is not None:
+        import_tensorflow()  # a stage's key is read from its stage object, whose module imports Keras
     plan = {}
     for name in planned:
         needs = list(runner.plan.dependencies(name))
