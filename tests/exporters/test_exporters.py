@@ -409,11 +409,16 @@ def test_export_is_atomic(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        write_atomically(broken, str(tmp_path / "m" / "3"))
-    assert os.listdir(tmp_path / "m") == []
+        write_atomically(broken, str(tmp_path / "models" / "m" / "3"))
     # written beside the version folder under a name TF Serving ignores (not a number)
-    assert os.path.dirname(targets[0]) == str(tmp_path / "m")
+    assert os.path.dirname(targets[0]) == str(tmp_path / "models" / "m")
     assert not os.path.basename(targets[0]).split(".")[0].isdigit()
+    # a failed or interrupted export leaves none of the folders it made (models/m/)
+    assert not (tmp_path / "models").exists()
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(lambda path: (_ for _ in ()).throw(KeyboardInterrupt), str(tmp_path / "models" / "m" / "3"))
+    assert not (tmp_path / "models").exists()
+    (tmp_path / "m").mkdir()
 
     def write(content):
         def writer(path):

@@ -63,20 +63,38 @@ def write_atomically(write, path):
     ignores names that are not numbers; the name keeps ``path``'s suffix) and rename what it
     wrote, a folder or a file, to ``path``, replacing an old one whole."""
     directory, name = os.path.split(path)
+    made = _folders_to_make(directory)
     os.makedirs(directory, exist_ok=True)
     version, dot, suffix = name.partition(".")
     tmp = os.path.join(directory, f".tmp-{version}-{os.getpid()}-{int(time.time() * 1000)}{dot}{suffix}")
+    written = False
     try:
         write(tmp)
         if os.path.isdir(tmp):
             move_into_place(tmp, path)
         else:
             os.replace(tmp, path)
+        written = True
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+        if not written:  # an error or Ctrl-C leaves no empty model folder behind
+            for folder in made:
+                try:
+                    os.rmdir(folder)
+                except OSError:  # another export wrote into it meanwhile
+                    break
+
+
+def _folders_to_make(directory):
+    """The folders ``os.makedirs(directory)`` makes, the deepest first."""
+    made, folder = [], os.path.abspath(directory)
+    while not os.path.exists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    return made
 
 
 def existing_versions(out_dir, model_name):
