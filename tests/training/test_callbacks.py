@@ -1,6 +1,7 @@
 """Checkpoints: atomic saves, restore, and a NaN loss that keeps the last good checkpoint."""
 
 import json
+import logging
 import math
 import os
 
@@ -44,20 +45,44 @@ def test_checkpoint_restores_weights_optimizer_and_epoch(tmp_path):
         ("random.npz", lambda data: b"garbage"),
     ],
 )
-def test_a_damaged_checkpoint_file_is_one_line_naming_it_and_the_way_back(tmp_path, name, damage):
+def test_a_damaged_checkpoint_falls_back_to_the_one_before_it_and_then_is_one_line(tmp_path, name, damage, caplog):
     from tfkd.errors import StageError
 
     model, x, y = model_and_data()
-    model.fit(x, y, epochs=2, steps_per_epoch=1, callbacks=[StageCheckpoint(str(tmp_path), "train")], verbose=0)
+    at_step_1 = []
+    keep_first = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: at_step_1.append(model.get_weights()))
+    model.fit(
+        x, y, epochs=2, steps_per_epoch=1, callbacks=[StageCheckpoint(str(tmp_path), "train"), keep_first], verbose=0
+    )
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.previous"]
     path = tmp_path / "checkpoint" / name
     path.write_bytes(damage(path.read_bytes()))
-    fresh, _, _ = model_and_data()
-    fresh.optimizer.build(fresh.trainable_variables)
+
+    def restored():
+        fresh, _, _ = model_and_data()
+        fresh.optimizer.build(fresh.trainable_variables)
+        return fresh, StageCheckpoint(str(tmp_path), "train").restore(fresh)
+
+    with caplog.at_level(logging.WARNING, logger="tfkd"):
+        fresh, epochs = restored()
+    assert epochs == 1 and int(fresh.optimizer.iterations.numpy()) == 1
+    for a, b in zip(at_step_1[0], fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "tfkd"]
+    assert warning.startswith(f"train: {path}: the checkpoint cannot be read (")
+    assert warning.endswith("; going on from the checkpoint before it (step 1)")
+
+    # the one before it damaged too: one line naming the damaged file and the way back
+    before = tmp_path / "checkpoint.previous" / name
+    before.write_bytes(damage(before.read_bytes()))
     with pytest.raises(StageError) as error:
-        StageCheckpoint(str(tmp_path), "train").restore(fresh)
+        restored()
     message = str(error.value)
     assert message.startswith(f"train: {path}: the checkpoint cannot be read (") and "\n" not in message
-    assert message.endswith(f"delete {tmp_path} to train this stage from its start (the finished stages are kept)")
+    assert message.endswith(
+        f"(nor can the one before it); delete {tmp_path} to train this stage from its start "
+        "(the finished stages are kept)"
+    )
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -370,7 +395,8 @@ def test_a_checkpoint_write_cut_before_any_rename_leaves_one_whole_checkpoint(tm
     assert restored[1] == after[1] == 2 and renames >= 3
     for a, b in zip(restored[0], after[0], strict=True):
         np.testing.assert_array_equal(a, b)
-    assert sorted(os.listdir(tmp_path / "cut0")) == ["checkpoint"]  # nothing left beside it
+    # nothing left beside it but the checkpoint before it, which a damaged last one falls back to
+    assert sorted(os.listdir(tmp_path / "cut0")) == ["checkpoint", "checkpoint.previous"]
     for number in range(1, renames + 1):
         before, after, restored, _ = cut_before(number)
         expected = after if restored[1] == after[1] else before

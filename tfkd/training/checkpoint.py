@@ -37,6 +37,21 @@ def _seed_states(model):
 # a checkpoint written inside an epoch (a graceful stop) keeps the epoch's running metrics here
 METRICS_FILE = "metrics.npz"
 
+
+class _Unreadable(Exception):
+    """A checkpoint file that cannot be read: its path and why."""
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """A checkpoint file that cannot be read (truncated, not its format, changed by hand) is an
+    :class:`_Unreadable` naming it."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise _Unreadable(f"{path}: the checkpoint cannot be read ({first_line(e)})") from None
+
+
 # what a train stage's divergence message suggests (TrainStage.resumable lets these resume)
 TRAIN_HINT = (
     "Lower train.learning_rate or set train.clip_norm and run the same command with --set "
@@ -81,43 +96,54 @@ class StageCheckpoint(keras.callbacks.Callback):
     def restore(self, trainer):
         """Load the last checkpoint into ``trainer``; returns the number of whole epochs it
         holds (``trainer.optimizer.iterations`` is its step: :func:`tfkd.training.fit.fit_resumed`
-        goes on from there, also from a step inside an epoch)."""
+        goes on from there, also from a step inside an epoch). A checkpoint that cannot be read
+        (a damaged disk, a file changed by hand) falls back to the one written before it, with a
+        warning; when none can be read, one line names the damaged file and the way back."""
         for stale in self._cut_writes():  # left by a kill: no process goes on with them
             shutil.rmtree(stale, ignore_errors=True)
-        weights_path, random_path, state_path = self._files(whole_checkpoint(self.restore_from))
-        if not os.path.exists(state_path):
-            return 0
-        with self._reading(state_path):
+        folders = whole_checkpoints(self.restore_from)
+        first_error = None
+        for i, folder in enumerate(folders):
+            try:
+                return self._restore_from(folder, trainer)
+            except _Unreadable as e:
+                first_error = first_error or e
+                if i + 1 == len(folders):
+                    workdir = os.path.dirname(self.restore_from)
+                    before = " (nor can the one before it)" if i else ""
+                    raise StageError(
+                        f"{self.stage}: {first_error}{before}; delete {workdir} to train this stage from its "
+                        "start (the finished stages are kept)"
+                    ) from None
+                log.warning(
+                    "%s: %s; going on from the checkpoint before it (step %s)",
+                    self.stage,
+                    e,
+                    _step_of(folders[i + 1]),
+                )
+        return 0
+
+    def _restore_from(self, folder, trainer):
+        weights_path, random_path, state_path = self._files(folder)
+        with _reading(state_path):
             with open(state_path) as f:
                 state = json.load(f)
             epoch = int(state["epoch"])
-        with self._reading(weights_path):
+        with _reading(weights_path):
             trainer.load_weights(weights_path)
+        seeds = _seed_states(trainer)
         if os.path.exists(random_path):
-            seeds = _seed_states(trainer)
-            with self._reading(random_path), np.load(random_path) as saved:
-                if len(saved.files) == len(seeds):
-                    for i, state_variable in enumerate(seeds):
-                        state_variable.assign(saved[f"s{i}"])
-        metrics_path = os.path.join(os.path.dirname(state_path), METRICS_FILE)
+            with _reading(random_path), np.load(random_path) as saved:
+                streams = [saved[f"s{i}"] for i in range(len(saved.files))] if len(saved.files) == len(seeds) else []
+            for state_variable, value in zip(seeds, streams):
+                state_variable.assign(value)
+        self._pending_metrics = None
+        metrics_path = os.path.join(folder, METRICS_FILE)
         if state.get("inside_epoch") and os.path.exists(metrics_path):
             # put back once the epoch it was inside begins
-            with self._reading(metrics_path), np.load(metrics_path) as saved:
+            with _reading(metrics_path), np.load(metrics_path) as saved:
                 self._pending_metrics = [saved[f"m{i}"] for i in range(len(saved.files))]
         return epoch
-
-    @contextlib.contextmanager
-    def _reading(self, path):
-        """A checkpoint file that cannot be read (truncated, not its format, changed by hand) is
-        one line naming it and the way back: the stage from its start."""
-        try:
-            yield
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-            workdir = os.path.dirname(self.restore_from)
-            raise StageError(
-                f"{self.stage}: {path}: the checkpoint cannot be read ({first_line(e)}); delete {workdir} "
-                "to train this stage from its start (the finished stages are kept)"
-            ) from None
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
@@ -208,44 +234,66 @@ class StageCheckpoint(keras.callbacks.Callback):
         """The folders of checkpoint writes a kill cut short (``checkpoint.new-PID``)."""
         return glob.glob(glob.escape(self.directory) + ".new-*")
 
-    def cleanup(self):
-        for path in [self.directory, self.directory + OLD_SUFFIX, *self._cut_writes()]:
-            shutil.rmtree(path, ignore_errors=True)
+    def cleanup(self, keep_last=False):
+        """Remove the checkpoints (``keep_last``: all but the last whole one, which a finished
+        stage keeps to go on from with more steps)."""
+        last = whole_checkpoint(self.directory)
+        if keep_last and last != self.directory and os.path.isdir(last):
+            shutil.rmtree(self.directory, ignore_errors=True)
+            os.rename(last, self.directory)
+        kept = [self.directory] if keep_last else []
+        folders = [self.directory, self.directory + OLD_SUFFIX, self.directory + PREVIOUS_SUFFIX, *self._cut_writes()]
+        for path in folders:
+            if path not in kept:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 # a checkpoint folder being replaced by a newer one is kept under this suffix until the new one
-# is in place
+# is in place; then it is kept under the second, the checkpoint a damaged last one falls back to
 OLD_SUFFIX = ".old"
+PREVIOUS_SUFFIX = ".previous"
 
 
 def replace_checkpoint(new, directory):
     """Put the whole checkpoint folder ``new`` in place of ``directory``: the last whole
     checkpoint moves to ``directory.old``, ``new`` is renamed to ``directory``, then the old
-    one is removed. Cut between the two renames, :func:`whole_checkpoint` finds the old one."""
-    old = directory + OLD_SUFFIX
+    one becomes ``directory.previous`` (in place of the one before it). Cut between two renames,
+    :func:`whole_checkpoints` still finds the last whole checkpoint first."""
+    old, previous = directory + OLD_SUFFIX, directory + PREVIOUS_SUFFIX
     if os.path.exists(os.path.join(directory, "state.json")):
         shutil.rmtree(old, ignore_errors=True)
         os.rename(directory, old)
     else:  # nothing whole in it (or no folder at all); a cut write may have left the old one
         shutil.rmtree(directory, ignore_errors=True)
     os.rename(new, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(os.path.join(old, "state.json")):
+        shutil.rmtree(previous, ignore_errors=True)
+        os.rename(old, previous)
+
+
+def whole_checkpoints(directory):
+    """The folders holding whole checkpoints written to ``directory``, the newest first: itself
+    (or ``directory.old`` when a write was cut between :func:`replace_checkpoint`'s renames),
+    then ``directory.previous``."""
+    candidates = (directory, directory + OLD_SUFFIX, directory + PREVIOUS_SUFFIX)
+    return [c for c in candidates if os.path.exists(os.path.join(c, "state.json"))]
 
 
 def whole_checkpoint(directory):
-    """The folder holding the last whole checkpoint written to ``directory``: itself, or
-    ``directory.old`` when a write was cut between :func:`replace_checkpoint`'s renames."""
-    for candidate in (directory, directory + OLD_SUFFIX):
-        if os.path.exists(os.path.join(candidate, "state.json")):
-            return candidate
-    return directory
+    """The folder holding the last whole checkpoint written to ``directory`` (``directory``
+    itself when there is none)."""
+    return (whole_checkpoints(directory) or [directory])[0]
+
+
+def _step_of(folder):
+    try:
+        with open(os.path.join(folder, "state.json")) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def checkpoint_step(workdir):
     """The optimizer step of the :class:`StageCheckpoint` in ``workdir``, or ``None`` when it
     holds none."""
-    try:
-        with open(os.path.join(whole_checkpoint(os.path.join(workdir, "checkpoint")), "state.json")) as f:
-            return int(json.load(f)["step"])
-    except (OSError, ValueError, KeyError):
-        return None
+    return _step_of(whole_checkpoint(os.path.join(workdir, "checkpoint")))

@@ -175,8 +175,7 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         )
     if settings.finish is not None:
         settings.finish()
-    if not settings.keep_checkpoint:
-        checkpoint.cleanup()
+    checkpoint.cleanup(keep_last=settings.keep_checkpoint)
     return summary
 
 
