@@ -113,3 +113,39 @@ def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and
     with caplog.at_level("WARNING", logger="tfkd"):
         tfkd_package.load(str(run_dir))(SENTENCES)
     assert not [r for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
+
+
+def test_long_inputs_whole_reads_sources_up_to_the_student_s_positional_range(run_and_export, caplog):
+    import tensorflow as tf
+
+    from tfkd.pipeline import open_run
+    from tfkd.stages import load_student
+    from tfkd.tasks.translation import TranslationDecode
+
+    assert "long_inputs" not in TranslationDecode().key()  # the default keeps the evaluate stages' keys
+    assert TranslationDecode(long_inputs="whole").key()["long_inputs"] == "whole"
+    run_dir, _ = run_and_export
+    _, _, context = open_run(run_dir)
+    student = load_student(context)
+    cut = context.task.translator(context, student)
+    whole = context.task.translator(context, student, context.spec.decode.model_copy(update={"long_inputs": "whole"}))
+    assert (
+        (cut.max_tokens, whole.max_tokens, whole.max_target_length) == (40, 256, 256) == (40, *[student.max_length] * 2)
+    )
+    long = " ".join(["Ein Mann fährt Fahrrad und"] * 20)  # about 100 source tokens
+    widths = [
+        int(tf.function(lambda s, t=translator: tf.shape(t._source(s)[0])[1])(tf.constant([long])))
+        for translator in (cut, whole)
+    ]
+    assert widths[0] == 41 and 80 < widths[1] <= 257  # (one padding position)
+    with caplog.at_level("WARNING", logger="tfkd"):
+        translations = whole.translate_all([long, SENTENCES[0]])[0]
+    assert len(translations) == 2 and not [r for r in caplog.records if r.name == "tfkd"]
+    # beyond the positional range, cut there, and the warning names that limit
+    with caplog.at_level("WARNING", logger="tfkd"):
+        whole.warn_of_cut_inputs([" ".join(["Ein Mann fährt Fahrrad und"] * 100)])
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "tfkd"]
+    assert warning.startswith(
+        "1 of 1 inputs are longer than the 256 source tokens the student reads (the student's positional range, "
+        "student.max_length) and are translated from their first 256"
+    )

@@ -46,6 +46,13 @@ class ParallelDecoding:
     decoding = "parallel"
 
 
+class PositionalRange:
+    """Its position encoding covers ``max_length`` positions: ``decode.long_inputs: whole``
+    reads sources (and writes targets) up to that many tokens instead of ``data.max_tokens``."""
+
+    max_length = None
+
+
 class SourceEmbedding:
     """Has ``source_embedding``, the encoder's token embedding layer (a ``ReversibleEmbedding``
     the mask-task method's MLM head ties its output projection to)."""
@@ -53,4 +60,11 @@ class SourceEmbedding:
     source_embedding = None
 
 
-__all__ = ["AdapterStudent", "BackboneStudent", "IncrementalDecoding", "ParallelDecoding", "SourceEmbedding"]
+__all__ = [
+    "AdapterStudent",
+    "BackboneStudent",
+    "IncrementalDecoding",
+    "ParallelDecoding",
+    "PositionalRange",
+    "SourceEmbedding",
+]

@@ -7,12 +7,12 @@ from keras import ops
 from tfkd import registry
 from tfkd.layers import build_layer
 from tfkd.layers.precision import reverse_projection_in_compute_dtype
-from tfkd.models.abilities import IncrementalDecoding, SourceEmbedding
+from tfkd.models.abilities import IncrementalDecoding, PositionalRange, SourceEmbedding
 from tfkd.models.configs import TransformerConfig
 
 
 @registry.register("student", "transformer")
-class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, keras.Model):
+class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, keras.Model):
     """A pre-norm Transformer encoder-decoder (Vaswani et al.) with sinusoidal positions.
 
     The forward pieces are public so decoders (greedy, beam, Mask-Predict) drive them:

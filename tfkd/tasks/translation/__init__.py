@@ -66,6 +66,17 @@ class TranslationDecode(DecodeSettings):
     # XLA-compiled decoding (evaluation, tfkd translate and the export), sources padded to a
     # multiple of data.bucket_width so each batch size compiles one program per bucket
     jit_compile: bool = False
+    # sources longer than data.max_tokens: cut to it (as the student trained), with one warning
+    # counting them; or read whole up to the student's positional range (student.max_length)
+    long_inputs: Literal["cut", "whole"] = "cut"
+
+    def key(self):
+        """``long_inputs`` counts only when it is not ``cut``, so the evaluate stages of runs
+        made before it was a setting stay done."""
+        key = super().key()
+        if key.get("long_inputs") == "cut":
+            del key["long_inputs"]
+        return key
 
     @pydantic.field_validator("algorithm")
     @classmethod
@@ -294,16 +305,22 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     # ------------------------------------------------------------------ prediction and metric
 
     def translator(self, context, student, decode=None):
+        from tfkd.models.abilities import PositionalRange
         from tfkd.tasks.translation.inference import Translator
 
         tokenizers = context.tokenizers()
+        decode = decode or context.spec.decode
+        max_tokens, limit = context.spec.data.max_tokens, "data.max_tokens"
+        if decode.long_inputs == "whole" and isinstance(student, PositionalRange):
+            max_tokens, limit = student.max_length, "the student's positional range, student.max_length"
         return Translator(
             student,
             tokenizers.source,
             tokenizers.target,
-            decode or context.spec.decode,
-            context.spec.data.max_tokens,
+            decode,
+            max_tokens,
             context.spec.data.bucket_width,
+            limit=limit,
         )
 
     def valid_metric(self, context, student):

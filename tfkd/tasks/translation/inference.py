@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfkd import registry, stopping
 from tfkd.data import SpecialIds, detokenize, tokenize_to_ragged
 from tfkd.decoding import NEG_INF
+from tfkd.models.abilities import PositionalRange
 from tfkd.progress import progress_bar
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
@@ -33,13 +34,23 @@ class Translator(tf.Module):
         decode_spec: the spec's ``decode`` section (algorithm, its options -- beam size and
             length penalty, length candidates and iterations -- and the max length
             ``a * source_length + b``).
-        max_tokens: longest source kept (longer sources are truncated).
+        max_tokens: longest source kept (longer sources are truncated); ``limit`` names the
+            setting it comes from.
         bucket_width: with ``decode_spec.jit_compile`` on, sources are padded to a multiple of
             it, so the XLA-compiled decoder sees a bounded set of shapes (one program per
             batch size and bucket; the longest target ``a * padded length + b``).
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, decode_spec, max_tokens, bucket_width=8):
+    def __init__(
+        self,
+        model,
+        source_tokenizer,
+        target_tokenizer,
+        decode_spec,
+        max_tokens,
+        bucket_width=8,
+        limit="data.max_tokens",
+    ):
         super().__init__(name="translator")
         self.model = model
         self.source_tokenizer = source_tokenizer
@@ -53,7 +64,9 @@ class Translator(tf.Module):
         self.max_length_b = decode_spec.max_length_b
         self.batch_size = decode_spec.batch_size
         self.max_tokens = max_tokens
-        self.max_target_length = min(max_tokens, getattr(model, "max_length", max_tokens))
+        self.limit = limit  # the setting max_tokens comes from, as the warning of cut inputs names it
+        positions = model.max_length if isinstance(model, PositionalRange) else max_tokens
+        self.max_target_length = min(max_tokens, positions)
         self.jit_compile = bool(getattr(decode_spec, "jit_compile", False))
         self.bucket_width = bucket_width
         self._compiled = {}
@@ -187,12 +200,13 @@ class Translator(tf.Module):
         if cut:
             shown = ", ".join(str(i) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
             log.warning(
-                "%d of %d inputs are longer than the %d source tokens the student reads (data.max_tokens) "
+                "%d of %d inputs are longer than the %d source tokens the student reads (%s) "
                 "and are translated from their first %d: inputs %s (the longest has %d); split them into "
                 "sentences to translate them whole",
                 len(cut),
                 len(sentences),
                 self.max_tokens,
+                self.limit,
                 self.max_tokens,
                 shown,
                 int(lengths.max()),
