@@ -82,3 +82,32 @@ def test_validation_batches_without_the_teacher_column_report_the_task_terms():
         ({k: v for k, v in inputs.items() if k != "teacher_probs"}, labels), training=False
     )
     assert set(terms) == {"xe", "nll"} and float(tokens) == inputs["padding_mask"].sum()
+
+
+def numpy_divergence(name, p, log_q, beta=0.5):
+    """Per row: the teacher ``p`` against the student ``q = exp(log_q)``, as the papers write them."""
+    q = np.exp(log_q)
+    if name == "reverse_kl":
+        return (q * (log_q - np.log(p))).sum(-1)
+    if name == "jsd":
+        m = beta * p + (1 - beta) * q
+        return beta * (p * np.log(p / m)).sum(-1) + (1 - beta) * (q * np.log(q / m)).sum(-1)
+    return 0.5 * np.abs(p - q).sum(-1)  # tvd
+
+
+@pytest.mark.parametrize("name, options", [("reverse_kl", {}), ("jsd", {"beta": 0.3}), ("tvd", {})])
+def test_finetuning_distils_with_the_divergence_the_section_names(name, options):
+    from tfkd.distillation.divergences import Divergence
+    from tfkd.methods.two_stage.sections import FinetuneSpec
+
+    model, (inputs, labels) = student(), batch()
+    logits = np.asarray(model({"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}), "float64")
+    log_q = logits - logits.max(-1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(-1, keepdims=True))
+    expected = numpy_divergence(name, inputs["teacher_probs"].astype("float64"), log_q, **options).mean()
+    section = FinetuneSpec.model_validate({"lambda": 0.5, "divergence": name, **options})
+    trainer = FinetuneDistiller(model, registered_task(), loss_weights={"kd": 1.0}, divergence=Divergence.of(section))
+    _, values = loss_of(trainer, (inputs, labels))
+    np.testing.assert_allclose(float(values["kd"]), expected, rtol=1e-5)
+    _, forward = loss_of(FinetuneDistiller(model, registered_task(), loss_weights={"kd": 1.0}), (inputs, labels))
+    assert abs(float(forward["kd"]) - expected) > 1e-3  # not the default's KL by another name

@@ -99,6 +99,8 @@ def test_lambda_reads_and_dumps_by_its_name(tmp_path):
         ("distill.finetune.lamda=0.5", 'distill.finetune.lamda: unknown key "lamda"; did you mean "lambda"?'),
         ("data.tokenizer.kind=learned", "data.tokenizer: two_stage pre-training distils the teacher's masked-LM"),
         ("distill.pretrain.text=[]", "distill.pretrain: text: expected at least one text file"),
+        ("distill.finetune.tail=true", "distill.finetune: tail applies to a top-K teacher cache"),
+        ("distill.finetune.beta=0.2", "distill.finetune: beta applies to divergence: jsd only"),
     ],
 )
 def test_bad_settings_are_one_line_errors(override, message):
@@ -190,3 +192,22 @@ def test_a_resolved_spec_reloads_and_cache_settings_need_teacher_cache(tmp_path)
     with pytest.raises(SpecError, match="distill: cache applies to teacher: cache only"):
         load_spec(CPU_SPEC, ["distill.cache.top_k=4"])
     assert load_spec(CPU_SPEC, ["distill.teacher=cache", "distill.cache.top_k=4"]).distill.cache.top_k == 4
+
+
+def test_the_finetuning_divergence_keys_the_train_stage_and_reaches_its_trainer(data_dir):
+    from tfkd import registry
+    from tfkd.distillation.divergences import Divergence
+
+    method = registry.lookup("method", "two_stage")
+    plain = load_spec(CPU_SPEC, ["variants=null"])
+    jsd = load_spec(CPU_SPEC, ["variants=null", "distill.finetune.divergence=jsd", "distill.finetune.beta=0.3"])
+    # the default is left out of the key (the train stages of earlier runs stay done)
+    assert "divergence" not in method.train_config(RunContext(plain))["finetune"]
+    assert method.train_config(RunContext(jsd))["finetune"]["divergence"] == {"divergence": "jsd", "beta": 0.3}
+    from tfkd.models.bert_classifier import BertClassifier
+
+    student = BertClassifier(
+        vocabulary_size=30, num_classes=2, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16
+    )
+    for spec, expected in [(plain, Divergence()), (jsd, Divergence("jsd", beta=0.3))]:
+        assert method.make_trainer(RunContext(spec), student).divergence == expected

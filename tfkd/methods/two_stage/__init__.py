@@ -171,7 +171,11 @@ class TwoStageMethod(Method):
         # the pre-training and teacher stages' own keys cover their settings
         section = context.spec.distill
         return {
-            "finetune": section.finetune.model_dump(mode="json", by_alias=True),
+            # the divergence's settings only where they are not the defaults (earlier keys stay)
+            "finetune": section.finetune.model_dump(
+                mode="json", by_alias=True, exclude=set(section.finetune.omitted_when_default)
+            )
+            | section.finetune.divergence_key(),
             "pretrain": pretrain_stage(section),
             "loss_weights": self.loss_weights(section),
         }
@@ -224,12 +228,15 @@ class TwoStageMethod(Method):
             from tfkd.methods.two_stage.teacher import load_finetuned_teacher
 
             teacher = load_finetuned_teacher(context)
+        from tfkd.distillation.divergences import Divergence
+
         return FinetuneDistiller(
             student,
             task,
             label_smoothing=spec.train.label_smoothing,
             loss_weights=self.loss_weights(spec.distill),
             teacher=teacher,
+            divergence=Divergence.of(spec.distill.finetune),
         )
 
 

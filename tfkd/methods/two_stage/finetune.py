@@ -14,6 +14,7 @@ pre-training text)."""
 
 from keras import ops
 
+from tfkd.distillation.divergences import Divergence
 from tfkd.training.losses import kl_divergence
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
@@ -25,9 +26,11 @@ class FinetuneDistiller(SupervisedTrainer):
     student, task, label_smoothing, loss_weights: as :class:`SupervisedTrainer`'s.
     teacher: a frozen model with the student's inputs and outputs, run on every training
         batch; ``None`` reads the batch's ``teacher_probs`` column when it has one.
+    divergence: the ``kd`` term's :class:`tfkd.distillation.divergences.Divergence` of the
+        teacher's and the student's distributions (default: forward KL, the paper's).
     """
 
-    def __init__(self, student, task, label_smoothing=0.0, loss_weights=None, teacher=None, **kwargs):
+    def __init__(self, student, task, label_smoothing=0.0, loss_weights=None, teacher=None, divergence=None, **kwargs):
         super().__init__(
             student,
             task,
@@ -37,6 +40,7 @@ class FinetuneDistiller(SupervisedTrainer):
             **kwargs,
         )
         self.teacher = teacher
+        self.divergence = divergence or Divergence()
         if teacher is not None:
             teacher.trainable = False
 
@@ -52,7 +56,10 @@ class FinetuneDistiller(SupervisedTrainer):
                 ops.softmax(ops.cast(self.teacher(model_inputs, training=False), "float32"), axis=-1)
             )
         if teacher_probs is not None:
-            kl = kl_divergence(teacher_probs, logits)
+            if self.divergence == Divergence():  # forward KL, as it always was computed here
+                kl = kl_divergence(teacher_probs, logits)
+            else:
+                kl = self.divergence.dense(teacher_probs, logits)
             if len(kl.shape) == 2:  # per position: the positions with a label
                 weights = self.task.label_weights(self.student, labels)
                 terms["kd"] = LossTerm(ops.sum(kl * weights), ops.sum(weights))

@@ -6,7 +6,7 @@ from typing import Literal
 import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
 
-from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
+from tfkd.distillation.settings import DivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import MethodSpec
 from tfkd.spec import LocalPath, Seed, Strict
 
@@ -100,13 +100,33 @@ class TeacherPretrainSpec(Strict):
         return self
 
 
-class FinetuneSpec(Strict):
+class FinetuneSpec(DivergenceSettings):
+    """Fine-tuning distillation; its ``divergence`` (forward KL: the paper's ``KL(teacher ||
+    student)``) compares the student's output distribution with the teacher's."""
+
     model_config = _LAMBDA
     kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
     # extra sentences labelled by the teacher alone (appendix section 4): a text file (one a
     # line) or "tfds:NAME[:SPLIT]"; they add the KL term only (so lambda 0 leaves them out)
     unlabeled: LocalPath | None = None
     unlabeled_limit: PositiveInt | None = None
+
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_default_divergence(self, handler):
+        # as MethodSpec does for a method section's: a dumped spec reloads, stage keys stay
+        data = handler(self)
+        for name in self.omitted_when_default:
+            if isinstance(data, dict) and getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
+
+    @pydantic.model_validator(mode="after")
+    def _no_tail(self):
+        if self.tail:
+            raise ValueError(
+                "tail applies to a top-K teacher cache; fine-tuning distils the teacher's whole distribution"
+            )
+        return self
 
 
 class TwoStageSpec(MethodSpec):
