@@ -83,7 +83,7 @@ def batch(rows=6, seed=0):
 ONLINE = object()
 
 
-def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE):
+def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE, divergence=None):
     """A MaskTaskDistiller; the tiny teacher runs online unless ``teacher`` is given (``None``:
     the batches carry cached top-K)."""
     from tfkd.methods.mask_task.distiller import MaskTaskDistiller
@@ -99,5 +99,6 @@ def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE):
         loss_weights={"xe": 1.0, "kd": alpha},
         label_smoothing=0.1,
         gate=gate,
+        divergence=divergence,
     )
     return trainer

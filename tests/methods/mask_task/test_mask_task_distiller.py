@@ -41,8 +41,21 @@ def test_the_teacher_reads_cls_source_sep_in_its_own_ids():
     assert inputs["padding_mask"].numpy().tolist() == [[True] * 5, [True, True, True, False, False]]
 
 
-def test_the_kd_term_is_eq3_averaged_over_the_masked_positions():
-    trainer = tiny.mask_task_trainer(tiny.student())
+def divergence_reference(name, q, log_p):
+    """Per row: the teacher ``q`` against the student ``p = exp(log_p)``; ``None`` is eq. 3."""
+    if name is None:
+        return -(q * log_p).sum(-1)
+    p = np.exp(log_p)
+    if name == "reverse_kl":
+        return (p * (log_p - np.log(q))).sum(-1)
+    return 0.5 * np.abs(q - p).sum(-1)  # tvd
+
+
+@pytest.mark.parametrize("name", [None, "reverse_kl", "tvd"])
+def test_the_kd_term_is_eq3_averaged_over_the_masked_positions(name):
+    from tfkd.distillation.divergences import Divergence
+
+    trainer = tiny.mask_task_trainer(tiny.student(), divergence=name and Divergence(name))
     inputs, target = tiny.batch()
     terms, _ = trainer.compute_terms((inputs, target), training=False)
     # the reference, built independently: the teacher on [CLS] X' [SEP] in teacher ids
@@ -63,8 +76,8 @@ def test_the_kd_term_is_eq3_averaged_over_the_masked_positions():
     ).numpy()
     hidden, _ = trainer.student.encode(inputs["masked_source_ids"])
     student_logits = trainer.mlm_head(hidden, mask_positions=inputs["mask_positions"]).numpy()
-    q = np.exp(log_softmax(teacher_logits[..., to_teacher]))
-    per_position = -(q * log_softmax(student_logits)).sum(-1)
+    q = np.exp(log_softmax(teacher_logits[..., to_teacher].astype("float64")))
+    per_position = divergence_reference(name, q, log_softmax(student_logits.astype("float64")))
     weights = inputs["mask_weights"]
     expected = (per_position * weights).sum() / weights.sum()
     kd = terms["kd"]

@@ -2,6 +2,7 @@
 written and when training reads it; the cached KD term against NumPy."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tiny_mask_task as tiny
 
@@ -23,8 +24,11 @@ def test_each_example_has_one_masked_copy_fixed_by_its_id():
     assert span.sum() == round(0.3 * 12)
 
 
-def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions():
-    trainer = tiny.mask_task_trainer(tiny.student(), teacher=None)
+@pytest.mark.parametrize("divergence", [None, "tvd"])
+def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(divergence):
+    from tfkd.distillation.divergences import Divergence
+
+    trainer = tiny.mask_task_trainer(tiny.student(), teacher=None, divergence=divergence and Divergence(divergence))
     assert trainer.teacher is None
     inputs, target = tiny.batch()
     rng = np.random.default_rng(3)
@@ -49,7 +53,11 @@ def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions()
         for j, position in enumerate(positions):
             q = teacher_probs[r, position].astype("float32")
             q = q / q.sum()
-            total += -(q * log_p[j, teacher_ids[r, position]]).sum()
+            if divergence is None:  # the soft cross-entropy with the student's own probabilities
+                total += -(q * log_p[j, teacher_ids[r, position]]).sum()
+            else:  # the student's probabilities renormalised over the K too
+                p = np.exp(log_p[j, teacher_ids[r, position]])
+                total += 0.5 * np.abs(q - p / p.sum()).sum()
             count += 1
     kd = terms["kd"]
     assert float(kd.count) == count == chosen.sum()

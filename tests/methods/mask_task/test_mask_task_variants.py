@@ -39,3 +39,32 @@ def test_kd_input_clean_is_a_variant_and_needs_the_online_teacher(data_dir):
     assert spec.variant("orig").distill.kd_input == "clean" and spec.distill.kd_input == "masked"
     with pytest.raises(SpecError, match=r"masktask_multi30k.yaml:\d+: distill: kd_input: clean needs teacher: online"):
         load_spec(MASKTASK, ["distill.kd_input=clean", "distill.teacher=cache"])
+
+
+@pytest.mark.parametrize("teacher", ["online", "cache"])
+def test_the_divergence_keys_the_train_stage_and_reaches_the_distiller(data_dir, monkeypatch, teacher):
+    import types
+
+    import tfkd.methods.mask_task as mask_task
+    from tfkd import registry
+    from tfkd.context import RunContext
+    from tfkd.distillation import teacher_mlm
+    from tfkd.distillation.divergences import Divergence
+    from tfkd.methods.mask_task import distiller
+
+    made = {}
+    monkeypatch.setattr(distiller, "MaskTaskDistiller", lambda *args, **kwargs: made.update(kwargs))
+    monkeypatch.setattr(mask_task, "teacher_tokenizer", lambda spec: None)
+    monkeypatch.setattr(teacher_mlm, "load_trained_teacher", lambda context: None)
+    monkeypatch.setattr(RunContext, "tokenizers", lambda self: types.SimpleNamespace(source=None))
+    method = registry.lookup("method", "mask_task")
+    own = ["variants=null", "stages=[vocab, teacher_mlm, train]", f"distill.teacher={teacher}"]
+    plain, reverse = load_spec(MASKTASK, own), load_spec(MASKTASK, [*own, "distill.divergence=reverse_kl"])
+    # the default is left out of the key (the train stages of earlier runs stay done)
+    assert "divergence" not in str(method.train_config(RunContext(plain)))
+    assert "reverse_kl" in str(method.train_config(RunContext(reverse)))
+    for spec, expected in [(plain, Divergence()), (reverse, Divergence("reverse_kl"))]:
+        method.make_trainer(RunContext(spec), student=None)
+        assert made["divergence"] == expected
+    with pytest.raises(SpecError, match="distill: tail: the mask task's teacher cache keeps no mass outside"):
+        load_spec(MASKTASK, ["distill.tail=true"])

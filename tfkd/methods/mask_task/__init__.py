@@ -27,7 +27,7 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from tfkd.distillation.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
+from tfkd.distillation.settings import DivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
@@ -50,7 +50,11 @@ class EncoderKDSpec(MethodSpec):
 MaskTaskCacheSpec = TopKCacheSpec
 
 
-class MaskTaskSpec(EncoderKDSpec):
+class MaskTaskSpec(DivergenceSettings, EncoderKDSpec):
+    """``divergence`` compares the teacher's MLM distribution on X' (restricted to the
+    student's source vocabulary; its top K with a cache) with the student's MLM head's
+    (forward KL: eq. 3's soft cross-entropy)."""
+
     method: str = "mask_task"
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     # where q(.|X') comes from: the frozen teacher on the same batch (a new X' every epoch), or
@@ -63,6 +67,8 @@ class MaskTaskSpec(EncoderKDSpec):
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
+        if self.tail:
+            raise ValueError("tail: the mask task's teacher cache keeps no mass outside its top K")
         return check_cache_use(self)
 
     @pydantic.model_validator(mode="after")
@@ -175,6 +181,7 @@ class MaskTaskMethod(EncoderKDMethod):
                 "loss_weights": config["loss_weights"],
                 "gate": spec.distill.gate,
                 "shuffle_buffer": spec.distill.cache.shuffle_buffer,
+                **spec.distill.divergence_key(),
             }
         return config
 
@@ -189,6 +196,7 @@ class MaskTaskMethod(EncoderKDMethod):
         return dataset if context.spec.distill.teacher == "cache" else super().map_train_batches(context, dataset)
 
     def make_trainer(self, context, student):
+        from tfkd.distillation.divergences import Divergence
         from tfkd.distillation.teacher_mlm import load_trained_teacher
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
 
@@ -204,6 +212,7 @@ class MaskTaskMethod(EncoderKDMethod):
             label_smoothing=spec.train.label_smoothing,
             gate=spec.distill.gate,
             kd_input=spec.distill.kd_input,
+            divergence=Divergence.of(spec.distill),
         )
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
+from tfkd.distillation.divergences import Divergence
 from tfkd.errors import StageError
 from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
@@ -199,16 +200,30 @@ class MaskTaskDistiller(EncoderDistiller):
     (:mod:`.batches`); ``L_kd`` is normalised by masked positions.
 
     ``kd_input="clean"`` (Table 2's "KD on Mask Task, orign" row): both models read the
-    original source X instead of X' for ``L_kd``, at the same chosen positions.
+    original source X instead of X' for ``L_kd``, at the same chosen positions. ``divergence``
+    (a :class:`tfkd.distillation.divergences.Divergence`) puts another divergence of ``q`` and
+    the student's distribution in place of eq. 3's cross-entropy (over the cached top K,
+    renormalised, with a cache).
     """
 
     def __init__(
-        self, student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, kd_input="masked", **kwargs
+        self,
+        student,
+        task,
+        teacher,
+        source_tokenizer,
+        teacher_tokenizer,
+        loss_weights,
+        kd_input="masked",
+        divergence=None,
+        **kwargs,
     ):
         super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
         if kd_input not in ("masked", "clean"):
             raise ValueError(f'kd_input must be "masked" or "clean". Received: {kd_input!r}')
         self.kd_input = kd_input
+        # None or forward KL: eq. 3's soft cross-entropy, as the method always computed it
+        self.divergence = None if divergence is None or divergence == Divergence() else divergence
         import keras_hub
 
         from tfkd.models.abilities import SourceEmbedding
@@ -236,7 +251,12 @@ class MaskTaskDistiller(EncoderDistiller):
             student_logits = self.mlm_head(hidden, mask_positions=inputs["mask_positions"])
             teacher_inputs = self.teacher_inputs(source)
             teacher_inputs["mask_positions"] = ops.convert_to_tensor(inputs["mask_positions"]) + 1
-            kd = mlm_distillation_loss(self.teacher(teacher_inputs, training=False), student_logits, self.to_teacher)
+            teacher_logits = self.teacher(teacher_inputs, training=False)
+            if self.divergence is None:
+                kd = mlm_distillation_loss(teacher_logits, student_logits, self.to_teacher)
+            else:
+                q = ops.softmax(ops.take(ops.cast(teacher_logits, "float32"), self.to_teacher, axis=-1), axis=-1)
+                kd = self.divergence.dense(ops.stop_gradient(q), student_logits)
             weights = ops.cast(inputs["mask_weights"], "float32")
             terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
         return terms, tokens
@@ -255,7 +275,10 @@ class MaskTaskDistiller(EncoderDistiller):
         student_logits = self.mlm_head(hidden, mask_positions=positions)
         teacher_ids = ops.take_along_axis(inputs["teacher_ids"], positions[:, :, None], axis=1)
         teacher_probs = ops.take_along_axis(inputs["teacher_probs"], positions[:, :, None], axis=1)
-        kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
+        if self.divergence is None:
+            kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
+        else:
+            kd = self.divergence.top_k(teacher_ids, teacher_probs, student_logits)
         return LossTerm(ops.sum(kd * weights), ops.sum(weights))
 
 
