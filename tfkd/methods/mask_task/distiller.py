@@ -206,19 +206,9 @@ class MaskTaskDistiller(EncoderDistiller):
     renormalised, with a cache).
     """
 
-    def __init__(
-        self,
-        student,
-        task,
-        teacher,
-        source_tokenizer,
-        teacher_tokenizer,
-        loss_weights,
-        kd_input="masked",
-        divergence=None,
-        **kwargs,
-    ):
-        super().__init__(student, task, teacher, source_tokenizer, teacher_tokenizer, loss_weights, **kwargs)
+    def __init__(self, student, task, teacher, source_tokenizer, *args, kd_input="masked", divergence=None, **kwargs):
+        # args: teacher_tokenizer and loss_weights, then EncoderDistiller's options
+        super().__init__(student, task, teacher, source_tokenizer, *args, **kwargs)
         if kd_input not in ("masked", "clean"):
             raise ValueError(f'kd_input must be "masked" or "clean". Received: {kd_input!r}')
         self.kd_input = kd_input
