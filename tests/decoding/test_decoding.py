@@ -124,3 +124,89 @@ def test_cached_decoding_equals_recomputing_the_prefix(tiny_model, monkeypatch, 
     tokens, scores = algorithm(model, tf.constant(sources), SPECIAL, 6, beam_size=3)
     np.testing.assert_array_equal(cached_tokens.numpy(), tokens.numpy())
     np.testing.assert_allclose(cached_scores.numpy(), scores.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def next_log_probs(model, source, prefix):
+    """float64 log-probabilities of the token after ``prefix`` (pad and bos never chosen)."""
+    hidden, mask = model.encode(source[None])
+    logits = model.decode(np.array([[SPECIAL.bos, *prefix]], np.int32), hidden, mask).numpy()[0, -1].astype("float64")
+    logits[[SPECIAL.pad, SPECIAL.bos]] = -np.inf
+    return logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+
+
+def reference_beam_search(model, source, max_length, beam, alpha):
+    """fairseq's rule, one sentence at a time: the best 2 * beam extensions of the alive
+    hypotheses; those among the best beam that end (EOS, or max_length reached) join the
+    finished ones (the best beam kept), the best beam that do not end stay alive; done with beam
+    finished. ``(score, tokens)``."""
+    alive, finished = [(0.0, [])], []
+    for step in range(max_length):
+        extensions = [
+            (log_prob + token_log_prob, [*tokens, token])
+            for log_prob, tokens in alive
+            for token, token_log_prob in enumerate(next_log_probs(model, source, tokens))
+            if np.isfinite(token_log_prob)
+        ]
+        best = sorted(extensions, key=lambda e: -e[0])[: 2 * beam]
+        ends = [e for e in best if e[1][-1] == SPECIAL.eos or step + 1 == max_length]
+        finishing = [e for e in best[:beam] if e in ends]  # ends among the best beam only
+        finished = sorted(
+            finished + [(log_prob / ((5 + len(t)) / 6) ** alpha, t) for log_prob, t in finishing], key=lambda f: -f[0]
+        )[:beam]
+        alive = [e for e in best if e not in ends][:beam]
+        if len(finished) == beam:
+            break
+    return finished, step + 1
+
+
+@pytest.mark.parametrize("beam, alpha", [(2, 0.6), (3, 0.0), (3, 1.5)])
+def test_beam_search_with_fairseq_s_stopping_rule_equals_a_numpy_reference(tiny_model, beam, alpha):
+    model, sources = tiny_model
+    max_length = 7
+    tokens, scores = beam_search(model, tf.constant(sources), SPECIAL, max_length, beam, alpha, nbest=beam)
+    for row, source in enumerate(sources):
+        expected, _ = reference_beam_search(model, source, max_length, beam, alpha)
+        got = [[t for t in hypothesis if t != SPECIAL.pad] for hypothesis in tokens[row].numpy().tolist()]
+        assert got == [t for _, t in expected], (row, beam, alpha)
+        np.testing.assert_allclose(scores[row].numpy(), [s for s, _ in expected], rtol=1e-4, atol=1e-4)
+
+
+def steps_run(monkeypatch, *args, **kwargs):
+    """``beam_search(*args, **kwargs)`` and the number of steps its loop ran."""
+    import tfkd.decoding as decoding
+
+    ran, real = [], tf.while_loop
+
+    def counted(cond, body, loop_vars, **options):
+        result = real(cond, body, loop_vars, **options)
+        ran.append(int(result[0]))
+        return result
+
+    monkeypatch.setattr(decoding.tf, "while_loop", counted)
+    out = beam_search(*args, **kwargs)
+    monkeypatch.undo()
+    return out, ran[0]
+
+
+def test_a_sentence_is_done_with_beam_size_finished_hypotheses_and_exact_is_the_former_rule(tiny_model, monkeypatch):
+    model, sources = tiny_model
+    # a model that ends almost at once: the end token far likelier than the others
+    early = tiny_transformer(8, VOCAB, seed=4)
+    kernel, bias = model.output_projection.get_weights()
+    early.output_projection.set_weights([kernel, bias + np.array([0, 0, 6.0, 0, 0, 0])])
+    source = tf.constant(sources)
+    (tokens, _), fairseq_steps = steps_run(monkeypatch, early, source, SPECIAL, 30, beam_size=3)
+    (_, _), exact_steps = steps_run(monkeypatch, early, source, SPECIAL, 30, beam_size=3, early_stopping="exact")
+    # the loop ran until its last sentence was done, as the reference counts it, not longer
+    done_at = [reference_beam_search(early, row, 30, 3, 0.6)[1] for row in sources]
+    assert fairseq_steps == max(done_at) <= 4 < exact_steps
+    assert [t for t in tokens[0].numpy().tolist() if t != SPECIAL.pad] == [SPECIAL.eos]
+    with pytest.raises(ValueError, match="early_stopping 'sooner': expected one of beam_size, exact"):
+        beam_search(model, source, SPECIAL, 5, early_stopping="sooner")
+
+
+def test_early_stopping_keys_evaluation_only_where_it_is_not_the_former_rule():
+    from tfkd.tasks.translation import TranslationDecode
+
+    assert TranslationDecode().key()["early_stopping"] == "beam_size"
+    assert "early_stopping" not in TranslationDecode(early_stopping="exact").key()

@@ -139,15 +139,38 @@ def check_nbest(nbest, width, what):
         raise ValueError(f"{what} keeps {width} hypotheses per sentence; nbest {nbest} is not between 1 and {width}")
 
 
+EARLY_STOPPING = ("beam_size", "exact")
+
+
 @registry.register("decoder", "beam")
-def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_penalty=0.6, nbest=None, **unused):
+def beam_search(
+    model,
+    source_ids,
+    special_ids,
+    max_length,
+    beam_size=4,
+    length_penalty=0.6,
+    nbest=None,
+    early_stopping="beam_size",
+    **unused,
+):
     """Beam search with the GNMT length penalty.
 
     A hypothesis' score is ``log P(y) / ((5 + |y|) / 6) ** alpha``, ``|y|`` counting the EOS
     token. Hypotheses still alive after ``max_length`` steps are scored as if they ended
     there. Returns the best ``(token_ids [B, T], score [B])`` per sentence, or with ``nbest=N``
     (at most ``beam_size``) the N best finished hypotheses, ``([B, N, T], [B, N])``, best first.
+
+    ``early_stopping``: when a sentence is done. ``"beam_size"`` (fairseq's rule): once it has
+    ``beam_size`` finished hypotheses, a hypothesis finishing only when its end is among the
+    step's ``beam_size`` best candidates; its results are then kept as they are while the
+    batch's other sentences go on. ``"exact"``: once no alive hypothesis can beat its worst finished one
+    at any length up to ``max_length`` (with ``alpha >= 0``, its log-probability over the
+    penalty at ``max_length``), every ended candidate of the ``2 * beam_size`` considered. The
+    loop ends when every sentence of the batch is done.
     """
+    if early_stopping not in EARLY_STOPPING:
+        raise ValueError(f"early_stopping {early_stopping!r}: expected one of {', '.join(EARLY_STOPPING)}")
     beam = beam_size
     if nbest is not None:
         check_nbest(nbest, beam, f"beam search with beam_size {beam}")
@@ -192,12 +215,21 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
         new_alive_seq = _gather_beams(top_seq, alive_index)
         origin = _gather_beams(top_beam, alive_index)
 
-        # finished: merge those that ended with the ones kept so far
-        ended_score = tf.where(ends & valid, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF)
+        # finished: merge those that ended with the ones kept so far (fairseq's rule: only those
+        # among the best `beam` candidates, so a sentence does not fill up with unlikely short ones)
+        ended = ends & valid
+        if early_stopping == "beam_size":
+            ended &= candidates_index < beam
+        ended_score = tf.where(ended, top_log_prob / gnmt_length_penalty(step + 1, length_penalty), NEG_INF)
         merged_score = tf.concat([finished_score, ended_score], axis=1)
         new_finished_score, finished_index = tf.math.top_k(merged_score, k=beam)
         new_finished_seq = _gather_beams(tf.concat([finished_seq, top_seq], axis=1), finished_index)
-        new_finished_any = _gather_beams(tf.concat([finished_any, ends & valid], axis=1), finished_index)
+        new_finished_any = _gather_beams(tf.concat([finished_any, ended], axis=1), finished_index)
+        if early_stopping == "beam_size":  # a sentence already done keeps its finished hypotheses
+            done = tf.reduce_all(finished_any, axis=1)
+            new_finished_seq = tf.where(done[:, None, None], finished_seq, new_finished_seq)
+            new_finished_score = tf.where(done[:, None], finished_score, new_finished_score)
+            new_finished_any = tf.where(done[:, None], finished_any, new_finished_any)
         search = (new_alive_seq, new_alive_log_prob, new_finished_seq, new_finished_score, new_finished_any)
         return search, origin
 
@@ -214,10 +246,13 @@ def beam_search(model, source_ids, special_ids, max_length, beam_size=4, length_
         return (step + 1, *search, reorder(state, origin))
 
     def cond(step, alive_seq, alive_log_prob, finished_seq, finished_score, finished_any, state):
-        # stop when no alive hypothesis can still beat the worst finished one: with
-        # alpha >= 0 the best an alive beam can reach is its log-prob over lp(max_length)
+        full = tf.reduce_all(finished_any, axis=1)  # beam_size finished hypotheses
+        if early_stopping == "beam_size":
+            return (step < max_length) & ~tf.reduce_all(full)
+        # no alive hypothesis can still beat the worst finished one: with alpha >= 0 the best
+        # an alive beam can reach is its log-prob over lp(max_length)
         best_alive = alive_log_prob[:, 0] / gnmt_length_penalty(max_length, length_penalty)
-        worst_finished = tf.where(tf.reduce_all(finished_any, axis=1), tf.reduce_min(finished_score, axis=1), NEG_INF)
+        worst_finished = tf.where(full, tf.reduce_min(finished_score, axis=1), NEG_INF)
         return (step < max_length) & ~tf.reduce_all(worst_finished >= best_alive)
 
     result = tf.while_loop(cond, body, (1, *search, state))

@@ -58,6 +58,9 @@ class TranslationDecode(DecodeSettings):
     algorithm: str = "beam"  # a registered decoder: greedy, beam, mask_predict
     beam_size: PositiveInt = 4  # beam
     length_penalty: float = Field(0.6, ge=0)  # beam
+    # beam: a sentence is done with beam_size finished hypotheses (fairseq's rule), or when no
+    # alive one can beat them at any length up to the maximum (exact)
+    early_stopping: Literal["beam_size", "exact"] = "beam_size"
     length_candidates: PositiveInt = 4  # mask_predict: target lengths decoded per sentence (B)
     iterations: PositiveInt = 10  # mask_predict: most mask-and-predict passes (T)
     max_length_a: float = Field(1.2, ge=0)
@@ -71,11 +74,14 @@ class TranslationDecode(DecodeSettings):
     long_inputs: Literal["cut", "whole"] = "cut"
 
     def key(self):
-        """``long_inputs`` counts only when it is not ``cut``, so the evaluate stages of runs
-        made before it was a setting stay done."""
+        """``long_inputs`` counts only when it is not ``cut`` and ``early_stopping`` only when
+        it is not ``exact`` (the rule beam search had before it was a setting), so the evaluate
+        stages of runs made before these settings stay done when they decode as those did."""
         key = super().key()
         if key.get("long_inputs") == "cut":
             del key["long_inputs"]
+        if key.get("early_stopping") == "exact":  # the rule of those runs
+            del key["early_stopping"]
         return key
 
     @pydantic.field_validator("algorithm")

@@ -19,7 +19,7 @@ from tfkd.progress import progress_bar
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
 # mask_predict: length_candidates, iterations)
-DECODE_OPTIONS = ("beam_size", "length_penalty", "length_candidates", "iterations")
+DECODE_OPTIONS = ("beam_size", "length_penalty", "early_stopping", "length_candidates", "iterations")
 
 log = logging.getLogger("tfkd")
 
