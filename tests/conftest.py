@@ -1,10 +1,16 @@
 import os
+import signal
 import sys
 
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# a suite started in the background by a non-interactive shell (`bash .ci/run &`) inherits an
+# ignored SIGINT, and Python then installs no KeyboardInterrupt handler: give it the one an
+# interactive start has, so the Ctrl-C tests (and the commands they start) see what a user's does
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # absolute, against the folder pytest was started in (the README's TFKD_DATA_DIR=../shared/data
