@@ -136,10 +136,11 @@ def test_stream_cache_reshuffles_every_pass(tmp_path, shard_size):
     assert plain[:40] == plain[40:] and sorted(plain[:40]) == list(range(40))
 
 
-def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path):
+@pytest.mark.parametrize("with_tail", [False, True])
+def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path, with_tail):
     """Rows with fewer masked positions than the busiest row of their batch have padding slots,
     and after sorting those can come before the real ones: every entry must still land at its
-    own masked position (and nowhere else)."""
+    own masked position (and nowhere else); so must its tail, when the teacher gives one."""
     from tfkd.distillation.topk_cache import write_masked_top_k
 
     chosen = np.zeros((3, 8), bool)
@@ -151,10 +152,11 @@ def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path
 
     def forward(masked_ids, positions):  # the "teacher" says: token id at that position, then -1
         at = tf.gather(masked_ids, positions, batch_dims=1)
-        return tf.stack([at, -tf.ones_like(at)], -1), tf.fill(tf.concat([tf.shape(at), [2]], 0), 0.5)
+        top = tf.stack([at, -tf.ones_like(at)], -1), tf.fill(tf.concat([tf.shape(at), [2]], 0), 0.25)
+        return (*top, tf.cast(at, tf.float32) / 100.0) if with_tail else top  # a tail that names its token
 
     batches = [{"masked": tf.constant(masked), "chosen": tf.constant(chosen)}]
-    writer = CacheWriter(str(tmp_path), 10, 2, {})
+    writer = CacheWriter(str(tmp_path), 10, 2, {}, tail=with_tail)
     written = write_masked_top_k(
         writer, batches, np.array([0, 1, 2]), lengths, np.array([5, 6, 7]), forward, 3, offset=1
     )
@@ -167,3 +169,10 @@ def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path
         where = np.flatnonzero(chosen[row])
         np.testing.assert_array_equal(np.flatnonzero(probs.sum(-1)), where - 1)
         np.testing.assert_array_equal(ids[where - 1, 0], masked[row, where])
+    if with_tail:
+        tails = {int(item["id"]): item["teacher_tail"] for item in stream_cache(str(tmp_path)).as_numpy_iterator()}
+        for row, example_id in enumerate((5, 6, 7)):
+            expected = np.zeros(lengths[row])
+            where = np.flatnonzero(chosen[row])
+            expected[where - 1] = masked[row, where] / 100.0
+            np.testing.assert_allclose(tails[example_id], expected, atol=2e-3)

@@ -106,7 +106,9 @@ def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, bat
         batches: padded batches ``{"masked" [B, L], "chosen" [B, L] bool}`` of the examples in
             ``rows`` order, ``batch_size`` a batch.
         rows, lengths, example_ids: each example's row, its length by row and its id by row.
-        forward: ``(masked, positions) -> (ids, probs)`` at the chosen positions, ``[B, P, K]``.
+        forward: ``(masked, positions) -> (ids, probs)`` at the chosen positions, ``[B, P, K]``,
+            or ``(ids, probs, tail)`` (``tail [B, P]``: the mass outside the K) for a writer that
+            keeps the tail.
         offset: where an example starts in ``masked`` (1 after a ``[CLS]``).
 
     Returns:
@@ -118,7 +120,7 @@ def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, bat
     written = 0
     for step, batch in enumerate(batches):
         positions, _, weights = chosen_predictions(batch["masked"], batch["chosen"])
-        ids, probs = (t.numpy() for t in forward(batch["masked"], positions))
+        ids, probs, *tail = (t.numpy() for t in forward(batch["masked"], positions))
         positions, real = positions.numpy(), weights.numpy() > 0
         for j, row in enumerate(rows[step * batch_size : (step + 1) * batch_size]):
             # a row with fewer masked positions than the batch's busiest has padding slots, which
@@ -127,7 +129,11 @@ def write_masked_top_k(writer, batches, rows, lengths, example_ids, forward, bat
             full_ids = np.zeros((lengths[row], writer.top_k), np.int32)
             full_probs = np.zeros((lengths[row], writer.top_k), np.float32)
             full_ids[found], full_probs[found] = ids[j][real[j]], probs[j][real[j]]
-            writer.add(example_ids[row], full_ids, full_probs)
+            full_tail = None
+            if tail:  # positions that were not masked keep none
+                full_tail = np.zeros(lengths[row], np.float32)
+                full_tail[found] = tail[0][j][real[j]]
+            writer.add(example_ids[row], full_ids, full_probs, full_tail)
             written += int(real[j].sum())
         if bar:
             bar.update(writer.count)

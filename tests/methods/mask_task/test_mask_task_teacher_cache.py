@@ -24,11 +24,13 @@ def test_each_example_has_one_masked_copy_fixed_by_its_id():
     assert span.sum() == round(0.3 * 12)
 
 
-@pytest.mark.parametrize("divergence", [None, "tvd"])
+@pytest.mark.parametrize("divergence", [None, "tvd", "forward_kl+tail"])
 def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(divergence):
     from tfkd.distillation.divergences import Divergence
 
-    trainer = tiny.mask_task_trainer(tiny.student(), teacher=None, divergence=divergence and Divergence(divergence))
+    name, _, tail = (divergence or "").partition("+")
+    setting = Divergence(name, tail=bool(tail)) if divergence else None
+    trainer = tiny.mask_task_trainer(tiny.student(), teacher=None, divergence=setting)
     assert trainer.teacher is None
     inputs, target = tiny.batch()
     rng = np.random.default_rng(3)
@@ -41,6 +43,9 @@ def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(d
     teacher_probs[~chosen] = 0
     cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
     cached.update(teacher_ids=teacher_ids, teacher_probs=teacher_probs)
+    teacher_tail = np.where(chosen, rng.uniform(0.05, 0.4, size=(batch, length)), 0).astype("float16")
+    if tail:
+        cached["teacher_tail"] = teacher_tail
     terms, _ = trainer.compute_terms((cached, target), training=False)
 
     hidden, _ = trainer.student.encode(inputs["masked_source_ids"])
@@ -55,6 +60,11 @@ def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(d
             q = q / q.sum()
             if divergence is None:  # the soft cross-entropy with the student's own probabilities
                 total += -(q * log_p[j, teacher_ids[r, position]]).sum()
+            elif tail:  # K + 1 outcomes: the K, scaled to leave the tail, and the rest
+                p = np.exp(log_p[j, teacher_ids[r, position]])
+                rest = float(teacher_tail[r, position])
+                q_all, p_all = np.append(q * (1 - rest), rest), np.append(p, 1 - p.sum())
+                total += (q_all * (np.log(q_all) - np.log(p_all))).sum()
             else:  # the student's probabilities renormalised over the K too
                 p = np.exp(log_p[j, teacher_ids[r, position]])
                 total += 0.5 * np.abs(q - p / p.sum()).sum()

@@ -52,8 +52,9 @@ MaskTaskCacheSpec = TopKCacheSpec
 
 class MaskTaskSpec(DivergenceSettings, EncoderKDSpec):
     """``divergence`` compares the teacher's MLM distribution on X' (restricted to the
-    student's source vocabulary; its top K with a cache) with the student's MLM head's
-    (forward KL: eq. 3's soft cross-entropy)."""
+    student's source vocabulary; its top K with a cache, and with ``tail`` the mass outside
+    them as one more outcome) with the student's MLM head's (forward KL: eq. 3's soft
+    cross-entropy)."""
 
     method: str = "mask_task"
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
@@ -67,8 +68,8 @@ class MaskTaskSpec(DivergenceSettings, EncoderKDSpec):
 
     @pydantic.model_validator(mode="after")
     def _cache_needs_teacher_cache(self):
-        if self.tail:
-            raise ValueError("tail: the mask task's teacher cache keeps no mass outside its top K")
+        if self.tail and self.teacher != "cache":
+            raise ValueError("tail applies to teacher: cache (the online teacher's whole distribution has no tail)")
         return check_cache_use(self)
 
     @pydantic.model_validator(mode="after")

@@ -203,7 +203,8 @@ class MaskTaskDistiller(EncoderDistiller):
     original source X instead of X' for ``L_kd``, at the same chosen positions. ``divergence``
     (a :class:`tfkd.distillation.divergences.Divergence`) puts another divergence of ``q`` and
     the student's distribution in place of eq. 3's cross-entropy (over the cached top K,
-    renormalised, with a cache).
+    renormalised, with a cache; over the K and their tail, the batch's ``teacher_tail``, with its
+    ``tail``).
     """
 
     def __init__(self, student, task, teacher, source_tokenizer, *args, kd_input="masked", divergence=None, **kwargs):
@@ -268,7 +269,9 @@ class MaskTaskDistiller(EncoderDistiller):
         if self.divergence is None:
             kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
         else:
-            kd = self.divergence.top_k(teacher_ids, teacher_probs, student_logits)
+            tail = inputs.get("teacher_tail")
+            tail = None if tail is None else ops.take_along_axis(tail, positions, axis=1)
+            kd = self.divergence.top_k(teacher_ids, teacher_probs, student_logits, tail)
         return LossTerm(ops.sum(kd * weights), ops.sum(weights))
 
 

@@ -75,7 +75,7 @@ class MaskTaskCacheStage(Stage):
             inputs = teacher_view(masked, to_teacher, special, pad)
             inputs["mask_positions"] = positions + 1
             logits = tf.gather(tf.cast(teacher(inputs, training=False), tf.float32), to_teacher, axis=-1)
-            return top_k_distribution(logits, cache.top_k, cache.temperature)
+            return top_k_distribution(logits, cache.top_k, cache.temperature, with_tail=True)
 
         lengths = tokenized.source_ids.row_lengths().numpy()
         order = np.argsort(lengths, kind="stable")
@@ -107,6 +107,7 @@ class MaskTaskCacheStage(Stage):
                 "ids": "student source vocabulary",
                 "positions": "source",
             },
+            tail=True,  # the mass outside the K, for distill.tail
         )
         start = time.time()
         masked_positions = write_masked_top_k(writer, batches, rows, lengths, tokenized.kept, forward, size)
@@ -149,6 +150,13 @@ def cached_columns(context, spec, stage_name):
         len(manifest["shards"]),
         cache.shuffle_buffer,
     )
+    if spec.distill.tail and not manifest.get("tail"):
+        log.warning(
+            "%s: distill.tail: the teacher cache %s keeps no tail mass (an older tfkd wrote it): its K "
+            "probabilities are renormalised instead; delete that folder and run again to rewrite it with the tail",
+            stage_name,
+            directory,
+        )
     table = pair_table(tokenized)
     settings = _masking_settings(spec, context.tokenizers().source)
 
