@@ -35,10 +35,17 @@ class MethodSpec(Strict):
             data.pop("targets", None)
             data.pop("targets_from", None)
         # settings a section class names as left out at their defaults (a divergence's)
-        for name in self.omitted_when_default:
-            if isinstance(data, dict) and getattr(self, name) == type(self).model_fields[name].default:
-                data.pop(name, None)
-        return data
+        return without_omitted_defaults(self, data)
+
+
+def without_omitted_defaults(section, data):
+    """``data`` (a dump of ``section``) without the settings ``section.omitted_when_default``
+    names where they hold their defaults: the keys of stages that hash the section stay what
+    they were before those settings existed, and a dumped spec reloads."""
+    for name in section.omitted_when_default:
+        if isinstance(data, dict) and getattr(section, name) == type(section).model_fields[name].default:
+            data.pop(name, None)
+    return data
 
 
 class Method:

@@ -116,9 +116,15 @@ def mlm_distillation_loss(teacher_logits, student_logits, to_teacher):
     Args:
         teacher_logits: ``[..., teacher vocabulary]``; student_logits: ``[..., student vocabulary]``.
     """
-    teacher_logits = ops.take(ops.cast(teacher_logits, "float32"), to_teacher, axis=-1)
-    q = ops.stop_gradient(ops.softmax(teacher_logits, axis=-1))
+    q = restricted_teacher_probs(teacher_logits, to_teacher)
     return -ops.sum(q * ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1), axis=-1)
+
+
+def restricted_teacher_probs(teacher_logits, to_teacher):
+    """The teacher's softmax over the student's vocabulary (teacher ids ``to_teacher``),
+    renormalised there; no gradient."""
+    teacher_logits = ops.take(ops.cast(teacher_logits, "float32"), to_teacher, axis=-1)
+    return ops.stop_gradient(ops.softmax(teacher_logits, axis=-1))
 
 
 def hidden_state_loss(student_projected, teacher_hidden):
@@ -246,8 +252,7 @@ class MaskTaskDistiller(EncoderDistiller):
             if self.divergence is None:
                 kd = mlm_distillation_loss(teacher_logits, student_logits, self.to_teacher)
             else:
-                q = ops.softmax(ops.take(ops.cast(teacher_logits, "float32"), self.to_teacher, axis=-1), axis=-1)
-                kd = self.divergence.dense(ops.stop_gradient(q), student_logits)
+                kd = self.divergence.dense(restricted_teacher_probs(teacher_logits, self.to_teacher), student_logits)
             weights = ops.cast(inputs["mask_weights"], "float32")
             terms["kd"] = LossTerm(ops.sum(kd * weights), ops.sum(weights))
         return terms, tokens

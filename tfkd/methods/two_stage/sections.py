@@ -7,7 +7,7 @@ import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
 
 from tfkd.distillation.settings import DivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
-from tfkd.methods.base import MethodSpec
+from tfkd.methods.base import MethodSpec, without_omitted_defaults
 from tfkd.spec import LocalPath, Seed, Strict
 
 # keys "lambda" (a Python keyword) read and dump by that name
@@ -113,12 +113,7 @@ class FinetuneSpec(DivergenceSettings):
 
     @pydantic.model_serializer(mode="wrap")
     def _omit_default_divergence(self, handler):
-        # as MethodSpec does for a method section's: a dumped spec reloads, stage keys stay
-        data = handler(self)
-        for name in self.omitted_when_default:
-            if isinstance(data, dict) and getattr(self, name) == type(self).model_fields[name].default:
-                data.pop(name, None)
-        return data
+        return without_omitted_defaults(self, handler(self))
 
     @pydantic.model_validator(mode="after")
     def _no_tail(self):
