@@ -1,13 +1,14 @@
-"""Helpers several test files share: the tiny real-data spec, running the CLI in a fresh
-process, a method's spec trained in bfloat16, serving an export in a process that can import
-only tensorflow + tensorflow_text, a NumPy greedy-decoding reference, LightPAFF's loss checks
-and the tasks' fake run context."""
+"""Helpers several test files share: the tiny real-data spec, running the CLI (forked from a
+process that has imported TensorFlow, or fresh), a method's spec trained in bfloat16, serving
+an export in a process that can import only tensorflow + tensorflow_text, a NumPy
+greedy-decoding reference, LightPAFF's loss checks and the tasks' fake run context."""
 
 import json
 import os
 import subprocess
 import sys
 
+import forked_cli
 import numpy as np
 
 # the tests mirror the package tree (tests/methods/soft_target/...); these helpers stay here
@@ -63,11 +64,16 @@ def write_spec(tmp_path, name, steps=6, every=3):
     return str(path)
 
 
-def tfkd(*args, env_extra=None, **kwargs):
+def tfkd(*args, env_extra=None, cwd=None, fresh=False):
+    """``tfkd ARGS`` as a ``CompletedProcess`` (text stdout and stderr), forked from a process
+    that has imported TensorFlow (:mod:`forked_cli`); with ``fresh``, a new ``python -m
+    tfkd.cli``, for what a forked command cannot show (its start-up)."""
     env = dict(os.environ, TFKD_QUIET_PROGRESS="1", **(env_extra or {}))
     env["TFKD_DATA_DIR"] = os.path.abspath(env.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
+    if not fresh:
+        return forked_cli.run(args, env, cwd=cwd, timeout=900)
     return subprocess.run(
-        [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, **kwargs
+        [sys.executable, "-m", "tfkd.cli", *args], capture_output=True, text=True, env=env, timeout=900, cwd=cwd
     )
 
 

@@ -4,7 +4,8 @@ training, evaluation, export) is SIGKILLed again and again, at planned moments (
 checkpoint write, inside a cache shard write, between a stage's marker and its rename:
 :mod:`tfkd.failpoints`) and at random ones, and stopped by SIGTERM and SIGINT (a preemption
 notice, Ctrl-C: :mod:`tfkd.stopping`) inside a training stage's checkpoint write and elsewhere,
-each time followed by the same command, until a run finishes. The finished run must equal an
+each time followed by the same command, until a run finishes (every command forked from a
+process that has imported TensorFlow: :mod:`forked_cli`). The finished run must equal an
 uninterrupted one of the same spec: every weights file bit for bit, every teacher cache (every
 training example exactly once, the same shard bytes), every saved array, every score and every
 hypothesis.
@@ -22,9 +23,9 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
+import forked_cli
 import numpy as np
 import pytest
 from helpers import REPO, weights_file_arrays
@@ -83,7 +84,7 @@ CASES = {
     "soft_target": Case(
         SOFT_TARGET_SPEC,
         [],
-        random_kills=1,  # lands in start-up (TensorFlow's import) or the vocabulary
+        random_kills=1,  # lands in start-up, the vocabulary or the teacher's first steps
         planned=[
             ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
             ("cache-example:100", "teacher_cache"),  # inside the second shard
@@ -229,9 +230,17 @@ CASES = {
 
 
 def command(spec_file, case, name, run_dir):
+    """``tfkd run``'s arguments for ``case`` as run ``name``."""
     # no run report at the end (report.enabled): the comparison is of what the stages wrote
     flags = [f"name={name}", f"run_dir={run_dir}", "report.enabled=false", *case.flags]
-    return [sys.executable, "-m", "tfkd.cli", "run", spec_file, *(a for flag in flags for a in ("--set", flag))]
+    return ["run", spec_file, *(a for flag in flags for a in ("--set", flag))]
+
+
+def finished(spec_file, case, name, run_dir, data_dir):
+    """``case`` run as ``name`` to its end, not killed: its stderr."""
+    out = forked_cli.run(command(spec_file, case, name, run_dir), environment(data_dir), timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stderr
 
 
 def environment(data_dir, kill_at=None):
@@ -351,12 +360,8 @@ def check_killed_anywhere(method, tmp_path, data_dir):
         # a random kill also arms the planned one after it, so a fast machine that gets past
         # that moment before the random kill comes dies there instead of running on past it
         armed = plan[position][0] if kill_at == "random" and position < len(plan) else kill_at
-        process = subprocess.Popen(
-            command(spec_file, case, "killed", runs),
-            env=environment(data_dir, None if armed == "random" else armed),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        process = forked_cli.ForkedCommand(
+            command(spec_file, case, "killed", runs), environment(data_dir, None if armed == "random" else armed)
         )
         if kill_at == "random":
             try:
@@ -382,24 +387,12 @@ def check_killed_anywhere(method, tmp_path, data_dir):
             assert stage == expected_stage, (kill_at, stage)
         kills[stage] += 1
         print(f"{method}: killed at {kill_at} in {stage} after {time.monotonic() - started:.0f} s")
-    # the same command, not killed, finishes what is left
-    finished = subprocess.run(
-        command(spec_file, case, "killed", runs), env=environment(data_dir), capture_output=True, text=True, timeout=900
-    )
-    assert finished.returncode == 0, finished.stderr[-3000:]
+    finished(spec_file, case, "killed", runs, data_dir)  # the same command, not killed, finishes what is left
     assert sum(kills.values()) <= len(plan) and {s for _, s in case.planned} <= set(kills), kills
     # a training stage killed inside a checkpoint write went on from the checkpoint before it
     assert ": continuing from step " in "".join(commands_logged(run)), "no command resumed a training stage"
 
-    # an uninterrupted run of the same spec
-    straight = subprocess.run(
-        command(spec_file, case, "straight", runs),
-        env=environment(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    finished(spec_file, case, "straight", runs, data_dir)  # an uninterrupted run of the same spec
     reference = runs / "straight"
     # in the order they finished, so that a difference is reported at the first stage it shows in
     stages = sorted(

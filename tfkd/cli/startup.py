@@ -44,6 +44,9 @@ START_UP_LINE = re.compile(
 )
 
 
+_runtime_started = False  # by import_tensorflow, in this process
+
+
 @contextlib.contextmanager
 def native_stderr_captured(into):
     """Point file descriptor 2 (where C++ libraries write) at a temporary file while the body
@@ -66,8 +69,11 @@ def import_tensorflow(multi_worker=False):
     """Import TensorFlow, Keras and keras-hub with their C++ start-up lines (oneDNN, CUDA, CPU
     features, absl) kept off the terminal; they are shown if the import itself fails. With
     ``multi_worker``, TensorFlow starts by joining the ``TF_CONFIG`` cluster
-    (:func:`tfkd.distribute.start_multi_worker`)."""
-    if "keras_hub" in sys.modules:
+    (:func:`tfkd.distribute.start_multi_worker`). Its runtime starts here, once a process, even
+    where the modules were imported before (by a user's module, or a process this one was forked
+    from): starting it prints lines of its own ("failed call to cuInit" where no GPU is)."""
+    global _runtime_started
+    if _runtime_started:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # this process's C++ INFO and WARNING lines
     captured = []
@@ -82,6 +88,7 @@ def import_tensorflow(multi_worker=False):
 
                 start_multi_worker()
             tf.config.list_logical_devices("CPU")
+        _runtime_started = True
     except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: its start-up lines are no error
         raise
     except BaseException:
