@@ -133,6 +133,7 @@ TOP_LEVEL_TESTS = {
     "test_layout.py": "where code lives, and these tests",
     "test_readme.py": "the README and docs/: their commands, specs, extras and links",
     "test_paper_specs.py": "the specs that name a paper's settings, against the papers",
+    "test_forked_cli.py": "the suite's fork server of tfkd commands (tests/forked_cli.py)",
 }
 
 
