@@ -98,11 +98,13 @@ def test_a_damaged_file_of_a_finished_run_is_one_line_naming_it(run_and_export, 
     assert message.endswith(f"delete {path.parent} and run the spec again to {again}")
 
 
-def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and_export, caplog):
-    run_dir, _ = run_and_export
+@pytest.mark.parametrize("where", ["run", "export"])
+def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and_export, caplog, where):
+    # the export counts each line's tokens in its source_length signature, as the run does
+    path = str(run_and_export[0 if where == "run" else 1])
     long = " ".join(["Ein Mann fährt Fahrrad und"] * 200)  # 1,000 words: far beyond data.max_tokens 40
     with caplog.at_level("WARNING", logger="tfkd"):
-        translations = tfkd_package.load(str(run_dir))([long, SENTENCES[0], long[:60]])
+        translations = tfkd_package.load(path)([long, SENTENCES[0], long[:60]])
     warnings = [r.getMessage() for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
     assert len(translations) == 3 and len(warnings) == 1, warnings
     assert warnings[0].startswith(
@@ -111,8 +113,29 @@ def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and
     )
     caplog.clear()
     with caplog.at_level("WARNING", logger="tfkd"):
-        tfkd_package.load(str(run_dir))(SENTENCES)
+        tfkd_package.load(path)(SENTENCES)
     assert not [r for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
+
+
+def test_an_export_counts_source_tokens_as_the_run_and_tfkd_translate_on_it_warns(run_and_export, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tfkd.data import tokenize_to_ragged
+    from tfkd.pipeline import open_run
+
+    run_dir, export = run_and_export
+    _, _, context = open_run(run_dir)
+    lines = [" ".join(["Ein Mann fährt Fahrrad und"] * n) for n in (0, 1, 7, 30)]
+    counted = tf.saved_model.load(str(export / "1")).signatures["source_length"](source=tf.constant(lines))
+    tokenizer = context.task.load_tokenizers(str(run_dir / "vocab")).source
+    expected = tokenize_to_ragged(tokenizer, lines).row_lengths().numpy()
+    assert counted["source_tokens"].numpy().tolist() == expected.tolist() and expected[3] > 40 > expected[2]
+    (tmp_path / "in.de").write_text("".join(line + "\n" for line in lines))
+    out = tfkd("translate", str(export), "-i", str(tmp_path / "in.de"))
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 4, out.stderr[-2000:]
+    warned = [line for line in out.stderr.splitlines() if " W " in line]
+    assert len(warned) == 1 and "1 of 4 inputs are longer than the 40 source tokens" in warned[0], out.stderr
 
 
 def test_long_inputs_whole_reads_sources_up_to_the_student_s_positional_range(run_and_export, caplog):

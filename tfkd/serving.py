@@ -5,8 +5,11 @@ output, the spec's ``decode.batch_size``), and a predictor of text lines over it
 """
 
 import json
+import logging
 import math
 import os
+
+log = logging.getLogger("tfkd")
 
 # where an export keeps what tfkd knows about it, relative to the SavedModel's folder
 EXPORT_INFO = os.path.join("assets.extra", "tfkd.json")
@@ -65,6 +68,46 @@ def read_export_info(saved_model):
         return json.load(f)
 
 
+def warn_of_cut_inputs(lengths, max_tokens, setting):
+    """One warning for the inputs whose token counts ``lengths`` pass ``max_tokens``, which a
+    student (or an export of it) reads from their first ``max_tokens`` tokens (``setting``:
+    the spec key that set it): how many, which (by input number, 1-based), the longest;
+    returns their input numbers."""
+    cut = [i + 1 for i, length in enumerate(lengths) if length > max_tokens]
+    if cut:
+        shown = ", ".join(str(i) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
+        log.warning(
+            "%d of %d inputs are longer than the %d source tokens the student reads (%s) "
+            "and are translated from their first %d: inputs %s (the longest has %d); split them into "
+            "sentences to translate them whole",
+            len(cut),
+            len(lengths),
+            max_tokens,
+            setting,
+            max_tokens,
+            shown,
+            int(max(lengths)),
+        )
+    return cut
+
+
+def _warn_of_cut_inputs_by_signature(model, info, lines):
+    """:func:`warn_of_cut_inputs` for an export whose ``tfkd.json`` names, under
+    ``long_inputs``, the signature that counts each line's tokens (``signature``, its
+    ``output``), the ``max_tokens`` the graph keeps and the ``setting`` that set it."""
+    long_inputs = info.get("long_inputs")
+    if not long_inputs or not lines:
+        return
+    import tensorflow as tf
+
+    count = model.signatures[long_inputs["signature"]]
+    lengths = []
+    for start in range(0, len(lines), info["batch_size"]):
+        batch = tf.constant(lines[start : start + info["batch_size"]])
+        lengths.extend(count(**{info["input"]: batch})[long_inputs["output"]].numpy().tolist())
+    warn_of_cut_inputs(lengths, long_inputs["max_tokens"], long_inputs["setting"])
+
+
 def saved_model_predictor(saved_model, batch_size=None):
     """``predict(lines) -> outputs``: the strings of the SavedModel's ``serving_default``
     signature for a list of strings, in input order, ``batch_size`` lines a call (default: the
@@ -74,7 +117,8 @@ def saved_model_predictor(saved_model, batch_size=None):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the ops the graph uses)
 
-    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+    model = tf.saved_model.load(saved_model)
+    serve = model.signatures["serving_default"]
     info = {
         "input": next(iter(serve.structured_input_signature[1])),
         "output": next(k for k, v in serve.structured_outputs.items() if v.dtype == tf.string),
@@ -86,6 +130,7 @@ def saved_model_predictor(saved_model, batch_size=None):
     def predict(lines):
         from tfkd.progress import progress_bar
 
+        _warn_of_cut_inputs_by_signature(model, {**info, "batch_size": batch_size}, lines)
         # length-sorted batches pad least; outputs in input order
         order = sorted(range(len(lines)), key=lambda i: len(lines[i].split()))
         outputs = [None] * len(lines)
@@ -104,6 +149,7 @@ def saved_model_predictor(saved_model, batch_size=None):
 
 __all__ = [
     "EXPORT_INFO",
+    "warn_of_cut_inputs",
     "SAVED_MODEL_BATCH_SIZE",
     "find_export",
     "version_folders",

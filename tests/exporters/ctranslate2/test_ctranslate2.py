@@ -120,7 +120,7 @@ def lines_to_translate(data_dir):
 def test_tfkd_translate_serves_the_ctranslate2_export_as_the_saved_model(run_dir, data_dir, tmp_path):
     lines = lines_to_translate(data_dir)
     (tmp_path / "in.de").write_text("\n".join(lines) + "\n")
-    outputs = {}
+    outputs, warnings = {}, {}
     for name, model in (
         ("saved_model", run_dir / "export" / "tiny" / "1"),
         ("ctranslate2", run_dir / "export" / "tiny" / "2.ctranslate2"),
@@ -129,8 +129,12 @@ def test_tfkd_translate_serves_the_ctranslate2_export_as_the_saved_model(run_dir
         out = tfkd("translate", str(model), "-i", str(tmp_path / "in.de"))
         assert out.returncode == 0, out.stderr[-3000:]
         outputs[name] = out.stdout.splitlines()
+        warnings[name] = [line.split(" W ", 1)[1] for line in out.stderr.splitlines() if " tfkd W " in line]
     assert len(outputs["run"]) == len(lines) and outputs["run"][40:42] == ["", ""]
     assert outputs["ctranslate2"] == outputs["saved_model"] == outputs["run"]
+    # the long lines (input 43 holds twelve sentences) are cut alike, and each path says so once, in the same words
+    assert warnings["ctranslate2"] == warnings["saved_model"] == warnings["run"]
+    assert len(warnings["run"]) == 1 and ", 43 (the longest has" in warnings["run"][0], warnings
     info = json.loads((run_dir / "export" / "tiny" / "2.ctranslate2" / "tfkd.json").read_text())
     assert info["format"] == "ctranslate2" and info["quantization"] == "float32"
 

@@ -109,7 +109,11 @@ class CTranslate2Translator:
         """``(translations, scores)`` of a Python list, in length-sorted batches (as the
         SavedModel's predictor sends them), in input order."""
         from tfkd.progress import progress_bar
+        from tfkd.serving import warn_of_cut_inputs
 
+        if sentences:
+            lengths = self._prepare(self.tf.constant(sentences, self.tf.string))[0].row_lengths().numpy()
+            warn_of_cut_inputs(lengths.tolist(), self.max_tokens, "data.max_tokens")
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].split()))
         translations, scores = [None] * len(sentences), np.zeros(len(sentences), np.float32)
         bar = progress_bar(math.ceil(len(sentences) / self.batch_size), "batch") if progress else None

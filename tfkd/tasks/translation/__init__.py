@@ -18,6 +18,8 @@ log = logging.getLogger("tfkd")
 
 # the export's signature of teacher-forced scores (Translator._score)
 SCORE_SIGNATURE = "score"
+# the export's signature of each line's source token count (Translator._source_length)
+LENGTH_SIGNATURE = "source_length"
 
 
 class TranslationData(Strict):
@@ -397,7 +399,9 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
 
     def export(self, context, student, path):
         """``serving_default``: ``source`` (``tf.string [None]``) -> ``translations``
-        (``tf.string [None]``) and ``scores`` (``float32 [None]``). An autoregressive student
+        (``tf.string [None]``) and ``scores`` (``float32 [None]``); ``source_length``:
+        ``source`` -> ``source_tokens`` (``int32 [None]``), each line's source tokens before the
+        graph keeps its first ``data.max_tokens``. An autoregressive student
         also gets ``score``: ``source`` and ``target`` -> ``target_ids``, ``logits`` and
         ``log_likelihood``, its teacher-forced distributions over the target vocabulary
         (:meth:`~tfkd.tasks.translation.inference.Translator._score`), whose words
@@ -407,7 +411,7 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
         from tfkd.models.abilities import ParallelDecoding
 
         translator = self.translator(context, student)
-        endpoints = {"serving_default": translator._translate}
+        endpoints = {"serving_default": translator._translate, LENGTH_SIGNATURE: translator._source_length}
         scored = not isinstance(student, ParallelDecoding)
         if scored:
             endpoints[SCORE_SIGNATURE] = translator._score
@@ -423,6 +427,13 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
                 "evaluate": context.spec.evaluate.model_dump(include={"lowercase", "tokenize"}),
                 "target_vocabulary_sha256": vocabulary_sha256(translator.target_tokenizer),
                 "signatures": {"score": ["source", "target"]} if scored else {},
+                # tfkd translate on the export warns of the lines it reads cut, as on the run
+                "long_inputs": {
+                    "signature": LENGTH_SIGNATURE,
+                    "output": "source_tokens",
+                    "max_tokens": translator.max_tokens,
+                    "setting": translator.limit,
+                },
             },
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
             max_input_chars=context.spec.export.max_input_chars,

@@ -5,7 +5,6 @@ SavedModel, so all three produce identical output for the same sentences.
 """
 
 import inspect
-import logging
 import math
 
 import numpy as np
@@ -16,12 +15,11 @@ from tfkd.data import SpecialIds, detokenize, tokenize_to_ragged
 from tfkd.decoding import NEG_INF
 from tfkd.models.abilities import PositionalRange
 from tfkd.progress import progress_bar
+from tfkd.serving import warn_of_cut_inputs
 
 # the decode section's settings handed to the decoder (beam: beam_size, length_penalty;
 # mask_predict: length_candidates, iterations)
 DECODE_OPTIONS = ("beam_size", "length_penalty", "early_stopping", "length_candidates", "iterations")
-
-log = logging.getLogger("tfkd")
 
 
 class Translator(tf.Module):
@@ -191,27 +189,18 @@ class Translator(tf.Module):
 
     def warn_of_cut_inputs(self, sentences):
         """One warning for the inputs longer than ``max_tokens`` source tokens, which the graph
-        translates from their first ``max_tokens``: how many, which (by input number), the
-        longest; returns their input numbers (1-based)."""
+        translates from their first ``max_tokens`` (:func:`tfkd.serving.warn_of_cut_inputs`);
+        returns their input numbers (1-based)."""
         if not sentences:
             return []
         lengths = tokenize_to_ragged(self.source_tokenizer, sentences).row_lengths().numpy()
-        cut = [i + 1 for i in np.flatnonzero(lengths > self.max_tokens)]
-        if cut:
-            shown = ", ".join(str(i) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
-            log.warning(
-                "%d of %d inputs are longer than the %d source tokens the student reads (%s) "
-                "and are translated from their first %d: inputs %s (the longest has %d); split them into "
-                "sentences to translate them whole",
-                len(cut),
-                len(sentences),
-                self.max_tokens,
-                self.limit,
-                self.max_tokens,
-                shown,
-                int(lengths.max()),
-            )
-        return cut
+        return warn_of_cut_inputs(lengths.tolist(), self.max_tokens, self.limit)
+
+    def _source_length(self, sentences):
+        """``{"source_tokens": int32 [B]}``: each sentence's source tokens before any cut (the
+        export's ``source_length`` signature, which ``tfkd translate`` on an export reads to
+        warn of cut inputs)."""
+        return {"source_tokens": tf.cast(self.source_tokenizer(sentences).row_lengths(), tf.int32)}
 
 
 def _length_sorted(translate, sentences, batch_size, progress):
