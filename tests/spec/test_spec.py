@@ -42,6 +42,20 @@ def test_good_spec_defaults_and_interpolation(tmp_path, monkeypatch):
     assert spec.student_config().decoder_layers == 3
     monkeypatch.setenv("DATA_ROOT", "/elsewhere")
     assert load_spec(write(tmp_path, GOOD)).data.dir == "/elsewhere/multi30k"
+    # an empty variable is no value, as in bash's ${DATA_ROOT:-/data}
+    monkeypatch.setenv("DATA_ROOT", "")
+    assert load_spec(write(tmp_path, GOOD)).data.dir == "/data/multi30k"
+
+
+def test_an_empty_environment_variable_without_default_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFKD_TEST_EMPTY_VAR", "")
+    path = write(tmp_path, GOOD.replace("${DATA_ROOT:-/data}", "${TFKD_TEST_EMPTY_VAR}"))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert str(error.value) == (
+        f"{path}:4: data.dir: environment variable TFKD_TEST_EMPTY_VAR is empty and ${{TFKD_TEST_EMPTY_VAR}} has "
+        "no default (write ${TFKD_TEST_EMPTY_VAR:-value} to give one)"
+    )
 
 
 def test_overrides_are_typed_and_nested(tmp_path):

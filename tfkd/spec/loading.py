@@ -59,14 +59,17 @@ def _interpolate(value, key_path, located):
         return value
 
     def replace(match):
+        # as bash's ${NAME:-default}: an empty value is no value (an empty TFKD_DATA_DIR would
+        # otherwise point data.dir at the root of the file system)
         name, default = match.group(1), match.group(2)
-        if name in os.environ:
+        if os.environ.get(name):
             return os.environ[name]
         if default is not None:
             return default
+        state = "is empty" if name in os.environ else "is not set"
         raise located.error(
             key_path,
-            f"environment variable {name} is not set and ${{{name}}} has no default "
+            f"environment variable {name} {state} and ${{{name}}} has no default "
             f"(write ${{{name}:-value}} to give one)",
         )
 
