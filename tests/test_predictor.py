@@ -7,6 +7,8 @@ import time
 
 import pytest
 from helpers import tfkd, write_spec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tfkd as tfkd_package
 from tfkd.errors import SpecError, StageError
@@ -108,8 +110,8 @@ def test_inputs_longer_than_the_student_reads_are_counted_in_one_warning(run_and
     warnings = [r.getMessage() for r in caplog.records if r.name == "tfkd" and r.levelname == "WARNING"]
     assert len(translations) == 3 and len(warnings) == 1, warnings
     assert warnings[0].startswith(
-        "1 of 3 inputs are longer than the 40 source tokens the student reads (data.max_tokens) and are "
-        "translated from their first 40: inputs 1 (the longest has "
+        "1 of 3 inputs are longer than the 40 tokens the student reads (data.max_tokens) and are read "
+        "from their first 40: inputs 1 (the longest has "
     )
     caplog.clear()
     with caplog.at_level("WARNING", logger="tfkd"):
@@ -135,7 +137,7 @@ def test_an_export_counts_source_tokens_as_the_run_and_tfkd_translate_on_it_warn
     out = tfkd("translate", str(export), "-i", str(tmp_path / "in.de"))
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 4, out.stderr[-2000:]
     warned = [line for line in out.stderr.splitlines() if " W " in line]
-    assert len(warned) == 1 and "1 of 4 inputs are longer than the 40 source tokens" in warned[0], out.stderr
+    assert len(warned) == 1 and "1 of 4 inputs are longer than the 40 tokens" in warned[0], out.stderr
 
 
 def test_long_inputs_whole_reads_sources_up_to_the_student_s_positional_range(run_and_export, caplog):
@@ -169,6 +171,30 @@ def test_long_inputs_whole_reads_sources_up_to_the_student_s_positional_range(ru
         whole.warn_of_cut_inputs([" ".join(["Ein Mann fährt Fahrrad und"] * 100)])
     [warning] = [r.getMessage() for r in caplog.records if r.name == "tfkd"]
     assert warning.startswith(
-        "1 of 1 inputs are longer than the 256 source tokens the student reads (the student's positional range, "
-        "student.max_length) and are translated from their first 256"
+        "1 of 1 inputs are longer than the 256 tokens the student reads (the student's positional range, "
+        "student.max_length) and are read from their first 256"
     )
+
+
+# any text: control characters, combining marks, scripts the vocabulary never saw, emoji,
+# Unicode line separators, lines far longer than data.max_tokens
+ANY_LINE = st.text(max_size=60) | st.text(alphabet="Ein Mann\u2028\x85\r\t\x00\u0301🙂", min_size=200, max_size=600)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(ANY_LINE, min_size=1, max_size=4))
+def test_any_text_gives_one_bounded_translation_a_line_and_the_export_gives_the_same(loaded_pair, lines):
+    from_run, from_export = loaded_pair
+    translations = from_run(lines)
+    assert len(translations) == len(lines)
+    for translation in translations:
+        # one output line per input line, at most max_length target tokens (40 here) in words
+        assert isinstance(translation, str) and not set(translation) & set("\n\r\x85\u2028\u2029")
+        assert len(translation.split()) <= 40
+    assert from_export(lines) == translations
+
+
+@pytest.fixture(scope="module")
+def loaded_pair(run_and_export):
+    run_dir, export = run_and_export
+    return tfkd_package.load(str(run_dir)), tfkd_package.load(str(export))

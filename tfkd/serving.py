@@ -77,9 +77,9 @@ def warn_of_cut_inputs(lengths, max_tokens, setting):
     if cut:
         shown = ", ".join(str(i) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
         log.warning(
-            "%d of %d inputs are longer than the %d source tokens the student reads (%s) "
-            "and are translated from their first %d: inputs %s (the longest has %d); split them into "
-            "sentences to translate them whole",
+            "%d of %d inputs are longer than the %d tokens the student reads (%s) and are read "
+            "from their first %d: inputs %s (the longest has %d); split them into shorter inputs "
+            "to have them read whole",
             len(cut),
             len(lengths),
             max_tokens,
