@@ -73,13 +73,15 @@ def test_a_soft_target_run_killed_anywhere_finishes_as_an_uninterrupted_one(stra
 def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, data_dir):
     path = tmp_path / "kd_l2r.yaml"
     path.write_text(SOFT_TARGET_SPEC.replace("name: killed", "name: kd_l2r"))
-    flags = [f"run_dir={tmp_path / 'runs'}", "distill.finetune.direction=left_to_right"]
     out = tfkd(
         "run",
         str(path),
         "--stages",
         "vocab,teacher_finetune,teacher_cache",
-        *(a for flag in flags for a in ("--set", flag)),
+        "--set",
+        f"run_dir={tmp_path / 'runs'}",
+        "--set",
+        "distill.finetune.direction=left_to_right",
         env_extra={"TFKD_DATA_DIR": data_dir},
     )
     assert out.returncode == 0, out.stderr[-4000:]
