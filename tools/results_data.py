@@ -46,6 +46,10 @@ DATA_ROOT = "${TFKD_DATA_DIR}"
 OUTPUTS = ("{split}.hyp", "{split}.pred", "{split}.blocks.npy")
 PACKAGES = ("tensorflow", "keras", "keras-hub", "sacrebleu", "numpy", "scipy")
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+# a table of claims across experiments: "EXPERIMENT/STUDENT" or "EXPERIMENT/STUDENT vs REFERENCE"
+# (train stages; the reference is the baseline unless named), comma-separated, one Holm family
+SUMMARY = re.compile(r"(<!-- results summary: (?P<claims>[^\n]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+CLAIM = re.compile(r"(?P<experiment>[\w.-]+)/(?P<student>\w+)(?: vs (?P<reference>\w+))?")
 
 
 def versions():
@@ -162,6 +166,76 @@ def experiment_table(experiment):
     return render_table(header, rows) + f"\n\n`{command}` (kept in `results/{os.path.basename(experiment)}/`)\n"
 
 
+def experiment_tests(experiment, reference):
+    """``(spec, results, split, {train stage: {metric: test}})``: every student of a kept
+    experiment against its ``reference`` student, as the experiment's own table tests them."""
+    from tfkd.comparison import paired_differences
+    from tfkd.report.contents import read_run
+
+    with tempfile.TemporaryDirectory() as where:
+        run = rebuild_run(experiment, where)
+        contents = read_run(run)
+        split, tests = paired_differences(contents.spec, contents.results, run, reference=reference)
+    return contents.spec, contents.results, split, tests
+
+
+def summary_table(results_dir, claims):
+    """The Markdown table of ``claims`` (a summary block's list, :data:`SUMMARY`): one row a
+    claim, each student against its reference on the first metric its task tests, by the
+    experiment's own tests; the p-values Holm-adjusted over the table's rows (one family)."""
+    from tfkd.comparison import render_table, student_label
+    from tfkd.plan import BASELINE
+    from tfkd.significance import with_holm
+
+    rows, tested = [], {}
+    for claim in (c.strip() for c in claims.split(",")):
+        match = CLAIM.fullmatch(claim)
+        if not match:
+            raise SystemExit(f"results summary: {claim!r} is not EXPERIMENT/STUDENT [vs REFERENCE]")
+        experiment, student, reference = match["experiment"], match["student"], match["reference"] or BASELINE
+        if not os.path.isdir(os.path.join(results_dir, experiment)):
+            raise SystemExit(f"results summary: {experiment!r} is not in {results_dir}")
+        if (experiment, reference) not in tested:
+            tested[experiment, reference] = experiment_tests(os.path.join(results_dir, experiment), reference)
+        spec, results, split, tests = tested[experiment, reference]
+        if student not in tests:
+            raise SystemExit(f"results summary: {experiment} has no tested student {student!r} against {reference!r}")
+        metric, test = next(iter(tests[student].items()))
+        rows.append(
+            (experiment, student_label(spec, results, student), student_label(spec, results, reference), split, test)
+        )
+    header = [
+        "experiment",
+        "student",
+        "against",
+        "metric (split)",
+        "scores (mean over seeds)",
+        "per-seed differences",
+        "difference [95% CI]",
+        "p (Holm)",
+        "seed p (Holm)",
+        "established",
+    ]
+    cells = []
+    for (experiment, student, reference, split, _), t in zip(rows, with_holm([r[-1] for r in rows])):
+        seed_p = "cannot judge" if t["seed_p_value"] is None else f"{t['seed_p_value']:.3f} ({t['seed_p_holm']:.3f})"
+        cells.append(
+            [
+                f"`{experiment}`",
+                student,
+                reference,
+                f"{t['metric']} ({split})",
+                f"{t['candidate']:.2f} against {t['baseline']:.2f}",
+                " ".join(f"{d:+.2f}" for d in t["seed_differences"]),
+                f"{t['difference']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]",
+                f"{t['p_value']:.3f} ({t['p_holm']:.3f})",
+                seed_p,
+                "yes" if t["established_holm"] else "no",
+            ]
+        )
+    return render_table(header, cells) + "\n"
+
+
 def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
     """``{page path: (its text, the text with every results block regenerated)}`` of the pages
     that hold a results block."""
@@ -179,8 +253,11 @@ def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
                 tables[name] = experiment_table(experiment)
             return match.group(1) + tables[name] + match.group(4)
 
-        if BLOCK.search(text):
-            out[page] = (text, BLOCK.sub(fill, text))
+        def fill_summary(match):
+            return match.group(1) + summary_table(results_dir, match["claims"]) + match.group(4)
+
+        if BLOCK.search(text) or SUMMARY.search(text):
+            out[page] = (text, SUMMARY.sub(fill_summary, BLOCK.sub(fill, text)))
     return out
 
 

@@ -84,3 +84,35 @@ def test_every_page_agrees_with_results(data_dir):
         env=dict(os.environ, TFKD_DATA_DIR=data_dir),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_summary_block_tests_claims_across_experiments_as_one_holm_family(kept, tmp_path):
+    _, out = kept
+    results_dir = os.path.dirname(out)
+    import shutil
+
+    shutil.copytree(out, os.path.join(results_dir, "again"))
+    _, _, split, tests = results_data.experiment_tests(out, "baseline")
+    own = tests["train"]["BLEU"]
+    assert split == "test" and own["difference"] > 0 and len(own["seed_differences"]) == 3
+    table = results_data.summary_table(results_dir, "three/train, again/train, three/baseline vs train")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["`three`", "`again`", "`three`"]
+    assert rows[0][2] == "baseline" and rows[2][2].startswith("soft_target")
+    # the experiment's own test, its p-value Holm-adjusted over the table's three rows
+    p, seed_p = own["p_value"], own["seed_p_value"]
+    assert rows[0][6] == f"{own['difference']:+.2f} [{own['ci_low']:+.2f}, {own['ci_high']:+.2f}]"
+    assert rows[0][7] == f"{p:.3f} ({min(1, 3 * p):.3f})" and rows[0][8].startswith(f"{seed_p:.3f} (")
+    assert rows[2][6].startswith(f"{-own['difference']:+.2f}") and rows[2][5] == " ".join(
+        f"{-d:+.2f}" for d in own["seed_differences"]
+    )
+    assert all(r[9] == ("yes" if own["established"] else "no") for r in rows)
+    page = tmp_path / "docs" / "summary.md"
+    page.parent.mkdir()
+    page.write_text("<!-- results summary: three/train, again/train -->\nold\n<!-- /results -->\n")
+    text, regenerated = results_data.render_pages(results_dir, ("docs/*.md",), str(tmp_path))[str(page)]
+    assert "old" in text and results_data.summary_table(results_dir, "three/train, again/train") in regenerated
+    with pytest.raises(SystemExit, match="'three/nobody'|no tested student 'nobody'"):
+        results_data.summary_table(results_dir, "three/nobody")
+    with pytest.raises(SystemExit, match="'three train' is not EXPERIMENT/STUDENT"):
+        results_data.summary_table(results_dir, "three train")
