@@ -123,3 +123,55 @@ def test_a_spec_divergence_is_the_soft_term_the_distiller_minimises(setting):
                 m = 0.5 * (p_n + q_n)
                 expected += 0.5 * (p_n * np.log(p_n / m)).sum() + 0.5 * (q_n * np.log(q_n / m)).sum()
     np.testing.assert_allclose(float(terms["soft"].total), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "constant"])
+def test_a_temperature_schedule_re_tempers_the_cache_at_each_optimizer_step(kind):
+    """``distill.temperature_schedule`` of a soft_target spec reaches the run's trainer (the
+    method's ``make_trainer``): at each optimizer step the soft term is the soft cross-entropy
+    against the teacher's top K at that step's temperature, computed here from the teacher's
+    logits, though the cache was written once at ``cache.temperature`` (2.5)."""
+    from types import SimpleNamespace
+
+    from helpers import REPO
+
+    from tfkd import registry
+    from tfkd.spec import load_spec
+
+    schedule = "{kind: constant, start: 1.5}" if kind == "constant" else f"{{kind: {kind}, start: 2.5, end: 1.0}}"
+    flags = ["distill.cache.temperature=2.5", "train.steps=100", f"distill.temperature_schedule={schedule}"]
+    spec = load_spec(os.path.join(REPO, "specs", "quickstart.yaml"), flags)
+    distiller, inputs, targets, logits, ids, probs = distiller_case(0.5)
+    rng = np.random.default_rng(1)  # random_case(1)'s draws: the student's, then the teacher's logits
+    rng.normal(size=(2, 5, 13))
+    teacher_logits = rng.normal(size=(2, 5, 13)) * 3
+    context = SimpleNamespace(spec=spec, task=registry.lookup("task", "translation"))
+    trainer = registry.lookup("method", "soft_target").make_trainer(context, distiller.student)
+    trainer.compile(optimizer="sgd")
+    mask = targets != 0
+    for step in (0, 50, 100, 400):
+        trainer.optimizer.iterations.assign(step)
+        done = min(step / 100, 1.0)
+        temperature = {
+            "linear": 2.5 - 1.5 * done,
+            "cosine": 1.0 + 1.5 * 0.5 * (1 + np.cos(np.pi * done)),
+            "constant": 1.5,
+        }[kind]
+        at_temperature = np.exp(log_softmax(np.take_along_axis(teacher_logits, ids, -1) / temperature))
+        terms, _ = trainer.compute_terms((inputs, targets), training=False)
+        expected = (numpy_bidi(logits, ids, at_temperature) * mask).sum()
+        np.testing.assert_allclose(float(terms["soft"].total), expected, rtol=1e-4, err_msg=str(step))
+    # in a traced step the temperature follows the optimizer's step variable, not a traced constant
+    import tensorflow as tf
+
+    traced = tf.function(lambda: trainer.compute_terms((inputs, targets), training=False)[0]["soft"].total)
+    for step in (0, 50):
+        trainer.optimizer.iterations.assign(step)
+        eager = trainer.compute_terms((inputs, targets), training=False)[0]["soft"].total
+        np.testing.assert_allclose(float(traced()), float(eager), rtol=1e-5)
+    # without a schedule the cache is read as written
+    plain = registry.lookup("method", "soft_target").make_trainer(
+        SimpleNamespace(spec=load_spec(os.path.join(REPO, "specs", "quickstart.yaml")), task=context.task),
+        distiller.student,
+    )
+    assert plain.temperature is None

@@ -314,7 +314,7 @@ BAD_SPECS = [
     (
         GOOD + TEACHER + "distill:\n  method: soft_target\n  alhpa: 0.3\n",
         '{path}:18: distill.alhpa: unknown key "alhpa"; did you mean "alpha"? Valid keys: alpha, beta, cache, '
-        "divergence, finetune, loss_weights, method, skew, tail, targets, targets_from",
+        "divergence, finetune, loss_weights, method, skew, tail, targets, targets_from, temperature_schedule",
     ),
     # 30 init_from a stage that does not exist
     (

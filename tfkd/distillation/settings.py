@@ -48,6 +48,35 @@ class DivergenceSettings(Strict):
         return self
 
 
+class TemperatureScheduleSpec(Strict):
+    """The soft targets' temperature over the student's steps, applied to the top-K cache
+    written at ``cache.temperature`` (:mod:`tfkd.distillation.temperature`): ``constant``
+    (``start`` throughout), ``linear`` or ``cosine`` from ``start`` to ``end``."""
+
+    kind: Literal["constant", "linear", "cosine"] = "linear"
+    start: float = Field(gt=0)
+    end: float | None = Field(None, gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _end_of_the_kind(self):
+        if self.kind == "constant" and self.end is not None:
+            raise ValueError("a constant schedule has a start and no end")
+        if self.kind != "constant" and self.end is None:
+            raise ValueError(f"a {self.kind} schedule needs an end temperature")
+        return self
+
+
+def schedule_without_tail(section):
+    """A section's validator: a temperature schedule re-tempers the cached K, and the tail mass
+    outside them cannot be re-tempered."""
+    if section.temperature_schedule is not None and section.tail:
+        raise ValueError(
+            "temperature_schedule re-tempers the cached top K, whose tail mass cannot be re-tempered: "
+            "give temperature_schedule or tail, not both"
+        )
+    return section
+
+
 class TeacherMLMSpec(Strict):
     """Training a teacher checkpoint's tied MLM head (the ``teacher_mlm`` stage,
     :mod:`tfkd.distillation.teacher_mlm`) on the method's text."""
@@ -128,7 +157,9 @@ __all__ = [
     "DivergenceSettings",
     "SoftTargetCacheSpec",
     "TeacherMLMSpec",
+    "TemperatureScheduleSpec",
     "TopKCacheSpec",
     "alpha_or_weights",
     "check_cache_use",
+    "schedule_without_tail",
 ]

@@ -27,34 +27,39 @@ class SoftTargetDistiller(SupervisedTrainer):
         loss_weights: ``{"soft": ..., "xe": ...}``.
         label_smoothing: epsilon of ``L_xe``.
         divergence: a :class:`tfkd.distillation.divergences.Divergence`.
+        temperature: a :class:`tfkd.distillation.temperature.TemperatureSchedule` that
+            re-tempers the cached probabilities at each optimizer step (``None``: as cached).
     """
 
-    def __init__(self, student, task, loss_weights, label_smoothing=0.1, divergence=None, **kwargs):
+    def __init__(self, student, task, loss_weights, label_smoothing=0.1, divergence=None, temperature=None, **kwargs):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
         self.divergence = divergence or Divergence()
+        self.temperature = temperature
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
         inputs, target_ids, _ = keras.utils.unpack_x_y_sample_weight(data)
         if "teacher_ids" in inputs:  # validation batches carry no soft targets
             mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
+            probs = inputs["teacher_probs"]
+            if self.temperature is not None:
+                probs = self.temperature.apply(probs, self.optimizer.iterations)
             if self.divergence.is_soft_cross_entropy:  # the paper's L_bidi, as tfkd has always reported it
-                soft = top_k_soft_cross_entropy(inputs["teacher_ids"], inputs["teacher_probs"], logits)
+                soft = top_k_soft_cross_entropy(inputs["teacher_ids"], probs, logits)
             else:
-                soft = self.divergence.top_k(
-                    inputs["teacher_ids"], inputs["teacher_probs"], logits, inputs.get("teacher_tail")
-                )
+                soft = self.divergence.top_k(inputs["teacher_ids"], probs, logits, inputs.get("teacher_tail"))
             terms["soft"] = LossTerm(ops.sum(soft * mask), tokens)
         return terms, tokens
 
     @classmethod
-    def for_run(cls, context, student, loss_weights):
+    def for_run(cls, context, student, loss_weights, temperature=None):
         """The trainer of a run's ``student``: the task's terms, the spec's label smoothing and
-        divergence."""
+        divergence, and the method's ``temperature`` schedule if it has one."""
         return cls(
             student,
             context.task,
             loss_weights=loss_weights,
             label_smoothing=context.spec.train.label_smoothing,
             divergence=Divergence.of(context.spec.distill),
+            temperature=temperature,
         )

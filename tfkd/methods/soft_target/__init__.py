@@ -7,11 +7,20 @@ Stages: ``teacher_finetune`` (conditional MLM on the training pairs) and ``teach
 the soft targets streamed from the cache by example id.
 """
 
+from typing import ClassVar
+
 import pydantic
 from pydantic import Field
 
 from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
-from tfkd.distillation.settings import CMLMFinetuneSpec, DivergenceSettings, SoftTargetCacheSpec, alpha_or_weights
+from tfkd.distillation.settings import (
+    CMLMFinetuneSpec,
+    DivergenceSettings,
+    SoftTargetCacheSpec,
+    TemperatureScheduleSpec,
+    alpha_or_weights,
+    schedule_without_tail,
+)
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
@@ -23,8 +32,14 @@ class SoftTargetSpec(DivergenceSettings, MethodSpec):
     alpha: float = Field(0.5, ge=0, le=1)
     finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
     cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
+    # the soft targets' temperature over the student's steps, re-tempering the cache written at
+    # cache.temperature (tfkd.distillation.temperature); unset: the cache's temperature
+    temperature_schedule: TemperatureScheduleSpec | None = None
+
+    omitted_when_default: ClassVar[tuple] = (*DivergenceSettings.omitted_when_default, "temperature_schedule")
 
     _alpha_or_weights = pydantic.model_validator(mode="after")(alpha_or_weights)
+    _schedule_without_tail = pydantic.model_validator(mode="after")(schedule_without_tail)
 
 
 class SoftTargetMethod(Method):
@@ -74,6 +89,12 @@ class SoftTargetMethod(Method):
             "loss_weights": self.loss_weights(section),
             "cache_shuffle_buffer": section.cache.shuffle_buffer,
             **section.divergence_key(),
+            # unset, the key is what it was before schedules existed
+            **(
+                {"temperature_schedule": section.temperature_schedule.model_dump()}
+                if section.temperature_schedule
+                else {}
+            ),
         }
 
     def train_columns(self, context, stage_name):
@@ -94,6 +115,16 @@ class SoftTargetMethod(Method):
             len(manifest["shards"]),
             spec.distill.cache.shuffle_buffer,
         )
+        schedule = spec.distill.temperature_schedule
+        if schedule is not None:
+            logging.getLogger("tfkd").info(
+                "%s: the soft targets re-tempered from the cache's T=%g: %s",
+                stage_name,
+                manifest["temperature"],
+                f"T={schedule.start:g} throughout"
+                if schedule.kind == "constant"
+                else f"{schedule.kind} from T={schedule.start:g} to T={schedule.end:g} over {spec.train.steps} steps",
+            )
         if spec.distill.tail and not manifest.get("tail"):
             logging.getLogger("tfkd").warning(
                 "%s: distill.tail: the teacher cache %s keeps no tail mass (an older tfkd wrote it): its K "
@@ -107,8 +138,12 @@ class SoftTargetMethod(Method):
 
     def make_trainer(self, context, student):
         from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
+        from tfkd.distillation.temperature import TemperatureSchedule
 
-        return SoftTargetDistiller.for_run(context, student, self.loss_weights(context.spec.distill))
+        distill = context.spec.distill
+        # over the student's steps, from the temperature the cache was written at
+        schedule = TemperatureSchedule.of(distill, context.spec.train.steps, distill.cache.temperature)
+        return SoftTargetDistiller.for_run(context, student, self.loss_weights(distill), temperature=schedule)
 
 
 register("method", "soft_target")(SoftTargetMethod())
