@@ -161,6 +161,10 @@ def test_a_temperature_schedule_re_tempers_the_cache_at_each_optimizer_step(kind
         terms, _ = trainer.compute_terms((inputs, targets), training=False)
         expected = (numpy_bidi(logits, ids, at_temperature) * mask).sum()
         np.testing.assert_allclose(float(terms["soft"].total), expected, rtol=1e-4, err_msg=str(step))
+        # the step's temperature is reported beside the loss terms
+        tracker = trainer.temperature_tracker
+        assert tracker in trainer.metrics and np.isclose(float(tracker.result()), temperature, rtol=1e-5)
+        tracker.reset_state()
     # in a traced step the temperature follows the optimizer's step variable, not a traced constant
     import tensorflow as tf
 

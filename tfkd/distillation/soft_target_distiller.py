@@ -35,6 +35,12 @@ class SoftTargetDistiller(SupervisedTrainer):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
         self.divergence = divergence or Divergence()
         self.temperature = temperature
+        if temperature is not None:  # the schedule's temperature, in the logs and TensorBoard
+            self.temperature_tracker = keras.metrics.Mean(name="temperature")
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *([self.temperature_tracker] if self.temperature is not None else [])]
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
@@ -44,6 +50,7 @@ class SoftTargetDistiller(SupervisedTrainer):
             probs = inputs["teacher_probs"]
             if self.temperature is not None:
                 probs = self.temperature.apply(probs, self.optimizer.iterations)
+                self.temperature_tracker.update_state(self.temperature.temperature(self.optimizer.iterations))
             if self.divergence.is_soft_cross_entropy:  # the paper's L_bidi, as tfkd has always reported it
                 soft = top_k_soft_cross_entropy(inputs["teacher_ids"], probs, logits)
             else:
