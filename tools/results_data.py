@@ -216,9 +216,13 @@ def summary_table(results_dir, claims):
         "seed p (Holm)",
         "established",
     ]
+
+    def p(value):
+        return "<0.001" if value < 0.0005 else f"{value:.3f}"
+
     cells = []
     for (experiment, student, reference, split, _), t in zip(rows, with_holm([r[-1] for r in rows])):
-        seed_p = "cannot judge" if t["seed_p_value"] is None else f"{t['seed_p_value']:.3f} ({t['seed_p_holm']:.3f})"
+        seed_p = "cannot judge" if t["seed_p_value"] is None else f"{p(t['seed_p_value'])} ({p(t['seed_p_holm'])})"
         cells.append(
             [
                 f"`{experiment}`",
@@ -228,7 +232,7 @@ def summary_table(results_dir, claims):
                 f"{t['candidate']:.2f} against {t['baseline']:.2f}",
                 " ".join(f"{d:+.2f}" for d in t["seed_differences"]),
                 f"{t['difference']:+.2f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]",
-                f"{t['p_value']:.3f} ({t['p_holm']:.3f})",
+                f"{p(t['p_value'])} ({p(t['p_holm'])})",
                 seed_p,
                 "yes" if t["established_holm"] else "no",
             ]

@@ -101,8 +101,12 @@ def test_a_summary_block_tests_claims_across_experiments_as_one_holm_family(kept
     assert rows[0][2] == "baseline" and rows[2][2].startswith("soft_target")
     # the experiment's own test, its p-value Holm-adjusted over the table's three rows
     p, seed_p = own["p_value"], own["seed_p_value"]
+
+    def shown(value):  # three decimals; under 0.0005 as "<0.001"
+        return "<0.001" if value < 0.0005 else f"{value:.3f}"
+
     assert rows[0][6] == f"{own['difference']:+.2f} [{own['ci_low']:+.2f}, {own['ci_high']:+.2f}]"
-    assert rows[0][7] == f"{p:.3f} ({min(1, 3 * p):.3f})" and rows[0][8].startswith(f"{seed_p:.3f} (")
+    assert rows[0][7] == f"{shown(p)} ({shown(min(1, 3 * p))})" and rows[0][8].startswith(f"{shown(seed_p)} (")
     assert rows[2][6].startswith(f"{-own['difference']:+.2f}") and rows[2][5] == " ".join(
         f"{-d:+.2f}" for d in own["seed_differences"]
     )
