@@ -47,7 +47,14 @@ def reference_cross_attention(layer, x, encoder, encoder_mask, decoder_mask):
         np.einsum("btnk,nkd->btd", context, attention.output_dense.kernel.numpy()) + attention.output_dense.bias.numpy()
     )
     ln = layer.layer_norm
-    return layer_norm(x + attended, ln.gamma.numpy(), ln.beta.numpy(), layer.layer_norm_epsilon)
+    y = layer_norm(x + attended, ln.gamma.numpy(), ln.beta.numpy(), layer.layer_norm_epsilon)
+    if not layer.intermediate_dim:
+        return y
+    # the released decoder layer's feed-forward sublayer: LN(y + W2 ReLU(W1 y))
+    inner, outer, ln = layer.feed_forward_in, layer.feed_forward_out, layer.feed_forward_layer_norm
+    hidden = np.maximum(y @ inner.kernel.numpy() + inner.bias.numpy(), 0)
+    fed = hidden @ outer.kernel.numpy() + outer.bias.numpy()
+    return layer_norm(y + fed, ln.gamma.numpy(), ln.beta.numpy(), layer.layer_norm_epsilon)
 
 
 class BottleneckAdapterTest(TestCase):
@@ -116,6 +123,44 @@ class CrossAttentionAdapterTest(TestCase):
             atol=1e-5,
         )
 
+    def test_the_feed_forward_sublayer_matches_the_numpy_reference(self):
+        keras.utils.set_random_seed(2)
+        layer = CrossAttentionAdapter(num_heads=2, dropout=0.0, intermediate_dim=5)
+        output = layer(
+            self.x, self.encoder, encoder_padding_mask=self.encoder_mask, decoder_padding_mask=self.decoder_mask
+        )
+        self.assertEqual(layer.feed_forward_in.kernel.shape, (8, 5))
+        self.assertEqual(layer.feed_forward_out.kernel.shape, (5, 8))
+        # non-trivial LayerNorms and biases, so the reference checks where each one goes
+        rng = np.random.RandomState(3)
+        for weight in (
+            layer.feed_forward_in.bias,
+            layer.feed_forward_out.bias,
+            layer.feed_forward_layer_norm.gamma,
+            layer.feed_forward_layer_norm.beta,
+            layer.layer_norm.gamma,
+        ):
+            weight.assign(rng.randn(*weight.shape).astype("float32"))
+        output = layer(
+            self.x, self.encoder, encoder_padding_mask=self.encoder_mask, decoder_padding_mask=self.decoder_mask
+        )
+        expected = reference_cross_attention(layer, self.x, self.encoder, self.encoder_mask, self.decoder_mask)
+        self.assertAllClose(output, expected, atol=1e-5)
+        # without the sublayer the output is the attention sublayer's alone: another function
+        plain = CrossAttentionAdapter(num_heads=2, dropout=0.0)
+        plain(self.x, self.encoder)
+        self.assertEqual(len(plain.trainable_weights), len(layer.trainable_weights) - 6)
+
+    def test_attention_dropout_apart_from_the_output_dropout(self):
+        layer = CrossAttentionAdapter(num_heads=2, dropout=0.3, attention_dropout=0.0, intermediate_dim=4)
+        layer(self.x, self.encoder)
+        self.assertEqual(layer.attention.dropout, 0.0)
+        self.assertEqual(layer.output_dropout.rate, 0.3)
+        self.assertEqual(layer.feed_forward_dropout.rate, 0.3)
+        former = CrossAttentionAdapter(num_heads=2, dropout=0.3)  # unset: the attention drops at dropout
+        former(self.x, self.encoder)
+        self.assertEqual(former.attention.dropout, 0.3)
+
     def test_a_masked_encoder_position_does_not_change_the_output(self):
         layer = CrossAttentionAdapter(num_heads=2, key_dim=3)
         before = layer(self.x, self.encoder, encoder_padding_mask=self.encoder_mask)
@@ -135,7 +180,7 @@ class CrossAttentionAdapterTest(TestCase):
     def test_layer_test_and_serialization(self):
         self.run_layer_test(
             CrossAttentionAdapter,
-            {"num_heads": 2, "dropout": 0.0, "kernel_initializer": "glorot_uniform"},
+            {"num_heads": 2, "dropout": 0.0, "intermediate_dim": 6, "kernel_initializer": "glorot_uniform"},
             self.x,
             call_kwargs={"encoder_sequence": self.encoder, "encoder_padding_mask": self.encoder_mask},
             expected_output_shape=(2, 3, 8),
@@ -175,6 +220,13 @@ def test_build_layer_fills_only_the_arguments_an_adapter_declares():
     assert (bottleneck.adapter_dim, bottleneck.name) == (4, "a")
     cross = build_layer("adapter", {"kind": "cross_attention", "dropout": 0.0}, defaults, "c")
     assert (cross.num_heads, cross.dropout) == (2, 0.0)  # the spec's own setting wins
+    # the released recipe's decoder adapter, as a spec names it: a feed-forward sublayer of 512,
+    # no attention dropout
+    released = {"kind": "cross_attention", "intermediate_dim": 16, "attention_dropout": 0.0}
+    recipe = build_layer("adapter", released, defaults, "r")
+    recipe(np.zeros((1, 2, 8), "float32"), np.zeros((1, 3, 8), "float32"))
+    assert (recipe.intermediate_dim, recipe.attention.dropout, recipe.dropout) == (16, 0.0, 0.3)
+    assert recipe.feed_forward_in.kernel.shape == (8, 16)
     user = build_layer("adapter", {"kind": "test_scaled_bottleneck", "scale": 0.25}, defaults, "u")
     assert isinstance(user, ScaledBottleneck) and (user.adapter_dim, user.scale) == (4, 0.25)
     x = np.random.rand(1, 3, 8).astype("float32")
@@ -194,6 +246,9 @@ def test_adapter_settings_check_the_adapters_a_spec_names():
         source_bert="s", target_bert="t", adapters={"encoder_adapter": {"kind": "test_scaled_bottleneck", "scale": 2.0}}
     )
     assert ok.model_dump()["adapters"]["encoder_adapter"] == {"kind": "test_scaled_bottleneck", "scale": 2.0}
+    released = {"kind": "cross_attention", "intermediate_dim": 512, "attention_dropout": 0.0}
+    config = ABNetConfig(source_bert="s", target_bert="t", adapters={"decoder_adapter": released})
+    assert config.model_dump()["adapters"]["decoder_adapter"] == released
     for adapters, message in [
         ({"encoder_adapter": {"kind": "botleneck"}}, 'unknown adapter "botleneck"; did you mean "bottleneck"'),
         ({"decoder_adapter": {"kind": "cross_attention", "heads": 2}}, 'unknown argument "heads"'),

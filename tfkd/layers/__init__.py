@@ -51,7 +51,15 @@ registry.register(
 registry.register(
     "adapter",
     "cross_attention",
-    arguments=("num_heads", "key_dim", "dropout", "layer_norm_epsilon", "kernel_initializer"),
+    arguments=(
+        "num_heads",
+        "key_dim",
+        "dropout",
+        "intermediate_dim",
+        "attention_dropout",
+        "layer_norm_epsilon",
+        "kernel_initializer",
+    ),
     required=("num_heads",),
 )
 

@@ -4,7 +4,10 @@ layers of a frozen BERT.
 - :class:`BottleneckAdapter` (``bottleneck``), eq. 4: ``H + W2 · ReLU(W1 · LN(H))``, after each
   source-BERT layer.
 - :class:`CrossAttentionAdapter` (``cross_attention``), eq. 6: ``LN(x + Dropout(MHA(x, E, E)))``,
-  after each target-BERT layer: the decoder's states attend to the encoder's output.
+  after each target-BERT layer: the decoder's states attend to the encoder's output; with
+  ``intermediate_dim``, a feed-forward sublayer after it, ``LN(y + Dropout(W2 ReLU(W1 y)))``, as
+  the authors' released decoder layer has (``BertAdapterDecoderLayer``: ``encoder_attn`` then
+  ``encoder_attn_fc1``/``fc2``, post-LN).
 
 A spec names them (or a user's own ``@tfkd.register("adapter", NAME)`` layer) under
 ``student.adapters.encoder_adapter`` / ``decoder_adapter``; the student builds them with
@@ -101,15 +104,21 @@ class BottleneckAdapter(keras.layers.Layer):
 class CrossAttentionAdapter(keras.layers.Layer):
     """The decoder adapter of AB-Net (eq. 6): multi-head attention from the decoder's states
     (query) to the encoder's output (key and value), then residual and LayerNorm after, as in
-    BERT's post-LN blocks: ``out = LN(x + Dropout(MHA(x, enc, enc)))``.
+    BERT's post-LN blocks: ``y = LN(x + Dropout(MHA(x, enc, enc)))``; with ``intermediate_dim``,
+    then a feed-forward sublayer, ``out = LN(y + Dropout(W2 · ReLU(W1 · y)))`` (the released
+    code's; the paper's eq. 6 shows the attention alone, which is ``out = y``).
 
     Args:
         num_heads: attention heads.
         key_dim: width of each head (default: ``hidden_dim // num_heads`` of the query).
-        dropout: dropout on the attention probabilities and on the attention output.
-        layer_norm_epsilon: epsilon of the output layer normalization.
-        kernel_initializer: initializer of the attention projections (default: truncated
-            normal, stddev 0.02).
+        dropout: dropout on the attention output and the feed-forward output.
+        intermediate_dim: width of the feed-forward sublayer's hidden layer (``None``: no
+            sublayer, eq. 6 as written).
+        attention_dropout: dropout on the attention probabilities (``None``: ``dropout``; the
+            released recipe uses 0).
+        layer_norm_epsilon: epsilon of the output layer normalizations.
+        kernel_initializer: initializer of the attention and feed-forward projections
+            (default: truncated normal, stddev 0.02).
 
     Call arguments:
         inputs: decoder states ``[B, Tq, H]``.
@@ -123,12 +132,22 @@ class CrossAttentionAdapter(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_heads, key_dim=None, dropout=0.1, layer_norm_epsilon=1e-12, kernel_initializer=None, **kwargs
+        self,
+        num_heads,
+        key_dim=None,
+        dropout=0.1,
+        intermediate_dim=None,
+        attention_dropout=None,
+        layer_norm_epsilon=1e-12,
+        kernel_initializer=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.dropout = dropout
+        self.intermediate_dim = intermediate_dim
+        self.attention_dropout = attention_dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = _initializer(kernel_initializer)
 
@@ -145,7 +164,7 @@ class CrossAttentionAdapter(keras.layers.Layer):
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=key_dim,
-            dropout=self.dropout,
+            dropout=self.dropout if self.attention_dropout is None else self.attention_dropout,
             kernel_initializer=_clone(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="attention",
@@ -156,7 +175,34 @@ class CrossAttentionAdapter(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
         self.layer_norm.build(inputs_shape)
+        if self.intermediate_dim:
+            self._build_feed_forward(inputs_shape)
         self.built = True
+
+    def _build_feed_forward(self, inputs_shape):
+        hidden_dim = inputs_shape[-1]
+        self.feed_forward_in = keras.layers.Dense(
+            self.intermediate_dim,
+            activation="relu",
+            kernel_initializer=_clone(self.kernel_initializer),
+            dtype=self.dtype_policy,
+            name="feed_forward_in",
+        )
+        self.feed_forward_in.build(inputs_shape)
+        self.feed_forward_out = keras.layers.Dense(
+            hidden_dim,
+            kernel_initializer=_clone(self.kernel_initializer),
+            dtype=self.dtype_policy,
+            name="feed_forward_out",
+        )
+        self.feed_forward_out.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.feed_forward_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="feed_forward_dropout"
+        )
+        self.feed_forward_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="feed_forward_layer_norm"
+        )
+        self.feed_forward_layer_norm.build(inputs_shape)
 
     def call(self, inputs, encoder_sequence, encoder_padding_mask=None, decoder_padding_mask=None, training=None):
         attention_mask = None
@@ -171,7 +217,11 @@ class CrossAttentionAdapter(keras.layers.Layer):
         attended = self.attention(
             inputs, encoder_sequence, encoder_sequence, attention_mask=attention_mask, training=training
         )
-        return self.layer_norm(inputs + self.output_dropout(attended, training=training))
+        x = self.layer_norm(inputs + self.output_dropout(attended, training=training))
+        if not self.intermediate_dim:
+            return x
+        fed = self.feed_forward_out(self.feed_forward_in(x))
+        return self.feed_forward_layer_norm(x + self.feed_forward_dropout(fed, training=training))
 
     def compute_output_shape(self, inputs_shape, encoder_sequence_shape=None):
         return inputs_shape
@@ -183,6 +233,8 @@ class CrossAttentionAdapter(keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "key_dim": self.key_dim,
                 "dropout": self.dropout,
+                "intermediate_dim": self.intermediate_dim,
+                "attention_dropout": self.attention_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
