@@ -33,6 +33,24 @@ def _clone(initializer):
     return initializer.__class__.from_config(initializer.get_config())
 
 
+def _built_projections(layer, inputs_shape, inner_dim, names, activation=None):
+    """``W1`` (``hidden -> inner_dim``, with ``activation``) and ``W2`` (back to the hidden
+    width) of ``layer``, built, each kernel drawn from a fresh copy of its initializer."""
+    inner, outer = (
+        keras.layers.Dense(
+            units,
+            activation=act,
+            kernel_initializer=_clone(layer.kernel_initializer),
+            dtype=layer.dtype_policy,
+            name=name,
+        )
+        for units, act, name in ((inner_dim, activation, names[0]), (inputs_shape[-1], None, names[1]))
+    )
+    inner.build(inputs_shape)
+    outer.build(tuple(inputs_shape[:-1]) + (inner_dim,))
+    return inner, outer
+
+
 @registry.register("adapter", "bottleneck")
 class BottleneckAdapter(keras.layers.Layer):
     """The encoder adapter of AB-Net (eq. 4): ``Z = W1 · LN(H)``, ``out = H + W2 · ReLU(Z)``.
@@ -60,25 +78,13 @@ class BottleneckAdapter(keras.layers.Layer):
         self.kernel_initializer = _initializer(kernel_initializer)
 
     def build(self, inputs_shape):
-        hidden_dim = inputs_shape[-1]
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
         self.layer_norm.build(inputs_shape)
-        self.down_projection = keras.layers.Dense(
-            self.adapter_dim,
-            kernel_initializer=_clone(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name="down_projection",
+        self.down_projection, self.up_projection = _built_projections(
+            self, inputs_shape, self.adapter_dim, ("down_projection", "up_projection")
         )
-        self.down_projection.build(inputs_shape)
-        self.up_projection = keras.layers.Dense(
-            hidden_dim,
-            kernel_initializer=_clone(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name="up_projection",
-        )
-        self.up_projection.build(tuple(inputs_shape[:-1]) + (self.adapter_dim,))
         self.built = True
 
     def call(self, inputs, training=None):
@@ -180,22 +186,9 @@ class CrossAttentionAdapter(keras.layers.Layer):
         self.built = True
 
     def _build_feed_forward(self, inputs_shape):
-        hidden_dim = inputs_shape[-1]
-        self.feed_forward_in = keras.layers.Dense(
-            self.intermediate_dim,
-            activation="relu",
-            kernel_initializer=_clone(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name="feed_forward_in",
+        self.feed_forward_in, self.feed_forward_out = _built_projections(
+            self, inputs_shape, self.intermediate_dim, ("feed_forward_in", "feed_forward_out"), activation="relu"
         )
-        self.feed_forward_in.build(inputs_shape)
-        self.feed_forward_out = keras.layers.Dense(
-            hidden_dim,
-            kernel_initializer=_clone(self.kernel_initializer),
-            dtype=self.dtype_policy,
-            name="feed_forward_out",
-        )
-        self.feed_forward_out.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.feed_forward_dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="feed_forward_dropout"
         )
