@@ -147,3 +147,57 @@ def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight(pr
     assert outputs["logits"].dtype == "float32" and np.isfinite(outputs["logits"].numpy()).all()
     terms = trainer.compute_terms(batch, training=False)[0]
     assert all(np.isfinite(float(term.total)) for term in terms.values())
+
+
+def test_the_length_term_divided_by_masked_tokens_is_fairseqs_mask_predict_loss():
+    """``distill.length_normaliser: masked_tokens`` (a spec switch, reaching the trainer the
+    method builds): the loss is ``(sum of the token terms + sum of the length terms) / masked
+    tokens`` at weights 1, as fairseq's ``label_smoothed_length_cross_entropy`` computes it."""
+    import os
+    from types import SimpleNamespace
+
+    from helpers import REPO
+
+    from tfkd import registry
+    from tfkd.data import BOS, EOS, PAD, UNK
+    from tfkd.data import MASK as MASK_TOKEN
+    from tfkd.models.abilities import AdapterStudent
+    from tfkd.spec import load_spec
+
+    class AdapterFixedStudent(FixedStudent, AdapterStudent):
+        pass
+
+    ids = {PAD: SPECIAL.pad, BOS: SPECIAL.bos, EOS: SPECIAL.eos, UNK: SPECIAL.unk, MASK_TOKEN: MASK}
+    tokenizers = SimpleNamespace(target=SimpleNamespace(token_to_id=ids.__getitem__))
+
+    def trainer_of(*flags):
+        spec = load_spec(os.path.join(REPO, "specs", "abnet_multi30k.yaml"), list(flags))
+        context = SimpleNamespace(spec=spec, task=None, tokenizers=lambda: tokenizers)
+        return registry.lookup("method", "adapters").make_trainer(context, AdapterFixedStudent())
+
+    per_sentence = trainer_of("distill.length_weight=1")
+    per_token = trainer_of("distill.length_weight=1", "distill.length_normaliser=masked_tokens")
+    assert (per_sentence.length_normaliser, per_token.length_normaliser) == ("sentences", "masked_tokens")
+
+    source = np.array([[7, 8, 9], [5, 0, 0]], np.int32)
+    targets = np.array([[5, 6, 7, 8, SPECIAL.eos], [6, 7, SPECIAL.eos, 0, 0]], np.int32)
+    columns = cmlm_columns(tf.constant(targets), tf.constant([3, 4], tf.int64), SPECIAL.pad, SPECIAL.eos, MASK)
+    inputs = {"source_ids": tf.constant(source), "decoder_ids": tf.constant(targets), **columns}
+    logs = {}
+    for name, trainer in (("sentences", per_sentence), ("masked_tokens", per_token)):
+        trainer.student(inputs | {"decoder_ids": columns["masked_target_ids"]})
+        trainer.compile(optimizer="sgd")
+        terms, _ = trainer.compute_terms((inputs, tf.constant(targets)), training=False)
+        # the training loss (validation's divides by the weights' sum), before the step's update
+        logs[name] = (terms, float(trainer.train_step((inputs, tf.constant(targets)))["loss"]))
+    masked = columns["target_mask"].numpy().sum()
+    (before, _), (terms, loss) = logs["sentences"], logs["masked_tokens"]
+    assert float(before["length"].count) == 2 and float(terms["length"].count) == masked > 2
+    np.testing.assert_allclose(float(terms["length"].total), float(before["length"].total), rtol=1e-6)
+    fairseq = (float(terms["cmlm"].total) + float(terms["length"].total)) / masked
+    np.testing.assert_allclose(loss, fairseq, rtol=1e-5)
+    with pytest.raises(ValueError, match="length_normaliser 'tokens'"):
+        AdapterCMLMTrainer(FixedStudent(), {"cmlm": 1.0}, SPECIAL, MASK, length_normaliser="tokens")
+    # unset, the section dumps as before (the keys of earlier runs' stages stay)
+    spec = load_spec(os.path.join(REPO, "specs", "abnet_multi30k.yaml"))
+    assert "length_normaliser" not in spec.distill.model_dump()

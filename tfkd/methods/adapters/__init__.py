@@ -17,6 +17,8 @@ adds no stage and no teacher: the pretrained models are part of the student, and
 comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``variants``.
 """
 
+from typing import ClassVar, Literal
+
 from pydantic import Field
 
 from tfkd import registry
@@ -30,6 +32,13 @@ class AdaptersSpec(MethodSpec):
     # weight of the target-length loss beside the conditional MLM loss (default loss weights:
     # {cmlm: 1, length: length_weight}; an autoregressive student's: {xe: 1})
     length_weight: float = Field(0.1, ge=0)
+    # what the length term is divided by: sentences (its mean per sentence) or masked_tokens
+    # (the cmlm term's masked target tokens: fairseq's Mask-Predict criterion, which AB-Net's
+    # released code trains with at length_weight 1); tfkd.methods.adapters.trainer
+    length_normaliser: Literal["sentences", "masked_tokens"] = "sentences"
+
+    # left out of dumps at its default, so that the keys of earlier runs' stages stay
+    omitted_when_default: ClassVar[tuple] = ("length_normaliser",)
 
 
 class AdaptersMethod(Method):
@@ -100,6 +109,7 @@ class AdaptersMethod(Method):
                 data_lib.SpecialIds.of(target),
                 target.token_to_id(data_lib.MASK),
                 label_smoothing=spec.train.label_smoothing,
+                length_normaliser=spec.distill.length_normaliser,
             )
         return SupervisedTrainer(
             student, task, label_smoothing=spec.train.label_smoothing, loss_weights={"xe": weights.get("xe", 1.0)}
