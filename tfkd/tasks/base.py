@@ -273,6 +273,11 @@ class ClassDistributions:
         """``[len(texts), classes]`` probabilities of ``model`` on raw ``texts``."""
         raise NotImplementedError
 
+    def unused_texts(self, context, split):
+        """The texts of ``split`` that the run leaves out (past its ``data.<split>_limit``), in
+        order and without their labels: in-domain text a teacher can label."""
+        raise NotImplementedError
+
 
 class TextBatches:
     """It turns raw text into its own training batches (LightPAFF's causal-LM pre-training)."""

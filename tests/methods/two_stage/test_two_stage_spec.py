@@ -211,3 +211,28 @@ def test_the_finetuning_divergence_keys_the_train_stage_and_reaches_its_trainer(
     )
     for spec, expected in [(plain, Divergence()), (jsd, Divergence("jsd", beta=0.3))]:
         assert method.make_trainer(RunContext(spec), student).divergence == expected
+
+
+def test_unused_training_phrases_are_the_fine_tuning_distillation_s_unlabeled_text(data_dir, monkeypatch):
+    """``distill.finetune.unlabeled: unused_train`` (in-domain text, as the paper distils on):
+    the training split's texts past ``data.train_limit``, in order, without their labels; the
+    teacher's predictions stage is keyed by it and reads no other file; without a limit there
+    is nothing unused, a one-line spec error."""
+    from tfkd.methods.two_stage.teacher import TeacherPredictionsStage, unlabeled_sentences
+    from tfkd.tasks.classification.data import read_tsv
+
+    monkeypatch.setenv("TFKD_DATA_DIR", data_dir)
+    flags = ["variants=null", "data.train_limit=5", "distill.finetune.unlabeled_limit=3"]
+    spec = load_spec(CPU_SPEC, [*flags, "distill.finetune.unlabeled=unused_train"])
+    rows = read_tsv(os.path.join(data_dir, "sst2", "train.tsv"), limit=8)
+    assert unlabeled_sentences(RunContext(spec), spec) == rows.texts[5:8]
+    assert all("\t" not in text for text in rows.texts[5:8])  # texts, not rows with their labels
+    wikitext = load_spec(CPU_SPEC, flags)
+    stage = TeacherPredictionsStage()
+    assert stage.config(spec)["unlabeled"] != stage.config(wikitext)["unlabeled"]
+    assert stage.input_files(spec) == stage.input_files(wikitext)[:1]  # train.tsv alone, no WikiText-2
+    with pytest.raises(SpecError) as e:
+        load_spec(CPU_SPEC, ["variants=null", "data.train_limit=null", "distill.finetune.unlabeled=unused_train"])
+    assert "distill.finetune.unlabeled: unused_train is the training split's texts past data.train_limit" in str(
+        e.value
+    )

@@ -141,6 +141,14 @@ def _causal_lm_problems(spec):
 
 def _masked_lm_problems(spec):
     section = spec.distill
+    problems = []
+    if section.finetune.unlabeled == "unused_train" and not getattr(spec.data, "train_limit", None):
+        problems.append(
+            (
+                ("distill", "finetune", "unlabeled"),
+                "unused_train is the training split's texts past data.train_limit, and data.train_limit is not set",
+            )
+        )
     tokenizer = getattr(spec.data, "tokenizer", None)
     if (
         section.pretrain.enabled
@@ -148,14 +156,14 @@ def _masked_lm_problems(spec):
         and tokenizer is not None
         and (tokenizer.kind != "teacher" or tokenizer.min_count is not None)
     ):
-        return [
+        problems.append(
             (
                 ("data", "tokenizer"),
                 "two_stage pre-training distils the teacher's masked-LM distributions over its whole "
                 "vocabulary: expected kind: teacher without min_count",
             )
-        ]
-    return []
+        )
+    return problems
 
 
 def variant_problems(spec, variant):

@@ -107,8 +107,10 @@ class FinetuneSpec(DivergenceSettings):
     model_config = _LAMBDA
     kd_lambda: float = Field(0.5, ge=0, le=1, alias="lambda")
     # extra sentences labelled by the teacher alone (appendix section 4): a text file (one a
-    # line) or "tfds:NAME[:SPLIT]"; they add the KL term only (so lambda 0 leaves them out)
-    unlabeled: LocalPath | None = None
+    # line), "tfds:NAME[:SPLIT]", or "unused_train": the training split's texts past
+    # data.train_limit, their labels left out (in-domain text); they add the KL term only (so
+    # lambda 0 leaves them out)
+    unlabeled: Literal["unused_train"] | LocalPath | None = None
     unlabeled_limit: PositiveInt | None = None
 
     @pydantic.model_serializer(mode="wrap")

@@ -206,13 +206,28 @@ class TeacherEvaluateStage(EvaluateStage):
         return load_finetuned_teacher(context)
 
 
+UNUSED_TRAIN = "unused_train"  # distill.finetune.unlabeled: the training split's texts the run leaves out
+
+
 def unlabeled_sentences(context, spec):
-    """The extra sentences of ``distill.finetune.unlabeled`` (read once per run)."""
+    """The extra sentences of ``distill.finetune.unlabeled`` (read once per run): a text
+    source's non-empty lines, or with ``unused_train`` the task's training texts past
+    ``data.train_limit``; at most ``unlabeled_limit`` of them."""
     finetune = spec.distill.finetune
-    return context.memo(
-        ("two_stage", "unlabeled"),
-        lambda: read_texts([finetune.unlabeled], finetune.unlabeled_limit, "distill.finetune.unlabeled")[0],
-    )
+
+    def read():
+        if finetune.unlabeled == UNUSED_TRAIN:
+            texts = [t for t in context.task.unused_texts(context, "train") if t.strip()]
+            return texts[: finetune.unlabeled_limit] if finetune.unlabeled_limit else texts
+        return read_texts([finetune.unlabeled], finetune.unlabeled_limit, "distill.finetune.unlabeled")[0]
+
+    return context.memo(("two_stage", "unlabeled"), read)
+
+
+def _unlabeled_sources(finetune):
+    """``distill.finetune.unlabeled`` as text sources (none for ``unused_train``, which the
+    training data's key and files already cover)."""
+    return [] if finetune.unlabeled == UNUSED_TRAIN else [finetune.unlabeled]
 
 
 class TeacherPredictionsStage(Stage):
@@ -221,13 +236,13 @@ class TeacherPredictionsStage(Stage):
 
     def config(self, spec):
         finetune = spec.distill.finetune
-        return {
-            "data": _task(spec).data_key(spec, ["train"]),
-            "unlabeled": text_key([finetune.unlabeled], finetune.unlabeled_limit),
-        }
+        unlabeled = text_key(_unlabeled_sources(finetune), finetune.unlabeled_limit)
+        if finetune.unlabeled == UNUSED_TRAIN:
+            unlabeled["unused_train"] = True
+        return {"data": _task(spec).data_key(spec, ["train"]), "unlabeled": unlabeled}
 
     def input_files(self, spec):
-        return _task(spec).data_files(spec, ["train"]) + text_files([spec.distill.finetune.unlabeled])
+        return _task(spec).data_files(spec, ["train"]) + text_files(_unlabeled_sources(spec.distill.finetune))
 
     def run(self, context, workdir):
         task = context.task

@@ -167,6 +167,18 @@ class ClassificationTask(Task, Pretrainable, ClassDistributions):
 
         return context.memo(("classification", "rows", split), lambda: read_rows(context.spec.data, split))
 
+    def unused_texts(self, context, split):
+        """The texts of ``split`` past ``data.<split>_limit`` (none without a limit), labels
+        not read."""
+        from tfkd.tasks.classification.data import read_rows
+
+        data = context.spec.data
+        limit = getattr(data, f"{split}_limit")
+        if not limit:
+            return []
+        everything = data.model_copy(update={f"{split}_limit": None})
+        return context.memo(("classification", "unused", split), lambda: read_rows(everything, split).texts[limit:])
+
     def label_names(self, context):
         """The label names in label id order (the vocab stage's ``labels.json``)."""
         return list(context.tokenizers().labels)
