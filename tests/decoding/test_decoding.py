@@ -210,3 +210,24 @@ def test_early_stopping_keys_evaluation_only_where_it_is_not_the_former_rule():
 
     assert TranslationDecode().key()["early_stopping"] == "beam_size"
     assert "early_stopping" not in TranslationDecode(early_stopping="exact").key()
+
+
+def test_the_self_attention_caches_hold_only_the_positions_decoded_so_far(tiny_model):
+    """A step attends over, and a beam reorders, the prefix decoded so far, not a buffer of
+    ``max_length + 1`` positions; in a traced graph (as in an export) the grown caches give what
+    the eager loop gives."""
+    model, sources = tiny_model
+    hidden, mask = model.encode(tf.constant(sources))
+    bos = tf.fill([2], SPECIAL.bos)
+    _, state = model.decode_first(bos, hidden, mask, 30)
+    assert [c.shape[2] for c in state["self"]] == [1]
+    assert state["shared"]["positions"].shape[0] == 31  # the position table covers max_length
+    for index in (1, 2, 3):
+        _, state = model.decode_next(tf.constant([4, 5]), index, hidden, mask, state)
+        assert [c.shape[2] for c in state["self"]] == [index + 1]
+    for algorithm in (greedy_search, beam_search):
+        eager = algorithm(model, tf.constant(sources), SPECIAL, 7, beam_size=3)
+        traced = tf.function(lambda s, a=algorithm: a(model, s, SPECIAL, 7, beam_size=3), autograph=False)
+        graph = traced(tf.constant(sources))
+        np.testing.assert_array_equal(graph[0].numpy(), eager[0].numpy())
+        np.testing.assert_allclose(graph[1].numpy(), eager[1].numpy(), rtol=1e-5)

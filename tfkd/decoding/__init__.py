@@ -63,6 +63,19 @@ class _CachedSteps(_Steps):
         return self.log_probs(logits), state
 
     @staticmethod
+    def loop_shapes(state):
+        """The shapes ``state`` may take from step to step (a ``tf.while_loop`` invariant): a
+        cache may grow along any axis; what is under ``"shared"`` stays as it is."""
+
+        def relaxed(tree):
+            return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), tree)
+
+        if isinstance(state, dict) and "shared" in state:
+            shared = tf.nest.map_structure(lambda t: t.shape, state["shared"])
+            return {**relaxed({k: v for k, v in state.items() if k != "shared"}), "shared": shared}
+        return relaxed(state)
+
+    @staticmethod
     def reorder(state, flat_index):
         def gather(tree):
             return tf.nest.map_structure(lambda t: tf.gather(t, flat_index), tree)
@@ -85,8 +98,19 @@ class _RecomputedSteps(_Steps):
         return self.log_probs(logits[:, index]), state
 
     @staticmethod
+    def loop_shapes(state):
+        return tf.nest.map_structure(lambda t: t.shape, state)
+
+    @staticmethod
     def reorder(state, flat_index):
         return state
+
+
+def _loop(cond, body, loop_vars, steps):
+    """``tf.while_loop`` whose last loop variable is the decoder ``steps``' state (which may
+    grow from step to step); the others keep their shapes."""
+    shapes = [tf.nest.map_structure(lambda t: tf.convert_to_tensor(t).shape, v) for v in loop_vars[:-1]]
+    return tf.while_loop(cond, body, loop_vars, shape_invariants=(*shapes, steps.loop_shapes(loop_vars[-1])))
 
 
 def _steps(model, hidden, padding_mask, max_length, special_ids):
@@ -125,7 +149,7 @@ def greedy_search(model, source_ids, special_ids, max_length, **unused):
     def cond(step, sequences, finished, score, state):
         return (step < max_length) & ~tf.reduce_all(finished)
 
-    _, sequences, _, score, _ = tf.while_loop(cond, body, (1, sequences, finished, score, state))
+    _, sequences, _, score, _ = _loop(cond, body, (1, sequences, finished, score, state), steps)
     return sequences[:, 1:], score
 
 
@@ -255,7 +279,7 @@ def beam_search(
         worst_finished = tf.where(full, tf.reduce_min(finished_score, axis=1), NEG_INF)
         return (step < max_length) & ~tf.reduce_all(worst_finished >= best_alive)
 
-    result = tf.while_loop(cond, body, (1, *search, state))
+    result = _loop(cond, body, (1, *search, state), steps)
     finished_seq, finished_score = result[3], result[4]
     if nbest is not None:
         return finished_seq[:, :nbest, 1:], finished_score[:, :nbest]

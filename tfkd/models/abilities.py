@@ -31,9 +31,11 @@ class BackboneStudent:
 class IncrementalDecoding:
     """Decodes one target token at a time from key/value caches: ``decode_first(bos, hidden,
     padding_mask, max_length)`` and ``decode_next(token_ids, index, hidden, padding_mask,
-    state)`` return ``(logits, state)``. :meth:`supports_incremental_decoding` says whether
-    this instance can (its decoder blocks may be a user's, without caches); greedy and beam
-    search recompute the prefix at every step otherwise."""
+    state)`` return ``(logits, state)``; the state's tensors may change shape from step to step
+    (a cache that grows by a position), what it keeps under ``"shared"`` may not.
+    :meth:`supports_incremental_decoding` says whether this instance can (its decoder blocks
+    may be a user's, without caches); greedy and beam search recompute the prefix at every
+    step otherwise."""
 
     def supports_incremental_decoding(self):
         return True

@@ -181,7 +181,9 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
 
     def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length):
         """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
-        per-layer self-attention caches for ``max_length + 1`` positions, and under
+        per-layer self-attention caches of the positions decoded so far (one here; each step
+        adds one, so a step attends over and a beam reorders only the prefix, not a buffer of
+        ``max_length + 1``), and under
         ``"shared"`` (the same for every hypothesis of a sentence, so beams never reorder it,
         see :mod:`tfkd.decoding`) the encoder's cross-attention keys/values, computed once
         here, and the position encodings of every step."""
@@ -190,9 +192,7 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         head_dim = self.hidden_dim // self.num_heads
         dtype = self.target_embedding.compute_dtype
         state = {
-            "self": [
-                ops.zeros((batch, 2, max_length + 1, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
-            ],
+            "self": [ops.zeros((batch, 2, 1, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks],
             "shared": {
                 "cross": [
                     ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
@@ -203,7 +203,10 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         return self._decode_cached(token_ids, 0, encoder_hidden, encoder_padding_mask, state, first=True)
 
     def decode_next(self, token_ids, index, encoder_hidden, encoder_padding_mask, state):
-        """Logits ``[B, V]`` for position ``index`` given the token at ``index`` and the state."""
+        """Logits ``[B, V]`` for position ``index`` given the token at ``index`` and the state
+        (whose self-attention caches hold positions ``0 .. index - 1`` and gain ``index``)."""
+        grown = [ops.concatenate([cache, ops.zeros_like(cache[:, :, :1])], axis=2) for cache in state["self"]]
+        state = {**state, "self": grown}
         return self._decode_cached(token_ids, index, encoder_hidden, encoder_padding_mask, state, first=False)
 
     def call(self, inputs, training=False):
