@@ -215,7 +215,8 @@ def test_early_stopping_keys_evaluation_only_where_it_is_not_the_former_rule():
 def test_the_self_attention_caches_hold_only_the_positions_decoded_so_far(tiny_model):
     """A step attends over, and a beam reorders, the prefix decoded so far, not a buffer of
     ``max_length + 1`` positions; in a traced graph (as in an export) the grown caches give what
-    the eager loop gives."""
+    the eager loop gives, and an XLA-compiled decoder (fixed shapes) allocates the buffer whole
+    and gives the same."""
     model, sources = tiny_model
     hidden, mask = model.encode(tf.constant(sources))
     bos = tf.fill([2], SPECIAL.bos)
@@ -225,9 +226,18 @@ def test_the_self_attention_caches_hold_only_the_positions_decoded_so_far(tiny_m
     for index in (1, 2, 3):
         _, state = model.decode_next(tf.constant([4, 5]), index, hidden, mask, state)
         assert [c.shape[2] for c in state["self"]] == [index + 1]
+    # static_shapes (what an XLA-compiled translator asks for): the whole buffer from the start
+    _, fixed = model.decode_first(bos, hidden, mask, 30, grow=False)
+    _, fixed = model.decode_next(tf.constant([4, 5]), 1, hidden, mask, fixed, grow=False)
+    assert [c.shape[2] for c in fixed["self"]] == [31]
     for algorithm in (greedy_search, beam_search):
         eager = algorithm(model, tf.constant(sources), SPECIAL, 7, beam_size=3)
         traced = tf.function(lambda s, a=algorithm: a(model, s, SPECIAL, 7, beam_size=3), autograph=False)
-        graph = traced(tf.constant(sources))
-        np.testing.assert_array_equal(graph[0].numpy(), eager[0].numpy())
-        np.testing.assert_allclose(graph[1].numpy(), eager[1].numpy(), rtol=1e-5)
+        xla = tf.function(
+            lambda s, a=algorithm: a(model, s, SPECIAL, 7, beam_size=3, static_shapes=True),
+            jit_compile=True,
+            autograph=False,
+        )
+        for tokens, scores in (traced(tf.constant(sources)), xla(tf.constant(sources))):
+            np.testing.assert_array_equal(tokens.numpy(), eager[0].numpy())
+            np.testing.assert_allclose(scores.numpy(), eager[1].numpy(), rtol=1e-5)

@@ -37,9 +37,10 @@ class _Steps:
     """Log-probabilities of the next token, never padding or a second BOS. The penalty row is
     built at the first step, outside the decoding loop, and reused by every later step."""
 
-    def __init__(self, model, hidden, padding_mask, max_length, special_ids):
+    def __init__(self, model, hidden, padding_mask, max_length, special_ids, static_shapes=False):
         self.model, self.hidden, self.padding_mask = model, hidden, padding_mask
         self.max_length, self.special_ids = max_length, special_ids
+        self.grow = not static_shapes  # XLA: caches allocated whole, shapes fixed in the loop
         self.banned = None
 
     def log_probs(self, logits):
@@ -55,17 +56,21 @@ class _CachedSteps(_Steps):
 
     def first(self):
         bos = tf.fill([tf.shape(self.hidden)[0]], self.special_ids.bos)
-        logits, state = self.model.decode_first(bos, self.hidden, self.padding_mask, self.max_length)
+        logits, state = self.model.decode_first(bos, self.hidden, self.padding_mask, self.max_length, grow=self.grow)
         return self.log_probs(logits), state
 
     def next(self, sequences, index, state):
-        logits, state = self.model.decode_next(sequences[:, index], index, self.hidden, self.padding_mask, state)
+        logits, state = self.model.decode_next(
+            sequences[:, index], index, self.hidden, self.padding_mask, state, grow=self.grow
+        )
         return self.log_probs(logits), state
 
-    @staticmethod
-    def loop_shapes(state):
+    def loop_shapes(self, state):
         """The shapes ``state`` may take from step to step (a ``tf.while_loop`` invariant): a
-        cache may grow along any axis; what is under ``"shared"`` stays as it is."""
+        growing cache may change along any axis; what is under ``"shared"``, and every cache
+        with static shapes, stays as it is."""
+        if not self.grow:
+            return tf.nest.map_structure(lambda t: t.shape, state)
 
         def relaxed(tree):
             return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), tree)
@@ -113,18 +118,20 @@ def _loop(cond, body, loop_vars, steps):
     return tf.while_loop(cond, body, loop_vars, shape_invariants=(*shapes, steps.loop_shapes(loop_vars[-1])))
 
 
-def _steps(model, hidden, padding_mask, max_length, special_ids):
+def _steps(model, hidden, padding_mask, max_length, special_ids, static_shapes=False):
     incremental = isinstance(model, IncrementalDecoding) and model.supports_incremental_decoding()
     steps_class = _CachedSteps if incremental else _RecomputedSteps
-    return steps_class(model, hidden, padding_mask, max_length, special_ids)
+    return steps_class(model, hidden, padding_mask, max_length, special_ids, static_shapes)
 
 
 @registry.register("decoder", "greedy")
-def greedy_search(model, source_ids, special_ids, max_length, **unused):
-    """Pick the most likely token at every step. Returns ``(token_ids [B, T], log_prob [B])``."""
+def greedy_search(model, source_ids, special_ids, max_length, static_shapes=False, **unused):
+    """Pick the most likely token at every step. Returns ``(token_ids [B, T], log_prob [B])``.
+    ``static_shapes`` (an XLA-compiled caller): key/value caches of ``max_length + 1``
+    positions from the start instead of growing with the prefix."""
     hidden, padding_mask = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
-    steps = _steps(model, hidden, padding_mask, max_length, special_ids)
+    steps = _steps(model, hidden, padding_mask, max_length, special_ids, static_shapes)
     sequences = tf.concat([tf.fill([batch, 1], special_ids.bos), tf.fill([batch, max_length], special_ids.pad)], 1)
 
     def advance(step, log_probs, sequences, finished, score):
@@ -176,6 +183,7 @@ def beam_search(
     length_penalty=0.6,
     nbest=None,
     early_stopping="beam_size",
+    static_shapes=False,
     **unused,
 ):
     """Beam search with the GNMT length penalty.
@@ -192,6 +200,9 @@ def beam_search(
     at any length up to ``max_length`` (with ``alpha >= 0``, its log-probability over the
     penalty at ``max_length``), every ended candidate of the ``2 * beam_size`` considered. The
     loop ends when every sentence of the batch is done.
+
+    ``static_shapes`` (an XLA-compiled caller): key/value caches of ``max_length + 1``
+    positions from the start instead of growing with the prefix.
     """
     if early_stopping not in EARLY_STOPPING:
         raise ValueError(f"early_stopping {early_stopping!r}: expected one of {', '.join(EARLY_STOPPING)}")
@@ -203,7 +214,7 @@ def beam_search(
     # every beam reads the same encoder output: [B, ...] -> [B * beam, ...]
     hidden = tf.repeat(hidden, beam, axis=0)
     padding_mask = tf.repeat(padding_mask, beam, axis=0)
-    steps = _steps(model, hidden, padding_mask, max_length, special_ids)
+    steps = _steps(model, hidden, padding_mask, max_length, special_ids, static_shapes)
     width = max_length + 1
 
     alive_seq = tf.concat(

@@ -30,9 +30,11 @@ class BackboneStudent:
 
 class IncrementalDecoding:
     """Decodes one target token at a time from key/value caches: ``decode_first(bos, hidden,
-    padding_mask, max_length)`` and ``decode_next(token_ids, index, hidden, padding_mask,
-    state)`` return ``(logits, state)``; the state's tensors may change shape from step to step
-    (a cache that grows by a position), what it keeps under ``"shared"`` may not.
+    padding_mask, max_length, grow=True)`` and ``decode_next(token_ids, index, hidden,
+    padding_mask, state, grow=True)`` return ``(logits, state)``. With ``grow`` the state's
+    tensors may change shape from step to step (a cache that grows by a position); without it
+    (an XLA-compiled decoder, whose loop keeps its shapes) they keep the shapes
+    ``decode_first`` gave them. What the state keeps under ``"shared"`` never changes.
     :meth:`supports_incremental_decoding` says whether this instance can (its decoder blocks
     may be a user's, without caches); greedy and beam search recompute the prefix at every
     step otherwise."""

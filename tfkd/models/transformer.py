@@ -179,11 +179,11 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
             "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]},
         }
 
-    def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length):
+    def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length, grow=True):
         """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
-        per-layer self-attention caches of the positions decoded so far (one here; each step
-        adds one, so a step attends over and a beam reorders only the prefix, not a buffer of
-        ``max_length + 1``), and under
+        per-layer self-attention caches of the positions decoded so far (one here; with
+        ``grow`` each step adds one, so a step attends over and a beam reorders only the
+        prefix; without it, for XLA's fixed shapes, a buffer of ``max_length + 1``), and under
         ``"shared"`` (the same for every hypothesis of a sentence, so beams never reorder it,
         see :mod:`tfkd.decoding`) the encoder's cross-attention keys/values, computed once
         here, and the position encodings of every step."""
@@ -192,7 +192,10 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         head_dim = self.hidden_dim // self.num_heads
         dtype = self.target_embedding.compute_dtype
         state = {
-            "self": [ops.zeros((batch, 2, 1, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks],
+            "self": [
+                ops.zeros((batch, 2, 1 if grow else max_length + 1, self.num_heads, head_dim), dtype)
+                for _ in self.decoder_blocks
+            ],
             "shared": {
                 "cross": [
                     ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
@@ -202,11 +205,13 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         }
         return self._decode_cached(token_ids, 0, encoder_hidden, encoder_padding_mask, state, first=True)
 
-    def decode_next(self, token_ids, index, encoder_hidden, encoder_padding_mask, state):
+    def decode_next(self, token_ids, index, encoder_hidden, encoder_padding_mask, state, grow=True):
         """Logits ``[B, V]`` for position ``index`` given the token at ``index`` and the state
-        (whose self-attention caches hold positions ``0 .. index - 1`` and gain ``index``)."""
-        grown = [ops.concatenate([cache, ops.zeros_like(cache[:, :, :1])], axis=2) for cache in state["self"]]
-        state = {**state, "self": grown}
+        (with ``grow``, whose self-attention caches hold positions ``0 .. index - 1`` and gain
+        ``index``; without, a buffer :meth:`decode_first` allocated whole)."""
+        if grow:
+            grown = [ops.concatenate([cache, ops.zeros_like(cache[:, :, :1])], axis=2) for cache in state["self"]]
+            state = {**state, "self": grown}
         return self._decode_cached(token_ids, index, encoder_hidden, encoder_padding_mask, state, first=False)
 
     def call(self, inputs, training=False):

@@ -100,14 +100,19 @@ class Translator(tf.Module):
         ``jit_compile``, one XLA-compiled function (compiled once per input shape)."""
         decoder = registry.lookup("decoder", self.algorithm)
 
-        def run(source_ids, max_length):
-            return decoder(self.model, source_ids, self.target_ids, max_length, **self.decode_options, **extra)
+        def run(source_ids, max_length, **xla):
+            return decoder(self.model, source_ids, self.target_ids, max_length, **self.decode_options, **extra, **xla)
 
         if not self.jit_compile:
             return run
         key = tuple(sorted(extra.items()))
         if key not in self._compiled:
-            self._compiled[key] = tf.function(run, jit_compile=True, autograph=False)
+            # XLA's loops keep their shapes: caches allocated whole rather than grown
+            self._compiled[key] = tf.function(
+                lambda source_ids, max_length: run(source_ids, max_length, static_shapes=True),
+                jit_compile=True,
+                autograph=False,
+            )
         return self._compiled[key]
 
     def _decode(self, sentences, **extra):
