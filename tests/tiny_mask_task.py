@@ -83,9 +83,9 @@ def batch(rows=6, seed=0):
 ONLINE = object()
 
 
-def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE, divergence=None):
+def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE, divergence=None, temperature=None):
     """A MaskTaskDistiller; the tiny teacher runs online unless ``teacher`` is given (``None``:
-    the batches carry cached top-K)."""
+    the batches carry cached top-K); ``temperature``: a temperature schedule."""
     from tfkd.methods.mask_task.distiller import MaskTaskDistiller
 
     source, teacher_tok = tokenizers()
@@ -100,5 +100,6 @@ def mask_task_trainer(model, alpha=0.5, gate="none", teacher=ONLINE, divergence=
         label_smoothing=0.1,
         gate=gate,
         divergence=divergence,
+        temperature=temperature,
     )
     return trainer

@@ -98,7 +98,9 @@ def test_a_schedule_keys_the_students_training_and_no_schedule_keeps_the_key():
         return method.train_config(SimpleNamespace(spec=spec_with(*flags)))
 
     plain = config()
-    assert "temperature_schedule" not in plain and "temperature_schedule" not in spec_with().distill.model_dump()
+    assert "divergence" not in plain and "temperature_schedule" not in spec_with().distill.model_dump()
     scheduled = config("distill.temperature_schedule={kind: linear, start: 5, end: 1}")
-    assert scheduled["temperature_schedule"] == {"kind": "linear", "start": 5.0, "end": 1.0}
+    assert scheduled["divergence"]["temperature_schedule"]["start"] == 5.0
+    assert scheduled["divergence"]["temperature_schedule"]["end"] == 1.0
     assert config("distill.temperature_schedule={kind: cosine, start: 5, end: 1}") != scheduled
+    assert config("distill.temperature_schedule={kind: linear, start: 4, end: 1}") != scheduled

@@ -77,6 +77,18 @@ def schedule_without_tail(section):
     return section
 
 
+class ScheduledDivergenceSettings(DivergenceSettings):
+    """:class:`DivergenceSettings` and the soft targets' temperature as a schedule over the
+    student's steps (:mod:`tfkd.distillation.temperature`), for the methods whose trainers
+    apply it (soft_target, mask_task); left out of dumps and keys while unset."""
+
+    temperature_schedule: TemperatureScheduleSpec | None = None
+
+    omitted_when_default: ClassVar[tuple] = (*DivergenceSettings.omitted_when_default, "temperature_schedule")
+
+    _schedule_without_tail = pydantic.model_validator(mode="after")(schedule_without_tail)
+
+
 class TeacherMLMSpec(Strict):
     """Training a teacher checkpoint's tied MLM head (the ``teacher_mlm`` stage,
     :mod:`tfkd.distillation.teacher_mlm`) on the method's text."""
@@ -157,6 +169,7 @@ __all__ = [
     "DivergenceSettings",
     "SoftTargetCacheSpec",
     "TeacherMLMSpec",
+    "ScheduledDivergenceSettings",
     "TemperatureScheduleSpec",
     "TopKCacheSpec",
     "alpha_or_weights",

@@ -5,11 +5,12 @@ import keras
 from keras import ops
 
 from tfkd.distillation.divergences import Divergence
+from tfkd.distillation.temperature import ScheduledTemperature
 from tfkd.training.losses import top_k_soft_cross_entropy
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
 
-class SoftTargetDistiller(SupervisedTrainer):
+class SoftTargetDistiller(ScheduledTemperature, SupervisedTrainer):
     """``soft * L_bidi + xe * L_xe`` (``soft = alpha``, ``xe = 1 - alpha`` by default) with
     soft targets streamed from the teacher cache.
 
@@ -34,13 +35,11 @@ class SoftTargetDistiller(SupervisedTrainer):
     def __init__(self, student, task, loss_weights, label_smoothing=0.1, divergence=None, temperature=None, **kwargs):
         super().__init__(student, task, label_smoothing=label_smoothing, loss_weights=loss_weights, **kwargs)
         self.divergence = divergence or Divergence()
-        self.temperature = temperature
-        if temperature is not None:  # the schedule's temperature, in the logs and TensorBoard
-            self.temperature_tracker = keras.metrics.Mean(name="temperature")
+        self.init_temperature(temperature)
 
     @property
     def metrics(self):
-        return [*super().metrics, *([self.temperature_tracker] if self.temperature is not None else [])]
+        return [*super().metrics, *self.temperature_metrics()]
 
     def compute_terms(self, data, training):
         logits, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
@@ -49,8 +48,8 @@ class SoftTargetDistiller(SupervisedTrainer):
             mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
             probs = inputs["teacher_probs"]
             if self.temperature is not None:
+                self.step_temperature()  # reported
                 probs = self.temperature.apply(probs, self.optimizer.iterations)
-                self.temperature_tracker.update_state(self.temperature.temperature(self.optimizer.iterations))
             if self.divergence.is_soft_cross_entropy:  # the paper's L_bidi, as tfkd has always reported it
                 soft = top_k_soft_cross_entropy(inputs["teacher_ids"], probs, logits)
             else:

@@ -57,6 +57,34 @@ class TemperatureSchedule:
         schedule's temperature of step ``step``, renormalised over the K."""
         return retemper(teacher_probs, self.cache_temperature / self.temperature(step))
 
+    def scale(self, teacher_logits, step):
+        """A teacher's logits run online, divided by the schedule's temperature of ``step``
+        (their softmax is then the teacher's distribution at that temperature)."""
+        return ops.cast(teacher_logits, "float32") / self.temperature(step)
+
+
+class ScheduledTemperature:
+    """A trainer mix-in: its ``temperature`` schedule (``None``: none) and the step's
+    temperature as a reported metric (progress logs, TensorBoard). Call
+    :meth:`init_temperature` in ``__init__`` and add :meth:`temperature_metrics` to
+    ``metrics``."""
+
+    def init_temperature(self, schedule):
+        self.temperature = schedule
+        if schedule is not None:
+            import keras
+
+            self.temperature_tracker = keras.metrics.Mean(name="temperature")
+
+    def temperature_metrics(self):
+        return [self.temperature_tracker] if self.temperature is not None else []
+
+    def step_temperature(self):
+        """The optimizer step's temperature, recorded in the reported metric."""
+        value = self.temperature.temperature(self.optimizer.iterations)
+        self.temperature_tracker.update_state(value)
+        return value
+
 
 def retemper(teacher_probs, power):
     """``p_k ** power`` renormalised over the last axis (``power`` = the cache's temperature

@@ -58,7 +58,35 @@ def test_the_kd_term_is_eq3_averaged_over_the_masked_positions(name):
     trainer = tiny.mask_task_trainer(tiny.student(), divergence=name and Divergence(name))
     inputs, target = tiny.batch()
     terms, _ = trainer.compute_terms((inputs, target), training=False)
-    # the reference, built independently: the teacher on [CLS] X' [SEP] in teacher ids
+    kd = terms["kd"]
+    np.testing.assert_allclose(float(kd.total) / float(kd.count), online_reference(trainer, inputs, name), rtol=1e-5)
+    assert float(kd.count) == inputs["mask_weights"].sum()
+    # the head is tied to the student's source embedding
+    assert trainer.mlm_head.token_embedding is trainer.student.source_embedding
+
+
+def test_a_temperature_schedule_divides_the_online_teachers_logits_at_each_step():
+    """``distill.temperature_schedule`` with the teacher online: at each optimizer step ``q`` is
+    the softmax of the teacher's logits over that step's temperature (linear 3 -> 1 over 10)."""
+    from tfkd.distillation.temperature import TemperatureSchedule
+
+    schedule = TemperatureSchedule("linear", 3.0, 1.0, 10, cache_temperature=1.0)
+    trainer = tiny.mask_task_trainer(tiny.student(), temperature=schedule)
+    trainer.compile(optimizer="sgd")
+    inputs, target = tiny.batch()
+    for step, temperature in ((0, 3.0), (5, 2.0), (10, 1.0), (30, 1.0)):
+        trainer.optimizer.iterations.assign(step)
+        terms, _ = trainer.compute_terms((inputs, target), training=False)
+        kd = terms["kd"]
+        expected = online_reference(trainer, inputs, None, temperature)
+        np.testing.assert_allclose(float(kd.total) / float(kd.count), expected, rtol=1e-5, err_msg=str(step))
+    assert trainer.temperature_tracker in trainer.metrics
+
+
+def online_reference(trainer, inputs, name, temperature=1.0):
+    """The KD term's mean over the masked positions, built independently: the teacher on
+    ``[CLS] X' [SEP]`` in teacher ids, its logits over ``temperature``, restricted to the
+    student's vocabulary."""
     w = {t: i for i, t in enumerate(tiny.TEACHER_VOCAB)}
     to_teacher = np.array([w[t] for t in tiny.SOURCE_VOCAB])
     rows = []
@@ -76,15 +104,10 @@ def test_the_kd_term_is_eq3_averaged_over_the_masked_positions(name):
     ).numpy()
     hidden, _ = trainer.student.encode(inputs["masked_source_ids"])
     student_logits = trainer.mlm_head(hidden, mask_positions=inputs["mask_positions"]).numpy()
-    q = np.exp(log_softmax(teacher_logits[..., to_teacher].astype("float64")))
+    q = np.exp(log_softmax(teacher_logits[..., to_teacher].astype("float64") / temperature))
     per_position = divergence_reference(name, q, log_softmax(student_logits.astype("float64")))
     weights = inputs["mask_weights"]
-    expected = (per_position * weights).sum() / weights.sum()
-    kd = terms["kd"]
-    np.testing.assert_allclose(float(kd.total) / float(kd.count), expected, rtol=1e-5)
-    assert float(kd.count) == weights.sum()
-    # the head is tied to the student's source embedding
-    assert trainer.mlm_head.token_embedding is trainer.student.source_embedding
+    return (per_position * weights).sum() / weights.sum()
 
 
 def test_gated_sum_reproduces_eq6_module_by_module():

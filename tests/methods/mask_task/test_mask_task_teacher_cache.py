@@ -72,3 +72,36 @@ def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(d
     kd = terms["kd"]
     assert float(kd.count) == count == chosen.sum()
     np.testing.assert_allclose(float(kd.total) / float(kd.count), total / count, rtol=1e-4)
+
+
+def test_a_temperature_schedule_re_tempers_the_cached_top_k_at_each_step():
+    """``distill.temperature_schedule`` with a cache written at T 2: at each optimizer step the
+    cached KD term is the one of a cache holding ``p ** (2 / T(step))`` renormalised."""
+    from tfkd.distillation.temperature import TemperatureSchedule
+
+    schedule = TemperatureSchedule("cosine", 4.0, 1.0, 10, cache_temperature=2.0)
+    model = tiny.student()
+    scheduled = tiny.mask_task_trainer(model, teacher=None, temperature=schedule)
+    plain = tiny.mask_task_trainer(model, teacher=None)
+    plain.mlm_head.set_weights(scheduled.mlm_head.get_weights())  # one student MLM head for both
+    scheduled.compile(optimizer="sgd")
+    inputs, target = tiny.batch()
+    rng = np.random.default_rng(4)
+    batch, length = inputs["masked_source_ids"].shape
+    teacher_ids = rng.integers(0, len(tiny.SOURCE_VOCAB), size=(batch, length, 3)).astype("int32")
+    teacher_probs = rng.random((batch, length, 3)).astype("float32")
+    chosen = np.zeros((batch, length), bool)
+    for r, (positions, weights) in enumerate(zip(inputs["mask_positions"], inputs["mask_weights"])):
+        chosen[r, positions[weights > 0]] = True
+    teacher_probs[~chosen] = 0
+    cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
+    for step, temperature in ((0, 4.0), (5, 2.5), (10, 1.0)):
+        scheduled.optimizer.iterations.assign(step)
+        terms, _ = scheduled.compute_terms(
+            (dict(cached, teacher_ids=teacher_ids, teacher_probs=teacher_probs), target), False
+        )
+        tempered = np.where(teacher_probs > 0, teacher_probs ** (2.0 / temperature), 0.0).astype("float32")
+        expected, _ = plain.compute_terms(
+            (dict(cached, teacher_ids=teacher_ids, teacher_probs=tempered), target), False
+        )
+        np.testing.assert_allclose(float(terms["kd"].total), float(expected["kd"].total), rtol=1e-5, err_msg=str(step))

@@ -27,7 +27,7 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from tfkd.distillation.settings import DivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
+from tfkd.distillation.settings import ScheduledDivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
@@ -50,11 +50,13 @@ class EncoderKDSpec(MethodSpec):
 MaskTaskCacheSpec = TopKCacheSpec
 
 
-class MaskTaskSpec(DivergenceSettings, EncoderKDSpec):
+class MaskTaskSpec(ScheduledDivergenceSettings, EncoderKDSpec):
     """``divergence`` compares the teacher's MLM distribution on X' (restricted to the
     student's source vocabulary; its top K with a cache, and with ``tail`` the mass outside
     them as one more outcome) with the student's MLM head's (forward KL: eq. 3's soft
-    cross-entropy)."""
+    cross-entropy). ``temperature_schedule`` puts the teacher's distribution at a temperature
+    over the student's steps: its logits divided by it online, its cached top K re-tempered
+    from ``cache.temperature``."""
 
     method: str = "mask_task"
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
@@ -199,6 +201,7 @@ class MaskTaskMethod(EncoderKDMethod):
     def make_trainer(self, context, student):
         from tfkd.distillation.divergences import Divergence
         from tfkd.distillation.teacher_mlm import load_trained_teacher
+        from tfkd.distillation.temperature import TemperatureSchedule
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
 
         spec, task = context.spec, context.task
@@ -214,6 +217,7 @@ class MaskTaskMethod(EncoderKDMethod):
             gate=spec.distill.gate,
             kd_input=spec.distill.kd_input,
             divergence=Divergence.of(spec.distill),
+            temperature=TemperatureSchedule.of(spec.distill, spec.train.steps, spec.distill.cache.temperature),
         )
 
 

@@ -22,6 +22,7 @@ from keras import ops
 
 from tfkd import data as data_lib
 from tfkd.distillation.divergences import Divergence
+from tfkd.distillation.temperature import ScheduledTemperature
 from tfkd.errors import StageError
 from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
@@ -194,7 +195,7 @@ class EncoderDistiller(SupervisedTrainer):
         return combined
 
 
-class MaskTaskDistiller(EncoderDistiller):
+class MaskTaskDistiller(ScheduledTemperature, EncoderDistiller):
     """``L_kd = -sum_v q(v | X') log p(v | X')`` over the masked positions of X' (eq. 3).
 
     The student's MLM head is keras-hub's ``MaskedLMHead`` on the encoder output, tied to the
@@ -210,12 +211,26 @@ class MaskTaskDistiller(EncoderDistiller):
     (a :class:`tfkd.distillation.divergences.Divergence`) puts another divergence of ``q`` and
     the student's distribution in place of eq. 3's cross-entropy (over the cached top K,
     renormalised, with a cache; over the K and their tail, the batch's ``teacher_tail``, with its
-    ``tail``).
+    ``tail``). ``temperature`` (a :class:`tfkd.distillation.temperature.TemperatureSchedule`)
+    puts ``q`` at the optimizer step's temperature: the online teacher's logits divided by it,
+    the cached top K re-tempered.
     """
 
-    def __init__(self, student, task, teacher, source_tokenizer, *args, kd_input="masked", divergence=None, **kwargs):
+    def __init__(
+        self,
+        student,
+        task,
+        teacher,
+        source_tokenizer,
+        *args,
+        kd_input="masked",
+        divergence=None,
+        temperature=None,
+        **kwargs,
+    ):
         # args: teacher_tokenizer and loss_weights, then EncoderDistiller's options
         super().__init__(student, task, teacher, source_tokenizer, *args, **kwargs)
+        self.init_temperature(temperature)
         if kd_input not in ("masked", "clean"):
             raise ValueError(f'kd_input must be "masked" or "clean". Received: {kd_input!r}')
         self.kd_input = kd_input
@@ -237,6 +252,10 @@ class MaskTaskDistiller(EncoderDistiller):
         # built now, so the optimizer is built with its variables
         self.mlm_head.build((None, None, student.hidden_dim), (None, None))
 
+    @property
+    def metrics(self):
+        return [*super().metrics, *self.temperature_metrics()]
+
     def compute_terms(self, data, training):
         _, terms, tokens = self.task.supervised_terms(self.student, data, training, self.label_smoothing)
         inputs = keras.utils.unpack_x_y_sample_weight(data)[0]
@@ -249,6 +268,9 @@ class MaskTaskDistiller(EncoderDistiller):
             teacher_inputs = self.teacher_inputs(source)
             teacher_inputs["mask_positions"] = ops.convert_to_tensor(inputs["mask_positions"]) + 1
             teacher_logits = self.teacher(teacher_inputs, training=False)
+            if self.temperature is not None:
+                self.step_temperature()  # reported
+                teacher_logits = self.temperature.scale(teacher_logits, self.optimizer.iterations)
             if self.divergence is None:
                 kd = mlm_distillation_loss(teacher_logits, student_logits, self.to_teacher)
             else:
@@ -271,6 +293,9 @@ class MaskTaskDistiller(EncoderDistiller):
         student_logits = self.mlm_head(hidden, mask_positions=positions)
         teacher_ids = ops.take_along_axis(inputs["teacher_ids"], positions[:, :, None], axis=1)
         teacher_probs = ops.take_along_axis(inputs["teacher_probs"], positions[:, :, None], axis=1)
+        if self.temperature is not None:
+            self.step_temperature()  # reported
+            teacher_probs = self.temperature.apply(teacher_probs, self.optimizer.iterations)
         if self.divergence is None:
             kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
         else:

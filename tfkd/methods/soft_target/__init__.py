@@ -7,39 +7,29 @@ Stages: ``teacher_finetune`` (conditional MLM on the training pairs) and ``teach
 the soft targets streamed from the cache by example id.
 """
 
-from typing import ClassVar
-
 import pydantic
 from pydantic import Field
 
 from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
 from tfkd.distillation.settings import (
     CMLMFinetuneSpec,
-    DivergenceSettings,
+    ScheduledDivergenceSettings,
     SoftTargetCacheSpec,
-    TemperatureScheduleSpec,
     alpha_or_weights,
-    schedule_without_tail,
 )
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
 
 
-class SoftTargetSpec(DivergenceSettings, MethodSpec):
+class SoftTargetSpec(ScheduledDivergenceSettings, MethodSpec):
     method: str = "soft_target"
     # weight of the soft-target term; the default loss weights are {soft: alpha, xe: 1 - alpha}
     alpha: float = Field(0.5, ge=0, le=1)
     finetune: CMLMFinetuneSpec = CMLMFinetuneSpec()
     cache: SoftTargetCacheSpec = SoftTargetCacheSpec()
-    # the soft targets' temperature over the student's steps, re-tempering the cache written at
-    # cache.temperature (tfkd.distillation.temperature); unset: the cache's temperature
-    temperature_schedule: TemperatureScheduleSpec | None = None
-
-    omitted_when_default: ClassVar[tuple] = (*DivergenceSettings.omitted_when_default, "temperature_schedule")
 
     _alpha_or_weights = pydantic.model_validator(mode="after")(alpha_or_weights)
-    _schedule_without_tail = pydantic.model_validator(mode="after")(schedule_without_tail)
 
 
 class SoftTargetMethod(Method):
@@ -88,13 +78,7 @@ class SoftTargetMethod(Method):
         return {
             "loss_weights": self.loss_weights(section),
             "cache_shuffle_buffer": section.cache.shuffle_buffer,
-            **section.divergence_key(),
-            # unset, the key is what it was before schedules existed
-            **(
-                {"temperature_schedule": section.temperature_schedule.model_dump()}
-                if section.temperature_schedule
-                else {}
-            ),
+            **section.divergence_key(),  # the divergence and a temperature schedule, where set
         }
 
     def train_columns(self, context, stage_name):
