@@ -66,6 +66,7 @@ def student_encodings(run_dir, student, split, sentences):
 def checkpoint_encodings(checkpoint, texts):
     """``(hidden, mask)`` of the pretrained BERT ``checkpoint`` (a keras-hub preset, folder or
     ``package:``) over ``texts``, each read as ``[CLS] x [SEP]`` with its own tokenizer."""
+    import keras_hub
     import tensorflow as tf
 
     from tfkd.data import SpecialIds
@@ -75,11 +76,15 @@ def checkpoint_encodings(checkpoint, texts):
     special = SpecialIds.of(tokenizer)
     backbone = load_backbone(checkpoint, "--checkpoint")
     pieces = tf.ragged.constant(tokenizer(texts), dtype=tf.int32)  # a list of id lists, in eager mode
-    pieces = pieces[:, : backbone.max_sequence_length - 2]
-    batch = tf.shape(pieces.row_lengths())[0]
-    framed = tf.concat([tf.fill([batch, 1], special.bos), pieces, tf.fill([batch, 1], special.eos)], axis=1)
-    ids = framed.to_tensor(special.pad)
-    mask = tf.sequence_mask(framed.row_lengths(), tf.shape(ids)[1])
+    longest = min(int(tf.reduce_max(pieces.row_lengths())) + 2, backbone.max_sequence_length)
+    packer = keras_hub.layers.StartEndPacker(
+        sequence_length=longest,
+        start_value=special.bos,
+        end_value=special.eos,
+        pad_value=special.pad,
+        return_padding_mask=True,
+    )
+    ids, mask = packer(pieces)
     out = backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask})
     return np.asarray(out["sequence_output"]), np.asarray(mask)
 

@@ -48,8 +48,7 @@ class SoftTargetDistiller(ScheduledTemperature, SupervisedTrainer):
             mask = ops.cast(ops.not_equal(target_ids, self.student.pad_id), "float32")
             probs = inputs["teacher_probs"]
             if self.temperature is not None:
-                self.step_temperature()  # reported
-                probs = self.temperature.apply(probs, self.optimizer.iterations)
+                probs = self.temperature.apply(probs, self.step_temperature())
             if self.divergence.is_soft_cross_entropy:  # the paper's L_bidi, as tfkd has always reported it
                 soft = top_k_soft_cross_entropy(inputs["teacher_ids"], probs, logits)
             else:

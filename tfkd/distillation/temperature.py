@@ -52,15 +52,16 @@ class TemperatureSchedule:
             return self.end + (self.start - self.end) * 0.5 * (1.0 + ops.cos(math.pi * done))
         raise ValueError(f"temperature schedule {self.kind!r}: expected constant, linear or cosine")
 
-    def apply(self, teacher_probs, step):
-        """``teacher_probs`` (``[..., K]``, written at the cache's temperature) at the
-        schedule's temperature of step ``step``, renormalised over the K."""
-        return retemper(teacher_probs, self.cache_temperature / self.temperature(step))
+    def apply(self, teacher_probs, temperature):
+        """``teacher_probs`` (``[..., K]``, written at the cache's temperature) at
+        ``temperature`` (the step's, :meth:`temperature`), renormalised over the K."""
+        return retemper(teacher_probs, self.cache_temperature / temperature)
 
-    def scale(self, teacher_logits, step):
-        """A teacher's logits run online, divided by the schedule's temperature of ``step``
-        (their softmax is then the teacher's distribution at that temperature)."""
-        return ops.cast(teacher_logits, "float32") / self.temperature(step)
+    @staticmethod
+    def scale(teacher_logits, temperature):
+        """A teacher's logits run online, divided by ``temperature`` (their softmax is then the
+        teacher's distribution at that temperature)."""
+        return ops.cast(teacher_logits, "float32") / temperature
 
 
 class ScheduledTemperature:
@@ -80,7 +81,8 @@ class ScheduledTemperature:
         return [self.temperature_tracker] if self.temperature is not None else []
 
     def step_temperature(self):
-        """The optimizer step's temperature, recorded in the reported metric."""
+        """The optimizer step's temperature (computed once a step), recorded in the reported
+        metric."""
         value = self.temperature.temperature(self.optimizer.iterations)
         self.temperature_tracker.update_state(value)
         return value

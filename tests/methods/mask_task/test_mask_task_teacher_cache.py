@@ -24,6 +24,23 @@ def test_each_example_has_one_masked_copy_fixed_by_its_id():
     assert span.sum() == round(0.3 * 12)
 
 
+def cached_batch(rng, dtype):
+    """The tiny batch as a teacher cache gives it: ``(inputs, target, cached, chosen)``, the
+    cached columns carrying random top-3 ids and probabilities (``dtype``) at the masked
+    positions (``chosen``) and none elsewhere."""
+    inputs, target = tiny.batch()
+    batch, length = inputs["masked_source_ids"].shape
+    teacher_ids = rng.integers(0, len(tiny.SOURCE_VOCAB), size=(batch, length, 3)).astype("int32")
+    teacher_probs = rng.random((batch, length, 3)).astype(dtype)
+    chosen = np.zeros((batch, length), bool)
+    for r, (positions, weights) in enumerate(zip(inputs["mask_positions"], inputs["mask_weights"])):
+        chosen[r, positions[weights > 0]] = True
+    teacher_probs[~chosen] = 0
+    cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
+    cached.update(teacher_ids=teacher_ids, teacher_probs=teacher_probs)
+    return inputs, target, cached, chosen
+
+
 @pytest.mark.parametrize("divergence", [None, "tvd", "forward_kl+tail"])
 def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(divergence):
     from tfkd.distillation.divergences import Divergence
@@ -32,17 +49,10 @@ def test_the_cached_kd_term_is_the_top_k_cross_entropy_at_the_masked_positions(d
     setting = Divergence(name, tail=bool(tail)) if divergence else None
     trainer = tiny.mask_task_trainer(tiny.student(), teacher=None, divergence=setting)
     assert trainer.teacher is None
-    inputs, target = tiny.batch()
     rng = np.random.default_rng(3)
-    batch, length = inputs["masked_source_ids"].shape
-    teacher_ids = rng.integers(0, len(tiny.SOURCE_VOCAB), size=(batch, length, 3)).astype("int32")
-    teacher_probs = rng.random((batch, length, 3)).astype("float16")
-    chosen = np.zeros((batch, length), bool)
-    for r, (positions, weights) in enumerate(zip(inputs["mask_positions"], inputs["mask_weights"])):
-        chosen[r, positions[weights > 0]] = True
-    teacher_probs[~chosen] = 0
-    cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
-    cached.update(teacher_ids=teacher_ids, teacher_probs=teacher_probs)
+    inputs, target, cached, chosen = cached_batch(rng, "float16")
+    teacher_ids, teacher_probs = cached["teacher_ids"], cached["teacher_probs"]
+    batch, length = chosen.shape
     teacher_tail = np.where(chosen, rng.uniform(0.05, 0.4, size=(batch, length)), 0).astype("float16")
     if tail:
         cached["teacher_tail"] = teacher_tail
@@ -85,16 +95,8 @@ def test_a_temperature_schedule_re_tempers_the_cached_top_k_at_each_step():
     plain = tiny.mask_task_trainer(model, teacher=None)
     plain.mlm_head.set_weights(scheduled.mlm_head.get_weights())  # one student MLM head for both
     scheduled.compile(optimizer="sgd")
-    inputs, target = tiny.batch()
-    rng = np.random.default_rng(4)
-    batch, length = inputs["masked_source_ids"].shape
-    teacher_ids = rng.integers(0, len(tiny.SOURCE_VOCAB), size=(batch, length, 3)).astype("int32")
-    teacher_probs = rng.random((batch, length, 3)).astype("float32")
-    chosen = np.zeros((batch, length), bool)
-    for r, (positions, weights) in enumerate(zip(inputs["mask_positions"], inputs["mask_weights"])):
-        chosen[r, positions[weights > 0]] = True
-    teacher_probs[~chosen] = 0
-    cached = {k: v for k, v in inputs.items() if k not in ("mask_positions", "mask_ids", "mask_weights")}
+    _, target, cached, _ = cached_batch(np.random.default_rng(4), "float32")
+    teacher_ids, teacher_probs = cached.pop("teacher_ids"), cached.pop("teacher_probs")
     for step, temperature in ((0, 4.0), (5, 2.5), (10, 1.0)):
         scheduled.optimizer.iterations.assign(step)
         terms, _ = scheduled.compute_terms(

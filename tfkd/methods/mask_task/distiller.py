@@ -269,8 +269,7 @@ class MaskTaskDistiller(ScheduledTemperature, EncoderDistiller):
             teacher_inputs["mask_positions"] = ops.convert_to_tensor(inputs["mask_positions"]) + 1
             teacher_logits = self.teacher(teacher_inputs, training=False)
             if self.temperature is not None:
-                self.step_temperature()  # reported
-                teacher_logits = self.temperature.scale(teacher_logits, self.optimizer.iterations)
+                teacher_logits = self.temperature.scale(teacher_logits, self.step_temperature())
             if self.divergence is None:
                 kd = mlm_distillation_loss(teacher_logits, student_logits, self.to_teacher)
             else:
@@ -294,8 +293,7 @@ class MaskTaskDistiller(ScheduledTemperature, EncoderDistiller):
         teacher_ids = ops.take_along_axis(inputs["teacher_ids"], positions[:, :, None], axis=1)
         teacher_probs = ops.take_along_axis(inputs["teacher_probs"], positions[:, :, None], axis=1)
         if self.temperature is not None:
-            self.step_temperature()  # reported
-            teacher_probs = self.temperature.apply(teacher_probs, self.optimizer.iterations)
+            teacher_probs = self.temperature.apply(teacher_probs, self.step_temperature())
         if self.divergence is None:
             kd = top_k_soft_cross_entropy(teacher_ids, teacher_probs, student_logits)
         else:
