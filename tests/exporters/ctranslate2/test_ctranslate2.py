@@ -139,6 +139,63 @@ def test_tfkd_translate_serves_the_ctranslate2_export_as_the_saved_model(run_dir
     assert info["format"] == "ctranslate2" and info["quantization"] == "float32"
 
 
+def test_gnmt_best_ranks_ctranslate2_hypotheses_by_gnmt_s_penalty_on_their_log_probabilities():
+    from tfkd.exporters.ctranslate2.translator import gnmt_best
+
+    # log-probabilities -2.0 (2 tokens with the EOS) and -4.5 (10): CTranslate2's length ** 0.6
+    # puts the long one first, GNMT's ((5 + length) / 6) ** 0.6 the short one
+    short, long = ["a", "[SEP]"], ["a"] * 9 + ["[SEP]"]
+    log_probs, lengths = np.array([-4.5, -2.0]), np.array([10.0, 2.0])
+    ctranslate2_scores = log_probs / lengths**0.6
+    assert ctranslate2_scores[0] > ctranslate2_scores[1]
+    hypothesis, score = gnmt_best([long, short], ctranslate2_scores.tolist(), 0.6, 0.6)
+    assert hypothesis == short and score == pytest.approx(-2.0 / (7 / 6) ** 0.6, rel=1e-12)
+    # a run without a length penalty: CTranslate2 decoded with a small one, undone exactly
+    hypothesis, score = gnmt_best([long, short], (log_probs / lengths**1e-3).tolist(), 1e-3, 0.0)
+    assert hypothesis == short and score == pytest.approx(-2.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.5])
+def test_ctranslate2_ranks_finished_hypotheses_as_the_run_s_beam_search(run_dir, data_dir, tmp_path, length_penalty):
+    """A random student with peaked distributions and a likelier end token (its hypotheses end
+    at many lengths), beam 4: with a length penalty CTranslate2's own ``length ** alpha`` ranks some
+    sentences' finished hypotheses otherwise than GNMT's; the export translates and scores each
+    as tfkd's beam search does."""
+    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator, gnmt_best
+    from tfkd.pipeline import open_run
+
+    _, _, context = open_run(run_dir)
+    spec = context.spec
+    decode = spec.decode.model_copy(update={"beam_size": 4, "length_penalty": length_penalty})
+    context = context.with_spec(spec.model_copy(update={"decode": decode}))
+    tokenizers = context.tokenizers()
+    sizes = [t.vocabulary_size() for t in (tokenizers.source, tokenizers.target)]
+    student = tiny_transformer(*sizes, seed=5, max_length=context.spec.data.max_tokens)
+    end = tokenizers.target.token_to_id("[SEP]")
+    kernel, bias = student.output_projection.kernel, student.output_projection.bias
+    kernel.assign(16.0 * kernel.numpy())
+    bias.assign(bias.numpy() + 2.0 * (np.arange(sizes[1]) == end))
+    lines = lines_to_translate(data_dir)
+    translations, scores = context.task.translator(context, student).translate_all(lines)
+    CTranslate2Exporter().write(context, student, str(tmp_path / "ct2"))
+    exported = CTranslate2Translator(str(tmp_path / "ct2"))
+    ct2_translations, ct2_scores = exported.translate_all(lines)
+    assert ct2_translations == translations
+    np.testing.assert_allclose(ct2_scores, scores, rtol=1e-4, atol=1e-4)
+    lengths = {len(t.split()) for t in translations}
+    assert len(lengths) > 3, lengths  # hypotheses of many lengths compete
+    if length_penalty:  # CTranslate2's own ranking of the same hypotheses: the test can fail
+        options = dict(beam_size=4, length_penalty=length_penalty, min_decoding_length=0, max_decoding_length=30)
+        ids = exported._prepare(lines)[0].to_list()
+        tokens = [[exported.source_vocabulary[i] for i in row[: exported.max_tokens]] or ["[UNK]"] for row in ids]
+        own = exported.translator.translate_batch(tokens, **options)
+        ours = exported.translator.translate_batch(
+            tokens, **options, num_hypotheses=4, return_scores=True, return_end_token=True
+        )
+        ranked = [gnmt_best(r.hypotheses, r.scores, length_penalty, length_penalty)[0] for r in ours]
+        assert sum(o.hypotheses[0] != [t for t in r if t != "[SEP]"] for o, r in zip(own, ranked)) > 0
+
+
 def test_a_model_folder_serves_its_newest_version_in_any_format(run_dir):
     # the run's model folder holds the SavedModel 1/ and the CTranslate2 2.ctranslate2/ and
     # 3.ctranslate2/ (int8): as TF Serving takes a base path's newest version, tfkd does

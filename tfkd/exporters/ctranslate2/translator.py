@@ -6,9 +6,14 @@ the run's beam size and length penalty and the longest target ``a * longest sour
 batch, and the run's detokenization. An empty line (or white space only) translates to the empty
 string, scored 0, as in the SavedModel.
 
-Where CTranslate2 and tfkd's beam search differ (see docs/serving.md, "CTranslate2"): the
-length penalty is CTranslate2's ``score / length ** length_penalty`` where tfkd's is GNMT's
-``score / ((5 + length) / 6) ** length_penalty``; scores are CTranslate2's.
+Beam search keeps tfkd's (fairseq's) rule and scores. CTranslate2 divides a finished
+hypothesis's log-probability by ``length ** length_penalty`` where tfkd divides it by GNMT's
+``((5 + length) / 6) ** length_penalty``, and it has no GNMT option. Its stopping rule does
+not depend on the penalty (with any penalty but 0 a sentence ends once ``beam_size`` of the
+step's ``beam_size`` best candidates have ended, as in tfkd's ``early_stopping: beam_size``),
+so the hypotheses it finishes are tfkd's; each sentence's ``beam_size`` best of them come
+back with their EOS, their log-probabilities are recovered from CTranslate2's scores, and
+they are ranked again by GNMT's penalty (:func:`gnmt_best`).
 """
 
 import json
@@ -20,6 +25,19 @@ import numpy as np
 from tfkd import registry
 from tfkd.exporters.ctranslate2.folder import INFO_FILE, VOCAB_DIR, import_ctranslate2, open_runtime
 from tfkd.exporters.ctranslate2.transformer import vocabulary
+
+RECOVERABLE_PENALTY = 1e-3  # CTranslate2's penalty when the run has none (its 0 means another rule)
+
+
+def gnmt_best(hypotheses, scores, ctranslate2_penalty, alpha):
+    """The hypothesis (tokens with their EOS, if any) and score tfkd's beam search would keep:
+    each log-probability is CTranslate2's ``score * length ** ctranslate2_penalty``, and the best
+    is the first highest of ``log P / ((5 + length) / 6) ** alpha`` (ties: CTranslate2's order)."""
+    lengths = np.array([len(h) for h in hypotheses], np.float64)
+    log_probs = np.asarray(scores, np.float64) * lengths**ctranslate2_penalty
+    gnmt = log_probs / ((5.0 + lengths) / 6.0) ** alpha
+    best = int(np.argmax(gnmt))
+    return hypotheses[best], float(gnmt[best])
 
 
 class CTranslate2Translator:
@@ -50,6 +68,8 @@ class CTranslate2Translator:
         decode = self.info["decode"]
         self.beam_size = decode["beam_size"] if decode["algorithm"] == "beam" else 1
         self.length_penalty = decode["length_penalty"] if decode["algorithm"] == "beam" else 0.0
+        # CTranslate2's own penalty: any but 0, which would switch it to another stopping rule
+        self.ctranslate2_penalty = max(self.length_penalty, RECOVERABLE_PENALTY) if self.beam_size > 1 else 0.0
         self.max_length_a, self.max_length_b = decode["max_length_a"], decode["max_length_b"]
         self.batch_size = decode["batch_size"]
         self.max_tokens = self.info["max_tokens"]
@@ -84,22 +104,28 @@ class CTranslate2Translator:
         empty = np.logical_or([not row for row in ids], blank.numpy())
         tokens = [[self.source_vocabulary[i] for i in row] or [self.unk] for row in ids]
         longest = max((len(row) for row in ids), default=0)
-        max_length = min(math.ceil(self.max_length_a * longest) + self.max_length_b, self.max_target_length)
+        # in float32, as the graph computes it (1.2 * 25 is 30 there and 30.000000000000004 here)
+        bound = math.ceil(np.float32(self.max_length_a) * np.float32(longest))
+        max_length = min(bound + self.max_length_b, self.max_target_length)
         results = self.translator.translate_batch(
             tokens,
             beam_size=self.beam_size,
-            length_penalty=self.length_penalty,
+            num_hypotheses=self.beam_size,
+            length_penalty=self.ctranslate2_penalty,
             max_decoding_length=max_length,
             min_decoding_length=0,  # CTranslate2's default 1 would never end a translation at once
             max_input_length=0,
             return_scores=True,
+            return_end_token=True,  # lengths count the EOS, as tfkd's do
         )
-        hypotheses = [[self.target_index[t] for t in r.hypotheses[0]] for r in results]
+        best = [gnmt_best(r.hypotheses, r.scores, self.ctranslate2_penalty, self.length_penalty) for r in results]
+        end = self.target_ids.eos
+        hypotheses = [[i for i in (self.target_index[t] for t in tokens) if i != end] for tokens, _ in best]
         width = max((len(h) for h in hypotheses), default=0) + 1
         padded = np.full([len(hypotheses), width], self.target_ids.pad, np.int32)
         for row, hypothesis in enumerate(hypotheses):
             padded[row, : len(hypothesis)] = hypothesis
-        scores = np.array([r.scores[0] for r in results], np.float32)
+        scores = np.array([score for _, score in best], np.float32)
         return {
             "translations": self._finish(padded, empty),
             "scores": tf.constant(np.where(empty, 0.0, scores), tf.float32),
