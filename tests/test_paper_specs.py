@@ -80,6 +80,18 @@ ROWS = [
     ("iwslt_deen_abnet", "abnet_enc", "decode.algorithm", "beam", "abnet.txt:573"),
     ("iwslt_deen_abnet", "abnet_enc", "decode.beam_size", 5, "abnet.txt:410"),
     ("iwslt_deen_abnet", "transformer", "decode.beam_size", 5, "abnet.txt:410"),
+    # Table 1's parallel rows: AB-Net-Enc and Mask-Predict (a CMLM Transformer), both Mask-Predict
+    (
+        "iwslt_deen_abnet",
+        "abnet_enc_parallel",
+        "student.source_bert",
+        "hf://google-bert/bert-base-german-cased",
+        "abnet.txt:399",
+    ),
+    ("iwslt_deen_abnet", "abnet_enc_parallel", "decode.algorithm", "mask_predict", "abnet.txt:400"),
+    ("iwslt_deen_abnet", "cmlm_transformer", "distill.method", "cmlm", "abnet.txt:131"),
+    ("iwslt_deen_abnet", "cmlm_transformer", "decode.algorithm", "mask_predict", "abnet.txt:318"),
+    ("iwslt_deen_abnet", "cmlm_transformer", "decode.iterations", 10, "abnet.txt:409"),
     # lightpaff.txt, section 3 and appendix (BERT, SST-2)
     ("lightpaff_bert_sst2", None, "teacher.checkpoint", "bert_base_en_uncased", "lightpaff.txt:134"),
     ("lightpaff_bert_sst2", None, "student.num_layers", 3, "lightpaff.txt:135"),

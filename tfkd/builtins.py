@@ -18,6 +18,8 @@ LAZY = {
         "lstm": "tfkd.models.lstm",
         "abnet": "tfkd.models.abnet",
         "abnet_enc": "tfkd.models.abnet",
+        "abnet_enc_parallel": "tfkd.models.abnet",
+        "cmlm_transformer": "tfkd.models.cmlm_transformer",
         "bert_classifier": "tfkd.models.bert_classifier",
         "gpt2_lm": "tfkd.models.gpt2_lm",
     },

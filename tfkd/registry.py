@@ -92,15 +92,17 @@ def _load_builtins():
 
 def did_you_mean(name, choices):
     """Return ' did you mean "x"?' for the closest choice, or ''. A choice is as close as its
-    closest ``_``-separated word, so ``beem`` finds ``beam_size``."""
+    closest ``_``-separated word, so ``beem`` finds ``beam_size``; between choices that close,
+    the closer whole name wins (``transfromer``: ``transformer``, not ``cmlm_transformer``)."""
 
     def closeness(choice):
-        words = [choice, *choice.split("_")]
-        return max(difflib.SequenceMatcher(None, str(name), word).ratio() for word in words)
+        whole = difflib.SequenceMatcher(None, str(name), choice).ratio()
+        words = [difflib.SequenceMatcher(None, str(name), word).ratio() for word in choice.split("_")]
+        return max(whole, *words), whole
 
     scored = [(closeness(str(c)), str(c)) for c in choices]
-    best = max(scored, key=lambda item: item[0], default=(0.0, ""))
-    return f' did you mean "{best[1]}"?' if best[0] >= 0.6 else ""
+    best = max(scored, key=lambda item: item[0], default=((0.0, 0.0), ""))
+    return f' did you mean "{best[1]}"?' if best[0][0] >= 0.6 else ""
 
 
 def _check_kind(kind):

@@ -335,3 +335,50 @@ def test_decoding_given_positions_gives_the_logits_there_and_mask_predict_the_sa
     whole_ids, whole_scores = mask_predict(WholeOutput(), source, special, 12, length_candidates=2, iterations=4)
     assert ids.numpy().tolist() == whole_ids.numpy().tolist()
     np.testing.assert_allclose(scores.numpy(), whole_scores.numpy(), rtol=1e-4)
+
+
+def test_abnet_enc_parallel_reads_length_from_the_source_bert_and_decodes_both_ways(batch, tmp_path):
+    """AB-Net-Enc with a bidirectional decoder (abnet.txt Table 1's parallel AB-Net-Enc): the
+    frozen MiniLM reads ``[LENGTH]`` in place of ``[CLS]``; what trains is its adapters, the
+    decoder and the length predictor; every target position reads the whole target; it
+    survives the adapter file and Mask-Predict decodes it."""
+    from tfkd.data import SpecialIds
+    from tfkd.decoding.mask_predict import mask_predict
+    from tfkd.models.abnet import ABNetEncParallel
+
+    keras.utils.set_random_seed(4)
+    model = ABNetEncParallel(
+        VOCAB,
+        100,
+        MINILM,
+        adapters={"encoder_layers": 2, "encoder_dim": 16},
+        decoder_layers=1,
+        hidden_dim=32,
+        intermediate_dim=64,
+        num_heads=2,
+        dropout=0.0,
+        max_target_length=10,
+        mask_id=4,
+    )
+    source, decoder = batch["source_ids"], batch["decoder_ids"] % 95 + 5
+    out = model({"source_ids": source, "decoder_ids": decoder})
+    assert out["logits"].shape == (*decoder.shape, 100) and out["length_logits"].shape == (3, 11)
+    assert model.decoding == "parallel" and not model.supports_incremental_decoding()
+    trainable = {id(v) for v in model.trainable_variables}
+    assert not trainable & variable_ids(model.backbones())
+    assert trainable >= variable_ids(model.adapter_layers()) | variable_ids([model.length_classifier])
+    assert id(model.length_embedding) in trainable and model.length_embedding.shape == (384,)
+    hidden, padding_mask = model.encode(source)
+    np.testing.assert_array_equal(hidden.shape[:2], (3, source.shape[1] + 2))  # [LENGTH] x [SEP]
+    later = decoder.copy()
+    later[0, -1] = 7 if later[0, -1] != 7 else 8
+    changed = model({"source_ids": source, "decoder_ids": later})
+    assert not np.allclose(changed["logits"][0, 0], out["logits"][0, 0], atol=1e-5)
+    np.testing.assert_array_equal(changed["length_logits"], out["length_logits"])
+    save_adapters(model, tmp_path / "parallel.safetensors")
+    revived = load_adapters(tmp_path / "parallel.safetensors")
+    assert isinstance(revived, ABNetEncParallel) and revived.get_config() == model.get_config()
+    np.testing.assert_array_equal(revived({"source_ids": source, "decoder_ids": decoder})["logits"], out["logits"])
+    special = SpecialIds(pad=0, bos=2, eos=3, unk=1)
+    ids, scores = mask_predict(model, tf.constant(source), special, 8, length_candidates=2, iterations=3)
+    assert ids.shape[0] == 3 and np.isfinite(scores.numpy()).all()

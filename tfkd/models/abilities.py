@@ -50,6 +50,14 @@ class ParallelDecoding:
     decoding = "parallel"
 
 
+class TargetMaskToken:
+    """Reads target tokens with ``[MASK]`` at some positions and takes that token's id in the
+    run's target vocabulary as ``mask_id`` when the task builds it (a CMLM Transformer; an
+    AB-Net reads its own BERT's)."""
+
+    mask_id = None
+
+
 class PositionalRange:
     """Its position encoding covers ``max_length`` positions: ``decode.long_inputs: whole``
     reads sources (and writes targets) up to that many tokens instead of ``data.max_tokens``."""
@@ -71,4 +79,5 @@ __all__ = [
     "ParallelDecoding",
     "PositionalRange",
     "SourceEmbedding",
+    "TargetMaskToken",
 ]

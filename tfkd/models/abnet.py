@@ -8,6 +8,9 @@
 - :class:`ABNetEnc` (``student.kind: abnet_enc``): the source BERT with adapters and an
   autoregressive Transformer decoder trained from scratch, driven by greedy/beam search like
   :class:`~tfkd.models.TransformerSeq2Seq` (``decoding = "autoregressive"``).
+- :class:`ABNetEncParallel` (``student.kind: abnet_enc_parallel``): the same encoder with a
+  bidirectional Transformer decoder from scratch and a ``[LENGTH]`` predictor, decoded by
+  Mask-Predict (:class:`~tfkd.models.cmlm_transformer.ParallelTransformerDecoder`).
 
 Both run the BERTs' own keras-hub layers (embeddings, ``transformer_layers``) with the
 adapters in between; the BERT weights are frozen (``trainable = False``) unless
@@ -27,7 +30,8 @@ from tfkd import registry
 from tfkd.layers import build_layer
 from tfkd.layers.precision import masked_lm_head_in_float32, reverse_projection_in_compute_dtype
 from tfkd.models.abilities import AdapterStudent, ParallelDecoding
-from tfkd.models.configs import ABNetConfig, ABNetEncConfig, AdapterSettings
+from tfkd.models.cmlm_transformer import ParallelTransformerDecoder
+from tfkd.models.configs import ABNetConfig, ABNetEncConfig, ABNetEncParallelConfig, AdapterSettings
 from tfkd.models.teachers import bert_embeddings
 from tfkd.models.transformer import TransformerSeq2Seq
 
@@ -433,3 +437,36 @@ class ABNetEnc(_SourceBert, TransformerSeq2Seq):
             }
         )
         return config
+
+
+@registry.register("student", "abnet_enc_parallel")
+class ABNetEncParallel(ParallelTransformerDecoder, ABNetEnc):
+    """AB-Net-Enc decoded in parallel (abnet.txt Table 1, "AB-Net-Enc" under Mask-Predict): the
+    source BERT with bottleneck adapters reading ``[LENGTH] x [SEP]`` (``[LENGTH]`` a learned
+    vector in place of ``[CLS]``, as in :class:`ABNet`) and a bidirectional Transformer decoder
+    trained from scratch (:class:`~tfkd.models.cmlm_transformer.ParallelTransformerDecoder`), trained by the
+    conditional MLM and length losses and decoded by Mask-Predict.
+
+    Args:
+        max_target_length: the length classifier predicts ``0..max_target_length``.
+        mask_id: the target vocabulary's ``[MASK]`` id (the task passes it).
+        Others: as :class:`ABNetEnc`.
+
+    Call: ``{"source_ids": [B, S], "decoder_ids": [B, T]}`` ->
+    ``{"logits": [B, T, target_vocab_size], "length_logits": [B, max_target_length + 1]}``.
+    """
+
+    config_schema = ABNetEncParallelConfig
+    decoding = "parallel"
+
+    def __init__(self, source_vocab_size, target_vocab_size, *args, max_target_length=128, mask_id=None, **kwargs):
+        super().__init__(source_vocab_size, target_vocab_size, *args, **kwargs)
+        width = self.source_backbone.hidden_dim
+        self._build_length_predictor(width, max_target_length, mask_id, _bert_initializer())
+
+    def encode(self, source_ids, training=False):
+        """``(hidden [B, 1 + S + 1, H_bert], padding_mask)`` of ``[LENGTH] x [SEP]``."""
+        return self._encode_source(source_ids, training, self.source_cls_id, first_vector=self.length_embedding)
+
+    def get_config(self):
+        return {**super().get_config(), "max_target_length": self.max_target_length, "mask_id": self.mask_id}

@@ -109,6 +109,22 @@ class ABNetEncConfig(TransformerDecoderConfig):
         return adapters
 
 
+class ABNetEncParallelConfig(ABNetEncConfig):
+    """``student.kind: abnet_enc_parallel``: AB-Net-Enc decoded in parallel (abnet.txt Table 1):
+    the frozen source BERT with encoder adapters (its ``[CLS]`` read as ``[LENGTH]``) and a
+    bidirectional Transformer decoder trained from scratch, decoded by Mask-Predict."""
+
+    max_target_length: PositiveInt = 128  # the [LENGTH] classifier predicts 0..max_target_length
+
+
+class CMLMTransformerConfig(TransformerConfig):
+    """``student.kind: cmlm_transformer``: the CMLM Transformer of Mask-Predict (Ghazvininejad
+    et al. 2019): a Transformer whose encoder reads ``[LENGTH] x`` and whose decoder attends
+    both ways, decoded by Mask-Predict."""
+
+    max_target_length: PositiveInt = 128  # the [LENGTH] classifier predicts 0..max_target_length
+
+
 # ----------------------------------------------------------------------------- classifiers
 
 
@@ -141,6 +157,8 @@ for _name, _schema in (
     ("lstm", LSTMConfig),
     ("abnet", ABNetConfig),
     ("abnet_enc", ABNetEncConfig),
+    ("abnet_enc_parallel", ABNetEncParallelConfig),
+    ("cmlm_transformer", CMLMTransformerConfig),
     ("bert_classifier", BertClassifierConfig),
     ("gpt2_lm", GPT2LMConfig),
 ):

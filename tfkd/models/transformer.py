@@ -133,6 +133,11 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         return self.encoder_norm(x), padding_mask
 
     def decode(self, decoder_ids, encoder_hidden, encoder_padding_mask, training=False):
+        return self._project(self._decoder_states(decoder_ids, encoder_hidden, encoder_padding_mask, training))
+
+    def _decoder_states(self, decoder_ids, encoder_hidden, encoder_padding_mask, training, **block_options):
+        """The decoder's normalised output ``[B, T, H]``; ``block_options`` go to every block
+        (``use_causal_mask=False``: a decoder that reads the whole target)."""
         x = self._embed(self.target_embedding, decoder_ids, training)
         decoder_padding_mask = ops.not_equal(decoder_ids, self.pad_id)
         for block in self.decoder_blocks:
@@ -142,8 +147,12 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
                 decoder_padding_mask=decoder_padding_mask,
                 encoder_padding_mask=encoder_padding_mask,
                 training=training,
+                **block_options,
             )
-        x = self.decoder_norm(x)
+        return self.decoder_norm(x)
+
+    def _project(self, x):
+        """Logits over the target vocabulary of decoder states ``x``."""
         if self.tie_embeddings:
             return self.target_embedding(x, reverse=True)
         return self.output_projection(x)
@@ -172,8 +181,7 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
             )
             self_caches.append(self_cache)
             cross_caches.append(cross_cache)
-        x = self.decoder_norm(x)[:, 0]
-        logits = self.target_embedding(x, reverse=True) if self.tie_embeddings else self.output_projection(x)
+        logits = self._project(self.decoder_norm(x)[:, 0])
         return logits, {
             "self": self_caches,
             "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]},

@@ -19,6 +19,10 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
         "abnet_enc_evaluate",
         "transformer",
         "transformer_evaluate",
+        "abnet_enc_parallel",
+        "abnet_enc_parallel_evaluate",
+        "cmlm_transformer",
+        "cmlm_transformer_evaluate",
         "train",
         "evaluate",
         "export",
@@ -31,6 +35,11 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     assert spec.variant("transformer").decode.beam_size == spec.decode.beam_size
     assert spec.variant("transformer").method == "supervised"
     assert spec.variant("abnet_enc").method == "adapters"
+    # abnet.txt Table 1's parallel rows decode with Mask-Predict, as AB-Net does
+    assert spec.variant("abnet_enc_parallel").method == "adapters"
+    assert spec.variant("cmlm_transformer").method == "cmlm"
+    for name in ("abnet_enc_parallel", "cmlm_transformer"):
+        assert spec.variant(name).decode.algorithm == "mask_predict"
 
 
 @pytest.mark.parametrize(

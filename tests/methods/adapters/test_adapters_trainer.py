@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.methods.adapters.batches import cmlm_columns
 from tfkd.methods.adapters.trainer import AdapterCMLMTrainer
+from tfkd.training.cmlm import cmlm_columns
 
 SPECIAL = SpecialIds(pad=0, bos=2, eos=3, unk=1)
 MASK = 4

@@ -12,36 +12,26 @@ predictor and the untied parts of the output head (and an ``abnet_enc`` decoder)
 The objective of a parallel (``abnet``) student is the conditional MLM over the target with
 the number of masked tokens drawn uniformly from ``1..|y|`` (eq. 3), plus the target-length
 loss of the ``[LENGTH]`` position (section 3.3), weighted ``length_weight`` (Mask-Predict's
-0.1); an autoregressive (``abnet_enc``) student is trained by maximum likelihood. The method
+0.1): the ``cmlm`` method's objective (:mod:`tfkd.methods.cmlm`), on a student with adapters;
+an autoregressive (``abnet_enc``) student is trained by maximum likelihood. The method
 adds no stage and no teacher: the pretrained models are part of the student, and the run's
 comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``variants``.
 """
-
-from typing import ClassVar, Literal
-
-from pydantic import Field
 
 from tfkd import registry
 from tfkd.errors import MethodError
 from tfkd.methods.base import Method, MethodSpec
 from tfkd.tasks.base import AlignedPairs
+from tfkd.training.cmlm_objective import CMLMObjective, CMLMObjectiveSettings, decodes_in_parallel
 
 
-class AdaptersSpec(MethodSpec):
+class AdaptersSpec(CMLMObjectiveSettings, MethodSpec):
     method: str = "adapters"
-    # weight of the target-length loss beside the conditional MLM loss (default loss weights:
-    # {cmlm: 1, length: length_weight}; an autoregressive student's: {xe: 1})
-    length_weight: float = Field(0.1, ge=0)
-    # what the length term is divided by: sentences (its mean per sentence) or masked_tokens
-    # (the cmlm term's masked target tokens: fairseq's Mask-Predict criterion, which AB-Net's
-    # released code trains with at length_weight 1); tfkd.methods.adapters.trainer
-    length_normaliser: Literal["sentences", "masked_tokens"] = "sentences"
-
-    # left out of dumps at its default, so that the keys of earlier runs' stages stay
-    omitted_when_default: ClassVar[tuple] = ("length_normaliser",)
+    # length_weight and length_normaliser: a parallel student's objective (the cmlm method's);
+    # an autoregressive student's default loss weights are {xe: 1}
 
 
-class AdaptersMethod(Method):
+class AdaptersMethod(CMLMObjective, Method):
     name = "adapters"
     spec_schema = AdaptersSpec
     loss_terms = ("cmlm", "length", "xe")
@@ -49,7 +39,7 @@ class AdaptersMethod(Method):
     requires = (AlignedPairs,)
 
     def default_loss_weights(self, section):
-        return {"cmlm": 1.0, "length": section.length_weight, "xe": 1.0}
+        return {**super().default_loss_weights(section), "xe": 1.0}
 
     def check(self, context):
         spec = context.spec
@@ -72,21 +62,6 @@ class AdaptersMethod(Method):
                 )
         return problems
 
-    @staticmethod
-    def _parallel(spec):
-        """Whether the spec's student predicts every target token at once (Mask-Predict)."""
-        from tfkd.models.abilities import ParallelDecoding
-
-        return issubclass(registry.lookup("student", spec.student.kind), ParallelDecoding)
-
-    def map_train_batches(self, context, dataset):
-        spec = context.spec
-        if not self._parallel(spec):
-            return dataset
-        from tfkd.methods.adapters.batches import with_cmlm_targets
-
-        return with_cmlm_targets(dataset, spec.train.seed, context.tokenizers().target)
-
     def make_trainer(self, context, student):
         from tfkd.methods.adapters.trainer import AdapterCMLMTrainer
         from tfkd.models.abilities import AdapterStudent
@@ -95,22 +70,13 @@ class AdaptersMethod(Method):
         spec, task = context.spec, context.task
         if not isinstance(student, AdapterStudent):
             raise MethodError(
-                f"train: method adapters trains a student built with adapters (student.kind abnet "
-                f"or abnet_enc, or one of yours that is a tfkd.models.AdapterStudent); {spec.student.kind} is not"
+                f"train: method adapters trains a student built with adapters (student.kind abnet, "
+                f"abnet_enc or abnet_enc_parallel, or one of yours that is a tfkd.models.AdapterStudent); "
+                f"{spec.student.kind} is not"
             )
-        from tfkd import data as data_lib
-
+        if decodes_in_parallel(spec):
+            return self.cmlm_trainer(context, student, AdapterCMLMTrainer)
         weights = self.loss_weights(spec.distill)
-        if self._parallel(spec):
-            target = context.tokenizers().target
-            return AdapterCMLMTrainer(
-                student,
-                {k: weights[k] for k in ("cmlm", "length") if k in weights},
-                data_lib.SpecialIds.of(target),
-                target.token_to_id(data_lib.MASK),
-                label_smoothing=spec.train.label_smoothing,
-                length_normaliser=spec.distill.length_normaliser,
-            )
         return SupervisedTrainer(
             student, task, label_smoothing=spec.train.label_smoothing, loss_weights={"xe": weights.get("xe", 1.0)}
         )

@@ -260,12 +260,15 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
     # ------------------------------------------------------------------ student
 
     def build_student(self, spec, tokenizers):
-        from tfkd.data import SpecialIds
+        from tfkd.data import MASK, SpecialIds
+        from tfkd.models.abilities import TargetMaskToken
 
         student_cls = registry.lookup("student", spec.student.kind)
         config = spec.student_config()
         # layer references dump as {"kind": ..., **their kwargs}, the form the student takes
         kwargs = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+        if issubclass(student_cls, TargetMaskToken):
+            kwargs["mask_id"] = tokenizers.target.token_to_id(MASK)
         return student_cls(
             source_vocab_size=tokenizers.source.vocabulary_size(),
             target_vocab_size=tokenizers.target.vocabulary_size(),
