@@ -128,7 +128,7 @@ class LeftToRightBertLM(keras.Model):
     out of the source and the earlier target tokens only.
 
     Inputs are those of ``BertMaskedLM``; ``mask_positions`` name the positions whose hidden
-    states make the predictions (see :func:`tfkd.models.cmlm_transformer.left_to_right_targets`).
+    states make the predictions (see :func:`left_to_right_targets`).
     """
 
     def __init__(self, masked_lm, **kwargs):
