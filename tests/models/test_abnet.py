@@ -64,10 +64,10 @@ def abnet_top(batch):
     return model
 
 
-@pytest.fixture(scope="module")
-def abnet_enc(batch):
-    keras.utils.set_random_seed(3)
-    model = ABNetEnc(
+def small_abnet_enc(student_class, seed, **options):
+    """An AB-Net-Enc student (``student_class``) on the real MiniLM with a small decoder."""
+    keras.utils.set_random_seed(seed)
+    return student_class(
         VOCAB,
         100,
         MINILM,
@@ -77,7 +77,13 @@ def abnet_enc(batch):
         intermediate_dim=64,
         num_heads=2,
         dropout=0.0,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def abnet_enc(batch):
+    model = small_abnet_enc(ABNetEnc, 3)
     model({"source_ids": batch["source_ids"], "decoder_ids": batch["decoder_ids"] % 100})
     return model
 
@@ -346,20 +352,7 @@ def test_abnet_enc_parallel_reads_length_from_the_source_bert_and_decodes_both_w
     from tfkd.decoding.mask_predict import mask_predict
     from tfkd.models.abnet import ABNetEncParallel
 
-    keras.utils.set_random_seed(4)
-    model = ABNetEncParallel(
-        VOCAB,
-        100,
-        MINILM,
-        adapters={"encoder_layers": 2, "encoder_dim": 16},
-        decoder_layers=1,
-        hidden_dim=32,
-        intermediate_dim=64,
-        num_heads=2,
-        dropout=0.0,
-        max_target_length=10,
-        mask_id=4,
-    )
+    model = small_abnet_enc(ABNetEncParallel, 4, max_target_length=10, mask_id=4)
     source, decoder = batch["source_ids"], batch["decoder_ids"] % 95 + 5
     out = model({"source_ids": source, "decoder_ids": decoder})
     assert out["logits"].shape == (*decoder.shape, 100) and out["length_logits"].shape == (3, 11)
