@@ -120,7 +120,7 @@ class CTranslate2Translator:
         )
         best = [gnmt_best(r.hypotheses, r.scores, self.ctranslate2_penalty, self.length_penalty) for r in results]
         end = self.target_ids.eos
-        hypotheses = [[i for i in (self.target_index[t] for t in tokens) if i != end] for tokens, _ in best]
+        hypotheses = [[i for i in (self.target_index[t] for t in words) if i != end] for words, _ in best]
         width = max((len(h) for h in hypotheses), default=0) + 1
         padded = np.full([len(hypotheses), width], self.target_ids.pad, np.int32)
         for row, hypothesis in enumerate(hypotheses):
