@@ -89,7 +89,7 @@ ROWS = [
         "abnet.txt:399",
     ),
     ("iwslt_deen_abnet", "abnet_enc_parallel", "decode.algorithm", "mask_predict", "abnet.txt:400"),
-    ("iwslt_deen_abnet", "cmlm_transformer", "distill.method", "cmlm", "abnet.txt:131"),
+    ("iwslt_deen_abnet", "cmlm_transformer", "distill.method", "conditional_mlm", "abnet.txt:131"),
     ("iwslt_deen_abnet", "cmlm_transformer", "decode.algorithm", "mask_predict", "abnet.txt:318"),
     ("iwslt_deen_abnet", "cmlm_transformer", "decode.iterations", 10, "abnet.txt:409"),
     # lightpaff.txt, section 3 and appendix (BERT, SST-2)

@@ -9,7 +9,7 @@ parallel variant (:class:`tfkd.models.abnet.ABNetEncParallel`).
   token, predicts the target length (``length_logits``). Mask-Predict drives it
   (:mod:`tfkd.decoding.mask_predict`).
 - :class:`CMLMTransformer` (``student.kind: cmlm_transformer``): the Transformer encoder reading
-  ``[LENGTH] x`` and that decoder, trained from the references by ``distill.method: cmlm``.
+  ``[LENGTH] x`` and that decoder, trained from the references by ``distill.method: conditional_mlm``.
 """
 
 import keras

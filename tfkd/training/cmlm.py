@@ -2,7 +2,7 @@
 2019; abnet.txt eq. 3 and section 3.3): its training columns, drawn in the tf.data pipeline
 with one stateless seed per batch (``tf.data.Dataset.random(train.seed)``: new masks every
 epoch, replayed exactly from the seed), and its ``train_step`` (:class:`CMLMTrainer`), which
-the ``cmlm`` and ``adapters`` methods train with."""
+the ``conditional_mlm`` and ``adapters`` methods train with."""
 
 import keras
 import tensorflow as tf

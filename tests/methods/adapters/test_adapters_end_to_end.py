@@ -16,7 +16,7 @@ SHRINK = [
     "run_dir={run_dir}",
     # the spec's own students but abnet.txt Table 1's parallel rows, whose students and methods
     # are tested on their own (tests/models/test_cmlm_transformer.py, tests/models/test_abnet.py,
-    # tests/methods/cmlm/test_cmlm_method.py)
+    # tests/methods/conditional_mlm/test_conditional_mlm_method.py)
     "stages=[vocab, transformer, transformer_evaluate, abnet_enc, abnet_enc_evaluate, train, evaluate, export]",
     "report.latency=false",  # the report is built; timing students is tests/report/'s
     "data.train_limit=300",

@@ -37,7 +37,7 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     assert spec.variant("abnet_enc").method == "adapters"
     # abnet.txt Table 1's parallel rows decode with Mask-Predict, as AB-Net does
     assert spec.variant("abnet_enc_parallel").method == "adapters"
-    assert spec.variant("cmlm_transformer").method == "cmlm"
+    assert spec.variant("cmlm_transformer").method == "conditional_mlm"
     for name in ("abnet_enc_parallel", "cmlm_transformer"):
         assert spec.variant(name).decode.algorithm == "mask_predict"
 

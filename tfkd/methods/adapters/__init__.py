@@ -12,7 +12,7 @@ predictor and the untied parts of the output head (and an ``abnet_enc`` decoder)
 The objective of a parallel (``abnet``) student is the conditional MLM over the target with
 the number of masked tokens drawn uniformly from ``1..|y|`` (eq. 3), plus the target-length
 loss of the ``[LENGTH]`` position (section 3.3), weighted ``length_weight`` (Mask-Predict's
-0.1): the ``cmlm`` method's objective (:mod:`tfkd.methods.cmlm`), on a student with adapters;
+0.1): the ``conditional_mlm`` method's objective (:mod:`tfkd.methods.conditional_mlm`), on a student with adapters;
 an autoregressive (``abnet_enc``) student is trained by maximum likelihood. The method
 adds no stage and no teacher: the pretrained models are part of the student, and the run's
 comparison models (a Transformer trained from scratch, AB-Net-Enc) are its ``variants``.
@@ -27,7 +27,7 @@ from tfkd.training.cmlm_objective import CMLMObjective, CMLMObjectiveSettings, d
 
 class AdaptersSpec(CMLMObjectiveSettings, MethodSpec):
     method: str = "adapters"
-    # length_weight and length_normaliser: a parallel student's objective (the cmlm method's);
+    # length_weight and length_normaliser: a parallel student's objective (the conditional_mlm method's);
     # an autoregressive student's default loss weights are {xe: 1}
 
 

@@ -1,4 +1,4 @@
-"""``distill.method: cmlm``: a CMLM Transformer trained from the references by the conditional
+"""``distill.method: conditional_mlm``: a CMLM Transformer trained from the references by the conditional
 masked LM and length losses and decoded by Mask-Predict, in a tiny real run (vocabularies,
 training, evaluation, ``tfkd translate``); a student that does not decode in parallel is one
 line of spec error."""
@@ -9,7 +9,7 @@ import pytest
 from helpers import tfkd, write_spec
 
 CMLM = (
-    "distill={method: cmlm, length_weight: 0.2}",
+    "distill={method: conditional_mlm, length_weight: 0.2}",
     "student.kind=cmlm_transformer",
     "student.encoder_layer={kind: transformer_encoder}",
     "student.max_target_length=48",
@@ -27,7 +27,7 @@ def test_a_student_that_decodes_left_to_right_is_refused_in_one_line(tmp_path):
     out = tfkd("validate", spec, *flags([s for s in CMLM if not s.startswith("student.")]))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        f"{spec}:17: student.kind: method cmlm trains a student that decodes in parallel (a "
+        f"{spec}:17: student.kind: method conditional_mlm trains a student that decodes in parallel (a "
         "tfkd.models.ParallelDecoding, such as cmlm_transformer); transformer is not"
     ], out.stderr
 
@@ -37,7 +37,7 @@ def test_a_cmlm_transformer_trains_evaluates_and_translates_with_mask_predict(tm
     spec = write_spec(tmp_path, "tiny", steps=8, every=4)
     out = tfkd("run", spec, *flags(CMLM), env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "train: cmlm student CMLMTransformer via CMLMTrainer" in out.stderr
+    assert "train: conditional_mlm student CMLMTransformer via CMLMTrainer" in out.stderr
     assert "translating 30 test sentences (mask_predict, 2 lengths, 3 iterations)" in out.stderr
     run = tmp_path / "runs" / "tiny"
     results = json.loads((run / "train" / "stage.json").read_text())["results"]

@@ -1,4 +1,4 @@
-"""``distill.method: cmlm``: a parallel (Mask-Predict) student trained from the references by
+"""``distill.method: conditional_mlm``: a parallel (Mask-Predict) student trained from the references by
 the conditional masked LM and the target-length loss (Ghazvininejad et al. 2019, "Mask-Predict:
 Parallel Decoding of Conditional Masked Language Models"): the CMLM Transformer AB-Net's Table 1
 compares with (abnet.txt), with no teacher and no pretrained model.
@@ -20,11 +20,11 @@ from tfkd.training.cmlm_objective import CMLMObjective, CMLMObjectiveSettings, d
 
 
 class CMLMSpec(CMLMObjectiveSettings, MethodSpec):
-    method: str = "cmlm"
+    method: str = "conditional_mlm"
 
 
 class CMLMMethod(CMLMObjective, Method):
-    name = "cmlm"
+    name = "conditional_mlm"
     spec_schema = CMLMSpec
     loss_terms = ("cmlm", "length")
     compares_with_baseline = False  # the supervised method cannot train a parallel student
@@ -53,6 +53,6 @@ class CMLMMethod(CMLMObjective, Method):
         return self.cmlm_trainer(context, student)
 
 
-registry.register("method", "cmlm")(CMLMMethod())
+registry.register("method", "conditional_mlm")(CMLMMethod())
 
 __all__ = ["CMLMMethod", "CMLMSpec"]
