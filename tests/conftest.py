@@ -17,6 +17,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # is relative to the checkout), before any test runs tfkd in a temporary folder
 DATA_DIR = os.path.abspath(os.environ.get("TFKD_DATA_DIR", os.path.join(REPO, "..", "shared", "data")))
 os.environ["TFKD_DATA_DIR"] = DATA_DIR  # for the tfkd subprocesses the tests start
+# more xdist workers than cores (pytest_xdist_auto_num_workers): each worker's TensorFlow, and
+# every tfkd command it starts, runs its ops on one thread instead of one per core, so 3 workers
+# do not share 2 cores among 6 busy threads. The three kill-anywhere files at -n 3 on 2 cores,
+# alternated twice: 217 and 222 s against 235 and 233 s with TensorFlow's default.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > (os.cpu_count() or 1):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 # a stage store of the user's would hand the tests' runs stages made by other code
 os.environ.pop("TFKD_STAGE_STORE", None)
 # the tests mirror the package tree (tests/methods/soft_target/, tests/tasks/translation/, ...);
