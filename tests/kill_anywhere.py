@@ -418,6 +418,13 @@ def check_killed_anywhere(method, tmp_path, data_dir, straight=None):
     except AssertionError as error:  # say how the killed run went: its commands' stage lines
         logged = [line for block in commands_logged(run) for line in block.splitlines()]
         lines = [line for line in logged if " stage " in line or "step" in line]
-        raise AssertionError(f"{error}\nkills {dict(kills)}; the killed run's log:\n" + "\n".join(lines)) from None
+        # and the uninterrupted run's steps, so that a difference shows where the two parted
+        straight_lines = [line for block in commands_logged(reference) for line in block.splitlines() if "step" in line]
+        raise AssertionError(
+            f"{error}\nkills {dict(kills)}; the killed run's log:\n"
+            + "\n".join(lines)
+            + "\nthe uninterrupted run's steps:\n"
+            + "\n".join(straight_lines)
+        ) from None
     print(f"{method}: kills per stage {dict(kills)}; {compared} files compared")
     return reference

@@ -32,6 +32,7 @@ verdict alone, ``established`` both tests'. :func:`holm` adjusts a table's p-val
 number of its comparisons. Importing this module does not import TensorFlow.
 """
 
+import collections
 import statistics
 
 import numpy as np
@@ -160,11 +161,34 @@ def corpus_metric(name, lowercase=False, tokenize="13a"):
     raise ValueError(f"no corpus metric {name!r}: bleu or chrf")
 
 
+# sacreBLEU's statistics of hypothesis lists already scored, by content: one seed's hypotheses
+# are compared with several students and in several tables (a page of results holds the same
+# experiment's tests more than once), and extracting n-grams is most of a comparison's time
+_STATISTICS = collections.OrderedDict()
+_STATISTICS_KEPT = 256
+
+
 def corpus_statistics(metric, hypotheses, references):
     """``[sentences, d]``: sacreBLEU's sufficient statistics of each hypothesis."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    return np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype="float64")
+    # the metric's settings (case, tokenizer, n-gram orders, ...): its plain attributes
+    settings = sorted(
+        (k, v)
+        for k, v in vars(metric).items()
+        if not k.startswith("_") and k != "num_refs" and isinstance(v, (bool, int, float, str, type(None)))
+    )
+    key = (type(metric).__name__, tuple(settings), tuple(hypotheses), tuple(references))
+    if key not in _STATISTICS:
+        extracted = np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype="float64")
+        extracted.flags.writeable = False
+        _STATISTICS[key] = extracted
+        if len(_STATISTICS) > _STATISTICS_KEPT:
+            _STATISTICS.popitem(last=False)
+    else:  # what scoring them would have told the metric (its signature names it)
+        metric.num_refs = 1
+    _STATISTICS.move_to_end(key)
+    return _STATISTICS[key]
 
 
 def corpus_score(metric):
