@@ -19,7 +19,6 @@ from tfkd.significance import (
     accuracy_statistics,
     cluster_test,
     compare,
-    corpus_metric,
     corpus_statistics,
     f1_score,
     f1_statistics,
@@ -124,12 +123,12 @@ def test_compare_scores_each_seed_as_sacrebleu_does(metric):
 def test_statistics_scored_once_are_reused_only_under_the_same_settings():
     references = ["The cat sat .", "A dog runs ."] * 5
     hypotheses = ["the cat sat .", "a dog ran ."] * 5
-    cased = corpus_statistics(corpus_metric("bleu"), hypotheses, references)
-    again = corpus_statistics(corpus_metric("bleu"), list(hypotheses), references)
-    assert again is cased  # a fresh metric with the same settings gets the statistics kept
-    lowercased = corpus_statistics(corpus_metric("bleu", lowercase=True), hypotheses, references)
+    cased = corpus_statistics(hypotheses, references)
+    again = corpus_statistics(list(hypotheses), references)
+    assert again is cased  # the same settings get the statistics kept
+    lowercased = corpus_statistics(hypotheses, references, lowercase=True)
     assert lowercased[:, 2].sum() > cased[:, 2].sum()  # lowercased, more unigrams match (column 2)
-    assert not np.array_equal(corpus_statistics(corpus_metric("chrf"), hypotheses, references)[:, :2], cased[:, :2])
+    assert not np.array_equal(corpus_statistics(hypotheses, references, "chrf")[:, :2], cased[:, :2])
     # a comparison whose statistics all come from the store still signs its metric as sacreBLEU does
     result = compare([hypotheses], [hypotheses], references, resamples=50)
     scored = sacrebleu.metrics.BLEU()

@@ -32,7 +32,7 @@ verdict alone, ``established`` both tests'. :func:`holm` adjusts a table's p-val
 number of its comparisons. Importing this module does not import TensorFlow.
 """
 
-import collections
+import functools
 import statistics
 
 import numpy as np
@@ -161,34 +161,25 @@ def corpus_metric(name, lowercase=False, tokenize="13a"):
     raise ValueError(f"no corpus metric {name!r}: bleu or chrf")
 
 
-# sacreBLEU's statistics of hypothesis lists already scored, by content: one seed's hypotheses
-# are compared with several students and in several tables (a page of results holds the same
-# experiment's tests more than once), and extracting n-grams is most of a comparison's time
-_STATISTICS = collections.OrderedDict()
-_STATISTICS_KEPT = 256
-
-
-def corpus_statistics(metric, hypotheses, references):
-    """``[sentences, d]``: sacreBLEU's sufficient statistics of each hypothesis."""
+def corpus_statistics(hypotheses, references, metric="bleu", lowercase=False, tokenize="13a"):
+    """``[sentences, d]``: sacreBLEU's sufficient statistics of each hypothesis under
+    :func:`corpus_metric`'s settings (read-only: kept for the next call that asks for them)."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    # the metric's settings (case, tokenizer, n-gram orders, ...): its plain attributes
-    settings = sorted(
-        (k, v)
-        for k, v in vars(metric).items()
-        if not k.startswith("_") and k != "num_refs" and isinstance(v, (bool, int, float, str, type(None)))
-    )
-    key = (type(metric).__name__, tuple(settings), tuple(hypotheses), tuple(references))
-    if key not in _STATISTICS:
-        extracted = np.array(metric._extract_corpus_statistics(hypotheses, [references]), dtype="float64")
-        extracted.flags.writeable = False
-        _STATISTICS[key] = extracted
-        if len(_STATISTICS) > _STATISTICS_KEPT:
-            _STATISTICS.popitem(last=False)
-    else:  # what scoring them would have told the metric (its signature names it)
-        metric.num_refs = 1
-    _STATISTICS.move_to_end(key)
-    return _STATISTICS[key]
+    return _scored(metric, lowercase, tokenize, tuple(hypotheses), tuple(references))[0]
+
+
+# one seed's hypotheses are compared with several students and in several tables (a page of
+# results holds the same experiment's tests more than once), and extracting n-grams is most of
+# a comparison's time: the statistics of the last lists scored are kept by content and settings
+@functools.lru_cache(maxsize=256)
+def _scored(metric, lowercase, tokenize, hypotheses, references):
+    """``(statistics, signature)`` of ``hypotheses`` (tuples, hashable) scored by a metric of
+    these settings, the signature from that metric once it has seen the references."""
+    scorer = corpus_metric(metric, lowercase, tokenize)
+    extracted = np.array(scorer._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype="float64")
+    extracted.flags.writeable = False
+    return extracted, str(scorer.get_signature())
 
 
 def corpus_score(metric):
@@ -203,11 +194,11 @@ def compare(a, b, references, metric="bleu", lowercase=False, tokenize="13a", re
     shows (``difference`` is ``b`` minus ``a``) plus the metric's ``signature``."""
     if not a or len(a) != len(b):
         raise ValueError(f"compare: {len(a)} seeds of a against {len(b)} of b; give the same number, one or more")
-    scorer = corpus_metric(metric, lowercase, tokenize)
-    stats = [np.stack([corpus_statistics(scorer, h, references) for h in side]) for side in (a, b)]
+    stats = [np.stack([corpus_statistics(h, references, metric, lowercase, tokenize) for h in side]) for side in (a, b)]
     name = "BLEU" if metric == "bleu" else "chrF"
+    scorer = corpus_metric(metric, lowercase, tokenize)
     result = cluster_test(corpus_score(scorer), *stats, metric=name, resamples=resamples, seed=seed)
-    result["signature"] = str(scorer.get_signature())
+    result["signature"] = _scored(metric, lowercase, tokenize, tuple(a[0]), tuple(references))[1]
     return result
 
 
