@@ -222,7 +222,7 @@ def test_the_self_attention_caches_hold_only_the_positions_decoded_so_far(tiny_m
     bos = tf.fill([2], SPECIAL.bos)
     _, state = model.decode_first(bos, hidden, mask, 30)
     assert [c.shape[2] for c in state["self"]] == [1]
-    assert state["shared"]["positions"].shape[0] == 31  # the position table covers max_length
+    assert state["fixed"]["positions"].shape[0] == 31  # the position table covers max_length
     for index in (1, 2, 3):
         _, state = model.decode_next(tf.constant([4, 5]), index, hidden, mask, state)
         assert [c.shape[2] for c in state["self"]] == [index + 1]
@@ -241,3 +241,42 @@ def test_the_self_attention_caches_hold_only_the_positions_decoded_so_far(tiny_m
         for tokens, scores in (traced(tf.constant(sources)), xla(tf.constant(sources))):
             np.testing.assert_array_equal(tokens.numpy(), eager[0].numpy())
             np.testing.assert_allclose(scores.numpy(), eager[1].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "algorithm, options",
+    [(greedy_search, {}), (beam_search, {"beam_size": 3}), (beam_search, {"beam_size": 3, "early_stopping": "exact"})],
+)
+def test_a_sentence_that_is_done_leaves_the_batch_and_the_results_stay_those_of_the_full_batch(
+    tiny_model, monkeypatch, algorithm, options
+):
+    """The model computes only the rows of sentences still decoding (what it is handed shrinks
+    as sentences finish), and the results equal those of a decoder that keeps every row to the
+    end (``static_shapes``: the XLA path), which the NumPy references above check."""
+    model, sources = tiny_model
+    # the first sentence ends at once (its source makes the end token likely), the others go on
+    early = tiny_transformer(8, VOCAB, seed=4)
+    kernel, bias = model.output_projection.get_weights()
+    early.output_projection.set_weights([kernel * 8, bias + np.array([0, 0, 1.0, 0, 0, 0])])
+    source = tf.constant(np.concatenate([sources, [[6, 6, 6], [3, 3, 3]]]), tf.int32)
+    rows, decode_next = [], early.decode_next
+
+    def counted(token_ids, *args, **kwargs):
+        rows.append(int(tf.shape(token_ids)[0]))
+        return decode_next(token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(early, "decode_next", counted)
+    tokens, scores = algorithm(early, source, SPECIAL, 12, **options)
+    shrinking = list(rows)
+    rows.clear()
+    full_tokens, full_scores = algorithm(early, source, SPECIAL, 12, static_shapes=True, **options)
+    np.testing.assert_array_equal(tokens.numpy(), full_tokens.numpy())
+    np.testing.assert_allclose(scores.numpy(), full_scores.numpy(), rtol=1e-6)
+    width = options.get("beam_size", 1)
+    assert set(rows) == {4 * width}  # every row to the end
+    assert shrinking == sorted(shrinking, reverse=True) and shrinking[-1] < 4 * width, shrinking
+    assert all(count % width == 0 for count in shrinking)  # whole sentences leave
+    # the rows computed at each step are those of the sentences not yet done
+    lengths = [(t != SPECIAL.pad).sum() for t in tokens.numpy().reshape(4, -1)]
+    if algorithm is greedy_search:  # a sentence is done with its end token
+        assert shrinking == [sum(n > step for n in lengths) for step in range(1, len(shrinking) + 1)]

@@ -34,7 +34,9 @@ class IncrementalDecoding:
     padding_mask, state, grow=True)`` return ``(logits, state)``. With ``grow`` the state's
     tensors may change shape from step to step (a cache that grows by a position); without it
     (an XLA-compiled decoder, whose loop keeps its shapes) they keep the shapes
-    ``decode_first`` gave them. What the state keeps under ``"shared"`` never changes.
+    ``decode_first`` gave them. What the state keeps under ``"shared"`` (rows per hypothesis,
+    the same for every hypothesis of a sentence) and ``"fixed"`` (no rows) the model never
+    changes; the decoders take rows out of everything but ``"fixed"`` as sentences are done.
     :meth:`supports_incremental_decoding` says whether this instance can (its decoder blocks
     may be a user's, without caches); greedy and beam search recompute the prefix at every
     step otherwise."""

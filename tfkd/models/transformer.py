@@ -167,7 +167,7 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         x = self.target_embedding(token_ids[:, None]) * ops.cast(
             self.hidden_dim**0.5, self.target_embedding.compute_dtype
         )
-        x = x + ops.take(state["shared"]["positions"], index, axis=0)
+        x = x + ops.take(state["fixed"]["positions"], index, axis=0)
         self_caches, cross_caches = [], []
         for i, block in enumerate(self.decoder_blocks):
             x, self_cache, cross_cache = block(
@@ -184,17 +184,19 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
         logits = self._project(self.decoder_norm(x)[:, 0])
         return logits, {
             "self": self_caches,
-            "shared": {"cross": cross_caches, "positions": state["shared"]["positions"]},
+            "shared": {"cross": cross_caches},
+            "fixed": state["fixed"],
         }
 
     def decode_first(self, token_ids, encoder_hidden, encoder_padding_mask, max_length, grow=True):
         """Logits for position 0 given ``token_ids`` ``[B]`` (BOS), and the decoding state:
         per-layer self-attention caches of the positions decoded so far (one here; with
         ``grow`` each step adds one, so a step attends over and a beam reorders only the
-        prefix; without it, for XLA's fixed shapes, a buffer of ``max_length + 1``), and under
+        prefix; without it, for XLA's fixed shapes, a buffer of ``max_length + 1``), under
         ``"shared"`` (the same for every hypothesis of a sentence, so beams never reorder it,
         see :mod:`tfkd.decoding`) the encoder's cross-attention keys/values, computed once
-        here, and the position encodings of every step."""
+        here, and under ``"fixed"`` (the same for every row) the position encodings of every
+        step."""
         batch = ops.shape(encoder_hidden)[0]
         source_length = ops.shape(encoder_hidden)[1]
         head_dim = self.hidden_dim // self.num_heads
@@ -207,9 +209,9 @@ class TransformerSeq2Seq(SourceEmbedding, IncrementalDecoding, PositionalRange, 
             "shared": {
                 "cross": [
                     ops.zeros((batch, 2, source_length, self.num_heads, head_dim), dtype) for _ in self.decoder_blocks
-                ],
-                "positions": self.position_encoding(ops.zeros((1, max_length + 1, self.hidden_dim), dtype))[0],
+                ]
             },
+            "fixed": {"positions": self.position_encoding(ops.zeros((1, max_length + 1, self.hidden_dim), dtype))[0]},
         }
         return self._decode_cached(token_ids, 0, encoder_hidden, encoder_padding_mask, state, first=True)
 
