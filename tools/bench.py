@@ -51,6 +51,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -406,6 +407,12 @@ def main():
         help="float32, bfloat16 or both (float32,bfloat16): tfkd under Keras' mixed_bfloat16 and the peer "
         "under torch.autocast to bfloat16, each side against the other in the same precision",
     )
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="also write the report, the command and the versions to results/bench/NAME.json, where the pages' "
+        "bench tables come from (python tools/results_data.py pages)",
+    )
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.precisions = args.precision.split(",")
@@ -465,6 +472,10 @@ def main():
 
         report["deploy"] = bench_deploy(spec, context, args, _peer)
     print(json.dumps(report, indent=1))
+    if args.keep:
+        from results_data import keep_bench
+
+        print(keep_bench(report, args.keep, "python tools/bench.py " + " ".join(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -132,7 +132,12 @@ def bench_deploy(spec, context, args, make_peer):
     sentences = corpus.source[: args.sentences]
     references = corpus.target[: args.sentences]
     tokenizers = context.tokenizers()
-    result = {"sentences": len(sentences), "batch_1_sentences": min(32, len(sentences)), "algorithms": {}}
+    result = {
+        "sentences": len(sentences),
+        "batch_1_sentences": min(32, len(sentences)),
+        "beam_size": spec.decode.beam_size,
+        "algorithms": {},
+    }
     with tempfile.TemporaryDirectory() as out:
         exports, systems = {}, {}
         for version, quantization in enumerate(("float32", "int8"), 1):
@@ -370,3 +375,50 @@ def _loaded_memory(path):
     if out.returncode:
         return float("nan")
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def deploy_tables(kept):
+    """Markdown tables of a kept ``--sections deploy`` report (``results/bench/NAME.json``, as
+    ``tools/bench.py --keep NAME`` writes it): ``{"speed": ..., "test_set": ..., "anchor": ...}``,
+    each followed by the command and versions that made it."""
+    report, deploy = kept["report"], kept["report"]["deploy"]
+    beam = deploy.get("beam_size", 4)
+    settings = [(a, b) for a in ("beam", "greedy") for b in ("batch 64", "batch 1")]
+    header = [f"{f'beam {beam}' if a == 'beam' else a}, {b}" for a, b in settings]
+    systems = list(deploy["algorithms"]["beam"]["batch 64"]["sentences_per_second"])
+    speed = [f"| sentences/s (over the SavedModel) | {' | '.join(header)} |", "|---" * (len(header) + 1) + "|"]
+    for system in systems:
+        cells = []
+        for algorithm, batch in settings:
+            row = deploy["algorithms"][algorithm][batch]
+            cells.append(f"{row['sentences_per_second'][system]:,} ({row['over_saved_model'][system]:.2f})")
+        speed.append(f"| {system} | {' | '.join(cells)} |")
+    whole = deploy["whole_test_set"]
+    test_set = [
+        "| export | test BLEU | lines equal to the run's | size on disk "
+        "| resident memory, loaded and one line translated |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("saved_model", *[k for k in whole if k != "run (evaluate stage)"]):
+        scores = whole["run (evaluate stage)"] if name == "saved_model" else whole[name]
+        equal = "-" if name == "saved_model" else f"{scores['lines_equal_to_the_run']:,} of {scores['lines']:,}"
+        test_set.append(
+            f"| {name} | {scores['bleu']:.2f} | {equal} | {deploy['size_mb'][name]} MB "
+            f"| {deploy['loaded_memory_mb'][name]:,.0f} MB |"
+        )
+    anchor = ["| | " + " | ".join(deploy["anchor"]) + " |", "|---" * (len(deploy["anchor"]) + 1) + "|"]
+    for quantization in ("float32", "int8"):
+        cells = []
+        for setting in deploy["anchor"].values():
+            rate = setting["sentences_per_second"]
+            over = setting["tfkd_over_anchor"][quantization]
+            cells.append(f"{rate[f'anchor {quantization}']:,} / {rate[f'tfkd {quantization}']:,} ({over:.2f})")
+        anchor.append(f"| {quantization}: anchor / tfkd | {' | '.join(cells)} |")
+    versions = kept["versions"]
+    made = (
+        f"\n\n`{kept['command']}` at tfkd {versions['tfkd_commit'][:7]}; {report['machine']}; "
+        f"{deploy['sentences']} test sentences (batch 1: the first {deploy['batch_1_sentences']})\n"
+    )
+    return {
+        name: "\n".join(lines) + made for name, lines in (("speed", speed), ("test_set", test_set), ("anchor", anchor))
+    }

@@ -18,6 +18,10 @@ Holm-adjusted) and writes it between the markers a page holds::
     ...the generated table...
     <!-- /results -->
 
+A benchmark kept by ``python tools/bench.py RUN --sections deploy --keep NAME`` (its report,
+command and versions in ``results/bench/NAME.json``) fills ``<!-- bench: NAME TABLE -->`` ...
+``<!-- /bench -->`` with one of its tables (``speed``, ``test_set``, ``anchor``).
+
 ``pages --check`` writes nothing and exits 1 naming each page whose table differs from its data
 (the suite runs it). The references are read from ``TFKD_DATA_DIR``.
 """
@@ -49,6 +53,8 @@ BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /
 # a table of claims across experiments: "EXPERIMENT/STUDENT" or "EXPERIMENT/STUDENT vs REFERENCE"
 # (train stages; the reference is the baseline unless named), comma-separated, one Holm family
 SUMMARY = re.compile(r"(<!-- results summary: (?P<claims>[^\n]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+# a table of a benchmark kept by tools/bench.py --keep NAME (results/bench/NAME.json): "NAME TABLE"
+BENCH = re.compile(r"(<!-- bench: (?P<name>[\w.-]+) (?P<table>\w+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
 CLAIM = re.compile(r"(?P<experiment>[\w.-]+)/(?P<student>\w+)(?: vs (?P<reference>\w+))?")
 
 
@@ -118,6 +124,32 @@ def keep(run_dir, name, command, results_dir=RESULTS, note=None):
                     ):
                         shutil.copyfileobj(f, g)
     return out
+
+
+def keep_bench(report, name, command, results_dir=RESULTS):
+    """Write a ``tools/bench.py`` report with its command and versions to
+    ``results_dir/bench/NAME.json``; its path."""
+    path = os.path.join(results_dir, "bench", f"{name}.json")
+    if os.path.exists(path):
+        raise SystemExit(f"{path} exists: give another name or remove it first")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write(path, json.dumps({"command": command, "versions": versions(), "report": report}, indent=1) + "\n")
+    return path
+
+
+def bench_table(results_dir, name, table):
+    """Table ``table`` of the benchmark kept as ``results_dir/bench/NAME.json`` (the deploy
+    section's: ``speed``, ``test_set``, ``anchor``)."""
+    from bench_deploy import deploy_tables
+
+    path = os.path.join(results_dir, "bench", f"{name}.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"a bench block names {name!r}, which is not in {os.path.dirname(path)}")
+    with open(path, encoding="utf-8") as f:
+        tables = deploy_tables(json.load(f))
+    if table not in tables:
+        raise SystemExit(f"a bench block names table {table!r} of {name!r}: expected one of {', '.join(tables)}")
+    return tables[table]
 
 
 def _write(path, text):
@@ -260,8 +292,11 @@ def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
         def fill_summary(match):
             return match.group(1) + summary_table(results_dir, match["claims"]) + match.group(4)
 
-        if BLOCK.search(text) or SUMMARY.search(text):
-            out[page] = (text, SUMMARY.sub(fill_summary, BLOCK.sub(fill, text)))
+        def fill_bench(match):
+            return match.group(1) + bench_table(results_dir, match["name"], match["table"]) + match.group(5)
+
+        if BLOCK.search(text) or SUMMARY.search(text) or BENCH.search(text):
+            out[page] = (text, BENCH.sub(fill_bench, SUMMARY.sub(fill_summary, BLOCK.sub(fill, text))))
     return out
 
 

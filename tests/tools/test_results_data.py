@@ -120,3 +120,65 @@ def test_a_summary_block_tests_claims_across_experiments_as_one_holm_family(kept
         results_data.summary_table(results_dir, "three/nobody")
     with pytest.raises(SystemExit, match="'three train' is not EXPERIMENT/STUDENT"):
         results_data.summary_table(results_dir, "three train")
+
+
+def deploy_report():
+    """A ``tools/bench.py --sections deploy`` report with two systems and round numbers."""
+    algorithms = {
+        algorithm: {
+            batch: {
+                "sentences_per_second": {"saved_model": 10.0 * scale, "hugging face peer": 20.0 * scale},
+                "over_saved_model": {"saved_model": 1.0, "hugging face peer": 2.0},
+            }
+            for batch, scale in (("batch 64", 4), ("batch 1", 1))
+        }
+        for algorithm in ("beam", "greedy")
+    }
+    anchor = {
+        "beam 4, batch 64": {
+            "sentences_per_second": {f"{s} {q}": 100.0 for s in ("anchor", "tfkd") for q in ("float32", "int8")},
+            "tfkd_over_anchor": {"float32": 1.0, "int8": 1.0},
+        }
+    }
+    return {
+        "machine": "2 CPUs",
+        "deploy": {
+            "sentences": 128,
+            "batch_1_sentences": 32,
+            "beam_size": 4,
+            "algorithms": algorithms,
+            "whole_test_set": {
+                "run (evaluate stage)": {"bleu": 35.79},
+                "ctranslate2 float32": {"bleu": 35.79, "lines_equal_to_the_run": 1000, "lines": 1000},
+            },
+            "size_mb": {"saved_model": 25.2, "ctranslate2 float32": 23.9},
+            "loaded_memory_mb": {"saved_model": 970.0, "ctranslate2 float32": 859.0},
+            "anchor": anchor,
+        },
+    }
+
+
+def test_a_bench_block_is_the_kept_benchmark_s_table_and_a_changed_number_is_caught(tmp_path):
+    path = results_data.keep_bench(deploy_report(), "deploy", "python tools/bench.py RUN --sections deploy", tmp_path)
+    kept = json.loads(open(path).read())
+    assert kept["command"] == "python tools/bench.py RUN --sections deploy" and kept["versions"]["tfkd_commit"]
+    with pytest.raises(SystemExit, match="exists"):
+        results_data.keep_bench(deploy_report(), "deploy", "again", tmp_path)
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    blocks = "<!-- bench: deploy speed -->\nold\n<!-- /bench -->\n\n<!-- bench: deploy test_set -->\n<!-- /bench -->\n"
+    page.write_text("# Speed\n\n" + blocks)
+    text, regenerated = results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))[str(page)]
+    header = (
+        "| sentences/s (over the SavedModel) | beam 4, batch 64 | beam 4, batch 1 | greedy, batch 64 | greedy, batch 1"
+    )
+    assert header in regenerated
+    assert "| hugging face peer | 80.0 (2.00) | 20.0 (2.00) | 80.0 (2.00) | 20.0 (2.00) |" in regenerated
+    assert "| ctranslate2 float32 | 35.79 | 1,000 of 1,000 | 23.9 MB | 859 MB |" in regenerated
+    assert "`python tools/bench.py RUN --sections deploy` at tfkd " in regenerated and "old" not in regenerated
+    page.write_text(regenerated.replace("80.0 (2.00)", "81.0 (2.00)", 1))  # a number typed by hand
+    text, regenerated = results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))[str(page)]
+    assert text != regenerated
+    page.write_text("<!-- bench: deploy speeds -->\n<!-- /bench -->\n")
+    with pytest.raises(SystemExit, match="table 'speeds' of 'deploy': expected one of speed, test_set, anchor"):
+        results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))
