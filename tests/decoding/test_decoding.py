@@ -280,3 +280,25 @@ def test_a_sentence_that_is_done_leaves_the_batch_and_the_results_stay_those_of_
     lengths = [(t != SPECIAL.pad).sum() for t in tokens.numpy().reshape(4, -1)]
     if algorithm is greedy_search:  # a sentence is done with its end token
         assert shrinking == [sum(n > step for n in lengths) for step in range(1, len(shrinking) + 1)]
+
+
+def test_a_traced_decoder_writes_its_caches_without_an_op_xla_compiles_per_shape(tiny_model):
+    """Keras writes a cache position with XlaDynamicUpdateSlice, which TensorFlow compiles with
+    XLA for every new shape outside an XLA cluster (a growing cache: every step); the decoders'
+    graphs write it with TensorFlow's own kernel, and give what the eager decoders give."""
+    model, sources = tiny_model
+
+    def ops_of(concrete):
+        graph = concrete.graph.as_graph_def()
+        return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+
+    for algorithm in (greedy_search, beam_search):
+        traced = tf.function(lambda s, a=algorithm: a(model, s, SPECIAL, 7, beam_size=3), autograph=False)
+        ops = ops_of(traced.get_concrete_function(tf.TensorSpec([None, 3], tf.int32)))
+        assert "TensorStridedSliceUpdate" in ops and "XlaDynamicUpdateSlice" not in ops, algorithm
+        eager = algorithm(model, tf.constant(sources), SPECIAL, 7, beam_size=3)
+        np.testing.assert_array_equal(traced(tf.constant(sources))[0].numpy(), eager[0].numpy())
+    # outside the decoders, Keras' own op is back
+    from keras.src.backend.tensorflow import core
+
+    assert core.slice_update.__module__ == "keras.src.backend.tensorflow.core"
