@@ -121,6 +121,22 @@ def op_times(xplane, types=None):
     return times
 
 
+def profiled(work, trace_dir):
+    """Runs ``work()`` under TensorFlow's profiler (its trace written to ``trace_dir``):
+    ``(wall seconds, {op: self microseconds}, {op: op type})``; the threads' time without an
+    op is under ``"IDLE"``."""
+    import tensorflow as tf
+
+    tf.profiler.experimental.start(trace_dir)
+    start = time.perf_counter()
+    work()
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    (xplane,) = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "*.xplane.pb"))[-1:]
+    types = {}
+    return wall, op_times(xplane, types), types
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a run with its vocab stage done")
@@ -181,14 +197,7 @@ def main():
     fit(batches[:40])  # trace (and compile) the shapes, warm the caches
     timed = batches[40:]
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="tfkd-profile-")
-    tf.profiler.experimental.start(trace_dir)
-    start = time.perf_counter()
-    fit(timed)
-    wall = time.perf_counter() - start
-    tf.profiler.experimental.stop()
-    (xplane,) = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "*.xplane.pb"))[-1:]
-    types = {}
-    times = op_times(xplane, types)
+    wall, times, types = profiled(lambda: fit(timed), trace_dir)
     idle = times.pop("IDLE", 0.0)  # the threads' time without an op
     kinds = collections.Counter()
     for name, micros in times.items():
