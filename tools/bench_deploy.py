@@ -379,46 +379,67 @@ def _loaded_memory(path):
 
 def deploy_tables(kept):
     """Markdown tables of a kept ``--sections deploy`` report (``results/bench/NAME.json``, as
-    ``tools/bench.py --keep NAME`` writes it): ``{"speed": ..., "test_set": ..., "anchor": ...}``,
-    each followed by the command and versions that made it."""
+    ``tools/bench.py --keep NAME`` writes it), each followed by the command and versions that
+    made it: ``speed`` (every system, beam and greedy, batch 64 and 1), ``test_set`` (BLEU on
+    the whole test set, lines equal to the run's, sizes, memory), ``anchor`` (tfkd's
+    CTranslate2 exports against CTranslate2's own converter) and ``summary`` (the SavedModel and
+    the CTranslate2 exports with beam search, their BLEU and size)."""
     report, deploy = kept["report"], kept["report"]["deploy"]
     beam = deploy.get("beam_size", 4)
     settings = [(a, b) for a in ("beam", "greedy") for b in ("batch 64", "batch 1")]
     header = [f"{f'beam {beam}' if a == 'beam' else a}, {b}" for a, b in settings]
     systems = list(deploy["algorithms"]["beam"]["batch 64"]["sentences_per_second"])
     speed = [f"| sentences/s (over the SavedModel) | {' | '.join(header)} |", "|---" * (len(header) + 1) + "|"]
-    for system in systems:
-        cells = []
-        for algorithm, batch in settings:
-            row = deploy["algorithms"][algorithm][batch]
-            cells.append(f"{row['sentences_per_second'][system]:,} ({row['over_saved_model'][system]:.2f})")
-        speed.append(f"| {system} | {' | '.join(cells)} |")
+    speed += [f"| {system} | {_rates(deploy, system, settings)} |" for system in systems]
+    summary = ["| export | " + " | ".join(header[:2]) + " | test BLEU | size |", "|---|---|---|---|---|"]
+    for name in [n for n in ("saved_model", "ctranslate2 float32", "ctranslate2 int8") if n in systems]:
+        bleu = _whole_test_set_scores(deploy, name)["bleu"]
+        summary.append(f"| {name} | {_rates(deploy, name, settings[:2])} | {bleu:.2f} | {deploy['size_mb'][name]} MB |")
+    made = (
+        f"\n\n`{kept['command']}` at tfkd {kept['versions']['tfkd_commit'][:7]}; {report['machine']}; "
+        f"{deploy['sentences']} test sentences (batch 1: the first {deploy['batch_1_sentences']})\n"
+    )
+    tables = {"speed": speed, "test_set": _test_set_table(deploy), "anchor": _anchor_table(deploy), "summary": summary}
+    return {name: "\n".join(lines) + made for name, lines in tables.items()}
+
+
+def _rates(deploy, system, settings):
+    """``rate (ratio to the SavedModel)`` cells of ``system`` at ``settings``."""
+    cells = []
+    for algorithm, batch in settings:
+        row = deploy["algorithms"][algorithm][batch]
+        cells.append(f"{row['sentences_per_second'][system]:,} ({row['over_saved_model'][system]:.2f})")
+    return " | ".join(cells)
+
+
+def _whole_test_set_scores(deploy, name):
     whole = deploy["whole_test_set"]
-    test_set = [
+    return whole["run (evaluate stage)"] if name == "saved_model" else whole[name]
+
+
+def _test_set_table(deploy):
+    lines = [
         "| export | test BLEU | lines equal to the run's | size on disk "
         "| resident memory, loaded and one line translated |",
         "|---|---|---|---|---|",
     ]
-    for name in ("saved_model", *[k for k in whole if k != "run (evaluate stage)"]):
-        scores = whole["run (evaluate stage)"] if name == "saved_model" else whole[name]
+    for name in ("saved_model", *[k for k in deploy["whole_test_set"] if k != "run (evaluate stage)"]):
+        scores = _whole_test_set_scores(deploy, name)
         equal = "-" if name == "saved_model" else f"{scores['lines_equal_to_the_run']:,} of {scores['lines']:,}"
-        test_set.append(
+        lines.append(
             f"| {name} | {scores['bleu']:.2f} | {equal} | {deploy['size_mb'][name]} MB "
             f"| {deploy['loaded_memory_mb'][name]:,.0f} MB |"
         )
-    anchor = ["| | " + " | ".join(deploy["anchor"]) + " |", "|---" * (len(deploy["anchor"]) + 1) + "|"]
+    return lines
+
+
+def _anchor_table(deploy):
+    lines = ["| | " + " | ".join(deploy["anchor"]) + " |", "|---" * (len(deploy["anchor"]) + 1) + "|"]
     for quantization in ("float32", "int8"):
         cells = []
         for setting in deploy["anchor"].values():
             rate = setting["sentences_per_second"]
             over = setting["tfkd_over_anchor"][quantization]
             cells.append(f"{rate[f'anchor {quantization}']:,} / {rate[f'tfkd {quantization}']:,} ({over:.2f})")
-        anchor.append(f"| {quantization}: anchor / tfkd | {' | '.join(cells)} |")
-    versions = kept["versions"]
-    made = (
-        f"\n\n`{kept['command']}` at tfkd {versions['tfkd_commit'][:7]}; {report['machine']}; "
-        f"{deploy['sentences']} test sentences (batch 1: the first {deploy['batch_1_sentences']})\n"
-    )
-    return {
-        name: "\n".join(lines) + made for name, lines in (("speed", speed), ("test_set", test_set), ("anchor", anchor))
-    }
+        lines.append(f"| {quantization}: anchor / tfkd | {' | '.join(cells)} |")
+    return lines

@@ -20,7 +20,7 @@ Holm-adjusted) and writes it between the markers a page holds::
 
 A benchmark kept by ``python tools/bench.py RUN --sections deploy --keep NAME`` (its report,
 command and versions in ``results/bench/NAME.json``) fills ``<!-- bench: NAME TABLE -->`` ...
-``<!-- /bench -->`` with one of its tables (``speed``, ``test_set``, ``anchor``).
+``<!-- /bench -->`` with one of its tables (``speed``, ``test_set``, ``anchor``, ``summary``).
 
 ``pages --check`` writes nothing and exits 1 naming each page whose table differs from its data
 (the suite runs it). The references are read from ``TFKD_DATA_DIR``.

@@ -127,8 +127,12 @@ def deploy_report():
     algorithms = {
         algorithm: {
             batch: {
-                "sentences_per_second": {"saved_model": 10.0 * scale, "hugging face peer": 20.0 * scale},
-                "over_saved_model": {"saved_model": 1.0, "hugging face peer": 2.0},
+                "sentences_per_second": {
+                    "saved_model": 10.0 * scale,
+                    "ctranslate2 float32": 50.0 * scale,
+                    "hugging face peer": 20.0 * scale,
+                },
+                "over_saved_model": {"saved_model": 1.0, "ctranslate2 float32": 5.0, "hugging face peer": 2.0},
             }
             for batch, scale in (("batch 64", 4), ("batch 1", 1))
         }
@@ -176,9 +180,12 @@ def test_a_bench_block_is_the_kept_benchmark_s_table_and_a_changed_number_is_cau
     assert "| hugging face peer | 80.0 (2.00) | 20.0 (2.00) | 80.0 (2.00) | 20.0 (2.00) |" in regenerated
     assert "| ctranslate2 float32 | 35.79 | 1,000 of 1,000 | 23.9 MB | 859 MB |" in regenerated
     assert "`python tools/bench.py RUN --sections deploy` at tfkd " in regenerated and "old" not in regenerated
+    summary = results_data.bench_table(str(tmp_path), "deploy", "summary")
+    assert "| ctranslate2 float32 | 200.0 (5.00) | 50.0 (5.00) | 35.79 | 23.9 MB |" in summary
     page.write_text(regenerated.replace("80.0 (2.00)", "81.0 (2.00)", 1))  # a number typed by hand
     text, regenerated = results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))[str(page)]
     assert text != regenerated
     page.write_text("<!-- bench: deploy speeds -->\n<!-- /bench -->\n")
-    with pytest.raises(SystemExit, match="table 'speeds' of 'deploy': expected one of speed, test_set, anchor"):
+    expected = "table 'speeds' of 'deploy': expected one of speed, test_set, anchor, summary"
+    with pytest.raises(SystemExit, match=expected):
         results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))
