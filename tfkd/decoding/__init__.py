@@ -68,14 +68,16 @@ def _strided_slice_update(inputs, start_indices, updates):
 
 
 @contextlib.contextmanager
-def _slice_update_without_xla():
+def slice_update_without_xla():
     """Keras' TensorFlow backend writes a key/value cache position (``keras.ops.slice_update``,
     which keras-hub's cached attention calls every step) with ``XlaDynamicUpdateSlice``, an op
     that outside an XLA cluster is compiled by XLA for every new shape it meets. A growing cache
     has a new shape at every step (and a new batch at every row count), so translating
     Multi30k's 1,000 test sentences spent 43 s compiling it against 0.5 s running it. Inside
     this block Keras writes the slice with TensorFlow's own kernel instead: the same values, no
-    compilation. (Graphs traced here keep that op; an XLA-compiled decoder does not use it.)"""
+    compilation. (Graphs traced here keep that op; an XLA-compiled decoder does not use it.)
+    The language model's continuation (keras-hub's samplers, whose prompt and caches are
+    written the same way) is traced inside it too."""
     from keras.src.backend.tensorflow import core
 
     keras_slice_update = core.slice_update
@@ -90,7 +92,7 @@ class _CachedSteps(_Steps):
     """One decoder step at a time from the model's key/value caches."""
 
     def _without_xla(self):
-        return _slice_update_without_xla() if self.grow else contextlib.nullcontext()
+        return slice_update_without_xla() if self.grow else contextlib.nullcontext()
 
     def first(self, encoder):
         hidden, padding_mask = encoder

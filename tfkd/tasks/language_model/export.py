@@ -20,6 +20,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from tfkd.decoding import slice_update_without_xla
 from tfkd.tasks.language_model.vocab import END_OF_TEXT
 
 
@@ -103,9 +104,10 @@ class TextLM(tf.Module):
         fill = 1 if self.end_id == 0 else 0
         token_ids = prompt.to_tensor(fill, shape=tf.stack([tf.cast(rows, tf.int32), width]))
         prompt_mask = tf.sequence_mask(prompt_lengths, width)
-        out = self.model.generate_step(
-            token_ids, prompt_mask, self.sampler, stop_token_ids=(self.end_id,) if self.stop_at_end else None
-        )
+        with slice_update_without_xla():  # no XLA compilation per batch shape
+            out = self.model.generate_step(
+                token_ids, prompt_mask, self.sampler, stop_token_ids=(self.end_id,) if self.stop_at_end else None
+            )
         new = tf.logical_and(out["padding_mask"], tf.logical_not(prompt_mask))
         new = tf.logical_and(new, tf.not_equal(out["token_ids"], self.end_id))
         # a row with a shorter prompt than the longest: its first max_new_tokens only
