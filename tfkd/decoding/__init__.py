@@ -42,8 +42,9 @@ class _Steps:
     built at the first step, outside the decoding loop, and reused by every later step.
 
     ``encoder`` (the encoder's ``(hidden, padding_mask)``, a row per hypothesis) travels with
-    the loop, so rows of sentences that are done can leave it (:meth:`keep_rows`). ``shrink``
-    (every caller but an XLA-compiled one, whose loop keeps its shapes) says they do."""
+    the loop, so rows of sentences that are done can leave it (with the state's, by
+    :meth:`reorder`). ``shrink`` (every caller but an XLA-compiled one, whose loop keeps its
+    shapes) says they do."""
 
     def __init__(self, model, max_length, special_ids, static_shapes=False):
         self.model, self.max_length, self.special_ids = model, max_length, special_ids
@@ -211,37 +212,15 @@ def greedy_search(model, source_ids, special_ids, max_length, static_shapes=Fals
         rows = tf.tensor_scatter_nd_update(rows, tf.stack([tf.range(count), tf.fill([count], step + 1)], 1), token)
         return rows, finished | tf.equal(token, special_ids.eos), score
 
-    def leave(decoded, rows, finished, score, encoder, state):
-        """Writes ended sentences into ``decoded`` and, when ``steps.shrink``, takes them out of
-        the loop's rows (and the model's state) once some have ended."""
-        if not steps.shrink:
-            return decoded, rows, finished, score, encoder, state
-        ended = tf.where(finished)[:, 0]
-        active, sequences, scores = decoded
-        written = (
-            tf.tensor_scatter_nd_update(sequences, tf.gather(active, ended)[:, None], tf.gather(rows, ended)),
-            tf.tensor_scatter_nd_update(scores, tf.gather(active, ended)[:, None], tf.gather(score, ended)),
-        )
-        keep = tf.where(~finished)[:, 0]
-
-        def shrunk():
-            kept = _gather_rows((active, rows, finished, score, encoder), keep)
-            return (kept[0], *written), *kept[1:], steps.reorder(state, keep, keep)
-
-        def unchanged():
-            return (active, *written), rows, finished, score, encoder, state
-
-        return tf.cond(tf.size(ended) > 0, shrunk, unchanged)
-
     log_probs, state = steps.first(encoder)
     rows, finished, score = advance(0, log_probs, sequences, *zeros)
     decoded = (tf.range(batch), sequences, zeros[1])
-    decoded, rows, finished, score, encoder, state = leave(decoded, rows, finished, score, encoder, state)
+    decoded, rows, finished, score, encoder, state = _leave(steps, decoded, rows, finished, score, encoder, state)
 
     def body(step, decoded, rows, finished, score, encoder, state):
         log_probs, state = steps.next(rows, step, state, encoder)
         rows, finished, score = advance(step, log_probs, rows, finished, score)
-        return (step + 1, *leave(decoded, rows, finished, score, encoder, state))
+        return (step + 1, *_leave(steps, decoded, rows, finished, score, encoder, state))
 
     def cond(step, decoded, rows, finished, score, encoder, state):
         return (step < max_length) & ~tf.reduce_all(finished)
@@ -253,6 +232,30 @@ def greedy_search(model, source_ids, special_ids, max_length, static_shapes=Fals
     active, sequences, scores = decoded  # those still decoding at max_length
     sequences = tf.tensor_scatter_nd_update(sequences, active[:, None], rows)
     return sequences[:, 1:], tf.tensor_scatter_nd_update(scores, active[:, None], score)
+
+
+def _leave(steps, decoded, rows, finished, score, encoder, state):
+    """Greedy search's sentences that have ended written into ``decoded`` (``(sentence of each
+    row, token ids [B, T + 1], scores [B])``) and, when ``steps.shrink``, taken out of the loop's
+    rows, the encoder output and the model's state once some have ended."""
+    if not steps.shrink:
+        return decoded, rows, finished, score, encoder, state
+    ended = tf.where(finished)[:, 0]
+    active, sequences, scores = decoded
+    written = (
+        tf.tensor_scatter_nd_update(sequences, tf.gather(active, ended)[:, None], tf.gather(rows, ended)),
+        tf.tensor_scatter_nd_update(scores, tf.gather(active, ended)[:, None], tf.gather(score, ended)),
+    )
+    keep = tf.where(~finished)[:, 0]
+
+    def shrunk():
+        kept = _gather_rows((active, rows, finished, score, encoder), keep)
+        return (kept[0], *written), *kept[1:], steps.reorder(state, keep, keep)
+
+    def unchanged():
+        return (active, *written), rows, finished, score, encoder, state
+
+    return tf.cond(tf.size(ended) > 0, shrunk, unchanged)
 
 
 def _gather_beams(tensor, indices):
