@@ -14,7 +14,8 @@ model (the encoder, the decoder's self-attention with its key/value caches, its 
 feed-forward, layer norms, the output layer over the target vocabulary, the search's own
 bookkeeping: top-k, the beams' gathers and reorders, scatters of tokens) and by kind of op
 (matrix products, gathers, layout, ...); the threads' idle time; the ops that took longest. Then
-the decoder's work, counted in an eager pass over the same batches: its steps, and the rows
+the decoder's work, counted by a further pass over the same batches (the student's
+``decode_next`` adding to two variables the traced graph updates): its steps, and the rows
 they computed against the rows had every sentence stayed in its batch to the batch's last step
 (what finished sentences leaving the batch saves). The trace stays in ``--trace-dir`` for
 TensorBoard's profile plugin.

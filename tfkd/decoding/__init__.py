@@ -240,22 +240,19 @@ def _leave(steps, decoded, rows, finished, score, encoder, state):
     rows, the encoder output and the model's state once some have ended."""
     if not steps.shrink:
         return decoded, rows, finished, score, encoder, state
-    ended = tf.where(finished)[:, 0]
-    active, sequences, scores = decoded
-    written = (
-        tf.tensor_scatter_nd_update(sequences, tf.gather(active, ended)[:, None], tf.gather(rows, ended)),
-        tf.tensor_scatter_nd_update(scores, tf.gather(active, ended)[:, None], tf.gather(score, ended)),
-    )
-    keep = tf.where(~finished)[:, 0]
+    ended, keep = tf.where(finished)[:, 0], tf.where(~finished)[:, 0]
 
     def shrunk():
+        active, sequences, scores = decoded
+        sentences = tf.gather(active, ended)[:, None]
+        written = (
+            tf.tensor_scatter_nd_update(sequences, sentences, tf.gather(rows, ended)),
+            tf.tensor_scatter_nd_update(scores, sentences, tf.gather(score, ended)),
+        )
         kept = _gather_rows((active, rows, finished, score, encoder), keep)
         return (kept[0], *written), *kept[1:], steps.reorder(state, keep, keep)
 
-    def unchanged():
-        return (active, *written), rows, finished, score, encoder, state
-
-    return tf.cond(tf.size(ended) > 0, shrunk, unchanged)
+    return tf.cond(tf.size(ended) > 0, shrunk, lambda: (decoded, rows, finished, score, encoder, state))
 
 
 def _gather_beams(tensor, indices):
@@ -308,7 +305,7 @@ def beam_search(
         raise ValueError(f"early_stopping {early_stopping!r}: expected one of {', '.join(EARLY_STOPPING)}")
     if nbest is not None:
         check_nbest(nbest, beam_size, f"beam search with beam_size {beam_size}")
-    search = _BeamSearch(max_length, beam_size, length_penalty, early_stopping, special_ids)
+    search = _BeamSearch(max_length, beam_size, length_penalty, early_stopping, special_ids, static_shapes)
     hidden, padding_mask = model.encode(source_ids, training=False)
     # every beam reads the same encoder output: [B, ...] -> [B * beam, ...]
     encoder = (tf.repeat(hidden, beam_size, axis=0), tf.repeat(padding_mask, beam_size, axis=0))
@@ -328,6 +325,8 @@ def beam_search(
         return (step + 1, *search.leave(steps, decoded, hypotheses, encoder, state, origin))
 
     def cond(step, decoded, hypotheses, encoder, state):
+        if steps.shrink:  # the sentences that are done have left
+            return (step < max_length) & (tf.shape(hypotheses[0])[0] > 0)
         return (step < max_length) & ~tf.reduce_all(search.done(hypotheses))
 
     result = _loop(cond, body, (1, decoded, hypotheses, encoder, state), steps, fixed=1)
@@ -347,9 +346,10 @@ class _BeamSearch:
     alive_log_prob [S, beam], finished_seq [S, beam, T + 1], finished_score [S, beam],
     finished_any [S, beam])`` for the ``S`` sentences still decoding."""
 
-    def __init__(self, max_length, beam, length_penalty, early_stopping, special_ids):
+    def __init__(self, max_length, beam, length_penalty, early_stopping, special_ids, keeps_done_rows):
         self.max_length, self.beam, self.length_penalty = max_length, beam, length_penalty
         self.early_stopping, self.special_ids = early_stopping, special_ids
+        self.keeps_done_rows = keeps_done_rows  # static shapes: sentences that are done stay in the batch
 
     def start(self, batch):
         beam, width, ids = self.beam, self.max_length + 1, self.special_ids
@@ -394,7 +394,7 @@ class _BeamSearch:
         new_finished_score, finished_index = tf.math.top_k(tf.concat([finished_score, ended_score], 1), k=beam)
         new_finished_seq = _gather_beams(tf.concat([finished_seq, top_seq], axis=1), finished_index)
         new_finished_any = _gather_beams(tf.concat([finished_any, ended], axis=1), finished_index)
-        if self.early_stopping == "beam_size":  # a sentence done (and still in the batch) keeps its results
+        if self.early_stopping == "beam_size" and self.keeps_done_rows:  # a done sentence still in the batch
             done = tf.reduce_all(finished_any, axis=1)
             new_finished_seq = tf.where(done[:, None, None], finished_seq, new_finished_seq)
             new_finished_score = tf.where(done[:, None], finished_score, new_finished_score)
@@ -421,19 +421,18 @@ class _BeamSearch:
             return decoded, hypotheses, encoder, steps.reorder(state, _flat(origin, tf.range(count), beam))
         done = self.done(hypotheses)
         ended, keep = tf.where(done)[:, 0], tf.where(~done)[:, 0]
-        active, finished_seq, finished_score = decoded
-        sentences = tf.gather(active, ended)[:, None]
-        decoded = (
-            active,
-            tf.tensor_scatter_nd_update(finished_seq, sentences, tf.gather(hypotheses[2], ended)),
-            tf.tensor_scatter_nd_update(finished_score, sentences, tf.gather(hypotheses[3], ended)),
-        )
         state = steps.reorder(state, _flat(tf.gather(origin, keep), keep, beam))
 
         def shrunk():
+            active, finished_seq, finished_score = decoded
+            sentences = tf.gather(active, ended)[:, None]
             kept_beams = _flat(tf.tile(tf.range(beam)[tf.newaxis], [tf.size(keep), 1]), keep, beam)
             return (
-                (tf.gather(active, keep), *decoded[1:]),
+                (
+                    tf.gather(active, keep),
+                    tf.tensor_scatter_nd_update(finished_seq, sentences, tf.gather(hypotheses[2], ended)),
+                    tf.tensor_scatter_nd_update(finished_score, sentences, tf.gather(hypotheses[3], ended)),
+                ),
                 _gather_rows(hypotheses, keep),
                 _gather_rows(encoder, kept_beams),
                 steps.reorder(state, None, kept_beams),
