@@ -33,7 +33,8 @@ thread counts, as JSON:
   ``decode.jit_compile`` off (and on, with ``--xla``); the first pass (tracing and XLA
   compilation) apart from the timed rounds.
 - ``deploy`` (a trained run): the SavedModel, in-process, CTranslate2 float32 and int8 and the
-  peer on the run's test sentences, beam 4 and greedy, batch 64 and 1 (``tools/bench_deploy.py``).
+  peer on the run's test sentences, beam 4 and greedy, batch 64 and 1 (``tools/bench_deploy.py``);
+  with ``--xla``, the in-process Translator and the SavedModel again with ``decode.jit_compile``.
 
 ``--precision float32,bfloat16`` times ``train`` and ``decode`` in both precisions (or one):
 tfkd's student built under Keras' ``mixed_bfloat16`` (as ``train.precision`` and

@@ -4,6 +4,9 @@ token, beam 4 and greedy, batch 64 and batch 1:
 
 - tfkd in-process (the ``Translator`` graph evaluation uses),
 - tfkd's SavedModel (exported here with the same decoding, loaded in this process),
+- with ``--xla``, both again with ``decode.jit_compile: true`` (the decoder one XLA program per
+  batch size and source bucket; each system's warm-up pass, which compiles them, is reported
+  apart as ``first_pass_seconds``),
 - the same SavedModel of the student quantized by Keras (``model.quantize("int8")``: int8
   Dense/EinsumDense kernels, activations quantized on the fly),
 - tfkd's CTranslate2 export, float32 and int8 (``--format ctranslate2 --quantization int8``),
@@ -106,11 +109,13 @@ else:
         view = context.with_spec(spec.model_copy(update={"decode": spec.decode.model_copy(update=job["decode"])}))
         translate = view.task.translator(view, load_student(view)).translate
     run = lambda: translate_in_batches(translate, job["inputs"], job["batch_size"])
-run()  # warm-up: tracing, first calls
+start = time.perf_counter()
+run()  # warm-up: tracing, first calls (with XLA, each shape's compilation)
+first = time.perf_counter() - start
 start = time.perf_counter()
 for _ in range(job["rounds"]):
     run()
-print(json.dumps(time.perf_counter() - start))
+print(json.dumps({"seconds": time.perf_counter() - start, "first_pass": first}))
 """
 
 
@@ -148,21 +153,26 @@ def bench_deploy(spec, context, args, make_peer):
         quantized = load_student(context)
         quantized.quantize("int8")
         for algorithm in ("beam", "greedy"):
-            decode = {"algorithm": algorithm, "jit_compile": False}
-            view = _with(context, spec, decode=decode)
             beams = spec.decode.beam_size if algorithm == "beam" else 1
             settings = {"beam_size": beams, "length_penalty": spec.decode.length_penalty if beams > 1 else 0.0}
-            # (what each system answers, in this process; the timed job, in its own)
-            in_process = {"kind": "in_process", "decode": decode, "path": args.run_dir}
-            systems[algorithm] = {"in-process": (context.task.translator(view, student).translate, in_process)}
-            for name, model in (("saved_model", student), ("saved_model int8", quantized)):
-                path = SavedModelExporter().export(view, model, f"{out}/{name.replace(' ', '_')}_{algorithm}", 1)
-                exports.setdefault(name, path)
-                serve = tf.saved_model.load(path).signatures["serving_default"]
-                systems[algorithm][name] = (
-                    lambda batch, s=serve: s(source=batch),
-                    {"kind": "saved_model", "path": path},
-                )
+            systems[algorithm] = {}
+            # (what each system answers, in this process; the timed job, in its own); with
+            # --xla, the in-process Translator and the SavedModel again with decode.jit_compile
+            for jit in (False, True) if args.xla else (False,):
+                decode = {"algorithm": algorithm, "jit_compile": jit}
+                view, suffix = _with(context, spec, decode=decode), " xla" if jit else ""
+                in_process = {"kind": "in_process", "decode": decode, "path": args.run_dir}
+                translate = context.task.translator(view, student).translate
+                systems[algorithm][f"in-process{suffix}"] = (translate, in_process)
+                models = [("saved_model", student)] + ([] if jit else [("saved_model int8", quantized)])
+                for name, model in models:
+                    name += suffix
+                    folder = f"{out}/{name.replace(' ', '_')}_{algorithm}"
+                    path = SavedModelExporter().export(view, model, folder, 1)
+                    exports.setdefault(name, path)
+                    serve = tf.saved_model.load(path).signatures["serving_default"]
+                    job = {"kind": "saved_model", "path": path}
+                    systems[algorithm][name] = (lambda batch, s=serve: s(source=batch), job)
             for name in ("ctranslate2 float32", "ctranslate2 int8"):
                 translator = CTranslate2Translator(exports[name])
                 translator.beam_size, translator.length_penalty = settings["beam_size"], settings["length_penalty"]
@@ -341,10 +351,12 @@ def _time_algorithm(
         jobs = {name: job for name, (_, job) in functions.items()}
         jobs["hugging face peer"] = dict(peer_job, batches=peer_batches, beam_size=beams)
         common = {"inputs": inputs, "batch_size": batch_size, "rounds": args.rounds, "threads": os.cpu_count()}
-        seconds = {name: _timed_in_a_process(dict(common, **job)) for name, job in jobs.items()}
-        rate = {k: args.rounds * len(inputs) / v for k, v in seconds.items()}
+        timed = {name: _timed_in_a_process(dict(common, **job)) for name, job in jobs.items()}
+        rate = {k: args.rounds * len(inputs) / v["seconds"] for k, v in timed.items()}
         rows[f"batch {batch_size}"] = {
             "sentences_per_second": {k: round(v, 1) for k, v in rate.items()},
+            # the warm-up pass over the same inputs: tracing, first calls, XLA's compilations
+            "first_pass_seconds": {k: round(v["first_pass"], 1) for k, v in timed.items()},
             "over_saved_model": {k: round(v / rate["saved_model"], 2) for k, v in rate.items()},
             "lines_equal_to_saved_model": {
                 k: sum(a == b for a, b in zip(v, outputs["saved_model"])) for k, v in outputs.items()
@@ -355,8 +367,8 @@ def _time_algorithm(
 
 
 def _timed_in_a_process(job):
-    """Seconds of ``job["rounds"]`` rounds of one system, timed by ``SYSTEM_TIMING`` in a
-    process of its own (after its warm-up)."""
+    """``{"seconds": ..., "first_pass": ...}``: ``job["rounds"]`` rounds of one system after its
+    warm-up pass, and that pass, timed by ``SYSTEM_TIMING`` in a process of its own."""
     import json
 
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
@@ -367,7 +379,7 @@ def _timed_in_a_process(job):
         )
     if done.returncode:
         raise RuntimeError(f"timing {job['kind']} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _loaded_memory(path):
