@@ -26,8 +26,8 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > (os.cpu_count() or 1)
 # a stage store of the user's would hand the tests' runs stages made by other code
 os.environ.pop("TFKD_STAGE_STORE", None)
 # the tests mirror the package tree (tests/methods/soft_target/, tests/tasks/translation/, ...);
-# the modules they share (helpers, toy_plugins, user_layers, tiny_mask_task, this conftest's
-# write_corpus) stay in tests/, importable from every folder
+# the modules they share (helpers, shared_runs, toy_plugins, user_layers, tiny_mask_task, this
+# conftest's write_corpus) stay in tests/, importable from every folder
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # the kill-anywhere checks live in a shared module its tests call: its asserts say what differed
 pytest.register_assert_rewrite("kill_anywhere")

@@ -6,9 +6,10 @@ import signal
 import time
 
 import pytest
-from helpers import tfkd, write_spec
+from helpers import tfkd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_runs import tiny_exported_run
 
 import tfkd as tfkd_package
 from tfkd.errors import SpecError, StageError
@@ -18,12 +19,9 @@ SENTENCES = ["Ein Mann fährt Fahrrad.", "", "Zwei Hunde spielen im Schnee."]
 
 @pytest.fixture(scope="module")
 def run_and_export(tmp_path_factory, data_dir):
-    tmp = tmp_path_factory.mktemp("predictor")
-    spec = write_spec(tmp, "loaded", steps=4, every=2)
-    out = tfkd("run", spec, "--set", "stages=[vocab,train,export]", env_extra={"TFKD_DATA_DIR": data_dir}, cwd=tmp)
-    assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = tmp / "runs" / "loaded"
-    return run_dir, run_dir / "export" / "loaded"
+    """The tiny spec's run and its export (shared with tests/exporters/test_exporters.py)."""
+    run_dir, saved_model, _ = tiny_exported_run(tmp_path_factory, data_dir)
+    return run_dir, saved_model.parent
 
 
 def test_an_export_and_its_run_translate_alike_from_python(run_and_export, tmp_path):

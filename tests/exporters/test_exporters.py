@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from helpers import REPO, serve_only, tfkd, write_spec
+from shared_runs import tiny_exported_run
 
 from tfkd.models.abilities import AdapterStudent
 
@@ -16,21 +17,8 @@ SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "E
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, data_dir):
-    tmp = tmp_path_factory.mktemp("export")
-    spec = write_spec(tmp, "exported", steps=8, every=4)
-    out = tfkd(
-        "run",
-        spec,
-        "--set",
-        "stages=[vocab,train,evaluate,export]",
-        "--set",
-        "evaluate.splits=[valid]",
-        env_extra={"TFKD_DATA_DIR": data_dir},
-        cwd=tmp,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = tmp / "runs" / "exported"
-    saved_model = run_dir / "export" / "exported" / "1"
+    """The tiny spec's run, evaluated and exported (shared with tests/test_predictor.py)."""
+    run_dir, saved_model, out = tiny_exported_run(tmp_path_factory, data_dir)
     assert (saved_model / "saved_model.pb").exists()
     # the log names where the export is once the stage is done, not its work folder
     assert re.search(rf"tfkd I export: {re.escape(str(saved_model))}, a TF Serving SavedModel", out.stderr), out.stderr[
