@@ -392,7 +392,8 @@ def _loaded_memory(path):
 def deploy_tables(kept):
     """Markdown tables of a kept ``--sections deploy`` report (``results/bench/NAME.json``, as
     ``tools/bench.py --keep NAME`` writes it), each followed by the command and versions that
-    made it: ``speed`` (every system, beam and greedy, batch 64 and 1), ``test_set`` (BLEU on
+    made it: ``speed`` (every system, beam and greedy, batch 64 and 1), ``first_pass`` (each
+    system's warm-up pass over the same inputs: tracing, first calls, XLA's compilations), ``test_set`` (BLEU on
     the whole test set, lines equal to the run's, sizes, memory), ``anchor`` (tfkd's
     CTranslate2 exports against CTranslate2's own converter) and ``summary`` (the SavedModel and
     the CTranslate2 exports with beam search, their BLEU and size)."""
@@ -411,7 +412,13 @@ def deploy_tables(kept):
         f"\n\n`{kept['command']}` at tfkd {kept['versions']['tfkd_commit'][:7]}; {report['machine']}; "
         f"{deploy['sentences']} test sentences (batch 1: the first {deploy['batch_1_sentences']})\n"
     )
-    tables = {"speed": speed, "test_set": _test_set_table(deploy), "anchor": _anchor_table(deploy), "summary": summary}
+    tables = {
+        "speed": speed,
+        "first_pass": _first_pass_table(deploy, systems, settings, header),
+        "test_set": _test_set_table(deploy),
+        "anchor": _anchor_table(deploy),
+        "summary": summary,
+    }
     return {name: "\n".join(lines) + made for name, lines in tables.items()}
 
 
@@ -422,6 +429,18 @@ def _rates(deploy, system, settings):
         row = deploy["algorithms"][algorithm][batch]
         cells.append(f"{row['sentences_per_second'][system]:,} ({row['over_saved_model'][system]:.2f})")
     return " | ".join(cells)
+
+
+def _first_pass_table(deploy, systems, settings, header):
+    """Seconds of each system's warm-up pass over the timed inputs (tracing, first calls, XLA's
+    compilations), where the report has them."""
+    if "first_pass_seconds" not in deploy["algorithms"]["beam"]["batch 64"]:
+        return ["(this report predates the warm-up pass's timing)"]
+    lines = [f"| first pass, seconds | {' | '.join(header)} |", "|---" * (len(header) + 1) + "|"]
+    for system in systems:
+        cells = [f"{deploy['algorithms'][a][b]['first_pass_seconds'][system]:.1f}" for a, b in settings]
+        lines.append(f"| {system} | {' | '.join(cells)} |")
+    return lines
 
 
 def _whole_test_set_scores(deploy, name):

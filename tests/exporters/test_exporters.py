@@ -95,10 +95,10 @@ def test_the_score_signature_gives_the_students_teacher_forced_distributions(exp
 def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(exported, data_dir, tmp_path):
     """``decode.jit_compile: true``: the same translations (scores within float rounding) from an
     XLA-compiled decoder, sources padded to a multiple of data.bucket_width, one program per
-    batch size and bucket; the export keeps the compiled function and serves without tfkd."""
+    batch size and bucket; ``tfkd export --set decode.jit_compile=true`` keeps the compiled
+    function in the export, which serves without tfkd."""
     import numpy as np
 
-    from tfkd.exporters.saved_model import SavedModelExporter
     from tfkd.pipeline import open_run
     from tfkd.stages import load_student
 
@@ -119,11 +119,21 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     widths = {int(c.structured_input_signature[0][0].shape[1] or -1) for c in compiled._list_all_concrete_functions()}
     assert widths and all(w == -1 or w % context.spec.data.bucket_width == 0 for w in widths), widths
 
-    path = SavedModelExporter().export(context.with_spec(xla_spec), student, str(tmp_path / "models" / "xla"), 1)
+    # tfkd export --set decode.jit_compile=true: the run's student, exported with that decoding
+    flags = ["--out", str(tmp_path / "models"), "--model-name", "xla", "--set", "decode.jit_compile=true"]
+    out = tfkd("export", str(run_dir), *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    path = tmp_path / "models" / "xla" / "1"
     served = serve_only(path, valid, tmp_path)
     assert served["loaded"] == [] and served["translations"] == list(translations)
-    graph = open(os.path.join(path, "saved_model.pb"), "rb").read()
-    assert b"_XlaMustCompile" in graph  # the decoder stays XLA-compiled where the export is served
+    # the decoder stays XLA-compiled where the export is served; the run's own export is plain
+    assert b"_XlaMustCompile" in (path / "saved_model.pb").read_bytes()
+    assert b"_XlaMustCompile" not in (exported[1] / "saved_model.pb").read_bytes()
+    bad = tfkd("export", str(run_dir), "--out", str(tmp_path / "bad"), "--set", "train.steps=3")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "--set train.steps=3: expected decode.KEY=VALUE (export changes decoding only)"
+    ], bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_decode_precision_bfloat16_runs_the_student_and_its_export_in_bfloat16(exported, data_dir, tmp_path):

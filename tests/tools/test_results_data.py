@@ -17,6 +17,7 @@ from tfkd.report.contents import read_run
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import results_data  # noqa: E402
+from bench_deploy import deploy_tables  # noqa: E402
 
 
 @pytest.fixture()
@@ -122,6 +123,9 @@ def test_a_summary_block_tests_claims_across_experiments_as_one_holm_family(kept
         results_data.summary_table(results_dir, "three train")
 
 
+FIRST_PASS = {"saved_model": 3.0, "ctranslate2 float32": 2.5}
+
+
 def deploy_report():
     """A ``tools/bench.py --sections deploy`` report with two systems and round numbers."""
     algorithms = {
@@ -133,6 +137,7 @@ def deploy_report():
                     "hugging face peer": 20.0 * scale,
                 },
                 "over_saved_model": {"saved_model": 1.0, "ctranslate2 float32": 5.0, "hugging face peer": 2.0},
+                "first_pass_seconds": dict(FIRST_PASS, **{"hugging face peer": 1.5 * scale}),
             }
             for batch, scale in (("batch 64", 4), ("batch 1", 1))
         }
@@ -180,12 +185,19 @@ def test_a_bench_block_is_the_kept_benchmark_s_table_and_a_changed_number_is_cau
     assert "| hugging face peer | 80.0 (2.00) | 20.0 (2.00) | 80.0 (2.00) | 20.0 (2.00) |" in regenerated
     assert "| ctranslate2 float32 | 35.79 | 1,000 of 1,000 | 23.9 MB | 859 MB |" in regenerated
     assert "`python tools/bench.py RUN --sections deploy` at tfkd " in regenerated and "old" not in regenerated
+    first_pass = results_data.bench_table(str(tmp_path), "deploy", "first_pass")
+    assert "| hugging face peer | 6.0 | 1.5 | 6.0 | 1.5 |" in first_pass
+    older = deploy_report()  # kept before the warm-up pass was timed
+    for rows in older["deploy"]["algorithms"].values():
+        for row in rows.values():
+            del row["first_pass_seconds"]
+    assert deploy_tables({**kept, "report": older})["first_pass"].startswith("(this report predates")
     summary = results_data.bench_table(str(tmp_path), "deploy", "summary")
     assert "| ctranslate2 float32 | 200.0 (5.00) | 50.0 (5.00) | 35.79 | 23.9 MB |" in summary
     page.write_text(regenerated.replace("80.0 (2.00)", "81.0 (2.00)", 1))  # a number typed by hand
     text, regenerated = results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))[str(page)]
     assert text != regenerated
     page.write_text("<!-- bench: deploy speeds -->\n<!-- /bench -->\n")
-    expected = "table 'speeds' of 'deploy': expected one of speed, test_set, anchor, summary"
+    expected = "table 'speeds' of 'deploy': expected one of speed, first_pass, test_set, anchor, summary"
     with pytest.raises(SystemExit, match=expected):
         results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))

@@ -59,6 +59,14 @@ def register(add):
         metavar="FILE",
         help="the student's weights from this file (tfkd average's output) instead of the train stage's",
     )
+    export.add_argument(
+        "--set",
+        action="append",
+        metavar="decode.KEY=VALUE",
+        help="the decoding the export carries, where not the run's (e.g. decode.jit_compile=true: "
+        "the decoder one XLA program per batch size and source bucket, fastest for single lines; "
+        "decode.beam_size=5)",
+    )
     export.set_defaults(func=cmd_export)
 
 
@@ -75,6 +83,11 @@ def cmd_export(args):
     if args.student in (spec.variants or {}):
         context = context.with_spec(spec.variant(args.student))  # decoded with the variant's settings
     context = context.with_spec(_with_export_flags(context.spec, exporter.name, args.quantization))
+    if args.set:
+        from tfkd.cli.translate import decode_overrides
+
+        decode = decode_overrides(context.spec.decode, args.set, command="export")
+        context = context.with_spec(context.spec.model_copy(update={"decode": decode}))
     out = args.out or os.path.join(args.run_dir, "export")
     with hold_if_inside(args.run_dir, out):  # one writer per run directory
         return _export(args, spec, context, exporter, out)

@@ -250,9 +250,10 @@ def _decode_flags(args):
     }
 
 
-def decode_overrides(decode, assignments, typed=None):
+def decode_overrides(decode, assignments, typed=None, command="translate"):
     """``decode`` with ``--set decode.KEY=VALUE`` settings applied and validated; an error
-    names the flag as ``typed`` gave it (``--beam 0``), else as ``--set ASSIGNMENT``."""
+    names the flag as ``typed`` gave it (``--beam 0``), else as ``--set ASSIGNMENT``, and a key
+    outside ``decode`` says that ``command`` changes decoding only."""
     import pydantic
     import yaml
 
@@ -263,7 +264,7 @@ def decode_overrides(decode, assignments, typed=None):
         shown = (typed or {}).get(assignment, f"--set {assignment}")
         key, sep, raw = assignment.partition("=")
         if not sep or not key.startswith("decode.") or "." in key[len("decode.") :]:
-            raise SpecError(f"{shown}: expected decode.KEY=VALUE (translate changes decoding only)")
+            raise SpecError(f"{shown}: expected decode.KEY=VALUE ({command} changes decoding only)")
         try:
             settings[key[len("decode.") :]] = yaml.safe_load(raw)
         except yaml.YAMLError:
