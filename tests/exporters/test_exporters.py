@@ -129,11 +129,35 @@ def test_xla_decoding_translates_as_plain_decoding_in_process_and_exported(expor
     # the decoder stays XLA-compiled where the export is served; the run's own export is plain
     assert b"_XlaMustCompile" in (path / "saved_model.pb").read_bytes()
     assert b"_XlaMustCompile" not in (exported[1] / "saved_model.pb").read_bytes()
+    # TF Serving's warm-up requests: one single-line Predict request a source bucket, so the
+    # server compiles every bucket's batch-1 program as it loads; the plain export has none
+    check_warmup_requests(path, context.spec.data.bucket_width, context.spec.data.max_tokens)
+    assert not (exported[1] / "assets.extra" / "tf_serving_warmup_requests").exists()
     bad = tfkd("export", str(run_dir), "--out", str(tmp_path / "bad"), "--set", "train.steps=3")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "--set train.steps=3: expected decode.KEY=VALUE (export changes decoding only)"
     ], bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def check_warmup_requests(path, bucket_width, max_tokens):
+    """The export at ``path`` holds a warm-up request for every source width its XLA decoder
+    compiles a program for: ``bucket_width``, twice it, ... up to ``max_tokens`` + 1 rounded up."""
+    import math
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))
+    requests = [prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request for r in records]
+    assert requests and all(r.model_spec.signature_name == "serving_default" for r in requests)
+    batches = [tf.make_ndarray(r.inputs["source"]) for r in requests]
+    assert all(batch.shape == (1,) for batch in batches)
+    lines = [batch[0].decode() for batch in batches]
+    counted = tf.saved_model.load(str(path)).signatures["source_length"](source=tf.constant(lines))
+    widths = [math.ceil((min(n, max_tokens) + 1) / bucket_width) * bucket_width for n in counted["source_tokens"]]
+    widest = math.ceil((max_tokens + 1) / bucket_width) * bucket_width
+    assert widths == list(range(bucket_width, widest + 1, bucket_width)), (widths, lines)
 
 
 def test_decode_precision_bfloat16_runs_the_student_and_its_export_in_bfloat16(exported, data_dir, tmp_path):
@@ -611,3 +635,17 @@ def test_tfkd_export_format_picks_the_exporter(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "--quantization: applies to format ctranslate2 (format is saved_model)"
     ]
+
+
+def test_warmup_requests_without_tensorflow_serving_api_are_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from tfkd.exporters.text_saved_model import WARMUP_FILE, write_warmup_requests
+
+    (tmp_path / "assets.extra").mkdir()
+    monkeypatch.setitem(sys.modules, "tensorflow_serving", None)  # not installed
+    with caplog.at_level("WARNING", logger="tfkd"):
+        write_warmup_requests(str(tmp_path), ["ein Satz"], "source")
+    assert not (tmp_path / WARMUP_FILE).exists()
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "tfkd"]
+    assert warning.startswith("export: no TF Serving warm-up requests written (pip install tfkd[serving])")

@@ -17,11 +17,14 @@ outputs.
 
 import hashlib
 import json
+import logging
 import os
 import types
 
 import keras
 import tensorflow as tf
+
+log = logging.getLogger("tfkd")
 
 INFO_FILE = os.path.join("assets.extra", "tfkd.json")
 
@@ -31,7 +34,14 @@ MAX_INPUT_CHARS = 65536
 
 
 def write_text_saved_model(
-    path, endpoints, info, tokenizers=(), resources=(), max_input_chars=MAX_INPUT_CHARS, endpoint_inputs=None
+    path,
+    endpoints,
+    info,
+    tokenizers=(),
+    resources=(),
+    max_input_chars=MAX_INPUT_CHARS,
+    endpoint_inputs=None,
+    warmup_lines=(),
 ):
     """Write a SavedModel to the new folder ``path`` (the exporter renames it into place).
 
@@ -51,6 +61,8 @@ def write_text_saved_model(
         endpoint_inputs: ``{signature name: (input name, ...)}`` for a signature that reads
             several aligned ``tf.string [None]`` batches (a source and a target to score, say);
             the others read one, ``info["input"]``.
+        warmup_lines: lines TF Serving sends ``serving_default`` one request each as the model
+            loads (:func:`write_warmup_requests`), before it serves.
     """
     info = {**info, "max_input_chars": max_input_chars}
     archive = keras.export.ExportArchive()
@@ -69,6 +81,33 @@ def write_text_saved_model(
         json.dump(info, f)
     with open(os.path.join(path, BATCHING_FILE), "w") as f:
         f.write(BATCHING_PARAMETERS.format(lines=info["batch_size"]))
+    if warmup_lines:
+        write_warmup_requests(path, warmup_lines, info["input"])
+
+
+# TF Serving's model warm-up (on by default, --enable_model_warmup): the server runs the
+# requests of this file, a TFRecord of PredictionLog, as it loads the version, before serving
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def write_warmup_requests(path, lines, input_name):
+    """``WARMUP_FILE`` of the SavedModel at ``path``: one ``serving_default`` Predict request of
+    each line. Needs ``tensorflow-serving-api`` (``pip install tfkd[serving]``); without it the
+    export is written without the file and a warning says so."""
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        log.warning(
+            "export: no TF Serving warm-up requests written (pip install tfkd[serving]): "
+            "the server compiles each XLA program at the first request that needs it"
+        )
+        return
+    with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
+        for line in lines:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto([line], dtype=tf.string))
+            warmup = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(warmup.SerializeToString())
 
 
 # TF Serving's server-side batching for this export (tensorflow_model_server --enable_batching

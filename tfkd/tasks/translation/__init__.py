@@ -441,6 +441,8 @@ class TranslationTask(Task, AlignedPairs, Pretrainable):
             tokenizers=(translator.source_tokenizer, translator.target_tokenizer),
             max_input_chars=context.spec.export.max_input_chars,
             endpoint_inputs={SCORE_SIGNATURE: ("source", "target")},
+            # an XLA-compiled decoder: TF Serving compiles every bucket's program as it loads
+            warmup_lines=translator.bucket_lines() if translator.jit_compile else (),
         )
 
     def paired_test(self, context, split, baseline_dirs, candidate_dirs):

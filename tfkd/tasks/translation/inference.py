@@ -201,6 +201,28 @@ class Translator(tf.Module):
         lengths = tokenize_to_ragged(self.source_tokenizer, sentences).row_lengths().numpy()
         return warn_of_cut_inputs(lengths.tolist(), self.max_tokens, self.limit)
 
+    def bucket_lines(self):
+        """One source line per width an XLA-compiled decoder compiles a program for: each
+        multiple of ``bucket_width`` up to the widest source (``max_tokens`` and the one
+        padding position), a word the source tokenizer reads as one token repeated to fill it.
+        An export with ``decode.jit_compile`` hands them to TF Serving as warm-up requests, so
+        the server compiles every bucket's batch-1 program before it takes traffic."""
+        word = self._one_token_word()
+        widest = math.ceil((self.max_tokens + 1) / self.bucket_width) * self.bucket_width
+        widths = range(self.bucket_width, widest + 1, self.bucket_width)
+        return [" ".join([word] * min(width - 1, self.max_tokens)) for width in widths]
+
+    def _one_token_word(self):
+        """A plain word of the source vocabulary that the tokenizer reads as one token, also
+        when repeated (the first such in vocabulary order)."""
+        for token in self.source_tokenizer.get_vocabulary():
+            word = token.removeprefix("\u2581")  # a SentencePiece piece that starts a word
+            if word.isalpha() and word.isascii():
+                lengths = tokenize_to_ragged(self.source_tokenizer, [word, f"{word} {word} {word}"]).row_lengths()
+                if lengths.numpy().tolist() == [1, 3]:
+                    return word
+        raise ValueError("no word of the source vocabulary is one token on its own")
+
     def _source_length(self, sentences):
         """``{"source_tokens": int32 [B]}``: each sentence's source tokens before any cut (the
         export's ``source_length`` signature, which ``tfkd translate`` on an export reads to
