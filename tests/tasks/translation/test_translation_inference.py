@@ -1,6 +1,7 @@
 """The Translator (tfkd/tasks/translation/inference.py): an empty or white-space-only source
 translates to the empty string, scored 0, with every decoder, one-best and n-best, in process
-and through a SavedModel; the other sentences of the batch translate as they do alone."""
+and through a SavedModel; the other sentences of the batch translate as they do alone. The
+lines an XLA-compiled decoder's export warms TF Serving up with fill every source bucket."""
 
 import keras_hub
 import numpy as np
@@ -100,3 +101,30 @@ def test_an_export_translates_an_empty_source_to_nothing(model, tokenizer, tmp_p
     texts = [x.decode() for x in result["translations"].numpy()]
     assert texts[0] == texts[2] == "" and texts[1]
     assert result["scores"].numpy()[[0, 2]].tolist() == [0.0, 0.0]
+
+
+def _sentencepiece(tmp_path, data_dir):
+    from tfkd import data as data_lib
+    from tfkd.spec import TokenizerSpec
+
+    with open(f"{data_dir}/multi30k_deen/train.de", encoding="utf-8") as f:
+        sentences = [next(f).rstrip("\n") for _ in range(2000)]
+    path = str(tmp_path / "source.vocab")
+    data_lib.learn_vocabulary(sentences, TokenizerSpec(kind="sentencepiece", vocab_size=800), path)
+    return data_lib.make_tokenizer(path, kind="sentencepiece")
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "sentencepiece"])
+def test_bucket_lines_give_one_line_to_every_width_an_xla_decoder_compiles(model, tokenizer, tmp_path, data_dir, kind):
+    """The lines an export with ``decode.jit_compile`` hands TF Serving to warm up: one per
+    multiple of ``bucket_width`` up to ``max_tokens`` + 1, the width the decoder sees."""
+    source = tokenizer if kind == "wordpiece" else _sentencepiece(tmp_path, data_dir)
+    decode = TranslationDecode(algorithm="greedy", jit_compile=True)
+    t = Translator(model, source, tokenizer, decode, max_tokens=13, bucket_width=4)
+    lines = t.bucket_lines()
+    width = tf.function(lambda line: tf.shape(t._source(line)[0])[1])  # as the export's graph pads it
+    widths = [int(width(tf.constant([line]))) for line in lines]
+    assert widths == [4, 8, 12, 16], (lines, widths)
+    without = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=[*VOCABULARY[:5], "##a", "1"], oov_token="[UNK]")
+    with pytest.raises(ValueError, match="no word of the source vocabulary is one token"):
+        Translator(model, without, tokenizer, decode, max_tokens=13, bucket_width=4).bucket_lines()
