@@ -122,13 +122,10 @@ print(json.dumps({"seconds": time.perf_counter() - start, "first_pass": first}))
 def bench_deploy(spec, context, args, make_peer):
     """The ``deploy`` section's dict (see the module docstring); ``make_peer`` is
     tools/bench.py's (its ``_peer_generate`` drives the peer in the timing process)."""
-    import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
     from tfkd.exporters.base import directory_size
     from tfkd.exporters.ctranslate2 import CTranslate2Exporter
-    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
-    from tfkd.exporters.saved_model import SavedModelExporter
     from tfkd.stages import load_student
     from tfkd.tasks.translation.inference import translate_in_batches
 
@@ -152,32 +149,9 @@ def bench_deploy(spec, context, args, make_peer):
         # activations quantized on the fly), exported as a SavedModel like the float one
         quantized = load_student(context)
         quantized.quantize("int8")
+        students = {"float32": student, "int8": quantized}
         for algorithm in ("beam", "greedy"):
-            beams = spec.decode.beam_size if algorithm == "beam" else 1
-            settings = {"beam_size": beams, "length_penalty": spec.decode.length_penalty if beams > 1 else 0.0}
-            systems[algorithm] = {}
-            # (what each system answers, in this process; the timed job, in its own); with
-            # --xla, the in-process Translator and the SavedModel again with decode.jit_compile
-            for jit in (False, True) if args.xla else (False,):
-                decode = {"algorithm": algorithm, "jit_compile": jit}
-                view, suffix = _with(context, spec, decode=decode), " xla" if jit else ""
-                in_process = {"kind": "in_process", "decode": decode, "path": args.run_dir}
-                translate = context.task.translator(view, student).translate
-                systems[algorithm][f"in-process{suffix}"] = (translate, in_process)
-                models = [("saved_model", student)] + ([] if jit else [("saved_model int8", quantized)])
-                for name, model in models:
-                    name += suffix
-                    folder = f"{out}/{name.replace(' ', '_')}_{algorithm}"
-                    path = SavedModelExporter().export(view, model, folder, 1)
-                    exports.setdefault(name, path)
-                    serve = tf.saved_model.load(path).signatures["serving_default"]
-                    job = {"kind": "saved_model", "path": path}
-                    systems[algorithm][name] = (lambda batch, s=serve: s(source=batch), job)
-            for name in ("ctranslate2 float32", "ctranslate2 int8"):
-                translator = CTranslate2Translator(exports[name])
-                translator.beam_size, translator.length_penalty = settings["beam_size"], settings["length_penalty"]
-                job = {"kind": "ctranslate2", "path": exports[name], **settings}
-                systems[algorithm][name] = (translator._translate, job)
+            systems[algorithm] = _systems(context, spec, args, algorithm, students, exports, out)
         whole_test = _whole_test_set(context, spec, corpus, exports, translate_in_batches)
         # the peer's sizes from the trained student (a spec may leave them to the defaults)
         sizes = ("encoder_layers", "decoder_layers", "hidden_dim", "intermediate_dim", "num_heads", "dropout")
@@ -197,6 +171,39 @@ def bench_deploy(spec, context, args, make_peer):
         result["size_mb"] = {k: round(directory_size(v) / 1e6, 1) for k, v in exports.items()}
         result["loaded_memory_mb"] = {k: round(_loaded_memory(v), 1) for k, v in exports.items()}
     return result
+
+
+def _systems(context, spec, args, algorithm, students, exports, out):
+    """``{name: (translate function in this process, the job that times it in its own)}`` of
+    one algorithm: the in-process Translator and the SavedModels of ``students`` (float32,
+    Keras int8), exported here into ``out`` and added to ``exports``; with ``--xla``, the
+    Translator and the float32 SavedModel again with ``decode.jit_compile``; the CTranslate2
+    exports already in ``exports``."""
+    import tensorflow as tf
+
+    from tfkd.exporters.ctranslate2.translator import CTranslate2Translator
+    from tfkd.exporters.saved_model import SavedModelExporter
+
+    beams = spec.decode.beam_size if algorithm == "beam" else 1
+    settings = {"beam_size": beams, "length_penalty": spec.decode.length_penalty if beams > 1 else 0.0}
+    systems = {}
+    for jit in (False, True) if args.xla else (False,):
+        decode = {"algorithm": algorithm, "jit_compile": jit}
+        view, suffix = _with(context, spec, decode=decode), " xla" if jit else ""
+        in_process = {"kind": "in_process", "decode": decode, "path": args.run_dir}
+        systems[f"in-process{suffix}"] = (context.task.translator(view, students["float32"]).translate, in_process)
+        models = [("saved_model", students["float32"])] + ([] if jit else [("saved_model int8", students["int8"])])
+        for name, model in models:
+            name += suffix
+            path = SavedModelExporter().export(view, model, f"{out}/{name.replace(' ', '_')}_{algorithm}", 1)
+            exports.setdefault(name, path)
+            serve = tf.saved_model.load(path).signatures["serving_default"]
+            systems[name] = (lambda batch, s=serve: s(source=batch), {"kind": "saved_model", "path": path})
+    for name in ("ctranslate2 float32", "ctranslate2 int8"):
+        translator = CTranslate2Translator(exports[name])
+        translator.beam_size, translator.length_penalty = settings["beam_size"], settings["length_penalty"]
+        systems[name] = (translator._translate, {"kind": "ctranslate2", "path": exports[name], **settings})
+    return systems
 
 
 def _anchor(shape, tokenizers, exports, args):
