@@ -6,7 +6,8 @@ asks for it, under a lock in a folder every pytest-xdist worker of the session s
 parent of each worker's base temporary folder), and hands the same folder and the command's
 output to every later test, in whichever worker and file it runs; a worker that asks while
 another is making it waits for it. What made the run is kept beside it (``made.json``: the
-command's return code, stdout and stderr), so each test still checks what the command printed.
+command's arguments, stdout and stderr; a run is kept only when its command succeeded), so each
+test still checks what the command printed.
 
 A test must not change a shared run: it copies it first (``shutil.copytree``) when it damages,
 re-runs or extends it.

@@ -89,7 +89,7 @@ class Translator(tf.Module):
         longest = tf.cast(tf.reduce_max(ragged.row_lengths()), tf.float32)
         if self.jit_compile:  # a bounded set of shapes: the width rounded up to the bucket's
             width = tf.shape(source_ids)[1]
-            padded = (width + self.bucket_width - 1) // self.bucket_width * self.bucket_width
+            padded = _round_up(width, self.bucket_width)
             source_ids = tf.pad(source_ids, [[0, 0], [0, padded - width]], constant_values=self.source_ids.pad)
             longest = tf.cast(padded, tf.float32)
         max_length = tf.cast(tf.math.ceil(self.max_length_a * longest), tf.int32) + self.max_length_b
@@ -208,8 +208,8 @@ class Translator(tf.Module):
         An export with ``decode.jit_compile`` hands them to TF Serving as warm-up requests, so
         the server compiles every bucket's batch-1 program before it takes traffic."""
         word = self._one_token_word()
-        widest = math.ceil((self.max_tokens + 1) / self.bucket_width) * self.bucket_width
-        widths = range(self.bucket_width, widest + 1, self.bucket_width)
+        # the widest source: max_tokens and the padding position _source adds
+        widths = range(self.bucket_width, _round_up(self.max_tokens + 1, self.bucket_width) + 1, self.bucket_width)
         return [" ".join([word] * min(width - 1, self.max_tokens)) for width in widths]
 
     def _one_token_word(self):
@@ -228,6 +228,11 @@ class Translator(tf.Module):
         export's ``source_length`` signature, which ``tfkd translate`` on an export reads to
         warn of cut inputs)."""
         return {"source_tokens": tf.cast(self.source_tokenizer(sentences).row_lengths(), tf.int32)}
+
+
+def _round_up(width, multiple):
+    """``width`` rounded up to a multiple of ``multiple`` (a Python int or an int tensor)."""
+    return (width + multiple - 1) // multiple * multiple
 
 
 def _length_sorted(translate, sentences, batch_size, progress):
