@@ -131,6 +131,23 @@ ROWS = [
 ]
 
 
+# settings a paper leaves out, held to the authors' released code: (spec, variant or None, key
+# path, the code's value, where the code sets it)
+ABNET_CODE = "the AB-Net authors' fairseq repository (abnet.txt:396)"
+RELEASED_CODE_ROWS = [
+    (spec, variant, path, expected, f"{ABNET_CODE}: {where}")
+    for spec, variant in (("iwslt_deen_abnet", None), ("abnet_multi30k", "abnet_recipe"))
+    for path, expected, where in (
+        ("student.adapters.decoder_heads", 4, "transformer_nat_ymask_bert_two_adapter_deep_small"),
+        ("student.adapters.decoder_adapter.kwargs.intermediate_dim", 512, "BertAdapterDecoderLayer encoder_attn_fc1"),
+        ("student.adapters.decoder_adapter.kwargs.attention_dropout", 0.0, "deep_small attention_dropout"),
+        ("distill.length_weight", 1.0, "label_smoothed_length_cross_entropy"),
+        ("distill.length_normaliser", "masked_tokens", "label_smoothed_length_cross_entropy"),
+        ("train.schedule", "inverse_sqrt", "README --lr-scheduler inverse_sqrt"),
+    )
+]
+
+
 def value(spec, path):
     head, _, rest = path.partition(".")
     node = spec.student_config() if head == "student" else getattr(spec, head)
@@ -154,6 +171,28 @@ def load(specs, name, variant):
 def test_the_spec_holds_the_papers_value(specs, name, variant, path, expected, source):
     got = value(load(specs, name, variant), path)
     assert got == expected, f"specs/{name}.yaml {variant or ''} {path}: {got!r}, the paper's {expected!r} ({source})"
+
+
+@pytest.mark.parametrize(("name", "variant", "path", "expected", "source"), RELEASED_CODE_ROWS, ids=lambda v: str(v))
+def test_the_spec_holds_the_released_codes_value(specs, name, variant, path, expected, source):
+    got = value(load(specs, name, variant), path)
+    assert got == expected, f"specs/{name}.yaml {variant or ''} {path}: {got!r}, the code's {expected!r} ({source})"
+
+
+@pytest.mark.parametrize(
+    ("name", "variant", "warmup_steps"),
+    [
+        ("iwslt_deen_abnet", None, 4000),
+        ("abnet_multi30k", "abnet_recipe", 200),
+        ("abnet_multi30k", "abnet_recipe_lr", 200),
+    ],
+)
+def test_abnet_peak_learning_rate_is_the_released_codes_5e_4(specs, name, variant, warmup_steps):
+    # README --lr 0.0005 --warmup-updates 4000; the CPU spec keeps its 200 of 400 steps (its header)
+    spec = load(specs, name, variant)
+    train, width = spec.train, 768 if name == "iwslt_deen_abnet" else 384  # the target BERT's
+    assert (train.schedule, train.warmup_steps) == ("inverse_sqrt", warmup_steps)
+    assert math.isclose(train.learning_rate * width**-0.5 * train.warmup_steps**-0.5, 5e-4, rel_tol=0.001)
 
 
 def test_every_row_cites_a_line_of_its_paper():
