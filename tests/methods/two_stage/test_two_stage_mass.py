@@ -129,23 +129,33 @@ def test_the_mass_teacher_is_a_shared_vocabulary_transformer_of_teacher_pretrain
     np.testing.assert_allclose(restored(inputs), model(inputs), atol=1e-6)
 
 
-def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_rows_by_default():
+def test_the_cpu_spec_pretrains_its_teacher_and_compares_table_5_and_table_7_rows_by_default():
     spec = load_spec(CPU_SPEC)
     assert plan_run(spec).with_role("method") == GENERATIVE_METHOD_STAGES
+    variants = ["ft_kd_only", "mass_small", "pt_kd_only", "pt_mle_ft_kd"]
     assert plan_run(spec).defaults() == [
         "vocab",
         *GENERATIVE_METHOD_STAGES,
         "baseline",
         "baseline_evaluate",
-        "mass_small",
-        "mass_small_evaluate",
+        *[stage for v in variants for stage in (v, f"{v}_evaluate")],
         "train",
         "evaluate",
     ]
     method = registry.lookup("method", "two_stage")
-    assert method.train_inputs(RunContext(spec)) == ("pretrain_kd", "teacher_finetune")
-    assert method.train_inputs(RunContext(spec.variant("mass_small"))) == ("pretrain_mle",)
-    assert method.loss_weights(spec.distill) == {"xe": 0.5, "kd": 0.5}
+    # lightpaff.txt Table 7: which pre-training each student starts from, and whether it
+    # distils in fine-tuning (the teacher's fine-tuned model is an input only then)
+    starts = {
+        None: (("pretrain_kd", "teacher_finetune"), {"xe": 0.5, "kd": 0.5}),  # (6) PT + KD, FT + KD
+        "ft_kd_only": (("teacher_finetune",), {"xe": 0.5, "kd": 0.5}),  # (2) FT + KD alone
+        "mass_small": (("pretrain_mle",), {"xe": 1.0}),  # (3) PT, FT
+        "pt_kd_only": (("pretrain_kd",), {"xe": 1.0}),  # (4) PT + KD, FT
+        "pt_mle_ft_kd": (("pretrain_mle", "teacher_finetune"), {"xe": 0.5, "kd": 0.5}),  # (5) PT, FT + KD
+    }
+    for variant, (inputs, weights) in starts.items():
+        own = spec.variant(variant) if variant else spec
+        assert method.train_inputs(RunContext(own)) == inputs, variant
+        assert method.loss_weights(own.distill) == weights, variant
     assert spec.distill.pretrain.kd_lambda == 0.7 and spec.distill.pretrain.segment_rate == 0.5
 
 
