@@ -124,24 +124,10 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
     in_length = tf.range(width)[tf.newaxis] < lengths[:, tf.newaxis]
 
     # iteration 1: every position masked, every position predicted
-    masked = in_length
-    tokens, log_probs = _predict(model, tf.where(masked, mask_id, pad), hidden, padding_mask, special_ids)
+    tokens, log_probs = _predict(model, tf.where(in_length, mask_id, pad), hidden, padding_mask, special_ids)
     tokens = tf.where(in_length, tokens, pad)
     log_probs = tf.where(in_length, log_probs, 0.0)
-    active = valid
-
-    history = ()
-    if record:
-        history = tuple(
-            tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=shape)
-            for dtype, shape in (
-                (tf.int32, tokens.shape),
-                (tf.float32, log_probs.shape),
-                (tf.bool, masked.shape),
-                (tf.bool, active.shape),
-            )
-        )
-        history = _write(history, 0, tokens, log_probs, masked, active)
+    history = _new_history(tokens, log_probs, in_length, valid) if record else ()
 
     def runnable(iteration, active):
         return active & (num_masks(lengths, iteration, iterations) > 0)
@@ -153,28 +139,9 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
         active = runnable(iteration, active)
         masked = _least_probable(log_probs, in_length, num_masks(lengths, iteration, iterations))
         masked &= active[:, tf.newaxis]
-        # decode only the candidates still running, and predict only their masked positions
-        rows = tf.where(active)[:, 0]
-        row_masked = tf.gather(masked, rows)
-        # each row's masked positions first, in order; as many columns as the most masks
-        order = tf.argsort(tf.cast(tf.logical_not(row_masked), tf.int32), axis=1, stable=True)
-        positions = order[:, : tf.reduce_max(tf.reduce_sum(tf.cast(row_masked, tf.int32), axis=1))]
-        picked_tokens, picked_log_probs = _predict(
-            model,
-            tf.gather(tf.where(masked, mask_id, tokens), rows),
-            tf.gather(hidden, rows),
-            tf.gather(padding_mask, rows),
-            special_ids,
-            positions,
+        new_tokens, new_log_probs = _repredict(
+            model, tokens, log_probs, masked, active, hidden, padding_mask, special_ids
         )
-        # back to [row of the batch, position], where the position was masked
-        picked = tf.gather(row_masked, positions, batch_dims=1)
-        where = tf.stack(
-            [tf.broadcast_to(rows[:, tf.newaxis], tf.shape(positions)), tf.cast(positions, tf.int64)], axis=-1
-        )
-        where = tf.boolean_mask(where, picked)
-        new_tokens = tf.tensor_scatter_nd_update(tokens, where, tf.boolean_mask(picked_tokens, picked))
-        new_log_probs = tf.tensor_scatter_nd_update(log_probs, where, tf.boolean_mask(picked_log_probs, picked))
         if record:
             history = _write(history, iteration, new_tokens, new_log_probs, masked, active)
         # a candidate whose tokens did not change has converged
@@ -182,42 +149,80 @@ def _mask_predict(model, source_ids, special_ids, max_length, length_candidates,
         return (iteration + 1, new_tokens, new_log_probs, active, *history)
 
     iteration, tokens, log_probs, _, *history = tf.while_loop(
-        cond, body, (tf.constant(1), tokens, log_probs, active, *history)
+        cond, body, (tf.constant(1), tokens, log_probs, valid, *history)
     )
 
-    # keep the candidate with the best average log-probability
+    # each sentence's candidates ranked by their average log-probability
     average = tf.reduce_sum(log_probs, axis=1) / tf.cast(lengths, tf.float32)
     average = tf.reshape(tf.where(valid, average, NEG_INF), [batch, k])
+    tokens, lengths, valid = (
+        tf.reshape(tokens, [batch, k, width]),
+        tf.reshape(lengths, [batch, k]),
+        tf.reshape(valid, [batch, k]),
+    )
     if nbest is not None:
         ranked_scores, ranked = tf.math.top_k(average, k=int(nbest))
-        ranked_tokens = tf.gather(tf.reshape(tokens, [batch, k, width]), ranked, batch_dims=1)
-        return ranked_tokens, ranked_scores
-    best = tf.argmax(average, axis=1, output_type=tf.int32)
-    scores = tf.gather(average, best, batch_dims=1)
-    best_tokens = tf.gather(tf.reshape(tokens, [batch, k, width]), best, batch_dims=1)
-    best_lengths = tf.gather(tf.reshape(lengths, [batch, k]), best, batch_dims=1)
-    best_tokens = best_tokens[:, : tf.maximum(tf.reduce_max(best_lengths), 0)]
+        return tf.gather(tokens, ranked, batch_dims=1), ranked_scores
+    best, best_tokens, scores = _best_candidate(tokens, average, lengths)
     if not record:
         return best_tokens, scores
+    chosen = {"token_ids": best_tokens, "scores": scores, "best": best, "candidate_scores": average}
+    return dict(chosen, lengths=lengths, valid=valid, iterations=iteration, **_per_candidate(history, batch, k))
 
-    def per_candidate(array):
-        stacked = array.stack()
-        return tf.reshape(stacked, tf.concat([[-1, batch, k], tf.shape(stacked)[2:]], 0))
 
-    tokens_h, log_probs_h, masked_h, active_h = (per_candidate(array) for array in history)
-    return {
-        "token_ids": best_tokens,
-        "scores": scores,
-        "best": best,
-        "lengths": tf.reshape(lengths, [batch, k]),
-        "valid": tf.reshape(valid, [batch, k]),
-        "candidate_scores": average,
-        "iterations": iteration,
-        "tokens": tokens_h,
-        "log_probs": log_probs_h,
-        "masked": masked_h,
-        "active": active_h,
-    }
+def _best_candidate(tokens, average, lengths):
+    """``(best [B], its tokens [B, W'], its score [B])``: each sentence's candidate with the best
+    average log-probability, the tokens cut to the longest chosen length."""
+    best = tf.argmax(average, axis=1, output_type=tf.int32)
+    best_lengths = tf.gather(lengths, best, batch_dims=1)
+    best_tokens = tf.gather(tokens, best, batch_dims=1)[:, : tf.maximum(tf.reduce_max(best_lengths), 0)]
+    return best, best_tokens, tf.gather(average, best, batch_dims=1)
+
+
+def _repredict(model, tokens, log_probs, masked, active, hidden, padding_mask, special_ids):
+    """``(tokens, log_probs)`` with the ``masked [N, W]`` positions predicted again: only the
+    ``active [N]`` rows are decoded, and only at their masked positions."""
+    rows = tf.where(active)[:, 0]
+    row_masked = tf.gather(masked, rows)
+    # each row's masked positions first, in order; as many columns as the most masks
+    order = tf.argsort(tf.cast(tf.logical_not(row_masked), tf.int32), axis=1, stable=True)
+    positions = order[:, : tf.reduce_max(tf.reduce_sum(tf.cast(row_masked, tf.int32), axis=1))]
+    picked_tokens, picked_log_probs = _predict(
+        model,
+        tf.gather(tf.where(masked, model.mask_id, tokens), rows),
+        tf.gather(hidden, rows),
+        tf.gather(padding_mask, rows),
+        special_ids,
+        positions,
+    )
+    # back to [row of the batch, position], where the position was masked
+    picked = tf.gather(row_masked, positions, batch_dims=1)
+    where = tf.stack([tf.broadcast_to(rows[:, tf.newaxis], tf.shape(positions)), tf.cast(positions, tf.int64)], axis=-1)
+    where = tf.boolean_mask(where, picked)
+    return (
+        tf.tensor_scatter_nd_update(tokens, where, tf.boolean_mask(picked_tokens, picked)),
+        tf.tensor_scatter_nd_update(log_probs, where, tf.boolean_mask(picked_log_probs, picked)),
+    )
+
+
+def _new_history(tokens, log_probs, masked, active):
+    """The recorded iterations (``record``): tokens, log-probabilities, masks and running
+    candidates, the first iteration's written."""
+    history = tuple(
+        tf.TensorArray(value.dtype, size=0, dynamic_size=True, element_shape=value.shape)
+        for value in (tokens, log_probs, masked, active)
+    )
+    return _write(history, 0, tokens, log_probs, masked, active)
+
+
+def _per_candidate(history, batch, k):
+    """The recorded iterations as ``[iterations, batch, k, ...]`` arrays by name."""
+
+    def stacked(array):
+        values = array.stack()
+        return tf.reshape(values, tf.concat([[-1, batch, k], tf.shape(values)[2:]], 0))
+
+    return dict(zip(("tokens", "log_probs", "masked", "active"), (stacked(array) for array in history)))
 
 
 def _write(history, index, *values):
