@@ -90,7 +90,7 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     (:func:`tfkd.distribute.shard_by_batch`), and the workers' weights are compared at the end."""
     from tfkd.distribute import check_workers_agree, shard_by_batch, trains_on_every_worker
 
-    steps, accumulate, restore_dir = settings.steps, settings.accumulate, settings.restore_dir
+    steps, accumulate = settings.steps, settings.accumulate
     trainer.accumulate_gradients(accumulate)
     every_worker = trains_on_every_worker(trainer)
     remake = settings.remake_train_ds
@@ -98,18 +98,7 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         train_ds = shard_by_batch(train_ds)
         remake = remake and (lambda: shard_by_batch(settings.remake_train_ds()))
         valid_ds = valid_ds if valid_ds is None else shard_by_batch(valid_ds)
-    checkpoint = StageCheckpoint(
-        workdir,
-        stage_name,
-        total_steps=steps,
-        batches_per_step=accumulate,
-        restore_dir=restore_dir,
-        **({"hint": settings.hint} if settings.hint else {}),
-    )
-    checkpoint.restore(trainer)
-    done = int(trainer.optimizer.iterations.numpy())
-    if done:
-        log.info("%s: continuing from step %d of %d", stage_name, done, steps)
+    checkpoint = _restored_checkpoint(trainer, workdir, stage_name, settings)
     monitor = TrainingMonitor(
         os.path.join(workdir, "tensorboard"),
         settings.log_every,
@@ -118,28 +107,8 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
         total_steps=steps,
         batches_per_step=accumulate,
     )
-    student = settings.student
     kept_dir = os.path.join(workdir, CHECKPOINTS_DIR)
-    extra, best = [], None
-    watch = settings.early_stop or settings.keep_best
-    if watch is not None:
-        key = "train.early_stop" if settings.early_stop else "train.keep_best"
-        if valid_ds is None:
-            raise StageError(f"{stage_name}: {key} needs a validation split to watch")
-        best = KeepBest(
-            student,
-            kept_dir,
-            stage_name,
-            watch.metric,
-            watch.mode,
-            getattr(watch, "patience", None),
-            restore_dir=restore_dir and os.path.join(restore_dir, CHECKPOINTS_DIR),
-        )
-        extra.append(best)
-    average_last = settings.average_last
-    keep_last = max(settings.keep_last, average_last or 0)
-    if keep_last:
-        extra.append(KeepLastCheckpoints(student, kept_dir, keep_last))
+    best, extra = _weight_keepers(settings, valid_ds is not None, kept_dir, stage_name)
     if not (best and best.stopped()):
         fit_resumed(
             trainer,
@@ -160,22 +129,73 @@ def fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, settings):
     if every_worker:
         check_workers_agree(trainer, stage_name)
     summary = monitor.summary()
+    summary.update(_final_weights(settings, best, kept_dir, stage_name))
+    if settings.finish is not None:
+        settings.finish()
+    checkpoint.cleanup(keep_last=settings.keep_checkpoint)
+    return summary
+
+
+def _restored_checkpoint(trainer, workdir, stage_name, settings):
+    """The stage's :class:`StageCheckpoint`, ``trainer`` restored from it (from
+    ``settings.restore_dir`` too, where the run goes on from another stage's work)."""
+    checkpoint = StageCheckpoint(
+        workdir,
+        stage_name,
+        total_steps=settings.steps,
+        batches_per_step=settings.accumulate,
+        restore_dir=settings.restore_dir,
+        **({"hint": settings.hint} if settings.hint else {}),
+    )
+    checkpoint.restore(trainer)
+    done = int(trainer.optimizer.iterations.numpy())
+    if done:
+        log.info("%s: continuing from step %d of %d", stage_name, done, settings.steps)
+    return checkpoint
+
+
+def _weight_keepers(settings, validated, kept_dir, stage_name):
+    """``(KeepBest or None, the callbacks that keep weights)``: the best by a validation metric
+    (``train.early_stop`` / ``keep_best``) and the last N (``keep_last``, ``average_last``)."""
+    extra, best = [], None
+    watch = settings.early_stop or settings.keep_best
+    if watch is not None:
+        if not validated:
+            key = "train.early_stop" if settings.early_stop else "train.keep_best"
+            raise StageError(f"{stage_name}: {key} needs a validation split to watch")
+        best = KeepBest(
+            settings.student,
+            kept_dir,
+            stage_name,
+            watch.metric,
+            watch.mode,
+            getattr(watch, "patience", None),
+            restore_dir=settings.restore_dir and os.path.join(settings.restore_dir, CHECKPOINTS_DIR),
+        )
+        extra.append(best)
+    keep_last = max(settings.keep_last, settings.average_last or 0)
+    if keep_last:
+        extra.append(KeepLastCheckpoints(settings.student, kept_dir, keep_last))
+    return best, extra
+
+
+def _final_weights(settings, best, kept_dir, stage_name):
+    """The student's final weights after training: the best ones (``early_stop``) or the
+    average of the last ``average_last`` checkpoints; what the summary adds about them."""
+    summary = {}
     if best is not None:
         summary.update(best.summary())
         if settings.early_stop:
             best.restore_best()
-    if average_last:
-        kept = kept_checkpoints(kept_dir)[-average_last:]
-        average_weights(student, [path for _, path in kept])
+    if settings.average_last:
+        kept = kept_checkpoints(kept_dir)[-settings.average_last :]
+        average_weights(settings.student, [path for _, path in kept])
         summary["averaged_steps"] = [step for step, _ in kept]
         log.info(
             "%s: the student is the average of the checkpoints at steps %s",
             stage_name,
             ", ".join(str(step) for step, _ in kept),
         )
-    if settings.finish is not None:
-        settings.finish()
-    checkpoint.cleanup(keep_last=settings.keep_checkpoint)
     return summary
 
 
