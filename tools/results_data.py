@@ -22,6 +22,9 @@ A benchmark kept by ``python tools/bench.py RUN --sections deploy --keep NAME`` 
 command and versions in ``results/bench/NAME.json``) fills ``<!-- bench: NAME TABLE -->`` ...
 ``<!-- /bench -->`` with one of its tables (``speed``, ``test_set``, ``anchor``, ``summary``).
 
+``<!-- results: NAME against STUDENT -->`` adds a column of each other student tested against
+``STUDENT`` (its train stage), for a spec whose comparisons are not with a baseline.
+
 ``pages --check`` writes nothing and exits 1 naming each page whose table differs from its data
 (the suite runs it). The references are read from ``TFKD_DATA_DIR``.
 """
@@ -49,7 +52,13 @@ DATA_ROOT = "${TFKD_DATA_DIR}"
 # hypotheses, a classifier's predictions, a language model's per-block NLL)
 OUTPUTS = ("{split}.hyp", "{split}.pred", "{split}.blocks.npy")
 PACKAGES = ("tensorflow", "keras", "keras-hub", "sacrebleu", "numpy", "scipy")
-BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+# an experiment's own table; "against STUDENT" adds each other student against that one (a spec
+# without a baseline, such as AB-Net's against its Transformer)
+BLOCK = re.compile(
+    r"(?P<open><!-- results: (?P<name>[\w.-]+)(?: against (?P<against>\w+))? -->\n)"
+    r"(?P<body>.*?)(?P<close><!-- /results -->)",
+    re.S,
+)
 # a table of claims across experiments: "EXPERIMENT/STUDENT" or "EXPERIMENT/STUDENT vs REFERENCE"
 # (train stages; the reference is the baseline unless named), comma-separated, one Holm family
 SUMMARY = re.compile(r"(<!-- results summary: (?P<claims>[^\n]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
@@ -181,15 +190,16 @@ def rebuild_run(experiment, where):
     return run
 
 
-def experiment_table(experiment):
-    """The Markdown comparison table of a kept experiment, by tfkd's own comparison code."""
+def experiment_table(experiment, against=None):
+    """The Markdown comparison table of a kept experiment, by tfkd's own comparison code (with
+    ``against``, a student's train stage, each other student tested against it too)."""
     from tfkd.comparison import comparison_rows, render_table
     from tfkd.report.contents import read_run
 
     with tempfile.TemporaryDirectory() as where:
         run = rebuild_run(experiment, where)
         contents = read_run(run)
-        table = comparison_rows(contents.spec, contents.results, run)
+        table = comparison_rows(contents.spec, contents.results, run, against=against)
     if table is None:
         raise SystemExit(f"{experiment}: fewer than two evaluated students; nothing to compare")
     header, rows = table
@@ -285,9 +295,10 @@ def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
             experiment = os.path.join(results_dir, name)
             if not os.path.isdir(experiment):
                 raise SystemExit(f"{page}: a results block names {name!r}, which is not in {results_dir}")
-            if name not in tables:
-                tables[name] = experiment_table(experiment)
-            return match.group(1) + tables[name] + match.group(4)
+            key = name, match.group("against")
+            if key not in tables:
+                tables[key] = experiment_table(experiment, against=key[1])
+            return match.group("open") + tables[key] + match.group("close")
 
         def fill_summary(match):
             return match.group(1) + summary_table(results_dir, match["claims"]) + match.group(4)

@@ -77,6 +77,22 @@ def test_pages_are_regenerated_and_a_changed_number_is_caught(kept, tmp_path):
     assert text != regenerated
 
 
+def test_a_block_against_a_student_tests_the_others_against_it(kept, tmp_path):
+    run, out = kept
+    contents = read_run(str(run))
+    expected = render_table(*comparison_rows(contents.spec, contents.results, str(run), against="train"))
+    assert expected != render_table(*comparison_rows(contents.spec, contents.results, str(run)))
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(
+        "<!-- results: three against train -->\nold\n<!-- /results -->\n<!-- results: three -->\n<!-- /results -->\n"
+    )
+    _, regenerated = results_data.render_pages(os.path.dirname(out), ("docs/*.md",), str(tmp_path))[str(page)]
+    against, plain = regenerated.split("<!-- results: three -->")
+    assert against.startswith("<!-- results: three against train -->\n" + expected + "\n")
+    assert expected not in plain and results_data.experiment_table(out) in plain
+
+
 def test_every_page_agrees_with_results(data_dir):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "results_data.py"), "pages", "--check"],
