@@ -46,7 +46,11 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
         seeds = tf.data.Dataset.random(seed=finetune.seed).batch(2)
     else:
         seeds = tf.data.Dataset.from_tensors(tf.cast(seed, tf.int64)).repeat()
-    ds = tf.data.Dataset.zip((ds.ragged_batch(finetune.batch_size), seeds))
+    if shuffle_buffer and finetune.bucket_width:
+        batches = _length_bucketed(ds, finetune.batch_size, finetune.bucket_width)
+    else:
+        batches = ds.ragged_batch(finetune.batch_size)
+    ds = tf.data.Dataset.zip((batches, seeds))
 
     def to_mlm_batch(batch, batch_seed):
         token_ids, segment_ids, padding = pack_pairs(batch["source"], batch["target"], finetune.max_length, special_ids)
@@ -65,6 +69,18 @@ def _cmlm_dataset(tokenized, special_ids, mask_id, vocab_size, finetune, shuffle
         return inputs, labels, weights
 
     return ds.map(to_mlm_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _length_bucketed(pairs, batch_size, bucket_width):
+    """Batches of ``batch_size`` of ``pairs`` (a stream of ``{"source", "target"}``) whose
+    packed lengths (``[CLS] X [SEP] Y [SEP]``) fall in the same multiple of ``bucket_width``,
+    grouped in the order they stream (``distill.finetune.bucket_width``)."""
+
+    def bucket(pair):
+        length = tf.size(pair["source"], out_type=tf.int64) + tf.size(pair["target"], out_type=tf.int64) + 3
+        return length // bucket_width
+
+    return pairs.group_by_window(bucket, lambda _, window: window.ragged_batch(batch_size), window_size=batch_size)
 
 
 def _teacher_tokenized(context, name, split):

@@ -141,6 +141,20 @@ class CMLMFinetuneSpec(Strict):
     # "left_to_right": the paper's BERT_l2r ablation (each target token from the source and
     # the target before it, no masking); the cache then needs one pass per pair
     direction: Literal["bidirectional", "left_to_right"] = "bidirectional"
+    # training batches of pairs whose [CLS] X [SEP] Y [SEP] lengths fall in the same multiple of
+    # bucket_width, grouped as they stream from the shuffle (each batch is padded to its
+    # longest pair: random batches of Multi30k pairs are about 43% padding); unset, random batches
+    bucket_width: PositiveInt | None = None
+
+    omitted_when_default: ClassVar[tuple] = ("bucket_width",)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_unset_buckets(self, handler):
+        # unset, left out of dumps: the teacher_finetune keys of earlier runs stay
+        data = handler(self)
+        if isinstance(data, dict) and self.bucket_width is None:
+            data.pop("bucket_width", None)
+        return data
 
 
 class SoftTargetCacheSpec(Strict):
