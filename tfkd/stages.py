@@ -241,7 +241,6 @@ class TrainStage(Stage):
         spec, task, method = context.spec, context.task, self.method
         train = spec.train
         keras.utils.set_random_seed(train.seed)
-        tokenizers = context.tokenizers()
 
         def make_train_ds():  # the pipeline, its extra columns (a teacher cache's stream) included
             columns = method.train_columns(context, self.name)
@@ -251,34 +250,8 @@ class TrainStage(Stage):
         valid_ds = task.valid_dataset(context, self.name)
         log.info("%s: %s", self.name, task.describe_data(context, self.name))
 
-        strategy = make_strategy(train.strategy)
-        if train.accumulate > 1 and strategy.num_replicas_in_sync > 1:
-            raise StageError(
-                f"{self.name}: train.accumulate: {train.accumulate} needs one device, but strategy "
-                f"{train.strategy} has {strategy.num_replicas_in_sync} replicas (their batches already add "
-                "up: lower train.accumulate to 1 or set train.strategy: one_device)"
-            )
-        with strategy.scope(), precision_policy(train.precision):
-            student = task.build_student(spec, tokenizers)
-            trainer = method.make_trainer(context, student)
-            optimizer = keras.optimizers.Adam(
-                learning_rate_schedule(train, student, spec),
-                beta_1=train.adam_beta_1,
-                beta_2=train.adam_beta_2,
-                epsilon=train.adam_epsilon,
-                global_clipnorm=train.clip_norm,
-            )
-            compile_and_build(trainer, optimizer, train_ds, jit_compile=train.jit_compile)
-
-        init = self._init_from(spec)
-        initialized = None
-        if init:
-            student.load_weights(os.path.join(context.runner.stage_dir(init), STUDENT_WEIGHTS))
-            initialized = f"stage {init}"
-        else:
-            initialized = method.initialize_student(context, student, self.name)
-        if initialized:
-            log.info("%s: student initialised from %s", self.name, initialized)
+        student, trainer = self._built(context, train_ds)
+        initialized = self._initialized(context, student)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         frozen = sum(int(np.prod(v.shape)) for v in trainer.non_trainable_weights)
         log.info(
@@ -316,6 +289,43 @@ class TrainStage(Stage):
             "frozen_parameters": frozen,
             **summary,
         }
+
+    def _built(self, context, train_ds):
+        """``(student, trainer)``: built under ``train.strategy`` and ``train.precision``, the
+        trainer compiled with its optimizer and built on the first batch of ``train_ds``."""
+        spec, train = context.spec, context.spec.train
+        strategy = make_strategy(train.strategy)
+        if train.accumulate > 1 and strategy.num_replicas_in_sync > 1:
+            raise StageError(
+                f"{self.name}: train.accumulate: {train.accumulate} needs one device, but strategy "
+                f"{train.strategy} has {strategy.num_replicas_in_sync} replicas (their batches already add "
+                "up: lower train.accumulate to 1 or set train.strategy: one_device)"
+            )
+        with strategy.scope(), precision_policy(train.precision):
+            student = context.task.build_student(spec, context.tokenizers())
+            trainer = self.method.make_trainer(context, student)
+            optimizer = keras.optimizers.Adam(
+                learning_rate_schedule(train, student, spec),
+                beta_1=train.adam_beta_1,
+                beta_2=train.adam_beta_2,
+                epsilon=train.adam_epsilon,
+                global_clipnorm=train.clip_norm,
+            )
+            compile_and_build(trainer, optimizer, train_ds, jit_compile=train.jit_compile)
+        return student, trainer
+
+    def _initialized(self, context, student):
+        """Where the student's first weights came from, loaded into it (``train.init_from``'s
+        stage, or the method's initialisation), or ``None``: as built."""
+        init = self._init_from(context.spec)
+        if init:
+            student.load_weights(os.path.join(context.runner.stage_dir(init), STUDENT_WEIGHTS))
+            initialized = f"stage {init}"
+        else:
+            initialized = self.method.initialize_student(context, student, self.name)
+        if initialized:
+            log.info("%s: student initialised from %s", self.name, initialized)
+        return initialized
 
 
 # ----------------------------------------------------------------------------- evaluate
