@@ -48,48 +48,8 @@ def _validate_variants(spec, data, located, swept=()):
     main_stages = plan_run(spec.model_copy(update={"variants": None})).names
     task_stages = registry.lookup("task", spec.task).stage_names
     for name, settings in (spec.variants or {}).items():
-        if (
-            not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
-            or name in main_stages
-            or name.endswith("_evaluate")
-            or re.search(r"-s\d+$", name)
-            or name in task_stages
-        ):
-            raise located.error(
-                ("variants", name),
-                "expected a new stage name (letters, digits, '_', '.', '-'; "
-                "not ending in _evaluate or -sN, the names of train.seeds' stages; "
-                f"not one of {', '.join(main_stages)})",
-            )
-        if not settings:
-            raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
-        variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
-        if isinstance(variant.get("distill"), dict):  # a variant trains on the references unless it says so
-            for key in TARGET_KEYS:
-                variant["distill"].pop(key, None)
-        set_keys = {}
-        for dotted, value in settings.items():
-            keys = tuple(dotted.split("."))
-            if keys[0] not in VARIANT_ROOTS or not all(keys):
-                raise located.error(
-                    ("variants", name, dotted),
-                    f"expected a key under {', '.join(VARIANT_ROOTS)} (data, teacher and evaluation are the run's)",
-                )
-            node = variant
-            for key in keys[:-1]:
-                if not isinstance(node.get(key), dict):
-                    node[key] = {}
-                node = node[key]
-            node[keys[-1]] = value
-            set_keys[keys] = dotted
-        distill = variant.get("distill")
-        if (
-            isinstance(distill, dict)
-            and distill.get("targets") == TEACHER_TARGETS
-            and "targets_from" not in distill
-            and spec.distill.targets_from is not None
-        ):
-            distill["targets_from"] = spec.distill.targets_from  # the run's teacher
+        _check_variant_name(name, settings, main_stages, task_stages, located)
+        variant, set_keys = _variant_data(spec, data, name, settings, located)
         variant_located = _VariantLocated(located, name, set_keys, swept=name in swept)
         try:
             resolved = Spec.model_validate(variant)
@@ -101,19 +61,70 @@ def _validate_variants(spec, data, located, swept=()):
         if resolved.method == spec.method:  # the run adds the method stages its variants need
             for key_path, message in variant_method.check_variant(RunContext(spec), resolved):
                 raise variant_located.error(key_path, message)
-            variants[name] = resolved
-            continue
-        own = {s.name for s in variant_method.plan_stages(RunContext(resolved))}
-        missing = own - set(main_stages)
-        if missing:
-            raise located.error(
-                ("variants", name),
-                f"method {resolved.method} needs stage(s) "
-                f"{', '.join(sorted(missing))}, which method {spec.method} does "
-                "not run; make it the run's method instead",
-            )
+        else:
+            missing = {s.name for s in variant_method.plan_stages(RunContext(resolved))} - set(main_stages)
+            if missing:
+                raise located.error(
+                    ("variants", name),
+                    f"method {resolved.method} needs stage(s) "
+                    f"{', '.join(sorted(missing))}, which method {spec.method} does "
+                    "not run; make it the run's method instead",
+                )
         variants[name] = resolved
     return variants
+
+
+def _check_variant_name(name, settings, main_stages, task_stages, located):
+    """A variant is a new stage name with settings to change."""
+    if (
+        not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
+        or name in main_stages
+        or name.endswith("_evaluate")
+        or re.search(r"-s\d+$", name)
+        or name in task_stages
+    ):
+        raise located.error(
+            ("variants", name),
+            "expected a new stage name (letters, digits, '_', '.', '-'; "
+            "not ending in _evaluate or -sN, the names of train.seeds' stages; "
+            f"not one of {', '.join(main_stages)})",
+        )
+    if not settings:
+        raise located.error(("variants", name), "expected settings to change, e.g. {distill.alpha: 0}")
+
+
+def _variant_data(spec, data, name, settings, located):
+    """``(the spec's data with variant ``name``'s dotted ``settings`` applied, {key path: the
+    dotted key as written})``: on the references unless it sets targets itself, a teacher's
+    targets from the run's teacher unless it names another."""
+    variant = copy.deepcopy({k: v for k, v in data.items() if k not in ("variants", "stages")})
+    if isinstance(variant.get("distill"), dict):  # a variant trains on the references unless it says so
+        for key in TARGET_KEYS:
+            variant["distill"].pop(key, None)
+    set_keys = {}
+    for dotted, value in settings.items():
+        keys = tuple(dotted.split("."))
+        if keys[0] not in VARIANT_ROOTS or not all(keys):
+            raise located.error(
+                ("variants", name, dotted),
+                f"expected a key under {', '.join(VARIANT_ROOTS)} (data, teacher and evaluation are the run's)",
+            )
+        node = variant
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+        set_keys[keys] = dotted
+    distill = variant.get("distill")
+    if (
+        isinstance(distill, dict)
+        and distill.get("targets") == TEACHER_TARGETS
+        and "targets_from" not in distill
+        and spec.distill.targets_from is not None
+    ):
+        distill["targets_from"] = spec.distill.targets_from  # the run's teacher
+    return variant, set_keys
 
 
 def _validate_plan(spec, located):

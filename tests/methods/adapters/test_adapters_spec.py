@@ -21,6 +21,10 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
         "transformer_evaluate",
         "abnet_enc_parallel",
         "abnet_enc_parallel_evaluate",
+        "abnet_recipe_lr",
+        "abnet_recipe_lr_evaluate",
+        "abnet_recipe",
+        "abnet_recipe_evaluate",
         "cmlm_transformer",
         "cmlm_transformer_evaluate",
         "train",
@@ -40,6 +44,14 @@ def test_the_abnet_spec_has_no_baseline_its_variants_compare():
     assert spec.variant("cmlm_transformer").method == "conditional_mlm"
     for name in ("abnet_enc_parallel", "cmlm_transformer"):
         assert spec.variant(name).decode.algorithm == "mask_predict"
+    # the released recipe's controls: AB-Net with its learning rate alone, then with its decoder
+    # adapter and length loss too (the values: tests/test_paper_specs.py)
+    recipe_lr, recipe = spec.variant("abnet_recipe_lr"), spec.variant("abnet_recipe")
+    assert recipe_lr.student == spec.student and recipe_lr.distill == spec.distill
+    assert recipe_lr.train == recipe.train != spec.train
+    assert recipe_lr.train.model_copy(update={"learning_rate": spec.train.learning_rate}) == spec.train
+    assert recipe.student != spec.student and recipe.distill.length_normaliser == "masked_tokens"
+    assert all(s.method == "adapters" and s.decode == spec.decode for s in (recipe_lr, recipe))
 
 
 @pytest.mark.parametrize(
