@@ -82,7 +82,6 @@ def check_decoded_targets(spec, located):
     translations (or an exported model); a task and methods that can train on them."""
     from tfkd import registry
     from tfkd.context import RunContext
-    from tfkd.plan import plan_run
     from tfkd.spec import targets_error as _targets_error
 
     for variant, own in [(None, spec), *((name, spec.variant(name)) for name in spec.variants or {})]:
@@ -116,15 +115,23 @@ def check_decoded_targets(spec, located):
                 f"a run translates its training split with one model: {named} says "
                 f"{json.dumps(source)}, this says {json.dumps(own.distill.targets_from)}",
             )
-    if is_model_path(source):
-        return
+    if not is_model_path(source):
+        _check_source_stage(spec, located, source, first, users)
+
+
+def _check_source_stage(spec, located, source, first, users):
+    """The train stage ``source`` that translates for ``users`` (``(variant, spec)`` pairs, the
+    first ``first``'s) runs in this run before ``train`` and before each of them."""
+    from tfkd import registry
+    from tfkd.plan import plan_run
+    from tfkd.spec import targets_error as _targets_error
+
     plan = plan_run(spec)
     candidates = [name for name in plan.with_role("train") if name != "train"]
     if source not in candidates:
-        available = plan.names
         if source == "train":
             message = "stage train cannot translate for itself"
-        elif source in available:
+        elif source in plan.names:
             message = f"stage {json.dumps(source)} is not a train stage that runs before train"
         else:
             hint = registry.did_you_mean(source, candidates).strip()
@@ -138,10 +145,9 @@ def check_decoded_targets(spec, located):
             f"before train: {choices}) or the path of an exported model version folder "
             "(<run>/export/<model>/<version>)",
         )
-    names = plan.names
-    at = names.index(TARGETS_STAGE)
+    at = plan.names.index(TARGETS_STAGE)
     for variant, _ in users:
-        if variant is not None and names.index(variant) < at:
+        if variant is not None and plan.names.index(variant) < at:
             raise _targets_error(
                 located,
                 variant,
