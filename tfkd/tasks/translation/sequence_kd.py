@@ -160,48 +160,19 @@ class TeacherTranslationsStage(Stage):
         )
 
     def run(self, context, workdir):
-        import numpy as np
-
-        from tfkd.tasks.translation.inference import translate_in_batches
         from tfkd.tasks.translation.metrics import corpus_bleu
 
         spec = context.spec
         corpus = context.task.corpus(context, "train")
         sources = corpus.source
         translate, batch_size, description = self._translate_function(context)
-        # the order translate_in_batches uses: chunks are consecutive runs of its batches
-        order = np.argsort([len(s.split()) for s in sources], kind="stable")
-        chunk_size = batch_size * CHUNK_BATCHES
         chunk_dir = os.path.join(workdir, CHUNK_DIR)
         os.makedirs(chunk_dir, exist_ok=True)
-        translations, scores = [None] * len(sources), np.zeros(len(sources), np.float32)
         log.info("%s: translating %d training sentences with %s", self.name, len(sources), description)
-        start, translated, resumed = time.time(), 0, 0
-        for number, first in enumerate(range(0, len(sources), chunk_size)):
-            index = order[first : first + chunk_size].tolist()
-            path = os.path.join(chunk_dir, f"{number:05d}.json")
-            chunk = _read_chunk(path)
-            if chunk is None or chunk["ids"] != index:
-                outputs, chunk_scores = translate_in_batches(translate, [sources[i] for i in index], batch_size)
-                chunk = {
-                    "ids": index,
-                    "translations": [" ".join(t.splitlines()).strip() for t in outputs],
-                    "scores": [float(s) for s in chunk_scores],
-                }
-                _write_atomically(path, json.dumps(chunk, ensure_ascii=False))
-                translated += len(index)
-                seconds = max(time.time() - start, 1e-9)
-                log.info(
-                    "%s: %d/%d sentences (%.1f sentences/s)",
-                    self.name,
-                    first + len(index),
-                    len(sources),
-                    translated / seconds,
-                )
-            else:
-                resumed += len(index)
-            for i, text, score in zip(chunk["ids"], chunk["translations"], chunk["scores"]):
-                translations[i], scores[i] = text, score
+        start = time.time()
+        translations, scores, translated, resumed = self._translated_in_chunks(
+            sources, translate, batch_size, chunk_dir, start
+        )
         seconds = max(time.time() - start, 1e-9)
         if resumed:
             log.info("%s: %d sentences from chunks finished before a restart", self.name, resumed)
@@ -229,6 +200,40 @@ class TeacherTranslationsStage(Stage):
             "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
             "empty": sum(1 for t in translations if not t),
         }
+
+    def _translated_in_chunks(self, sources, translate, batch_size, chunk_dir, start):
+        """``(translations, scores, sentences translated, sentences read back)``: ``sources``
+        translated in chunks of ``CHUNK_BATCHES`` batches, each written to ``chunk_dir`` as it
+        finishes and read back from there on a resumed run."""
+        import numpy as np
+
+        from tfkd.tasks.translation.inference import translate_in_batches
+
+        # the order translate_in_batches uses: chunks are consecutive runs of its batches
+        order = np.argsort([len(s.split()) for s in sources], kind="stable")
+        chunk_size = batch_size * CHUNK_BATCHES
+        translations, scores = [None] * len(sources), np.zeros(len(sources), np.float32)
+        translated, resumed = 0, 0
+        for number, first in enumerate(range(0, len(sources), chunk_size)):
+            index = order[first : first + chunk_size].tolist()
+            path = os.path.join(chunk_dir, f"{number:05d}.json")
+            chunk = _read_chunk(path)
+            if chunk is None or chunk["ids"] != index:
+                outputs, chunk_scores = translate_in_batches(translate, [sources[i] for i in index], batch_size)
+                chunk = {
+                    "ids": index,
+                    "translations": [" ".join(t.splitlines()).strip() for t in outputs],
+                    "scores": [float(s) for s in chunk_scores],
+                }
+                _write_atomically(path, json.dumps(chunk, ensure_ascii=False))
+                translated += len(index)
+                rate = translated / max(time.time() - start, 1e-9)
+                log.info("%s: %d/%d sentences (%.1f sentences/s)", self.name, first + len(index), len(sources), rate)
+            else:
+                resumed += len(index)
+            for i, text, score in zip(chunk["ids"], chunk["translations"], chunk["scores"]):
+                translations[i], scores[i] = text, score
+        return translations, scores, translated, resumed
 
 
 def _read_chunk(path):
