@@ -92,47 +92,19 @@ def hold_run_dir(run_dir, command=None):
     if handle is None:
         yield
         return
-    host = socket.gethostname()
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUse(
-                f"{run_dir}: in use by {_holder_text(_read(handle))}; "
-                "wait for it to end or stop it (one command writes a run directory at a time)"
-            ) from None
-        previous = _read(handle)
-        if _remote_and_alive(previous, host):
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            raise RunInUse(
-                f"{run_dir}: in use by {_holder_text(previous)} (heartbeat "
-                f"{time.time() - float(previous['heartbeat']):.0f}s ago); wait for it to end or stop it"
-            )
-        if previous:
-            log.warning("%s: took over the lock of %s, which is no longer running", run_dir, _holder_text(previous))
+        _lock(handle, run_dir)
         holder = {
             "pid": os.getpid(),
-            "host": host,
+            "host": socket.gethostname(),
             "command": command or " ".join(["tfkd", *sys.argv[1:]]),
             "since": _now(),
             "heartbeat": time.time(),
         }
-        with contextlib.suppress(OSError):  # a full disk: the flock alone keeps others out
-            _write(handle, holder)
-        stop = threading.Event()
-
-        def beat():
-            while not stop.wait(HEARTBEAT_SECONDS):
-                with contextlib.suppress(OSError, ValueError):
-                    _write(handle, dict(holder, heartbeat=time.time()))
-
-        heart = threading.Thread(target=beat, name="tfkd-run-lock", daemon=True)
-        heart.start()
         try:
-            yield
+            with _heartbeat(handle, holder):
+                yield
         finally:
-            stop.set()
-            heart.join()
             with contextlib.suppress(OSError, ValueError):
                 handle.seek(0)
                 handle.truncate()
@@ -141,6 +113,49 @@ def hold_run_dir(run_dir, command=None):
         handle.close()
         if made and set(os.listdir(run_dir)) <= {LOCK_FILE, "log.txt"}:  # nothing was written
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _lock(handle, run_dir):
+    """Take the ``flock`` on the lock file ``handle``; :class:`RunInUse` when a live process
+    holds it, on this host (the kernel's lock) or on another (its heartbeat)."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunInUse(
+            f"{run_dir}: in use by {_holder_text(_read(handle))}; "
+            "wait for it to end or stop it (one command writes a run directory at a time)"
+        ) from None
+    previous = _read(handle)
+    if _remote_and_alive(previous, socket.gethostname()):
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        raise RunInUse(
+            f"{run_dir}: in use by {_holder_text(previous)} (heartbeat "
+            f"{time.time() - float(previous['heartbeat']):.0f}s ago); wait for it to end or stop it"
+        )
+    if previous:
+        log.warning("%s: took over the lock of %s, which is no longer running", run_dir, _holder_text(previous))
+
+
+@contextlib.contextmanager
+def _heartbeat(handle, holder):
+    """``holder`` written to the lock file, its heartbeat renewed every
+    :data:`HEARTBEAT_SECONDS` while the block runs (what a process on another host reads)."""
+    with contextlib.suppress(OSError):  # a full disk: the flock alone keeps others out
+        _write(handle, holder)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError, ValueError):
+                _write(handle, dict(holder, heartbeat=time.time()))
+
+    heart = threading.Thread(target=beat, name="tfkd-run-lock", daemon=True)
+    heart.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        heart.join()
 
 
 def hold_if_inside(run_dir, path):
