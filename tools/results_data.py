@@ -25,6 +25,11 @@ command and versions in ``results/bench/NAME.json``) fills ``<!-- bench: NAME TA
 ``<!-- results: NAME against STUDENT -->`` adds a column of each other student tested against
 ``STUDENT`` (its train stage), for a spec whose comparisons are not with a baseline.
 
+``keep-table EXPERIMENT NAME --command "..."`` runs a tool that prints a Markdown table about a
+run (``tools/source_encoding_stats.py``, ``tools/hypothesis_stats.py``) and keeps what it
+printed with the command and the versions; ``<!-- results table: EXPERIMENT/NAME -->`` ...
+``<!-- /results -->`` shows it.
+
 ``pages --check`` writes nothing and exits 1 naming each page whose table differs from its data
 (the suite runs it). The references are read from ``TFKD_DATA_DIR``.
 """
@@ -64,6 +69,12 @@ BLOCK = re.compile(
 SUMMARY = re.compile(r"(<!-- results summary: (?P<claims>[^\n]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 # a table of a benchmark kept by tools/bench.py --keep NAME (results/bench/NAME.json): "NAME TABLE"
 BENCH = re.compile(r"(<!-- bench: (?P<name>[\w.-]+) (?P<table>\w+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
+# the Markdown table a tool printed, kept by ``keep-table`` (results/EXPERIMENT/tables/NAME.json)
+TOOL_TABLE = re.compile(
+    r"(?P<open><!-- results table: (?P<experiment>[\w.-]+)/(?P<name>[\w.-]+) -->\n)"
+    r"(?P<body>.*?)(?P<close><!-- /results -->)",
+    re.S,
+)
 CLAIM = re.compile(r"(?P<experiment>[\w.-]+)/(?P<student>\w+)(?: vs (?P<reference>\w+))?")
 
 
@@ -144,6 +155,36 @@ def keep_bench(report, name, command, results_dir=RESULTS):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _write(path, json.dumps({"command": command, "versions": versions(), "report": report}, indent=1) + "\n")
     return path
+
+
+def keep_table(experiment, name, command, results_dir=RESULTS):
+    """Run ``command`` (a shell command from the repository's folder: a tool that prints a
+    Markdown table about a run, such as ``tools/source_encoding_stats.py``) and keep what it
+    prints, with the command and the versions, as ``results_dir/EXPERIMENT/tables/NAME.json``;
+    its path. The run's models are not kept, so the printed table is the data."""
+    path = os.path.join(results_dir, experiment, "tables", f"{name}.json")
+    if os.path.exists(path):
+        raise SystemExit(f"{path} exists: give another name or remove it first")
+    done = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"keep-table: {command!r} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    table = "\n".join(line for line in done.stdout.splitlines() if line.startswith("|"))
+    if not table:
+        raise SystemExit(f"keep-table: {command!r} printed no Markdown table")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write(path, json.dumps({"command": command, "versions": versions(), "table": table}, indent=1) + "\n")
+    return path
+
+
+def tool_table(results_dir, experiment, name):
+    """A table kept by :func:`keep_table`, with the command that printed it."""
+    path = os.path.join(results_dir, experiment, "tables", f"{name}.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"a results table block names {experiment}/{name}, which is not in {results_dir}")
+    with open(path, encoding="utf-8") as f:
+        kept = json.load(f)
+    where = os.path.relpath(path, os.path.dirname(results_dir))
+    return kept["table"] + f"\n\n`{kept['command']}` (kept in `{where}`)\n"
 
 
 def bench_table(results_dir, name, table):
@@ -306,8 +347,12 @@ def render_pages(results_dir=RESULTS, pages=PAGES, root=REPO):
         def fill_bench(match):
             return match.group(1) + bench_table(results_dir, match["name"], match["table"]) + match.group(5)
 
-        if BLOCK.search(text) or SUMMARY.search(text) or BENCH.search(text):
-            out[page] = (text, BENCH.sub(fill_bench, SUMMARY.sub(fill_summary, BLOCK.sub(fill, text))))
+        def fill_tool_table(match):
+            return match["open"] + tool_table(results_dir, match["experiment"], match["name"]) + match["close"]
+
+        if any(pattern.search(text) for pattern in (BLOCK, SUMMARY, BENCH, TOOL_TABLE)):
+            regenerated = BENCH.sub(fill_bench, SUMMARY.sub(fill_summary, BLOCK.sub(fill, text)))
+            out[page] = (text, TOOL_TABLE.sub(fill_tool_table, regenerated))
     return out
 
 
@@ -319,11 +364,18 @@ def main(argv=None):
     keeping.add_argument("name")
     keeping.add_argument("--command", required=True, help="the exact command that made the run")
     keeping.add_argument("--note", help="kept in versions.json: how the run was made, when not by one command at HEAD")
+    tabling = commands.add_parser("keep-table", help="run a tool that prints a table and keep it in results/EXP/tables")
+    tabling.add_argument("experiment")
+    tabling.add_argument("name")
+    tabling.add_argument("--command", required=True, help="the shell command that prints the table")
     paging = commands.add_parser("pages", help="regenerate the results tables of README.md and docs/")
     paging.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page differs from its data")
     args = parser.parse_args(argv)
     if args.action == "keep":
         print(keep(args.run_dir, args.name, args.command, results_dir=RESULTS, note=args.note))
+        return 0
+    if args.action == "keep-table":
+        print(keep_table(args.experiment, args.name, args.command, results_dir=RESULTS))
         return 0
     stale = []
     for page, (text, regenerated) in render_pages().items():

@@ -217,3 +217,28 @@ def test_a_bench_block_is_the_kept_benchmark_s_table_and_a_changed_number_is_cau
     expected = "table 'speeds' of 'deploy': expected one of speed, first_pass, test_set, anchor, summary"
     with pytest.raises(SystemExit, match=expected):
         results_data.render_pages(str(tmp_path), ("docs/*.md",), str(tmp_path))
+
+
+def test_a_kept_tool_table_is_what_the_tool_printed_with_its_command(tmp_path):
+    results = tmp_path / "results"
+    printer = f"{sys.executable} -c \"print('noise'); print('| a | b |'); print('|---|---|'); print('| 1 | 2.50 |')\""
+    path = results_data.keep_table("exp", "stats", printer, str(results))
+    kept = json.loads(open(path).read())
+    assert kept["table"] == "| a | b |\n|---|---|\n| 1 | 2.50 |" and kept["command"] == printer
+    with pytest.raises(SystemExit, match="exists"):
+        results_data.keep_table("exp", "stats", printer, str(results))
+    with pytest.raises(SystemExit, match="printed no Markdown table"):
+        results_data.keep_table("exp", "none", f"{sys.executable} -c \"print('x')\"", str(results))
+    with pytest.raises(SystemExit, match="failed"):
+        results_data.keep_table("exp", "bad", f'{sys.executable} -c "raise SystemExit(3)"', str(results))
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text("<!-- results table: exp/stats -->\nold\n<!-- /results -->\n")
+    text, regenerated = results_data.render_pages(str(results), ("docs/*.md",), str(tmp_path))[str(page)]
+    assert regenerated == (
+        "<!-- results table: exp/stats -->\n| a | b |\n|---|---|\n| 1 | 2.50 |\n\n"
+        f"`{printer}` (kept in `results/exp/tables/stats.json`)\n<!-- /results -->\n"
+    )
+    page.write_text(regenerated.replace("2.50", "2.60"))  # a number typed by hand
+    text, regenerated = results_data.render_pages(str(results), ("docs/*.md",), str(tmp_path))[str(page)]
+    assert text != regenerated and "2.50" in regenerated
