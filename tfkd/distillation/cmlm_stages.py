@@ -177,29 +177,8 @@ class TeacherCacheStage(Stage):
         corpus = context.task.corpus(context, "train")
         teacher_source = data_lib.tokenize_to_ragged(tokenizer, [corpus.source[i] for i in train_tok.kept])
         teacher_target = tf.ragged.map_flat_values(tf.gather, to_teacher, train_tok.target_ids)
-        max_length = max(spec.distill.finetune.max_length, spec.data.max_tokens + 3)
-
+        forward = _teacher_soft_targets(context, tokenizer, teacher_source[:1], teacher_target[:1])
         direction = spec.distill.finetune.direction
-        teacher = load_cmlm_teacher(spec.teacher.checkpoint, direction)
-        special = data_lib.SpecialIds.of(tokenizer)
-        mask_id = tokenizer.token_to_id(data_lib.MASK)
-        if direction == "left_to_right":
-
-            def teacher_targets(src, tgt):
-                return left_to_right_soft_targets(
-                    teacher, src, tgt, special, cache.top_k, cache.temperature, max_length
-                )
-        else:
-
-            def teacher_targets(src, tgt):
-                return soft_targets(
-                    teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature, cache.mask_rate, max_length
-                )
-
-        forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
-        forward(teacher_source[:1], teacher_target[:1])  # builds the teacher
-        teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), TEACHER_WEIGHTS))
-
         writer = CacheWriter(
             workdir,
             cache.shard_size,
@@ -213,29 +192,17 @@ class TeacherCacheStage(Stage):
             },
             tail=True,
         )
-        lengths = train_tok.target_ids.row_lengths().numpy()
-        # batches of similar lengths (little padding), written in a random order, so that a shard
-        # read through a bounded shuffle buffer is not sorted by length
-        order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
-        steps = math.ceil(len(order) / cache.batch_size)
-        batch_order = np.random.default_rng(spec.distill.finetune.seed).permutation(steps)
-        bar = progress_bar(len(order), "pair")
-        outside, positions = 0.0, int(lengths.sum() + len(lengths))
         start = time.time()
-        for step in range(steps):
-            batch = batch_order[step]
-            rows = order[batch * cache.batch_size : (batch + 1) * cache.batch_size]
-            ids, probs, tail = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
-            ids, probs = to_student[ids.numpy()], probs.numpy()
-            outside += float(probs[ids < 0].sum())
-            probs[ids < 0], ids[ids < 0] = 0.0, 0
-            # the tail: the teacher's mass outside the K it keeps in the student's vocabulary
-            tail = 1.0 - (1.0 - tail.numpy()) * probs.sum(-1)
-            for j, row in enumerate(rows):
-                length = lengths[row] + 1
-                writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length], tail[j, :length])
-            if bar:
-                bar.update(writer.count)
+        outside = _write_soft_targets(
+            writer,
+            forward,
+            teacher_source,
+            teacher_target,
+            train_tok,
+            to_student,
+            cache.batch_size,
+            spec.distill.finetune.seed,
+        )
         seconds = time.time() - start
         manifest = writer.close()
         log.info(
@@ -247,11 +214,68 @@ class TeacherCacheStage(Stage):
             manifest["examples"] / max(seconds, 1e-9),
             manifest["bytes"] / 1e6,
             len(manifest["shards"]),
-            100 * outside / max(positions, 1),
+            100 * outside,
         )
         return {
             "examples": manifest["examples"],
             "sentences_per_second": round(manifest["examples"] / seconds, 1),
             "bytes": manifest["bytes"],
-            "mass_outside_vocabulary": round(outside / max(positions, 1), 5),
+            "mass_outside_vocabulary": round(outside, 5),
         }
+
+
+def _teacher_soft_targets(context, tokenizer, first_source, first_target):
+    """The fine-tuned C-MLM teacher's soft targets of a batch of pairs, ``(source, target) ->
+    (ids, probs, tail)`` (:func:`soft_targets`, or :func:`left_to_right_soft_targets` for
+    ``direction: left_to_right``), traced on the first pair and the teacher's weights loaded."""
+    spec = context.spec
+    cache = spec.distill.cache
+    max_length = max(spec.distill.finetune.max_length, spec.data.max_tokens + 3)
+    direction = spec.distill.finetune.direction
+    teacher = load_cmlm_teacher(spec.teacher.checkpoint, direction)
+    special = data_lib.SpecialIds.of(tokenizer)
+    mask_id = tokenizer.token_to_id(data_lib.MASK)
+    if direction == "left_to_right":
+
+        def teacher_targets(src, tgt):
+            return left_to_right_soft_targets(teacher, src, tgt, special, cache.top_k, cache.temperature, max_length)
+    else:
+
+        def teacher_targets(src, tgt):
+            return soft_targets(
+                teacher, src, tgt, special, mask_id, cache.top_k, cache.temperature, cache.mask_rate, max_length
+            )
+
+    forward = tf.function(teacher_targets, reduce_retracing=True, autograph=False)
+    forward(first_source, first_target)  # builds the teacher
+    teacher.load_weights(os.path.join(context.runner.stage_dir("teacher_finetune"), TEACHER_WEIGHTS))
+    return forward
+
+
+def _write_soft_targets(writer, forward, teacher_source, teacher_target, train_tok, to_student, batch_size, seed):
+    """Every pair's soft targets (``forward``'s, mapped to the student's target vocabulary by
+    ``to_student``) written with ``writer``, in batches of like lengths written in an order
+    shuffled by ``seed``; the share of the teacher's top-K mass outside the student's vocabulary."""
+    lengths = train_tok.target_ids.row_lengths().numpy()
+    # batches of similar lengths (little padding), written in a random order, so that a shard
+    # read through a bounded shuffle buffer is not sorted by length
+    order = np.argsort(lengths + teacher_source.row_lengths().numpy(), kind="stable")
+    steps = math.ceil(len(order) / batch_size)
+    batch_order = np.random.default_rng(seed).permutation(steps)
+    bar = progress_bar(len(order), "pair")
+    outside, positions = 0.0, int(lengths.sum() + len(lengths))
+    for step in range(steps):
+        batch = batch_order[step]
+        rows = order[batch * batch_size : (batch + 1) * batch_size]
+        ids, probs, tail = forward(tf.gather(teacher_source, rows), tf.gather(teacher_target, rows))
+        ids, probs = to_student[ids.numpy()], probs.numpy()
+        outside += float(probs[ids < 0].sum())
+        probs[ids < 0], ids[ids < 0] = 0.0, 0
+        # the tail: the teacher's mass outside the K it keeps in the student's vocabulary
+        tail = 1.0 - (1.0 - tail.numpy()) * probs.sum(-1)
+        for j, row in enumerate(rows):
+            length = lengths[row] + 1
+            writer.add(train_tok.kept[row], ids[j, :length], probs[j, :length], tail[j, :length])
+        if bar:
+            bar.update(writer.count)
+    return outside / max(positions, 1)
