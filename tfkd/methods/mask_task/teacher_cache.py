@@ -77,24 +77,8 @@ class MaskTaskCacheStage(Stage):
             logits = tf.gather(tf.cast(teacher(inputs, training=False), tf.float32), to_teacher, axis=-1)
             return top_k_distribution(logits, cache.top_k, cache.temperature, with_tail=True)
 
-        lengths = tokenized.source_ids.row_lengths().numpy()
-        order = np.argsort(lengths, kind="stable")
         size = cache.batch_size
-        steps = math.ceil(len(order) / size)
-        # batches of similar lengths, written in a random order (a shard is not sorted by length);
-        # the one short batch goes last, so the pipeline's batches are exactly these
-        chunks = np.random.default_rng(cache.seed).permutation(steps - 1).tolist() + [steps - 1]
-        rows = np.concatenate([order[c * size : (c + 1) * size] for c in chunks])
-        examples = tf.data.Dataset.from_tensor_slices(
-            {"source": tf.gather(tokenized.source_ids, rows), "id": tokenized.kept[rows]}
-        )
-        examples = examples.map(
-            lambda x: dict(zip(("masked", "chosen"), example_masking(x["source"], x["id"], **settings))),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        batches = examples.padded_batch(size, padding_values={"masked": pad, "chosen": False}).prefetch(
-            tf.data.AUTOTUNE
-        )
+        batches, rows, lengths = _masked_batches(tokenized, settings, pad, size, cache.seed)
         writer = CacheWriter(
             workdir,
             cache.shard_size,
@@ -131,6 +115,28 @@ class MaskTaskCacheStage(Stage):
             "sentences_per_second": round(manifest["examples"] / seconds, 1),
             "bytes": manifest["bytes"],
         }
+
+
+def _masked_batches(tokenized, settings, pad, size, seed):
+    """``(batches, rows, lengths)``: every training source with its fixed masking (``masked``,
+    ``chosen``), in padded batches of ``size`` of like lengths written in an order shuffled by
+    ``seed``; ``rows`` the examples' rows in that order, ``lengths`` each row's length."""
+    lengths = tokenized.source_ids.row_lengths().numpy()
+    order = np.argsort(lengths, kind="stable")
+    steps = math.ceil(len(order) / size)
+    # batches of similar lengths, written in a random order (a shard is not sorted by length);
+    # the one short batch goes last, so the pipeline's batches are exactly these
+    chunks = np.random.default_rng(seed).permutation(steps - 1).tolist() + [steps - 1]
+    rows = np.concatenate([order[c * size : (c + 1) * size] for c in chunks])
+    examples = tf.data.Dataset.from_tensor_slices(
+        {"source": tf.gather(tokenized.source_ids, rows), "id": tokenized.kept[rows]}
+    )
+    examples = examples.map(
+        lambda x: dict(zip(("masked", "chosen"), example_masking(x["source"], x["id"], **settings))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    batches = examples.padded_batch(size, padding_values={"masked": pad, "chosen": False}).prefetch(tf.data.AUTOTUNE)
+    return batches, rows, lengths
 
 
 def cached_columns(context, spec, stage_name):
