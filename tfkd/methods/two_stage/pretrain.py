@@ -148,7 +148,6 @@ class PretrainStage(StudentPretrainStage):
         return text_files(settings.text) + text_files([settings.valid_text])
 
     def run(self, context, workdir):
-        from tfkd.stages import compile_and_build
         from tfkd.training.fit import FitSettings, fit_trainer
 
         spec = context.spec
@@ -157,7 +156,6 @@ class PretrainStage(StudentPretrainStage):
         keras.utils.set_random_seed(spec.train.seed)
         tokenizers = context.tokenizers()
         tokenizer = input_tokenizer(tokenizers)
-
         train_ids, origin = pretraining_pieces(context, "train", self.name)
 
         def make_train_ds():
@@ -168,33 +166,9 @@ class PretrainStage(StudentPretrainStage):
             )
 
         train_ds = make_train_ds()
-        valid_ds = None
-        if settings.valid_text:
-            valid_ids, _ = pretraining_pieces(context, "valid", self.name)
-            if int(valid_ids.nrows()):
-                valid_ds = mlm_batches(
-                    valid_ids, tokenizer, settings, "token", settings.mask_rate, spec.train.seed, training=False
-                )
-        student = context.task.build_student(spec, tokenizers)
-        backbone = student.backbone if isinstance(student, BackboneStudent) else None
-        if not isinstance(backbone, keras_hub.models.BertBackbone):
-            raise StageError(
-                f"{self.name}: MLM pre-training needs a student that is a tfkd.models.abilities.BackboneStudent "
-                f"wrapping a keras-hub BertBackbone; student {spec.student.kind} ({type(student).__name__}) is not"
-            )
-        masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
-        masked_lm_head_in_float32(masked_lm.masked_lm_head)
-        teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
-        loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
-        trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
-        compile_and_build(
-            trainer,
-            keras.optimizers.Adam(
-                TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0
-            ),
-            train_ds,
-            jit_compile=spec.train.jit_compile,
-        )
+        valid_ds = self._valid_batches(context, settings, tokenizer)
+        backbone, masked_lm = self._masked_lm(spec, context.task.build_student(spec, tokenizers))
+        trainer = self._trainer(context, masked_lm, weight, train_ds)
         trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
         tokens = int(train_ids.flat_values.shape[0])
         log.info(
@@ -210,22 +184,16 @@ class PretrainStage(StudentPretrainStage):
             settings.batch_size,
             f"{trainable:,}",
         )
-        summary = fit_trainer(
-            trainer,
-            train_ds,
-            valid_ds,
-            workdir,
-            self.name,
-            FitSettings(
-                settings.steps,
-                checkpoint_every=settings.log_every,
-                log_every=settings.log_every,
-                parameter_counts={"trainable": trainable},
-                finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
-                hint="Lower distill.pretrain.learning_rate.",
-                remake_train_ds=make_train_ds,
-            ),
+        fitting = FitSettings(
+            settings.steps,
+            checkpoint_every=settings.log_every,
+            log_every=settings.log_every,
+            parameter_counts={"trainable": trainable},
+            finish=lambda: backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS)),
+            hint="Lower distill.pretrain.learning_rate.",
+            remake_train_ds=make_train_ds,
         )
+        summary = fit_trainer(trainer, train_ds, valid_ds, workdir, self.name, fitting)
         # the masked-LM perplexity of the validation text
         valid = {"val_perplexity": perplexity(summary["val_mle"])} if "val_mle" in summary else {}
         return {
@@ -237,6 +205,44 @@ class PretrainStage(StudentPretrainStage):
             **summary,
             **valid,
         }
+
+    def _trainer(self, context, masked_lm, weight, train_ds):
+        """The :class:`PretrainDistiller` of ``masked_lm`` (``(1 - weight) * mle + weight * kd``,
+        the live teacher loaded unless the stage distils from a cache), compiled and built."""
+        from tfkd.stages import compile_and_build
+
+        spec, settings = context.spec, _settings(context.spec)
+        teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
+        loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
+        trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
+        schedule = TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)
+        optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+        compile_and_build(trainer, optimizer, train_ds, jit_compile=spec.train.jit_compile)
+        return trainer
+
+    def _valid_batches(self, context, settings, tokenizer):
+        """The validation text's masked-LM batches (fixed maskings), or ``None`` without one."""
+        if not settings.valid_text:
+            return None
+        valid_ids, _ = pretraining_pieces(context, "valid", self.name)
+        if not int(valid_ids.nrows()):
+            return None
+        return mlm_batches(
+            valid_ids, tokenizer, settings, "token", settings.mask_rate, context.spec.train.seed, training=False
+        )
+
+    def _masked_lm(self, spec, student):
+        """``(backbone, masked LM)``: the student's keras-hub BERT backbone and a masked-LM model
+        on it (its head in float32); a one-line error for a student without one."""
+        backbone = student.backbone if isinstance(student, BackboneStudent) else None
+        if not isinstance(backbone, keras_hub.models.BertBackbone):
+            raise StageError(
+                f"{self.name}: MLM pre-training needs a student that is a tfkd.models.abilities.BackboneStudent "
+                f"wrapping a keras-hub BertBackbone; student {spec.student.kind} ({type(student).__name__}) is not"
+            )
+        masked_lm = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+        masked_lm_head_in_float32(masked_lm.masked_lm_head)
+        return backbone, masked_lm
 
 
 def pretraining_pieces(context, split, stage_name):
@@ -306,7 +312,7 @@ class PretrainCacheStage(Stage):
         return text_files(_settings(spec).text)
 
     def run(self, context, workdir):
-        from tfkd.distillation.topk_cache import CacheWriter, top_k_distribution, write_masked_top_k
+        from tfkd.distillation.topk_cache import CacheWriter, write_masked_top_k
 
         spec = context.spec
         cache = spec.distill.cache
@@ -314,32 +320,11 @@ class PretrainCacheStage(Stage):
         special = data_lib.SpecialIds.of(tokenizer)
         masking = _masking(spec, tokenizer)
         pieces, origin = pretraining_pieces(context, "train", self.name)
-        teacher = load_trained_teacher(context)
-
-        @tf.function(reduce_retracing=True)
-        def forward(token_ids, positions):
-            inputs = {
-                "token_ids": token_ids,
-                "segment_ids": tf.zeros_like(token_ids),
-                "padding_mask": tf.not_equal(token_ids, special.pad),
-                "mask_positions": positions,
-            }
-            return top_k_distribution(teacher(inputs, training=False), cache.top_k, cache.temperature)
-
+        forward = _teacher_top_k(load_trained_teacher(context), special, cache)
         lengths = pieces.row_lengths().numpy()
         order = np.argsort(lengths, kind="stable")  # batches of similar lengths
         size = cache.batch_size
-
-        def framed(item):
-            _, masked, chosen = _framed(item["piece"], *example_masking(item["piece"], item["id"], **masking), special)
-            return {"masked": masked, "chosen": chosen}
-
-        batches = (
-            tf.data.Dataset.from_tensor_slices({"piece": tf.gather(pieces, order), "id": order})
-            .map(framed, num_parallel_calls=tf.data.AUTOTUNE)
-            .padded_batch(size, padding_values={"masked": special.pad, "chosen": False})
-            .prefetch(tf.data.AUTOTUNE)
-        )
+        batches = _framed_batches(pieces, order, masking, special, size)
         writer = CacheWriter(
             workdir,
             cache.shard_size,
@@ -379,6 +364,40 @@ class PretrainCacheStage(Stage):
             "pieces_per_second": round(manifest["examples"] / seconds, 1),
             "bytes": manifest["bytes"],
         }
+
+
+def _teacher_top_k(teacher, special, cache):
+    """``(token_ids, positions) -> (ids, probs)``: the masked-LM teacher's top K of
+    ``softmax(logits / T)`` at ``positions`` (``cache.top_k``, ``cache.temperature``)."""
+    from tfkd.distillation.topk_cache import top_k_distribution
+
+    @tf.function(reduce_retracing=True)
+    def forward(token_ids, positions):
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": tf.zeros_like(token_ids),
+            "padding_mask": tf.not_equal(token_ids, special.pad),
+            "mask_positions": positions,
+        }
+        return top_k_distribution(teacher(inputs, training=False), cache.top_k, cache.temperature)
+
+    return forward
+
+
+def _framed_batches(pieces, order, masking, special, size):
+    """Padded batches of ``size`` of ``pieces`` in ``order``, each framed ``[CLS] x [SEP]`` with
+    its fixed masking (``masked``, ``chosen``; a piece's id is its row)."""
+
+    def framed(item):
+        _, masked, chosen = _framed(item["piece"], *example_masking(item["piece"], item["id"], **masking), special)
+        return {"masked": masked, "chosen": chosen}
+
+    return (
+        tf.data.Dataset.from_tensor_slices({"piece": tf.gather(pieces, order), "id": order})
+        .map(framed, num_parallel_calls=tf.data.AUTOTUNE)
+        .padded_batch(size, padding_values={"masked": special.pad, "chosen": False})
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def cached_batches(context, spec, pieces, tokenizer):
