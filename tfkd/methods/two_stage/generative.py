@@ -94,8 +94,6 @@ def _text_batches(context, entries, limit, key, memo_key, settings, training, se
 def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, text_key, seed, hint):
     """Train ``model`` on the task's pre-training objective on ``settings.text`` (distilling
     ``teacher`` with weight ``weight``); save its backbone into ``workdir``; the stage's results."""
-    from tfkd.methods.two_stage.finetune import FinetuneDistiller
-    from tfkd.stages import compile_and_build
     from tfkd.training.fit import FitSettings, fit_trainer
 
     objective = objective_of(context.task)
@@ -106,30 +104,8 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
         )
 
     train_ds, examples, tokens, origin = text_batches()
-    valid_ds = None
-    if settings.valid_text:
-        valid_ds, *_ = _text_batches(
-            context,
-            [settings.valid_text],
-            settings.valid_limit,
-            f"{text_key}.valid_text",
-            f"{stage_name}.valid",
-            settings,
-            False,
-            None,
-        )
-    loss_weights = {name: w for name, w in (("xe", 1.0 - weight), ("kd", weight)) if w > 0}
-    trainer = FinetuneDistiller(
-        model, context.task, label_smoothing=0.0, loss_weights=loss_weights, teacher=teacher if weight > 0 else None
-    )
-    compile_and_build(
-        trainer,
-        keras.optimizers.Adam(
-            TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps), global_clipnorm=1.0
-        ),
-        train_ds,
-        jit_compile=context.spec.train.jit_compile,
-    )
+    valid_ds = _valid_text_batches(context, settings, text_key, stage_name)
+    trainer = _pretrain_distiller(context, model, teacher, weight, settings, train_ds)
     trainable = sum(int(np.prod(v.shape)) for v in trainer.trainable_variables)
     log.info(
         "%s: %s on %s tokens (%s %s of at most %d) of %s, lambda %g, %d steps of %d %s; %s trainable parameters",
@@ -153,22 +129,16 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
             json.dump(keras.saving.serialize_keras_object(backbone), f)
         backbone.save_weights(os.path.join(workdir, BACKBONE_WEIGHTS))
 
-    summary = fit_trainer(
-        trainer,
-        train_ds,
-        valid_ds,
-        workdir,
-        stage_name,
-        FitSettings(
-            settings.steps,
-            checkpoint_every=settings.log_every,
-            log_every=settings.log_every,
-            parameter_counts={"trainable": trainable},
-            finish=finish,
-            hint=hint,
-            remake_train_ds=lambda: text_batches()[0],
-        ),
+    fitting = FitSettings(
+        settings.steps,
+        checkpoint_every=settings.log_every,
+        log_every=settings.log_every,
+        parameter_counts={"trainable": trainable},
+        finish=finish,
+        hint=hint,
+        remake_train_ds=lambda: text_batches()[0],
     )
+    summary = fit_trainer(trainer, train_ds, valid_ds, workdir, stage_name, fitting)
     valid = {}
     if "val_nll" in summary:  # per token of the validation text
         valid["val_token_perplexity"] = round(math.exp(summary["val_nll"]), 3)
@@ -182,6 +152,30 @@ def _pretrain(context, workdir, stage_name, model, teacher, weight, settings, te
         **summary,
         **valid,
     }
+
+
+def _valid_text_batches(context, settings, text_key, stage_name):
+    """The batches of ``settings.valid_text`` (one pass, unshuffled), or ``None`` without it."""
+    if not settings.valid_text:
+        return None
+    key, where = f"{text_key}.valid_text", f"{stage_name}.valid"
+    return _text_batches(context, [settings.valid_text], settings.valid_limit, key, where, settings, False, None)[0]
+
+
+def _pretrain_distiller(context, model, teacher, weight, settings, train_ds):
+    """The pre-training trainer of ``model``: ``(1 - weight) * xe + weight * kd`` from ``teacher``
+    (none at weight 0), compiled with the section's triangular schedule and built."""
+    from tfkd.methods.two_stage.finetune import FinetuneDistiller
+    from tfkd.stages import compile_and_build
+
+    loss_weights = {name: w for name, w in (("xe", 1.0 - weight), ("kd", weight)) if w > 0}
+    trainer = FinetuneDistiller(
+        model, context.task, label_smoothing=0.0, loss_weights=loss_weights, teacher=teacher if weight > 0 else None
+    )
+    schedule = TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+    compile_and_build(trainer, optimizer, train_ds, jit_compile=context.spec.train.jit_compile)
+    return trainer
 
 
 def _text_config(settings, spec):
