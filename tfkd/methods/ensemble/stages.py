@@ -237,16 +237,7 @@ class SoftTargetsStage(Stage):
 
     def run(self, context, workdir):
         directories = [context.runner.stage_dir(cache) for cache in self.caches]
-        manifests = [read_manifest(d) for d in directories]
-        first = manifests[0]
-        for cache, manifest in zip(self.caches[1:], manifests[1:], strict=True):
-            if (manifest["examples"], manifest.get("ids_sha256")) != (first["examples"], first.get("ids_sha256")):
-                raise CacheMismatch(
-                    f"{self.name}: the cache of {cache} holds {manifest['examples']} examples that are not the "
-                    f"{first['examples']} of {self.caches[0]} (the teachers cached other training examples); "
-                    "rerun their cache stages"
-                )
-        combine = COMBINATIONS[self.combine]
+        manifests = self._manifests_of_the_same_examples(directories)
         writer = CacheWriter(
             workdir,
             self.shard_size,
@@ -260,10 +251,43 @@ class SoftTargetsStage(Stage):
                 "ids": "student target vocabulary",
             },
         )
-        rng = np.random.default_rng(0)
-        bar = progress_bar(first["examples"], "example")
         start = time.time()
-        low, high = 0, None
+        self._write_combined(writer, directories, manifests[0]["examples"])
+        manifest = writer.close()
+        seconds = time.time() - start
+        log.info(
+            "%s: %s of %d teachers (weights %s) for %d examples in %.0fs, %d entries a position, %.1f MB",
+            self.name,
+            self.combine,
+            len(self.caches),
+            ", ".join(f"{w:.3g}" for w in self.weights),
+            manifest["examples"],
+            seconds,
+            manifest["top_k"],
+            manifest["bytes"] / 1e6,
+        )
+        return {"examples": manifest["examples"], "entries": manifest["top_k"], "bytes": manifest["bytes"]}
+
+    def _manifests_of_the_same_examples(self, directories):
+        """The caches' manifests; a one-line error when they hold other training examples."""
+        manifests = [read_manifest(d) for d in directories]
+        first = manifests[0]
+        for cache, manifest in zip(self.caches[1:], manifests[1:], strict=True):
+            if (manifest["examples"], manifest.get("ids_sha256")) != (first["examples"], first.get("ids_sha256")):
+                raise CacheMismatch(
+                    f"{self.name}: the cache of {cache} holds {manifest['examples']} examples that are not the "
+                    f"{first['examples']} of {self.caches[0]} (the teachers cached other training examples); "
+                    "rerun their cache stages"
+                )
+        return manifests
+
+    def _write_combined(self, writer, directories, examples):
+        """Every example's teachers combined and written with ``writer``: the ids in ranges of
+        ``shard_size``, each range read from every cache and written in a random order."""
+        combine = COMBINATIONS[self.combine]
+        rng = np.random.default_rng(0)
+        bar = progress_bar(examples, "example")
+        low = 0
         while True:
             entries = [self._read_range(d, low) for d in directories]
             if not entries[0]:
@@ -285,22 +309,7 @@ class SoftTargetsStage(Stage):
                 writer.add(example, *combine(rows, self.weights))
             if bar:
                 bar.update(writer.count)
-            high = ids[-1]
-            low = high + 1
-        manifest = writer.close()
-        seconds = time.time() - start
-        log.info(
-            "%s: %s of %d teachers (weights %s) for %d examples in %.0fs, %d entries a position, %.1f MB",
-            self.name,
-            self.combine,
-            len(self.caches),
-            ", ".join(f"{w:.3g}" for w in self.weights),
-            manifest["examples"],
-            seconds,
-            manifest["top_k"],
-            manifest["bytes"] / 1e6,
-        )
-        return {"examples": manifest["examples"], "entries": manifest["top_k"], "bytes": manifest["bytes"]}
+            low = ids[-1] + 1
 
     def _read_range(self, directory, low):
         """``{id: (ids, probs)}`` of the ``shard_size`` smallest ids ``>= low`` in the cache
