@@ -150,10 +150,19 @@ def keep_bench(report, name, command, results_dir=RESULTS):
     """Write a ``tools/bench.py`` report with its command and versions to
     ``results_dir/bench/NAME.json``; its path."""
     path = os.path.join(results_dir, "bench", f"{name}.json")
+    _refuse_existing(path)
+    return _keep_json(path, command, report=report)
+
+
+def _refuse_existing(path):
     if os.path.exists(path):
         raise SystemExit(f"{path} exists: give another name or remove it first")
+
+
+def _keep_json(path, command, **kept):
+    """Write ``kept`` with ``command`` and the versions as the JSON file ``path``; its path."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    _write(path, json.dumps({"command": command, "versions": versions(), "report": report}, indent=1) + "\n")
+    _write(path, json.dumps({"command": command, "versions": versions(), **kept}, indent=1) + "\n")
     return path
 
 
@@ -163,17 +172,14 @@ def keep_table(experiment, name, command, results_dir=RESULTS):
     prints, with the command and the versions, as ``results_dir/EXPERIMENT/tables/NAME.json``;
     its path. The run's models are not kept, so the printed table is the data."""
     path = os.path.join(results_dir, experiment, "tables", f"{name}.json")
-    if os.path.exists(path):
-        raise SystemExit(f"{path} exists: give another name or remove it first")
+    _refuse_existing(path)
     done = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"keep-table: {command!r} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     table = "\n".join(line for line in done.stdout.splitlines() if line.startswith("|"))
     if not table:
         raise SystemExit(f"keep-table: {command!r} printed no Markdown table")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    _write(path, json.dumps({"command": command, "versions": versions(), "table": table}, indent=1) + "\n")
-    return path
+    return _keep_json(path, command, table=table)
 
 
 def tool_table(results_dir, experiment, name):
