@@ -303,7 +303,7 @@ def without_speeds(value):
 def assert_same_run(run, reference, stages):
     """Everything the stages of ``run`` wrote that does not measure the machine equals what
     those of ``reference`` wrote; returns how many files were compared."""
-    from tfkd.distillation.topk_cache import read_cache
+    from tfkd.teachers.topk_cache import read_cache
 
     # every stage finished, nothing half-written is left
     assert sorted(p for p in os.listdir(run) if os.path.isdir(run / p)) == sorted(stages)

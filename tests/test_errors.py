@@ -12,8 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_each_error_keeps_its_base_and_its_old_import_path():
     from tfkd import data, distribute, runner, spec
-    from tfkd.distillation import topk_cache as cache
     from tfkd.methods import base
+    from tfkd.teachers import topk_cache as cache
 
     assert spec.SpecError is errors.SpecError and issubclass(errors.SpecError, ValueError)
     assert runner.StageError is errors.StageError and issubclass(errors.StageError, RuntimeError)

@@ -1,5 +1,6 @@
 """Where code lives: each built-in method in its own place, importing no other method's package
-(shared KD machinery is in :mod:`tfkd.distillation`, which imports no method); a method's
+(shared KD machinery is in :mod:`tfkd.distillation` and the teachers in :mod:`tfkd.teachers`,
+which import no method); a method's
 modules never import their own package's ``__init__``; the tests mirror the package tree."""
 
 import ast
@@ -8,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO, TESTS
 
 PACKAGE = pathlib.Path(REPO) / "tfkd"
@@ -81,13 +83,20 @@ def test_no_method_imports_another_methods_package():
                         break
     assert not crossing, (
         "a method imports another method's package (move what they share to "
-        "tfkd/distillation):\n" + "\n".join(sorted(set(crossing)))
+        "tfkd/distillation or tfkd/teachers):\n" + "\n".join(sorted(set(crossing)))
     )
 
 
-def test_the_shared_distillation_package_imports_no_method_and_no_task():
-    files = sorted((PACKAGE / "distillation").rglob("*.py"))
-    assert {p.name for p in files} >= {"__init__.py", "topk_cache.py", "teacher_mlm.py", "settings.py"}
+@pytest.mark.parametrize(
+    "package, modules",
+    [
+        ("distillation", {"__init__.py", "divergences.py", "temperature.py", "settings.py"}),
+        ("teachers", {"__init__.py", "checkpoints.py", "cmlm.py", "mlm_head.py", "topk_cache.py", "settings.py"}),
+    ],
+)
+def test_the_shared_packages_import_no_method_and_no_task(package, modules):
+    files = sorted((PACKAGE / package).rglob("*.py"))
+    assert {p.name for p in files} >= modules
     named = [
         f"{p.relative_to(REPO)} imports {m}"
         for p in files
@@ -117,7 +126,8 @@ def test_a_methods_modules_never_import_its_package_init():
 
 def test_the_shared_package_and_the_light_method_helpers_import_no_tensorflow():
     code = (
-        "import sys; import tfkd.distillation, tfkd.distillation.settings, tfkd.methods.two_stage.settings; "
+        "import sys; import tfkd.distillation, tfkd.distillation.settings, tfkd.teachers, tfkd.teachers.settings, "
+        "tfkd.methods.two_stage.settings; "
         "print(sorted(m for m in ('tensorflow', 'keras', 'keras_hub') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

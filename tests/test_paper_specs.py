@@ -241,7 +241,7 @@ def test_the_sst2_batches_hold_the_papers_32_sentences(specs, data_dir):
     import numpy as np
 
     from tfkd.data import bucket_batch_sizes, bucket_boundaries
-    from tfkd.models.teachers import resolve_checkpoint
+    from tfkd.teachers.checkpoints import resolve_checkpoint
 
     spec = load(specs, "lightpaff_bert_sst2", None)
     data = spec.data

@@ -46,5 +46,21 @@ class RunContext:
             if name in resolved and resolved[name].method == self.method.name
         ]
 
+    def method_students(self, plan):
+        """``[(train stage, variant or None, its spec)]``: the first-seed train stages of
+        ``plan`` (a :class:`tfkd.plan.RunPlan`) trained by this context's method, each with
+        the spec it trains with (a variant's once the spec has resolved it); what a method
+        extending or checking the plan per student walks."""
+        resolved = self.spec._variants or {}
+        found = []
+        for name in plan.with_role("train"):
+            stage = plan[name]
+            if stage.method != self.method.name or stage.seed is not None:
+                continue
+            own = self.spec if stage.variant is None else resolved.get(stage.variant)
+            if own is not None:
+                found.append((name, stage.variant, own))
+        return found
+
 
 __all__ = ["RunContext"]

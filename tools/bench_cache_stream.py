@@ -76,9 +76,9 @@ def run_child(args):
     from tfkd import registry
     from tfkd.data import SpecialIds
     from tfkd.distillation.soft_target_distiller import SoftTargetDistiller
-    from tfkd.distillation.topk_cache import CacheWriter, stream_cache
     from tfkd.models.transformer import TransformerSeq2Seq
     from tfkd.tasks.translation.data import TokenizedCorpus, seq2seq_dataset
+    from tfkd.teachers.topk_cache import CacheWriter, stream_cache
 
     size_mb = args.size_mb[0]
     rng = np.random.default_rng(args.seed)

@@ -70,7 +70,7 @@ def checkpoint_encodings(checkpoint, texts):
     import tensorflow as tf
 
     from tfkd.data import SpecialIds
-    from tfkd.models.teachers import load_backbone, teacher_tokenizer
+    from tfkd.teachers.checkpoints import load_backbone, teacher_tokenizer
 
     tokenizer = teacher_tokenizer(checkpoint, "--checkpoint")
     special = SpecialIds.of(tokenizer)

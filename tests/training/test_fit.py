@@ -128,7 +128,7 @@ def _stream():
 
 
 def _cache_stream():
-    """As a teacher cache's (tfkd.distillation.topk_cache.stream_cache): its shards in a
+    """As a teacher cache's (tfkd.teachers.topk_cache.stream_cache): its shards in a
     reshuffled order, interleaved, the records reshuffled in a buffer, repeated."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype("float32")

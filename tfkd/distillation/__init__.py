@@ -1,13 +1,13 @@
-"""Knowledge-distillation machinery several methods share, so that no method imports another's
-package:
+"""How a student learns from a teacher's distributions, shared by every method that distils
+them, so that no method imports another's package:
 
-- :mod:`.settings`: the spec sections of the shared stages (``TeacherMLMSpec``,
-  ``TopKCacheSpec``); pydantic only, so specs validate without TensorFlow.
-- :mod:`.topk_cache`: sharded top-K teacher caches keyed by example id (writing, checking,
-  streaming).
-- :mod:`.teacher_mlm`: the ``teacher_mlm`` stage that trains a teacher checkpoint's MLM head,
-  its batches, and loading the trained teacher.
+- :mod:`.divergences`: the divergence family (forward KL, reverse KL, generalized JSD, TVD,
+  skew KL) over dense or top-K distributions with their tail mass.
+- :mod:`.temperature`: temperature as a schedule over training steps.
+- :mod:`.soft_target_distiller`: the soft-target ``train_step`` (soft + cross-entropy terms).
+- :mod:`.settings`: their spec settings (pydantic only: specs validate without TensorFlow).
 
-The top-K losses are in :mod:`tfkd.training.losses` with the other token-level losses.
-Importing this package imports nothing; each module imports what it needs.
+Teachers themselves (checkpoints, the C-MLM teacher, MLM heads, top-K caches) are in
+:mod:`tfkd.teachers`. The top-K losses are in :mod:`tfkd.training.losses` with the other
+token-level losses. Importing this package imports nothing; each module imports what it needs.
 """

@@ -32,8 +32,8 @@ from tfkd.layers.precision import masked_lm_head_in_float32, reverse_projection_
 from tfkd.models.abilities import AdapterStudent, ParallelDecoding
 from tfkd.models.cmlm_transformer import ParallelTransformerDecoder
 from tfkd.models.configs import ABNetConfig, ABNetEncConfig, ABNetEncParallelConfig, AdapterSettings
-from tfkd.models.teachers import bert_embeddings
 from tfkd.models.transformer import TransformerSeq2Seq
+from tfkd.teachers.checkpoints import bert_embeddings
 
 
 def _bert_initializer():
@@ -47,7 +47,7 @@ def _load_bert(checkpoint, key, with_head=False):
     """``(backbone, masked-LM head or None, tokenizer)`` of ``checkpoint``. The head is the
     checkpoint's when it is a keras-hub ``BertMaskedLM`` preset, else a fresh one built as
     ``BertMaskedLM`` builds it (tied to the token embedding). The pooler, unused, is frozen."""
-    from tfkd.models.teachers import from_checkpoint, has_masked_lm_head, resolve_checkpoint
+    from tfkd.teachers.checkpoints import from_checkpoint, has_masked_lm_head, resolve_checkpoint
 
     handle = resolve_checkpoint(checkpoint, key)
     head = None

@@ -13,7 +13,7 @@ from tfkd.report.html import bullet_list, code, escape, note, number, paragraph,
 from tfkd.runner import LOG_FILE
 from tfkd.tasks.base import ReportSection
 
-CACHE_MANIFEST = "manifest.json"  # a top-K teacher cache's (tfkd.distillation.topk_cache)
+CACHE_MANIFEST = "manifest.json"  # a top-K teacher cache's (tfkd.teachers.topk_cache)
 
 
 def status_section(contents):

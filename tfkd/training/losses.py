@@ -1,5 +1,5 @@
 """Token-level losses, written in ``keras.ops`` and checked against NumPy in the tests; the top-K
-ones read a teacher kept as its top K (:mod:`tfkd.distillation.topk_cache`)."""
+ones read a teacher kept as its top K (:mod:`tfkd.teachers.topk_cache`)."""
 
 from keras import ops
 

@@ -78,9 +78,9 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     assert any(f.startswith("events") for f in os.listdir(run / "train" / "tensorboard"))
 
     # every BERT weight is the checkpoint's, bit for bit
-    from tfkd.models.teachers import load_backbone
     from tfkd.pipeline import open_run
     from tfkd.stages import load_student
+    from tfkd.teachers.checkpoints import load_backbone
 
     _, _, context = open_run(run)
     student = load_student(context)

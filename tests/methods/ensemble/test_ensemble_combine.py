@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd.distillation.topk_cache import top_k_distribution
 from tfkd.methods.ensemble.combine import mixture, product
+from tfkd.teachers.topk_cache import top_k_distribution
 from tfkd.training.losses import top_k_soft_cross_entropy
 
 V, T = 12, 5

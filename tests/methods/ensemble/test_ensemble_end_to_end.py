@@ -72,9 +72,9 @@ def test_the_ensemble_spec_end_to_end_and_a_third_teacher_reuses_the_first_two_c
     # the wide teacher's cache is its student's own distribution, teacher-forced on the pairs
     import keras
 
-    from tfkd.distillation.topk_cache import read_cache
     from tfkd.pipeline import open_run
     from tfkd.stages import load_student
+    from tfkd.teachers.topk_cache import read_cache
 
     _, _, context = open_run(str(run_dir))
     teacher = load_student(context, "big")

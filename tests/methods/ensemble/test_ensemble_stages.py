@@ -7,10 +7,10 @@ import types
 import numpy as np
 import pytest
 
-from tfkd.distillation.topk_cache import CacheWriter, read_cache, stream_cache
 from tfkd.errors import CacheMismatch
 from tfkd.methods.ensemble.combine import mixture, product
 from tfkd.methods.ensemble.stages import SoftTargetsStage
+from tfkd.teachers.topk_cache import CacheWriter, read_cache, stream_cache
 
 
 def write_cache(directory, examples, top_k, seed, shard_size):

@@ -202,7 +202,7 @@ def test_the_gate_changes_the_update_only_where_the_kd_gradient_disagrees():
 def test_the_hidden_state_term_projects_the_encoder_output_onto_the_teachers_layer():
     from tfkd import registry
     from tfkd.methods.mask_task.distiller import HiddenStateDistiller
-    from tfkd.models.teachers import bert_layer_outputs
+    from tfkd.teachers.checkpoints import bert_layer_outputs
 
     source_tok, teacher_tok = tiny.tokenizers()
     backbone = tiny.teacher_masked_lm().backbone

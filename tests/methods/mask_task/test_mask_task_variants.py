@@ -48,9 +48,9 @@ def test_the_divergence_keys_the_train_stage_and_reaches_the_distiller(data_dir,
     import tfkd.methods.mask_task as mask_task
     from tfkd import registry
     from tfkd.context import RunContext
-    from tfkd.distillation import teacher_mlm
     from tfkd.distillation.divergences import Divergence
     from tfkd.methods.mask_task import distiller
+    from tfkd.teachers import mlm_head as teacher_mlm
 
     made = {}
     monkeypatch.setattr(distiller, "MaskTaskDistiller", lambda *args, **kwargs: made.update(kwargs))

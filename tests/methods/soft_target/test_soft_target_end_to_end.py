@@ -90,7 +90,7 @@ def test_left_to_right_teacher_ablation_fills_the_cache_in_one_pass(tmp_path, da
     assert finetune["steps"] == 6 and finetune["val_loss"] < math.log(30522)
     manifest = json.load(open(run / "teacher_cache" / "manifest.json"))
     assert manifest["direction"] == "left_to_right" and manifest["groups"] == 1
-    from tfkd.distillation.topk_cache import read_cache
+    from tfkd.teachers.topk_cache import read_cache
 
     entries, _ = read_cache(str(run / "teacher_cache"))
     assert len(entries) == manifest["examples"] > 100

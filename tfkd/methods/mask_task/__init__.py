@@ -27,11 +27,12 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
-from tfkd.distillation.settings import ScheduledDivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
+from tfkd.distillation.settings import ScheduledDivergenceSettings
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
+from tfkd.teachers.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 
 
 class EncoderKDSpec(MethodSpec):
@@ -200,9 +201,9 @@ class MaskTaskMethod(EncoderKDMethod):
 
     def make_trainer(self, context, student):
         from tfkd.distillation.divergences import Divergence
-        from tfkd.distillation.teacher_mlm import load_trained_teacher
         from tfkd.distillation.temperature import TemperatureSchedule
         from tfkd.methods.mask_task.distiller import MaskTaskDistiller
+        from tfkd.teachers.mlm_head import load_trained_teacher
 
         spec, task = context.spec, context.task
         online = spec.distill.teacher == "online"  # else the batches carry the teacher's top-K
@@ -231,7 +232,7 @@ class HiddenStateMethod(EncoderKDMethod):
 
     def make_trainer(self, context, student):
         from tfkd.methods.mask_task.distiller import HiddenStateDistiller
-        from tfkd.models.teachers import load_backbone
+        from tfkd.teachers.checkpoints import load_backbone
 
         spec, task = context.spec, context.task
 
@@ -250,7 +251,7 @@ class HiddenStateMethod(EncoderKDMethod):
 
 
 def teacher_tokenizer(spec):
-    from tfkd.models.teachers import teacher_tokenizer as load
+    from tfkd.teachers.checkpoints import teacher_tokenizer as load
 
     return load(spec.teacher.checkpoint)
 

@@ -25,7 +25,7 @@ from tfkd.distillation.divergences import Divergence
 from tfkd.distillation.temperature import ScheduledTemperature
 from tfkd.errors import StageError
 from tfkd.layers.precision import masked_lm_head_in_float32
-from tfkd.models.teachers import bert_layer_outputs, vocabulary_maps
+from tfkd.teachers.checkpoints import bert_layer_outputs, vocabulary_maps
 from tfkd.training.trainer import LossTerm, SupervisedTrainer
 
 

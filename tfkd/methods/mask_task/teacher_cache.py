@@ -5,7 +5,7 @@ Each kept training example gets one fixed masked copy X', drawn statelessly from
 pipeline derive the same X' without storing it. The stage runs the frozen MLM teacher (the
 ``teacher_mlm`` stage's head) on ``[CLS] X' [SEP]`` and keeps, at each masked position, the
 top K of ``softmax(logits / T)`` over the student's source vocabulary. On disk it is the
-top-K cache format (:mod:`tfkd.distillation.topk_cache`): per example id, ``[L, K]``
+top-K cache format (:mod:`tfkd.teachers.topk_cache`): per example id, ``[L, K]``
 ids and float16 probabilities over the source positions, zero where nothing was masked.
 Training streams the shards through a bounded shuffle buffer; the batches carry
 ``masked_source_ids``, ``teacher_ids`` and ``teacher_probs``. Unlike ``online``, X' does not
@@ -20,18 +20,18 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.distillation.teacher_mlm import load_trained_teacher
-from tfkd.distillation.topk_cache import (
+from tfkd.masking import example_masking
+from tfkd.methods.mask_task.distiller import teacher_view
+from tfkd.runner import Stage
+from tfkd.teachers.checkpoints import teacher_tokenizer, vocabulary_maps
+from tfkd.teachers.mlm_head import load_trained_teacher
+from tfkd.teachers.topk_cache import (
     CacheWriter,
     read_manifest,
     stream_cache,
     top_k_distribution,
     write_masked_top_k,
 )
-from tfkd.masking import example_masking
-from tfkd.methods.mask_task.distiller import teacher_view
-from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
-from tfkd.runner import Stage
 
 log = logging.getLogger("tfkd")
 

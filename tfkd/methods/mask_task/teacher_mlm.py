@@ -1,9 +1,9 @@
 """The mask-task method's ``teacher_mlm`` stage: the teacher's MLM head trained on the source
 side of the training split, masked as the student's X' is (``distill.masking``,
-``distill.mask_rate``); see :mod:`tfkd.distillation.teacher_mlm`."""
+``distill.mask_rate``); see :mod:`tfkd.teachers.mlm_head`."""
 
 from tfkd import registry
-from tfkd.distillation.teacher_mlm import TeacherMLMStage
+from tfkd.teachers.mlm_head import TeacherMLMStage
 
 
 class MaskTaskTeacherMLMStage(TeacherMLMStage):

@@ -2,7 +2,7 @@
 
 Stages: ``teacher_finetune`` (conditional MLM on the training pairs) and ``teacher_cache``
 (top-K distributions for every target position, sharded on disk), both
-:mod:`tfkd.distillation.cmlm_stages`, shared with the ensemble method; the student's trainer
+:mod:`tfkd.teachers.cmlm_stages`, shared with the ensemble method; the student's trainer
 (:mod:`tfkd.distillation.soft_target_distiller`) optimises ``soft * L_bidi + xe * L_xe`` with
 the soft targets streamed from the cache by example id.
 """
@@ -10,16 +10,12 @@ the soft targets streamed from the cache by example id.
 import pydantic
 from pydantic import Field
 
-from tfkd.distillation.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
-from tfkd.distillation.settings import (
-    CMLMFinetuneSpec,
-    ScheduledDivergenceSettings,
-    SoftTargetCacheSpec,
-    alpha_or_weights,
-)
+from tfkd.distillation.settings import ScheduledDivergenceSettings, alpha_or_weights
 from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
+from tfkd.teachers.cmlm_plan import cmlm_stage_keys, cmlm_teacher_stages
+from tfkd.teachers.settings import CMLMFinetuneSpec, SoftTargetCacheSpec
 
 
 class SoftTargetSpec(ScheduledDivergenceSettings, MethodSpec):
@@ -84,7 +80,7 @@ class SoftTargetMethod(Method):
     def train_columns(self, context, stage_name):
         import logging
 
-        from tfkd.distillation.topk_cache import read_manifest, stream_cache
+        from tfkd.teachers.topk_cache import read_manifest, stream_cache
 
         spec = context.spec
         directory = context.runner.stage_dir("teacher_cache")

@@ -4,7 +4,7 @@ The student's encoder (``student.backbone``, a keras-hub ``BertBackbone`` with t
 vocabulary) and keras-hub's ``MaskedLMHead`` tied to its token embedding learn masked LM from
 scratch on the pre-training text: lines longer than ``max_length`` are cut into pieces, each
 framed ``[CLS] x [SEP]``, 15% of the tokens masked 80/10/10 with a new seed per batch
-(:func:`tfkd.distillation.teacher_mlm.mlm_batches`). Over the masked positions the loss is
+(:func:`tfkd.teachers.mlm_head.mlm_batches`). Over the masked positions the loss is
 ``(1 - lambda) * CE(x_m) + lambda * KL(q(.|x\\M) || p(.|x\\M))`` with ``q`` the frozen
 teacher's masked-LM distribution on the same masked batch. ``lambda = 0`` (stage
 ``pretrain_mle``) is plain MLM pre-training, with no teacher. The stage keeps the backbone's
@@ -12,7 +12,7 @@ weights; fine-tuning loads them (:func:`load_pretrained_backbone`).
 
 With ``distill.teacher: cache`` the ``teacher_cache`` stage (:class:`PretrainCacheStage`)
 first writes, for every piece, one fixed masking drawn from ``(cache.seed, piece id)`` and the
-teacher's top K at its masked positions (a top-K cache, :mod:`tfkd.distillation.topk_cache`:
+teacher's top K at its masked positions (a top-K cache, :mod:`tfkd.teachers.topk_cache`:
 sharded, keyed by id); pre-training then streams it (:func:`cached_batches`) and the KL is
 taken over the K cached ids (:func:`tfkd.training.losses.top_k_kl_divergence`). The masking no longer changes
 between passes, as in the original BERT's static masking, and the teacher no longer runs
@@ -31,7 +31,6 @@ import tensorflow as tf
 from keras import ops
 
 from tfkd import data as data_lib
-from tfkd.distillation.teacher_mlm import load_trained_teacher, mlm_batches
 from tfkd.errors import StageError
 from tfkd.layers.precision import masked_lm_head_in_float32
 from tfkd.masking import chosen_predictions, example_masking
@@ -39,6 +38,7 @@ from tfkd.methods.two_stage.settings import PRETRAIN_KD, kd_pretrain_lambda, pre
 from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
 from tfkd.models.abilities import BackboneStudent
 from tfkd.runner import Stage
+from tfkd.teachers.mlm_head import load_trained_teacher, mlm_batches
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.trainer import LossTerm, Trainer
@@ -312,7 +312,7 @@ class PretrainCacheStage(Stage):
         return text_files(_settings(spec).text)
 
     def run(self, context, workdir):
-        from tfkd.distillation.topk_cache import CacheWriter, write_masked_top_k
+        from tfkd.teachers.topk_cache import CacheWriter, write_masked_top_k
 
         spec = context.spec
         cache = spec.distill.cache
@@ -369,7 +369,7 @@ class PretrainCacheStage(Stage):
 def _teacher_top_k(teacher, special, cache):
     """``(token_ids, positions) -> (ids, probs)``: the masked-LM teacher's top K of
     ``softmax(logits / T)`` at ``positions`` (``cache.top_k``, ``cache.temperature``)."""
-    from tfkd.distillation.topk_cache import top_k_distribution
+    from tfkd.teachers.topk_cache import top_k_distribution
 
     @tf.function(reduce_retracing=True)
     def forward(token_ids, positions):
@@ -404,7 +404,7 @@ def cached_batches(context, spec, pieces, tokenizer):
     """Pre-training batches from the ``teacher_cache`` stage: the pieces in the cache's
     (shuffled) order, each with its fixed masking re-derived, and the teacher's top K at the
     masked positions (``teacher_ids``, ``teacher_probs`` ``[B, P, K]``)."""
-    from tfkd.distillation.topk_cache import stream_cache
+    from tfkd.teachers.topk_cache import stream_cache
 
     settings = _settings(spec)
     special = data_lib.SpecialIds.of(tokenizer)

@@ -6,9 +6,10 @@ from typing import Literal
 import pydantic
 from pydantic import ConfigDict, Field, PositiveInt
 
-from tfkd.distillation.settings import DivergenceSettings, TeacherMLMSpec, TopKCacheSpec, check_cache_use
+from tfkd.distillation.settings import DivergenceSettings
 from tfkd.methods.base import MethodSpec, without_omitted_defaults
 from tfkd.spec import LocalPath, Seed, Strict
+from tfkd.teachers.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 
 # keys "lambda" (a Python keyword) read and dump by that name
 _LAMBDA = ConfigDict(

@@ -15,7 +15,7 @@
   as the batch column ``teacher_probs``. The teacher is frozen and runs without dropout, so
   this is what it would say online, at a fraction of the cost.
 - ``teacher_mlm`` (when pre-training distils): the shared stage
-  (:mod:`tfkd.distillation.teacher_mlm`) training the checkpoint's masked-LM head on the
+  (:mod:`tfkd.teachers.mlm_head`) training the checkpoint's masked-LM head on the
   pre-training text.
 """
 
@@ -28,11 +28,11 @@ import tensorflow as tf
 
 from tfkd import data as data_lib
 from tfkd import registry
-from tfkd.distillation.teacher_mlm import TeacherMLMStage
 from tfkd.errors import StageError
 from tfkd.methods.two_stage.settings import pretrain_settings, teacher_label, teacher_test_splits
 from tfkd.runner import Stage
 from tfkd.stages import EvaluateStage
+from tfkd.teachers.mlm_head import TeacherMLMStage
 
 log = logging.getLogger("tfkd")
 
@@ -83,7 +83,7 @@ def pretrained_backbone(context):
     spec = context.spec
     if spec.distill.teacher_pretrain is not None:
         return load_teacher_pretrain_backbone(context)
-    from tfkd.models.teachers import load_backbone
+    from tfkd.teachers.checkpoints import load_backbone
 
     return load_backbone(spec.teacher.checkpoint, kind=spec.teacher.kind)
 

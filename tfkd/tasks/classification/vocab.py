@@ -42,7 +42,7 @@ def build_vocabulary(task, context, workdir):
     path = os.path.join(workdir, VOCAB_FILE)
     settings = {"lowercase": tokenizer_spec.lowercase, "strip_accents": tokenizer_spec.strip_accents}
     if tokenizer_spec.kind in ("teacher", "pretrained"):
-        from tfkd.models.teachers import teacher_tokenizer
+        from tfkd.teachers.checkpoints import teacher_tokenizer
 
         if tokenizer_spec.kind == "teacher" and spec.teacher is None:
             raise StageError('vocab: data.tokenizer.kind is "teacher" but the spec has no teacher')

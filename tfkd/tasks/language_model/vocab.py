@@ -57,7 +57,7 @@ def build_vocabulary(task, context, workdir):
     if settings.kind == "teacher":
         import keras_hub
 
-        from tfkd.models.teachers import from_checkpoint
+        from tfkd.teachers.checkpoints import from_checkpoint
 
         if spec.teacher is None or spec.teacher.checkpoint is None:
             raise StageError('vocab: data.tokenizer.kind is "teacher" but the spec has no teacher.checkpoint')

@@ -1,4 +1,4 @@
-"""The shared teacher MLM stage (:mod:`tfkd.distillation.teacher_mlm`): its batches, which
+"""The shared teacher MLM stage (:mod:`tfkd.teachers.mlm_head`): its batches, which
 layers train, and skipping a checkpoint that already has a head."""
 
 import types
@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 import tiny_mask_task as tiny
 
-from tfkd.distillation.settings import TeacherMLMSpec
-from tfkd.distillation.teacher_mlm import TeacherMLMStage, freeze_below, mlm_batches
+from tfkd.teachers.mlm_head import TeacherMLMStage, freeze_below, mlm_batches
+from tfkd.teachers.settings import TeacherMLMSpec
 
 
 def test_mlm_batches_wrap_sentences_in_cls_sep_and_mask_only_their_words():

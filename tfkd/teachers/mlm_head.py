@@ -20,8 +20,8 @@ import tensorflow as tf
 from tfkd import data as data_lib
 from tfkd.errors import StageError
 from tfkd.masking import MASKERS, special_free
-from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher, teacher_tokenizer
 from tfkd.runner import Stage
+from tfkd.teachers.checkpoints import has_masked_lm_head, load_masked_lm_teacher, teacher_tokenizer
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")
@@ -89,7 +89,7 @@ class TeacherMLMStage(Stage):
     """Trains the teacher's MLM head on a method's text. A method subclasses it to say which
     text (:meth:`sentences`, keyed by :meth:`text_key` and :meth:`input_files`) and which
     masking (:meth:`masking`); the settings are ``distill.teacher_mlm``
-    (:class:`tfkd.distillation.settings.TeacherMLMSpec`)."""
+    (:class:`tfkd.teachers.settings.TeacherMLMSpec`)."""
 
     name = "teacher_mlm"
     runs_in_train_precision = True

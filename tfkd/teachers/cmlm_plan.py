@@ -1,16 +1,16 @@
 """Where the C-MLM teacher's stages go in a run's plan, for the methods that read it
 (``soft_target``, ``ensemble``). Importing this does not import TensorFlow."""
 
-from tfkd.distillation.settings import CMLMFinetuneSpec, SoftTargetCacheSpec
 from tfkd.plan import PlannedStage
+from tfkd.teachers.settings import CMLMFinetuneSpec, SoftTargetCacheSpec
 
 FINETUNE_STAGE, CACHE_STAGE = "teacher_finetune", "teacher_cache"
 
 
 def cmlm_teacher_stages():
-    """``teacher_finetune`` and ``teacher_cache`` (:mod:`tfkd.distillation.cmlm_stages`), which
+    """``teacher_finetune`` and ``teacher_cache`` (:mod:`tfkd.teachers.cmlm_stages`), which
     read ``distill.finetune`` and ``distill.cache``."""
-    stages = "tfkd.distillation.cmlm_stages"
+    stages = "tfkd.teachers.cmlm_stages"
     return [
         PlannedStage(FINETUNE_STAGE, (), f"{stages}:CMLMFinetuneStage"),
         PlannedStage(CACHE_STAGE, ("vocab", FINETUNE_STAGE), f"{stages}:TeacherCacheStage"),

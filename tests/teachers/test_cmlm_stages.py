@@ -1,4 +1,4 @@
-"""The C-MLM fine-tuning pipeline (:mod:`tfkd.distillation.cmlm_stages`): training batches are
+"""The C-MLM fine-tuning pipeline (:mod:`tfkd.teachers.cmlm_stages`): training batches are
 masked from per-batch seeds drawn from ``distill.finetune.seed``, so two runs of a spec mask
 alike (and a resumed run replays its masks), whatever tf.data runs in parallel; validation is
 masked the same way at every pass; ``distill.finetune.bucket_width`` batches pairs of like
@@ -12,11 +12,11 @@ import tensorflow as tf
 from helpers import REPO
 
 from tfkd.data import SpecialIds
-from tfkd.distillation.cmlm_stages import _cmlm_dataset
-from tfkd.distillation.settings import CMLMFinetuneSpec
 from tfkd.plan import plan_run
 from tfkd.runner import Runner
 from tfkd.spec import load_spec
+from tfkd.teachers.cmlm_stages import _cmlm_dataset
+from tfkd.teachers.settings import CMLMFinetuneSpec
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
 MASK, VOCAB = 103, 400

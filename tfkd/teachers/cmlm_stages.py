@@ -1,5 +1,5 @@
 """The C-MLM teacher's stages (cmlm_kd.txt): fine-tuning, then its top-K cache over every
-target position (:mod:`tfkd.distillation.cmlm`); the ``soft_target`` and ``ensemble`` methods
+target position (:mod:`tfkd.teachers.cmlm`); the ``soft_target`` and ``ensemble`` methods
 plan them (:func:`cmlm_teacher_stages`)."""
 
 import logging
@@ -12,7 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfkd import data as data_lib
-from tfkd.distillation.cmlm import (
+from tfkd.progress import progress_bar
+from tfkd.runner import Stage
+from tfkd.teachers.checkpoints import teacher_tokenizer, vocabulary_maps
+from tfkd.teachers.cmlm import (
     cmlm_mask,
     left_to_right_soft_targets,
     left_to_right_targets,
@@ -20,10 +23,7 @@ from tfkd.distillation.cmlm import (
     pack_pairs,
     soft_targets,
 )
-from tfkd.distillation.topk_cache import CacheWriter
-from tfkd.models.teachers import teacher_tokenizer, vocabulary_maps
-from tfkd.progress import progress_bar
-from tfkd.runner import Stage
+from tfkd.teachers.topk_cache import CacheWriter
 from tfkd.training.masked_lm import TEACHER_WEIGHTS, VALIDATION_MASKING_STREAM, fit_masked_lm
 
 log = logging.getLogger("tfkd")
@@ -152,8 +152,8 @@ class CMLMFinetuneStage(Stage):
 
 class TeacherCacheStage(Stage):
     """Top-K soft targets of the fine-tuned teacher for every target position of every kept
-    training pair (:func:`tfkd.distillation.cmlm.soft_targets`, written as a
-    :mod:`tfkd.distillation.topk_cache`)."""
+    training pair (:func:`tfkd.teachers.cmlm.soft_targets`, written as a
+    :mod:`tfkd.teachers.topk_cache`)."""
 
     name = "teacher_cache"
     runs_in_train_precision = True

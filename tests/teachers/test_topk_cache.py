@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfkd.distillation.topk_cache import CacheMismatch, CacheWriter, read_cache, stream_cache
+from tfkd.teachers.topk_cache import CacheMismatch, CacheWriter, read_cache, stream_cache
 
 
 def write_cache(directory, indices, shard_size=3, top_k=4):
@@ -141,7 +141,7 @@ def test_write_masked_top_k_stores_each_row_at_its_own_masked_positions(tmp_path
     """Rows with fewer masked positions than the busiest row of their batch have padding slots,
     and after sorting those can come before the real ones: every entry must still land at its
     own masked position (and nowhere else); so must its tail, when the teacher gives one."""
-    from tfkd.distillation.topk_cache import write_masked_top_k
+    from tfkd.teachers.topk_cache import write_masked_top_k
 
     chosen = np.zeros((3, 8), bool)
     chosen[0, [6]] = True  # one masked position, late in the row

