@@ -136,7 +136,7 @@ CASES = {
         "masktask_multi30k.yaml",
         MINILM_FLAGS
         + [
-            "stages=[vocab, teacher_mlm, teacher_cache, train]",
+            "stages=[vocab, teacher_mlm, teacher_mlm_cache, train]",
             "distill.teacher=cache",
             "distill.cache.shard_size=60",
             "distill.cache.batch_size=32",
@@ -163,7 +163,7 @@ CASES = {
         # the teacher's MLM head, its cache, the gated student
         planned=[
             ("weights-written:2", "teacher_mlm"),
-            ("cache-example:70", "teacher_cache"),  # inside the second shard
+            ("cache-example:70", "teacher_mlm_cache"),  # inside the second shard
             ("weights-written:2/train", "train"),  # its second: it goes on from the first
         ],
     ),

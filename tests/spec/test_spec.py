@@ -478,8 +478,10 @@ def test_the_mask_task_cache_is_a_stage_only_with_teacher_cache(tmp_path):
     from tfkd.plan import plan_run
 
     path = write(tmp_path, MASK_TASK)
-    assert "teacher_cache" not in plan_run(load_spec(path)).names
+    assert "teacher_mlm_cache" not in plan_run(load_spec(path)).names
     cached = load_spec(path, ["distill.teacher=cache", "distill.cache.top_k=4"])
-    assert plan_run(cached).names[:3] == ["vocab", "teacher_mlm", "teacher_cache"] and cached.distill.cache.top_k == 4
+    assert (
+        plan_run(cached).names[:3] == ["vocab", "teacher_mlm", "teacher_mlm_cache"] and cached.distill.cache.top_k == 4
+    )
     with pytest.raises(SpecError, match="distill: cache applies to teacher: cache only"):
         load_spec(path, ["distill.cache.top_k=4"])

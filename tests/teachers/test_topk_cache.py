@@ -94,7 +94,7 @@ def test_stream_cache_rejects_other_ids(tmp_path, expected):
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith(f"{tmp_path}: ")
-    assert message.endswith("rerun the teacher_cache stage")
+    assert message.endswith(f"rerun the {tmp_path.name} stage")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "from another cache", "same size, other bytes", "missing"])

@@ -27,7 +27,7 @@ class TeacherMLMSpec(Strict):
 
 class TopKCacheSpec(Strict):
     """``distill.teacher: cache``: one fixed masking per training example and the teacher's
-    top-K at its masked positions, written once by a ``teacher_cache`` stage (the mask-task
+    top-K at its masked positions, written once by a ``teacher_mlm_cache`` stage (the mask-task
     method's sources, LightPAFF's pre-training pieces) and streamed back."""
 
     top_k: PositiveInt = 8

@@ -1,7 +1,7 @@
 """Top-K teacher caches: a teacher's top-K distributions, per training example, sharded on disk.
 
 A cache stage (the soft-target method's ``teacher_cache``: every target position of every
-pair; the mask-task and LightPAFF ``teacher_cache`` stages: the masked positions of one fixed
+pair; the mask-task and LightPAFF ``teacher_mlm_cache`` stages: the masked positions of one fixed
 masking per example, :func:`write_masked_top_k`) keeps the top K of ``softmax(logits / T)``
 (:func:`top_k_distribution`), renormalised, and writes them with a :class:`CacheWriter`.
 
@@ -201,9 +201,10 @@ def stream_cache(directory, expected_ids=None, seed=None, shuffle_buffer=None, c
     check_shards(directory, manifest)
     if expected_ids is not None:
         if manifest["examples"] != len(expected_ids) or manifest.get("ids_sha256") != ids_digest(expected_ids):
+            stage = os.path.basename(os.path.normpath(directory))
             raise CacheMismatch(
                 f"{directory}: the teacher cache holds {manifest['examples']} examples that are not the "
-                f"{len(expected_ids)} training examples; rerun the teacher_cache stage"
+                f"{len(expected_ids)} training examples; rerun the {stage} stage"
             )
     top_k = manifest["top_k"]
     files = tf.data.Dataset.from_tensor_slices([os.path.join(directory, s) for s in manifest["shards"]])

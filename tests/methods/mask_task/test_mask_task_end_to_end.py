@@ -96,13 +96,13 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
         "--set",
         "distill.cache={top_k: 4, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
         "--stages",
-        "vocab,teacher_mlm,teacher_cache,train",
+        "vocab,teacher_mlm,teacher_mlm_cache,train",
         env_extra={"TFKD_DATA_DIR": data_dir},
     )
     assert cached.returncode == 0, cached.stderr[-4000:]
     assert "stage teacher_mlm: already done" in cached.stderr and "stage train: running" in cached.stderr
     kept = int(re.search(r"train: (\d+) training pairs", out.stderr).group(1))
-    manifest = json.load(open(run / "teacher_cache" / "manifest.json"))
+    manifest = json.load(open(run / "teacher_mlm_cache" / "manifest.json"))
     assert manifest["examples"] == kept and manifest["top_k"] == 4 and manifest["masking"] == "token"
     assert f"q(.|X') for {kept} examples streamed from the cache (K=4" in cached.stderr
     train = json.load(open(run / "train" / "stage.json"))["results"]

@@ -18,7 +18,7 @@ MASKTASK = os.path.join(REPO, "specs", "masktask_multi30k.yaml")
         ([], "distill.mask_rate: 0.3", "teacher_mlm"),
         ([], "distill.masking: span", "teacher_mlm"),
         ([], "distill.teacher_mlm.steps: 5", "teacher_mlm"),
-        (["distill.teacher=cache"], "distill.cache.top_k: 4", "teacher_cache"),
+        (["distill.teacher=cache"], "distill.cache.top_k: 4", "teacher_mlm_cache"),
     ],
 )
 def test_a_variant_changing_the_teachers_stages_is_refused(data_dir, overrides, setting, stage):

@@ -112,7 +112,7 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
 
     # distill.teacher: cache: the teacher's top K for one fixed masking of every piece, written
     # once; the distilled pre-training reruns from it (nothing before it does)
-    cached = tfkd("run", spec, *flags, "--set", "distill.teacher=cache", "--stages", "teacher_cache,pretrain_kd")
+    cached = tfkd("run", spec, *flags, "--set", "distill.teacher=cache", "--stages", "teacher_mlm_cache,pretrain_kd")
     assert cached.returncode == 0, cached.stderr[-4000:]
     assert "stage teacher_mlm: running" not in cached.stderr  # the MLM head is not needed again
     pretrain = json.load(open(run / "pretrain_kd" / "stage.json"))["results"]
@@ -123,7 +123,7 @@ def test_the_lightpaff_spec_runs_every_stage_and_exports_text_to_label(tmp_path)
     from tfkd.teachers.mlm_head import load_trained_teacher
     from tfkd.teachers.topk_cache import read_cache, top_k_distribution
 
-    entries, manifest = read_cache(str(run / "teacher_cache"))
+    entries, manifest = read_cache(str(run / "teacher_mlm_cache"))
     assert sorted(entries) == list(range(pretrain["pieces"])) and manifest["top_k"] == 8
     _, _, context = open_run(str(run))
     pieces, _ = pretraining_pieces(context, "train", "test")

@@ -32,6 +32,7 @@ from tfkd.methods.base import Method, MethodSpec, shared_stage_problems
 from tfkd.plan import PlannedStage
 from tfkd.registry import register
 from tfkd.tasks.base import AlignedPairs
+from tfkd.teachers.mlm_plan import MLM_CACHE_STAGE, MLM_STAGE
 from tfkd.teachers.settings import TeacherMLMSpec, TopKCacheSpec, check_cache_use
 
 
@@ -47,7 +48,7 @@ class EncoderKDSpec(MethodSpec):
     gate: Literal["none", "layer", "variable"] = "none"
 
 
-# the teacher_cache stage's settings (shared with LightPAFF's pre-training cache)
+# the teacher_mlm_cache stage's settings (shared with LightPAFF's pre-training cache)
 MaskTaskCacheSpec = TopKCacheSpec
 
 
@@ -62,7 +63,7 @@ class MaskTaskSpec(ScheduledDivergenceSettings, EncoderKDSpec):
     method: str = "mask_task"
     teacher_mlm: TeacherMLMSpec = TeacherMLMSpec()
     # where q(.|X') comes from: the frozen teacher on the same batch (a new X' every epoch), or
-    # a top-K cache of it for one fixed X' per example (the teacher_cache stage)
+    # a top-K cache of it for one fixed X' per example (the teacher_mlm_cache stage)
     teacher: Literal["online", "cache"] = "online"
     cache: MaskTaskCacheSpec = MaskTaskCacheSpec()
     # what both models read for L_kd at the chosen positions: X' (the method) or the original X
@@ -148,11 +149,11 @@ class MaskTaskMethod(EncoderKDMethod):
     spec_schema = MaskTaskSpec
 
     def plan_stages(self, context):
-        stages = [PlannedStage("teacher_mlm", (), "tfkd.methods.mask_task.teacher_mlm:MaskTaskTeacherMLMStage")]
+        stages = [PlannedStage(MLM_STAGE, (), "tfkd.methods.mask_task.teacher_mlm:MaskTaskTeacherMLMStage")]
         if any(spec.distill.teacher == "cache" for spec in context.method_specs()):
             stages.append(
                 PlannedStage(
-                    "teacher_cache", ("vocab", "teacher_mlm"), "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"
+                    MLM_CACHE_STAGE, ("vocab", MLM_STAGE), "tfkd.methods.mask_task.teacher_cache:MaskTaskCacheStage"
                 )
             )
         return stages
@@ -161,9 +162,9 @@ class MaskTaskMethod(EncoderKDMethod):
         # the teacher's MLM head is trained on X' masked as the run masks it, and the cache
         # holds X' and the teacher's distributions (its shuffle buffer is how training reads it)
         head = [("teacher_mlm", k) for k in TeacherMLMSpec.model_fields]
-        stages = {"teacher_mlm": [*head, ("masking",), ("mask_rate",)]}
+        stages = {MLM_STAGE: [*head, ("masking",), ("mask_rate",)]}
         if "cache" in (context.spec.distill.teacher, variant.distill.teacher):
-            stages["teacher_cache"] = [("cache", k) for k in MaskTaskCacheSpec.model_fields if k != "shuffle_buffer"]
+            stages[MLM_CACHE_STAGE] = [("cache", k) for k in MaskTaskCacheSpec.model_fields if k != "shuffle_buffer"]
         return shared_stage_problems(context.spec, variant, stages)
 
     def decoded_targets_problem(self, context):
@@ -175,7 +176,7 @@ class MaskTaskMethod(EncoderKDMethod):
         return None
 
     def train_inputs(self, context):
-        return ("teacher_cache",) if context.spec.distill.teacher == "cache" else ("teacher_mlm",)
+        return (MLM_CACHE_STAGE,) if context.spec.distill.teacher == "cache" else (MLM_STAGE,)
 
     def train_config(self, context):
         spec = context.spec

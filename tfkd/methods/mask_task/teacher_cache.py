@@ -25,6 +25,7 @@ from tfkd.methods.mask_task.distiller import teacher_view
 from tfkd.runner import Stage
 from tfkd.teachers.checkpoints import teacher_tokenizer, vocabulary_maps
 from tfkd.teachers.mlm_head import load_trained_teacher
+from tfkd.teachers.mlm_plan import MLM_CACHE_STAGE
 from tfkd.teachers.topk_cache import (
     CacheWriter,
     read_manifest,
@@ -47,7 +48,7 @@ def _masking_settings(spec, source_tokenizer):
 
 
 class MaskTaskCacheStage(Stage):
-    name = "teacher_cache"
+    name = MLM_CACHE_STAGE
     runs_in_train_precision = True
 
     def config(self, spec):
@@ -143,7 +144,7 @@ def cached_columns(context, spec, stage_name):
     """The cache streamed by example id, each example with its fixed X' re-derived."""
     from tfkd.tasks.translation.data import pair_table
 
-    directory = context.runner.stage_dir("teacher_cache")
+    directory = context.runner.stage_dir(MLM_CACHE_STAGE)
     tokenized = context.task.tokenized(context, "train", stage_name)
     manifest = read_manifest(directory)
     cache = spec.distill.cache

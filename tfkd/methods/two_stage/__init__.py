@@ -12,7 +12,7 @@ and again in fine-tuning.
    ``(1 - lambda) * MLE + lambda * KL(teacher || student)`` over the masked positions
    (appendix eq. 2), the teacher's masked-LM head running on the same masked batch
    (``teacher: online``) or read from a top-K cache of one fixed masking per piece
-   (``teacher: cache``, the ``teacher_cache`` stage). The offline MiniLM has no MLM head, so
+   (``teacher: cache``, the ``teacher_mlm_cache`` stage). The offline MiniLM has no MLM head, so
    ``teacher_mlm`` trains one on the same text first.
    ``pretrain.lambda: 0`` is plain MLM pre-training (``pretrain_mle``: the paper's "BERT
    small"); ``pretrain.enabled: false`` starts the student from random weights.
@@ -71,6 +71,7 @@ from tfkd.methods.two_stage.settings import (
 )
 from tfkd.plan import PlannedStage
 from tfkd.tasks.base import Pretrainable
+from tfkd.teachers.mlm_plan import MLM_CACHE_STAGE, MLM_STAGE
 
 
 class TwoStageMethod(Method):
@@ -86,8 +87,8 @@ class TwoStageMethod(Method):
         "teacher_finetune",
         "teacher_evaluate",
         "teacher_predictions",
-        "teacher_mlm",
-        "teacher_cache",
+        MLM_STAGE,
+        MLM_CACHE_STAGE,
         PRETRAIN_KD,
         PRETRAIN_MLE,
     )
@@ -119,9 +120,9 @@ class TwoStageMethod(Method):
         if stage is not None:
             names.add(stage)
             if stage == PRETRAIN_KD:
-                names.add("teacher_mlm")
+                names.add(MLM_STAGE)
                 if section.teacher == "cache":
-                    names.add("teacher_cache")
+                    names.add(MLM_CACHE_STAGE)
         return names
 
     def plan_stages(self, context):
@@ -129,7 +130,7 @@ class TwoStageMethod(Method):
         wanted = set().union(*(self.stage_names_for(own.distill, task) for own in context.method_specs()))
         section = spec.distill
         teacher, pretrain, generative = (f"tfkd.methods.two_stage.{m}" for m in ("teacher", "pretrain", "generative"))
-        kd_teacher = ("teacher_cache",) if section.teacher == "cache" else ("teacher_mlm",)
+        kd_teacher = (MLM_CACHE_STAGE,) if section.teacher == "cache" else (MLM_STAGE,)
         if objective(task) in GENERATIVE:
             kd_teacher = ("teacher_pretrain",) if section.teacher_pretrain is not None else ()
             pretraining = f"{generative}:GenerativePretrainStage"
@@ -143,8 +144,8 @@ class TwoStageMethod(Method):
                 {},
             ),
             "teacher_predictions": (("vocab", "teacher_finetune"), f"{teacher}:TeacherPredictionsStage", {}),
-            "teacher_mlm": ((), f"{teacher}:PretrainTeacherMLMStage", {}),
-            "teacher_cache": (("vocab", "teacher_mlm"), f"{pretrain}:PretrainCacheStage", {}),
+            MLM_STAGE: ((), f"{teacher}:PretrainTeacherMLMStage", {}),
+            MLM_CACHE_STAGE: (("vocab", MLM_STAGE), f"{pretrain}:PretrainCacheStage", {}),
             PRETRAIN_KD: (("vocab", *kd_teacher), pretraining, {"name": PRETRAIN_KD}),
             PRETRAIN_MLE: (("vocab",), pretraining, {"name": PRETRAIN_MLE}),
             "teacher_evaluate": (("vocab", "teacher_finetune"), f"{teacher}:TeacherEvaluateStage", {}),

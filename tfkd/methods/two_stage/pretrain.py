@@ -10,7 +10,7 @@ teacher's masked-LM distribution on the same masked batch. ``lambda = 0`` (stage
 ``pretrain_mle``) is plain MLM pre-training, with no teacher. The stage keeps the backbone's
 weights; fine-tuning loads them (:func:`load_pretrained_backbone`).
 
-With ``distill.teacher: cache`` the ``teacher_cache`` stage (:class:`PretrainCacheStage`)
+With ``distill.teacher: cache`` the ``teacher_mlm_cache`` stage (:class:`PretrainCacheStage`)
 first writes, for every piece, one fixed masking drawn from ``(cache.seed, piece id)`` and the
 teacher's top K at its masked positions (a top-K cache, :mod:`tfkd.teachers.topk_cache`:
 sharded, keyed by id); pre-training then streams it (:func:`cached_batches`) and the KL is
@@ -39,6 +39,7 @@ from tfkd.methods.two_stage.teacher import BACKBONE_WEIGHTS
 from tfkd.models.abilities import BackboneStudent
 from tfkd.runner import Stage
 from tfkd.teachers.mlm_head import load_trained_teacher, mlm_batches
+from tfkd.teachers.mlm_plan import MLM_CACHE_STAGE
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
 from tfkd.training.schedules import TriangularSchedule
 from tfkd.training.trainer import LossTerm, Trainer
@@ -289,9 +290,9 @@ def _framed(piece, masked, chosen, special):
 
 
 class PretrainCacheStage(Stage):
-    """``teacher_cache``: the teacher's top K at one fixed masking of every pre-training piece."""
+    """``teacher_mlm_cache``: the teacher's top K at one fixed masking of every pre-training piece."""
 
-    name = "teacher_cache"
+    name = MLM_CACHE_STAGE
     runs_in_train_precision = True
 
     def config(self, spec):
@@ -401,7 +402,7 @@ def _framed_batches(pieces, order, masking, special, size):
 
 
 def cached_batches(context, spec, pieces, tokenizer):
-    """Pre-training batches from the ``teacher_cache`` stage: the pieces in the cache's
+    """Pre-training batches from the ``teacher_mlm_cache`` stage: the pieces in the cache's
     (shuffled) order, each with its fixed masking re-derived, and the teacher's top K at the
     masked positions (``teacher_ids``, ``teacher_probs`` ``[B, P, K]``)."""
     from tfkd.teachers.topk_cache import stream_cache
@@ -411,7 +412,7 @@ def cached_batches(context, spec, pieces, tokenizer):
     masking = _masking(spec, tokenizer)
     n = int(pieces.nrows())
     stream = stream_cache(
-        context.runner.stage_dir("teacher_cache"),
+        context.runner.stage_dir(MLM_CACHE_STAGE),
         expected_ids=np.arange(n),
         seed=spec.train.seed,
         shuffle_buffer=spec.distill.cache.shuffle_buffer,

@@ -136,7 +136,7 @@ class TwoStageSpec(MethodSpec):
     # causal_lm and masked_seq2seq: pre-train the teacher from scratch (instead of teacher.checkpoint)
     teacher_pretrain: TeacherPretrainSpec | None = None
     # pre-training distillation's teacher: the frozen masked LM on the same batch (a new masking
-    # every pass), or its top-K written once for one fixed masking per piece (teacher_cache)
+    # every pass), or its top-K written once for one fixed masking per piece (teacher_mlm_cache)
     teacher: Literal["online", "cache"] = "online"
     cache: TopKCacheSpec = TopKCacheSpec()
 
