@@ -56,6 +56,9 @@ DATA_ROOT = "${TFKD_DATA_DIR}"
 # what an evaluate stage writes that a paired test reads, per split (a translation's
 # hypotheses, a classifier's predictions, a language model's per-block NLL)
 OUTPUTS = ("{split}.hyp", "{split}.pred", "{split}.blocks.npy")
+# a stage's files that scoring those outputs needs: the classification task reads its label
+# names with its tokenizers (a vocab stage's settings, labels and WordPiece vocabulary)
+STAGE_FILES = ("labels.json", "tokenizers.json", "text.vocab")
 PACKAGES = ("tensorflow", "keras", "keras-hub", "sacrebleu", "numpy", "scipy")
 # an experiment's own table; "against STUDENT" adds each other student against that one (a spec
 # without a baseline, such as AB-Net's against its Transformer)
@@ -134,15 +137,12 @@ def keep(run_dir, name, command, results_dir=RESULTS, note=None):
         folder = os.path.join(out, "stages", stage.name)
         os.makedirs(folder)
         shutil.copy(os.path.join(stage.directory, "stage.json"), folder)
-        for pattern in OUTPUTS:
-            for split in splits:
-                source = os.path.join(stage.directory, pattern.format(split=split))
-                if os.path.exists(source):
-                    with (
-                        open(source, "rb") as f,
-                        gzip.open(os.path.join(folder, os.path.basename(source) + ".gz"), "wb") as g,
-                    ):
-                        shutil.copyfileobj(f, g)
+        names = [pattern.format(split=split) for pattern in OUTPUTS for split in splits] + list(STAGE_FILES)
+        for name in names:
+            source = os.path.join(stage.directory, name)
+            if os.path.exists(source):
+                with open(source, "rb") as f, gzip.open(os.path.join(folder, name + ".gz"), "wb") as g:
+                    shutil.copyfileobj(f, g)
     return out
 
 
