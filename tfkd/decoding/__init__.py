@@ -14,8 +14,10 @@ fixed-size token buffer) so the same code runs in ``tfkd translate`` and inside 
 SavedModel.
 
 Greedy and beam search live here; :mod:`tfkd.decoding.mask_predict` holds the parallel
-(non-autoregressive) Mask-Predict decoder. All are registered as ``decoder`` entries
-(``greedy``, ``beam``, ``mask_predict``) and share one calling convention:
+(non-autoregressive) Mask-Predict decoder, and :mod:`tfkd.decoding.sampling` draws one sequence
+per sentence from the model (temperature and nucleus; a function, not a spec's decoder). The
+decoders are registered as ``decoder`` entries (``greedy``, ``beam``, ``mask_predict``) and
+share one calling convention:
 ``decoder(model, source_ids, special_ids, max_length, **options) -> (token_ids [B, T], scores [B])``,
 each ignoring the options it does not use. A decoder that keeps several hypotheses per
 sentence also takes ``nbest=N`` and then returns the N best, best first: ``(token_ids
@@ -197,14 +199,27 @@ def greedy_search(model, source_ids, special_ids, max_length, static_shapes=Fals
     ``static_shapes`` (an XLA-compiled caller): key/value caches of ``max_length + 1``
     positions from the start instead of growing with the prefix, and ended sentences stay in
     the batch (their tokens padding)."""
+
+    def most_likely(step, log_probs, sentences):
+        return tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+
+    return one_per_sentence(model, source_ids, special_ids, max_length, most_likely, static_shapes)
+
+
+def one_per_sentence(model, source_ids, special_ids, max_length, pick, static_shapes=False):
+    """One hypothesis per sentence, a token a step: ``pick(step, log_probs [R, V], sentences
+    [R])`` chooses each row's next token (int32 ``[R]``), ``sentences`` being the sentence
+    (row of ``source_ids``) each row decodes. Greedy search picks the most likely;
+    :func:`tfkd.decoding.sampling.sample_search` draws one. Returns ``(token_ids [B, T],
+    log_prob [B])``, the log-probability under the model of the tokens picked."""
     encoder = model.encode(source_ids, training=False)
     batch = tf.shape(source_ids)[0]
     steps = _steps(model, max_length, special_ids, static_shapes)
     sequences = tf.concat([tf.fill([batch, 1], special_ids.bos), tf.fill([batch, max_length], special_ids.pad)], 1)
     zeros = (tf.zeros([batch], tf.bool), tf.zeros([batch], tf.float32))
 
-    def advance(step, log_probs, rows, finished, score):
-        token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    def advance(step, log_probs, rows, finished, score, sentences):
+        token = pick(step, log_probs, sentences)
         token_log_prob = tf.gather(log_probs, token, batch_dims=1)
         token = tf.where(finished, special_ids.pad, token)
         score += tf.where(finished, 0.0, token_log_prob)
@@ -213,13 +228,14 @@ def greedy_search(model, source_ids, special_ids, max_length, static_shapes=Fals
         return rows, finished | tf.equal(token, special_ids.eos), score
 
     log_probs, state = steps.first(encoder)
-    rows, finished, score = advance(0, log_probs, sequences, *zeros)
+    rows, finished, score = advance(0, log_probs, sequences, *zeros, tf.range(batch))
     decoded = (tf.range(batch), sequences, zeros[1])
     decoded, rows, finished, score, encoder, state = _leave(steps, decoded, rows, finished, score, encoder, state)
 
     def body(step, decoded, rows, finished, score, encoder, state):
         log_probs, state = steps.next(rows, step, state, encoder)
-        rows, finished, score = advance(step, log_probs, rows, finished, score)
+        sentences = decoded[0] if steps.shrink else tf.range(batch)
+        rows, finished, score = advance(step, log_probs, rows, finished, score, sentences)
         return (step + 1, *_leave(steps, decoded, rows, finished, score, encoder, state))
 
     def cond(step, decoded, rows, finished, score, encoder, state):
