@@ -27,15 +27,11 @@ def sampling_log_probs(log_probs, temperature=1.0, top_p=1.0):
     scaled = tf.nn.log_softmax(log_probs / temperature, axis=-1)
     if top_p >= 1.0:
         return scaled
-    order = tf.argsort(scaled, axis=-1, direction="DESCENDING")
-    sorted_probs = tf.exp(tf.gather(scaled, order, batch_dims=1))
-    before = tf.cumsum(sorted_probs, axis=-1, exclusive=True)  # the mass of the more likely tokens
-    keep_sorted = before < top_p  # the most likely token is always kept
-    keep = tf.scatter_nd(
-        tf.stack([tf.broadcast_to(tf.range(tf.shape(order)[0])[:, None], tf.shape(order)), order], -1),
-        keep_sorted,
-        tf.shape(order),
-    )
+    sorted_log_probs = tf.sort(scaled, axis=-1, direction="DESCENDING")
+    before = tf.cumsum(tf.exp(sorted_log_probs), axis=-1, exclusive=True)  # the mass of the more likely
+    # the least likely token kept (the most likely always is); ties with it stay in
+    cutoff = tf.reduce_min(tf.where(before < top_p, sorted_log_probs, 0.0), axis=-1, keepdims=True)
+    keep = scaled >= cutoff
     return tf.nn.log_softmax(tf.where(keep, scaled, NEG_INF), axis=-1)
 
 
