@@ -58,7 +58,8 @@ def _answer(server, timeout):
 
 class ForkedCommand:
     """``tfkd ARGS`` forked from the server, as a ``subprocess.Popen`` with its stdout and
-    stderr captured: ``pid``, ``send_signal``, ``wait``, ``communicate`` (text), ``returncode``."""
+    stderr captured: ``pid``, ``send_signal``, ``poll``, ``wait``, ``communicate`` (text),
+    ``returncode``, and ``stderr_so_far`` while it runs."""
 
     def __init__(self, args, env, cwd=None, input=None):
         global _server
@@ -87,6 +88,22 @@ class ForkedCommand:
     def send_signal(self, number):
         if self.returncode is None:
             os.kill(self.pid, number)
+
+    def poll(self):
+        """The return code once the command has ended, else ``None``."""
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr_so_far(self):
+        """What the command has written to its stderr until now (it may be running; ``""``
+        before the child has opened it)."""
+        try:
+            with open(self._streams["stderr"], encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def wait(self, timeout=None):
         if self.returncode is None:

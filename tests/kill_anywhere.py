@@ -30,6 +30,7 @@ import forked_cli
 import numpy as np
 import pytest
 from helpers import REPO, weights_file_arrays
+from shared_runs import shared_run
 
 SOFT_TARGET_SPEC = """\
 version: 1
@@ -73,6 +74,14 @@ class Case:
     flags: list
     planned: list
     random_kills: int = 0  # at random moments of a command's first seconds, between the planned ones
+
+    def stages(self, reference):
+        """The stages the case runs: its ``stages=[...]`` flag's, or every folder of
+        ``reference``, an uninterrupted run of its spec (that may have run more)."""
+        listed = [flag.partition("=")[2] for flag in self.flags if flag.startswith("stages=")]
+        if not listed:
+            return os.listdir(reference)
+        return [name.strip() for name in listed[-1].strip("[]").split(",")]
 
     def spec_file(self, tmp_path):
         if self.spec.endswith(".yaml"):
@@ -167,21 +176,31 @@ CASES = {
             ("weights-written:2/train", "train"),  # its second: it goes on from the first
         ],
     ),
+    # the adapters end-to-end test's shrunk spec (tests/methods/adapters/): that test runs it
+    # with every stage and this case kills the vocabulary and AB-Net's training of the same spec
     "adapters": Case(
         "abnet_multi30k.yaml",
         MINILM_FLAGS
         + [
             "stages=[vocab, train]",
-            "data.train_limit=160",
-            "data.valid_limit=16",
-            "data.test_limit=16",
-            "data.max_tokens=24",
-            "data.batch_tokens=512",
+            "data.train_limit=300",
+            "data.valid_limit=24",
+            "data.test_limit=20",
+            "data.max_tokens=32",
+            "data.batch_tokens=1024",
             "train.steps=4",
-            "train.valid_metric_examples=4",
-            "student.adapters.encoder_dim=32",
-            "decode.iterations=2",
-            "decode.length_candidates=2",
+            "train.valid_metric_examples=5",
+            "variants.transformer.student.hidden_dim=32",
+            "variants.transformer.student.intermediate_dim=64",
+            "variants.transformer.student.encoder_layers=1",
+            "variants.transformer.student.decoder_layers=1",
+            "variants.abnet_enc.student.decoder_layers=1",
+            "variants.abnet_enc.student.hidden_dim=32",
+            "variants.abnet_enc.student.intermediate_dim=64",
+            "student.adapters.encoder_dim=64",
+            "decode.beam_size=2",
+            "decode.max_length_b=4",
+            "decode.iterations=4",
         ],
         # the adapter-only step (the frozen MiniLM encoder and decoder, the length predictor)
         planned=[("weights-written:2/train", "train")],  # its second: it goes on from the first
@@ -232,16 +251,16 @@ CASES = {
 }
 
 
-def command(spec_file, case, name, run_dir):
-    """``tfkd run``'s arguments for ``case`` as run ``name``."""
+def command(spec_file, case, name, run_dir, extra=()):
+    """``tfkd run``'s arguments for ``case`` as run ``name``, ``extra`` ``--set`` flags last."""
     # no run report at the end (report.enabled): the comparison is of what the stages wrote
-    flags = [f"name={name}", f"run_dir={run_dir}", "report.enabled=false", *case.flags]
+    flags = [f"name={name}", f"run_dir={run_dir}", "report.enabled=false", *case.flags, *extra]
     return ["run", spec_file, *(a for flag in flags for a in ("--set", flag))]
 
 
-def finished(spec_file, case, name, run_dir, data_dir):
+def finished(spec_file, case, name, run_dir, data_dir, extra=()):
     """``case`` run as ``name`` to its end, not killed: the command's ``CompletedProcess``."""
-    out = forked_cli.run(command(spec_file, case, name, run_dir), environment(data_dir), timeout=900)
+    out = forked_cli.run(command(spec_file, case, name, run_dir, extra), environment(data_dir), timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
@@ -254,6 +273,14 @@ def straight_run(method, tmp_path, data_dir):
     case = CASES[method]
     runs = tmp_path / "runs"
     return runs / "straight", finished(case.spec_file(tmp_path), case, "straight", runs, data_dir)
+
+
+def shared_straight_run(method, tmp_path_factory, data_dir):
+    """:func:`straight_run` made once a session (:mod:`shared_runs`), for the tests of several
+    files that read it: its folder and the command's ``CompletedProcess``. A test that re-runs it
+    copies it first."""
+    folder, out = shared_run(tmp_path_factory, f"{method}_straight", lambda f: straight_run(method, f, data_dir)[1])
+    return folder / "runs" / "straight", out
 
 
 def environment(data_dir, kill_at=None):
@@ -355,8 +382,9 @@ def assert_same_run(run, reference, stages):
 
 def check_killed_anywhere(method, tmp_path, data_dir, straight=None):
     """Kill ``method``'s case again and again, finish it, and compare it with an uninterrupted
-    run of the same spec (see the module's docstring): ``straight``, the folder
-    :func:`straight_run` gave for this ``tmp_path``, or one run here; returns its folder."""
+    run of the same spec (see the module's docstring): ``straight``, a finished run of the case's
+    spec (:func:`straight_run`'s, or one with more stages: the case's are compared), or one run
+    here; returns its folder."""
     case = CASES[method]
     spec_file = case.spec_file(tmp_path)
     runs = tmp_path / "runs"
@@ -410,7 +438,7 @@ def check_killed_anywhere(method, tmp_path, data_dir, straight=None):
     reference = straight or straight_run(method, tmp_path, data_dir)[0]
     # in the order they finished, so that a difference is reported at the first stage it shows in
     stages = sorted(
-        (d for d in os.listdir(reference) if os.path.isdir(reference / d)),
+        (d for d in os.listdir(reference) if os.path.isdir(reference / d) and d in case.stages(reference)),
         key=lambda d: os.path.getmtime(reference / d / "stage.json"),
     )
     try:

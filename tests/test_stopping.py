@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import forked_cli
 import numpy as np
 import pytest
 from helpers import REPO, tfkd, weights_file_arrays, write_spec
@@ -129,20 +130,27 @@ def test_a_stop_that_takes_too_long_or_a_second_signal_exits_at_once(tmp_path, g
 
 
 def _signal_when(process, text, signum):
-    """Send ``signum`` to ``process`` once its stderr shows ``text``; returns (stderr, seconds
-    from the signal to the exit)."""
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if text in line:
-            process.send_signal(signum)
-            sent = time.time()
-            break
-    else:
-        pytest.fail("".join(lines[-30:]))
-    lines.append(process.stderr.read())
-    process.wait(timeout=120)
-    return "".join(lines), time.time() - sent
+    """Send ``signum`` to ``process`` (a :class:`forked_cli.ForkedCommand`) once its stderr
+    shows ``text``; returns (stderr, seconds from the signal to the exit)."""
+    deadline = time.time() + 600
+    try:
+        while text not in process.stderr_so_far():
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(process.communicate(timeout=60)[1][-3000:])
+            time.sleep(0.05)
+    finally:  # never leave the fork server busy with it (the next command would wait for ever)
+        if process.poll() is None and text not in process.stderr_so_far():
+            process.send_signal(signal.SIGKILL)
+            process.wait(60)
+    process.send_signal(signum)
+    sent = time.time()
+    _, stderr = process.communicate(timeout=120)
+    return stderr, time.time() - sent
+
+
+def _run_command(spec, *flags):
+    """``tfkd run SPEC FLAGS`` forked (:mod:`forked_cli`) and running, progress bars off."""
+    return forked_cli.ForkedCommand(["run", spec, *flags], dict(os.environ, TFKD_QUIET_PROGRESS="1"))
 
 
 @pytest.mark.slow
@@ -152,11 +160,9 @@ def test_sigterm_and_ctrl_c_in_training_stop_at_a_checkpoint_and_the_run_goes_on
     on, and exits 143 / 130; the run then finishes with the weights of a run never stopped."""
     spec = write_spec(tmp_path, "tiny", steps=30, every=10)
     flags = ["--stages", "vocab,train", "--set", "train.deterministic=true"]
-    env = dict(os.environ, TFKD_QUIET_PROGRESS="1")
-    command = [sys.executable, "-m", "tfkd.cli", "run", spec, *flags]
     stops = []
     for text, signum in (("step 4/30", signal.SIGTERM), ("step 16/30", signal.SIGINT)):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = _run_command(spec, *flags)
         stderr, seconds = _signal_when(process, text, signum)
         last = stderr.splitlines()[-1]
         assert process.returncode == 128 + signum, stderr[-3000:]
@@ -167,7 +173,7 @@ def test_sigterm_and_ctrl_c_in_training_stop_at_a_checkpoint_and_the_run_goes_on
         stops.append(int(last.split("stopped at step ")[1].split()[0]))
         assert (tmp_path / "runs" / "tiny" / "train.partial" / "checkpoint" / "state.json").exists()
     assert 4 <= stops[0] < stops[1] < 30
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    finished = tfkd("run", spec, *flags)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert f"train: continuing from step {stops[1]} of 30" in finished.stderr
 
@@ -183,9 +189,8 @@ def test_sigterm_and_ctrl_c_in_training_stop_at_a_checkpoint_and_the_run_goes_on
 @pytest.mark.slow
 def test_sigterm_outside_training_stops_the_stage_at_once_and_it_runs_again(tmp_path):
     spec = write_spec(tmp_path, "tiny", steps=4, every=2)
-    command = [sys.executable, "-m", "tfkd.cli", "run", spec, "--stages", "vocab,train,evaluate"]
-    env = dict(os.environ, TFKD_QUIET_PROGRESS="1")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    flags = ["--stages", "vocab,train,evaluate"]
+    process = _run_command(spec, *flags)
     stderr, _ = _signal_when(process, "stage evaluate: running", signal.SIGTERM)
     assert process.returncode == 143, stderr[-3000:]
     assert stderr.splitlines()[-1] == (
@@ -193,7 +198,7 @@ def test_sigterm_outside_training_stops_the_stage_at_once_and_it_runs_again(tmp_
     ), stderr[-2000:]
     run = tmp_path / "runs" / "tiny"
     assert (run / "train" / "stage.json").exists() and not (run / "evaluate").exists()
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    again = tfkd("run", spec, *flags)
     assert again.returncode == 0 and "stage train: already done" in again.stderr, again.stderr[-3000:]
     assert (run / "evaluate" / "stage.json").exists()
 

