@@ -17,7 +17,7 @@ from tfkd.errors import StageError
 from tfkd.training.callbacks import TrainingMonitor, training_callbacks
 from tfkd.training.checkpoint import StageCheckpoint
 from tfkd.training.fit import fit_resumed
-from tfkd.training.schedules import TriangularSchedule
+from tfkd.training.schedules import section_adam
 from tfkd.xla import resolve_jit_compile
 
 log = logging.getLogger("tfkd")
@@ -48,7 +48,7 @@ def fit_masked_lm(
     Returns:
         ``{"steps", "trainable_parameters", "accuracy", "loss", "val_accuracy", "val_loss"}``.
     """
-    optimizer = keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps))
+    optimizer = section_adam(settings)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

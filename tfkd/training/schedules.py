@@ -58,3 +58,11 @@ class TriangularSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+def section_adam(settings, clipnorm=None):
+    """Adam on the triangular schedule of a section that trains one model (a teacher's
+    fine-tuning, an MLM head, a pre-training: ``learning_rate`` peak, ``warmup_steps``,
+    ``steps``), its gradients' global norm clipped at ``clipnorm`` when given."""
+    schedule = TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)
+    return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm)

@@ -34,7 +34,7 @@ from tfkd.methods.two_stage.pretrain import StudentPretrainStage, backbone_of
 from tfkd.methods.two_stage.settings import objective, pretrain_settings
 from tfkd.methods.two_stage.teacher import BACKBONE_CONFIG, BACKBONE_WEIGHTS
 from tfkd.runner import Stage
-from tfkd.training.schedules import TriangularSchedule
+from tfkd.training.schedules import section_adam
 
 log = logging.getLogger("tfkd")
 
@@ -172,8 +172,7 @@ def _pretrain_distiller(context, model, teacher, weight, settings, train_ds):
     trainer = FinetuneDistiller(
         model, context.task, label_smoothing=0.0, loss_weights=loss_weights, teacher=teacher if weight > 0 else None
     )
-    schedule = TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
+    optimizer = section_adam(settings, clipnorm=1.0)
     compile_and_build(trainer, optimizer, train_ds, jit_compile=context.spec.train.jit_compile)
     return trainer
 

@@ -41,7 +41,7 @@ from tfkd.runner import Stage
 from tfkd.teachers.mlm_head import load_trained_teacher, mlm_batches
 from tfkd.teachers.mlm_plan import MLM_CACHE_STAGE
 from tfkd.training.losses import kl_divergence, log_softmax_at, top_k_kl_divergence
-from tfkd.training.schedules import TriangularSchedule
+from tfkd.training.schedules import section_adam
 from tfkd.training.trainer import LossTerm, Trainer
 
 log = logging.getLogger("tfkd")
@@ -216,9 +216,7 @@ class PretrainStage(StudentPretrainStage):
         teacher = load_trained_teacher(context) if self.distils and not self.cached(spec) else None
         loss_weights = {name: w for name, w in (("mle", 1.0 - weight), ("kd", weight)) if w > 0}
         trainer = PretrainDistiller(masked_lm, teacher, loss_weights)
-        schedule = TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)
-        optimizer = keras.optimizers.Adam(schedule, global_clipnorm=1.0)
-        compile_and_build(trainer, optimizer, train_ds, jit_compile=spec.train.jit_compile)
+        compile_and_build(trainer, section_adam(settings, clipnorm=1.0), train_ds, jit_compile=spec.train.jit_compile)
         return trainer
 
     def _valid_batches(self, context, settings, tokenizer):

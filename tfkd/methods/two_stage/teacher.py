@@ -140,7 +140,7 @@ class TeacherTaskFinetuneStage(Stage):
     def run(self, context, workdir):
         from tfkd.stages import compile_and_build
         from tfkd.training.fit import FitSettings, fit_trainer
-        from tfkd.training.schedules import TriangularSchedule
+        from tfkd.training.schedules import section_adam
         from tfkd.training.trainer import SupervisedTrainer
 
         settings = context.spec.distill.teacher_finetune
@@ -152,12 +152,7 @@ class TeacherTaskFinetuneStage(Stage):
         trainer = SupervisedTrainer(
             teacher, view.task, label_smoothing=settings.label_smoothing, reported_terms=("nll",)
         )
-        compile_and_build(
-            trainer,
-            keras.optimizers.Adam(TriangularSchedule(settings.learning_rate, settings.warmup_steps, settings.steps)),
-            train_ds,
-            jit_compile=view.spec.train.jit_compile,
-        )
+        compile_and_build(trainer, section_adam(settings), train_ds, jit_compile=view.spec.train.jit_compile)
         parameters = teacher.count_params()
         log.info(
             "%s: fine-tuning %s (%s parameters) for %d steps",
