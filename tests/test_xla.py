@@ -142,7 +142,9 @@ def _compiled_programs(dump_dir):
 def test_an_xla_run_compiles_at_most_one_training_step_program_per_bucket(tmp_path, data_dir):
     spec = write_spec(tmp_path, "xla", steps=24, every=24)
     counts = {}
-    for setting in ("true", "false"):
+    # 24 steps reach every bucket; jit_compile: false needs a step and a validation to show it
+    # compiles nothing
+    for setting, steps in (("true", 24), ("false", 2)):
         dump = tmp_path / f"dump-{setting}"
         out = tfkd(
             "run",
@@ -153,6 +155,10 @@ def test_an_xla_run_compiles_at_most_one_training_step_program_per_bucket(tmp_pa
             f"train.jit_compile={setting}",
             "--set",
             f"name=xla_{setting}",
+            "--set",
+            f"train.steps={steps}",
+            "--set",
+            f"train.checkpoint_every={steps}",
             env_extra={
                 "TFKD_DATA_DIR": data_dir,
                 "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*one_step_on_data.*",
