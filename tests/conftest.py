@@ -82,7 +82,6 @@ LONGEST_FIRST = (  # by their durations in one -n 3 run of the suite on 2 cores
     "test_two_stage_kill_anywhere.py",
     "test_cli.py",
     "test_ensemble_end_to_end.py",
-    "test_mask_task_kill_anywhere.py",
     "test_ensemble_kill_anywhere.py",
     "test_report.py",
     "test_pipeline.py",

@@ -63,6 +63,36 @@ evaluate: {lowercase: true}
 MINILM_FLAGS = ["train.deterministic=true", "train.checkpoint_every=2", "train.log_every=2"]
 
 
+# masktask_multi30k.yaml shrunk (the mask_task end-to-end test's and kill-anywhere case's)
+MASK_TASK_SHRINK = [
+    "data.train_limit=300",
+    "data.valid_limit=24",
+    "data.test_limit=20",
+    "data.max_tokens=40",
+    "data.batch_tokens=1024",
+    "data.target_tokenizer.vocab_size=400",
+    "distill.teacher_mlm.steps=6",
+    "distill.teacher_mlm.batch_size=8",
+    "distill.teacher_mlm.warmup_steps=2",
+    "distill.teacher_mlm.log_every=3",
+    "student.encoder_layers=1",
+    "student.decoder_layers=1",
+    "student.hidden_dim=32",
+    "student.intermediate_dim=64",
+    "student.num_heads=2",
+    "train.steps=4",
+    "train.warmup_steps=10",
+    "train.valid_metric_examples=5",
+    "decode.beam_size=2",
+    "decode.max_length_b=4",
+]
+# its teacher's top K written once (distill.teacher: cache)
+MASK_TASK_CACHED = [
+    "distill.teacher=cache",
+    "distill.cache={top_k: 4, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
+]
+
+
 @dataclasses.dataclass
 class Case:
     """One method's small run: a spec (a file of ``specs/`` or text), ``--set`` flags that shrink
@@ -141,38 +171,15 @@ CASES = {
             ("weights-written:2", "train"),
         ],
     ),
+    # the mask_task end-to-end test's shrunk spec, as its second command runs it (the teacher's
+    # top K cached: tests/methods/mask_task/), whose run this case's is compared with
     "mask_task": Case(
         "masktask_multi30k.yaml",
-        MINILM_FLAGS
-        + [
-            "stages=[vocab, teacher_mlm, teacher_mlm_cache, train]",
-            "distill.teacher=cache",
-            "distill.cache.shard_size=60",
-            "distill.cache.batch_size=32",
-            "data.train_limit=160",
-            "data.valid_limit=16",
-            "data.test_limit=16",
-            "data.batch_tokens=1024",
-            "data.target_tokenizer.vocab_size=300",
-            "distill.teacher_mlm.steps=4",
-            "distill.teacher_mlm.batch_size=8",
-            "distill.teacher_mlm.warmup_steps=1",
-            "distill.teacher_mlm.log_every=2",
-            "student.encoder_layers=1",
-            "student.decoder_layers=1",
-            "student.hidden_dim=32",
-            "student.intermediate_dim=64",
-            "student.num_heads=2",
-            "train.steps=4",
-            "train.warmup_steps=4",
-            "train.valid_metric_examples=4",
-            "decode.beam_size=2",
-            "decode.max_length_b=4",
-        ],
+        MINILM_FLAGS + MASK_TASK_SHRINK + MASK_TASK_CACHED + ["stages=[vocab, teacher_mlm, teacher_mlm_cache, train]"],
         # the teacher's MLM head, its cache, the gated student
         planned=[
-            ("weights-written:2", "teacher_mlm"),
-            ("cache-example:70", "teacher_mlm_cache"),  # inside the second shard
+            ("weights-written:2", "teacher_mlm"),  # its second (of steps 3 and 6)
+            ("cache-example:150", "teacher_mlm_cache"),  # inside the second shard
             ("weights-written:2/train", "train"),  # its second: it goes on from the first
         ],
     ),

@@ -1,6 +1,7 @@
 """``specs/masktask_multi30k.yaml`` shrunk by ``--set`` (a few hundred pairs, the real MiniLM
 teacher) through every stage: the teacher's MLM head, the baseline, hidden-state KD, mask-task
-KD and mask-task KD with GOM, the table, the export."""
+KD and mask-task KD with GOM, the table, the export; then the teacher's top K cached, and that
+run killed anywhere, which must finish equal to it."""
 
 import json
 import os
@@ -8,32 +9,13 @@ import re
 
 import pytest
 from helpers import REPO, tfkd, train_in_bfloat16
+from kill_anywhere import MASK_TASK_CACHED, MASK_TASK_SHRINK, MINILM_FLAGS, check_killed_anywhere
 
 SHRINK = [
     "run_dir={run_dir}",
     "report.latency=false",  # the report is built; timing students is tests/report/'s
-    "data.train_limit=300",
-    "data.valid_limit=24",
-    "data.test_limit=20",
-    "data.max_tokens=40",
-    "data.batch_tokens=1024",
-    "data.target_tokenizer.vocab_size=400",
-    "distill.teacher_mlm.steps=6",
-    "distill.teacher_mlm.batch_size=8",
-    "distill.teacher_mlm.warmup_steps=2",
-    "distill.teacher_mlm.log_every=3",
-    "student.encoder_layers=1",
-    "student.decoder_layers=1",
-    "student.hidden_dim=32",
-    "student.intermediate_dim=64",
-    "student.num_heads=2",
-    "train.steps=4",
-    "train.checkpoint_every=2",
-    "train.log_every=2",
-    "train.warmup_steps=10",
-    "train.valid_metric_examples=5",
-    "decode.beam_size=2",
-    "decode.max_length_b=4",
+    *MINILM_FLAGS,  # deterministic: the kill-anywhere case below compares its run with this one
+    *MASK_TASK_SHRINK,
     "stages=[vocab, teacher_mlm, baseline, baseline_evaluate, "
     "hidden_state, hidden_state_evaluate, mask_task, mask_task_evaluate, train, evaluate, export]",
 ]
@@ -45,17 +27,31 @@ ORIGINAL_INPUT = [
 ]
 
 
-@pytest.mark.slow
-def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def masktask_run(tmp_path_factory, data_dir):
+    """The shrunk spec through every stage, then again with the teacher's top K cached (its
+    teacher_mlm_cache stage, and the student trained from it in place of the online one): the
+    run's folder, both commands' outputs, and every stage's results after the first."""
+    tmp = tmp_path_factory.mktemp("masktask")
     spec = os.path.join(REPO, "specs", "masktask_multi30k.yaml")
-    flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp_path / "runs"))]
+    flags = [a for s in SHRINK for a in ("--set", s.format(run_dir=tmp / "runs"))]
     original_input = [a for s in ORIGINAL_INPUT for a in ("--set", s)]
     out = tfkd("run", spec, *flags, *original_input, env_extra={"TFKD_DATA_DIR": data_dir})
     assert out.returncode == 0, out.stderr[-4000:]
-    run = tmp_path / "runs" / "masktask_multi30k"
+    run = tmp / "runs" / "masktask_multi30k"
     results = {
         d.name: json.load(open(d / "stage.json"))["results"] for d in run.iterdir() if (d / "stage.json").exists()
     }
+    cached_flags = [a for s in MASK_TASK_CACHED for a in ("--set", s)]
+    stages = "vocab,teacher_mlm,teacher_mlm_cache,train"
+    cached = tfkd("run", spec, *flags, *cached_flags, "--stages", stages, env_extra={"TFKD_DATA_DIR": data_dir})
+    assert cached.returncode == 0, cached.stderr[-4000:]
+    return run, out, results, cached
+
+
+@pytest.mark.slow
+def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(masktask_run):
+    run, out, results, cached = masktask_run
     # the encoder reads the teacher's tokens that the English sources use
     assert re.search(r"vocab: \d+ of the teacher's 30522 tokens occur at least 1 times on the source side", out.stderr)
     mlm = results["teacher_mlm"]
@@ -87,19 +83,6 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     assert any(f.startswith("events") for f in os.listdir(run / "train" / "tensorboard"))
     assert re.search(r"step 2/\d+ \| .*kd_kept [\d.]+", out.stderr)
     # distill.teacher: cache writes the teacher's top-K once (the teacher_mlm stage is reused)
-    cached = tfkd(
-        "run",
-        spec,
-        *flags,
-        "--set",
-        "distill.teacher=cache",
-        "--set",
-        "distill.cache={top_k: 4, batch_size: 64, shard_size: 100, shuffle_buffer: 50}",
-        "--stages",
-        "vocab,teacher_mlm,teacher_mlm_cache,train",
-        env_extra={"TFKD_DATA_DIR": data_dir},
-    )
-    assert cached.returncode == 0, cached.stderr[-4000:]
     assert "stage teacher_mlm: already done" in cached.stderr and "stage train: running" in cached.stderr
     kept = int(re.search(r"train: (\d+) training pairs", out.stderr).group(1))
     manifest = json.load(open(run / "teacher_mlm_cache" / "manifest.json"))
@@ -107,6 +90,14 @@ def test_the_mask_task_spec_runs_every_stage_with_the_real_teacher(tmp_path, dat
     assert f"q(.|X') for {kept} examples streamed from the cache (K=4" in cached.stderr
     train = json.load(open(run / "train" / "stage.json"))["results"]
     assert train["kd"] > 0 and train["frozen_parameters"] == 0  # no teacher in memory
+
+
+@pytest.mark.slow
+def test_a_mask_task_run_killed_anywhere_finishes_as_an_uninterrupted_one(masktask_run, tmp_path, data_dir):
+    """Kill anywhere (``tests/kill_anywhere.py``) on the cached run above: SIGKILLed in the
+    teacher's MLM head, its cache and the gated student, resumed each time, it must finish equal
+    to that run's stages."""
+    check_killed_anywhere("mask_task", tmp_path, data_dir, straight=masktask_run[0])
 
 
 @pytest.mark.slow
