@@ -40,6 +40,36 @@ def test_seeds_copy_each_students_stages_and_not_the_teachers(data_dir):
     assert "teacher_cache-s2" not in plan
 
 
+def test_a_students_stage_named_with_its_first_seed_is_that_stage_alone(data_dir):
+    """Seeds split between commands (one process a seed): ``train-s1`` is the first seed's
+    ``train`` without the copies that ``train`` brings."""
+    spec = load_spec(QUICKSTART, ["train.seeds=[1,2,3]"])
+    plan = plan_run(spec)
+    assert plan.requested(["train", "evaluate"], spec) == [
+        "train",
+        "evaluate",
+        "train-s2",
+        "evaluate-s2",
+        "train-s3",
+        "evaluate-s3",
+    ]
+    assert plan.requested(["train-s1", "evaluate-s1"], spec) == ["train", "evaluate"]
+    assert plan.requested(["baseline-s1", "train-s3", "evaluate-s3"], spec) == ["baseline", "train-s3", "evaluate-s3"]
+    # the teacher's stages have no seeds; a seed the student does not train is no stage
+    for name in ("teacher_cache-s1", "train-s4"):
+        with pytest.raises(SpecError, match=f"unknown stage '{name}'"):
+            plan.requested([name], spec)
+    # seeds that start elsewhere name their own first seed
+    other = load_spec(QUICKSTART, ["train.seeds=[7,8]", "train.seed=7"])
+    assert plan_run(other).requested(["train-s7"], other) == ["train"]
+    with pytest.raises(SpecError, match="unknown stage 'train-s1'"):
+        plan_run(other).requested(["train-s1"], other)
+    # one seed: nothing to split, and no such name
+    plain = load_spec(QUICKSTART)
+    with pytest.raises(SpecError, match="unknown stage 'train-s1'"):
+        plan_run(plain).requested(["train-s1"], plain)
+
+
 def test_the_first_seed_keeps_the_keys_the_other_seeds_train_with_their_own(data_dir):
     from tfkd.runner import Runner
 

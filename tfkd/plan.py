@@ -155,8 +155,13 @@ class RunPlan:
 
     def requested(self, names=None, spec=None):
         """``names`` (default: the spec's ``stages``, else :meth:`defaults`) in plan order, with
-        the stages that come with them (``PlannedStage.comes_with``)."""
+        the stages that come with them (``PlannedStage.comes_with``). A student's stage named
+        with its first seed (``train-s1`` when ``train.seeds`` starts with 1) is that stage
+        alone, without its other seeds' copies, so that seeds can be split between commands."""
         names = list(names if names is not None else ((spec.stages if spec else None) or self.defaults()))
+        first_seed_names = self._first_seed_names(spec) if spec is not None else {}
+        alone = {first_seed_names[n] for n in names if n in first_seed_names}
+        names = [first_seed_names.get(n, n) for n in names]
         available = self.names
         unknown = [n for n in names if n not in available]
         if unknown:
@@ -166,10 +171,23 @@ class RunPlan:
                 f"{registry.did_you_mean(unknown[0], available)} Choices: {', '.join(available)}"
             )
         while True:
-            brought = [s.name for s in self._stages if s.comes_with in names and s.name not in names]
+            brought = [
+                s.name
+                for s in self._stages
+                if s.comes_with in names and s.name not in names and not (s.seed and s.comes_with in alone)
+            ]
             if not brought:
                 return sorted(dict.fromkeys(names), key=available.index)
             names += brought
+
+    def _first_seed_names(self, spec):
+        """``{"<stage>-s<first seed>": stage}`` for each student with copies for other seeds."""
+        names = {}
+        for student in self.students(spec):
+            (first, train, evaluate), *copies = student.seeds
+            if copies:
+                names.update({seed_stage_name(train, first): train, seed_stage_name(evaluate, first): evaluate})
+        return names
 
     # ------------------------------------------------------------------ extending (tasks)
 

@@ -12,6 +12,8 @@ STAGES_HELP = """stages (tfkd config SPEC prints a spec's own plan):
   <variant>           each of the spec's variants: the student with a few settings changed
   train               the student, trained by the spec's method
   *_evaluate, evaluate  score a student on evaluate.splits
+  <stage>-s<SEED>     a student's stage for one more seed (--seeds); with the first seed,
+                      that student's own stage alone, without the other seeds' copies
   export              a TF Serving SavedModel that takes raw text
 A finished stage whose inputs are unchanged is skipped; a killed one resumes from its checkpoint."""
 
