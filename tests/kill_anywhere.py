@@ -29,6 +29,7 @@ import time
 import forked_cli
 import numpy as np
 import pytest
+import yaml
 from helpers import REPO, weights_file_arrays
 from shared_runs import shared_run
 
@@ -106,12 +107,12 @@ class Case:
     random_kills: int = 0  # at random moments of a command's first seconds, between the planned ones
 
     def stages(self, reference):
-        """The stages the case runs: its ``stages=[...]`` flag's, or every folder of
-        ``reference``, an uninterrupted run of its spec (that may have run more)."""
-        listed = [flag.partition("=")[2] for flag in self.flags if flag.startswith("stages=")]
-        if not listed:
-            return os.listdir(reference)
-        return [name.strip() for name in listed[-1].strip("[]").split(",")]
+        """The stages the case runs, of those ``reference`` (an uninterrupted run of its spec,
+        that may have run more) holds: its ``stages=[...]`` flag's (YAML, as ``--set`` reads
+        it), or every one there."""
+        folders = {d for d in os.listdir(reference) if os.path.isdir(reference / d)}
+        listed = [yaml.safe_load(flag.partition("=")[2]) for flag in self.flags if flag.startswith("stages=")]
+        return folders & set(listed[-1]) if listed else folders
 
     def spec_file(self, tmp_path):
         if self.spec.endswith(".yaml"):
@@ -445,7 +446,7 @@ def check_killed_anywhere(method, tmp_path, data_dir, straight=None):
     reference = straight or straight_run(method, tmp_path, data_dir)[0]
     # in the order they finished, so that a difference is reported at the first stage it shows in
     stages = sorted(
-        (d for d in os.listdir(reference) if os.path.isdir(reference / d) and d in case.stages(reference)),
+        case.stages(reference),
         key=lambda d: os.path.getmtime(reference / d / "stage.json"),
     )
     try:
